@@ -1,0 +1,156 @@
+//! Gateway settings and the registry seed file. Both are serde structs with unknown fields
+//! refused; [`GatewayConfig::validate`] names the bad setting.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::model::{PromptDef, ResourceDef, ServerDef, ToolDef};
+
+fn d_max_body() -> usize {
+    4 * 1024 * 1024
+}
+fn d_page() -> usize {
+    100
+}
+fn d_ttl() -> u64 {
+    3600
+}
+fn d_tool_timeout() -> u64 {
+    30_000
+}
+fn d_tool_resp() -> usize {
+    10 * 1024 * 1024
+}
+fn d_cache() -> u64 {
+    2_000
+}
+fn d_host() -> String {
+    "127.0.0.1".into()
+}
+
+/// Settings of the core gateway (the adapters add their own, such as the port).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayConfig {
+    /// The address the gateway listens on; a loopback address turns on Host/Origin checks.
+    #[serde(default = "d_host")]
+    pub bind_host: String,
+    /// Extra Host header values accepted (host or host:port).
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
+    /// Origins accepted from browsers (e.g. `https://app.example.com`), or `*`.
+    #[serde(default)]
+    pub allowed_origins: Vec<String>,
+    /// Largest request body, in bytes.
+    #[serde(default = "d_max_body")]
+    pub max_body_bytes: usize,
+    /// Items per page of `tools/list` and the other lists.
+    #[serde(default = "d_page")]
+    pub page_size: usize,
+    /// Idle seconds after which a session expires.
+    #[serde(default = "d_ttl")]
+    pub session_ttl_secs: u64,
+    /// Default timeout of a REST tool call, in milliseconds.
+    #[serde(default = "d_tool_timeout")]
+    pub tool_timeout_ms: u64,
+    /// Largest REST tool response read, in bytes.
+    #[serde(default = "d_tool_resp")]
+    pub max_tool_response_bytes: usize,
+    /// How long a registry snapshot is served before the store is read again, in milliseconds
+    /// (writes through this gateway refresh it at once).
+    #[serde(default = "d_cache")]
+    pub registry_cache_ms: u64,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        serde_json::from_value(Value::Object(Default::default())).unwrap_or_else(|_| unreachable_default())
+    }
+}
+
+// Every field has a serde default, so the empty object always deserializes; this keeps the
+// fallback explicit without a panic path.
+fn unreachable_default() -> GatewayConfig {
+    GatewayConfig {
+        bind_host: d_host(),
+        allowed_hosts: vec![],
+        allowed_origins: vec![],
+        max_body_bytes: d_max_body(),
+        page_size: d_page(),
+        session_ttl_secs: d_ttl(),
+        tool_timeout_ms: d_tool_timeout(),
+        max_tool_response_bytes: d_tool_resp(),
+        registry_cache_ms: d_cache(),
+    }
+}
+
+/// A setting that failed validation.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("invalid setting {setting}: {message}")]
+pub struct ConfigError {
+    /// The setting's name.
+    pub setting: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+fn bad(setting: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError { setting: setting.into(), message: message.into() }
+}
+
+impl GatewayConfig {
+    /// Checks every setting; the error names the first bad one.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.bind_host.trim().is_empty() {
+            return Err(bad("bind_host", "must not be empty"));
+        }
+        if !(1024..=1 << 30).contains(&self.max_body_bytes) {
+            return Err(bad("max_body_bytes", "must be between 1024 and 1073741824"));
+        }
+        if !(1..=10_000).contains(&self.page_size) {
+            return Err(bad("page_size", "must be between 1 and 10000"));
+        }
+        if self.session_ttl_secs == 0 {
+            return Err(bad("session_ttl_secs", "must be greater than 0"));
+        }
+        if self.tool_timeout_ms == 0 {
+            return Err(bad("tool_timeout_ms", "must be greater than 0"));
+        }
+        if self.max_tool_response_bytes < 1024 {
+            return Err(bad("max_tool_response_bytes", "must be at least 1024"));
+        }
+        for o in &self.allowed_origins {
+            if o != "*" && !(o.starts_with("http://") || o.starts_with("https://")) {
+                return Err(bad("allowed_origins", format!("'{o}' is not an origin like https://host[:port] or *")));
+            }
+        }
+        Ok(())
+    }
+
+    /// True when bound to a loopback address: DNS-rebinding protection applies.
+    pub fn is_loopback(&self) -> bool {
+        let h = self.bind_host.trim_start_matches('[').trim_end_matches(']');
+        h == "localhost" || h == "::1" || h.starts_with("127.")
+    }
+}
+
+/// The `--config` file: registry entries to create or update at start-up, by name.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SeedFile {
+    /// `[[tool]]` entries.
+    #[serde(default)]
+    pub tool: Vec<ToolDef>,
+    /// `[[resource]]` entries (static).
+    #[serde(default)]
+    pub resource: Vec<ResourceDef>,
+    /// `[[resource_template]]` entries.
+    #[serde(default)]
+    pub resource_template: Vec<ResourceDef>,
+    /// `[[prompt]]` entries.
+    #[serde(default)]
+    pub prompt: Vec<PromptDef>,
+    /// `[[server]]` entries (virtual servers).
+    #[serde(default)]
+    pub server: Vec<ServerDef>,
+}

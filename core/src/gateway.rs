@@ -1,0 +1,735 @@
+//! The shared HTTP face: [`Gateway::handle`] takes an `http::Request<Bytes>` and returns an
+//! `http::Response<Body>`. Routing, Host/Origin checks and the MCP transports (streamable HTTP,
+//! legacy HTTP+SSE, plain `/rpc`) live here once for both runtimes; adapters only move bytes.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::channel::mpsc;
+use futures::{stream, StreamExt};
+use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
+use serde_json::{json, Value};
+
+use crate::config::{ConfigError, GatewayConfig};
+use crate::error::{api_error, json_response, method_not_allowed, rpc_error};
+use crate::hub::{Frame, Hub, OnDrop};
+use crate::jsonrpc::{self, Incoming, Message, Request as RpcRequest, RpcError};
+use crate::mcp::{CallCtx, Outbound};
+use crate::platform::{boxed, boxed_stream, BoxStream};
+use crate::ports::{Cache, Clock, EventStore, HttpClient, Ids, SessionState, SessionStore, Spawner, Store};
+use crate::protocol;
+use crate::registry::{Registry, Server};
+
+/// A response body: empty, whole, or streamed (SSE).
+pub enum Body {
+    /// No body.
+    Empty,
+    /// The whole body.
+    Full(Bytes),
+    /// A body produced over time; ends when the stream ends.
+    Stream(BoxStream<'static, Bytes>),
+}
+
+impl Body {
+    /// The bytes of a whole body (empty for a stream); for tests and small responses.
+    pub fn as_bytes(&self) -> &[u8] {
+        match self {
+            Body::Full(b) => b,
+            _ => &[],
+        }
+    }
+}
+
+/// Everything the gateway needs from its platform.
+#[derive(Clone)]
+pub struct Ports {
+    /// Registry persistence.
+    pub store: Arc<dyn Store>,
+    /// Session state.
+    pub sessions: Arc<dyn SessionStore>,
+    /// SSE event logs for resumption.
+    pub events: Arc<dyn EventStore>,
+    /// Shared cache.
+    pub cache: Arc<dyn Cache>,
+    /// Outbound HTTP.
+    pub http: Arc<dyn HttpClient>,
+    /// Time.
+    pub clock: Arc<dyn Clock>,
+    /// Random ids.
+    pub ids: Arc<dyn Ids>,
+    /// Background work.
+    pub spawner: Arc<dyn Spawner>,
+}
+
+/// Name and version reported in `serverInfo` and `/version`.
+#[derive(Debug, Clone)]
+pub struct ServerInfo {
+    /// Product name.
+    pub name: String,
+    /// Version.
+    pub version: String,
+}
+
+/// The gateway's shared state (one per process or Durable Object).
+pub(crate) struct Inner {
+    pub config: GatewayConfig,
+    pub registry: Registry,
+    pub sessions: Arc<dyn SessionStore>,
+    pub events: Arc<dyn EventStore>,
+    #[allow(dead_code)] // used by rate limiting and caching (later issues)
+    pub cache: Arc<dyn Cache>,
+    pub http: Arc<dyn HttpClient>,
+    pub clock: Arc<dyn Clock>,
+    pub ids: Arc<dyn Ids>,
+    pub spawner: Arc<dyn Spawner>,
+    pub hub: Hub,
+    pub info: ServerInfo,
+    stream_seq: AtomicU64,
+    inits: AtomicU64,
+}
+
+/// The gateway. Cheap to clone; every clone serves the same state.
+#[derive(Clone)]
+pub struct Gateway {
+    inner: Arc<Inner>,
+}
+
+const MCP_SESSION_ID: &str = "mcp-session-id";
+const MCP_PROTOCOL_VERSION: &str = "mcp-protocol-version";
+const LAST_EVENT_ID: &str = "last-event-id";
+/// The stream name of standalone GET streams in the event log.
+const STANDALONE: &str = "g";
+
+fn header_str<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    h.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// True when `accept` lists `mime` (or a wildcard covering it).
+fn accepts(h: &HeaderMap, mime: &str) -> bool {
+    let major = mime.split('/').next().unwrap_or_default();
+    h.get_all(header::ACCEPT).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(',')).any(|item| {
+        let m = item.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+        m == mime || m == "*/*" || m.strip_suffix("/*") == Some(major)
+    })
+}
+
+fn is_json_content(h: &HeaderMap) -> bool {
+    match header_str(h, "content-type") {
+        None => true,
+        Some(ct) => {
+            let m = ct.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+            m == "application/json" || m.ends_with("+json")
+        }
+    }
+}
+
+/// The host part of a `Host` header or origin authority, without port or brackets.
+fn host_only(authority: &str) -> &str {
+    if let Some(rest) = authority.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or_default();
+    }
+    authority.rsplit_once(':').map_or(authority, |(h, p)| if p.chars().all(|c| c.is_ascii_digit()) { h } else { authority })
+}
+
+fn is_loopback_name(host: &str) -> bool {
+    let h = host.to_ascii_lowercase();
+    h == "localhost" || h == "::1" || h.starts_with("127.") && h.split('.').count() == 4 && h.split('.').all(|o| o.parse::<u8>().is_ok())
+}
+
+fn sse_response(body: BoxStream<'static, Bytes>, session: Option<&str>) -> Response<Body> {
+    let mut r = Response::new(Body::Stream(body));
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    if let Some(s) = session.and_then(|s| HeaderValue::from_str(s).ok()) {
+        h.insert(MCP_SESSION_ID, s);
+    }
+    r
+}
+
+fn accepted() -> Response<Body> {
+    let mut r = Response::new(Body::Empty);
+    *r.status_mut() = StatusCode::ACCEPTED;
+    r
+}
+
+/// Which routes a request is on: decides the error body format.
+#[derive(Clone, Copy, PartialEq)]
+enum RouteClass {
+    Mcp,
+    Rest,
+}
+
+fn query_param<'a>(query: Option<&'a str>, name: &str) -> Option<&'a str> {
+    query?.split('&').find_map(|kv| kv.split_once('=').filter(|(k, _)| *k == name).map(|(_, v)| v))
+}
+
+impl Gateway {
+    /// Builds a gateway; fails if the configuration is invalid.
+    pub fn new(config: GatewayConfig, ports: Ports, info: ServerInfo) -> Result<Self, ConfigError> {
+        config.validate()?;
+        let registry = Registry::new(ports.store, ports.clock.clone(), ports.ids.clone(), config.registry_cache_ms);
+        Ok(Self {
+            inner: Arc::new(Inner {
+                config,
+                registry,
+                sessions: ports.sessions,
+                events: ports.events,
+                cache: ports.cache,
+                http: ports.http,
+                clock: ports.clock,
+                ids: ports.ids,
+                spawner: ports.spawner,
+                hub: Hub::default(),
+                info,
+                stream_seq: AtomicU64::new(0),
+                inits: AtomicU64::new(0),
+            }),
+        })
+    }
+
+    /// The registry service (seeding, direct CRUD).
+    pub fn registry(&self) -> &Registry {
+        &self.inner.registry
+    }
+
+    /// The settings in force.
+    pub fn config(&self) -> &GatewayConfig {
+        &self.inner.config
+    }
+
+    /// Ends every open SSE stream and refuses new ones; in-flight requests still finish.
+    pub fn shutdown(&self) {
+        self.inner.hub.shutdown();
+    }
+
+    /// Number of open SSE streams (standalone and legacy).
+    pub fn open_streams(&self) -> usize {
+        self.inner.hub.open_streams()
+    }
+
+    /// Expires idle sessions; returns how many.
+    pub async fn expire_sessions(&self) -> usize {
+        self.inner.expire_sessions().await
+    }
+
+    /// The response for a body over `max_body_bytes` (adapters stop reading and answer this).
+    pub fn payload_too_large(&self, path: &str) -> Response<Body> {
+        let msg = format!("request body larger than {} bytes", self.inner.config.max_body_bytes);
+        match route_class(path) {
+            RouteClass::Mcp => rpc_error(StatusCode::PAYLOAD_TOO_LARGE, &Value::Null, RpcError::invalid_request(msg)),
+            RouteClass::Rest => api_error(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", msg, None),
+        }
+    }
+
+    /// Handles one HTTP request.
+    pub async fn handle(&self, req: Request<Bytes>) -> Response<Body> {
+        let inner = &self.inner;
+        let path = req.uri().path().to_string();
+        let class = route_class(&path);
+        if let Err(msg) = inner.check_host_origin(&req) {
+            return match class {
+                RouteClass::Mcp => rpc_error(StatusCode::FORBIDDEN, &Value::Null, RpcError::invalid_request(msg)),
+                RouteClass::Rest => api_error(StatusCode::FORBIDDEN, "forbidden", msg, None),
+            };
+        }
+        if req.body().len() > inner.config.max_body_bytes {
+            return self.payload_too_large(&path);
+        }
+        let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
+        match segs.as_slice() {
+            ["mcp"] => inner.clone().streamable(req, None).await,
+            ["servers", id, "mcp"] | ["servers", id, "sse"] | ["servers", id, "message"] => {
+                let server = match inner.registry.snapshot().await {
+                    Ok(s) => s.server(id).cloned(),
+                    Err(e) => return rpc_error(StatusCode::SERVICE_UNAVAILABLE, &Value::Null, RpcError::internal(e.to_string())),
+                };
+                let Some(server) = server else {
+                    return rpc_error(StatusCode::NOT_FOUND, &Value::Null, RpcError::invalid_request(format!("no virtual server '{id}'")));
+                };
+                match segs[2] {
+                    "mcp" => inner.clone().streamable(req, Some(server)).await,
+                    "sse" => inner.clone().legacy_sse(req, Some(server), format!("/servers/{id}")).await,
+                    _ => inner.clone().legacy_message(req, Some(server)).await,
+                }
+            }
+            ["sse"] => inner.clone().legacy_sse(req, None, String::new()).await,
+            ["message"] => inner.clone().legacy_message(req, None).await,
+            ["rpc"] => inner.clone().rpc(req).await,
+            ["health"] => json_response(StatusCode::OK, &json!({"status": "ok"})),
+            ["ready"] => match inner.registry.store().ping().await {
+                Ok(()) => json_response(StatusCode::OK, &json!({"status": "ready"})),
+                Err(e) => api_error(StatusCode::SERVICE_UNAVAILABLE, "not_ready", e.to_string(), None),
+            },
+            ["version"] => json_response(
+                StatusCode::OK,
+                &json!({"name": inner.info.name, "version": inner.info.version, "protocol_versions": protocol::SUPPORTED_VERSIONS}),
+            ),
+            [collection] | [collection, _] if crate::admin::collection_kind(collection).is_some() => {
+                inner.admin(req, segs.get(1).copied()).await
+            }
+            _ => api_error(StatusCode::NOT_FOUND, "not_found", format!("no route for {path}"), None),
+        }
+    }
+}
+
+fn route_class(path: &str) -> RouteClass {
+    let p = path.trim_end_matches('/');
+    let mcp = p == "/mcp" || p == "/sse" || p == "/message" || p == "/rpc"
+        || (p.starts_with("/servers/") && (p.ends_with("/mcp") || p.ends_with("/sse") || p.ends_with("/message")));
+    if mcp {
+        RouteClass::Mcp
+    } else {
+        RouteClass::Rest
+    }
+}
+
+/// The items of a POST body, in order.
+enum Item {
+    Request(RpcRequest),
+    Invalid(Value, RpcError),
+}
+
+impl Inner {
+    fn check_host_origin(&self, req: &Request<Bytes>) -> Result<(), String> {
+        let cfg = &self.config;
+        let host = header_str(req.headers(), "host").map(str::to_string).or_else(|| req.uri().authority().map(|a| a.to_string()));
+        let host_listed = |h: &str| cfg.allowed_hosts.iter().any(|a| a.eq_ignore_ascii_case(h) || a.eq_ignore_ascii_case(host_only(h)));
+        if let Some(h) = &host {
+            let ok = if cfg.is_loopback() {
+                is_loopback_name(host_only(h)) || host_listed(h)
+            } else {
+                cfg.allowed_hosts.is_empty() || host_listed(h)
+            };
+            if !ok {
+                return Err(format!("Forbidden: Host '{h}' is not allowed"));
+            }
+        }
+        if let Some(origin) = header_str(req.headers(), "origin") {
+            if cfg.allowed_origins.iter().any(|o| o == "*" || o.eq_ignore_ascii_case(origin)) {
+                return Ok(());
+            }
+            let authority = origin.split_once("://").map(|(_, a)| a).unwrap_or(origin);
+            let ok = if cfg.is_loopback() {
+                is_loopback_name(host_only(authority))
+            } else {
+                host.as_deref().is_some_and(|h| h.eq_ignore_ascii_case(authority))
+            };
+            if !ok {
+                return Err(format!("Forbidden: Origin '{origin}' is not allowed"));
+            }
+        }
+        Ok(())
+    }
+
+    async fn expire_sessions(&self) -> usize {
+        let cutoff = self.clock.now_ms().saturating_sub(self.config.session_ttl_secs.saturating_mul(1000));
+        let gone = self.sessions.expire(cutoff).await;
+        for id in &gone {
+            self.events.forget(id).await;
+            self.hub.close(id);
+        }
+        gone.len()
+    }
+
+    /// A live session of this endpoint, touched; `None` if unknown, expired or of another endpoint.
+    async fn load_session(&self, id: &str, scope: Option<&Arc<Server>>) -> Option<SessionState> {
+        let mut s = self.sessions.get(id).await?;
+        let now = self.clock.now_ms();
+        if now.saturating_sub(s.last_seen) > self.config.session_ttl_secs.saturating_mul(1000) {
+            self.sessions.remove(id).await;
+            self.events.forget(id).await;
+            return None;
+        }
+        if s.server.as_deref() != scope.map(|sv| sv.id.as_str()) {
+            return None;
+        }
+        if now.saturating_sub(s.last_seen) >= 1000 {
+            s.last_seen = now;
+            self.sessions.put(s.clone()).await;
+        }
+        Some(s)
+    }
+
+    fn new_session(&self, scope: Option<&Arc<Server>>, legacy_sse: bool) -> SessionState {
+        let now = self.clock.now_ms();
+        SessionState {
+            id: self.ids.new_id(),
+            protocol_version: String::new(),
+            server: scope.map(|s| s.id.clone()),
+            client_capabilities: json!({}),
+            client_info: Value::Null,
+            log_level: None,
+            legacy_sse,
+            created_at: now,
+            last_seen: now,
+        }
+    }
+
+    async fn maybe_sweep(&self) {
+        if self.inits.fetch_add(1, Ordering::Relaxed) % 64 == 63 {
+            self.expire_sessions().await;
+        }
+    }
+
+    // ---- streamable HTTP -------------------------------------------------------------------
+
+    async fn streamable(self: Arc<Self>, req: Request<Bytes>, scope: Option<Arc<Server>>) -> Response<Body> {
+        match *req.method() {
+            Method::POST => self.mcp_post(req, scope).await,
+            Method::GET => self.mcp_get(req, scope).await,
+            Method::DELETE => self.mcp_delete(req, scope).await,
+            _ => method_not_allowed("GET, POST, DELETE"),
+        }
+    }
+
+    fn check_version_header(h: &HeaderMap) -> Result<(), Response<Body>> {
+        match header_str(h, MCP_PROTOCOL_VERSION) {
+            Some(v) if !protocol::is_supported(v) => Err(rpc_error(
+                StatusCode::BAD_REQUEST,
+                &Value::Null,
+                RpcError::invalid_request(format!(
+                    "Bad Request: unsupported MCP-Protocol-Version '{v}' (supported: {})",
+                    protocol::SUPPORTED_VERSIONS.join(", ")
+                )),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    async fn mcp_post(self: Arc<Self>, req: Request<Bytes>, scope: Option<Arc<Server>>) -> Response<Body> {
+        let h = req.headers();
+        if !(accepts(h, "application/json") && accepts(h, "text/event-stream")) {
+            return rpc_error(
+                StatusCode::NOT_ACCEPTABLE,
+                &Value::Null,
+                RpcError::invalid_request("Not Acceptable: Accept must list application/json and text/event-stream"),
+            );
+        }
+        if !is_json_content(h) {
+            return rpc_error(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                &Value::Null,
+                RpcError::invalid_request("Unsupported Media Type: Content-Type must be application/json"),
+            );
+        }
+        if let Err(r) = Self::check_version_header(h) {
+            return r;
+        }
+        let incoming = match jsonrpc::parse(req.body()) {
+            Ok(m) => m,
+            Err(e) => return rpc_error(StatusCode::BAD_REQUEST, &Value::Null, e),
+        };
+        let Some(session_id) = header_str(h, MCP_SESSION_ID) else {
+            return self.sessionless_post(incoming, scope).await;
+        };
+        let Some(session) = self.load_session(session_id, scope.as_ref()).await else {
+            return rpc_error(StatusCode::NOT_FOUND, &Value::Null, RpcError::new(jsonrpc::SESSION_NOT_FOUND, "Session not found"));
+        };
+        if matches!(incoming, Incoming::Batch(_)) && !protocol::allows_batches(&session.protocol_version) {
+            return rpc_error(
+                StatusCode::BAD_REQUEST,
+                &Value::Null,
+                RpcError::invalid_request(format!("Invalid Request: protocol version {} does not allow batches", session.protocol_version)),
+            );
+        }
+        self.process(Some(session), scope, incoming, Delivery::Response).await
+    }
+
+    async fn sessionless_post(self: Arc<Self>, incoming: Incoming, scope: Option<Arc<Server>>) -> Response<Body> {
+        let req = match incoming {
+            Incoming::Single(Message::Request(r)) if r.method == "initialize" => r,
+            Incoming::Single(Message::Request(r)) => {
+                // Includes the 2026-07-28 `server/discover` probe: a prompt JSON-RPC error makes
+                // clients fall back to `initialize`.
+                let known = matches!(r.method.as_str(), "ping" | "tools/list" | "tools/call" | "resources/list" | "resources/read"
+                    | "resources/templates/list" | "prompts/list" | "prompts/get" | "completion/complete" | "logging/setLevel");
+                let err = if known {
+                    RpcError::invalid_request("Bad Request: missing Mcp-Session-Id header; send initialize first")
+                } else {
+                    RpcError::method_not_found(&r.method)
+                };
+                return rpc_error(StatusCode::BAD_REQUEST, &r.id, err);
+            }
+            _ => {
+                return rpc_error(
+                    StatusCode::BAD_REQUEST,
+                    &Value::Null,
+                    RpcError::invalid_request("Bad Request: missing Mcp-Session-Id header; send initialize first"),
+                )
+            }
+        };
+        self.maybe_sweep().await;
+        match self.initialize_result(&req, scope.as_ref()) {
+            Ok((version, result, params)) => {
+                let mut s = self.new_session(scope.as_ref(), false);
+                s.protocol_version = version;
+                s.client_capabilities = params.get("capabilities").cloned().unwrap_or(json!({}));
+                s.client_info = params.get("clientInfo").cloned().unwrap_or(Value::Null);
+                let sid = s.id.clone();
+                self.sessions.put(s).await;
+                let mut r = json_response(StatusCode::OK, &jsonrpc::response(&req.id, result));
+                if let Ok(v) = HeaderValue::from_str(&sid) {
+                    r.headers_mut().insert(MCP_SESSION_ID, v);
+                }
+                r
+            }
+            Err(e) => json_response(StatusCode::OK, &jsonrpc::error_response(&req.id, &e)),
+        }
+    }
+
+    fn handle_notification(&self, _session: Option<&SessionState>, _method: &str, _params: Option<&Value>) {
+        // initialized, cancelled, roots/list_changed: nothing to do until upstream relaying
+        // (federation) gives them somewhere to go.
+    }
+
+    /// Runs the messages of one POST and answers: 202 when there is nothing to answer, JSON when
+    /// the work finished before anything else had to be sent, SSE otherwise.
+    async fn process(self: Arc<Self>, session: Option<SessionState>, scope: Option<Arc<Server>>, incoming: Incoming, delivery: Delivery) -> Response<Body> {
+        let batch = matches!(incoming, Incoming::Batch(_));
+        let messages = match incoming {
+            Incoming::Single(m) => vec![Ok(m)],
+            Incoming::Batch(items) => items,
+        };
+        let mut items = Vec::new();
+        for m in messages {
+            match m {
+                Ok(Message::Request(r)) => items.push(Item::Request(r)),
+                Ok(Message::Notification { method, params }) => self.handle_notification(session.as_ref(), &method, params.as_ref()),
+                Ok(Message::Response { .. }) => {} // no server-to-client requests are outstanding yet
+                Err((id, e)) => items.push(Item::Invalid(id, e)),
+            }
+        }
+        if items.is_empty() {
+            return accepted();
+        }
+        let (tx, rx) = mpsc::unbounded::<Outbound>();
+        let session_id = session.as_ref().map(|s| s.id.clone());
+        let ctx = CallCtx { session, scope, out: Some(tx.clone()) };
+        let worker = self.clone();
+        let work = async move {
+            let answers = futures::future::join_all(items.iter().map(|item| async {
+                match item {
+                    Item::Request(r) => worker.respond(&ctx, r).await,
+                    Item::Invalid(id, e) => jsonrpc::error_response(id, e),
+                }
+            }))
+            .await;
+            let _ = tx.unbounded_send(Outbound::Done(answers));
+        };
+        let driver = stream::once(work).filter_map(|_| futures::future::ready(None::<Outbound>));
+        let mut out = boxed_stream(stream::select(rx, driver));
+
+        if let Delivery::LegacyStream(sid) = delivery {
+            // Legacy SSE: everything goes to the session's stream; the POST is answered at once.
+            let hub_inner = self.clone();
+            self.spawner.spawn(boxed(async move {
+                while let Some(o) = out.next().await {
+                    let msgs = match o {
+                        Outbound::Message(m) => vec![m],
+                        Outbound::Done(answers) => answers,
+                    };
+                    for m in msgs {
+                        hub_inner.hub.send(&sid, Frame::message(None, m.to_string()));
+                    }
+                }
+            }));
+            return accepted();
+        }
+
+        let first = out.next().await;
+        let pack = move |answers: Vec<Value>| if batch { Value::Array(answers) } else { answers.into_iter().next().unwrap_or(Value::Null) };
+        match first {
+            Some(Outbound::Done(answers)) => json_response(StatusCode::OK, &pack(answers)),
+            Some(Outbound::Message(first)) => {
+                let stream_name = format!("p{}", self.stream_seq.fetch_add(1, Ordering::Relaxed) + 1);
+                let events = self.clone();
+                let sid = session_id.clone();
+                let body = stream::once(futures::future::ready(Outbound::Message(first))).chain(out).then(move |o| {
+                    let events = events.clone();
+                    let sid = sid.clone();
+                    let stream_name = stream_name.clone();
+                    let data = match o {
+                        Outbound::Message(m) => m.to_string(),
+                        Outbound::Done(answers) => pack(answers).to_string(),
+                    };
+                    async move {
+                        let id = match &sid {
+                            Some(sid) => Some(format!("{stream_name}.{}", events.events.append(sid, &stream_name, data.clone()).await)),
+                            None => None,
+                        };
+                        Frame::message(id, data).to_bytes()
+                    }
+                });
+                sse_response(boxed_stream(body), None)
+            }
+            None => rpc_error(StatusCode::INTERNAL_SERVER_ERROR, &Value::Null, RpcError::internal("request produced no response")),
+        }
+    }
+
+    async fn mcp_get(self: Arc<Self>, req: Request<Bytes>, scope: Option<Arc<Server>>) -> Response<Body> {
+        let h = req.headers();
+        if !accepts(h, "text/event-stream") {
+            return rpc_error(StatusCode::NOT_ACCEPTABLE, &Value::Null, RpcError::invalid_request("Not Acceptable: Accept must list text/event-stream"));
+        }
+        if let Err(r) = Self::check_version_header(h) {
+            return r;
+        }
+        let Some(sid) = header_str(h, MCP_SESSION_ID) else {
+            return rpc_error(StatusCode::BAD_REQUEST, &Value::Null, RpcError::invalid_request("Bad Request: missing Mcp-Session-Id header"));
+        };
+        let Some(session) = self.load_session(sid, scope.as_ref()).await else {
+            return rpc_error(StatusCode::NOT_FOUND, &Value::Null, RpcError::new(jsonrpc::SESSION_NOT_FOUND, "Session not found"));
+        };
+        let resume = header_str(h, LAST_EVENT_ID).and_then(|id| {
+            let (stream_name, seq) = id.rsplit_once('.')?;
+            Some((stream_name.to_string(), seq.parse::<u64>().ok()?))
+        });
+        let mut replay = Vec::new();
+        let mut live = true;
+        if let Some((stream_name, seq)) = &resume {
+            for e in self.events.replay(&session.id, stream_name, *seq).await {
+                replay.push(Frame::message(Some(format!("{stream_name}.{}", e.seq)), e.data).to_bytes());
+            }
+            // A finished POST stream is replayed and closed; the standalone stream goes on live.
+            live = stream_name == STANDALONE;
+        }
+        let replayed = stream::iter(replay);
+        if !live {
+            return sse_response(boxed_stream(replayed), None);
+        }
+        let Some((conn, rx)) = self.hub.attach(&session.id) else {
+            return rpc_error(StatusCode::SERVICE_UNAVAILABLE, &Value::Null, RpcError::internal("shutting down"));
+        };
+        let hub_owner = self.clone();
+        let owner_sid = session.id.clone();
+        let live_stream = OnDrop::new(rx.map(|f| f.to_bytes()), Box::new(move || hub_owner.hub.detach(&owner_sid, conn)));
+        sse_response(boxed_stream(replayed.chain(live_stream)), None)
+    }
+
+    async fn mcp_delete(self: Arc<Self>, req: Request<Bytes>, scope: Option<Arc<Server>>) -> Response<Body> {
+        let Some(sid) = header_str(req.headers(), MCP_SESSION_ID) else {
+            return rpc_error(StatusCode::BAD_REQUEST, &Value::Null, RpcError::invalid_request("Bad Request: missing Mcp-Session-Id header"));
+        };
+        if self.load_session(sid, scope.as_ref()).await.is_none() {
+            return rpc_error(StatusCode::NOT_FOUND, &Value::Null, RpcError::new(jsonrpc::SESSION_NOT_FOUND, "Session not found"));
+        }
+        self.sessions.remove(sid).await;
+        self.events.forget(sid).await;
+        self.hub.close(sid);
+        Response::new(Body::Empty)
+    }
+
+    /// Sends a server-initiated message to every session with a live stream.
+    pub(crate) async fn broadcast(&self, message: Value) {
+        let data = message.to_string();
+        for sid in self.hub.sessions() {
+            let legacy = self.sessions.get(&sid).await.is_some_and(|s| s.legacy_sse);
+            let id = if legacy { None } else { Some(format!("{STANDALONE}.{}", self.events.append(&sid, STANDALONE, data.clone()).await)) };
+            self.hub.send(&sid, Frame::message(id, data.clone()));
+        }
+    }
+
+    // ---- legacy HTTP+SSE (2024-11-05) --------------------------------------------------------
+
+    async fn legacy_sse(self: Arc<Self>, req: Request<Bytes>, scope: Option<Arc<Server>>, prefix: String) -> Response<Body> {
+        if req.method() != Method::GET {
+            return method_not_allowed("GET");
+        }
+        if !accepts(req.headers(), "text/event-stream") {
+            return rpc_error(StatusCode::NOT_ACCEPTABLE, &Value::Null, RpcError::invalid_request("Not Acceptable: Accept must list text/event-stream"));
+        }
+        self.maybe_sweep().await;
+        let session = self.new_session(scope.as_ref(), true);
+        let sid = session.id.clone();
+        let Some((conn, rx)) = self.hub.attach(&sid) else {
+            return rpc_error(StatusCode::SERVICE_UNAVAILABLE, &Value::Null, RpcError::internal("shutting down"));
+        };
+        self.sessions.put(session).await;
+        let endpoint = Frame { event: Some("endpoint"), id: None, data: format!("{prefix}/message?sessionId={sid}") };
+        let owner = self.clone();
+        let owner_sid = sid.clone();
+        // The legacy session lives as long as its stream.
+        let cleanup = Box::new(move || {
+            owner.hub.detach(&owner_sid, conn);
+            let o = owner.clone();
+            owner.spawner.spawn(boxed(async move {
+                o.sessions.remove(&owner_sid).await;
+                o.events.forget(&owner_sid).await;
+            }));
+        });
+        let body = stream::once(futures::future::ready(endpoint.to_bytes())).chain(OnDrop::new(rx.map(|f| f.to_bytes()), cleanup));
+        sse_response(boxed_stream(body), None)
+    }
+
+    async fn legacy_message(self: Arc<Self>, req: Request<Bytes>, scope: Option<Arc<Server>>) -> Response<Body> {
+        if req.method() != Method::POST {
+            return method_not_allowed("POST");
+        }
+        let Some(sid) = query_param(req.uri().query(), "sessionId").or_else(|| query_param(req.uri().query(), "session_id")) else {
+            return rpc_error(StatusCode::BAD_REQUEST, &Value::Null, RpcError::invalid_request("Bad Request: missing sessionId query parameter"));
+        };
+        let Some(session) = self.load_session(sid, scope.as_ref()).await.filter(|s| s.legacy_sse) else {
+            return rpc_error(StatusCode::NOT_FOUND, &Value::Null, RpcError::new(jsonrpc::SESSION_NOT_FOUND, "Session not found"));
+        };
+        if !is_json_content(req.headers()) {
+            return rpc_error(StatusCode::UNSUPPORTED_MEDIA_TYPE, &Value::Null, RpcError::invalid_request("Unsupported Media Type: Content-Type must be application/json"));
+        }
+        let incoming = match jsonrpc::parse(req.body()) {
+            Ok(m) => m,
+            Err(e) => return rpc_error(StatusCode::BAD_REQUEST, &Value::Null, e),
+        };
+        let sid = session.id.clone();
+        self.process(Some(session), scope, incoming, Delivery::LegacyStream(sid)).await
+    }
+
+    // ---- plain JSON-RPC ------------------------------------------------------------------------
+
+    async fn rpc(self: Arc<Self>, req: Request<Bytes>) -> Response<Body> {
+        if req.method() != Method::POST {
+            return method_not_allowed("POST");
+        }
+        if !is_json_content(req.headers()) {
+            return rpc_error(StatusCode::UNSUPPORTED_MEDIA_TYPE, &Value::Null, RpcError::invalid_request("Unsupported Media Type: Content-Type must be application/json"));
+        }
+        let incoming = match jsonrpc::parse(req.body()) {
+            Ok(m) => m,
+            Err(e) => return rpc_error(StatusCode::BAD_REQUEST, &Value::Null, e),
+        };
+        // No session, so no notifications: the work always ends with a JSON answer.
+        self.process(None, None, incoming, Delivery::Response).await
+    }
+}
+
+/// Where the answers of a POST go.
+enum Delivery {
+    /// In the HTTP response (JSON or SSE).
+    Response,
+    /// On the legacy SSE stream of this session.
+    LegacyStream(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accept_matching() {
+        let mut h = HeaderMap::new();
+        h.insert(header::ACCEPT, HeaderValue::from_static("application/json, text/event-stream"));
+        assert!(accepts(&h, "application/json") && accepts(&h, "text/event-stream"));
+        h.insert(header::ACCEPT, HeaderValue::from_static("text/*;q=0.5"));
+        assert!(accepts(&h, "text/event-stream") && !accepts(&h, "application/json"));
+        assert!(!accepts(&HeaderMap::new(), "application/json"));
+    }
+
+    #[test]
+    fn host_parsing() {
+        assert_eq!(host_only("localhost:4444"), "localhost");
+        assert_eq!(host_only("[::1]:80"), "::1");
+        assert_eq!(host_only("evil.example.com"), "evil.example.com");
+        assert!(is_loopback_name("127.0.0.1") && is_loopback_name("LOCALHOST") && is_loopback_name("::1"));
+        assert!(!is_loopback_name("127.0.0.1.evil.com") && !is_loopback_name("evil.example.com"));
+    }
+}

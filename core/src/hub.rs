@@ -1,0 +1,186 @@
+//! Live SSE streams of this process, by session: where server-initiated messages (list_changed,
+//! legacy SSE responses) are delivered. State that must survive the process lives in the
+//! [`crate::ports::SessionStore`] and [`crate::ports::EventStore`]; this holds only open channels.
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::Mutex;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use futures::channel::mpsc::{unbounded, UnboundedReceiver, UnboundedSender};
+use futures::Stream;
+
+
+/// One SSE event.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Frame {
+    /// The `event:` field (`message`, `endpoint`), if any.
+    pub event: Option<&'static str>,
+    /// The `id:` field, if any.
+    pub id: Option<String>,
+    /// The `data:` payload.
+    pub data: String,
+}
+
+impl Frame {
+    /// A `message` event carrying a JSON-RPC message.
+    pub fn message(id: Option<String>, data: String) -> Self {
+        Self { event: Some("message"), id, data }
+    }
+
+    /// The wire form: fields, one `data:` line per payload line, a blank line.
+    pub fn to_bytes(&self) -> Bytes {
+        let mut s = String::with_capacity(self.data.len() + 48);
+        if let Some(e) = self.event {
+            s.push_str("event: ");
+            s.push_str(e);
+            s.push('\n');
+        }
+        if let Some(id) = &self.id {
+            s.push_str("id: ");
+            s.push_str(id);
+            s.push('\n');
+        }
+        for line in self.data.split('\n') {
+            s.push_str("data: ");
+            s.push_str(line.strip_suffix('\r').unwrap_or(line));
+            s.push('\n');
+        }
+        s.push('\n');
+        Bytes::from(s)
+    }
+}
+
+#[derive(Default)]
+struct HubState {
+    next_conn: u64,
+    closed: bool,
+    conns: HashMap<String, Vec<(u64, UnboundedSender<Frame>)>>,
+}
+
+/// Open streams by session id.
+#[derive(Default)]
+pub(crate) struct Hub {
+    state: Mutex<HubState>,
+}
+
+impl Hub {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HubState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Opens a stream for `session`; `None` once the gateway is shutting down.
+    pub fn attach(&self, session: &str) -> Option<(u64, UnboundedReceiver<Frame>)> {
+        let mut st = self.lock();
+        if st.closed {
+            return None;
+        }
+        st.next_conn += 1;
+        let conn = st.next_conn;
+        let (tx, rx) = unbounded();
+        st.conns.entry(session.to_string()).or_default().push((conn, tx));
+        Some((conn, rx))
+    }
+
+    /// Forgets one stream.
+    pub fn detach(&self, session: &str, conn: u64) {
+        let mut st = self.lock();
+        if let Some(list) = st.conns.get_mut(session) {
+            list.retain(|(c, _)| *c != conn);
+            if list.is_empty() {
+                st.conns.remove(session);
+            }
+        }
+    }
+
+    /// Delivers to one live stream of the session (each message goes on exactly one stream).
+    pub fn send(&self, session: &str, frame: Frame) -> bool {
+        let mut st = self.lock();
+        let Some(list) = st.conns.get_mut(session) else { return false };
+        list.retain(|(_, tx)| !tx.is_closed());
+        list.iter().any(|(_, tx)| tx.unbounded_send(frame.clone()).is_ok())
+    }
+
+    /// Sessions with at least one live stream.
+    pub fn sessions(&self) -> Vec<String> {
+        self.lock().conns.keys().cloned().collect()
+    }
+
+    /// Ends every stream of a session.
+    pub fn close(&self, session: &str) {
+        self.lock().conns.remove(session);
+    }
+
+    /// Ends every stream and refuses new ones (graceful shutdown).
+    pub fn shutdown(&self) {
+        let mut st = self.lock();
+        st.closed = true;
+        st.conns.clear();
+    }
+
+    /// Number of open streams.
+    pub fn open_streams(&self) -> usize {
+        self.lock().conns.values().map(Vec::len).sum()
+    }
+}
+
+/// A stream that runs a clean-up when the client goes away (the body is dropped).
+pub(crate) struct OnDrop<S> {
+    inner: S,
+    on_drop: Option<DropFn>,
+}
+
+#[cfg(not(target_family = "wasm"))]
+pub(crate) type DropFn = Box<dyn FnOnce() + Send>;
+#[cfg(target_family = "wasm")]
+pub(crate) type DropFn = Box<dyn FnOnce()>;
+
+impl<S> OnDrop<S> {
+    pub fn new(inner: S, on_drop: DropFn) -> Self {
+        Self { inner, on_drop: Some(on_drop) }
+    }
+}
+
+impl<S: Stream + Unpin> Stream for OnDrop<S> {
+    type Item = S::Item;
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<S::Item>> {
+        Pin::new(&mut self.inner).poll_next(cx)
+    }
+}
+
+impl<S> Drop for OnDrop<S> {
+    fn drop(&mut self) {
+        if let Some(f) = self.on_drop.take() {
+            f();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::StreamExt;
+
+    #[test]
+    fn frames_split_multiline_data() {
+        let f = Frame { event: Some("message"), id: Some("p1.2".into()), data: "a\nb".into() };
+        assert_eq!(f.to_bytes(), Bytes::from("event: message\nid: p1.2\ndata: a\ndata: b\n\n"));
+    }
+
+    #[test]
+    fn delivers_to_one_stream_and_shuts_down() {
+        let hub = Hub::default();
+        let (_c1, mut r1) = hub.attach("s").unwrap();
+        let (c2, mut r2) = hub.attach("s").unwrap();
+        assert!(hub.send("s", Frame::message(None, "x".into())));
+        assert!(!hub.send("other", Frame::message(None, "x".into())));
+        let got1 = futures::executor::block_on(async { futures::poll!(r1.next()) });
+        assert!(matches!(got1, Poll::Ready(Some(_))));
+        hub.detach("s", c2);
+        assert!(futures::executor::block_on(async { futures::poll!(r2.next()) }).is_ready());
+        hub.shutdown();
+        assert!(hub.attach("s").is_none());
+        assert!(matches!(futures::executor::block_on(r1.next()), None));
+    }
+}

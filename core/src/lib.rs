@@ -1,0 +1,34 @@
+//! mcpgw-core: the gateway itself, free of any runtime.
+//!
+//! JSON-RPC and MCP ([`jsonrpc`], [`protocol`]), the registry ([`model`], [`registry`]), the MCP
+//! methods and REST tools, the transports and REST API behind one HTTP face
+//! ([`Gateway::handle`]), and the [`ports`] through which adapters supply storage, HTTP, time,
+//! randomness and background work. No tokio, axum, worker or reqwest here: the same code runs
+//! in a tokio task natively and inside a Worker on the edge.
+
+#![warn(missing_docs)]
+
+pub mod config;
+pub mod cursor;
+pub mod jsonrpc;
+pub mod memory;
+pub mod model;
+pub mod platform;
+pub mod ports;
+pub mod protocol;
+pub mod registry;
+pub mod render;
+pub mod uri_template;
+
+#[cfg(feature = "test-util")]
+pub mod store_suite;
+
+mod admin;
+mod error;
+mod gateway;
+mod hub;
+mod mcp;
+mod tools;
+
+pub use config::{ConfigError, GatewayConfig, SeedFile};
+pub use gateway::{Body, Gateway, Ports, ServerInfo};

@@ -1,0 +1,399 @@
+//! MCP methods: what a request means once the transport has delivered it. Transport-independent:
+//! streamable HTTP, legacy SSE and `/rpc` all call [`Inner::call`] with a [`CallCtx`].
+
+use std::sync::Arc;
+
+use base64::Engine;
+use futures::channel::mpsc::UnboundedSender;
+use serde_json::{json, Map, Value};
+
+use crate::cursor;
+use crate::gateway::Inner;
+use crate::jsonrpc::{self, Request, RpcError};
+use crate::model::{PromptContentDef, PromptDef, Role};
+use crate::ports::SessionState;
+use crate::protocol::{self, LogLevel};
+use crate::registry::{Resource, Server, Snapshot, Tool};
+use crate::render;
+
+/// What a method handler may send besides its response: notifications and server requests,
+/// delivered on the request's SSE stream (or the legacy session stream) in order.
+pub(crate) enum Outbound {
+    /// A JSON-RPC message to the client.
+    Message(Value),
+    /// The responses; always the last item.
+    Done(Vec<Value>),
+}
+
+/// The context of one request.
+pub(crate) struct CallCtx {
+    /// The session, if the transport has one (`/rpc` has none).
+    pub session: Option<SessionState>,
+    /// The virtual server the endpoint is bound to.
+    pub scope: Option<Arc<Server>>,
+    /// Where notifications go, if the transport can carry them.
+    pub out: Option<UnboundedSender<Outbound>>,
+}
+
+impl CallCtx {
+    /// Sends `notifications/message` if the session asked for this level or a lower one.
+    pub fn log(&self, level: LogLevel, logger: &str, data: Value) {
+        let wanted = self.session.as_ref().and_then(|s| s.log_level);
+        if let (Some(min), Some(out)) = (wanted, &self.out) {
+            if level >= min {
+                let params = json!({"level": level, "logger": logger, "data": data});
+                let _ = out.unbounded_send(Outbound::Message(jsonrpc::notification("notifications/message", Some(params))));
+            }
+        }
+    }
+
+    fn sees_tool(&self, t: &Tool) -> bool {
+        self.scope.as_ref().is_none_or(|s| s.def.tools.iter().any(|n| *n == t.def.name))
+    }
+    fn sees_resource(&self, r: &Resource) -> bool {
+        self.scope.as_ref().is_none_or(|s| s.def.resources.iter().any(|n| n == r.def.key() || *n == r.def.name))
+    }
+    fn sees_prompt(&self, p: &PromptDef) -> bool {
+        self.scope.as_ref().is_none_or(|s| s.def.prompts.iter().any(|n| *n == p.name))
+    }
+}
+
+fn params_obj(req: &Request) -> Result<Map<String, Value>, RpcError> {
+    match &req.params {
+        None => Ok(Map::new()),
+        Some(Value::Object(m)) => Ok(m.clone()),
+        Some(_) => Err(RpcError::invalid_params(format!("{}: params must be an object", req.method))),
+    }
+}
+
+fn str_param<'a>(p: &'a Map<String, Value>, name: &str, method: &str) -> Result<&'a str, RpcError> {
+    p.get(name)
+        .and_then(Value::as_str)
+        .ok_or_else(|| RpcError::invalid_params(format!("{method}: \"{name}\" is required and must be a string")))
+}
+
+fn put_opt(m: &mut Map<String, Value>, key: &str, v: &Option<impl serde::Serialize>) {
+    if let Some(v) = v {
+        if let Ok(v) = serde_json::to_value(v) {
+            m.insert(key.into(), v);
+        }
+    }
+}
+
+fn tool_json(t: &Tool) -> Value {
+    let d = &t.def;
+    let mut m = Map::new();
+    m.insert("name".into(), json!(d.name));
+    put_opt(&mut m, "title", &d.title);
+    put_opt(&mut m, "description", &d.description);
+    m.insert("inputSchema".into(), d.input_schema.clone());
+    put_opt(&mut m, "outputSchema", &d.output_schema);
+    put_opt(&mut m, "annotations", &d.annotations);
+    Value::Object(m)
+}
+
+fn resource_json(r: &Resource) -> Value {
+    let d = &r.def;
+    let mut m = Map::new();
+    match &d.uri_template {
+        Some(t) => m.insert("uriTemplate".into(), json!(t)),
+        None => m.insert("uri".into(), json!(d.key())),
+    };
+    m.insert("name".into(), json!(d.name));
+    put_opt(&mut m, "title", &d.title);
+    put_opt(&mut m, "description", &d.description);
+    put_opt(&mut m, "mimeType", &d.mime_type);
+    put_opt(&mut m, "annotations", &d.annotations);
+    if d.uri_template.is_none() {
+        let size = match (&d.text, &d.blob) {
+            (Some(t), _) => Some(t.len()),
+            (_, Some(b)) => base64::engine::general_purpose::STANDARD.decode(b).ok().map(|v| v.len()),
+            _ => None,
+        };
+        put_opt(&mut m, "size", &size);
+    }
+    Value::Object(m)
+}
+
+fn prompt_json(p: &PromptDef) -> Value {
+    let mut m = Map::new();
+    m.insert("name".into(), json!(p.name));
+    put_opt(&mut m, "title", &p.title);
+    put_opt(&mut m, "description", &p.description);
+    let args: Vec<Value> = p
+        .arguments
+        .iter()
+        .map(|a| {
+            let mut am = Map::new();
+            am.insert("name".into(), json!(a.name));
+            put_opt(&mut am, "title", &a.title);
+            put_opt(&mut am, "description", &a.description);
+            am.insert("required".into(), json!(a.required));
+            Value::Object(am)
+        })
+        .collect();
+    m.insert("arguments".into(), Value::Array(args));
+    Value::Object(m)
+}
+
+impl Inner {
+    /// The server's capabilities, the same for every endpoint.
+    pub(crate) fn capabilities(&self) -> Value {
+        json!({
+            "tools": {"listChanged": true},
+            "resources": {"subscribe": false, "listChanged": true},
+            "prompts": {"listChanged": true},
+            "logging": {},
+            "completions": {}
+        })
+    }
+
+    /// Validates `initialize` params and builds the result; returns the negotiated version too.
+    pub(crate) fn initialize_result(&self, req: &Request, scope: Option<&Arc<Server>>) -> Result<(String, Value, Map<String, Value>), RpcError> {
+        let p = params_obj(req)?;
+        let requested = str_param(&p, "protocolVersion", "initialize")?;
+        if let Some(c) = p.get("capabilities") {
+            if !c.is_object() {
+                return Err(RpcError::invalid_params("initialize: \"capabilities\" must be an object"));
+            }
+        }
+        let version = protocol::negotiate(Some(requested));
+        let mut info = json!({"name": self.info.name, "version": self.info.version});
+        if let Some(s) = scope {
+            info["name"] = json!(format!("{}/{}", self.info.name, s.def.name));
+            if let Some(t) = &s.def.title {
+                info["title"] = json!(t);
+            }
+        }
+        let mut result = json!({"protocolVersion": version, "capabilities": self.capabilities(), "serverInfo": info});
+        if let Some(d) = scope.and_then(|s| s.def.description.clone()) {
+            result["instructions"] = json!(d);
+        }
+        Ok((version.to_string(), result, p))
+    }
+
+    /// Answers one request; the JSON-RPC response object.
+    pub(crate) async fn respond(&self, ctx: &CallCtx, req: &Request) -> Value {
+        match self.call(ctx, req).await {
+            Ok(result) => jsonrpc::response(&req.id, result),
+            Err(e) => jsonrpc::error_response(&req.id, &e),
+        }
+    }
+
+    async fn snapshot(&self) -> Result<Arc<Snapshot>, RpcError> {
+        self.registry.snapshot().await.map_err(|e| RpcError::internal(e.to_string()))
+    }
+
+    /// Dispatches one request by method.
+    pub(crate) async fn call(&self, ctx: &CallCtx, req: &Request) -> Result<Value, RpcError> {
+        let m = req.method.as_str();
+        match m {
+            "ping" => Ok(json!({})),
+            "initialize" => self.initialize_in_session(ctx, req).await,
+            "tools/list" => self.list(ctx, req, "tools").await,
+            "resources/list" => self.list(ctx, req, "resources").await,
+            "resources/templates/list" => self.list(ctx, req, "resourceTemplates").await,
+            "prompts/list" => self.list(ctx, req, "prompts").await,
+            "tools/call" => self.tools_call(ctx, req).await,
+            "resources/read" => self.resources_read(ctx, req).await,
+            "prompts/get" => self.prompts_get(ctx, req).await,
+            "completion/complete" => self.complete(ctx, req).await,
+            "logging/setLevel" => self.set_level(ctx, req).await,
+            _ => Err(RpcError::method_not_found(m)),
+        }
+    }
+
+    async fn initialize_in_session(&self, ctx: &CallCtx, req: &Request) -> Result<Value, RpcError> {
+        let (version, result, params) = self.initialize_result(req, ctx.scope.as_ref())?;
+        match &ctx.session {
+            // Legacy SSE: the session exists from GET /sse; initialize fills it in.
+            Some(s) if s.legacy_sse && s.protocol_version.is_empty() => {
+                let mut s = s.clone();
+                s.protocol_version = version;
+                s.client_capabilities = params.get("capabilities").cloned().unwrap_or(json!({}));
+                s.client_info = params.get("clientInfo").cloned().unwrap_or(Value::Null);
+                self.sessions.put(s).await;
+                Ok(result)
+            }
+            Some(_) => Err(RpcError::invalid_request("initialize: this session is already initialized")),
+            None => Ok(result),
+        }
+    }
+
+    async fn list(&self, ctx: &CallCtx, req: &Request, what: &'static str) -> Result<Value, RpcError> {
+        let p = params_obj(req)?;
+        let snap = self.snapshot().await?;
+        let items: Vec<Value> = match what {
+            "tools" => snap.tools.iter().filter(|t| ctx.sees_tool(t)).map(|t| tool_json(t)).collect(),
+            "resources" => snap.resources.iter().filter(|r| ctx.sees_resource(r)).map(|r| resource_json(r)).collect(),
+            "resourceTemplates" => snap.templates.iter().filter(|r| ctx.sees_resource(r)).map(|r| resource_json(r)).collect(),
+            _ => snap.prompts.iter().filter(|p| ctx.sees_prompt(p)).map(|p| prompt_json(p)).collect(),
+        };
+        let (page, next) = cursor::page(what, &items, p.get("cursor"), self.config.page_size)?;
+        let mut out = Map::new();
+        out.insert(what.into(), Value::Array(page));
+        if let Some(n) = next {
+            out.insert("nextCursor".into(), json!(n));
+        }
+        Ok(Value::Object(out))
+    }
+
+    async fn tools_call(&self, ctx: &CallCtx, req: &Request) -> Result<Value, RpcError> {
+        let p = params_obj(req)?;
+        let name = str_param(&p, "name", "tools/call")?;
+        let args = match p.get("arguments") {
+            None | Some(Value::Null) => Map::new(),
+            Some(Value::Object(a)) => a.clone(),
+            Some(_) => return Err(RpcError::invalid_params("tools/call: \"arguments\" must be an object")),
+        };
+        let snap = self.snapshot().await?;
+        let tool = snap
+            .tool(name)
+            .filter(|t| ctx.sees_tool(t))
+            .ok_or_else(|| RpcError::invalid_params(format!("Unknown tool: {name}")))?;
+        Ok(self.call_rest_tool(ctx, tool, args).await)
+    }
+
+    fn find_resource<'s>(&self, ctx: &CallCtx, snap: &'s Snapshot, uri: &str) -> Option<(&'s Arc<Resource>, Map<String, Value>)> {
+        if let Some(r) = snap.resource(uri).filter(|r| ctx.sees_resource(r)) {
+            return Some((r, Map::new()));
+        }
+        snap.templates.iter().filter(|r| ctx.sees_resource(r)).find_map(|r| {
+            let vars = r.template.as_ref()?.matches(uri)?;
+            Some((r, vars.into_iter().map(|(k, v)| (k, Value::String(v))).collect()))
+        })
+    }
+
+    /// The `contents` entry of a resource at `uri`.
+    fn resource_contents(&self, r: &Resource, uri: &str, vars: &Map<String, Value>) -> Result<Value, RpcError> {
+        let mut c = Map::new();
+        c.insert("uri".into(), json!(uri));
+        put_opt(&mut c, "mimeType", &r.def.mime_type);
+        match (&r.def.text, &r.def.blob, &r.template) {
+            (Some(t), _, Some(_)) => {
+                let text = render::render(t, vars).map_err(|e| RpcError::internal(format!("resource template failed: {e}")))?;
+                c.insert("text".into(), json!(text));
+            }
+            (Some(t), _, None) => {
+                c.insert("text".into(), json!(t));
+            }
+            (None, Some(b), _) => {
+                c.insert("blob".into(), json!(b));
+            }
+            _ => return Err(RpcError::internal("resource has no content")),
+        }
+        Ok(Value::Object(c))
+    }
+
+    async fn resources_read(&self, ctx: &CallCtx, req: &Request) -> Result<Value, RpcError> {
+        let p = params_obj(req)?;
+        let uri = str_param(&p, "uri", "resources/read")?;
+        let snap = self.snapshot().await?;
+        let (r, vars) = self
+            .find_resource(ctx, &snap, uri)
+            .ok_or_else(|| RpcError::new(jsonrpc::RESOURCE_NOT_FOUND, "Resource not found").with_data(json!({"uri": uri})))?;
+        Ok(json!({"contents": [self.resource_contents(r, uri, &vars)?]}))
+    }
+
+    async fn prompts_get(&self, ctx: &CallCtx, req: &Request) -> Result<Value, RpcError> {
+        let p = params_obj(req)?;
+        let name = str_param(&p, "name", "prompts/get")?;
+        let snap = self.snapshot().await?;
+        let prompt = snap
+            .prompt(name)
+            .filter(|pr| ctx.sees_prompt(pr))
+            .ok_or_else(|| RpcError::invalid_params(format!("Unknown prompt: {name}")))?;
+        let mut args = Map::new();
+        match p.get("arguments") {
+            None | Some(Value::Null) => {}
+            Some(Value::Object(a)) => {
+                for (k, v) in a {
+                    let s = match v {
+                        Value::String(s) => s.clone(),
+                        Value::Number(_) | Value::Bool(_) => v.to_string(),
+                        _ => return Err(RpcError::invalid_params(format!("prompts/get: argument \"{k}\" must be a string"))),
+                    };
+                    args.insert(k.clone(), Value::String(s));
+                }
+            }
+            Some(_) => return Err(RpcError::invalid_params("prompts/get: \"arguments\" must be an object")),
+        }
+        if let Some(missing) = prompt.arguments.iter().find(|a| a.required && !args.contains_key(&a.name)) {
+            return Err(RpcError::invalid_params(format!("prompts/get: missing required argument \"{}\"", missing.name)));
+        }
+        let render_err = |e: String| RpcError::internal(format!("prompt template failed: {e}"));
+        let mut messages = Vec::new();
+        for msg in prompt.all_messages() {
+            let content = match msg.content {
+                PromptContentDef::Text { text } => json!({"type": "text", "text": render::render(&text, &args).map_err(render_err)?}),
+                PromptContentDef::Image { data, mime_type } => json!({"type": "image", "data": data, "mimeType": mime_type}),
+                PromptContentDef::Audio { data, mime_type } => json!({"type": "audio", "data": data, "mimeType": mime_type}),
+                PromptContentDef::Resource { uri } => {
+                    let uri = render::render(&uri, &args).map_err(render_err)?;
+                    let (r, vars) = self
+                        .find_resource(ctx, &snap, &uri)
+                        .ok_or_else(|| RpcError::invalid_params(format!("prompts/get: no resource at \"{uri}\"")))?;
+                    json!({"type": "resource", "resource": self.resource_contents(r, &uri, &vars)?})
+                }
+            };
+            let role = if msg.role == Role::User { "user" } else { "assistant" };
+            messages.push(json!({"role": role, "content": content}));
+        }
+        let mut out = json!({"messages": messages});
+        if let Some(d) = &prompt.description {
+            out["description"] = json!(d);
+        }
+        Ok(out)
+    }
+
+    async fn complete(&self, ctx: &CallCtx, req: &Request) -> Result<Value, RpcError> {
+        let p = params_obj(req)?;
+        let bad = |m: &str| RpcError::invalid_params(format!("completion/complete: {m}"));
+        let reference = p.get("ref").and_then(Value::as_object).ok_or_else(|| bad("\"ref\" is required"))?;
+        let arg = p.get("argument").and_then(Value::as_object).ok_or_else(|| bad("\"argument\" is required"))?;
+        let arg_name = arg.get("name").and_then(Value::as_str).ok_or_else(|| bad("\"argument.name\" is required"))?;
+        let prefix = arg.get("value").and_then(Value::as_str).unwrap_or_default().to_lowercase();
+        let snap = self.snapshot().await?;
+        let candidates: Vec<String> = match reference.get("type").and_then(Value::as_str) {
+            Some("ref/prompt") => {
+                let name = reference.get("name").and_then(Value::as_str).ok_or_else(|| bad("\"ref.name\" is required"))?;
+                let prompt = snap
+                    .prompt(name)
+                    .filter(|pr| ctx.sees_prompt(pr))
+                    .ok_or_else(|| RpcError::invalid_params(format!("Unknown prompt: {name}")))?;
+                prompt.arguments.iter().find(|a| a.name == arg_name).map(|a| a.values.clone()).unwrap_or_default()
+            }
+            Some("ref/resource") => {
+                let uri = reference.get("uri").and_then(Value::as_str).ok_or_else(|| bad("\"ref.uri\" is required"))?;
+                let r = snap
+                    .templates
+                    .iter()
+                    .chain(snap.resources.iter())
+                    .find(|r| r.def.key() == uri && ctx.sees_resource(r))
+                    .ok_or_else(|| RpcError::new(jsonrpc::RESOURCE_NOT_FOUND, "Resource not found").with_data(json!({"uri": uri})))?;
+                r.def.completions.get(arg_name).cloned().unwrap_or_default()
+            }
+            _ => return Err(bad("\"ref.type\" must be ref/prompt or ref/resource")),
+        };
+        let matching: Vec<String> = candidates.into_iter().filter(|v| v.to_lowercase().starts_with(&prefix)).collect();
+        let total = matching.len();
+        let values: Vec<String> = matching.into_iter().take(100).collect();
+        Ok(json!({"completion": {"values": values, "total": total, "hasMore": total > 100}}))
+    }
+
+    async fn set_level(&self, ctx: &CallCtx, req: &Request) -> Result<Value, RpcError> {
+        let p = params_obj(req)?;
+        let level: LogLevel = p
+            .get("level")
+            .cloned()
+            .and_then(|l| serde_json::from_value(l).ok())
+            .ok_or_else(|| RpcError::invalid_params("logging/setLevel: \"level\" must be one of debug, info, notice, warning, error, critical, alert, emergency"))?;
+        if let Some(s) = &ctx.session {
+            // Re-read: a concurrent request may have changed the session since this one began.
+            let mut s = self.sessions.get(&s.id).await.unwrap_or_else(|| s.clone());
+            s.log_level = Some(level);
+            self.sessions.put(s).await;
+        }
+        Ok(json!({}))
+    }
+}

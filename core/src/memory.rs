@@ -1,0 +1,284 @@
+//! In-memory port implementations. Sessions, events and the cache are real implementations for a
+//! single native instance (and a single Durable Object); the registry store and the manual clock
+//! are fakes for tests, behind the `test-util` feature.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use crate::ports::{Cache, EventStore, SessionState, SessionStore, StoredEvent};
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic while holding the lock leaves plain data behind; keep serving.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Sessions in a map.
+#[derive(Default)]
+pub struct MemorySessionStore {
+    sessions: Mutex<HashMap<String, SessionState>>,
+}
+
+#[cfg_attr(not(target_family = "wasm"), async_trait)]
+#[cfg_attr(target_family = "wasm", async_trait(?Send))]
+impl SessionStore for MemorySessionStore {
+    async fn get(&self, id: &str) -> Option<SessionState> {
+        lock(&self.sessions).get(id).cloned()
+    }
+    async fn put(&self, state: SessionState) {
+        lock(&self.sessions).insert(state.id.clone(), state);
+    }
+    async fn remove(&self, id: &str) -> bool {
+        lock(&self.sessions).remove(id).is_some()
+    }
+    async fn expire(&self, cutoff_ms: u64) -> Vec<String> {
+        let mut map = lock(&self.sessions);
+        let gone: Vec<String> = map.values().filter(|s| s.last_seen < cutoff_ms).map(|s| s.id.clone()).collect();
+        for id in &gone {
+            map.remove(id);
+        }
+        gone
+    }
+}
+
+/// Per-stream event logs, each bounded to the last `capacity` events.
+pub struct MemoryEventStore {
+    capacity: usize,
+    streams: Mutex<HashMap<String, HashMap<String, (u64, VecDeque<StoredEvent>)>>>,
+}
+
+impl MemoryEventStore {
+    /// Keeps the last `capacity` events of each stream.
+    pub fn new(capacity: usize) -> Self {
+        Self { capacity: capacity.max(1), streams: Mutex::default() }
+    }
+}
+
+impl Default for MemoryEventStore {
+    fn default() -> Self {
+        Self::new(256)
+    }
+}
+
+#[cfg_attr(not(target_family = "wasm"), async_trait)]
+#[cfg_attr(target_family = "wasm", async_trait(?Send))]
+impl EventStore for MemoryEventStore {
+    async fn append(&self, session: &str, stream: &str, data: String) -> u64 {
+        let mut all = lock(&self.streams);
+        let (last, events) = all.entry(session.to_string()).or_default().entry(stream.to_string()).or_default();
+        *last += 1;
+        if events.len() == self.capacity {
+            events.pop_front();
+        }
+        events.push_back(StoredEvent { seq: *last, data });
+        *last
+    }
+    async fn replay(&self, session: &str, stream: &str, after_seq: u64) -> Vec<StoredEvent> {
+        lock(&self.streams)
+            .get(session)
+            .and_then(|s| s.get(stream))
+            .map(|(_, ev)| ev.iter().filter(|e| e.seq > after_seq).cloned().collect())
+            .unwrap_or_default()
+    }
+    async fn forget(&self, session: &str) {
+        lock(&self.streams).remove(session);
+    }
+}
+
+/// A cache in a map; expiry is checked on read against the given clock.
+pub struct MemoryCache {
+    clock: std::sync::Arc<dyn crate::ports::Clock>,
+    entries: Mutex<HashMap<String, (Bytes, u64)>>,
+}
+
+impl MemoryCache {
+    /// A cache whose TTLs run on `clock`.
+    pub fn new(clock: std::sync::Arc<dyn crate::ports::Clock>) -> Self {
+        Self { clock, entries: Mutex::default() }
+    }
+    fn deadline(&self, ttl: Duration) -> u64 {
+        self.clock.now_ms().saturating_add(ttl.as_millis() as u64)
+    }
+}
+
+#[cfg_attr(not(target_family = "wasm"), async_trait)]
+#[cfg_attr(target_family = "wasm", async_trait(?Send))]
+impl Cache for MemoryCache {
+    async fn get(&self, key: &str) -> Option<Bytes> {
+        let now = self.clock.now_ms();
+        let mut map = lock(&self.entries);
+        match map.get(key) {
+            Some((v, until)) if *until > now => Some(v.clone()),
+            Some(_) => {
+                map.remove(key);
+                None
+            }
+            None => None,
+        }
+    }
+    async fn set(&self, key: &str, value: Bytes, ttl: Duration) {
+        let until = self.deadline(ttl);
+        lock(&self.entries).insert(key.to_string(), (value, until));
+    }
+    async fn delete(&self, key: &str) {
+        lock(&self.entries).remove(key);
+    }
+    async fn incr(&self, key: &str, by: i64, ttl: Duration) -> i64 {
+        let now = self.clock.now_ms();
+        let until = self.deadline(ttl);
+        let mut map = lock(&self.entries);
+        let current = match map.get(key) {
+            Some((v, t)) if *t > now => std::str::from_utf8(v).ok().and_then(|s| s.parse::<i64>().ok()).unwrap_or(0),
+            _ => 0,
+        };
+        let next = current + by;
+        let keep_until = map.get(key).filter(|(_, t)| *t > now).map(|(_, t)| *t).unwrap_or(until);
+        map.insert(key.to_string(), (Bytes::from(next.to_string()), keep_until));
+        next
+    }
+}
+
+#[cfg(feature = "test-util")]
+pub use fakes::*;
+
+#[cfg(feature = "test-util")]
+mod fakes {
+    use super::*;
+    use crate::platform::BoxFuture;
+    use crate::ports::{Clock, Ids, Kind, Op, Record, Spawner, Store, StoreError};
+    use std::collections::BTreeMap;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    /// The registry in a map: the reference behaviour every other [`Store`] must match.
+    #[derive(Default)]
+    pub struct MemoryStore {
+        records: Mutex<BTreeMap<(Kind, String), Record>>,
+    }
+
+    fn find<'a>(map: &'a BTreeMap<(Kind, String), Record>, kind: Kind, id_or_key: &str) -> Option<&'a Record> {
+        map.get(&(kind, id_or_key.to_string()))
+            .or_else(|| map.values().find(|r| r.kind == kind && r.key == id_or_key))
+    }
+
+    fn apply_one(map: &mut BTreeMap<(Kind, String), Record>, op: Op) -> Result<(), StoreError> {
+        match op {
+            Op::Insert(r) => {
+                if find(map, r.kind, &r.id).is_some() || find(map, r.kind, &r.key).is_some() {
+                    return Err(StoreError::Conflict { kind: r.kind, key: r.key });
+                }
+                map.insert((r.kind, r.id.clone()), r);
+            }
+            Op::Update(r) => {
+                if !map.contains_key(&(r.kind, r.id.clone())) {
+                    return Err(StoreError::NotFound { kind: r.kind, id: r.id });
+                }
+                if map.values().any(|o| o.kind == r.kind && o.key == r.key && o.id != r.id) {
+                    return Err(StoreError::Conflict { kind: r.kind, key: r.key });
+                }
+                map.insert((r.kind, r.id.clone()), r);
+            }
+            Op::Upsert(mut r) => {
+                if let Some(existing) = map.values().find(|o| o.kind == r.kind && o.key == r.key) {
+                    r.id = existing.id.clone();
+                    r.created_at = existing.created_at;
+                } else if map.contains_key(&(r.kind, r.id.clone())) {
+                    return Err(StoreError::Conflict { kind: r.kind, key: r.key });
+                }
+                map.insert((r.kind, r.id.clone()), r);
+            }
+            Op::Delete { kind, id } => {
+                map.remove(&(kind, id));
+            }
+        }
+        Ok(())
+    }
+
+    #[async_trait]
+    impl Store for MemoryStore {
+        async fn get(&self, kind: Kind, id_or_key: &str) -> Result<Option<Record>, StoreError> {
+            Ok(find(&lock(&self.records), kind, id_or_key).cloned())
+        }
+        async fn list(&self, kind: Kind) -> Result<Vec<Record>, StoreError> {
+            let mut out: Vec<Record> = lock(&self.records).values().filter(|r| r.kind == kind).cloned().collect();
+            out.sort_by(|a, b| a.key.cmp(&b.key));
+            Ok(out)
+        }
+        async fn apply(&self, ops: Vec<Op>) -> Result<(), StoreError> {
+            let mut map = lock(&self.records);
+            let mut next = map.clone();
+            for op in ops {
+                apply_one(&mut next, op)?;
+            }
+            *map = next;
+            Ok(())
+        }
+        async fn ping(&self) -> Result<(), StoreError> {
+            Ok(())
+        }
+    }
+
+    /// A clock that moves only when told; `sleep` completes at once and advances it.
+    #[derive(Default)]
+    pub struct ManualClock {
+        now: AtomicU64,
+    }
+
+    impl ManualClock {
+        /// A clock reading `ms`.
+        pub fn at(ms: u64) -> Self {
+            Self { now: AtomicU64::new(ms) }
+        }
+        /// Moves the clock forward.
+        pub fn advance(&self, d: Duration) {
+            self.now.fetch_add(d.as_millis() as u64, Ordering::SeqCst);
+        }
+    }
+
+    impl Clock for ManualClock {
+        fn now_ms(&self) -> u64 {
+            self.now.load(Ordering::SeqCst)
+        }
+        fn sleep(&self, d: Duration) -> BoxFuture<'static, ()> {
+            self.advance(d);
+            Box::pin(futures::future::ready(()))
+        }
+    }
+
+    /// Sequential ids, for readable tests.
+    #[derive(Default)]
+    pub struct SeqIds {
+        next: AtomicU64,
+    }
+
+    impl Ids for SeqIds {
+        fn new_id(&self) -> String {
+            format!("{:032x}", self.next.fetch_add(1, Ordering::SeqCst) + 1)
+        }
+    }
+
+    /// Runs spawned work on a local pool the test drives (or drops).
+    #[derive(Default)]
+    pub struct QueueSpawner {
+        /// Work spawned so far, not yet run.
+        pub queue: Mutex<Vec<BoxFuture<'static, ()>>>,
+    }
+
+    impl QueueSpawner {
+        /// Runs everything queued to completion (blocking the test thread).
+        pub fn run_all(&self) {
+            let work: Vec<_> = std::mem::take(&mut *lock(&self.queue));
+            for w in work {
+                futures::executor::block_on(w);
+            }
+        }
+    }
+
+    impl Spawner for QueueSpawner {
+        fn spawn(&self, work: BoxFuture<'static, ()>) {
+            lock(&self.queue).push(work);
+        }
+    }
+}

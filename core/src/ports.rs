@@ -1,0 +1,282 @@
+//! Ports: the traits through which the core reaches storage, the network, time, randomness and
+//! background work. Adapters implement them (libsql, reqwest and tokio natively; D1, Fetch and
+//! Durable Objects on the edge); in-memory versions live in [`crate::memory`].
+//!
+//! Nothing here may assume a runtime: no tokio, no `worker`, no `std::time::Instant`.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::platform::{BoxFuture, BoxStream, MaybeSend, MaybeSync};
+
+/// What a registry record is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Kind {
+    /// A tool (REST-backed for now).
+    Tool,
+    /// A static resource or a resource template.
+    Resource,
+    /// A prompt template.
+    Prompt,
+    /// A virtual server.
+    Server,
+}
+
+impl Kind {
+    /// Every kind, in a fixed order.
+    pub const ALL: [Kind; 4] = [Kind::Tool, Kind::Resource, Kind::Prompt, Kind::Server];
+    /// The name stored in the `kind` column.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Tool => "tool",
+            Kind::Resource => "resource",
+            Kind::Prompt => "prompt",
+            Kind::Server => "server",
+        }
+    }
+    /// The inverse of [`Kind::as_str`].
+    pub fn parse(s: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+/// One stored registry entry. `key` is unique within its kind (a name, or a resource's URI);
+/// `body` is the validated definition as JSON.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    /// The record's kind.
+    pub kind: Kind,
+    /// Stable id, assigned at creation.
+    pub id: String,
+    /// Unique key within the kind.
+    pub key: String,
+    /// The definition.
+    pub body: Value,
+    /// Creation time, milliseconds since the Unix epoch.
+    pub created_at: u64,
+    /// Last update time, milliseconds since the Unix epoch.
+    pub updated_at: u64,
+}
+
+/// One write in an atomic batch.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Op {
+    /// Insert; fails with [`StoreError::Conflict`] if the id or key exists.
+    Insert(Record),
+    /// Replace the record with this id; fails with `NotFound`, or `Conflict` if the new key is taken.
+    Update(Record),
+    /// Insert, or replace the body of the record with the same key (keeping its id and `created_at`).
+    Upsert(Record),
+    /// Delete by id; a missing record is not an error.
+    Delete {
+        /// The kind of the record.
+        kind: Kind,
+        /// Its id.
+        id: String,
+    },
+}
+
+/// Storage failures.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// A record with this key (or id) already exists.
+    #[error("{kind:?} '{key}' already exists")]
+    Conflict {
+        /// The kind.
+        kind: Kind,
+        /// The clashing key.
+        key: String,
+    },
+    /// No record with this id.
+    #[error("{kind:?} '{id}' not found")]
+    NotFound {
+        /// The kind.
+        kind: Kind,
+        /// The id looked for.
+        id: String,
+    },
+    /// The backend failed (I/O, SQL, corrupt data).
+    #[error("storage backend: {0}")]
+    Backend(String),
+}
+
+/// Registry persistence: reads by kind and an atomic batch of writes. No BEGIN/COMMIT in the
+/// contract: Durable Object SQL rejects them, so each backend makes `apply` atomic its own way.
+#[cfg_attr(not(target_family = "wasm"), async_trait)]
+#[cfg_attr(target_family = "wasm", async_trait(?Send))]
+pub trait Store: MaybeSend + MaybeSync {
+    /// A record by id or key.
+    async fn get(&self, kind: Kind, id_or_key: &str) -> Result<Option<Record>, StoreError>;
+    /// Every record of a kind, ordered by key.
+    async fn list(&self, kind: Kind) -> Result<Vec<Record>, StoreError>;
+    /// Applies every op or none.
+    async fn apply(&self, ops: Vec<Op>) -> Result<(), StoreError>;
+    /// Cheap liveness check for `/ready`.
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Inserts one record.
+    async fn insert(&self, record: Record) -> Result<(), StoreError> {
+        self.apply(vec![Op::Insert(record)]).await
+    }
+    /// Replaces one record.
+    async fn update(&self, record: Record) -> Result<(), StoreError> {
+        self.apply(vec![Op::Update(record)]).await
+    }
+    /// Deletes one record; true if it existed.
+    async fn delete(&self, kind: Kind, id: &str) -> Result<bool, StoreError> {
+        let existed = self.get(kind, id).await?.is_some_and(|r| r.id == id);
+        self.apply(vec![Op::Delete { kind, id: id.to_string() }]).await?;
+        Ok(existed)
+    }
+}
+
+/// A key/value cache with TTLs and an atomic counter (memory, Redis, or a Durable Object).
+#[cfg_attr(not(target_family = "wasm"), async_trait)]
+#[cfg_attr(target_family = "wasm", async_trait(?Send))]
+pub trait Cache: MaybeSend + MaybeSync {
+    /// The value, if present and not expired.
+    async fn get(&self, key: &str) -> Option<Bytes>;
+    /// Stores a value for `ttl`.
+    async fn set(&self, key: &str, value: Bytes, ttl: Duration);
+    /// Removes a value.
+    async fn delete(&self, key: &str);
+    /// Adds `by` to a counter (created at 0 with `ttl`) and returns the new value.
+    async fn incr(&self, key: &str, by: i64, ttl: Duration) -> i64;
+}
+
+/// The state of one MCP session, small and serializable so any backend can hold it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SessionState {
+    /// The id handed to the client (`Mcp-Session-Id`, or `sessionId` for legacy SSE).
+    pub id: String,
+    /// The negotiated protocol revision (empty until `initialize` on legacy SSE).
+    pub protocol_version: String,
+    /// The virtual server this session is bound to, if any (its id).
+    pub server: Option<String>,
+    /// The client's declared capabilities.
+    pub client_capabilities: Value,
+    /// The client's name and version.
+    pub client_info: Value,
+    /// The level set by `logging/setLevel`; no log notifications until one is set.
+    pub log_level: Option<crate::protocol::LogLevel>,
+    /// Legacy HTTP+SSE session (true) or streamable HTTP (false).
+    pub legacy_sse: bool,
+    /// Creation time, ms since the epoch.
+    pub created_at: u64,
+    /// Last request, ms since the epoch (idle sessions expire).
+    pub last_seen: u64,
+}
+
+/// Where sessions live between requests.
+#[cfg_attr(not(target_family = "wasm"), async_trait)]
+#[cfg_attr(target_family = "wasm", async_trait(?Send))]
+pub trait SessionStore: MaybeSend + MaybeSync {
+    /// A session by id.
+    async fn get(&self, id: &str) -> Option<SessionState>;
+    /// Creates or replaces a session.
+    async fn put(&self, state: SessionState);
+    /// Removes a session; true if it existed.
+    async fn remove(&self, id: &str) -> bool;
+    /// Removes sessions idle since before `cutoff_ms`; returns their ids.
+    async fn expire(&self, cutoff_ms: u64) -> Vec<String>;
+}
+
+/// One stored SSE event, replayable by `Last-Event-ID`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredEvent {
+    /// Sequence number within its stream, from 1.
+    pub seq: u64,
+    /// The JSON-RPC message, serialized.
+    pub data: String,
+}
+
+/// The per-stream event log that makes SSE streams resumable.
+#[cfg_attr(not(target_family = "wasm"), async_trait)]
+#[cfg_attr(target_family = "wasm", async_trait(?Send))]
+pub trait EventStore: MaybeSend + MaybeSync {
+    /// Appends an event to a stream of a session and returns its sequence number.
+    async fn append(&self, session: &str, stream: &str, data: String) -> u64;
+    /// Events of a stream after `after_seq`, in order.
+    async fn replay(&self, session: &str, stream: &str, after_seq: u64) -> Vec<StoredEvent>;
+    /// Forgets everything of a session.
+    async fn forget(&self, session: &str);
+}
+
+/// An outbound HTTP request.
+#[derive(Debug, Clone)]
+pub struct OutboundRequest {
+    /// The method.
+    pub method: http::Method,
+    /// The absolute URL.
+    pub url: String,
+    /// Headers, in order.
+    pub headers: Vec<(String, String)>,
+    /// The body, if any.
+    pub body: Option<Bytes>,
+}
+
+/// A streamed response to an [`OutboundRequest`].
+pub struct InboundResponse {
+    /// The status.
+    pub status: http::StatusCode,
+    /// The headers.
+    pub headers: http::HeaderMap,
+    /// The body, chunk by chunk.
+    pub body: BoxStream<'static, Result<Bytes, HttpError>>,
+}
+
+/// Outbound HTTP failures.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum HttpError {
+    /// The URL could not be used.
+    #[error("invalid URL: {0}")]
+    InvalidUrl(String),
+    /// Connecting or sending failed.
+    #[error("connection failed: {0}")]
+    Connect(String),
+    /// The body failed mid-way.
+    #[error("body: {0}")]
+    Body(String),
+    /// The deadline passed.
+    #[error("timed out after {0} ms")]
+    Timeout(u64),
+    /// The body exceeded the configured limit.
+    #[error("response larger than {0} bytes")]
+    TooLarge(usize),
+}
+
+/// Outbound HTTP with streamed responses.
+#[cfg_attr(not(target_family = "wasm"), async_trait)]
+#[cfg_attr(target_family = "wasm", async_trait(?Send))]
+pub trait HttpClient: MaybeSend + MaybeSync {
+    /// Sends a request; the response body is streamed.
+    async fn send(&self, request: OutboundRequest) -> Result<InboundResponse, HttpError>;
+}
+
+/// Wall-clock time and sleeping (`Instant::now()` panics on wasm32-unknown-unknown).
+pub trait Clock: MaybeSend + MaybeSync {
+    /// Milliseconds since the Unix epoch.
+    fn now_ms(&self) -> u64;
+    /// A future that completes after `duration`.
+    fn sleep(&self, duration: Duration) -> BoxFuture<'static, ()>;
+}
+
+/// Random identifiers (session ids, record ids).
+pub trait Ids: MaybeSend + MaybeSync {
+    /// A fresh, unguessable id: 32 lowercase hex digits.
+    fn new_id(&self) -> String;
+}
+
+/// Background work that outlives a request.
+pub trait Spawner: MaybeSend + MaybeSync {
+    /// Runs `work` to completion in the background.
+    fn spawn(&self, work: BoxFuture<'static, ()>);
+}

@@ -1,0 +1,426 @@
+//! The registry service: validated create/read/update/delete over the [`Store`], seeding from a
+//! [`SeedFile`], and the [`Snapshot`] the MCP methods read (cached, refreshed on local writes
+//! and after `registry_cache_ms`).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use serde_json::{json, Map, Value};
+
+use crate::config::SeedFile;
+use crate::model::{self, FieldError, PromptDef, ResourceDef, ServerDef, ToolDef};
+use crate::ports::{Clock, Ids, Kind, Op, Record, Store, StoreError};
+use crate::uri_template::UriTemplate;
+
+/// Registry failures, mapped to HTTP statuses in [`crate::error`].
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RegistryError {
+    /// The definition is invalid (422).
+    #[error(transparent)]
+    Invalid(#[from] FieldError),
+    /// No such record (404).
+    #[error("{0} '{1}' not found")]
+    NotFound(&'static str, String),
+    /// The name (or URI) is taken (409).
+    #[error("{0} '{1}' already exists")]
+    Conflict(&'static str, String),
+    /// The store failed (503).
+    #[error("storage unavailable: {0}")]
+    Storage(String),
+}
+
+impl From<StoreError> for RegistryError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Conflict { kind, key } => RegistryError::Conflict(kind.as_str(), key),
+            StoreError::NotFound { kind, id } => RegistryError::NotFound(kind.as_str(), id),
+            other => RegistryError::Storage(other.to_string()),
+        }
+    }
+}
+
+/// A tool as the gateway serves it.
+#[derive(Debug, Clone)]
+pub struct Tool {
+    /// Record id.
+    pub id: String,
+    /// Definition.
+    pub def: ToolDef,
+    /// Parsed URL template.
+    pub url: UriTemplate,
+}
+
+/// A resource or resource template as the gateway serves it.
+#[derive(Debug, Clone)]
+pub struct Resource {
+    /// Record id.
+    pub id: String,
+    /// Definition.
+    pub def: ResourceDef,
+    /// Parsed URI template, for templates.
+    pub template: Option<UriTemplate>,
+}
+
+/// A virtual server.
+#[derive(Debug, Clone)]
+pub struct Server {
+    /// Record id.
+    pub id: String,
+    /// Definition.
+    pub def: ServerDef,
+}
+
+/// An immutable view of the whole registry, sorted by key.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    /// Tools by name order.
+    pub tools: Vec<Arc<Tool>>,
+    /// Static resources, by URI order.
+    pub resources: Vec<Arc<Resource>>,
+    /// Resource templates, by template order.
+    pub templates: Vec<Arc<Resource>>,
+    /// Prompts, by name order.
+    pub prompts: Vec<Arc<PromptDef>>,
+    /// Virtual servers, by name order.
+    pub servers: Vec<Arc<Server>>,
+    tool_index: HashMap<String, usize>,
+    resource_index: HashMap<String, usize>,
+    prompt_index: HashMap<String, usize>,
+}
+
+impl Snapshot {
+    /// A tool by name.
+    pub fn tool(&self, name: &str) -> Option<&Arc<Tool>> {
+        self.tool_index.get(name).map(|i| &self.tools[*i])
+    }
+    /// A static resource by URI.
+    pub fn resource(&self, uri: &str) -> Option<&Arc<Resource>> {
+        self.resource_index.get(uri).map(|i| &self.resources[*i])
+    }
+    /// A prompt by name.
+    pub fn prompt(&self, name: &str) -> Option<&Arc<PromptDef>> {
+        self.prompt_index.get(name).map(|i| &self.prompts[*i])
+    }
+    /// A virtual server by id or name.
+    pub fn server(&self, id_or_name: &str) -> Option<&Arc<Server>> {
+        self.servers.iter().find(|s| s.id == id_or_name).or_else(|| self.servers.iter().find(|s| s.def.name == id_or_name))
+    }
+
+    fn build(tools: Vec<Record>, resources: Vec<Record>, prompts: Vec<Record>, servers: Vec<Record>) -> Self {
+        let mut snap = Snapshot::default();
+        // Records were validated on the way in; one that no longer parses is skipped, not fatal.
+        for r in tools {
+            if let Ok(def) = serde_json::from_value::<ToolDef>(r.body) {
+                if let Ok(url) = UriTemplate::parse(&def.url) {
+                    snap.tool_index.insert(def.name.clone(), snap.tools.len());
+                    snap.tools.push(Arc::new(Tool { id: r.id, def, url }));
+                }
+            }
+        }
+        for r in resources {
+            if let Ok(def) = serde_json::from_value::<ResourceDef>(r.body) {
+                match &def.uri_template {
+                    Some(t) => {
+                        if let Ok(tpl) = UriTemplate::parse(t) {
+                            snap.templates.push(Arc::new(Resource { id: r.id, def, template: Some(tpl) }));
+                        }
+                    }
+                    None => {
+                        snap.resource_index.insert(def.key().to_string(), snap.resources.len());
+                        snap.resources.push(Arc::new(Resource { id: r.id, def, template: None }));
+                    }
+                }
+            }
+        }
+        for r in prompts {
+            if let Ok(def) = serde_json::from_value::<PromptDef>(r.body) {
+                snap.prompt_index.insert(def.name.clone(), snap.prompts.len());
+                snap.prompts.push(Arc::new(def));
+            }
+        }
+        for r in servers {
+            if let Ok(def) = serde_json::from_value::<ServerDef>(r.body) {
+                snap.servers.push(Arc::new(Server { id: r.id, def }));
+            }
+        }
+        snap
+    }
+}
+
+struct Cached {
+    snapshot: Arc<Snapshot>,
+    loaded_at: u64,
+}
+
+/// Validated registry operations and the cached snapshot.
+pub struct Registry {
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    ids: Arc<dyn Ids>,
+    cache_ms: u64,
+    cached: Mutex<Option<Cached>>,
+}
+
+fn kind_label(kind: Kind) -> &'static str {
+    kind.as_str()
+}
+
+/// The JSON the REST API returns for a record: the definition plus id and timestamps.
+pub fn record_json(r: &Record) -> Value {
+    let mut body = match &r.body {
+        Value::Object(m) => m.clone(),
+        _ => Map::new(),
+    };
+    body.insert("id".into(), json!(r.id));
+    body.insert("created_at".into(), json!(r.created_at));
+    body.insert("updated_at".into(), json!(r.updated_at));
+    Value::Object(body)
+}
+
+impl Registry {
+    /// A registry over `store`.
+    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, ids: Arc<dyn Ids>, cache_ms: u64) -> Self {
+        Self { store, clock, ids, cache_ms, cached: Mutex::new(None) }
+    }
+
+    /// The store underneath.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// The current snapshot, reloaded from the store when stale.
+    pub async fn snapshot(&self) -> Result<Arc<Snapshot>, RegistryError> {
+        let now = self.clock.now_ms();
+        if let Some(c) = self.cached.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+            if now.saturating_sub(c.loaded_at) < self.cache_ms {
+                return Ok(c.snapshot.clone());
+            }
+        }
+        let snap = Arc::new(Snapshot::build(
+            self.store.list(Kind::Tool).await?,
+            self.store.list(Kind::Resource).await?,
+            self.store.list(Kind::Prompt).await?,
+            self.store.list(Kind::Server).await?,
+        ));
+        *self.cached.lock().unwrap_or_else(|e| e.into_inner()) = Some(Cached { snapshot: snap.clone(), loaded_at: now });
+        Ok(snap)
+    }
+
+    /// Drops the cached snapshot (after a write).
+    pub fn invalidate(&self) {
+        *self.cached.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
+    /// Every record of a kind, as REST JSON.
+    pub async fn list(&self, kind: Kind) -> Result<Vec<Value>, RegistryError> {
+        Ok(self.store.list(kind).await?.iter().map(record_json).collect())
+    }
+
+    /// One record by id, key or (for resources) name.
+    pub async fn get(&self, kind: Kind, id: &str) -> Result<Record, RegistryError> {
+        if let Some(r) = self.store.get(kind, id).await? {
+            return Ok(r);
+        }
+        if kind == Kind::Resource {
+            if let Some(r) = self.store.list(kind).await?.into_iter().find(|r| r.body["name"] == id) {
+                return Ok(r);
+            }
+        }
+        Err(RegistryError::NotFound(kind_label(kind), id.to_string()))
+    }
+
+    async fn check(&self, kind: Kind, body: Value, id: Option<&str>) -> Result<(String, Value), RegistryError> {
+        let (key, normalized) = model::validate(kind, body)?;
+        match kind {
+            Kind::Server => self.check_members(&normalized).await?,
+            Kind::Resource => {
+                let name = normalized["name"].as_str().unwrap_or_default();
+                let clash = self.store.list(kind).await?.into_iter().find(|r| r.body["name"] == name && Some(r.id.as_str()) != id);
+                if clash.is_some() {
+                    return Err(RegistryError::Conflict("resource", name.to_string()));
+                }
+            }
+            _ => {}
+        }
+        Ok((key, normalized))
+    }
+
+    async fn check_members(&self, server: &Value) -> Result<(), RegistryError> {
+        let def: ServerDef = serde_json::from_value(server.clone()).map_err(|e| FieldError::new("", e.to_string()))?;
+        for (field, kind, names) in
+            [("tools", Kind::Tool, &def.tools), ("resources", Kind::Resource, &def.resources), ("prompts", Kind::Prompt, &def.prompts)]
+        {
+            for (i, n) in names.iter().enumerate() {
+                if self.get(kind, n).await.is_err() {
+                    return Err(FieldError::new(format!("{field}[{i}]"), format!("no {} named '{n}'", kind.as_str())).into());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Creates a record from a REST body.
+    pub async fn create(&self, kind: Kind, body: Value) -> Result<Record, RegistryError> {
+        let (key, body) = self.check(kind, body, None).await?;
+        let now = self.clock.now_ms();
+        let rec = Record { kind, id: self.ids.new_id(), key, body, created_at: now, updated_at: now };
+        self.store.insert(rec.clone()).await?;
+        self.invalidate();
+        Ok(rec)
+    }
+
+    /// Replaces a record's definition (PUT), or merges fields into it (PATCH, `merge = true`).
+    pub async fn update(&self, kind: Kind, id: &str, body: Value, merge: bool) -> Result<Record, RegistryError> {
+        let existing = self.get(kind, id).await?;
+        let body = if merge {
+            let Value::Object(patch) = body else {
+                return Err(FieldError::new("", "the body must be a JSON object").into());
+            };
+            let mut merged = existing.body.as_object().cloned().unwrap_or_default();
+            for (k, v) in patch {
+                if v.is_null() {
+                    merged.remove(&k);
+                } else {
+                    merged.insert(k, v);
+                }
+            }
+            Value::Object(merged)
+        } else {
+            body
+        };
+        let (key, body) = self.check(kind, body, Some(&existing.id)).await?;
+        let rec = Record { key, body, updated_at: self.clock.now_ms().max(existing.created_at), ..existing };
+        self.store.update(rec.clone()).await?;
+        self.invalidate();
+        Ok(rec)
+    }
+
+    /// Deletes a record by id, key or name.
+    pub async fn delete(&self, kind: Kind, id: &str) -> Result<(), RegistryError> {
+        let existing = self.get(kind, id).await?;
+        self.store.delete(kind, &existing.id).await?;
+        self.invalidate();
+        Ok(())
+    }
+
+    /// Creates or updates (by name or URI) everything in a seed file, atomically. Running it
+    /// again changes nothing but `updated_at`.
+    pub async fn seed(&self, file: &SeedFile) -> Result<usize, RegistryError> {
+        let now = self.clock.now_ms();
+        let mut ops = Vec::new();
+        let mut push = |kind: Kind, prefix: String, body: Value| -> Result<(), RegistryError> {
+            let (key, body) = model::validate(kind, body).map_err(|e| FieldError::new(format!("{prefix}.{}", e.field), e.message))?;
+            ops.push(Op::Upsert(Record { kind, id: self.ids.new_id(), key, body, created_at: now, updated_at: now }));
+            Ok(())
+        };
+        let to_value = |v: Result<Value, serde_json::Error>| v.map_err(|e| RegistryError::Invalid(FieldError::new("", e.to_string())));
+        for (i, t) in file.tool.iter().enumerate() {
+            push(Kind::Tool, format!("tool[{i}]"), to_value(serde_json::to_value(t))?)?;
+        }
+        for (i, r) in file.resource.iter().enumerate() {
+            if r.uri_template.is_some() {
+                return Err(FieldError::new(format!("resource[{i}].uri_template"), "belongs in [[resource_template]]").into());
+            }
+            push(Kind::Resource, format!("resource[{i}]"), to_value(serde_json::to_value(r))?)?;
+        }
+        for (i, r) in file.resource_template.iter().enumerate() {
+            if r.uri_template.is_none() {
+                return Err(FieldError::new(format!("resource_template[{i}].uri_template"), "is required").into());
+            }
+            push(Kind::Resource, format!("resource_template[{i}]"), to_value(serde_json::to_value(r))?)?;
+        }
+        for (i, p) in file.prompt.iter().enumerate() {
+            push(Kind::Prompt, format!("prompt[{i}]"), to_value(serde_json::to_value(p))?)?;
+        }
+        for (i, s) in file.server.iter().enumerate() {
+            push(Kind::Server, format!("server[{i}]"), to_value(serde_json::to_value(s))?)?;
+        }
+        // Server members may refer to entries of this same file or to existing ones.
+        let known = |kind: Kind, name: &str, ops: &[Op]| {
+            ops.iter().any(|o| match o {
+                Op::Upsert(r) => r.kind == kind && (r.key == name || r.body["name"] == name),
+                _ => false,
+            })
+        };
+        for (i, s) in file.server.iter().enumerate() {
+            for (field, kind, names) in
+                [("tools", Kind::Tool, &s.tools), ("resources", Kind::Resource, &s.resources), ("prompts", Kind::Prompt, &s.prompts)]
+            {
+                for (j, n) in names.iter().enumerate() {
+                    if !known(kind, n, &ops) && self.get(kind, n).await.is_err() {
+                        return Err(FieldError::new(format!("server[{i}].{field}[{j}]"), format!("no {} named '{n}'", kind.as_str())).into());
+                    }
+                }
+            }
+        }
+        let n = ops.len();
+        self.store.apply(ops).await?;
+        self.invalidate();
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::memory::{ManualClock, MemoryStore, SeqIds};
+    use futures::executor::block_on;
+
+    fn registry() -> Registry {
+        Registry::new(Arc::new(MemoryStore::default()), Arc::new(ManualClock::at(1000)), Arc::new(SeqIds::default()), 60_000)
+    }
+
+    #[test]
+    fn crud_with_validation_and_unique_names() {
+        block_on(async {
+            let r = registry();
+            let t = r.create(Kind::Tool, json!({"name": "w", "url": "http://h/x"})).await.unwrap();
+            assert!(matches!(r.create(Kind::Tool, json!({"name": "w", "url": "http://h/y"})).await, Err(RegistryError::Conflict(..))));
+            assert!(matches!(r.create(Kind::Tool, json!({"name": "v"})).await, Err(RegistryError::Invalid(_))));
+            let u = r.update(Kind::Tool, "w", json!({"description": "d"}), true).await.unwrap();
+            assert_eq!((u.id.as_str(), u.body["description"].as_str()), (t.id.as_str(), Some("d")));
+            assert_eq!(r.snapshot().await.unwrap().tool("w").unwrap().def.description.as_deref(), Some("d"));
+            r.delete(Kind::Tool, &t.id).await.unwrap();
+            assert!(matches!(r.get(Kind::Tool, "w").await, Err(RegistryError::NotFound(..))));
+            assert!(r.snapshot().await.unwrap().tool("w").is_none(), "writes refresh the snapshot");
+        });
+    }
+
+    #[test]
+    fn servers_must_name_existing_members() {
+        block_on(async {
+            let r = registry();
+            r.create(Kind::Tool, json!({"name": "w", "url": "http://h/x"})).await.unwrap();
+            let e = r.create(Kind::Server, json!({"name": "s", "tools": ["w", "missing"]})).await.unwrap_err();
+            let RegistryError::Invalid(f) = e else { panic!("{e:?}") };
+            assert_eq!(f.field, "tools[1]");
+            assert!(r.create(Kind::Server, json!({"name": "s", "tools": ["w"]})).await.is_ok());
+        });
+    }
+
+    #[test]
+    fn seeding_is_idempotent() {
+        block_on(async {
+            let r = registry();
+            let file: SeedFile = toml_like();
+            assert_eq!(r.seed(&file).await.unwrap(), 4);
+            let first = r.list(Kind::Tool).await.unwrap();
+            r.seed(&file).await.unwrap();
+            assert_eq!(r.list(Kind::Tool).await.unwrap().len(), 1);
+            assert_eq!(r.list(Kind::Tool).await.unwrap()[0]["id"], first[0]["id"], "ids are kept");
+            assert_eq!(r.list(Kind::Resource).await.unwrap().len(), 2);
+            assert_eq!(r.list(Kind::Server).await.unwrap().len(), 1);
+        });
+    }
+
+    fn toml_like() -> SeedFile {
+        serde_json::from_value(json!({
+            "tool": [{"name": "weather", "url": "http://127.0.0.1:1/w"}],
+            "resource": [{"uri": "docs://readme", "name": "readme", "text": "# Hi"}],
+            "resource_template": [{"uri_template": "docs://p/{page}", "name": "pages", "text": "Page {{ page }}"}],
+            "server": [{"name": "docs", "tools": ["weather"], "resources": ["docs://readme", "pages"]}]
+        }))
+        .unwrap()
+    }
+}

@@ -1,0 +1,207 @@
+//! REST-backed tools: arguments checked against the input schema, sent as the URL's template
+//! variables plus a JSON body or query string, and the response returned as tool content.
+//! An HTTP failure is a tool result with `isError: true`, never a protocol error.
+
+use std::time::Duration;
+
+use base64::Engine;
+use bytes::{Bytes, BytesMut};
+use futures::{future::Either, StreamExt};
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+use serde_json::{json, Map, Value};
+
+use crate::gateway::Inner;
+use crate::mcp::CallCtx;
+use crate::ports::{HttpError, InboundResponse, OutboundRequest};
+use crate::protocol::LogLevel;
+use crate::registry::Tool;
+
+const QUERY: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+
+fn error_result(text: String) -> Value {
+    json!({"content": [{"type": "text", "text": text}], "isError": true})
+}
+
+fn type_ok(expected: &str, v: &Value) -> bool {
+    match expected {
+        "string" => v.is_string(),
+        "number" => v.is_number(),
+        "integer" => v.as_i64().is_some() || v.as_u64().is_some(),
+        "boolean" => v.is_boolean(),
+        "object" => v.is_object(),
+        "array" => v.is_array(),
+        "null" => v.is_null(),
+        _ => true,
+    }
+}
+
+/// Checks required properties and top-level types; returns what is wrong, for the model to fix.
+pub(crate) fn check_arguments(schema: &Value, args: &Map<String, Value>) -> Result<(), String> {
+    if let Some(req) = schema.get("required").and_then(Value::as_array) {
+        for r in req.iter().filter_map(Value::as_str) {
+            if !args.contains_key(r) {
+                return Err(format!("missing required argument \"{r}\""));
+            }
+        }
+    }
+    if let Some(props) = schema.get("properties").and_then(Value::as_object) {
+        for (k, v) in args {
+            let Some(t) = props.get(k).and_then(|p| p.get("type")) else { continue };
+            let ok = match t {
+                Value::String(s) => type_ok(s, v),
+                Value::Array(ts) => ts.iter().filter_map(Value::as_str).any(|s| type_ok(s, v)),
+                _ => true,
+            };
+            if !ok {
+                return Err(format!("argument \"{k}\" must be of type {t}"));
+            }
+        }
+        if schema.get("additionalProperties") == Some(&Value::Bool(false)) {
+            if let Some(extra) = args.keys().find(|k| !props.contains_key(*k)) {
+                return Err(format!("unexpected argument \"{extra}\""));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn query_value(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Builds the outbound request for a call.
+pub(crate) fn build_request(tool: &Tool, mut args: Map<String, Value>) -> OutboundRequest {
+    let mut url = tool.url.expand(&args);
+    for v in tool.url.variables() {
+        args.remove(v);
+    }
+    let method = http::Method::from_bytes(tool.def.method.as_bytes()).unwrap_or(http::Method::GET);
+    let mut headers: Vec<(String, String)> = tool.def.headers.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    headers.push(("accept".into(), "application/json, text/plain;q=0.9, */*;q=0.8".into()));
+    let body = if method == http::Method::GET || method == http::Method::DELETE {
+        if !args.is_empty() {
+            let q: Vec<String> = args
+                .iter()
+                .map(|(k, v)| format!("{}={}", utf8_percent_encode(k, QUERY), utf8_percent_encode(&query_value(v), QUERY)))
+                .collect();
+            url.push(if url.contains('?') { '&' } else { '?' });
+            url.push_str(&q.join("&"));
+        }
+        None
+    } else {
+        headers.push(("content-type".into(), "application/json".into()));
+        Some(Bytes::from(serde_json::to_vec(&Value::Object(args)).unwrap_or_default()))
+    };
+    OutboundRequest { method, url, headers, body }
+}
+
+async fn read_body(resp: InboundResponse, limit: usize) -> Result<(InboundResponse, Bytes), HttpError> {
+    let mut resp = resp;
+    let mut buf = BytesMut::new();
+    while let Some(chunk) = resp.body.next().await {
+        let chunk = chunk?;
+        if buf.len() + chunk.len() > limit {
+            return Err(HttpError::TooLarge(limit));
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok((resp, buf.freeze()))
+}
+
+impl Inner {
+    /// Sends `request` and reads the whole response within `timeout`.
+    pub(crate) async fn fetch(&self, request: OutboundRequest, timeout: Duration) -> Result<(InboundResponse, Bytes), HttpError> {
+        let limit = self.config.max_tool_response_bytes;
+        let work = Box::pin(async move {
+            let resp = self.http.send(request).await?;
+            read_body(resp, limit).await
+        });
+        match futures::future::select(work, self.clock.sleep(timeout)).await {
+            Either::Left((r, _)) => r,
+            Either::Right(_) => Err(HttpError::Timeout(timeout.as_millis() as u64)),
+        }
+    }
+
+    /// Calls a REST tool and shapes the response as a `tools/call` result.
+    pub(crate) async fn call_rest_tool(&self, ctx: &CallCtx, tool: &Tool, args: Map<String, Value>) -> Value {
+        let name = &tool.def.name;
+        if let Err(e) = check_arguments(&tool.def.input_schema, &args) {
+            return error_result(format!("Invalid arguments for tool {name}: {e}"));
+        }
+        let request = build_request(tool, args);
+        let (method, url) = (request.method.to_string(), request.url.clone());
+        ctx.log(LogLevel::Debug, "mcpgw.tools", json!(format!("{name}: {method} {url}")));
+        let timeout = Duration::from_millis(tool.def.timeout_ms.unwrap_or(self.config.tool_timeout_ms));
+        let (resp, body) = match self.fetch(request, timeout).await {
+            Ok(r) => r,
+            Err(e) => {
+                ctx.log(LogLevel::Error, "mcpgw.tools", json!(format!("{name}: {method} {url} failed: {e}")));
+                return error_result(format!("Tool {name} failed: {method} {url}: {e}"));
+            }
+        };
+        let content_type = resp.headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_ascii_lowercase();
+        let mime = content_type.split(';').next().unwrap_or("").trim().to_string();
+        if !resp.status.is_success() {
+            let text = String::from_utf8_lossy(&body);
+            ctx.log(LogLevel::Warning, "mcpgw.tools", json!(format!("{name}: {method} {url} returned {}", resp.status)));
+            return error_result(format!("HTTP {} from {method} {url}: {text}", resp.status.as_u16()));
+        }
+        let b64 = || base64::engine::general_purpose::STANDARD.encode(&body);
+        let content = if mime.starts_with("image/") {
+            json!({"type": "image", "data": b64(), "mimeType": mime})
+        } else if mime.starts_with("audio/") {
+            json!({"type": "audio", "data": b64(), "mimeType": mime})
+        } else {
+            json!({"type": "text", "text": String::from_utf8_lossy(&body)})
+        };
+        let mut result = json!({"content": [content], "isError": false});
+        if tool.def.output_schema.is_some() && (mime == "application/json" || mime.ends_with("+json")) {
+            if let Ok(v @ Value::Object(_)) = serde_json::from_slice::<Value>(&body) {
+                result["structuredContent"] = v;
+            }
+        }
+        result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::ToolDef;
+    use crate::uri_template::UriTemplate;
+
+    fn tool(url: &str, method: &str) -> Tool {
+        let def: ToolDef = serde_json::from_value(json!({"name": "t", "url": url, "method": method})).unwrap();
+        Tool { id: "1".into(), url: UriTemplate::parse(url).unwrap(), def }
+    }
+
+    #[test]
+    fn get_sends_query_and_fills_path_variables() {
+        let args = json!({"city": "São Paulo", "units": "metric", "n": 3}).as_object().cloned().unwrap();
+        let r = build_request(&tool("http://h/w/{city}", "GET"), args);
+        assert_eq!(r.url, "http://h/w/S%C3%A3o%20Paulo?n=3&units=metric");
+        assert!(r.body.is_none());
+    }
+
+    #[test]
+    fn post_sends_remaining_arguments_as_json() {
+        let args = json!({"id": 7, "name": "x"}).as_object().cloned().unwrap();
+        let r = build_request(&tool("http://h/items/{id}", "POST"), args);
+        assert_eq!(r.url, "http://h/items/7");
+        assert_eq!(serde_json::from_slice::<Value>(r.body.as_ref().unwrap()).unwrap(), json!({"name": "x"}));
+    }
+
+    #[test]
+    fn arguments_are_checked_against_the_schema() {
+        let schema = json!({"type": "object", "properties": {"city": {"type": "string"}, "n": {"type": "integer"}}, "required": ["city"]});
+        let ok = json!({"city": "x", "n": 2}).as_object().cloned().unwrap();
+        assert!(check_arguments(&schema, &ok).is_ok());
+        let missing = json!({"n": 2}).as_object().cloned().unwrap();
+        assert!(check_arguments(&schema, &missing).unwrap_err().contains("city"));
+        let wrong = json!({"city": "x", "n": 2.5}).as_object().cloned().unwrap();
+        assert!(check_arguments(&schema, &wrong).unwrap_err().contains("\"n\""));
+    }
+}
