@@ -204,6 +204,11 @@ impl Gateway {
         self.inner.hub.shutdown();
     }
 
+    /// True once [`Gateway::shutdown`] has been called.
+    pub fn is_shutting_down(&self) -> bool {
+        self.inner.hub.is_closed()
+    }
+
     /// Number of open SSE streams (standalone and legacy).
     pub fn open_streams(&self) -> usize {
         self.inner.hub.open_streams()

@@ -119,6 +119,11 @@ impl Hub {
         st.conns.clear();
     }
 
+    /// True once [`Hub::shutdown`] has run.
+    pub fn is_closed(&self) -> bool {
+        self.lock().closed
+    }
+
     /// Number of open streams.
     pub fn open_streams(&self) -> usize {
         self.lock().conns.values().map(Vec::len).sum()

@@ -1,1 +1,194 @@
-fn main(){}
+//! `mcpgw`: the native gateway. `mcpgw serve` runs it on axum with a libsql registry.
+//! Only wiring lives here: settings, ports, logging, signals. The gateway is in mcpgw-core.
+
+mod runtime;
+mod server;
+mod store;
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand};
+use mcpgw_core::memory::{MemoryCache, MemoryEventStore, MemorySessionStore};
+use mcpgw_core::{Gateway, GatewayConfig, Ports, SeedFile, ServerInfo};
+
+#[derive(Parser)]
+#[command(name = "mcpgw", version, about = "mcpgw: a Model Context Protocol gateway")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway.
+    Serve(ServeArgs),
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// Address to listen on; a loopback address turns on Host/Origin checks.
+    #[arg(long, env = "MCPGW_HOST", default_value = "127.0.0.1")]
+    host: String,
+    /// Port to listen on (0 picks a free one).
+    #[arg(long, env = "MCPGW_PORT", default_value = "4444")]
+    port: String,
+    /// libsql database file, or :memory:.
+    #[arg(long, env = "MCPGW_DATABASE", default_value = "./mcpgw.db")]
+    database: String,
+    /// TOML file whose tools, resources, prompts and servers are created or updated at start-up.
+    #[arg(long, env = "MCPGW_CONFIG")]
+    config: Option<String>,
+    /// Items per page of list results.
+    #[arg(long, env = "MCPGW_PAGE_SIZE", default_value = "100")]
+    page_size: String,
+    /// Largest request body in bytes.
+    #[arg(long, env = "MCPGW_MAX_BODY_BYTES", default_value = "4194304")]
+    max_body_bytes: String,
+    /// Default REST tool timeout in milliseconds.
+    #[arg(long, env = "MCPGW_TOOL_TIMEOUT_MS", default_value = "30000")]
+    tool_timeout_ms: String,
+    /// Idle seconds before a session expires.
+    #[arg(long, env = "MCPGW_SESSION_TTL_SECS", default_value = "3600")]
+    session_ttl_secs: String,
+    /// Extra accepted Host header values, comma-separated.
+    #[arg(long, env = "MCPGW_ALLOWED_HOSTS", default_value = "")]
+    allowed_hosts: String,
+    /// Accepted browser Origins, comma-separated (or *).
+    #[arg(long, env = "MCPGW_ALLOWED_ORIGINS", default_value = "")]
+    allowed_origins: String,
+    /// Seconds in-flight requests get to finish at shutdown.
+    #[arg(long, env = "MCPGW_SHUTDOWN_GRACE_SECS", default_value = "10")]
+    shutdown_grace_secs: String,
+}
+
+/// Parses a numeric setting, naming it on failure.
+fn number<T: std::str::FromStr>(name: &str, value: &str) -> anyhow::Result<T> {
+    value.trim().parse::<T>().map_err(|_| anyhow::anyhow!("invalid setting {name}: '{value}' is not a valid number"))
+}
+
+fn list(value: &str) -> Vec<String> {
+    value.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect()
+}
+
+struct Settings {
+    addr: SocketAddr,
+    database: String,
+    seed: Option<(String, SeedFile)>,
+    gateway: GatewayConfig,
+    grace: Duration,
+}
+
+fn settings(a: &ServeArgs) -> anyhow::Result<Settings> {
+    let ip: IpAddr = match a.host.as_str() {
+        "localhost" => IpAddr::from([127, 0, 0, 1]),
+        h => h.trim_matches(['[', ']']).parse().map_err(|_| anyhow::anyhow!("invalid setting MCPGW_HOST (--host): '{h}' is not an IP address"))?,
+    };
+    let port: u16 = number("MCPGW_PORT (--port)", &a.port)?;
+    if a.database.trim().is_empty() {
+        bail!("invalid setting MCPGW_DATABASE (--database): must not be empty");
+    }
+    let gateway = GatewayConfig {
+        bind_host: ip.to_string(),
+        allowed_hosts: list(&a.allowed_hosts),
+        allowed_origins: list(&a.allowed_origins),
+        max_body_bytes: number("MCPGW_MAX_BODY_BYTES (--max-body-bytes)", &a.max_body_bytes)?,
+        page_size: number("MCPGW_PAGE_SIZE (--page-size)", &a.page_size)?,
+        session_ttl_secs: number("MCPGW_SESSION_TTL_SECS (--session-ttl-secs)", &a.session_ttl_secs)?,
+        tool_timeout_ms: number("MCPGW_TOOL_TIMEOUT_MS (--tool-timeout-ms)", &a.tool_timeout_ms)?,
+        ..GatewayConfig::default()
+    };
+    gateway.validate().map_err(|e| {
+        let env = format!("MCPGW_{}", e.setting.to_ascii_uppercase());
+        anyhow::anyhow!("invalid setting {env}: {}", e.message)
+    })?;
+    let seed = match &a.config {
+        None => None,
+        Some(path) => {
+            let text = std::fs::read_to_string(path).with_context(|| format!("invalid setting MCPGW_CONFIG (--config): cannot read {path}"))?;
+            let file: SeedFile = toml::from_str(&text).map_err(|e| anyhow::anyhow!("invalid setting MCPGW_CONFIG (--config): {path}: {e}"))?;
+            Some((path.clone(), file))
+        }
+    };
+    let grace = Duration::from_secs(number("MCPGW_SHUTDOWN_GRACE_SECS (--shutdown-grace-secs)", &a.shutdown_grace_secs)?);
+    Ok(Settings { addr: SocketAddr::new(ip, port), database: a.database.clone(), seed, gateway, grace })
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("MCPGW_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt().json().with_env_filter(filter).with_current_span(false).with_writer(std::io::stderr).init();
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    let s = settings(&args)?;
+    let store = store::LibsqlStore::open(&s.database)
+        .await
+        .map_err(|e| anyhow::anyhow!("invalid setting MCPGW_DATABASE (--database): cannot open {}: {e}", s.database))?;
+    let clock: Arc<runtime::TokioClock> = Arc::new(runtime::TokioClock);
+    let ports = Ports {
+        store: Arc::new(store),
+        sessions: Arc::new(MemorySessionStore::default()),
+        events: Arc::new(MemoryEventStore::default()),
+        cache: Arc::new(MemoryCache::new(clock.clone())),
+        http: Arc::new(runtime::ReqwestClient::new()?),
+        clock,
+        ids: Arc::new(runtime::RandomIds),
+        spawner: Arc::new(runtime::TokioSpawner),
+    };
+    let info = ServerInfo { name: "mcpgw".into(), version: env!("CARGO_PKG_VERSION").into() };
+    let gw = Gateway::new(s.gateway.clone(), ports, info).map_err(|e| anyhow::anyhow!("{e}"))?;
+    if let Some((path, seed)) = &s.seed {
+        let n = gw.registry().seed(seed).await.map_err(|e| anyhow::anyhow!("invalid setting MCPGW_CONFIG (--config): {path}: {e}"))?;
+        tracing::info!(path = %path, entries = n, "registry seeded");
+    }
+    let listener = tokio::net::TcpListener::bind(s.addr).await.with_context(|| format!("cannot listen on {}", s.addr))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(
+        address = %addr,
+        database = %s.database,
+        ready_ms = started.elapsed().as_secs_f64() * 1000.0,
+        "mcpgw listening on http://{addr}"
+    );
+    // Idle sessions expire in the background as well as on access.
+    let sweeper = gw.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            tick.tick().await;
+            sweeper.expire_sessions().await;
+        }
+    });
+    server::serve(gw, listener, shutdown_signal(), s.grace).await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    init_logging();
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    match cli.command {
+        Command::Serve(args) => runtime.block_on(serve(args)).inspect_err(|e| tracing::error!(error = %format!("{e:#}"), "mcpgw failed to start")),
+    }
+}
