@@ -262,6 +262,7 @@ impl Gateway {
             ["sse"] => inner.clone().legacy_sse(req, None, String::new()).await,
             ["message"] => inner.clone().legacy_message(req, None).await,
             ["rpc"] => inner.clone().rpc(req).await,
+            ["health"] | ["ready"] | ["version"] if req.method() != Method::GET && req.method() != Method::HEAD => method_not_allowed("GET, HEAD"),
             ["health"] => json_response(StatusCode::OK, &json!({"status": "ok"})),
             ["ready"] => match inner.registry.store().ping().await {
                 Ok(()) => json_response(StatusCode::OK, &json!({"status": "ready"})),
