@@ -24,15 +24,26 @@ pub(crate) fn collection_kind(segment: &str) -> Option<Kind> {
     }
 }
 
-fn parse_body(req: &Request<Bytes>) -> Result<Value, Response<Body>> {
+fn parse_body(req: &Request<Bytes>) -> Result<Value, Box<Response<Body>>> {
     if let Some(ct) = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) {
         let m = ct.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
         if m != "application/json" && !m.ends_with("+json") {
-            return Err(api_error(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", "Content-Type must be application/json", None));
+            return Err(Box::new(api_error(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "Content-Type must be application/json",
+                None,
+            )));
         }
     }
-    serde_json::from_slice(req.body())
-        .map_err(|e| api_error(StatusCode::BAD_REQUEST, "invalid_json", format!("the body is not valid JSON: {e}"), None))
+    serde_json::from_slice(req.body()).map_err(|e| {
+        Box::new(api_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+            format!("the body is not valid JSON: {e}"),
+            None,
+        ))
+    })
 }
 
 impl Inner {
@@ -44,11 +55,15 @@ impl Inner {
         };
         let id = id.map(|i| percent_decode_str(i).decode_utf8_lossy().into_owned());
         let result = match (req.method().clone(), id) {
-            (Method::GET, None) => self.registry.list(kind).await.map(|items| json_response(StatusCode::OK, &Value::Array(items))),
+            (Method::GET, None) => self
+                .registry
+                .list(kind)
+                .await
+                .map(|items| json_response(StatusCode::OK, &Value::Array(items))),
             (Method::POST, None) => {
                 let body = match parse_body(&req) {
                     Ok(b) => b,
-                    Err(r) => return r,
+                    Err(r) => return *r,
                 };
                 self.registry.create(kind, body).await.map(|rec| {
                     let mut r = json_response(StatusCode::CREATED, &record_json(&rec));
@@ -59,13 +74,20 @@ impl Inner {
                     r
                 })
             }
-            (Method::GET, Some(id)) => self.registry.get(kind, &id).await.map(|rec| json_response(StatusCode::OK, &record_json(&rec))),
+            (Method::GET, Some(id)) => self
+                .registry
+                .get(kind, &id)
+                .await
+                .map(|rec| json_response(StatusCode::OK, &record_json(&rec))),
             (m @ (Method::PUT | Method::PATCH), Some(id)) => {
                 let body = match parse_body(&req) {
                     Ok(b) => b,
-                    Err(r) => return r,
+                    Err(r) => return *r,
                 };
-                self.registry.update(kind, &id, body, m == Method::PATCH).await.map(|rec| json_response(StatusCode::OK, &record_json(&rec)))
+                self.registry
+                    .update(kind, &id, body, m == Method::PATCH)
+                    .await
+                    .map(|rec| json_response(StatusCode::OK, &record_json(&rec)))
             }
             (Method::DELETE, Some(id)) => self.registry.delete(kind, &id).await.map(|()| {
                 let mut r = Response::new(Body::Empty);
@@ -92,7 +114,11 @@ impl Inner {
             Kind::Tool => &["notifications/tools/list_changed"],
             Kind::Resource => &["notifications/resources/list_changed"],
             Kind::Prompt => &["notifications/prompts/list_changed"],
-            _ => &["notifications/tools/list_changed", "notifications/resources/list_changed", "notifications/prompts/list_changed"],
+            _ => &[
+                "notifications/tools/list_changed",
+                "notifications/resources/list_changed",
+                "notifications/prompts/list_changed",
+            ],
         };
         for m in methods {
             self.broadcast(jsonrpc::notification(m, None)).await;

@@ -95,7 +95,10 @@ pub struct ConfigError {
 }
 
 fn bad(setting: &str, message: impl Into<String>) -> ConfigError {
-    ConfigError { setting: setting.into(), message: message.into() }
+    ConfigError {
+        setting: setting.into(),
+        message: message.into(),
+    }
 }
 
 impl GatewayConfig {
@@ -121,7 +124,10 @@ impl GatewayConfig {
         }
         for o in &self.allowed_origins {
             if o != "*" && !(o.starts_with("http://") || o.starts_with("https://")) {
-                return Err(bad("allowed_origins", format!("'{o}' is not an origin like https://host[:port] or *")));
+                return Err(bad(
+                    "allowed_origins",
+                    format!("'{o}' is not an origin like https://host[:port] or *"),
+                ));
             }
         }
         Ok(())

@@ -18,12 +18,20 @@ pub fn decode(list: &str, cursor: Option<&Value>) -> Result<usize, RpcError> {
     let c = c.as_str().ok_or_else(bad)?;
     let raw = URL_SAFE_NO_PAD.decode(c).map_err(|_| bad())?;
     let raw = String::from_utf8(raw).map_err(|_| bad())?;
-    let rest = raw.strip_prefix("mcpgw1:").and_then(|r| r.strip_prefix(list)).and_then(|r| r.strip_prefix(':'));
+    let rest = raw
+        .strip_prefix("mcpgw1:")
+        .and_then(|r| r.strip_prefix(list))
+        .and_then(|r| r.strip_prefix(':'));
     rest.and_then(|o| o.parse().ok()).ok_or_else(bad)
 }
 
 /// Cuts one page out of `items`; returns the page and the next cursor, if any.
-pub fn page<T: Clone>(list: &str, items: &[T], cursor: Option<&Value>, page_size: usize) -> Result<(Vec<T>, Option<String>), RpcError> {
+pub fn page<T: Clone>(
+    list: &str,
+    items: &[T],
+    cursor: Option<&Value>,
+    page_size: usize,
+) -> Result<(Vec<T>, Option<String>), RpcError> {
     let start = decode(list, cursor)?;
     if start > items.len() {
         return Err(RpcError::invalid_params("Invalid cursor"));
@@ -47,8 +55,16 @@ mod tests {
         assert_eq!(p2, vec![2, 3]);
         let (p3, c3) = page("tools", &items, Some(&json!(c2.clone().unwrap())), 2).unwrap();
         assert_eq!((p3, c3), (vec![4], None));
-        for bad in [json!("garbage!"), json!(7), json!(encode("prompts", 2)), json!(encode("tools", 99))] {
-            assert_eq!(page("tools", &items, Some(&bad), 2).unwrap_err().code, crate::jsonrpc::INVALID_PARAMS);
+        for bad in [
+            json!("garbage!"),
+            json!(7),
+            json!(encode("prompts", 2)),
+            json!(encode("tools", 99)),
+        ] {
+            assert_eq!(
+                page("tools", &items, Some(&bad), 2).unwrap_err().code,
+                crate::jsonrpc::INVALID_PARAMS
+            );
         }
     }
 }

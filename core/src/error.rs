@@ -14,7 +14,8 @@ pub(crate) fn json_response(status: StatusCode, body: &Value) -> Response<Body> 
     let bytes = serde_json::to_vec(body).unwrap_or_default();
     let mut r = Response::new(Body::Full(Bytes::from(bytes)));
     *r.status_mut() = status;
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     r
 }
 
@@ -24,7 +25,12 @@ pub(crate) fn rpc_error(status: StatusCode, id: &Value, error: RpcError) -> Resp
 }
 
 /// A REST API error: `{"error": {"code", "message", "field"?}}`.
-pub(crate) fn api_error(status: StatusCode, code: &str, message: impl Into<String>, field: Option<&str>) -> Response<Body> {
+pub(crate) fn api_error(
+    status: StatusCode,
+    code: &str,
+    message: impl Into<String>,
+    field: Option<&str>,
+) -> Response<Body> {
     let mut err = json!({"code": code, "message": message.into()});
     if let Some(f) = field {
         err["field"] = json!(f);
@@ -34,7 +40,12 @@ pub(crate) fn api_error(status: StatusCode, code: &str, message: impl Into<Strin
 
 /// 405 with the allowed methods.
 pub(crate) fn method_not_allowed(allow: &'static str) -> Response<Body> {
-    let mut r = api_error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", format!("allowed methods: {allow}"), None);
+    let mut r = api_error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("allowed methods: {allow}"),
+        None,
+    );
     r.headers_mut().insert(header::ALLOW, HeaderValue::from_static(allow));
     r
 }
@@ -45,11 +56,21 @@ impl RegistryError {
         match self {
             RegistryError::Invalid(f) => {
                 let field = (!f.field.is_empty()).then_some(f.field.as_str());
-                api_error(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed", self.to_string(), field)
+                api_error(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "validation_failed",
+                    self.to_string(),
+                    field,
+                )
             }
             RegistryError::NotFound(..) => api_error(StatusCode::NOT_FOUND, "not_found", self.to_string(), None),
             RegistryError::Conflict(..) => api_error(StatusCode::CONFLICT, "conflict", self.to_string(), Some("name")),
-            RegistryError::Storage(_) => api_error(StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable", self.to_string(), None),
+            RegistryError::Storage(_) => api_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "storage_unavailable",
+                self.to_string(),
+                None,
+            ),
         }
     }
 }

@@ -108,10 +108,14 @@ fn header_str<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
 /// True when `accept` lists `mime` (or a wildcard covering it).
 fn accepts(h: &HeaderMap, mime: &str) -> bool {
     let major = mime.split('/').next().unwrap_or_default();
-    h.get_all(header::ACCEPT).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(',')).any(|item| {
-        let m = item.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
-        m == mime || m == "*/*" || m.strip_suffix("/*") == Some(major)
-    })
+    h.get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|item| {
+            let m = item.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+            m == mime || m == "*/*" || m.strip_suffix("/*") == Some(major)
+        })
 }
 
 fn is_json_content(h: &HeaderMap) -> bool {
@@ -129,12 +133,20 @@ fn host_only(authority: &str) -> &str {
     if let Some(rest) = authority.strip_prefix('[') {
         return rest.split(']').next().unwrap_or_default();
     }
-    authority.rsplit_once(':').map_or(authority, |(h, p)| if p.chars().all(|c| c.is_ascii_digit()) { h } else { authority })
+    authority.rsplit_once(':').map_or(authority, |(h, p)| {
+        if p.chars().all(|c| c.is_ascii_digit()) {
+            h
+        } else {
+            authority
+        }
+    })
 }
 
 fn is_loopback_name(host: &str) -> bool {
     let h = host.to_ascii_lowercase();
-    h == "localhost" || h == "::1" || h.starts_with("127.") && h.split('.').count() == 4 && h.split('.').all(|o| o.parse::<u8>().is_ok())
+    h == "localhost"
+        || h == "::1"
+        || h.starts_with("127.") && h.split('.').count() == 4 && h.split('.').all(|o| o.parse::<u8>().is_ok())
 }
 
 fn sse_response(body: BoxStream<'static, Bytes>, session: Option<&str>) -> Response<Body> {
@@ -162,14 +174,24 @@ enum RouteClass {
 }
 
 fn query_param<'a>(query: Option<&'a str>, name: &str) -> Option<&'a str> {
-    query?.split('&').find_map(|kv| kv.split_once('=').filter(|(k, _)| *k == name).map(|(_, v)| v))
+    query?
+        .split('&')
+        .find_map(|kv| kv.split_once('=').filter(|(k, _)| *k == name).map(|(_, v)| v))
 }
 
 impl Gateway {
     /// Builds a gateway; fails if the configuration is invalid.
+    // On wasm the ports are !Send by design (one isolate, one thread); Arc is still the right
+    // shared pointer because native shares the same code.
+    #[cfg_attr(target_family = "wasm", allow(clippy::arc_with_non_send_sync))]
     pub fn new(config: GatewayConfig, ports: Ports, info: ServerInfo) -> Result<Self, ConfigError> {
         config.validate()?;
-        let registry = Registry::new(ports.store, ports.clock.clone(), ports.ids.clone(), config.registry_cache_ms);
+        let registry = Registry::new(
+            ports.store,
+            ports.clock.clone(),
+            ports.ids.clone(),
+            config.registry_cache_ms,
+        );
         Ok(Self {
             inner: Arc::new(Inner {
                 config,
@@ -223,7 +245,11 @@ impl Gateway {
     pub fn payload_too_large(&self, path: &str) -> Response<Body> {
         let msg = format!("request body larger than {} bytes", self.inner.config.max_body_bytes);
         match route_class(path) {
-            RouteClass::Mcp => rpc_error(StatusCode::PAYLOAD_TOO_LARGE, &Value::Null, RpcError::invalid_request(msg)),
+            RouteClass::Mcp => rpc_error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                &Value::Null,
+                RpcError::invalid_request(msg),
+            ),
             RouteClass::Rest => api_error(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", msg, None),
         }
     }
@@ -248,21 +274,38 @@ impl Gateway {
             ["servers", id, "mcp"] | ["servers", id, "sse"] | ["servers", id, "message"] => {
                 let server = match inner.registry.snapshot().await {
                     Ok(s) => s.server(id).cloned(),
-                    Err(e) => return rpc_error(StatusCode::SERVICE_UNAVAILABLE, &Value::Null, RpcError::internal(e.to_string())),
+                    Err(e) => {
+                        return rpc_error(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            &Value::Null,
+                            RpcError::internal(e.to_string()),
+                        )
+                    }
                 };
                 let Some(server) = server else {
-                    return rpc_error(StatusCode::NOT_FOUND, &Value::Null, RpcError::invalid_request(format!("no virtual server '{id}'")));
+                    return rpc_error(
+                        StatusCode::NOT_FOUND,
+                        &Value::Null,
+                        RpcError::invalid_request(format!("no virtual server '{id}'")),
+                    );
                 };
                 match segs[2] {
                     "mcp" => inner.clone().streamable(req, Some(server)).await,
-                    "sse" => inner.clone().legacy_sse(req, Some(server), format!("/servers/{id}")).await,
+                    "sse" => {
+                        inner
+                            .clone()
+                            .legacy_sse(req, Some(server), format!("/servers/{id}"))
+                            .await
+                    }
                     _ => inner.clone().legacy_message(req, Some(server)).await,
                 }
             }
             ["sse"] => inner.clone().legacy_sse(req, None, String::new()).await,
             ["message"] => inner.clone().legacy_message(req, None).await,
             ["rpc"] => inner.clone().rpc(req).await,
-            ["health"] | ["ready"] | ["version"] if req.method() != Method::GET && req.method() != Method::HEAD => method_not_allowed("GET, HEAD"),
+            ["health"] | ["ready"] | ["version"] if req.method() != Method::GET && req.method() != Method::HEAD => {
+                method_not_allowed("GET, HEAD")
+            }
             ["health"] => json_response(StatusCode::OK, &json!({"status": "ok"})),
             ["ready"] => match inner.registry.store().ping().await {
                 Ok(()) => json_response(StatusCode::OK, &json!({"status": "ready"})),
@@ -282,7 +325,10 @@ impl Gateway {
 
 fn route_class(path: &str) -> RouteClass {
     let p = path.trim_end_matches('/');
-    let mcp = p == "/mcp" || p == "/sse" || p == "/message" || p == "/rpc"
+    let mcp = p == "/mcp"
+        || p == "/sse"
+        || p == "/message"
+        || p == "/rpc"
         || (p.starts_with("/servers/") && (p.ends_with("/mcp") || p.ends_with("/sse") || p.ends_with("/message")));
     if mcp {
         RouteClass::Mcp
@@ -300,8 +346,14 @@ enum Item {
 impl Inner {
     fn check_host_origin(&self, req: &Request<Bytes>) -> Result<(), String> {
         let cfg = &self.config;
-        let host = header_str(req.headers(), "host").map(str::to_string).or_else(|| req.uri().authority().map(|a| a.to_string()));
-        let host_listed = |h: &str| cfg.allowed_hosts.iter().any(|a| a.eq_ignore_ascii_case(h) || a.eq_ignore_ascii_case(host_only(h)));
+        let host = header_str(req.headers(), "host")
+            .map(str::to_string)
+            .or_else(|| req.uri().authority().map(|a| a.to_string()));
+        let host_listed = |h: &str| {
+            cfg.allowed_hosts
+                .iter()
+                .any(|a| a.eq_ignore_ascii_case(h) || a.eq_ignore_ascii_case(host_only(h)))
+        };
         if let Some(h) = &host {
             let ok = if cfg.is_loopback() {
                 is_loopback_name(host_only(h)) || host_listed(h)
@@ -313,7 +365,11 @@ impl Inner {
             }
         }
         if let Some(origin) = header_str(req.headers(), "origin") {
-            if cfg.allowed_origins.iter().any(|o| o == "*" || o.eq_ignore_ascii_case(origin)) {
+            if cfg
+                .allowed_origins
+                .iter()
+                .any(|o| o == "*" || o.eq_ignore_ascii_case(origin))
+            {
                 return Ok(());
             }
             let authority = origin.split_once("://").map(|(_, a)| a).unwrap_or(origin);
@@ -330,7 +386,10 @@ impl Inner {
     }
 
     async fn expire_sessions(&self) -> usize {
-        let cutoff = self.clock.now_ms().saturating_sub(self.config.session_ttl_secs.saturating_mul(1000));
+        let cutoff = self
+            .clock
+            .now_ms()
+            .saturating_sub(self.config.session_ttl_secs.saturating_mul(1000));
         let gone = self.sessions.expire(cutoff).await;
         for id in &gone {
             self.events.forget(id).await;
@@ -390,16 +449,16 @@ impl Inner {
         }
     }
 
-    fn check_version_header(h: &HeaderMap) -> Result<(), Response<Body>> {
+    fn check_version_header(h: &HeaderMap) -> Result<(), Box<Response<Body>>> {
         match header_str(h, MCP_PROTOCOL_VERSION) {
-            Some(v) if !protocol::is_supported(v) => Err(rpc_error(
+            Some(v) if !protocol::is_supported(v) => Err(Box::new(rpc_error(
                 StatusCode::BAD_REQUEST,
                 &Value::Null,
                 RpcError::invalid_request(format!(
                     "Bad Request: unsupported MCP-Protocol-Version '{v}' (supported: {})",
                     protocol::SUPPORTED_VERSIONS.join(", ")
                 )),
-            )),
+            ))),
             _ => Ok(()),
         }
     }
@@ -421,7 +480,7 @@ impl Inner {
             );
         }
         if let Err(r) = Self::check_version_header(h) {
-            return r;
+            return *r;
         }
         let incoming = match jsonrpc::parse(req.body()) {
             Ok(m) => m,
@@ -431,13 +490,20 @@ impl Inner {
             return self.sessionless_post(incoming, scope).await;
         };
         let Some(session) = self.load_session(session_id, scope.as_ref()).await else {
-            return rpc_error(StatusCode::NOT_FOUND, &Value::Null, RpcError::new(jsonrpc::SESSION_NOT_FOUND, "Session not found"));
+            return rpc_error(
+                StatusCode::NOT_FOUND,
+                &Value::Null,
+                RpcError::new(jsonrpc::SESSION_NOT_FOUND, "Session not found"),
+            );
         };
         if matches!(incoming, Incoming::Batch(_)) && !protocol::allows_batches(&session.protocol_version) {
             return rpc_error(
                 StatusCode::BAD_REQUEST,
                 &Value::Null,
-                RpcError::invalid_request(format!("Invalid Request: protocol version {} does not allow batches", session.protocol_version)),
+                RpcError::invalid_request(format!(
+                    "Invalid Request: protocol version {} does not allow batches",
+                    session.protocol_version
+                )),
             );
         }
         self.process(Some(session), scope, incoming, Delivery::Response).await
@@ -449,8 +515,19 @@ impl Inner {
             Incoming::Single(Message::Request(r)) => {
                 // Includes the 2026-07-28 `server/discover` probe: a prompt JSON-RPC error makes
                 // clients fall back to `initialize`.
-                let known = matches!(r.method.as_str(), "ping" | "tools/list" | "tools/call" | "resources/list" | "resources/read"
-                    | "resources/templates/list" | "prompts/list" | "prompts/get" | "completion/complete" | "logging/setLevel");
+                let known = matches!(
+                    r.method.as_str(),
+                    "ping"
+                        | "tools/list"
+                        | "tools/call"
+                        | "resources/list"
+                        | "resources/read"
+                        | "resources/templates/list"
+                        | "prompts/list"
+                        | "prompts/get"
+                        | "completion/complete"
+                        | "logging/setLevel"
+                );
                 let err = if known {
                     RpcError::invalid_request("Bad Request: missing Mcp-Session-Id header; send initialize first")
                 } else {
@@ -492,7 +569,13 @@ impl Inner {
 
     /// Runs the messages of one POST and answers: 202 when there is nothing to answer, JSON when
     /// the work finished before anything else had to be sent, SSE otherwise.
-    async fn process(self: Arc<Self>, session: Option<SessionState>, scope: Option<Arc<Server>>, incoming: Incoming, delivery: Delivery) -> Response<Body> {
+    async fn process(
+        self: Arc<Self>,
+        session: Option<SessionState>,
+        scope: Option<Arc<Server>>,
+        incoming: Incoming,
+        delivery: Delivery,
+    ) -> Response<Body> {
         let batch = matches!(incoming, Incoming::Batch(_));
         let messages = match incoming {
             Incoming::Single(m) => vec![Ok(m)],
@@ -502,7 +585,9 @@ impl Inner {
         for m in messages {
             match m {
                 Ok(Message::Request(r)) => items.push(Item::Request(r)),
-                Ok(Message::Notification { method, params }) => self.handle_notification(session.as_ref(), &method, params.as_ref()),
+                Ok(Message::Notification { method, params }) => {
+                    self.handle_notification(session.as_ref(), &method, params.as_ref())
+                }
                 Ok(Message::Response { .. }) => {} // no server-to-client requests are outstanding yet
                 Err((id, e)) => items.push(Item::Invalid(id, e)),
             }
@@ -512,7 +597,11 @@ impl Inner {
         }
         let (tx, rx) = mpsc::unbounded::<Outbound>();
         let session_id = session.as_ref().map(|s| s.id.clone());
-        let ctx = CallCtx { session, scope, out: Some(tx.clone()) };
+        let ctx = CallCtx {
+            session,
+            scope,
+            out: Some(tx.clone()),
+        };
         let worker = self.clone();
         let work = async move {
             let answers = futures::future::join_all(items.iter().map(|item| async {
@@ -545,48 +634,75 @@ impl Inner {
         }
 
         let first = out.next().await;
-        let pack = move |answers: Vec<Value>| if batch { Value::Array(answers) } else { answers.into_iter().next().unwrap_or(Value::Null) };
+        let pack = move |answers: Vec<Value>| {
+            if batch {
+                Value::Array(answers)
+            } else {
+                answers.into_iter().next().unwrap_or(Value::Null)
+            }
+        };
         match first {
             Some(Outbound::Done(answers)) => json_response(StatusCode::OK, &pack(answers)),
             Some(Outbound::Message(first)) => {
                 let stream_name = format!("p{}", self.stream_seq.fetch_add(1, Ordering::Relaxed) + 1);
                 let events = self.clone();
                 let sid = session_id.clone();
-                let body = stream::once(futures::future::ready(Outbound::Message(first))).chain(out).then(move |o| {
-                    let events = events.clone();
-                    let sid = sid.clone();
-                    let stream_name = stream_name.clone();
-                    let data = match o {
-                        Outbound::Message(m) => m.to_string(),
-                        Outbound::Done(answers) => pack(answers).to_string(),
-                    };
-                    async move {
-                        let id = match &sid {
-                            Some(sid) => Some(format!("{stream_name}.{}", events.events.append(sid, &stream_name, data.clone()).await)),
-                            None => None,
+                let body = stream::once(futures::future::ready(Outbound::Message(first)))
+                    .chain(out)
+                    .then(move |o| {
+                        let events = events.clone();
+                        let sid = sid.clone();
+                        let stream_name = stream_name.clone();
+                        let data = match o {
+                            Outbound::Message(m) => m.to_string(),
+                            Outbound::Done(answers) => pack(answers).to_string(),
                         };
-                        Frame::message(id, data).to_bytes()
-                    }
-                });
+                        async move {
+                            let id = match &sid {
+                                Some(sid) => Some(format!(
+                                    "{stream_name}.{}",
+                                    events.events.append(sid, &stream_name, data.clone()).await
+                                )),
+                                None => None,
+                            };
+                            Frame::message(id, data).to_bytes()
+                        }
+                    });
                 sse_response(boxed_stream(body), None)
             }
-            None => rpc_error(StatusCode::INTERNAL_SERVER_ERROR, &Value::Null, RpcError::internal("request produced no response")),
+            None => rpc_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &Value::Null,
+                RpcError::internal("request produced no response"),
+            ),
         }
     }
 
     async fn mcp_get(self: Arc<Self>, req: Request<Bytes>, scope: Option<Arc<Server>>) -> Response<Body> {
         let h = req.headers();
         if !accepts(h, "text/event-stream") {
-            return rpc_error(StatusCode::NOT_ACCEPTABLE, &Value::Null, RpcError::invalid_request("Not Acceptable: Accept must list text/event-stream"));
+            return rpc_error(
+                StatusCode::NOT_ACCEPTABLE,
+                &Value::Null,
+                RpcError::invalid_request("Not Acceptable: Accept must list text/event-stream"),
+            );
         }
         if let Err(r) = Self::check_version_header(h) {
-            return r;
+            return *r;
         }
         let Some(sid) = header_str(h, MCP_SESSION_ID) else {
-            return rpc_error(StatusCode::BAD_REQUEST, &Value::Null, RpcError::invalid_request("Bad Request: missing Mcp-Session-Id header"));
+            return rpc_error(
+                StatusCode::BAD_REQUEST,
+                &Value::Null,
+                RpcError::invalid_request("Bad Request: missing Mcp-Session-Id header"),
+            );
         };
         let Some(session) = self.load_session(sid, scope.as_ref()).await else {
-            return rpc_error(StatusCode::NOT_FOUND, &Value::Null, RpcError::new(jsonrpc::SESSION_NOT_FOUND, "Session not found"));
+            return rpc_error(
+                StatusCode::NOT_FOUND,
+                &Value::Null,
+                RpcError::new(jsonrpc::SESSION_NOT_FOUND, "Session not found"),
+            );
         };
         let resume = header_str(h, LAST_EVENT_ID).and_then(|id| {
             let (stream_name, seq) = id.rsplit_once('.')?;
@@ -606,20 +722,35 @@ impl Inner {
             return sse_response(boxed_stream(replayed), None);
         }
         let Some((conn, rx)) = self.hub.attach(&session.id) else {
-            return rpc_error(StatusCode::SERVICE_UNAVAILABLE, &Value::Null, RpcError::internal("shutting down"));
+            return rpc_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &Value::Null,
+                RpcError::internal("shutting down"),
+            );
         };
         let hub_owner = self.clone();
         let owner_sid = session.id.clone();
-        let live_stream = OnDrop::new(rx.map(|f| f.to_bytes()), Box::new(move || hub_owner.hub.detach(&owner_sid, conn)));
+        let live_stream = OnDrop::new(
+            rx.map(|f| f.to_bytes()),
+            Box::new(move || hub_owner.hub.detach(&owner_sid, conn)),
+        );
         sse_response(boxed_stream(replayed.chain(live_stream)), None)
     }
 
     async fn mcp_delete(self: Arc<Self>, req: Request<Bytes>, scope: Option<Arc<Server>>) -> Response<Body> {
         let Some(sid) = header_str(req.headers(), MCP_SESSION_ID) else {
-            return rpc_error(StatusCode::BAD_REQUEST, &Value::Null, RpcError::invalid_request("Bad Request: missing Mcp-Session-Id header"));
+            return rpc_error(
+                StatusCode::BAD_REQUEST,
+                &Value::Null,
+                RpcError::invalid_request("Bad Request: missing Mcp-Session-Id header"),
+            );
         };
         if self.load_session(sid, scope.as_ref()).await.is_none() {
-            return rpc_error(StatusCode::NOT_FOUND, &Value::Null, RpcError::new(jsonrpc::SESSION_NOT_FOUND, "Session not found"));
+            return rpc_error(
+                StatusCode::NOT_FOUND,
+                &Value::Null,
+                RpcError::new(jsonrpc::SESSION_NOT_FOUND, "Session not found"),
+            );
         }
         self.sessions.remove(sid).await;
         self.events.forget(sid).await;
@@ -632,28 +763,52 @@ impl Inner {
         let data = message.to_string();
         for sid in self.hub.sessions() {
             let legacy = self.sessions.get(&sid).await.is_some_and(|s| s.legacy_sse);
-            let id = if legacy { None } else { Some(format!("{STANDALONE}.{}", self.events.append(&sid, STANDALONE, data.clone()).await)) };
+            let id = if legacy {
+                None
+            } else {
+                Some(format!(
+                    "{STANDALONE}.{}",
+                    self.events.append(&sid, STANDALONE, data.clone()).await
+                ))
+            };
             self.hub.send(&sid, Frame::message(id, data.clone()));
         }
     }
 
     // ---- legacy HTTP+SSE (2024-11-05) --------------------------------------------------------
 
-    async fn legacy_sse(self: Arc<Self>, req: Request<Bytes>, scope: Option<Arc<Server>>, prefix: String) -> Response<Body> {
+    async fn legacy_sse(
+        self: Arc<Self>,
+        req: Request<Bytes>,
+        scope: Option<Arc<Server>>,
+        prefix: String,
+    ) -> Response<Body> {
         if req.method() != Method::GET {
             return method_not_allowed("GET");
         }
         if !accepts(req.headers(), "text/event-stream") {
-            return rpc_error(StatusCode::NOT_ACCEPTABLE, &Value::Null, RpcError::invalid_request("Not Acceptable: Accept must list text/event-stream"));
+            return rpc_error(
+                StatusCode::NOT_ACCEPTABLE,
+                &Value::Null,
+                RpcError::invalid_request("Not Acceptable: Accept must list text/event-stream"),
+            );
         }
         self.maybe_sweep().await;
         let session = self.new_session(scope.as_ref(), true);
         let sid = session.id.clone();
         let Some((conn, rx)) = self.hub.attach(&sid) else {
-            return rpc_error(StatusCode::SERVICE_UNAVAILABLE, &Value::Null, RpcError::internal("shutting down"));
+            return rpc_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &Value::Null,
+                RpcError::internal("shutting down"),
+            );
         };
         self.sessions.put(session).await;
-        let endpoint = Frame { event: Some("endpoint"), id: None, data: format!("{prefix}/message?sessionId={sid}") };
+        let endpoint = Frame {
+            event: Some("endpoint"),
+            id: None,
+            data: format!("{prefix}/message?sessionId={sid}"),
+        };
         let owner = self.clone();
         let owner_sid = sid.clone();
         // The legacy session lives as long as its stream.
@@ -665,7 +820,8 @@ impl Inner {
                 o.events.forget(&owner_sid).await;
             }));
         });
-        let body = stream::once(futures::future::ready(endpoint.to_bytes())).chain(OnDrop::new(rx.map(|f| f.to_bytes()), cleanup));
+        let body = stream::once(futures::future::ready(endpoint.to_bytes()))
+            .chain(OnDrop::new(rx.map(|f| f.to_bytes()), cleanup));
         sse_response(boxed_stream(body), None)
     }
 
@@ -673,21 +829,36 @@ impl Inner {
         if req.method() != Method::POST {
             return method_not_allowed("POST");
         }
-        let Some(sid) = query_param(req.uri().query(), "sessionId").or_else(|| query_param(req.uri().query(), "session_id")) else {
-            return rpc_error(StatusCode::BAD_REQUEST, &Value::Null, RpcError::invalid_request("Bad Request: missing sessionId query parameter"));
+        let Some(sid) =
+            query_param(req.uri().query(), "sessionId").or_else(|| query_param(req.uri().query(), "session_id"))
+        else {
+            return rpc_error(
+                StatusCode::BAD_REQUEST,
+                &Value::Null,
+                RpcError::invalid_request("Bad Request: missing sessionId query parameter"),
+            );
         };
         let Some(session) = self.load_session(sid, scope.as_ref()).await.filter(|s| s.legacy_sse) else {
-            return rpc_error(StatusCode::NOT_FOUND, &Value::Null, RpcError::new(jsonrpc::SESSION_NOT_FOUND, "Session not found"));
+            return rpc_error(
+                StatusCode::NOT_FOUND,
+                &Value::Null,
+                RpcError::new(jsonrpc::SESSION_NOT_FOUND, "Session not found"),
+            );
         };
         if !is_json_content(req.headers()) {
-            return rpc_error(StatusCode::UNSUPPORTED_MEDIA_TYPE, &Value::Null, RpcError::invalid_request("Unsupported Media Type: Content-Type must be application/json"));
+            return rpc_error(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                &Value::Null,
+                RpcError::invalid_request("Unsupported Media Type: Content-Type must be application/json"),
+            );
         }
         let incoming = match jsonrpc::parse(req.body()) {
             Ok(m) => m,
             Err(e) => return rpc_error(StatusCode::BAD_REQUEST, &Value::Null, e),
         };
         let sid = session.id.clone();
-        self.process(Some(session), scope, incoming, Delivery::LegacyStream(sid)).await
+        self.process(Some(session), scope, incoming, Delivery::LegacyStream(sid))
+            .await
     }
 
     // ---- plain JSON-RPC ------------------------------------------------------------------------
@@ -697,7 +868,11 @@ impl Inner {
             return method_not_allowed("POST");
         }
         if !is_json_content(req.headers()) {
-            return rpc_error(StatusCode::UNSUPPORTED_MEDIA_TYPE, &Value::Null, RpcError::invalid_request("Unsupported Media Type: Content-Type must be application/json"));
+            return rpc_error(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                &Value::Null,
+                RpcError::invalid_request("Unsupported Media Type: Content-Type must be application/json"),
+            );
         }
         let incoming = match jsonrpc::parse(req.body()) {
             Ok(m) => m,
@@ -723,7 +898,10 @@ mod tests {
     #[test]
     fn accept_matching() {
         let mut h = HeaderMap::new();
-        h.insert(header::ACCEPT, HeaderValue::from_static("application/json, text/event-stream"));
+        h.insert(
+            header::ACCEPT,
+            HeaderValue::from_static("application/json, text/event-stream"),
+        );
         assert!(accepts(&h, "application/json") && accepts(&h, "text/event-stream"));
         h.insert(header::ACCEPT, HeaderValue::from_static("text/*;q=0.5"));
         assert!(accepts(&h, "text/event-stream") && !accepts(&h, "application/json"));

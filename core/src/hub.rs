@@ -11,7 +11,6 @@ use bytes::Bytes;
 use futures::channel::mpsc::{unbounded, UnboundedReceiver, UnboundedSender};
 use futures::Stream;
 
-
 /// One SSE event.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Frame {
@@ -26,7 +25,11 @@ pub(crate) struct Frame {
 impl Frame {
     /// A `message` event carrying a JSON-RPC message.
     pub fn message(id: Option<String>, data: String) -> Self {
-        Self { event: Some("message"), id, data }
+        Self {
+            event: Some("message"),
+            id,
+            data,
+        }
     }
 
     /// The wire form: fields, one `data:` line per payload line, a blank line.
@@ -97,7 +100,9 @@ impl Hub {
     /// Delivers to one live stream of the session (each message goes on exactly one stream).
     pub fn send(&self, session: &str, frame: Frame) -> bool {
         let mut st = self.lock();
-        let Some(list) = st.conns.get_mut(session) else { return false };
+        let Some(list) = st.conns.get_mut(session) else {
+            return false;
+        };
         list.retain(|(_, tx)| !tx.is_closed());
         list.iter().any(|(_, tx)| tx.unbounded_send(frame.clone()).is_ok())
     }
@@ -143,7 +148,10 @@ pub(crate) type DropFn = Box<dyn FnOnce()>;
 
 impl<S> OnDrop<S> {
     pub fn new(inner: S, on_drop: DropFn) -> Self {
-        Self { inner, on_drop: Some(on_drop) }
+        Self {
+            inner,
+            on_drop: Some(on_drop),
+        }
     }
 }
 
@@ -169,8 +177,15 @@ mod tests {
 
     #[test]
     fn frames_split_multiline_data() {
-        let f = Frame { event: Some("message"), id: Some("p1.2".into()), data: "a\nb".into() };
-        assert_eq!(f.to_bytes(), Bytes::from("event: message\nid: p1.2\ndata: a\ndata: b\n\n"));
+        let f = Frame {
+            event: Some("message"),
+            id: Some("p1.2".into()),
+            data: "a\nb".into(),
+        };
+        assert_eq!(
+            f.to_bytes(),
+            Bytes::from("event: message\nid: p1.2\ndata: a\ndata: b\n\n")
+        );
     }
 
     #[test]
@@ -186,6 +201,6 @@ mod tests {
         assert!(futures::executor::block_on(async { futures::poll!(r2.next()) }).is_ready());
         hub.shutdown();
         assert!(hub.attach("s").is_none());
-        assert!(matches!(futures::executor::block_on(r1.next()), None));
+        assert!(futures::executor::block_on(r1.next()).is_none());
     }
 }

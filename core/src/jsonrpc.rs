@@ -36,7 +36,11 @@ pub struct RpcError {
 impl RpcError {
     /// An error with a code and message.
     pub fn new(code: i64, message: impl Into<String>) -> Self {
-        Self { code, message: message.into(), data: None }
+        Self {
+            code,
+            message: message.into(),
+            data: None,
+        }
     }
     /// Attaches structured detail.
     pub fn with_data(mut self, data: Value) -> Self {
@@ -114,8 +118,8 @@ impl Incoming {
 
 /// Parses a body. `Err` is a parse error (-32700) or a top-level invalid request (-32600).
 pub fn parse(body: &[u8]) -> Result<Incoming, RpcError> {
-    let value: Value = serde_json::from_slice(body)
-        .map_err(|e| RpcError::new(PARSE_ERROR, format!("Parse error: {e}")))?;
+    let value: Value =
+        serde_json::from_slice(body).map_err(|e| RpcError::new(PARSE_ERROR, format!("Parse error: {e}")))?;
     match value {
         Value::Array(items) => {
             if items.is_empty() {
@@ -130,14 +134,22 @@ pub fn parse(body: &[u8]) -> Result<Incoming, RpcError> {
 /// Classifies one JSON value as a request, notification or response.
 pub fn classify(value: Value) -> Result<Message, (Value, RpcError)> {
     let Value::Object(mut obj) = value else {
-        return Err((Value::Null, RpcError::invalid_request("Invalid Request: a message must be a JSON object")));
+        return Err((
+            Value::Null,
+            RpcError::invalid_request("Invalid Request: a message must be a JSON object"),
+        ));
     };
     let id = obj.remove("id");
     let err_id = match &id {
         Some(v @ (Value::String(_) | Value::Number(_))) => v.clone(),
         _ => Value::Null,
     };
-    let fail = |msg: &str| Err((err_id.clone(), RpcError::invalid_request(format!("Invalid Request: {msg}"))));
+    let fail = |msg: &str| {
+        Err((
+            err_id.clone(),
+            RpcError::invalid_request(format!("Invalid Request: {msg}")),
+        ))
+    };
     if obj.get("jsonrpc") != Some(&Value::String("2.0".into())) {
         return fail("\"jsonrpc\" must be \"2.0\"");
     }
@@ -153,7 +165,11 @@ pub fn classify(value: Value) -> Result<Message, (Value, RpcError)> {
         }
         return match id {
             None => Ok(Message::Notification { method, params }),
-            Some(Value::String(_) | Value::Number(_)) => Ok(Message::Request(Request { id: err_id, method, params })),
+            Some(Value::String(_) | Value::Number(_)) => Ok(Message::Request(Request {
+                id: err_id,
+                method,
+                params,
+            })),
             Some(_) => fail("\"id\" must be a string or a number"),
         };
     }
@@ -161,7 +177,10 @@ pub fn classify(value: Value) -> Result<Message, (Value, RpcError)> {
         return fail("a message needs \"method\" (request or notification) or \"id\" (response)");
     };
     match (obj.remove("result"), obj.remove("error")) {
-        (Some(result), None) => Ok(Message::Response { id, outcome: Ok(result) }),
+        (Some(result), None) => Ok(Message::Response {
+            id,
+            outcome: Ok(result),
+        }),
         (None, Some(error)) => match serde_json::from_value::<RpcError>(error) {
             Ok(e) => Ok(Message::Response { id, outcome: Err(e) }),
             Err(_) => fail("\"error\" must have an integer \"code\" and a string \"message\""),
@@ -209,15 +228,28 @@ mod tests {
     fn rejects_malformed_and_invalid() {
         assert_eq!(parse(b"{not json").unwrap_err().code, PARSE_ERROR);
         assert_eq!(parse(b"[]").unwrap_err().code, INVALID_REQUEST);
-        assert_eq!(parse(br#"{"jsonrpc":"1.0","id":1,"method":"x"}"#).unwrap_err().code, INVALID_REQUEST);
-        assert_eq!(parse(br#"{"jsonrpc":"2.0","id":null,"method":"x"}"#).unwrap_err().code, INVALID_REQUEST);
-        assert_eq!(parse(br#"{"jsonrpc":"2.0","id":1,"method":"x","params":3}"#).unwrap_err().code, INVALID_REQUEST);
+        assert_eq!(
+            parse(br#"{"jsonrpc":"1.0","id":1,"method":"x"}"#).unwrap_err().code,
+            INVALID_REQUEST
+        );
+        assert_eq!(
+            parse(br#"{"jsonrpc":"2.0","id":null,"method":"x"}"#).unwrap_err().code,
+            INVALID_REQUEST
+        );
+        assert_eq!(
+            parse(br#"{"jsonrpc":"2.0","id":1,"method":"x","params":3}"#)
+                .unwrap_err()
+                .code,
+            INVALID_REQUEST
+        );
         assert_eq!(parse(br#"42"#).unwrap_err().code, INVALID_REQUEST);
     }
 
     #[test]
     fn batch_keeps_invalid_entries_with_their_ids() {
-        let Incoming::Batch(items) = parse(br#"[{"jsonrpc":"2.0","id":7,"method":"ping"},{"jsonrpc":"2.0","id":8}]"#).unwrap() else {
+        let Incoming::Batch(items) =
+            parse(br#"[{"jsonrpc":"2.0","id":7,"method":"ping"},{"jsonrpc":"2.0","id":8}]"#).unwrap()
+        else {
             panic!("expected a batch")
         };
         assert!(items[0].is_ok());

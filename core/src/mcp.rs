@@ -42,19 +42,24 @@ impl CallCtx {
         if let (Some(min), Some(out)) = (wanted, &self.out) {
             if level >= min {
                 let params = json!({"level": level, "logger": logger, "data": data});
-                let _ = out.unbounded_send(Outbound::Message(jsonrpc::notification("notifications/message", Some(params))));
+                let _ = out.unbounded_send(Outbound::Message(jsonrpc::notification(
+                    "notifications/message",
+                    Some(params),
+                )));
             }
         }
     }
 
     fn sees_tool(&self, t: &Tool) -> bool {
-        self.scope.as_ref().is_none_or(|s| s.def.tools.iter().any(|n| *n == t.def.name))
+        self.scope.as_ref().is_none_or(|s| s.def.tools.contains(&t.def.name))
     }
     fn sees_resource(&self, r: &Resource) -> bool {
-        self.scope.as_ref().is_none_or(|s| s.def.resources.iter().any(|n| n == r.def.key() || *n == r.def.name))
+        self.scope
+            .as_ref()
+            .is_none_or(|s| s.def.resources.iter().any(|n| n == r.def.key() || *n == r.def.name))
     }
     fn sees_prompt(&self, p: &PromptDef) -> bool {
-        self.scope.as_ref().is_none_or(|s| s.def.prompts.iter().any(|n| *n == p.name))
+        self.scope.as_ref().is_none_or(|s| s.def.prompts.contains(&p.name))
     }
 }
 
@@ -62,7 +67,10 @@ fn params_obj(req: &Request) -> Result<Map<String, Value>, RpcError> {
     match &req.params {
         None => Ok(Map::new()),
         Some(Value::Object(m)) => Ok(m.clone()),
-        Some(_) => Err(RpcError::invalid_params(format!("{}: params must be an object", req.method))),
+        Some(_) => Err(RpcError::invalid_params(format!(
+            "{}: params must be an object",
+            req.method
+        ))),
     }
 }
 
@@ -107,7 +115,10 @@ fn resource_json(r: &Resource) -> Value {
     if d.uri_template.is_none() {
         let size = match (&d.text, &d.blob) {
             (Some(t), _) => Some(t.len()),
-            (_, Some(b)) => base64::engine::general_purpose::STANDARD.decode(b).ok().map(|v| v.len()),
+            (_, Some(b)) => base64::engine::general_purpose::STANDARD
+                .decode(b)
+                .ok()
+                .map(|v| v.len()),
             _ => None,
         };
         put_opt(&mut m, "size", &size);
@@ -149,12 +160,18 @@ impl Inner {
     }
 
     /// Validates `initialize` params and builds the result; returns the negotiated version too.
-    pub(crate) fn initialize_result(&self, req: &Request, scope: Option<&Arc<Server>>) -> Result<(String, Value, Map<String, Value>), RpcError> {
+    pub(crate) fn initialize_result(
+        &self,
+        req: &Request,
+        scope: Option<&Arc<Server>>,
+    ) -> Result<(String, Value, Map<String, Value>), RpcError> {
         let p = params_obj(req)?;
         let requested = str_param(&p, "protocolVersion", "initialize")?;
         if let Some(c) = p.get("capabilities") {
             if !c.is_object() {
-                return Err(RpcError::invalid_params("initialize: \"capabilities\" must be an object"));
+                return Err(RpcError::invalid_params(
+                    "initialize: \"capabilities\" must be an object",
+                ));
             }
         }
         let version = protocol::negotiate(Some(requested));
@@ -181,7 +198,10 @@ impl Inner {
     }
 
     async fn snapshot(&self) -> Result<Arc<Snapshot>, RpcError> {
-        self.registry.snapshot().await.map_err(|e| RpcError::internal(e.to_string()))
+        self.registry
+            .snapshot()
+            .await
+            .map_err(|e| RpcError::internal(e.to_string()))
     }
 
     /// Dispatches one request by method.
@@ -215,7 +235,9 @@ impl Inner {
                 self.sessions.put(s).await;
                 Ok(result)
             }
-            Some(_) => Err(RpcError::invalid_request("initialize: this session is already initialized")),
+            Some(_) => Err(RpcError::invalid_request(
+                "initialize: this session is already initialized",
+            )),
             None => Ok(result),
         }
     }
@@ -224,10 +246,30 @@ impl Inner {
         let p = params_obj(req)?;
         let snap = self.snapshot().await?;
         let items: Vec<Value> = match what {
-            "tools" => snap.tools.iter().filter(|t| ctx.sees_tool(t)).map(|t| tool_json(t)).collect(),
-            "resources" => snap.resources.iter().filter(|r| ctx.sees_resource(r)).map(|r| resource_json(r)).collect(),
-            "resourceTemplates" => snap.templates.iter().filter(|r| ctx.sees_resource(r)).map(|r| resource_json(r)).collect(),
-            _ => snap.prompts.iter().filter(|p| ctx.sees_prompt(p)).map(|p| prompt_json(p)).collect(),
+            "tools" => snap
+                .tools
+                .iter()
+                .filter(|t| ctx.sees_tool(t))
+                .map(|t| tool_json(t))
+                .collect(),
+            "resources" => snap
+                .resources
+                .iter()
+                .filter(|r| ctx.sees_resource(r))
+                .map(|r| resource_json(r))
+                .collect(),
+            "resourceTemplates" => snap
+                .templates
+                .iter()
+                .filter(|r| ctx.sees_resource(r))
+                .map(|r| resource_json(r))
+                .collect(),
+            _ => snap
+                .prompts
+                .iter()
+                .filter(|p| ctx.sees_prompt(p))
+                .map(|p| prompt_json(p))
+                .collect(),
         };
         let (page, next) = cursor::page(what, &items, p.get("cursor"), self.config.page_size)?;
         let mut out = Map::new();
@@ -254,7 +296,12 @@ impl Inner {
         Ok(self.call_rest_tool(ctx, tool, args).await)
     }
 
-    fn find_resource<'s>(&self, ctx: &CallCtx, snap: &'s Snapshot, uri: &str) -> Option<(&'s Arc<Resource>, Map<String, Value>)> {
+    fn find_resource<'s>(
+        &self,
+        ctx: &CallCtx,
+        snap: &'s Snapshot,
+        uri: &str,
+    ) -> Option<(&'s Arc<Resource>, Map<String, Value>)> {
         if let Some(r) = snap.resource(uri).filter(|r| ctx.sees_resource(r)) {
             return Some((r, Map::new()));
         }
@@ -271,7 +318,8 @@ impl Inner {
         put_opt(&mut c, "mimeType", &r.def.mime_type);
         match (&r.def.text, &r.def.blob, &r.template) {
             (Some(t), _, Some(_)) => {
-                let text = render::render(t, vars).map_err(|e| RpcError::internal(format!("resource template failed: {e}")))?;
+                let text = render::render(t, vars)
+                    .map_err(|e| RpcError::internal(format!("resource template failed: {e}")))?;
                 c.insert("text".into(), json!(text));
             }
             (Some(t), _, None) => {
@@ -289,9 +337,9 @@ impl Inner {
         let p = params_obj(req)?;
         let uri = str_param(&p, "uri", "resources/read")?;
         let snap = self.snapshot().await?;
-        let (r, vars) = self
-            .find_resource(ctx, &snap, uri)
-            .ok_or_else(|| RpcError::new(jsonrpc::RESOURCE_NOT_FOUND, "Resource not found").with_data(json!({"uri": uri})))?;
+        let (r, vars) = self.find_resource(ctx, &snap, uri).ok_or_else(|| {
+            RpcError::new(jsonrpc::RESOURCE_NOT_FOUND, "Resource not found").with_data(json!({"uri": uri}))
+        })?;
         Ok(json!({"contents": [self.resource_contents(r, uri, &vars)?]}))
     }
 
@@ -311,23 +359,40 @@ impl Inner {
                     let s = match v {
                         Value::String(s) => s.clone(),
                         Value::Number(_) | Value::Bool(_) => v.to_string(),
-                        _ => return Err(RpcError::invalid_params(format!("prompts/get: argument \"{k}\" must be a string"))),
+                        _ => {
+                            return Err(RpcError::invalid_params(format!(
+                                "prompts/get: argument \"{k}\" must be a string"
+                            )))
+                        }
                     };
                     args.insert(k.clone(), Value::String(s));
                 }
             }
             Some(_) => return Err(RpcError::invalid_params("prompts/get: \"arguments\" must be an object")),
         }
-        if let Some(missing) = prompt.arguments.iter().find(|a| a.required && !args.contains_key(&a.name)) {
-            return Err(RpcError::invalid_params(format!("prompts/get: missing required argument \"{}\"", missing.name)));
+        if let Some(missing) = prompt
+            .arguments
+            .iter()
+            .find(|a| a.required && !args.contains_key(&a.name))
+        {
+            return Err(RpcError::invalid_params(format!(
+                "prompts/get: missing required argument \"{}\"",
+                missing.name
+            )));
         }
         let render_err = |e: String| RpcError::internal(format!("prompt template failed: {e}"));
         let mut messages = Vec::new();
         for msg in prompt.all_messages() {
             let content = match msg.content {
-                PromptContentDef::Text { text } => json!({"type": "text", "text": render::render(&text, &args).map_err(render_err)?}),
-                PromptContentDef::Image { data, mime_type } => json!({"type": "image", "data": data, "mimeType": mime_type}),
-                PromptContentDef::Audio { data, mime_type } => json!({"type": "audio", "data": data, "mimeType": mime_type}),
+                PromptContentDef::Text { text } => {
+                    json!({"type": "text", "text": render::render(&text, &args).map_err(render_err)?})
+                }
+                PromptContentDef::Image { data, mime_type } => {
+                    json!({"type": "image", "data": data, "mimeType": mime_type})
+                }
+                PromptContentDef::Audio { data, mime_type } => {
+                    json!({"type": "audio", "data": data, "mimeType": mime_type})
+                }
                 PromptContentDef::Resource { uri } => {
                     let uri = render::render(&uri, &args).map_err(render_err)?;
                     let (r, vars) = self
@@ -349,33 +414,62 @@ impl Inner {
     async fn complete(&self, ctx: &CallCtx, req: &Request) -> Result<Value, RpcError> {
         let p = params_obj(req)?;
         let bad = |m: &str| RpcError::invalid_params(format!("completion/complete: {m}"));
-        let reference = p.get("ref").and_then(Value::as_object).ok_or_else(|| bad("\"ref\" is required"))?;
-        let arg = p.get("argument").and_then(Value::as_object).ok_or_else(|| bad("\"argument\" is required"))?;
-        let arg_name = arg.get("name").and_then(Value::as_str).ok_or_else(|| bad("\"argument.name\" is required"))?;
-        let prefix = arg.get("value").and_then(Value::as_str).unwrap_or_default().to_lowercase();
+        let reference = p
+            .get("ref")
+            .and_then(Value::as_object)
+            .ok_or_else(|| bad("\"ref\" is required"))?;
+        let arg = p
+            .get("argument")
+            .and_then(Value::as_object)
+            .ok_or_else(|| bad("\"argument\" is required"))?;
+        let arg_name = arg
+            .get("name")
+            .and_then(Value::as_str)
+            .ok_or_else(|| bad("\"argument.name\" is required"))?;
+        let prefix = arg
+            .get("value")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_lowercase();
         let snap = self.snapshot().await?;
         let candidates: Vec<String> = match reference.get("type").and_then(Value::as_str) {
             Some("ref/prompt") => {
-                let name = reference.get("name").and_then(Value::as_str).ok_or_else(|| bad("\"ref.name\" is required"))?;
+                let name = reference
+                    .get("name")
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| bad("\"ref.name\" is required"))?;
                 let prompt = snap
                     .prompt(name)
                     .filter(|pr| ctx.sees_prompt(pr))
                     .ok_or_else(|| RpcError::invalid_params(format!("Unknown prompt: {name}")))?;
-                prompt.arguments.iter().find(|a| a.name == arg_name).map(|a| a.values.clone()).unwrap_or_default()
+                prompt
+                    .arguments
+                    .iter()
+                    .find(|a| a.name == arg_name)
+                    .map(|a| a.values.clone())
+                    .unwrap_or_default()
             }
             Some("ref/resource") => {
-                let uri = reference.get("uri").and_then(Value::as_str).ok_or_else(|| bad("\"ref.uri\" is required"))?;
+                let uri = reference
+                    .get("uri")
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| bad("\"ref.uri\" is required"))?;
                 let r = snap
                     .templates
                     .iter()
                     .chain(snap.resources.iter())
                     .find(|r| r.def.key() == uri && ctx.sees_resource(r))
-                    .ok_or_else(|| RpcError::new(jsonrpc::RESOURCE_NOT_FOUND, "Resource not found").with_data(json!({"uri": uri})))?;
+                    .ok_or_else(|| {
+                        RpcError::new(jsonrpc::RESOURCE_NOT_FOUND, "Resource not found").with_data(json!({"uri": uri}))
+                    })?;
                 r.def.completions.get(arg_name).cloned().unwrap_or_default()
             }
             _ => return Err(bad("\"ref.type\" must be ref/prompt or ref/resource")),
         };
-        let matching: Vec<String> = candidates.into_iter().filter(|v| v.to_lowercase().starts_with(&prefix)).collect();
+        let matching: Vec<String> = candidates
+            .into_iter()
+            .filter(|v| v.to_lowercase().starts_with(&prefix))
+            .collect();
         let total = matching.len();
         let values: Vec<String> = matching.into_iter().take(100).collect();
         Ok(json!({"completion": {"values": values, "total": total, "hasMore": total > 100}}))

@@ -36,7 +36,11 @@ impl SessionStore for MemorySessionStore {
     }
     async fn expire(&self, cutoff_ms: u64) -> Vec<String> {
         let mut map = lock(&self.sessions);
-        let gone: Vec<String> = map.values().filter(|s| s.last_seen < cutoff_ms).map(|s| s.id.clone()).collect();
+        let gone: Vec<String> = map
+            .values()
+            .filter(|s| s.last_seen < cutoff_ms)
+            .map(|s| s.id.clone())
+            .collect();
         for id in &gone {
             map.remove(id);
         }
@@ -44,16 +48,22 @@ impl SessionStore for MemorySessionStore {
     }
 }
 
+/// One stream's log: the last sequence number handed out and the retained events.
+type StreamLog = (u64, VecDeque<StoredEvent>);
+
 /// Per-stream event logs, each bounded to the last `capacity` events.
 pub struct MemoryEventStore {
     capacity: usize,
-    streams: Mutex<HashMap<String, HashMap<String, (u64, VecDeque<StoredEvent>)>>>,
+    streams: Mutex<HashMap<String, HashMap<String, StreamLog>>>,
 }
 
 impl MemoryEventStore {
     /// Keeps the last `capacity` events of each stream.
     pub fn new(capacity: usize) -> Self {
-        Self { capacity: capacity.max(1), streams: Mutex::default() }
+        Self {
+            capacity: capacity.max(1),
+            streams: Mutex::default(),
+        }
     }
 }
 
@@ -68,7 +78,11 @@ impl Default for MemoryEventStore {
 impl EventStore for MemoryEventStore {
     async fn append(&self, session: &str, stream: &str, data: String) -> u64 {
         let mut all = lock(&self.streams);
-        let (last, events) = all.entry(session.to_string()).or_default().entry(stream.to_string()).or_default();
+        let (last, events) = all
+            .entry(session.to_string())
+            .or_default()
+            .entry(stream.to_string())
+            .or_default();
         *last += 1;
         if events.len() == self.capacity {
             events.pop_front();
@@ -97,7 +111,10 @@ pub struct MemoryCache {
 impl MemoryCache {
     /// A cache whose TTLs run on `clock`.
     pub fn new(clock: std::sync::Arc<dyn crate::ports::Clock>) -> Self {
-        Self { clock, entries: Mutex::default() }
+        Self {
+            clock,
+            entries: Mutex::default(),
+        }
     }
     fn deadline(&self, ttl: Duration) -> u64 {
         self.clock.now_ms().saturating_add(ttl.as_millis() as u64)
@@ -131,7 +148,10 @@ impl Cache for MemoryCache {
         let until = self.deadline(ttl);
         let mut map = lock(&self.entries);
         let current = match map.get(key) {
-            Some((v, t)) if *t > now => std::str::from_utf8(v).ok().and_then(|s| s.parse::<i64>().ok()).unwrap_or(0),
+            Some((v, t)) if *t > now => std::str::from_utf8(v)
+                .ok()
+                .and_then(|s| s.parse::<i64>().ok())
+                .unwrap_or(0),
             _ => 0,
         };
         let next = current + by;
@@ -167,7 +187,10 @@ mod fakes {
         match op {
             Op::Insert(r) => {
                 if find(map, r.kind, &r.id).is_some() || find(map, r.kind, &r.key).is_some() {
-                    return Err(StoreError::Conflict { kind: r.kind, key: r.key });
+                    return Err(StoreError::Conflict {
+                        kind: r.kind,
+                        key: r.key,
+                    });
                 }
                 map.insert((r.kind, r.id.clone()), r);
             }
@@ -176,7 +199,10 @@ mod fakes {
                     return Err(StoreError::NotFound { kind: r.kind, id: r.id });
                 }
                 if map.values().any(|o| o.kind == r.kind && o.key == r.key && o.id != r.id) {
-                    return Err(StoreError::Conflict { kind: r.kind, key: r.key });
+                    return Err(StoreError::Conflict {
+                        kind: r.kind,
+                        key: r.key,
+                    });
                 }
                 map.insert((r.kind, r.id.clone()), r);
             }
@@ -185,7 +211,10 @@ mod fakes {
                     r.id = existing.id.clone();
                     r.created_at = existing.created_at;
                 } else if map.contains_key(&(r.kind, r.id.clone())) {
-                    return Err(StoreError::Conflict { kind: r.kind, key: r.key });
+                    return Err(StoreError::Conflict {
+                        kind: r.kind,
+                        key: r.key,
+                    });
                 }
                 map.insert((r.kind, r.id.clone()), r);
             }
@@ -202,7 +231,11 @@ mod fakes {
             Ok(find(&lock(&self.records), kind, id_or_key).cloned())
         }
         async fn list(&self, kind: Kind) -> Result<Vec<Record>, StoreError> {
-            let mut out: Vec<Record> = lock(&self.records).values().filter(|r| r.kind == kind).cloned().collect();
+            let mut out: Vec<Record> = lock(&self.records)
+                .values()
+                .filter(|r| r.kind == kind)
+                .cloned()
+                .collect();
             out.sort_by(|a, b| a.key.cmp(&b.key));
             Ok(out)
         }
@@ -229,7 +262,9 @@ mod fakes {
     impl ManualClock {
         /// A clock reading `ms`.
         pub fn at(ms: u64) -> Self {
-            Self { now: AtomicU64::new(ms) }
+            Self {
+                now: AtomicU64::new(ms),
+            }
         }
         /// Moves the clock forward.
         pub fn advance(&self, d: Duration) {

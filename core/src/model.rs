@@ -24,7 +24,10 @@ pub struct FieldError {
 impl FieldError {
     /// A failure of `field`.
     pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { field: field.into(), message: message.into() }
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
     }
 }
 
@@ -209,7 +212,10 @@ impl PromptDef {
     pub fn all_messages(&self) -> Vec<PromptMessageDef> {
         let mut out = Vec::with_capacity(self.messages.len() + 1);
         if let Some(t) = &self.template {
-            out.push(PromptMessageDef { role: Role::User, content: PromptContentDef::Text { text: t.clone() } });
+            out.push(PromptMessageDef {
+                role: Role::User,
+                content: PromptContentDef::Text { text: t.clone() },
+            });
         }
         out.extend(self.messages.iter().cloned());
         out
@@ -257,11 +263,16 @@ pub fn parse_def<T: DeserializeOwned>(value: Value) -> Result<T, FieldError> {
 fn valid_name(field: &str, name: &str) -> Result<(), FieldError> {
     let ok = !name.is_empty()
         && name.len() <= 128
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
     if ok {
         Ok(())
     } else {
-        Err(FieldError::new(field, "must be 1-128 characters of A-Z, a-z, 0-9, '_', '-' or '.'"))
+        Err(FieldError::new(
+            field,
+            "must be 1-128 characters of A-Z, a-z, 0-9, '_', '-' or '.'",
+        ))
     }
 }
 
@@ -283,7 +294,10 @@ fn valid_uri(field: &str, uri: &str) -> Result<(), FieldError> {
     if scheme_ok && !uri.contains(char::is_whitespace) {
         Ok(())
     } else {
-        Err(FieldError::new(field, "must be an absolute URI with a scheme, e.g. docs://readme"))
+        Err(FieldError::new(
+            field,
+            "must be an absolute URI with a scheme, e.g. docs://readme",
+        ))
     }
 }
 
@@ -306,10 +320,16 @@ impl ToolDef {
         UriTemplate::parse(&self.url).map_err(|e| FieldError::new("url", e))?;
         self.method = self.method.to_ascii_uppercase();
         if !matches!(self.method.as_str(), "GET" | "POST" | "PUT" | "PATCH" | "DELETE") {
-            return Err(FieldError::new("method", "must be one of GET, POST, PUT, PATCH, DELETE"));
+            return Err(FieldError::new(
+                "method",
+                "must be one of GET, POST, PUT, PATCH, DELETE",
+            ));
         }
         if self.input_schema.get("type").and_then(Value::as_str) != Some("object") {
-            return Err(FieldError::new("input_schema", "must be a JSON Schema with \"type\": \"object\""));
+            return Err(FieldError::new(
+                "input_schema",
+                "must be a JSON Schema with \"type\": \"object\"",
+            ));
         }
         if let Some(props) = self.input_schema.get("properties") {
             if !props.is_object() {
@@ -318,7 +338,10 @@ impl ToolDef {
         }
         if let Some(s) = &self.output_schema {
             if s.get("type").and_then(Value::as_str) != Some("object") {
-                return Err(FieldError::new("output_schema", "must be a JSON Schema with \"type\": \"object\""));
+                return Err(FieldError::new(
+                    "output_schema",
+                    "must be a JSON Schema with \"type\": \"object\"",
+                ));
             }
         }
         for (k, v) in &self.headers {
@@ -346,22 +369,41 @@ impl ResourceDef {
                 match (&self.text, &self.blob) {
                     (Some(_), None) => {}
                     (None, Some(b)) => valid_base64("blob", b)?,
-                    _ => return Err(FieldError::new("text", "a static resource needs exactly one of text and blob")),
+                    _ => {
+                        return Err(FieldError::new(
+                            "text",
+                            "a static resource needs exactly one of text and blob",
+                        ))
+                    }
                 }
             }
             (None, Some(t)) => {
                 let tpl = UriTemplate::parse(t).map_err(|e| FieldError::new("uri_template", e))?;
                 if tpl.variables().is_empty() {
-                    return Err(FieldError::new("uri_template", "has no {variables}: use uri for a static resource"));
+                    return Err(FieldError::new(
+                        "uri_template",
+                        "has no {variables}: use uri for a static resource",
+                    ));
                 }
                 valid_uri("uri_template", t)?;
                 if self.blob.is_some() {
-                    return Err(FieldError::new("blob", "a resource template renders text; blob is not supported"));
+                    return Err(FieldError::new(
+                        "blob",
+                        "a resource template renders text; blob is not supported",
+                    ));
                 }
-                let text = self.text.as_deref().ok_or_else(|| FieldError::new("text", "a resource template needs text"))?;
+                let text = self
+                    .text
+                    .as_deref()
+                    .ok_or_else(|| FieldError::new("text", "a resource template needs text"))?;
                 valid_template("text", text)?;
             }
-            _ => return Err(FieldError::new("uri", "exactly one of uri and uri_template is required")),
+            _ => {
+                return Err(FieldError::new(
+                    "uri",
+                    "exactly one of uri and uri_template is required",
+                ))
+            }
         }
         Ok(())
     }
@@ -459,7 +501,11 @@ mod tests {
 
     #[test]
     fn tool_defaults_and_normalization() {
-        let (key, v) = validate(Kind::Tool, json!({"name": "w", "url": "http://h/{city}", "method": "post"})).unwrap();
+        let (key, v) = validate(
+            Kind::Tool,
+            json!({"name": "w", "url": "http://h/{city}", "method": "post"}),
+        )
+        .unwrap();
         assert_eq!(key, "w");
         assert_eq!(v["method"], "POST");
         assert_eq!(v["input_schema"]["type"], "object");
@@ -469,13 +515,37 @@ mod tests {
     fn resources_need_exactly_one_source() {
         assert!(validate(Kind::Resource, json!({"name": "r", "uri": "docs://a", "text": "x"})).is_ok());
         assert!(validate(Kind::Resource, json!({"name": "r", "uri": "docs://a", "blob": "aGk="})).is_ok());
-        assert_eq!(validate(Kind::Resource, json!({"name": "r", "uri": "docs://a"})).unwrap_err().field, "text");
-        assert_eq!(validate(Kind::Resource, json!({"name": "r", "uri": "docs://a", "blob": "!!"})).unwrap_err().field, "blob");
-        assert_eq!(validate(Kind::Resource, json!({"name": "r", "text": "x"})).unwrap_err().field, "uri");
-        let (key, _) = validate(Kind::Resource, json!({"name": "p", "uri_template": "docs://p/{id}", "text": "{{ id }}"})).unwrap();
+        assert_eq!(
+            validate(Kind::Resource, json!({"name": "r", "uri": "docs://a"}))
+                .unwrap_err()
+                .field,
+            "text"
+        );
+        assert_eq!(
+            validate(Kind::Resource, json!({"name": "r", "uri": "docs://a", "blob": "!!"}))
+                .unwrap_err()
+                .field,
+            "blob"
+        );
+        assert_eq!(
+            validate(Kind::Resource, json!({"name": "r", "text": "x"}))
+                .unwrap_err()
+                .field,
+            "uri"
+        );
+        let (key, _) = validate(
+            Kind::Resource,
+            json!({"name": "p", "uri_template": "docs://p/{id}", "text": "{{ id }}"}),
+        )
+        .unwrap();
         assert_eq!(key, "docs://p/{id}");
         assert_eq!(
-            validate(Kind::Resource, json!({"name": "p", "uri_template": "docs://p/{id}", "text": "{{ id"})).unwrap_err().field,
+            validate(
+                Kind::Resource,
+                json!({"name": "p", "uri_template": "docs://p/{id}", "text": "{{ id"})
+            )
+            .unwrap_err()
+            .field,
             "text"
         );
     }
@@ -483,7 +553,10 @@ mod tests {
     #[test]
     fn prompts_check_templates_and_arguments() {
         assert!(validate(Kind::Prompt, json!({"name": "g", "template": "Hi {{ name }}"})).is_ok());
-        assert_eq!(validate(Kind::Prompt, json!({"name": "g"})).unwrap_err().field, "template");
+        assert_eq!(
+            validate(Kind::Prompt, json!({"name": "g"})).unwrap_err().field,
+            "template"
+        );
         let e = validate(
             Kind::Prompt,
             json!({"name": "g", "template": "x", "arguments": [{"name": "a"}, {"name": "a"}]}),

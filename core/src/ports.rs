@@ -132,7 +132,11 @@ pub trait Store: MaybeSend + MaybeSync {
     /// Deletes one record; true if it existed.
     async fn delete(&self, kind: Kind, id: &str) -> Result<bool, StoreError> {
         let existed = self.get(kind, id).await?.is_some_and(|r| r.id == id);
-        self.apply(vec![Op::Delete { kind, id: id.to_string() }]).await?;
+        self.apply(vec![Op::Delete {
+            kind,
+            id: id.to_string(),
+        }])
+        .await?;
         Ok(existed)
     }
 }

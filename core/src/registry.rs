@@ -104,7 +104,10 @@ impl Snapshot {
     }
     /// A virtual server by id or name.
     pub fn server(&self, id_or_name: &str) -> Option<&Arc<Server>> {
-        self.servers.iter().find(|s| s.id == id_or_name).or_else(|| self.servers.iter().find(|s| s.def.name == id_or_name))
+        self.servers
+            .iter()
+            .find(|s| s.id == id_or_name)
+            .or_else(|| self.servers.iter().find(|s| s.def.name == id_or_name))
     }
 
     fn build(tools: Vec<Record>, resources: Vec<Record>, prompts: Vec<Record>, servers: Vec<Record>) -> Self {
@@ -123,12 +126,20 @@ impl Snapshot {
                 match &def.uri_template {
                     Some(t) => {
                         if let Ok(tpl) = UriTemplate::parse(t) {
-                            snap.templates.push(Arc::new(Resource { id: r.id, def, template: Some(tpl) }));
+                            snap.templates.push(Arc::new(Resource {
+                                id: r.id,
+                                def,
+                                template: Some(tpl),
+                            }));
                         }
                     }
                     None => {
                         snap.resource_index.insert(def.key().to_string(), snap.resources.len());
-                        snap.resources.push(Arc::new(Resource { id: r.id, def, template: None }));
+                        snap.resources.push(Arc::new(Resource {
+                            id: r.id,
+                            def,
+                            template: None,
+                        }));
                     }
                 }
             }
@@ -181,7 +192,13 @@ pub fn record_json(r: &Record) -> Value {
 impl Registry {
     /// A registry over `store`.
     pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, ids: Arc<dyn Ids>, cache_ms: u64) -> Self {
-        Self { store, clock, ids, cache_ms, cached: Mutex::new(None) }
+        Self {
+            store,
+            clock,
+            ids,
+            cache_ms,
+            cached: Mutex::new(None),
+        }
     }
 
     /// The store underneath.
@@ -203,7 +220,10 @@ impl Registry {
             self.store.list(Kind::Prompt).await?,
             self.store.list(Kind::Server).await?,
         ));
-        *self.cached.lock().unwrap_or_else(|e| e.into_inner()) = Some(Cached { snapshot: snap.clone(), loaded_at: now });
+        *self.cached.lock().unwrap_or_else(|e| e.into_inner()) = Some(Cached {
+            snapshot: snap.clone(),
+            loaded_at: now,
+        });
         Ok(snap)
     }
 
@@ -236,7 +256,12 @@ impl Registry {
             Kind::Server => self.check_members(&normalized).await?,
             Kind::Resource => {
                 let name = normalized["name"].as_str().unwrap_or_default();
-                let clash = self.store.list(kind).await?.into_iter().find(|r| r.body["name"] == name && Some(r.id.as_str()) != id);
+                let clash = self
+                    .store
+                    .list(kind)
+                    .await?
+                    .into_iter()
+                    .find(|r| r.body["name"] == name && Some(r.id.as_str()) != id);
                 if clash.is_some() {
                     return Err(RegistryError::Conflict("resource", name.to_string()));
                 }
@@ -248,12 +273,16 @@ impl Registry {
 
     async fn check_members(&self, server: &Value) -> Result<(), RegistryError> {
         let def: ServerDef = serde_json::from_value(server.clone()).map_err(|e| FieldError::new("", e.to_string()))?;
-        for (field, kind, names) in
-            [("tools", Kind::Tool, &def.tools), ("resources", Kind::Resource, &def.resources), ("prompts", Kind::Prompt, &def.prompts)]
-        {
+        for (field, kind, names) in [
+            ("tools", Kind::Tool, &def.tools),
+            ("resources", Kind::Resource, &def.resources),
+            ("prompts", Kind::Prompt, &def.prompts),
+        ] {
             for (i, n) in names.iter().enumerate() {
                 if self.get(kind, n).await.is_err() {
-                    return Err(FieldError::new(format!("{field}[{i}]"), format!("no {} named '{n}'", kind.as_str())).into());
+                    return Err(
+                        FieldError::new(format!("{field}[{i}]"), format!("no {} named '{n}'", kind.as_str())).into(),
+                    );
                 }
             }
         }
@@ -264,7 +293,14 @@ impl Registry {
     pub async fn create(&self, kind: Kind, body: Value) -> Result<Record, RegistryError> {
         let (key, body) = self.check(kind, body, None).await?;
         let now = self.clock.now_ms();
-        let rec = Record { kind, id: self.ids.new_id(), key, body, created_at: now, updated_at: now };
+        let rec = Record {
+            kind,
+            id: self.ids.new_id(),
+            key,
+            body,
+            created_at: now,
+            updated_at: now,
+        };
         self.store.insert(rec.clone()).await?;
         self.invalidate();
         Ok(rec)
@@ -290,7 +326,12 @@ impl Registry {
             body
         };
         let (key, body) = self.check(kind, body, Some(&existing.id)).await?;
-        let rec = Record { key, body, updated_at: self.clock.now_ms().max(existing.created_at), ..existing };
+        let rec = Record {
+            key,
+            body,
+            updated_at: self.clock.now_ms().max(existing.created_at),
+            ..existing
+        };
         self.store.update(rec.clone()).await?;
         self.invalidate();
         Ok(rec)
@@ -310,25 +351,47 @@ impl Registry {
         let now = self.clock.now_ms();
         let mut ops = Vec::new();
         let mut push = |kind: Kind, prefix: String, body: Value| -> Result<(), RegistryError> {
-            let (key, body) = model::validate(kind, body).map_err(|e| FieldError::new(format!("{prefix}.{}", e.field), e.message))?;
-            ops.push(Op::Upsert(Record { kind, id: self.ids.new_id(), key, body, created_at: now, updated_at: now }));
+            let (key, body) =
+                model::validate(kind, body).map_err(|e| FieldError::new(format!("{prefix}.{}", e.field), e.message))?;
+            ops.push(Op::Upsert(Record {
+                kind,
+                id: self.ids.new_id(),
+                key,
+                body,
+                created_at: now,
+                updated_at: now,
+            }));
             Ok(())
         };
-        let to_value = |v: Result<Value, serde_json::Error>| v.map_err(|e| RegistryError::Invalid(FieldError::new("", e.to_string())));
+        let to_value = |v: Result<Value, serde_json::Error>| {
+            v.map_err(|e| RegistryError::Invalid(FieldError::new("", e.to_string())))
+        };
         for (i, t) in file.tool.iter().enumerate() {
             push(Kind::Tool, format!("tool[{i}]"), to_value(serde_json::to_value(t))?)?;
         }
         for (i, r) in file.resource.iter().enumerate() {
             if r.uri_template.is_some() {
-                return Err(FieldError::new(format!("resource[{i}].uri_template"), "belongs in [[resource_template]]").into());
+                return Err(FieldError::new(
+                    format!("resource[{i}].uri_template"),
+                    "belongs in [[resource_template]]",
+                )
+                .into());
             }
-            push(Kind::Resource, format!("resource[{i}]"), to_value(serde_json::to_value(r))?)?;
+            push(
+                Kind::Resource,
+                format!("resource[{i}]"),
+                to_value(serde_json::to_value(r))?,
+            )?;
         }
         for (i, r) in file.resource_template.iter().enumerate() {
             if r.uri_template.is_none() {
                 return Err(FieldError::new(format!("resource_template[{i}].uri_template"), "is required").into());
             }
-            push(Kind::Resource, format!("resource_template[{i}]"), to_value(serde_json::to_value(r))?)?;
+            push(
+                Kind::Resource,
+                format!("resource_template[{i}]"),
+                to_value(serde_json::to_value(r))?,
+            )?;
         }
         for (i, p) in file.prompt.iter().enumerate() {
             push(Kind::Prompt, format!("prompt[{i}]"), to_value(serde_json::to_value(p))?)?;
@@ -344,12 +407,18 @@ impl Registry {
             })
         };
         for (i, s) in file.server.iter().enumerate() {
-            for (field, kind, names) in
-                [("tools", Kind::Tool, &s.tools), ("resources", Kind::Resource, &s.resources), ("prompts", Kind::Prompt, &s.prompts)]
-            {
+            for (field, kind, names) in [
+                ("tools", Kind::Tool, &s.tools),
+                ("resources", Kind::Resource, &s.resources),
+                ("prompts", Kind::Prompt, &s.prompts),
+            ] {
                 for (j, n) in names.iter().enumerate() {
                     if !known(kind, n, &ops) && self.get(kind, n).await.is_err() {
-                        return Err(FieldError::new(format!("server[{i}].{field}[{j}]"), format!("no {} named '{n}'", kind.as_str())).into());
+                        return Err(FieldError::new(
+                            format!("server[{i}].{field}[{j}]"),
+                            format!("no {} named '{n}'", kind.as_str()),
+                        )
+                        .into());
                     }
                 }
             }
@@ -368,22 +437,55 @@ mod tests {
     use futures::executor::block_on;
 
     fn registry() -> Registry {
-        Registry::new(Arc::new(MemoryStore::default()), Arc::new(ManualClock::at(1000)), Arc::new(SeqIds::default()), 60_000)
+        Registry::new(
+            Arc::new(MemoryStore::default()),
+            Arc::new(ManualClock::at(1000)),
+            Arc::new(SeqIds::default()),
+            60_000,
+        )
     }
 
     #[test]
     fn crud_with_validation_and_unique_names() {
         block_on(async {
             let r = registry();
-            let t = r.create(Kind::Tool, json!({"name": "w", "url": "http://h/x"})).await.unwrap();
-            assert!(matches!(r.create(Kind::Tool, json!({"name": "w", "url": "http://h/y"})).await, Err(RegistryError::Conflict(..))));
-            assert!(matches!(r.create(Kind::Tool, json!({"name": "v"})).await, Err(RegistryError::Invalid(_))));
-            let u = r.update(Kind::Tool, "w", json!({"description": "d"}), true).await.unwrap();
-            assert_eq!((u.id.as_str(), u.body["description"].as_str()), (t.id.as_str(), Some("d")));
-            assert_eq!(r.snapshot().await.unwrap().tool("w").unwrap().def.description.as_deref(), Some("d"));
+            let t = r
+                .create(Kind::Tool, json!({"name": "w", "url": "http://h/x"}))
+                .await
+                .unwrap();
+            assert!(matches!(
+                r.create(Kind::Tool, json!({"name": "w", "url": "http://h/y"})).await,
+                Err(RegistryError::Conflict(..))
+            ));
+            assert!(matches!(
+                r.create(Kind::Tool, json!({"name": "v"})).await,
+                Err(RegistryError::Invalid(_))
+            ));
+            let u = r
+                .update(Kind::Tool, "w", json!({"description": "d"}), true)
+                .await
+                .unwrap();
+            assert_eq!(
+                (u.id.as_str(), u.body["description"].as_str()),
+                (t.id.as_str(), Some("d"))
+            );
+            assert_eq!(
+                r.snapshot()
+                    .await
+                    .unwrap()
+                    .tool("w")
+                    .unwrap()
+                    .def
+                    .description
+                    .as_deref(),
+                Some("d")
+            );
             r.delete(Kind::Tool, &t.id).await.unwrap();
             assert!(matches!(r.get(Kind::Tool, "w").await, Err(RegistryError::NotFound(..))));
-            assert!(r.snapshot().await.unwrap().tool("w").is_none(), "writes refresh the snapshot");
+            assert!(
+                r.snapshot().await.unwrap().tool("w").is_none(),
+                "writes refresh the snapshot"
+            );
         });
     }
 
@@ -391,11 +493,19 @@ mod tests {
     fn servers_must_name_existing_members() {
         block_on(async {
             let r = registry();
-            r.create(Kind::Tool, json!({"name": "w", "url": "http://h/x"})).await.unwrap();
-            let e = r.create(Kind::Server, json!({"name": "s", "tools": ["w", "missing"]})).await.unwrap_err();
+            r.create(Kind::Tool, json!({"name": "w", "url": "http://h/x"}))
+                .await
+                .unwrap();
+            let e = r
+                .create(Kind::Server, json!({"name": "s", "tools": ["w", "missing"]}))
+                .await
+                .unwrap_err();
             let RegistryError::Invalid(f) = e else { panic!("{e:?}") };
             assert_eq!(f.field, "tools[1]");
-            assert!(r.create(Kind::Server, json!({"name": "s", "tools": ["w"]})).await.is_ok());
+            assert!(r
+                .create(Kind::Server, json!({"name": "s", "tools": ["w"]}))
+                .await
+                .is_ok());
         });
     }
 
@@ -408,7 +518,11 @@ mod tests {
             let first = r.list(Kind::Tool).await.unwrap();
             r.seed(&file).await.unwrap();
             assert_eq!(r.list(Kind::Tool).await.unwrap().len(), 1);
-            assert_eq!(r.list(Kind::Tool).await.unwrap()[0]["id"], first[0]["id"], "ids are kept");
+            assert_eq!(
+                r.list(Kind::Tool).await.unwrap()[0]["id"],
+                first[0]["id"],
+                "ids are kept"
+            );
             assert_eq!(r.list(Kind::Resource).await.unwrap().len(), 2);
             assert_eq!(r.list(Kind::Server).await.unwrap().len(), 1);
         });

@@ -32,11 +32,18 @@ mod tests {
 
     #[test]
     fn renders_and_reports_errors() {
-        assert_eq!(render("Hello {{ name }}!", json!({"name": "Ada"})).unwrap(), "Hello Ada!");
+        assert_eq!(
+            render("Hello {{ name }}!", json!({"name": "Ada"})).unwrap(),
+            "Hello Ada!"
+        );
         assert_eq!(render("<{{ x }}>", json!({"x": "<b>"})).unwrap(), "<<b>>");
         assert_eq!(render("[{{ missing }}]", json!({})).unwrap(), "[]");
         assert!(check("{{ unclosed").is_err());
         // Fuel stops runaway loops instead of hanging the gateway.
-        assert!(render("{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}", json!({})).is_err());
+        assert!(render(
+            "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
+            json!({})
+        )
+        .is_err());
     }
 }

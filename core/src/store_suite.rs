@@ -1,30 +1,61 @@
 //! The store test suite: one set of behaviours every [`Store`] implementation must show. Adapters
 //! call [`run`] from their own tests with a fresh store (the in-memory store runs it in core).
 
+// A test suite: a failed expectation is a panic with the case, by design.
+#![allow(clippy::unwrap_used)]
+
 use serde_json::json;
 
 use crate::ports::{Kind, Op, Record, Store, StoreError};
 
 fn rec(kind: Kind, id: &str, key: &str, n: i64) -> Record {
-    Record { kind, id: id.into(), key: key.into(), body: json!({"name": key, "n": n}), created_at: 1, updated_at: 1 }
+    Record {
+        kind,
+        id: id.into(),
+        key: key.into(),
+        body: json!({"name": key, "n": n}),
+        created_at: 1,
+        updated_at: 1,
+    }
 }
 
 /// Runs every case against `store`, which must start empty. Panics with the failed case.
 pub async fn run<S: Store + ?Sized>(store: &S) {
     store.ping().await.expect("ping");
     // Insert, get by id and by key, list in key order.
-    store.insert(rec(Kind::Tool, "id-b", "beta", 1)).await.expect("insert beta");
-    store.insert(rec(Kind::Tool, "id-a", "alpha", 1)).await.expect("insert alpha");
-    store.insert(rec(Kind::Prompt, "id-p", "alpha", 1)).await.expect("same key, other kind");
+    store
+        .insert(rec(Kind::Tool, "id-b", "beta", 1))
+        .await
+        .expect("insert beta");
+    store
+        .insert(rec(Kind::Tool, "id-a", "alpha", 1))
+        .await
+        .expect("insert alpha");
+    store
+        .insert(rec(Kind::Prompt, "id-p", "alpha", 1))
+        .await
+        .expect("same key, other kind");
     assert_eq!(store.get(Kind::Tool, "id-a").await.unwrap().unwrap().key, "alpha");
     assert_eq!(store.get(Kind::Tool, "beta").await.unwrap().unwrap().id, "id-b");
     assert!(store.get(Kind::Tool, "nope").await.unwrap().is_none());
-    assert!(store.get(Kind::Server, "alpha").await.unwrap().is_none(), "kinds are separate");
-    let keys: Vec<String> = store.list(Kind::Tool).await.unwrap().into_iter().map(|r| r.key).collect();
+    assert!(
+        store.get(Kind::Server, "alpha").await.unwrap().is_none(),
+        "kinds are separate"
+    );
+    let keys: Vec<String> = store
+        .list(Kind::Tool)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.key)
+        .collect();
     assert_eq!(keys, ["alpha", "beta"]);
     // Unique keys and ids.
     let dup = store.insert(rec(Kind::Tool, "id-c", "alpha", 2)).await;
-    assert!(matches!(dup, Err(StoreError::Conflict { .. })), "duplicate key: {dup:?}");
+    assert!(
+        matches!(dup, Err(StoreError::Conflict { .. })),
+        "duplicate key: {dup:?}"
+    );
     let dup = store.insert(rec(Kind::Tool, "id-a", "gamma", 2)).await;
     assert!(matches!(dup, Err(StoreError::Conflict { .. })), "duplicate id: {dup:?}");
     // Update: body and key change; conflicts and missing ids refused.
@@ -32,7 +63,10 @@ pub async fn run<S: Store + ?Sized>(store: &S) {
     a.updated_at = 9;
     store.update(a.clone()).await.expect("update");
     let got = store.get(Kind::Tool, "id-a").await.unwrap().unwrap();
-    assert_eq!((got.key.as_str(), got.body["n"].as_i64(), got.updated_at, got.created_at), ("alpha2", Some(5), 9, 1));
+    assert_eq!(
+        (got.key.as_str(), got.body["n"].as_i64(), got.updated_at, got.created_at),
+        ("alpha2", Some(5), 9, 1)
+    );
     assert!(store.get(Kind::Tool, "alpha").await.unwrap().is_none(), "old key gone");
     let clash = store.update(rec(Kind::Tool, "id-a", "beta", 1)).await;
     assert!(matches!(clash, Err(StoreError::Conflict { .. })), "{clash:?}");
@@ -43,23 +77,38 @@ pub async fn run<S: Store + ?Sized>(store: &S) {
     up.created_at = 50;
     store.apply(vec![Op::Upsert(up)]).await.expect("upsert existing");
     let b = store.get(Kind::Tool, "beta").await.unwrap().unwrap();
-    assert_eq!((b.id.as_str(), b.created_at, b.body["n"].as_i64()), ("id-b", 1, Some(7)));
-    store.apply(vec![Op::Upsert(rec(Kind::Tool, "id-d", "delta", 1))]).await.expect("upsert new");
+    assert_eq!(
+        (b.id.as_str(), b.created_at, b.body["n"].as_i64()),
+        ("id-b", 1, Some(7))
+    );
+    store
+        .apply(vec![Op::Upsert(rec(Kind::Tool, "id-d", "delta", 1))])
+        .await
+        .expect("upsert new");
     assert_eq!(store.list(Kind::Tool).await.unwrap().len(), 3);
     // A failing batch changes nothing.
-    let batch = vec![Op::Insert(rec(Kind::Tool, "id-e", "eps", 1)), Op::Insert(rec(Kind::Tool, "id-f", "delta", 1))];
+    let batch = vec![
+        Op::Insert(rec(Kind::Tool, "id-e", "eps", 1)),
+        Op::Insert(rec(Kind::Tool, "id-f", "delta", 1)),
+    ];
     assert!(store.apply(batch).await.is_err());
     assert!(store.get(Kind::Tool, "eps").await.unwrap().is_none(), "batch is atomic");
     // A good batch applies wholly.
     let batch = vec![
         Op::Insert(rec(Kind::Server, "id-s", "srv", 1)),
-        Op::Delete { kind: Kind::Tool, id: "id-d".into() },
+        Op::Delete {
+            kind: Kind::Tool,
+            id: "id-d".into(),
+        },
         Op::Upsert(rec(Kind::Resource, "id-r", "docs://x", 1)),
     ];
     store.apply(batch).await.expect("batch");
     assert!(store.get(Kind::Tool, "delta").await.unwrap().is_none());
     assert!(store.get(Kind::Server, "srv").await.unwrap().is_some());
-    assert!(store.get(Kind::Resource, "docs://x").await.unwrap().is_some(), "URI keys work");
+    assert!(
+        store.get(Kind::Resource, "docs://x").await.unwrap().is_some(),
+        "URI keys work"
+    );
     // Delete reports whether it existed.
     assert!(store.delete(Kind::Tool, "id-b").await.unwrap());
     assert!(!store.delete(Kind::Tool, "id-b").await.unwrap());

@@ -46,7 +46,9 @@ pub(crate) fn check_arguments(schema: &Value, args: &Map<String, Value>) -> Resu
     }
     if let Some(props) = schema.get("properties").and_then(Value::as_object) {
         for (k, v) in args {
-            let Some(t) = props.get(k).and_then(|p| p.get("type")) else { continue };
+            let Some(t) = props.get(k).and_then(|p| p.get("type")) else {
+                continue;
+            };
             let ok = match t {
                 Value::String(s) => type_ok(s, v),
                 Value::Array(ts) => ts.iter().filter_map(Value::as_str).any(|s| type_ok(s, v)),
@@ -85,7 +87,13 @@ pub(crate) fn build_request(tool: &Tool, mut args: Map<String, Value>) -> Outbou
         if !args.is_empty() {
             let q: Vec<String> = args
                 .iter()
-                .map(|(k, v)| format!("{}={}", utf8_percent_encode(k, QUERY), utf8_percent_encode(&query_value(v), QUERY)))
+                .map(|(k, v)| {
+                    format!(
+                        "{}={}",
+                        utf8_percent_encode(k, QUERY),
+                        utf8_percent_encode(&query_value(v), QUERY)
+                    )
+                })
                 .collect();
             url.push(if url.contains('?') { '&' } else { '?' });
             url.push_str(&q.join("&"));
@@ -93,9 +101,16 @@ pub(crate) fn build_request(tool: &Tool, mut args: Map<String, Value>) -> Outbou
         None
     } else {
         headers.push(("content-type".into(), "application/json".into()));
-        Some(Bytes::from(serde_json::to_vec(&Value::Object(args)).unwrap_or_default()))
+        Some(Bytes::from(
+            serde_json::to_vec(&Value::Object(args)).unwrap_or_default(),
+        ))
     };
-    OutboundRequest { method, url, headers, body }
+    OutboundRequest {
+        method,
+        url,
+        headers,
+        body,
+    }
 }
 
 async fn read_body(resp: InboundResponse, limit: usize) -> Result<(InboundResponse, Bytes), HttpError> {
@@ -113,7 +128,11 @@ async fn read_body(resp: InboundResponse, limit: usize) -> Result<(InboundRespon
 
 impl Inner {
     /// Sends `request` and reads the whole response within `timeout`.
-    pub(crate) async fn fetch(&self, request: OutboundRequest, timeout: Duration) -> Result<(InboundResponse, Bytes), HttpError> {
+    pub(crate) async fn fetch(
+        &self,
+        request: OutboundRequest,
+        timeout: Duration,
+    ) -> Result<(InboundResponse, Bytes), HttpError> {
         let limit = self.config.max_tool_response_bytes;
         let work = Box::pin(async move {
             let resp = self.http.send(request).await?;
@@ -138,15 +157,28 @@ impl Inner {
         let (resp, body) = match self.fetch(request, timeout).await {
             Ok(r) => r,
             Err(e) => {
-                ctx.log(LogLevel::Error, "mcpgw.tools", json!(format!("{name}: {method} {url} failed: {e}")));
+                ctx.log(
+                    LogLevel::Error,
+                    "mcpgw.tools",
+                    json!(format!("{name}: {method} {url} failed: {e}")),
+                );
                 return error_result(format!("Tool {name} failed: {method} {url}: {e}"));
             }
         };
-        let content_type = resp.headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_ascii_lowercase();
+        let content_type = resp
+            .headers
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_ascii_lowercase();
         let mime = content_type.split(';').next().unwrap_or("").trim().to_string();
         if !resp.status.is_success() {
             let text = String::from_utf8_lossy(&body);
-            ctx.log(LogLevel::Warning, "mcpgw.tools", json!(format!("{name}: {method} {url} returned {}", resp.status)));
+            ctx.log(
+                LogLevel::Warning,
+                "mcpgw.tools",
+                json!(format!("{name}: {method} {url} returned {}", resp.status)),
+            );
             return error_result(format!("HTTP {} from {method} {url}: {text}", resp.status.as_u16()));
         }
         let b64 = || base64::engine::general_purpose::STANDARD.encode(&body);
@@ -175,12 +207,19 @@ mod tests {
 
     fn tool(url: &str, method: &str) -> Tool {
         let def: ToolDef = serde_json::from_value(json!({"name": "t", "url": url, "method": method})).unwrap();
-        Tool { id: "1".into(), url: UriTemplate::parse(url).unwrap(), def }
+        Tool {
+            id: "1".into(),
+            url: UriTemplate::parse(url).unwrap(),
+            def,
+        }
     }
 
     #[test]
     fn get_sends_query_and_fills_path_variables() {
-        let args = json!({"city": "São Paulo", "units": "metric", "n": 3}).as_object().cloned().unwrap();
+        let args = json!({"city": "São Paulo", "units": "metric", "n": 3})
+            .as_object()
+            .cloned()
+            .unwrap();
         let r = build_request(&tool("http://h/w/{city}", "GET"), args);
         assert_eq!(r.url, "http://h/w/S%C3%A3o%20Paulo?n=3&units=metric");
         assert!(r.body.is_none());
@@ -191,7 +230,10 @@ mod tests {
         let args = json!({"id": 7, "name": "x"}).as_object().cloned().unwrap();
         let r = build_request(&tool("http://h/items/{id}", "POST"), args);
         assert_eq!(r.url, "http://h/items/7");
-        assert_eq!(serde_json::from_slice::<Value>(r.body.as_ref().unwrap()).unwrap(), json!({"name": "x"}));
+        assert_eq!(
+            serde_json::from_slice::<Value>(r.body.as_ref().unwrap()).unwrap(),
+            json!({"name": "x"})
+        );
     }
 
     #[test]

@@ -72,15 +72,24 @@ impl UriTemplate {
                             None => (spec, false),
                         };
                         let (name, prefix) = match spec.split_once(':') {
-                            Some((n, p)) => (n, Some(p.parse::<usize>().map_err(|_| format!("bad prefix in '{{{body}}}'"))?)),
+                            Some((n, p)) => (
+                                n,
+                                Some(p.parse::<usize>().map_err(|_| format!("bad prefix in '{{{body}}}'"))?),
+                            ),
                             None => (spec, None),
                         };
                         let ok = !name.is_empty()
-                            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.' || c == '%');
+                            && name
+                                .chars()
+                                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.' || c == '%');
                         if !ok {
                             return Err(format!("bad variable name in '{{{body}}}'"));
                         }
-                        vars.push(VarSpec { name: name.to_string(), explode, prefix });
+                        vars.push(VarSpec {
+                            name: name.to_string(),
+                            explode,
+                            prefix,
+                        });
                     }
                     parts.push(Part::Expr { op, vars });
                     rest = &rest[end + 1..];
@@ -156,7 +165,12 @@ fn value_strings(v: &Value) -> Option<Vec<String>> {
     match v {
         Value::Null => None,
         Value::String(s) => Some(vec![s.clone()]),
-        Value::Array(items) => Some(items.iter().filter_map(|i| value_strings(i).map(|s| s.join(","))).collect()),
+        Value::Array(items) => Some(
+            items
+                .iter()
+                .filter_map(|i| value_strings(i).map(|s| s.join(",")))
+                .collect(),
+        ),
         other => Some(vec![other.to_string()]),
     }
 }
@@ -174,7 +188,9 @@ fn expand_expr(out: &mut String, op: Option<char>, specs: &[VarSpec], vars: &Map
     };
     let mut pieces = Vec::new();
     for spec in specs {
-        let Some(values) = vars.get(&spec.name).and_then(value_strings) else { continue };
+        let Some(values) = vars.get(&spec.name).and_then(value_strings) else {
+            continue;
+        };
         let enc = |s: &str| {
             let s = match spec.prefix {
                 Some(n) => s.chars().take(n).collect::<String>(),
@@ -184,11 +200,19 @@ fn expand_expr(out: &mut String, op: Option<char>, specs: &[VarSpec], vars: &Map
         };
         if spec.explode {
             for v in &values {
-                pieces.push(if named { format!("{}={}", spec.name, enc(v)) } else { enc(v) });
+                pieces.push(if named {
+                    format!("{}={}", spec.name, enc(v))
+                } else {
+                    enc(v)
+                });
             }
         } else {
             let joined = values.iter().map(|v| enc(v)).collect::<Vec<_>>().join(",");
-            pieces.push(if named { format!("{}={joined}", spec.name) } else { joined });
+            pieces.push(if named {
+                format!("{}={joined}", spec.name)
+            } else {
+                joined
+            });
         }
     }
     if !pieces.is_empty() {
@@ -233,7 +257,11 @@ fn match_expr(op: Option<char>, specs: &[VarSpec], captured: &str, out: &mut BTr
         if body.is_empty() {
             return None;
         }
-        let v = if specs[0].explode { body.split(sep).map(decode).collect::<Vec<_>>().join(",") } else { decode(body) };
+        let v = if specs[0].explode {
+            body.split(sep).map(decode).collect::<Vec<_>>().join(",")
+        } else {
+            decode(body)
+        };
         out.insert(specs[0].name.clone(), v);
         return Some(());
     }
@@ -255,7 +283,9 @@ mod tests {
 
     #[test]
     fn expands_rfc_examples() {
-        let v = vars(json!({"var": "value", "hello": "Hello World!", "path": "/foo/bar", "list": ["red", "green"], "x": 1024, "y": 768}));
+        let v = vars(
+            json!({"var": "value", "hello": "Hello World!", "path": "/foo/bar", "list": ["red", "green"], "x": 1024, "y": 768}),
+        );
         let cases = [
             ("{var}", "value"),
             ("{hello}", "Hello%20World%21"),

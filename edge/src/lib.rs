@@ -5,6 +5,10 @@
 //! prove the core's boundary on wasm32: a clock on `Date.now()` and worker timers, ids from the
 //! JS crypto source, and a spawner on the isolate's event loop. None of these are `Send`; the
 //! core accepts them because its port bounds are `MaybeSend` on wasm.
+//!
+//! Everything here is wasm-only; on the host the crate is empty so workspace-wide commands work.
+
+#![cfg(target_family = "wasm")]
 
 use std::time::Duration;
 

@@ -66,11 +66,19 @@ struct ServeArgs {
 
 /// Parses a numeric setting, naming it on failure.
 fn number<T: std::str::FromStr>(name: &str, value: &str) -> anyhow::Result<T> {
-    value.trim().parse::<T>().map_err(|_| anyhow::anyhow!("invalid setting {name}: '{value}' is not a valid number"))
+    value
+        .trim()
+        .parse::<T>()
+        .map_err(|_| anyhow::anyhow!("invalid setting {name}: '{value}' is not a valid number"))
 }
 
 fn list(value: &str) -> Vec<String> {
-    value.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect()
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(String::from)
+        .collect()
 }
 
 struct Settings {
@@ -84,7 +92,10 @@ struct Settings {
 fn settings(a: &ServeArgs) -> anyhow::Result<Settings> {
     let ip: IpAddr = match a.host.as_str() {
         "localhost" => IpAddr::from([127, 0, 0, 1]),
-        h => h.trim_matches(['[', ']']).parse().map_err(|_| anyhow::anyhow!("invalid setting MCPGW_HOST (--host): '{h}' is not an IP address"))?,
+        h => h
+            .trim_matches(['[', ']'])
+            .parse()
+            .map_err(|_| anyhow::anyhow!("invalid setting MCPGW_HOST (--host): '{h}' is not an IP address"))?,
     };
     let port: u16 = number("MCPGW_PORT (--port)", &a.port)?;
     if a.database.trim().is_empty() {
@@ -107,18 +118,35 @@ fn settings(a: &ServeArgs) -> anyhow::Result<Settings> {
     let seed = match &a.config {
         None => None,
         Some(path) => {
-            let text = std::fs::read_to_string(path).with_context(|| format!("invalid setting MCPGW_CONFIG (--config): cannot read {path}"))?;
-            let file: SeedFile = toml::from_str(&text).map_err(|e| anyhow::anyhow!("invalid setting MCPGW_CONFIG (--config): {path}: {e}"))?;
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("invalid setting MCPGW_CONFIG (--config): cannot read {path}"))?;
+            let file: SeedFile = toml::from_str(&text)
+                .map_err(|e| anyhow::anyhow!("invalid setting MCPGW_CONFIG (--config): {path}: {e}"))?;
             Some((path.clone(), file))
         }
     };
-    let grace = Duration::from_secs(number("MCPGW_SHUTDOWN_GRACE_SECS (--shutdown-grace-secs)", &a.shutdown_grace_secs)?);
-    Ok(Settings { addr: SocketAddr::new(ip, port), database: a.database.clone(), seed, gateway, grace })
+    let grace = Duration::from_secs(number(
+        "MCPGW_SHUTDOWN_GRACE_SECS (--shutdown-grace-secs)",
+        &a.shutdown_grace_secs,
+    )?);
+    Ok(Settings {
+        addr: SocketAddr::new(ip, port),
+        database: a.database.clone(),
+        seed,
+        gateway,
+        grace,
+    })
 }
 
 fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("MCPGW_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().json().with_env_filter(filter).with_current_span(false).with_writer(std::io::stderr).init();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("MCPGW_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(filter)
+        .with_current_span(false)
+        .with_writer(std::io::stderr)
+        .init();
 }
 
 async fn shutdown_signal() {
@@ -142,9 +170,12 @@ async fn shutdown_signal() {
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let s = settings(&args)?;
-    let store = store::LibsqlStore::open(&s.database)
-        .await
-        .map_err(|e| anyhow::anyhow!("invalid setting MCPGW_DATABASE (--database): cannot open {}: {e}", s.database))?;
+    let store = store::LibsqlStore::open(&s.database).await.map_err(|e| {
+        anyhow::anyhow!(
+            "invalid setting MCPGW_DATABASE (--database): cannot open {}: {e}",
+            s.database
+        )
+    })?;
     let clock: Arc<runtime::TokioClock> = Arc::new(runtime::TokioClock);
     let ports = Ports {
         store: Arc::new(store),
@@ -156,13 +187,22 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         ids: Arc::new(runtime::RandomIds),
         spawner: Arc::new(runtime::TokioSpawner),
     };
-    let info = ServerInfo { name: "mcpgw".into(), version: env!("CARGO_PKG_VERSION").into() };
+    let info = ServerInfo {
+        name: "mcpgw".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+    };
     let gw = Gateway::new(s.gateway.clone(), ports, info).map_err(|e| anyhow::anyhow!("{e}"))?;
     if let Some((path, seed)) = &s.seed {
-        let n = gw.registry().seed(seed).await.map_err(|e| anyhow::anyhow!("invalid setting MCPGW_CONFIG (--config): {path}: {e}"))?;
+        let n = gw
+            .registry()
+            .seed(seed)
+            .await
+            .map_err(|e| anyhow::anyhow!("invalid setting MCPGW_CONFIG (--config): {path}: {e}"))?;
         tracing::info!(path = %path, entries = n, "registry seeded");
     }
-    let listener = tokio::net::TcpListener::bind(s.addr).await.with_context(|| format!("cannot listen on {}", s.addr))?;
+    let listener = tokio::net::TcpListener::bind(s.addr)
+        .await
+        .with_context(|| format!("cannot listen on {}", s.addr))?;
     let addr = listener.local_addr()?;
     tracing::info!(
         address = %addr,
@@ -187,8 +227,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     init_logging();
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
     match cli.command {
-        Command::Serve(args) => runtime.block_on(serve(args)).inspect_err(|e| tracing::error!(error = %format!("{e:#}"), "mcpgw failed to start")),
+        Command::Serve(args) => runtime
+            .block_on(serve(args))
+            .inspect_err(|e| tracing::error!(error = %format!("{e:#}"), "mcpgw failed to start")),
     }
 }

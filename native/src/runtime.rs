@@ -13,7 +13,10 @@ pub struct TokioClock;
 
 impl Clock for TokioClock {
     fn now_ms(&self) -> u64 {
-        SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0)
     }
     fn sleep(&self, duration: Duration) -> BoxFuture<'static, ()> {
         Box::pin(tokio::time::sleep(duration))
@@ -59,7 +62,8 @@ impl ReqwestClient {
 #[async_trait]
 impl HttpClient for ReqwestClient {
     async fn send(&self, request: OutboundRequest) -> Result<InboundResponse, HttpError> {
-        let url = reqwest::Url::parse(&request.url).map_err(|e| HttpError::InvalidUrl(format!("{}: {e}", request.url)))?;
+        let url =
+            reqwest::Url::parse(&request.url).map_err(|e| HttpError::InvalidUrl(format!("{}: {e}", request.url)))?;
         let mut rb = self.client.request(request.method, url);
         for (k, v) in &request.headers {
             rb = rb.header(k, v);
@@ -70,7 +74,10 @@ impl HttpClient for ReqwestClient {
         let resp = rb.send().await.map_err(|e| HttpError::Connect(error_chain(&e)))?;
         let status = resp.status();
         let headers = resp.headers().clone();
-        let body = resp.bytes_stream().map_err(|e| HttpError::Body(error_chain(&e))).boxed();
+        let body = resp
+            .bytes_stream()
+            .map_err(|e| HttpError::Body(error_chain(&e)))
+            .boxed();
         Ok(InboundResponse { status, headers, body })
     }
 }

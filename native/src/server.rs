@@ -25,7 +25,9 @@ async fn handle(State(gw): State<Gateway>, req: Request) -> Response {
             } else {
                 // The client went away or sent a broken body; nothing useful to run.
                 tracing::debug!(error = %e, "request body read failed");
-                let mut r = http::Response::new(Body::Full(Bytes::from_static(br#"{"error":{"code":"bad_body","message":"could not read the request body"}}"#)));
+                let mut r = http::Response::new(Body::Full(Bytes::from_static(
+                    br#"{"error":{"code":"bad_body","message":"could not read the request body"}}"#,
+                )));
                 *r.status_mut() = http::StatusCode::BAD_REQUEST;
                 r
             };
@@ -67,10 +69,11 @@ pub async fn serve(
         gw_for_signal.shutdown();
         let _ = stop_tx.send(());
     });
-    let server = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(async move {
+    let server = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).with_graceful_shutdown(
+        async move {
             let _ = stop_rx.await;
-        });
+        },
+    );
     let mut server = Box::pin(server.into_future());
     tokio::select! {
         r = &mut server => r?,

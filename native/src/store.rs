@@ -34,28 +34,45 @@ impl LibsqlStore {
             conn.execute("PRAGMA synchronous=FULL", ()).await.map_err(backend)?;
         }
         conn.execute("PRAGMA busy_timeout=5000", ()).await.ok();
-        let store = Self { _db: Arc::new(db), conn: Mutex::new(conn) };
+        let store = Self {
+            _db: Arc::new(db),
+            conn: Mutex::new(conn),
+        };
         store.migrate().await?;
         Ok(store)
     }
 
     async fn migrate(&self) -> Result<(), StoreError> {
         let conn = self.conn.lock().await;
-        conn.execute("CREATE TABLE IF NOT EXISTS _mcpgw_migrations (name TEXT PRIMARY KEY, applied_at INTEGER NOT NULL)", ())
-            .await
-            .map_err(backend)?;
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS _mcpgw_migrations (name TEXT PRIMARY KEY, applied_at INTEGER NOT NULL)",
+            (),
+        )
+        .await
+        .map_err(backend)?;
         for (name, sql) in MIGRATIONS {
-            let mut rows = conn.query("SELECT 1 FROM _mcpgw_migrations WHERE name = ?1", params![*name]).await.map_err(backend)?;
+            let mut rows = conn
+                .query("SELECT 1 FROM _mcpgw_migrations WHERE name = ?1", params![*name])
+                .await
+                .map_err(backend)?;
             if rows.next().await.map_err(backend)?.is_some() {
                 continue;
             }
             drop(rows);
             let tx = conn.transaction().await.map_err(backend)?;
-            tx.execute_batch(sql).await.map_err(|e| StoreError::Backend(format!("migration {name}: {e}")))?;
-            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
-            tx.execute("INSERT INTO _mcpgw_migrations (name, applied_at) VALUES (?1, ?2)", params![*name, now])
+            tx.execute_batch(sql)
                 .await
-                .map_err(backend)?;
+                .map_err(|e| StoreError::Backend(format!("migration {name}: {e}")))?;
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis() as i64)
+                .unwrap_or(0);
+            tx.execute(
+                "INSERT INTO _mcpgw_migrations (name, applied_at) VALUES (?1, ?2)",
+                params![*name, now],
+            )
+            .await
+            .map_err(backend)?;
             tx.commit().await.map_err(backend)?;
         }
         Ok(())
@@ -78,8 +95,13 @@ fn row_to_record(row: &libsql::Row) -> Result<Record, StoreError> {
 const COLUMNS: &str = "kind, id, key, body, created_at, updated_at";
 
 async fn find(conn: &Connection, kind: Kind, id_or_key: &str) -> Result<Option<Record>, StoreError> {
-    let sql = format!("SELECT {COLUMNS} FROM registry WHERE kind = ?1 AND (id = ?2 OR key = ?2) ORDER BY id = ?2 DESC LIMIT 1");
-    let mut rows = conn.query(&sql, params![kind.as_str(), id_or_key]).await.map_err(backend)?;
+    let sql = format!(
+        "SELECT {COLUMNS} FROM registry WHERE kind = ?1 AND (id = ?2 OR key = ?2) ORDER BY id = ?2 DESC LIMIT 1"
+    );
+    let mut rows = conn
+        .query(&sql, params![kind.as_str(), id_or_key])
+        .await
+        .map_err(backend)?;
     match rows.next().await.map_err(backend)? {
         Some(row) => Ok(Some(row_to_record(&row)?)),
         None => Ok(None),
@@ -88,7 +110,10 @@ async fn find(conn: &Connection, kind: Kind, id_or_key: &str) -> Result<Option<R
 
 async fn exists_other(conn: &Connection, kind: Kind, key: &str, id: &str) -> Result<bool, StoreError> {
     let mut rows = conn
-        .query("SELECT 1 FROM registry WHERE kind = ?1 AND key = ?2 AND id <> ?3", params![kind.as_str(), key, id])
+        .query(
+            "SELECT 1 FROM registry WHERE kind = ?1 AND key = ?2 AND id <> ?3",
+            params![kind.as_str(), key, id],
+        )
         .await
         .map_err(backend)?;
     Ok(rows.next().await.map_err(backend)?.is_some())
@@ -99,13 +124,19 @@ async fn apply_one(conn: &Connection, op: Op) -> Result<(), StoreError> {
         Op::Insert(r) => {
             let clash = find(conn, r.kind, &r.id).await?.is_some() || find(conn, r.kind, &r.key).await?.is_some();
             if clash {
-                return Err(StoreError::Conflict { kind: r.kind, key: r.key });
+                return Err(StoreError::Conflict {
+                    kind: r.kind,
+                    key: r.key,
+                });
             }
             insert(conn, &r).await
         }
         Op::Update(r) => {
             if exists_other(conn, r.kind, &r.key, &r.id).await? {
-                return Err(StoreError::Conflict { kind: r.kind, key: r.key });
+                return Err(StoreError::Conflict {
+                    kind: r.kind,
+                    key: r.key,
+                });
             }
             let n = conn
                 .execute(
@@ -121,7 +152,10 @@ async fn apply_one(conn: &Connection, op: Op) -> Result<(), StoreError> {
         }
         Op::Upsert(r) => {
             let mut rows = conn
-                .query("SELECT id FROM registry WHERE kind = ?1 AND key = ?2", params![r.kind.as_str(), r.key.as_str()])
+                .query(
+                    "SELECT id FROM registry WHERE kind = ?1 AND key = ?2",
+                    params![r.kind.as_str(), r.key.as_str()],
+                )
                 .await
                 .map_err(backend)?;
             if rows.next().await.map_err(backend)?.is_some() {
@@ -136,13 +170,21 @@ async fn apply_one(conn: &Connection, op: Op) -> Result<(), StoreError> {
             } else {
                 drop(rows);
                 if find(conn, r.kind, &r.id).await?.is_some() {
-                    return Err(StoreError::Conflict { kind: r.kind, key: r.key });
+                    return Err(StoreError::Conflict {
+                        kind: r.kind,
+                        key: r.key,
+                    });
                 }
                 insert(conn, &r).await
             }
         }
         Op::Delete { kind, id } => {
-            conn.execute("DELETE FROM registry WHERE kind = ?1 AND id = ?2", params![kind.as_str(), id]).await.map_err(backend)?;
+            conn.execute(
+                "DELETE FROM registry WHERE kind = ?1 AND id = ?2",
+                params![kind.as_str(), id],
+            )
+            .await
+            .map_err(backend)?;
             Ok(())
         }
     }
@@ -151,7 +193,14 @@ async fn apply_one(conn: &Connection, op: Op) -> Result<(), StoreError> {
 async fn insert(conn: &Connection, r: &Record) -> Result<(), StoreError> {
     conn.execute(
         &format!("INSERT INTO registry ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"),
-        params![r.kind.as_str(), r.id.as_str(), r.key.as_str(), r.body.to_string(), r.created_at as i64, r.updated_at as i64],
+        params![
+            r.kind.as_str(),
+            r.id.as_str(),
+            r.key.as_str(),
+            r.body.to_string(),
+            r.created_at as i64,
+            r.updated_at as i64
+        ],
     )
     .await
     .map_err(backend)?;
@@ -168,7 +217,10 @@ impl Store for LibsqlStore {
     async fn list(&self, kind: Kind) -> Result<Vec<Record>, StoreError> {
         let conn = self.conn.lock().await;
         let mut rows = conn
-            .query(&format!("SELECT {COLUMNS} FROM registry WHERE kind = ?1 ORDER BY key"), params![kind.as_str()])
+            .query(
+                &format!("SELECT {COLUMNS} FROM registry WHERE kind = ?1 ORDER BY key"),
+                params![kind.as_str()],
+            )
             .await
             .map_err(backend)?;
         let mut out = Vec::new();
@@ -222,7 +274,10 @@ mod tests {
         let store = LibsqlStore::open(path).await.expect("reopen");
         assert!(store.get(Kind::Server, "srv").await.expect("get").is_some());
         let conn = store.conn.lock().await;
-        let mut rows = conn.query("SELECT COUNT(*) FROM _mcpgw_migrations", ()).await.expect("count");
+        let mut rows = conn
+            .query("SELECT COUNT(*) FROM _mcpgw_migrations", ())
+            .await
+            .expect("count");
         let n: i64 = rows.next().await.expect("row").expect("some").get(0).expect("int");
         assert_eq!(n, MIGRATIONS.len() as i64);
         drop(rows);

@@ -12,7 +12,10 @@ use anyhow::{anyhow, bail, Context};
 
 /// The repository root.
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
 }
 
 /// The `mcpgw` binary: `$MCPGW_BIN`, else `target/{debug,release}/mcpgw` next to this test.
@@ -22,7 +25,11 @@ pub fn gateway_bin() -> PathBuf {
     }
     // .../target/<profile>/deps/<test-binary>  →  .../target/<profile>/mcpgw
     let exe = std::env::current_exe().unwrap_or_default();
-    let profile_dir = exe.parent().and_then(Path::parent).map(Path::to_path_buf).unwrap_or_default();
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
     profile_dir.join("mcpgw")
 }
 
@@ -32,7 +39,10 @@ pub struct TempDir(pub PathBuf);
 impl TempDir {
     /// Creates `mcpgw-<tag>-<random>`.
     pub fn new(tag: &str) -> Self {
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
         let p = std::env::temp_dir().join(format!("mcpgw-{tag}-{}-{nanos}", std::process::id()));
         let _ = std::fs::create_dir_all(&p);
         Self(p)
@@ -67,16 +77,29 @@ impl GatewayProcess {
     pub fn start(args: &[&str], env: &[(&str, &str)]) -> anyhow::Result<Self> {
         let bin = gateway_bin();
         if !bin.exists() {
-            bail!("{} not found: build it first (cargo build -p mcpgw-native) or set MCPGW_BIN", bin.display());
+            bail!(
+                "{} not found: build it first (cargo build -p mcpgw-native) or set MCPGW_BIN",
+                bin.display()
+            );
         }
         let started = Instant::now();
         let mut cmd = Command::new(&bin);
-        cmd.arg("serve").arg("--host").arg("127.0.0.1").arg("--port").arg("0").args(args);
+        cmd.arg("serve")
+            .arg("--host")
+            .arg("127.0.0.1")
+            .arg("--port")
+            .arg("0")
+            .args(args);
         cmd.env("MCPGW_LOG", "info");
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let mut child = cmd.stdout(Stdio::null()).stderr(Stdio::piped()).stdin(Stdio::null()).spawn().context("spawn mcpgw")?;
+        let mut child = cmd
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .stdin(Stdio::null())
+            .spawn()
+            .context("spawn mcpgw")?;
         let stderr = child.stderr.take().ok_or_else(|| anyhow!("no stderr"))?;
         let mut reader = BufReader::new(stderr);
         let mut log = Vec::new();
@@ -101,7 +124,13 @@ impl GatewayProcess {
                                 sink.clear();
                             }
                         });
-                        return Ok(Self { child, url: format!("http://{addr}"), addr, ready_after, log });
+                        return Ok(Self {
+                            child,
+                            url: format!("http://{addr}"),
+                            addr,
+                            ready_after,
+                            log,
+                        });
                     }
                 }
             }
@@ -118,7 +147,11 @@ impl GatewayProcess {
 
     /// Sends a signal by PID (`TERM`, `INT`, `KILL`).
     pub fn signal(&self, sig: &str) -> anyhow::Result<()> {
-        let ok = Command::new("kill").arg(format!("-{sig}")).arg(self.pid().to_string()).status()?.success();
+        let ok = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.pid().to_string())
+            .status()?
+            .success();
         if !ok {
             bail!("kill -{sig} {} failed", self.pid());
         }
@@ -142,7 +175,10 @@ impl GatewayProcess {
     /// Resident memory of the process in KiB (Linux `/proc`).
     pub fn rss_kib(&self) -> Option<u64> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).ok()?;
-        status.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
     }
 }
 
@@ -167,7 +203,8 @@ impl Drop for RestBackend {
 }
 
 /// A 1x1 PNG, base64.
-pub const PNG_1X1: &str = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg==";
+pub const PNG_1X1: &str =
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg==";
 
 /// Starts the backend: `GET /weather?city=` → JSON, `POST /echo` → the body back,
 /// `GET /fail` → 500, `GET /slow?ms=` → delayed JSON.
@@ -201,7 +238,10 @@ pub async fn start_rest_backend() -> anyhow::Result<RestBackend> {
     let task = tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
     });
-    Ok(RestBackend { url: format!("http://{addr}"), task })
+    Ok(RestBackend {
+        url: format!("http://{addr}"),
+        task,
+    })
 }
 
 /// Writes `fixtures/<name>` with `{{BACKEND}}` replaced, into `dir`; returns its path.
@@ -230,7 +270,12 @@ pub fn run_with_timeout(cmd: &mut Command, timeout: Duration) -> anyhow::Result<
     let out_path = std::env::temp_dir().join(format!("mcpgw-run-{}-{n}.log", std::process::id()));
     let out_file = std::fs::File::create(&out_path)?;
     let err_file = out_file.try_clone()?;
-    let mut child = cmd.stdout(out_file).stderr(err_file).stdin(Stdio::null()).spawn().context("spawn client")?;
+    let mut child = cmd
+        .stdout(out_file)
+        .stderr(err_file)
+        .stdin(Stdio::null())
+        .spawn()
+        .context("spawn client")?;
     let deadline = Instant::now() + timeout;
     let status = loop {
         if let Some(s) = child.try_wait()? {

@@ -20,18 +20,40 @@ impl Fixture {
     async fn start() -> Self {
         let dir = TempDir::new("bad-input");
         let db = dir.join("gw.db");
-        let gw = GatewayProcess::start(&["--database", db.to_str().expect("utf-8"), "--max-body-bytes", "65536"], &[]).expect("gateway");
-        let http = Client::builder().timeout(Duration::from_secs(10)).build().expect("client");
+        let gw = GatewayProcess::start(
+            &["--database", db.to_str().expect("utf-8"), "--max-body-bytes", "65536"],
+            &[],
+        )
+        .expect("gateway");
+        let http = Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .expect("client");
         let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize",
             "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}});
-        let r = http.post(format!("{}/mcp", gw.url)).header("accept", ACCEPT).json(&init).send().await.expect("initialize");
+        let r = http
+            .post(format!("{}/mcp", gw.url))
+            .header("accept", ACCEPT)
+            .json(&init)
+            .send()
+            .await
+            .expect("initialize");
         assert_eq!(r.status(), StatusCode::OK);
         let session = r.headers()["mcp-session-id"].to_str().expect("ascii").to_string();
-        Self { gw, http, session, _dir: dir }
+        Self {
+            gw,
+            http,
+            session,
+            _dir: dir,
+        }
     }
 
     async fn mcp_raw(&self, body: &str, headers: &[(&str, &str)]) -> Response {
-        let mut rb = self.http.post(format!("{}/mcp", self.gw.url)).header("content-type", "application/json").body(body.to_string());
+        let mut rb = self
+            .http
+            .post(format!("{}/mcp", self.gw.url))
+            .header("content-type", "application/json")
+            .body(body.to_string());
         for (k, v) in headers {
             rb = rb.header(*k, *v);
         }
@@ -39,7 +61,15 @@ impl Fixture {
     }
 
     async fn mcp(&self, body: &str) -> Response {
-        self.mcp_raw(body, &[("accept", ACCEPT), ("mcp-session-id", &self.session), ("mcp-protocol-version", "2025-11-25")]).await
+        self.mcp_raw(
+            body,
+            &[
+                ("accept", ACCEPT),
+                ("mcp-session-id", &self.session),
+                ("mcp-protocol-version", "2025-11-25"),
+            ],
+        )
+        .await
     }
 }
 
@@ -50,7 +80,11 @@ async fn raw_http(addr: std::net::SocketAddr, request: &str) -> String {
     s.write_all(request.as_bytes()).await.expect("write");
     let mut out = Vec::new();
     s.read_to_end(&mut out).await.expect("read");
-    String::from_utf8_lossy(&out).lines().next().unwrap_or_default().to_string()
+    String::from_utf8_lossy(&out)
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_string()
 }
 
 async fn json_of(r: Response) -> Value {
@@ -59,7 +93,9 @@ async fn json_of(r: Response) -> Value {
 }
 
 async fn rpc_code(r: Response) -> i64 {
-    json_of(r).await["error"]["code"].as_i64().expect("a JSON-RPC error code")
+    json_of(r).await["error"]["code"]
+        .as_i64()
+        .expect("a JSON-RPC error code")
 }
 
 #[tokio::test]
@@ -73,7 +109,12 @@ async fn malformed_json_is_parse_error() {
 #[tokio::test]
 async fn invalid_request_is_32600() {
     let f = Fixture::start().await;
-    for body in [r#"{"jsonrpc": "1.0", "id": 1, "method": "ping"}"#, r#"{"id": 1}"#, r#"[]"#, r#"{"jsonrpc":"2.0","id":{},"method":"ping"}"#] {
+    for body in [
+        r#"{"jsonrpc": "1.0", "id": 1, "method": "ping"}"#,
+        r#"{"id": 1}"#,
+        r#"[]"#,
+        r#"{"jsonrpc":"2.0","id":{},"method":"ping"}"#,
+    ] {
         let r = f.mcp(body).await;
         assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{body}");
         assert_eq!(rpc_code(r).await, -32600, "{body}");
@@ -119,47 +160,93 @@ async fn missing_or_wrong_accept_is_406() {
     );
     let status_line = raw_http(f.gw.addr, &raw).await;
     assert!(status_line.starts_with("HTTP/1.1 406"), "no Accept: {status_line}");
-    let r = f.mcp_raw(ping, &[("accept", "text/html"), ("mcp-session-id", &f.session)]).await;
+    let r = f
+        .mcp_raw(ping, &[("accept", "text/html"), ("mcp-session-id", &f.session)])
+        .await;
     assert_eq!(r.status(), StatusCode::NOT_ACCEPTABLE, "wrong Accept");
-    let r = f.mcp_raw(ping, &[("accept", "application/json"), ("mcp-session-id", &f.session)]).await;
+    let r = f
+        .mcp_raw(ping, &[("accept", "application/json"), ("mcp-session-id", &f.session)])
+        .await;
     assert_eq!(r.status(), StatusCode::NOT_ACCEPTABLE, "JSON only");
-    assert!(json_of(r).await["error"]["message"].as_str().expect("message").contains("Accept"));
-    let r = f.http.get(format!("{}/mcp", f.gw.url)).header("accept", "application/json").header("mcp-session-id", &f.session).send().await.expect("get");
+    assert!(json_of(r).await["error"]["message"]
+        .as_str()
+        .expect("message")
+        .contains("Accept"));
+    let r = f
+        .http
+        .get(format!("{}/mcp", f.gw.url))
+        .header("accept", "application/json")
+        .header("mcp-session-id", &f.session)
+        .send()
+        .await
+        .expect("get");
     assert_eq!(r.status(), StatusCode::NOT_ACCEPTABLE, "GET without text/event-stream");
 }
 
 #[tokio::test]
 async fn unknown_session_is_404() {
     let f = Fixture::start().await;
-    let r = f.mcp_raw(r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#, &[("accept", ACCEPT), ("mcp-session-id", "deadbeef")]).await;
+    let r = f
+        .mcp_raw(
+            r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#,
+            &[("accept", ACCEPT), ("mcp-session-id", "deadbeef")],
+        )
+        .await;
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
     assert_eq!(rpc_code(r).await, -32001);
     // A deleted session is gone too.
-    let d = f.http.delete(format!("{}/mcp", f.gw.url)).header("mcp-session-id", &f.session).send().await.expect("delete");
+    let d = f
+        .http
+        .delete(format!("{}/mcp", f.gw.url))
+        .header("mcp-session-id", &f.session)
+        .send()
+        .await
+        .expect("delete");
     assert_eq!(d.status(), StatusCode::OK);
-    assert_eq!(f.mcp(r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#).await.status(), StatusCode::NOT_FOUND);
+    assert_eq!(
+        f.mcp(r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#).await.status(),
+        StatusCode::NOT_FOUND
+    );
 }
 
 #[tokio::test]
 async fn invalid_protocol_version_header_is_400() {
     let f = Fixture::start().await;
-    let r = f.mcp_raw(
-        r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#,
-        &[("accept", ACCEPT), ("mcp-session-id", &f.session), ("mcp-protocol-version", "1999-01-01")],
-    )
-    .await;
+    let r = f
+        .mcp_raw(
+            r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#,
+            &[
+                ("accept", ACCEPT),
+                ("mcp-session-id", &f.session),
+                ("mcp-protocol-version", "1999-01-01"),
+            ],
+        )
+        .await;
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
-    assert!(json_of(r).await["error"]["message"].as_str().expect("message").contains("MCP-Protocol-Version"));
+    assert!(json_of(r).await["error"]["message"]
+        .as_str()
+        .expect("message")
+        .contains("MCP-Protocol-Version"));
 }
 
 #[tokio::test]
 async fn oversize_body_is_413() {
     let f = Fixture::start().await;
-    let big = format!(r#"{{"jsonrpc":"2.0","id":1,"method":"ping","params":{{"pad":"{}"}}}}"#, "x".repeat(70_000));
+    let big = format!(
+        r#"{{"jsonrpc":"2.0","id":1,"method":"ping","params":{{"pad":"{}"}}}}"#,
+        "x".repeat(70_000)
+    );
     let r = f.mcp(&big).await;
     assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(rpc_code(r).await, -32600);
-    let r = f.http.post(format!("{}/tools", f.gw.url)).header("content-type", "application/json").body(big).send().await.expect("post");
+    let r = f
+        .http
+        .post(format!("{}/tools", f.gw.url))
+        .header("content-type", "application/json")
+        .body(big)
+        .send()
+        .await
+        .expect("post");
     assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(json_of(r).await["error"]["code"], "payload_too_large");
 }
@@ -170,7 +257,14 @@ async fn bad_rest_payloads_name_the_field() {
     let post = |path: &'static str, body: String| {
         let url = format!("{}{path}", f.gw.url);
         let http = f.http.clone();
-        async move { http.post(url).header("content-type", "application/json").body(body).send().await.expect("post") }
+        async move {
+            http.post(url)
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .expect("post")
+        }
     };
     let r = post("/tools", "{not json".into()).await;
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
@@ -178,12 +272,32 @@ async fn bad_rest_payloads_name_the_field() {
     let cases = [
         ("/tools", json!({"name": "w"}), "url"),
         ("/tools", json!({"name": "w", "url": "not a url"}), "url"),
-        ("/tools", json!({"name": "w", "url": "http://127.0.0.1:1/x", "method": "FETCH"}), "method"),
-        ("/tools", json!({"name": "bad name!", "url": "http://127.0.0.1:1/x"}), "name"),
-        ("/tools", json!({"name": "w", "url": "http://127.0.0.1:1/x", "input_schema": {"type": "string"}}), "input_schema"),
+        (
+            "/tools",
+            json!({"name": "w", "url": "http://127.0.0.1:1/x", "method": "FETCH"}),
+            "method",
+        ),
+        (
+            "/tools",
+            json!({"name": "bad name!", "url": "http://127.0.0.1:1/x"}),
+            "name",
+        ),
+        (
+            "/tools",
+            json!({"name": "w", "url": "http://127.0.0.1:1/x", "input_schema": {"type": "string"}}),
+            "input_schema",
+        ),
         ("/resources", json!({"name": "r", "uri": "docs://a"}), "text"),
-        ("/resources", json!({"name": "r", "uri_template": "docs://a/{x}", "text": "{{ x"}), "text"),
-        ("/prompts", json!({"name": "p", "template": "x", "arguments": [{"name": "a"}, {"name": "a"}]}), "arguments[1].name"),
+        (
+            "/resources",
+            json!({"name": "r", "uri_template": "docs://a/{x}", "text": "{{ x"}),
+            "text",
+        ),
+        (
+            "/prompts",
+            json!({"name": "p", "template": "x", "arguments": [{"name": "a"}, {"name": "a"}]}),
+            "arguments[1].name",
+        ),
         ("/servers", json!({"name": "s", "tools": ["ghost"]}), "tools[0]"),
     ];
     for (path, body, field) in cases {
@@ -202,41 +316,112 @@ async fn bad_rest_payloads_name_the_field() {
 async fn hostile_requests_never_crash_the_gateway() {
     let f = Fixture::start().await;
     let bodies = [
-        "", "null", "[null]", "[1,2,3]", r#"{"jsonrpc":"2.0"}"#, r#"{"jsonrpc":"2.0","method":7}"#,
+        "",
+        "null",
+        "[null]",
+        "[1,2,3]",
+        r#"{"jsonrpc":"2.0"}"#,
+        r#"{"jsonrpc":"2.0","method":7}"#,
         r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x","arguments":[]}}"#,
         r#"{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":123}}"#,
         r#"{"jsonrpc":"2.0","id":1,"method":"completion/complete","params":{"ref":{"type":"ref/zzz"}}}"#,
         r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":5}}"#,
-        "\u{0}\u{1}\u{2}", r#"{"a":"\ud800"}"#, &"[".repeat(10_000),
+        "\u{0}\u{1}\u{2}",
+        r#"{"a":"\ud800"}"#,
+        &"[".repeat(10_000),
     ];
     for b in bodies {
         let r = f.mcp(b).await;
-        assert!(r.status().is_client_error() || r.status() == StatusCode::OK || r.status() == StatusCode::ACCEPTED, "{b:?} -> {}", r.status());
+        assert!(
+            r.status().is_client_error() || r.status() == StatusCode::OK || r.status() == StatusCode::ACCEPTED,
+            "{b:?} -> {}",
+            r.status()
+        );
     }
-    for (method, path) in [("PUT", "/mcp"), ("PATCH", "/sse"), ("GET", "/rpc"), ("POST", "/health"), ("DELETE", "/tools")] {
-        let r = f.http.request(method.parse().expect("method"), format!("{}{path}", f.gw.url)).send().await.expect("send");
+    for (method, path) in [
+        ("PUT", "/mcp"),
+        ("PATCH", "/sse"),
+        ("GET", "/rpc"),
+        ("POST", "/health"),
+        ("DELETE", "/tools"),
+    ] {
+        let r = f
+            .http
+            .request(method.parse().expect("method"), format!("{}{path}", f.gw.url))
+            .send()
+            .await
+            .expect("send");
         assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
     }
-    assert_eq!(f.http.get(format!("{}/nowhere", f.gw.url)).send().await.expect("get").status(), StatusCode::NOT_FOUND);
-    assert_eq!(f.http.get(format!("{}/health", f.gw.url)).send().await.expect("health").status(), StatusCode::OK, "still serving");
+    assert_eq!(
+        f.http
+            .get(format!("{}/nowhere", f.gw.url))
+            .send()
+            .await
+            .expect("get")
+            .status(),
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        f.http
+            .get(format!("{}/health", f.gw.url))
+            .send()
+            .await
+            .expect("health")
+            .status(),
+        StatusCode::OK,
+        "still serving"
+    );
 }
 
 #[tokio::test]
 async fn foreign_host_or_origin_is_403() {
     let f = Fixture::start().await;
     let ping = r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#;
-    let r = f.mcp_raw(ping, &[("accept", ACCEPT), ("mcp-session-id", &f.session), ("host", "evil.example.com")]).await;
+    let r = f
+        .mcp_raw(
+            ping,
+            &[
+                ("accept", ACCEPT),
+                ("mcp-session-id", &f.session),
+                ("host", "evil.example.com"),
+            ],
+        )
+        .await;
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
-    let r = f.mcp_raw(ping, &[("accept", ACCEPT), ("mcp-session-id", &f.session), ("origin", "http://evil.example.com")]).await;
+    let r = f
+        .mcp_raw(
+            ping,
+            &[
+                ("accept", ACCEPT),
+                ("mcp-session-id", &f.session),
+                ("origin", "http://evil.example.com"),
+            ],
+        )
+        .await;
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
-    let r = f.mcp_raw(ping, &[("accept", ACCEPT), ("mcp-session-id", &f.session), ("origin", "http://localhost:3000")]).await;
+    let r = f
+        .mcp_raw(
+            ping,
+            &[
+                ("accept", ACCEPT),
+                ("mcp-session-id", &f.session),
+                ("origin", "http://localhost:3000"),
+            ],
+        )
+        .await;
     assert_eq!(r.status(), StatusCode::OK);
 }
 
 #[tokio::test]
 async fn server_discover_probe_gets_a_prompt_clean_error() {
     let f = Fixture::start().await;
-    let r = f.mcp_raw(r#"{"jsonrpc":"2.0","id":9,"method":"server/discover","params":{}}"#, &[("accept", ACCEPT)]).await;
+    let r = f
+        .mcp_raw(
+            r#"{"jsonrpc":"2.0","id":9,"method":"server/discover","params":{}}"#,
+            &[("accept", ACCEPT)],
+        )
+        .await;
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     let v = json_of(r).await;
     assert_eq!((v["error"]["code"].as_i64(), v["id"].as_i64()), (Some(-32601), Some(9)));

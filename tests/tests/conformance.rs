@@ -24,8 +24,12 @@ fn summary(output: &str) -> Option<(u32, u32, u32)> {
     let rest = line.trim_start().strip_prefix("Passed:")?.trim();
     let (passed, rest) = rest.split_once('/')?;
     let (total, rest) = rest.split_once(',')?;
-    let failed = rest.trim().split_whitespace().next()?;
-    Some((passed.trim().parse().ok()?, total.trim().parse().ok()?, failed.parse().ok()?))
+    let failed = rest.split_whitespace().next()?;
+    Some((
+        passed.trim().parse().ok()?,
+        total.trim().parse().ok()?,
+        failed.parse().ok()?,
+    ))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -34,8 +38,16 @@ async fn conformance_foundation_scenarios() {
     let dir = TempDir::new("conformance");
     let cfg = render_fixture("sdk.toml", &backend.url, &dir).expect("fixture");
     let db = dir.join("gw.db");
-    let gw = GatewayProcess::start(&["--database", db.to_str().expect("utf-8"), "--config", cfg.to_str().expect("utf-8")], &[])
-        .expect("gateway");
+    let gw = GatewayProcess::start(
+        &[
+            "--database",
+            db.to_str().expect("utf-8"),
+            "--config",
+            cfg.to_str().expect("utf-8"),
+        ],
+        &[],
+    )
+    .expect("gateway");
     // The suite's DNS-rebinding scenario derives the valid Host from this URL: use "localhost".
     let url = format!("http://localhost:{}/mcp", gw.addr.port());
     let conformance = repo_root().join("node_modules/.bin/conformance");
@@ -43,10 +55,14 @@ async fn conformance_foundation_scenarios() {
         let mut failures = Vec::new();
         for scenario in SCENARIOS {
             let mut cmd = Command::new(node_bin());
-            cmd.arg(&conformance).args(["server", "--url", &url, "--scenario", scenario]).current_dir(repo_root());
+            cmd.arg(&conformance)
+                .args(["server", "--url", &url, "--scenario", scenario])
+                .current_dir(repo_root());
             let (ok, out) = run_with_timeout(&mut cmd, Duration::from_secs(90)).expect("run conformance");
             match summary(&out) {
-                Some((passed, total, 0)) if ok && passed == total && total > 0 => println!("{scenario}: {passed}/{total} passed"),
+                Some((passed, total, 0)) if ok && passed == total && total > 0 => {
+                    println!("{scenario}: {passed}/{total} passed")
+                }
                 other => failures.push(format!("{scenario}: exit ok={ok}, summary={other:?}\n{out}")),
             }
         }

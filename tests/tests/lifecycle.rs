@@ -12,13 +12,22 @@ use serde_json::{json, Value};
 const ACCEPT: &str = "application/json, text/event-stream";
 
 fn client() -> Client {
-    Client::builder().timeout(Duration::from_secs(20)).build().expect("client")
+    Client::builder()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .expect("client")
 }
 
 async fn initialize(http: &Client, url: &str) -> String {
     let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize",
         "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}});
-    let r = http.post(format!("{url}/mcp")).header("accept", ACCEPT).json(&init).send().await.expect("initialize");
+    let r = http
+        .post(format!("{url}/mcp"))
+        .header("accept", ACCEPT)
+        .json(&init)
+        .send()
+        .await
+        .expect("initialize");
     assert_eq!(r.status(), StatusCode::OK);
     r.headers()["mcp-session-id"].to_str().expect("ascii").to_string()
 }
@@ -30,12 +39,24 @@ async fn read_events(r: reqwest::Response, n: usize) -> Vec<(String, Value)> {
     let mut events = Vec::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while events.len() < n {
-        let chunk = tokio::time::timeout_at(deadline, stream.next()).await.expect("events in time").expect("stream open").expect("chunk");
+        let chunk = tokio::time::timeout_at(deadline, stream.next())
+            .await
+            .expect("events in time")
+            .expect("stream open")
+            .expect("chunk");
         buf.push_str(&String::from_utf8_lossy(&chunk));
         while let Some(end) = buf.find("\n\n") {
             let block: String = buf.drain(..end + 2).collect();
-            let id = block.lines().find_map(|l| l.strip_prefix("id: ")).unwrap_or_default().to_string();
-            let data: String = block.lines().filter_map(|l| l.strip_prefix("data: ")).collect::<Vec<_>>().join("\n");
+            let id = block
+                .lines()
+                .find_map(|l| l.strip_prefix("id: "))
+                .unwrap_or_default()
+                .to_string();
+            let data: String = block
+                .lines()
+                .filter_map(|l| l.strip_prefix("data: "))
+                .collect::<Vec<_>>()
+                .join("\n");
             if !data.is_empty() {
                 events.push((id, serde_json::from_str(&data).expect("JSON data")));
             }
@@ -52,17 +73,34 @@ async fn created_record_survives_sigkill() {
     let http = client();
     let gw = GatewayProcess::start(&["--database", db], &[]).expect("gateway");
     let body = json!({"name": "durable_tool", "description": "must survive", "url": "http://127.0.0.1:1/x"});
-    let r = http.post(format!("{}/tools", gw.url)).json(&body).send().await.expect("create");
+    let r = http
+        .post(format!("{}/tools", gw.url))
+        .json(&body)
+        .send()
+        .await
+        .expect("create");
     assert_eq!(r.status(), StatusCode::CREATED);
     let created: Value = r.json().await.expect("json");
     gw.signal("KILL").expect("kill");
     drop(gw);
     let gw = GatewayProcess::start(&["--database", db], &[]).expect("restart");
-    let got: Value = http.get(format!("{}/tools/durable_tool", gw.url)).send().await.expect("get").json().await.expect("json");
+    let got: Value = http
+        .get(format!("{}/tools/durable_tool", gw.url))
+        .send()
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json");
     assert_eq!(got["id"], created["id"]);
     assert_eq!(got["description"], "must survive");
     // And it is served over MCP.
-    let r = http.post(format!("{}/rpc", gw.url)).json(&json!({"jsonrpc":"2.0","id":1,"method":"tools/list"})).send().await.expect("rpc");
+    let r = http
+        .post(format!("{}/rpc", gw.url))
+        .json(&json!({"jsonrpc":"2.0","id":1,"method":"tools/list"}))
+        .send()
+        .await
+        .expect("rpc");
     let v: Value = r.json().await.expect("json");
     assert_eq!(v["result"]["tools"][0]["name"], "durable_tool");
 }
@@ -73,19 +111,34 @@ async fn seeding_twice_does_not_duplicate() {
     let dir = TempDir::new("seed");
     let cfg = render_fixture("sdk.toml", &backend.url, &dir).expect("fixture");
     let db = dir.join("gw.db");
-    let args = ["--database", db.to_str().expect("utf-8"), "--config", cfg.to_str().expect("utf-8")];
+    let args = [
+        "--database",
+        db.to_str().expect("utf-8"),
+        "--config",
+        cfg.to_str().expect("utf-8"),
+    ];
     let http = client();
     let mut snapshots = Vec::new();
     for _ in 0..2 {
         let gw = GatewayProcess::start(&args, &[]).expect("gateway");
         let mut counts = Vec::new();
         for c in ["tools", "resources", "prompts", "servers"] {
-            let v: Value = http.get(format!("{}/{c}", gw.url)).send().await.expect("list").json().await.expect("json");
+            let v: Value = http
+                .get(format!("{}/{c}", gw.url))
+                .send()
+                .await
+                .expect("list")
+                .json()
+                .await
+                .expect("json");
             counts.push((c, v.as_array().expect("array").len(), v[0]["id"].clone()));
         }
         snapshots.push(counts);
     }
-    assert_eq!(snapshots[0], snapshots[1], "a second start with the same file changes nothing");
+    assert_eq!(
+        snapshots[0], snapshots[1],
+        "a second start with the same file changes nothing"
+    );
     assert_eq!(snapshots[0][0].1, 5);
     assert_eq!(snapshots[0][1].1, 4);
 }
@@ -97,9 +150,20 @@ async fn sigterm_ends_sse_streams_and_exits_cleanly() {
     let mut gw = GatewayProcess::start(&["--database", db.to_str().expect("utf-8")], &[]).expect("gateway");
     let http = client();
     let sid = initialize(&http, &gw.url).await;
-    let standalone = http.get(format!("{}/mcp", gw.url)).header("accept", "text/event-stream").header("mcp-session-id", &sid).send().await.expect("get");
+    let standalone = http
+        .get(format!("{}/mcp", gw.url))
+        .header("accept", "text/event-stream")
+        .header("mcp-session-id", &sid)
+        .send()
+        .await
+        .expect("get");
     assert_eq!(standalone.status(), StatusCode::OK);
-    let legacy = http.get(format!("{}/sse", gw.url)).header("accept", "text/event-stream").send().await.expect("sse");
+    let legacy = http
+        .get(format!("{}/sse", gw.url))
+        .header("accept", "text/event-stream")
+        .send()
+        .await
+        .expect("sse");
     assert_eq!(legacy.status(), StatusCode::OK);
     gw.signal("TERM").expect("term");
     let status = gw.wait_exit(Duration::from_secs(5)).expect("exits promptly");
@@ -116,7 +180,8 @@ async fn bad_settings_are_named_at_start_up() {
     let dir = TempDir::new("settings");
     let db = dir.join("gw.db");
     let db = db.to_str().expect("utf-8");
-    let cases: &[(&[&str], &[(&str, &str)], &str)] = &[
+    type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
+    let cases: &[Case<'_>] = &[
         (&[], &[("MCPGW_PORT", "notaport")], "MCPGW_PORT"),
         (&["--page-size", "0"], &[], "MCPGW_PAGE_SIZE"),
         (&[], &[("MCPGW_HOST", "not-an-ip")], "MCPGW_HOST"),
@@ -131,13 +196,28 @@ async fn bad_settings_are_named_at_start_up() {
         }
         let (ok, out) = run_with_timeout(&mut cmd, Duration::from_secs(10)).expect("run");
         assert!(!ok, "{args:?} {env:?} must fail");
-        assert!(out.contains(expected), "{args:?} {env:?}: message must name {expected}:\n{out}");
+        assert!(
+            out.contains(expected),
+            "{args:?} {env:?}: message must name {expected}:\n{out}"
+        );
     }
     // A config file with an unknown field is refused, naming the file.
     let cfg = dir.join("bad.toml");
-    std::fs::write(&cfg, "[[tool]]\nname = \"x\"\nurl = \"http://127.0.0.1:1/\"\nbogus = 1\n").expect("write");
+    std::fs::write(
+        &cfg,
+        "[[tool]]\nname = \"x\"\nurl = \"http://127.0.0.1:1/\"\nbogus = 1\n",
+    )
+    .expect("write");
     let mut cmd = Command::new(gateway_bin());
-    cmd.args(["serve", "--port", "0", "--database", db, "--config", cfg.to_str().expect("utf-8")]);
+    cmd.args([
+        "serve",
+        "--port",
+        "0",
+        "--database",
+        db,
+        "--config",
+        cfg.to_str().expect("utf-8"),
+    ]);
     let (ok, out) = run_with_timeout(&mut cmd, Duration::from_secs(10)).expect("run");
     assert!(!ok && out.contains("MCPGW_CONFIG") && out.contains("bogus"), "{out}");
 }
@@ -149,10 +229,19 @@ async fn standalone_stream_gets_list_changed_and_replays_by_last_event_id() {
     let gw = GatewayProcess::start(&["--database", db.to_str().expect("utf-8")], &[]).expect("gateway");
     let http = client();
     let sid = initialize(&http, &gw.url).await;
-    let get = || http.get(format!("{}/mcp", gw.url)).header("accept", "text/event-stream").header("mcp-session-id", &sid);
+    let get = || {
+        http.get(format!("{}/mcp", gw.url))
+            .header("accept", "text/event-stream")
+            .header("mcp-session-id", &sid)
+    };
     let stream = get().send().await.expect("get");
     for name in ["t1", "t2"] {
-        let r = http.post(format!("{}/tools", gw.url)).json(&json!({"name": name, "url": "http://127.0.0.1:1/x"})).send().await.expect("create");
+        let r = http
+            .post(format!("{}/tools", gw.url))
+            .json(&json!({"name": name, "url": "http://127.0.0.1:1/x"}))
+            .send()
+            .await
+            .expect("create");
         assert_eq!(r.status(), StatusCode::CREATED);
     }
     let events = read_events(stream, 2).await;
@@ -170,17 +259,46 @@ async fn post_sse_stream_is_resumable() {
     let dir = TempDir::new("post-replay");
     let cfg = render_fixture("sdk.toml", &backend.url, &dir).expect("fixture");
     let db = dir.join("gw.db");
-    let gw = GatewayProcess::start(&["--database", db.to_str().expect("utf-8"), "--config", cfg.to_str().expect("utf-8")], &[]).expect("gateway");
+    let gw = GatewayProcess::start(
+        &[
+            "--database",
+            db.to_str().expect("utf-8"),
+            "--config",
+            cfg.to_str().expect("utf-8"),
+        ],
+        &[],
+    )
+    .expect("gateway");
     let http = client();
     let sid = initialize(&http, &gw.url).await;
-    let post = |body: Value| http.post(format!("{}/mcp", gw.url)).header("accept", ACCEPT).header("mcp-session-id", &sid).json(&body);
-    post(json!({"jsonrpc":"2.0","id":2,"method":"logging/setLevel","params":{"level":"debug"}})).send().await.expect("level");
-    let r = post(json!({"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"weather","arguments":{"city":"Rome"}}})).send().await.expect("call");
-    assert_eq!(r.headers()["content-type"], "text/event-stream", "notifications turn the response into SSE");
+    let post = |body: Value| {
+        http.post(format!("{}/mcp", gw.url))
+            .header("accept", ACCEPT)
+            .header("mcp-session-id", &sid)
+            .json(&body)
+    };
+    post(json!({"jsonrpc":"2.0","id":2,"method":"logging/setLevel","params":{"level":"debug"}}))
+        .send()
+        .await
+        .expect("level");
+    let r = post(
+        json!({"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"weather","arguments":{"city":"Rome"}}}),
+    )
+    .send()
+    .await
+    .expect("call");
+    assert_eq!(
+        r.headers()["content-type"],
+        "text/event-stream",
+        "notifications turn the response into SSE"
+    );
     let events = read_events(r, 2).await;
     assert_eq!(events[0].1["method"], "notifications/message");
     assert_eq!(events[1].1["id"], 3);
-    assert!(events[1].1["result"]["content"][0]["text"].as_str().expect("text").contains("Rome"));
+    assert!(events[1].1["result"]["content"][0]["text"]
+        .as_str()
+        .expect("text")
+        .contains("Rome"));
     // A client that lost the stream after the first event gets the rest by Last-Event-ID.
     let resumed = http
         .get(format!("{}/mcp", gw.url))

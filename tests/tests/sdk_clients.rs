@@ -14,13 +14,23 @@ async fn with_gateway(run: impl Fn(&str) -> anyhow::Result<()> + Send + 'static)
     let cfg = render_fixture("sdk.toml", &backend.url, &dir).expect("fixture");
     let db = dir.join("gw.db");
     let gw = GatewayProcess::start(
-        &["--database", db.to_str().expect("utf-8"), "--config", cfg.to_str().expect("utf-8"), "--page-size", "2"],
+        &[
+            "--database",
+            db.to_str().expect("utf-8"),
+            "--config",
+            cfg.to_str().expect("utf-8"),
+            "--page-size",
+            "2",
+        ],
         &[],
     )
     .expect("gateway");
     let url = gw.url.clone();
     // Client scripts block; the backend keeps running on the runtime's other worker.
-    tokio::task::spawn_blocking(move || run(&url)).await.expect("join").expect("client run");
+    tokio::task::spawn_blocking(move || run(&url))
+        .await
+        .expect("join")
+        .expect("client run");
     drop(gw);
 }
 
@@ -36,9 +46,16 @@ fn python(url: &str, transport: &str, extra: &[&str]) -> anyhow::Result<()> {
 fn typescript(url: &str, transport: &str, extra: &[&str]) -> anyhow::Result<()> {
     let script = repo_root().join("tests/clients/ts_client.mjs");
     let mut cmd = Command::new(node_bin());
-    cmd.arg(script).arg(url).arg(transport).args(extra).current_dir(repo_root());
+    cmd.arg(script)
+        .arg(url)
+        .arg(transport)
+        .args(extra)
+        .current_dir(repo_root());
     let (ok, out) = run_with_timeout(&mut cmd, Duration::from_secs(60))?;
-    anyhow::ensure!(ok && out.contains("PASS typescript"), "typescript client failed:\n{out}");
+    anyhow::ensure!(
+        ok && out.contains("PASS typescript"),
+        "typescript client failed:\n{out}"
+    );
     Ok(())
 }
 
