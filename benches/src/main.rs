@@ -1,1 +1,265 @@
-fn main() {}
+//! mcpgw-bench: whole-gateway figures, always as a ratio against a baseline in the same run.
+//!
+//! Starts a REST backend and the release `mcpgw` on 127.0.0.1, then measures, with the same
+//! client and concurrency: the backend called directly (baseline), `tools/call` of a REST tool
+//! through the gateway, and `tools/list` through the gateway. Also time-to-ready (fresh and
+//! existing database) and idle RSS. Every loop is bounded in count and time.
+//!
+//! usage: mcpgw-bench [--requests N] [--concurrency C] [--out FILE]
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{ensure, Context};
+use mcpgw_e2e::{start_rest_backend, GatewayProcess, TempDir};
+use serde_json::{json, Value};
+
+const ACCEPT: &str = "application/json, text/event-stream";
+
+struct Phase {
+    name: &'static str,
+    requests: usize,
+    elapsed: Duration,
+    latencies_us: Vec<u64>,
+}
+
+impl Phase {
+    fn rps(&self) -> f64 {
+        self.requests as f64 / self.elapsed.as_secs_f64()
+    }
+    fn pct(&self, p: f64) -> f64 {
+        let i = ((self.latencies_us.len() as f64 - 1.0) * p).round() as usize;
+        self.latencies_us.get(i).copied().unwrap_or(0) as f64 / 1000.0
+    }
+}
+
+/// Runs `make(i)` requests with `concurrency` workers until `total` are done or `limit` passes.
+async fn run_phase<F, Fut>(
+    name: &'static str,
+    total: usize,
+    concurrency: usize,
+    limit: Duration,
+    make: F,
+) -> anyhow::Result<Phase>
+where
+    F: Fn(u64) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = anyhow::Result<()>> + Send,
+{
+    let make = Arc::new(make);
+    let next = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let mut workers = Vec::new();
+    for _ in 0..concurrency {
+        let (make, next) = (make.clone(), next.clone());
+        workers.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i as usize >= total || started.elapsed() > limit {
+                    break;
+                }
+                let t = Instant::now();
+                make(i).await?;
+                lat.push(t.elapsed().as_micros() as u64);
+            }
+            anyhow::Ok(lat)
+        }));
+    }
+    let mut latencies_us = Vec::new();
+    for w in workers {
+        latencies_us.extend(w.await??);
+    }
+    let elapsed = started.elapsed();
+    latencies_us.sort_unstable();
+    Ok(Phase {
+        name,
+        requests: latencies_us.len(),
+        elapsed,
+        latencies_us,
+    })
+}
+
+fn arg(name: &str, default: usize) -> usize {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> anyhow::Result<()> {
+    let total = arg("--requests", 20_000);
+    let concurrency = arg("--concurrency", 16);
+    let limit = Duration::from_secs(60);
+    let out_file = std::env::args().skip_while(|a| a != "--out").nth(1);
+
+    let backend = start_rest_backend().await?;
+    let dir = TempDir::new("bench");
+    let db = dir.join("bench.db");
+    let db = db.to_str().context("utf-8 path")?.to_string();
+    let env = [("MCPGW_LOG", "warn,mcpgw=info")];
+
+    // Time to ready: a fresh database (created and migrated), then the existing one, 5 times.
+    let fresh = GatewayProcess::start(&["--database", &db], &env)?;
+    let ready_fresh = fresh.ready_after;
+    drop(fresh);
+    let mut ready_existing = Vec::new();
+    for _ in 0..5 {
+        let gw = GatewayProcess::start(&["--database", &db], &env)?;
+        ready_existing.push(gw.ready_after);
+    }
+    ready_existing.sort();
+    let gw = GatewayProcess::start(&["--database", &db], &env)?;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let rss_idle_kib = gw.rss_kib().unwrap_or(0);
+
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(concurrency * 2)
+        .timeout(Duration::from_secs(10))
+        .build()?;
+    let tool = json!({"name": "weather", "description": "Weather", "url": format!("{}/weather", backend.url),
+        "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}});
+    let r = http.post(format!("{}/tools", gw.url)).json(&tool).send().await?;
+    ensure!(r.status().as_u16() == 201, "register tool: {}", r.status());
+    for i in 0..20 {
+        let filler = json!({"name": format!("filler_{i:02}"), "description": "filler", "url": format!("{}/weather", backend.url)});
+        http.post(format!("{}/tools", gw.url)).json(&filler).send().await?;
+    }
+    let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize",
+        "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "bench", "version": "1"}}});
+    let r = http
+        .post(format!("{}/mcp", gw.url))
+        .header("accept", ACCEPT)
+        .json(&init)
+        .send()
+        .await?;
+    let sid = r
+        .headers()
+        .get("mcp-session-id")
+        .context("session id")?
+        .to_str()?
+        .to_string();
+
+    let direct_url = format!("{}/weather?city=Paris", backend.url);
+    let mcp_url = format!("{}/mcp", gw.url);
+    let mut phases = Vec::new();
+    for round in 0..2 {
+        // Round 0 warms connections and caches; only round 1 is reported.
+        let n = if round == 0 { total / 10 } else { total };
+        let (h, u) = (http.clone(), direct_url.clone());
+        let direct = run_phase("direct REST call (baseline)", n, concurrency, limit, move |_| {
+            let (h, u) = (h.clone(), u.clone());
+            async move {
+                let r = h.get(&u).send().await?;
+                ensure!(r.status().is_success(), "direct {}", r.status());
+                r.bytes().await?;
+                Ok(())
+            }
+        })
+        .await?;
+        let (h, u, s) = (http.clone(), mcp_url.clone(), sid.clone());
+        let call = run_phase("tools/call through mcpgw", n, concurrency, limit, move |i| {
+            let (h, u, s) = (h.clone(), u.clone(), s.clone());
+            async move {
+                let body = json!({"jsonrpc": "2.0", "id": i + 1_000_000 * (round + 1),
+                    "method": "tools/call", "params": {"name": "weather", "arguments": {"city": "Paris"}}});
+                let r = h
+                    .post(&u)
+                    .header("accept", ACCEPT)
+                    .header("mcp-session-id", &s)
+                    .json(&body)
+                    .send()
+                    .await?;
+                let v: Value = r.json().await?;
+                ensure!(v["result"]["isError"] == false, "call failed: {v}");
+                Ok(())
+            }
+        })
+        .await?;
+        let (h, u, s) = (http.clone(), mcp_url.clone(), sid.clone());
+        let list = run_phase("tools/list through mcpgw (21 tools)", n, concurrency, limit, move |i| {
+            let (h, u, s) = (h.clone(), u.clone(), s.clone());
+            async move {
+                let body = json!({"jsonrpc": "2.0", "id": i + 10_000_000 * (round + 1), "method": "tools/list"});
+                let r = h
+                    .post(&u)
+                    .header("accept", ACCEPT)
+                    .header("mcp-session-id", &s)
+                    .json(&body)
+                    .send()
+                    .await?;
+                let v: Value = r.json().await?;
+                ensure!(
+                    v["result"]["tools"].as_array().map(Vec::len) == Some(21),
+                    "list failed: {v}"
+                );
+                Ok(())
+            }
+        })
+        .await?;
+        let (h, u, s) = (http.clone(), mcp_url.clone(), sid.clone());
+        let ping = run_phase("ping through mcpgw (fixed cost)", n, concurrency, limit, move |i| {
+            let (h, u, s) = (h.clone(), u.clone(), s.clone());
+            async move {
+                let body = json!({"jsonrpc": "2.0", "id": i + 20_000_000 * (round + 1), "method": "ping"});
+                let r = h
+                    .post(&u)
+                    .header("accept", ACCEPT)
+                    .header("mcp-session-id", &s)
+                    .json(&body)
+                    .send()
+                    .await?;
+                let v: Value = r.json().await?;
+                ensure!(v["result"].is_object(), "ping failed: {v}");
+                Ok(())
+            }
+        })
+        .await?;
+        if round == 1 {
+            phases = vec![direct, call, list, ping];
+        }
+    }
+    let rss_after_kib = gw.rss_kib().unwrap_or(0);
+
+    let base = &phases[0];
+    println!("mcpgw bench: {total} requests per phase, {concurrency} concurrent, one client, all on 127.0.0.1\n");
+    println!("| phase | req/s | ratio to direct | p50 ms | p99 ms |");
+    println!("| --- | ---: | ---: | ---: | ---: |");
+    for p in &phases {
+        println!(
+            "| {} | {:.0} | {:.2} | {:.3} | {:.3} |",
+            p.name,
+            p.rps(),
+            p.rps() / base.rps(),
+            p.pct(0.5),
+            p.pct(0.99)
+        );
+    }
+    let added_p50 = phases[1].pct(0.5) - base.pct(0.5);
+    println!("\ntools/call adds {added_p50:.3} ms at p50 over the direct call");
+    let ms = |d: &Duration| d.as_secs_f64() * 1000.0;
+    println!("time to ready (spawn to listening): fresh database {:.1} ms; existing database median {:.1} ms (min {:.1}, max {:.1})",
+        ms(&ready_fresh), ms(&ready_existing[2]), ms(&ready_existing[0]), ms(&ready_existing[4]));
+    println!(
+        "RSS: idle {:.1} MB; after load {:.1} MB",
+        rss_idle_kib as f64 / 1024.0,
+        rss_after_kib as f64 / 1024.0
+    );
+
+    let report = json!({
+        "requests_per_phase": total, "concurrency": concurrency,
+        "phases": phases.iter().map(|p| json!({"name": p.name, "requests": p.requests, "rps": p.rps(),
+            "ratio_to_direct": p.rps() / base.rps(), "p50_ms": p.pct(0.5), "p99_ms": p.pct(0.99)})).collect::<Vec<_>>(),
+        "added_p50_ms_tools_call": added_p50,
+        "ready_ms_fresh_db": ms(&ready_fresh), "ready_ms_existing_db_median": ms(&ready_existing[2]),
+        "rss_idle_mb": rss_idle_kib as f64 / 1024.0, "rss_after_load_mb": rss_after_kib as f64 / 1024.0,
+    });
+    if let Some(path) = out_file {
+        std::fs::write(&path, serde_json::to_string_pretty(&report)?)?;
+        println!("\nwrote {path}");
+    }
+    Ok(())
+}

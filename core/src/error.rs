@@ -11,8 +11,12 @@ use crate::registry::RegistryError;
 
 /// A JSON response.
 pub(crate) fn json_response(status: StatusCode, body: &Value) -> Response<Body> {
-    let bytes = serde_json::to_vec(body).unwrap_or_default();
-    let mut r = Response::new(Body::Full(Bytes::from(bytes)));
+    json_text_response(status, body.to_string())
+}
+
+/// A JSON response from already-serialized text.
+pub(crate) fn json_text_response(status: StatusCode, body: String) -> Response<Body> {
+    let mut r = Response::new(Body::Full(Bytes::from(body)));
     *r.status_mut() = status;
     r.headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));

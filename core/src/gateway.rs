@@ -12,9 +12,9 @@ use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode
 use serde_json::{json, Value};
 
 use crate::config::{ConfigError, GatewayConfig};
-use crate::error::{api_error, json_response, method_not_allowed, rpc_error};
+use crate::error::{api_error, json_response, json_text_response, method_not_allowed, rpc_error};
 use crate::hub::{Frame, Hub, OnDrop};
-use crate::jsonrpc::{self, Incoming, Message, Request as RpcRequest, RpcError};
+use crate::jsonrpc::{self, Incoming, Json, Message, Request as RpcRequest, RpcError};
 use crate::mcp::{CallCtx, Outbound};
 use crate::platform::{boxed, boxed_stream, BoxStream};
 use crate::ports::{Cache, Clock, EventStore, HttpClient, Ids, SessionState, SessionStore, Spawner, Store};
@@ -607,7 +607,7 @@ impl Inner {
             let answers = futures::future::join_all(items.iter().map(|item| async {
                 match item {
                     Item::Request(r) => worker.respond(&ctx, r).await,
-                    Item::Invalid(id, e) => jsonrpc::error_response(id, e),
+                    Item::Invalid(id, e) => Json::from_value(&jsonrpc::error_response(id, e)),
                 }
             }))
             .await;
@@ -626,7 +626,7 @@ impl Inner {
                         Outbound::Done(answers) => answers,
                     };
                     for m in msgs {
-                        hub_inner.hub.send(&sid, Frame::message(None, m.to_string()));
+                        hub_inner.hub.send(&sid, Frame::message(None, m.0));
                     }
                 }
             }));
@@ -634,15 +634,16 @@ impl Inner {
         }
 
         let first = out.next().await;
-        let pack = move |answers: Vec<Value>| {
+        let pack = move |answers: Vec<Json>| -> String {
             if batch {
-                Value::Array(answers)
+                let parts: Vec<String> = answers.into_iter().map(|a| a.0).collect();
+                format!("[{}]", parts.join(","))
             } else {
-                answers.into_iter().next().unwrap_or(Value::Null)
+                answers.into_iter().next().map(|a| a.0).unwrap_or_default()
             }
         };
         match first {
-            Some(Outbound::Done(answers)) => json_response(StatusCode::OK, &pack(answers)),
+            Some(Outbound::Done(answers)) => json_text_response(StatusCode::OK, pack(answers)),
             Some(Outbound::Message(first)) => {
                 let stream_name = format!("p{}", self.stream_seq.fetch_add(1, Ordering::Relaxed) + 1);
                 let events = self.clone();
@@ -654,8 +655,8 @@ impl Inner {
                         let sid = sid.clone();
                         let stream_name = stream_name.clone();
                         let data = match o {
-                            Outbound::Message(m) => m.to_string(),
-                            Outbound::Done(answers) => pack(answers).to_string(),
+                            Outbound::Message(m) => m.0,
+                            Outbound::Done(answers) => pack(answers),
                         };
                         async move {
                             let id = match &sid {

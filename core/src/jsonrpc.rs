@@ -189,6 +189,27 @@ pub fn classify(value: Value) -> Result<Message, (Value, RpcError)> {
     }
 }
 
+/// JSON text this crate serialized itself (so known to be valid): results travel as text so
+/// that pre-rendered parts (list entries) are copied, not rebuilt as `Value` trees per request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Json(pub String);
+
+impl Json {
+    /// Serializes a value.
+    pub fn from_value(v: &Value) -> Self {
+        Json(v.to_string())
+    }
+    /// The text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A success response around an already-serialized result.
+pub fn response_json(id: &Value, result: &Json) -> Json {
+    Json(format!(r#"{{"jsonrpc":"2.0","id":{id},"result":{}}}"#, result.0))
+}
+
 /// A success response.
 pub fn response(id: &Value, result: Value) -> Value {
     json!({"jsonrpc": "2.0", "id": id, "result": result})
@@ -222,6 +243,13 @@ mod tests {
         assert!(matches!(n, Incoming::Single(Message::Notification { .. })));
         let r = parse(br#"{"jsonrpc":"2.0","id":"a","result":{}}"#).unwrap();
         assert!(matches!(r, Incoming::Single(Message::Response { outcome: Ok(_), .. })));
+    }
+
+    #[test]
+    fn text_responses_are_valid_json() {
+        let r = response_json(&json!("a\"b"), &Json::from_value(&json!({"x": [1, 2]})));
+        let v: Value = serde_json::from_str(r.as_str()).unwrap();
+        assert_eq!(v, json!({"jsonrpc": "2.0", "id": "a\"b", "result": {"x": [1, 2]}}));
     }
 
     #[test]

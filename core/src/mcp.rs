@@ -9,20 +9,21 @@ use serde_json::{json, Map, Value};
 
 use crate::cursor;
 use crate::gateway::Inner;
-use crate::jsonrpc::{self, Request, RpcError};
+use crate::jsonrpc::{self, Json, Request, RpcError};
 use crate::model::{PromptContentDef, PromptDef, Role};
+use crate::model::{ResourceDef, ToolDef};
 use crate::ports::SessionState;
 use crate::protocol::{self, LogLevel};
-use crate::registry::{Resource, Server, Snapshot, Tool};
+use crate::registry::{Prompt, Resource, Server, Snapshot, Tool};
 use crate::render;
 
 /// What a method handler may send besides its response: notifications and server requests,
 /// delivered on the request's SSE stream (or the legacy session stream) in order.
 pub(crate) enum Outbound {
     /// A JSON-RPC message to the client.
-    Message(Value),
+    Message(Json),
     /// The responses; always the last item.
-    Done(Vec<Value>),
+    Done(Vec<Json>),
 }
 
 /// The context of one request.
@@ -42,10 +43,8 @@ impl CallCtx {
         if let (Some(min), Some(out)) = (wanted, &self.out) {
             if level >= min {
                 let params = json!({"level": level, "logger": logger, "data": data});
-                let _ = out.unbounded_send(Outbound::Message(jsonrpc::notification(
-                    "notifications/message",
-                    Some(params),
-                )));
+                let note = jsonrpc::notification("notifications/message", Some(params));
+                let _ = out.unbounded_send(Outbound::Message(Json::from_value(&note)));
             }
         }
     }
@@ -58,7 +57,8 @@ impl CallCtx {
             .as_ref()
             .is_none_or(|s| s.def.resources.iter().any(|n| n == r.def.key() || *n == r.def.name))
     }
-    fn sees_prompt(&self, p: &PromptDef) -> bool {
+    fn sees_prompt(&self, p: &Prompt) -> bool {
+        let p = &p.def;
         self.scope.as_ref().is_none_or(|s| s.def.prompts.contains(&p.name))
     }
 }
@@ -88,8 +88,8 @@ fn put_opt(m: &mut Map<String, Value>, key: &str, v: &Option<impl serde::Seriali
     }
 }
 
-fn tool_json(t: &Tool) -> Value {
-    let d = &t.def;
+/// The `tools/list` entry of a tool, serialized.
+pub(crate) fn tool_listing(d: &ToolDef) -> String {
     let mut m = Map::new();
     m.insert("name".into(), json!(d.name));
     put_opt(&mut m, "title", &d.title);
@@ -97,11 +97,11 @@ fn tool_json(t: &Tool) -> Value {
     m.insert("inputSchema".into(), d.input_schema.clone());
     put_opt(&mut m, "outputSchema", &d.output_schema);
     put_opt(&mut m, "annotations", &d.annotations);
-    Value::Object(m)
+    Value::Object(m).to_string()
 }
 
-fn resource_json(r: &Resource) -> Value {
-    let d = &r.def;
+/// The `resources/list` (or `resources/templates/list`) entry of a resource, serialized.
+pub(crate) fn resource_listing(d: &ResourceDef) -> String {
     let mut m = Map::new();
     match &d.uri_template {
         Some(t) => m.insert("uriTemplate".into(), json!(t)),
@@ -123,10 +123,11 @@ fn resource_json(r: &Resource) -> Value {
         };
         put_opt(&mut m, "size", &size);
     }
-    Value::Object(m)
+    Value::Object(m).to_string()
 }
 
-fn prompt_json(p: &PromptDef) -> Value {
+/// The `prompts/list` entry of a prompt, serialized.
+pub(crate) fn prompt_listing(p: &PromptDef) -> String {
     let mut m = Map::new();
     m.insert("name".into(), json!(p.name));
     put_opt(&mut m, "title", &p.title);
@@ -144,7 +145,7 @@ fn prompt_json(p: &PromptDef) -> Value {
         })
         .collect();
     m.insert("arguments".into(), Value::Array(args));
-    Value::Object(m)
+    Value::Object(m).to_string()
 }
 
 impl Inner {
@@ -189,11 +190,11 @@ impl Inner {
         Ok((version.to_string(), result, p))
     }
 
-    /// Answers one request; the JSON-RPC response object.
-    pub(crate) async fn respond(&self, ctx: &CallCtx, req: &Request) -> Value {
+    /// Answers one request; the JSON-RPC response, serialized.
+    pub(crate) async fn respond(&self, ctx: &CallCtx, req: &Request) -> Json {
         match self.call(ctx, req).await {
-            Ok(result) => jsonrpc::response(&req.id, result),
-            Err(e) => jsonrpc::error_response(&req.id, &e),
+            Ok(result) => jsonrpc::response_json(&req.id, &result),
+            Err(e) => Json::from_value(&jsonrpc::error_response(&req.id, &e)),
         }
     }
 
@@ -205,22 +206,23 @@ impl Inner {
     }
 
     /// Dispatches one request by method.
-    pub(crate) async fn call(&self, ctx: &CallCtx, req: &Request) -> Result<Value, RpcError> {
+    pub(crate) async fn call(&self, ctx: &CallCtx, req: &Request) -> Result<Json, RpcError> {
         let m = req.method.as_str();
-        match m {
-            "ping" => Ok(json!({})),
-            "initialize" => self.initialize_in_session(ctx, req).await,
-            "tools/list" => self.list(ctx, req, "tools").await,
-            "resources/list" => self.list(ctx, req, "resources").await,
-            "resources/templates/list" => self.list(ctx, req, "resourceTemplates").await,
-            "prompts/list" => self.list(ctx, req, "prompts").await,
-            "tools/call" => self.tools_call(ctx, req).await,
-            "resources/read" => self.resources_read(ctx, req).await,
-            "prompts/get" => self.prompts_get(ctx, req).await,
-            "completion/complete" => self.complete(ctx, req).await,
-            "logging/setLevel" => self.set_level(ctx, req).await,
-            _ => Err(RpcError::method_not_found(m)),
-        }
+        let result = match m {
+            "tools/list" => return self.list(ctx, req, "tools").await,
+            "resources/list" => return self.list(ctx, req, "resources").await,
+            "resources/templates/list" => return self.list(ctx, req, "resourceTemplates").await,
+            "prompts/list" => return self.list(ctx, req, "prompts").await,
+            "ping" => json!({}),
+            "initialize" => self.initialize_in_session(ctx, req).await?,
+            "tools/call" => self.tools_call(ctx, req).await?,
+            "resources/read" => self.resources_read(ctx, req).await?,
+            "prompts/get" => self.prompts_get(ctx, req).await?,
+            "completion/complete" => self.complete(ctx, req).await?,
+            "logging/setLevel" => self.set_level(ctx, req).await?,
+            _ => return Err(RpcError::method_not_found(m)),
+        };
+        Ok(Json::from_value(&result))
     }
 
     async fn initialize_in_session(&self, ctx: &CallCtx, req: &Request) -> Result<Value, RpcError> {
@@ -242,42 +244,51 @@ impl Inner {
         }
     }
 
-    async fn list(&self, ctx: &CallCtx, req: &Request, what: &'static str) -> Result<Value, RpcError> {
+    /// A page of a list, assembled from the snapshot's pre-rendered entries.
+    async fn list(&self, ctx: &CallCtx, req: &Request, what: &'static str) -> Result<Json, RpcError> {
         let p = params_obj(req)?;
         let snap = self.snapshot().await?;
-        let items: Vec<Value> = match what {
+        let items: Vec<&str> = match what {
             "tools" => snap
                 .tools
                 .iter()
                 .filter(|t| ctx.sees_tool(t))
-                .map(|t| tool_json(t))
+                .map(|t| t.listing.as_str())
                 .collect(),
             "resources" => snap
                 .resources
                 .iter()
                 .filter(|r| ctx.sees_resource(r))
-                .map(|r| resource_json(r))
+                .map(|r| r.listing.as_str())
                 .collect(),
             "resourceTemplates" => snap
                 .templates
                 .iter()
                 .filter(|r| ctx.sees_resource(r))
-                .map(|r| resource_json(r))
+                .map(|r| r.listing.as_str())
                 .collect(),
             _ => snap
                 .prompts
                 .iter()
                 .filter(|p| ctx.sees_prompt(p))
-                .map(|p| prompt_json(p))
+                .map(|p| p.listing.as_str())
                 .collect(),
         };
         let (page, next) = cursor::page(what, &items, p.get("cursor"), self.config.page_size)?;
-        let mut out = Map::new();
-        out.insert(what.into(), Value::Array(page));
+        let mut out = String::with_capacity(32 + page.iter().map(|e| e.len() + 1).sum::<usize>());
+        out.push_str("{\"");
+        out.push_str(what);
+        out.push_str("\":[");
+        out.push_str(&page.join(","));
+        out.push(']');
         if let Some(n) = next {
-            out.insert("nextCursor".into(), json!(n));
+            // Cursors are base64url: no characters that need escaping.
+            out.push_str(",\"nextCursor\":\"");
+            out.push_str(&n);
+            out.push('"');
         }
-        Ok(Value::Object(out))
+        out.push('}');
+        Ok(Json(out))
     }
 
     async fn tools_call(&self, ctx: &CallCtx, req: &Request) -> Result<Value, RpcError> {
@@ -350,6 +361,7 @@ impl Inner {
         let prompt = snap
             .prompt(name)
             .filter(|pr| ctx.sees_prompt(pr))
+            .map(|pr| &pr.def)
             .ok_or_else(|| RpcError::invalid_params(format!("Unknown prompt: {name}")))?;
         let mut args = Map::new();
         match p.get("arguments") {
@@ -443,6 +455,7 @@ impl Inner {
                     .filter(|pr| ctx.sees_prompt(pr))
                     .ok_or_else(|| RpcError::invalid_params(format!("Unknown prompt: {name}")))?;
                 prompt
+                    .def
                     .arguments
                     .iter()
                     .find(|a| a.name == arg_name)

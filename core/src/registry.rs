@@ -49,6 +49,8 @@ pub struct Tool {
     pub def: ToolDef,
     /// Parsed URL template.
     pub url: UriTemplate,
+    /// Its `tools/list` entry, rendered once.
+    pub listing: String,
 }
 
 /// A resource or resource template as the gateway serves it.
@@ -60,6 +62,17 @@ pub struct Resource {
     pub def: ResourceDef,
     /// Parsed URI template, for templates.
     pub template: Option<UriTemplate>,
+    /// Its `resources/list` or `resources/templates/list` entry, rendered once.
+    pub listing: String,
+}
+
+/// A prompt as the gateway serves it.
+#[derive(Debug, Clone)]
+pub struct Prompt {
+    /// Definition.
+    pub def: PromptDef,
+    /// Its `prompts/list` entry, rendered once.
+    pub listing: String,
 }
 
 /// A virtual server.
@@ -81,7 +94,7 @@ pub struct Snapshot {
     /// Resource templates, by template order.
     pub templates: Vec<Arc<Resource>>,
     /// Prompts, by name order.
-    pub prompts: Vec<Arc<PromptDef>>,
+    pub prompts: Vec<Arc<Prompt>>,
     /// Virtual servers, by name order.
     pub servers: Vec<Arc<Server>>,
     tool_index: HashMap<String, usize>,
@@ -99,7 +112,7 @@ impl Snapshot {
         self.resource_index.get(uri).map(|i| &self.resources[*i])
     }
     /// A prompt by name.
-    pub fn prompt(&self, name: &str) -> Option<&Arc<PromptDef>> {
+    pub fn prompt(&self, name: &str) -> Option<&Arc<Prompt>> {
         self.prompt_index.get(name).map(|i| &self.prompts[*i])
     }
     /// A virtual server by id or name.
@@ -117,7 +130,13 @@ impl Snapshot {
             if let Ok(def) = serde_json::from_value::<ToolDef>(r.body) {
                 if let Ok(url) = UriTemplate::parse(&def.url) {
                     snap.tool_index.insert(def.name.clone(), snap.tools.len());
-                    snap.tools.push(Arc::new(Tool { id: r.id, def, url }));
+                    let listing = crate::mcp::tool_listing(&def);
+                    snap.tools.push(Arc::new(Tool {
+                        id: r.id,
+                        def,
+                        url,
+                        listing,
+                    }));
                 }
             }
         }
@@ -126,19 +145,23 @@ impl Snapshot {
                 match &def.uri_template {
                     Some(t) => {
                         if let Ok(tpl) = UriTemplate::parse(t) {
+                            let listing = crate::mcp::resource_listing(&def);
                             snap.templates.push(Arc::new(Resource {
                                 id: r.id,
                                 def,
                                 template: Some(tpl),
+                                listing,
                             }));
                         }
                     }
                     None => {
                         snap.resource_index.insert(def.key().to_string(), snap.resources.len());
+                        let listing = crate::mcp::resource_listing(&def);
                         snap.resources.push(Arc::new(Resource {
                             id: r.id,
                             def,
                             template: None,
+                            listing,
                         }));
                     }
                 }
@@ -147,7 +170,8 @@ impl Snapshot {
         for r in prompts {
             if let Ok(def) = serde_json::from_value::<PromptDef>(r.body) {
                 snap.prompt_index.insert(def.name.clone(), snap.prompts.len());
-                snap.prompts.push(Arc::new(def));
+                let listing = crate::mcp::prompt_listing(&def);
+                snap.prompts.push(Arc::new(Prompt { def, listing }));
             }
         }
         for r in servers {

@@ -210,6 +210,7 @@ mod tests {
         Tool {
             id: "1".into(),
             url: UriTemplate::parse(url).unwrap(),
+            listing: crate::mcp::tool_listing(&def),
             def,
         }
     }

@@ -39,11 +39,11 @@ pub struct TempDir(pub PathBuf);
 impl TempDir {
     /// Creates `mcpgw-<tag>-<random>`.
     pub fn new(tag: &str) -> Self {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
-        let p = std::env::temp_dir().join(format!("mcpgw-{tag}-{}-{nanos}", std::process::id()));
+        // Tests run in parallel threads: a counter keeps names unique within the process.
+        static DIRS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = DIRS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let p = std::env::temp_dir().join(format!("mcpgw-{tag}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
         let _ = std::fs::create_dir_all(&p);
         Self(p)
     }
