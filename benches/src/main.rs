@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context};
-use mcpgw_e2e::{start_rest_backend, GatewayProcess, TempDir};
+use mcpgw_e2e::{initialize, start_rest_backend, GatewayProcess, TempDir};
 use serde_json::{json, Value};
 
 const ACCEPT: &str = "application/json, text/event-stream";
@@ -80,6 +80,87 @@ where
     })
 }
 
+const ROUNDS: usize = 3;
+
+impl Phase {
+    fn empty() -> Self {
+        Phase {
+            name: "",
+            requests: 0,
+            elapsed: Duration::from_secs(1),
+            latencies_us: Vec::new(),
+        }
+    }
+}
+
+/// What the phases talk to.
+struct Targets {
+    http: reqwest::Client,
+    direct_url: String,
+    mcp_url: String,
+    sid: String,
+}
+
+/// One round: every phase once, with `n` requests at `c` concurrency. JSON-RPC ids start at
+/// `id_base` so none repeats within the session.
+async fn run_round(t: &Targets, n: usize, c: usize, limit: Duration, id_base: u64) -> anyhow::Result<Vec<Phase>> {
+    let (h, u) = (t.http.clone(), t.direct_url.clone());
+    let direct = run_phase("direct REST call (baseline)", n, c, limit, move |_| {
+        let (h, u) = (h.clone(), u.clone());
+        async move {
+            let r = h.get(&u).send().await?;
+            ensure!(r.status().is_success(), "direct {}", r.status());
+            r.bytes().await?;
+            Ok(())
+        }
+    })
+    .await?;
+    let mut phases = vec![direct];
+    for (name, body, check) in [
+        (
+            "tools/call through mcpgw",
+            json!({"method": "tools/call", "params": {"name": "weather", "arguments": {"city": "Paris"}}}),
+            "call" as &'static str,
+        ),
+        (
+            "tools/list through mcpgw (21 tools)",
+            json!({"method": "tools/list"}),
+            "list",
+        ),
+        ("ping through mcpgw (fixed cost)", json!({"method": "ping"}), "ping"),
+    ] {
+        let (h, u, s) = (t.http.clone(), t.mcp_url.clone(), t.sid.clone());
+        let base = id_base + phases.len() as u64 * 10_000_000;
+        phases.push(
+            run_phase(name, n, c, limit, move |i| {
+                let (h, u, s) = (h.clone(), u.clone(), s.clone());
+                let mut body = body.clone();
+                body["jsonrpc"] = json!("2.0");
+                body["id"] = json!(base + i);
+                async move {
+                    let r = h
+                        .post(&u)
+                        .header("accept", ACCEPT)
+                        .header("mcp-session-id", &s)
+                        .json(&body)
+                        .send()
+                        .await?;
+                    let v: Value = r.json().await?;
+                    let ok = match check {
+                        "call" => v["result"]["isError"] == false,
+                        "list" => v["result"]["tools"].as_array().map(Vec::len) == Some(21),
+                        _ => v["result"].is_object(),
+                    };
+                    ensure!(ok, "{check} failed: {v}");
+                    Ok(())
+                }
+            })
+            .await?,
+        );
+    }
+    Ok(phases)
+}
+
 fn arg(name: &str, default: usize) -> usize {
     let args: Vec<String> = std::env::args().collect();
     args.iter()
@@ -128,132 +209,78 @@ async fn main() -> anyhow::Result<()> {
         let filler = json!({"name": format!("filler_{i:02}"), "description": "filler", "url": format!("{}/weather", backend.url)});
         http.post(format!("{}/tools", gw.url)).json(&filler).send().await?;
     }
-    let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize",
-        "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "bench", "version": "1"}}});
-    let r = http
-        .post(format!("{}/mcp", gw.url))
-        .header("accept", ACCEPT)
-        .json(&init)
-        .send()
-        .await?;
-    let sid = r
-        .headers()
-        .get("mcp-session-id")
-        .context("session id")?
-        .to_str()?
-        .to_string();
+    let sid = initialize(&http, &gw.url).await?;
 
-    let direct_url = format!("{}/weather?city=Paris", backend.url);
-    let mcp_url = format!("{}/mcp", gw.url);
-    let mut phases = Vec::new();
-    for round in 0..2 {
-        // Round 0 warms connections and caches; only round 1 is reported.
-        let n = if round == 0 { total / 10 } else { total };
-        let (h, u) = (http.clone(), direct_url.clone());
-        let direct = run_phase("direct REST call (baseline)", n, concurrency, limit, move |_| {
-            let (h, u) = (h.clone(), u.clone());
-            async move {
-                let r = h.get(&u).send().await?;
-                ensure!(r.status().is_success(), "direct {}", r.status());
-                r.bytes().await?;
-                Ok(())
-            }
-        })
-        .await?;
-        let (h, u, s) = (http.clone(), mcp_url.clone(), sid.clone());
-        let call = run_phase("tools/call through mcpgw", n, concurrency, limit, move |i| {
-            let (h, u, s) = (h.clone(), u.clone(), s.clone());
-            async move {
-                let body = json!({"jsonrpc": "2.0", "id": i + 1_000_000 * (round + 1),
-                    "method": "tools/call", "params": {"name": "weather", "arguments": {"city": "Paris"}}});
-                let r = h
-                    .post(&u)
-                    .header("accept", ACCEPT)
-                    .header("mcp-session-id", &s)
-                    .json(&body)
-                    .send()
-                    .await?;
-                let v: Value = r.json().await?;
-                ensure!(v["result"]["isError"] == false, "call failed: {v}");
-                Ok(())
-            }
-        })
-        .await?;
-        let (h, u, s) = (http.clone(), mcp_url.clone(), sid.clone());
-        let list = run_phase("tools/list through mcpgw (21 tools)", n, concurrency, limit, move |i| {
-            let (h, u, s) = (h.clone(), u.clone(), s.clone());
-            async move {
-                let body = json!({"jsonrpc": "2.0", "id": i + 10_000_000 * (round + 1), "method": "tools/list"});
-                let r = h
-                    .post(&u)
-                    .header("accept", ACCEPT)
-                    .header("mcp-session-id", &s)
-                    .json(&body)
-                    .send()
-                    .await?;
-                let v: Value = r.json().await?;
-                ensure!(
-                    v["result"]["tools"].as_array().map(Vec::len) == Some(21),
-                    "list failed: {v}"
-                );
-                Ok(())
-            }
-        })
-        .await?;
-        let (h, u, s) = (http.clone(), mcp_url.clone(), sid.clone());
-        let ping = run_phase("ping through mcpgw (fixed cost)", n, concurrency, limit, move |i| {
-            let (h, u, s) = (h.clone(), u.clone(), s.clone());
-            async move {
-                let body = json!({"jsonrpc": "2.0", "id": i + 20_000_000 * (round + 1), "method": "ping"});
-                let r = h
-                    .post(&u)
-                    .header("accept", ACCEPT)
-                    .header("mcp-session-id", &s)
-                    .json(&body)
-                    .send()
-                    .await?;
-                let v: Value = r.json().await?;
-                ensure!(v["result"].is_object(), "ping failed: {v}");
-                Ok(())
-            }
-        })
-        .await?;
-        if round == 1 {
-            phases = vec![direct, call, list, ping];
+    let targets = Targets {
+        http: http.clone(),
+        direct_url: format!("{}/weather?city=Paris", backend.url),
+        mcp_url: format!("{}/mcp", gw.url),
+        sid,
+    };
+    // Warm connections and caches, then interleave the phases over several rounds so machine
+    // noise hits all of them alike; each phase reports its median round.
+    run_round(&targets, total / 10, concurrency, limit, 0).await?;
+    let mut by_concurrency = Vec::new();
+    for c in [concurrency, 1] {
+        let n = if c == 1 { (total / 5).max(100) } else { total };
+        let mut rounds: Vec<Vec<Phase>> = Vec::new();
+        for r in 0..ROUNDS {
+            rounds.push(run_round(&targets, n, c, limit, (r as u64 + 1) * 100_000_000 * c as u64).await?);
         }
+        let mut medians = Vec::new();
+        for i in 0..rounds[0].len() {
+            let mut column: Vec<Phase> = rounds
+                .iter_mut()
+                .map(|r| std::mem::replace(&mut r[i], Phase::empty()))
+                .collect();
+            column.sort_by(|a, b| a.rps().total_cmp(&b.rps()));
+            medians.push(column.swap_remove(ROUNDS / 2));
+        }
+        by_concurrency.push((c, medians));
     }
     let rss_after_kib = gw.rss_kib().unwrap_or(0);
 
-    let base = &phases[0];
-    println!("mcpgw bench: {total} requests per phase, {concurrency} concurrent, one client, all on 127.0.0.1\n");
-    println!("| phase | req/s | ratio to direct | p50 ms | p99 ms |");
-    println!("| --- | ---: | ---: | ---: | ---: |");
-    for p in &phases {
+    println!("mcpgw bench: REST backend, gateway and load generator on one machine (127.0.0.1); median of {ROUNDS} interleaved rounds\n");
+    let ms = |d: &Duration| d.as_secs_f64() * 1000.0;
+    let mut report_phases = Vec::new();
+    for (c, phases) in &by_concurrency {
+        let base = &phases[0];
         println!(
-            "| {} | {:.0} | {:.2} | {:.3} | {:.3} |",
-            p.name,
-            p.rps(),
-            p.rps() / base.rps(),
-            p.pct(0.5),
-            p.pct(0.99)
+            "concurrency {c}, {} requests per phase per round:\n",
+            phases[0].requests
+        );
+        println!("| phase | req/s | ratio to direct | p50 ms | p99 ms |");
+        println!("| --- | ---: | ---: | ---: | ---: |");
+        for p in phases {
+            println!(
+                "| {} | {:.0} | {:.2} | {:.3} | {:.3} |",
+                p.name,
+                p.rps(),
+                p.rps() / base.rps(),
+                p.pct(0.5),
+                p.pct(0.99)
+            );
+            report_phases.push(
+                json!({"concurrency": c, "name": p.name, "requests": p.requests, "rps": p.rps(),
+                "ratio_to_direct": p.rps() / base.rps(), "p50_ms": p.pct(0.5), "p99_ms": p.pct(0.99)}),
+            );
+        }
+        println!(
+            "\ntools/call adds {:.3} ms at p50 over the direct call\n",
+            phases[1].pct(0.5) - base.pct(0.5)
         );
     }
-    let added_p50 = phases[1].pct(0.5) - base.pct(0.5);
-    println!("\ntools/call adds {added_p50:.3} ms at p50 over the direct call");
-    let ms = |d: &Duration| d.as_secs_f64() * 1000.0;
-    println!("time to ready (spawn to listening): fresh database {:.1} ms; existing database median {:.1} ms (min {:.1}, max {:.1})",
-        ms(&ready_fresh), ms(&ready_existing[2]), ms(&ready_existing[0]), ms(&ready_existing[4]));
+    println!(
+        "time to ready (spawn to listening): fresh database {:.1} ms; existing database median {:.1} ms (min {:.1}, max {:.1})",
+        ms(&ready_fresh), ms(&ready_existing[2]), ms(&ready_existing[0]), ms(&ready_existing[4])
+    );
     println!(
         "RSS: idle {:.1} MB; after load {:.1} MB",
         rss_idle_kib as f64 / 1024.0,
         rss_after_kib as f64 / 1024.0
     );
-
     let report = json!({
-        "requests_per_phase": total, "concurrency": concurrency,
-        "phases": phases.iter().map(|p| json!({"name": p.name, "requests": p.requests, "rps": p.rps(),
-            "ratio_to_direct": p.rps() / base.rps(), "p50_ms": p.pct(0.5), "p99_ms": p.pct(0.99)})).collect::<Vec<_>>(),
-        "added_p50_ms_tools_call": added_p50,
+        "rounds": ROUNDS, "phases": report_phases,
         "ready_ms_fresh_db": ms(&ready_fresh), "ready_ms_existing_db_median": ms(&ready_existing[2]),
         "rss_idle_mb": rss_idle_kib as f64 / 1024.0, "rss_after_load_mb": rss_after_kib as f64 / 1024.0,
     });

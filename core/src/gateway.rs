@@ -166,6 +166,27 @@ fn accepted() -> Response<Body> {
     r
 }
 
+/// 404 for an unknown, expired or foreign session: the client must initialize again.
+fn session_not_found() -> Response<Body> {
+    rpc_error(
+        StatusCode::NOT_FOUND,
+        &Value::Null,
+        RpcError::new(jsonrpc::SESSION_NOT_FOUND, "Session not found"),
+    )
+}
+
+/// Checks the Content-Type (415) and parses the body as JSON-RPC (400 with -32700/-32600).
+fn parse_rpc_body(req: &Request<Bytes>) -> Result<Incoming, Box<Response<Body>>> {
+    if !is_json_content(req.headers()) {
+        return Err(Box::new(rpc_error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            &Value::Null,
+            RpcError::invalid_request("Unsupported Media Type: Content-Type must be application/json"),
+        )));
+    }
+    jsonrpc::parse(req.body()).map_err(|e| Box::new(rpc_error(StatusCode::BAD_REQUEST, &Value::Null, e)))
+}
+
 /// Which routes a request is on: decides the error body format.
 #[derive(Clone, Copy, PartialEq)]
 enum RouteClass {
@@ -472,29 +493,18 @@ impl Inner {
                 RpcError::invalid_request("Not Acceptable: Accept must list application/json and text/event-stream"),
             );
         }
-        if !is_json_content(h) {
-            return rpc_error(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                &Value::Null,
-                RpcError::invalid_request("Unsupported Media Type: Content-Type must be application/json"),
-            );
-        }
         if let Err(r) = Self::check_version_header(h) {
             return *r;
         }
-        let incoming = match jsonrpc::parse(req.body()) {
+        let incoming = match parse_rpc_body(&req) {
             Ok(m) => m,
-            Err(e) => return rpc_error(StatusCode::BAD_REQUEST, &Value::Null, e),
+            Err(r) => return *r,
         };
         let Some(session_id) = header_str(h, MCP_SESSION_ID) else {
             return self.sessionless_post(incoming, scope).await;
         };
         let Some(session) = self.load_session(session_id, scope.as_ref()).await else {
-            return rpc_error(
-                StatusCode::NOT_FOUND,
-                &Value::Null,
-                RpcError::new(jsonrpc::SESSION_NOT_FOUND, "Session not found"),
-            );
+            return session_not_found();
         };
         if matches!(incoming, Incoming::Batch(_)) && !protocol::allows_batches(&session.protocol_version) {
             return rpc_error(
@@ -699,11 +709,7 @@ impl Inner {
             );
         };
         let Some(session) = self.load_session(sid, scope.as_ref()).await else {
-            return rpc_error(
-                StatusCode::NOT_FOUND,
-                &Value::Null,
-                RpcError::new(jsonrpc::SESSION_NOT_FOUND, "Session not found"),
-            );
+            return session_not_found();
         };
         let resume = header_str(h, LAST_EVENT_ID).and_then(|id| {
             let (stream_name, seq) = id.rsplit_once('.')?;
@@ -747,11 +753,7 @@ impl Inner {
             );
         };
         if self.load_session(sid, scope.as_ref()).await.is_none() {
-            return rpc_error(
-                StatusCode::NOT_FOUND,
-                &Value::Null,
-                RpcError::new(jsonrpc::SESSION_NOT_FOUND, "Session not found"),
-            );
+            return session_not_found();
         }
         self.sessions.remove(sid).await;
         self.events.forget(sid).await;
@@ -840,22 +842,11 @@ impl Inner {
             );
         };
         let Some(session) = self.load_session(sid, scope.as_ref()).await.filter(|s| s.legacy_sse) else {
-            return rpc_error(
-                StatusCode::NOT_FOUND,
-                &Value::Null,
-                RpcError::new(jsonrpc::SESSION_NOT_FOUND, "Session not found"),
-            );
+            return session_not_found();
         };
-        if !is_json_content(req.headers()) {
-            return rpc_error(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                &Value::Null,
-                RpcError::invalid_request("Unsupported Media Type: Content-Type must be application/json"),
-            );
-        }
-        let incoming = match jsonrpc::parse(req.body()) {
+        let incoming = match parse_rpc_body(&req) {
             Ok(m) => m,
-            Err(e) => return rpc_error(StatusCode::BAD_REQUEST, &Value::Null, e),
+            Err(r) => return *r,
         };
         let sid = session.id.clone();
         self.process(Some(session), scope, incoming, Delivery::LegacyStream(sid))
@@ -868,16 +859,9 @@ impl Inner {
         if req.method() != Method::POST {
             return method_not_allowed("POST");
         }
-        if !is_json_content(req.headers()) {
-            return rpc_error(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                &Value::Null,
-                RpcError::invalid_request("Unsupported Media Type: Content-Type must be application/json"),
-            );
-        }
-        let incoming = match jsonrpc::parse(req.body()) {
+        let incoming = match parse_rpc_body(&req) {
             Ok(m) => m,
-            Err(e) => return rpc_error(StatusCode::BAD_REQUEST, &Value::Null, e),
+            Err(r) => return *r,
         };
         // No session, so no notifications: the work always ends with a JSON answer.
         self.process(None, None, incoming, Delivery::Response).await

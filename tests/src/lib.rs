@@ -253,6 +253,51 @@ pub fn render_fixture(name: &str, backend: &str, dir: &TempDir) -> anyhow::Resul
     Ok(out)
 }
 
+/// A gateway seeded from a fixture file, with the REST backend its tools call.
+pub struct SeededGateway {
+    /// The gateway process.
+    pub gw: GatewayProcess,
+    /// The REST backend.
+    pub backend: RestBackend,
+    /// Holds the database and the rendered fixture.
+    pub dir: TempDir,
+}
+
+/// Starts a REST backend and a gateway seeded from `fixtures/<fixture>` (with extra arguments).
+pub async fn start_seeded(fixture: &str, extra_args: &[&str]) -> anyhow::Result<SeededGateway> {
+    let backend = start_rest_backend().await?;
+    let dir = TempDir::new("seeded");
+    let cfg = render_fixture(fixture, &backend.url, &dir)?;
+    let db = dir.join("gw.db");
+    let mut args = vec![
+        "--database",
+        db.to_str().context("utf-8 path")?,
+        "--config",
+        cfg.to_str().context("utf-8 path")?,
+    ];
+    args.extend_from_slice(extra_args);
+    let gw = GatewayProcess::start(&args, &[])?;
+    Ok(SeededGateway { gw, backend, dir })
+}
+
+/// `initialize` over streamable HTTP at `{url}/mcp`; returns the session id.
+pub async fn initialize(http: &reqwest::Client, url: &str) -> anyhow::Result<String> {
+    let init = serde_json::json!({"jsonrpc": "2.0", "id": 0, "method": "initialize",
+        "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "mcpgw-tests", "version": "1"}}});
+    let r = http
+        .post(format!("{url}/mcp"))
+        .header("accept", "application/json, text/event-stream")
+        .json(&init)
+        .send()
+        .await?;
+    anyhow::ensure!(r.status() == reqwest::StatusCode::OK, "initialize: {}", r.status());
+    Ok(r.headers()
+        .get("mcp-session-id")
+        .context("no Mcp-Session-Id")?
+        .to_str()?
+        .to_string())
+}
+
 /// The node binary to use: node 22 from `node_modules` (the conformance suite needs >= 22).
 pub fn node_bin() -> PathBuf {
     let local = repo_root().join("node_modules/.bin/node");

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use mcpgw_e2e::{GatewayProcess, TempDir};
+use mcpgw_e2e::{initialize, GatewayProcess, TempDir};
 use reqwest::{Client, Response, StatusCode};
 use serde_json::{json, Value};
 
@@ -29,17 +29,7 @@ impl Fixture {
             .timeout(Duration::from_secs(10))
             .build()
             .expect("client");
-        let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize",
-            "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}});
-        let r = http
-            .post(format!("{}/mcp", gw.url))
-            .header("accept", ACCEPT)
-            .json(&init)
-            .send()
-            .await
-            .expect("initialize");
-        assert_eq!(r.status(), StatusCode::OK);
-        let session = r.headers()["mcp-session-id"].to_str().expect("ascii").to_string();
+        let session = initialize(&http, &gw.url).await.expect("initialize");
         Self {
             gw,
             http,

@@ -5,7 +5,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use mcpgw_e2e::{node_bin, render_fixture, repo_root, run_with_timeout, start_rest_backend, GatewayProcess, TempDir};
+use mcpgw_e2e::{node_bin, repo_root, run_with_timeout, start_seeded};
 
 const SCENARIOS: &[&str] = &[
     "server-initialize",
@@ -34,20 +34,8 @@ fn summary(output: &str) -> Option<(u32, u32, u32)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conformance_foundation_scenarios() {
-    let backend = start_rest_backend().await.expect("backend");
-    let dir = TempDir::new("conformance");
-    let cfg = render_fixture("sdk.toml", &backend.url, &dir).expect("fixture");
-    let db = dir.join("gw.db");
-    let gw = GatewayProcess::start(
-        &[
-            "--database",
-            db.to_str().expect("utf-8"),
-            "--config",
-            cfg.to_str().expect("utf-8"),
-        ],
-        &[],
-    )
-    .expect("gateway");
+    let seeded = start_seeded("sdk.toml", &[]).await.expect("seeded gateway");
+    let gw = &seeded.gw;
     // The suite's DNS-rebinding scenario derives the valid Host from this URL: use "localhost".
     let url = format!("http://localhost:{}/mcp", gw.addr.port());
     let conformance = repo_root().join("node_modules/.bin/conformance");
@@ -70,7 +58,7 @@ async fn conformance_foundation_scenarios() {
     })
     .await
     .expect("join");
-    drop(gw);
+    drop(seeded);
     assert!(results.is_empty(), "conformance failures:\n{}", results.join("\n"));
 }
 

@@ -5,7 +5,10 @@ use std::process::Command;
 use std::time::Duration;
 
 use futures_lite::StreamExt;
-use mcpgw_e2e::{gateway_bin, render_fixture, run_with_timeout, start_rest_backend, GatewayProcess, TempDir};
+use mcpgw_e2e::{
+    gateway_bin, initialize, render_fixture, run_with_timeout, start_rest_backend, start_seeded, GatewayProcess,
+    TempDir,
+};
 use reqwest::{Client, StatusCode};
 use serde_json::{json, Value};
 
@@ -16,20 +19,6 @@ fn client() -> Client {
         .timeout(Duration::from_secs(20))
         .build()
         .expect("client")
-}
-
-async fn initialize(http: &Client, url: &str) -> String {
-    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize",
-        "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}});
-    let r = http
-        .post(format!("{url}/mcp"))
-        .header("accept", ACCEPT)
-        .json(&init)
-        .send()
-        .await
-        .expect("initialize");
-    assert_eq!(r.status(), StatusCode::OK);
-    r.headers()["mcp-session-id"].to_str().expect("ascii").to_string()
 }
 
 /// Reads SSE events from a response until `n` events arrived; returns (id, data) pairs.
@@ -149,7 +138,7 @@ async fn sigterm_ends_sse_streams_and_exits_cleanly() {
     let db = dir.join("gw.db");
     let mut gw = GatewayProcess::start(&["--database", db.to_str().expect("utf-8")], &[]).expect("gateway");
     let http = client();
-    let sid = initialize(&http, &gw.url).await;
+    let sid = initialize(&http, &gw.url).await.expect("initialize");
     let standalone = http
         .get(format!("{}/mcp", gw.url))
         .header("accept", "text/event-stream")
@@ -228,7 +217,7 @@ async fn standalone_stream_gets_list_changed_and_replays_by_last_event_id() {
     let db = dir.join("gw.db");
     let gw = GatewayProcess::start(&["--database", db.to_str().expect("utf-8")], &[]).expect("gateway");
     let http = client();
-    let sid = initialize(&http, &gw.url).await;
+    let sid = initialize(&http, &gw.url).await.expect("initialize");
     let get = || {
         http.get(format!("{}/mcp", gw.url))
             .header("accept", "text/event-stream")
@@ -255,22 +244,10 @@ async fn standalone_stream_gets_list_changed_and_replays_by_last_event_id() {
 
 #[tokio::test]
 async fn post_sse_stream_is_resumable() {
-    let backend = start_rest_backend().await.expect("backend");
-    let dir = TempDir::new("post-replay");
-    let cfg = render_fixture("sdk.toml", &backend.url, &dir).expect("fixture");
-    let db = dir.join("gw.db");
-    let gw = GatewayProcess::start(
-        &[
-            "--database",
-            db.to_str().expect("utf-8"),
-            "--config",
-            cfg.to_str().expect("utf-8"),
-        ],
-        &[],
-    )
-    .expect("gateway");
+    let seeded = start_seeded("sdk.toml", &[]).await.expect("seeded gateway");
+    let gw = &seeded.gw;
     let http = client();
-    let sid = initialize(&http, &gw.url).await;
+    let sid = initialize(&http, &gw.url).await.expect("initialize");
     let post = |body: Value| {
         http.post(format!("{}/mcp", gw.url))
             .header("accept", ACCEPT)

@@ -6,32 +6,20 @@
 use std::process::Command;
 use std::time::Duration;
 
-use mcpgw_e2e::{node_bin, render_fixture, repo_root, run_with_timeout, start_rest_backend, GatewayProcess, TempDir};
+use mcpgw_e2e::{node_bin, repo_root, run_with_timeout, start_seeded};
 
 async fn with_gateway(run: impl Fn(&str) -> anyhow::Result<()> + Send + 'static) {
-    let backend = start_rest_backend().await.expect("backend");
-    let dir = TempDir::new("sdk");
-    let cfg = render_fixture("sdk.toml", &backend.url, &dir).expect("fixture");
-    let db = dir.join("gw.db");
-    let gw = GatewayProcess::start(
-        &[
-            "--database",
-            db.to_str().expect("utf-8"),
-            "--config",
-            cfg.to_str().expect("utf-8"),
-            "--page-size",
-            "2",
-        ],
-        &[],
-    )
-    .expect("gateway");
+    let seeded = start_seeded("sdk.toml", &["--page-size", "2"])
+        .await
+        .expect("seeded gateway");
+    let gw = &seeded.gw;
     let url = gw.url.clone();
     // Client scripts block; the backend keeps running on the runtime's other worker.
     tokio::task::spawn_blocking(move || run(&url))
         .await
         .expect("join")
         .expect("client run");
-    drop(gw);
+    drop(seeded);
 }
 
 fn python(url: &str, transport: &str, extra: &[&str]) -> anyhow::Result<()> {
