@@ -115,7 +115,18 @@ async fn run_round(t: &Targets, n: usize, c: usize, limit: Duration, id_base: u6
         }
     })
     .await?;
-    let mut phases = vec![direct];
+    let (h, u) = (t.http.clone(), t.mcp_url.replace("/mcp", "/health"));
+    let floor = run_phase("GET /health of mcpgw (HTTP floor, no MCP)", n, c, limit, move |_| {
+        let (h, u) = (h.clone(), u.clone());
+        async move {
+            let r = h.get(&u).send().await?;
+            ensure!(r.status().is_success(), "health {}", r.status());
+            r.bytes().await?;
+            Ok(())
+        }
+    })
+    .await?;
+    let mut phases = vec![direct, floor];
     for (name, body, check) in [
         (
             "tools/call through mcpgw",
@@ -265,9 +276,13 @@ async fn main() -> anyhow::Result<()> {
                 "ratio_to_direct": p.rps() / base.rps(), "p50_ms": p.pct(0.5), "p99_ms": p.pct(0.99)}),
             );
         }
+        let (floor, call, ping) = (&phases[1], &phases[2], &phases[4]);
         println!(
-            "\ntools/call adds {:.3} ms at p50 over the direct call\n",
-            phases[1].pct(0.5) - base.pct(0.5)
+            "\np50: tools/call adds {:.3} ms over the direct call; reaching the gateway process costs {:.3} ms \
+             (/health minus direct); MCP handling costs {:.3} ms (ping minus /health)\n",
+            call.pct(0.5) - base.pct(0.5),
+            floor.pct(0.5) - base.pct(0.5),
+            ping.pct(0.5) - floor.pct(0.5)
         );
     }
     println!(
