@@ -879,6 +879,101 @@ enum Delivery {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::memory::{
+        ManualClock, MemoryCache, MemoryEventStore, MemorySessionStore, MemoryStore, QueueSpawner, SeqIds,
+    };
+    use crate::ports::{HttpError, InboundResponse, OutboundRequest};
+    use futures::executor::block_on;
+    use std::time::Duration;
+
+    /// No network in core tests: every outbound call fails.
+    struct NoNetwork;
+
+    #[async_trait::async_trait]
+    impl HttpClient for NoNetwork {
+        async fn send(&self, r: OutboundRequest) -> Result<InboundResponse, HttpError> {
+            Err(HttpError::Connect(format!("no network in unit tests ({})", r.url)))
+        }
+    }
+
+    fn gateway(clock: Arc<ManualClock>) -> Gateway {
+        let ports = Ports {
+            store: Arc::new(MemoryStore::default()),
+            sessions: Arc::new(MemorySessionStore::default()),
+            events: Arc::new(MemoryEventStore::default()),
+            cache: Arc::new(MemoryCache::new(clock.clone())),
+            http: Arc::new(NoNetwork),
+            clock,
+            ids: Arc::new(SeqIds::default()),
+            spawner: Arc::new(QueueSpawner::default()),
+        };
+        let config = GatewayConfig {
+            session_ttl_secs: 60,
+            ..GatewayConfig::default()
+        };
+        Gateway::new(
+            config,
+            ports,
+            ServerInfo {
+                name: "mcpgw".into(),
+                version: "test".into(),
+            },
+        )
+        .unwrap()
+    }
+
+    fn post(body: &str, session: Option<&str>) -> Request<Bytes> {
+        let mut b = Request::post("/mcp")
+            .header("host", "127.0.0.1:4444")
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream");
+        if let Some(s) = session {
+            b = b.header(MCP_SESSION_ID, s);
+        }
+        b.body(Bytes::from(body.to_string())).unwrap()
+    }
+
+    #[test]
+    fn idle_sessions_expire_after_the_ttl() {
+        block_on(async {
+            let clock = Arc::new(ManualClock::at(1_000_000));
+            let gw = gateway(clock.clone());
+            let init = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{}}}"#;
+            let r = gw.handle(post(init, None)).await;
+            assert_eq!(r.status(), StatusCode::OK);
+            let sid = r.headers()[MCP_SESSION_ID].to_str().unwrap().to_string();
+            let ping = r#"{"jsonrpc":"2.0","id":2,"method":"ping"}"#;
+            clock.advance(Duration::from_secs(59));
+            assert_eq!(
+                gw.handle(post(ping, Some(&sid))).await.status(),
+                StatusCode::OK,
+                "use keeps it alive"
+            );
+            clock.advance(Duration::from_secs(59));
+            assert_eq!(gw.handle(post(ping, Some(&sid))).await.status(), StatusCode::OK);
+            clock.advance(Duration::from_secs(61));
+            assert_eq!(
+                gw.handle(post(ping, Some(&sid))).await.status(),
+                StatusCode::NOT_FOUND,
+                "idle past the TTL"
+            );
+            assert_eq!(gw.expire_sessions().await, 0, "already removed on access");
+        });
+    }
+
+    #[test]
+    fn background_sweep_removes_idle_sessions() {
+        block_on(async {
+            let clock = Arc::new(ManualClock::at(1_000_000));
+            let gw = gateway(clock.clone());
+            let init = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18"}}"#;
+            for _ in 0..3 {
+                assert_eq!(gw.handle(post(init, None)).await.status(), StatusCode::OK);
+            }
+            clock.advance(Duration::from_secs(120));
+            assert_eq!(gw.expire_sessions().await, 3);
+        });
+    }
 
     #[test]
     fn accept_matching() {

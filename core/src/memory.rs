@@ -317,3 +317,93 @@ mod fakes {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ports::Clock;
+    use futures::executor::block_on;
+    use std::sync::Arc;
+
+    fn session(id: &str, last_seen: u64) -> SessionState {
+        SessionState {
+            id: id.into(),
+            protocol_version: "2025-11-25".into(),
+            server: None,
+            client_capabilities: serde_json::json!({}),
+            client_info: serde_json::Value::Null,
+            log_level: None,
+            legacy_sse: false,
+            created_at: 0,
+            last_seen,
+        }
+    }
+
+    #[test]
+    fn cache_expires_and_counts() {
+        block_on(async {
+            let clock = Arc::new(ManualClock::at(1_000));
+            let cache = MemoryCache::new(clock.clone());
+            cache.set("k", Bytes::from_static(b"v"), Duration::from_secs(1)).await;
+            assert_eq!(cache.get("k").await.as_deref(), Some(&b"v"[..]));
+            clock.advance(Duration::from_millis(1_001));
+            assert!(cache.get("k").await.is_none(), "expired");
+            assert_eq!(cache.incr("n", 2, Duration::from_secs(10)).await, 2);
+            assert_eq!(cache.incr("n", 3, Duration::from_secs(10)).await, 5);
+            clock.advance(Duration::from_secs(5));
+            assert_eq!(
+                cache.incr("n", 1, Duration::from_secs(10)).await,
+                6,
+                "the window does not slide on increment"
+            );
+            clock.advance(Duration::from_secs(6));
+            assert_eq!(
+                cache.incr("n", 1, Duration::from_secs(10)).await,
+                1,
+                "a new window after expiry"
+            );
+            cache.delete("n").await;
+            assert!(cache.get("n").await.is_none());
+        });
+    }
+
+    #[test]
+    fn sessions_expire_by_last_seen() {
+        block_on(async {
+            let store = MemorySessionStore::default();
+            store.put(session("old", 10)).await;
+            store.put(session("new", 100)).await;
+            assert_eq!(store.expire(50).await, vec!["old".to_string()]);
+            assert!(store.get("old").await.is_none() && store.get("new").await.is_some());
+            assert!(store.remove("new").await && !store.remove("new").await);
+        });
+    }
+
+    #[test]
+    fn event_logs_replay_after_a_sequence_and_stay_bounded() {
+        block_on(async {
+            let events = MemoryEventStore::new(3);
+            for i in 1..=5 {
+                assert_eq!(events.append("s", "p1", format!("e{i}")).await, i);
+            }
+            assert_eq!(
+                events.append("s", "g", "other".into()).await,
+                1,
+                "streams count separately"
+            );
+            let after2: Vec<String> = events.replay("s", "p1", 2).await.into_iter().map(|e| e.data).collect();
+            assert_eq!(after2, ["e3", "e4", "e5"]);
+            let all: Vec<u64> = events.replay("s", "p1", 0).await.into_iter().map(|e| e.seq).collect();
+            assert_eq!(all, [3, 4, 5], "only the last 3 are kept");
+            events.forget("s").await;
+            assert!(events.replay("s", "p1", 0).await.is_empty());
+        });
+    }
+
+    #[test]
+    fn manual_clock_sleep_advances() {
+        let clock = ManualClock::at(5);
+        block_on(clock.sleep(Duration::from_millis(10)));
+        assert_eq!(clock.now_ms(), 15);
+    }
+}

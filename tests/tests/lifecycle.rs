@@ -165,6 +165,45 @@ async fn sigterm_ends_sse_streams_and_exits_cleanly() {
 }
 
 #[tokio::test]
+async fn sigterm_lets_in_flight_requests_finish() {
+    let seeded = start_seeded("sdk.toml", &[]).await.expect("seeded gateway");
+    let slow = serde_json::json!({"name": "slow", "url": format!("{}/slow", seeded.backend.url)});
+    let http = client();
+    let r = http
+        .post(format!("{}/tools", seeded.gw.url))
+        .json(&slow)
+        .send()
+        .await
+        .expect("create");
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let sid = initialize(&http, &seeded.gw.url).await.expect("initialize");
+    let call = json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {"name": "slow", "arguments": {"ms": 1500}}});
+    let pending = http
+        .post(format!("{}/mcp", seeded.gw.url))
+        .header("accept", ACCEPT)
+        .header("mcp-session-id", &sid)
+        .json(&call)
+        .send();
+    let pending = tokio::spawn(pending);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    seeded.gw.signal("TERM").expect("term");
+    let answer: Value = pending
+        .await
+        .expect("join")
+        .expect("response")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(answer["result"]["isError"], false, "{answer}");
+    assert!(answer["result"]["content"][0]["text"]
+        .as_str()
+        .expect("text")
+        .contains("1500"));
+    let mut seeded = seeded;
+    assert!(seeded.gw.wait_exit(Duration::from_secs(5)).expect("exit").success());
+}
+
+#[tokio::test]
 async fn bad_settings_are_named_at_start_up() {
     let dir = TempDir::new("settings");
     let db = dir.join("gw.db");
