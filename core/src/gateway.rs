@@ -257,6 +257,12 @@ impl Gateway {
         self.inner.hub.open_streams()
     }
 
+    /// Sends an SSE keep-alive comment on every open stream (call every ~15 s, so that clients
+    /// and proxies with read timeouts keep idle streams); returns how many are open.
+    pub fn keepalive(&self) -> usize {
+        self.inner.hub.keepalive()
+    }
+
     /// Expires idle sessions; returns how many.
     pub async fn expire_sessions(&self) -> usize {
         self.inner.expire_sessions().await
@@ -807,11 +813,7 @@ impl Inner {
             );
         };
         self.sessions.put(session).await;
-        let endpoint = Frame {
-            event: Some("endpoint"),
-            id: None,
-            data: format!("{prefix}/message?sessionId={sid}"),
-        };
+        let endpoint = Frame::endpoint(format!("{prefix}/message?sessionId={sid}"));
         let owner = self.clone();
         let owner_sid = sid.clone();
         // The legacy session lives as long as its stream.

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use futures::channel::mpsc::{unbounded, UnboundedReceiver, UnboundedSender};
 use futures::Stream;
 
-/// One SSE event.
+/// One SSE event, or a comment (which every SSE parser skips: used as a keep-alive).
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Frame {
     /// The `event:` field (`message`, `endpoint`), if any.
@@ -20,6 +20,8 @@ pub(crate) struct Frame {
     pub id: Option<String>,
     /// The `data:` payload.
     pub data: String,
+    /// A comment line instead of an event.
+    pub comment: Option<&'static str>,
 }
 
 impl Frame {
@@ -29,11 +31,35 @@ impl Frame {
             event: Some("message"),
             id,
             data,
+            comment: None,
+        }
+    }
+
+    /// The legacy transport's `endpoint` event: where to POST messages.
+    pub fn endpoint(url: String) -> Self {
+        Self {
+            event: Some("endpoint"),
+            id: None,
+            data: url,
+            comment: None,
+        }
+    }
+
+    /// A keep-alive comment.
+    pub fn keepalive() -> Self {
+        Self {
+            event: None,
+            id: None,
+            data: String::new(),
+            comment: Some("keepalive"),
         }
     }
 
     /// The wire form: fields, one `data:` line per payload line, a blank line.
     pub fn to_bytes(&self) -> Bytes {
+        if let Some(c) = self.comment {
+            return Bytes::from(format!(": {c}\n\n"));
+        }
         let mut s = String::with_capacity(self.data.len() + 48);
         if let Some(e) = self.event {
             s.push_str("event: ");
@@ -107,6 +133,19 @@ impl Hub {
         list.iter().any(|(_, tx)| tx.unbounded_send(frame.clone()).is_ok())
     }
 
+    /// Sends a keep-alive to every open stream and forgets the ones whose client is gone;
+    /// returns how many are open.
+    pub fn keepalive(&self) -> usize {
+        let mut st = self.lock();
+        let mut open = 0;
+        st.conns.retain(|_, list| {
+            list.retain(|(_, tx)| tx.unbounded_send(Frame::keepalive()).is_ok());
+            open += list.len();
+            !list.is_empty()
+        });
+        open
+    }
+
     /// Sessions with at least one live stream.
     pub fn sessions(&self) -> Vec<String> {
         self.lock().conns.keys().cloned().collect()
@@ -177,15 +216,22 @@ mod tests {
 
     #[test]
     fn frames_split_multiline_data() {
-        let f = Frame {
-            event: Some("message"),
-            id: Some("p1.2".into()),
-            data: "a\nb".into(),
-        };
+        let f = Frame::message(Some("p1.2".into()), "a\nb".into());
         assert_eq!(
             f.to_bytes(),
             Bytes::from("event: message\nid: p1.2\ndata: a\ndata: b\n\n")
         );
+    }
+
+    #[test]
+    fn keepalive_reaches_every_stream_and_drops_dead_ones() {
+        let hub = Hub::default();
+        let (_a, mut ra) = hub.attach("s").unwrap();
+        let (_b, rb) = hub.attach("t").unwrap();
+        drop(rb);
+        assert_eq!(hub.keepalive(), 1, "the dropped stream is forgotten");
+        let got = futures::executor::block_on(ra.next()).unwrap();
+        assert_eq!(got.to_bytes(), Bytes::from(": keepalive\n\n"));
     }
 
     #[test]

@@ -210,13 +210,17 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         ready_ms = started.elapsed().as_secs_f64() * 1000.0,
         "mcpgw listening on http://{addr}"
     );
-    // Idle sessions expire in the background as well as on access.
-    let sweeper = gw.clone();
+    // Background upkeep: SSE keep-alives every 15 s; idle sessions expire every minute (they
+    // also expire on access).
+    let upkeep = gw.clone();
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(60));
-        loop {
+        let mut tick = tokio::time::interval(Duration::from_secs(15));
+        for n in 0u64.. {
             tick.tick().await;
-            sweeper.expire_sessions().await;
+            upkeep.keepalive();
+            if n % 4 == 3 {
+                upkeep.expire_sessions().await;
+            }
         }
     });
     server::serve(gw, listener, shutdown_signal(), s.grace).await?;
