@@ -48,28 +48,39 @@ impl SessionStore for MemorySessionStore {
     }
 }
 
-/// One stream's log: the last sequence number handed out and the retained events.
-type StreamLog = (u64, VecDeque<StoredEvent>);
+/// A session's event logs. Sequence numbers are session-wide, so an event id is never reused,
+/// even for a stream that was evicted and opened again.
+#[derive(Default)]
+struct SessionLogs {
+    last_seq: u64,
+    /// Streams, oldest first (a short list: linear search is cheapest).
+    streams: VecDeque<(String, VecDeque<StoredEvent>)>,
+}
 
-/// Per-stream event logs, each bounded to the last `capacity` events.
+/// Per-stream event logs: the last `capacity` events of each stream, and the last
+/// `max_streams` streams of each session (every SSE-upgraded POST opens a stream, so a
+/// long-lived session would otherwise grow without bound).
 pub struct MemoryEventStore {
     capacity: usize,
-    streams: Mutex<HashMap<String, HashMap<String, StreamLog>>>,
+    max_streams: usize,
+    sessions: Mutex<HashMap<String, SessionLogs>>,
 }
 
 impl MemoryEventStore {
-    /// Keeps the last `capacity` events of each stream.
-    pub fn new(capacity: usize) -> Self {
+    /// Keeps the last `capacity` events of each stream and the last `max_streams` streams of
+    /// each session.
+    pub fn new(capacity: usize, max_streams: usize) -> Self {
         Self {
             capacity: capacity.max(1),
-            streams: Mutex::default(),
+            max_streams: max_streams.max(1),
+            sessions: Mutex::default(),
         }
     }
 }
 
 impl Default for MemoryEventStore {
     fn default() -> Self {
-        Self::new(256)
+        Self::new(256, 32)
     }
 }
 
@@ -77,28 +88,36 @@ impl Default for MemoryEventStore {
 #[cfg_attr(target_family = "wasm", async_trait(?Send))]
 impl EventStore for MemoryEventStore {
     async fn append(&self, session: &str, stream: &str, data: String) -> u64 {
-        let mut all = lock(&self.streams);
-        let (last, events) = all
-            .entry(session.to_string())
-            .or_default()
-            .entry(stream.to_string())
-            .or_default();
-        *last += 1;
+        let mut all = lock(&self.sessions);
+        let logs = all.entry(session.to_string()).or_default();
+        let i = match logs.streams.iter().position(|(name, _)| name == stream) {
+            Some(i) => i,
+            None => {
+                if logs.streams.len() == self.max_streams {
+                    logs.streams.pop_front();
+                }
+                logs.streams.push_back((stream.to_string(), VecDeque::new()));
+                logs.streams.len() - 1
+            }
+        };
+        logs.last_seq += 1;
+        let seq = logs.last_seq;
+        let events = &mut logs.streams[i].1;
         if events.len() == self.capacity {
             events.pop_front();
         }
-        events.push_back(StoredEvent { seq: *last, data });
-        *last
+        events.push_back(StoredEvent { seq, data });
+        seq
     }
     async fn replay(&self, session: &str, stream: &str, after_seq: u64) -> Vec<StoredEvent> {
-        lock(&self.streams)
+        lock(&self.sessions)
             .get(session)
-            .and_then(|s| s.get(stream))
+            .and_then(|logs| logs.streams.iter().find(|(name, _)| name == stream))
             .map(|(_, ev)| ev.iter().filter(|e| e.seq > after_seq).cloned().collect())
             .unwrap_or_default()
     }
     async fn forget(&self, session: &str) {
-        lock(&self.streams).remove(session);
+        lock(&self.sessions).remove(session);
     }
 }
 
@@ -382,21 +401,31 @@ mod tests {
     #[test]
     fn event_logs_replay_after_a_sequence_and_stay_bounded() {
         block_on(async {
-            let events = MemoryEventStore::new(3);
+            let events = MemoryEventStore::new(3, 2);
             for i in 1..=5 {
                 assert_eq!(events.append("s", "p1", format!("e{i}")).await, i);
             }
             assert_eq!(
                 events.append("s", "g", "other".into()).await,
-                1,
-                "streams count separately"
+                6,
+                "sequence numbers are session-wide"
             );
             let after2: Vec<String> = events.replay("s", "p1", 2).await.into_iter().map(|e| e.data).collect();
             assert_eq!(after2, ["e3", "e4", "e5"]);
             let all: Vec<u64> = events.replay("s", "p1", 0).await.into_iter().map(|e| e.seq).collect();
             assert_eq!(all, [3, 4, 5], "only the last 3 are kept");
+            events.append("s", "p2", "x".into()).await;
+            assert!(
+                events.replay("s", "p1", 0).await.is_empty(),
+                "the oldest stream is dropped past 2"
+            );
+            assert_eq!(events.replay("s", "g", 0).await.len(), 1);
+            // A stream opened again after eviction never reuses an id.
+            assert_eq!(events.append("s", "p1", "again".into()).await, 8);
+            let again: Vec<u64> = events.replay("s", "p1", 5).await.into_iter().map(|e| e.seq).collect();
+            assert_eq!(again, [8]);
             events.forget("s").await;
-            assert!(events.replay("s", "p1", 0).await.is_empty());
+            assert!(events.replay("s", "g", 0).await.is_empty());
         });
     }
 

@@ -195,7 +195,7 @@ pub trait SessionStore: MaybeSend + MaybeSync {
 /// One stored SSE event, replayable by `Last-Event-ID`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredEvent {
-    /// Sequence number within its stream, from 1.
+    /// Sequence number, increasing across the session's streams (never reused), from 1.
     pub seq: u64,
     /// The JSON-RPC message, serialized.
     pub data: String,
@@ -205,7 +205,8 @@ pub struct StoredEvent {
 #[cfg_attr(not(target_family = "wasm"), async_trait)]
 #[cfg_attr(target_family = "wasm", async_trait(?Send))]
 pub trait EventStore: MaybeSend + MaybeSync {
-    /// Appends an event to a stream of a session and returns its sequence number.
+    /// Appends an event to a stream of a session and returns its sequence number, which is
+    /// greater than every number handed out before in that session.
     async fn append(&self, session: &str, stream: &str, data: String) -> u64;
     /// Events of a stream after `after_seq`, in order.
     async fn replay(&self, session: &str, stream: &str, after_seq: u64) -> Vec<StoredEvent>;
