@@ -27,7 +27,8 @@ cargo fmt --all --check
 step "clippy (host)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
-step "clippy and check (wasm32: core, edge)"
+step "check and clippy (wasm32: core, edge)"
+cargo check -p mcpgw-core -p mcpgw-edge --target wasm32-unknown-unknown --locked
 cargo clippy -p mcpgw-core -p mcpgw-edge --target wasm32-unknown-unknown --locked -- -D warnings
 
 step "build the gateway binary the e2e suite runs"
