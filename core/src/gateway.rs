@@ -62,6 +62,11 @@ pub struct Ports {
     pub spawner: Arc<dyn Spawner>,
 }
 
+/// Set by an adapter in a request's extensions (never from client input) to choose the id of
+/// the session that request creates: the edge names the session's Durable Object first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AssignSessionId(pub String);
+
 /// Name and version reported in `serverInfo` and `/version`.
 #[derive(Debug, Clone)]
 pub struct ServerInfo {
@@ -444,10 +449,16 @@ impl Inner {
         Some(s)
     }
 
-    fn new_session(&self, scope: Option<&Arc<Server>>, legacy_sse: bool) -> SessionState {
+    /// A new session; its id is the adapter's choice when it set [`AssignSessionId`], else random.
+    fn new_session(&self, req: &Request<Bytes>, scope: Option<&Arc<Server>>, legacy_sse: bool) -> SessionState {
         let now = self.clock.now_ms();
+        let id = req
+            .extensions()
+            .get::<AssignSessionId>()
+            .map(|a| a.0.clone())
+            .unwrap_or_else(|| self.ids.new_id());
         SessionState {
-            id: self.ids.new_id(),
+            id,
             protocol_version: String::new(),
             server: scope.map(|s| s.id.clone()),
             client_capabilities: json!({}),
@@ -507,7 +518,7 @@ impl Inner {
             Err(r) => return *r,
         };
         let Some(session_id) = header_str(h, MCP_SESSION_ID) else {
-            return self.sessionless_post(incoming, scope).await;
+            return self.sessionless_post(&req, incoming, scope).await;
         };
         let Some(session) = self.load_session(session_id, scope.as_ref()).await else {
             return session_not_found();
@@ -525,7 +536,12 @@ impl Inner {
         self.process(Some(session), scope, incoming, Delivery::Response).await
     }
 
-    async fn sessionless_post(self: Arc<Self>, incoming: Incoming, scope: Option<Arc<Server>>) -> Response<Body> {
+    async fn sessionless_post(
+        self: Arc<Self>,
+        http_req: &Request<Bytes>,
+        incoming: Incoming,
+        scope: Option<Arc<Server>>,
+    ) -> Response<Body> {
         let req = match incoming {
             Incoming::Single(Message::Request(r)) if r.method == "initialize" => r,
             Incoming::Single(Message::Request(r)) => {
@@ -562,7 +578,7 @@ impl Inner {
         self.maybe_sweep().await;
         match self.initialize_result(&req, scope.as_ref()) {
             Ok((version, result, params)) => {
-                let mut s = self.new_session(scope.as_ref(), false);
+                let mut s = self.new_session(http_req, scope.as_ref(), false);
                 s.protocol_version = version;
                 s.client_capabilities = params.get("capabilities").cloned().unwrap_or(json!({}));
                 s.client_info = params.get("clientInfo").cloned().unwrap_or(Value::Null);
@@ -803,7 +819,7 @@ impl Inner {
             );
         }
         self.maybe_sweep().await;
-        let session = self.new_session(scope.as_ref(), true);
+        let session = self.new_session(&req, scope.as_ref(), true);
         let sid = session.id.clone();
         let Some((conn, rx)) = self.hub.attach(&sid) else {
             return rpc_error(
@@ -960,6 +976,27 @@ mod tests {
                 "idle past the TTL"
             );
             assert_eq!(gw.expire_sessions().await, 0, "already removed on access");
+        });
+    }
+
+    #[test]
+    fn an_adapter_can_choose_the_new_session_id() {
+        block_on(async {
+            let gw = gateway(Arc::new(ManualClock::at(1)));
+            let init = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25"}}"#;
+            let mut req = post(init, None);
+            req.extensions_mut()
+                .insert(AssignSessionId("chosen-by-the-edge".into()));
+            let r = gw.handle(req).await;
+            assert_eq!(r.headers()[MCP_SESSION_ID], "chosen-by-the-edge");
+            let ping = r#"{"jsonrpc":"2.0","id":2,"method":"ping"}"#;
+            assert_eq!(
+                gw.handle(post(ping, Some("chosen-by-the-edge"))).await.status(),
+                StatusCode::OK
+            );
+            // Without the extension, ids are random (here: sequential fakes), never client-chosen.
+            let r = gw.handle(post(init, None)).await;
+            assert_ne!(r.headers()[MCP_SESSION_ID], "chosen-by-the-edge");
         });
     }
 

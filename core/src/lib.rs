@@ -31,4 +31,4 @@ mod mcp;
 mod tools;
 
 pub use config::{ConfigError, GatewayConfig, SeedFile};
-pub use gateway::{Body, Gateway, Ports, ServerInfo};
+pub use gateway::{AssignSessionId, Body, Gateway, Ports, ServerInfo};
