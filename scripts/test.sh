@@ -31,6 +31,9 @@ step "check and clippy (wasm32: core, edge)"
 cargo check -p mcpgw-core -p mcpgw-edge --target wasm32-unknown-unknown --locked
 cargo clippy -p mcpgw-core -p mcpgw-edge --target wasm32-unknown-unknown --locked -- -D warnings
 
+step "edge: toolchain (worker-build, wasm-bindgen-cli, wrangler), Worker build and bundle size"
+bash scripts/edge.sh bundle
+
 step "build the gateway binary the e2e suite runs"
 cargo build -p mcpgw-native --locked
 

@@ -1,20 +1,37 @@
 //! mcpgw-edge: mcpgw on Cloudflare Workers.
 //!
-//! This crate will hand every request to `mcpgw_core::Gateway::handle` (the edge issue wires the
-//! D1 store, Durable Object sessions and the Fetch client). Today it holds the platform ports that
-//! prove the core's boundary on wasm32: a clock on `Date.now()` and worker timers, ids from the
-//! JS crypto source, and a spawner on the isolate's event loop. None of these are `Send`; the
-//! core accepts them because its port bounds are `MaybeSend` on wasm.
+//! The Worker hands every request to `mcpgw_core::Gateway::handle`; there is no MCP logic here.
+//! Requests of an MCP session (streamable HTTP with `Mcp-Session-Id`, a new `initialize`, legacy
+//! SSE) go to that session's Durable Object, [`McpSession`], named from the session id, which
+//! runs its own gateway holding the session's state, open SSE streams and event log. Everything
+//! else (the REST API, `/rpc`, operations) is answered by the Worker itself. The registry is in
+//! D1 (binding `DB`) for both.
 //!
 //! Everything here is wasm-only; on the host the crate is empty so workspace-wide commands work.
 
 #![cfg(target_family = "wasm")]
 
+mod convert;
+mod d1_store;
+mod fetch_client;
+
+use std::cell::RefCell;
+use std::sync::Arc;
 use std::time::Duration;
 
+use mcpgw_core::jsonrpc::{self, Incoming, Message};
+use mcpgw_core::memory::{MemoryCache, MemoryEventStore, MemorySessionStore};
 use mcpgw_core::platform::BoxFuture;
 use mcpgw_core::ports::{Clock, Ids, Spawner};
-use worker::{event, Context, Env, Request, Response, Result};
+use mcpgw_core::{AssignSessionId, Gateway, GatewayConfig, Ports, ServerInfo};
+use worker::{durable_object, event, Context, DurableObject, Env, Request, Response, Result, State};
+
+/// The Worker→Durable Object header that names a new session. Stripped from client requests.
+const NEW_SESSION_HEADER: &str = "x-mcpgw-new-session";
+/// The Durable Object namespace binding.
+const SESSIONS_BINDING: &str = "SESSIONS";
+/// How often a session object wakes to send SSE keep-alives and check for expiry.
+const UPKEEP: Duration = Duration::from_secs(15);
 
 /// Time from the JS runtime.
 pub struct JsClock;
@@ -34,10 +51,12 @@ pub struct CryptoIds;
 impl Ids for CryptoIds {
     fn new_id(&self) -> String {
         let mut b = [0u8; 16];
-        // The JS crypto source does not fail in a Worker; a zeroed id would still be unique per
-        // request only by chance, so treat failure as fatal to this request instead.
         if getrandom::getrandom(&mut b).is_err() {
-            worker::console_error!("crypto.getRandomValues failed");
+            // crypto.getRandomValues does not fail in a Worker; if it ever did, fall back to
+            // Math.random rather than hand out a predictable id.
+            for x in b.iter_mut() {
+                *x = (js_sys::Math::random() * 256.0) as u8;
+            }
         }
         b.iter().map(|x| format!("{x:02x}")).collect()
     }
@@ -52,11 +71,197 @@ impl Spawner for LocalSpawner {
     }
 }
 
-/// The Worker entry point. Until the edge issue wires the gateway, it says so plainly.
+fn var(env: &Env, name: &str) -> Option<String> {
+    env.var(name).ok().map(|v| v.to_string()).filter(|v| !v.trim().is_empty())
+}
+
+fn number<T: std::str::FromStr>(env: &Env, name: &str, default: T) -> Result<T> {
+    match var(env, name) {
+        None => Ok(default),
+        Some(v) => v.trim().parse().map_err(|_| worker::Error::RustError(format!("invalid setting {name}: '{v}' is not a number"))),
+    }
+}
+
+/// Settings from wrangler vars, into the same struct native uses.
+fn config(env: &Env) -> Result<GatewayConfig> {
+    let d = GatewayConfig::default();
+    let list = |name: &str| var(env, name).map(|v| v.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect()).unwrap_or_default();
+    let cfg = GatewayConfig {
+        bind_host: var(env, "MCPGW_BIND_HOST").unwrap_or_else(|| "0.0.0.0".into()),
+        allowed_hosts: list("MCPGW_ALLOWED_HOSTS"),
+        allowed_origins: list("MCPGW_ALLOWED_ORIGINS"),
+        max_body_bytes: number(env, "MCPGW_MAX_BODY_BYTES", d.max_body_bytes)?,
+        page_size: number(env, "MCPGW_PAGE_SIZE", d.page_size)?,
+        session_ttl_secs: number(env, "MCPGW_SESSION_TTL_SECS", d.session_ttl_secs)?,
+        tool_timeout_ms: number(env, "MCPGW_TOOL_TIMEOUT_MS", d.tool_timeout_ms)?,
+        ..d
+    };
+    cfg.validate().map_err(|e| worker::Error::RustError(format!("invalid setting MCPGW_{}: {}", e.setting.to_ascii_uppercase(), e.message)))?;
+    Ok(cfg)
+}
+
+// One isolate, one thread: the ports are !Send by design, and Arc is what the core shares.
+#[allow(clippy::arc_with_non_send_sync)]
+fn build_gateway(env: &Env) -> Result<Gateway> {
+    let clock: Arc<JsClock> = Arc::new(JsClock);
+    let ports = Ports {
+        store: Arc::new(d1_store::D1Store::new(env.d1("DB")?)),
+        sessions: Arc::new(MemorySessionStore::default()),
+        events: Arc::new(MemoryEventStore::default()),
+        cache: Arc::new(MemoryCache::new(clock.clone())),
+        http: Arc::new(fetch_client::FetchClient),
+        clock,
+        ids: Arc::new(CryptoIds),
+        spawner: Arc::new(LocalSpawner),
+    };
+    let info = ServerInfo { name: "mcpgw".into(), version: env!("CARGO_PKG_VERSION").into() };
+    Gateway::new(config(env)?, ports, info).map_err(|e| worker::Error::RustError(e.to_string()))
+}
+
+thread_local! {
+    /// The Worker's own gateway (REST API, /rpc), built once per isolate.
+    static WORKER_GATEWAY: RefCell<Option<Gateway>> = const { RefCell::new(None) };
+}
+
+fn worker_gateway(env: &Env) -> Result<Gateway> {
+    if let Some(gw) = WORKER_GATEWAY.with(|g| g.borrow().clone()) {
+        return Ok(gw);
+    }
+    let gw = build_gateway(env)?;
+    WORKER_GATEWAY.with(|g| *g.borrow_mut() = Some(gw.clone()));
+    Ok(gw)
+}
+
+/// Where a request is served.
+enum Route {
+    /// By the Durable Object of this existing session.
+    Session(String),
+    /// By a new session's Durable Object (initialize, or opening a legacy SSE stream).
+    NewSession,
+    /// By the Worker's own gateway.
+    Worker,
+}
+
+fn route(req: &http::Request<bytes::Bytes>) -> Route {
+    let path = req.uri().path().trim_matches('/');
+    let segs: Vec<&str> = path.split('/').collect();
+    let endpoint = match segs.as_slice() {
+        ["mcp"] | ["servers", _, "mcp"] => "mcp",
+        ["sse"] | ["servers", _, "sse"] => "sse",
+        ["message"] | ["servers", _, "message"] => "message",
+        _ => return Route::Worker,
+    };
+    match endpoint {
+        "mcp" => {
+            if let Some(id) = req.headers().get("mcp-session-id").and_then(|v| v.to_str().ok()) {
+                return Route::Session(id.to_string());
+            }
+            let is_initialize = req.method() == http::Method::POST
+                && matches!(jsonrpc::parse(req.body()), Ok(Incoming::Single(Message::Request(ref r))) if r.method == "initialize");
+            if is_initialize {
+                Route::NewSession
+            } else {
+                Route::Worker
+            }
+        }
+        "sse" if req.method() == http::Method::GET => Route::NewSession,
+        "message" => req
+            .uri()
+            .query()
+            .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("sessionId=").or_else(|| kv.strip_prefix("session_id="))))
+            .map(|id| Route::Session(id.to_string()))
+            .unwrap_or(Route::Worker),
+        _ => Route::Worker,
+    }
+}
+
+async fn to_session(env: &Env, session: &str, req: &http::Request<bytes::Bytes>, url: &str, new: bool) -> Result<Response> {
+    // Session ids come from clients: anything that is not one of ours cannot name an object.
+    if session.is_empty() || session.len() > 128 || !session.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+        let gw = worker_gateway(env)?;
+        return convert::from_http(gw.handle(req.clone()).await);
+    }
+    let ns = env.durable_object(SESSIONS_BINDING)?;
+    let stub = ns.id_from_name(session)?.get_stub()?;
+    let extra: Vec<(&str, &str)> = if new { vec![(NEW_SESSION_HEADER, session)] } else { vec![] };
+    stub.fetch_with_request(convert::to_worker(req, url, &extra)?).await
+}
+
+/// The Worker entry point.
 #[event(fetch)]
-async fn fetch(_req: Request, _env: Env, _ctx: Context) -> Result<Response> {
-    let body = serde_json::json!({
-        "error": {"code": "not_implemented", "message": "the edge adapter is not wired yet; run the native gateway"}
-    });
-    Ok(Response::from_json(&body)?.with_status(501))
+async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
+    let gw = worker_gateway(&env)?;
+    let url = req.url()?.to_string();
+    let mut hreq = match convert::to_http(req, gw.config().max_body_bytes).await? {
+        Ok(r) => r,
+        Err(path) => return convert::from_http(gw.payload_too_large(&path)),
+    };
+    hreq.headers_mut().remove(NEW_SESSION_HEADER);
+    match route(&hreq) {
+        Route::Session(id) => to_session(&env, &id, &hreq, &url, false).await,
+        Route::NewSession => {
+            let id = CryptoIds.new_id();
+            to_session(&env, &id, &hreq, &url, true).await
+        }
+        Route::Worker => convert::from_http(gw.handle(hreq).await),
+    }
+}
+
+/// One MCP session: its gateway holds the session's state, open SSE streams and event log.
+/// An alarm every 15 s sends SSE keep-alives and expires the session once idle.
+#[durable_object]
+pub struct McpSession {
+    state: State,
+    env: Env,
+    gateway: RefCell<Option<Gateway>>,
+    has_session: RefCell<bool>,
+}
+
+impl McpSession {
+    fn gateway(&self) -> Result<Gateway> {
+        if let Some(gw) = self.gateway.borrow().clone() {
+            return Ok(gw);
+        }
+        let gw = build_gateway(&self.env)?;
+        *self.gateway.borrow_mut() = Some(gw.clone());
+        Ok(gw)
+    }
+}
+
+impl DurableObject for McpSession {
+    fn new(state: State, env: Env) -> Self {
+        Self { state, env, gateway: RefCell::new(None), has_session: RefCell::new(false) }
+    }
+
+    async fn fetch(&self, req: Request) -> Result<Response> {
+        let gw = self.gateway()?;
+        let mut hreq = match convert::to_http(req, gw.config().max_body_bytes).await? {
+            Ok(r) => r,
+            Err(path) => return convert::from_http(gw.payload_too_large(&path)),
+        };
+        if let Some(id) = hreq.headers_mut().remove(NEW_SESSION_HEADER) {
+            if let Ok(id) = id.to_str() {
+                hreq.extensions_mut().insert(AssignSessionId(id.to_string()));
+            }
+        }
+        let resp = gw.handle(hreq).await;
+        let created = resp.headers().contains_key("mcp-session-id")
+            || resp.headers().get("content-type").is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
+        if created && !*self.has_session.borrow() {
+            *self.has_session.borrow_mut() = true;
+            self.state.storage().set_alarm(UPKEEP).await?;
+        }
+        convert::from_http(resp)
+    }
+
+    async fn alarm(&self) -> Result<Response> {
+        let gw = self.gateway()?;
+        gw.keepalive();
+        if gw.expire_sessions().await == 0 {
+            self.state.storage().set_alarm(UPKEEP).await?;
+        } else {
+            *self.has_session.borrow_mut() = false;
+        }
+        Response::ok("upkeep done")
+    }
 }
