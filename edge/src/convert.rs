@@ -12,7 +12,11 @@ pub async fn to_http(mut req: Request, max_body: usize) -> Result<std::result::R
         Some(q) => format!("{}?{q}", url.path()),
         None => url.path().to_string(),
     };
-    let declared = req.headers().get("content-length")?.and_then(|v| v.parse::<usize>().ok()).unwrap_or(0);
+    let declared = req
+        .headers()
+        .get("content-length")?
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(0);
     if declared > max_body {
         return Ok(Err(url.path().to_string()));
     }
@@ -20,14 +24,19 @@ pub async fn to_http(mut req: Request, max_body: usize) -> Result<std::result::R
     if body.len() > max_body {
         return Ok(Err(url.path().to_string()));
     }
-    let mut builder = http::Request::builder().method(req.method().to_string().as_str()).uri(path_and_query);
+    let mut builder = http::Request::builder()
+        .method(req.method().to_string().as_str())
+        .uri(path_and_query);
     for (k, v) in req.headers().entries() {
         builder = builder.header(k, v);
     }
     if url.host_str().is_some() && req.headers().get("host")?.is_none() {
         builder = builder.header("host", url.authority());
     }
-    builder.body(Bytes::from(body)).map(Ok).map_err(|e| worker::Error::RustError(format!("bad request: {e}")))
+    builder
+        .body(Bytes::from(body))
+        .map(Ok)
+        .map_err(|e| worker::Error::RustError(format!("bad request: {e}")))
 }
 
 /// An `http::Request<Bytes>` as a worker request to `url` (used to hand a request to a
@@ -43,7 +52,8 @@ pub fn to_worker(req: &http::Request<Bytes>, url: &str, extra: &[(&str, &str)]) 
         headers.set(k, v)?;
     }
     let mut init = RequestInit::new();
-    init.with_method(Method::from(req.method().as_str().to_string())).with_headers(headers);
+    init.with_method(Method::from(req.method().as_str().to_string()))
+        .with_headers(headers);
     if !req.body().is_empty() {
         init.with_body(Some(js_sys::Uint8Array::from(req.body().as_ref()).into()));
     }

@@ -54,15 +54,21 @@ impl D1Store {
         let sql = format!(
             "SELECT {COLUMNS} FROM registry WHERE kind = ?1 AND (id = ?2 OR key = ?2) ORDER BY id = ?2 DESC LIMIT 1"
         );
-        let row: Option<Row> =
-            self.stmt(&sql, &[kind.as_str().into(), id_or_key.into()])?.first(None).await.map_err(backend)?;
+        let row: Option<Row> = self
+            .stmt(&sql, &[kind.as_str().into(), id_or_key.into()])?
+            .first(None)
+            .await
+            .map_err(backend)?;
         row.map(to_record).transpose()
     }
 
     async fn key_taken_by_other(&self, kind: Kind, key: &str, id: &str) -> Result<bool, StoreError> {
         let sql = "SELECT id FROM registry WHERE kind = ?1 AND key = ?2 AND id <> ?3 LIMIT 1";
-        let row: Option<serde_json::Value> =
-            self.stmt(sql, &[kind.as_str().into(), key.into(), id.into()])?.first(None).await.map_err(backend)?;
+        let row: Option<serde_json::Value> = self
+            .stmt(sql, &[kind.as_str().into(), key.into(), id.into()])?
+            .first(None)
+            .await
+            .map_err(backend)?;
         Ok(row.is_some())
     }
 
@@ -89,8 +95,13 @@ impl Store for D1Store {
 
     async fn list(&self, kind: Kind) -> Result<Vec<Record>, StoreError> {
         let sql = format!("SELECT {COLUMNS} FROM registry WHERE kind = ?1 ORDER BY key");
-        let rows: Vec<Row> =
-            self.stmt(&sql, &[kind.as_str().into()])?.all().await.map_err(backend)?.results().map_err(backend)?;
+        let rows: Vec<Row> = self
+            .stmt(&sql, &[kind.as_str().into()])?
+            .all()
+            .await
+            .map_err(backend)?
+            .results()
+            .map_err(backend)?;
         rows.into_iter().map(to_record).collect()
     }
 
@@ -102,7 +113,10 @@ impl Store for D1Store {
             match op {
                 Op::Insert(r) => {
                     if self.find(r.kind, &r.id).await?.is_some() || self.find(r.kind, &r.key).await?.is_some() {
-                        return Err(StoreError::Conflict { kind: r.kind, key: r.key });
+                        return Err(StoreError::Conflict {
+                            kind: r.kind,
+                            key: r.key,
+                        });
                     }
                     stmts.push(self.insert_stmt(&r)?);
                 }
@@ -111,7 +125,10 @@ impl Store for D1Store {
                         return Err(StoreError::NotFound { kind: r.kind, id: r.id });
                     }
                     if self.key_taken_by_other(r.kind, &r.key, &r.id).await? {
-                        return Err(StoreError::Conflict { kind: r.kind, key: r.key });
+                        return Err(StoreError::Conflict {
+                            kind: r.kind,
+                            key: r.key,
+                        });
                     }
                     stmts.push(self.stmt(
                         "UPDATE registry SET key = ?3, body = ?4, created_at = ?5, updated_at = ?6 WHERE kind = ?1 AND id = ?2",
@@ -138,13 +155,19 @@ impl Store for D1Store {
                             ],
                         )?);
                     } else if self.find(r.kind, &r.id).await?.is_some() {
-                        return Err(StoreError::Conflict { kind: r.kind, key: r.key });
+                        return Err(StoreError::Conflict {
+                            kind: r.kind,
+                            key: r.key,
+                        });
                     } else {
                         stmts.push(self.insert_stmt(&r)?);
                     }
                 }
                 Op::Delete { kind, id } => {
-                    stmts.push(self.stmt("DELETE FROM registry WHERE kind = ?1 AND id = ?2", &[kind.as_str().into(), id.into()])?);
+                    stmts.push(self.stmt(
+                        "DELETE FROM registry WHERE kind = ?1 AND id = ?2",
+                        &[kind.as_str().into(), id.into()],
+                    )?);
                 }
             }
         }
@@ -162,6 +185,7 @@ impl Store for D1Store {
 
     async fn ping(&self) -> Result<(), StoreError> {
         let row: Option<serde_json::Value> = self.stmt("SELECT 1 AS one", &[])?.first(None).await.map_err(backend)?;
-        row.map(|_| ()).ok_or_else(|| StoreError::Backend("SELECT 1 returned nothing".into()))
+        row.map(|_| ())
+            .ok_or_else(|| StoreError::Backend("SELECT 1 returned nothing".into()))
     }
 }

@@ -18,24 +18,37 @@ impl HttpClient for FetchClient {
     async fn send(&self, r: OutboundRequest) -> Result<InboundResponse, HttpError> {
         let headers = Headers::new();
         for (k, v) in &r.headers {
-            headers.append(k, v).map_err(|e| HttpError::InvalidUrl(format!("header {k}: {e}")))?;
+            headers
+                .append(k, v)
+                .map_err(|e| HttpError::InvalidUrl(format!("header {k}: {e}")))?;
         }
         let mut init = RequestInit::new();
         init.with_method(method(&r.method)).with_headers(headers);
         if let Some(body) = &r.body {
             init.with_body(Some(js_sys::Uint8Array::from(body.as_ref()).into()));
         }
-        let req = Request::new_with_init(&r.url, &init).map_err(|e| HttpError::InvalidUrl(format!("{}: {e}", r.url)))?;
-        let mut resp = Fetch::Request(req).send().await.map_err(|e| HttpError::Connect(e.to_string()))?;
+        let req =
+            Request::new_with_init(&r.url, &init).map_err(|e| HttpError::InvalidUrl(format!("{}: {e}", r.url)))?;
+        let mut resp = Fetch::Request(req)
+            .send()
+            .await
+            .map_err(|e| HttpError::Connect(e.to_string()))?;
         let status = http::StatusCode::from_u16(resp.status_code()).map_err(|e| HttpError::Body(e.to_string()))?;
         let mut out_headers = http::HeaderMap::new();
         for (k, v) in resp.headers().entries() {
-            if let (Ok(name), Ok(value)) = (http::HeaderName::from_bytes(k.as_bytes()), http::HeaderValue::from_str(&v)) {
+            if let (Ok(name), Ok(value)) = (
+                http::HeaderName::from_bytes(k.as_bytes()),
+                http::HeaderValue::from_str(&v),
+            ) {
                 out_headers.append(name, value);
             }
         }
         let body = resp.stream().map_err(|e| HttpError::Body(e.to_string()))?;
         let body = body.map(|chunk| chunk.map(Bytes::from).map_err(|e| HttpError::Body(e.to_string())));
-        Ok(InboundResponse { status, headers: out_headers, body: Box::pin(body) })
+        Ok(InboundResponse {
+            status,
+            headers: out_headers,
+            body: Box::pin(body),
+        })
     }
 }

@@ -72,20 +72,35 @@ impl Spawner for LocalSpawner {
 }
 
 fn var(env: &Env, name: &str) -> Option<String> {
-    env.var(name).ok().map(|v| v.to_string()).filter(|v| !v.trim().is_empty())
+    env.var(name)
+        .ok()
+        .map(|v| v.to_string())
+        .filter(|v| !v.trim().is_empty())
 }
 
 fn number<T: std::str::FromStr>(env: &Env, name: &str, default: T) -> Result<T> {
     match var(env, name) {
         None => Ok(default),
-        Some(v) => v.trim().parse().map_err(|_| worker::Error::RustError(format!("invalid setting {name}: '{v}' is not a number"))),
+        Some(v) => v
+            .trim()
+            .parse()
+            .map_err(|_| worker::Error::RustError(format!("invalid setting {name}: '{v}' is not a number"))),
     }
 }
 
 /// Settings from wrangler vars, into the same struct native uses.
 fn config(env: &Env) -> Result<GatewayConfig> {
     let d = GatewayConfig::default();
-    let list = |name: &str| var(env, name).map(|v| v.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect()).unwrap_or_default();
+    let list = |name: &str| {
+        var(env, name)
+            .map(|v| {
+                v.split(',')
+                    .map(|s| s.trim().to_string())
+                    .filter(|s| !s.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
     let cfg = GatewayConfig {
         bind_host: var(env, "MCPGW_BIND_HOST").unwrap_or_else(|| "0.0.0.0".into()),
         allowed_hosts: list("MCPGW_ALLOWED_HOSTS"),
@@ -96,7 +111,13 @@ fn config(env: &Env) -> Result<GatewayConfig> {
         tool_timeout_ms: number(env, "MCPGW_TOOL_TIMEOUT_MS", d.tool_timeout_ms)?,
         ..d
     };
-    cfg.validate().map_err(|e| worker::Error::RustError(format!("invalid setting MCPGW_{}: {}", e.setting.to_ascii_uppercase(), e.message)))?;
+    cfg.validate().map_err(|e| {
+        worker::Error::RustError(format!(
+            "invalid setting MCPGW_{}: {}",
+            e.setting.to_ascii_uppercase(),
+            e.message
+        ))
+    })?;
     Ok(cfg)
 }
 
@@ -114,7 +135,10 @@ fn build_gateway(env: &Env) -> Result<Gateway> {
         ids: Arc::new(CryptoIds),
         spawner: Arc::new(LocalSpawner),
     };
-    let info = ServerInfo { name: "mcpgw".into(), version: env!("CARGO_PKG_VERSION").into() };
+    let info = ServerInfo {
+        name: "mcpgw".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+    };
     Gateway::new(config(env)?, ports, info).map_err(|e| worker::Error::RustError(e.to_string()))
 }
 
@@ -168,14 +192,23 @@ fn route(req: &http::Request<bytes::Bytes>) -> Route {
         "message" => req
             .uri()
             .query()
-            .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("sessionId=").or_else(|| kv.strip_prefix("session_id="))))
+            .and_then(|q| {
+                q.split('&')
+                    .find_map(|kv| kv.strip_prefix("sessionId=").or_else(|| kv.strip_prefix("session_id=")))
+            })
             .map(|id| Route::Session(id.to_string()))
             .unwrap_or(Route::Worker),
         _ => Route::Worker,
     }
 }
 
-async fn to_session(env: &Env, session: &str, req: &http::Request<bytes::Bytes>, url: &str, new: bool) -> Result<Response> {
+async fn to_session(
+    env: &Env,
+    session: &str,
+    req: &http::Request<bytes::Bytes>,
+    url: &str,
+    new: bool,
+) -> Result<Response> {
     // Session ids come from clients: anything that is not one of ours cannot name an object.
     if session.is_empty() || session.len() > 128 || !session.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
         let gw = worker_gateway(env)?;
@@ -183,7 +216,11 @@ async fn to_session(env: &Env, session: &str, req: &http::Request<bytes::Bytes>,
     }
     let ns = env.durable_object(SESSIONS_BINDING)?;
     let stub = ns.id_from_name(session)?.get_stub()?;
-    let extra: Vec<(&str, &str)> = if new { vec![(NEW_SESSION_HEADER, session)] } else { vec![] };
+    let extra: Vec<(&str, &str)> = if new {
+        vec![(NEW_SESSION_HEADER, session)]
+    } else {
+        vec![]
+    };
     stub.fetch_with_request(convert::to_worker(req, url, &extra)?).await
 }
 
@@ -230,7 +267,12 @@ impl McpSession {
 
 impl DurableObject for McpSession {
     fn new(state: State, env: Env) -> Self {
-        Self { state, env, gateway: RefCell::new(None), has_session: RefCell::new(false) }
+        Self {
+            state,
+            env,
+            gateway: RefCell::new(None),
+            has_session: RefCell::new(false),
+        }
     }
 
     async fn fetch(&self, req: Request) -> Result<Response> {
@@ -246,7 +288,10 @@ impl DurableObject for McpSession {
         }
         let resp = gw.handle(hreq).await;
         let created = resp.headers().contains_key("mcp-session-id")
-            || resp.headers().get("content-type").is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
+            || resp
+                .headers()
+                .get("content-type")
+                .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
         if created && !*self.has_session.borrow() {
             *self.has_session.borrow_mut() = true;
             self.state.storage().set_alarm(UPKEEP).await?;
