@@ -253,30 +253,319 @@ pub fn render_fixture(name: &str, backend: &str, dir: &TempDir) -> anyhow::Resul
     Ok(out)
 }
 
+/// Which gateway the suite runs against: `MCPGW_TARGET=native` (default) or `edge`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// The `mcpgw` binary.
+    Native,
+    /// The Worker under `wrangler dev` (workerd).
+    Edge,
+}
+
+/// The target named by `MCPGW_TARGET`.
+pub fn target() -> Target {
+    match std::env::var("MCPGW_TARGET").as_deref() {
+        Ok("edge") => Target::Edge,
+        _ => Target::Native,
+    }
+}
+
+/// A `wrangler dev` process serving the built Worker on 127.0.0.1, with its own persist dir.
+/// Stopped (with its workerd children) by its process group on drop.
+pub struct EdgeProcess {
+    child: Child,
+    /// `http://127.0.0.1:<port>`.
+    pub url: String,
+    /// The bound address.
+    pub addr: SocketAddr,
+    /// Holds the persisted D1 and Durable Object state, the config and the log.
+    pub state_dir: PathBuf,
+}
+
+fn wrangler(args: &[&str], dir: &Path) -> Command {
+    let root = repo_root();
+    let mut cmd = Command::new(node_bin());
+    cmd.arg(root.join("node_modules/.bin/wrangler"))
+        .args(args)
+        .current_dir(dir);
+    cmd.env("WRANGLER_SEND_METRICS", "false")
+        .env("CI", "true")
+        .env("NO_COLOR", "1");
+    cmd
+}
+
+impl EdgeProcess {
+    /// Starts the Worker with `vars` (wrangler `--var`), persisting state under `state_dir`
+    /// (created, migrated on first use; reused as it is when restarting).
+    pub fn start(state_dir: &Path, vars: &[(&str, &str)]) -> anyhow::Result<Self> {
+        use std::os::unix::process::CommandExt;
+        let root = repo_root();
+        let shim = root.join("edge/build/worker/shim.mjs");
+        if !shim.exists() {
+            bail!(
+                "{} not found: build the Worker first (bash scripts/edge.sh build)",
+                shim.display()
+            );
+        }
+        std::fs::create_dir_all(state_dir)?;
+        // The repository's wrangler.toml without [build] (the Worker is built once, beforehand).
+        let toml = std::fs::read_to_string(root.join("wrangler.toml"))?;
+        let mut cfg = String::new();
+        let mut skip = false;
+        for line in toml.lines() {
+            if line.starts_with('[') {
+                skip = line.trim() == "[build]";
+            }
+            if skip {
+                continue;
+            }
+            let line = line
+                .replace(
+                    "\"edge/build/worker/shim.mjs\"",
+                    &format!("{:?}", shim.display().to_string()),
+                )
+                .replace(
+                    "migrations_dir = \"migrations\"",
+                    &format!("migrations_dir = {:?}", root.join("migrations").display().to_string()),
+                );
+            cfg.push_str(&line);
+            cfg.push('\n');
+        }
+        let cfg_path = state_dir.join("wrangler.toml");
+        std::fs::write(&cfg_path, cfg)?;
+        let persist = state_dir.join("state");
+        let persist_s = persist.to_str().context("utf-8 path")?.to_string();
+        let cfg_s = cfg_path.to_str().context("utf-8 path")?.to_string();
+        if !persist.exists() {
+            let mut migrate = wrangler(
+                &[
+                    "d1",
+                    "migrations",
+                    "apply",
+                    "mcpgw",
+                    "--local",
+                    "--config",
+                    &cfg_s,
+                    "--persist-to",
+                    &persist_s,
+                ],
+                state_dir,
+            );
+            let (ok, out) = run_with_timeout(&mut migrate, Duration::from_secs(120))?;
+            if !ok {
+                bail!("wrangler d1 migrations apply failed:\n{out}");
+            }
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let port_s = port.to_string();
+        let mut args = vec![
+            "dev",
+            "--config",
+            &cfg_s,
+            "--local",
+            "--ip",
+            "127.0.0.1",
+            "--port",
+            &port_s,
+            "--persist-to",
+            &persist_s,
+        ];
+        args.extend(["--inspector-port", "0", "--var", "MCPGW_BIND_HOST:127.0.0.1"]);
+        let var_args: Vec<String> = vars.iter().map(|(k, v)| format!("{k}:{v}")).collect();
+        for v in &var_args {
+            args.extend(["--var", v.as_str()]);
+        }
+        let log = std::fs::File::create(state_dir.join("wrangler.log"))?;
+        let mut cmd = wrangler(&args, state_dir);
+        cmd.stdout(log.try_clone()?)
+            .stderr(log)
+            .stdin(Stdio::null())
+            .process_group(0);
+        let child = cmd.spawn().context("spawn wrangler dev")?;
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse()?;
+        let mut edge = Self {
+            child,
+            url: format!("http://{addr}"),
+            addr,
+            state_dir: state_dir.to_path_buf(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            if let Some(status) = edge.child.try_wait()? {
+                let log = std::fs::read_to_string(state_dir.join("wrangler.log")).unwrap_or_default();
+                bail!("wrangler dev exited ({status}):\n{log}");
+            }
+            if health_ok(addr) {
+                return Ok(edge);
+            }
+            if Instant::now() > deadline {
+                let log = std::fs::read_to_string(state_dir.join("wrangler.log")).unwrap_or_default();
+                bail!("wrangler dev not ready within 90 s:\n{log}");
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Stops wrangler and its workerd children (SIGTERM to the process group, then SIGKILL).
+    pub fn stop(&mut self) {
+        let group = format!("-{}", self.child.id());
+        let _ = Command::new("kill").args(["-TERM", "--", &group]).status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &group])
+            .stderr(Stdio::null())
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for EdgeProcess {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A plain `GET /health` over a raw socket: true on a 200.
+fn health_ok(addr: SocketAddr) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(500)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+    let req = format!(
+        "GET /health HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\n\r\n",
+        addr.port()
+    );
+    if s.write_all(req.as_bytes()).is_err() {
+        return false;
+    }
+    let mut buf = [0u8; 16];
+    s.read(&mut buf)
+        .map(|n| buf[..n].starts_with(b"HTTP/1.1 200"))
+        .unwrap_or(false)
+}
+
+/// A gateway of the selected [`Target`].
+pub enum TestGateway {
+    /// The native process.
+    Native(GatewayProcess),
+    /// The Worker under wrangler dev.
+    Edge(EdgeProcess),
+}
+
+impl TestGateway {
+    /// `http://127.0.0.1:<port>`.
+    pub fn url(&self) -> &str {
+        match self {
+            TestGateway::Native(g) => &g.url,
+            TestGateway::Edge(e) => &e.url,
+        }
+    }
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        match self {
+            TestGateway::Native(g) => g.addr,
+            TestGateway::Edge(e) => e.addr,
+        }
+    }
+    /// The native process, for native-only tests (signals, exit status).
+    pub fn native(&mut self) -> &mut GatewayProcess {
+        match self {
+            TestGateway::Native(g) => g,
+            TestGateway::Edge(_) => panic!("this test is native-only; run it without MCPGW_TARGET=edge"),
+        }
+    }
+}
+
+/// Starts a gateway of the selected target with settings given as native flags
+/// (`--page-size N`, `--max-body-bytes N`; the edge gets them as wrangler vars) and an empty
+/// registry in `dir`.
+pub fn start_target(dir: &TempDir, settings: &[&str]) -> anyhow::Result<TestGateway> {
+    match target() {
+        Target::Native => {
+            let db = dir.join("gw.db");
+            let mut args = vec!["--database", db.to_str().context("utf-8 path")?];
+            args.extend_from_slice(settings);
+            Ok(TestGateway::Native(GatewayProcess::start(&args, &[])?))
+        }
+        Target::Edge => {
+            let mut vars = Vec::new();
+            for pair in settings.chunks(2) {
+                let name = match pair[0] {
+                    "--page-size" => "MCPGW_PAGE_SIZE",
+                    "--max-body-bytes" => "MCPGW_MAX_BODY_BYTES",
+                    "--tool-timeout-ms" => "MCPGW_TOOL_TIMEOUT_MS",
+                    other => bail!("setting {other} has no edge equivalent"),
+                };
+                vars.push((name, *pair.get(1).context("a setting needs a value")?));
+            }
+            Ok(TestGateway::Edge(EdgeProcess::start(&dir.join("edge"), &vars)?))
+        }
+    }
+}
+
+/// Creates every entry of a seed file through the REST API, in file order.
+pub async fn seed_over_rest(url: &str, seed_toml: &str) -> anyhow::Result<()> {
+    let file: toml::Table = toml::from_str(seed_toml)?;
+    let http = reqwest::Client::new();
+    for (section, collection) in [
+        ("tool", "tools"),
+        ("resource", "resources"),
+        ("resource_template", "resources"),
+        ("prompt", "prompts"),
+        ("server", "servers"),
+    ] {
+        let Some(entries) = file.get(section).and_then(|v| v.as_array()) else {
+            continue;
+        };
+        for entry in entries {
+            let body = serde_json::to_value(entry)?;
+            let r = http.post(format!("{url}/{collection}")).json(&body).send().await?;
+            anyhow::ensure!(
+                r.status() == reqwest::StatusCode::CREATED,
+                "seed {section}: {} {}",
+                r.status(),
+                r.text().await?
+            );
+        }
+    }
+    Ok(())
+}
+
 /// A gateway seeded from a fixture file, with the REST backend its tools call.
 pub struct SeededGateway {
-    /// The gateway process.
-    pub gw: GatewayProcess,
+    /// The gateway (native process or Worker).
+    pub gw: TestGateway,
     /// The REST backend.
     pub backend: RestBackend,
     /// Holds the database and the rendered fixture.
     pub dir: TempDir,
 }
 
-/// Starts a REST backend and a gateway seeded from `fixtures/<fixture>` (with extra arguments).
-pub async fn start_seeded(fixture: &str, extra_args: &[&str]) -> anyhow::Result<SeededGateway> {
+/// Starts a REST backend and a gateway of the selected target seeded from
+/// `fixtures/<fixture>`: natively with `--config`, on the edge through the REST API.
+pub async fn start_seeded(fixture: &str, settings: &[&str]) -> anyhow::Result<SeededGateway> {
     let backend = start_rest_backend().await?;
     let dir = TempDir::new("seeded");
     let cfg = render_fixture(fixture, &backend.url, &dir)?;
-    let db = dir.join("gw.db");
-    let mut args = vec![
-        "--database",
-        db.to_str().context("utf-8 path")?,
-        "--config",
-        cfg.to_str().context("utf-8 path")?,
-    ];
-    args.extend_from_slice(extra_args);
-    let gw = GatewayProcess::start(&args, &[])?;
+    let gw = match target() {
+        Target::Native => {
+            let mut args = vec!["--config", cfg.to_str().context("utf-8 path")?];
+            args.extend_from_slice(settings);
+            start_target(&dir, &args)?
+        }
+        Target::Edge => {
+            let gw = start_target(&dir, settings)?;
+            seed_over_rest(gw.url(), &std::fs::read_to_string(&cfg)?).await?;
+            gw
+        }
+    };
     Ok(SeededGateway { gw, backend, dir })
 }
 

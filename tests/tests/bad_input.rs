@@ -3,14 +3,14 @@
 
 use std::time::Duration;
 
-use mcpgw_e2e::{initialize, GatewayProcess, TempDir};
+use mcpgw_e2e::{initialize, start_target, TempDir, TestGateway};
 use reqwest::{Client, Response, StatusCode};
 use serde_json::{json, Value};
 
 const ACCEPT: &str = "application/json, text/event-stream";
 
 struct Fixture {
-    gw: GatewayProcess,
+    gw: TestGateway,
     http: Client,
     session: String,
     _dir: TempDir,
@@ -19,17 +19,12 @@ struct Fixture {
 impl Fixture {
     async fn start() -> Self {
         let dir = TempDir::new("bad-input");
-        let db = dir.join("gw.db");
-        let gw = GatewayProcess::start(
-            &["--database", db.to_str().expect("utf-8"), "--max-body-bytes", "65536"],
-            &[],
-        )
-        .expect("gateway");
+        let gw = start_target(&dir, &["--max-body-bytes", "65536"]).expect("gateway");
         let http = Client::builder()
             .timeout(Duration::from_secs(10))
             .build()
             .expect("client");
-        let session = initialize(&http, &gw.url).await.expect("initialize");
+        let session = initialize(&http, gw.url()).await.expect("initialize");
         Self {
             gw,
             http,
@@ -41,7 +36,7 @@ impl Fixture {
     async fn mcp_raw(&self, body: &str, headers: &[(&str, &str)]) -> Response {
         let mut rb = self
             .http
-            .post(format!("{}/mcp", self.gw.url))
+            .post(format!("{}/mcp", self.gw.url()))
             .header("content-type", "application/json")
             .body(body.to_string());
         for (k, v) in headers {
@@ -148,7 +143,7 @@ async fn missing_or_wrong_accept_is_406() {
         f.session,
         ping.len()
     );
-    let status_line = raw_http(f.gw.addr, &raw).await;
+    let status_line = raw_http(f.gw.addr(), &raw).await;
     assert!(status_line.starts_with("HTTP/1.1 406"), "no Accept: {status_line}");
     let r = f
         .mcp_raw(ping, &[("accept", "text/html"), ("mcp-session-id", &f.session)])
@@ -164,7 +159,7 @@ async fn missing_or_wrong_accept_is_406() {
         .contains("Accept"));
     let r = f
         .http
-        .get(format!("{}/mcp", f.gw.url))
+        .get(format!("{}/mcp", f.gw.url()))
         .header("accept", "application/json")
         .header("mcp-session-id", &f.session)
         .send()
@@ -187,7 +182,7 @@ async fn unknown_session_is_404() {
     // A deleted session is gone too.
     let d = f
         .http
-        .delete(format!("{}/mcp", f.gw.url))
+        .delete(format!("{}/mcp", f.gw.url()))
         .header("mcp-session-id", &f.session)
         .send()
         .await
@@ -231,7 +226,7 @@ async fn oversize_body_is_413() {
     assert_eq!(rpc_code(r).await, -32600);
     let r = f
         .http
-        .post(format!("{}/tools", f.gw.url))
+        .post(format!("{}/tools", f.gw.url()))
         .header("content-type", "application/json")
         .body(big)
         .send()
@@ -245,7 +240,7 @@ async fn oversize_body_is_413() {
 async fn bad_rest_payloads_name_the_field() {
     let f = Fixture::start().await;
     let post = |path: &'static str, body: String| {
-        let url = format!("{}{path}", f.gw.url);
+        let url = format!("{}{path}", f.gw.url());
         let http = f.http.clone();
         async move {
             http.post(url)
@@ -337,7 +332,7 @@ async fn hostile_requests_never_crash_the_gateway() {
     ] {
         let r = f
             .http
-            .request(method.parse().expect("method"), format!("{}{path}", f.gw.url))
+            .request(method.parse().expect("method"), format!("{}{path}", f.gw.url()))
             .send()
             .await
             .expect("send");
@@ -345,7 +340,7 @@ async fn hostile_requests_never_crash_the_gateway() {
     }
     assert_eq!(
         f.http
-            .get(format!("{}/nowhere", f.gw.url))
+            .get(format!("{}/nowhere", f.gw.url()))
             .send()
             .await
             .expect("get")
@@ -354,7 +349,7 @@ async fn hostile_requests_never_crash_the_gateway() {
     );
     assert_eq!(
         f.http
-            .get(format!("{}/health", f.gw.url))
+            .get(format!("{}/health", f.gw.url()))
             .send()
             .await
             .expect("health")

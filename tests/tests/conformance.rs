@@ -37,7 +37,7 @@ async fn conformance_foundation_scenarios() {
     let seeded = start_seeded("sdk.toml", &[]).await.expect("seeded gateway");
     let gw = &seeded.gw;
     // The suite's DNS-rebinding scenario derives the valid Host from this URL: use "localhost".
-    let url = format!("http://localhost:{}/mcp", gw.addr.port());
+    let url = format!("http://localhost:{}/mcp", gw.addr().port());
     let conformance = repo_root().join("node_modules/.bin/conformance");
     let results = tokio::task::spawn_blocking(move || {
         let mut failures = Vec::new();

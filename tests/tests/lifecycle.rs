@@ -166,27 +166,27 @@ async fn sigterm_ends_sse_streams_and_exits_cleanly() {
 
 #[tokio::test]
 async fn sigterm_lets_in_flight_requests_finish() {
-    let seeded = start_seeded("sdk.toml", &[]).await.expect("seeded gateway");
+    let mut seeded = start_seeded("sdk.toml", &[]).await.expect("seeded gateway");
     let slow = serde_json::json!({"name": "slow", "url": format!("{}/slow", seeded.backend.url)});
     let http = client();
     let r = http
-        .post(format!("{}/tools", seeded.gw.url))
+        .post(format!("{}/tools", seeded.gw.url()))
         .json(&slow)
         .send()
         .await
         .expect("create");
     assert_eq!(r.status(), StatusCode::CREATED);
-    let sid = initialize(&http, &seeded.gw.url).await.expect("initialize");
+    let sid = initialize(&http, seeded.gw.url()).await.expect("initialize");
     let call = json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {"name": "slow", "arguments": {"ms": 1500}}});
     let pending = http
-        .post(format!("{}/mcp", seeded.gw.url))
+        .post(format!("{}/mcp", seeded.gw.url()))
         .header("accept", ACCEPT)
         .header("mcp-session-id", &sid)
         .json(&call)
         .send();
     let pending = tokio::spawn(pending);
     tokio::time::sleep(Duration::from_millis(300)).await;
-    seeded.gw.signal("TERM").expect("term");
+    seeded.gw.native().signal("TERM").expect("term");
     let answer: Value = pending
         .await
         .expect("join")
@@ -199,8 +199,12 @@ async fn sigterm_lets_in_flight_requests_finish() {
         .as_str()
         .expect("text")
         .contains("1500"));
-    let mut seeded = seeded;
-    assert!(seeded.gw.wait_exit(Duration::from_secs(5)).expect("exit").success());
+    assert!(seeded
+        .gw
+        .native()
+        .wait_exit(Duration::from_secs(5))
+        .expect("exit")
+        .success());
 }
 
 #[tokio::test]
@@ -286,9 +290,9 @@ async fn post_sse_stream_is_resumable() {
     let seeded = start_seeded("sdk.toml", &[]).await.expect("seeded gateway");
     let gw = &seeded.gw;
     let http = client();
-    let sid = initialize(&http, &gw.url).await.expect("initialize");
+    let sid = initialize(&http, gw.url()).await.expect("initialize");
     let post = |body: Value| {
-        http.post(format!("{}/mcp", gw.url))
+        http.post(format!("{}/mcp", gw.url()))
             .header("accept", ACCEPT)
             .header("mcp-session-id", &sid)
             .json(&body)
@@ -317,7 +321,7 @@ async fn post_sse_stream_is_resumable() {
         .contains("Rome"));
     // A client that lost the stream after the first event gets the rest by Last-Event-ID.
     let resumed = http
-        .get(format!("{}/mcp", gw.url))
+        .get(format!("{}/mcp", gw.url()))
         .header("accept", "text/event-stream")
         .header("mcp-session-id", &sid)
         .header("last-event-id", events[0].0.as_str())

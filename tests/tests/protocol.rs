@@ -36,7 +36,7 @@ async fn init(http: &Client, url: &str, version: &str) -> (String, Value) {
 async fn negotiates_every_supported_revision_and_offers_the_latest_otherwise() {
     let seeded = start_seeded("sdk.toml", &[]).await.expect("gateway");
     let http = client();
-    let url = format!("{}/mcp", seeded.gw.url);
+    let url = format!("{}/mcp", seeded.gw.url());
     for v in ["2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25"] {
         let (_, r) = init(&http, &url, v).await;
         assert_eq!(r["result"]["protocolVersion"], v);
@@ -46,7 +46,7 @@ async fn negotiates_every_supported_revision_and_offers_the_latest_otherwise() {
     let (_, r) = init(&http, &url, "2099-01-01").await;
     assert_eq!(r["result"]["protocolVersion"], "2025-11-25");
     // A virtual server says who it is.
-    let (_, r) = init(&http, &format!("{}/servers/docs/mcp", seeded.gw.url), "2025-11-25").await;
+    let (_, r) = init(&http, &format!("{}/servers/docs/mcp", seeded.gw.url()), "2025-11-25").await;
     assert_eq!(r["result"]["serverInfo"]["name"], "mcpgw/docs");
     assert_eq!(r["result"]["instructions"], "Docs only");
 }
@@ -55,7 +55,7 @@ async fn negotiates_every_supported_revision_and_offers_the_latest_otherwise() {
 async fn batches_work_for_2025_03_26_sessions() {
     let seeded = start_seeded("sdk.toml", &[]).await.expect("gateway");
     let http = client();
-    let url = format!("{}/mcp", seeded.gw.url);
+    let url = format!("{}/mcp", seeded.gw.url());
     let (sid, _) = init(&http, &url, "2025-03-26").await;
     let batch = json!([
         {"jsonrpc": "2.0", "id": "a", "method": "ping"},
@@ -94,7 +94,7 @@ async fn batches_work_for_2025_03_26_sessions() {
 async fn notifications_and_responses_get_202() {
     let seeded = start_seeded("sdk.toml", &[]).await.expect("gateway");
     let http = client();
-    let url = format!("{}/mcp", seeded.gw.url);
+    let url = format!("{}/mcp", seeded.gw.url());
     let (sid, _) = init(&http, &url, "2025-11-25").await;
     for body in [
         json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
@@ -118,7 +118,7 @@ async fn notifications_and_responses_get_202() {
 async fn log_notifications_respect_the_level() {
     let seeded = start_seeded("sdk.toml", &[]).await.expect("gateway");
     let http = client();
-    let url = format!("{}/mcp", seeded.gw.url);
+    let url = format!("{}/mcp", seeded.gw.url());
     let (sid, _) = init(&http, &url, "2025-11-25").await;
     let post = |body: Value| {
         http.post(&url)
@@ -159,7 +159,7 @@ async fn rest_crud_is_what_mcp_clients_see() {
     let http = client();
     let rpc = |method: &str, params: Value| {
         let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
-        let req = http.post(format!("{}/rpc", gw.url)).json(&body);
+        let req = http.post(format!("{}/rpc", gw.url())).json(&body);
         async move { req.send().await.expect("rpc").json::<Value>().await.expect("json") }
     };
     let tool_names = |v: &Value| -> Vec<String> {
@@ -173,7 +173,7 @@ async fn rest_crud_is_what_mcp_clients_see() {
     let create =
         json!({"name": "forecast", "description": "Forecast", "url": format!("{}/weather", seeded.backend.url)});
     let r = http
-        .post(format!("{}/tools", gw.url))
+        .post(format!("{}/tools", gw.url()))
         .json(&create)
         .send()
         .await
@@ -186,7 +186,7 @@ async fn rest_crud_is_what_mcp_clients_see() {
 
     // PATCH merges, PUT replaces; both keep the id.
     let r = http
-        .patch(format!("{}/tools/forecast", gw.url))
+        .patch(format!("{}/tools/forecast", gw.url()))
         .json(&json!({"description": "Five days"}))
         .send()
         .await
@@ -203,7 +203,7 @@ async fn rest_crud_is_what_mcp_clients_see() {
     assert_eq!(entry["description"], "Five days");
     let put = json!({"name": "forecast2", "url": format!("{}/weather", seeded.backend.url)});
     let r = http
-        .put(format!("{}{location}", gw.url))
+        .put(format!("{}{location}", gw.url()))
         .json(&put)
         .send()
         .await
@@ -219,15 +219,15 @@ async fn rest_crud_is_what_mcp_clients_see() {
 
     // Add it to the virtual server: its endpoint lists it; /mcp still lists everything.
     let r = http
-        .patch(format!("{}/servers/docs", gw.url))
+        .patch(format!("{}/servers/docs", gw.url()))
         .json(&json!({"tools": ["weather", "forecast2"]}))
         .send()
         .await
         .expect("patch server");
     assert_eq!(r.status(), StatusCode::OK);
-    let (sid, _) = init(&http, &format!("{}/servers/docs/mcp", gw.url), "2025-11-25").await;
+    let (sid, _) = init(&http, &format!("{}/servers/docs/mcp", gw.url()), "2025-11-25").await;
     let r = http
-        .post(format!("{}/servers/docs/mcp", gw.url))
+        .post(format!("{}/servers/docs/mcp", gw.url()))
         .header("accept", ACCEPT)
         .header("mcp-session-id", &sid)
         .json(&json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}))
@@ -237,7 +237,7 @@ async fn rest_crud_is_what_mcp_clients_see() {
     assert_eq!(tool_names(&r.json().await.expect("json")), ["forecast2", "weather"]);
     // A tool outside the server cannot be called through it.
     let r = http
-        .post(format!("{}/servers/docs/mcp", gw.url))
+        .post(format!("{}/servers/docs/mcp", gw.url()))
         .header("accept", ACCEPT)
         .header("mcp-session-id", &sid)
         .json(&json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {"name": "echo", "arguments": {}}}))
@@ -248,13 +248,13 @@ async fn rest_crud_is_what_mcp_clients_see() {
 
     // DELETE, then it is gone everywhere.
     let r = http
-        .delete(format!("{}/tools/forecast2", gw.url))
+        .delete(format!("{}/tools/forecast2", gw.url()))
         .send()
         .await
         .expect("delete");
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
     assert_eq!(
-        http.get(format!("{}/tools/forecast2", gw.url))
+        http.get(format!("{}/tools/forecast2", gw.url()))
             .send()
             .await
             .expect("get")

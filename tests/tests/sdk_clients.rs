@@ -13,7 +13,7 @@ async fn with_gateway(run: impl Fn(&str) -> anyhow::Result<()> + Send + 'static)
         .await
         .expect("seeded gateway");
     let gw = &seeded.gw;
-    let url = gw.url.clone();
+    let url = gw.url().to_string();
     // Client scripts block; the backend keeps running on the runtime's other worker.
     tokio::task::spawn_blocking(move || run(&url))
         .await

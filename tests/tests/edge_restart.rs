@@ -1,0 +1,59 @@
+//! The edge across a `wrangler dev` restart on the same persist dir. Registry data lives in D1
+//! and survives. Session state lives in the session's Durable Object memory, so an open
+//! session's next request gets the spec's 404 and the client initializes again. This file always
+//! runs the edge, whatever `MCPGW_TARGET` says.
+
+use std::time::Duration;
+
+use mcpgw_e2e::{initialize, EdgeProcess, TempDir};
+use reqwest::{Client, StatusCode};
+use serde_json::{json, Value};
+
+const ACCEPT: &str = "application/json, text/event-stream";
+
+#[tokio::test]
+async fn registry_survives_a_restart_and_open_sessions_get_404() {
+    let dir = TempDir::new("edge-restart");
+    let state = dir.join("edge");
+    let http = Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("client");
+    let mut edge = EdgeProcess::start(&state, &[]).expect("wrangler dev");
+    let tool = json!({"name": "kept", "description": "survives restarts", "url": "http://127.0.0.1:9/x"});
+    let r = http
+        .post(format!("{}/tools", edge.url))
+        .json(&tool)
+        .send()
+        .await
+        .expect("create");
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let created: Value = r.json().await.expect("json");
+    let sid = initialize(&http, &edge.url).await.expect("initialize");
+    let ping = json!({"jsonrpc": "2.0", "id": 2, "method": "ping"});
+    let post = |url: &str, sid: &str| {
+        http.post(format!("{url}/mcp"))
+            .header("accept", ACCEPT)
+            .header("mcp-session-id", sid)
+            .json(&ping)
+            .send()
+    };
+    assert_eq!(post(&edge.url, &sid).await.expect("ping").status(), StatusCode::OK);
+
+    edge.stop();
+    let edge = EdgeProcess::start(&state, &[]).expect("wrangler dev again");
+    let got: Value = http
+        .get(format!("{}/tools/kept", edge.url))
+        .send()
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(got["id"], created["id"], "the registry survives in D1");
+    let r = post(&edge.url, &sid).await.expect("ping after restart");
+    assert_eq!(r.status(), StatusCode::NOT_FOUND, "the old session is gone");
+    assert_eq!(r.json::<Value>().await.expect("json")["error"]["code"], -32001);
+    let sid2 = initialize(&http, &edge.url).await.expect("initialize again");
+    assert_eq!(post(&edge.url, &sid2).await.expect("ping").status(), StatusCode::OK);
+}
