@@ -11,7 +11,7 @@ WORKER_BUILD_VERSION=0.8.7
 WASM_BINDGEN_VERSION=$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/"/, "", $3); print $3; exit }' Cargo.lock)
 
 install() {
-  export PATH="$HOME/.cargo/bin:$PATH"
+  export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
   rustup target list --installed | grep -qx wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown
   if ! worker-build --version 2>/dev/null | grep -q "$WORKER_BUILD_VERSION"; then
     cargo install worker-build --version "$WORKER_BUILD_VERSION" --locked
@@ -26,10 +26,10 @@ install() {
 }
 
 build() {
-  export PATH="$HOME/.cargo/bin:$PATH"
+  export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
   # worker-build fetches wasm-bindgen and wasm-opt from outside the registries unless told where
   # they are; both come from registries here.
-  export WASM_BINDGEN_BIN="$HOME/.cargo/bin/wasm-bindgen"
+  export WASM_BINDGEN_BIN="${CARGO_HOME:-$HOME/.cargo}/bin/wasm-bindgen"
   export WASM_OPT_BIN="$PWD/node_modules/.bin/wasm-opt"
   # The workspace's wasm-release profile: size-oriented, no strip (wasm-bindgen needs it).
   (cd edge && worker-build --profile wasm-release)
