@@ -629,3 +629,38 @@ pub fn run_with_timeout(cmd: &mut Command, timeout: Duration) -> anyhow::Result<
         None => Ok((false, format!("TIMED OUT after {timeout:?}\n{output}"))),
     }
 }
+
+/// Reads SSE events from a response until `n` events arrived; returns (id, data) pairs.
+/// Panics (failing the test) if they do not arrive within 10 s.
+pub async fn read_events(r: reqwest::Response, n: usize) -> Vec<(String, serde_json::Value)> {
+    use futures_lite::StreamExt;
+    let mut stream = r.bytes_stream();
+    let mut buf = String::new();
+    let mut events = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while events.len() < n {
+        let chunk = tokio::time::timeout_at(deadline, stream.next())
+            .await
+            .expect("events in time")
+            .expect("stream open")
+            .expect("chunk");
+        buf.push_str(&String::from_utf8_lossy(&chunk));
+        while let Some(end) = buf.find("\n\n") {
+            let block: String = buf.drain(..end + 2).collect();
+            let id = block
+                .lines()
+                .find_map(|l| l.strip_prefix("id: "))
+                .unwrap_or_default()
+                .to_string();
+            let data: String = block
+                .lines()
+                .filter_map(|l| l.strip_prefix("data: "))
+                .collect::<Vec<_>>()
+                .join("\n");
+            if !data.is_empty() {
+                events.push((id, serde_json::from_str(&data).expect("JSON data")));
+            }
+        }
+    }
+    events
+}

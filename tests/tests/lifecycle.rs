@@ -4,10 +4,9 @@
 use std::process::Command;
 use std::time::Duration;
 
-use futures_lite::StreamExt;
 use mcpgw_e2e::{
-    gateway_bin, initialize, render_fixture, run_with_timeout, start_rest_backend, start_seeded, GatewayProcess,
-    TempDir,
+    gateway_bin, initialize, read_events, render_fixture, run_with_timeout, start_rest_backend, start_seeded,
+    GatewayProcess, TempDir,
 };
 use reqwest::{Client, StatusCode};
 use serde_json::{json, Value};
@@ -19,39 +18,6 @@ fn client() -> Client {
         .timeout(Duration::from_secs(20))
         .build()
         .expect("client")
-}
-
-/// Reads SSE events from a response until `n` events arrived; returns (id, data) pairs.
-async fn read_events(r: reqwest::Response, n: usize) -> Vec<(String, Value)> {
-    let mut stream = r.bytes_stream();
-    let mut buf = String::new();
-    let mut events = Vec::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while events.len() < n {
-        let chunk = tokio::time::timeout_at(deadline, stream.next())
-            .await
-            .expect("events in time")
-            .expect("stream open")
-            .expect("chunk");
-        buf.push_str(&String::from_utf8_lossy(&chunk));
-        while let Some(end) = buf.find("\n\n") {
-            let block: String = buf.drain(..end + 2).collect();
-            let id = block
-                .lines()
-                .find_map(|l| l.strip_prefix("id: "))
-                .unwrap_or_default()
-                .to_string();
-            let data: String = block
-                .lines()
-                .filter_map(|l| l.strip_prefix("data: "))
-                .collect::<Vec<_>>()
-                .join("\n");
-            if !data.is_empty() {
-                events.push((id, serde_json::from_str(&data).expect("JSON data")));
-            }
-        }
-    }
-    events
 }
 
 #[tokio::test]
@@ -283,51 +249,4 @@ async fn standalone_stream_gets_list_changed_and_replays_by_last_event_id() {
     let resumed = get().header("last-event-id", "g.1").send().await.expect("resume");
     let replayed = read_events(resumed, 1).await;
     assert_eq!(replayed[0].0, "g.2");
-}
-
-#[tokio::test]
-async fn post_sse_stream_is_resumable() {
-    let seeded = start_seeded("sdk.toml", &[]).await.expect("seeded gateway");
-    let gw = &seeded.gw;
-    let http = client();
-    let sid = initialize(&http, gw.url()).await.expect("initialize");
-    let post = |body: Value| {
-        http.post(format!("{}/mcp", gw.url()))
-            .header("accept", ACCEPT)
-            .header("mcp-session-id", &sid)
-            .json(&body)
-    };
-    post(json!({"jsonrpc":"2.0","id":2,"method":"logging/setLevel","params":{"level":"debug"}}))
-        .send()
-        .await
-        .expect("level");
-    let r = post(
-        json!({"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"weather","arguments":{"city":"Rome"}}}),
-    )
-    .send()
-    .await
-    .expect("call");
-    assert_eq!(
-        r.headers()["content-type"],
-        "text/event-stream",
-        "notifications turn the response into SSE"
-    );
-    let events = read_events(r, 2).await;
-    assert_eq!(events[0].1["method"], "notifications/message");
-    assert_eq!(events[1].1["id"], 3);
-    assert!(events[1].1["result"]["content"][0]["text"]
-        .as_str()
-        .expect("text")
-        .contains("Rome"));
-    // A client that lost the stream after the first event gets the rest by Last-Event-ID.
-    let resumed = http
-        .get(format!("{}/mcp", gw.url()))
-        .header("accept", "text/event-stream")
-        .header("mcp-session-id", &sid)
-        .header("last-event-id", events[0].0.as_str())
-        .send()
-        .await
-        .expect("resume");
-    let body = resumed.text().await.expect("finite replay");
-    assert!(body.contains("\"id\":3") && body.contains("Rome"), "{body}");
 }

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use mcpgw_e2e::start_seeded;
+use mcpgw_e2e::{initialize, read_events, start_seeded};
 use reqwest::{Client, StatusCode};
 use serde_json::{json, Value};
 
@@ -264,4 +264,51 @@ async fn rest_crud_is_what_mcp_clients_see() {
     assert!(!tool_names(&rpc("tools/list", json!({})).await).contains(&"forecast2".to_string()));
     let v = rpc("tools/call", json!({"name": "forecast2", "arguments": {}})).await;
     assert_eq!(v["error"]["code"], -32602);
+}
+
+#[tokio::test]
+async fn post_sse_stream_is_resumable() {
+    let seeded = start_seeded("sdk.toml", &[]).await.expect("seeded gateway");
+    let gw = &seeded.gw;
+    let http = client();
+    let sid = initialize(&http, gw.url()).await.expect("initialize");
+    let post = |body: Value| {
+        http.post(format!("{}/mcp", gw.url()))
+            .header("accept", ACCEPT)
+            .header("mcp-session-id", &sid)
+            .json(&body)
+    };
+    post(json!({"jsonrpc":"2.0","id":2,"method":"logging/setLevel","params":{"level":"debug"}}))
+        .send()
+        .await
+        .expect("level");
+    let r = post(
+        json!({"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"weather","arguments":{"city":"Rome"}}}),
+    )
+    .send()
+    .await
+    .expect("call");
+    assert_eq!(
+        r.headers()["content-type"],
+        "text/event-stream",
+        "notifications turn the response into SSE"
+    );
+    let events = read_events(r, 2).await;
+    assert_eq!(events[0].1["method"], "notifications/message");
+    assert_eq!(events[1].1["id"], 3);
+    assert!(events[1].1["result"]["content"][0]["text"]
+        .as_str()
+        .expect("text")
+        .contains("Rome"));
+    // A client that lost the stream after the first event gets the rest by Last-Event-ID.
+    let resumed = http
+        .get(format!("{}/mcp", gw.url()))
+        .header("accept", "text/event-stream")
+        .header("mcp-session-id", &sid)
+        .header("last-event-id", events[0].0.as_str())
+        .send()
+        .await
+        .expect("resume");
+    let body = resumed.text().await.expect("finite replay");
+    assert!(body.contains("\"id\":3") && body.contains("Rome"), "{body}");
 }
