@@ -5,14 +5,15 @@
 //! through the gateway, and `tools/list` through the gateway. Also time-to-ready (fresh and
 //! existing database) and idle RSS. Every loop is bounded in count and time.
 //!
-//! usage: mcpgw-bench [--requests N] [--concurrency C] [--out FILE]
+//! usage: mcpgw-bench [--requests N] [--concurrency C] [--edge] [--out FILE]
+//! (`--edge` also measures the Worker under `wrangler dev`; build it first with scripts/edge.sh)
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context};
-use mcpgw_e2e::{initialize, start_rest_backend, GatewayProcess, TempDir};
+use mcpgw_e2e::{initialize, start_rest_backend, EdgeProcess, GatewayProcess, TempDir};
 use serde_json::{json, Value};
 
 const ACCEPT: &str = "application/json, text/event-stream";
@@ -181,10 +182,93 @@ fn arg(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
+/// Registers the benchmark's tools (one REST tool and 20 fillers) and opens a session.
+async fn prepare(http: &reqwest::Client, url: &str, backend: &str) -> anyhow::Result<String> {
+    let tool = json!({"name": "weather", "description": "Weather", "url": format!("{backend}/weather"),
+        "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}});
+    let r = http.post(format!("{url}/tools")).json(&tool).send().await?;
+    ensure!(r.status().as_u16() == 201, "register tool: {}", r.status());
+    for i in 0..20 {
+        let filler =
+            json!({"name": format!("filler_{i:02}"), "description": "filler", "url": format!("{backend}/weather")});
+        let r = http.post(format!("{url}/tools")).json(&filler).send().await?;
+        ensure!(r.status().as_u16() == 201, "register filler: {}", r.status());
+    }
+    initialize(http, url).await
+}
+
+/// Warms up, then runs every phase over [`ROUNDS`] interleaved rounds at each concurrency, so
+/// machine noise hits all phases alike; each phase reports its median round.
+async fn measure(
+    t: &Targets,
+    total: usize,
+    concurrencies: &[usize],
+    limit: Duration,
+) -> anyhow::Result<Vec<(usize, Vec<Phase>)>> {
+    run_round(t, (total / 10).max(50), concurrencies[0], limit, 0).await?;
+    let mut by_concurrency = Vec::new();
+    for &c in concurrencies {
+        let n = if c == 1 { (total / 5).max(100) } else { total };
+        let mut rounds: Vec<Vec<Phase>> = Vec::new();
+        for r in 0..ROUNDS {
+            rounds.push(run_round(t, n, c, limit, (r as u64 + 1) * 100_000_000 * c as u64).await?);
+        }
+        let mut medians = Vec::new();
+        for i in 0..rounds[0].len() {
+            let mut column: Vec<Phase> = rounds
+                .iter_mut()
+                .map(|r| std::mem::replace(&mut r[i], Phase::empty()))
+                .collect();
+            column.sort_by(|a, b| a.rps().total_cmp(&b.rps()));
+            medians.push(column.swap_remove(ROUNDS / 2));
+        }
+        by_concurrency.push((c, medians));
+    }
+    Ok(by_concurrency)
+}
+
+/// Prints one table per concurrency and returns the report rows.
+fn report(label: &str, by_concurrency: &[(usize, Vec<Phase>)]) -> Vec<Value> {
+    let mut rows = Vec::new();
+    for (c, phases) in by_concurrency {
+        let base = &phases[0];
+        println!(
+            "{label}, concurrency {c}, {} requests per phase per round:\n",
+            phases[0].requests
+        );
+        println!("| phase | req/s | ratio to direct | p50 ms | p99 ms |");
+        println!("| --- | ---: | ---: | ---: | ---: |");
+        for p in phases {
+            println!(
+                "| {} | {:.0} | {:.2} | {:.3} | {:.3} |",
+                p.name,
+                p.rps(),
+                p.rps() / base.rps(),
+                p.pct(0.5),
+                p.pct(0.99)
+            );
+            rows.push(
+                json!({"target": label, "concurrency": c, "name": p.name, "requests": p.requests, "rps": p.rps(),
+                "ratio_to_direct": p.rps() / base.rps(), "p50_ms": p.pct(0.5), "p99_ms": p.pct(0.99)}),
+            );
+        }
+        let (floor, call, ping) = (&phases[1], &phases[2], &phases[4]);
+        println!(
+            "\np50: tools/call adds {:.3} ms over the direct call; reaching the gateway costs {:.3} ms \
+             (/health minus direct); MCP handling costs {:.3} ms (ping minus /health)\n",
+            call.pct(0.5) - base.pct(0.5),
+            floor.pct(0.5) - base.pct(0.5),
+            ping.pct(0.5) - floor.pct(0.5)
+        );
+    }
+    rows
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> anyhow::Result<()> {
     let total = arg("--requests", 20_000);
     let concurrency = arg("--concurrency", 16);
+    let edge = std::env::args().any(|a| a == "--edge");
     let limit = Duration::from_secs(60);
     let out_file = std::env::args().skip_while(|a| a != "--out").nth(1);
 
@@ -210,92 +294,56 @@ async fn main() -> anyhow::Result<()> {
 
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(concurrency * 2)
-        .timeout(Duration::from_secs(10))
+        .timeout(Duration::from_secs(30))
         .build()?;
-    let tool = json!({"name": "weather", "description": "Weather", "url": format!("{}/weather", backend.url),
-        "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}});
-    let r = http.post(format!("{}/tools", gw.url)).json(&tool).send().await?;
-    ensure!(r.status().as_u16() == 201, "register tool: {}", r.status());
-    for i in 0..20 {
-        let filler = json!({"name": format!("filler_{i:02}"), "description": "filler", "url": format!("{}/weather", backend.url)});
-        http.post(format!("{}/tools", gw.url)).json(&filler).send().await?;
-    }
-    let sid = initialize(&http, &gw.url).await?;
-
-    let targets = Targets {
+    let direct_url = format!("{}/weather?city=Paris", backend.url);
+    let sid = prepare(&http, &gw.url, &backend.url).await?;
+    let native = Targets {
         http: http.clone(),
-        direct_url: format!("{}/weather?city=Paris", backend.url),
+        direct_url: direct_url.clone(),
         mcp_url: format!("{}/mcp", gw.url),
         sid,
     };
-    // Warm connections and caches, then interleave the phases over several rounds so machine
-    // noise hits all of them alike; each phase reports its median round.
-    run_round(&targets, total / 10, concurrency, limit, 0).await?;
-    let mut by_concurrency = Vec::new();
-    for c in [concurrency, 1] {
-        let n = if c == 1 { (total / 5).max(100) } else { total };
-        let mut rounds: Vec<Vec<Phase>> = Vec::new();
-        for r in 0..ROUNDS {
-            rounds.push(run_round(&targets, n, c, limit, (r as u64 + 1) * 100_000_000 * c as u64).await?);
-        }
-        let mut medians = Vec::new();
-        for i in 0..rounds[0].len() {
-            let mut column: Vec<Phase> = rounds
-                .iter_mut()
-                .map(|r| std::mem::replace(&mut r[i], Phase::empty()))
-                .collect();
-            column.sort_by(|a, b| a.rps().total_cmp(&b.rps()));
-            medians.push(column.swap_remove(ROUNDS / 2));
-        }
-        by_concurrency.push((c, medians));
-    }
+    let native_results = measure(&native, total, &[concurrency, 1], limit).await?;
     let rss_after_kib = gw.rss_kib().unwrap_or(0);
+    drop(gw);
+
+    // The same phases through the Worker under wrangler dev (local workerd is not production;
+    // the figure is there to catch regressions).
+    let edge_results = if edge {
+        let worker = EdgeProcess::start(&dir.join("edge"), &[])?;
+        let sid = prepare(&http, &worker.url, &backend.url).await?;
+        let t = Targets {
+            http: http.clone(),
+            direct_url,
+            mcp_url: format!("{}/mcp", worker.url),
+            sid,
+        };
+        Some(measure(&t, (total / 5).max(500), &[concurrency, 1], limit).await?)
+    } else {
+        None
+    };
 
     println!("mcpgw bench: REST backend, gateway and load generator on one machine (127.0.0.1); median of {ROUNDS} interleaved rounds\n");
-    let ms = |d: &Duration| d.as_secs_f64() * 1000.0;
-    let mut report_phases = Vec::new();
-    for (c, phases) in &by_concurrency {
-        let base = &phases[0];
-        println!(
-            "concurrency {c}, {} requests per phase per round:\n",
-            phases[0].requests
-        );
-        println!("| phase | req/s | ratio to direct | p50 ms | p99 ms |");
-        println!("| --- | ---: | ---: | ---: | ---: |");
-        for p in phases {
-            println!(
-                "| {} | {:.0} | {:.2} | {:.3} | {:.3} |",
-                p.name,
-                p.rps(),
-                p.rps() / base.rps(),
-                p.pct(0.5),
-                p.pct(0.99)
-            );
-            report_phases.push(
-                json!({"concurrency": c, "name": p.name, "requests": p.requests, "rps": p.rps(),
-                "ratio_to_direct": p.rps() / base.rps(), "p50_ms": p.pct(0.5), "p99_ms": p.pct(0.99)}),
-            );
-        }
-        let (floor, call, ping) = (&phases[1], &phases[2], &phases[4]);
-        println!(
-            "\np50: tools/call adds {:.3} ms over the direct call; reaching the gateway process costs {:.3} ms \
-             (/health minus direct); MCP handling costs {:.3} ms (ping minus /health)\n",
-            call.pct(0.5) - base.pct(0.5),
-            floor.pct(0.5) - base.pct(0.5),
-            ping.pct(0.5) - floor.pct(0.5)
-        );
+    let mut rows = report("native", &native_results);
+    if let Some(r) = &edge_results {
+        rows.extend(report("edge (wrangler dev)", r));
     }
+    let ms = |d: &Duration| d.as_secs_f64() * 1000.0;
     println!(
         "time to ready (spawn to listening): fresh database {:.1} ms; existing database median {:.1} ms (min {:.1}, max {:.1})",
-        ms(&ready_fresh), ms(&ready_existing[2]), ms(&ready_existing[0]), ms(&ready_existing[4])
+        ms(&ready_fresh),
+        ms(&ready_existing[2]),
+        ms(&ready_existing[0]),
+        ms(&ready_existing[4])
     );
     println!(
-        "RSS: idle {:.1} MB; after load {:.1} MB",
+        "RSS (native): idle {:.1} MB; after load {:.1} MB",
         rss_idle_kib as f64 / 1024.0,
         rss_after_kib as f64 / 1024.0
     );
     let report = json!({
-        "rounds": ROUNDS, "phases": report_phases,
+        "rounds": ROUNDS, "phases": rows,
         "ready_ms_fresh_db": ms(&ready_fresh), "ready_ms_existing_db_median": ms(&ready_existing[2]),
         "rss_idle_mb": rss_idle_kib as f64 / 1024.0, "rss_after_load_mb": rss_after_kib as f64 / 1024.0,
     });
