@@ -9,7 +9,6 @@ use serde_json::Value;
 
 use crate::error::{api_error, json_response, method_not_allowed};
 use crate::gateway::{Body, Inner};
-use crate::jsonrpc;
 use crate::ports::Kind;
 use crate::registry::record_json;
 
@@ -100,28 +99,11 @@ impl Inner {
         match result {
             Ok(resp) => {
                 if req.method() != Method::GET {
-                    self.announce_change(kind).await;
+                    self.refresh_registry().await;
                 }
                 resp
             }
             Err(e) => e.to_response(),
-        }
-    }
-
-    /// Tells connected clients that a list changed.
-    async fn announce_change(&self, kind: Kind) {
-        let methods: &[&str] = match kind {
-            Kind::Tool => &["notifications/tools/list_changed"],
-            Kind::Resource => &["notifications/resources/list_changed"],
-            Kind::Prompt => &["notifications/prompts/list_changed"],
-            _ => &[
-                "notifications/tools/list_changed",
-                "notifications/resources/list_changed",
-                "notifications/prompts/list_changed",
-            ],
-        };
-        for m in methods {
-            self.broadcast(jsonrpc::notification(m, None)).await;
         }
     }
 }

@@ -17,7 +17,7 @@ use crate::hub::{Frame, Hub, OnDrop};
 use crate::jsonrpc::{self, Incoming, Json, Message, Request as RpcRequest, RpcError};
 use crate::mcp::{CallCtx, Outbound};
 use crate::platform::{boxed, boxed_stream, BoxStream};
-use crate::ports::{Cache, Clock, EventStore, HttpClient, Ids, SessionState, SessionStore, Spawner, Store};
+use crate::ports::{Cache, Clock, EventStore, HttpClient, Ids, Kind, SessionState, SessionStore, Spawner, Store};
 use crate::protocol;
 use crate::registry::{Registry, Server};
 
@@ -260,6 +260,13 @@ impl Gateway {
     /// Number of open SSE streams (standalone and legacy).
     pub fn open_streams(&self) -> usize {
         self.inner.hub.open_streams()
+    }
+
+    /// Reloads the registry and sends `list_changed` for lists that changed since the last
+    /// refresh, whoever changed them (call periodically: another instance, or on the edge the
+    /// Worker, may have written). Returns how many notifications each open stream got.
+    pub async fn refresh_registry(&self) -> usize {
+        self.inner.refresh_registry().await
     }
 
     /// Sends an SSE keep-alive comment on every open stream (call every ~15 s, so that clients
@@ -576,6 +583,8 @@ impl Inner {
             }
         };
         self.maybe_sweep().await;
+        // The registry as this session first sees it is what later list_changed are measured from.
+        let _ = self.registry.snapshot().await;
         match self.initialize_result(&req, scope.as_ref()) {
             Ok((version, result, params)) => {
                 let mut s = self.new_session(http_req, scope.as_ref(), false);
@@ -781,6 +790,34 @@ impl Inner {
         self.events.forget(sid).await;
         self.hub.close(sid);
         Response::new(Body::Empty)
+    }
+
+    /// Reloads the registry and tells connected clients which lists changed since the last
+    /// refresh; returns how many notifications went out per stream.
+    pub(crate) async fn refresh_registry(&self) -> usize {
+        let kinds = match self.registry.refresh().await {
+            Ok(k) => k,
+            // The store is unreachable: nothing to announce; the next refresh will see it.
+            Err(_) => return 0,
+        };
+        let mut methods = std::collections::BTreeSet::new();
+        for kind in kinds {
+            match kind {
+                Kind::Tool => methods.insert("notifications/tools/list_changed"),
+                Kind::Resource => methods.insert("notifications/resources/list_changed"),
+                Kind::Prompt => methods.insert("notifications/prompts/list_changed"),
+                // Membership changes what a virtual server's clients see in every list.
+                _ => {
+                    methods.insert("notifications/tools/list_changed");
+                    methods.insert("notifications/resources/list_changed");
+                    methods.insert("notifications/prompts/list_changed")
+                }
+            };
+        }
+        for m in &methods {
+            self.broadcast(jsonrpc::notification(m, None)).await;
+        }
+        methods.len()
     }
 
     /// Sends a server-initiated message to every session with a live stream.

@@ -123,14 +123,18 @@ impl Hub {
         }
     }
 
-    /// Delivers to one live stream of the session (each message goes on exactly one stream).
+    /// Delivers to one live stream of the session (each message goes on exactly one stream):
+    /// the newest, because a client that reconnects has abandoned the older ones, which a runtime
+    /// may not notice until it next writes to them.
     pub fn send(&self, session: &str, frame: Frame) -> bool {
         let mut st = self.lock();
         let Some(list) = st.conns.get_mut(session) else {
             return false;
         };
         list.retain(|(_, tx)| !tx.is_closed());
-        list.iter().any(|(_, tx)| tx.unbounded_send(frame.clone()).is_ok())
+        list.iter()
+            .rev()
+            .any(|(_, tx)| tx.unbounded_send(frame.clone()).is_ok())
     }
 
     /// Sends a keep-alive to every open stream and forgets the ones whose client is gone;
@@ -241,10 +245,17 @@ mod tests {
         let (c2, mut r2) = hub.attach("s").unwrap();
         assert!(hub.send("s", Frame::message(None, "x".into())));
         assert!(!hub.send("other", Frame::message(None, "x".into())));
-        let got1 = futures::executor::block_on(async { futures::poll!(r1.next()) });
-        assert!(matches!(got1, Poll::Ready(Some(_))));
+        let got2 = futures::executor::block_on(async { futures::poll!(r2.next()) });
+        assert!(matches!(got2, Poll::Ready(Some(_))), "the newest stream gets it");
+        assert!(
+            futures::executor::block_on(async { futures::poll!(r1.next()) }).is_pending(),
+            "and only it"
+        );
         hub.detach("s", c2);
         assert!(futures::executor::block_on(async { futures::poll!(r2.next()) }).is_ready());
+        assert!(hub.send("s", Frame::message(None, "y".into())));
+        let got1 = futures::executor::block_on(async { futures::poll!(r1.next()) });
+        assert!(matches!(got1, Poll::Ready(Some(_))), "then the remaining one");
         hub.shutdown();
         assert!(hub.attach("s").is_none());
         assert!(futures::executor::block_on(r1.next()).is_none());

@@ -100,6 +100,22 @@ pub struct Snapshot {
     tool_index: HashMap<String, usize>,
     resource_index: HashMap<String, usize>,
     prompt_index: HashMap<String, usize>,
+    /// One hash per kind (in [`Kind::ALL`] order) over ids, keys, bodies and update times:
+    /// equal fingerprints mean the same list.
+    fingerprints: [u64; 4],
+}
+
+/// A hash of a kind's records, to notice a list change however it happened.
+fn fingerprint(records: &[Record]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    for r in records {
+        r.id.hash(&mut h);
+        r.key.hash(&mut h);
+        r.updated_at.hash(&mut h);
+        r.body.to_string().hash(&mut h);
+    }
+    h.finish()
 }
 
 impl Snapshot {
@@ -124,7 +140,15 @@ impl Snapshot {
     }
 
     fn build(tools: Vec<Record>, resources: Vec<Record>, prompts: Vec<Record>, servers: Vec<Record>) -> Self {
-        let mut snap = Snapshot::default();
+        let mut snap = Snapshot {
+            fingerprints: [
+                fingerprint(&tools),
+                fingerprint(&resources),
+                fingerprint(&prompts),
+                fingerprint(&servers),
+            ],
+            ..Snapshot::default()
+        };
         // Records were validated on the way in; one that no longer parses is skipped, not fatal.
         for r in tools {
             if let Ok(def) = serde_json::from_value::<ToolDef>(r.body) {
@@ -195,6 +219,8 @@ pub struct Registry {
     ids: Arc<dyn Ids>,
     cache_ms: u64,
     cached: Mutex<Option<Cached>>,
+    /// The fingerprints clients were last told about (see [`Registry::refresh`]).
+    announced: Mutex<Option<[u64; 4]>>,
 }
 
 fn kind_label(kind: Kind) -> &'static str {
@@ -222,6 +248,7 @@ impl Registry {
             ids,
             cache_ms,
             cached: Mutex::new(None),
+            announced: Mutex::new(None),
         }
     }
 
@@ -248,7 +275,31 @@ impl Registry {
             snapshot: snap.clone(),
             loaded_at: now,
         });
+        // The first load is the reference later changes are measured against.
+        self.announced
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_or_insert(snap.fingerprints);
         Ok(snap)
+    }
+
+    /// Reloads the snapshot and returns the kinds whose lists changed since the last refresh
+    /// (or since the first load), whoever changed them: this process, another instance sharing
+    /// the database, or the Worker in front of a Durable Object.
+    pub async fn refresh(&self) -> Result<Vec<Kind>, RegistryError> {
+        let previous = *self.announced.lock().unwrap_or_else(|e| e.into_inner());
+        self.invalidate();
+        let snap = self.snapshot().await?;
+        *self.announced.lock().unwrap_or_else(|e| e.into_inner()) = Some(snap.fingerprints);
+        let Some(previous) = previous else {
+            return Ok(Vec::new());
+        };
+        Ok(Kind::ALL
+            .into_iter()
+            .zip(previous.iter().zip(snap.fingerprints.iter()))
+            .filter(|(_, (a, b))| a != b)
+            .map(|(k, _)| k)
+            .collect())
     }
 
     /// Drops the cached snapshot (after a write).
@@ -510,6 +561,40 @@ mod tests {
                 r.snapshot().await.unwrap().tool("w").is_none(),
                 "writes refresh the snapshot"
             );
+        });
+    }
+
+    #[test]
+    fn refresh_reports_the_kinds_that_changed_by_any_writer() {
+        block_on(async {
+            let store: Arc<dyn Store> = Arc::new(MemoryStore::default());
+            let clock = Arc::new(ManualClock::at(1000));
+            let here = Registry::new(store.clone(), clock.clone(), Arc::new(SeqIds::default()), 60_000);
+            let elsewhere = Registry::new(store, clock.clone(), Arc::new(SeqIds::default()), 60_000);
+            assert!(
+                here.refresh().await.unwrap().is_empty(),
+                "the first refresh only sets the reference"
+            );
+            elsewhere
+                .create(Kind::Tool, json!({"name": "t", "url": "http://h/x"}))
+                .await
+                .unwrap();
+            assert_eq!(
+                here.refresh().await.unwrap(),
+                vec![Kind::Tool],
+                "a write by another registry is seen"
+            );
+            assert!(here.refresh().await.unwrap().is_empty(), "and announced once");
+            clock.advance(std::time::Duration::from_millis(5));
+            elsewhere
+                .update(Kind::Tool, "t", json!({"description": "new"}), true)
+                .await
+                .unwrap();
+            elsewhere
+                .create(Kind::Prompt, json!({"name": "p", "template": "x"}))
+                .await
+                .unwrap();
+            assert_eq!(here.refresh().await.unwrap(), vec![Kind::Tool, Kind::Prompt]);
         });
     }
 

@@ -30,8 +30,9 @@ use worker::{durable_object, event, Context, DurableObject, Env, Request, Respon
 const NEW_SESSION_HEADER: &str = "x-mcpgw-new-session";
 /// The Durable Object namespace binding.
 const SESSIONS_BINDING: &str = "SESSIONS";
-/// How often a session object wakes to send SSE keep-alives and check for expiry.
-const UPKEEP: Duration = Duration::from_secs(15);
+/// How often a session object wakes (SSE keep-alives, list_changed for registry writes made by
+/// the Worker, idle expiry), unless `MCPGW_UPKEEP_SECS` says otherwise.
+const UPKEEP_SECS: u64 = 15;
 
 /// Time from the JS runtime.
 pub struct JsClock;
@@ -245,7 +246,8 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
 }
 
 /// One MCP session: its gateway holds the session's state, open SSE streams and event log.
-/// An alarm every 15 s sends SSE keep-alives and expires the session once idle.
+/// An alarm every 15 s sends SSE keep-alives, announces registry changes the Worker made, and
+/// expires the session once idle.
 #[durable_object]
 pub struct McpSession {
     state: State,
@@ -255,6 +257,12 @@ pub struct McpSession {
 }
 
 impl McpSession {
+    fn upkeep(&self) -> Result<Duration> {
+        Ok(Duration::from_secs(
+            number(&self.env, "MCPGW_UPKEEP_SECS", UPKEEP_SECS)?.max(1),
+        ))
+    }
+
     fn gateway(&self) -> Result<Gateway> {
         if let Some(gw) = self.gateway.borrow().clone() {
             return Ok(gw);
@@ -294,7 +302,7 @@ impl DurableObject for McpSession {
                 .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
         if created && !*self.has_session.borrow() {
             *self.has_session.borrow_mut() = true;
-            self.state.storage().set_alarm(UPKEEP).await?;
+            self.state.storage().set_alarm(self.upkeep()?).await?;
         }
         convert::from_http(resp)
     }
@@ -302,8 +310,9 @@ impl DurableObject for McpSession {
     async fn alarm(&self) -> Result<Response> {
         let gw = self.gateway()?;
         gw.keepalive();
+        gw.refresh_registry().await;
         if gw.expire_sessions().await == 0 {
-            self.state.storage().set_alarm(UPKEEP).await?;
+            self.state.storage().set_alarm(self.upkeep()?).await?;
         } else {
             *self.has_session.borrow_mut() = false;
         }

@@ -59,6 +59,10 @@ struct ServeArgs {
     /// Accepted browser Origins, comma-separated (or *).
     #[arg(long, env = "MCPGW_ALLOWED_ORIGINS", default_value = "")]
     allowed_origins: String,
+    /// Seconds between upkeep rounds: SSE keep-alives, and list_changed for registry changes made
+    /// elsewhere (another instance sharing the database).
+    #[arg(long, env = "MCPGW_UPKEEP_SECS", default_value = "15")]
+    upkeep_secs: String,
     /// Seconds in-flight requests get to finish at shutdown.
     #[arg(long, env = "MCPGW_SHUTDOWN_GRACE_SECS", default_value = "10")]
     shutdown_grace_secs: String,
@@ -87,6 +91,7 @@ struct Settings {
     seed: Option<(String, SeedFile)>,
     gateway: GatewayConfig,
     grace: Duration,
+    upkeep: Duration,
 }
 
 fn settings(a: &ServeArgs) -> anyhow::Result<Settings> {
@@ -129,12 +134,17 @@ fn settings(a: &ServeArgs) -> anyhow::Result<Settings> {
         "MCPGW_SHUTDOWN_GRACE_SECS (--shutdown-grace-secs)",
         &a.shutdown_grace_secs,
     )?);
+    let upkeep: u64 = number("MCPGW_UPKEEP_SECS (--upkeep-secs)", &a.upkeep_secs)?;
+    if upkeep == 0 {
+        bail!("invalid setting MCPGW_UPKEEP_SECS (--upkeep-secs): must be at least 1");
+    }
     Ok(Settings {
         addr: SocketAddr::new(ip, port),
         database: a.database.clone(),
         seed,
         gateway,
         grace,
+        upkeep: Duration::from_secs(upkeep),
     })
 }
 
@@ -210,14 +220,16 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         ready_ms = started.elapsed().as_secs_f64() * 1000.0,
         "mcpgw listening on http://{addr}"
     );
-    // Background upkeep: SSE keep-alives every 15 s; idle sessions expire every minute (they
-    // also expire on access).
+    // Background upkeep: SSE keep-alives and list_changed for registry changes made elsewhere,
+    // every round; idle sessions expire every fourth round (they also expire on access).
     let upkeep = gw.clone();
+    let every = s.upkeep;
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(15));
+        let mut tick = tokio::time::interval(every);
         for n in 0u64.. {
             tick.tick().await;
             upkeep.keepalive();
+            upkeep.refresh_registry().await;
             if n % 4 == 3 {
                 upkeep.expire_sessions().await;
             }

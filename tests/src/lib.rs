@@ -501,6 +501,7 @@ pub fn start_target(dir: &TempDir, settings: &[&str]) -> anyhow::Result<TestGate
                     "--page-size" => "MCPGW_PAGE_SIZE",
                     "--max-body-bytes" => "MCPGW_MAX_BODY_BYTES",
                     "--tool-timeout-ms" => "MCPGW_TOOL_TIMEOUT_MS",
+                    "--upkeep-secs" => "MCPGW_UPKEEP_SECS",
                     other => bail!("setting {other} has no edge equivalent"),
                 };
                 vars.push((name, *pair.get(1).context("a setting needs a value")?));

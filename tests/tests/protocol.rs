@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use mcpgw_e2e::{initialize, read_events, start_seeded};
+use mcpgw_e2e::{initialize, read_events, start_seeded, start_target, TempDir};
 use reqwest::{Client, StatusCode};
 use serde_json::{json, Value};
 
@@ -311,4 +311,44 @@ async fn post_sse_stream_is_resumable() {
         .expect("resume");
     let body = resumed.text().await.expect("finite replay");
     assert!(body.contains("\"id\":3") && body.contains("Rome"), "{body}");
+}
+
+#[tokio::test]
+async fn registry_writes_reach_open_streams_as_list_changed_and_replay() {
+    // Natively the write announces at once; on the edge the session's Durable Object notices it
+    // at its next upkeep round (1 s here).
+    let dir = TempDir::new("list-changed");
+    let gw = start_target(&dir, &["--upkeep-secs", "1"]).expect("gateway");
+    let http = client();
+    let sid = initialize(&http, gw.url()).await.expect("initialize");
+    let get = |last: Option<&str>| {
+        let mut rb = http
+            .get(format!("{}/mcp", gw.url()))
+            .header("accept", "text/event-stream")
+            .header("mcp-session-id", &sid);
+        if let Some(id) = last {
+            rb = rb.header("last-event-id", id);
+        }
+        rb.send()
+    };
+    let create = |name: &str| {
+        let body = json!({"name": name, "url": "http://127.0.0.1:9/x"});
+        http.post(format!("{}/tools", gw.url())).json(&body).send()
+    };
+    let stream = get(None).await.expect("get");
+    assert_eq!(create("t1").await.expect("create").status(), StatusCode::CREATED);
+    let first = read_events(stream, 1).await;
+    assert_eq!(first[0].1["method"], "notifications/tools/list_changed");
+    assert_eq!(first[0].0, "g.1");
+    // Reconnect after the first event: the stream goes on live from there.
+    let resumed = get(Some("g.1")).await.expect("resume");
+    assert_eq!(create("t2").await.expect("create").status(), StatusCode::CREATED);
+    let second = read_events(resumed, 1).await;
+    assert_eq!(
+        (second[0].0.as_str(), &second[0].1["method"]),
+        ("g.2", &json!("notifications/tools/list_changed"))
+    );
+    // And a client that missed it gets it replayed.
+    let replayed = read_events(get(Some("g.1")).await.expect("resume again"), 1).await;
+    assert_eq!(replayed[0].0, "g.2");
 }
