@@ -307,6 +307,18 @@ impl Registry {
         *self.cached.lock().unwrap_or_else(|e| e.into_inner()) = None;
     }
 
+    /// A record with a fresh id, created and updated at `now`.
+    fn new_record(&self, kind: Kind, key: String, body: Value, now: u64) -> Record {
+        Record {
+            kind,
+            id: self.ids.new_id(),
+            key,
+            body,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
     /// Every record of a kind, as REST JSON.
     pub async fn list(&self, kind: Kind) -> Result<Vec<Value>, RegistryError> {
         Ok(self.store.list(kind).await?.iter().map(record_json).collect())
@@ -367,15 +379,7 @@ impl Registry {
     /// Creates a record from a REST body.
     pub async fn create(&self, kind: Kind, body: Value) -> Result<Record, RegistryError> {
         let (key, body) = self.check(kind, body, None).await?;
-        let now = self.clock.now_ms();
-        let rec = Record {
-            kind,
-            id: self.ids.new_id(),
-            key,
-            body,
-            created_at: now,
-            updated_at: now,
-        };
+        let rec = self.new_record(kind, key, body, self.clock.now_ms());
         self.store.insert(rec.clone()).await?;
         self.invalidate();
         Ok(rec)
@@ -428,14 +432,7 @@ impl Registry {
         let mut push = |kind: Kind, prefix: String, body: Value| -> Result<(), RegistryError> {
             let (key, body) =
                 model::validate(kind, body).map_err(|e| FieldError::new(format!("{prefix}.{}", e.field), e.message))?;
-            ops.push(Op::Upsert(Record {
-                kind,
-                id: self.ids.new_id(),
-                key,
-                body,
-                created_at: now,
-                updated_at: now,
-            }));
+            ops.push(Op::Upsert(self.new_record(kind, key, body, now)));
             Ok(())
         };
         let to_value = |v: Result<Value, serde_json::Error>| {

@@ -35,6 +35,18 @@ fn to_record(r: Row) -> Result<Record, StoreError> {
     })
 }
 
+/// A record's columns, in `COLUMNS` order, as bind arguments (?1 to ?6).
+fn row_args(r: &Record) -> [JsValue; 6] {
+    [
+        r.kind.as_str().into(),
+        r.id.as_str().into(),
+        r.key.as_str().into(),
+        r.body.to_string().into(),
+        (r.created_at as f64).into(),
+        (r.updated_at as f64).into(),
+    ]
+}
+
 /// The registry in D1.
 pub struct D1Store {
     db: D1Database,
@@ -75,14 +87,7 @@ impl D1Store {
     fn insert_stmt(&self, r: &Record) -> Result<D1PreparedStatement, StoreError> {
         self.stmt(
             &format!("INSERT INTO registry ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"),
-            &[
-                r.kind.as_str().into(),
-                r.id.as_str().into(),
-                r.key.as_str().into(),
-                r.body.to_string().into(),
-                (r.created_at as f64).into(),
-                (r.updated_at as f64).into(),
-            ],
+            &row_args(r),
         )
     }
 }
@@ -132,14 +137,7 @@ impl Store for D1Store {
                     }
                     stmts.push(self.stmt(
                         "UPDATE registry SET key = ?3, body = ?4, created_at = ?5, updated_at = ?6 WHERE kind = ?1 AND id = ?2",
-                        &[
-                            r.kind.as_str().into(),
-                            r.id.as_str().into(),
-                            r.key.as_str().into(),
-                            r.body.to_string().into(),
-                            (r.created_at as f64).into(),
-                            (r.updated_at as f64).into(),
-                        ],
+                        &row_args(&r),
                     )?);
                 }
                 Op::Upsert(r) => {

@@ -570,6 +570,15 @@ pub async fn start_seeded(fixture: &str, settings: &[&str]) -> anyhow::Result<Se
     Ok(SeededGateway { gw, backend, dir })
 }
 
+/// An HTTP client for tests: no proxy, a 30 s timeout.
+pub fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap_or_default()
+}
+
 /// `initialize` over streamable HTTP at `{url}/mcp`; returns the session id.
 pub async fn initialize(http: &reqwest::Client, url: &str) -> anyhow::Result<String> {
     let init = serde_json::json!({"jsonrpc": "2.0", "id": 0, "method": "initialize",

@@ -3,10 +3,8 @@
 //! session's next request gets the spec's 404 and the client initializes again. This file always
 //! runs the edge, whatever `MCPGW_TARGET` says.
 
-use std::time::Duration;
-
-use mcpgw_e2e::{initialize, EdgeProcess, TempDir};
-use reqwest::{Client, StatusCode};
+use mcpgw_e2e::{http_client, initialize, EdgeProcess, TempDir};
+use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 const ACCEPT: &str = "application/json, text/event-stream";
@@ -15,10 +13,7 @@ const ACCEPT: &str = "application/json, text/event-stream";
 async fn registry_survives_a_restart_and_open_sessions_get_404() {
     let dir = TempDir::new("edge-restart");
     let state = dir.join("edge");
-    let http = Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .expect("client");
+    let http = http_client();
     let mut edge = EdgeProcess::start(&state, &[]).expect("wrangler dev");
     let tool = json!({"name": "kept", "description": "survives restarts", "url": "http://127.0.0.1:9/x"});
     let r = http

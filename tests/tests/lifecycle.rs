@@ -5,27 +5,20 @@ use std::process::Command;
 use std::time::Duration;
 
 use mcpgw_e2e::{
-    gateway_bin, initialize, render_fixture, run_with_timeout, start_rest_backend, start_seeded, GatewayProcess,
-    TempDir,
+    gateway_bin, http_client, initialize, render_fixture, run_with_timeout, start_rest_backend, start_seeded,
+    GatewayProcess, TempDir,
 };
-use reqwest::{Client, StatusCode};
+use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 const ACCEPT: &str = "application/json, text/event-stream";
-
-fn client() -> Client {
-    Client::builder()
-        .timeout(Duration::from_secs(20))
-        .build()
-        .expect("client")
-}
 
 #[tokio::test]
 async fn created_record_survives_sigkill() {
     let dir = TempDir::new("durable");
     let db = dir.join("gw.db");
     let db = db.to_str().expect("utf-8");
-    let http = client();
+    let http = http_client();
     let gw = GatewayProcess::start(&["--database", db], &[]).expect("gateway");
     let body = json!({"name": "durable_tool", "description": "must survive", "url": "http://127.0.0.1:1/x"});
     let r = http
@@ -72,7 +65,7 @@ async fn seeding_twice_does_not_duplicate() {
         "--config",
         cfg.to_str().expect("utf-8"),
     ];
-    let http = client();
+    let http = http_client();
     let mut snapshots = Vec::new();
     for _ in 0..2 {
         let gw = GatewayProcess::start(&args, &[]).expect("gateway");
@@ -103,7 +96,7 @@ async fn sigterm_ends_sse_streams_and_exits_cleanly() {
     let dir = TempDir::new("shutdown");
     let db = dir.join("gw.db");
     let mut gw = GatewayProcess::start(&["--database", db.to_str().expect("utf-8")], &[]).expect("gateway");
-    let http = client();
+    let http = http_client();
     let sid = initialize(&http, &gw.url).await.expect("initialize");
     let standalone = http
         .get(format!("{}/mcp", gw.url))
@@ -134,7 +127,7 @@ async fn sigterm_ends_sse_streams_and_exits_cleanly() {
 async fn sigterm_lets_in_flight_requests_finish() {
     let mut seeded = start_seeded("sdk.toml", &[]).await.expect("seeded gateway");
     let slow = serde_json::json!({"name": "slow", "url": format!("{}/slow", seeded.backend.url)});
-    let http = client();
+    let http = http_client();
     let r = http
         .post(format!("{}/tools", seeded.gw.url()))
         .json(&slow)

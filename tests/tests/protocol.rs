@@ -2,20 +2,11 @@
 //! revision allows them, 202 for notifications and responses, log filtering by level, and the
 //! REST API's effect on what MCP clients see (on `/mcp` and on a virtual server).
 
-use std::time::Duration;
-
-use mcpgw_e2e::{initialize, read_events, start_seeded, start_target, TempDir};
+use mcpgw_e2e::{http_client, initialize, read_events, start_seeded, start_target, TempDir};
 use reqwest::{Client, StatusCode};
 use serde_json::{json, Value};
 
 const ACCEPT: &str = "application/json, text/event-stream";
-
-fn client() -> Client {
-    Client::builder()
-        .timeout(Duration::from_secs(20))
-        .build()
-        .expect("client")
-}
 
 async fn init(http: &Client, url: &str, version: &str) -> (String, Value) {
     let body = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize",
@@ -35,7 +26,7 @@ async fn init(http: &Client, url: &str, version: &str) -> (String, Value) {
 #[tokio::test]
 async fn negotiates_every_supported_revision_and_offers_the_latest_otherwise() {
     let seeded = start_seeded("sdk.toml", &[]).await.expect("gateway");
-    let http = client();
+    let http = http_client();
     let url = format!("{}/mcp", seeded.gw.url());
     for v in ["2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25"] {
         let (_, r) = init(&http, &url, v).await;
@@ -54,7 +45,7 @@ async fn negotiates_every_supported_revision_and_offers_the_latest_otherwise() {
 #[tokio::test]
 async fn batches_work_for_2025_03_26_sessions() {
     let seeded = start_seeded("sdk.toml", &[]).await.expect("gateway");
-    let http = client();
+    let http = http_client();
     let url = format!("{}/mcp", seeded.gw.url());
     let (sid, _) = init(&http, &url, "2025-03-26").await;
     let batch = json!([
@@ -93,7 +84,7 @@ async fn batches_work_for_2025_03_26_sessions() {
 #[tokio::test]
 async fn notifications_and_responses_get_202() {
     let seeded = start_seeded("sdk.toml", &[]).await.expect("gateway");
-    let http = client();
+    let http = http_client();
     let url = format!("{}/mcp", seeded.gw.url());
     let (sid, _) = init(&http, &url, "2025-11-25").await;
     for body in [
@@ -117,7 +108,7 @@ async fn notifications_and_responses_get_202() {
 #[tokio::test]
 async fn log_notifications_respect_the_level() {
     let seeded = start_seeded("sdk.toml", &[]).await.expect("gateway");
-    let http = client();
+    let http = http_client();
     let url = format!("{}/mcp", seeded.gw.url());
     let (sid, _) = init(&http, &url, "2025-11-25").await;
     let post = |body: Value| {
@@ -156,7 +147,7 @@ async fn log_notifications_respect_the_level() {
 async fn rest_crud_is_what_mcp_clients_see() {
     let seeded = start_seeded("sdk.toml", &[]).await.expect("gateway");
     let gw = &seeded.gw;
-    let http = client();
+    let http = http_client();
     let rpc = |method: &str, params: Value| {
         let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
         let req = http.post(format!("{}/rpc", gw.url())).json(&body);
@@ -270,7 +261,7 @@ async fn rest_crud_is_what_mcp_clients_see() {
 async fn post_sse_stream_is_resumable() {
     let seeded = start_seeded("sdk.toml", &[]).await.expect("seeded gateway");
     let gw = &seeded.gw;
-    let http = client();
+    let http = http_client();
     let sid = initialize(&http, gw.url()).await.expect("initialize");
     let post = |body: Value| {
         http.post(format!("{}/mcp", gw.url()))
@@ -319,7 +310,7 @@ async fn registry_writes_reach_open_streams_as_list_changed_and_replay() {
     // at its next upkeep round (1 s here).
     let dir = TempDir::new("list-changed");
     let gw = start_target(&dir, &["--upkeep-secs", "1"]).expect("gateway");
-    let http = client();
+    let http = http_client();
     let sid = initialize(&http, gw.url()).await.expect("initialize");
     let get = |last: Option<&str>| {
         let mut rb = http
