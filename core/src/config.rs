@@ -24,6 +24,9 @@ fn d_tool_resp() -> usize {
 fn d_cache() -> u64 {
     2_000
 }
+fn d_max_sessions() -> usize {
+    10_000
+}
 fn d_host() -> String {
     "127.0.0.1".into()
 }
@@ -50,6 +53,9 @@ pub struct GatewayConfig {
     /// Idle seconds after which a session expires.
     #[serde(default = "d_ttl")]
     pub session_ttl_secs: u64,
+    /// Most sessions held at once; past it, idle ones are expired, then new ones refused (503).
+    #[serde(default = "d_max_sessions")]
+    pub max_sessions: usize,
     /// Default timeout of a REST tool call, in milliseconds.
     #[serde(default = "d_tool_timeout")]
     pub tool_timeout_ms: u64,
@@ -78,6 +84,7 @@ fn unreachable_default() -> GatewayConfig {
         max_body_bytes: d_max_body(),
         page_size: d_page(),
         session_ttl_secs: d_ttl(),
+        max_sessions: d_max_sessions(),
         tool_timeout_ms: d_tool_timeout(),
         max_tool_response_bytes: d_tool_resp(),
         registry_cache_ms: d_cache(),
@@ -115,6 +122,9 @@ impl GatewayConfig {
         }
         if self.session_ttl_secs == 0 {
             return Err(bad("session_ttl_secs", "must be greater than 0"));
+        }
+        if self.max_sessions == 0 {
+            return Err(bad("max_sessions", "must be at least 1"));
         }
         if self.tool_timeout_ms == 0 {
             return Err(bad("tool_timeout_ms", "must be greater than 0"));

@@ -477,10 +477,27 @@ impl Inner {
         }
     }
 
-    async fn maybe_sweep(&self) {
+    /// Room for one more session: idle ones are swept now and then, and at once when the
+    /// gateway holds `max_sessions`; still full, a 503 the client can retry.
+    async fn admit_session(&self) -> Result<(), Box<Response<Body>>> {
         if self.inits.fetch_add(1, Ordering::Relaxed) % 64 == 63 {
             self.expire_sessions().await;
         }
+        if self.sessions.count().await < self.config.max_sessions {
+            return Ok(());
+        }
+        self.expire_sessions().await;
+        if self.sessions.count().await < self.config.max_sessions {
+            return Ok(());
+        }
+        let mut r = rpc_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &Value::Null,
+            RpcError::new(-32000, "Too many sessions: try again later"),
+        );
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
+        Err(Box::new(r))
     }
 
     // ---- streamable HTTP -------------------------------------------------------------------
@@ -582,7 +599,9 @@ impl Inner {
                 )
             }
         };
-        self.maybe_sweep().await;
+        if let Err(r) = self.admit_session().await {
+            return *r;
+        }
         // The registry as this session first sees it is what later list_changed are measured from.
         let _ = self.registry.snapshot().await;
         match self.initialize_result(&req, scope.as_ref()) {
@@ -855,7 +874,9 @@ impl Inner {
                 RpcError::invalid_request("Not Acceptable: Accept must list text/event-stream"),
             );
         }
-        self.maybe_sweep().await;
+        if let Err(r) = self.admit_session().await {
+            return *r;
+        }
         let session = self.new_session(&req, scope.as_ref(), true);
         let sid = session.id.clone();
         let Some((conn, rx)) = self.hub.attach(&sid) else {
@@ -1034,6 +1055,49 @@ mod tests {
             // Without the extension, ids are random (here: sequential fakes), never client-chosen.
             let r = gw.handle(post(init, None)).await;
             assert_ne!(r.headers()[MCP_SESSION_ID], "chosen-by-the-edge");
+        });
+    }
+
+    #[test]
+    fn sessions_are_capped_and_idle_ones_make_room() {
+        block_on(async {
+            let clock = Arc::new(ManualClock::at(1_000_000));
+            let ports = Ports {
+                store: Arc::new(MemoryStore::default()),
+                sessions: Arc::new(MemorySessionStore::default()),
+                events: Arc::new(MemoryEventStore::default()),
+                cache: Arc::new(MemoryCache::new(clock.clone())),
+                http: Arc::new(NoNetwork),
+                clock: clock.clone(),
+                ids: Arc::new(SeqIds::default()),
+                spawner: Arc::new(QueueSpawner::default()),
+            };
+            let config = GatewayConfig {
+                session_ttl_secs: 60,
+                max_sessions: 2,
+                ..GatewayConfig::default()
+            };
+            let gw = Gateway::new(
+                config,
+                ports,
+                ServerInfo {
+                    name: "mcpgw".into(),
+                    version: "t".into(),
+                },
+            )
+            .unwrap();
+            let init = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25"}}"#;
+            assert_eq!(gw.handle(post(init, None)).await.status(), StatusCode::OK);
+            assert_eq!(gw.handle(post(init, None)).await.status(), StatusCode::OK);
+            let full = gw.handle(post(init, None)).await;
+            assert_eq!(full.status(), StatusCode::SERVICE_UNAVAILABLE);
+            assert_eq!(full.headers()[header::RETRY_AFTER], "60");
+            clock.advance(Duration::from_secs(61));
+            assert_eq!(
+                gw.handle(post(init, None)).await.status(),
+                StatusCode::OK,
+                "idle sessions made room"
+            );
         });
     }
 

@@ -46,6 +46,9 @@ impl SessionStore for MemorySessionStore {
         }
         gone
     }
+    async fn count(&self) -> usize {
+        lock(&self.sessions).len()
+    }
 }
 
 /// A session's event logs. Sequence numbers are session-wide, so an event id is never reused,

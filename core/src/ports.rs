@@ -190,6 +190,8 @@ pub trait SessionStore: MaybeSend + MaybeSync {
     async fn remove(&self, id: &str) -> bool;
     /// Removes sessions idle since before `cutoff_ms`; returns their ids.
     async fn expire(&self, cutoff_ms: u64) -> Vec<String>;
+    /// How many sessions are held.
+    async fn count(&self) -> usize;
 }
 
 /// One stored SSE event, replayable by `Last-Event-ID`.

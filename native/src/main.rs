@@ -53,6 +53,9 @@ struct ServeArgs {
     /// Idle seconds before a session expires.
     #[arg(long, env = "MCPGW_SESSION_TTL_SECS", default_value = "3600")]
     session_ttl_secs: String,
+    /// Most sessions held at once (idle ones are expired to make room; then 503).
+    #[arg(long, env = "MCPGW_MAX_SESSIONS", default_value = "10000")]
+    max_sessions: String,
     /// Extra accepted Host header values, comma-separated.
     #[arg(long, env = "MCPGW_ALLOWED_HOSTS", default_value = "")]
     allowed_hosts: String,
@@ -114,6 +117,7 @@ fn settings(a: &ServeArgs) -> anyhow::Result<Settings> {
         page_size: number("MCPGW_PAGE_SIZE (--page-size)", &a.page_size)?,
         session_ttl_secs: number("MCPGW_SESSION_TTL_SECS (--session-ttl-secs)", &a.session_ttl_secs)?,
         tool_timeout_ms: number("MCPGW_TOOL_TIMEOUT_MS (--tool-timeout-ms)", &a.tool_timeout_ms)?,
+        max_sessions: number("MCPGW_MAX_SESSIONS (--max-sessions)", &a.max_sessions)?,
         ..GatewayConfig::default()
     };
     gateway.validate().map_err(|e| {

@@ -178,6 +178,7 @@ async fn bad_settings_are_named_at_start_up() {
         (&[], &[("MCPGW_HOST", "not-an-ip")], "MCPGW_HOST"),
         (&["--config", "/nonexistent/mcpgw.toml"], &[], "MCPGW_CONFIG"),
         (&["--max-body-bytes", "12"], &[], "MCPGW_MAX_BODY_BYTES"),
+        (&["--max-sessions", "0"], &[], "MCPGW_MAX_SESSIONS"),
     ];
     for (args, env, expected) in cases {
         let mut cmd = Command::new(gateway_bin());
