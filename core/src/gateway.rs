@@ -171,6 +171,15 @@ fn accepted() -> Response<Body> {
     r
 }
 
+/// 406 for a GET that would open an SSE stream without accepting one.
+fn not_acceptable_sse() -> Response<Body> {
+    rpc_error(
+        StatusCode::NOT_ACCEPTABLE,
+        &Value::Null,
+        RpcError::invalid_request("Not Acceptable: Accept must list text/event-stream"),
+    )
+}
+
 /// 404 for an unknown, expired or foreign session: the client must initialize again.
 fn session_not_found() -> Response<Body> {
     rpc_error(
@@ -477,17 +486,19 @@ impl Inner {
         }
     }
 
-    /// Room for one more session: idle ones are swept now and then, and at once when the
-    /// gateway holds `max_sessions`; still full, a 503 the client can retry.
+    /// Admits one more session (streamable `initialize` or legacy `GET /sse`). Idle sessions are
+    /// swept now and then, and at once when the gateway holds `max_sessions`; still full, a 503
+    /// the client can retry. The registry as the new session first sees it becomes the reference
+    /// later `list_changed` are measured from.
     async fn admit_session(&self) -> Result<(), Box<Response<Body>>> {
         if self.inits.fetch_add(1, Ordering::Relaxed) % 64 == 63 {
             self.expire_sessions().await;
         }
-        if self.sessions.count().await < self.config.max_sessions {
-            return Ok(());
+        if self.sessions.count().await >= self.config.max_sessions {
+            self.expire_sessions().await;
         }
-        self.expire_sessions().await;
         if self.sessions.count().await < self.config.max_sessions {
+            let _ = self.registry.snapshot().await;
             return Ok(());
         }
         let mut r = rpc_error(
@@ -602,8 +613,6 @@ impl Inner {
         if let Err(r) = self.admit_session().await {
             return *r;
         }
-        // The registry as this session first sees it is what later list_changed are measured from.
-        let _ = self.registry.snapshot().await;
         match self.initialize_result(&req, scope.as_ref()) {
             Ok((version, result, params)) => {
                 let mut s = self.new_session(http_req, scope.as_ref(), false);
@@ -742,11 +751,7 @@ impl Inner {
     async fn mcp_get(self: Arc<Self>, req: Request<Bytes>, scope: Option<Arc<Server>>) -> Response<Body> {
         let h = req.headers();
         if !accepts(h, "text/event-stream") {
-            return rpc_error(
-                StatusCode::NOT_ACCEPTABLE,
-                &Value::Null,
-                RpcError::invalid_request("Not Acceptable: Accept must list text/event-stream"),
-            );
+            return not_acceptable_sse();
         }
         if let Err(r) = Self::check_version_header(h) {
             return *r;
@@ -868,11 +873,7 @@ impl Inner {
             return method_not_allowed("GET");
         }
         if !accepts(req.headers(), "text/event-stream") {
-            return rpc_error(
-                StatusCode::NOT_ACCEPTABLE,
-                &Value::Null,
-                RpcError::invalid_request("Not Acceptable: Accept must list text/event-stream"),
-            );
+            return not_acceptable_sse();
         }
         if let Err(r) = self.admit_session().await {
             return *r;
@@ -972,7 +973,7 @@ mod tests {
         }
     }
 
-    fn gateway(clock: Arc<ManualClock>) -> Gateway {
+    fn gateway_with(clock: Arc<ManualClock>, config: GatewayConfig) -> Gateway {
         let ports = Ports {
             store: Arc::new(MemoryStore::default()),
             sessions: Arc::new(MemorySessionStore::default()),
@@ -983,10 +984,6 @@ mod tests {
             ids: Arc::new(SeqIds::default()),
             spawner: Arc::new(QueueSpawner::default()),
         };
-        let config = GatewayConfig {
-            session_ttl_secs: 60,
-            ..GatewayConfig::default()
-        };
         Gateway::new(
             config,
             ports,
@@ -996,6 +993,16 @@ mod tests {
             },
         )
         .unwrap()
+    }
+
+    fn gateway(clock: Arc<ManualClock>) -> Gateway {
+        gateway_with(
+            clock,
+            GatewayConfig {
+                session_ttl_secs: 60,
+                ..GatewayConfig::default()
+            },
+        )
     }
 
     fn post(body: &str, session: Option<&str>) -> Request<Bytes> {
@@ -1062,30 +1069,12 @@ mod tests {
     fn sessions_are_capped_and_idle_ones_make_room() {
         block_on(async {
             let clock = Arc::new(ManualClock::at(1_000_000));
-            let ports = Ports {
-                store: Arc::new(MemoryStore::default()),
-                sessions: Arc::new(MemorySessionStore::default()),
-                events: Arc::new(MemoryEventStore::default()),
-                cache: Arc::new(MemoryCache::new(clock.clone())),
-                http: Arc::new(NoNetwork),
-                clock: clock.clone(),
-                ids: Arc::new(SeqIds::default()),
-                spawner: Arc::new(QueueSpawner::default()),
-            };
             let config = GatewayConfig {
                 session_ttl_secs: 60,
                 max_sessions: 2,
                 ..GatewayConfig::default()
             };
-            let gw = Gateway::new(
-                config,
-                ports,
-                ServerInfo {
-                    name: "mcpgw".into(),
-                    version: "t".into(),
-                },
-            )
-            .unwrap();
+            let gw = gateway_with(clock.clone(), config);
             let init = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25"}}"#;
             assert_eq!(gw.handle(post(init, None)).await.status(), StatusCode::OK);
             assert_eq!(gw.handle(post(init, None)).await.status(), StatusCode::OK);
