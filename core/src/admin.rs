@@ -8,9 +8,12 @@ use percent_encoding::percent_decode_str;
 use serde_json::Value;
 
 use crate::error::{api_error, json_response, method_not_allowed};
+use crate::federation::upstream_error;
 use crate::gateway::{Body, Inner};
+use crate::model::UpstreamDef;
 use crate::ports::Kind;
-use crate::registry::record_json;
+use crate::ports::Record;
+use crate::registry::{record_json, RegistryError};
 
 /// The kind served under a collection path segment.
 pub(crate) fn collection_kind(segment: &str) -> Option<Kind> {
@@ -19,6 +22,7 @@ pub(crate) fn collection_kind(segment: &str) -> Option<Kind> {
         "resources" => Some(Kind::Resource),
         "prompts" => Some(Kind::Prompt),
         "servers" => Some(Kind::Server),
+        "gateways" => Some(Kind::Gateway),
         _ => None,
     }
 }
@@ -53,6 +57,9 @@ impl Inner {
             return api_error(StatusCode::NOT_FOUND, "not_found", "no such collection", None);
         };
         let id = id.map(|i| percent_decode_str(i).decode_utf8_lossy().into_owned());
+        if kind == Kind::Gateway {
+            return self.admin_upstream(&req, id).await;
+        }
         let result = match (req.method().clone(), id) {
             (Method::GET, None) => self
                 .registry
@@ -104,6 +111,160 @@ impl Inner {
                 resp
             }
             Err(e) => e.to_response(),
+        }
+    }
+}
+
+/// 502 for an upstream that could not be reached or read.
+fn bad_gateway(e: &crate::jsonrpc::RpcError) -> Response<Body> {
+    api_error(StatusCode::BAD_GATEWAY, "upstream_unavailable", e.message.clone(), None)
+}
+
+fn no_content() -> Response<Body> {
+    let mut r = Response::new(Body::Empty);
+    *r.status_mut() = StatusCode::NO_CONTENT;
+    r
+}
+
+impl Inner {
+    /// An upstream as the REST API shows it: header values masked, health added.
+    fn upstream_json(&self, rec: &Record) -> Value {
+        let mut v = record_json(rec);
+        if let Some(h) = v.get_mut("headers").and_then(Value::as_object_mut) {
+            for value in h.values_mut() {
+                *value = Value::String("********".into());
+            }
+        }
+        v["status"] = match self.health_of(&rec.id) {
+            Some(h) => serde_json::to_value(h).unwrap_or(Value::Null),
+            None => Value::Null,
+        };
+        v
+    }
+
+    /// `/gateways` and `/gateways/{id}`: registering connects, reads the catalog and stores both;
+    /// an upstream that cannot be reached is refused with 502 and nothing is stored.
+    async fn admin_upstream(&self, req: &Request<Bytes>, id: Option<String>) -> Response<Body> {
+        let path = req.uri().path();
+        let result: Result<Response<Body>, RegistryError> = match (req.method().clone(), id) {
+            (Method::GET, None) => match self.registry.store().list(Kind::Gateway).await {
+                Ok(recs) => Ok(json_response(
+                    StatusCode::OK,
+                    &Value::Array(recs.iter().map(|r| self.upstream_json(r)).collect()),
+                )),
+                Err(e) => Err(e.into()),
+            },
+            (Method::GET, Some(id)) => self
+                .registry
+                .get(Kind::Gateway, &id)
+                .await
+                .map(|rec| json_response(StatusCode::OK, &self.upstream_json(&rec))),
+            (m @ (Method::POST | Method::PUT | Method::PATCH), id) => {
+                if m == Method::POST && id.is_some() {
+                    return method_not_allowed("GET, PUT, PATCH, DELETE");
+                }
+                if m != Method::POST && id.is_none() {
+                    return method_not_allowed("GET, POST");
+                }
+                let body = match parse_body(req) {
+                    Ok(b) => b,
+                    Err(r) => return *r,
+                };
+                let existing = match &id {
+                    Some(id) => match self.registry.get(Kind::Gateway, id).await {
+                        Ok(r) => Some(r),
+                        Err(e) => return e.to_response(),
+                    },
+                    None => None,
+                };
+                let merge_from = if m == Method::PATCH { existing.as_ref() } else { None };
+                let def = match self.registry.prepare_upstream(body, merge_from) {
+                    Ok(d) => d,
+                    Err(e) => return e.to_response(),
+                };
+                // The name must be free before anything is sent to the upstream.
+                if let Ok(other) = self.registry.get(Kind::Gateway, &def.name).await {
+                    if existing.as_ref().is_none_or(|e| e.id != other.id) {
+                        return RegistryError::Conflict("gateway", def.name.clone()).to_response();
+                    }
+                }
+                self.save_upstream(def, existing.as_ref(), path).await
+            }
+            (Method::DELETE, Some(id)) => match self.registry.delete(Kind::Gateway, &id).await {
+                Ok(()) => {
+                    self.drop_upstream_links(&id);
+                    Ok(no_content())
+                }
+                Err(e) => Err(e),
+            },
+            (_, None) => return method_not_allowed("GET, POST"),
+            (_, Some(_)) => return method_not_allowed("GET, PUT, PATCH, DELETE"),
+        };
+        match result {
+            Ok(resp) => {
+                if req.method() != Method::GET {
+                    self.refresh_registry().await;
+                }
+                resp
+            }
+            Err(e) => e.to_response(),
+        }
+    }
+
+    async fn save_upstream(
+        &self,
+        mut def: UpstreamDef,
+        existing: Option<&Record>,
+        path: &str,
+    ) -> Result<Response<Body>, RegistryError> {
+        let catalog = match self.read_catalog(&def).await {
+            Ok(c) => c,
+            Err(e) => return Ok(bad_gateway(&upstream_error(&def.name, &e))),
+        };
+        def.catalog = Some(catalog);
+        let rec = self
+            .registry
+            .save_upstream(existing.map(|r| r.id.as_str()), &def)
+            .await?;
+        if let Some(old) = existing {
+            // Its URL, transport or headers may have changed: sessions open anew.
+            self.drop_upstream_links(&old.id);
+        }
+        self.mark_refreshed(&rec.id);
+        let created = existing.is_none();
+        let mut r = json_response(
+            if created { StatusCode::CREATED } else { StatusCode::OK },
+            &self.upstream_json(&rec),
+        );
+        if created {
+            let loc = format!("{}/{}", path.trim_end_matches('/'), rec.id);
+            if let Ok(v) = HeaderValue::from_str(&loc) {
+                r.headers_mut().insert(header::LOCATION, v);
+            }
+        }
+        Ok(r)
+    }
+
+    /// `POST /gateways/{id}/refresh`: reads the catalog again now.
+    pub(crate) async fn admin_refresh(&self, req: &Request<Bytes>, id: &str) -> Response<Body> {
+        if req.method() != Method::POST {
+            return method_not_allowed("POST");
+        }
+        let id = percent_decode_str(id).decode_utf8_lossy().into_owned();
+        let rec = match self.registry.get(Kind::Gateway, &id).await {
+            Ok(r) => r,
+            Err(e) => return e.to_response(),
+        };
+        match self.refresh_catalog(&rec.id).await {
+            Ok(changed) => match self.registry.get(Kind::Gateway, &rec.id).await {
+                Ok(rec) => {
+                    let mut v = self.upstream_json(&rec);
+                    v["changed"] = Value::Bool(changed);
+                    json_response(StatusCode::OK, &v)
+                }
+                Err(e) => e.to_response(),
+            },
+            Err(e) => bad_gateway(&e),
         }
     }
 }

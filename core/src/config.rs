@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::model::{PromptDef, ResourceDef, ServerDef, ToolDef};
+use crate::model::{PromptDef, ResourceDef, ServerDef, ToolDef, UpstreamDef};
 
 fn d_max_body() -> usize {
     4 * 1024 * 1024
@@ -26,6 +26,18 @@ fn d_cache() -> u64 {
 }
 fn d_max_sessions() -> usize {
     10_000
+}
+fn d_separator() -> String {
+    "__".into()
+}
+fn d_refresh() -> u64 {
+    300
+}
+fn d_health() -> u64 {
+    30
+}
+fn d_unhealthy() -> u32 {
+    3
 }
 fn d_host() -> String {
     "127.0.0.1".into()
@@ -66,6 +78,18 @@ pub struct GatewayConfig {
     /// (writes through this gateway refresh it at once).
     #[serde(default = "d_cache")]
     pub registry_cache_ms: u64,
+    /// Between an upstream's slug and a member's name in federated names (`{slug}__{name}`).
+    #[serde(default = "d_separator")]
+    pub name_separator: String,
+    /// Default seconds between upstream catalog refreshes.
+    #[serde(default = "d_refresh")]
+    pub upstream_refresh_secs: u64,
+    /// Seconds between upstream health checks.
+    #[serde(default = "d_health")]
+    pub health_check_secs: u64,
+    /// Consecutive failed checks (or calls) after which an upstream is unhealthy.
+    #[serde(default = "d_unhealthy")]
+    pub unhealthy_after: u32,
 }
 
 impl Default for GatewayConfig {
@@ -88,6 +112,10 @@ fn unreachable_default() -> GatewayConfig {
         tool_timeout_ms: d_tool_timeout(),
         max_tool_response_bytes: d_tool_resp(),
         registry_cache_ms: d_cache(),
+        name_separator: d_separator(),
+        upstream_refresh_secs: d_refresh(),
+        health_check_secs: d_health(),
+        unhealthy_after: d_unhealthy(),
     }
 }
 
@@ -132,6 +160,27 @@ impl GatewayConfig {
         if self.max_tool_response_bytes < 1024 {
             return Err(bad("max_tool_response_bytes", "must be at least 1024"));
         }
+        let sep_ok = !self.name_separator.is_empty()
+            && self.name_separator.len() <= 8
+            && self
+                .name_separator
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+        if !sep_ok {
+            return Err(bad(
+                "name_separator",
+                "must be 1-8 characters of A-Z, a-z, 0-9, '_', '-' or '.'",
+            ));
+        }
+        if self.upstream_refresh_secs == 0 {
+            return Err(bad("upstream_refresh_secs", "must be greater than 0"));
+        }
+        if self.health_check_secs == 0 {
+            return Err(bad("health_check_secs", "must be greater than 0"));
+        }
+        if self.unhealthy_after == 0 {
+            return Err(bad("unhealthy_after", "must be at least 1"));
+        }
         for o in &self.allowed_origins {
             if o != "*" && !(o.starts_with("http://") || o.starts_with("https://")) {
                 return Err(bad(
@@ -169,4 +218,7 @@ pub struct SeedFile {
     /// `[[server]]` entries (virtual servers).
     #[serde(default)]
     pub server: Vec<ServerDef>,
+    /// `[[upstream]]` entries (federated MCP servers).
+    #[serde(default)]
+    pub upstream: Vec<UpstreamDef>,
 }

@@ -3,7 +3,7 @@
 //! legacy HTTP+SSE, plain `/rpc`) live here once for both runtimes; adapters only move bytes.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use bytes::Bytes;
 use futures::channel::mpsc;
@@ -17,7 +17,9 @@ use crate::hub::{Frame, Hub, OnDrop};
 use crate::jsonrpc::{self, Incoming, Json, Message, Request as RpcRequest, RpcError};
 use crate::mcp::{CallCtx, Outbound};
 use crate::platform::{boxed, boxed_stream, BoxStream};
-use crate::ports::{Cache, Clock, EventStore, HttpClient, Ids, Kind, SessionState, SessionStore, Spawner, Store};
+use crate::ports::{
+    Cache, Clock, EventStore, HttpClient, Ids, Kind, Launcher, SessionState, SessionStore, Spawner, Store,
+};
 use crate::protocol;
 use crate::registry::{Registry, Server};
 
@@ -60,6 +62,8 @@ pub struct Ports {
     pub ids: Arc<dyn Ids>,
     /// Background work.
     pub spawner: Arc<dyn Spawner>,
+    /// Local processes for stdio upstreams (native only).
+    pub launcher: Option<Arc<dyn Launcher>>,
 }
 
 /// Set by an adapter in a request's extensions (never from client input) to choose the id of
@@ -88,10 +92,13 @@ pub(crate) struct Inner {
     pub clock: Arc<dyn Clock>,
     pub ids: Arc<dyn Ids>,
     pub spawner: Arc<dyn Spawner>,
+    pub launcher: Option<Arc<dyn Launcher>>,
     pub hub: Hub,
     pub info: ServerInfo,
+    pub fed: crate::federation::Federation,
     stream_seq: AtomicU64,
     inits: AtomicU64,
+    me: Weak<Inner>,
 }
 
 /// The gateway. Cheap to clone; every clone serves the same state.
@@ -226,9 +233,10 @@ impl Gateway {
             ports.clock.clone(),
             ports.ids.clone(),
             config.registry_cache_ms,
-        );
+        )
+        .with_separator(&config.name_separator);
         Ok(Self {
-            inner: Arc::new(Inner {
+            inner: Arc::new_cyclic(|me| Inner {
                 config,
                 registry,
                 sessions: ports.sessions,
@@ -238,10 +246,13 @@ impl Gateway {
                 clock: ports.clock,
                 ids: ports.ids,
                 spawner: ports.spawner,
+                launcher: ports.launcher,
                 hub: Hub::default(),
                 info,
+                fed: Default::default(),
                 stream_seq: AtomicU64::new(0),
                 inits: AtomicU64::new(0),
+                me: me.clone(),
             }),
         })
     }
@@ -259,6 +270,22 @@ impl Gateway {
     /// Ends every open SSE stream and refuses new ones; in-flight requests still finish.
     pub fn shutdown(&self) {
         self.inner.hub.shutdown();
+    }
+
+    /// Closes every upstream session and stops every stdio upstream process (after shutdown).
+    pub fn close_upstreams(&self) {
+        self.inner.close_all_links();
+    }
+
+    /// Runs the upstream health checks and catalog refreshes that are due (call periodically);
+    /// `force` checks and refreshes every upstream now. Returns how many are healthy.
+    pub async fn check_upstreams(&self, force: bool) -> usize {
+        self.inner.check_upstreams(force).await
+    }
+
+    /// What this gateway knows of an upstream's health.
+    pub fn upstream_health(&self, id: &str) -> Option<crate::federation::Health> {
+        self.inner.health_of(id)
     }
 
     /// True once [`Gateway::shutdown`] has been called.
@@ -351,6 +378,7 @@ impl Gateway {
             ["sse"] => inner.clone().legacy_sse(req, None, String::new()).await,
             ["message"] => inner.clone().legacy_message(req, None).await,
             ["rpc"] => inner.clone().rpc(req).await,
+            ["gateways", id, "refresh"] => inner.admin_refresh(&req, id).await,
             ["health"] | ["ready"] | ["version"] if req.method() != Method::GET && req.method() != Method::HEAD => {
                 method_not_allowed("GET, HEAD")
             }
@@ -392,6 +420,11 @@ enum Item {
 }
 
 impl Inner {
+    /// This gateway as an `Arc`, for work that outlives the current call.
+    pub(crate) fn me(&self) -> Option<Arc<Inner>> {
+        self.me.upgrade()
+    }
+
     fn check_host_origin(&self, req: &Request<Bytes>) -> Result<(), String> {
         let cfg = &self.config;
         let host = header_str(req.headers(), "host")
@@ -442,6 +475,7 @@ impl Inner {
         for id in &gone {
             self.events.forget(id).await;
             self.hub.close(id);
+            self.drop_links(id);
         }
         gone.len()
     }
@@ -453,6 +487,7 @@ impl Inner {
         if now.saturating_sub(s.last_seen) > self.config.session_ttl_secs.saturating_mul(1000) {
             self.sessions.remove(id).await;
             self.events.forget(id).await;
+            self.drop_links(id);
             return None;
         }
         if s.server.as_deref() != scope.map(|sv| sv.id.as_str()) {
@@ -594,6 +629,8 @@ impl Inner {
                         | "prompts/get"
                         | "completion/complete"
                         | "logging/setLevel"
+                        | "resources/subscribe"
+                        | "resources/unsubscribe"
                 );
                 let err = if known {
                     RpcError::invalid_request("Bad Request: missing Mcp-Session-Id header; send initialize first")
@@ -631,9 +668,15 @@ impl Inner {
         }
     }
 
-    fn handle_notification(&self, _session: Option<&SessionState>, _method: &str, _params: Option<&Value>) {
-        // initialized, cancelled, roots/list_changed: nothing to do until upstream relaying
-        // (federation) gives them somewhere to go.
+    /// A notification from the client: cancellations and root changes go on to the upstreams
+    /// serving the session; `initialized` needs nothing.
+    async fn handle_notification(&self, session: Option<&SessionState>, method: &str, params: Option<&Value>) {
+        let Some(s) = session else { return };
+        match method {
+            "notifications/cancelled" => self.cancel_upstream(&s.id, params).await,
+            "notifications/roots/list_changed" => self.notify_links(&s.id, method, None, false).await,
+            _ => {}
+        }
     }
 
     /// Runs the messages of one POST and answers: 202 when there is nothing to answer, JSON when
@@ -656,8 +699,14 @@ impl Inner {
                 Ok(Message::Request(r)) => items.push(Item::Request(r)),
                 Ok(Message::Notification { method, params }) => {
                     self.handle_notification(session.as_ref(), &method, params.as_ref())
+                        .await
                 }
-                Ok(Message::Response { .. }) => {} // no server-to-client requests are outstanding yet
+                Ok(Message::Response { id, outcome }) => {
+                    // The client's answer to a request an upstream sent it through the gateway.
+                    if let Some(s) = &session {
+                        self.answer_upstream(&s.id, &id, outcome).await;
+                    }
+                }
                 Err((id, e)) => items.push(Item::Invalid(id, e)),
             }
         }
@@ -813,6 +862,7 @@ impl Inner {
         self.sessions.remove(sid).await;
         self.events.forget(sid).await;
         self.hub.close(sid);
+        self.drop_links(sid);
         Response::new(Body::Empty)
     }
 
@@ -848,17 +898,23 @@ impl Inner {
     pub(crate) async fn broadcast(&self, message: Value) {
         let data = message.to_string();
         for sid in self.hub.sessions() {
-            let legacy = self.sessions.get(&sid).await.is_some_and(|s| s.legacy_sse);
-            let id = if legacy {
-                None
-            } else {
-                Some(format!(
-                    "{STANDALONE}.{}",
-                    self.events.append(&sid, STANDALONE, data.clone()).await
-                ))
-            };
-            self.hub.send(&sid, Frame::message(id, data.clone()));
+            self.send_to_session(&sid, data.clone()).await;
         }
+    }
+
+    /// Sends a server-initiated message on a session's stream (its standalone GET stream, logged
+    /// for replay, or its legacy SSE stream).
+    pub(crate) async fn send_to_session(&self, sid: &str, data: String) {
+        let legacy = self.sessions.get(sid).await.is_some_and(|s| s.legacy_sse);
+        let id = if legacy {
+            None
+        } else {
+            Some(format!(
+                "{STANDALONE}.{}",
+                self.events.append(sid, STANDALONE, data.clone()).await
+            ))
+        };
+        self.hub.send(sid, Frame::message(id, data));
     }
 
     // ---- legacy HTTP+SSE (2024-11-05) --------------------------------------------------------
@@ -895,6 +951,7 @@ impl Inner {
         let cleanup = Box::new(move || {
             owner.hub.detach(&owner_sid, conn);
             let o = owner.clone();
+            owner.drop_links(&owner_sid);
             owner.spawner.spawn(boxed(async move {
                 o.sessions.remove(&owner_sid).await;
                 o.events.forget(&owner_sid).await;
@@ -983,6 +1040,7 @@ mod tests {
             clock,
             ids: Arc::new(SeqIds::default()),
             spawner: Arc::new(QueueSpawner::default()),
+            launcher: None,
         };
         Gateway::new(
             config,

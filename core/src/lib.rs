@@ -25,10 +25,13 @@ pub mod store_suite;
 
 mod admin;
 mod error;
+pub mod federation;
 mod gateway;
 mod hub;
 mod mcp;
+mod sse;
 mod tools;
+mod upstream;
 
 pub use config::{ConfigError, GatewayConfig, SeedFile};
 pub use gateway::{AssignSessionId, Body, Gateway, Ports, ServerInfo};

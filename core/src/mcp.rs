@@ -14,7 +14,7 @@ use crate::model::{PromptContentDef, PromptDef, Role};
 use crate::model::{ResourceDef, ToolDef};
 use crate::ports::SessionState;
 use crate::protocol::{self, LogLevel};
-use crate::registry::{Prompt, Resource, Server, Snapshot, Tool};
+use crate::registry::{Federated, Prompt, Resource, Server, Snapshot, Tool};
 use crate::render;
 
 /// What a method handler may send besides its response: notifications and server requests,
@@ -50,16 +50,55 @@ impl CallCtx {
     }
 
     fn sees_tool(&self, t: &Tool) -> bool {
-        self.scope.as_ref().is_none_or(|s| s.def.tools.contains(&t.def.name))
+        self.scope
+            .as_ref()
+            .is_none_or(|s| s.has_member(&s.def.tools, &[&t.def.name], t.fed.as_ref()))
     }
     fn sees_resource(&self, r: &Resource) -> bool {
         self.scope
             .as_ref()
-            .is_none_or(|s| s.def.resources.iter().any(|n| n == r.def.key() || *n == r.def.name))
+            .is_none_or(|s| s.has_member(&s.def.resources, &[r.def.key(), &r.def.name], r.fed.as_ref()))
     }
     fn sees_prompt(&self, p: &Prompt) -> bool {
-        let p = &p.def;
-        self.scope.as_ref().is_none_or(|s| s.def.prompts.contains(&p.name))
+        self.scope
+            .as_ref()
+            .is_none_or(|s| s.has_member(&s.def.prompts, &[&p.def.name], p.fed.as_ref()))
+    }
+
+    /// True when federated members are served under their upstream names.
+    fn original_names(&self) -> bool {
+        self.scope.as_ref().is_some_and(|s| s.def.original_names)
+    }
+
+    /// The list entry this endpoint shows for a member.
+    fn listing<'a>(&self, own: &'a str, fed: Option<&'a Federated>) -> &'a str {
+        match fed {
+            Some(f) if self.original_names() => &f.listing,
+            _ => own,
+        }
+    }
+
+    /// A tool by the name this endpoint serves it under.
+    fn find_tool<'s>(&self, snap: &'s Snapshot, name: &str) -> Option<&'s Arc<Tool>> {
+        match &self.scope {
+            Some(s) if s.def.original_names => {
+                // The scope may come from an older snapshot: use the current one's indexes.
+                let server = snap.server(&s.id)?;
+                server.tool_names.get(name).and_then(|i| snap.tools.get(*i))
+            }
+            _ => snap.tool(name).filter(|t| self.sees_tool(t)),
+        }
+    }
+
+    /// A prompt by the name this endpoint serves it under.
+    fn find_prompt<'s>(&self, snap: &'s Snapshot, name: &str) -> Option<&'s Arc<Prompt>> {
+        match &self.scope {
+            Some(s) if s.def.original_names => {
+                let server = snap.server(&s.id)?;
+                server.prompt_names.get(name).and_then(|i| snap.prompts.get(*i))
+            }
+            _ => snap.prompt(name).filter(|p| self.sees_prompt(p)),
+        }
     }
 }
 
@@ -153,7 +192,7 @@ impl Inner {
     pub(crate) fn capabilities(&self) -> Value {
         json!({
             "tools": {"listChanged": true},
-            "resources": {"subscribe": false, "listChanged": true},
+            "resources": {"subscribe": true, "listChanged": true},
             "prompts": {"listChanged": true},
             "logging": {},
             "completions": {}
@@ -215,10 +254,11 @@ impl Inner {
             "prompts/list" => return self.list(ctx, req, "prompts").await,
             "ping" => json!({}),
             "initialize" => self.initialize_in_session(ctx, req).await?,
-            "tools/call" => self.tools_call(ctx, req).await?,
-            "resources/read" => self.resources_read(ctx, req).await?,
-            "prompts/get" => self.prompts_get(ctx, req).await?,
-            "completion/complete" => self.complete(ctx, req).await?,
+            "tools/call" => return self.tools_call(ctx, req).await,
+            "resources/read" => return self.resources_read(ctx, req).await,
+            "resources/subscribe" | "resources/unsubscribe" => return self.subscribe(ctx, req).await,
+            "prompts/get" => return self.prompts_get(ctx, req).await,
+            "completion/complete" => return self.complete(ctx, req).await,
             "logging/setLevel" => self.set_level(ctx, req).await?,
             _ => return Err(RpcError::method_not_found(m)),
         };
@@ -253,25 +293,25 @@ impl Inner {
                 .tools
                 .iter()
                 .filter(|t| ctx.sees_tool(t))
-                .map(|t| t.listing.as_str())
+                .map(|t| ctx.listing(&t.listing, t.fed.as_ref()))
                 .collect(),
             "resources" => snap
                 .resources
                 .iter()
                 .filter(|r| ctx.sees_resource(r))
-                .map(|r| r.listing.as_str())
+                .map(|r| ctx.listing(&r.listing, r.fed.as_ref()))
                 .collect(),
             "resourceTemplates" => snap
                 .templates
                 .iter()
                 .filter(|r| ctx.sees_resource(r))
-                .map(|r| r.listing.as_str())
+                .map(|r| ctx.listing(&r.listing, r.fed.as_ref()))
                 .collect(),
             _ => snap
                 .prompts
                 .iter()
                 .filter(|p| ctx.sees_prompt(p))
-                .map(|p| p.listing.as_str())
+                .map(|p| ctx.listing(&p.listing, p.fed.as_ref()))
                 .collect(),
         };
         let (page, next) = cursor::page(what, &items, p.get("cursor"), self.config.page_size)?;
@@ -291,20 +331,51 @@ impl Inner {
         Ok(Json(out))
     }
 
-    async fn tools_call(&self, ctx: &CallCtx, req: &Request) -> Result<Value, RpcError> {
-        let p = params_obj(req)?;
-        let name = str_param(&p, "name", "tools/call")?;
+    async fn tools_call(&self, ctx: &CallCtx, req: &Request) -> Result<Json, RpcError> {
+        let mut p = params_obj(req)?;
+        let name = str_param(&p, "name", "tools/call")?.to_string();
         let args = match p.get("arguments") {
             None | Some(Value::Null) => Map::new(),
             Some(Value::Object(a)) => a.clone(),
             Some(_) => return Err(RpcError::invalid_params("tools/call: \"arguments\" must be an object")),
         };
         let snap = self.snapshot().await?;
-        let tool = snap
-            .tool(name)
-            .filter(|t| ctx.sees_tool(t))
+        let tool = ctx
+            .find_tool(&snap, &name)
             .ok_or_else(|| RpcError::invalid_params(format!("Unknown tool: {name}")))?;
-        Ok(self.call_rest_tool(ctx, tool, args).await)
+        if let Some(f) = &tool.fed {
+            p.insert("name".into(), json!(f.name));
+            return self
+                .forward(ctx, &f.upstream, &req.id, "tools/call", Value::Object(p))
+                .await;
+        }
+        Ok(Json::from_value(&self.call_rest_tool(ctx, tool, args).await))
+    }
+
+    async fn subscribe(&self, ctx: &CallCtx, req: &Request) -> Result<Json, RpcError> {
+        let p = params_obj(req)?;
+        let uri = str_param(&p, "uri", &req.method)?;
+        let snap = self.snapshot().await?;
+        let (r, _) = self.find_resource(ctx, &snap, uri).ok_or_else(|| {
+            RpcError::new(jsonrpc::RESOURCE_NOT_FOUND, "Resource not found").with_data(json!({"uri": uri}))
+        })?;
+        match (&r.fed, &ctx.session) {
+            (Some(f), Some(session)) => {
+                let answer = self
+                    .forward(ctx, &f.upstream, &req.id, &req.method, Value::Object(p.clone()))
+                    .await?;
+                if req.method == "resources/subscribe" {
+                    self.ensure_listening(session, &f.upstream).await;
+                }
+                Ok(answer)
+            }
+            (Some(_), None) => Err(RpcError::invalid_request(format!(
+                "{}: subscriptions need a session",
+                req.method
+            ))),
+            // Local resources change only through the REST API; nothing to forward.
+            (None, _) => Ok(Json("{}".into())),
+        }
     }
 
     fn find_resource<'s>(
@@ -344,25 +415,37 @@ impl Inner {
         Ok(Value::Object(c))
     }
 
-    async fn resources_read(&self, ctx: &CallCtx, req: &Request) -> Result<Value, RpcError> {
+    async fn resources_read(&self, ctx: &CallCtx, req: &Request) -> Result<Json, RpcError> {
         let p = params_obj(req)?;
         let uri = str_param(&p, "uri", "resources/read")?;
         let snap = self.snapshot().await?;
         let (r, vars) = self.find_resource(ctx, &snap, uri).ok_or_else(|| {
             RpcError::new(jsonrpc::RESOURCE_NOT_FOUND, "Resource not found").with_data(json!({"uri": uri}))
         })?;
-        Ok(json!({"contents": [self.resource_contents(r, uri, &vars)?]}))
+        if let Some(f) = &r.fed {
+            return self
+                .forward(ctx, &f.upstream, &req.id, "resources/read", Value::Object(p.clone()))
+                .await;
+        }
+        Ok(Json::from_value(
+            &json!({"contents": [self.resource_contents(r, uri, &vars)?]}),
+        ))
     }
 
-    async fn prompts_get(&self, ctx: &CallCtx, req: &Request) -> Result<Value, RpcError> {
-        let p = params_obj(req)?;
-        let name = str_param(&p, "name", "prompts/get")?;
+    async fn prompts_get(&self, ctx: &CallCtx, req: &Request) -> Result<Json, RpcError> {
+        let mut p = params_obj(req)?;
+        let name = str_param(&p, "name", "prompts/get")?.to_string();
         let snap = self.snapshot().await?;
-        let prompt = snap
-            .prompt(name)
-            .filter(|pr| ctx.sees_prompt(pr))
-            .map(|pr| &pr.def)
+        let found = ctx
+            .find_prompt(&snap, &name)
             .ok_or_else(|| RpcError::invalid_params(format!("Unknown prompt: {name}")))?;
+        if let Some(f) = &found.fed {
+            p.insert("name".into(), json!(f.name));
+            return self
+                .forward(ctx, &f.upstream, &req.id, "prompts/get", Value::Object(p))
+                .await;
+        }
+        let prompt = &found.def;
         let mut args = Map::new();
         match p.get("arguments") {
             None | Some(Value::Null) => {}
@@ -420,11 +503,11 @@ impl Inner {
         if let Some(d) = &prompt.description {
             out["description"] = json!(d);
         }
-        Ok(out)
+        Ok(Json::from_value(&out))
     }
 
-    async fn complete(&self, ctx: &CallCtx, req: &Request) -> Result<Value, RpcError> {
-        let p = params_obj(req)?;
+    async fn complete(&self, ctx: &CallCtx, req: &Request) -> Result<Json, RpcError> {
+        let mut p = params_obj(req)?;
         let bad = |m: &str| RpcError::invalid_params(format!("completion/complete: {m}"));
         let reference = p
             .get("ref")
@@ -450,10 +533,17 @@ impl Inner {
                     .get("name")
                     .and_then(Value::as_str)
                     .ok_or_else(|| bad("\"ref.name\" is required"))?;
-                let prompt = snap
-                    .prompt(name)
-                    .filter(|pr| ctx.sees_prompt(pr))
+                let prompt = ctx
+                    .find_prompt(&snap, name)
                     .ok_or_else(|| RpcError::invalid_params(format!("Unknown prompt: {name}")))?;
+                if let Some(f) = &prompt.fed {
+                    let mut reference = reference.clone();
+                    reference.insert("name".into(), json!(f.name));
+                    p.insert("ref".into(), Value::Object(reference));
+                    return self
+                        .forward(ctx, &f.upstream, &req.id, "completion/complete", Value::Object(p))
+                        .await;
+                }
                 prompt
                     .def
                     .arguments
@@ -475,6 +565,10 @@ impl Inner {
                     .ok_or_else(|| {
                         RpcError::new(jsonrpc::RESOURCE_NOT_FOUND, "Resource not found").with_data(json!({"uri": uri}))
                     })?;
+                if let Some(f) = &r.fed {
+                    let p = Value::Object(p.clone());
+                    return self.forward(ctx, &f.upstream, &req.id, "completion/complete", p).await;
+                }
                 r.def.completions.get(arg_name).cloned().unwrap_or_default()
             }
             _ => return Err(bad("\"ref.type\" must be ref/prompt or ref/resource")),
@@ -485,7 +579,9 @@ impl Inner {
             .collect();
         let total = matching.len();
         let values: Vec<String> = matching.into_iter().take(100).collect();
-        Ok(json!({"completion": {"values": values, "total": total, "hasMore": total > 100}}))
+        Ok(Json::from_value(
+            &json!({"completion": {"values": values, "total": total, "hasMore": total > 100}}),
+        ))
     }
 
     async fn set_level(&self, ctx: &CallCtx, req: &Request) -> Result<Value, RpcError> {
@@ -499,7 +595,11 @@ impl Inner {
             // Re-read: a concurrent request may have changed the session since this one began.
             let mut s = self.sessions.get(&s.id).await.unwrap_or_else(|| s.clone());
             s.log_level = Some(level);
+            let sid = s.id.clone();
             self.sessions.put(s).await;
+            // Upstreams filter their own log messages: tell the ones this session uses.
+            self.notify_links(&sid, "logging/setLevel", Some(json!({"level": level})), true)
+                .await;
         }
         Ok(json!({}))
     }

@@ -26,11 +26,13 @@ pub enum Kind {
     Prompt,
     /// A virtual server.
     Server,
+    /// An upstream MCP server (federation), with the catalog last read from it.
+    Gateway,
 }
 
 impl Kind {
     /// Every kind, in a fixed order.
-    pub const ALL: [Kind; 4] = [Kind::Tool, Kind::Resource, Kind::Prompt, Kind::Server];
+    pub const ALL: [Kind; 5] = [Kind::Tool, Kind::Resource, Kind::Prompt, Kind::Server, Kind::Gateway];
     /// The name stored in the `kind` column.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -38,6 +40,7 @@ impl Kind {
             Kind::Resource => "resource",
             Kind::Prompt => "prompt",
             Kind::Server => "server",
+            Kind::Gateway => "gateway",
         }
     }
     /// The inverse of [`Kind::as_str`].
@@ -286,4 +289,25 @@ pub trait Ids: MaybeSend + MaybeSync {
 pub trait Spawner: MaybeSend + MaybeSync {
     /// Runs `work` to completion in the background.
     fn spawn(&self, work: BoxFuture<'static, ()>);
+}
+
+/// The sending half of a duplex connection to an upstream (a stdio process's stdin).
+pub trait Pipe: MaybeSend + MaybeSync {
+    /// Sends one JSON-RPC message (a single line, no newline).
+    fn send(&self, message: String) -> BoxFuture<'static, Result<(), String>>;
+    /// Ends the connection (closes stdin and stops the process).
+    fn close(&self);
+}
+
+/// Starts local MCP server processes for stdio upstreams (native only; `None` on the edge).
+pub trait Launcher: MaybeSend + MaybeSync {
+    /// Starts `command` with `args` and extra `env`; returns the pipe to its stdin and the stream
+    /// of lines it writes to stdout. The process must not outlive the pipe's `close` or drop.
+    #[allow(clippy::type_complexity)]
+    fn launch(
+        &self,
+        command: &str,
+        args: &[String],
+        env: &std::collections::BTreeMap<String, String>,
+    ) -> Result<(Box<dyn Pipe>, BoxStream<'static, String>), String>;
 }

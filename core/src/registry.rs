@@ -8,7 +8,9 @@ use std::sync::{Arc, Mutex};
 use serde_json::{json, Map, Value};
 
 use crate::config::SeedFile;
-use crate::model::{self, FieldError, PromptDef, ResourceDef, ServerDef, ToolDef};
+use crate::model::{
+    self, Catalog, FieldError, PromptArgumentDef, PromptDef, ResourceDef, ServerDef, ToolDef, UpstreamDef,
+};
 use crate::ports::{Clock, Ids, Kind, Op, Record, Store, StoreError};
 use crate::uri_template::UriTemplate;
 
@@ -40,17 +42,43 @@ impl From<StoreError> for RegistryError {
     }
 }
 
+/// An upstream MCP server as the gateway serves it (its catalog is spread over the members).
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    /// Record id.
+    pub id: String,
+    /// Definition, without the catalog.
+    pub def: UpstreamDef,
+    /// The prefix of its members' names.
+    pub slug: String,
+    /// What it declared at `initialize`, from the catalog.
+    pub capabilities: Value,
+}
+
+/// Where a federated member comes from.
+#[derive(Debug, Clone)]
+pub struct Federated {
+    /// The upstream serving it.
+    pub upstream: Arc<Upstream>,
+    /// Its name (or URI) at the upstream.
+    pub name: String,
+    /// Its list entry exactly as the upstream sent it.
+    pub listing: String,
+}
+
 /// A tool as the gateway serves it.
 #[derive(Debug, Clone)]
 pub struct Tool {
-    /// Record id.
+    /// Record id (for a federated tool, the upstream's id and the tool's name).
     pub id: String,
-    /// Definition.
+    /// Definition (for a federated tool: name, title, description, schemas and annotations).
     pub def: ToolDef,
-    /// Parsed URL template.
-    pub url: UriTemplate,
+    /// Parsed URL template of a REST tool.
+    pub url: Option<UriTemplate>,
     /// Its `tools/list` entry, rendered once.
     pub listing: String,
+    /// Set for a tool of an upstream.
+    pub fed: Option<Federated>,
 }
 
 /// A resource or resource template as the gateway serves it.
@@ -64,6 +92,8 @@ pub struct Resource {
     pub template: Option<UriTemplate>,
     /// Its `resources/list` or `resources/templates/list` entry, rendered once.
     pub listing: String,
+    /// Set for a resource of an upstream.
+    pub fed: Option<Federated>,
 }
 
 /// A prompt as the gateway serves it.
@@ -73,6 +103,8 @@ pub struct Prompt {
     pub def: PromptDef,
     /// Its `prompts/list` entry, rendered once.
     pub listing: String,
+    /// Set for a prompt of an upstream.
+    pub fed: Option<Federated>,
 }
 
 /// A virtual server.
@@ -82,6 +114,19 @@ pub struct Server {
     pub id: String,
     /// Definition.
     pub def: ServerDef,
+    /// Ids of the upstreams all of whose members belong to it.
+    pub upstream_ids: Vec<String>,
+    /// With `original_names`: the index of each member tool by the name it is served under.
+    pub tool_names: HashMap<String, usize>,
+    /// With `original_names`: the index of each member prompt by the name it is served under.
+    pub prompt_names: HashMap<String, usize>,
+}
+
+impl Server {
+    /// True when a federated member of `upstream` belongs to this server.
+    pub fn includes_upstream(&self, upstream: &str) -> bool {
+        self.upstream_ids.iter().any(|u| u == upstream)
+    }
 }
 
 /// An immutable view of the whole registry, sorted by key.
@@ -97,12 +142,14 @@ pub struct Snapshot {
     pub prompts: Vec<Arc<Prompt>>,
     /// Virtual servers, by name order.
     pub servers: Vec<Arc<Server>>,
+    /// Upstreams, by name order.
+    pub upstreams: Vec<Arc<Upstream>>,
     tool_index: HashMap<String, usize>,
     resource_index: HashMap<String, usize>,
     prompt_index: HashMap<String, usize>,
     /// One hash per kind (in [`Kind::ALL`] order) over ids, keys, bodies and update times:
     /// equal fingerprints mean the same list.
-    fingerprints: [u64; 4],
+    fingerprints: [u64; 5],
 }
 
 /// A hash of a kind's records, to notice a list change however it happened.
@@ -139,13 +186,23 @@ impl Snapshot {
             .or_else(|| self.servers.iter().find(|s| s.def.name == id_or_name))
     }
 
-    fn build(tools: Vec<Record>, resources: Vec<Record>, prompts: Vec<Record>, servers: Vec<Record>) -> Self {
+    /// An upstream by id or name.
+    pub fn upstream(&self, id_or_name: &str) -> Option<&Arc<Upstream>> {
+        self.upstreams
+            .iter()
+            .find(|u| u.id == id_or_name)
+            .or_else(|| self.upstreams.iter().find(|u| u.def.name == id_or_name))
+    }
+
+    fn build(lists: [Vec<Record>; 5], separator: &str) -> Self {
+        let [tools, resources, prompts, servers, gateways] = lists;
         let mut snap = Snapshot {
             fingerprints: [
                 fingerprint(&tools),
                 fingerprint(&resources),
                 fingerprint(&prompts),
                 fingerprint(&servers),
+                fingerprint(&gateways),
             ],
             ..Snapshot::default()
         };
@@ -153,57 +210,233 @@ impl Snapshot {
         for r in tools {
             if let Ok(def) = serde_json::from_value::<ToolDef>(r.body) {
                 if let Ok(url) = UriTemplate::parse(&def.url) {
-                    snap.tool_index.insert(def.name.clone(), snap.tools.len());
                     let listing = crate::mcp::tool_listing(&def);
                     snap.tools.push(Arc::new(Tool {
                         id: r.id,
                         def,
-                        url,
+                        url: Some(url),
                         listing,
+                        fed: None,
                     }));
                 }
             }
         }
         for r in resources {
             if let Ok(def) = serde_json::from_value::<ResourceDef>(r.body) {
-                match &def.uri_template {
-                    Some(t) => {
-                        if let Ok(tpl) = UriTemplate::parse(t) {
-                            let listing = crate::mcp::resource_listing(&def);
-                            snap.templates.push(Arc::new(Resource {
-                                id: r.id,
-                                def,
-                                template: Some(tpl),
-                                listing,
-                            }));
-                        }
-                    }
-                    None => {
-                        snap.resource_index.insert(def.key().to_string(), snap.resources.len());
-                        let listing = crate::mcp::resource_listing(&def);
-                        snap.resources.push(Arc::new(Resource {
-                            id: r.id,
-                            def,
-                            template: None,
-                            listing,
-                        }));
-                    }
-                }
+                let listing = crate::mcp::resource_listing(&def);
+                let template = match &def.uri_template {
+                    Some(t) => match UriTemplate::parse(t) {
+                        Ok(tpl) => Some(tpl),
+                        Err(_) => continue,
+                    },
+                    None => None,
+                };
+                snap.push_resource(Resource {
+                    id: r.id,
+                    def,
+                    template,
+                    listing,
+                    fed: None,
+                });
             }
         }
         for r in prompts {
             if let Ok(def) = serde_json::from_value::<PromptDef>(r.body) {
-                snap.prompt_index.insert(def.name.clone(), snap.prompts.len());
                 let listing = crate::mcp::prompt_listing(&def);
-                snap.prompts.push(Arc::new(Prompt { def, listing }));
+                snap.prompts.push(Arc::new(Prompt {
+                    def,
+                    listing,
+                    fed: None,
+                }));
             }
+        }
+        for r in gateways {
+            if let Ok(mut def) = serde_json::from_value::<UpstreamDef>(r.body) {
+                let catalog = def.catalog.take().unwrap_or_default();
+                let up = Arc::new(Upstream {
+                    id: r.id,
+                    slug: def.slug(),
+                    def,
+                    capabilities: catalog.capabilities.clone(),
+                });
+                snap.add_catalog(&up, catalog, separator);
+                snap.upstreams.push(up);
+            }
+        }
+        // Local entries first, then each upstream's; a later duplicate name is not reachable by
+        // name (operators see it in the REST API) and the first one wins.
+        for (i, t) in snap.tools.iter().enumerate() {
+            snap.tool_index.entry(t.def.name.clone()).or_insert(i);
+        }
+        for (i, p) in snap.prompts.iter().enumerate() {
+            snap.prompt_index.entry(p.def.name.clone()).or_insert(i);
         }
         for r in servers {
             if let Ok(def) = serde_json::from_value::<ServerDef>(r.body) {
-                snap.servers.push(Arc::new(Server { id: r.id, def }));
+                let upstream_ids = def
+                    .upstreams
+                    .iter()
+                    .filter_map(|n| snap.upstream(n).map(|u| u.id.clone()))
+                    .collect();
+                let mut server = Server {
+                    id: r.id,
+                    def,
+                    upstream_ids,
+                    tool_names: HashMap::new(),
+                    prompt_names: HashMap::new(),
+                };
+                if server.def.original_names {
+                    for (i, t) in snap.tools.iter().enumerate() {
+                        if server.has_member(&server.def.tools, &[&t.def.name], t.fed.as_ref()) {
+                            let name = t.fed.as_ref().map_or(&t.def.name, |f| &f.name);
+                            server.tool_names.entry(name.clone()).or_insert(i);
+                        }
+                    }
+                    for (i, p) in snap.prompts.iter().enumerate() {
+                        if server.has_member(&server.def.prompts, &[&p.def.name], p.fed.as_ref()) {
+                            let name = p.fed.as_ref().map_or(&p.def.name, |f| &f.name);
+                            server.prompt_names.entry(name.clone()).or_insert(i);
+                        }
+                    }
+                }
+                snap.servers.push(Arc::new(server));
             }
         }
         snap
+    }
+
+    fn push_resource(&mut self, r: Resource) {
+        if r.template.is_some() || r.def.uri_template.is_some() {
+            self.templates.push(Arc::new(r));
+        } else {
+            self.resource_index
+                .entry(r.def.key().to_string())
+                .or_insert(self.resources.len());
+            self.resources.push(Arc::new(r));
+        }
+    }
+
+    /// Spreads an upstream's catalog over the member lists, names namespaced.
+    fn add_catalog(&mut self, up: &Arc<Upstream>, catalog: Catalog, separator: &str) {
+        let s = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).map(str::to_string);
+        for raw in catalog.tools {
+            let Some(name) = s(&raw, "name") else { continue };
+            let served = format!("{}{separator}{name}", up.slug);
+            let mut renamed = raw.clone();
+            renamed["name"] = json!(served);
+            let def = ToolDef {
+                name: served,
+                title: s(&raw, "title"),
+                description: s(&raw, "description"),
+                url: String::new(),
+                method: "POST".into(),
+                headers: Default::default(),
+                input_schema: raw
+                    .get("inputSchema")
+                    .cloned()
+                    .unwrap_or_else(|| json!({"type": "object"})),
+                output_schema: raw.get("outputSchema").cloned(),
+                annotations: raw.get("annotations").cloned(),
+                timeout_ms: up.def.timeout_ms,
+            };
+            self.tools.push(Arc::new(Tool {
+                id: format!("{}/{name}", up.id),
+                def,
+                url: None,
+                listing: renamed.to_string(),
+                fed: Some(Federated {
+                    upstream: up.clone(),
+                    listing: raw.to_string(),
+                    name,
+                }),
+            }));
+        }
+        for (raw, is_template) in catalog
+            .resources
+            .into_iter()
+            .map(|r| (r, false))
+            .chain(catalog.resource_templates.into_iter().map(|r| (r, true)))
+        {
+            let key = if is_template { "uriTemplate" } else { "uri" };
+            let Some(uri) = s(&raw, key) else { continue };
+            let def = ResourceDef {
+                name: s(&raw, "name").unwrap_or_else(|| uri.clone()),
+                title: s(&raw, "title"),
+                description: s(&raw, "description"),
+                uri: (!is_template).then(|| uri.clone()),
+                uri_template: is_template.then(|| uri.clone()),
+                mime_type: s(&raw, "mimeType"),
+                text: None,
+                blob: None,
+                annotations: raw.get("annotations").cloned(),
+                completions: Default::default(),
+            };
+            let template = if is_template {
+                UriTemplate::parse(&uri).ok()
+            } else {
+                None
+            };
+            self.push_resource(Resource {
+                id: format!("{}/{uri}", up.id),
+                def,
+                template,
+                listing: raw.to_string(),
+                fed: Some(Federated {
+                    upstream: up.clone(),
+                    listing: raw.to_string(),
+                    name: uri,
+                }),
+            });
+        }
+        for raw in catalog.prompts {
+            let Some(name) = s(&raw, "name") else { continue };
+            let served = format!("{}{separator}{name}", up.slug);
+            let mut renamed = raw.clone();
+            renamed["name"] = json!(served);
+            let arguments = raw
+                .get("arguments")
+                .and_then(Value::as_array)
+                .map(|args| {
+                    args.iter()
+                        .filter_map(|a| {
+                            Some(PromptArgumentDef {
+                                name: s(a, "name")?,
+                                title: s(a, "title"),
+                                description: s(a, "description"),
+                                required: a.get("required").and_then(Value::as_bool).unwrap_or(false),
+                                values: Vec::new(),
+                            })
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            let def = PromptDef {
+                name: served,
+                title: s(&raw, "title"),
+                description: s(&raw, "description"),
+                template: None,
+                messages: Vec::new(),
+                arguments,
+            };
+            self.prompts.push(Arc::new(Prompt {
+                def,
+                listing: renamed.to_string(),
+                fed: Some(Federated {
+                    upstream: up.clone(),
+                    listing: raw.to_string(),
+                    name,
+                }),
+            }));
+        }
+    }
+}
+
+impl Server {
+    /// True when a member named in `listed` (or, if federated, of one of this server's
+    /// upstreams) belongs here.
+    pub fn has_member(&self, listed: &[String], names: &[&str], fed: Option<&Federated>) -> bool {
+        fed.is_some_and(|f| self.includes_upstream(&f.upstream.id))
+            || listed.iter().any(|l| names.iter().any(|n| l == n))
     }
 }
 
@@ -220,7 +453,8 @@ pub struct Registry {
     cache_ms: u64,
     cached: Mutex<Option<Cached>>,
     /// The fingerprints clients were last told about (see [`Registry::refresh`]).
-    announced: Mutex<Option<[u64; 4]>>,
+    announced: Mutex<Option<[u64; 5]>>,
+    separator: String,
 }
 
 fn kind_label(kind: Kind) -> &'static str {
@@ -249,7 +483,14 @@ impl Registry {
             cache_ms,
             cached: Mutex::new(None),
             announced: Mutex::new(None),
+            separator: "__".into(),
         }
+    }
+
+    /// Uses `separator` between an upstream's slug and a member's name.
+    pub fn with_separator(mut self, separator: &str) -> Self {
+        self.separator = separator.to_string();
+        self
     }
 
     /// The store underneath.
@@ -266,10 +507,14 @@ impl Registry {
             }
         }
         let snap = Arc::new(Snapshot::build(
-            self.store.list(Kind::Tool).await?,
-            self.store.list(Kind::Resource).await?,
-            self.store.list(Kind::Prompt).await?,
-            self.store.list(Kind::Server).await?,
+            [
+                self.store.list(Kind::Tool).await?,
+                self.store.list(Kind::Resource).await?,
+                self.store.list(Kind::Prompt).await?,
+                self.store.list(Kind::Server).await?,
+                self.store.list(Kind::Gateway).await?,
+            ],
+            &self.separator,
         ));
         *self.cached.lock().unwrap_or_else(|e| e.into_inner()) = Some(Cached {
             snapshot: snap.clone(),
@@ -366,14 +611,148 @@ impl Registry {
             ("prompts", Kind::Prompt, &def.prompts),
         ] {
             for (i, n) in names.iter().enumerate() {
-                if self.get(kind, n).await.is_err() {
+                if self.get(kind, n).await.is_err() && !self.is_federated_name(kind, n).await? {
                     return Err(
                         FieldError::new(format!("{field}[{i}]"), format!("no {} named '{n}'", kind.as_str())).into(),
                     );
                 }
             }
         }
+        for (i, n) in def.upstreams.iter().enumerate() {
+            if self.get(Kind::Gateway, n).await.is_err() {
+                return Err(FieldError::new(format!("upstreams[{i}]"), format!("no upstream named '{n}'")).into());
+            }
+        }
+        if def.original_names {
+            self.check_unambiguous(&def).await?;
+        }
         Ok(())
+    }
+
+    /// True when `name` is a federated member's served name (or a federated resource's URI).
+    async fn is_federated_name(&self, kind: Kind, name: &str) -> Result<bool, RegistryError> {
+        self.invalidate();
+        let snap = self.snapshot().await?;
+        Ok(match kind {
+            Kind::Tool => snap.tool(name).is_some_and(|t| t.fed.is_some()),
+            Kind::Prompt => snap.prompt(name).is_some_and(|p| p.fed.is_some()),
+            Kind::Resource => snap
+                .resources
+                .iter()
+                .chain(snap.templates.iter())
+                .any(|r| r.fed.is_some() && (r.def.key() == name || r.def.name == name)),
+            _ => false,
+        })
+    }
+
+    /// With `original_names`, two members of a server must not share a served name.
+    async fn check_unambiguous(&self, def: &ServerDef) -> Result<(), RegistryError> {
+        let snap = self.snapshot().await?;
+        let ids: Vec<String> = def
+            .upstreams
+            .iter()
+            .filter_map(|n| snap.upstream(n).map(|u| u.id.clone()))
+            .collect();
+        let mut seen: HashMap<(&str, String), String> = HashMap::new();
+        let origin = |fed: Option<&Federated>| {
+            fed.map_or("local".to_string(), |f| format!("upstream '{}'", f.upstream.def.name))
+        };
+        let mut check = |what: &'static str, name: String, from: String| -> Result<(), RegistryError> {
+            if let Some(other) = seen.insert((what, name.clone()), from.clone()) {
+                if other != from {
+                    return Err(FieldError::new(
+                        "original_names",
+                        format!("{what} '{name}' is offered by both {other} and {from}: names would be ambiguous"),
+                    )
+                    .into());
+                }
+            }
+            Ok(())
+        };
+        for t in &snap.tools {
+            let member = match &t.fed {
+                Some(f) => ids.contains(&f.upstream.id) || def.tools.contains(&t.def.name),
+                None => def.tools.contains(&t.def.name),
+            };
+            if member {
+                let name = t.fed.as_ref().map_or(t.def.name.clone(), |f| f.name.clone());
+                check("tool", name, origin(t.fed.as_ref()))?;
+            }
+        }
+        for p in &snap.prompts {
+            let member = match &p.fed {
+                Some(f) => ids.contains(&f.upstream.id) || def.prompts.contains(&p.def.name),
+                None => def.prompts.contains(&p.def.name),
+            };
+            if member {
+                let name = p.fed.as_ref().map_or(p.def.name.clone(), |f| f.name.clone());
+                check("prompt", name, origin(p.fed.as_ref()))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Validates an upstream definition from a REST body (merged into `existing` for PATCH).
+    pub fn prepare_upstream(&self, body: Value, existing: Option<&Record>) -> Result<UpstreamDef, RegistryError> {
+        let body = match existing {
+            Some(rec) => {
+                let Value::Object(patch) = body else {
+                    return Err(FieldError::new("", "the body must be a JSON object").into());
+                };
+                let mut merged = rec.body.as_object().cloned().unwrap_or_default();
+                merged.remove("catalog");
+                for (k, v) in patch {
+                    if v.is_null() {
+                        merged.remove(&k);
+                    } else {
+                        merged.insert(k, v);
+                    }
+                }
+                Value::Object(merged)
+            }
+            None => body,
+        };
+        let (_, normalized) = model::validate(Kind::Gateway, body)?;
+        serde_json::from_value(normalized).map_err(|e| FieldError::new("", e.to_string()).into())
+    }
+
+    /// Stores an upstream with its catalog: a new record, or a replacement of `existing_id`.
+    pub async fn save_upstream(&self, existing_id: Option<&str>, def: &UpstreamDef) -> Result<Record, RegistryError> {
+        let body = serde_json::to_value(def).map_err(|e| FieldError::new("", e.to_string()))?;
+        let now = self.clock.now_ms();
+        let rec = match existing_id {
+            Some(id) => {
+                let existing = self.get(Kind::Gateway, id).await?;
+                let rec = Record {
+                    key: def.name.clone(),
+                    body,
+                    updated_at: now.max(existing.created_at),
+                    ..existing
+                };
+                self.store.update(rec.clone()).await?;
+                rec
+            }
+            None => {
+                let rec = self.new_record(Kind::Gateway, def.name.clone(), body, now);
+                self.store.insert(rec.clone()).await?;
+                rec
+            }
+        };
+        self.invalidate();
+        Ok(rec)
+    }
+
+    /// Replaces an upstream's catalog if it differs from the stored one; true if it did.
+    pub async fn set_catalog(&self, id: &str, catalog: Catalog) -> Result<bool, RegistryError> {
+        let rec = self.get(Kind::Gateway, id).await?;
+        let mut def: UpstreamDef =
+            serde_json::from_value(rec.body.clone()).map_err(|e| RegistryError::Storage(e.to_string()))?;
+        if def.catalog.as_ref() == Some(&catalog) {
+            return Ok(false);
+        }
+        def.catalog = Some(catalog);
+        self.save_upstream(Some(&rec.id), &def).await?;
+        Ok(true)
     }
 
     /// Creates a record from a REST body.
@@ -404,7 +783,12 @@ impl Registry {
         } else {
             body
         };
-        let (key, body) = self.check(kind, body, Some(&existing.id)).await?;
+        let (key, mut body) = self.check(kind, body, Some(&existing.id)).await?;
+        if kind == Kind::Gateway {
+            if let Some(c) = existing.body.get("catalog") {
+                body["catalog"] = c.clone();
+            }
+        }
         let rec = Record {
             key,
             body,
@@ -468,6 +852,13 @@ impl Registry {
         for (i, p) in file.prompt.iter().enumerate() {
             push(Kind::Prompt, format!("prompt[{i}]"), to_value(serde_json::to_value(p))?)?;
         }
+        for (i, u) in file.upstream.iter().enumerate() {
+            push(
+                Kind::Gateway,
+                format!("upstream[{i}]"),
+                to_value(serde_json::to_value(u))?,
+            )?;
+        }
         for (i, s) in file.server.iter().enumerate() {
             push(Kind::Server, format!("server[{i}]"), to_value(serde_json::to_value(s))?)?;
         }
@@ -485,12 +876,39 @@ impl Registry {
                 ("prompts", Kind::Prompt, &s.prompts),
             ] {
                 for (j, n) in names.iter().enumerate() {
-                    if !known(kind, n, &ops) && self.get(kind, n).await.is_err() {
+                    if !known(kind, n, &ops)
+                        && self.get(kind, n).await.is_err()
+                        && !self.is_federated_name(kind, n).await?
+                    {
                         return Err(FieldError::new(
                             format!("server[{i}].{field}[{j}]"),
                             format!("no {} named '{n}'", kind.as_str()),
                         )
                         .into());
+                    }
+                }
+            }
+            for (j, n) in s.upstreams.iter().enumerate() {
+                if !known(Kind::Gateway, n, &ops) && self.get(Kind::Gateway, n).await.is_err() {
+                    return Err(FieldError::new(
+                        format!("server[{i}].upstreams[{j}]"),
+                        format!("no upstream named '{n}'"),
+                    )
+                    .into());
+                }
+            }
+        }
+        // Keep the catalogs already read: the next refresh replaces them if they changed.
+        for op in ops.iter_mut() {
+            if let Op::Upsert(r) = op {
+                if r.kind == Kind::Gateway {
+                    if let Some(c) = self
+                        .store
+                        .get(Kind::Gateway, &r.key)
+                        .await?
+                        .and_then(|e| e.body.get("catalog").cloned())
+                    {
+                        r.body["catalog"] = c;
                     }
                 }
             }

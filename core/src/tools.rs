@@ -15,6 +15,7 @@ use crate::mcp::CallCtx;
 use crate::ports::{HttpError, InboundResponse, OutboundRequest};
 use crate::protocol::LogLevel;
 use crate::registry::Tool;
+use crate::uri_template::UriTemplate;
 
 const QUERY: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
 
@@ -75,9 +76,9 @@ fn query_value(v: &Value) -> String {
 }
 
 /// Builds the outbound request for a call.
-pub(crate) fn build_request(tool: &Tool, mut args: Map<String, Value>) -> OutboundRequest {
-    let mut url = tool.url.expand(&args);
-    for v in tool.url.variables() {
+pub(crate) fn build_request(tool: &Tool, template: &UriTemplate, mut args: Map<String, Value>) -> OutboundRequest {
+    let mut url = template.expand(&args);
+    for v in template.variables() {
         args.remove(v);
     }
     let method = http::Method::from_bytes(tool.def.method.as_bytes()).unwrap_or(http::Method::GET);
@@ -150,7 +151,10 @@ impl Inner {
         if let Err(e) = check_arguments(&tool.def.input_schema, &args) {
             return error_result(format!("Invalid arguments for tool {name}: {e}"));
         }
-        let request = build_request(tool, args);
+        let Some(template) = &tool.url else {
+            return error_result(format!("Tool {name} has no URL"));
+        };
+        let request = build_request(tool, template, args);
         let (method, url) = (request.method.to_string(), request.url.clone());
         ctx.log(LogLevel::Debug, "mcpgw.tools", json!(format!("{name}: {method} {url}")));
         let timeout = Duration::from_millis(tool.def.timeout_ms.unwrap_or(self.config.tool_timeout_ms));
@@ -209,7 +213,8 @@ mod tests {
         let def: ToolDef = serde_json::from_value(json!({"name": "t", "url": url, "method": method})).unwrap();
         Tool {
             id: "1".into(),
-            url: UriTemplate::parse(url).unwrap(),
+            url: Some(UriTemplate::parse(url).unwrap()),
+            fed: None,
             listing: crate::mcp::tool_listing(&def),
             def,
         }
@@ -221,7 +226,8 @@ mod tests {
             .as_object()
             .cloned()
             .unwrap();
-        let r = build_request(&tool("http://h/w/{city}", "GET"), args);
+        let t = tool("http://h/w/{city}", "GET");
+        let r = build_request(&t, t.url.as_ref().unwrap(), args);
         assert_eq!(r.url, "http://h/w/S%C3%A3o%20Paulo?n=3&units=metric");
         assert!(r.body.is_none());
     }
@@ -229,7 +235,8 @@ mod tests {
     #[test]
     fn post_sends_remaining_arguments_as_json() {
         let args = json!({"id": 7, "name": "x"}).as_object().cloned().unwrap();
-        let r = build_request(&tool("http://h/items/{id}", "POST"), args);
+        let t = tool("http://h/items/{id}", "POST");
+        let r = build_request(&t, t.url.as_ref().unwrap(), args);
         assert_eq!(r.url, "http://h/items/7");
         assert_eq!(
             serde_json::from_slice::<Value>(r.body.as_ref().unwrap()).unwrap(),

@@ -135,6 +135,7 @@ fn build_gateway(env: &Env) -> Result<Gateway> {
         clock,
         ids: Arc::new(CryptoIds),
         spawner: Arc::new(LocalSpawner),
+        launcher: None,
     };
     let info = ServerInfo {
         name: "mcpgw".into(),

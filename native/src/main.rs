@@ -200,6 +200,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         clock,
         ids: Arc::new(runtime::RandomIds),
         spawner: Arc::new(runtime::TokioSpawner),
+        launcher: Some(Arc::new(runtime::ProcessLauncher)),
     };
     let info = ServerInfo {
         name: "mcpgw".into(),
@@ -214,6 +215,22 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .map_err(|e| anyhow::anyhow!("invalid setting MCPGW_CONFIG (--config): {path}: {e}"))?;
         tracing::info!(path = %path, entries = n, "registry seeded");
     }
+    // Read the upstreams' catalogs in the background: an unreachable upstream must not delay
+    // start-up; it is retried by the health checks.
+    // Then health checks and refreshes as they fall due, on their own task so that a slow
+    // upstream never delays keep-alives.
+    let checks = gw.clone();
+    let every = s.upkeep;
+    tokio::spawn(async move {
+        let healthy = checks.check_upstreams(true).await;
+        tracing::info!(healthy, "upstreams checked");
+        let mut tick = tokio::time::interval(every);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            checks.check_upstreams(false).await;
+        }
+    });
     let listener = tokio::net::TcpListener::bind(s.addr)
         .await
         .with_context(|| format!("cannot listen on {}", s.addr))?;
@@ -239,7 +256,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             }
         }
     });
-    server::serve(gw, listener, shutdown_signal(), s.grace).await?;
+    server::serve(gw.clone(), listener, shutdown_signal(), s.grace).await?;
+    gw.close_upstreams();
     tracing::info!("stopped");
     Ok(())
 }

@@ -1,12 +1,14 @@
 //! Native implementations of the core's platform ports: tokio time and tasks, OS randomness,
 //! and outbound HTTP through reqwest with streamed bodies.
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use futures::{StreamExt, TryStreamExt};
-use mcpgw_core::platform::BoxFuture;
-use mcpgw_core::ports::{Clock, HttpClient, HttpError, Ids, InboundResponse, OutboundRequest, Spawner};
+use mcpgw_core::platform::{BoxFuture, BoxStream};
+use mcpgw_core::ports::{Clock, HttpClient, HttpError, Ids, InboundResponse, Launcher, OutboundRequest, Pipe, Spawner};
 
 /// Wall clock and tokio sleeps.
 pub struct TokioClock;
@@ -91,4 +93,98 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
         cur = c.source();
     }
     s
+}
+
+/// Starts stdio upstreams as child processes in their own process group; closing the pipe (or
+/// dropping it) kills the whole group, so no upstream process outlives its link or the gateway.
+pub struct ProcessLauncher;
+
+struct ProcessPipe {
+    stdin: Arc<tokio::sync::Mutex<Option<tokio::process::ChildStdin>>>,
+    child: std::sync::Mutex<Option<tokio::process::Child>>,
+}
+
+impl ProcessPipe {
+    fn kill(&self) {
+        let child = self.child.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(mut child) = child {
+            #[cfg(unix)]
+            if let Some(pid) = child.id() {
+                // The group id is the child's pid (process_group(0)): stop its children too.
+                let _ = std::process::Command::new("kill")
+                    .args(["-KILL", "--", &format!("-{pid}")])
+                    .stderr(std::process::Stdio::null())
+                    .status();
+            }
+            let _ = child.start_kill();
+            // Reap it so it does not linger as a zombie.
+            tokio::spawn(async move {
+                let _ = child.wait().await;
+            });
+        }
+    }
+}
+
+impl Drop for ProcessPipe {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+impl Pipe for ProcessPipe {
+    fn send(&self, message: String) -> BoxFuture<'static, Result<(), String>> {
+        let stdin = self.stdin.clone();
+        Box::pin(async move {
+            use tokio::io::AsyncWriteExt;
+            let mut guard = stdin.lock().await;
+            let w = guard.as_mut().ok_or("the process is stopped")?;
+            let mut line = message.into_bytes();
+            line.push(b'\n');
+            w.write_all(&line).await.map_err(|e| e.to_string())?;
+            w.flush().await.map_err(|e| e.to_string())
+        })
+    }
+    fn close(&self) {
+        if let Ok(mut g) = self.stdin.try_lock() {
+            g.take();
+        }
+        self.kill();
+    }
+}
+
+impl Launcher for ProcessLauncher {
+    fn launch(
+        &self,
+        command: &str,
+        args: &[String],
+        env: &BTreeMap<String, String>,
+    ) -> Result<(Box<dyn Pipe>, BoxStream<'static, String>), String> {
+        use tokio::io::AsyncBufReadExt;
+        let mut cmd = tokio::process::Command::new(command);
+        cmd.args(args)
+            .envs(env)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .kill_on_drop(true);
+        #[cfg(unix)]
+        cmd.process_group(0);
+        let mut child = cmd.spawn().map_err(|e| format!("cannot start {command}: {e}"))?;
+        let stdin = child.stdin.take().ok_or("no stdin")?;
+        let stdout = child.stdout.take().ok_or("no stdout")?;
+        tracing::info!(command, pid = child.id(), "stdio upstream started");
+        let lines = tokio::io::BufReader::new(stdout).lines();
+        let incoming = futures::stream::unfold(lines, |mut lines| async move {
+            match lines.next_line().await {
+                Ok(Some(l)) => Some((l, lines)),
+                _ => None,
+            }
+        })
+        .boxed();
+        let pipe = ProcessPipe {
+            stdin: Arc::new(tokio::sync::Mutex::new(Some(stdin))),
+            child: std::sync::Mutex::new(Some(child)),
+        };
+        Ok((Box::new(pipe), incoming))
+    }
 }

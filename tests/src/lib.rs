@@ -674,3 +674,90 @@ pub async fn read_events(r: reqwest::Response, n: usize) -> Vec<(String, serde_j
     }
     events
 }
+
+/// The project's fixture upstream (`tests/fixture/server.mjs`), killed on drop.
+pub struct Fixture {
+    child: std::process::Child,
+    /// `http://127.0.0.1:PORT` (empty for stdio).
+    pub url: String,
+}
+
+impl Fixture {
+    /// Starts the fixture over `streamable-http` or `sse` on a free port, logging calls to
+    /// `calls_log` if given.
+    pub fn start(transport: &str, calls_log: Option<&Path>) -> Self {
+        use std::io::{BufRead, BufReader};
+        let mut cmd = Command::new(node_bin());
+        cmd.arg(repo_root().join("tests/fixture/server.mjs"))
+            .args(["--transport", transport, "--port", "0"]);
+        if let Some(log) = calls_log {
+            cmd.arg("--calls-log").arg(log);
+        }
+        let mut child = cmd
+            .current_dir(repo_root())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .expect("spawn fixture");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("listening line");
+        let v: serde_json::Value =
+            serde_json::from_str(&line).unwrap_or_else(|e| panic!("bad listening line {line:?}: {e}"));
+        let url = v["listening"].as_str().expect("listening url").to_string();
+        Self { child, url }
+    }
+
+    /// The fixture's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Kills the fixture now.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Asserts that a whole conformance run (`Total: N passed, 0 failed`) passed.
+pub fn assert_suite_passed(ok: bool, out: &str, what: &str) {
+    let total = out
+        .lines()
+        .rev()
+        .find(|l| l.starts_with("Total:"))
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        ok && total.ends_with(" 0 failed") && !total.starts_with("Total: 0 "),
+        "conformance against {what}: {total}\n{out}"
+    );
+}
+
+/// Asserts that the fixture's calls log shows the suite really reached it (some scenarios
+/// pass even when a tool is missing).
+pub fn assert_fixture_reached(calls: &Path) {
+    let log = std::fs::read_to_string(calls).expect("calls log");
+    for name in [
+        "test_simple_text",
+        "test_error_handling",
+        "test_sampling",
+        "test_elicitation",
+        "test_tool_with_progress",
+        "test_tool_with_logging",
+        "test://static-text",
+        "test_prompt_with_arguments",
+    ] {
+        assert!(
+            log.contains(&format!("\"{name}\"")),
+            "the suite never reached {name}:\n{log}"
+        );
+    }
+}

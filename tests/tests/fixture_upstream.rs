@@ -3,49 +3,10 @@
 //! calls log proves the suite reached it, and its SSE and stdio transports serve the Python SDK.
 //! The federation tests rely on it behaving exactly like this.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
-use mcpgw_e2e::{node_bin, repo_root, run_with_timeout, TempDir};
-
-/// A running fixture, killed on drop.
-struct Fixture {
-    child: Child,
-    url: String,
-}
-
-impl Fixture {
-    fn start(transport: &str, calls_log: Option<&std::path::Path>) -> Self {
-        let mut cmd = Command::new(node_bin());
-        cmd.arg(repo_root().join("tests/fixture/server.mjs"))
-            .args(["--transport", transport, "--port", "0"]);
-        if let Some(log) = calls_log {
-            cmd.arg("--calls-log").arg(log);
-        }
-        let mut child = cmd
-            .current_dir(repo_root())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn fixture");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("stdout"))
-            .read_line(&mut line)
-            .expect("listening line");
-        let v: serde_json::Value =
-            serde_json::from_str(&line).unwrap_or_else(|e| panic!("bad listening line {line:?}: {e}"));
-        let url = v["listening"].as_str().expect("listening url").to_string();
-        Self { child, url }
-    }
-}
-
-impl Drop for Fixture {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use mcpgw_e2e::{assert_fixture_reached, assert_suite_passed, node_bin, repo_root, run_with_timeout, Fixture, TempDir};
 
 #[test]
 fn conformance_suite_passes_against_the_fixture_itself() {
@@ -60,32 +21,8 @@ fn conformance_suite_passes_against_the_fixture_itself() {
         .args(["server", "--url", &url])
         .current_dir(repo_root());
     let (ok, out) = run_with_timeout(&mut cmd, Duration::from_secs(300)).expect("run conformance");
-    let total = out
-        .lines()
-        .rev()
-        .find(|l| l.starts_with("Total:"))
-        .unwrap_or_default()
-        .to_string();
-    assert!(
-        ok && total.ends_with(" 0 failed") && !total.starts_with("Total: 0 "),
-        "conformance against the fixture: {total}\n{out}"
-    );
-    // Some scenarios pass even when a tool is missing: prove the fixture was really used.
-    let log = std::fs::read_to_string(&calls).expect("calls log");
-    for name in [
-        "test_simple_text",
-        "test_error_handling",
-        "test_sampling",
-        "test_elicitation",
-        "test_tool_with_progress",
-        "test://static-text",
-        "test_prompt_with_arguments",
-    ] {
-        assert!(
-            log.contains(&format!("\"{name}\"")),
-            "the suite never reached {name}:\n{log}"
-        );
-    }
+    assert_suite_passed(ok, &out, "the fixture");
+    assert_fixture_reached(&calls);
 }
 
 fn python_smoke(args: &[&str]) {
