@@ -92,6 +92,16 @@ pub(crate) fn upstream_error(name: &str, e: &UpstreamError) -> RpcError {
         .with_data(json!({"upstream": name, "reason": reason}))
 }
 
+/// The hello of shared links (catalog reads, `/rpc`): every client capability the gateway can
+/// relay, so that upstreams which offer some tools only to such clients list them. A call on a
+/// shared link has no client to ask; such requests are answered with an error.
+fn relayable_hello() -> Hello {
+    Hello {
+        capabilities: json!({"sampling": {}, "elicitation": {}, "roots": {"listChanged": true}}),
+        client_info: Value::Null,
+    }
+}
+
 /// Where relayed messages go: the stream of the call they belong to, or the session's stream.
 enum Dest<'a> {
     Call(&'a UnboundedSender<Outbound>),
@@ -196,10 +206,7 @@ impl Inner {
                 capabilities: s.client_capabilities.clone(),
                 client_info: s.client_info.clone(),
             },
-            None => Hello {
-                capabilities: json!({}),
-                client_info: Value::Null,
-            },
+            None => relayable_hello(),
         };
         let opened = Link::open(&self.net(), &up.def, &hello, health.endpoint, self.timeout_of(&up.def)).await;
         let (link, endpoint) = match opened {
@@ -223,9 +230,10 @@ impl Inner {
                     .await;
             }
         }
-        // A duplex link delivers what arrives outside any call to the session's stream (or, when
-        // shared, takes list changes from it); streamable HTTP opens a stream only on subscribe.
-        if link.is_duplex() {
+        // What the upstream says outside calls reaches the session once the client listens
+        // (it has a stream open); a duplex link delivers it anyway, and a shared one takes list
+        // changes from it.
+        if link.is_duplex() || (!shared && self.hub.has_stream(sid)) {
             self.listen(&link, up, (!shared).then(|| sid.to_string()));
         }
         *guard = Some(link.clone());
@@ -443,6 +451,27 @@ impl Inner {
         }
     }
 
+    /// The client opened a stream: the upstreams it already uses may now talk to it outside calls.
+    pub(crate) async fn listen_session_links(&self, sid: &str) {
+        let slots: Vec<(String, Arc<Slot>)> = lock(&self.fed.slots)
+            .iter()
+            .filter(|((s, _), _)| s == sid)
+            .map(|((_, u), slot)| (u.clone(), slot.clone()))
+            .collect();
+        if slots.is_empty() {
+            return;
+        }
+        let Ok(snap) = self.registry.snapshot().await else {
+            return;
+        };
+        for (up_id, slot) in slots {
+            let link = slot.link.lock().await.clone();
+            if let (Some(link), Some(up)) = (link, snap.upstream(&up_id)) {
+                self.listen(&link, up, Some(sid.to_string()));
+            }
+        }
+    }
+
     /// Makes sure what `up` sends outside calls reaches this session (after a subscribe).
     pub(crate) async fn ensure_listening(&self, session: &SessionState, up: &Arc<Upstream>) {
         if let Ok(link) = self.link_for(Some(session), up).await {
@@ -513,10 +542,7 @@ impl Inner {
     /// Connects to an upstream that is not stored yet (or stored under `def`) and reads its
     /// catalog over a short-lived session.
     pub(crate) async fn read_catalog(&self, def: &UpstreamDef) -> Result<Catalog, UpstreamError> {
-        let hello = Hello {
-            capabilities: json!({}),
-            client_info: Value::Null,
-        };
+        let hello = relayable_hello();
         let timeout = self.timeout_of(def);
         let (link, _) = Link::open(&self.net(), def, &hello, 0, timeout).await?;
         let cat = fetch_catalog(&link, timeout).await;

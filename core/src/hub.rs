@@ -155,6 +155,11 @@ impl Hub {
         self.lock().conns.keys().cloned().collect()
     }
 
+    /// True when the session has an open stream.
+    pub fn has_stream(&self, session: &str) -> bool {
+        self.lock().conns.get(session).is_some_and(|c| !c.is_empty())
+    }
+
     /// Ends every stream of a session.
     pub fn close(&self, session: &str) {
         self.lock().conns.remove(session);

@@ -686,26 +686,44 @@ impl Fixture {
     /// Starts the fixture over `streamable-http` or `sse` on a free port, logging calls to
     /// `calls_log` if given.
     pub fn start(transport: &str, calls_log: Option<&Path>) -> Self {
-        use std::io::{BufRead, BufReader};
         let mut cmd = Command::new(node_bin());
         cmd.arg(repo_root().join("tests/fixture/server.mjs"))
             .args(["--transport", transport, "--port", "0"]);
         if let Some(log) = calls_log {
             cmd.arg("--calls-log").arg(log);
         }
+        Self::spawn(cmd)
+    }
+
+    /// Starts the official reference server `@modelcontextprotocol/server-everything` over
+    /// `streamableHttp` or `sse`, on 127.0.0.1 (`tests/fixture/everything.mjs`).
+    pub fn everything(transport: &str) -> Self {
+        let mut cmd = Command::new(node_bin());
+        cmd.arg(repo_root().join("tests/fixture/everything.mjs")).arg(transport);
+        Self::spawn(cmd)
+    }
+
+    fn spawn(mut cmd: Command) -> Self {
+        use std::io::{BufRead, BufReader};
         let mut child = cmd
             .current_dir(repo_root())
             .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::inherit())
+            .stderr(std::process::Stdio::null())
             .spawn()
-            .expect("spawn fixture");
+            .expect("spawn upstream server");
+        let mut reader = BufReader::new(child.stdout.take().expect("stdout"));
         let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("stdout"))
-            .read_line(&mut line)
-            .expect("listening line");
+        reader.read_line(&mut line).expect("listening line");
         let v: serde_json::Value =
             serde_json::from_str(&line).unwrap_or_else(|e| panic!("bad listening line {line:?}: {e}"));
         let url = v["listening"].as_str().expect("listening url").to_string();
+        // Keep draining stdout so the server never blocks on a full pipe.
+        std::thread::spawn(move || {
+            let mut sink = String::new();
+            while reader.read_line(&mut sink).is_ok_and(|n| n > 0) {
+                sink.clear();
+            }
+        });
         Self { child, url }
     }
 

@@ -158,3 +158,86 @@ async fn conformance_through_the_gateway_over_stdio() {
     }
     conformance_through("stdio").await;
 }
+
+/// A gateway with two upstreams: the fixture (`fixture__*`) and the reference server
+/// `@modelcontextprotocol/server-everything` (`everything__*`), both over streamable HTTP.
+struct TwoUpstreams {
+    gw: TestGateway,
+    fixture: Fixture,
+    everything: Fixture,
+    _dir: TempDir,
+}
+
+async fn register(url: &str, collection: &str, body: &Value) -> Value {
+    let r = http_client()
+        .post(format!("{url}/{collection}"))
+        .json(body)
+        .send()
+        .await
+        .expect("register");
+    let status = r.status();
+    let v: Value = r.json().await.unwrap_or(Value::Null);
+    assert_eq!(status, 201, "{collection}: {v}");
+    v
+}
+
+async fn start_two(settings: &[&str]) -> TwoUpstreams {
+    let dir = TempDir::new("two-upstreams");
+    let fixture = Fixture::start("streamable-http", None);
+    let everything = Fixture::everything("streamableHttp");
+    let gw = start_target(&dir, settings).expect("start gateway");
+    register(
+        gw.url(),
+        "gateways",
+        &json!({"name": "fixture", "url": format!("{}/mcp", fixture.url)}),
+    )
+    .await;
+    register(
+        gw.url(),
+        "gateways",
+        &json!({"name": "everything", "url": format!("{}/mcp", everything.url)}),
+    )
+    .await;
+    TwoUpstreams {
+        gw,
+        fixture,
+        everything,
+        _dir: dir,
+    }
+}
+
+fn run_client(cmd: &mut Command, pass: &str) {
+    let (ok, out) = run_with_timeout(cmd, Duration::from_secs(120)).expect("run client");
+    assert!(ok && out.contains(pass), "client failed:\n{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_sdk_uses_two_upstreams_at_once() {
+    let two = start_two(&[]).await;
+    let url = format!("{}/mcp", two.gw.url());
+    tokio::task::spawn_blocking(move || {
+        let mut cmd = Command::new(std::env::var("PYTHON").unwrap_or_else(|_| "python3".into()));
+        cmd.arg(repo_root().join("tests/clients/federation_client.py"))
+            .arg(&url);
+        run_client(&mut cmd, "PASS python federation");
+    })
+    .await
+    .expect("join");
+    drop(two);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn typescript_sdk_uses_two_upstreams_at_once() {
+    let two = start_two(&[]).await;
+    let url = format!("{}/mcp", two.gw.url());
+    tokio::task::spawn_blocking(move || {
+        let mut cmd = Command::new(node_bin());
+        cmd.arg(repo_root().join("tests/clients/ts_federation.mjs"))
+            .arg(&url)
+            .current_dir(repo_root());
+        run_client(&mut cmd, "PASS typescript federation");
+    })
+    .await
+    .expect("join");
+    drop(two);
+}

@@ -1,0 +1,103 @@
+"""Two upstreams at once through mcpgw's /mcp, with the official Python SDK (`mcp` on PyPI):
+the project's fixture and the reference server `@modelcontextprotocol/server-everything`,
+both registered as upstreams (`fixture__*`, `everything__*`). Checks namespaced lists, plain
+calls to both, progress and log notifications during a call, a sampling request relayed to this
+client and answered, and log messages the upstream sends outside any call.
+
+usage: federation_client.py URL
+Exits 0 and prints PASS when every check holds; raises (exit 1) on the first failure.
+"""
+
+import asyncio
+import sys
+
+from mcp import Client, types
+
+
+def text_of(result) -> str:
+    return " ".join(c.text for c in result.content if getattr(c, "type", "") == "text")
+
+
+async def main(url: str) -> None:
+    logs = []
+    sampled = []
+
+    async def on_log(params):
+        logs.append(params)
+
+    async def on_sampling(context, params):
+        sampled.append(params)
+        return types.CreateMessageResult(
+            role="assistant",
+            content=types.TextContent(type="text", text="sampled-by-python"),
+            model="mcpgw-test-model",
+            stop_reason="endTurn",
+        )
+
+    async with Client(url, logging_callback=on_log, sampling_callback=on_sampling) as client:
+        tools, cursor = [], None
+        while True:
+            page = await client.list_tools(cursor=cursor)
+            tools.extend(page.tools)
+            cursor = page.next_cursor
+            if not cursor:
+                break
+        names = {t.name for t in tools}
+        for expected in [
+            "fixture__test_simple_text",
+            "fixture__test_tool_with_progress",
+            "everything__echo",
+            "everything__trigger-long-running-operation",
+            "everything__trigger-sampling-request",
+            "everything__toggle-simulated-logging",
+        ]:
+            assert expected in names, f"{expected} missing from {sorted(names)}"
+        echo = next(t for t in tools if t.name == "everything__echo")
+        assert echo.input_schema["properties"]["message"]["type"] == "string", echo.input_schema
+
+        r = await client.call_tool("everything__echo", {"message": "hello through mcpgw"})
+        assert text_of(r) == "Echo: hello through mcpgw", r
+        r = await client.call_tool("fixture__test_simple_text", {})
+        assert "simple text" in text_of(r), r
+
+        await client.set_logging_level("debug")
+
+        progress = []
+
+        async def on_progress(value, total, message):
+            progress.append(value)
+
+        r = await client.call_tool(
+            "everything__trigger-long-running-operation",
+            {"duration": 1, "steps": 4},
+            progress_callback=on_progress,
+        )
+        assert not r.is_error, r
+        assert len(progress) >= 4, f"progress notifications: {progress}"
+        assert progress == sorted(progress), progress
+
+        progress.clear()
+        r = await client.call_tool("fixture__test_tool_with_progress", {}, progress_callback=on_progress)
+        assert len(progress) >= 3, f"fixture progress: {progress}"
+
+        before = len(logs)
+        r = await client.call_tool("fixture__test_tool_with_logging", {})
+        assert len(logs) >= before + 3, f"log messages during the call: {logs[before:]}"
+
+        r = await client.call_tool("everything__trigger-sampling-request", {"prompt": "say hi", "maxTokens": 10})
+        assert sampled, "the sampling request never reached the client"
+        assert "sampled-by-python" in text_of(r), r
+
+        # Log messages the upstream sends on its own, outside any call, every 5 s.
+        before = len(logs)
+        r = await client.call_tool("everything__toggle-simulated-logging", {})
+        deadline = asyncio.get_running_loop().time() + 15
+        while not any("level" in str(l.data).lower() for l in logs[before:]):
+            assert asyncio.get_running_loop().time() < deadline, f"no simulated log message: {logs[before:]}"
+            await asyncio.sleep(0.2)
+        await client.call_tool("everything__toggle-simulated-logging", {})
+    print("PASS python federation")
+
+
+if __name__ == "__main__":
+    asyncio.run(main(sys.argv[1]))

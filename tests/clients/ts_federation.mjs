@@ -1,0 +1,77 @@
+// Two upstreams at once through mcpgw's /mcp with the official TypeScript SDK: the project's
+// fixture (fixture__*) and @modelcontextprotocol/server-everything (everything__*). Checks
+// namespaced lists, calls to both, progress and log notifications during a call, and sampling
+// and elicitation requests relayed to this client and answered.
+// usage: node ts_federation.mjs URL
+// Prints PASS and exits 0 when every check holds; throws (exit 1) on the first failure.
+
+import assert from "node:assert/strict";
+import { Client } from "@modelcontextprotocol/sdk/client/index.js";
+import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
+import {
+  CreateMessageRequestSchema,
+  ElicitRequestSchema,
+  LoggingMessageNotificationSchema,
+} from "@modelcontextprotocol/sdk/types.js";
+
+const [url] = process.argv.slice(2);
+const client = new Client(
+  { name: "mcpgw-ts-federation", version: "1.0.0" },
+  { capabilities: { sampling: {}, elicitation: {} } },
+);
+const logs = [];
+const sampled = [];
+client.setNotificationHandler(LoggingMessageNotificationSchema, (n) => logs.push(n.params));
+client.setRequestHandler(CreateMessageRequestSchema, async (req) => {
+  sampled.push(req.params);
+  return { role: "assistant", content: { type: "text", text: "sampled-by-typescript" }, model: "mcpgw-test-model", stopReason: "endTurn" };
+});
+client.setRequestHandler(ElicitRequestSchema, async () => ({ action: "accept", content: { username: "ts-user", email: "ts@example.com" } }));
+await client.connect(new StreamableHTTPClientTransport(new URL(url)));
+
+const tools = [];
+let cursor;
+do {
+  const page = await client.listTools(cursor ? { cursor } : undefined);
+  tools.push(...page.tools);
+  cursor = page.nextCursor;
+} while (cursor);
+const names = new Set(tools.map((t) => t.name));
+for (const n of ["fixture__test_sampling", "fixture__test_elicitation", "everything__echo", "everything__trigger-long-running-operation", "everything__trigger-sampling-request"]) {
+  assert.ok(names.has(n), `${n} missing from ${[...names].sort()}`);
+}
+const text = (r) => r.content.filter((c) => c.type === "text").map((c) => c.text).join(" ");
+
+assert.equal(text(await client.callTool({ name: "everything__echo", arguments: { message: "hi from ts" } })), "Echo: hi from ts");
+
+const progress = [];
+const long = await client.callTool(
+  { name: "everything__trigger-long-running-operation", arguments: { duration: 1, steps: 3 } },
+  undefined,
+  { onprogress: (p) => progress.push(p.progress) },
+);
+assert.ok(!long.isError, JSON.stringify(long));
+assert.ok(progress.length >= 3, `progress: ${progress}`);
+
+await client.setLoggingLevel("debug");
+const before = logs.length;
+await client.callTool({ name: "fixture__test_tool_with_logging", arguments: {} });
+assert.ok(logs.length >= before + 3, `logs: ${JSON.stringify(logs.slice(before))}`);
+
+const s1 = await client.callTool({ name: "everything__trigger-sampling-request", arguments: { prompt: "hello", maxTokens: 5 } });
+assert.ok(text(s1).includes("sampled-by-typescript"), text(s1));
+const s2 = await client.callTool({ name: "fixture__test_sampling", arguments: { prompt: "hello" } });
+assert.ok(text(s2).includes("sampled-by-typescript"), text(s2));
+assert.ok(sampled.length >= 2, `sampling requests: ${sampled.length}`);
+
+const e = await client.callTool({ name: "fixture__test_elicitation", arguments: { message: "who are you?" } });
+assert.ok(text(e).includes("ts-user"), text(e));
+
+// Several calls at once on one session: each answer reaches its own request.
+const many = await Promise.all(
+  Array.from({ length: 8 }, (_, i) => client.callTool({ name: "everything__echo", arguments: { message: `n${i}` } })),
+);
+many.forEach((r, i) => assert.equal(text(r), `Echo: n${i}`));
+
+await client.close();
+console.log("PASS typescript federation");
