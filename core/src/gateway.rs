@@ -98,6 +98,8 @@ pub(crate) struct Inner {
     pub fed: crate::federation::Federation,
     stream_seq: AtomicU64,
     inits: AtomicU64,
+    /// When a lookup miss last forced a registry re-read (ms since the epoch).
+    pub last_miss_reload: AtomicU64,
     me: Weak<Inner>,
 }
 
@@ -252,6 +254,7 @@ impl Gateway {
                 fed: Default::default(),
                 stream_seq: AtomicU64::new(0),
                 inits: AtomicU64::new(0),
+                last_miss_reload: AtomicU64::new(0),
                 me: me.clone(),
             }),
         })

@@ -244,6 +244,24 @@ impl Inner {
             .map_err(|e| RpcError::internal(e.to_string()))
     }
 
+    /// The snapshot, re-read from the store when `has` finds nothing in the cached one (at most
+    /// every 250 ms): an entry created a moment ago elsewhere (by the Worker in front of this
+    /// Durable Object, or another instance) is found at once, not after the cache expires.
+    async fn snapshot_having(&self, has: impl Fn(&Snapshot) -> bool) -> Result<Arc<Snapshot>, RpcError> {
+        let snap = self.snapshot().await?;
+        if has(&snap) {
+            return Ok(snap);
+        }
+        let now = self.clock.now_ms();
+        let last = self.last_miss_reload.load(std::sync::atomic::Ordering::Relaxed);
+        if now.saturating_sub(last) < 250 {
+            return Ok(snap);
+        }
+        self.last_miss_reload.store(now, std::sync::atomic::Ordering::Relaxed);
+        self.registry.invalidate();
+        self.snapshot().await
+    }
+
     /// Dispatches one request by method.
     pub(crate) async fn call(&self, ctx: &CallCtx, req: &Request) -> Result<Json, RpcError> {
         let m = req.method.as_str();
@@ -339,7 +357,7 @@ impl Inner {
             Some(Value::Object(a)) => a.clone(),
             Some(_) => return Err(RpcError::invalid_params("tools/call: \"arguments\" must be an object")),
         };
-        let snap = self.snapshot().await?;
+        let snap = self.snapshot_having(|s| ctx.find_tool(s, &name).is_some()).await?;
         let tool = ctx
             .find_tool(&snap, &name)
             .ok_or_else(|| RpcError::invalid_params(format!("Unknown tool: {name}")))?;
@@ -355,7 +373,9 @@ impl Inner {
     async fn subscribe(&self, ctx: &CallCtx, req: &Request) -> Result<Json, RpcError> {
         let p = params_obj(req)?;
         let uri = str_param(&p, "uri", &req.method)?;
-        let snap = self.snapshot().await?;
+        let snap = self
+            .snapshot_having(|s| self.find_resource(ctx, s, uri).is_some())
+            .await?;
         let (r, _) = self.find_resource(ctx, &snap, uri).ok_or_else(|| {
             RpcError::new(jsonrpc::RESOURCE_NOT_FOUND, "Resource not found").with_data(json!({"uri": uri}))
         })?;
@@ -418,7 +438,9 @@ impl Inner {
     async fn resources_read(&self, ctx: &CallCtx, req: &Request) -> Result<Json, RpcError> {
         let p = params_obj(req)?;
         let uri = str_param(&p, "uri", "resources/read")?;
-        let snap = self.snapshot().await?;
+        let snap = self
+            .snapshot_having(|s| self.find_resource(ctx, s, uri).is_some())
+            .await?;
         let (r, vars) = self.find_resource(ctx, &snap, uri).ok_or_else(|| {
             RpcError::new(jsonrpc::RESOURCE_NOT_FOUND, "Resource not found").with_data(json!({"uri": uri}))
         })?;
@@ -435,7 +457,7 @@ impl Inner {
     async fn prompts_get(&self, ctx: &CallCtx, req: &Request) -> Result<Json, RpcError> {
         let mut p = params_obj(req)?;
         let name = str_param(&p, "name", "prompts/get")?.to_string();
-        let snap = self.snapshot().await?;
+        let snap = self.snapshot_having(|s| ctx.find_prompt(s, &name).is_some()).await?;
         let found = ctx
             .find_prompt(&snap, &name)
             .ok_or_else(|| RpcError::invalid_params(format!("Unknown prompt: {name}")))?;

@@ -110,6 +110,11 @@ fn config(env: &Env) -> Result<GatewayConfig> {
         page_size: number(env, "MCPGW_PAGE_SIZE", d.page_size)?,
         session_ttl_secs: number(env, "MCPGW_SESSION_TTL_SECS", d.session_ttl_secs)?,
         tool_timeout_ms: number(env, "MCPGW_TOOL_TIMEOUT_MS", d.tool_timeout_ms)?,
+        max_sessions: number(env, "MCPGW_MAX_SESSIONS", d.max_sessions)?,
+        name_separator: var(env, "MCPGW_NAME_SEPARATOR").unwrap_or_else(|| d.name_separator.clone()),
+        upstream_refresh_secs: number(env, "MCPGW_UPSTREAM_REFRESH_SECS", d.upstream_refresh_secs)?,
+        health_check_secs: number(env, "MCPGW_HEALTH_CHECK_SECS", d.health_check_secs)?,
+        unhealthy_after: number(env, "MCPGW_UNHEALTHY_AFTER", d.unhealthy_after)?,
         ..d
     };
     cfg.validate().map_err(|e| {

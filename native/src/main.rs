@@ -66,6 +66,19 @@ struct ServeArgs {
     /// elsewhere (another instance sharing the database).
     #[arg(long, env = "MCPGW_UPKEEP_SECS", default_value = "15")]
     upkeep_secs: String,
+    /// Between an upstream's slug and a member's name in federated names.
+    #[arg(long, env = "MCPGW_NAME_SEPARATOR", default_value = "__")]
+    name_separator: String,
+    /// Default seconds between upstream catalog refreshes.
+    #[arg(long, env = "MCPGW_UPSTREAM_REFRESH_SECS", default_value = "300")]
+    upstream_refresh_secs: String,
+    /// Seconds between upstream health checks.
+    #[arg(long, env = "MCPGW_HEALTH_CHECK_SECS", default_value = "30")]
+    health_check_secs: String,
+    /// Consecutive failures after which an upstream is unhealthy (calls fail fast until it
+    /// answers a health check again).
+    #[arg(long, env = "MCPGW_UNHEALTHY_AFTER", default_value = "3")]
+    unhealthy_after: String,
     /// Seconds in-flight requests get to finish at shutdown.
     #[arg(long, env = "MCPGW_SHUTDOWN_GRACE_SECS", default_value = "10")]
     shutdown_grace_secs: String,
@@ -118,6 +131,13 @@ fn settings(a: &ServeArgs) -> anyhow::Result<Settings> {
         session_ttl_secs: number("MCPGW_SESSION_TTL_SECS (--session-ttl-secs)", &a.session_ttl_secs)?,
         tool_timeout_ms: number("MCPGW_TOOL_TIMEOUT_MS (--tool-timeout-ms)", &a.tool_timeout_ms)?,
         max_sessions: number("MCPGW_MAX_SESSIONS (--max-sessions)", &a.max_sessions)?,
+        name_separator: a.name_separator.clone(),
+        upstream_refresh_secs: number(
+            "MCPGW_UPSTREAM_REFRESH_SECS (--upstream-refresh-secs)",
+            &a.upstream_refresh_secs,
+        )?,
+        health_check_secs: number("MCPGW_HEALTH_CHECK_SECS (--health-check-secs)", &a.health_check_secs)?,
+        unhealthy_after: number("MCPGW_UNHEALTHY_AFTER (--unhealthy-after)", &a.unhealthy_after)?,
         ..GatewayConfig::default()
     };
     gateway.validate().map_err(|e| {
@@ -220,7 +240,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // Then health checks and refreshes as they fall due, on their own task so that a slow
     // upstream never delays keep-alives.
     let checks = gw.clone();
-    let every = s.upkeep;
+    let every = s.upkeep.min(Duration::from_secs(s.gateway.health_check_secs));
     tokio::spawn(async move {
         let healthy = checks.check_upstreams(true).await;
         tracing::info!(healthy, "upstreams checked");

@@ -502,6 +502,8 @@ pub fn start_target(dir: &TempDir, settings: &[&str]) -> anyhow::Result<TestGate
                     "--max-body-bytes" => "MCPGW_MAX_BODY_BYTES",
                     "--tool-timeout-ms" => "MCPGW_TOOL_TIMEOUT_MS",
                     "--upkeep-secs" => "MCPGW_UPKEEP_SECS",
+                    "--health-check-secs" => "MCPGW_HEALTH_CHECK_SECS",
+                    "--unhealthy-after" => "MCPGW_UNHEALTHY_AFTER",
                     other => bail!("setting {other} has no edge equivalent"),
                 };
                 vars.push((name, *pair.get(1).context("a setting needs a value")?));
@@ -686,13 +688,27 @@ impl Fixture {
     /// Starts the fixture over `streamable-http` or `sse` on a free port, logging calls to
     /// `calls_log` if given.
     pub fn start(transport: &str, calls_log: Option<&Path>) -> Self {
+        Self::start_on(transport, 0, calls_log)
+    }
+
+    /// [`Fixture::start`] on a given port (0: a free one), e.g. to restart it where it was.
+    pub fn start_on(transport: &str, port: u16, calls_log: Option<&Path>) -> Self {
         let mut cmd = Command::new(node_bin());
-        cmd.arg(repo_root().join("tests/fixture/server.mjs"))
-            .args(["--transport", transport, "--port", "0"]);
+        cmd.arg(repo_root().join("tests/fixture/server.mjs")).args([
+            "--transport",
+            transport,
+            "--port",
+            &port.to_string(),
+        ]);
         if let Some(log) = calls_log {
             cmd.arg("--calls-log").arg(log);
         }
         Self::spawn(cmd)
+    }
+
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.url.rsplit(':').next().and_then(|p| p.parse().ok()).unwrap_or(0)
     }
 
     /// Starts the official reference server `@modelcontextprotocol/server-everything` over

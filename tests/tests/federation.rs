@@ -163,8 +163,8 @@ async fn conformance_through_the_gateway_over_stdio() {
 /// `@modelcontextprotocol/server-everything` (`everything__*`), both over streamable HTTP.
 struct TwoUpstreams {
     gw: TestGateway,
-    fixture: Fixture,
-    everything: Fixture,
+    _fixture: Fixture,
+    _everything: Fixture,
     _dir: TempDir,
 }
 
@@ -200,8 +200,8 @@ async fn start_two(settings: &[&str]) -> TwoUpstreams {
     .await;
     TwoUpstreams {
         gw,
-        fixture,
-        everything,
+        _fixture: fixture,
+        _everything: everything,
         _dir: dir,
     }
 }
