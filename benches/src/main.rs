@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context};
-use mcpgw_e2e::{initialize, start_rest_backend, EdgeProcess, GatewayProcess, TempDir};
+use mcpgw_e2e::{initialize, start_rest_backend, EdgeProcess, Fixture, GatewayProcess, TempDir};
 use serde_json::{json, Value};
 
 const ACCEPT: &str = "application/json, text/event-stream";
@@ -73,6 +73,11 @@ where
     }
     let elapsed = started.elapsed();
     latencies_us.sort_unstable();
+    eprintln!(
+        "  {name}: {} requests in {:.2} s at concurrency {concurrency}",
+        latencies_us.len(),
+        elapsed.as_secs_f64()
+    );
     Ok(Phase {
         name,
         requests: latencies_us.len(),
@@ -264,6 +269,229 @@ fn report(label: &str, by_concurrency: &[(usize, Vec<Phase>)]) -> Vec<Value> {
     rows
 }
 
+/// Sends one JSON-RPC request on an MCP session and returns the response, from a JSON body or
+/// from the SSE stream the upstream answers with.
+async fn mcp_request(http: &reqwest::Client, url: &str, sid: &str, body: &Value) -> anyhow::Result<Value> {
+    let r = http
+        .post(url)
+        .header("accept", ACCEPT)
+        .header("mcp-session-id", sid)
+        .header("mcp-protocol-version", "2025-11-25")
+        .json(body)
+        .send()
+        .await?;
+    let sse = r
+        .headers()
+        .get("content-type")
+        .is_some_and(|v| v.to_str().unwrap_or_default().starts_with("text/event-stream"));
+    let text = r.text().await?;
+    if !sse {
+        return Ok(serde_json::from_str(&text)?);
+    }
+    text.lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .filter_map(|d| serde_json::from_str::<Value>(d).ok())
+        .find(|m| m.get("id") == body.get("id"))
+        .context("no answer in the SSE stream")
+}
+
+/// `initialize` + `notifications/initialized` at an MCP endpoint; returns the session id.
+async fn open_session(http: &reqwest::Client, url: &str) -> anyhow::Result<String> {
+    let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize",
+        "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "mcpgw-bench", "version": "1"}}});
+    let r = http.post(url).header("accept", ACCEPT).json(&init).send().await?;
+    ensure!(r.status().is_success(), "initialize at {url}: {}", r.status());
+    let sid = r
+        .headers()
+        .get("mcp-session-id")
+        .context("no session id")?
+        .to_str()?
+        .to_string();
+    r.bytes().await?;
+    let note = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
+    let r = http
+        .post(url)
+        .header("accept", ACCEPT)
+        .header("mcp-session-id", &sid)
+        .header("mcp-protocol-version", "2025-11-25")
+        .json(&note)
+        .send()
+        .await?;
+    ensure!(r.status().is_success(), "initialized: {}", r.status());
+    Ok(sid)
+}
+
+/// One round of the federation phases: `tools/call` of the fixture's `test_simple_text`
+/// directly at the fixture (baseline) and through the gateway.
+async fn federation_round(
+    http: &reqwest::Client,
+    direct: (&str, &str),
+    gateway: (&str, &str),
+    n: usize,
+    c: usize,
+    limit: Duration,
+    id_base: u64,
+) -> anyhow::Result<Vec<Phase>> {
+    let mut phases = Vec::new();
+    for (name, (url, sid), tool) in [
+        (
+            "tools/call directly at the fixture upstream (baseline)",
+            direct,
+            "test_simple_text",
+        ),
+        (
+            "tools/call through mcpgw to the fixture",
+            gateway,
+            "fixture__test_simple_text",
+        ),
+    ] {
+        let (h, u, s) = (http.clone(), url.to_string(), sid.to_string());
+        let base = id_base + phases.len() as u64 * 10_000_000;
+        phases.push(
+            run_phase(name, n, c, limit, move |i| {
+                let (h, u, s) = (h.clone(), u.clone(), s.clone());
+                let body = json!({"jsonrpc": "2.0", "id": base + i, "method": "tools/call",
+                    "params": {"name": tool, "arguments": {}}});
+                async move {
+                    let v = mcp_request(&h, &u, &s, &body).await?;
+                    ensure!(
+                        v["result"]["content"][0]["text"]
+                            .as_str()
+                            .is_some_and(|t| t.contains("simple text")),
+                        "call failed: {v}"
+                    );
+                    Ok(())
+                }
+            })
+            .await?,
+        );
+    }
+    Ok(phases)
+}
+
+/// Federation: a gateway fronting the fixture upstream over streamable HTTP, against the
+/// fixture called directly, same client and concurrency; then the memory an idle client
+/// session costs, with and without an upstream session of its own.
+async fn federation_bench(total: usize, concurrency: usize, limit: Duration) -> anyhow::Result<Value> {
+    eprintln!("federation: starting the fixture upstream");
+    let fixture = Fixture::start("streamable-http", None);
+    eprintln!("federation: fixture at {}", fixture.url);
+    let dir = TempDir::new("bench-federation");
+    let db = dir.join("fed.db");
+    let gw = GatewayProcess::start(
+        &[
+            "--database",
+            db.to_str().context("utf-8 path")?,
+            "--max-sessions",
+            "100000",
+        ],
+        &[("MCPGW_LOG", "warn,mcpgw=info")],
+    )?;
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(concurrency * 2)
+        .timeout(Duration::from_secs(30))
+        .build()?;
+    let r = http
+        .post(format!("{}/gateways", gw.url))
+        .json(&json!({"name": "fixture", "url": format!("{}/mcp", fixture.url)}))
+        .send()
+        .await?;
+    ensure!(r.status().as_u16() == 201, "register the fixture: {}", r.status());
+    let direct_url = format!("{}/mcp", fixture.url);
+    let gw_url = format!("{}/mcp", gw.url);
+    let direct_sid = open_session(&http, &direct_url).await?;
+    let gw_sid = open_session(&http, &gw_url).await?;
+    eprintln!("federation: sessions open");
+    let direct = (direct_url.as_str(), direct_sid.as_str());
+    let through = (gw_url.as_str(), gw_sid.as_str());
+    federation_round(&http, direct, through, (total / 10).max(200), concurrency, limit, 0).await?;
+    let mut results = Vec::new();
+    for c in [concurrency, 1] {
+        let n = if c == 1 { (total / 5).max(200) } else { total };
+        let mut rounds = Vec::new();
+        for r in 0..ROUNDS {
+            rounds.push(
+                federation_round(
+                    &http,
+                    direct,
+                    through,
+                    n,
+                    c,
+                    limit,
+                    (r as u64 + 1) * 100_000_000 * c as u64,
+                )
+                .await?,
+            );
+        }
+        let mut medians = Vec::new();
+        for i in 0..2 {
+            let mut column: Vec<Phase> = rounds
+                .iter_mut()
+                .map(|r| std::mem::replace(&mut r[i], Phase::empty()))
+                .collect();
+            column.sort_by(|a, b| a.rps().total_cmp(&b.rps()));
+            medians.push(column.swap_remove(ROUNDS / 2));
+        }
+        results.push((c, medians));
+    }
+
+    // Memory per idle session: RSS growth over many sessions, each initialized and then left
+    // alone; then sessions that also made one federated call (so each holds an upstream session).
+    const SESSIONS: usize = 2000;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let rss0 = gw.rss_kib().unwrap_or(0);
+    let mut kept = Vec::new();
+    for _ in 0..SESSIONS {
+        kept.push(open_session(&http, &gw_url).await?);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let rss1 = gw.rss_kib().unwrap_or(0);
+    for (i, _) in (0..SESSIONS).enumerate() {
+        let sid = open_session(&http, &gw_url).await?;
+        let body = json!({"jsonrpc": "2.0", "id": i, "method": "tools/call", "params": {"name": "fixture__test_simple_text", "arguments": {}}});
+        mcp_request(&http, &gw_url, &sid, &body).await?;
+        kept.push(sid);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let rss2 = gw.rss_kib().unwrap_or(0);
+    let per_plain = (rss1.saturating_sub(rss0)) as f64 * 1024.0 / SESSIONS as f64;
+    let per_linked = (rss2.saturating_sub(rss1)) as f64 * 1024.0 / SESSIONS as f64;
+
+    println!("federation: the fixture upstream (node, streamable HTTP) directly versus through mcpgw; median of {ROUNDS} interleaved rounds\n");
+    let mut rows = Vec::new();
+    for (c, phases) in &results {
+        let base = &phases[0];
+        println!("concurrency {c}, {} requests per phase per round:\n", base.requests);
+        println!("| phase | req/s | ratio to direct | p50 ms | p99 ms |");
+        println!("| --- | ---: | ---: | ---: | ---: |");
+        for p in phases {
+            println!(
+                "| {} | {:.0} | {:.2} | {:.3} | {:.3} |",
+                p.name,
+                p.rps(),
+                p.rps() / base.rps(),
+                p.pct(0.5),
+                p.pct(0.99)
+            );
+        }
+        let via = &phases[1];
+        println!(
+            "\nthroughput ratio {:.2} (target >= 0.8 at 32 callers); added p50 {:.3} ms (target <= 0.2 ms)\n",
+            via.rps() / base.rps(),
+            via.pct(0.5) - base.pct(0.5)
+        );
+        rows.push(json!({"concurrency": c, "direct_rps": base.rps(), "gateway_rps": via.rps(),
+            "ratio": via.rps() / base.rps(), "direct_p50_ms": base.pct(0.5), "gateway_p50_ms": via.pct(0.5),
+            "added_p50_ms": via.pct(0.5) - base.pct(0.5), "direct_p99_ms": base.pct(0.99), "gateway_p99_ms": via.pct(0.99)}));
+    }
+    println!(
+        "memory per idle client session ({SESSIONS} sessions each): {:.0} bytes initialized only; {:.0} bytes with an upstream session of its own (target <= 16384)\n",
+        per_plain, per_linked
+    );
+    drop(kept);
+    Ok(json!({"phases": rows, "bytes_per_idle_session": per_plain, "bytes_per_idle_session_with_upstream": per_linked}))
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> anyhow::Result<()> {
     let total = arg("--requests", 20_000);
@@ -271,6 +499,10 @@ async fn main() -> anyhow::Result<()> {
     let edge = std::env::args().any(|a| a == "--edge");
     let limit = Duration::from_secs(60);
     let out_file = std::env::args().skip_while(|a| a != "--out").nth(1);
+    if std::env::args().any(|a| a == "--federation-only") {
+        federation_bench(total, arg("--federation-concurrency", 32), limit).await?;
+        return Ok(());
+    }
 
     let backend = start_rest_backend().await?;
     let dir = TempDir::new("bench");
@@ -342,8 +574,9 @@ async fn main() -> anyhow::Result<()> {
         rss_idle_kib as f64 / 1024.0,
         rss_after_kib as f64 / 1024.0
     );
+    let federation = federation_bench(total, arg("--federation-concurrency", 32), limit).await?;
     let report = json!({
-        "rounds": ROUNDS, "phases": rows,
+        "rounds": ROUNDS, "phases": rows, "federation": federation,
         "ready_ms_fresh_db": ms(&ready_fresh), "ready_ms_existing_db_median": ms(&ready_existing[2]),
         "rss_idle_mb": rss_idle_kib as f64 / 1024.0, "rss_after_load_mb": rss_after_kib as f64 / 1024.0,
     });
