@@ -218,18 +218,41 @@ async fn measure(
         for r in 0..ROUNDS {
             rounds.push(run_round(t, n, c, limit, (r as u64 + 1) * 100_000_000 * c as u64).await?);
         }
-        let mut medians = Vec::new();
-        for i in 0..rounds[0].len() {
-            let mut column: Vec<Phase> = rounds
-                .iter_mut()
-                .map(|r| std::mem::replace(&mut r[i], Phase::empty()))
-                .collect();
-            column.sort_by(|a, b| a.rps().total_cmp(&b.rps()));
-            medians.push(column.swap_remove(ROUNDS / 2));
-        }
-        by_concurrency.push((c, medians));
+        by_concurrency.push((c, medians(rounds)));
     }
     Ok(by_concurrency)
+}
+
+/// Each phase's median round (by throughput).
+fn medians(mut rounds: Vec<Vec<Phase>>) -> Vec<Phase> {
+    let mut out = Vec::new();
+    for i in 0..rounds[0].len() {
+        let mut column: Vec<Phase> = rounds
+            .iter_mut()
+            .map(|r| std::mem::replace(&mut r[i], Phase::empty()))
+            .collect();
+        column.sort_by(|a, b| a.rps().total_cmp(&b.rps()));
+        out.push(column.swap_remove(ROUNDS / 2));
+    }
+    out
+}
+
+/// Prints one phase table, ratios against the first phase.
+fn print_table(title: &str, phases: &[Phase]) {
+    let base = &phases[0];
+    println!("{title}, {} requests per phase per round:\n", base.requests);
+    println!("| phase | req/s | ratio to direct | p50 ms | p99 ms |");
+    println!("| --- | ---: | ---: | ---: | ---: |");
+    for p in phases {
+        println!(
+            "| {} | {:.0} | {:.2} | {:.3} | {:.3} |",
+            p.name,
+            p.rps(),
+            p.rps() / base.rps(),
+            p.pct(0.5),
+            p.pct(0.99)
+        );
+    }
 }
 
 /// Prints one table per concurrency and returns the report rows.
@@ -237,21 +260,8 @@ fn report(label: &str, by_concurrency: &[(usize, Vec<Phase>)]) -> Vec<Value> {
     let mut rows = Vec::new();
     for (c, phases) in by_concurrency {
         let base = &phases[0];
-        println!(
-            "{label}, concurrency {c}, {} requests per phase per round:\n",
-            phases[0].requests
-        );
-        println!("| phase | req/s | ratio to direct | p50 ms | p99 ms |");
-        println!("| --- | ---: | ---: | ---: | ---: |");
+        print_table(&format!("{label}, concurrency {c}"), phases);
         for p in phases {
-            println!(
-                "| {} | {:.0} | {:.2} | {:.3} | {:.3} |",
-                p.name,
-                p.rps(),
-                p.rps() / base.rps(),
-                p.pct(0.5),
-                p.pct(0.99)
-            );
             rows.push(
                 json!({"target": label, "concurrency": c, "name": p.name, "requests": p.requests, "rps": p.rps(),
                 "ratio_to_direct": p.rps() / base.rps(), "p50_ms": p.pct(0.5), "p99_ms": p.pct(0.99)}),
@@ -423,16 +433,7 @@ async fn federation_bench(total: usize, concurrency: usize, limit: Duration) -> 
                 .await?,
             );
         }
-        let mut medians = Vec::new();
-        for i in 0..2 {
-            let mut column: Vec<Phase> = rounds
-                .iter_mut()
-                .map(|r| std::mem::replace(&mut r[i], Phase::empty()))
-                .collect();
-            column.sort_by(|a, b| a.rps().total_cmp(&b.rps()));
-            medians.push(column.swap_remove(ROUNDS / 2));
-        }
-        results.push((c, medians));
+        results.push((c, medians(rounds)));
     }
 
     // Memory per idle session: RSS growth over many sessions, each initialized and then left
@@ -461,19 +462,7 @@ async fn federation_bench(total: usize, concurrency: usize, limit: Duration) -> 
     let mut rows = Vec::new();
     for (c, phases) in &results {
         let base = &phases[0];
-        println!("concurrency {c}, {} requests per phase per round:\n", base.requests);
-        println!("| phase | req/s | ratio to direct | p50 ms | p99 ms |");
-        println!("| --- | ---: | ---: | ---: | ---: |");
-        for p in phases {
-            println!(
-                "| {} | {:.0} | {:.2} | {:.3} | {:.3} |",
-                p.name,
-                p.rps(),
-                p.rps() / base.rps(),
-                p.pct(0.5),
-                p.pct(0.99)
-            );
-        }
+        print_table(&format!("concurrency {c}"), phases);
         let via = &phases[1];
         println!(
             "\nthroughput ratio {:.2} (target >= 0.8 at 32 callers); added p50 {:.3} ms (target <= 0.2 ms)\n",

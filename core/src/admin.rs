@@ -95,23 +95,11 @@ impl Inner {
                     .await
                     .map(|rec| json_response(StatusCode::OK, &record_json(&rec)))
             }
-            (Method::DELETE, Some(id)) => self.registry.delete(kind, &id).await.map(|()| {
-                let mut r = Response::new(Body::Empty);
-                *r.status_mut() = StatusCode::NO_CONTENT;
-                r
-            }),
+            (Method::DELETE, Some(id)) => self.registry.delete(kind, &id).await.map(|()| no_content()),
             (_, None) => return method_not_allowed("GET, POST"),
             (_, Some(_)) => return method_not_allowed("GET, PUT, PATCH, DELETE"),
         };
-        match result {
-            Ok(resp) => {
-                if req.method() != Method::GET {
-                    self.refresh_registry().await;
-                }
-                resp
-            }
-            Err(e) => e.to_response(),
-        }
+        self.finish(&req, result).await
     }
 }
 
@@ -200,6 +188,11 @@ impl Inner {
             (_, None) => return method_not_allowed("GET, POST"),
             (_, Some(_)) => return method_not_allowed("GET, PUT, PATCH, DELETE"),
         };
+        self.finish(req, result).await
+    }
+
+    /// The response of an admin request; after a write, clients hear of list changes.
+    async fn finish(&self, req: &Request<Bytes>, result: Result<Response<Body>, RegistryError>) -> Response<Body> {
         match result {
             Ok(resp) => {
                 if req.method() != Method::GET {

@@ -461,6 +461,22 @@ fn kind_label(kind: Kind) -> &'static str {
     kind.as_str()
 }
 
+/// PATCH semantics: the patch's fields replace the record's, `null` removes one.
+fn merge_patch(base: &Value, patch: Value) -> Result<Value, RegistryError> {
+    let Value::Object(patch) = patch else {
+        return Err(FieldError::new("", "the body must be a JSON object").into());
+    };
+    let mut merged = base.as_object().cloned().unwrap_or_default();
+    for (k, v) in patch {
+        if v.is_null() {
+            merged.remove(&k);
+        } else {
+            merged.insert(k, v);
+        }
+    }
+    Ok(Value::Object(merged))
+}
+
 /// The JSON the REST API returns for a record: the definition plus id and timestamps.
 pub fn record_json(r: &Record) -> Value {
     let mut body = match &r.body {
@@ -669,24 +685,19 @@ impl Registry {
             }
             Ok(())
         };
-        for t in &snap.tools {
-            let member = match &t.fed {
-                Some(f) => ids.contains(&f.upstream.id) || def.tools.contains(&t.def.name),
-                None => def.tools.contains(&t.def.name),
-            };
+        let tools = snap
+            .tools
+            .iter()
+            .map(|t| ("tool", &t.def.name, t.fed.as_ref(), &def.tools));
+        let prompts = snap
+            .prompts
+            .iter()
+            .map(|p| ("prompt", &p.def.name, p.fed.as_ref(), &def.prompts));
+        for (what, served, fed, listed) in tools.chain(prompts) {
+            let member = fed.is_some_and(|f| ids.contains(&f.upstream.id)) || listed.contains(served);
             if member {
-                let name = t.fed.as_ref().map_or(t.def.name.clone(), |f| f.name.clone());
-                check("tool", name, origin(t.fed.as_ref()))?;
-            }
-        }
-        for p in &snap.prompts {
-            let member = match &p.fed {
-                Some(f) => ids.contains(&f.upstream.id) || def.prompts.contains(&p.def.name),
-                None => def.prompts.contains(&p.def.name),
-            };
-            if member {
-                let name = p.fed.as_ref().map_or(p.def.name.clone(), |f| f.name.clone());
-                check("prompt", name, origin(p.fed.as_ref()))?;
+                let name = fed.map_or(served.clone(), |f| f.name.clone());
+                check(what, name, origin(fed))?;
             }
         }
         Ok(())
@@ -696,19 +707,11 @@ impl Registry {
     pub fn prepare_upstream(&self, body: Value, existing: Option<&Record>) -> Result<UpstreamDef, RegistryError> {
         let body = match existing {
             Some(rec) => {
-                let Value::Object(patch) = body else {
-                    return Err(FieldError::new("", "the body must be a JSON object").into());
-                };
-                let mut merged = rec.body.as_object().cloned().unwrap_or_default();
-                merged.remove("catalog");
-                for (k, v) in patch {
-                    if v.is_null() {
-                        merged.remove(&k);
-                    } else {
-                        merged.insert(k, v);
-                    }
+                let mut merged = merge_patch(&rec.body, body)?;
+                if let Some(m) = merged.as_object_mut() {
+                    m.remove("catalog");
                 }
-                Value::Object(merged)
+                merged
             }
             None => body,
         };
@@ -768,18 +771,7 @@ impl Registry {
     pub async fn update(&self, kind: Kind, id: &str, body: Value, merge: bool) -> Result<Record, RegistryError> {
         let existing = self.get(kind, id).await?;
         let body = if merge {
-            let Value::Object(patch) = body else {
-                return Err(FieldError::new("", "the body must be a JSON object").into());
-            };
-            let mut merged = existing.body.as_object().cloned().unwrap_or_default();
-            for (k, v) in patch {
-                if v.is_null() {
-                    merged.remove(&k);
-                } else {
-                    merged.insert(k, v);
-                }
-            }
-            Value::Object(merged)
+            merge_patch(&existing.body, body)?
         } else {
             body
         };
@@ -1050,6 +1042,119 @@ mod tests {
             assert_eq!(r.list(Kind::Resource).await.unwrap().len(), 2);
             assert_eq!(r.list(Kind::Server).await.unwrap().len(), 1);
         });
+    }
+
+    fn upstream(name: &str, tools: Value) -> UpstreamDef {
+        let mut def: UpstreamDef =
+            serde_json::from_value(json!({"name": name, "url": format!("http://127.0.0.1:9/{name}")})).unwrap();
+        def.catalog = Some(Catalog {
+            tools: serde_json::from_value(tools).unwrap(),
+            prompts: vec![json!({"name": "greet", "arguments": [{"name": "who", "required": true}]})],
+            resources: vec![json!({"uri": format!("{name}://doc"), "name": "doc"})],
+            ..Catalog::default()
+        });
+        def
+    }
+
+    #[test]
+    fn federated_members_are_namespaced_and_kept_verbatim() {
+        block_on(async {
+            let r = registry();
+            let def = upstream(
+                "Up",
+                json!([{"name": "echo", "inputSchema": {"type": "object"}, "x-vendor": {"keep": true}}]),
+            );
+            r.save_upstream(None, &def).await.unwrap();
+            let snap = r.snapshot().await.unwrap();
+            let t = snap.tool("up__echo").expect("namespaced with the lower-cased slug");
+            let fed = t.fed.as_ref().unwrap();
+            assert_eq!(fed.name, "echo");
+            let listed: Value = serde_json::from_str(&t.listing).unwrap();
+            assert_eq!(
+                (listed["name"].as_str(), &listed["x-vendor"]),
+                (Some("up__echo"), &json!({"keep": true})),
+                "unknown fields pass through"
+            );
+            let original: Value = serde_json::from_str(&fed.listing).unwrap();
+            assert_eq!(original["name"], "echo");
+            assert!(snap.prompt("up__greet").is_some_and(|p| p.def.arguments[0].required));
+            assert!(snap.resource("Up://doc").is_some(), "resources keep their URIs");
+            r.create(
+                Kind::Server,
+                json!({"name": "s", "upstreams": ["Up"], "original_names": true}),
+            )
+            .await
+            .unwrap();
+            let snap = r.snapshot().await.unwrap();
+            let s = snap.server("s").unwrap();
+            assert_eq!(
+                s.tool_names.get("echo").map(|i| snap.tools[*i].def.name.as_str()),
+                Some("up__echo")
+            );
+            assert!(s.prompt_names.contains_key("greet"));
+            // The catalog is the gateway's to write: a refresh with the same one changes nothing.
+            let id = snap.upstream("Up").unwrap().id.clone();
+            assert!(!r.set_catalog(&id, def.catalog.clone().unwrap()).await.unwrap());
+        });
+    }
+
+    #[test]
+    fn original_names_must_be_unambiguous() {
+        block_on(async {
+            let r = registry();
+            for n in ["a", "b"] {
+                r.save_upstream(None, &upstream(n, json!([{"name": "echo"}])))
+                    .await
+                    .unwrap();
+            }
+            let e = r
+                .create(
+                    Kind::Server,
+                    json!({"name": "s", "upstreams": ["a", "b"], "original_names": true}),
+                )
+                .await
+                .unwrap_err();
+            let RegistryError::Invalid(f) = e else { panic!("{e:?}") };
+            assert_eq!(f.field, "original_names");
+            assert!(f.message.contains("echo"), "{f:?}");
+            // Namespaced, the same members are fine.
+            assert!(r
+                .create(Kind::Server, json!({"name": "s", "upstreams": ["a", "b"]}))
+                .await
+                .is_ok());
+            let e = r
+                .create(Kind::Server, json!({"name": "t", "upstreams": ["missing"]}))
+                .await
+                .unwrap_err();
+            let RegistryError::Invalid(f) = e else { panic!("{e:?}") };
+            assert_eq!(f.field, "upstreams[0]");
+        });
+    }
+
+    #[test]
+    fn upstream_definitions_are_validated() {
+        let bad = |body: Value| model::validate(Kind::Gateway, body).unwrap_err().field;
+        assert_eq!(bad(json!({"name": "x"})), "url");
+        assert_eq!(bad(json!({"name": "x", "url": "ftp://h/"})), "url");
+        assert_eq!(bad(json!({"name": "x", "transport": "stdio"})), "command");
+        assert_eq!(
+            bad(json!({"name": "x", "transport": "stdio", "command": "n", "url": "http://h/"})),
+            "url"
+        );
+        assert_eq!(
+            bad(json!({"name": "x", "url": "http://h/", "timeout_ms": 0})),
+            "timeout_ms"
+        );
+        assert_eq!(
+            bad(json!({"name": "x", "url": "http://h/", "transport": "carrier-pigeon"})),
+            "transport"
+        );
+        let (_, v) = model::validate(
+            Kind::Gateway,
+            json!({"name": "x", "urls": ["http://h/a", "http://h/b"], "catalog": {"tools": [{"name": "forged"}]}}),
+        )
+        .unwrap();
+        assert!(v.get("catalog").is_none(), "a catalog in a request is ignored");
     }
 
     fn toml_like() -> SeedFile {
