@@ -163,6 +163,20 @@ fn worker_gateway(env: &Env) -> Result<Gateway> {
     Ok(gw)
 }
 
+/// Cron Trigger (`[triggers]` in wrangler.toml): the upstream health checks and catalog
+/// refreshes that are due, by the Worker's gateway. New catalogs go to D1, where every session's
+/// Durable Object finds them on its next registry refresh and tells its client.
+#[event(scheduled)]
+async fn scheduled(_event: worker::ScheduledEvent, env: Env, _ctx: worker::ScheduleContext) {
+    match worker_gateway(&env) {
+        Ok(gw) => {
+            let healthy = gw.check_upstreams(false).await;
+            worker::console_log!("mcpgw: upstream checks done, {healthy} healthy");
+        }
+        Err(e) => worker::console_error!("mcpgw: scheduled upkeep failed: {e}"),
+    }
+}
+
 /// Where a request is served.
 enum Route {
     /// By the Durable Object of this existing session.

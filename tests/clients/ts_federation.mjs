@@ -12,6 +12,7 @@ import {
   CreateMessageRequestSchema,
   ElicitRequestSchema,
   LoggingMessageNotificationSchema,
+  ResourceUpdatedNotificationSchema,
 } from "@modelcontextprotocol/sdk/types.js";
 
 const [url] = process.argv.slice(2);
@@ -21,6 +22,8 @@ const client = new Client(
 );
 const logs = [];
 const sampled = [];
+const updated = [];
+client.setNotificationHandler(ResourceUpdatedNotificationSchema, (n) => updated.push(n.params.uri));
 client.setNotificationHandler(LoggingMessageNotificationSchema, (n) => logs.push(n.params));
 client.setRequestHandler(CreateMessageRequestSchema, async (req) => {
   sampled.push(req.params);
@@ -72,6 +75,18 @@ const many = await Promise.all(
   Array.from({ length: 8 }, (_, i) => client.callTool({ name: "everything__echo", arguments: { message: `n${i}` } })),
 );
 many.forEach((r, i) => assert.equal(text(r), `Echo: n${i}`));
+
+// Subscriptions go to the upstream owning the URI, and its updates come back.
+await client.subscribeResource({ uri: "test://watched-resource" });
+const touched = await client.callTool({ name: "fixture__mcpgw_touch", arguments: { uri: "test://watched-resource" } });
+assert.equal(text(touched), "notified");
+for (let i = 0; i < 100 && !updated.includes("test://watched-resource"); i++) await new Promise((r) => setTimeout(r, 50));
+assert.deepEqual(updated, ["test://watched-resource"]);
+await client.unsubscribeResource({ uri: "test://watched-resource" });
+assert.equal(
+  text(await client.callTool({ name: "fixture__mcpgw_touch", arguments: { uri: "test://watched-resource" } })),
+  "not subscribed",
+);
 
 await client.close();
 console.log("PASS typescript federation");

@@ -370,7 +370,14 @@ impl EdgeProcess {
             "--persist-to",
             &persist_s,
         ];
-        args.extend(["--inspector-port", "0", "--var", "MCPGW_BIND_HOST:127.0.0.1"]);
+        // --test-scheduled: GET /__scheduled runs the Cron Trigger handler.
+        args.extend([
+            "--inspector-port",
+            "0",
+            "--test-scheduled",
+            "--var",
+            "MCPGW_BIND_HOST:127.0.0.1",
+        ]);
         let var_args: Vec<String> = vars.iter().map(|(k, v)| format!("{k}:{v}")).collect();
         for v in &var_args {
             args.extend(["--var", v.as_str()]);
@@ -693,13 +700,15 @@ impl Fixture {
 
     /// [`Fixture::start`] on a given port (0: a free one), e.g. to restart it where it was.
     pub fn start_on(transport: &str, port: u16, calls_log: Option<&Path>) -> Self {
+        Self::start_with(transport, port, calls_log, &[])
+    }
+
+    /// [`Fixture::start_on`] with more arguments (`--extra-tool NAME`, `--pid-file FILE`).
+    pub fn start_with(transport: &str, port: u16, calls_log: Option<&Path>, extra: &[&str]) -> Self {
         let mut cmd = Command::new(node_bin());
-        cmd.arg(repo_root().join("tests/fixture/server.mjs")).args([
-            "--transport",
-            transport,
-            "--port",
-            &port.to_string(),
-        ]);
+        cmd.arg(repo_root().join("tests/fixture/server.mjs"))
+            .args(["--transport", transport, "--port", &port.to_string()])
+            .args(extra);
         if let Some(log) = calls_log {
             cmd.arg("--calls-log").arg(log);
         }

@@ -353,3 +353,52 @@ fn is_zombie(pid: u32) -> bool {
         .map(|s| s.rsplit(')').next().unwrap_or_default().trim_start().starts_with('Z'))
         .unwrap_or(true)
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catalogs_are_refreshed_on_schedule() {
+    let s = setup(&["--health-check-secs", "1"]).await;
+    let mut victim = Fixture::start("streamable-http", None);
+    let port = victim.port();
+    let (status, body) = register(
+        s.url(),
+        json!({"name": "victim", "url": format!("{}/mcp", victim.url), "refresh_secs": 1}),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    victim.kill();
+    let _changed = Fixture::start_with("streamable-http", port, None, &["--extra-tool", "added_later"]);
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let http = http_client();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if target() == Target::Edge {
+            // The Cron Trigger, as wrangler dev --test-scheduled runs it.
+            let r = http
+                .get(format!("{}/__scheduled", s.url()))
+                .send()
+                .await
+                .expect("scheduled");
+            assert!(r.status().is_success(), "{}", r.status());
+        }
+        let v: Value = http
+            .get(format!("{}/gateways/victim", s.url()))
+            .send()
+            .await
+            .expect("get")
+            .json()
+            .await
+            .expect("json");
+        let names: Vec<&str> = v["catalog"]["tools"]
+            .as_array()
+            .map(|t| t.iter().filter_map(|t| t["name"].as_str()).collect())
+            .unwrap_or_default();
+        if names.contains(&"added_later") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the catalog was never refreshed: {names:?}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    // And the new member is callable, in a session opened before it appeared.
+    let (answer, _) = call(s.url(), &s.sid, "victim__added_later", json!({})).await;
+    assert_eq!(text(&answer), "extra", "{answer}");
+}
