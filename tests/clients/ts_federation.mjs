@@ -2,24 +2,27 @@
 // fixture (fixture__*) and @modelcontextprotocol/server-everything (everything__*). Checks
 // namespaced lists, calls to both, progress and log notifications during a call, and sampling
 // and elicitation requests relayed to this client and answered.
-// usage: node ts_federation.mjs URL
+// usage: node ts_federation.mjs URL CALLS_LOG   (the fixture's calls log, to see cancellations)
 // Prints PASS and exits 0 when every check holds; throws (exit 1) on the first failure.
 
 import assert from "node:assert/strict";
+import { existsSync, readFileSync } from "node:fs";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import {
   CreateMessageRequestSchema,
   ElicitRequestSchema,
+  ListRootsRequestSchema,
   LoggingMessageNotificationSchema,
   ResourceUpdatedNotificationSchema,
 } from "@modelcontextprotocol/sdk/types.js";
 
-const [url] = process.argv.slice(2);
+const [url, callsLog] = process.argv.slice(2);
 const client = new Client(
   { name: "mcpgw-ts-federation", version: "1.0.0" },
-  { capabilities: { sampling: {}, elicitation: {} } },
+  { capabilities: { sampling: {}, elicitation: {}, roots: { listChanged: true } } },
 );
+client.setRequestHandler(ListRootsRequestSchema, async () => ({ roots: [{ uri: "file:///tmp/mcpgw-root", name: "mcpgw-root" }] }));
 const logs = [];
 const sampled = [];
 const updated = [];
@@ -75,6 +78,20 @@ const many = await Promise.all(
   Array.from({ length: 8 }, (_, i) => client.callTool({ name: "everything__echo", arguments: { message: `n${i}` } })),
 );
 many.forEach((r, i) => assert.equal(text(r), `Echo: n${i}`));
+
+// roots/list from an upstream reaches this client, and the answer goes back.
+const roots = await client.callTool({ name: "everything__get-roots-list", arguments: {} });
+assert.ok(text(roots).includes("file:///tmp/mcpgw-root"), text(roots));
+
+// Cancelling a call cancels the upstream request serving it.
+const abort = new AbortController();
+const slow = client.callTool({ name: "fixture__mcpgw_sleep", arguments: { ms: 20000 } }, undefined, { signal: abort.signal });
+await new Promise((r) => setTimeout(r, 300));
+abort.abort("no longer needed");
+await assert.rejects(slow);
+const cancelled = () => existsSync(callsLog) && readFileSync(callsLog, "utf8").includes('"cancelled"');
+for (let i = 0; i < 100 && !cancelled(); i++) await new Promise((r) => setTimeout(r, 50));
+assert.ok(cancelled(), "the upstream never saw the cancellation");
 
 // Subscriptions go to the upstream owning the URI, and its updates come back.
 await client.subscribeResource({ uri: "test://watched-resource" });

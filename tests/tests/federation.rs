@@ -163,6 +163,8 @@ async fn conformance_through_the_gateway_over_stdio() {
 /// `@modelcontextprotocol/server-everything` (`everything__*`), both over streamable HTTP.
 struct TwoUpstreams {
     gw: TestGateway,
+    /// The fixture's calls log.
+    calls: std::path::PathBuf,
     _fixture: Fixture,
     _everything: Fixture,
     _dir: TempDir,
@@ -183,7 +185,8 @@ async fn register(url: &str, collection: &str, body: &Value) -> Value {
 
 async fn start_two(settings: &[&str]) -> TwoUpstreams {
     let dir = TempDir::new("two-upstreams");
-    let fixture = Fixture::start("streamable-http", None);
+    let calls = dir.join("calls.jsonl");
+    let fixture = Fixture::start("streamable-http", Some(&calls));
     let everything = Fixture::everything("streamableHttp");
     let gw = start_target(&dir, settings).expect("start gateway");
     register(
@@ -200,6 +203,7 @@ async fn start_two(settings: &[&str]) -> TwoUpstreams {
     .await;
     TwoUpstreams {
         gw,
+        calls,
         _fixture: fixture,
         _everything: everything,
         _dir: dir,
@@ -230,10 +234,12 @@ async fn python_sdk_uses_two_upstreams_at_once() {
 async fn typescript_sdk_uses_two_upstreams_at_once() {
     let two = start_two(&[]).await;
     let url = format!("{}/mcp", two.gw.url());
+    let calls = two.calls.clone();
     tokio::task::spawn_blocking(move || {
         let mut cmd = Command::new(node_bin());
         cmd.arg(repo_root().join("tests/clients/ts_federation.mjs"))
             .arg(&url)
+            .arg(&calls)
             .current_dir(repo_root());
         run_client(&mut cmd, "PASS typescript federation");
     })
