@@ -29,7 +29,7 @@ pub mod federation;
 mod gateway;
 mod hub;
 mod mcp;
-mod sse;
+pub mod sse;
 mod tools;
 mod upstream;
 
