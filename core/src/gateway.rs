@@ -343,6 +343,30 @@ impl Gateway {
                 RouteClass::Rest => api_error(StatusCode::FORBIDDEN, "forbidden", msg, None),
             };
         }
+        // The Origin (if any) passed the check above: browsers from it may read the answer.
+        let origin = req.headers().get("origin").cloned();
+        if req.method() == Method::OPTIONS && req.headers().contains_key("access-control-request-method") {
+            let mut r = Response::new(Body::Empty);
+            *r.status_mut() = StatusCode::NO_CONTENT;
+            let h = r.headers_mut();
+            h.insert(
+                "access-control-allow-methods",
+                HeaderValue::from_static("GET, POST, PUT, PATCH, DELETE, OPTIONS"),
+            );
+            h.insert(
+                "access-control-allow-headers",
+                HeaderValue::from_static(CORS_ALLOW_HEADERS),
+            );
+            h.insert("access-control-max-age", HeaderValue::from_static("600"));
+            return with_cors(r, origin);
+        }
+        let resp = self.route(req, path).await;
+        with_cors(resp, origin)
+    }
+
+    /// Routes a request whose Host and Origin passed.
+    async fn route(&self, req: Request<Bytes>, path: String) -> Response<Body> {
+        let inner = &self.inner;
         if req.body().len() > inner.config.max_body_bytes {
             return self.payload_too_large(&path);
         }
@@ -400,6 +424,27 @@ impl Gateway {
             _ => api_error(StatusCode::NOT_FOUND, "not_found", format!("no route for {path}"), None),
         }
     }
+}
+
+/// Request headers a browser client may send (answer to a CORS preflight).
+const CORS_ALLOW_HEADERS: &str =
+    "content-type, accept, authorization, mcp-session-id, mcp-protocol-version, last-event-id";
+/// Response headers a browser client may read.
+const CORS_EXPOSE_HEADERS: &str = "mcp-session-id, mcp-protocol-version, www-authenticate, retry-after, location";
+
+/// Adds the CORS headers for an Origin that passed [`Inner::check_host_origin`] (configured in
+/// `allowed_origins`, or a local page while bound to loopback).
+fn with_cors(mut r: Response<Body>, origin: Option<HeaderValue>) -> Response<Body> {
+    if let Some(o) = origin {
+        let h = r.headers_mut();
+        h.insert("access-control-allow-origin", o);
+        h.insert(
+            "access-control-expose-headers",
+            HeaderValue::from_static(CORS_EXPOSE_HEADERS),
+        );
+        h.append(header::VARY, HeaderValue::from_static("origin"));
+    }
+    r
 }
 
 fn route_class(path: &str) -> RouteClass {
@@ -1163,6 +1208,62 @@ mod tests {
             }
             clock.advance(Duration::from_secs(120));
             assert_eq!(gw.expire_sessions().await, 3);
+        });
+    }
+
+    #[test]
+    fn cors_follows_the_allowed_origins() {
+        block_on(async {
+            let config = GatewayConfig {
+                allowed_origins: vec!["https://app.example.com".into()],
+                ..GatewayConfig::default()
+            };
+            let gw = gateway_with(Arc::new(ManualClock::at(1)), config);
+            let preflight = |origin: &str| {
+                Request::builder()
+                    .method("OPTIONS")
+                    .uri("/mcp")
+                    .header("host", "127.0.0.1:4444")
+                    .header("origin", origin)
+                    .header("access-control-request-method", "POST")
+                    .header("access-control-request-headers", "content-type, mcp-session-id")
+                    .body(Bytes::new())
+                    .unwrap()
+            };
+            let r = gw.handle(preflight("https://app.example.com")).await;
+            assert_eq!(r.status(), StatusCode::NO_CONTENT);
+            assert_eq!(r.headers()["access-control-allow-origin"], "https://app.example.com");
+            let allowed = r.headers()["access-control-allow-headers"].to_str().unwrap();
+            assert!(
+                allowed.contains("mcp-session-id") && allowed.contains("authorization"),
+                "{allowed}"
+            );
+            assert!(r.headers()["access-control-allow-methods"]
+                .to_str()
+                .unwrap()
+                .contains("DELETE"));
+
+            let init = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25"}}"#;
+            let mut req = post(init, None);
+            req.headers_mut()
+                .insert("origin", HeaderValue::from_static("https://app.example.com"));
+            let r = gw.handle(req).await;
+            assert_eq!(r.status(), StatusCode::OK);
+            assert_eq!(r.headers()["access-control-allow-origin"], "https://app.example.com");
+            assert!(r.headers()["access-control-expose-headers"]
+                .to_str()
+                .unwrap()
+                .contains("mcp-session-id"));
+            assert_eq!(r.headers()[header::VARY], "origin");
+
+            let r = gw.handle(preflight("https://evil.example.com")).await;
+            assert_eq!(r.status(), StatusCode::FORBIDDEN);
+            assert!(r.headers().get("access-control-allow-origin").is_none());
+            let r = gw.handle(post(init, None)).await;
+            assert!(
+                r.headers().get("access-control-allow-origin").is_none(),
+                "no Origin, no CORS headers"
+            );
         });
     }
 
