@@ -447,7 +447,7 @@ async fn federation_bench(total: usize, concurrency: usize, limit: Duration) -> 
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
     let rss1 = gw.rss_kib().unwrap_or(0);
-    for (i, _) in (0..SESSIONS).enumerate() {
+    for i in 0..SESSIONS {
         let sid = open_session(&http, &gw_url).await?;
         let body = json!({"jsonrpc": "2.0", "id": i, "method": "tools/call", "params": {"name": "fixture__test_simple_text", "arguments": {}}});
         mcp_request(&http, &gw_url, &sid, &body).await?;

@@ -71,14 +71,10 @@ impl Inner {
                     Ok(b) => b,
                     Err(r) => return *r,
                 };
-                self.registry.create(kind, body).await.map(|rec| {
-                    let mut r = json_response(StatusCode::CREATED, &record_json(&rec));
-                    let loc = format!("{}/{}", path.trim_end_matches('/'), rec.id);
-                    if let Ok(v) = HeaderValue::from_str(&loc) {
-                        r.headers_mut().insert(header::LOCATION, v);
-                    }
-                    r
-                })
+                self.registry
+                    .create(kind, body)
+                    .await
+                    .map(|rec| created(path, &rec.id, &record_json(&rec)))
             }
             (Method::GET, Some(id)) => self
                 .registry
@@ -106,6 +102,16 @@ impl Inner {
 /// 502 for an upstream that could not be reached or read.
 fn bad_gateway(e: &crate::jsonrpc::RpcError) -> Response<Body> {
     api_error(StatusCode::BAD_GATEWAY, "upstream_unavailable", e.message.clone(), None)
+}
+
+/// 201 with the new record and its `Location` under the collection `path`.
+fn created(path: &str, id: &str, body: &Value) -> Response<Body> {
+    let mut r = json_response(StatusCode::CREATED, body);
+    let loc = format!("{}/{id}", path.trim_end_matches('/'));
+    if let Ok(v) = HeaderValue::from_str(&loc) {
+        r.headers_mut().insert(header::LOCATION, v);
+    }
+    r
 }
 
 fn no_content() -> Response<Body> {
@@ -224,18 +230,11 @@ impl Inner {
             self.drop_upstream_links(&old.id);
         }
         self.mark_refreshed(&rec.id);
-        let created = existing.is_none();
-        let mut r = json_response(
-            if created { StatusCode::CREATED } else { StatusCode::OK },
-            &self.upstream_json(&rec),
-        );
-        if created {
-            let loc = format!("{}/{}", path.trim_end_matches('/'), rec.id);
-            if let Ok(v) = HeaderValue::from_str(&loc) {
-                r.headers_mut().insert(header::LOCATION, v);
-            }
-        }
-        Ok(r)
+        let body = self.upstream_json(&rec);
+        Ok(match existing {
+            None => created(path, &rec.id, &body),
+            Some(_) => json_response(StatusCode::OK, &body),
+        })
     }
 
     /// `POST /gateways/{id}/refresh`: reads the catalog again now.

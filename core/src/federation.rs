@@ -43,7 +43,7 @@ struct Pending {
 /// What the gateway knows about an upstream's health (per process or Durable Object).
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Health {
-    /// False after `unhealthy_after` consecutive failures, until a check succeeds.
+    /// False while `failures` is at least `unhealthy_after` (derived when read).
     pub healthy: bool,
     /// Consecutive failures.
     pub failures: u32,
@@ -125,30 +125,29 @@ impl Inner {
 
     /// The health of every upstream this gateway has talked to.
     pub(crate) fn health_of(&self, id: &str) -> Option<Health> {
-        lock(&self.fed.health).get(id).cloned()
+        let mut h = lock(&self.fed.health).get(id).cloned()?;
+        h.healthy = h.failures < self.config.unhealthy_after;
+        Some(h)
     }
 
-    fn record_health(&self, id: &str, outcome: Result<usize, &UpstreamError>) {
+    /// Notes that an upstream answered (on `endpoint`, if a link was just opened).
+    fn record_success(&self, id: &str, endpoint: Option<usize>) {
         let mut all = lock(&self.fed.health);
-        let h = all.entry(id.to_string()).or_insert_with(|| Health {
-            healthy: true,
-            ..Health::default()
-        });
+        let h = all.entry(id.to_string()).or_default();
         h.checked_at = self.clock.now_ms();
-        match outcome {
-            Ok(endpoint) => {
-                h.healthy = true;
-                h.failures = 0;
-                h.endpoint = endpoint;
-            }
-            Err(e) => {
-                h.failures = h.failures.saturating_add(1);
-                h.last_error = Some(e.to_string());
-                if h.failures >= self.config.unhealthy_after {
-                    h.healthy = false;
-                }
-            }
+        h.failures = 0;
+        if let Some(e) = endpoint {
+            h.endpoint = e;
         }
+    }
+
+    /// Notes that an upstream failed.
+    fn record_failure(&self, id: &str, e: &UpstreamError) {
+        let mut all = lock(&self.fed.health);
+        let h = all.entry(id.to_string()).or_default();
+        h.checked_at = self.clock.now_ms();
+        h.failures = h.failures.saturating_add(1);
+        h.last_error = Some(e.to_string());
     }
 
     /// The link serving `ctx` for `up`: the session's own (opened now if needed), or the
@@ -173,8 +172,10 @@ impl Inner {
             l.close(&self.spawner);
             *guard = None;
         }
-        let health = self.health_of(&up.id).unwrap_or_default();
-        if health.failures >= self.config.unhealthy_after && !health.healthy {
+        let health = self.health_of(&up.id);
+        let circuit_open = health.as_ref().is_some_and(|h| !h.healthy);
+        let health = health.unwrap_or_default();
+        if circuit_open {
             // Circuit open: fail fast until a health check (or the retry delay) lets one through.
             let retry_ms = self.config.health_check_secs.saturating_mul(1000);
             if self.clock.now_ms().saturating_sub(health.checked_at) < retry_ms {
@@ -212,11 +213,11 @@ impl Inner {
         let (link, endpoint) = match opened {
             Ok(x) => x,
             Err(e) => {
-                self.record_health(&up.id, Err(&e));
+                self.record_failure(&up.id, &e);
                 return Err(upstream_error(&up.def.name, &e));
             }
         };
-        self.record_health(&up.id, Ok(endpoint));
+        self.record_success(&up.id, Some(endpoint));
         let link = Arc::new(link);
         if let Some(level) = session.and_then(|s| s.log_level) {
             if link.capabilities().get("logging").is_some() {
@@ -380,12 +381,9 @@ impl Inner {
                 }
                 // The upstream forgot the session (it restarted) or the connection failed before
                 // the request got through: once more on a fresh session.
-                Err(e @ (UpstreamError::SessionGone | UpstreamError::Unreachable(_))) if attempt == 1 => {
-                    let _ = e;
-                    continue;
-                }
+                Err(UpstreamError::SessionGone | UpstreamError::Unreachable(_)) if attempt == 1 => continue,
                 Err(e) => {
-                    self.record_health(&up.id, Err(&e));
+                    self.record_failure(&up.id, &e);
                     return Err(upstream_error(&up.def.name, &e));
                 }
             }
@@ -481,38 +479,31 @@ impl Inner {
         }
     }
 
-    /// Closes a session's links (the session ended).
-    pub(crate) fn drop_links(&self, sid: &str) {
+    /// Removes the link slots whose (session, upstream) key matches and closes their links. A
+    /// link still being opened is left to its opener (it is dropped with its slot).
+    fn close_slots(&self, matches: impl Fn(&Key) -> bool) {
         let gone: Vec<Arc<Slot>> = {
             let mut slots = lock(&self.fed.slots);
-            let keys: Vec<_> = slots.keys().filter(|(s, _)| s == sid).cloned().collect();
+            let keys: Vec<Key> = slots.keys().filter(|k| matches(k)).cloned().collect();
             keys.into_iter().filter_map(|k| slots.remove(&k)).collect()
         };
-        lock(&self.fed.pending).retain(|(s, _), _| s != sid);
-        lock(&self.fed.inflight).retain(|(s, _), _| s != sid);
         for slot in gone {
-            if let Some(guard) = slot.link.try_lock() {
-                if let Some(l) = guard.as_ref() {
-                    l.close(&self.spawner);
-                }
+            if let Some(l) = slot.link.try_lock().and_then(|g| g.clone()) {
+                l.close(&self.spawner);
             }
         }
     }
 
+    /// Closes a session's links (the session ended).
+    pub(crate) fn drop_links(&self, sid: &str) {
+        self.close_slots(|(s, _)| s == sid);
+        lock(&self.fed.pending).retain(|(s, _), _| s != sid);
+        lock(&self.fed.inflight).retain(|(s, _), _| s != sid);
+    }
+
     /// Closes every link to one upstream (it was changed or deleted).
     pub(crate) fn drop_upstream_links(&self, up_id: &str) {
-        let gone: Vec<Arc<Slot>> = {
-            let mut slots = lock(&self.fed.slots);
-            let keys: Vec<_> = slots.keys().filter(|(_, u)| u == up_id).cloned().collect();
-            keys.into_iter().filter_map(|k| slots.remove(&k)).collect()
-        };
-        for slot in gone {
-            if let Some(guard) = slot.link.try_lock() {
-                if let Some(l) = guard.as_ref() {
-                    l.close(&self.spawner);
-                }
-            }
-        }
+        self.close_slots(|(_, u)| u == up_id);
         lock(&self.fed.health).remove(up_id);
     }
 
@@ -521,7 +512,6 @@ impl Inner {
         let now = self.clock.now_ms();
         let mut all = lock(&self.fed.health);
         let h = all.entry(up_id.to_string()).or_default();
-        h.healthy = true;
         h.failures = 0;
         h.checked_at = now;
         h.refreshed_at = now;
@@ -529,14 +519,7 @@ impl Inner {
 
     /// Closes every link (shutdown): no stdio process outlives the gateway.
     pub(crate) fn close_all_links(&self) {
-        let all: Vec<Arc<Slot>> = lock(&self.fed.slots).drain().map(|(_, s)| s).collect();
-        for slot in all {
-            if let Some(guard) = slot.link.try_lock() {
-                if let Some(l) = guard.as_ref() {
-                    l.close(&self.spawner);
-                }
-            }
-        }
+        self.close_slots(|_| true);
     }
 
     /// Connects to an upstream that is not stored yet (or stored under `def`) and reads its
@@ -566,7 +549,7 @@ impl Inner {
         let cat = match fetch_catalog(&link, self.timeout_of(&up.def)).await {
             Ok(c) => c,
             Err(e) => {
-                self.record_health(&up.id, Err(&e));
+                self.record_failure(&up.id, &e);
                 return Err(upstream_error(&up.def.name, &e));
             }
         };
@@ -609,16 +592,13 @@ impl Inner {
                 healthy += usize::from(before.is_some_and(|h| h.healthy));
                 continue;
             }
-            // A check may always try, even while the circuit is open.
-            if let Some(h) = lock(&self.fed.health).get_mut(&up.id) {
-                h.checked_at = 0;
-            }
+            // A due check finds the circuit's retry delay over too: it may always try.
             let timeout = self.timeout_of(&up.def).min(10_000);
             let ok = match self.link_for(None, up).await {
                 Ok(link) => match link.request("ping", None, None, timeout).await {
                     Ok(_) => true,
                     Err(e) => {
-                        self.record_health(&up.id, Err(&e));
+                        self.record_failure(&up.id, &e);
                         false
                     }
                 },
@@ -627,7 +607,7 @@ impl Inner {
             if !ok {
                 continue;
             }
-            self.record_health(&up.id, Ok(self.health_of(&up.id).map_or(0, |h| h.endpoint)));
+            self.record_success(&up.id, None);
             healthy += 1;
             let refresh_ms = up
                 .def

@@ -1062,35 +1062,12 @@ enum Delivery {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::memory::{
-        ManualClock, MemoryCache, MemoryEventStore, MemorySessionStore, MemoryStore, QueueSpawner, SeqIds,
-    };
-    use crate::ports::{HttpError, InboundResponse, OutboundRequest};
+    use crate::memory::{memory_ports, ManualClock};
     use futures::executor::block_on;
     use std::time::Duration;
 
-    /// No network in core tests: every outbound call fails.
-    struct NoNetwork;
-
-    #[async_trait::async_trait]
-    impl HttpClient for NoNetwork {
-        async fn send(&self, r: OutboundRequest) -> Result<InboundResponse, HttpError> {
-            Err(HttpError::Connect(format!("no network in unit tests ({})", r.url)))
-        }
-    }
-
     fn gateway_with(clock: Arc<ManualClock>, config: GatewayConfig) -> Gateway {
-        let ports = Ports {
-            store: Arc::new(MemoryStore::default()),
-            sessions: Arc::new(MemorySessionStore::default()),
-            events: Arc::new(MemoryEventStore::default()),
-            cache: Arc::new(MemoryCache::new(clock.clone())),
-            http: Arc::new(NoNetwork),
-            clock,
-            ids: Arc::new(SeqIds::default()),
-            spawner: Arc::new(QueueSpawner::default()),
-            launcher: None,
-        };
+        let ports = memory_ports(clock);
         Gateway::new(
             config,
             ports,

@@ -190,7 +190,10 @@ pub use fakes::*;
 mod fakes {
     use super::*;
     use crate::platform::BoxFuture;
-    use crate::ports::{Clock, Ids, Kind, Op, Record, Spawner, Store, StoreError};
+    use crate::ports::{
+        Clock, HttpClient, HttpError, Ids, InboundResponse, Kind, Op, OutboundRequest, Record, Spawner, Store,
+        StoreError,
+    };
     use std::collections::BTreeMap;
     use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -336,6 +339,33 @@ mod fakes {
     impl Spawner for QueueSpawner {
         fn spawn(&self, work: BoxFuture<'static, ()>) {
             lock(&self.queue).push(work);
+        }
+    }
+
+    /// No network: every outbound call fails (unit tests and fuzzing never leave the process).
+    pub struct NoNetwork;
+
+    #[cfg_attr(not(target_family = "wasm"), async_trait)]
+    #[cfg_attr(target_family = "wasm", async_trait(?Send))]
+    impl HttpClient for NoNetwork {
+        async fn send(&self, r: OutboundRequest) -> Result<InboundResponse, HttpError> {
+            Err(HttpError::Connect(format!("no network in tests ({})", r.url)))
+        }
+    }
+
+    /// Every port in memory, on `clock`: no network, spawned work queued, no stdio launcher.
+    pub fn memory_ports(clock: std::sync::Arc<ManualClock>) -> crate::Ports {
+        use std::sync::Arc;
+        crate::Ports {
+            store: Arc::new(MemoryStore::default()),
+            sessions: Arc::new(MemorySessionStore::default()),
+            events: Arc::new(MemoryEventStore::default()),
+            cache: Arc::new(MemoryCache::new(clock.clone())),
+            http: Arc::new(NoNetwork),
+            clock,
+            ids: Arc::new(SeqIds::default()),
+            spawner: Arc::new(QueueSpawner::default()),
+            launcher: None,
         }
     }
 }

@@ -380,12 +380,7 @@ impl UpstreamDef {
                 }
             }
         }
-        for (k, v) in &self.headers {
-            let bad = |s: &str| s.is_empty() || s.bytes().any(|b| b == b'\r' || b == b'\n');
-            if bad(k) || bad(v) || http::HeaderName::from_bytes(k.as_bytes()).is_err() {
-                return Err(FieldError::new(format!("headers.{k}"), "is not a valid HTTP header"));
-            }
-        }
+        valid_headers(&self.headers)?;
         if self.timeout_ms == Some(0) {
             return Err(FieldError::new("timeout_ms", "must be greater than 0"));
         }
@@ -452,6 +447,16 @@ fn valid_uri(field: &str, uri: &str) -> Result<(), FieldError> {
     }
 }
 
+fn valid_headers(headers: &BTreeMap<String, String>) -> Result<(), FieldError> {
+    for (k, v) in headers {
+        let bad = |s: &str| s.is_empty() || s.bytes().any(|b| b == b'\r' || b == b'\n');
+        if bad(k) || bad(v) || http::HeaderName::from_bytes(k.as_bytes()).is_err() {
+            return Err(FieldError::new(format!("headers.{k}"), "is not a valid HTTP header"));
+        }
+    }
+    Ok(())
+}
+
 fn valid_template(field: &str, source: &str) -> Result<(), FieldError> {
     crate::render::check(source).map_err(|e| FieldError::new(field, format!("invalid template: {e}")))
 }
@@ -495,12 +500,7 @@ impl ToolDef {
                 ));
             }
         }
-        for (k, v) in &self.headers {
-            let bad = |s: &str| s.is_empty() || s.bytes().any(|b| b == b'\r' || b == b'\n');
-            if bad(k) || bad(v) || http::HeaderName::from_bytes(k.as_bytes()).is_err() {
-                return Err(FieldError::new(format!("headers.{k}"), "is not a valid HTTP header"));
-            }
-        }
+        valid_headers(&self.headers)?;
         if self.timeout_ms == Some(0) {
             return Err(FieldError::new("timeout_ms", "must be greater than 0"));
         }

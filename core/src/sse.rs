@@ -12,6 +12,14 @@ pub struct Event {
     pub data: String,
 }
 
+impl Event {
+    /// The data of a JSON-RPC message event (`message`, or no event type), if it has any.
+    pub fn into_message(self) -> Option<String> {
+        let is_message = self.event.as_deref().is_none_or(|e| e == "message");
+        (is_message && !self.data.is_empty()).then_some(self.data)
+    }
+}
+
 /// Accumulates bytes and yields events; a line may span chunks, and so may a UTF-8 character.
 #[derive(Debug, Default)]
 pub struct Parser {

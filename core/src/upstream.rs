@@ -80,9 +80,6 @@ pub(crate) fn is_response(v: &Value) -> bool {
 
 /// One MCP session with an upstream.
 pub(crate) struct Link {
-    /// The endpoint in use (empty for stdio).
-    #[allow(dead_code)] // kept for diagnostics
-    pub endpoint: String,
     io: Io,
     clock: Arc<dyn Clock>,
     next_id: AtomicU64,
@@ -211,10 +208,10 @@ impl HttpIo {
             while let Some(chunk) = body.next().await {
                 let chunk = chunk.map_err(|_| UpstreamError::Closed)?;
                 for ev in parser.push(&chunk).map_err(UpstreamError::Protocol)? {
-                    if ev.data.is_empty() || ev.event.as_deref().is_some_and(|e| e != "message") {
+                    let Some(data) = ev.into_message() else {
                         continue;
-                    }
-                    let Ok(msg) = serde_json::from_str::<Value>(&ev.data) else {
+                    };
+                    let Ok(msg) = serde_json::from_str::<Value>(&data) else {
                         return Err(UpstreamError::Protocol("an SSE event is not JSON".into()));
                     };
                     if is_response(&msg) {
@@ -440,7 +437,7 @@ async fn open_sse(net: &Net, url: &str, def: &UpstreamDef) -> Result<Arc<Duplex>
         let mut events = parser.push(&chunk).map_err(UpstreamError::Protocol)?.into_iter();
         while let Some(ev) = events.next() {
             if ev.event.as_deref() == Some("endpoint") {
-                early.extend(events.filter(|e| !e.data.is_empty()).map(|e| e.data));
+                early.extend(events.filter_map(sse::Event::into_message));
                 break 'found resolve(url, ev.data.trim());
             }
         }
@@ -449,11 +446,7 @@ async fn open_sse(net: &Net, url: &str, def: &UpstreamDef) -> Result<Arc<Duplex>
         loop {
             let chunk = body.next().await?.ok()?;
             let events = parser.push(&chunk).ok()?;
-            let data: Vec<String> = events
-                .into_iter()
-                .filter(|e| e.event.as_deref().is_none_or(|t| t == "message") && !e.data.is_empty())
-                .map(|e| e.data)
-                .collect();
+            let data: Vec<String> = events.into_iter().filter_map(sse::Event::into_message).collect();
             if !data.is_empty() {
                 return Some((futures::stream::iter(data), (parser, body)));
             }
@@ -538,7 +531,6 @@ impl Link {
             }
         };
         let mut link = Link {
-            endpoint,
             io,
             clock: net.clock.clone(),
             next_id: AtomicU64::new(1),
@@ -731,7 +723,7 @@ impl Link {
                         }
                         let Ok(events) = parser.push(&chunk) else { return };
                         for ev in events {
-                            if let Ok(v) = serde_json::from_str::<Value>(&ev.data) {
+                            if let Some(v) = ev.into_message().and_then(|d| serde_json::from_str::<Value>(&d).ok()) {
                                 if sink.unbounded_send(v).is_err() {
                                     return;
                                 }

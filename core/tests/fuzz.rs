@@ -9,11 +9,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::executor::block_on;
-use mcpgw_core::memory::{
-    ManualClock, MemoryCache, MemoryEventStore, MemorySessionStore, MemoryStore, QueueSpawner, SeqIds,
-};
-use mcpgw_core::ports::{HttpClient, HttpError, InboundResponse, OutboundRequest};
-use mcpgw_core::{jsonrpc, Gateway, GatewayConfig, Ports, ServerInfo};
+use mcpgw_core::memory::{memory_ports, ManualClock};
+use mcpgw_core::{jsonrpc, Gateway, GatewayConfig, ServerInfo};
 use proptest::prelude::*;
 use serde_json::Value;
 
@@ -24,28 +21,8 @@ fn cases() -> u32 {
         .unwrap_or(2000)
 }
 
-struct NoNetwork;
-
-#[async_trait::async_trait]
-impl HttpClient for NoNetwork {
-    async fn send(&self, r: OutboundRequest) -> Result<InboundResponse, HttpError> {
-        Err(HttpError::Connect(format!("no network in fuzzing ({})", r.url)))
-    }
-}
-
 fn gateway() -> Gateway {
-    let clock = Arc::new(ManualClock::at(1_000_000));
-    let ports = Ports {
-        store: Arc::new(MemoryStore::default()),
-        sessions: Arc::new(MemorySessionStore::default()),
-        events: Arc::new(MemoryEventStore::default()),
-        cache: Arc::new(MemoryCache::new(clock.clone())),
-        http: Arc::new(NoNetwork),
-        clock,
-        ids: Arc::new(SeqIds::default()),
-        spawner: Arc::new(QueueSpawner::default()),
-        launcher: None,
-    };
+    let ports = memory_ports(Arc::new(ManualClock::at(1_000_000)));
     let info = ServerInfo {
         name: "mcpgw".into(),
         version: "fuzz".into(),

@@ -588,6 +588,18 @@ pub fn http_client() -> reqwest::Client {
         .unwrap_or_default()
 }
 
+/// `GET url` and its JSON body; panics if the request fails or the body is not JSON.
+pub async fn get_json(url: &str) -> serde_json::Value {
+    http_client()
+        .get(url)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"))
+        .json()
+        .await
+        .unwrap_or_else(|e| panic!("GET {url}: not JSON: {e}"))
+}
+
 /// `initialize` over streamable HTTP at `{url}/mcp`; returns the session id.
 pub async fn initialize(http: &reqwest::Client, url: &str) -> anyhow::Result<String> {
     let init = serde_json::json!({"jsonrpc": "2.0", "id": 0, "method": "initialize",

@@ -3,7 +3,7 @@
 //! session's next request gets the spec's 404 and the client initializes again. This file always
 //! runs the edge, whatever `MCPGW_TARGET` says.
 
-use mcpgw_e2e::{http_client, initialize, EdgeProcess, TempDir};
+use mcpgw_e2e::{get_json, http_client, initialize, EdgeProcess, TempDir};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
@@ -37,14 +37,7 @@ async fn registry_survives_a_restart_and_open_sessions_get_404() {
 
     edge.stop();
     let edge = EdgeProcess::start(&state, &[]).expect("wrangler dev again");
-    let got: Value = http
-        .get(format!("{}/tools/kept", edge.url))
-        .send()
-        .await
-        .expect("get")
-        .json()
-        .await
-        .expect("json");
+    let got = get_json(&format!("{}/tools/kept", edge.url)).await;
     assert_eq!(got["id"], created["id"], "the registry survives in D1");
     let r = post(&edge.url, &sid).await.expect("ping after restart");
     assert_eq!(r.status(), StatusCode::NOT_FOUND, "the old session is gone");

@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use mcpgw_e2e::{http_client, initialize, start_target, target, Fixture, Target, TempDir, TestGateway};
+use mcpgw_e2e::{get_json, http_client, initialize, start_target, target, Fixture, Target, TempDir, TestGateway};
 use serde_json::{json, Value};
 
 /// Registers an upstream; returns the status and body.
@@ -260,14 +260,7 @@ async fn unhealthy_upstreams_fail_fast_and_recover() {
     let (answer, took) = call(s.url(), &s.sid, "victim__test_simple_text", json!({})).await;
     assert_eq!(answer["error"]["data"]["reason"], "unhealthy", "{answer}");
     assert!(took < Duration::from_millis(500), "failing fast took {took:?}");
-    let status = http_client()
-        .get(format!("{}/gateways/victim", s.url()))
-        .send()
-        .await
-        .expect("get")
-        .json::<Value>()
-        .await
-        .expect("json");
+    let status = get_json(&format!("{}/gateways/victim", s.url())).await;
     if target() == Target::Native {
         assert_eq!(status["status"]["healthy"], false, "{status}");
     }
@@ -380,14 +373,7 @@ async fn catalogs_are_refreshed_on_schedule() {
                 .expect("scheduled");
             assert!(r.status().is_success(), "{}", r.status());
         }
-        let v: Value = http
-            .get(format!("{}/gateways/victim", s.url()))
-            .send()
-            .await
-            .expect("get")
-            .json()
-            .await
-            .expect("json");
+        let v = get_json(&format!("{}/gateways/victim", s.url())).await;
         let names: Vec<&str> = v["catalog"]["tools"]
             .as_array()
             .map(|t| t.iter().filter_map(|t| t["name"].as_str()).collect())

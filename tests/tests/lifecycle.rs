@@ -5,7 +5,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use mcpgw_e2e::{
-    gateway_bin, http_client, initialize, render_fixture, run_with_timeout, start_rest_backend, start_seeded,
+    gateway_bin, get_json, http_client, initialize, render_fixture, run_with_timeout, start_rest_backend, start_seeded,
     GatewayProcess, TempDir,
 };
 use reqwest::StatusCode;
@@ -32,14 +32,7 @@ async fn created_record_survives_sigkill() {
     gw.signal("KILL").expect("kill");
     drop(gw);
     let gw = GatewayProcess::start(&["--database", db], &[]).expect("restart");
-    let got: Value = http
-        .get(format!("{}/tools/durable_tool", gw.url))
-        .send()
-        .await
-        .expect("get")
-        .json()
-        .await
-        .expect("json");
+    let got = get_json(&format!("{}/tools/durable_tool", gw.url)).await;
     assert_eq!(got["id"], created["id"]);
     assert_eq!(got["description"], "must survive");
     // And it is served over MCP.
@@ -65,20 +58,12 @@ async fn seeding_twice_does_not_duplicate() {
         "--config",
         cfg.to_str().expect("utf-8"),
     ];
-    let http = http_client();
     let mut snapshots = Vec::new();
     for _ in 0..2 {
         let gw = GatewayProcess::start(&args, &[]).expect("gateway");
         let mut counts = Vec::new();
         for c in ["tools", "resources", "prompts", "servers"] {
-            let v: Value = http
-                .get(format!("{}/{c}", gw.url))
-                .send()
-                .await
-                .expect("list")
-                .json()
-                .await
-                .expect("json");
+            let v = get_json(&format!("{}/{c}", gw.url)).await;
             counts.push((c, v.as_array().expect("array").len(), v[0]["id"].clone()));
         }
         snapshots.push(counts);
