@@ -105,7 +105,7 @@ fn bad_gateway(e: &crate::jsonrpc::RpcError) -> Response<Body> {
 }
 
 /// 201 with the new record and its `Location` under the collection `path`.
-fn created(path: &str, id: &str, body: &Value) -> Response<Body> {
+pub(crate) fn created(path: &str, id: &str, body: &Value) -> Response<Body> {
     let mut r = json_response(StatusCode::CREATED, body);
     let loc = format!("{}/{id}", path.trim_end_matches('/'));
     if let Ok(v) = HeaderValue::from_str(&loc) {
@@ -114,7 +114,7 @@ fn created(path: &str, id: &str, body: &Value) -> Response<Body> {
     r
 }
 
-fn no_content() -> Response<Body> {
+pub(crate) fn no_content() -> Response<Body> {
     let mut r = Response::new(Body::Empty);
     *r.status_mut() = StatusCode::NO_CONTENT;
     r

@@ -90,6 +90,10 @@ pub struct GatewayConfig {
     /// Consecutive failed checks (or calls) after which an upstream is unhealthy.
     #[serde(default = "d_unhealthy")]
     pub unhealthy_after: u32,
+    /// Authentication (read from `MCPGW_*` variables by the adapters with
+    /// [`crate::auth::AuthConfig::from_vars`]; the library default is off).
+    #[serde(skip)]
+    pub auth: crate::auth::AuthConfig,
 }
 
 impl Default for GatewayConfig {
@@ -116,6 +120,7 @@ fn unreachable_default() -> GatewayConfig {
         upstream_refresh_secs: d_refresh(),
         health_check_secs: d_health(),
         unhealthy_after: d_unhealthy(),
+        auth: Default::default(),
     }
 }
 

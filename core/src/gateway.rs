@@ -13,6 +13,7 @@ use serde_json::{json, Value};
 
 use crate::config::{ConfigError, GatewayConfig};
 use crate::error::{api_error, json_response, json_text_response, method_not_allowed, rpc_error};
+use crate::guard::{access_of, Admitted, Caller, Guard};
 use crate::hub::{Frame, Hub, OnDrop};
 use crate::jsonrpc::{self, Incoming, Json, Message, Request as RpcRequest, RpcError};
 use crate::mcp::{CallCtx, Outbound};
@@ -96,6 +97,7 @@ pub(crate) struct Inner {
     pub hub: Hub,
     pub info: ServerInfo,
     pub fed: crate::federation::Federation,
+    pub guard: Guard,
     stream_seq: AtomicU64,
     inits: AtomicU64,
     /// When a lookup miss last forced a registry re-read (ms since the epoch).
@@ -230,6 +232,7 @@ impl Gateway {
     #[cfg_attr(target_family = "wasm", allow(clippy::arc_with_non_send_sync))]
     pub fn new(config: GatewayConfig, ports: Ports, info: ServerInfo) -> Result<Self, ConfigError> {
         config.validate()?;
+        let auth = config.auth.clone();
         let registry = Registry::new(
             ports.store,
             ports.clock.clone(),
@@ -252,6 +255,7 @@ impl Gateway {
                 hub: Hub::default(),
                 info,
                 fed: Default::default(),
+                guard: Guard::new(auth),
                 stream_seq: AtomicU64::new(0),
                 inits: AtomicU64::new(0),
                 last_miss_reload: AtomicU64::new(0),
@@ -360,8 +364,37 @@ impl Gateway {
             h.insert("access-control-max-age", HeaderValue::from_static("600"));
             return with_cors(r, origin);
         }
-        let resp = self.route(req, path).await;
+        let mcp = class == RouteClass::Mcp;
+        let admitted = match req.extensions().get::<Admitted>() {
+            Some(a) => a.clone(),
+            None => match inner.admit(&req, access_of(&path, mcp), mcp).await {
+                Ok(a) => a,
+                Err(r) => return with_cors(*r, origin),
+            },
+        };
+        let extra = admitted.headers.clone();
+        let mut req = req;
+        req.extensions_mut().insert(admitted);
+        let mut resp = self.route(req, path).await;
+        for (k, v) in extra {
+            if let (Ok(k), Ok(v)) = (http::HeaderName::try_from(k), HeaderValue::from_str(&v)) {
+                resp.headers_mut().insert(k, v);
+            }
+        }
         with_cors(resp, origin)
+    }
+
+    /// Lets a request in or answers it (401, 403, 429): what [`Gateway::handle`] does before
+    /// routing, for an adapter that routes the request elsewhere first (the edge Worker hands a
+    /// session's requests to its Durable Object with the [`Admitted`] result in the extensions).
+    pub async fn admit(&self, req: &Request<Bytes>) -> Result<Admitted, Box<Response<Body>>> {
+        let path = req.uri().path();
+        let mcp = route_class(path) == RouteClass::Mcp;
+        let origin = req.headers().get("origin").cloned();
+        self.inner
+            .admit(req, access_of(path, mcp), mcp)
+            .await
+            .map_err(|r| Box::new(with_cors(*r, origin)))
     }
 
     /// Routes a request whose Host and Origin passed.
@@ -391,6 +424,12 @@ impl Gateway {
                         RpcError::invalid_request(format!("no virtual server '{id}'")),
                     );
                 };
+                if let Some(scope) = server.def.scope.as_deref() {
+                    if !inner.caller(&req).may(Some(scope)) {
+                        let e = crate::auth::AuthError::InsufficientScope(scope.to_string());
+                        return inner.auth_error(&req, crate::guard::Access::Client, true, &e);
+                    }
+                }
                 match segs[2] {
                     "mcp" => inner.clone().streamable(req, Some(server)).await,
                     "sse" => {
@@ -405,6 +444,17 @@ impl Gateway {
             ["sse"] => inner.clone().legacy_sse(req, None, String::new()).await,
             ["message"] => inner.clone().legacy_message(req, None).await,
             ["rpc"] => inner.clone().rpc(req).await,
+            [".well-known", "oauth-protected-resource", rest @ ..] => {
+                let resource = format!("/{}", rest.join("/"));
+                inner.resource_metadata(&req, if rest.is_empty() { "" } else { &resource })
+            }
+            ["auth", "revocations"] => inner.revocations(&req, None).await,
+            ["auth", "revocations", jti] => {
+                let jti = percent_encoding::percent_decode_str(jti)
+                    .decode_utf8_lossy()
+                    .into_owned();
+                inner.revocations(&req, Some(&jti)).await
+            }
             ["gateways", id, "refresh"] => inner.admin_refresh(&req, id).await,
             ["health"] | ["ready"] | ["version"] if req.method() != Method::GET && req.method() != Method::HEAD => {
                 method_not_allowed("GET, HEAD")
@@ -467,7 +517,27 @@ enum Item {
     Invalid(Value, RpcError),
 }
 
+/// The authenticated subject of a request (set by [`Gateway::handle`]).
+fn subject_of(req: &Request<Bytes>) -> Option<String> {
+    req.extensions()
+        .get::<Admitted>()
+        .and_then(|a| a.identity.as_ref())
+        .map(|i| i.subject.clone())
+}
+
 impl Inner {
+    /// Who is calling, as the MCP methods need to know.
+    fn caller(&self, req: &Request<Bytes>) -> Caller {
+        let identity = req.extensions().get::<Admitted>().and_then(|a| a.identity.clone());
+        Caller {
+            enforced: self.guard.cfg.required,
+            admin: identity
+                .as_ref()
+                .is_some_and(|i| i.has_scope(&self.guard.cfg.admin_scope)),
+            identity,
+        }
+    }
+
     /// This gateway as an `Arc`, for work that outlives the current call.
     pub(crate) fn me(&self) -> Option<Arc<Inner>> {
         self.me.upgrade()
@@ -529,8 +599,12 @@ impl Inner {
     }
 
     /// A live session of this endpoint, touched; `None` if unknown, expired or of another endpoint.
-    async fn load_session(&self, id: &str, scope: Option<&Arc<Server>>) -> Option<SessionState> {
+    async fn load_session(&self, req: &Request<Bytes>, id: &str, scope: Option<&Arc<Server>>) -> Option<SessionState> {
         let mut s = self.sessions.get(id).await?;
+        // Another caller's session does not exist for this one.
+        if s.owner.is_some() && s.owner != subject_of(req) {
+            return None;
+        }
         let now = self.clock.now_ms();
         if now.saturating_sub(s.last_seen) > self.config.session_ttl_secs.saturating_mul(1000) {
             self.sessions.remove(id).await;
@@ -566,6 +640,7 @@ impl Inner {
             legacy_sse,
             created_at: now,
             last_seen: now,
+            owner: subject_of(req),
         }
     }
 
@@ -638,7 +713,7 @@ impl Inner {
         let Some(session_id) = header_str(h, MCP_SESSION_ID) else {
             return self.sessionless_post(&req, incoming, scope).await;
         };
-        let Some(session) = self.load_session(session_id, scope.as_ref()).await else {
+        let Some(session) = self.load_session(&req, session_id, scope.as_ref()).await else {
             return session_not_found();
         };
         if matches!(incoming, Incoming::Batch(_)) && !protocol::allows_batches(&session.protocol_version) {
@@ -651,7 +726,9 @@ impl Inner {
                 )),
             );
         }
-        self.process(Some(session), scope, incoming, Delivery::Response).await
+        let caller = self.caller(&req);
+        self.process(Some(session), scope, caller, incoming, Delivery::Response)
+            .await
     }
 
     async fn sessionless_post(
@@ -733,6 +810,7 @@ impl Inner {
         self: Arc<Self>,
         session: Option<SessionState>,
         scope: Option<Arc<Server>>,
+        caller: Caller,
         incoming: Incoming,
         delivery: Delivery,
     ) -> Response<Body> {
@@ -766,6 +844,7 @@ impl Inner {
         let ctx = CallCtx {
             session,
             scope,
+            caller,
             out: Some(tx.clone()),
         };
         let worker = self.clone();
@@ -860,7 +939,7 @@ impl Inner {
                 RpcError::invalid_request("Bad Request: missing Mcp-Session-Id header"),
             );
         };
-        let Some(session) = self.load_session(sid, scope.as_ref()).await else {
+        let Some(session) = self.load_session(&req, sid, scope.as_ref()).await else {
             return session_not_found();
         };
         let resume = header_str(h, LAST_EVENT_ID).and_then(|id| {
@@ -905,7 +984,7 @@ impl Inner {
                 RpcError::invalid_request("Bad Request: missing Mcp-Session-Id header"),
             );
         };
-        if self.load_session(sid, scope.as_ref()).await.is_none() {
+        if self.load_session(&req, sid, scope.as_ref()).await.is_none() {
             return session_not_found();
         }
         self.sessions.remove(sid).await;
@@ -1024,7 +1103,11 @@ impl Inner {
                 RpcError::invalid_request("Bad Request: missing sessionId query parameter"),
             );
         };
-        let Some(session) = self.load_session(sid, scope.as_ref()).await.filter(|s| s.legacy_sse) else {
+        let Some(session) = self
+            .load_session(&req, sid, scope.as_ref())
+            .await
+            .filter(|s| s.legacy_sse)
+        else {
             return session_not_found();
         };
         let incoming = match parse_rpc_body(&req) {
@@ -1032,7 +1115,8 @@ impl Inner {
             Err(r) => return *r,
         };
         let sid = session.id.clone();
-        self.process(Some(session), scope, incoming, Delivery::LegacyStream(sid))
+        let caller = self.caller(&req);
+        self.process(Some(session), scope, caller, incoming, Delivery::LegacyStream(sid))
             .await
     }
 
@@ -1047,7 +1131,8 @@ impl Inner {
             Err(r) => return *r,
         };
         // No session, so no notifications: the work always ends with a JSON answer.
-        self.process(None, None, incoming, Delivery::Response).await
+        let caller = self.caller(&req);
+        self.process(None, None, caller, incoming, Delivery::Response).await
     }
 }
 

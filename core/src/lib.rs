@@ -8,6 +8,7 @@
 
 #![warn(missing_docs)]
 
+pub mod auth;
 pub mod config;
 pub mod cursor;
 pub mod jsonrpc;
@@ -27,6 +28,7 @@ mod admin;
 mod error;
 pub mod federation;
 mod gateway;
+mod guard;
 mod hub;
 mod mcp;
 pub mod sse;
@@ -35,3 +37,4 @@ mod upstream;
 
 pub use config::{ConfigError, GatewayConfig, SeedFile};
 pub use gateway::{AssignSessionId, Body, Gateway, Ports, ServerInfo};
+pub use guard::{Admitted, FORBIDDEN, UNAUTHORIZED};

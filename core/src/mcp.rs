@@ -32,6 +32,8 @@ pub(crate) struct CallCtx {
     pub session: Option<SessionState>,
     /// The virtual server the endpoint is bound to.
     pub scope: Option<Arc<Server>>,
+    /// Who is calling (decides which members are visible).
+    pub caller: crate::guard::Caller,
     /// Where notifications go, if the transport can carry them.
     pub out: Option<UnboundedSender<Outbound>>,
 }
@@ -50,19 +52,25 @@ impl CallCtx {
     }
 
     fn sees_tool(&self, t: &Tool) -> bool {
-        self.scope
-            .as_ref()
-            .is_none_or(|s| s.has_member(&s.def.tools, &[&t.def.name], t.fed.as_ref()))
+        self.caller.may(t.def.scope.as_deref())
+            && self
+                .scope
+                .as_ref()
+                .is_none_or(|s| s.has_member(&s.def.tools, &[&t.def.name], t.fed.as_ref()))
     }
     fn sees_resource(&self, r: &Resource) -> bool {
-        self.scope
-            .as_ref()
-            .is_none_or(|s| s.has_member(&s.def.resources, &[r.def.key(), &r.def.name], r.fed.as_ref()))
+        self.caller.may(r.def.scope.as_deref())
+            && self
+                .scope
+                .as_ref()
+                .is_none_or(|s| s.has_member(&s.def.resources, &[r.def.key(), &r.def.name], r.fed.as_ref()))
     }
     fn sees_prompt(&self, p: &Prompt) -> bool {
-        self.scope
-            .as_ref()
-            .is_none_or(|s| s.has_member(&s.def.prompts, &[&p.def.name], p.fed.as_ref()))
+        self.caller.may(p.def.scope.as_deref())
+            && self
+                .scope
+                .as_ref()
+                .is_none_or(|s| s.has_member(&s.def.prompts, &[&p.def.name], p.fed.as_ref()))
     }
 
     /// True when federated members are served under their upstream names.

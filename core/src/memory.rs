@@ -388,6 +388,7 @@ mod tests {
             legacy_sse: false,
             created_at: 0,
             last_seen,
+            owner: None,
         }
     }
 

@@ -44,6 +44,9 @@ fn default_schema() -> Value {
 pub struct ToolDef {
     /// Unique name, `[A-Za-z0-9_.-]{1,128}`.
     pub name: String,
+    /// The scope a caller needs to see and use it (when auth is on).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
     /// Display title.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub title: Option<String>,
@@ -78,6 +81,9 @@ pub struct ToolDef {
 pub struct ResourceDef {
     /// Unique name.
     pub name: String,
+    /// The scope a caller needs to see and use it (when auth is on).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
     /// Display title.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub title: Option<String>,
@@ -190,6 +196,9 @@ pub struct PromptMessageDef {
 pub struct PromptDef {
     /// Unique name.
     pub name: String,
+    /// The scope a caller needs to see and use it (when auth is on).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
     /// Display title.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub title: Option<String>,
@@ -228,6 +237,9 @@ impl PromptDef {
 pub struct ServerDef {
     /// Unique name (also usable in the URL).
     pub name: String,
+    /// The scope a caller needs to see and use it (when auth is on).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
     /// Display title.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub title: Option<String>,
@@ -301,6 +313,9 @@ pub struct Catalog {
 pub struct UpstreamDef {
     /// Unique name, `[A-Za-z0-9_.-]{1,128}`.
     pub name: String,
+    /// The scope a caller needs to see and use it (when auth is on).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
     /// Prefix of its members' names (default: the name, lower-cased).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slug: Option<String>,
@@ -353,6 +368,7 @@ impl UpstreamDef {
     /// Checks the definition.
     pub fn validate(&self) -> Result<(), FieldError> {
         valid_name("name", &self.name)?;
+        valid_scope(&self.scope)?;
         if let Some(s) = &self.slug {
             valid_name("slug", s)?;
         }
@@ -472,6 +488,7 @@ impl ToolDef {
     /// Checks the definition and normalizes the method to upper case.
     pub fn validate(&mut self) -> Result<(), FieldError> {
         valid_name("name", &self.name)?;
+        valid_scope(&self.scope)?;
         valid_http_url("url", &self.url)?;
         UriTemplate::parse(&self.url).map_err(|e| FieldError::new("url", e))?;
         self.method = self.method.to_ascii_uppercase();
@@ -514,6 +531,7 @@ impl ResourceDef {
         if self.name.trim().is_empty() {
             return Err(FieldError::new("name", "must not be empty"));
         }
+        valid_scope(&self.scope)?;
         match (&self.uri, &self.uri_template) {
             (Some(uri), None) => {
                 valid_uri("uri", uri)?;
@@ -564,6 +582,7 @@ impl PromptDef {
     /// Checks the definition.
     pub fn validate(&self) -> Result<(), FieldError> {
         valid_name("name", &self.name)?;
+        valid_scope(&self.scope)?;
         if self.template.is_none() && self.messages.is_empty() {
             return Err(FieldError::new("template", "a prompt needs a template or messages"));
         }
@@ -593,7 +612,23 @@ impl PromptDef {
 impl ServerDef {
     /// Checks the definition (membership is checked against the registry by the caller).
     pub fn validate(&self) -> Result<(), FieldError> {
-        valid_name("name", &self.name)
+        valid_name("name", &self.name)?;
+        valid_scope(&self.scope)
+    }
+}
+
+/// A scope: 1-128 visible ASCII characters without spaces or quotes (RFC 6749 §3.3).
+fn valid_scope(scope: &Option<String>) -> Result<(), FieldError> {
+    match scope {
+        Some(s)
+            if s.is_empty() || s.len() > 128 || !s.bytes().all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\') =>
+        {
+            Err(FieldError::new(
+                "scope",
+                "must be 1-128 visible ASCII characters, no spaces or quotes",
+            ))
+        }
+        _ => Ok(()),
     }
 }
 
@@ -632,6 +667,13 @@ pub fn validate(kind: Kind, body: Value) -> Result<(String, Value), FieldError> 
             d.validate()?;
             d.catalog = None;
             norm(d.name.clone(), &d)
+        }
+        Kind::Revocation => {
+            let jti = body.get("jti").and_then(Value::as_str).unwrap_or_default();
+            if jti.is_empty() || jti.len() > 256 {
+                return Err(FieldError::new("jti", "a string of 1-256 characters is required"));
+            }
+            Ok((jti.to_string(), body))
         }
     }
 }

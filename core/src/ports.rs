@@ -28,11 +28,22 @@ pub enum Kind {
     Server,
     /// An upstream MCP server (federation), with the catalog last read from it.
     Gateway,
+    /// A revoked token (`key` is its `jti`).
+    Revocation,
 }
 
 impl Kind {
     /// Every kind, in a fixed order.
-    pub const ALL: [Kind; 5] = [Kind::Tool, Kind::Resource, Kind::Prompt, Kind::Server, Kind::Gateway];
+    pub const ALL: [Kind; 6] = [
+        Kind::Tool,
+        Kind::Resource,
+        Kind::Prompt,
+        Kind::Server,
+        Kind::Gateway,
+        Kind::Revocation,
+    ];
+    /// The kinds clients see as lists (a change to one is a `list_changed`).
+    pub const LISTED: [Kind; 5] = [Kind::Tool, Kind::Resource, Kind::Prompt, Kind::Server, Kind::Gateway];
     /// The name stored in the `kind` column.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -41,6 +52,7 @@ impl Kind {
             Kind::Prompt => "prompt",
             Kind::Server => "server",
             Kind::Gateway => "gateway",
+            Kind::Revocation => "revocation",
         }
     }
     /// The inverse of [`Kind::as_str`].
@@ -179,6 +191,9 @@ pub struct SessionState {
     pub created_at: u64,
     /// Last request, ms since the epoch (idle sessions expire).
     pub last_seen: u64,
+    /// The subject that opened it, when auth is on: nobody else may use it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
 }
 
 /// Where sessions live between requests.

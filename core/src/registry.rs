@@ -150,6 +150,8 @@ pub struct Snapshot {
     /// One hash per kind (in [`Kind::ALL`] order) over ids, keys, bodies and update times:
     /// equal fingerprints mean the same list.
     fingerprints: [u64; 5],
+    /// `jti`s of revoked tokens.
+    revoked: std::collections::HashSet<String>,
 }
 
 /// A hash of a kind's records, to notice a list change however it happened.
@@ -194,9 +196,15 @@ impl Snapshot {
             .or_else(|| self.upstreams.iter().find(|u| u.def.name == id_or_name))
     }
 
-    fn build(lists: [Vec<Record>; 5], separator: &str) -> Self {
-        let [tools, resources, prompts, servers, gateways] = lists;
+    /// True if the token with this `jti` was revoked.
+    pub fn is_revoked(&self, jti: &str) -> bool {
+        self.revoked.contains(jti)
+    }
+
+    fn build(lists: [Vec<Record>; 6], separator: &str) -> Self {
+        let [tools, resources, prompts, servers, gateways, revocations] = lists;
         let mut snap = Snapshot {
+            revoked: revocations.into_iter().map(|r| r.key).collect(),
             fingerprints: [
                 fingerprint(&tools),
                 fingerprint(&resources),
@@ -325,6 +333,7 @@ impl Snapshot {
             let mut renamed = raw.clone();
             renamed["name"] = json!(served);
             let def = ToolDef {
+                scope: up.def.scope.clone(),
                 name: served,
                 title: s(&raw, "title"),
                 description: s(&raw, "description"),
@@ -360,6 +369,7 @@ impl Snapshot {
             let key = if is_template { "uriTemplate" } else { "uri" };
             let Some(uri) = s(&raw, key) else { continue };
             let def = ResourceDef {
+                scope: up.def.scope.clone(),
                 name: s(&raw, "name").unwrap_or_else(|| uri.clone()),
                 title: s(&raw, "title"),
                 description: s(&raw, "description"),
@@ -411,6 +421,7 @@ impl Snapshot {
                 })
                 .unwrap_or_default();
             let def = PromptDef {
+                scope: up.def.scope.clone(),
                 name: served,
                 title: s(&raw, "title"),
                 description: s(&raw, "description"),
@@ -529,6 +540,7 @@ impl Registry {
                 self.store.list(Kind::Prompt).await?,
                 self.store.list(Kind::Server).await?,
                 self.store.list(Kind::Gateway).await?,
+                self.store.list(Kind::Revocation).await?,
             ],
             &self.separator,
         ));
@@ -555,7 +567,7 @@ impl Registry {
         let Some(previous) = previous else {
             return Ok(Vec::new());
         };
-        Ok(Kind::ALL
+        Ok(Kind::LISTED
             .into_iter()
             .zip(previous.iter().zip(snap.fingerprints.iter()))
             .filter(|(_, (a, b))| a != b)

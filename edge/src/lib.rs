@@ -28,6 +28,9 @@ use worker::{durable_object, event, Context, DurableObject, Env, Request, Respon
 
 /// The Worker→Durable Object header that names a new session. Stripped from client requests.
 const NEW_SESSION_HEADER: &str = "x-mcpgw-new-session";
+/// The Worker→Durable Object header carrying who the Worker let in (JSON of
+/// [`mcpgw_core::Admitted`]). Stripped from client requests.
+const ADMITTED_HEADER: &str = "x-mcpgw-admitted";
 /// The Durable Object namespace binding.
 const SESSIONS_BINDING: &str = "SESSIONS";
 /// How often a session object wakes (SSE keep-alives, list_changed for registry writes made by
@@ -115,6 +118,8 @@ fn config(env: &Env) -> Result<GatewayConfig> {
         upstream_refresh_secs: number(env, "MCPGW_UPSTREAM_REFRESH_SECS", d.upstream_refresh_secs)?,
         health_check_secs: number(env, "MCPGW_HEALTH_CHECK_SECS", d.health_check_secs)?,
         unhealthy_after: number(env, "MCPGW_UNHEALTHY_AFTER", d.unhealthy_after)?,
+        auth: mcpgw_core::auth::AuthConfig::from_vars(|n| var(env, n))
+            .map_err(|e| worker::Error::RustError(format!("invalid setting {}: {}", e.setting, e.message)))?,
         ..d
     };
     cfg.validate().map_err(|e| {
@@ -159,6 +164,9 @@ fn worker_gateway(env: &Env) -> Result<Gateway> {
         return Ok(gw);
     }
     let gw = build_gateway(env)?;
+    if !gw.config().auth.required {
+        worker::console_warn!("mcpgw: authentication is off (MCPGW_AUTH_REQUIRED=false): anyone who can reach the Worker can use and change it");
+    }
     WORKER_GATEWAY.with(|g| *g.borrow_mut() = Some(gw.clone()));
     Ok(gw)
 }
@@ -230,18 +238,22 @@ async fn to_session(
     url: &str,
     new: bool,
 ) -> Result<Response> {
+    // Who may use the session is decided here, once; the object trusts the Worker's verdict.
+    let gw = worker_gateway(env)?;
+    let admitted = match gw.admit(req).await {
+        Ok(a) => serde_json::to_string(&a).map_err(|e| worker::Error::RustError(e.to_string()))?,
+        Err(resp) => return convert::from_http(*resp),
+    };
     // Session ids come from clients: anything that is not one of ours cannot name an object.
     if session.is_empty() || session.len() > 128 || !session.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
-        let gw = worker_gateway(env)?;
         return convert::from_http(gw.handle(req.clone()).await);
     }
     let ns = env.durable_object(SESSIONS_BINDING)?;
     let stub = ns.id_from_name(session)?.get_stub()?;
-    let extra: Vec<(&str, &str)> = if new {
-        vec![(NEW_SESSION_HEADER, session)]
-    } else {
-        vec![]
-    };
+    let mut extra: Vec<(&str, &str)> = vec![(ADMITTED_HEADER, admitted.as_str())];
+    if new {
+        extra.push((NEW_SESSION_HEADER, session));
+    }
     stub.fetch_with_request(convert::to_worker(req, url, &extra)?).await
 }
 
@@ -255,6 +267,7 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
         Err(path) => return convert::from_http(gw.payload_too_large(&path)),
     };
     hreq.headers_mut().remove(NEW_SESSION_HEADER);
+    hreq.headers_mut().remove(ADMITTED_HEADER);
     match route(&hreq) {
         Route::Session(id) => to_session(&env, &id, &hreq, &url, false).await,
         Route::NewSession => {
@@ -312,6 +325,12 @@ impl DurableObject for McpSession {
         if let Some(id) = hreq.headers_mut().remove(NEW_SESSION_HEADER) {
             if let Ok(id) = id.to_str() {
                 hreq.extensions_mut().insert(AssignSessionId(id.to_string()));
+            }
+        }
+        // Only the Worker reaches this object, and it strips this header from client requests.
+        if let Some(a) = hreq.headers_mut().remove(ADMITTED_HEADER) {
+            if let Ok(a) = serde_json::from_slice::<mcpgw_core::Admitted>(a.as_bytes()) {
+                hreq.extensions_mut().insert(a);
             }
         }
         let resp = gw.handle(hreq).await;

@@ -24,7 +24,25 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the gateway.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
+    /// Print a bearer token signed with the configured key (MCPGW_JWT_SECRET, or
+    /// MCPGW_JWT_PRIVATE_KEY with MCPGW_JWT_ALGORITHM=RS256|ES256|EdDSA).
+    Token(TokenArgs),
+    /// Read a password from standard input and print its hash for MCPGW_ADMIN_PASSWORD_HASH.
+    HashPassword,
+}
+
+#[derive(clap::Args)]
+struct TokenArgs {
+    /// The subject (`sub`): who the token is for.
+    #[arg(long)]
+    sub: String,
+    /// Seconds until it expires.
+    #[arg(long, default_value = "3600")]
+    exp: u64,
+    /// A scope to grant (repeat for several); default: the client scope (MCPGW_CLIENT_SCOPE).
+    #[arg(long = "scope")]
+    scopes: Vec<String>,
 }
 
 #[derive(clap::Args)]
@@ -101,6 +119,46 @@ fn list(value: &str) -> Vec<String> {
         .collect()
 }
 
+fn auth_settings() -> anyhow::Result<mcpgw_core::auth::AuthConfig> {
+    mcpgw_core::auth::AuthConfig::from_vars(|n| std::env::var(n).ok())
+        .map_err(|e| anyhow::anyhow!("invalid setting {}: {}", e.setting, e.message))
+}
+
+fn token(args: TokenArgs) -> anyhow::Result<()> {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    // Read as if auth were off, so that a missing or weak key gets mint's own message.
+    let cfg = mcpgw_core::auth::AuthConfig::from_vars(|n| match n {
+        "MCPGW_AUTH_REQUIRED" => Some("false".into()),
+        _ => std::env::var(n).ok(),
+    })
+    .map_err(|e| anyhow::anyhow!("invalid setting {}: {}", e.setting, e.message))?;
+    let scopes = if args.scopes.is_empty() {
+        vec![cfg.client_scope.clone()]
+    } else {
+        args.scopes
+    };
+    let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis() as u64;
+    let jti = uuid::Uuid::new_v4().simple().to_string();
+    let t = mcpgw_core::auth::mint(&cfg, &args.sub, &scopes, args.exp, &jti, now).map_err(|e| anyhow::anyhow!(e))?;
+    println!("{t}");
+    Ok(())
+}
+
+fn hash_password() -> anyhow::Result<()> {
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line)?;
+    let password = line.trim_end_matches(['\r', '\n']);
+    if password.len() < 12 {
+        bail!("the password must be at least 12 characters");
+    }
+    let salt = *uuid::Uuid::new_v4().as_bytes();
+    println!(
+        "{}",
+        mcpgw_core::auth::PasswordHash::create(password, &salt, mcpgw_core::auth::PBKDF2_ITERATIONS)
+    );
+    Ok(())
+}
+
 struct Settings {
     addr: SocketAddr,
     database: String,
@@ -138,6 +196,7 @@ fn settings(a: &ServeArgs) -> anyhow::Result<Settings> {
         )?,
         health_check_secs: number("MCPGW_HEALTH_CHECK_SECS (--health-check-secs)", &a.health_check_secs)?,
         unhealthy_after: number("MCPGW_UNHEALTHY_AFTER (--unhealthy-after)", &a.unhealthy_after)?,
+        auth: auth_settings()?,
         ..GatewayConfig::default()
     };
     gateway.validate().map_err(|e| {
@@ -226,6 +285,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         name: "mcpgw".into(),
         version: env!("CARGO_PKG_VERSION").into(),
     };
+    if !s.gateway.auth.required {
+        tracing::warn!(
+            "authentication is off (MCPGW_AUTH_REQUIRED=false): anyone who can reach the gateway can use and change it"
+        );
+    }
     let gw = Gateway::new(s.gateway.clone(), ports, info).map_err(|e| anyhow::anyhow!("{e}"))?;
     if let Some((path, seed)) = &s.seed {
         let n = gw
@@ -284,14 +348,17 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    let args = match cli.command {
+        Command::Token(args) => return token(args),
+        Command::HashPassword => return hash_password(),
+        Command::Serve(args) => *args,
+    };
     init_logging();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
-    match cli.command {
-        Command::Serve(args) => runtime
-            .block_on(serve(args))
-            .inspect_err(|e| tracing::error!(error = %format!("{e:#}"), "mcpgw failed to start")),
-    }
+    runtime
+        .block_on(serve(args))
+        .inspect_err(|e| tracing::error!(error = %format!("{e:#}"), "mcpgw failed to start"))
 }

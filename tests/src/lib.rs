@@ -91,6 +91,9 @@ impl GatewayProcess {
             .arg("0")
             .args(args);
         cmd.env("MCPGW_LOG", "info");
+        // The suite's gateways run without auth unless a test turns it on (the conformance
+        // CLI and the SDK examples send no token); the auth tests pass MCPGW_AUTH_REQUIRED.
+        cmd.env("MCPGW_AUTH_REQUIRED", "false");
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -378,7 +381,11 @@ impl EdgeProcess {
             "--var",
             "MCPGW_BIND_HOST:127.0.0.1",
         ]);
-        let var_args: Vec<String> = vars.iter().map(|(k, v)| format!("{k}:{v}")).collect();
+        let mut var_args: Vec<String> = vars.iter().map(|(k, v)| format!("{k}:{v}")).collect();
+        // As natively: no auth unless the test sets it.
+        if !vars.iter().any(|(k, _)| *k == "MCPGW_AUTH_REQUIRED") {
+            var_args.push("MCPGW_AUTH_REQUIRED:false".into());
+        }
         for v in &var_args {
             args.extend(["--var", v.as_str()]);
         }
@@ -494,15 +501,21 @@ impl TestGateway {
 /// (`--page-size N`, `--max-body-bytes N`; the edge gets them as wrangler vars) and an empty
 /// registry in `dir`.
 pub fn start_target(dir: &TempDir, settings: &[&str]) -> anyhow::Result<TestGateway> {
+    start_target_with(dir, settings, &[])
+}
+
+/// [`start_target`] with `MCPGW_*` variables (the environment natively, wrangler vars on the
+/// edge), for settings that are variables only (auth, keys).
+pub fn start_target_with(dir: &TempDir, settings: &[&str], env: &[(&str, &str)]) -> anyhow::Result<TestGateway> {
     match target() {
         Target::Native => {
             let db = dir.join("gw.db");
             let mut args = vec!["--database", db.to_str().context("utf-8 path")?];
             args.extend_from_slice(settings);
-            Ok(TestGateway::Native(GatewayProcess::start(&args, &[])?))
+            Ok(TestGateway::Native(GatewayProcess::start(&args, env)?))
         }
         Target::Edge => {
-            let mut vars = Vec::new();
+            let mut vars = env.to_vec();
             for pair in settings.chunks(2) {
                 let name = match pair[0] {
                     "--page-size" => "MCPGW_PAGE_SIZE",
@@ -815,4 +828,54 @@ pub fn assert_fixture_reached(calls: &Path) {
             "the suite never reached {name}:\n{log}"
         );
     }
+}
+
+/// A JWS over `payload` (claims as given, `exp`/`nbf` included): `HS256` with `key` as the
+/// secret, or `RS256`/`ES256`/`EdDSA` with `key` a private JWK (its `kid` goes in the header).
+pub fn sign_jwt(alg: &str, key: &str, payload: serde_json::Value) -> String {
+    use jwt_compact::alg::{Ed25519, Es256, Hs256, Hs256Key, Rsa};
+    use jwt_compact::{jwk::JsonWebKey, Algorithm, AlgorithmExt, Claims, Header};
+    let claims = Claims::new(payload);
+    let header = Header::empty().with_token_type("JWT");
+    if alg == "HS256" {
+        return Hs256
+            .token(&header, &claims, &Hs256Key::new(key.as_bytes()))
+            .expect("sign HS256");
+    }
+    let mut v: serde_json::Value = serde_json::from_str(key).expect("a private JWK");
+    let header = match v.get("kid").and_then(|k| k.as_str()) {
+        Some(kid) => header.with_key_id(kid),
+        None => header,
+    };
+    if let Some(o) = v.as_object_mut() {
+        o.retain(|k, _| ["kty", "n", "e", "d", "p", "q", "dp", "dq", "qi", "crv", "x", "y"].contains(&k.as_str()));
+    }
+    let jwk: JsonWebKey<'_> = serde_json::from_value(v).expect("JWK");
+    match alg {
+        "RS256" => {
+            let k = <Rsa as Algorithm>::SigningKey::try_from(&jwk).expect("RSA key");
+            Rsa::rs256().token(&header, &claims, &k).expect("sign RS256")
+        }
+        "ES256" => {
+            let k = <Es256 as Algorithm>::SigningKey::try_from(&jwk).expect("P-256 key");
+            Es256.token(&header, &claims, &k).expect("sign ES256")
+        }
+        _ => {
+            let k = <Ed25519 as Algorithm>::SigningKey::try_from(&jwk).expect("Ed25519 key");
+            Ed25519.token(&header, &claims, &k).expect("sign EdDSA")
+        }
+    }
+}
+
+/// A test key from `tests/fixtures/keys/`.
+pub fn test_key(name: &str) -> String {
+    std::fs::read_to_string(repo_root().join("tests/fixtures/keys").join(name)).expect("test key")
+}
+
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default()
 }

@@ -164,10 +164,28 @@ async fn bad_settings_are_named_at_start_up() {
         (&["--config", "/nonexistent/mcpgw.toml"], &[], "MCPGW_CONFIG"),
         (&["--max-body-bytes", "12"], &[], "MCPGW_MAX_BODY_BYTES"),
         (&["--max-sessions", "0"], &[], "MCPGW_MAX_SESSIONS"),
+        // Auth is on by default: no secret, or a weak one, stops start-up with how to make one.
+        (&[], &[("MCPGW_AUTH_REQUIRED", "true")], "MCPGW_JWT_SECRET"),
+        (&[], &[("MCPGW_AUTH_REQUIRED", "true")], "openssl rand"),
+        (
+            &[],
+            &[("MCPGW_AUTH_REQUIRED", "true"), ("MCPGW_JWT_SECRET", "hunter2")],
+            "too short",
+        ),
+        (
+            &[],
+            &[("MCPGW_JWT_ALGORITHM", "RS256"), ("MCPGW_AUTH_REQUIRED", "true")],
+            "MCPGW_JWT_PUBLIC_KEY",
+        ),
+        (&[], &[("MCPGW_AUTH_REQUIRED", "maybe")], "MCPGW_AUTH_REQUIRED"),
     ];
     for (args, env, expected) in cases {
         let mut cmd = Command::new(gateway_bin());
-        cmd.args(["serve", "--database", db]).args(*args).env("MCPGW_PORT", "0");
+        cmd.args(["serve", "--database", db])
+            .args(*args)
+            .env("MCPGW_PORT", "0")
+            .env("MCPGW_AUTH_REQUIRED", "false")
+            .env_remove("MCPGW_JWT_SECRET");
         for (k, v) in *env {
             cmd.env(k, v);
         }
@@ -186,7 +204,7 @@ async fn bad_settings_are_named_at_start_up() {
     )
     .expect("write");
     let mut cmd = Command::new(gateway_bin());
-    cmd.args([
+    cmd.env("MCPGW_AUTH_REQUIRED", "false").args([
         "serve",
         "--port",
         "0",

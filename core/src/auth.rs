@@ -1,0 +1,979 @@
+//! Who is calling: JWT bearer tokens (HS256 by default; RS256, ES256 or EdDSA by
+//! configuration; or an external OAuth issuer's keys), basic auth for the admin API, and scopes.
+//!
+//! Verification is pure: [`Verifier::verify`] takes the token, the time and the key set, and
+//! answers an [`Identity`] or an [`AuthError`] that says exactly what was wrong. The gateway
+//! turns that into 401/403 answers (`WWW-Authenticate` included) in one place.
+
+use std::fmt;
+use std::str::FromStr;
+
+use base64::Engine as _;
+use jwt_compact::alg::{Ed25519, Es256, Hs256, Hs256Key, Rsa, RsaPublicKey};
+use jwt_compact::jwk::JsonWebKey;
+use jwt_compact::{Algorithm, AlgorithmExt, Claims, Header, TimeOptions, UntrustedToken, ValidationError};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use subtle::ConstantTimeEq;
+
+type EsKey = <Es256 as Algorithm>::VerifyingKey;
+type EdKey = <Ed25519 as Algorithm>::VerifyingKey;
+type EsSigningKey = <Es256 as Algorithm>::SigningKey;
+type EdSigningKey = <Ed25519 as Algorithm>::SigningKey;
+type RsaSigningKey = <Rsa as Algorithm>::SigningKey;
+
+/// A secret string: never printed by `Debug`.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct Secret(pub String);
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// The JWS algorithm accepted for bearer tokens (exactly one: a token naming any other,
+/// `none` included, is refused before its signature is looked at).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum Alg {
+    /// HMAC-SHA256 with `MCPGW_JWT_SECRET`.
+    #[default]
+    HS256,
+    /// RSA PKCS#1 v1.5 with SHA-256.
+    RS256,
+    /// ECDSA on P-256 with SHA-256.
+    ES256,
+    /// Ed25519.
+    EdDSA,
+}
+
+impl Alg {
+    /// The name in a token header.
+    pub fn name(self) -> &'static str {
+        match self {
+            Alg::HS256 => "HS256",
+            Alg::RS256 => "RS256",
+            Alg::ES256 => "ES256",
+            Alg::EdDSA => "EdDSA",
+        }
+    }
+}
+
+impl FromStr for Alg {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim().to_ascii_uppercase().as_str() {
+            "HS256" => Ok(Alg::HS256),
+            "RS256" => Ok(Alg::RS256),
+            "ES256" => Ok(Alg::ES256),
+            "EDDSA" | "ED25519" => Ok(Alg::EdDSA),
+            other => Err(format!("'{other}' is not one of HS256, RS256, ES256, EdDSA")),
+        }
+    }
+}
+
+/// Why a request was not let in. The message is safe to show the caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthError {
+    /// No credentials at all.
+    Missing,
+    /// Credentials that are not valid (malformed, bad signature, wrong algorithm, audience,
+    /// issuer, unknown key, revoked).
+    Invalid(String),
+    /// A valid token whose `exp` has passed.
+    Expired,
+    /// A valid token whose `nbf` is still ahead.
+    NotYetValid,
+    /// Authenticated, but without the scope this route needs.
+    InsufficientScope(String),
+}
+
+impl AuthError {
+    /// The OAuth error code (RFC 6750 §3.1), if any.
+    pub fn oauth_code(&self) -> Option<&'static str> {
+        match self {
+            AuthError::Missing => None,
+            AuthError::InsufficientScope(_) => Some("insufficient_scope"),
+            _ => Some("invalid_token"),
+        }
+    }
+    /// A short machine-readable reason, for bodies and logs.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            AuthError::Missing => "missing_credentials",
+            AuthError::Invalid(_) => "invalid_token",
+            AuthError::Expired => "token_expired",
+            AuthError::NotYetValid => "token_not_yet_valid",
+            AuthError::InsufficientScope(_) => "insufficient_scope",
+        }
+    }
+}
+
+impl fmt::Display for AuthError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AuthError::Missing => f.write_str("authentication required: send 'Authorization: Bearer <token>'"),
+            AuthError::Invalid(m) => write!(f, "invalid token: {m}"),
+            AuthError::Expired => f.write_str("token expired"),
+            AuthError::NotYetValid => f.write_str("token not yet valid"),
+            AuthError::InsufficientScope(s) => write!(f, "this needs scope '{s}'"),
+        }
+    }
+}
+
+/// An authenticated caller.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Identity {
+    /// `sub` of the token, or the basic-auth user.
+    pub subject: String,
+    /// Granted scopes.
+    pub scopes: Vec<String>,
+    /// `jti`, if the token had one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jti: Option<String>,
+}
+
+impl Identity {
+    /// True if the identity was granted `scope`.
+    pub fn has_scope(&self, scope: &str) -> bool {
+        self.scopes.iter().any(|s| s == scope)
+    }
+}
+
+/// Authentication settings (the adapters read them from `MCPGW_*` variables with
+/// [`AuthConfig::from_vars`]; the library default is auth off).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct AuthConfig {
+    /// Every MCP and admin route needs credentials.
+    pub required: bool,
+    /// The accepted token algorithm.
+    pub algorithm: Alg,
+    /// The HS256 secret.
+    pub jwt_secret: Option<Secret>,
+    /// Verification keys for RS256/ES256/EdDSA: a JWK or a JWK set (JSON).
+    pub jwt_public_keys: Option<String>,
+    /// The signing key for `mcpgw token` with RS256/ES256/EdDSA: a private JWK (JSON).
+    pub jwt_private_key: Option<Secret>,
+    /// Required `iss` (empty: not checked).
+    pub issuer: String,
+    /// Accepted `aud` values (empty: not checked).
+    pub audience: Vec<String>,
+    /// Tolerated clock skew for `exp` and `nbf`, in seconds.
+    pub leeway_secs: u64,
+    /// The scope of the admin API (it also grants the client routes).
+    pub admin_scope: String,
+    /// The scope the MCP routes need (empty: any valid token).
+    pub client_scope: String,
+    /// Basic-auth user for the admin API.
+    pub admin_user: Option<String>,
+    /// Its password, as a PHC string (`$pbkdf2-sha256$…`, from `mcpgw hash-password`).
+    pub admin_password_hash: Option<Secret>,
+    /// Resource-server mode: the external issuer (its URL); tokens are checked against its JWKS.
+    pub oauth_issuer: Option<String>,
+    /// The issuer's JWKS URL (default: from its metadata).
+    pub oauth_jwks_url: Option<String>,
+    /// This gateway's public base URL (for RFC 9728 metadata); default: from the request.
+    pub public_url: Option<String>,
+}
+
+/// The smallest HS256 secret accepted (bytes): the hash output size, per RFC 7518 §3.2.
+pub const MIN_SECRET_BYTES: usize = 32;
+
+const MAKE_SECRET: &str = "make one with: openssl rand -base64 48  (or: head -c 48 /dev/urandom | base64)";
+
+impl AuthConfig {
+    /// Reads the settings from `MCPGW_*` variables through `get` (the process environment
+    /// natively, Worker vars and secrets on the edge). Auth is on unless
+    /// `MCPGW_AUTH_REQUIRED=false`.
+    pub fn from_vars(get: impl Fn(&str) -> Option<String>) -> Result<Self, crate::ConfigError> {
+        let var = |n: &str| get(n).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+        let bad = |setting: &str, message: String| crate::ConfigError {
+            setting: setting.into(),
+            message,
+        };
+        let required = match var("MCPGW_AUTH_REQUIRED").as_deref() {
+            None => true,
+            Some(v) => {
+                parse_bool(v).ok_or_else(|| bad("MCPGW_AUTH_REQUIRED", format!("'{v}' is not true or false")))?
+            }
+        };
+        let algorithm = match var("MCPGW_JWT_ALGORITHM") {
+            None => Alg::HS256,
+            Some(v) => v.parse().map_err(|e| bad("MCPGW_JWT_ALGORITHM", e))?,
+        };
+        let list = |n: &str| -> Vec<String> {
+            var(n)
+                .map(|v| {
+                    v.split(',')
+                        .map(|s| s.trim().to_string())
+                        .filter(|s| !s.is_empty())
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let oauth_issuer = var("MCPGW_OAUTH_ISSUER").map(|s| s.trim_end_matches('/').to_string());
+        let cfg = AuthConfig {
+            required,
+            algorithm: if oauth_issuer.is_some() && var("MCPGW_JWT_ALGORITHM").is_none() {
+                Alg::RS256
+            } else {
+                algorithm
+            },
+            jwt_secret: var("MCPGW_JWT_SECRET").map(Secret),
+            jwt_public_keys: var("MCPGW_JWT_PUBLIC_KEY"),
+            jwt_private_key: var("MCPGW_JWT_PRIVATE_KEY").map(Secret),
+            issuer: var("MCPGW_JWT_ISSUER").unwrap_or_else(|| oauth_issuer.clone().unwrap_or_else(|| "mcpgw".into())),
+            audience: match var("MCPGW_JWT_AUDIENCE") {
+                Some(_) => list("MCPGW_JWT_AUDIENCE"),
+                None if oauth_issuer.is_some() => vec![],
+                None => vec!["mcpgw".into()],
+            },
+            leeway_secs: match var("MCPGW_JWT_LEEWAY_SECS") {
+                None => 30,
+                Some(v) => v.parse().ok().filter(|n| *n <= 600).ok_or_else(|| {
+                    bad(
+                        "MCPGW_JWT_LEEWAY_SECS",
+                        format!("'{v}' is not a number of seconds up to 600"),
+                    )
+                })?,
+            },
+            admin_scope: var("MCPGW_ADMIN_SCOPE").unwrap_or_else(|| "mcpgw:admin".into()),
+            client_scope: get("MCPGW_CLIENT_SCOPE")
+                .map(|v| v.trim().to_string())
+                .unwrap_or_else(|| "mcpgw:client".into()),
+            admin_user: var("MCPGW_ADMIN_USER"),
+            admin_password_hash: var("MCPGW_ADMIN_PASSWORD_HASH").map(Secret),
+            oauth_issuer,
+            oauth_jwks_url: var("MCPGW_OAUTH_JWKS_URL"),
+            public_url: var("MCPGW_PUBLIC_URL").map(|s| s.trim_end_matches('/').to_string()),
+        };
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Checks the settings: with auth on, a usable key must be configured (a strong HS256
+    /// secret, or public keys, or an OAuth issuer); an admin user needs a password hash.
+    pub fn validate(&self) -> Result<(), crate::ConfigError> {
+        let bad = |setting: &str, message: String| crate::ConfigError {
+            setting: setting.into(),
+            message,
+        };
+        if self.admin_user.is_some() != self.admin_password_hash.is_some() {
+            return Err(bad(
+                "MCPGW_ADMIN_PASSWORD_HASH",
+                "MCPGW_ADMIN_USER and MCPGW_ADMIN_PASSWORD_HASH go together (make a hash with: mcpgw hash-password)"
+                    .into(),
+            ));
+        }
+        if let Some(h) = &self.admin_password_hash {
+            PasswordHash::parse(&h.0).map_err(|e| bad("MCPGW_ADMIN_PASSWORD_HASH", e))?;
+        }
+        if let Some(s) = &self.jwt_secret {
+            if let Some(why) = weak_secret(&s.0) {
+                if self.required && self.algorithm == Alg::HS256 && self.oauth_issuer.is_none() {
+                    return Err(bad("MCPGW_JWT_SECRET", format!("{why}; {MAKE_SECRET}")));
+                }
+            }
+        }
+        if !self.required {
+            return Ok(());
+        }
+        if self.oauth_issuer.is_some() {
+            return Ok(());
+        }
+        match self.algorithm {
+            Alg::HS256 => {
+                if self.jwt_secret.is_none() {
+                    return Err(bad(
+                        "MCPGW_JWT_SECRET",
+                        format!("auth is on (MCPGW_AUTH_REQUIRED) and no HS256 secret is set; {MAKE_SECRET}"),
+                    ));
+                }
+            }
+            alg => {
+                let keys = self.jwt_public_keys.as_deref().ok_or_else(|| {
+                    bad(
+                        "MCPGW_JWT_PUBLIC_KEY",
+                        format!("{} needs the verification key(s) as a JWK or JWK set", alg.name()),
+                    )
+                })?;
+                KeySet::from_jwks(alg, keys).map_err(|e| bad("MCPGW_JWT_PUBLIC_KEY", e))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn parse_bool(v: &str) -> Option<bool> {
+    match v.to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Some(true),
+        "0" | "false" | "no" | "off" => Some(false),
+        _ => None,
+    }
+}
+
+/// Why a secret is too weak to sign tokens with, if it is.
+pub fn weak_secret(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    if bytes.len() < MIN_SECRET_BYTES {
+        return Some(format!(
+            "MCPGW_JWT_SECRET is too short ({} bytes; at least {MIN_SECRET_BYTES})",
+            bytes.len()
+        ));
+    }
+    let mut distinct = bytes.to_vec();
+    distinct.sort_unstable();
+    distinct.dedup();
+    if distinct.len() < 8 {
+        return Some("MCPGW_JWT_SECRET is not random (fewer than 8 distinct characters)".into());
+    }
+    let lower = s.to_ascii_lowercase();
+    for word in [
+        "changeme",
+        "change-me",
+        "change_me",
+        "password",
+        "secret",
+        "example",
+        "my-test-key",
+    ] {
+        if lower.contains(word) {
+            return Some(format!("MCPGW_JWT_SECRET contains the word '{word}'"));
+        }
+    }
+    None
+}
+
+/// The verification keys of one algorithm, each with its `kid` if it has one.
+#[derive(Clone)]
+pub enum KeySet {
+    /// The HS256 secret.
+    Hs256(Hs256Key),
+    /// RSA public keys.
+    Rs256(Vec<(Option<String>, RsaPublicKey)>),
+    /// P-256 public keys.
+    Es256(Vec<(Option<String>, EsKey)>),
+    /// Ed25519 public keys.
+    EdDsa(Vec<(Option<String>, EdKey)>),
+}
+
+impl fmt::Debug for KeySet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "KeySet({}, {} keys)", self.alg().name(), self.len())
+    }
+}
+
+impl KeySet {
+    /// The algorithm these keys serve.
+    pub fn alg(&self) -> Alg {
+        match self {
+            KeySet::Hs256(_) => Alg::HS256,
+            KeySet::Rs256(_) => Alg::RS256,
+            KeySet::Es256(_) => Alg::ES256,
+            KeySet::EdDsa(_) => Alg::EdDSA,
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            KeySet::Hs256(_) => 1,
+            KeySet::Rs256(k) => k.len(),
+            KeySet::Es256(k) => k.len(),
+            KeySet::EdDsa(k) => k.len(),
+        }
+    }
+
+    /// True if a key has this `kid`.
+    pub fn has_kid(&self, kid: &str) -> bool {
+        let hit = |k: &Option<String>| k.as_deref() == Some(kid);
+        match self {
+            KeySet::Hs256(_) => true,
+            KeySet::Rs256(v) => v.iter().any(|(k, _)| hit(k)),
+            KeySet::Es256(v) => v.iter().any(|(k, _)| hit(k)),
+            KeySet::EdDsa(v) => v.iter().any(|(k, _)| hit(k)),
+        }
+    }
+
+    /// The HS256 key of a secret.
+    pub fn hs256(secret: &str) -> Self {
+        KeySet::Hs256(Hs256Key::new(secret.as_bytes()))
+    }
+
+    /// The keys of `alg` in a JWK (`{"kty":…}`) or JWK set (`{"keys":[…]}`); keys of other
+    /// types in a set are skipped, and at least one must fit.
+    pub fn from_jwks(alg: Alg, json: &str) -> Result<Self, String> {
+        let v: Value = serde_json::from_str(json).map_err(|e| format!("not JSON: {e}"))?;
+        let items: Vec<Value> = match v.get("keys") {
+            Some(Value::Array(keys)) => keys.clone(),
+            Some(_) => return Err("'keys' is not an array".into()),
+            None => vec![v],
+        };
+        let mut set = match alg {
+            Alg::HS256 => return Err("HS256 uses MCPGW_JWT_SECRET, not a JWK".into()),
+            Alg::RS256 => KeySet::Rs256(vec![]),
+            Alg::ES256 => KeySet::Es256(vec![]),
+            Alg::EdDSA => KeySet::EdDsa(vec![]),
+        };
+        let mut errors = vec![];
+        for item in &items {
+            let kid = item.get("kid").and_then(Value::as_str).map(String::from);
+            if let Some(a) = item.get("alg").and_then(Value::as_str) {
+                if a != alg.name() {
+                    continue;
+                }
+            }
+            if item.get("use").and_then(Value::as_str).is_some_and(|u| u != "sig") {
+                continue;
+            }
+            let jwk: JsonWebKey<'_> = match serde_json::from_value(public_part(item)) {
+                Ok(j) => j,
+                Err(e) => {
+                    errors.push(format!("key {}: {e}", kid.as_deref().unwrap_or("?")));
+                    continue;
+                }
+            };
+            let added = match &mut set {
+                KeySet::Rs256(v) => RsaPublicKey::try_from(&jwk)
+                    .map(|k| v.push((kid.clone(), k)))
+                    .map_err(|e| e.to_string()),
+                KeySet::Es256(v) => EsKey::try_from(&jwk)
+                    .map(|k| v.push((kid.clone(), k)))
+                    .map_err(|e| e.to_string()),
+                KeySet::EdDsa(v) => EdKey::try_from(&jwk)
+                    .map(|k| v.push((kid.clone(), k)))
+                    .map_err(|e| e.to_string()),
+                KeySet::Hs256(_) => Ok(()),
+            };
+            if let Err(e) = added {
+                if items.len() == 1 {
+                    errors.push(e);
+                }
+            }
+        }
+        if set.len() == 0 {
+            let why = if errors.is_empty() {
+                format!("no {} key in it", alg.name())
+            } else {
+                errors.join("; ")
+            };
+            return Err(why);
+        }
+        Ok(set)
+    }
+}
+
+/// A JWK without its private members (a private JWK also serves as the public one).
+fn public_part(jwk: &Value) -> Value {
+    key_members(jwk, false)
+}
+
+/// A JWK with only the members that make up the key (no `kid`, `alg`, `use`, …), with or
+/// without its private parts.
+fn key_members(jwk: &Value, private: bool) -> Value {
+    let mut v = jwk.clone();
+    if let Some(o) = v.as_object_mut() {
+        let kty = o.get("kty").and_then(Value::as_str).unwrap_or("").to_string();
+        let (public, secret): (&[&str], &[&str]) = match kty.as_str() {
+            "RSA" => (&["kty", "n", "e"], &["d", "p", "q", "dp", "dq", "qi"]),
+            "EC" => (&["kty", "crv", "x", "y"], &["d"]),
+            "OKP" => (&["kty", "crv", "x"], &["d"]),
+            _ => (&["kty"], &[]),
+        };
+        o.retain(|k, _| public.contains(&k.as_str()) || (private && secret.contains(&k.as_str())));
+    }
+    v
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    fn items(&self) -> Vec<&str> {
+        match self {
+            OneOrMany::One(s) => s.split(' ').filter(|s| !s.is_empty()).collect(),
+            OneOrMany::Many(v) => v.iter().map(String::as_str).collect(),
+        }
+    }
+}
+
+/// The claims mcpgw reads besides `exp`, `nbf` and `iat`.
+#[derive(Debug, Deserialize)]
+struct Custom {
+    #[serde(default)]
+    sub: Option<String>,
+    #[serde(default)]
+    iss: Option<String>,
+    #[serde(default)]
+    aud: Option<OneOrMany>,
+    #[serde(default)]
+    jti: Option<String>,
+    /// Space-separated scopes (RFC 8693 / RFC 9068).
+    #[serde(default)]
+    scope: Option<OneOrMany>,
+    /// Scopes as some issuers send them.
+    #[serde(default)]
+    scp: Option<OneOrMany>,
+}
+
+/// Checks bearer tokens against one configuration.
+#[derive(Debug, Clone)]
+pub struct Verifier {
+    alg: Alg,
+    issuer: String,
+    audience: Vec<String>,
+    leeway_secs: u64,
+}
+
+/// What a verification needs to look up more keys for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Let in.
+    Ok(Identity),
+    /// Refused.
+    Refused(AuthError),
+    /// Signed with a `kid` the key set does not have (fetch the JWKS again, then retry).
+    UnknownKey(String),
+}
+
+fn to_datetime(ms: u64) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::from_timestamp_millis(ms as i64).unwrap_or_default()
+}
+
+impl Verifier {
+    /// A verifier for the configured algorithm, issuer, audience and leeway.
+    pub fn new(cfg: &AuthConfig) -> Self {
+        Self {
+            alg: cfg.algorithm,
+            issuer: cfg.issuer.clone(),
+            audience: cfg.audience.clone(),
+            leeway_secs: cfg.leeway_secs,
+        }
+    }
+
+    /// Verifies `token` at `now_ms` with `keys`; revocation is the caller's (see `jti`).
+    pub fn verify(&self, token: &str, keys: &KeySet, now_ms: u64) -> Verdict {
+        let invalid = |m: String| Verdict::Refused(AuthError::Invalid(m));
+        let untrusted = match UntrustedToken::new(token) {
+            Ok(t) => t,
+            Err(e) => return invalid(format!("malformed ({e})")),
+        };
+        let alg = untrusted.algorithm();
+        if alg != self.alg.name() || keys.alg() != self.alg {
+            return invalid(format!(
+                "algorithm '{alg}' is not accepted (expected {})",
+                self.alg.name()
+            ));
+        }
+        let kid = untrusted.header().key_id.clone();
+        let pick = |k: &Option<String>| kid.is_none() || k.is_none() || k == &kid;
+        let checked: Result<Claims<Custom>, ValidationError> = match keys {
+            KeySet::Hs256(key) => Hs256
+                .validator::<Custom>(key)
+                .validate(&untrusted)
+                .map(|t| t.into_parts().1),
+            KeySet::Rs256(v) => first_valid(v.iter().filter(|(k, _)| pick(k)), |key| {
+                Rsa::rs256().validator::<Custom>(key).validate(&untrusted)
+            }),
+            KeySet::Es256(v) => first_valid(v.iter().filter(|(k, _)| pick(k)), |key| {
+                Es256.validator::<Custom>(key).validate(&untrusted)
+            }),
+            KeySet::EdDsa(v) => first_valid(v.iter().filter(|(k, _)| pick(k)), |key| {
+                Ed25519.validator::<Custom>(key).validate(&untrusted)
+            }),
+        };
+        let claims = match checked {
+            Ok(c) => c,
+            Err(ValidationError::NoClaim(_)) if kid.as_deref().is_some_and(|k| !keys.has_kid(k)) => {
+                return Verdict::UnknownKey(kid.unwrap_or_default())
+            }
+            Err(ValidationError::InvalidSignature) | Err(ValidationError::InvalidSignatureLen { .. }) => {
+                return invalid("bad signature".into())
+            }
+            Err(ValidationError::MalformedClaims(e)) => return invalid(format!("malformed claims ({e})")),
+            Err(e) => return invalid(e.to_string()),
+        };
+        let now = to_datetime(now_ms);
+        let opts = TimeOptions::new(chrono::Duration::seconds(self.leeway_secs as i64), move || now);
+        match claims.validate_expiration(&opts) {
+            Ok(_) => {}
+            Err(ValidationError::Expired) => return Verdict::Refused(AuthError::Expired),
+            Err(_) => return invalid("no 'exp' claim (tokens must expire)".into()),
+        }
+        if claims.not_before.is_some() && claims.validate_maturity(&opts).is_err() {
+            return Verdict::Refused(AuthError::NotYetValid);
+        }
+        let c = claims.custom;
+        if !self.issuer.is_empty() && c.iss.as_deref() != Some(self.issuer.as_str()) {
+            return invalid(format!("issuer {:?} is not accepted", c.iss.as_deref().unwrap_or("")));
+        }
+        if !self.audience.is_empty() {
+            let auds = c.aud.as_ref().map(OneOrMany::items).unwrap_or_default();
+            if !auds.iter().any(|a| self.audience.iter().any(|x| x == a)) {
+                return invalid(format!("audience {auds:?} is not accepted"));
+            }
+        }
+        let Some(subject) = c.sub.filter(|s| !s.is_empty()) else {
+            return invalid("no 'sub' claim".into());
+        };
+        let mut scopes: Vec<String> = vec![];
+        for s in c.scope.iter().chain(c.scp.iter()) {
+            scopes.extend(s.items().into_iter().map(String::from));
+        }
+        Verdict::Ok(Identity {
+            subject,
+            scopes,
+            jti: c.jti,
+        })
+    }
+}
+
+/// The claims of the first key that verifies the token; `NoClaim` stands for "no key fits".
+fn first_valid<'k, K: 'k, I, F>(keys: I, mut check: F) -> Result<Claims<Custom>, ValidationError>
+where
+    I: Iterator<Item = &'k (Option<String>, K)>,
+    F: FnMut(&K) -> Result<jwt_compact::Token<Custom>, ValidationError>,
+{
+    let mut last = Err(ValidationError::NoClaim(jwt_compact::Claim::Expiration));
+    for (_, key) in keys {
+        match check(key) {
+            Ok(t) => return Ok(t.into_parts().1),
+            Err(e) => last = Err(e),
+        }
+    }
+    last
+}
+
+/// The claims of a token mcpgw mints.
+#[derive(Debug, Serialize)]
+struct Minted<'a> {
+    sub: &'a str,
+    iss: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    aud: Option<&'a str>,
+    jti: &'a str,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    scope: &'a str,
+}
+
+/// Signs a token with the configured key: `sub`, `scope` (space-separated), `iss` and `aud`
+/// from the settings, `jti`, `iat`, and `exp` after `ttl_secs`.
+pub fn mint(
+    cfg: &AuthConfig,
+    sub: &str,
+    scopes: &[String],
+    ttl_secs: u64,
+    jti: &str,
+    now_ms: u64,
+) -> Result<String, String> {
+    if sub.is_empty() {
+        return Err("--sub must not be empty".into());
+    }
+    if ttl_secs == 0 {
+        return Err("--exp must be at least 1 second".into());
+    }
+    let scope = scopes.join(" ");
+    let claims = Claims::new(Minted {
+        sub,
+        iss: &cfg.issuer,
+        aud: cfg.audience.first().map(String::as_str),
+        jti,
+        scope: &scope,
+    });
+    let mut claims = claims;
+    claims.issued_at = Some(to_datetime(now_ms));
+    claims.expiration = Some(to_datetime(now_ms + ttl_secs * 1000));
+    let header = Header::empty().with_token_type("JWT");
+    let err = |e: jwt_compact::CreationError| e.to_string();
+    match cfg.algorithm {
+        Alg::HS256 => {
+            let secret = cfg
+                .jwt_secret
+                .as_ref()
+                .ok_or_else(|| format!("MCPGW_JWT_SECRET is not set; {MAKE_SECRET}"))?;
+            if let Some(why) = weak_secret(&secret.0) {
+                return Err(format!("{why}; {MAKE_SECRET}"));
+            }
+            Hs256
+                .token(&header, &claims, &Hs256Key::new(secret.0.as_bytes()))
+                .map_err(err)
+        }
+        alg => {
+            let pk = cfg
+                .jwt_private_key
+                .as_ref()
+                .ok_or_else(|| format!("{} tokens need MCPGW_JWT_PRIVATE_KEY (a private JWK)", alg.name()))?;
+            let v: Value =
+                serde_json::from_str(&pk.0).map_err(|e| format!("MCPGW_JWT_PRIVATE_KEY is not JSON: {e}"))?;
+            let header = match v.get("kid").and_then(Value::as_str) {
+                Some(kid) => header.with_key_id(kid),
+                None => header,
+            };
+            let jwk: JsonWebKey<'_> = serde_json::from_value(key_members(&v, true))
+                .map_err(|e| format!("MCPGW_JWT_PRIVATE_KEY is not a JWK: {e}"))?;
+            let bad_key = |e: String| format!("MCPGW_JWT_PRIVATE_KEY: {e}");
+            match alg {
+                Alg::RS256 => {
+                    let key = RsaSigningKey::try_from(&jwk).map_err(|e| bad_key(e.to_string()))?;
+                    Rsa::rs256().token(&header, &claims, &key).map_err(err)
+                }
+                Alg::ES256 => {
+                    let key = EsSigningKey::try_from(&jwk).map_err(|e| bad_key(e.to_string()))?;
+                    Es256.token(&header, &claims, &key).map_err(err)
+                }
+                _ => {
+                    let key = EdSigningKey::try_from(&jwk).map_err(|e| bad_key(e.to_string()))?;
+                    Ed25519.token(&header, &claims, &key).map_err(err)
+                }
+            }
+        }
+    }
+}
+
+/// A parsed `$pbkdf2-sha256$i=N$salt$hash` password hash (salt and hash in unpadded base64).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PasswordHash {
+    iterations: u32,
+    salt: Vec<u8>,
+    hash: Vec<u8>,
+}
+
+const PBKDF2_PREFIX: &str = "$pbkdf2-sha256$";
+/// Iterations of new password hashes.
+pub const PBKDF2_ITERATIONS: u32 = 210_000;
+
+fn b64() -> base64::engine::GeneralPurpose {
+    base64::engine::general_purpose::STANDARD_NO_PAD
+}
+
+impl PasswordHash {
+    /// Parses a stored hash.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let rest = s
+            .strip_prefix(PBKDF2_PREFIX)
+            .ok_or("not a '$pbkdf2-sha256$i=N$salt$hash' string (make one with: mcpgw hash-password)")?;
+        let parts: Vec<&str> = rest.split('$').collect();
+        let [params, salt, hash] = parts.as_slice() else {
+            return Err("expected '$pbkdf2-sha256$i=N$salt$hash'".into());
+        };
+        let iterations: u32 = params
+            .strip_prefix("i=")
+            .and_then(|n| n.parse().ok())
+            .filter(|n| *n >= 10_000)
+            .ok_or("iterations must be given as i=N with N at least 10000")?;
+        let salt = b64()
+            .decode(salt.trim_end_matches('='))
+            .map_err(|_| "salt is not base64")?;
+        let hash = b64()
+            .decode(hash.trim_end_matches('='))
+            .map_err(|_| "hash is not base64")?;
+        if salt.len() < 8 || hash.len() < 16 {
+            return Err("salt (8+ bytes) or hash (16+ bytes) too short".into());
+        }
+        Ok(Self { iterations, salt, hash })
+    }
+
+    /// Hashes a password with a random `salt`.
+    pub fn create(password: &str, salt: &[u8], iterations: u32) -> String {
+        let mut out = [0u8; 32];
+        pbkdf2::pbkdf2_hmac::<sha2::Sha256>(password.as_bytes(), salt, iterations, &mut out);
+        format!(
+            "{PBKDF2_PREFIX}i={iterations}${}${}",
+            b64().encode(salt),
+            b64().encode(out)
+        )
+    }
+
+    /// True if `password` matches (constant-time comparison).
+    pub fn verify(&self, password: &str) -> bool {
+        let mut out = vec![0u8; self.hash.len()];
+        pbkdf2::pbkdf2_hmac::<sha2::Sha256>(password.as_bytes(), &self.salt, self.iterations, &mut out);
+        out.ct_eq(&self.hash).into()
+    }
+}
+
+/// Constant-time equality of two strings (length may leak; content does not).
+pub fn ct_eq_str(a: &str, b: &str) -> bool {
+    a.as_bytes().ct_eq(b.as_bytes()).into()
+}
+
+/// A `Basic` header's user and password.
+pub fn parse_basic(value: &str) -> Option<(String, String)> {
+    let (scheme, rest) = value.trim().split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let raw = base64::engine::general_purpose::STANDARD.decode(rest.trim()).ok()?;
+    let text = String::from_utf8(raw).ok()?;
+    let (u, p) = text.split_once(':')?;
+    Some((u.to_string(), p.to_string()))
+}
+
+/// A `Bearer` header's token.
+pub fn parse_bearer(value: &str) -> Option<&str> {
+    let (scheme, rest) = value.trim().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| rest.trim())
+        .filter(|t| !t.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECRET: &str = "Zq8vN3xk1Lr7Yt2Pw9Jm4Hs6Df0Gb5Ca3Ue8Io1Kn7Rl2";
+
+    fn cfg() -> AuthConfig {
+        AuthConfig::from_vars(|n| match n {
+            "MCPGW_JWT_SECRET" => Some(SECRET.into()),
+            _ => None,
+        })
+        .expect("valid")
+    }
+
+    fn verdict(token: &str, now_ms: u64) -> Verdict {
+        let c = cfg();
+        Verifier::new(&c).verify(token, &KeySet::hs256(SECRET), now_ms)
+    }
+
+    #[test]
+    fn defaults_turn_auth_on_and_refuse_a_weak_or_missing_secret() {
+        let c = cfg();
+        assert!(c.required);
+        assert_eq!(c.client_scope, "mcpgw:client");
+        let missing = AuthConfig::from_vars(|_| None).expect_err("no secret");
+        assert_eq!(missing.setting, "MCPGW_JWT_SECRET");
+        assert!(missing.message.contains("openssl rand"), "{}", missing.message);
+        let weak = AuthConfig::from_vars(|n| (n == "MCPGW_JWT_SECRET").then(|| "changeme".to_string()))
+            .expect_err("weak secret");
+        assert!(weak.message.contains("too short"), "{}", weak.message);
+        let words = AuthConfig::from_vars(|n| {
+            (n == "MCPGW_JWT_SECRET").then(|| "my-super-secret-value-that-is-long-enough".to_string())
+        })
+        .expect_err("dictionary secret");
+        assert!(words.message.contains("secret"), "{}", words.message);
+        let off = AuthConfig::from_vars(|n| (n == "MCPGW_AUTH_REQUIRED").then(|| "false".to_string())).expect("off");
+        assert!(!off.required);
+    }
+
+    #[test]
+    fn minted_tokens_verify_until_they_expire() {
+        let c = cfg();
+        let t = mint(&c, "alice", &["mcpgw:client".into()], 60, "j1", 1_000_000).expect("mint");
+        match verdict(&t, 1_000_000) {
+            Verdict::Ok(id) => {
+                assert_eq!(id.subject, "alice");
+                assert_eq!(id.scopes, vec!["mcpgw:client".to_string()]);
+                assert_eq!(id.jti.as_deref(), Some("j1"));
+            }
+            other => panic!("{other:?}"),
+        }
+        // Within the 30 s leeway, then past it.
+        assert!(matches!(verdict(&t, 1_000_000 + 80_000), Verdict::Ok(_)));
+        assert_eq!(verdict(&t, 1_000_000 + 91_000), Verdict::Refused(AuthError::Expired));
+    }
+
+    #[test]
+    fn wrong_algorithm_signature_issuer_and_audience_are_refused() {
+        let mut other = cfg();
+        other.jwt_secret = Some(Secret("A".repeat(10) + "bcdefghijklmnopqrstuvwxyz0123456789"));
+        let forged = mint(&other, "eve", &[], 60, "x", 0).expect("mint");
+        assert!(matches!(verdict(&forged, 0), Verdict::Refused(AuthError::Invalid(m)) if m.contains("signature")));
+        let mut iss = cfg();
+        iss.issuer = "someone-else".into();
+        let t = mint(&iss, "eve", &[], 60, "x", 0).expect("mint");
+        assert!(matches!(verdict(&t, 0), Verdict::Refused(AuthError::Invalid(m)) if m.contains("issuer")));
+        let mut aud = cfg();
+        aud.audience = vec!["elsewhere".into()];
+        let t = mint(&aud, "eve", &[], 60, "x", 0).expect("mint");
+        assert!(matches!(verdict(&t, 0), Verdict::Refused(AuthError::Invalid(m)) if m.contains("audience")));
+        // alg: none, with a valid payload.
+        let good = mint(&cfg(), "eve", &[], 60, "x", 0).expect("mint");
+        let payload = good.split('.').nth(1).expect("payload");
+        let none = format!("{}.{payload}.", b64url(r#"{"alg":"none","typ":"JWT"}"#));
+        assert!(matches!(verdict(&none, 0), Verdict::Refused(AuthError::Invalid(m)) if m.contains("algorithm")));
+        assert!(matches!(verdict("garbage", 0), Verdict::Refused(AuthError::Invalid(m)) if m.contains("malformed")));
+    }
+
+    fn b64url(s: &str) -> String {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s)
+    }
+
+    #[test]
+    fn asymmetric_keys_sign_and_verify_and_refuse_other_keys() {
+        let cases = [
+            (
+                Alg::RS256,
+                include_str!("../../tests/fixtures/keys/rs256.private.json"),
+                include_str!("../../tests/fixtures/keys/rs256.public.json"),
+            ),
+            (
+                Alg::ES256,
+                include_str!("../../tests/fixtures/keys/es256.private.json"),
+                include_str!("../../tests/fixtures/keys/es256.public.json"),
+            ),
+            (
+                Alg::EdDSA,
+                include_str!("../../tests/fixtures/keys/ed25519.private.json"),
+                include_str!("../../tests/fixtures/keys/ed25519.public.json"),
+            ),
+        ];
+        let other = KeySet::from_jwks(
+            Alg::RS256,
+            include_str!("../../tests/fixtures/keys/rs256-other.public.json"),
+        )
+        .expect("other key");
+        for (alg, private, public) in cases {
+            let c = AuthConfig {
+                algorithm: alg,
+                jwt_private_key: Some(Secret(private.into())),
+                issuer: "mcpgw".into(),
+                audience: vec!["mcpgw".into()],
+                leeway_secs: 30,
+                ..AuthConfig::default()
+            };
+            let keys = KeySet::from_jwks(alg, public).expect("public keys");
+            let t = mint(&c, "bob", &[], 60, "j", 5_000).expect("mint");
+            let v = Verifier::new(&c);
+            assert!(
+                matches!(v.verify(&t, &keys, 5_000), Verdict::Ok(ref id) if id.subject == "bob"),
+                "{alg:?}"
+            );
+            if alg == Alg::RS256 {
+                // Same kid-less check against a key that did not sign it.
+                assert!(matches!(
+                    v.verify(&t, &other, 5_000),
+                    Verdict::UnknownKey(_) | Verdict::Refused(_)
+                ));
+                // Key confusion: HS256 signed with the public key's text is refused.
+                let mut hs = c.clone();
+                hs.algorithm = Alg::HS256;
+                hs.jwt_secret = Some(Secret(public.into()));
+                let forged = mint(&hs, "eve", &[], 60, "j", 5_000).expect("mint");
+                assert!(
+                    matches!(v.verify(&forged, &keys, 5_000), Verdict::Refused(AuthError::Invalid(ref m)) if m.contains("algorithm"))
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn password_hashes_round_trip_and_parse_strictly() {
+        let h = PasswordHash::create("hunter2-but-longer", b"0123456789abcdef", 10_000);
+        let p = PasswordHash::parse(&h).expect("parse");
+        assert!(p.verify("hunter2-but-longer"));
+        assert!(!p.verify("hunter2-but-longeR"));
+        assert!(PasswordHash::parse("plain").is_err());
+        assert!(PasswordHash::parse("$pbkdf2-sha256$i=5$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA").is_err());
+        assert_eq!(
+            parse_basic("Basic YWRtaW46cHc6eA=="),
+            Some(("admin".into(), "pw:x".into()))
+        );
+        assert_eq!(parse_bearer("bearer abc"), Some("abc"));
+        assert_eq!(parse_bearer("Bearer "), None);
+    }
+}

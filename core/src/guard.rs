@@ -1,0 +1,508 @@
+//! The gate every request passes before it is routed: which access a route needs, who the
+//! caller is (bearer token or, on the admin API, basic auth), whether the token was revoked,
+//! and the 401/403 answers with their `WWW-Authenticate` challenges. Also the RFC 9728
+//! protected-resource metadata and the revocation list of the admin API.
+
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Method, Request, Response, StatusCode};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use crate::auth::{
+    parse_basic, parse_bearer, AuthConfig, AuthError, Identity, KeySet, PasswordHash, Verdict, Verifier,
+};
+use crate::error::{api_error, json_response, method_not_allowed};
+use crate::gateway::{Body, Inner};
+use crate::jsonrpc::{self, RpcError};
+use crate::ports::{Kind, OutboundRequest, Record};
+
+/// JSON-RPC error code of a 401 on an MCP route.
+pub const UNAUTHORIZED: i64 = -32040;
+/// JSON-RPC error code of a 403 on an MCP route.
+pub const FORBIDDEN: i64 = -32043;
+
+/// What a route needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Access {
+    /// Anyone (`/health`, `/ready`, `/version`, `/.well-known/…`).
+    Public,
+    /// An MCP client (`/mcp`, `/servers/{id}/mcp`, legacy SSE, `/rpc`).
+    Client,
+    /// An administrator (the REST API).
+    Admin,
+}
+
+pub(crate) fn access_of(path: &str, mcp: bool) -> Access {
+    let p = path.trim_end_matches('/');
+    if matches!(p, "/health" | "/ready" | "/version") || p.starts_with("/.well-known/") {
+        Access::Public
+    } else if mcp {
+        Access::Client
+    } else {
+        Access::Admin
+    }
+}
+
+/// Set in a request's extensions by an adapter that already let the request in (the edge
+/// Worker, before it hands a session's request to the session's Durable Object); never taken
+/// from client input.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Admitted {
+    /// The caller, when auth is on.
+    pub identity: Option<Identity>,
+    /// Rate-limit headers to add to the answer.
+    #[serde(default)]
+    pub headers: Vec<(String, String)>,
+}
+
+/// Who is calling, as the MCP methods see it: decides which members are listed and callable.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Caller {
+    /// Auth is on.
+    pub enforced: bool,
+    /// Holds the admin scope (sees everything).
+    pub admin: bool,
+    pub identity: Option<Identity>,
+}
+
+impl Caller {
+    /// True if the caller may use something that requires `scope`.
+    pub fn may(&self, scope: Option<&str>) -> bool {
+        match scope.filter(|s| !s.is_empty()) {
+            None => true,
+            Some(s) => !self.enforced || self.admin || self.identity.as_ref().is_some_and(|i| i.has_scope(s)),
+        }
+    }
+}
+
+/// Keys, verifier and the admin password, built once per gateway.
+pub(crate) struct Guard {
+    pub cfg: AuthConfig,
+    verifier: Verifier,
+    /// Static keys, or the OAuth issuer's last JWKS.
+    keys: Mutex<Option<Arc<KeySet>>>,
+    /// When the issuer's JWKS was last fetched (ms), to fetch at most every 10 s.
+    fetched_at: Mutex<u64>,
+    password: Option<PasswordHash>,
+    /// SHA-256 of the last `user:password` that verified (PBKDF2 is slow on purpose).
+    basic_ok: Mutex<Option<[u8; 32]>>,
+}
+
+fn sha256(data: &[u8]) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(data).into()
+}
+
+impl Guard {
+    pub fn new(cfg: AuthConfig) -> Self {
+        let keys = if cfg.oauth_issuer.is_some() {
+            None
+        } else {
+            match cfg.algorithm {
+                crate::auth::Alg::HS256 => cfg.jwt_secret.as_ref().map(|s| KeySet::hs256(&s.0)),
+                alg => cfg
+                    .jwt_public_keys
+                    .as_deref()
+                    .and_then(|k| KeySet::from_jwks(alg, k).ok()),
+            }
+        };
+        let password = cfg
+            .admin_password_hash
+            .as_ref()
+            .and_then(|h| PasswordHash::parse(&h.0).ok());
+        Self {
+            verifier: Verifier::new(&cfg),
+            keys: Mutex::new(keys.map(Arc::new)),
+            fetched_at: Mutex::new(0),
+            password,
+            basic_ok: Mutex::new(None),
+            cfg,
+        }
+    }
+
+    fn keys(&self) -> Option<Arc<KeySet>> {
+        self.keys.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn check_basic(&self, user: &str, password: &str) -> bool {
+        let (Some(want_user), Some(hash)) = (&self.cfg.admin_user, &self.password) else {
+            return false;
+        };
+        let digest = sha256(format!("{user}:{password}").as_bytes());
+        let cached = *self.basic_ok.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(c) = cached {
+            use subtle::ConstantTimeEq;
+            if bool::from(c.ct_eq(&digest)) {
+                return true;
+            }
+        }
+        let ok = crate::auth::ct_eq_str(user, want_user) & hash.verify(password);
+        if ok {
+            *self.basic_ok.lock().unwrap_or_else(|e| e.into_inner()) = Some(digest);
+        }
+        ok
+    }
+}
+
+/// The gateway's public base URL: configured, or from the request.
+pub(crate) fn base_url(cfg: &AuthConfig, req: &Request<Bytes>) -> String {
+    if let Some(u) = &cfg.public_url {
+        return u.clone();
+    }
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+        .or_else(|| req.uri().authority().map(|a| a.to_string()))
+        .unwrap_or_else(|| "localhost".into());
+    let scheme = req
+        .headers()
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+        .or(req.uri().scheme_str())
+        .unwrap_or("http");
+    format!("{scheme}://{host}")
+}
+
+/// The metadata URL for the resource at `path` (RFC 9728 §3.1: inserted before the path).
+fn metadata_url(base: &str, path: &str) -> String {
+    let p = path.trim_end_matches('/');
+    format!("{base}/.well-known/oauth-protected-resource{p}")
+}
+
+/// A header value from text that may hold anything: quotes and control characters dropped.
+fn quoted(s: &str) -> String {
+    s.chars()
+        .filter(|c| *c != '"' && *c != '\\' && !c.is_control())
+        .collect()
+}
+
+impl Inner {
+    /// Who is calling and whether they may use this route: the identity (None when auth is
+    /// off), or the 401/403 answer.
+    pub(crate) async fn admit(
+        &self,
+        req: &Request<Bytes>,
+        access: Access,
+        mcp: bool,
+    ) -> Result<Admitted, Box<Response<Body>>> {
+        let g = &self.guard;
+        if !g.cfg.required || access == Access::Public {
+            return Ok(Admitted::default());
+        }
+        let refuse = |e: AuthError| Err(Box::new(self.auth_error(req, access, mcp, &e)));
+        let Some(value) = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) else {
+            return refuse(AuthError::Missing);
+        };
+        let identity = if let Some(token) = parse_bearer(value) {
+            match self.verify_token(token).await {
+                Ok(id) => id,
+                Err(e) => return refuse(e),
+            }
+        } else if let Some((user, password)) = parse_basic(value) {
+            // Basic auth is for the admin API only, and only when an admin user is configured.
+            if access != Access::Admin || g.cfg.admin_user.is_none() {
+                return refuse(AuthError::Invalid(
+                    "basic auth is accepted on the admin API only".into(),
+                ));
+            }
+            if !g.check_basic(&user, &password) {
+                return refuse(AuthError::Invalid("wrong user or password".into()));
+            }
+            Identity {
+                subject: user,
+                scopes: vec![g.cfg.admin_scope.clone()],
+                jti: None,
+            }
+        } else {
+            return refuse(AuthError::Invalid("unsupported authorization scheme".into()));
+        };
+        let admin = identity.has_scope(&g.cfg.admin_scope);
+        let needed = match access {
+            Access::Admin => Some(g.cfg.admin_scope.as_str()),
+            _ => Some(g.cfg.client_scope.as_str()).filter(|s| !s.is_empty()),
+        };
+        if let Some(scope) = needed {
+            if !admin && !identity.has_scope(scope) {
+                return refuse(AuthError::InsufficientScope(scope.to_string()));
+            }
+        }
+        Ok(Admitted {
+            identity: Some(identity),
+            headers: vec![],
+        })
+    }
+
+    /// Verifies a bearer token: signature and claims, then the revocation list.
+    async fn verify_token(&self, token: &str) -> Result<Identity, AuthError> {
+        let now = self.clock.now_ms();
+        let mut keys = match self.guard.keys() {
+            Some(k) => k,
+            None => self.fetch_jwks(now).await?,
+        };
+        let mut verdict = self.guard.verifier.verify(token, &keys, now);
+        if let Verdict::UnknownKey(kid) = &verdict {
+            // The issuer may have rotated its keys: fetch them again (at most every 10 s).
+            if self.guard.cfg.oauth_issuer.is_none() {
+                return Err(AuthError::Invalid(format!("unknown key id '{kid}'")));
+            }
+            keys = self.fetch_jwks(now).await?;
+            verdict = self.guard.verifier.verify(token, &keys, now);
+        }
+        let identity = match verdict {
+            Verdict::Ok(id) => id,
+            Verdict::Refused(e) => return Err(e),
+            Verdict::UnknownKey(kid) => return Err(AuthError::Invalid(format!("unknown key id '{kid}'"))),
+        };
+        if let Some(jti) = &identity.jti {
+            let snap = self
+                .registry
+                .snapshot()
+                .await
+                .map_err(|e| AuthError::Invalid(format!("revocation list unavailable: {e}")))?;
+            if snap.is_revoked(jti) {
+                return Err(AuthError::Invalid("token revoked".into()));
+            }
+        }
+        Ok(identity)
+    }
+
+    /// Fetches the OAuth issuer's JWKS (URL configured, or from its metadata).
+    async fn fetch_jwks(&self, now: u64) -> Result<Arc<KeySet>, AuthError> {
+        let g = &self.guard;
+        let unavailable = |m: String| AuthError::Invalid(format!("issuer keys unavailable: {m}"));
+        let Some(issuer) = g.cfg.oauth_issuer.clone() else {
+            return Err(unavailable("no key configured".into()));
+        };
+        {
+            let mut at = g.fetched_at.lock().unwrap_or_else(|e| e.into_inner());
+            if now.saturating_sub(*at) < 10_000 {
+                if let Some(k) = g.keys() {
+                    return Ok(k);
+                }
+            }
+            *at = now;
+        }
+        let jwks_url = match &g.cfg.oauth_jwks_url {
+            Some(u) => u.clone(),
+            None => {
+                let mut found = None;
+                for suffix in ["oauth-authorization-server", "openid-configuration"] {
+                    let url = format!("{issuer}/.well-known/{suffix}");
+                    if let Ok(meta) = self.get_json(&url).await {
+                        if let Some(u) = meta.get("jwks_uri").and_then(Value::as_str) {
+                            found = Some(u.to_string());
+                            break;
+                        }
+                    }
+                }
+                found.ok_or_else(|| unavailable(format!("no jwks_uri in {issuer}'s metadata")))?
+            }
+        };
+        let jwks = self.get_json(&jwks_url).await.map_err(unavailable)?;
+        let keys = KeySet::from_jwks(g.cfg.algorithm, &jwks.to_string()).map_err(unavailable)?;
+        let keys = Arc::new(keys);
+        *g.keys.lock().unwrap_or_else(|e| e.into_inner()) = Some(keys.clone());
+        Ok(keys)
+    }
+
+    /// GET a small JSON document (issuer metadata, JWKS).
+    async fn get_json(&self, url: &str) -> Result<Value, String> {
+        let req = OutboundRequest {
+            method: Method::GET,
+            url: url.to_string(),
+            headers: vec![("accept".into(), "application/json".into())],
+            body: None,
+        };
+        let (resp, body) = self
+            .fetch(req, std::time::Duration::from_secs(10))
+            .await
+            .map_err(|e| format!("{url}: {e}"))?;
+        if !resp.status.is_success() {
+            return Err(format!("{url}: HTTP {}", resp.status));
+        }
+        serde_json::from_slice::<Value>(&body).map_err(|e| format!("{url}: not JSON: {e}"))
+    }
+
+    /// The 401 or 403 answer, with its challenge(s).
+    pub(crate) fn auth_error(&self, req: &Request<Bytes>, access: Access, mcp: bool, e: &AuthError) -> Response<Body> {
+        let g = &self.guard;
+        let status = match e {
+            AuthError::InsufficientScope(_) => StatusCode::FORBIDDEN,
+            _ => StatusCode::UNAUTHORIZED,
+        };
+        let mut resp = if mcp {
+            let code = if status == StatusCode::FORBIDDEN {
+                FORBIDDEN
+            } else {
+                UNAUTHORIZED
+            };
+            let err = RpcError::new(code, e.to_string()).with_data(json!({"reason": e.reason()}));
+            json_response(status, &jsonrpc::error_response(&Value::Null, &err))
+        } else {
+            api_error(status, e.reason(), e.to_string(), None)
+        };
+        let base = base_url(&g.cfg, req);
+        let scope = match e {
+            AuthError::InsufficientScope(s) => s.clone(),
+            _ if access == Access::Admin => g.cfg.admin_scope.clone(),
+            _ => g.cfg.client_scope.clone(),
+        };
+        let mut challenge = format!(
+            "Bearer realm=\"mcpgw\", resource_metadata=\"{}\"",
+            quoted(&metadata_url(&base, req.uri().path()))
+        );
+        if !scope.is_empty() {
+            challenge.push_str(&format!(", scope=\"{}\"", quoted(&scope)));
+        }
+        if let Some(code) = e.oauth_code() {
+            challenge.push_str(&format!(
+                ", error=\"{code}\", error_description=\"{}\"",
+                quoted(&e.to_string())
+            ));
+        }
+        let h = resp.headers_mut();
+        if let Ok(v) = HeaderValue::from_str(&challenge) {
+            h.append(header::WWW_AUTHENTICATE, v);
+        }
+        if access == Access::Admin && g.cfg.admin_user.is_some() && status == StatusCode::UNAUTHORIZED {
+            h.append(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"mcpgw-admin\", charset=\"UTF-8\""),
+            );
+        }
+        resp
+    }
+
+    /// `GET /.well-known/oauth-protected-resource[/path]` (RFC 9728).
+    pub(crate) fn resource_metadata(&self, req: &Request<Bytes>, resource_path: &str) -> Response<Body> {
+        if req.method() != Method::GET && req.method() != Method::HEAD {
+            return method_not_allowed("GET, HEAD");
+        }
+        let g = &self.guard.cfg;
+        let base = base_url(g, req);
+        let mut scopes = vec![];
+        if !g.client_scope.is_empty() {
+            scopes.push(g.client_scope.clone());
+        }
+        scopes.push(g.admin_scope.clone());
+        let mut doc = json!({
+            "resource": format!("{base}{}", resource_path.trim_end_matches('/')),
+            "resource_name": self.info.name,
+            "bearer_methods_supported": ["header"],
+            "scopes_supported": scopes,
+            "resource_signing_alg_values_supported": [g.algorithm.name()],
+        });
+        if let Some(iss) = &g.oauth_issuer {
+            doc["authorization_servers"] = json!([iss]);
+        }
+        let mut r = json_response(StatusCode::OK, &doc);
+        r.headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"));
+        r
+    }
+
+    /// `/auth/revocations[/{jti}]`: list (GET), revoke (POST `{"jti", "exp"?, "reason"?}`),
+    /// and un-revoke (DELETE).
+    pub(crate) async fn revocations(&self, req: &Request<Bytes>, jti: Option<&str>) -> Response<Body> {
+        let store = self.registry.store();
+        let storage = |e: crate::ports::StoreError| {
+            api_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "storage_unavailable",
+                e.to_string(),
+                None,
+            )
+        };
+        match (req.method(), jti) {
+            (&Method::GET, None) => match store.list(Kind::Revocation).await {
+                Ok(rs) => json_response(
+                    StatusCode::OK,
+                    &Value::Array(rs.iter().map(crate::registry::record_json).collect()),
+                ),
+                Err(e) => storage(e),
+            },
+            (&Method::POST, None) => {
+                let body: Value = match serde_json::from_slice(req.body()) {
+                    Ok(v) => v,
+                    Err(e) => {
+                        return api_error(
+                            StatusCode::BAD_REQUEST,
+                            "invalid_json",
+                            format!("the body is not valid JSON: {e}"),
+                            None,
+                        )
+                    }
+                };
+                let Some(jti) = body
+                    .get("jti")
+                    .and_then(Value::as_str)
+                    .filter(|j| !j.is_empty() && j.len() <= 256)
+                else {
+                    return api_error(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        "validation_failed",
+                        "jti: a string of 1-256 characters is required",
+                        Some("jti"),
+                    );
+                };
+                if body.get("exp").is_some_and(|e| !e.is_u64()) {
+                    return api_error(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        "validation_failed",
+                        "exp: seconds since the epoch",
+                        Some("exp"),
+                    );
+                }
+                let now = self.clock.now_ms();
+                let rec = Record {
+                    kind: Kind::Revocation,
+                    id: self.ids.new_id(),
+                    key: jti.to_string(),
+                    body: json!({"jti": jti, "exp": body.get("exp"), "reason": body.get("reason").and_then(Value::as_str)}),
+                    created_at: now,
+                    updated_at: now,
+                };
+                let out = crate::registry::record_json(&rec);
+                match store.apply(vec![crate::ports::Op::Upsert(rec)]).await {
+                    Ok(()) => {
+                        self.registry.invalidate();
+                        crate::admin::created("/auth/revocations", jti, &out)
+                    }
+                    Err(e) => storage(e),
+                }
+            }
+            (&Method::DELETE, Some(jti)) => match store.get(Kind::Revocation, jti).await {
+                Ok(Some(r)) => match store.delete(Kind::Revocation, &r.id).await {
+                    Ok(_) => {
+                        self.registry.invalidate();
+                        crate::admin::no_content()
+                    }
+                    Err(e) => storage(e),
+                },
+                Ok(None) => api_error(
+                    StatusCode::NOT_FOUND,
+                    "not_found",
+                    format!("'{jti}' is not revoked"),
+                    None,
+                ),
+                Err(e) => storage(e),
+            },
+            (&Method::GET, Some(jti)) => match store.get(Kind::Revocation, jti).await {
+                Ok(Some(r)) => json_response(StatusCode::OK, &crate::registry::record_json(&r)),
+                Ok(None) => api_error(
+                    StatusCode::NOT_FOUND,
+                    "not_found",
+                    format!("'{jti}' is not revoked"),
+                    None,
+                ),
+                Err(e) => storage(e),
+            },
+            (_, None) => method_not_allowed("GET, POST"),
+            (_, Some(_)) => method_not_allowed("GET, DELETE"),
+        }
+    }
+}
