@@ -21,6 +21,15 @@ if ! cmp -s package-lock.json node_modules/.mcpgw-lock 2>/dev/null || [ ! -x nod
 fi
 node_modules/.bin/node --version
 
+step "redis-server (the rate-limit tests start their own on 127.0.0.1)"
+if ! command -v redis-server >/dev/null 2>&1; then
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get install -y -qq redis-server >/dev/null \
+    || { $SUDO apt-get update -qq && $SUDO apt-get install -y -qq redis-server >/dev/null; }
+fi
+redis-server --version
+
 step "format"
 cargo fmt --all --check
 
@@ -44,7 +53,7 @@ cargo test --workspace --locked 2>&1 | tee "$log"
 step "e2e against the edge: the same cases under wrangler dev (workerd)"
 MCPGW_TARGET=edge cargo test -p mcpgw-e2e --locked \
   --test sdk_clients --test conformance --test protocol --test bad_input \
-  --test federation --test federation_faults --test auth 2>&1 | tee -a "$log"
+  --test federation --test federation_faults --test auth --test ratelimit 2>&1 | tee -a "$log"
 # One closing line for the whole run (cargo ends on a per-crate line, often a 0-test doc-test one).
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed;?$/) p += $i; if ($(i+1) ~ /^failed;?$/) f += $i } }
      END { printf "\n%d passed, %d failed\n", p, f }' "$log"

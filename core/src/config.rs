@@ -94,6 +94,9 @@ pub struct GatewayConfig {
     /// [`crate::auth::AuthConfig::from_vars`]; the library default is off).
     #[serde(skip)]
     pub auth: crate::auth::AuthConfig,
+    /// Token buckets per identity and route class (none: not limited).
+    #[serde(default)]
+    pub rate_limits: crate::ratelimit::RateLimits,
 }
 
 impl Default for GatewayConfig {
@@ -121,6 +124,7 @@ fn unreachable_default() -> GatewayConfig {
         health_check_secs: d_health(),
         unhealthy_after: d_unhealthy(),
         auth: Default::default(),
+        rate_limits: Default::default(),
     }
 }
 

@@ -65,6 +65,8 @@ pub struct Ports {
     pub spawner: Arc<dyn Spawner>,
     /// Local processes for stdio upstreams (native only).
     pub launcher: Option<Arc<dyn Launcher>>,
+    /// Rate-limit buckets.
+    pub limiter: Arc<dyn crate::ratelimit::Limiter>,
 }
 
 /// Set by an adapter in a request's extensions (never from client input) to choose the id of
@@ -94,6 +96,7 @@ pub(crate) struct Inner {
     pub ids: Arc<dyn Ids>,
     pub spawner: Arc<dyn Spawner>,
     pub launcher: Option<Arc<dyn Launcher>>,
+    pub limiter: Arc<dyn crate::ratelimit::Limiter>,
     pub hub: Hub,
     pub info: ServerInfo,
     pub fed: crate::federation::Federation,
@@ -252,6 +255,7 @@ impl Gateway {
                 ids: ports.ids,
                 spawner: ports.spawner,
                 launcher: ports.launcher,
+                limiter: ports.limiter,
                 hub: Hub::default(),
                 info,
                 fed: Default::default(),

@@ -22,6 +22,13 @@ use crate::ports::{Kind, OutboundRequest, Record};
 pub const UNAUTHORIZED: i64 = -32040;
 /// JSON-RPC error code of a 403 on an MCP route.
 pub const FORBIDDEN: i64 = -32043;
+/// JSON-RPC error code of a 429 on an MCP route.
+pub const RATE_LIMITED: i64 = -32029;
+
+/// Set in a request's extensions by an adapter: the client's address (rate limits of
+/// anonymous callers are per address).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientIp(pub String);
 
 /// What a route needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -189,10 +196,90 @@ impl Inner {
         access: Access,
         mcp: bool,
     ) -> Result<Admitted, Box<Response<Body>>> {
-        let g = &self.guard;
-        if !g.cfg.required || access == Access::Public {
+        if access == Access::Public {
             return Ok(Admitted::default());
         }
+        let identity = if self.guard.cfg.required {
+            Some(self.authenticate(req, access, mcp).await?)
+        } else {
+            None
+        };
+        let headers = self.rate_limit(req, access, mcp, identity.as_ref()).await?;
+        Ok(Admitted { identity, headers })
+    }
+
+    /// Takes a token from the caller's bucket for this route class: the `RateLimit-*` headers,
+    /// or the 429 answer.
+    async fn rate_limit(
+        &self,
+        req: &Request<Bytes>,
+        access: Access,
+        mcp: bool,
+        identity: Option<&Identity>,
+    ) -> Result<Vec<(String, String)>, Box<Response<Body>>> {
+        let limits = &self.config.rate_limits;
+        let (class, rule) = match access {
+            Access::Client => ("mcp", limits.mcp),
+            Access::Admin => ("admin", limits.admin),
+            Access::Public => return Ok(vec![]),
+        };
+        let Some(rule) = rule else {
+            return Ok(vec![]);
+        };
+        let who = match identity {
+            Some(i) => format!("sub:{}", i.subject),
+            None => match req.extensions().get::<ClientIp>() {
+                Some(ip) => format!("ip:{}", ip.0),
+                None => "anonymous".into(),
+            },
+        };
+        let key = format!("{class}:{who}");
+        // A limiter that cannot be reached lets requests through: availability over limits.
+        let Ok(d) = self.limiter.take(&key, rule, self.clock.now_ms()).await else {
+            return Ok(vec![]);
+        };
+        let mut headers = vec![
+            ("ratelimit-limit".to_string(), d.limit.to_string()),
+            ("ratelimit-remaining".to_string(), d.remaining.to_string()),
+            ("ratelimit-reset".to_string(), d.reset_secs.to_string()),
+            (
+                "ratelimit-policy".to_string(),
+                format!("{};w={}", d.limit, d.window_secs),
+            ),
+        ];
+        if d.allowed {
+            return Ok(headers);
+        }
+        headers.push(("retry-after".to_string(), d.retry_after_secs.to_string()));
+        let msg = format!(
+            "rate limit exceeded ({} requests per {} s): retry in {} s",
+            d.limit, d.window_secs, d.retry_after_secs
+        );
+        let mut resp = if mcp {
+            let err = RpcError::new(RATE_LIMITED, msg).with_data(json!({"retry_after": d.retry_after_secs}));
+            json_response(
+                StatusCode::TOO_MANY_REQUESTS,
+                &jsonrpc::error_response(&Value::Null, &err),
+            )
+        } else {
+            api_error(StatusCode::TOO_MANY_REQUESTS, "rate_limited", msg, None)
+        };
+        for (k, v) in headers {
+            if let (Ok(k), Ok(v)) = (http::HeaderName::try_from(k), HeaderValue::from_str(&v)) {
+                resp.headers_mut().insert(k, v);
+            }
+        }
+        Err(Box::new(resp))
+    }
+
+    /// The caller's identity from its credentials (auth on), or the 401/403 answer.
+    async fn authenticate(
+        &self,
+        req: &Request<Bytes>,
+        access: Access,
+        mcp: bool,
+    ) -> Result<Identity, Box<Response<Body>>> {
+        let g = &self.guard;
         let refuse = |e: AuthError| Err(Box::new(self.auth_error(req, access, mcp, &e)));
         let Some(value) = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) else {
             return refuse(AuthError::Missing);
@@ -230,10 +317,7 @@ impl Inner {
                 return refuse(AuthError::InsufficientScope(scope.to_string()));
             }
         }
-        Ok(Admitted {
-            identity: Some(identity),
-            headers: vec![],
-        })
+        Ok(identity)
     }
 
     /// Verifies a bearer token: signature and claims, then the revocation list.

@@ -17,6 +17,7 @@ pub mod model;
 pub mod platform;
 pub mod ports;
 pub mod protocol;
+pub mod ratelimit;
 pub mod registry;
 pub mod render;
 pub mod uri_template;
@@ -37,4 +38,4 @@ mod upstream;
 
 pub use config::{ConfigError, GatewayConfig, SeedFile};
 pub use gateway::{AssignSessionId, Body, Gateway, Ports, ServerInfo};
-pub use guard::{Admitted, FORBIDDEN, UNAUTHORIZED};
+pub use guard::{Admitted, ClientIp, FORBIDDEN, RATE_LIMITED, UNAUTHORIZED};

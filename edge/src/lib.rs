@@ -14,6 +14,7 @@
 mod convert;
 mod d1_store;
 mod fetch_client;
+mod limiter;
 
 use std::cell::RefCell;
 use std::sync::Arc;
@@ -120,6 +121,8 @@ fn config(env: &Env) -> Result<GatewayConfig> {
         unhealthy_after: number(env, "MCPGW_UNHEALTHY_AFTER", d.unhealthy_after)?,
         auth: mcpgw_core::auth::AuthConfig::from_vars(|n| var(env, n))
             .map_err(|e| worker::Error::RustError(format!("invalid setting {}: {}", e.setting, e.message)))?,
+        rate_limits: mcpgw_core::ratelimit::RateLimits::from_vars(|n| var(env, n))
+            .map_err(|e| worker::Error::RustError(format!("invalid setting {}: {}", e.setting, e.message)))?,
         ..d
     };
     cfg.validate().map_err(|e| {
@@ -146,6 +149,7 @@ fn build_gateway(env: &Env) -> Result<Gateway> {
         ids: Arc::new(CryptoIds),
         spawner: Arc::new(LocalSpawner),
         launcher: None,
+        limiter: Arc::new(limiter::ObjectLimiter::new(env)?),
     };
     let info = ServerInfo {
         name: "mcpgw".into(),
@@ -268,6 +272,11 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
     };
     hreq.headers_mut().remove(NEW_SESSION_HEADER);
     hreq.headers_mut().remove(ADMITTED_HEADER);
+    // Cloudflare sets the client's address; anonymous callers are rate-limited per address.
+    if let Some(ip) = hreq.headers().get("cf-connecting-ip").and_then(|v| v.to_str().ok()) {
+        let ip = mcpgw_core::ClientIp(ip.to_string());
+        hreq.extensions_mut().insert(ip);
+    }
     match route(&hreq) {
         Route::Session(id) => to_session(&env, &id, &hreq, &url, false).await,
         Route::NewSession => {

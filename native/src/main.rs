@@ -1,6 +1,7 @@
 //! `mcpgw`: the native gateway. `mcpgw serve` runs it on axum with a libsql registry.
 //! Only wiring lives here: settings, ports, logging, signals. The gateway is in mcpgw-core.
 
+mod limiter;
 mod runtime;
 mod server;
 mod store;
@@ -197,6 +198,8 @@ fn settings(a: &ServeArgs) -> anyhow::Result<Settings> {
         health_check_secs: number("MCPGW_HEALTH_CHECK_SECS (--health-check-secs)", &a.health_check_secs)?,
         unhealthy_after: number("MCPGW_UNHEALTHY_AFTER (--unhealthy-after)", &a.unhealthy_after)?,
         auth: auth_settings()?,
+        rate_limits: mcpgw_core::ratelimit::RateLimits::from_vars(|n| std::env::var(n).ok())
+            .map_err(|e| anyhow::anyhow!("invalid setting {}: {}", e.setting, e.message))?,
         ..GatewayConfig::default()
     };
     gateway.validate().map_err(|e| {
@@ -270,6 +273,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         )
     })?;
     let clock: Arc<runtime::TokioClock> = Arc::new(runtime::TokioClock);
+    let limiter: Arc<dyn mcpgw_core::ratelimit::Limiter> = match std::env::var("MCPGW_REDIS_URL") {
+        Ok(url) if !url.trim().is_empty() => Arc::new(
+            limiter::RedisLimiter::connect(url.trim())
+                .await
+                .map_err(|e| anyhow::anyhow!("invalid setting MCPGW_REDIS_URL: cannot use {url}: {e}"))?,
+        ),
+        _ => Arc::new(mcpgw_core::ratelimit::MemoryLimiter::default()),
+    };
     let ports = Ports {
         store: Arc::new(store),
         sessions: Arc::new(MemorySessionStore::default()),
@@ -280,6 +291,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         ids: Arc::new(runtime::RandomIds),
         spawner: Arc::new(runtime::TokioSpawner),
         launcher: Some(Arc::new(runtime::ProcessLauncher)),
+        limiter,
     };
     let info = ServerInfo {
         name: "mcpgw".into(),

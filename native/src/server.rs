@@ -37,7 +37,12 @@ async fn handle(State(gw): State<Gateway>, req: Request) -> Response {
     let started = std::time::Instant::now();
     let method = parts.method.clone();
     let path = parts.uri.path().to_string();
-    let resp = gw.handle(http::Request::from_parts(parts, bytes)).await;
+    let mut req = http::Request::from_parts(parts, bytes);
+    if let Some(axum::extract::ConnectInfo(addr)) = req.extensions().get::<axum::extract::ConnectInfo<SocketAddr>>() {
+        let ip = mcpgw_core::ClientIp(addr.ip().to_string());
+        req.extensions_mut().insert(ip);
+    }
+    let resp = gw.handle(req).await;
     tracing::debug!(%method, %path, status = resp.status().as_u16(), micros = started.elapsed().as_micros() as u64, "request");
     into_axum(resp)
 }
