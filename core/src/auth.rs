@@ -131,6 +131,9 @@ pub struct Identity {
     /// `jti`, if the token had one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jti: Option<String>,
+    /// `aud` of the token (checked where it is received).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub audience: Vec<String>,
 }
 
 impl Identity {
@@ -627,6 +630,14 @@ impl Verifier {
             subject,
             scopes,
             jti: c.jti,
+            audience: c
+                .aud
+                .as_ref()
+                .map(OneOrMany::items)
+                .unwrap_or_default()
+                .into_iter()
+                .map(String::from)
+                .collect(),
         })
     }
 }

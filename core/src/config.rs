@@ -97,6 +97,10 @@ pub struct GatewayConfig {
     /// Token buckets per identity and route class (none: not limited).
     #[serde(default)]
     pub rate_limits: crate::ratelimit::RateLimits,
+    /// Special-purpose targets (loopback, private, link-local, …) tools and upstreams may use:
+    /// CIDRs, addresses, host names or classes (see [`crate::netguard::NetPolicy::parse`]).
+    #[serde(default)]
+    pub ssrf_allow: Vec<String>,
 }
 
 impl Default for GatewayConfig {
@@ -125,6 +129,7 @@ fn unreachable_default() -> GatewayConfig {
         unhealthy_after: d_unhealthy(),
         auth: Default::default(),
         rate_limits: Default::default(),
+        ssrf_allow: vec![],
     }
 }
 
@@ -190,6 +195,7 @@ impl GatewayConfig {
         if self.unhealthy_after == 0 {
             return Err(bad("unhealthy_after", "must be at least 1"));
         }
+        crate::netguard::NetPolicy::parse(&self.ssrf_allow).map_err(|e| bad("ssrf_allow", e))?;
         for o in &self.allowed_origins {
             if o != "*" && !(o.starts_with("http://") || o.starts_with("https://")) {
                 return Err(bad(

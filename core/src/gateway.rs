@@ -242,7 +242,8 @@ impl Gateway {
             ports.ids.clone(),
             config.registry_cache_ms,
         )
-        .with_separator(&config.name_separator);
+        .with_separator(&config.name_separator)
+        .with_net_policy(crate::netguard::NetPolicy::parse(&config.ssrf_allow).unwrap_or_default());
         Ok(Self {
             inner: Arc::new_cyclic(|me| Inner {
                 config,

@@ -285,10 +285,23 @@ impl Inner {
             return refuse(AuthError::Missing);
         };
         let identity = if let Some(token) = parse_bearer(value) {
-            match self.verify_token(token).await {
+            let id = match self.verify_token(token).await {
                 Ok(id) => id,
                 Err(e) => return refuse(e),
+            };
+            // Resource-server mode without a configured audience: the token must be for this
+            // gateway (RFC 8707): its base URL or a resource under it.
+            if g.cfg.oauth_issuer.is_some() && g.cfg.audience.is_empty() {
+                let base = base_url(&g.cfg, req);
+                let under = format!("{base}/");
+                if !id.audience.iter().any(|a| *a == base || a.starts_with(&under)) {
+                    return refuse(AuthError::Invalid(format!(
+                        "audience {:?} is not accepted (expected {base} or a resource under it)",
+                        id.audience
+                    )));
+                }
             }
+            id
         } else if let Some((user, password)) = parse_basic(value) {
             // Basic auth is for the admin API only, and only when an admin user is configured.
             if access != Access::Admin || g.cfg.admin_user.is_none() {
@@ -303,6 +316,7 @@ impl Inner {
                 subject: user,
                 scopes: vec![g.cfg.admin_scope.clone()],
                 jti: None,
+                audience: vec![],
             }
         } else {
             return refuse(AuthError::Invalid("unsupported authorization scheme".into()));

@@ -14,6 +14,7 @@ pub mod cursor;
 pub mod jsonrpc;
 pub mod memory;
 pub mod model;
+pub mod netguard;
 pub mod platform;
 pub mod ports;
 pub mod protocol;

@@ -466,6 +466,7 @@ pub struct Registry {
     /// The fingerprints clients were last told about (see [`Registry::refresh`]).
     announced: Mutex<Option<[u64; 5]>>,
     separator: String,
+    net: crate::netguard::NetPolicy,
 }
 
 fn kind_label(kind: Kind) -> &'static str {
@@ -511,6 +512,7 @@ impl Registry {
             cached: Mutex::new(None),
             announced: Mutex::new(None),
             separator: "__".into(),
+            net: Default::default(),
         }
     }
 
@@ -518,6 +520,45 @@ impl Registry {
     pub fn with_separator(mut self, separator: &str) -> Self {
         self.separator = separator.to_string();
         self
+    }
+
+    /// Refuses tool and upstream URLs that `net` does not allow (the SSRF guard).
+    pub fn with_net_policy(mut self, net: crate::netguard::NetPolicy) -> Self {
+        self.net = net;
+        self
+    }
+
+    /// The SSRF policy in force.
+    pub fn net(&self) -> &crate::netguard::NetPolicy {
+        &self.net
+    }
+
+    /// The SSRF guard over a validated definition's URLs: a tool's `url` (unless its host is a
+    /// template, checked at each call), an upstream's `url` and `urls`.
+    fn guard_urls(&self, kind: Kind, def: &Value) -> Result<(), FieldError> {
+        let urls: Vec<(&str, &str)> = match kind {
+            Kind::Tool => def["url"].as_str().map(|u| vec![("url", u)]).unwrap_or_default(),
+            Kind::Gateway => def["url"]
+                .as_str()
+                .map(|u| ("url", u))
+                .into_iter()
+                .chain(
+                    def["urls"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|u| u.as_str().map(|u| ("urls", u))),
+                )
+                .collect(),
+            _ => vec![],
+        };
+        for (field, url) in urls {
+            if crate::netguard::url_host(url).is_some_and(|h| h.contains('{')) {
+                continue;
+            }
+            self.net.check_url(url).map_err(|e| FieldError::new(field, e))?;
+        }
+        Ok(())
     }
 
     /// The store underneath.
@@ -612,6 +653,7 @@ impl Registry {
 
     async fn check(&self, kind: Kind, body: Value, id: Option<&str>) -> Result<(String, Value), RegistryError> {
         let (key, normalized) = model::validate(kind, body)?;
+        self.guard_urls(kind, &normalized)?;
         match kind {
             Kind::Server => self.check_members(&normalized).await?,
             Kind::Resource => {
@@ -728,6 +770,7 @@ impl Registry {
             None => body,
         };
         let (_, normalized) = model::validate(Kind::Gateway, body)?;
+        self.guard_urls(Kind::Gateway, &normalized)?;
         serde_json::from_value(normalized).map_err(|e| FieldError::new("", e.to_string()).into())
     }
 
@@ -818,8 +861,9 @@ impl Registry {
         let now = self.clock.now_ms();
         let mut ops = Vec::new();
         let mut push = |kind: Kind, prefix: String, body: Value| -> Result<(), RegistryError> {
-            let (key, body) =
-                model::validate(kind, body).map_err(|e| FieldError::new(format!("{prefix}.{}", e.field), e.message))?;
+            let (key, body) = model::validate(kind, body)
+                .and_then(|(key, body)| self.guard_urls(kind, &body).map(|()| (key, body)))
+                .map_err(|e| FieldError::new(format!("{prefix}.{}", e.field), e.message))?;
             ops.push(Op::Upsert(self.new_record(kind, key, body, now)));
             Ok(())
         };
@@ -937,6 +981,47 @@ mod tests {
             Arc::new(SeqIds::default()),
             60_000,
         )
+        .with_net_policy(crate::netguard::NetPolicy::parse(&["loopback".into()]).expect("policy"))
+    }
+
+    #[test]
+    fn the_ssrf_guard_refuses_private_urls_with_the_field_named() {
+        block_on(async {
+            let r = registry();
+            let e = r
+                .create(
+                    Kind::Tool,
+                    json!({"name": "meta", "url": "http://169.254.169.254/latest"}),
+                )
+                .await
+                .unwrap_err();
+            let RegistryError::Invalid(f) = e else { panic!("{e:?}") };
+            assert_eq!(f.field, "url");
+            assert!(f.message.contains("link-local"), "{}", f.message);
+            let e = r
+                .prepare_upstream(
+                    json!({"name": "u", "url": "https://up.example/mcp", "urls": ["http://10.0.0.2/mcp"]}),
+                    None,
+                )
+                .unwrap_err();
+            let RegistryError::Invalid(f) = e else { panic!("{e:?}") };
+            assert_eq!(f.field, "urls");
+            let mut file = SeedFile::default();
+            file.tool
+                .push(serde_json::from_value(json!({"name": "t", "url": "http://192.168.0.9/x"})).expect("def"));
+            let e = r.seed(&file).await.unwrap_err();
+            let RegistryError::Invalid(f) = e else { panic!("{e:?}") };
+            assert_eq!(f.field, "tool[0].url");
+            // Allowed (loopback), and templated hosts wait for the call.
+            assert!(r
+                .create(Kind::Tool, json!({"name": "ok", "url": "http://127.0.0.1:9/x"}))
+                .await
+                .is_ok());
+            assert!(r
+                .create(Kind::Tool, json!({"name": "tpl", "url": "http://{host}/x"}))
+                .await
+                .is_ok());
+        });
     }
 
     #[test]

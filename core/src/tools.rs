@@ -155,6 +155,9 @@ impl Inner {
             return error_result(format!("Tool {name} has no URL"));
         };
         let request = build_request(tool, template, args);
+        if let Err(e) = self.registry.net().check_url(&request.url) {
+            return error_result(format!("Tool {name}: {e}"));
+        }
         let (method, url) = (request.method.to_string(), request.url.clone());
         ctx.log(LogLevel::Debug, "mcpgw.tools", json!(format!("{name}: {method} {url}")));
         let timeout = Duration::from_millis(tool.def.timeout_ms.unwrap_or(self.config.tool_timeout_ms));

@@ -110,6 +110,7 @@ fn config(env: &Env) -> Result<GatewayConfig> {
         bind_host: var(env, "MCPGW_BIND_HOST").unwrap_or_else(|| "0.0.0.0".into()),
         allowed_hosts: list("MCPGW_ALLOWED_HOSTS"),
         allowed_origins: list("MCPGW_ALLOWED_ORIGINS"),
+        ssrf_allow: list("MCPGW_SSRF_ALLOW"),
         max_body_bytes: number(env, "MCPGW_MAX_BODY_BYTES", d.max_body_bytes)?,
         page_size: number(env, "MCPGW_PAGE_SIZE", d.page_size)?,
         session_ttl_secs: number(env, "MCPGW_SESSION_TTL_SECS", d.session_ttl_secs)?,

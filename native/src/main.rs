@@ -98,6 +98,10 @@ struct ServeArgs {
     /// answers a health check again).
     #[arg(long, env = "MCPGW_UNHEALTHY_AFTER", default_value = "3")]
     unhealthy_after: String,
+    /// Special-purpose targets tools and upstreams may reach despite the SSRF guard,
+    /// comma-separated: CIDRs, addresses, host names, or loopback/private/link-local/shared.
+    #[arg(long, env = "MCPGW_SSRF_ALLOW", default_value = "")]
+    ssrf_allow: String,
     /// Seconds in-flight requests get to finish at shutdown.
     #[arg(long, env = "MCPGW_SHUTDOWN_GRACE_SECS", default_value = "10")]
     shutdown_grace_secs: String,
@@ -197,6 +201,7 @@ fn settings(a: &ServeArgs) -> anyhow::Result<Settings> {
         )?,
         health_check_secs: number("MCPGW_HEALTH_CHECK_SECS (--health-check-secs)", &a.health_check_secs)?,
         unhealthy_after: number("MCPGW_UNHEALTHY_AFTER (--unhealthy-after)", &a.unhealthy_after)?,
+        ssrf_allow: list(&a.ssrf_allow),
         auth: auth_settings()?,
         rate_limits: mcpgw_core::ratelimit::RateLimits::from_vars(|n| std::env::var(n).ok())
             .map_err(|e| anyhow::anyhow!("invalid setting {}: {}", e.setting, e.message))?,
@@ -286,7 +291,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         sessions: Arc::new(MemorySessionStore::default()),
         events: Arc::new(MemoryEventStore::default()),
         cache: Arc::new(MemoryCache::new(clock.clone())),
-        http: Arc::new(runtime::ReqwestClient::new()?),
+        http: Arc::new(runtime::ReqwestClient::new(
+            mcpgw_core::netguard::NetPolicy::parse(&s.gateway.ssrf_allow).map_err(|e| anyhow::anyhow!(e))?,
+        )?),
         clock,
         ids: Arc::new(runtime::RandomIds),
         spawner: Arc::new(runtime::TokioSpawner),

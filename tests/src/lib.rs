@@ -94,6 +94,8 @@ impl GatewayProcess {
         // The suite's gateways run without auth unless a test turns it on (the conformance
         // CLI and the SDK examples send no token); the auth tests pass MCPGW_AUTH_REQUIRED.
         cmd.env("MCPGW_AUTH_REQUIRED", "false");
+        // Every backend and upstream of the suite is on 127.0.0.1.
+        cmd.env("MCPGW_SSRF_ALLOW", "loopback");
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -385,6 +387,9 @@ impl EdgeProcess {
         // As natively: no auth unless the test sets it.
         if !vars.iter().any(|(k, _)| *k == "MCPGW_AUTH_REQUIRED") {
             var_args.push("MCPGW_AUTH_REQUIRED:false".into());
+        }
+        if !vars.iter().any(|(k, _)| *k == "MCPGW_SSRF_ALLOW") {
+            var_args.push("MCPGW_SSRF_ALLOW:loopback".into());
         }
         for v in &var_args {
             args.extend(["--var", v.as_str()]);

@@ -1,0 +1,350 @@
+//! The SSRF guard: the gateway makes requests to URLs that people register (REST tools,
+//! upstreams) and, through URL templates, to URLs that tool arguments help build. Unless
+//! configuration allows them, loopback, private, link-local (cloud metadata), shared and other
+//! special-purpose addresses are refused, by literal address and by well-known names here, and
+//! natively also after DNS resolution (the native HTTP client resolves through
+//! [`NetPolicy::check_ip`], which also defeats DNS rebinding).
+
+use std::net::{IpAddr, Ipv4Addr};
+
+/// One entry of `MCPGW_SSRF_ALLOW`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Allow {
+    /// An address range.
+    Net(IpAddr, u8),
+    /// A host name, exactly (case-insensitive).
+    Host(String),
+    /// Every address of a class (`loopback`, `private`, `link-local`, …).
+    Class(&'static str),
+}
+
+/// Which special-purpose targets are allowed (default: none).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct NetPolicy {
+    allow: Vec<Allow>,
+}
+
+const CLASSES: [&str; 7] = [
+    "loopback",
+    "private",
+    "link-local",
+    "shared",
+    "unspecified",
+    "multicast",
+    "reserved",
+];
+
+/// The special-purpose class of an address, if it has one.
+pub fn classify(ip: IpAddr) -> Option<&'static str> {
+    match ip {
+        IpAddr::V4(v4) => classify_v4(v4),
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return classify_v4(v4);
+            }
+            let s = v6.segments();
+            if v6.is_loopback() {
+                Some("loopback")
+            } else if v6.is_unspecified() {
+                Some("unspecified")
+            } else if (s[0] & 0xfe00) == 0xfc00 {
+                Some("private")
+            } else if (s[0] & 0xffc0) == 0xfe80 {
+                Some("link-local")
+            } else if v6.is_multicast() {
+                Some("multicast")
+            } else if s[0] == 0x64 && s[1] == 0xff9b || s[0] == 0x2002 {
+                // NAT64 and 6to4 embed IPv4 addresses that may be internal.
+                let v4 = if s[0] == 0x2002 {
+                    Ipv4Addr::new((s[1] >> 8) as u8, s[1] as u8, (s[2] >> 8) as u8, s[2] as u8)
+                } else {
+                    Ipv4Addr::new((s[6] >> 8) as u8, s[6] as u8, (s[7] >> 8) as u8, s[7] as u8)
+                };
+                classify_v4(v4)
+            } else {
+                None
+            }
+        }
+    }
+}
+
+fn classify_v4(ip: Ipv4Addr) -> Option<&'static str> {
+    let o = ip.octets();
+    if ip.is_loopback() {
+        Some("loopback")
+    } else if ip.is_private() {
+        Some("private")
+    } else if ip.is_link_local() {
+        Some("link-local")
+    } else if o[0] == 100 && (o[1] & 0xc0) == 64 {
+        Some("shared")
+    } else if o[0] == 0 {
+        Some("unspecified")
+    } else if ip.is_multicast() {
+        Some("multicast")
+    } else if ip.is_broadcast()
+        || o[0] >= 240
+        || (o[0] == 192 && o[1] == 0 && o[2] == 0)
+        || (o[0] == 198 && (o[1] & 0xfe) == 18)
+    {
+        Some("reserved")
+    } else {
+        None
+    }
+}
+
+/// Names that always mean this host or an internal network.
+fn internal_name(host: &str) -> Option<&'static str> {
+    let h = host.trim_end_matches('.').to_ascii_lowercase();
+    if h == "localhost" || h.ends_with(".localhost") {
+        Some("loopback")
+    } else if h.ends_with(".internal") || h.ends_with(".local") || h == "metadata" {
+        Some("private")
+    } else {
+        None
+    }
+}
+
+fn in_net(ip: IpAddr, net: IpAddr, prefix: u8) -> bool {
+    match (ip, net) {
+        (IpAddr::V4(a), IpAddr::V4(n)) => {
+            let mask = if prefix == 0 {
+                0
+            } else {
+                u32::MAX << (32 - u32::from(prefix))
+            };
+            u32::from(a) & mask == u32::from(n) & mask
+        }
+        (IpAddr::V6(a), IpAddr::V6(n)) => {
+            let mask = if prefix == 0 {
+                0
+            } else {
+                u128::MAX << (128 - u32::from(prefix))
+            };
+            u128::from(a) & mask == u128::from(n) & mask
+        }
+        (IpAddr::V6(a), IpAddr::V4(_)) => a.to_ipv4_mapped().is_some_and(|v4| in_net(IpAddr::V4(v4), net, prefix)),
+        _ => false,
+    }
+}
+
+/// The host of an absolute http(s) URL (brackets removed from IPv6), if it has one.
+pub fn url_host(url: &str) -> Option<&str> {
+    let rest = url.split_once("://")?.1;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let hostport = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    if let Some(v6) = hostport.strip_prefix('[') {
+        return v6.split_once(']').map(|(h, _)| h);
+    }
+    Some(hostport.split_once(':').map_or(hostport, |(h, _)| h))
+}
+
+impl NetPolicy {
+    /// Parses `MCPGW_SSRF_ALLOW`: comma-separated CIDRs (`10.0.0.0/8`, `::1/128`), addresses,
+    /// host names, or classes (`loopback`, `private`, `link-local`, `shared`, `unspecified`,
+    /// `multicast`, `reserved`).
+    pub fn parse(list: &[String]) -> Result<Self, String> {
+        let mut allow = vec![];
+        for item in list.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {
+            if let Some(c) = CLASSES.iter().find(|c| c.eq_ignore_ascii_case(item)) {
+                allow.push(Allow::Class(c));
+                continue;
+            }
+            let (addr, prefix) = match item.split_once('/') {
+                Some((a, p)) => (a, Some(p)),
+                None => (item, None),
+            };
+            if let Ok(ip) = addr.trim_matches(['[', ']']).parse::<IpAddr>() {
+                let max = if ip.is_ipv4() { 32 } else { 128 };
+                let prefix = match prefix {
+                    None => max,
+                    Some(p) => p
+                        .parse::<u8>()
+                        .ok()
+                        .filter(|p| *p <= max)
+                        .ok_or_else(|| format!("'{item}': the prefix must be 0-{max}"))?,
+                };
+                allow.push(Allow::Net(ip, prefix));
+            } else if prefix.is_none()
+                && item
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+            {
+                allow.push(Allow::Host(item.to_ascii_lowercase()));
+            } else {
+                return Err(format!(
+                    "'{item}' is not a CIDR, an address, a host name or one of {}",
+                    CLASSES.join(", ")
+                ));
+            }
+        }
+        Ok(Self { allow })
+    }
+
+    /// Allows everything (for tests of other things).
+    pub fn allow_all() -> Self {
+        Self {
+            allow: CLASSES.iter().map(|c| Allow::Class(c)).collect(),
+        }
+    }
+
+    fn class_allowed(&self, class: &str) -> bool {
+        self.allow.iter().any(|a| matches!(a, Allow::Class(c) if *c == class))
+    }
+
+    /// Refuses an address of a special-purpose class unless allowed.
+    pub fn check_ip(&self, ip: IpAddr) -> Result<(), String> {
+        let Some(class) = classify(ip) else {
+            return Ok(());
+        };
+        let allowed = self.class_allowed(class)
+            || self
+                .allow
+                .iter()
+                .any(|a| matches!(a, Allow::Net(n, p) if in_net(ip, *n, *p)));
+        if allowed {
+            Ok(())
+        } else {
+            Err(format!(
+                "{ip} is a {class} address: refused by the SSRF guard (allow it with MCPGW_SSRF_ALLOW)"
+            ))
+        }
+    }
+
+    /// Refuses a host that is (or names) a special-purpose address unless allowed; other
+    /// names pass here (natively they are checked again once resolved).
+    pub fn check_host(&self, host: &str) -> Result<(), String> {
+        let lower = host.trim_end_matches('.').to_ascii_lowercase();
+        if self.allow.iter().any(|a| matches!(a, Allow::Host(h) if *h == lower)) {
+            return Ok(());
+        }
+        if let Ok(ip) = lower.parse::<IpAddr>() {
+            return self.check_ip(ip);
+        }
+        // URL parsers decode percent-escapes and map Unicode digits and dots in hosts, which
+        // can spell an address this check would not see: only plain (punycode) names pass.
+        if !lower
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_')
+        {
+            return Err(format!(
+                "'{host}' is not a plain host name (ASCII letters, digits, '-', '.'; IDNs as xn--): refused by the SSRF guard"
+            ));
+        }
+        // Decimal, octal or hex IPv4 spellings (http://2130706433/) that resolvers accept.
+        if let Some(ip) = legacy_ipv4(&lower) {
+            return self.check_ip(IpAddr::V4(ip));
+        }
+        match internal_name(&lower) {
+            Some(class) if !self.class_allowed(class) => Err(format!(
+                "'{host}' names a {class} host: refused by the SSRF guard (allow it with MCPGW_SSRF_ALLOW)"
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// Checks the host of an absolute URL (a URL without one is refused).
+    pub fn check_url(&self, url: &str) -> Result<(), String> {
+        match url_host(url) {
+            Some(h) if !h.is_empty() => self.check_host(h),
+            _ => Err(format!("'{url}' has no host")),
+        }
+    }
+}
+
+/// `a.b.c.d` with decimal, octal (`0177`) or hex (`0x7f`) parts, or fewer parts
+/// (`127.1`, `2130706433`), as `inet_aton` reads them.
+fn legacy_ipv4(s: &str) -> Option<Ipv4Addr> {
+    let parts: Vec<&str> = s.split('.').collect();
+    if parts.is_empty() || parts.len() > 4 {
+        return None;
+    }
+    let num = |p: &str| -> Option<u64> {
+        if let Some(h) = p.strip_prefix("0x").or_else(|| p.strip_prefix("0X")) {
+            u64::from_str_radix(h, 16).ok()
+        } else if p.len() > 1 && p.starts_with('0') {
+            u64::from_str_radix(&p[1..], 8).ok()
+        } else {
+            p.parse().ok()
+        }
+    };
+    let nums: Vec<u64> = parts.iter().map(|p| num(p)).collect::<Option<_>>()?;
+    let (last, head) = nums.split_last()?;
+    if head.iter().any(|n| *n > 255) {
+        return None;
+    }
+    let max_last = 1u64 << (8 * (4 - head.len()));
+    if *last >= max_last {
+        return None;
+    }
+    let mut v: u64 = 0;
+    for (i, n) in head.iter().enumerate() {
+        v |= n << (24 - 8 * i);
+    }
+    Some(Ipv4Addr::from((v | last) as u32))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn special_addresses_are_refused_unless_allowed() {
+        let p = NetPolicy::default();
+        for url in [
+            "http://127.0.0.1:8080/x",
+            "http://localhost/x",
+            "http://api.localhost/x",
+            "http://10.1.2.3/x",
+            "http://172.20.0.1/x",
+            "http://192.168.1.1/x",
+            "http://169.254.169.254/latest/meta-data/",
+            "http://metadata.google.internal/",
+            "http://100.64.0.1/",
+            "http://0.0.0.0:80/",
+            "http://[::1]:3000/",
+            "http://[fd00::1]/",
+            "http://[fe80::1]/",
+            "http://[::ffff:127.0.0.1]/",
+            "http://[::ffff:a9fe:a9fe]/",
+            "http://2130706433/",
+            "http://0x7f.1/",
+            "http://0177.0.0.1/",
+            "http://user:pw@127.0.0.1/",
+            "http://%31%32%37.0.0.1/",
+            "http://\u{ff11}\u{ff12}\u{ff17}.0.0.1/",
+            "http://127\u{3002}0.0.1/",
+            "https:///nohost",
+        ] {
+            assert!(p.check_url(url).is_err(), "{url} must be refused");
+        }
+        for url in [
+            "https://api.example.com/v1",
+            "http://93.184.216.34/",
+            "http://[2606:4700::1111]/",
+        ] {
+            assert!(p.check_url(url).is_ok(), "{url} must pass");
+        }
+        let msg = p.check_url("http://10.0.0.1/").unwrap_err();
+        assert!(msg.contains("private") && msg.contains("MCPGW_SSRF_ALLOW"), "{msg}");
+    }
+
+    #[test]
+    fn the_allow_list_takes_cidrs_addresses_names_and_classes() {
+        let list = |s: &str| s.split(',').map(String::from).collect::<Vec<_>>();
+        let p = NetPolicy::parse(&list("10.1.0.0/16, 192.168.5.5, build.internal, loopback")).expect("parse");
+        assert!(p.check_url("http://10.1.200.3/").is_ok());
+        assert!(p.check_url("http://10.2.0.1/").is_err());
+        assert!(p.check_url("http://192.168.5.5/").is_ok());
+        assert!(p.check_url("http://192.168.5.6/").is_err());
+        assert!(p.check_url("http://build.internal/").is_ok());
+        assert!(p.check_url("http://other.internal/").is_err());
+        assert!(p.check_url("http://127.0.0.1:9/").is_ok());
+        assert!(p.check_url("http://localhost:9/").is_ok());
+        assert!(p.check_url("http://[::1]:9/").is_ok());
+        assert!(p.check_url("http://169.254.169.254/").is_err());
+        for bad in ["10.0.0.0/33", "not a host", "::1/129"] {
+            assert!(NetPolicy::parse(&[bad.to_string()]).is_err(), "{bad}");
+        }
+    }
+}
