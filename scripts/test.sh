@@ -53,7 +53,7 @@ cargo test --workspace --locked 2>&1 | tee "$log"
 step "e2e against the edge: the same cases under wrangler dev (workerd)"
 MCPGW_TARGET=edge cargo test -p mcpgw-e2e --locked \
   --test sdk_clients --test conformance --test protocol --test bad_input \
-  --test federation --test federation_faults --test auth --test ratelimit --test ssrf --test oauth 2>&1 | tee -a "$log"
+  --test federation --test federation_faults --test auth --test ratelimit --test ssrf --test oauth --test credentials 2>&1 | tee -a "$log"
 # One closing line for the whole run (cargo ends on a per-crate line, often a 0-test doc-test one).
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed;?$/) p += $i; if ($(i+1) ~ /^failed;?$/) f += $i } }
      END { printf "\n%d passed, %d failed\n", p, f }' "$log"

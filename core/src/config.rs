@@ -101,6 +101,10 @@ pub struct GatewayConfig {
     /// CIDRs, addresses, host names or classes (see [`crate::netguard::NetPolicy::parse`]).
     #[serde(default)]
     pub ssrf_allow: Vec<String>,
+    /// The AES-256-GCM key that seals stored credentials (tool and upstream `headers`): 32
+    /// bytes in base64 or hex. Without one, such headers cannot be stored.
+    #[serde(skip)]
+    pub encryption_key: Option<crate::auth::Secret>,
 }
 
 impl Default for GatewayConfig {
@@ -130,6 +134,7 @@ fn unreachable_default() -> GatewayConfig {
         auth: Default::default(),
         rate_limits: Default::default(),
         ssrf_allow: vec![],
+        encryption_key: None,
     }
 }
 
@@ -196,6 +201,9 @@ impl GatewayConfig {
             return Err(bad("unhealthy_after", "must be at least 1"));
         }
         crate::netguard::NetPolicy::parse(&self.ssrf_allow).map_err(|e| bad("ssrf_allow", e))?;
+        if let Some(k) = &self.encryption_key {
+            crate::seal::Sealer::from_key_text(&k.0).map_err(|e| bad("encryption_key", e))?;
+        }
         for o in &self.allowed_origins {
             if o != "*" && !(o.starts_with("http://") || o.starts_with("https://")) {
                 return Err(bad(

@@ -236,14 +236,21 @@ impl Gateway {
     pub fn new(config: GatewayConfig, ports: Ports, info: ServerInfo) -> Result<Self, ConfigError> {
         config.validate()?;
         let auth = config.auth.clone();
-        let registry = Registry::new(
-            ports.store,
-            ports.clock.clone(),
-            ports.ids.clone(),
-            config.registry_cache_ms,
-        )
-        .with_separator(&config.name_separator)
-        .with_net_policy(crate::netguard::NetPolicy::parse(&config.ssrf_allow).unwrap_or_default());
+        let store: Arc<dyn Store> = match &config.encryption_key {
+            Some(k) => Arc::new(crate::seal::SealedStore::new(
+                ports.store,
+                crate::seal::Sealer::from_key_text(&k.0).map_err(|message| ConfigError {
+                    setting: "encryption_key".into(),
+                    message,
+                })?,
+                ports.ids.clone(),
+            )),
+            None => ports.store,
+        };
+        let registry = Registry::new(store, ports.clock.clone(), ports.ids.clone(), config.registry_cache_ms)
+            .with_separator(&config.name_separator)
+            .with_net_policy(crate::netguard::NetPolicy::parse(&config.ssrf_allow).unwrap_or_default())
+            .with_sealed_credentials(config.encryption_key.is_some());
         Ok(Self {
             inner: Arc::new_cyclic(|me| Inner {
                 config,

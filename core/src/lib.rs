@@ -21,6 +21,7 @@ pub mod protocol;
 pub mod ratelimit;
 pub mod registry;
 pub mod render;
+pub mod seal;
 pub mod uri_template;
 
 #[cfg(feature = "test-util")]

@@ -467,6 +467,8 @@ pub struct Registry {
     announced: Mutex<Option<[u64; 5]>>,
     separator: String,
     net: crate::netguard::NetPolicy,
+    /// Credentials are sealed at rest (an encryption key is configured).
+    sealed: bool,
 }
 
 fn kind_label(kind: Kind) -> &'static str {
@@ -489,12 +491,34 @@ fn merge_patch(base: &Value, patch: Value) -> Result<Value, RegistryError> {
     Ok(Value::Object(merged))
 }
 
-/// The JSON the REST API returns for a record: the definition plus id and timestamps.
+/// What the REST API shows instead of a header value (credentials are never returned).
+pub const MASK: &str = "********";
+
+/// Header values sent back as [`MASK`] (a PUT of what a GET returned) keep their stored value.
+fn keep_masked(new: &mut Value, old: &Value) {
+    if let Some(h) = new.get_mut("headers").and_then(Value::as_object_mut) {
+        for (k, v) in h.iter_mut() {
+            if v.as_str() == Some(MASK) {
+                if let Some(prev) = old["headers"].get(k) {
+                    *v = prev.clone();
+                }
+            }
+        }
+    }
+}
+
+/// The JSON the REST API returns for a record: the definition plus id and timestamps, header
+/// values masked.
 pub fn record_json(r: &Record) -> Value {
     let mut body = match &r.body {
         Value::Object(m) => m.clone(),
         _ => Map::new(),
     };
+    if let Some(h) = body.get_mut("headers").and_then(Value::as_object_mut) {
+        for v in h.values_mut() {
+            *v = Value::String(MASK.into());
+        }
+    }
     body.insert("id".into(), json!(r.id));
     body.insert("created_at".into(), json!(r.created_at));
     body.insert("updated_at".into(), json!(r.updated_at));
@@ -513,6 +537,7 @@ impl Registry {
             announced: Mutex::new(None),
             separator: "__".into(),
             net: Default::default(),
+            sealed: false,
         }
     }
 
@@ -528,6 +553,12 @@ impl Registry {
         self
     }
 
+    /// Whether the store seals credentials; without it, definitions with `headers` are refused.
+    pub fn with_sealed_credentials(mut self, sealed: bool) -> Self {
+        self.sealed = sealed;
+        self
+    }
+
     /// The SSRF policy in force.
     pub fn net(&self) -> &crate::netguard::NetPolicy {
         &self.net
@@ -536,6 +567,13 @@ impl Registry {
     /// The SSRF guard over a validated definition's URLs: a tool's `url` (unless its host is a
     /// template, checked at each call), an upstream's `url` and `urls`.
     fn guard_urls(&self, kind: Kind, def: &Value) -> Result<(), FieldError> {
+        let has_headers = def["headers"].as_object().is_some_and(|h| !h.is_empty());
+        if has_headers && !self.sealed && matches!(kind, Kind::Tool | Kind::Gateway) {
+            return Err(FieldError::new(
+                "headers",
+                "storing credentials needs an encryption key (MCPGW_ENCRYPTION_KEY, a Worker secret on the edge)",
+            ));
+        }
         let urls: Vec<(&str, &str)> = match kind {
             Kind::Tool => def["url"].as_str().map(|u| vec![("url", u)]).unwrap_or_default(),
             Kind::Gateway => def["url"]
@@ -759,7 +797,7 @@ impl Registry {
 
     /// Validates an upstream definition from a REST body (merged into `existing` for PATCH).
     pub fn prepare_upstream(&self, body: Value, existing: Option<&Record>) -> Result<UpstreamDef, RegistryError> {
-        let body = match existing {
+        let mut body = match existing {
             Some(rec) => {
                 let mut merged = merge_patch(&rec.body, body)?;
                 if let Some(m) = merged.as_object_mut() {
@@ -769,6 +807,14 @@ impl Registry {
             }
             None => body,
         };
+        if let Some(rec) = existing {
+            keep_masked(&mut body, &rec.body);
+            if let Some(m) = body.as_object_mut() {
+                for k in ["id", "created_at", "updated_at", "status"] {
+                    m.remove(k);
+                }
+            }
+        }
         let (_, normalized) = model::validate(Kind::Gateway, body)?;
         self.guard_urls(Kind::Gateway, &normalized)?;
         serde_json::from_value(normalized).map_err(|e| FieldError::new("", e.to_string()).into())
@@ -825,11 +871,18 @@ impl Registry {
     /// Replaces a record's definition (PUT), or merges fields into it (PATCH, `merge = true`).
     pub async fn update(&self, kind: Kind, id: &str, body: Value, merge: bool) -> Result<Record, RegistryError> {
         let existing = self.get(kind, id).await?;
-        let body = if merge {
+        let mut body = if merge {
             merge_patch(&existing.body, body)?
         } else {
             body
         };
+        keep_masked(&mut body, &existing.body);
+        // What GET adds (id, times) may come back in a PUT of what it returned.
+        if let Some(m) = body.as_object_mut() {
+            for k in ["id", "created_at", "updated_at"] {
+                m.remove(k);
+            }
+        }
         let (key, mut body) = self.check(kind, body, Some(&existing.id)).await?;
         if kind == Kind::Gateway {
             if let Some(c) = existing.body.get("catalog") {

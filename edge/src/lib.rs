@@ -111,6 +111,7 @@ fn config(env: &Env) -> Result<GatewayConfig> {
         allowed_hosts: list("MCPGW_ALLOWED_HOSTS"),
         allowed_origins: list("MCPGW_ALLOWED_ORIGINS"),
         ssrf_allow: list("MCPGW_SSRF_ALLOW"),
+        encryption_key: var(env, "MCPGW_ENCRYPTION_KEY").map(mcpgw_core::auth::Secret),
         max_body_bytes: number(env, "MCPGW_MAX_BODY_BYTES", d.max_body_bytes)?,
         page_size: number(env, "MCPGW_PAGE_SIZE", d.page_size)?,
         session_ttl_secs: number(env, "MCPGW_SESSION_TTL_SECS", d.session_ttl_secs)?,

@@ -124,6 +124,48 @@ fn list(value: &str) -> Vec<String> {
         .collect()
 }
 
+/// The key that seals stored credentials: `MCPGW_ENCRYPTION_KEY`, else a key file beside the
+/// database (`<database>.key`, created once with mode 0600), else (`:memory:`) a random key for
+/// this run.
+fn encryption_key(database: &str) -> anyhow::Result<mcpgw_core::auth::Secret> {
+    use base64::Engine as _;
+    if let Ok(k) = std::env::var("MCPGW_ENCRYPTION_KEY") {
+        if !k.trim().is_empty() {
+            return Ok(mcpgw_core::auth::Secret(k.trim().to_string()));
+        }
+    }
+    let fresh = || {
+        let mut b = [0u8; 32];
+        b[..16].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
+        b[16..].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
+        base64::engine::general_purpose::STANDARD.encode(b)
+    };
+    if database == ":memory:" {
+        return Ok(mcpgw_core::auth::Secret(fresh()));
+    }
+    let path = format!("{database}.key");
+    match std::fs::read_to_string(&path) {
+        Ok(k) => Ok(mcpgw_core::auth::Secret(k.trim().to_string())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            use std::io::Write;
+            use std::os::unix::fs::OpenOptionsExt;
+            let key = fresh();
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path)
+                .with_context(|| format!("invalid setting MCPGW_ENCRYPTION_KEY: cannot create the key file {path}"))?;
+            writeln!(f, "{key}")?;
+            tracing::info!(path = %path, "created the credentials key file (keep it with the database backups, apart from them)");
+            Ok(mcpgw_core::auth::Secret(key))
+        }
+        Err(e) => Err(anyhow::anyhow!(
+            "invalid setting MCPGW_ENCRYPTION_KEY: cannot read the key file {path}: {e}"
+        )),
+    }
+}
+
 fn auth_settings() -> anyhow::Result<mcpgw_core::auth::AuthConfig> {
     mcpgw_core::auth::AuthConfig::from_vars(|n| std::env::var(n).ok())
         .map_err(|e| anyhow::anyhow!("invalid setting {}: {}", e.setting, e.message))
@@ -202,6 +244,7 @@ fn settings(a: &ServeArgs) -> anyhow::Result<Settings> {
         health_check_secs: number("MCPGW_HEALTH_CHECK_SECS (--health-check-secs)", &a.health_check_secs)?,
         unhealthy_after: number("MCPGW_UNHEALTHY_AFTER (--unhealthy-after)", &a.unhealthy_after)?,
         ssrf_allow: list(&a.ssrf_allow),
+        encryption_key: Some(encryption_key(&a.database)?),
         auth: auth_settings()?,
         rate_limits: mcpgw_core::ratelimit::RateLimits::from_vars(|n| std::env::var(n).ok())
             .map_err(|e| anyhow::anyhow!("invalid setting {}: {}", e.setting, e.message))?,

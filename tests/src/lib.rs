@@ -212,7 +212,7 @@ pub const PNG_1X1: &str =
     "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg==";
 
 /// Starts the backend: `GET /weather?city=` → JSON, `POST /echo` → the body back,
-/// `GET /fail` → 500, `GET /slow?ms=` → delayed JSON.
+/// `GET /fail` → 500, `GET /slow?ms=` → delayed JSON, `GET /headers` → the request headers.
 pub async fn start_rest_backend() -> anyhow::Result<RestBackend> {
     use axum::extract::Query;
     use axum::routing::{get, post};
@@ -224,6 +224,13 @@ pub async fn start_rest_backend() -> anyhow::Result<RestBackend> {
     }
     async fn echo(body: axum::body::Bytes) -> ([(axum::http::HeaderName, &'static str); 1], axum::body::Bytes) {
         ([(axum::http::header::CONTENT_TYPE, "application/json")], body)
+    }
+    async fn headers(h: axum::http::HeaderMap) -> axum::Json<serde_json::Value> {
+        let map: serde_json::Map<String, serde_json::Value> = h
+            .iter()
+            .map(|(k, v)| (k.to_string(), serde_json::json!(v.to_str().unwrap_or_default())))
+            .collect();
+        axum::Json(serde_json::Value::Object(map))
     }
     async fn fail() -> (axum::http::StatusCode, &'static str) {
         (axum::http::StatusCode::INTERNAL_SERVER_ERROR, "boom")
@@ -237,6 +244,7 @@ pub async fn start_rest_backend() -> anyhow::Result<RestBackend> {
         .route("/weather", get(weather))
         .route("/echo", post(echo))
         .route("/fail", get(fail))
+        .route("/headers", get(headers))
         .route("/slow", get(slow));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
@@ -390,6 +398,10 @@ impl EdgeProcess {
         }
         if !vars.iter().any(|(k, _)| *k == "MCPGW_SSRF_ALLOW") {
             var_args.push("MCPGW_SSRF_ALLOW:loopback".into());
+        }
+        // Natively the key is a file beside the database; the Worker takes it as a secret.
+        if !vars.iter().any(|(k, _)| *k == "MCPGW_ENCRYPTION_KEY") {
+            var_args.push(format!("MCPGW_ENCRYPTION_KEY:{TEST_ENCRYPTION_KEY}"));
         }
         for v in &var_args {
             args.extend(["--var", v.as_str()]);
@@ -834,6 +846,9 @@ pub fn assert_fixture_reached(calls: &Path) {
         );
     }
 }
+
+/// The credentials key the suite gives the Worker (test-only; 32 bytes in base64).
+pub const TEST_ENCRYPTION_KEY: &str = "dGVzdC1vbmx5LWtleS1mb3ItbWNwZ3ctZTJlLXN1aXQ=";
 
 /// A JWS over `payload` (claims as given, `exp`/`nbf` included): `HS256` with `key` as the
 /// secret, or `RS256`/`ES256`/`EdDSA` with `key` a private JWK (its `kid` goes in the header).

@@ -1,0 +1,258 @@
+//! Credentials at rest: the `headers` of REST tools and upstreams (API keys, bearer tokens) are
+//! stored sealed with AES-256-GCM. [`SealedStore`] wraps the registry store, so everything above
+//! it (the registry, federation, tools) sees the values and everything below it (libsql, D1)
+//! sees only `enc:v1:<base64 nonce‖ciphertext‖tag>`. The REST API never shows them either (see
+//! [`crate::registry::record_json`]).
+
+use std::sync::Arc;
+
+use aes_gcm::aead::{Aead, KeyInit};
+use aes_gcm::{Aes256Gcm, Nonce};
+use async_trait::async_trait;
+use base64::Engine as _;
+use serde_json::Value;
+
+use crate::ports::{Ids, Kind, Op, Record, Store, StoreError};
+
+const PREFIX: &str = "enc:v1:";
+
+fn b64() -> base64::engine::GeneralPurpose {
+    base64::engine::general_purpose::STANDARD
+}
+
+/// An AES-256-GCM key.
+pub struct Sealer {
+    cipher: Aes256Gcm,
+}
+
+impl Sealer {
+    /// A key from its text: 32 bytes in base64 (standard or URL-safe) or 64 hex digits.
+    pub fn from_key_text(text: &str) -> Result<Self, String> {
+        let t = text.trim();
+        let bytes = if t.len() == 64 && t.bytes().all(|b| b.is_ascii_hexdigit()) {
+            (0..32)
+                .map(|i| u8::from_str_radix(&t[2 * i..2 * i + 2], 16))
+                .collect::<Result<Vec<u8>, _>>()
+                .map_err(|e| e.to_string())?
+        } else {
+            b64()
+                .decode(t)
+                .or_else(|_| base64::engine::general_purpose::URL_SAFE.decode(t))
+                .or_else(|_| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(t))
+                .map_err(|_| "not base64 or hex".to_string())?
+        };
+        if bytes.len() != 32 {
+            return Err(format!(
+                "the key must be 32 bytes (base64 or 64 hex digits), not {}; make one with: head -c 32 /dev/urandom | base64",
+                bytes.len()
+            ));
+        }
+        let cipher = Aes256Gcm::new_from_slice(&bytes).map_err(|e| e.to_string())?;
+        Ok(Self { cipher })
+    }
+
+    /// Seals `plain` under a 96-bit `nonce` (never reuse one with the same key).
+    pub fn seal(&self, plain: &str, nonce: [u8; 12]) -> String {
+        let ct = self
+            .cipher
+            .encrypt(&Nonce::from(nonce), plain.as_bytes())
+            .unwrap_or_default();
+        let mut out = nonce.to_vec();
+        out.extend_from_slice(&ct);
+        format!("{PREFIX}{}", b64().encode(out))
+    }
+
+    /// Opens a sealed value; a value that is not sealed is returned as it is.
+    pub fn open(&self, value: &str) -> Result<String, String> {
+        let Some(rest) = value.strip_prefix(PREFIX) else {
+            return Ok(value.to_string());
+        };
+        let raw = b64()
+            .decode(rest)
+            .map_err(|_| "sealed value is not base64".to_string())?;
+        if raw.len() < 12 + 16 {
+            return Err("sealed value too short".into());
+        }
+        let (nonce, ct) = raw.split_at(12);
+        let nonce: [u8; 12] = nonce.try_into().map_err(|_| "bad nonce".to_string())?;
+        let plain = self
+            .cipher
+            .decrypt(&Nonce::from(nonce), ct)
+            .map_err(|_| "sealed with another key (MCPGW_ENCRYPTION_KEY changed?)".to_string())?;
+        String::from_utf8(plain).map_err(|_| "sealed value is not UTF-8".into())
+    }
+}
+
+/// True for the kinds whose `headers` hold credentials.
+fn has_credentials(kind: Kind) -> bool {
+    matches!(kind, Kind::Tool | Kind::Gateway)
+}
+
+/// The registry store, with credentials sealed on the way down and opened on the way up.
+pub struct SealedStore {
+    inner: Arc<dyn Store>,
+    sealer: Sealer,
+    ids: Arc<dyn Ids>,
+}
+
+impl SealedStore {
+    /// Wraps `inner`; nonces come from `ids` (random).
+    pub fn new(inner: Arc<dyn Store>, sealer: Sealer, ids: Arc<dyn Ids>) -> Self {
+        Self { inner, sealer, ids }
+    }
+
+    fn nonce(&self) -> [u8; 12] {
+        // Two random ids (128 bits each, a few of them fixed in UUIDs), hashed together.
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(format!("{}:{}", self.ids.new_id(), self.ids.new_id()));
+        let mut n = [0u8; 12];
+        n.copy_from_slice(&digest[..12]);
+        n
+    }
+
+    fn map_headers(body: &mut Value, mut f: impl FnMut(&str) -> String) {
+        if let Some(h) = body.get_mut("headers").and_then(Value::as_object_mut) {
+            for v in h.values_mut() {
+                if let Some(s) = v.as_str() {
+                    *v = Value::String(f(s));
+                }
+            }
+        }
+    }
+
+    fn seal_record(&self, mut r: Record) -> Record {
+        if has_credentials(r.kind) {
+            Self::map_headers(&mut r.body, |s| {
+                if s.starts_with(PREFIX) {
+                    s.to_string()
+                } else {
+                    self.sealer.seal(s, self.nonce())
+                }
+            });
+        }
+        r
+    }
+
+    fn open_record(&self, mut r: Record) -> Record {
+        if has_credentials(r.kind) {
+            // A value sealed under another key stays sealed: the request that uses it fails
+            // visibly at the upstream, and nothing else breaks.
+            Self::map_headers(&mut r.body, |s| self.sealer.open(s).unwrap_or_else(|_| s.to_string()));
+        }
+        r
+    }
+}
+
+#[cfg_attr(not(target_family = "wasm"), async_trait)]
+#[cfg_attr(target_family = "wasm", async_trait(?Send))]
+impl Store for SealedStore {
+    async fn get(&self, kind: Kind, id_or_key: &str) -> Result<Option<Record>, StoreError> {
+        Ok(self.inner.get(kind, id_or_key).await?.map(|r| self.open_record(r)))
+    }
+    async fn list(&self, kind: Kind) -> Result<Vec<Record>, StoreError> {
+        Ok(self
+            .inner
+            .list(kind)
+            .await?
+            .into_iter()
+            .map(|r| self.open_record(r))
+            .collect())
+    }
+    async fn apply(&self, ops: Vec<Op>) -> Result<(), StoreError> {
+        let ops = ops
+            .into_iter()
+            .map(|op| match op {
+                Op::Insert(r) => Op::Insert(self.seal_record(r)),
+                Op::Update(r) => Op::Update(self.seal_record(r)),
+                Op::Upsert(r) => Op::Upsert(self.seal_record(r)),
+                other => other,
+            })
+            .collect();
+        self.inner.apply(ops).await
+    }
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.inner.ping().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::memory::{MemoryStore, SeqIds};
+    use futures::executor::block_on;
+    use serde_json::json;
+
+    const KEY: &str = "6vL0Jm3bX9q2Rk7Tz1Wc5Yh8Nf4Pd6Sg0Ua2Ie9Ko3M=";
+
+    #[test]
+    fn keys_parse_in_base64_or_hex_and_nothing_else() {
+        assert!(Sealer::from_key_text(KEY).is_ok());
+        assert!(Sealer::from_key_text(&"ab".repeat(32)).is_ok());
+        let e = Sealer::from_key_text("c2hvcnQ=").err().expect("short");
+        assert!(e.contains("32 bytes"), "{e}");
+        assert!(Sealer::from_key_text("not a key!").is_err());
+    }
+
+    #[test]
+    fn values_round_trip_and_another_key_cannot_open_them() {
+        let s = Sealer::from_key_text(KEY).expect("key");
+        let sealed = s.seal("Bearer abc", [7; 12]);
+        assert!(sealed.starts_with(PREFIX) && !sealed.contains("abc"));
+        assert_eq!(s.open(&sealed).as_deref(), Ok("Bearer abc"));
+        assert_eq!(s.open("plain").as_deref(), Ok("plain"));
+        let other = Sealer::from_key_text(&"cd".repeat(32)).expect("key");
+        assert!(other.open(&sealed).is_err());
+        let mut tampered = sealed.clone();
+        tampered.pop();
+        tampered.push('A');
+        assert!(s.open(&tampered).is_err());
+    }
+
+    #[test]
+    fn the_store_below_sees_only_sealed_headers() {
+        block_on(async {
+            let raw = Arc::new(MemoryStore::default());
+            let sealed = SealedStore::new(
+                raw.clone(),
+                Sealer::from_key_text(KEY).expect("key"),
+                Arc::new(SeqIds::default()),
+            );
+            let rec = |kind, id: &str| Record {
+                kind,
+                id: id.into(),
+                key: id.into(),
+                body: json!({"name": id, "url": "https://x.example/", "headers": {"Authorization": "Bearer top-secret"}}),
+                created_at: 1,
+                updated_at: 1,
+            };
+            sealed
+                .apply(vec![
+                    Op::Insert(rec(Kind::Tool, "t")),
+                    Op::Insert(rec(Kind::Gateway, "g")),
+                    Op::Insert(rec(Kind::Prompt, "p")),
+                ])
+                .await
+                .expect("insert");
+            for kind in [Kind::Tool, Kind::Gateway] {
+                let below = raw.list(kind).await.expect("list");
+                let text = below[0].body.to_string();
+                assert!(!text.contains("top-secret") && text.contains(PREFIX), "{text}");
+                let above = sealed.list(kind).await.expect("list");
+                assert_eq!(above[0].body["headers"]["Authorization"], "Bearer top-secret");
+            }
+            // Only credential-bearing kinds are touched.
+            assert_eq!(
+                raw.list(Kind::Prompt).await.expect("list")[0].body["headers"]["Authorization"],
+                "Bearer top-secret"
+            );
+            // Two seals of one value differ (fresh nonces).
+            let first = raw.get(Kind::Tool, "t").await.expect("get").expect("t").body["headers"].clone();
+            sealed
+                .apply(vec![Op::Upsert(rec(Kind::Tool, "t"))])
+                .await
+                .expect("upsert");
+            let again = raw.get(Kind::Tool, "t").await.expect("get").expect("t").body["headers"].clone();
+            assert_ne!(first, again);
+        });
+    }
+}
