@@ -1,8 +1,10 @@
 //! Property-based fuzzing of everything that parses client input: JSON-RPC bodies (arbitrary
-//! bytes and arbitrary JSON), the SSE parser (arbitrary bytes, split anywhere), and whole HTTP
-//! requests through `Gateway::handle` (arbitrary method, path, headers and body). The
-//! properties: nothing panics, a client's mistake is never a 5xx, and the SSE parser's output
-//! does not depend on how the bytes were chunked. Cases per property: `MCPGW_FUZZ_CASES`
+//! bytes and arbitrary JSON), the SSE parser (arbitrary bytes, split anywhere), whole HTTP
+//! requests through `Gateway::handle` (arbitrary method, path, headers and body), and bearer
+//! tokens (arbitrary bytes, and three base64url parts around arbitrary JSON) through the JWT
+//! verifier and through a gateway with auth on. The properties: nothing panics, a client's
+//! mistake is never a 5xx, no forged token is ever accepted, and the SSE parser's output does
+//! not depend on how the bytes were chunked. Cases per property: `MCPGW_FUZZ_CASES`
 //! (default 2000).
 
 use std::sync::Arc;
@@ -10,6 +12,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures::executor::block_on;
 use mcpgw_core::memory::{memory_ports, ManualClock};
+use base64::Engine as _;
+use mcpgw_core::auth::{AuthConfig, KeySet, Secret, Verdict, Verifier};
 use mcpgw_core::{jsonrpc, Gateway, GatewayConfig, ServerInfo};
 use proptest::prelude::*;
 use serde_json::Value;
@@ -22,12 +26,53 @@ fn cases() -> u32 {
 }
 
 fn gateway() -> Gateway {
+    gateway_with(GatewayConfig::default())
+}
+
+fn gateway_with(config: GatewayConfig) -> Gateway {
     let ports = memory_ports(Arc::new(ManualClock::at(1_000_000)));
     let info = ServerInfo {
         name: "mcpgw".into(),
         version: "fuzz".into(),
     };
-    Gateway::new(GatewayConfig::default(), ports, info).expect("gateway")
+    Gateway::new(config, ports, info).expect("gateway")
+}
+
+const SECRET: &str = "fuzz-Q8vN3xk1Lr7Yt2Pw9Jm4Hs6Df0Gb5Ca3Ue8Io1Kn7";
+
+fn auth_config() -> AuthConfig {
+    AuthConfig::from_vars(|n| (n == "MCPGW_JWT_SECRET").then(|| SECRET.to_string())).expect("auth config")
+}
+
+fn b64url(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// Token-shaped strings: three base64url parts around arbitrary JSON (headers naming real and
+/// bogus algorithms), or arbitrary printable text with dots.
+fn token() -> impl Strategy<Value = String> {
+    let alg = prop_oneof![
+        Just("HS256"), Just("none"), Just("None"), Just("RS256"), Just("ES256"), Just("EdDSA"), Just("HS512"), Just("")
+    ];
+    let header = (alg, json_value()).prop_map(|(alg, extra)| {
+        let mut h = serde_json::json!({"alg": alg, "typ": "JWT"});
+        if let Value::Object(m) = extra {
+            for (k, v) in m {
+                h[k] = v;
+            }
+        }
+        h.to_string()
+    });
+    let payload = prop_oneof![
+        json_value().prop_map(|v| v.to_string()),
+        Just(r#"{"sub":"x","iss":"mcpgw","aud":"mcpgw","exp":99999999999,"scope":"mcpgw:admin"}"#.to_string()),
+    ];
+    let signature = prop::collection::vec(any::<u8>(), 0..80);
+    prop_oneof![
+        (header, payload, signature).prop_map(|(h, p, s)| format!("{}.{}.{}", b64url(h.as_bytes()), b64url(p.as_bytes()), b64url(&s))),
+        "[ -~]{0,200}",
+        "[A-Za-z0-9_-]{0,40}\\.[A-Za-z0-9_-]{0,60}\\.[A-Za-z0-9_.=+/-]{0,60}",
+    ]
 }
 
 /// Arbitrary JSON, biased towards JSON-RPC-looking objects.
@@ -131,5 +176,39 @@ proptest! {
         let status = block_on(gw.handle(req)).status().as_u16();
         // 502/503 are the gateway's own state (an upstream, the store), never a parse failure.
         prop_assert!(status < 500 || status == 502 || status == 503, "{} {} -> {}", method, path, status);
+    }
+
+    #[test]
+    fn no_forged_token_is_ever_accepted(t in token()) {
+        let cfg = auth_config();
+        let verdict = Verifier::new(&cfg).verify(&t, &KeySet::hs256(SECRET), 1_000_000);
+        prop_assert!(!matches!(verdict, Verdict::Ok(_)), "accepted {}", t);
+    }
+
+    #[test]
+    fn authorization_headers_never_panic_and_forgeries_get_401(
+        t in token(),
+        scheme in prop_oneof![Just("Bearer "), Just("bearer "), Just("Basic "), Just(""), Just("Token ")],
+        path in prop_oneof![Just("/mcp"), Just("/rpc"), Just("/tools"), Just("/auth/revocations"), Just("/servers/x/mcp")],
+    ) {
+        let mut config = GatewayConfig::default();
+        config.auth = auth_config();
+        config.auth.admin_user = Some("admin".into());
+        static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+        let hash = HASH.get_or_init(|| mcpgw_core::auth::PasswordHash::create("right password 1", b"0123456789abcdef", 10_000));
+        config.auth.admin_password_hash = Some(Secret(hash.clone()));
+        let gw = gateway_with(config);
+        let Ok(value) = http::HeaderValue::from_str(&format!("{scheme}{t}")) else { return Ok(()) };
+        let req = http::Request::builder()
+            .method("POST")
+            .uri(path)
+            .header("host", "127.0.0.1:4444")
+            .header("accept", "application/json, text/event-stream")
+            .header("content-type", "application/json")
+            .header("authorization", value)
+            .body(Bytes::from_static(br#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#))
+            .expect("request");
+        let status = block_on(gw.handle(req)).status().as_u16();
+        prop_assert_eq!(status, 401, "{} {}{} -> {}", path, scheme, t, status);
     }
 }
