@@ -5,6 +5,9 @@
 //! through the gateway, and `tools/list` through the gateway. Also time-to-ready (fresh and
 //! existing database) and idle RSS. Every loop is bounded in count and time.
 //!
+//! Also: tools/call through the gateway versus directly at a federated MCP upstream
+//! (`--federation-only`), and auth plus rate limiting versus both off (`--security-only`).
+//!
 //! usage: mcpgw-bench [--requests N] [--concurrency C] [--edge] [--out FILE]
 //! (`--edge` also measures the Worker under `wrangler dev`; build it first with scripts/edge.sh)
 
@@ -481,6 +484,106 @@ async fn federation_bench(total: usize, concurrency: usize, limit: Duration) -> 
     Ok(json!({"phases": rows, "bytes_per_idle_session": per_plain, "bytes_per_idle_session_with_upstream": per_linked}))
 }
 
+/// The per-request cost of auth (an HS256 bearer token verified, revocation list checked) plus
+/// rate limiting (a bucket taken: in memory, and in Redis when redis-server is installed),
+/// against a gateway with both off, in the same run: `ping` over `POST /rpc`, the cheapest MCP
+/// request, so the guard's share is as large as it gets.
+async fn security_bench(total: usize, concurrency: usize, limit: Duration) -> anyhow::Result<Value> {
+    const SECRET: &str = "bench-Zq8vN3xk1Lr7Yt2Pw9Jm4Hs6Df0Gb5Ca3Ue8Io1K";
+    let dir = TempDir::new("bench-security");
+    let redis = mcpgw_e2e::RedisServer::start().ok();
+    let log = ("MCPGW_LOG", "warn,mcpgw=info");
+    let on = [
+        log,
+        ("MCPGW_AUTH_REQUIRED", "true"),
+        ("MCPGW_JWT_SECRET", SECRET),
+        // Never reached: every request takes a token, none is refused.
+        ("MCPGW_RATE_LIMIT_MCP", "1000000000/1"),
+    ];
+    let mut variants: Vec<(&'static str, GatewayProcess)> = vec![];
+    let db = |n: &str| dir.join(n).to_str().map(String::from).context("utf-8 path");
+    variants.push((
+        "auth and rate limit off",
+        GatewayProcess::start(&["--database", &db("off.db")?], &[log])?,
+    ));
+    variants.push((
+        "auth on, rate limit in memory",
+        GatewayProcess::start(&["--database", &db("on.db")?], &on)?,
+    ));
+    if let Some(r) = &redis {
+        let mut env = on.to_vec();
+        env.push(("MCPGW_REDIS_URL", r.url.as_str()));
+        variants.push((
+            "auth on, rate limit in Redis",
+            GatewayProcess::start(&["--database", &db("redis.db")?], &env)?,
+        ));
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs();
+    let token = mcpgw_e2e::sign_jwt(
+        "HS256",
+        SECRET,
+        json!({"sub": "bench", "iss": "mcpgw", "aud": "mcpgw", "exp": now + 3600, "scope": "mcpgw:client", "jti": "bench-1"}),
+    );
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(concurrency * 2)
+        .timeout(Duration::from_secs(30))
+        .build()?;
+    let mut report = vec![];
+    for c in [concurrency, 1] {
+        let n = if c == 1 { (total / 5).max(100) } else { total };
+        let mut rounds: Vec<Vec<Phase>> = vec![];
+        for round in 0..=ROUNDS {
+            let mut phases = vec![];
+            for (name, gw) in &variants {
+                let (h, u, t) = (http.clone(), format!("{}/rpc", gw.url), format!("Bearer {token}"));
+                let count = if round == 0 { (n / 10).max(50) } else { n };
+                phases.push(
+                    run_phase(name, count, c, limit, move |i| {
+                        let (h, u, t) = (h.clone(), u.clone(), t.clone());
+                        async move {
+                            let body = json!({"jsonrpc": "2.0", "id": i, "method": "ping"});
+                            let r = h.post(&u).header("authorization", t).json(&body).send().await?;
+                            ensure!(r.status().is_success(), "ping {}", r.status());
+                            r.bytes().await?;
+                            Ok(())
+                        }
+                    })
+                    .await?,
+                );
+            }
+            if round > 0 {
+                rounds.push(phases); // round 0 warms up
+            }
+        }
+        let phases = medians(rounds);
+        let base = &phases[0];
+        println!("\nauth + rate limiting versus both off: ping over POST /rpc, concurrency {c}, {} requests per phase per round, median of {ROUNDS} interleaved rounds:\n", base.requests);
+        println!("| gateway | req/s | ratio to off | p50 ms | p99 ms | added p50 ms |");
+        println!("| --- | ---: | ---: | ---: | ---: | ---: |");
+        for p in &phases {
+            println!(
+                "| {} | {:.0} | {:.2} | {:.3} | {:.3} | {:.3} |",
+                p.name,
+                p.rps(),
+                p.rps() / base.rps(),
+                p.pct(0.5),
+                p.pct(0.99),
+                p.pct(0.5) - base.pct(0.5)
+            );
+            report.push(
+                json!({"concurrency": c, "name": p.name, "rps": p.rps(), "ratio_to_off": p.rps() / base.rps(),
+                "p50_ms": p.pct(0.5), "p99_ms": p.pct(0.99), "added_p50_ms": p.pct(0.5) - base.pct(0.5)}),
+            );
+        }
+    }
+    if redis.is_none() {
+        println!("(redis-server not found: the Redis variant was skipped)");
+    }
+    Ok(Value::Array(report))
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> anyhow::Result<()> {
     let total = arg("--requests", 20_000);
@@ -488,6 +591,10 @@ async fn main() -> anyhow::Result<()> {
     let edge = std::env::args().any(|a| a == "--edge");
     let limit = Duration::from_secs(60);
     let out_file = std::env::args().skip_while(|a| a != "--out").nth(1);
+    if std::env::args().any(|a| a == "--security-only") {
+        security_bench(total, concurrency, limit).await?;
+        return Ok(());
+    }
     if std::env::args().any(|a| a == "--federation-only") {
         federation_bench(total, arg("--federation-concurrency", 32), limit).await?;
         return Ok(());
@@ -564,8 +671,9 @@ async fn main() -> anyhow::Result<()> {
         rss_after_kib as f64 / 1024.0
     );
     let federation = federation_bench(total, arg("--federation-concurrency", 32), limit).await?;
+    let security = security_bench(total, concurrency, limit).await?;
     let report = json!({
-        "rounds": ROUNDS, "phases": rows, "federation": federation,
+        "rounds": ROUNDS, "phases": rows, "federation": federation, "security": security,
         "ready_ms_fresh_db": ms(&ready_fresh), "ready_ms_existing_db_median": ms(&ready_existing[2]),
         "rss_idle_mb": rss_idle_kib as f64 / 1024.0, "rss_after_load_mb": rss_after_kib as f64 / 1024.0,
     });

@@ -9,11 +9,11 @@
 
 use std::sync::Arc;
 
+use base64::Engine as _;
 use bytes::Bytes;
 use futures::executor::block_on;
-use mcpgw_core::memory::{memory_ports, ManualClock};
-use base64::Engine as _;
 use mcpgw_core::auth::{AuthConfig, KeySet, Secret, Verdict, Verifier};
+use mcpgw_core::memory::{memory_ports, ManualClock};
 use mcpgw_core::{jsonrpc, Gateway, GatewayConfig, ServerInfo};
 use proptest::prelude::*;
 use serde_json::Value;
@@ -52,7 +52,14 @@ fn b64url(bytes: &[u8]) -> String {
 /// bogus algorithms), or arbitrary printable text with dots.
 fn token() -> impl Strategy<Value = String> {
     let alg = prop_oneof![
-        Just("HS256"), Just("none"), Just("None"), Just("RS256"), Just("ES256"), Just("EdDSA"), Just("HS512"), Just("")
+        Just("HS256"),
+        Just("none"),
+        Just("None"),
+        Just("RS256"),
+        Just("ES256"),
+        Just("EdDSA"),
+        Just("HS512"),
+        Just("")
     ];
     let header = (alg, json_value()).prop_map(|(alg, extra)| {
         let mut h = serde_json::json!({"alg": alg, "typ": "JWT"});
@@ -69,7 +76,12 @@ fn token() -> impl Strategy<Value = String> {
     ];
     let signature = prop::collection::vec(any::<u8>(), 0..80);
     prop_oneof![
-        (header, payload, signature).prop_map(|(h, p, s)| format!("{}.{}.{}", b64url(h.as_bytes()), b64url(p.as_bytes()), b64url(&s))),
+        (header, payload, signature).prop_map(|(h, p, s)| format!(
+            "{}.{}.{}",
+            b64url(h.as_bytes()),
+            b64url(p.as_bytes()),
+            b64url(&s)
+        )),
         "[ -~]{0,200}",
         "[A-Za-z0-9_-]{0,40}\\.[A-Za-z0-9_-]{0,60}\\.[A-Za-z0-9_.=+/-]{0,60}",
     ]
@@ -191,8 +203,7 @@ proptest! {
         scheme in prop_oneof![Just("Bearer "), Just("bearer "), Just("Basic "), Just(""), Just("Token ")],
         path in prop_oneof![Just("/mcp"), Just("/rpc"), Just("/tools"), Just("/auth/revocations"), Just("/servers/x/mcp")],
     ) {
-        let mut config = GatewayConfig::default();
-        config.auth = auth_config();
+        let mut config = GatewayConfig { auth: auth_config(), ..GatewayConfig::default() };
         config.auth.admin_user = Some("admin".into());
         static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
         let hash = HASH.get_or_init(|| mcpgw_core::auth::PasswordHash::create("right password 1", b"0123456789abcdef", 10_000));
