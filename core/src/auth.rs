@@ -204,16 +204,7 @@ impl AuthConfig {
             None => Alg::HS256,
             Some(v) => v.parse().map_err(|e| bad("MCPGW_JWT_ALGORITHM", e))?,
         };
-        let list = |n: &str| -> Vec<String> {
-            var(n)
-                .map(|v| {
-                    v.split(',')
-                        .map(|s| s.trim().to_string())
-                        .filter(|s| !s.is_empty())
-                        .collect()
-                })
-                .unwrap_or_default()
-        };
+        let list = |n: &str| var(n).map(|v| crate::config::split_list(&v)).unwrap_or_default();
         let oauth_issuer = var("MCPGW_OAUTH_ISSUER").map(|s| s.trim_end_matches('/').to_string());
         let cfg = AuthConfig {
             required,

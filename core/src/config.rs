@@ -43,6 +43,16 @@ fn d_host() -> String {
     "127.0.0.1".into()
 }
 
+/// A comma-separated setting as its items, trimmed, empty ones dropped.
+pub fn split_list(value: &str) -> Vec<String> {
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(String::from)
+        .collect()
+}
+
 /// Settings of the core gateway (the adapters add their own, such as the port).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

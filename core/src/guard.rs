@@ -573,32 +573,26 @@ impl Inner {
                     Err(e) => storage(e),
                 }
             }
-            (&Method::DELETE, Some(jti)) => match store.get(Kind::Revocation, jti).await {
-                Ok(Some(r)) => match store.delete(Kind::Revocation, &r.id).await {
+            (m, Some(jti)) if m == Method::GET || m == Method::DELETE => {
+                let rec = match store.get(Kind::Revocation, jti).await {
+                    Ok(Some(r)) => r,
+                    Ok(None) => {
+                        let msg = format!("'{jti}' is not revoked");
+                        return api_error(StatusCode::NOT_FOUND, "not_found", msg, None);
+                    }
+                    Err(e) => return storage(e),
+                };
+                if m == Method::GET {
+                    return json_response(StatusCode::OK, &crate::registry::record_json(&rec));
+                }
+                match store.delete(Kind::Revocation, &rec.id).await {
                     Ok(_) => {
                         self.registry.invalidate();
                         crate::admin::no_content()
                     }
                     Err(e) => storage(e),
-                },
-                Ok(None) => api_error(
-                    StatusCode::NOT_FOUND,
-                    "not_found",
-                    format!("'{jti}' is not revoked"),
-                    None,
-                ),
-                Err(e) => storage(e),
-            },
-            (&Method::GET, Some(jti)) => match store.get(Kind::Revocation, jti).await {
-                Ok(Some(r)) => json_response(StatusCode::OK, &crate::registry::record_json(&r)),
-                Ok(None) => api_error(
-                    StatusCode::NOT_FOUND,
-                    "not_found",
-                    format!("'{jti}' is not revoked"),
-                    None,
-                ),
-                Err(e) => storage(e),
-            },
+                }
+            }
             (_, None) => method_not_allowed("GET, POST"),
             (_, Some(_)) => method_not_allowed("GET, DELETE"),
         }

@@ -98,12 +98,7 @@ fn config(env: &Env) -> Result<GatewayConfig> {
     let d = GatewayConfig::default();
     let list = |name: &str| {
         var(env, name)
-            .map(|v| {
-                v.split(',')
-                    .map(|s| s.trim().to_string())
-                    .filter(|s| !s.is_empty())
-                    .collect()
-            })
+            .map(|v| mcpgw_core::config::split_list(&v))
             .unwrap_or_default()
     };
     let cfg = GatewayConfig {

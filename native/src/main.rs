@@ -115,14 +115,7 @@ fn number<T: std::str::FromStr>(name: &str, value: &str) -> anyhow::Result<T> {
         .map_err(|_| anyhow::anyhow!("invalid setting {name}: '{value}' is not a valid number"))
 }
 
-fn list(value: &str) -> Vec<String> {
-    value
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(String::from)
-        .collect()
-}
+use mcpgw_core::config::split_list as list;
 
 /// The key that seals stored credentials: `MCPGW_ENCRYPTION_KEY`, else a key file beside the
 /// database (`<database>.key`, created once with mode 0600), else (`:memory:`) a random key for

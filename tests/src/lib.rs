@@ -618,6 +618,35 @@ pub fn http_client() -> reqwest::Client {
         .unwrap_or_default()
 }
 
+/// `POST url` with a JSON body (and a bearer token): the status and the JSON answer (null if
+/// the answer is not JSON); panics if the request fails.
+pub async fn post_json(
+    http: &reqwest::Client,
+    url: &str,
+    bearer: Option<&str>,
+    body: &serde_json::Value,
+) -> (reqwest::StatusCode, serde_json::Value) {
+    let mut rb = http.post(url).json(body);
+    if let Some(t) = bearer {
+        rb = rb.bearer_auth(t);
+    }
+    let r = rb.send().await.unwrap_or_else(|e| panic!("POST {url}: {e}"));
+    let status = r.status();
+    (status, r.json().await.unwrap_or(serde_json::Value::Null))
+}
+
+/// `tools/call` over `POST {gateway}/rpc`: the JSON-RPC answer.
+pub async fn call_tool(
+    http: &reqwest::Client,
+    gateway: &str,
+    bearer: Option<&str>,
+    name: &str,
+    arguments: serde_json::Value,
+) -> serde_json::Value {
+    let call = serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": name, "arguments": arguments}});
+    post_json(http, &format!("{gateway}/rpc"), bearer, &call).await.1
+}
+
 /// `GET url` and its JSON body; panics if the request fails or the body is not JSON.
 pub async fn get_json(url: &str) -> serde_json::Value {
     http_client()

@@ -339,17 +339,7 @@ async fn every_route_refuses_every_bad_token_and_serves_a_good_one() {
         vec!["echo", "launch"]
     );
     assert_eq!(list(admin.clone()).await, vec!["echo", "launch"]);
-    let call: Value = http
-        .post(format!("{url}/rpc"))
-        .bearer_auth(&client)
-        .header("content-type", "application/json")
-        .body(r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"launch","arguments":{}}}"#)
-        .send()
-        .await
-        .expect("call")
-        .json()
-        .await
-        .expect("json");
+    let call = call_tool(&http, &url, Some(&client), "launch", json!({})).await;
     assert_eq!(
         call["error"]["code"], -32602,
         "a hidden tool is unknown to the caller: {call}"

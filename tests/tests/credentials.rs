@@ -28,17 +28,7 @@ fn files_containing(dir: &std::path::Path, needle: &[u8]) -> Vec<String> {
 }
 
 async fn call_whoami(http: &reqwest::Client, url: &str) -> Value {
-    let call =
-        json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "whoami", "arguments": {}}});
-    let r: Value = http
-        .post(format!("{url}/rpc"))
-        .json(&call)
-        .send()
-        .await
-        .expect("rpc")
-        .json()
-        .await
-        .expect("json");
+    let r = call_tool(http, url, None, "whoami", json!({})).await;
     let text = r["result"]["content"][0]["text"].as_str().unwrap_or_default();
     serde_json::from_str(text).unwrap_or_else(|_| panic!("not the backend's headers: {r}"))
 }

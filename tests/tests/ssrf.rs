@@ -16,16 +16,7 @@ async fn special_purpose_targets_are_refused_before_any_request() {
     let http = http_client();
     let post = |path: &'static str, body: Value| {
         let http = http.clone();
-        async move {
-            let r = http
-                .post(format!("{url}{path}"))
-                .json(&body)
-                .send()
-                .await
-                .expect("post");
-            let status = r.status();
-            (status, r.json::<Value>().await.unwrap_or(Value::Null))
-        }
+        async move { post_json(&http, &format!("{url}{path}"), None, &body).await }
     };
     for (target, class) in [
         ("http://127.0.0.1:9/x", "loopback"),
@@ -78,16 +69,7 @@ async fn special_purpose_targets_are_refused_before_any_request() {
     .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     for host in ["127.0.0.1:1", "169.254.169.254", "10.0.0.1"] {
-        let call = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "fetch", "arguments": {"host": host}}});
-        let r: Value = http
-            .post(format!("{url}/rpc"))
-            .json(&call)
-            .send()
-            .await
-            .expect("rpc")
-            .json()
-            .await
-            .expect("json");
+        let r = call_tool(&http, url, None, "fetch", json!({"host": host})).await;
         assert_eq!(r["result"]["isError"], true, "{host}: {r}");
         let text = r["result"]["content"][0]["text"].as_str().unwrap_or_default();
         assert!(text.contains("SSRF guard"), "{host}: {text}");
