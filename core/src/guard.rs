@@ -174,6 +174,15 @@ pub(crate) fn base_url(cfg: &AuthConfig, req: &Request<Bytes>) -> String {
     format!("{scheme}://{host}")
 }
 
+/// Who a request comes from when it is not (yet) authenticated: its address, if the adapter
+/// knows it.
+fn client_key(req: &Request<Bytes>) -> String {
+    match req.extensions().get::<ClientIp>() {
+        Some(ip) => format!("ip:{}", ip.0),
+        None => "anonymous".into(),
+    }
+}
+
 /// The metadata URL for the resource at `path` (RFC 9728 §3.1: inserted before the path).
 fn metadata_url(base: &str, path: &str) -> String {
     let p = path.trim_end_matches('/');
@@ -228,14 +237,21 @@ impl Inner {
         };
         let who = match identity {
             Some(i) => format!("sub:{}", i.subject),
-            None => match req.extensions().get::<ClientIp>() {
-                Some(ip) => format!("ip:{}", ip.0),
-                None => "anonymous".into(),
-            },
+            None => client_key(req),
         };
-        let key = format!("{class}:{who}");
-        // A limiter that cannot be reached lets requests through: availability over limits.
-        let Ok(d) = self.limiter.take(&key, rule, self.clock.now_ms()).await else {
+        self.bucket(&format!("{class}:{who}"), rule, 1, mcp).await
+    }
+
+    /// Takes `cost` tokens (0: only looks) from bucket `key`: the `RateLimit-*` headers, or the
+    /// 429 answer. A limiter that cannot be reached lets requests through.
+    async fn bucket(
+        &self,
+        key: &str,
+        rule: crate::ratelimit::Rule,
+        cost: u32,
+        mcp: bool,
+    ) -> Result<Vec<(String, String)>, Box<Response<Body>>> {
+        let Ok(d) = self.limiter.take(key, rule, self.clock.now_ms(), cost).await else {
             return Ok(vec![]);
         };
         let mut headers = vec![
@@ -272,15 +288,39 @@ impl Inner {
         Err(Box::new(resp))
     }
 
-    /// The caller's identity from its credentials (auth on), or the 401/403 answer.
+    /// The caller's identity from its credentials, or the 401/403 answer. An address whose
+    /// refused credentials used up `auth_failures` gets 429 before its credentials are looked
+    /// at (no guessing, and no password hashing on demand).
     async fn authenticate(
         &self,
         req: &Request<Bytes>,
         access: Access,
         mcp: bool,
     ) -> Result<Identity, Box<Response<Body>>> {
+        let rule = self
+            .config
+            .rate_limits
+            .auth_failures
+            .filter(|_| req.headers().contains_key(header::AUTHORIZATION));
+        let key = format!("authfail:{}", client_key(req));
+        if let Some(rule) = rule {
+            self.bucket(&key, rule, 0, mcp).await?;
+        }
+        match self.check_credentials(req, access).await {
+            Ok(id) => Ok(id),
+            Err(e) => {
+                if let (Some(rule), AuthError::Invalid(_) | AuthError::Expired | AuthError::NotYetValid) = (rule, &e) {
+                    let _ = self.limiter.take(&key, rule, self.clock.now_ms(), 1).await;
+                }
+                Err(Box::new(self.auth_error(req, access, mcp, &e)))
+            }
+        }
+    }
+
+    /// The caller's identity from its credentials, or why not.
+    async fn check_credentials(&self, req: &Request<Bytes>, access: Access) -> Result<Identity, AuthError> {
         let g = &self.guard;
-        let refuse = |e: AuthError| Err(Box::new(self.auth_error(req, access, mcp, &e)));
+        let refuse = |e: AuthError| Err(e);
         let Some(value) = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) else {
             return refuse(AuthError::Missing);
         };

@@ -49,16 +49,22 @@ pub struct RateLimits {
     pub mcp: Option<Rule>,
     /// The REST API.
     pub admin: Option<Rule>,
+    /// Refused credentials, per client address: past it, requests with credentials from that
+    /// address get 429 before their credentials are even looked at.
+    pub auth_failures: Option<Rule>,
 }
 
 impl RateLimits {
-    /// Reads `MCPGW_RATE_LIMIT_MCP` and `MCPGW_RATE_LIMIT_ADMIN` (like `600/60`) through `get`.
+    /// Reads `MCPGW_RATE_LIMIT_MCP`, `MCPGW_RATE_LIMIT_ADMIN` (like `600/60`; default none) and
+    /// `MCPGW_RATE_LIMIT_AUTH_FAILURES` (default `20/60`; `off` turns it off) through `get`.
     pub fn from_vars(get: impl Fn(&str) -> Option<String>) -> Result<Self, crate::ConfigError> {
         let rule = |name: &str| -> Result<Option<Rule>, crate::ConfigError> {
-            match get(name)
-                .map(|v| v.trim().to_string())
-                .filter(|v| !v.is_empty() && v != "off")
-            {
+            let value = get(name).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+            let value = match (name, value) {
+                ("MCPGW_RATE_LIMIT_AUTH_FAILURES", None) => Some("20/60".to_string()),
+                (_, v) => v,
+            };
+            match value.filter(|v| v != "off") {
                 None => Ok(None),
                 Some(v) => v.parse().map(Some).map_err(|message| crate::ConfigError {
                     setting: name.into(),
@@ -69,6 +75,7 @@ impl RateLimits {
         Ok(RateLimits {
             mcp: rule("MCPGW_RATE_LIMIT_MCP")?,
             admin: rule("MCPGW_RATE_LIMIT_ADMIN")?,
+            auth_failures: rule("MCPGW_RATE_LIMIT_AUTH_FAILURES")?,
         })
     }
 }
@@ -99,17 +106,18 @@ pub struct Decision {
     pub window_secs: u32,
 }
 
-/// Takes one token from `bucket` (a full one if none) at `now_ms`: the new state and the decision.
-pub fn take(bucket: Option<Bucket>, rule: Rule, now_ms: u64) -> (Bucket, Decision) {
+/// Takes `cost` tokens from `bucket` (a full one if none) at `now_ms`: the new state and the
+/// decision. A cost of 0 only looks: allowed while at least one token is left.
+pub fn take(bucket: Option<Bucket>, rule: Rule, now_ms: u64, cost: u32) -> (Bucket, Decision) {
     let limit = f64::from(rule.limit);
     let per_ms = limit / (f64::from(rule.window_secs) * 1000.0);
     let mut tokens = match bucket {
         None => limit,
         Some(b) => (b.tokens + now_ms.saturating_sub(b.at_ms) as f64 * per_ms).min(limit),
     };
-    let allowed = tokens >= 1.0;
+    let allowed = tokens >= f64::from(cost.max(1));
     if allowed {
-        tokens -= 1.0;
+        tokens -= f64::from(cost);
     }
     (Bucket { tokens, at_ms: now_ms }, decision(rule, allowed, tokens))
 }
@@ -134,9 +142,9 @@ pub fn decision(rule: Rule, allowed: bool, tokens: f64) -> Decision {
 #[cfg_attr(not(target_family = "wasm"), async_trait)]
 #[cfg_attr(target_family = "wasm", async_trait(?Send))]
 pub trait Limiter: MaybeSend + MaybeSync {
-    /// Takes a token from the bucket `key` under `rule`. An error means the store is not
-    /// reachable; the gateway then lets the request through (and logs it).
-    async fn take(&self, key: &str, rule: Rule, now_ms: u64) -> Result<Decision, String>;
+    /// Takes `cost` tokens from the bucket `key` under `rule` (0: only look). An error means
+    /// the store is not reachable; the gateway then lets the request through.
+    async fn take(&self, key: &str, rule: Rule, now_ms: u64, cost: u32) -> Result<Decision, String>;
 }
 
 /// Buckets in this process's memory (one instance; on the edge, inside one Durable Object).
@@ -147,14 +155,14 @@ pub struct MemoryLimiter {
 
 impl MemoryLimiter {
     /// Takes a token now; synchronous, for the Durable Object that wraps it.
-    pub fn take_now(&self, key: &str, rule: Rule, now_ms: u64) -> Decision {
+    pub fn take_now(&self, key: &str, rule: Rule, now_ms: u64, cost: u32) -> Decision {
         let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
         if buckets.len() >= 100_000 {
             // Full buckets carry no information: drop them rather than grow without bound.
             let full = |b: &Bucket| now_ms.saturating_sub(b.at_ms) > 86_400_000;
             buckets.retain(|_, b| !full(b));
         }
-        let (state, decision) = take(buckets.get(key).copied(), rule, now_ms);
+        let (state, decision) = take(buckets.get(key).copied(), rule, now_ms, cost);
         buckets.insert(key.to_string(), state);
         decision
     }
@@ -163,8 +171,8 @@ impl MemoryLimiter {
 #[cfg_attr(not(target_family = "wasm"), async_trait)]
 #[cfg_attr(target_family = "wasm", async_trait(?Send))]
 impl Limiter for MemoryLimiter {
-    async fn take(&self, key: &str, rule: Rule, now_ms: u64) -> Result<Decision, String> {
-        Ok(self.take_now(key, rule, now_ms))
+    async fn take(&self, key: &str, rule: Rule, now_ms: u64, cost: u32) -> Result<Decision, String> {
+        Ok(self.take_now(key, rule, now_ms, cost))
     }
 }
 
@@ -214,7 +222,7 @@ mod tests {
             window_secs: 60,
         };
         let l = MemoryLimiter::default();
-        let d: Vec<Decision> = (0..4).map(|_| l.take_now("k", rule, 1_000)).collect();
+        let d: Vec<Decision> = (0..4).map(|_| l.take_now("k", rule, 1_000, 1)).collect();
         assert_eq!(
             d.iter().map(|d| d.allowed).collect::<Vec<_>>(),
             [true, true, true, false]
@@ -223,12 +231,21 @@ mod tests {
         // One token every 20 s.
         assert_eq!(d[3].retry_after_secs, 20);
         assert_eq!(d[3].reset_secs, 60);
-        assert!(!l.take_now("k", rule, 20_999).allowed);
-        assert!(l.take_now("k", rule, 21_000).allowed);
+        assert!(!l.take_now("k", rule, 20_999, 1).allowed);
+        assert!(l.take_now("k", rule, 21_000, 1).allowed);
         // Other keys have their own buckets.
-        assert!(l.take_now("other", rule, 21_000).allowed);
+        assert!(l.take_now("other", rule, 21_000, 1).allowed);
+        // Looking costs nothing.
+        let one = Rule {
+            limit: 1,
+            window_secs: 60,
+        };
+        assert!(l.take_now("peek", one, 0, 0).allowed);
+        assert!(l.take_now("peek", one, 0, 0).allowed);
+        assert!(l.take_now("peek", one, 0, 1).allowed);
+        assert!(!l.take_now("peek", one, 0, 0).allowed);
         // A long pause refills to the limit, not beyond.
-        let d = l.take_now("k", rule, 10_000_000);
+        let d = l.take_now("k", rule, 10_000_000, 1);
         assert_eq!((d.allowed, d.remaining), (true, 2));
     }
 }

@@ -13,6 +13,7 @@ pub const LIMITER_BINDING: &str = "LIMITER";
 #[derive(Serialize, Deserialize)]
 struct Take {
     rule: Rule,
+    cost: u32,
 }
 
 /// The `Limiter` port over the `RateLimiter` objects.
@@ -31,10 +32,11 @@ impl ObjectLimiter {
 
 #[async_trait(?Send)]
 impl Limiter for ObjectLimiter {
-    async fn take(&self, key: &str, rule: Rule, _now_ms: u64) -> std::result::Result<Decision, String> {
+    async fn take(&self, key: &str, rule: Rule, _now_ms: u64, cost: u32) -> std::result::Result<Decision, String> {
         let go = async {
             let stub = self.ns.id_from_name(key)?.get_stub()?;
-            let body = serde_json::to_string(&Take { rule }).map_err(|e| worker::Error::RustError(e.to_string()))?;
+            let body =
+                serde_json::to_string(&Take { rule, cost }).map_err(|e| worker::Error::RustError(e.to_string()))?;
             let mut init = RequestInit::new();
             init.with_method(worker::Method::Post).with_body(Some(body.into()));
             let req = Request::new_with_init("https://limiter/take", &init)?;
@@ -63,15 +65,17 @@ impl DurableObject for RateLimiter {
     }
 
     async fn fetch(&self, mut req: Request) -> Result<Response> {
-        let Take { rule } = req.json().await?;
+        let Take { rule, cost } = req.json().await?;
         let storage = self.state.storage();
         if !self.loaded.get() {
             self.bucket.set(storage.get::<Bucket>("bucket").await.ok().flatten());
             self.loaded.set(true);
         }
-        let (bucket, decision) = take(self.bucket.get(), rule, worker::Date::now().as_millis());
-        self.bucket.set(Some(bucket));
-        storage.put("bucket", bucket).await?;
+        let (bucket, decision) = take(self.bucket.get(), rule, worker::Date::now().as_millis(), cost);
+        if cost > 0 {
+            self.bucket.set(Some(bucket));
+            storage.put("bucket", bucket).await?;
+        }
         Response::from_json(&decision)
     }
 }

@@ -11,7 +11,8 @@ use std::time::Duration;
 /// How long one bucket update may take before the request is let through without it.
 const TAKE_TIMEOUT: Duration = Duration::from_millis(500);
 
-/// The token bucket of `ratelimit::take`, in Lua: KEYS[1] the bucket; ARGV limit, window (ms).
+/// The token bucket of `ratelimit::take`, in Lua: KEYS[1] the bucket; ARGV limit, window (ms),
+/// cost (0: only look).
 /// Returns {allowed (0/1), tokens left (as a string: Lua numbers would be truncated)}.
 const SCRIPT: &str = r#"
 local limit = tonumber(ARGV[1])
@@ -27,9 +28,10 @@ if tokens == nil or at == nil then
 else
   tokens = math.min(limit, tokens + math.max(0, now - at) * per_ms)
 end
+local cost = tonumber(ARGV[3])
 local allowed = 0
-if tokens >= 1 then
-  tokens = tokens - 1
+if tokens >= math.max(cost, 1) then
+  tokens = tokens - cost
   allowed = 1
 end
 redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'at', tostring(now))
@@ -67,12 +69,13 @@ impl RedisLimiter {
 
 #[async_trait]
 impl Limiter for RedisLimiter {
-    async fn take(&self, key: &str, rule: Rule, _now_ms: u64) -> Result<Decision, String> {
+    async fn take(&self, key: &str, rule: Rule, _now_ms: u64, cost: u32) -> Result<Decision, String> {
         let mut conn = self.conn.clone();
         let mut invocation = self.script.key(format!("mcpgw:rl:{key}"));
         let call = invocation
             .arg(rule.limit)
             .arg(u64::from(rule.window_secs) * 1000)
+            .arg(cost)
             .invoke_async(&mut conn);
         let (allowed, tokens): (i64, String) = tokio::time::timeout(TAKE_TIMEOUT, call)
             .await

@@ -149,3 +149,49 @@ fn a_bad_rule_or_an_unreachable_redis_stops_start_up() {
         assert!(err.contains(expected), "{err}");
     }
 }
+
+#[tokio::test]
+async fn refused_credentials_lock_an_address_out_before_its_credentials_are_checked() {
+    let dir = TempDir::new("rl-authfail");
+    let env = [
+        ("MCPGW_AUTH_REQUIRED", "true"),
+        ("MCPGW_JWT_SECRET", SECRET),
+        ("MCPGW_RATE_LIMIT_AUTH_FAILURES", "3/60"),
+    ];
+    let gw = start_target_with(&dir, &[], &env).expect("start gateway");
+    let url = gw.url();
+    let http = http_client();
+    let good = token("erin", "mcpgw:client");
+    assert_eq!(ping(&http, url, &good).await.status(), StatusCode::OK);
+    let forged = sign_jwt(
+        "HS256",
+        "another-secret-that-is-long-enough-0123456789",
+        json!({"sub": "erin"}),
+    );
+    for i in 0..3 {
+        assert_eq!(
+            ping(&http, url, &forged).await.status(),
+            StatusCode::UNAUTHORIZED,
+            "attempt {}",
+            i + 1
+        );
+    }
+    // The 4th refused attempt, and now even a good token from this address, get 429 with
+    // Retry-After, without their credentials being looked at.
+    for bearer in [&forged, &good] {
+        let r = ping(&http, url, bearer).await;
+        assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert!(header(&r, "retry-after").is_some_and(|s| (1..=60).contains(&s)));
+        let body: Value = r.json().await.expect("json");
+        assert_eq!(body["error"]["code"], -32029, "{body}");
+    }
+    // A request without credentials is not a guess: still the plain 401 with the challenge.
+    let r = http
+        .post(format!("{url}/rpc"))
+        .header("content-type", "application/json")
+        .body(PING)
+        .send()
+        .await
+        .expect("rpc");
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+}
