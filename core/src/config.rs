@@ -27,6 +27,9 @@ fn d_cache() -> u64 {
 fn d_max_sessions() -> usize {
     10_000
 }
+fn d_max_batch() -> usize {
+    100
+}
 fn d_separator() -> String {
     "__".into()
 }
@@ -69,6 +72,9 @@ pub struct GatewayConfig {
     /// Largest request body, in bytes.
     #[serde(default = "d_max_body")]
     pub max_body_bytes: usize,
+    /// Most messages in one JSON-RPC batch.
+    #[serde(default = "d_max_batch")]
+    pub max_batch: usize,
     /// Items per page of `tools/list` and the other lists.
     #[serde(default = "d_page")]
     pub page_size: usize,
@@ -131,6 +137,7 @@ fn unreachable_default() -> GatewayConfig {
         allowed_hosts: vec![],
         allowed_origins: vec![],
         max_body_bytes: d_max_body(),
+        max_batch: d_max_batch(),
         page_size: d_page(),
         session_ttl_secs: d_ttl(),
         max_sessions: d_max_sessions(),
@@ -173,6 +180,9 @@ impl GatewayConfig {
         }
         if !(1024..=1 << 30).contains(&self.max_body_bytes) {
             return Err(bad("max_body_bytes", "must be between 1024 and 1073741824"));
+        }
+        if !(1..=10_000).contains(&self.max_batch) {
+            return Err(bad("max_batch", "must be between 1 and 10000"));
         }
         if !(1..=10_000).contains(&self.page_size) {
             return Err(bad("page_size", "must be between 1 and 10000"));

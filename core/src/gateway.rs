@@ -204,7 +204,7 @@ fn session_not_found() -> Response<Body> {
 }
 
 /// Checks the Content-Type (415) and parses the body as JSON-RPC (400 with -32700/-32600).
-fn parse_rpc_body(req: &Request<Bytes>) -> Result<Incoming, Box<Response<Body>>> {
+fn parse_rpc_body(req: &Request<Bytes>, max_batch: usize) -> Result<Incoming, Box<Response<Body>>> {
     if !is_json_content(req.headers()) {
         return Err(Box::new(rpc_error(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -212,7 +212,18 @@ fn parse_rpc_body(req: &Request<Bytes>) -> Result<Incoming, Box<Response<Body>>>
             RpcError::invalid_request("Unsupported Media Type: Content-Type must be application/json"),
         )));
     }
-    jsonrpc::parse(req.body()).map_err(|e| Box::new(rpc_error(StatusCode::BAD_REQUEST, &Value::Null, e)))
+    let incoming =
+        jsonrpc::parse(req.body()).map_err(|e| Box::new(rpc_error(StatusCode::BAD_REQUEST, &Value::Null, e)))?;
+    if let Incoming::Batch(items) = &incoming {
+        if items.len() > max_batch {
+            let e = RpcError::invalid_request(format!(
+                "Invalid Request: a batch of {} messages is over the limit of {max_batch}",
+                items.len()
+            ));
+            return Err(Box::new(rpc_error(StatusCode::BAD_REQUEST, &Value::Null, e)));
+        }
+    }
+    Ok(incoming)
 }
 
 /// Which routes a request is on: decides the error body format.
@@ -718,7 +729,7 @@ impl Inner {
         if let Err(r) = Self::check_version_header(h) {
             return *r;
         }
-        let incoming = match parse_rpc_body(&req) {
+        let incoming = match parse_rpc_body(&req, self.config.max_batch) {
             Ok(m) => m,
             Err(r) => return *r,
         };
@@ -1122,7 +1133,7 @@ impl Inner {
         else {
             return session_not_found();
         };
-        let incoming = match parse_rpc_body(&req) {
+        let incoming = match parse_rpc_body(&req, self.config.max_batch) {
             Ok(m) => m,
             Err(r) => return *r,
         };
@@ -1138,7 +1149,7 @@ impl Inner {
         if req.method() != Method::POST {
             return method_not_allowed("POST");
         }
-        let incoming = match parse_rpc_body(&req) {
+        let incoming = match parse_rpc_body(&req, self.config.max_batch) {
             Ok(m) => m,
             Err(r) => return *r,
         };

@@ -109,6 +109,7 @@ fn config(env: &Env) -> Result<GatewayConfig> {
         encryption_key: var(env, "MCPGW_ENCRYPTION_KEY").map(mcpgw_core::auth::Secret),
         max_body_bytes: number(env, "MCPGW_MAX_BODY_BYTES", d.max_body_bytes)?,
         page_size: number(env, "MCPGW_PAGE_SIZE", d.page_size)?,
+        max_batch: number(env, "MCPGW_MAX_BATCH", d.max_batch)?,
         session_ttl_secs: number(env, "MCPGW_SESSION_TTL_SECS", d.session_ttl_secs)?,
         tool_timeout_ms: number(env, "MCPGW_TOOL_TIMEOUT_MS", d.tool_timeout_ms)?,
         max_sessions: number(env, "MCPGW_MAX_SESSIONS", d.max_sessions)?,

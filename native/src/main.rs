@@ -66,6 +66,9 @@ struct ServeArgs {
     /// Largest request body in bytes.
     #[arg(long, env = "MCPGW_MAX_BODY_BYTES", default_value = "4194304")]
     max_body_bytes: String,
+    /// Most messages in one JSON-RPC batch.
+    #[arg(long, env = "MCPGW_MAX_BATCH", default_value = "100")]
+    max_batch: String,
     /// Default REST tool timeout in milliseconds.
     #[arg(long, env = "MCPGW_TOOL_TIMEOUT_MS", default_value = "30000")]
     tool_timeout_ms: String,
@@ -226,6 +229,7 @@ fn settings(a: &ServeArgs) -> anyhow::Result<Settings> {
         allowed_origins: list(&a.allowed_origins),
         max_body_bytes: number("MCPGW_MAX_BODY_BYTES (--max-body-bytes)", &a.max_body_bytes)?,
         page_size: number("MCPGW_PAGE_SIZE (--page-size)", &a.page_size)?,
+        max_batch: number("MCPGW_MAX_BATCH (--max-batch)", &a.max_batch)?,
         session_ttl_secs: number("MCPGW_SESSION_TTL_SECS (--session-ttl-secs)", &a.session_ttl_secs)?,
         tool_timeout_ms: number("MCPGW_TOOL_TIMEOUT_MS (--tool-timeout-ms)", &a.tool_timeout_ms)?,
         max_sessions: number("MCPGW_MAX_SESSIONS (--max-sessions)", &a.max_sessions)?,

@@ -537,6 +537,7 @@ pub fn start_target_with(dir: &TempDir, settings: &[&str], env: &[(&str, &str)])
                 let name = match pair[0] {
                     "--page-size" => "MCPGW_PAGE_SIZE",
                     "--max-body-bytes" => "MCPGW_MAX_BODY_BYTES",
+                    "--max-batch" => "MCPGW_MAX_BATCH",
                     "--tool-timeout-ms" => "MCPGW_TOOL_TIMEOUT_MS",
                     "--upkeep-secs" => "MCPGW_UPKEEP_SECS",
                     "--health-check-secs" => "MCPGW_HEALTH_CHECK_SECS",

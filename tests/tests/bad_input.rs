@@ -215,6 +215,36 @@ async fn invalid_protocol_version_header_is_400() {
 }
 
 #[tokio::test]
+async fn a_batch_over_the_message_limit_is_refused_whole() {
+    let dir = TempDir::new("bad-input-batch");
+    let gw = start_target(&dir, &["--max-batch", "5"]).expect("gateway");
+    let batch = |n: usize| {
+        let items: Vec<String> = (0..n)
+            .map(|i| format!(r#"{{"jsonrpc":"2.0","id":{i},"method":"ping"}}"#))
+            .collect();
+        format!("[{}]", items.join(","))
+    };
+    let post = |body: String| {
+        Client::new()
+            .post(format!("{}/rpc", gw.url()))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+    let r = post(batch(5)).await.expect("rpc");
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(json_of(r).await.as_array().map(Vec::len), Some(5));
+    let r = post(batch(6)).await.expect("rpc");
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let v = json_of(r).await;
+    assert_eq!(v["error"]["code"], -32600, "{v}");
+    assert!(
+        v["error"]["message"].as_str().is_some_and(|m| m.contains("limit of 5")),
+        "{v}"
+    );
+}
+
+#[tokio::test]
 async fn oversize_body_is_413() {
     let f = Fixture::start().await;
     let big = format!(
