@@ -289,19 +289,23 @@ impl Inner {
     }
 
     /// The caller's identity from its credentials, or the 401/403 answer. An address whose
-    /// refused credentials used up `auth_failures` gets 429 before its credentials are looked
-    /// at (no guessing, and no password hashing on demand).
+    /// refused passwords used up `auth_failures` gets 429 for basic auth before the password is
+    /// looked at (no guessing, and no password hashing on demand).
     async fn authenticate(
         &self,
         req: &Request<Bytes>,
         access: Access,
         mcp: bool,
     ) -> Result<Identity, Box<Response<Body>>> {
-        let rule = self
-            .config
-            .rate_limits
-            .auth_failures
-            .filter(|_| req.headers().contains_key(header::AUTHORIZATION));
+        // Passwords can be guessed and are slow to check on purpose; bearer tokens can be neither
+        // (and a shared address must not let one client lock out every token holder behind it).
+        let basic = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_basic)
+            .is_some();
+        let rule = self.config.rate_limits.auth_failures.filter(|_| basic);
         let key = format!("authfail:{}", client_key(req));
         if let Some(rule) = rule {
             self.bucket(&key, rule, 0, mcp).await?;

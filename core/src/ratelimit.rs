@@ -49,8 +49,8 @@ pub struct RateLimits {
     pub mcp: Option<Rule>,
     /// The REST API.
     pub admin: Option<Rule>,
-    /// Refused credentials, per client address: past it, requests with credentials from that
-    /// address get 429 before their credentials are even looked at.
+    /// Refused basic-auth passwords, per client address: past it, basic auth from that address
+    /// gets 429 before the password is even looked at.
     pub auth_failures: Option<Rule>,
 }
 

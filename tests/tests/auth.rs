@@ -148,9 +148,6 @@ fn auth_env(hash: &str) -> Vec<(&'static str, String)> {
         ("MCPGW_JWT_SECRET", SECRET.into()),
         ("MCPGW_ADMIN_USER", "admin".into()),
         ("MCPGW_ADMIN_PASSWORD_HASH", hash.into()),
-        // The matrix sends ~200 refused credentials from one address in seconds; the limit on
-        // refused credentials has its own test (ratelimit.rs).
-        ("MCPGW_RATE_LIMIT_AUTH_FAILURES", "off".into()),
     ]
 }
 

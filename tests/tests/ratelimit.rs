@@ -151,47 +151,50 @@ fn a_bad_rule_or_an_unreachable_redis_stops_start_up() {
 }
 
 #[tokio::test]
-async fn refused_credentials_lock_an_address_out_before_its_credentials_are_checked() {
+async fn refused_passwords_lock_an_address_out_of_basic_auth_before_it_is_checked() {
+    const PASSWORD: &str = "the admin password 42";
+    let hash = mcpgw_core::auth::PasswordHash::create(PASSWORD, b"ratelimit-salt!!", 10_000);
     let dir = TempDir::new("rl-authfail");
     let env = [
         ("MCPGW_AUTH_REQUIRED", "true"),
         ("MCPGW_JWT_SECRET", SECRET),
+        ("MCPGW_ADMIN_USER", "admin"),
+        ("MCPGW_ADMIN_PASSWORD_HASH", hash.as_str()),
         ("MCPGW_RATE_LIMIT_AUTH_FAILURES", "3/60"),
     ];
     let gw = start_target_with(&dir, &[], &env).expect("start gateway");
     let url = gw.url();
     let http = http_client();
-    let good = token("erin", "mcpgw:client");
-    assert_eq!(ping(&http, url, &good).await.status(), StatusCode::OK);
-    let forged = sign_jwt(
-        "HS256",
-        "another-secret-that-is-long-enough-0123456789",
-        json!({"sub": "erin"}),
-    );
+    let tools = |pw: &'static str| http.get(format!("{url}/tools")).basic_auth("admin", Some(pw)).send();
+    assert_eq!(tools(PASSWORD).await.expect("get").status(), StatusCode::OK);
     for i in 0..3 {
-        assert_eq!(
-            ping(&http, url, &forged).await.status(),
-            StatusCode::UNAUTHORIZED,
-            "attempt {}",
-            i + 1
-        );
+        let r = tools("a wrong guess").await.expect("get");
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "guess {}", i + 1);
     }
-    // The 4th refused attempt, and now even a good token from this address, get 429 with
-    // Retry-After, without their credentials being looked at.
-    for bearer in [&forged, &good] {
-        let r = ping(&http, url, bearer).await;
+    // The 4th guess, and now even the right password from this address, get 429 with
+    // Retry-After, without the password being checked.
+    for pw in ["another guess", PASSWORD] {
+        let r = tools(pw).await.expect("get");
         assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
         assert!(header(&r, "retry-after").is_some_and(|s| (1..=60).contains(&s)));
         let body: Value = r.json().await.expect("json");
-        assert_eq!(body["error"]["code"], -32029, "{body}");
+        assert_eq!(body["error"]["code"], "rate_limited", "{body}");
     }
-    // A request without credentials is not a guess: still the plain 401 with the challenge.
+    // Bearer tokens from the same address are not locked out, and forged ones do not count.
+    let forged = sign_jwt(
+        "HS256",
+        "another-secret-that-is-long-enough-0123456789",
+        json!({"sub": "x"}),
+    );
+    for _ in 0..5 {
+        assert_eq!(ping(&http, url, &forged).await.status(), StatusCode::UNAUTHORIZED);
+    }
+    let admin = token("root", "mcpgw:admin");
     let r = http
-        .post(format!("{url}/rpc"))
-        .header("content-type", "application/json")
-        .body(PING)
+        .get(format!("{url}/tools"))
+        .bearer_auth(&admin)
         .send()
         .await
-        .expect("rpc");
-    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+        .expect("get");
+    assert_eq!(r.status(), StatusCode::OK);
 }
