@@ -50,12 +50,9 @@ fn parse_body(req: &Request<Bytes>) -> Result<Value, Box<Response<Body>>> {
 }
 
 impl Inner {
-    /// Handles `/{collection}` and `/{collection}/{id}`.
-    pub(crate) async fn admin(&self, req: Request<Bytes>, id: Option<&str>) -> Response<Body> {
+    /// Handles `/{collection}` and `/{collection}/{id}` (revocations: `/auth/revocations[/{jti}]`).
+    pub(crate) async fn admin(&self, req: Request<Bytes>, kind: Kind, id: Option<&str>) -> Response<Body> {
         let path = req.uri().path();
-        let Some(kind) = path.trim_matches('/').split('/').next().and_then(collection_kind) else {
-            return api_error(StatusCode::NOT_FOUND, "not_found", "no such collection", None);
-        };
         let id = id.map(|i| percent_decode_str(i).decode_utf8_lossy().into_owned());
         if kind == Kind::Gateway {
             return self.admin_upstream(&req, id).await;
@@ -105,7 +102,7 @@ fn bad_gateway(e: &crate::jsonrpc::RpcError) -> Response<Body> {
 }
 
 /// 201 with the new record and its `Location` under the collection `path`.
-pub(crate) fn created(path: &str, id: &str, body: &Value) -> Response<Body> {
+fn created(path: &str, id: &str, body: &Value) -> Response<Body> {
     let mut r = json_response(StatusCode::CREATED, body);
     let loc = format!("{}/{id}", path.trim_end_matches('/'));
     if let Ok(v) = HeaderValue::from_str(&loc) {
@@ -114,7 +111,7 @@ pub(crate) fn created(path: &str, id: &str, body: &Value) -> Response<Body> {
     r
 }
 
-pub(crate) fn no_content() -> Response<Body> {
+fn no_content() -> Response<Body> {
     let mut r = Response::new(Body::Empty);
     *r.status_mut() = StatusCode::NO_CONTENT;
     r

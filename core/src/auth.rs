@@ -377,9 +377,10 @@ impl KeySet {
         }
     }
 
-    /// True if a key has this `kid`.
-    pub fn has_kid(&self, kid: &str) -> bool {
-        let hit = |k: &Option<String>| k.as_deref() == Some(kid);
+    /// True if some key may have signed a token with this `kid` header: a key with that
+    /// `kid`, or one without a `kid` (or any key, for a token without one).
+    pub fn fits(&self, kid: Option<&str>) -> bool {
+        let hit = |k: &Option<String>| kid_matches(k, kid);
         match self {
             KeySet::Hs256(_) => true,
             KeySet::Rs256(v) => v.iter().any(|(k, _)| hit(k)),
@@ -454,6 +455,11 @@ impl KeySet {
         }
         Ok(set)
     }
+}
+
+/// True if a key with `key_kid` may have signed a token with `token_kid` (either may be absent).
+fn kid_matches(key_kid: &Option<String>, token_kid: Option<&str>) -> bool {
+    token_kid.is_none() || key_kid.is_none() || key_kid.as_deref() == token_kid
 }
 
 /// A JWK without its private members (a private JWK also serves as the public one).
@@ -563,7 +569,10 @@ impl Verifier {
             ));
         }
         let kid = untrusted.header().key_id.clone();
-        let pick = |k: &Option<String>| kid.is_none() || k.is_none() || k == &kid;
+        if !keys.fits(kid.as_deref()) {
+            return Verdict::UnknownKey(kid.unwrap_or_default());
+        }
+        let pick = |k: &Option<String>| kid_matches(k, kid.as_deref());
         let checked: Result<Claims<Custom>, ValidationError> = match keys {
             KeySet::Hs256(key) => Hs256
                 .validator::<Custom>(key)
@@ -581,9 +590,6 @@ impl Verifier {
         };
         let claims = match checked {
             Ok(c) => c,
-            Err(ValidationError::NoClaim(_)) if kid.as_deref().is_some_and(|k| !keys.has_kid(k)) => {
-                return Verdict::UnknownKey(kid.unwrap_or_default())
-            }
             Err(ValidationError::InvalidSignature) | Err(ValidationError::InvalidSignatureLen { .. }) => {
                 return invalid("bad signature".into())
             }
@@ -633,13 +639,14 @@ impl Verifier {
     }
 }
 
-/// The claims of the first key that verifies the token; `NoClaim` stands for "no key fits".
+/// The claims of the first key that verifies the token, or the last key's refusal.
 fn first_valid<'k, K: 'k, I, F>(keys: I, mut check: F) -> Result<Claims<Custom>, ValidationError>
 where
     I: Iterator<Item = &'k (Option<String>, K)>,
     F: FnMut(&K) -> Result<jwt_compact::Token<Custom>, ValidationError>,
 {
-    let mut last = Err(ValidationError::NoClaim(jwt_compact::Claim::Expiration));
+    // `KeySet::fits` was checked: at least one key is tried.
+    let mut last = Err(ValidationError::InvalidSignature);
     for (_, key) in keys {
         match check(key) {
             Ok(t) => return Ok(t.into_parts().1),
@@ -678,14 +685,13 @@ pub fn mint(
         return Err("--exp must be at least 1 second".into());
     }
     let scope = scopes.join(" ");
-    let claims = Claims::new(Minted {
+    let mut claims = Claims::new(Minted {
         sub,
         iss: &cfg.issuer,
         aud: cfg.audience.first().map(String::as_str),
         jti,
         scope: &scope,
     });
-    let mut claims = claims;
     claims.issued_at = Some(to_datetime(now_ms));
     claims.expiration = Some(to_datetime(now_ms + ttl_secs * 1000));
     let header = Header::empty().with_token_type("JWT");

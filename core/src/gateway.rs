@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 
 use crate::config::{ConfigError, GatewayConfig};
 use crate::error::{api_error, json_response, json_text_response, method_not_allowed, rpc_error};
-use crate::guard::{access_of, Admitted, Caller, Guard};
+use crate::guard::{access_of, add_headers, Admitted, Caller, Guard};
 use crate::hub::{Frame, Hub, OnDrop};
 use crate::jsonrpc::{self, Incoming, Json, Message, Request as RpcRequest, RpcError};
 use crate::mcp::{CallCtx, Outbound};
@@ -387,23 +387,18 @@ impl Gateway {
             h.insert("access-control-max-age", HeaderValue::from_static("600"));
             return with_cors(r, origin);
         }
-        let mcp = class == RouteClass::Mcp;
-        let admitted = match req.extensions().get::<Admitted>() {
+        let mut admitted = match req.extensions().get::<Admitted>() {
             Some(a) => a.clone(),
-            None => match inner.admit(&req, access_of(&path, mcp), mcp).await {
+            None => match self.admit(&req).await {
                 Ok(a) => a,
-                Err(r) => return with_cors(*r, origin),
+                Err(r) => return *r,
             },
         };
-        let extra = admitted.headers.clone();
+        let extra = std::mem::take(&mut admitted.headers);
         let mut req = req;
         req.extensions_mut().insert(admitted);
         let mut resp = self.route(req, path).await;
-        for (k, v) in extra {
-            if let (Ok(k), Ok(v)) = (http::HeaderName::try_from(k), HeaderValue::from_str(&v)) {
-                resp.headers_mut().insert(k, v);
-            }
-        }
+        add_headers(&mut resp, &extra);
         with_cors(resp, origin)
     }
 
@@ -471,13 +466,8 @@ impl Gateway {
                 let resource = format!("/{}", rest.join("/"));
                 inner.resource_metadata(&req, if rest.is_empty() { "" } else { &resource })
             }
-            ["auth", "revocations"] => inner.revocations(&req, None).await,
-            ["auth", "revocations", jti] => {
-                let jti = percent_encoding::percent_decode_str(jti)
-                    .decode_utf8_lossy()
-                    .into_owned();
-                inner.revocations(&req, Some(&jti)).await
-            }
+            ["auth", "revocations"] => inner.admin(req, Kind::Revocation, None).await,
+            ["auth", "revocations", jti] => inner.admin(req, Kind::Revocation, Some(jti)).await,
             ["gateways", id, "refresh"] => inner.admin_refresh(&req, id).await,
             ["health"] | ["ready"] | ["version"] if req.method() != Method::GET && req.method() != Method::HEAD => {
                 method_not_allowed("GET, HEAD")
@@ -491,8 +481,9 @@ impl Gateway {
                 StatusCode::OK,
                 &json!({"name": inner.info.name, "version": inner.info.version, "protocol_versions": protocol::SUPPORTED_VERSIONS}),
             ),
-            [collection] | [collection, _] if crate::admin::collection_kind(collection).is_some() => {
-                inner.admin(req, segs.get(1).copied()).await
+            [collection, rest @ ..] if rest.len() <= 1 && crate::admin::collection_kind(collection).is_some() => {
+                let kind = crate::admin::collection_kind(collection).unwrap_or(Kind::Tool);
+                inner.admin(req, kind, rest.first().copied()).await
             }
             _ => api_error(StatusCode::NOT_FOUND, "not_found", format!("no route for {path}"), None),
         }
@@ -553,7 +544,6 @@ impl Inner {
     fn caller(&self, req: &Request<Bytes>) -> Caller {
         let identity = req.extensions().get::<Admitted>().and_then(|a| a.identity.clone());
         Caller {
-            enforced: self.guard.cfg.required,
             admin: identity
                 .as_ref()
                 .is_some_and(|i| i.has_scope(&self.guard.cfg.admin_scope)),

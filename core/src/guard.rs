@@ -16,7 +16,7 @@ use crate::auth::{
 use crate::error::{api_error, json_response, method_not_allowed};
 use crate::gateway::{Body, Inner};
 use crate::jsonrpc::{self, RpcError};
-use crate::ports::{Kind, OutboundRequest, Record};
+use crate::ports::OutboundRequest;
 
 /// JSON-RPC error code of a 401 on an MCP route.
 pub const UNAUTHORIZED: i64 = -32040;
@@ -67,19 +67,27 @@ pub struct Admitted {
 /// Who is calling, as the MCP methods see it: decides which members are listed and callable.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Caller {
-    /// Auth is on.
-    pub enforced: bool,
     /// Holds the admin scope (sees everything).
     pub admin: bool,
+    /// The authenticated caller; none when auth is off (then nothing is out of scope).
     pub identity: Option<Identity>,
 }
 
 impl Caller {
     /// True if the caller may use something that requires `scope`.
     pub fn may(&self, scope: Option<&str>) -> bool {
-        match scope.filter(|s| !s.is_empty()) {
-            None => true,
-            Some(s) => !self.enforced || self.admin || self.identity.as_ref().is_some_and(|i| i.has_scope(s)),
+        match (scope.filter(|s| !s.is_empty()), &self.identity) {
+            (Some(s), Some(i)) => self.admin || i.has_scope(s),
+            _ => true,
+        }
+    }
+}
+
+/// Adds headers given as text (rate-limit headers) to an answer.
+pub(crate) fn add_headers(resp: &mut Response<Body>, headers: &[(String, String)]) {
+    for (k, v) in headers {
+        if let (Ok(k), Ok(v)) = (http::HeaderName::try_from(k.as_str()), HeaderValue::from_str(v)) {
+            resp.headers_mut().insert(k, v);
         }
     }
 }
@@ -280,11 +288,7 @@ impl Inner {
         } else {
             api_error(StatusCode::TOO_MANY_REQUESTS, "rate_limited", msg, None)
         };
-        for (k, v) in headers {
-            if let (Ok(k), Ok(v)) = (http::HeaderName::try_from(k), HeaderValue::from_str(&v)) {
-                resp.headers_mut().insert(k, v);
-            }
-        }
+        add_headers(&mut resp, &headers);
         Err(Box::new(resp))
     }
 
@@ -324,22 +328,18 @@ impl Inner {
     /// The caller's identity from its credentials, or why not.
     async fn check_credentials(&self, req: &Request<Bytes>, access: Access) -> Result<Identity, AuthError> {
         let g = &self.guard;
-        let refuse = |e: AuthError| Err(e);
         let Some(value) = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) else {
-            return refuse(AuthError::Missing);
+            return Err(AuthError::Missing);
         };
         let identity = if let Some(token) = parse_bearer(value) {
-            let id = match self.verify_token(token).await {
-                Ok(id) => id,
-                Err(e) => return refuse(e),
-            };
+            let id = self.verify_token(token).await?;
             // Resource-server mode without a configured audience: the token must be for this
             // gateway (RFC 8707): its base URL or a resource under it.
             if g.cfg.oauth_issuer.is_some() && g.cfg.audience.is_empty() {
                 let base = base_url(&g.cfg, req);
                 let under = format!("{base}/");
                 if !id.audience.iter().any(|a| *a == base || a.starts_with(&under)) {
-                    return refuse(AuthError::Invalid(format!(
+                    return Err(AuthError::Invalid(format!(
                         "audience {:?} is not accepted (expected {base} or a resource under it)",
                         id.audience
                     )));
@@ -349,12 +349,12 @@ impl Inner {
         } else if let Some((user, password)) = parse_basic(value) {
             // Basic auth is for the admin API only, and only when an admin user is configured.
             if access != Access::Admin || g.cfg.admin_user.is_none() {
-                return refuse(AuthError::Invalid(
+                return Err(AuthError::Invalid(
                     "basic auth is accepted on the admin API only".into(),
                 ));
             }
             if !g.check_basic(&user, &password) {
-                return refuse(AuthError::Invalid("wrong user or password".into()));
+                return Err(AuthError::Invalid("wrong user or password".into()));
             }
             Identity {
                 subject: user,
@@ -363,7 +363,7 @@ impl Inner {
                 audience: vec![],
             }
         } else {
-            return refuse(AuthError::Invalid("unsupported authorization scheme".into()));
+            return Err(AuthError::Invalid("unsupported authorization scheme".into()));
         };
         let admin = identity.has_scope(&g.cfg.admin_scope);
         let needed = match access {
@@ -372,7 +372,7 @@ impl Inner {
         };
         if let Some(scope) = needed {
             if !admin && !identity.has_scope(scope) {
-                return refuse(AuthError::InsufficientScope(scope.to_string()));
+                return Err(AuthError::InsufficientScope(scope.to_string()));
             }
         }
         Ok(identity)
@@ -545,100 +545,5 @@ impl Inner {
         r.headers_mut()
             .insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"));
         r
-    }
-
-    /// `/auth/revocations[/{jti}]`: list (GET), revoke (POST `{"jti", "exp"?, "reason"?}`),
-    /// and un-revoke (DELETE).
-    pub(crate) async fn revocations(&self, req: &Request<Bytes>, jti: Option<&str>) -> Response<Body> {
-        let store = self.registry.store();
-        let storage = |e: crate::ports::StoreError| {
-            api_error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "storage_unavailable",
-                e.to_string(),
-                None,
-            )
-        };
-        match (req.method(), jti) {
-            (&Method::GET, None) => match store.list(Kind::Revocation).await {
-                Ok(rs) => json_response(
-                    StatusCode::OK,
-                    &Value::Array(rs.iter().map(crate::registry::record_json).collect()),
-                ),
-                Err(e) => storage(e),
-            },
-            (&Method::POST, None) => {
-                let body: Value = match serde_json::from_slice(req.body()) {
-                    Ok(v) => v,
-                    Err(e) => {
-                        return api_error(
-                            StatusCode::BAD_REQUEST,
-                            "invalid_json",
-                            format!("the body is not valid JSON: {e}"),
-                            None,
-                        )
-                    }
-                };
-                let Some(jti) = body
-                    .get("jti")
-                    .and_then(Value::as_str)
-                    .filter(|j| !j.is_empty() && j.len() <= 256)
-                else {
-                    return api_error(
-                        StatusCode::UNPROCESSABLE_ENTITY,
-                        "validation_failed",
-                        "jti: a string of 1-256 characters is required",
-                        Some("jti"),
-                    );
-                };
-                if body.get("exp").is_some_and(|e| !e.is_u64()) {
-                    return api_error(
-                        StatusCode::UNPROCESSABLE_ENTITY,
-                        "validation_failed",
-                        "exp: seconds since the epoch",
-                        Some("exp"),
-                    );
-                }
-                let now = self.clock.now_ms();
-                let rec = Record {
-                    kind: Kind::Revocation,
-                    id: self.ids.new_id(),
-                    key: jti.to_string(),
-                    body: json!({"jti": jti, "exp": body.get("exp"), "reason": body.get("reason").and_then(Value::as_str)}),
-                    created_at: now,
-                    updated_at: now,
-                };
-                let out = crate::registry::record_json(&rec);
-                match store.apply(vec![crate::ports::Op::Upsert(rec)]).await {
-                    Ok(()) => {
-                        self.registry.invalidate();
-                        crate::admin::created("/auth/revocations", jti, &out)
-                    }
-                    Err(e) => storage(e),
-                }
-            }
-            (m, Some(jti)) if m == Method::GET || m == Method::DELETE => {
-                let rec = match store.get(Kind::Revocation, jti).await {
-                    Ok(Some(r)) => r,
-                    Ok(None) => {
-                        let msg = format!("'{jti}' is not revoked");
-                        return api_error(StatusCode::NOT_FOUND, "not_found", msg, None);
-                    }
-                    Err(e) => return storage(e),
-                };
-                if m == Method::GET {
-                    return json_response(StatusCode::OK, &crate::registry::record_json(&rec));
-                }
-                match store.delete(Kind::Revocation, &rec.id).await {
-                    Ok(_) => {
-                        self.registry.invalidate();
-                        crate::admin::no_content()
-                    }
-                    Err(e) => storage(e),
-                }
-            }
-            (_, None) => method_not_allowed("GET, POST"),
-            (_, Some(_)) => method_not_allowed("GET, DELETE"),
-        }
     }
 }

@@ -632,6 +632,19 @@ fn valid_scope(scope: &Option<String>) -> Result<(), FieldError> {
     }
 }
 
+/// A revoked token (`/auth/revocations`): tokens with this `jti` are refused.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RevocationDef {
+    /// The token's `jti`.
+    pub jti: String,
+    /// Its `exp`, seconds since the epoch, if known.
+    #[serde(default)]
+    pub exp: Option<u64>,
+    /// Why it was revoked.
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
 /// Parses and validates a definition of `kind`; returns its key and its normalized JSON.
 pub fn validate(kind: Kind, body: Value) -> Result<(String, Value), FieldError> {
     fn norm<T: Serialize>(key: String, def: &T) -> Result<(String, Value), FieldError> {
@@ -669,11 +682,11 @@ pub fn validate(kind: Kind, body: Value) -> Result<(String, Value), FieldError> 
             norm(d.name.clone(), &d)
         }
         Kind::Revocation => {
-            let jti = body.get("jti").and_then(Value::as_str).unwrap_or_default();
-            if jti.is_empty() || jti.len() > 256 {
+            let d: RevocationDef = parse_def(body)?;
+            if d.jti.is_empty() || d.jti.len() > 256 {
                 return Err(FieldError::new("jti", "a string of 1-256 characters is required"));
             }
-            Ok((jti.to_string(), body))
+            norm(d.jti.clone(), &d)
         }
     }
 }

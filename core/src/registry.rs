@@ -494,8 +494,15 @@ fn merge_patch(base: &Value, patch: Value) -> Result<Value, RegistryError> {
 /// What the REST API shows instead of a header value (credentials are never returned).
 pub const MASK: &str = "********";
 
-/// Header values sent back as [`MASK`] (a PUT of what a GET returned) keep their stored value.
-fn keep_masked(new: &mut Value, old: &Value) {
+/// A replacement body as a client may send it back from a GET: the fields GET adds (id, times,
+/// an upstream's status) are dropped, and header values sent back as [`MASK`] keep their
+/// stored value.
+fn as_sent_back(new: &mut Value, old: &Value) {
+    if let Some(m) = new.as_object_mut() {
+        for k in ["id", "created_at", "updated_at", "status"] {
+            m.remove(k);
+        }
+    }
     if let Some(h) = new.get_mut("headers").and_then(Value::as_object_mut) {
         for (k, v) in h.iter_mut() {
             if v.as_str() == Some(MASK) {
@@ -564,9 +571,10 @@ impl Registry {
         &self.net
     }
 
-    /// The SSRF guard over a validated definition's URLs: a tool's `url` (unless its host is a
-    /// template, checked at each call), an upstream's `url` and `urls`.
-    fn guard_urls(&self, kind: Kind, def: &Value) -> Result<(), FieldError> {
+    /// What a definition may hold here: credentials (`headers`) only where they are sealed at
+    /// rest, and URLs the SSRF guard allows (a tool's `url`, unless its host is a template,
+    /// checked at each call; an upstream's `url` and `urls`).
+    fn guard_def(&self, kind: Kind, def: &Value) -> Result<(), FieldError> {
         let has_headers = def["headers"].as_object().is_some_and(|h| !h.is_empty());
         if has_headers && !self.sealed && matches!(kind, Kind::Tool | Kind::Gateway) {
             return Err(FieldError::new(
@@ -691,7 +699,7 @@ impl Registry {
 
     async fn check(&self, kind: Kind, body: Value, id: Option<&str>) -> Result<(String, Value), RegistryError> {
         let (key, normalized) = model::validate(kind, body)?;
-        self.guard_urls(kind, &normalized)?;
+        self.guard_def(kind, &normalized)?;
         match kind {
             Kind::Server => self.check_members(&normalized).await?,
             Kind::Resource => {
@@ -808,15 +816,10 @@ impl Registry {
             None => body,
         };
         if let Some(rec) = existing {
-            keep_masked(&mut body, &rec.body);
-            if let Some(m) = body.as_object_mut() {
-                for k in ["id", "created_at", "updated_at", "status"] {
-                    m.remove(k);
-                }
-            }
+            as_sent_back(&mut body, &rec.body);
         }
         let (_, normalized) = model::validate(Kind::Gateway, body)?;
-        self.guard_urls(Kind::Gateway, &normalized)?;
+        self.guard_def(Kind::Gateway, &normalized)?;
         serde_json::from_value(normalized).map_err(|e| FieldError::new("", e.to_string()).into())
     }
 
@@ -876,13 +879,7 @@ impl Registry {
         } else {
             body
         };
-        keep_masked(&mut body, &existing.body);
-        // What GET adds (id, times) may come back in a PUT of what it returned.
-        if let Some(m) = body.as_object_mut() {
-            for k in ["id", "created_at", "updated_at"] {
-                m.remove(k);
-            }
-        }
+        as_sent_back(&mut body, &existing.body);
         let (key, mut body) = self.check(kind, body, Some(&existing.id)).await?;
         if kind == Kind::Gateway {
             if let Some(c) = existing.body.get("catalog") {
@@ -915,7 +912,7 @@ impl Registry {
         let mut ops = Vec::new();
         let mut push = |kind: Kind, prefix: String, body: Value| -> Result<(), RegistryError> {
             let (key, body) = model::validate(kind, body)
-                .and_then(|(key, body)| self.guard_urls(kind, &body).map(|()| (key, body)))
+                .and_then(|(key, body)| self.guard_def(kind, &body).map(|()| (key, body)))
                 .map_err(|e| FieldError::new(format!("{prefix}.{}", e.field), e.message))?;
             ops.push(Op::Upsert(self.new_record(kind, key, body, now)));
             Ok(())

@@ -118,9 +118,9 @@ fn config(env: &Env) -> Result<GatewayConfig> {
         health_check_secs: number(env, "MCPGW_HEALTH_CHECK_SECS", d.health_check_secs)?,
         unhealthy_after: number(env, "MCPGW_UNHEALTHY_AFTER", d.unhealthy_after)?,
         auth: mcpgw_core::auth::AuthConfig::from_vars(|n| var(env, n))
-            .map_err(|e| worker::Error::RustError(format!("invalid setting {}: {}", e.setting, e.message)))?,
+            .map_err(|e| worker::Error::RustError(e.to_string()))?,
         rate_limits: mcpgw_core::ratelimit::RateLimits::from_vars(|n| var(env, n))
-            .map_err(|e| worker::Error::RustError(format!("invalid setting {}: {}", e.setting, e.message)))?,
+            .map_err(|e| worker::Error::RustError(e.to_string()))?,
         ..d
     };
     cfg.validate().map_err(|e| {

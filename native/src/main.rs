@@ -162,19 +162,13 @@ fn encryption_key(database: &str) -> anyhow::Result<mcpgw_core::auth::Secret> {
     }
 }
 
-fn auth_settings() -> anyhow::Result<mcpgw_core::auth::AuthConfig> {
-    mcpgw_core::auth::AuthConfig::from_vars(|n| std::env::var(n).ok())
-        .map_err(|e| anyhow::anyhow!("invalid setting {}: {}", e.setting, e.message))
-}
-
 fn token(args: TokenArgs) -> anyhow::Result<()> {
     use std::time::{SystemTime, UNIX_EPOCH};
     // Read as if auth were off, so that a missing or weak key gets mint's own message.
     let cfg = mcpgw_core::auth::AuthConfig::from_vars(|n| match n {
         "MCPGW_AUTH_REQUIRED" => Some("false".into()),
         _ => std::env::var(n).ok(),
-    })
-    .map_err(|e| anyhow::anyhow!("invalid setting {}: {}", e.setting, e.message))?;
+    })?;
     let scopes = if args.scopes.is_empty() {
         vec![cfg.client_scope.clone()]
     } else {
@@ -242,9 +236,8 @@ fn settings(a: &ServeArgs) -> anyhow::Result<Settings> {
         unhealthy_after: number("MCPGW_UNHEALTHY_AFTER (--unhealthy-after)", &a.unhealthy_after)?,
         ssrf_allow: list(&a.ssrf_allow),
         encryption_key: Some(encryption_key(&a.database)?),
-        auth: auth_settings()?,
-        rate_limits: mcpgw_core::ratelimit::RateLimits::from_vars(|n| std::env::var(n).ok())
-            .map_err(|e| anyhow::anyhow!("invalid setting {}: {}", e.setting, e.message))?,
+        auth: mcpgw_core::auth::AuthConfig::from_vars(|n| std::env::var(n).ok())?,
+        rate_limits: mcpgw_core::ratelimit::RateLimits::from_vars(|n| std::env::var(n).ok())?,
         ..GatewayConfig::default()
     };
     gateway.validate().map_err(|e| {
