@@ -1287,6 +1287,62 @@ mod tests {
     }
 
     #[test]
+    fn a_member_out_of_scope_is_unknown_under_its_original_name_too() {
+        block_on(async {
+            let secret = "unit-Q8vN3xk1Lr7Yt2Pw9Jm4Hs6Df0Gb5Ca3Ue8Io1Kn7";
+            let auth = crate::auth::AuthConfig::from_vars(|n| (n == "MCPGW_JWT_SECRET").then(|| secret.to_string()))
+                .expect("auth");
+            let clock = Arc::new(ManualClock::at(1_000_000));
+            let gw = gateway_with(
+                clock,
+                GatewayConfig {
+                    auth: auth.clone(),
+                    ..GatewayConfig::default()
+                },
+            );
+            let up: crate::model::UpstreamDef = serde_json::from_value(json!({
+                "name": "Up", "url": "https://up.example/mcp", "scope": "ops",
+                "catalog": {"tools": [{"name": "launch", "inputSchema": {"type": "object"}}]},
+            }))
+            .expect("upstream");
+            gw.registry().save_upstream(None, &up).await.expect("save");
+            gw.registry()
+                .create(
+                    Kind::Server,
+                    json!({"name": "s", "upstreams": ["Up"], "original_names": true}),
+                )
+                .await
+                .expect("server");
+            let call = |scope: &str| {
+                let token = crate::auth::mint(&auth, "u", &["mcpgw:client".into(), scope.into()], 60, "j", 1_000_000)
+                    .expect("token");
+                let gw = gw.clone();
+                async move {
+                    let req = |body: &str, sid: Option<&str>| {
+                        let mut r = post(body, sid);
+                        *r.uri_mut() = "/servers/s/mcp".parse().expect("uri");
+                        r.headers_mut()
+                            .insert("authorization", format!("Bearer {token}").parse().expect("header"));
+                        r
+                    };
+                    let init = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#;
+                    let r = gw.handle(req(init, None)).await;
+                    let sid = r.headers()[MCP_SESSION_ID].to_str().expect("sid").to_string();
+                    let body =
+                        r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"launch","arguments":{}}}"#;
+                    let r = gw.handle(req(body, Some(&sid))).await;
+                    let v: Value = serde_json::from_slice(r.body().as_bytes()).unwrap_or(Value::Null);
+                    v["error"]["code"].clone()
+                }
+            };
+            // Without the upstream's scope the tool does not exist; with it, the call is forwarded
+            // (and fails here: there is no network).
+            assert_eq!(call("other").await, json!(-32602));
+            assert_ne!(call("ops").await, json!(-32602));
+        });
+    }
+
+    #[test]
     fn cors_follows_the_allowed_origins() {
         block_on(async {
             let config = GatewayConfig {

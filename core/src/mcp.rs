@@ -92,7 +92,8 @@ impl CallCtx {
             Some(s) if s.def.original_names => {
                 // The scope may come from an older snapshot: use the current one's indexes.
                 let server = snap.server(&s.id)?;
-                server.tool_names.get(name).and_then(|i| snap.tools.get(*i))
+                let tool = server.tool_names.get(name).and_then(|i| snap.tools.get(*i))?;
+                self.caller.may(tool.def.scope.as_deref()).then_some(tool)
             }
             _ => snap.tool(name).filter(|t| self.sees_tool(t)),
         }
@@ -103,7 +104,8 @@ impl CallCtx {
         match &self.scope {
             Some(s) if s.def.original_names => {
                 let server = snap.server(&s.id)?;
-                server.prompt_names.get(name).and_then(|i| snap.prompts.get(*i))
+                let prompt = server.prompt_names.get(name).and_then(|i| snap.prompts.get(*i))?;
+                self.caller.may(prompt.def.scope.as_deref()).then_some(prompt)
             }
             _ => snap.prompt(name).filter(|p| self.sees_prompt(p)),
         }
