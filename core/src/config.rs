@@ -18,6 +18,9 @@ fn d_ttl() -> u64 {
 fn d_tool_timeout() -> u64 {
     30_000
 }
+fn d_call_max() -> u64 {
+    600_000
+}
 fn d_tool_resp() -> usize {
     10 * 1024 * 1024
 }
@@ -87,6 +90,12 @@ pub struct GatewayConfig {
     /// Default timeout of a REST tool call, in milliseconds.
     #[serde(default = "d_tool_timeout")]
     pub tool_timeout_ms: u64,
+    /// Longest a forwarded upstream call may run in all, in milliseconds. Its own timeout
+    /// (`timeout_ms`, else `tool_timeout_ms`) is an idle timeout: every message the upstream
+    /// sends for the call (progress, logs, a request to the client) starts it again, so a call
+    /// that keeps reporting, or waits on a person answering an elicitation, runs up to this.
+    #[serde(default = "d_call_max")]
+    pub call_max_ms: u64,
     /// Largest REST tool response read, in bytes.
     #[serde(default = "d_tool_resp")]
     pub max_tool_response_bytes: usize,
@@ -142,6 +151,7 @@ fn unreachable_default() -> GatewayConfig {
         session_ttl_secs: d_ttl(),
         max_sessions: d_max_sessions(),
         tool_timeout_ms: d_tool_timeout(),
+        call_max_ms: d_call_max(),
         max_tool_response_bytes: d_tool_resp(),
         registry_cache_ms: d_cache(),
         name_separator: d_separator(),
@@ -195,6 +205,9 @@ impl GatewayConfig {
         }
         if self.tool_timeout_ms == 0 {
             return Err(bad("tool_timeout_ms", "must be greater than 0"));
+        }
+        if self.call_max_ms == 0 {
+            return Err(bad("call_max_ms", "must be greater than 0"));
         }
         if self.max_tool_response_bytes < 1024 {
             return Err(bad("max_tool_response_bytes", "must be at least 1024"));

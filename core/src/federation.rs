@@ -17,7 +17,7 @@ use crate::gateway::Inner;
 use crate::jsonrpc::{Json, RpcError, INTERNAL_ERROR};
 use crate::mcp::{CallCtx, Outbound};
 use crate::model::{Catalog, Transport, UpstreamDef};
-use crate::platform::boxed;
+use crate::platform::{boxed, BoxFuture};
 use crate::ports::SessionState;
 use crate::registry::Upstream;
 use crate::upstream::{fetch_catalog, Hello, Link, Net, UpstreamError};
@@ -71,6 +71,9 @@ pub(crate) struct Federation {
 }
 
 /// A JSON-RPC id as a map key (`1` and `"1"` stay distinct).
+/// Longest wait for an upstream's standalone stream to open before a session's first call.
+const LISTEN_READY_MS: u64 = 5_000;
+
 fn id_key(id: &Value) -> String {
     id.to_string()
 }
@@ -231,11 +234,15 @@ impl Inner {
                     .await;
             }
         }
-        // What the upstream says outside calls reaches the session once the client listens
-        // (it has a stream open); a duplex link delivers it anyway, and a shared one takes list
-        // changes from it.
-        if link.is_duplex() || (!shared && self.hub.has_stream(sid)) {
-            self.listen(&link, up, (!shared).then(|| sid.to_string()));
+        // What the upstream says outside calls: a session's link listens from the start, and
+        // its standalone stream is open before the first call goes out (an upstream may send
+        // that call's sampling or elicitation there, and keeps nothing for a stream opened
+        // later); a shared duplex link takes list changes from it.
+        if link.is_duplex() || !shared {
+            let ready = self.listen(&link, up, (!shared).then(|| sid.to_string()));
+            let bound = self.timeout_of(&up.def).min(LISTEN_READY_MS);
+            let sleep = self.clock.sleep(std::time::Duration::from_millis(bound));
+            let _ = futures::future::select(ready, sleep).await;
         }
         *guard = Some(link.clone());
         Ok(link)
@@ -243,21 +250,35 @@ impl Inner {
 
     /// Starts relaying what `link` says outside calls: to the session `sid`'s stream, or (for
     /// shared links) only list changes, which refresh the catalog.
-    fn listen(self: &Inner, link: &Arc<Link>, up: &Arc<Upstream>, sid: Option<String>) {
+    /// A message reaches the session's own stream when the client has one open; otherwise it
+    /// goes with the newest call in flight on that link (its answer stream is open), so a
+    /// request the upstream sent on its standalone stream during a tool call is not stranded.
+    /// The returned future resolves once the link's standalone stream is established.
+    fn listen(self: &Inner, link: &Arc<Link>, up: &Arc<Upstream>, sid: Option<String>) -> BoxFuture<'static, ()> {
         let (tx, mut rx) = unbounded::<Value>();
-        link.listen(tx, &self.spawner);
-        let Some(me) = self.me() else { return };
+        let ready = link.listen(tx, &self.spawner);
+        let Some(me) = self.me() else { return ready };
         let up = up.clone();
         let weak = Arc::downgrade(link);
         self.spawner.spawn(boxed(async move {
             while let Some(msg) = rx.next().await {
                 let Some(link) = weak.upgrade() else { return };
                 match &sid {
-                    Some(s) => me.relay(Dest::Session(s), Some(s), &link, &up, msg).await,
+                    Some(s) => {
+                        if !me.hub.has_stream(s) {
+                            if let Some(call) = link.call_sink() {
+                                if call.unbounded_send(msg.clone()).is_ok() {
+                                    continue;
+                                }
+                            }
+                        }
+                        me.relay(Dest::Session(s), Some(s), &link, &up, msg).await
+                    }
                     None => me.relay_unrouted(&link, &up, msg).await,
                 }
             }
         }));
+        ready
     }
 
     /// A message from a shared link that belongs to no session.
@@ -344,20 +365,31 @@ impl Inner {
                 lock(&self.fed.inflight).insert(k.clone(), (link.clone(), uid));
             }
             let result = {
-                let call = link.request_with_id(uid, method, Some(params.clone()), Some(&tx), timeout);
+                // `timeout` is an idle timeout, started again by every message of the call;
+                // `call_max_ms` bounds the whole call.
+                let max = self.config.call_max_ms.max(timeout);
+                let call = link.request_with_id(uid, method, Some(params.clone()), Some(&tx), max);
                 futures::pin_mut!(call);
                 let mut call = futures::FutureExt::fuse(call);
                 loop {
+                    let idle = self.clock.sleep(std::time::Duration::from_millis(timeout));
+                    let mut idle = futures::FutureExt::fuse(idle);
                     futures::select_biased! {
+                        r = call => break r,
                         m = rx.next() => {
                             if let Some(m) = m {
                                 self.relay_in_call(ctx, sid.as_deref(), &link, up, m).await;
                             }
                         }
-                        r = call => break r,
+                        _ = idle => break Err(UpstreamError::Timeout(timeout)),
                     }
                 }
             };
+            if matches!(result, Err(UpstreamError::Timeout(_))) {
+                // The upstream may still be working on it: tell it to stop.
+                let params = json!({"requestId": uid, "reason": "timed out at the gateway"});
+                let _ = link.notify("notifications/cancelled", Some(params)).await;
+            }
             while let Ok(m) = rx.try_recv() {
                 self.relay_in_call(ctx, sid.as_deref(), &link, up, m).await;
             }
@@ -445,36 +477,6 @@ impl Inner {
                 }
             } else {
                 let _ = link.notify(method, params.clone()).await;
-            }
-        }
-    }
-
-    /// The client opened a stream: the upstreams it already uses may now talk to it outside calls.
-    pub(crate) async fn listen_session_links(&self, sid: &str) {
-        let slots: Vec<(String, Arc<Slot>)> = lock(&self.fed.slots)
-            .iter()
-            .filter(|((s, _), _)| s == sid)
-            .map(|((_, u), slot)| (u.clone(), slot.clone()))
-            .collect();
-        if slots.is_empty() {
-            return;
-        }
-        let Ok(snap) = self.registry.snapshot().await else {
-            return;
-        };
-        for (up_id, slot) in slots {
-            let link = slot.link.lock().await.clone();
-            if let (Some(link), Some(up)) = (link, snap.upstream(&up_id)) {
-                self.listen(&link, up, Some(sid.to_string()));
-            }
-        }
-    }
-
-    /// Makes sure what `up` sends outside calls reaches this session (after a subscribe).
-    pub(crate) async fn ensure_listening(&self, session: &SessionState, up: &Arc<Upstream>) {
-        if let Ok(link) = self.link_for(Some(session), up).await {
-            if up.def.transport == Transport::StreamableHttp {
-                self.listen(&link, up, Some(session.id.clone()));
             }
         }
     }

@@ -979,7 +979,6 @@ impl Inner {
                 RpcError::internal("shutting down"),
             );
         };
-        self.listen_session_links(&session.id).await;
         let hub_owner = self.clone();
         let owner_sid = session.id.clone();
         let live_stream = OnDrop::new(

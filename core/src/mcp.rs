@@ -390,14 +390,10 @@ impl Inner {
             RpcError::new(jsonrpc::RESOURCE_NOT_FOUND, "Resource not found").with_data(json!({"uri": uri}))
         })?;
         match (&r.fed, &ctx.session) {
-            (Some(f), Some(session)) => {
-                let answer = self
-                    .forward(ctx, &f.upstream, &req.id, &req.method, Value::Object(p.clone()))
-                    .await?;
-                if req.method == "resources/subscribe" {
-                    self.ensure_listening(session, &f.upstream).await;
-                }
-                Ok(answer)
+            // The session's link listens from the moment it opened: updates reach the client.
+            (Some(f), Some(_)) => {
+                self.forward(ctx, &f.upstream, &req.id, &req.method, Value::Object(p.clone()))
+                    .await
             }
             (Some(_), None) => Err(RpcError::invalid_request(format!(
                 "{}: subscriptions need a session",

@@ -89,6 +89,8 @@ pub(crate) struct Link {
     broken: AtomicBool,
     /// Set once a standalone listener runs (streamable HTTP).
     listening: AtomicBool,
+    /// Held while the standalone listener runs; dropping it (with the link, or on close) stops it.
+    listener_stop: Mutex<Option<oneshot::Sender<()>>>,
 }
 
 enum Io {
@@ -98,12 +100,22 @@ enum Io {
 
 struct HttpIo {
     http: Arc<dyn HttpClient>,
+    clock: Arc<dyn Clock>,
     url: String,
     headers: Vec<(String, String)>,
     session: Mutex<Option<String>>,
     version: Mutex<String>,
     max_bytes: usize,
+    /// Sinks of the calls in flight, oldest first (see [`Link::call_sink`]).
+    calls: Mutex<Vec<(u64, UnboundedSender<Value>)>>,
 }
+
+/// Resumptions of one POST stream in a row that brought no event before giving up.
+const MAX_RESUMES: u32 = 5;
+/// The wait before resuming a stream when the upstream sent no `retry:` (SEP-1699).
+const DEFAULT_RETRY_MS: u64 = 500;
+/// The longest wait before resuming or reopening a stream, whatever `retry:` asked for.
+const MAX_RETRY_MS: u64 = 30_000;
 
 impl Drop for Link {
     fn drop(&mut self) {
@@ -203,27 +215,7 @@ impl HttpIo {
             return Ok(None);
         };
         if content_type(&resp).starts_with("text/event-stream") {
-            let mut parser = sse::Parser::with_limit(self.max_bytes);
-            let mut body = resp.body;
-            while let Some(chunk) = body.next().await {
-                let chunk = chunk.map_err(|_| UpstreamError::Closed)?;
-                for ev in parser.push(&chunk).map_err(UpstreamError::Protocol)? {
-                    let Some(data) = ev.into_message() else {
-                        continue;
-                    };
-                    let Ok(msg) = serde_json::from_str::<Value>(&data) else {
-                        return Err(UpstreamError::Protocol("an SSE event is not JSON".into()));
-                    };
-                    if is_response(&msg) {
-                        if msg["id"].as_u64() == Some(id) {
-                            return Ok(Some(msg));
-                        }
-                    } else if let Some(s) = sink {
-                        let _ = s.unbounded_send(msg);
-                    }
-                }
-            }
-            return Err(UpstreamError::Closed);
+            return self.read_answer_stream(resp, id, sink).await.map(Some);
         }
         let bytes = read_all(resp, self.max_bytes).await?;
         let v: Value = serde_json::from_slice(&bytes)
@@ -236,6 +228,77 @@ impl HttpIo {
         found
             .map(Some)
             .ok_or_else(|| UpstreamError::Protocol("the answer is not a response to the request".into()))
+    }
+    /// Reads a POST's SSE stream until the answer to `id`, passing everything else to `sink`.
+    /// A stream that ends (or breaks) before its answer after giving an event id is resumed the
+    /// SEP-1699 way: after the `retry:` delay, a GET with `Last-Event-ID`, on which the upstream
+    /// replays what followed and goes on with the same request.
+    async fn read_answer_stream(
+        &self,
+        resp: InboundResponse,
+        id: u64,
+        sink: Option<&UnboundedSender<Value>>,
+    ) -> Result<Value, UpstreamError> {
+        let mut parser = sse::Parser::with_limit(self.max_bytes);
+        let mut body = resp.body;
+        let mut idle_resumes = 0;
+        loop {
+            let mut got_event = false;
+            while let Some(chunk) = body.next().await {
+                let Ok(chunk) = chunk else { break };
+                for ev in parser.push(&chunk).map_err(UpstreamError::Protocol)? {
+                    got_event = true;
+                    let Some(data) = ev.into_message() else {
+                        continue;
+                    };
+                    let Ok(msg) = serde_json::from_str::<Value>(&data) else {
+                        return Err(UpstreamError::Protocol("an SSE event is not JSON".into()));
+                    };
+                    if is_response(&msg) {
+                        if msg["id"].as_u64() == Some(id) {
+                            return Ok(msg);
+                        }
+                    } else if let Some(s) = sink {
+                        let _ = s.unbounded_send(msg);
+                    }
+                }
+            }
+            let Some(last) = parser.last_event_id().map(str::to_string) else {
+                return Err(UpstreamError::Closed);
+            };
+            idle_resumes = if got_event { 1 } else { idle_resumes + 1 };
+            if idle_resumes > MAX_RESUMES {
+                return Err(UpstreamError::Closed);
+            }
+            let wait = parser.retry_ms().unwrap_or(DEFAULT_RETRY_MS).min(MAX_RETRY_MS);
+            self.clock.sleep(Duration::from_millis(wait)).await;
+            parser.resume();
+            let resp = self.get_stream(Some(&last)).await.map_err(|_| UpstreamError::Closed)?;
+            if !resp.status.is_success() {
+                // The request may have run: it is not sent again, whatever the status says.
+                return Err(UpstreamError::Closed);
+            }
+            body = resp.body;
+        }
+    }
+
+    /// Opens a GET stream: the standalone one, or (with `last_event_id`) the resumption of a
+    /// stream that ended.
+    async fn get_stream(&self, last_event_id: Option<&str>) -> Result<InboundResponse, UpstreamError> {
+        let mut headers = self.headers("text/event-stream");
+        headers.retain(|(k, _)| k != "content-type");
+        if let Some(id) = last_event_id {
+            headers.push(("last-event-id".into(), id.to_string()));
+        }
+        self.http
+            .send(OutboundRequest {
+                method: http::Method::GET,
+                url: self.url.clone(),
+                headers,
+                body: None,
+            })
+            .await
+            .map_err(http_error)
     }
 }
 
@@ -512,11 +575,13 @@ impl Link {
         let io = match def.transport {
             Transport::StreamableHttp => Io::Http(HttpIo {
                 http: net.http.clone(),
+                clock: net.clock.clone(),
                 url: endpoint.clone(),
                 headers: header_pairs(def),
                 session: Mutex::new(None),
                 version: Mutex::new(String::new()),
                 max_bytes: net.max_bytes,
+                calls: Mutex::new(Vec::new()),
             }),
             Transport::Sse => Io::Duplex(deadline(&net.clock, timeout_ms, open_sse(net, &endpoint, def)).await?),
             Transport::Stdio => {
@@ -537,6 +602,7 @@ impl Link {
             init: Value::Null,
             broken: AtomicBool::new(false),
             listening: AtomicBool::new(false),
+            listener_stop: Mutex::new(None),
         };
         let params = json!({
             "protocolVersion": protocol::LATEST_VERSION,
@@ -569,6 +635,7 @@ impl Link {
     /// end of the stream or process of a duplex one.
     pub fn close(&self, spawner: &Arc<dyn Spawner>) {
         self.mark_broken();
+        self.listener_stop.lock().unwrap_or_else(|e| e.into_inner()).take();
         match &self.io {
             Io::Duplex(d) => d.shutdown(),
             Io::Http(h) => {
@@ -648,6 +715,25 @@ impl Link {
             msg["params"] = p;
         }
         let body = msg.to_string();
+        if let (Io::Http(h), Some(sink)) = (&self.io, sink) {
+            h.calls
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push((id, sink.clone()));
+        }
+        // However the call ends (answer, error, or its future dropped), it is no longer in flight.
+        struct InFlight<'a>(&'a Io, u64);
+        impl Drop for InFlight<'_> {
+            fn drop(&mut self) {
+                if let Io::Http(h) = self.0 {
+                    h.calls
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .retain(|(i, _)| *i != self.1);
+                }
+            }
+        }
+        let _in_flight = InFlight(&self.io, id);
         let r = deadline(&self.clock, timeout_ms, async {
             match &self.io {
                 Io::Http(h) => h
@@ -664,6 +750,21 @@ impl Link {
             }
         }
         r
+    }
+
+    /// The sink of the newest call in flight on a streamable HTTP link: where a request the
+    /// upstream sends on its standalone stream goes when the client has no stream of its own to
+    /// take it (servers on the TS SDK 1.x send a tool's sampling and elicitation requests there).
+    pub fn call_sink(&self) -> Option<UnboundedSender<Value>> {
+        match &self.io {
+            Io::Http(h) => h
+                .calls
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .last()
+                .map(|(_, s)| s.clone()),
+            Io::Duplex(_) => None,
+        }
     }
 
     /// Sends a notification.
@@ -691,47 +792,138 @@ impl Link {
     }
 
     /// Routes what the upstream says outside any request to `sink`: on a duplex link, messages
-    /// arriving while nothing is in flight; on streamable HTTP, a standalone GET stream opened
-    /// now (once) and read in the background until the link is dropped.
-    pub fn listen(self: &Arc<Self>, sink: UnboundedSender<Value>, spawner: &Arc<dyn Spawner>) {
+    /// arriving while nothing is in flight; on streamable HTTP, the standalone GET stream, read
+    /// in the background and reopened whenever it ends (with `Last-Event-ID`, after the
+    /// upstream's `retry:` delay, backing off while it fails), until the link is closed or
+    /// dropped. The returned future resolves once the first GET was answered (or refused), so a
+    /// caller can make sure the stream is there before it forwards a call whose requests the
+    /// upstream sends on it. An upstream that answers 405 offers no such stream; 404 means its
+    /// session is gone and the link is marked broken.
+    pub fn listen(
+        self: &Arc<Self>,
+        sink: UnboundedSender<Value>,
+        spawner: &Arc<dyn Spawner>,
+    ) -> BoxFuture<'static, ()> {
         if self.listening.swap(true, Ordering::AcqRel) {
-            return;
+            return boxed(async {});
         }
-        match &self.io {
-            Io::Duplex(d) => *d.fallback.lock().unwrap_or_else(|e| e.into_inner()) = Some(sink),
-            Io::Http(h) => {
-                let req = OutboundRequest {
-                    method: http::Method::GET,
-                    url: h.url.clone(),
-                    headers: h.headers("text/event-stream"),
-                    body: None,
-                };
-                let http = h.http.clone();
-                let max = h.max_bytes;
-                let weak = Arc::downgrade(self);
-                spawner.spawn(boxed(async move {
-                    let Ok(resp) = http.send(req).await else { return };
-                    if !resp.status.is_success() {
-                        return;
-                    }
-                    let mut parser = sse::Parser::with_limit(max);
-                    let mut body = resp.body;
-                    while let Some(Ok(chunk)) = body.next().await {
-                        // Stop once the link is gone.
-                        if weak.upgrade().is_none() {
-                            return;
-                        }
-                        let Ok(events) = parser.push(&chunk) else { return };
-                        for ev in events {
-                            if let Some(v) = ev.into_message().and_then(|d| serde_json::from_str::<Value>(&d).ok()) {
-                                if sink.unbounded_send(v).is_err() {
-                                    return;
-                                }
+        let Io::Http(_) = &self.io else {
+            if let Io::Duplex(d) = &self.io {
+                *d.fallback.lock().unwrap_or_else(|e| e.into_inner()) = Some(sink);
+            }
+            return boxed(async {});
+        };
+        let (stop_tx, stop_rx) = oneshot::channel::<()>();
+        *self.listener_stop.lock().unwrap_or_else(|e| e.into_inner()) = Some(stop_tx);
+        let (ready_tx, ready_rx) = oneshot::channel::<()>();
+        let weak = Arc::downgrade(self);
+        let clock = self.clock.clone();
+        spawner.spawn(boxed(standalone_stream(weak, clock, sink, stop_rx, ready_tx)));
+        boxed(async move {
+            let _ = ready_rx.await;
+        })
+    }
+}
+
+/// The standalone GET stream of a streamable HTTP link, kept open (see [`Link::listen`]).
+async fn standalone_stream(
+    link: std::sync::Weak<Link>,
+    clock: Arc<dyn Clock>,
+    sink: UnboundedSender<Value>,
+    mut stop: oneshot::Receiver<()>,
+    ready: oneshot::Sender<()>,
+) {
+    let mut ready = Some(ready);
+    let mut last_id: Option<String> = None;
+    let mut retry_ms = None;
+    let mut failures: u32 = 0;
+    loop {
+        // Hold the link only while starting the request, so the stream never keeps it alive.
+        let opening = {
+            let Some(l) = link.upgrade() else { return };
+            let Io::Http(h) = &l.io else { return };
+            if l.is_broken() {
+                return;
+            }
+            let (http, url, max) = (h.http.clone(), h.url.clone(), h.max_bytes);
+            let mut headers = h.headers("text/event-stream");
+            headers.retain(|(k, _)| k != "content-type");
+            if let Some(id) = &last_id {
+                headers.push(("last-event-id".into(), id.clone()));
+            }
+            let req = OutboundRequest {
+                method: http::Method::GET,
+                url,
+                headers,
+                body: None,
+            };
+            (http, req, max)
+        };
+        let (http, req, max) = opening;
+        let answered = match futures::future::select(http.send(req), &mut stop).await {
+            Either::Left((r, _)) => r,
+            Either::Right(_) => return,
+        };
+        match answered {
+            Ok(resp) if resp.status.is_success() => {
+                if let Some(r) = ready.take() {
+                    let _ = r.send(());
+                }
+                let mut parser = sse::Parser::with_limit(max);
+                let mut body = resp.body;
+                let mut got = false;
+                loop {
+                    let chunk = match futures::future::select(body.next(), &mut stop).await {
+                        Either::Left((Some(Ok(c)), _)) => c,
+                        Either::Left(_) => break,
+                        Either::Right(_) => return,
+                    };
+                    let Ok(events) = parser.push(&chunk) else { break };
+                    for ev in events {
+                        got = true;
+                        if let Some(v) = ev.into_message().and_then(|d| serde_json::from_str::<Value>(&d).ok()) {
+                            if sink.unbounded_send(v).is_err() {
+                                return;
                             }
                         }
                     }
-                }));
+                }
+                if let Some(id) = parser.last_event_id() {
+                    last_id = Some(id.to_string());
+                }
+                retry_ms = parser.retry_ms().or(retry_ms);
+                failures = if got { 0 } else { failures + 1 };
             }
+            Ok(resp) => {
+                if let Some(r) = ready.take() {
+                    let _ = r.send(());
+                }
+                if resp.status == http::StatusCode::NOT_FOUND {
+                    if let Some(l) = link.upgrade() {
+                        l.mark_broken();
+                    }
+                    return;
+                }
+                if resp.status == http::StatusCode::METHOD_NOT_ALLOWED {
+                    return;
+                }
+                failures += 1;
+            }
+            Err(_) => {
+                if let Some(r) = ready.take() {
+                    let _ = r.send(());
+                }
+                failures += 1;
+            }
+        }
+        if sink.is_closed() {
+            return;
+        }
+        // The upstream's retry delay; doubled per failure in a row, at most 30 s.
+        let base = retry_ms.unwrap_or(DEFAULT_RETRY_MS).min(MAX_RETRY_MS);
+        let wait = base.saturating_mul(1u64 << failures.min(6)).min(MAX_RETRY_MS);
+        if let Either::Right(_) = futures::future::select(clock.sleep(Duration::from_millis(wait)), &mut stop).await {
+            return;
         }
     }
 }

@@ -72,6 +72,10 @@ struct ServeArgs {
     /// Default REST tool timeout in milliseconds.
     #[arg(long, env = "MCPGW_TOOL_TIMEOUT_MS", default_value = "30000")]
     tool_timeout_ms: String,
+    /// Longest a forwarded upstream call may run in milliseconds (its timeout restarts on
+    /// every message the upstream sends for it: progress, logs, requests to the client).
+    #[arg(long, env = "MCPGW_CALL_MAX_MS", default_value = "600000")]
+    call_max_ms: String,
     /// Idle seconds before a session expires.
     #[arg(long, env = "MCPGW_SESSION_TTL_SECS", default_value = "3600")]
     session_ttl_secs: String,
@@ -226,6 +230,7 @@ fn settings(a: &ServeArgs) -> anyhow::Result<Settings> {
         max_batch: number("MCPGW_MAX_BATCH (--max-batch)", &a.max_batch)?,
         session_ttl_secs: number("MCPGW_SESSION_TTL_SECS (--session-ttl-secs)", &a.session_ttl_secs)?,
         tool_timeout_ms: number("MCPGW_TOOL_TIMEOUT_MS (--tool-timeout-ms)", &a.tool_timeout_ms)?,
+        call_max_ms: number("MCPGW_CALL_MAX_MS (--call-max-ms)", &a.call_max_ms)?,
         max_sessions: number("MCPGW_MAX_SESSIONS (--max-sessions)", &a.max_sessions)?,
         name_separator: a.name_separator.clone(),
         upstream_refresh_secs: number(

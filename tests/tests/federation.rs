@@ -7,8 +7,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use mcpgw_e2e::{
-    assert_fixture_reached, assert_suite_passed, http_client, node_bin, repo_root, run_with_timeout, start_target,
-    target, Fixture, Target, TempDir, TestGateway,
+    active_suite_through_gateway, assert_conformance, assert_fixture_reached, http_client, node_bin, repo_root,
+    run_conformance, run_with_timeout, start_target, target, Fixture, RawSession, Target, TempDir, TestGateway, Via,
 };
 use serde_json::{json, Value};
 
@@ -24,20 +24,32 @@ fn toml_str(s: &str) -> String {
     serde_json::to_string(s).expect("string")
 }
 
-async fn start_federated(transport: &str) -> Federated {
+/// A gateway fronting the fixture over `transport`, started with more `fixture_args`
+/// (`--standalone-requests`, `--event-store`).
+async fn start_federated_with(transport: &str, fixture_args: &[&str]) -> Federated {
     let dir = TempDir::new("federation");
     let calls = dir.join("calls.jsonl");
     let (fixture, upstream) = if transport == "stdio" {
         let server = repo_root().join("tests/fixture/server.mjs");
+        let args: Vec<&str> = [
+            server.to_str().expect("utf-8"),
+            "--transport",
+            "stdio",
+            "--calls-log",
+            calls.to_str().expect("utf-8"),
+        ]
+        .into_iter()
+        .chain(fixture_args.iter().copied())
+        .collect();
         let up = json!({
             "name": "fixture",
             "transport": "stdio",
             "command": node_bin().to_str().expect("utf-8"),
-            "args": [server.to_str().expect("utf-8"), "--transport", "stdio", "--calls-log", calls.to_str().expect("utf-8")],
+            "args": args,
         });
         (None, up)
     } else {
-        let f = Fixture::start(transport, Some(&calls));
+        let f = Fixture::start_with(transport, 0, Some(&calls), fixture_args);
         let url = if transport == "sse" {
             format!("{}/sse", f.url)
         } else {
@@ -110,45 +122,37 @@ async fn wait_for_catalog(url: &str) {
     }
 }
 
-async fn conformance_through(transport: &str) {
-    let fed = start_federated(transport).await;
+async fn conformance_through(transport: &str, fixture_args: &[&str]) {
+    let fed = start_federated_with(transport, fixture_args).await;
     // The suite derives the valid Host for its DNS-rebinding check from the URL: use localhost.
     let url = format!("http://localhost:{}/servers/conf/mcp", fed.gw.addr().port());
-    let out = tokio::task::spawn_blocking(move || {
-        let mut cmd = Command::new(node_bin());
-        cmd.arg(repo_root().join("node_modules/.bin/conformance"))
-            .args(["server", "--url", &url])
-            .current_dir(repo_root());
-        run_with_timeout(&mut cmd, Duration::from_secs(600)).expect("run conformance")
-    })
-    .await
-    .expect("join");
-    assert_suite_passed(
-        out.0,
-        &out.1,
-        &format!("the gateway fronting the fixture over {transport}"),
+    let run = tokio::task::spawn_blocking(move || run_conformance(&url, &[], Duration::from_secs(600)))
+        .await
+        .expect("join");
+    assert_conformance(
+        &run,
+        &active_suite_through_gateway(),
+        &[],
+        &format!("the gateway fronting the fixture over {transport} {fixture_args:?}"),
     );
-    let total = out
-        .1
-        .lines()
-        .rev()
-        .find(|l| l.starts_with("Total:"))
-        .unwrap_or_default();
-    println!("conformance through the gateway over {transport}: {total}");
-    if std::env::var("MCPGW_SHOW_CONFORMANCE").is_ok() {
-        println!("{}", out.1);
-    }
     assert_fixture_reached(&fed.calls);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conformance_through_the_gateway_over_streamable_http() {
-    conformance_through("streamable-http").await;
+    conformance_through("streamable-http", &[]).await;
+}
+
+/// The whole suite through an upstream that sends sampling and elicitation on its standalone
+/// stream and keeps events for replay (like the suite's own 0.1.16 fixture).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conformance_through_the_gateway_with_standalone_stream_requests() {
+    conformance_through("streamable-http", &["--standalone-requests", "--event-store"]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conformance_through_the_gateway_over_sse() {
-    conformance_through("sse").await;
+    conformance_through("sse", &[]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -156,7 +160,7 @@ async fn conformance_through_the_gateway_over_stdio() {
     if target() == Target::Edge {
         return; // stdio upstreams are native-only
     }
-    conformance_through("stdio").await;
+    conformance_through("stdio", &[]).await;
 }
 
 /// A gateway with two upstreams: the fixture (`fixture__*`) and the reference server
@@ -246,4 +250,143 @@ async fn typescript_sdk_uses_two_upstreams_at_once() {
     .await
     .expect("join");
     drop(two);
+}
+
+/// The sampling answer a raw client gives, naming the run so answers cannot be confused.
+fn sampling_reply(run: usize) -> impl Fn(&Value) -> Value {
+    move |req: &Value| match req["method"].as_str() {
+        Some("sampling/createMessage") => {
+            json!({"role": "assistant", "content": {"type": "text", "text": format!("reply-{run}")}, "model": "raw", "stopReason": "endTurn"})
+        }
+        Some("elicitation/create") => {
+            json!({"action": "accept", "content": {"username": format!("user-{run}"), "email": "a@b.c"}})
+        }
+        _ => json!({}),
+    }
+}
+
+/// An upstream that sends a tool's sampling and elicitation requests on its standalone GET
+/// stream (no relatedRequestId, as servers on the TS SDK 1.x do, the conformance suite's own
+/// fixture among them), with an event store: 20 sessions in a row, each must get both requests
+/// and its own answers back in the results. Half keep a GET stream of their own open (the
+/// request reaches them there), half do not (it comes on the call's stream). String ids.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_on_the_upstream_standalone_stream_reach_the_client_20_of_20() {
+    let fed = start_federated_with("streamable-http", &["--standalone-requests", "--event-store"]).await;
+    let endpoint = format!("{}/servers/conf/mcp", fed.gw.url());
+    let mut vias = std::collections::BTreeSet::new();
+    for run in 0..20 {
+        let mut s = RawSession::open(&endpoint, json!({"sampling": {}, "elicitation": {}}))
+            .await
+            .expect("session");
+        if run % 2 == 0 {
+            s.open_standalone().await.expect("GET stream");
+        }
+        let (answer, seen) = s
+            .call(
+                json!(format!("s-{run}")),
+                "tools/call",
+                json!({"name": "test_sampling", "arguments": {"prompt": "hi"}}),
+                sampling_reply(run),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("run {run}: {e}"));
+        assert_eq!(
+            answer["result"]["content"][0]["text"],
+            format!("LLM response: reply-{run}"),
+            "run {run}: {answer}"
+        );
+        let asked: Vec<&(Via, Value)> = seen
+            .iter()
+            .filter(|(_, m)| m["method"] == "sampling/createMessage")
+            .collect();
+        assert_eq!(asked.len(), 1, "run {run}: one sampling request: {seen:?}");
+        vias.insert(format!("{:?}", asked[0].0));
+        let (answer, _) = s
+            .call(
+                json!(format!("e-{run}")),
+                "tools/call",
+                json!({"name": "test_elicitation", "arguments": {"message": "who?"}}),
+                sampling_reply(run),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("run {run}: {e}"));
+        let text = answer["result"]["content"][0]["text"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        assert!(text.contains(&format!("user-{run}")), "run {run}: {answer}");
+        assert_eq!(s.delete().await.expect("delete"), 200);
+    }
+    assert_eq!(
+        vias.len(),
+        2,
+        "requests came both ways (standalone and call stream): {vias:?}"
+    );
+}
+
+/// SEP-1699 polling towards an upstream: the fixture closes the POST stream of
+/// `test_reconnection` mid-call (after a priming event with `retry:`); the gateway resumes it
+/// with GET + Last-Event-ID and the client gets the answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_stream_closed_mid_call_is_resumed() {
+    let fed = start_federated_with("streamable-http", &["--event-store"]).await;
+    let endpoint = format!("{}/servers/conf/mcp", fed.gw.url());
+    let mut s = RawSession::open(&endpoint, json!({})).await.expect("session");
+    let (answer, _) = s
+        .call(
+            json!(7),
+            "tools/call",
+            json!({"name": "test_reconnection", "arguments": {}}),
+            |_| json!({}),
+        )
+        .await
+        .expect("call");
+    assert_eq!(
+        answer["result"]["content"][0]["text"], "Reconnection test completed",
+        "{answer}"
+    );
+    assert_eq!(answer["result"]["isError"], Value::Null, "{answer}");
+}
+
+/// The upstream logs on its standalone stream, closes it, then logs again: the gateway reopens
+/// the stream with Last-Event-ID, so both messages reach the client's own GET stream, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_upstream_standalone_stream_is_reopened_after_it_closes() {
+    let fed = start_federated_with("streamable-http", &["--event-store"]).await;
+    let endpoint = format!("{}/servers/conf/mcp", fed.gw.url());
+    let mut s = RawSession::open(&endpoint, json!({})).await.expect("session");
+    s.open_standalone().await.expect("GET stream");
+    for round in 0..2 {
+        let notice = format!("notice-{round}");
+        let (answer, seen) = s
+            .call(
+                json!(round),
+                "tools/call",
+                json!({"name": "mcpgw_standalone_notice", "arguments": {"text": notice}}),
+                |_| json!({}),
+            )
+            .await
+            .expect("call");
+        assert_eq!(answer["result"]["content"][0]["text"], "noticed", "{answer}");
+        // What came on the client's stream while the call ran, then after it.
+        let mut got: Vec<Value> = seen
+            .iter()
+            .filter(|(via, m)| *via == Via::Standalone && m["method"] == "notifications/message")
+            .map(|(_, m)| m["params"]["data"].clone())
+            .collect();
+        while got.len() < 2 {
+            let Some(m) = s.next_standalone(Duration::from_secs(10)).await else {
+                panic!("round {round}: the client's stream got only {got:?}");
+            };
+            if m["method"] == "notifications/message" {
+                got.push(m["params"]["data"].clone());
+            }
+        }
+        assert_eq!(
+            got,
+            vec![json!(format!("before-{notice}")), json!(notice)],
+            "round {round}"
+        );
+    }
 }

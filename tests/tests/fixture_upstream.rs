@@ -6,7 +6,10 @@
 use std::process::Command;
 use std::time::Duration;
 
-use mcpgw_e2e::{assert_fixture_reached, assert_suite_passed, node_bin, repo_root, run_with_timeout, Fixture, TempDir};
+use mcpgw_e2e::{
+    assert_conformance, assert_fixture_reached, node_bin, repo_root, run_conformance, run_with_timeout, Fixture,
+    TempDir, ACTIVE_SUITE,
+};
 
 #[test]
 fn conformance_suite_passes_against_the_fixture_itself() {
@@ -14,14 +17,9 @@ fn conformance_suite_passes_against_the_fixture_itself() {
     let calls = dir.join("calls.jsonl");
     let fixture = Fixture::start("streamable-http", Some(&calls));
     // The suite derives the valid Host for its DNS-rebinding check from the URL: use localhost.
-    let port = fixture.url.rsplit(':').next().expect("port");
-    let url = format!("http://localhost:{port}/mcp");
-    let mut cmd = Command::new(node_bin());
-    cmd.arg(repo_root().join("node_modules/.bin/conformance"))
-        .args(["server", "--url", &url])
-        .current_dir(repo_root());
-    let (ok, out) = run_with_timeout(&mut cmd, Duration::from_secs(300)).expect("run conformance");
-    assert_suite_passed(ok, &out, "the fixture");
+    let url = format!("http://localhost:{}/mcp", fixture.port());
+    let run = run_conformance(&url, &[], Duration::from_secs(300));
+    assert_conformance(&run, ACTIVE_SUITE, &[], "the fixture");
     assert_fixture_reached(&calls);
 }
 
