@@ -175,6 +175,9 @@ pub struct AuthConfig {
     pub oauth_issuer: Option<String>,
     /// The issuer's JWKS URL (default: from its metadata).
     pub oauth_jwks_url: Option<String>,
+    /// Fewest seconds between two fetches of the issuer's JWKS (a token with an unknown `kid`
+    /// makes the gateway fetch it again, at most this often; default 10).
+    pub oauth_jwks_refetch_secs: u64,
     /// This gateway's public base URL (for RFC 9728 metadata); default: from the request.
     pub public_url: Option<String>,
 }
@@ -239,6 +242,15 @@ impl AuthConfig {
             admin_password_hash: var("MCPGW_ADMIN_PASSWORD_HASH").map(Secret),
             oauth_issuer,
             oauth_jwks_url: var("MCPGW_OAUTH_JWKS_URL"),
+            oauth_jwks_refetch_secs: match var("MCPGW_OAUTH_JWKS_REFETCH_SECS") {
+                None => 10,
+                Some(v) => v.parse().ok().filter(|n| *n <= 86_400).ok_or_else(|| {
+                    bad(
+                        "MCPGW_OAUTH_JWKS_REFETCH_SECS",
+                        format!("'{v}' is not a number of seconds up to 86400"),
+                    )
+                })?,
+            },
             public_url: var("MCPGW_PUBLIC_URL").map(|s| s.trim_end_matches('/').to_string()),
         };
         cfg.validate()?;

@@ -98,7 +98,8 @@ pub(crate) struct Guard {
     verifier: Verifier,
     /// Static keys, or the OAuth issuer's last JWKS.
     keys: Mutex<Option<Arc<KeySet>>>,
-    /// When the issuer's JWKS was last fetched (ms), to fetch at most every 10 s.
+    /// When the issuer's JWKS was last fetched (ms), to fetch at most every
+    /// `oauth_jwks_refetch_secs`.
     fetched_at: Mutex<u64>,
     password: Option<PasswordHash>,
     /// SHA-256 of the last `user:password` that verified (PBKDF2 is slow on purpose).
@@ -387,7 +388,8 @@ impl Inner {
         };
         let mut verdict = self.guard.verifier.verify(token, &keys, now);
         if let Verdict::UnknownKey(kid) = &verdict {
-            // The issuer may have rotated its keys: fetch them again (at most every 10 s).
+            // The issuer may have rotated its keys: fetch them again (at most every
+            // `oauth_jwks_refetch_secs`).
             if self.guard.cfg.oauth_issuer.is_none() {
                 return Err(AuthError::Invalid(format!("unknown key id '{kid}'")));
             }
@@ -421,7 +423,7 @@ impl Inner {
         };
         {
             let mut at = g.fetched_at.lock().unwrap_or_else(|e| e.into_inner());
-            if now.saturating_sub(*at) < 10_000 {
+            if now.saturating_sub(*at) < g.cfg.oauth_jwks_refetch_secs.saturating_mul(1000) {
                 if let Some(k) = g.keys() {
                     return Ok(k);
                 }

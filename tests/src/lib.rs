@@ -199,6 +199,18 @@ pub struct RestBackend {
     /// `http://127.0.0.1:<port>`.
     pub url: String,
     task: tokio::task::JoinHandle<()>,
+    slow_calls: std::sync::Arc<tokio::sync::watch::Sender<u64>>,
+}
+
+impl RestBackend {
+    /// Waits (up to 10 s) until `/slow` received `n` requests in all.
+    pub async fn wait_for_slow_calls(&self, n: u64) {
+        let mut rx = self.slow_calls.subscribe();
+        tokio::time::timeout(Duration::from_secs(10), rx.wait_for(|c| *c >= n))
+            .await
+            .expect("the backend got the slow call in time")
+            .expect("backend running");
+    }
 }
 
 impl Drop for RestBackend {
@@ -235,6 +247,12 @@ pub async fn start_rest_backend() -> anyhow::Result<RestBackend> {
     async fn fail() -> (axum::http::StatusCode, &'static str) {
         (axum::http::StatusCode::INTERNAL_SERVER_ERROR, "boom")
     }
+    let slow_calls = std::sync::Arc::new(tokio::sync::watch::Sender::new(0u64));
+    let counter = slow_calls.clone();
+    let slow = move |q: Query<HashMap<String, String>>| {
+        counter.send_modify(|c| *c += 1);
+        slow(q)
+    };
     async fn slow(Query(q): Query<HashMap<String, String>>) -> axum::Json<serde_json::Value> {
         let ms = q.get("ms").and_then(|m| m.parse().ok()).unwrap_or(100u64).min(10_000);
         tokio::time::sleep(Duration::from_millis(ms)).await;
@@ -254,6 +272,7 @@ pub async fn start_rest_backend() -> anyhow::Result<RestBackend> {
     Ok(RestBackend {
         url: format!("http://{addr}"),
         task,
+        slow_calls,
     })
 }
 
@@ -689,8 +708,24 @@ pub fn node_bin() -> PathBuf {
     }
 }
 
-/// Runs a command to completion with a deadline; returns (success, stdout + stderr).
+/// Runs a command to completion with a deadline; returns (success, stdout + stderr). A command
+/// still running at the deadline is not a success ("TIMED OUT" heads its output).
 pub fn run_with_timeout(cmd: &mut Command, timeout: Duration) -> anyhow::Result<(bool, String)> {
+    let (status, output) = run_until_exit(cmd, timeout)?;
+    match status {
+        Some(s) => Ok((s.success(), output)),
+        None => Ok((false, format!("TIMED OUT after {timeout:?}\n{output}"))),
+    }
+}
+
+/// Runs a command in a process group of its own with a deadline: its exit status (`None` if it
+/// was still running at the deadline; then the whole group, children included, is killed) and
+/// its stdout + stderr.
+pub fn run_until_exit(
+    cmd: &mut Command,
+    timeout: Duration,
+) -> anyhow::Result<(Option<std::process::ExitStatus>, String)> {
+    use std::os::unix::process::CommandExt;
     static RUNS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let n = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let out_path = std::env::temp_dir().join(format!("mcpgw-run-{}-{n}.log", std::process::id()));
@@ -700,6 +735,7 @@ pub fn run_with_timeout(cmd: &mut Command, timeout: Duration) -> anyhow::Result<
         .stdout(out_file)
         .stderr(err_file)
         .stdin(Stdio::null())
+        .process_group(0)
         .spawn()
         .context("spawn client")?;
     let deadline = Instant::now() + timeout;
@@ -708,18 +744,26 @@ pub fn run_with_timeout(cmd: &mut Command, timeout: Duration) -> anyhow::Result<
             break Some(s);
         }
         if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
             break None;
         }
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(Duration::from_millis(20));
     };
+    // Whatever the command left behind in its group goes too (node and workerd children).
+    kill_group(child.id());
+    if status.is_none() {
+        let _ = child.wait();
+    }
     let output = std::fs::read_to_string(&out_path).unwrap_or_default();
     let _ = std::fs::remove_file(&out_path);
-    match status {
-        Some(s) => Ok((s.success(), output)),
-        None => Ok((false, format!("TIMED OUT after {timeout:?}\n{output}"))),
-    }
+    Ok((status, output))
+}
+
+/// SIGKILL to the process group `pgid` (a child started with `process_group(0)`), by its id.
+pub fn kill_group(pgid: u32) {
+    let _ = Command::new("kill")
+        .args(["-KILL", "--", &format!("-{pgid}")])
+        .stderr(Stdio::null())
+        .status();
 }
 
 /// Reads SSE events from a response until `n` events arrived; returns (id, data) pairs.
@@ -1055,6 +1099,12 @@ pub const TEST_ENCRYPTION_KEY: &str = "dGVzdC1vbmx5LWtleS1mb3ItbWNwZ3ctZTJlLXN1a
 /// A JWS over `payload` (claims as given, `exp`/`nbf` included): `HS256` with `key` as the
 /// secret, or `RS256`/`ES256`/`EdDSA` with `key` a private JWK (its `kid` goes in the header).
 pub fn sign_jwt(alg: &str, key: &str, payload: serde_json::Value) -> String {
+    sign_jwt_as(alg, key, None, payload)
+}
+
+/// [`sign_jwt`] with `kid` in the header instead of the key's own: a forgery that names a key
+/// the verifier has, so it is refused by the signature check itself.
+pub fn sign_jwt_as(alg: &str, key: &str, kid: Option<&str>, payload: serde_json::Value) -> String {
     use jwt_compact::alg::{Ed25519, Es256, Hs256, Hs256Key, Rsa};
     use jwt_compact::{jwk::JsonWebKey, Algorithm, AlgorithmExt, Claims, Header};
     let claims = Claims::new(payload);
@@ -1065,7 +1115,7 @@ pub fn sign_jwt(alg: &str, key: &str, payload: serde_json::Value) -> String {
             .expect("sign HS256");
     }
     let mut v: serde_json::Value = serde_json::from_str(key).expect("a private JWK");
-    let header = match v.get("kid").and_then(|k| k.as_str()) {
+    let header = match kid.or_else(|| v.get("kid").and_then(|k| k.as_str())) {
         Some(kid) => header.with_key_id(kid),
         None => header,
     };
@@ -1363,5 +1413,23 @@ impl RawSession {
             .send()
             .await?
             .status())
+    }
+}
+
+/// Reports a case that does not apply to the selected target as skipped, and returns (call it
+/// as `return skip(…)`). libtest has no skipped outcome, so the case still counts as passed
+/// there; the line goes to `$MCPGW_SKIP_LOG` (the test command sets it) and the closing line of
+/// `scripts/test.sh` moves it from passed to skipped. Without the variable, it goes to stderr.
+pub fn skip(case: &str, reason: &str) {
+    use std::io::Write;
+    let line = format!("SKIPPED {case} on {:?}: {reason}\n", target());
+    match std::env::var_os("MCPGW_SKIP_LOG") {
+        Some(path) => {
+            let file = std::fs::OpenOptions::new().create(true).append(true).open(path);
+            if let Ok(mut f) = file {
+                let _ = f.write_all(line.as_bytes());
+            }
+        }
+        None => eprint!("{line}"),
     }
 }

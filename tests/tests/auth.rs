@@ -511,13 +511,23 @@ async fn an_rs256_gateway_refuses_hs256_signed_with_its_public_key() {
             "{body}"
         );
     }
-    // Another RSA key, and another algorithm's key, are refused too.
-    let other = sign_jwt(
+    // Another RSA key under the configured key's kid reaches the signature check and fails it;
+    // another algorithm's key is refused for its algorithm.
+    let other = sign_jwt_as(
         "RS256",
         &test_key("rs256-other.private.json"),
+        Some("test-rs-1"),
         claims("svc", "mcpgw:client", "o"),
     );
-    assert_eq!(rpc(other).await.expect("rpc").status(), StatusCode::UNAUTHORIZED);
+    let r = rpc(other).await.expect("rpc");
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let body: Value = r.json().await.expect("json");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("signature")),
+        "{body}"
+    );
     let es = sign_jwt(
         "ES256",
         &test_key("es256.private.json"),
@@ -529,7 +539,10 @@ async fn an_rs256_gateway_refuses_hs256_signed_with_its_public_key() {
 #[test]
 fn mcpgw_token_prints_a_token_the_gateway_accepts() {
     if target() == Target::Edge {
-        return; // the CLI is native
+        return skip(
+            "mcpgw_token_prints_a_token_the_gateway_accepts",
+            "the mcpgw CLI is native",
+        );
     }
     let out = std::process::Command::new(gateway_bin())
         .args(["token", "--sub", "cli-user", "--exp", "120", "--scope", "mcpgw:client"])

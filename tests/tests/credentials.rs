@@ -105,6 +105,16 @@ async fn tool_credentials_are_sealed_at_rest_and_never_returned() {
         dir.0.display()
     );
 
+    if target() == Target::Native {
+        // Natively the key is a file beside the database, readable by its owner only.
+        use std::os::unix::fs::PermissionsExt;
+        let key = dir.join("gw.db.key");
+        let meta = std::fs::metadata(&key).unwrap_or_else(|e| panic!("{}: {e}", key.display()));
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600, "{}", key.display());
+        let text = std::fs::read_to_string(&key).expect("key file");
+        assert_eq!(text.trim().len(), 44, "a 256-bit key in base64: {text:?}");
+    }
+    // On the edge the key is a secret: without it, a credential is refused, naming the setting.
     if target() == Target::Edge {
         let keyless_dir = TempDir::new("credentials-nokey");
         let keyless = start_target_with(&keyless_dir, &[], &[("MCPGW_ENCRYPTION_KEY", "")]).expect("gateway");

@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use mcpgw_e2e::{
     active_suite_through_gateway, assert_conformance, assert_fixture_reached, http_client, node_bin, repo_root,
-    run_conformance, run_with_timeout, start_target, target, Fixture, RawSession, Target, TempDir, TestGateway, Via,
+    run_conformance, run_with_timeout, skip, start_target, target, Fixture, RawSession, Target, TempDir, TestGateway,
+    Via,
 };
 use serde_json::{json, Value};
 
@@ -158,7 +159,10 @@ async fn conformance_through_the_gateway_over_sse() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conformance_through_the_gateway_over_stdio() {
     if target() == Target::Edge {
-        return; // stdio upstreams are native-only
+        return skip(
+            "conformance_through_the_gateway_over_stdio",
+            "stdio upstreams are native-only",
+        );
     }
     conformance_through("stdio", &[]).await;
 }

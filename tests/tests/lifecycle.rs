@@ -5,7 +5,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use mcpgw_e2e::{
-    gateway_bin, get_json, http_client, initialize, render_fixture, run_with_timeout, start_rest_backend, start_seeded,
+    gateway_bin, get_json, http_client, initialize, render_fixture, run_until_exit, start_rest_backend, start_seeded,
     GatewayProcess, TempDir,
 };
 use reqwest::StatusCode;
@@ -101,10 +101,11 @@ async fn sigterm_ends_sse_streams_and_exits_cleanly() {
     gw.signal("TERM").expect("term");
     let status = gw.wait_exit(Duration::from_secs(5)).expect("exits promptly");
     assert!(status.success(), "exit status {status}");
-    // Both streams end (cleanly or by close), rather than hanging.
+    // Both streams end cleanly (the body completes), rather than hanging or breaking off.
     for r in [standalone, legacy] {
         let done = tokio::time::timeout(Duration::from_secs(5), r.bytes()).await;
-        assert!(done.is_ok(), "stream did not end");
+        let body = done.expect("stream did not end");
+        assert!(body.is_ok(), "stream broke off instead of ending: {body:?}");
     }
 }
 
@@ -129,7 +130,8 @@ async fn sigterm_lets_in_flight_requests_finish() {
         .json(&call)
         .send();
     let pending = tokio::spawn(pending);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Signal once the call is in flight: the backend has its request.
+    seeded.backend.wait_for_slow_calls(1).await;
     seeded.gw.native().signal("TERM").expect("term");
     let answer: Value = pending
         .await
@@ -189,8 +191,9 @@ async fn bad_settings_are_named_at_start_up() {
         for (k, v) in *env {
             cmd.env(k, v);
         }
-        let (ok, out) = run_with_timeout(&mut cmd, Duration::from_secs(10)).expect("run");
-        assert!(!ok, "{args:?} {env:?} must fail");
+        let (status, out) = run_until_exit(&mut cmd, Duration::from_secs(10)).expect("run");
+        let status = status.unwrap_or_else(|| panic!("{args:?} {env:?}: still running, not refused:\n{out}"));
+        assert!(!status.success(), "{args:?} {env:?} must fail");
         assert!(
             out.contains(expected),
             "{args:?} {env:?}: message must name {expected}:\n{out}"
@@ -213,6 +216,10 @@ async fn bad_settings_are_named_at_start_up() {
         "--config",
         cfg.to_str().expect("utf-8"),
     ]);
-    let (ok, out) = run_with_timeout(&mut cmd, Duration::from_secs(10)).expect("run");
-    assert!(!ok && out.contains("MCPGW_CONFIG") && out.contains("bogus"), "{out}");
+    let (status, out) = run_until_exit(&mut cmd, Duration::from_secs(10)).expect("run");
+    let status = status.unwrap_or_else(|| panic!("still running, not refused:\n{out}"));
+    assert!(
+        !status.success() && out.contains("MCPGW_CONFIG") && out.contains("bogus"),
+        "{out}"
+    );
 }

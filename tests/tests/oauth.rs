@@ -123,6 +123,8 @@ async fn a_client_discovers_the_issuer_gets_a_token_and_calls_a_tool() {
         &[
             ("MCPGW_AUTH_REQUIRED", "true"),
             ("MCPGW_OAUTH_ISSUER", issuer.url.as_str()),
+            // Rotation below needs a fetch right after the first: no wait between fetches.
+            ("MCPGW_OAUTH_JWKS_REFETCH_SECS", "0"),
         ],
     )
     .expect("start gateway");
@@ -223,20 +225,26 @@ async fn a_client_discovers_the_issuer_gets_a_token_and_calls_a_tool() {
         rpc(Some(foreign), LIST).await.expect("rpc").status(),
         StatusCode::UNAUTHORIZED
     );
-    // The right issuer name signed with a key the issuer does not publish is refused.
-    let forged = sign_jwt(
+    // The right issuer name and the kid the issuer publishes, signed with another key: the
+    // signature check itself refuses it.
+    let forged = sign_jwt_as(
         "RS256",
         &test_key("rs256-other.private.json"),
+        Some("test-rs-1"),
         json!({"iss": issuer.url, "sub": "x", "aud": resource, "exp": now + 300, "scope": "mcpgw:client"}),
     );
-    assert_eq!(
-        rpc(Some(forged), LIST).await.expect("rpc").status(),
-        StatusCode::UNAUTHORIZED
+    let r = rpc(Some(forged), LIST).await.expect("rpc");
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let body: Value = r.json().await.expect("json");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("signature")),
+        "{body}"
     );
 
     // Key rotation: the issuer now signs with a new kid, which the gateway fetches on sight
-    // (it re-reads the JWKS at most every 10 s).
-    tokio::time::sleep(std::time::Duration::from_secs(11)).await;
+    // (at most every MCPGW_OAUTH_JWKS_REFETCH_SECS, 0 here).
     *issuer.current.lock().expect("lock") = "test-rs-2";
     let rotated = get_token(resource.clone()).await;
     assert_eq!(rpc(Some(rotated), LIST).await.expect("rpc").status(), StatusCode::OK);
