@@ -18,6 +18,9 @@ fn d_ttl() -> u64 {
 fn d_tool_timeout() -> u64 {
     30_000
 }
+fn d_upstream_resp() -> usize {
+    32 * 1024 * 1024
+}
 fn d_call_max() -> u64 {
     600_000
 }
@@ -99,6 +102,10 @@ pub struct GatewayConfig {
     /// Largest REST tool response read, in bytes.
     #[serde(default = "d_tool_resp")]
     pub max_tool_response_bytes: usize,
+    /// Largest message read from an upstream MCP server, in bytes (a 10 MB blob resource is
+    /// 13.3 MB of base64).
+    #[serde(default = "d_upstream_resp")]
+    pub max_upstream_response_bytes: usize,
     /// How long a registry snapshot is served before the store is read again, in milliseconds
     /// (writes through this gateway refresh it at once).
     #[serde(default = "d_cache")]
@@ -153,6 +160,7 @@ fn unreachable_default() -> GatewayConfig {
         tool_timeout_ms: d_tool_timeout(),
         call_max_ms: d_call_max(),
         max_tool_response_bytes: d_tool_resp(),
+        max_upstream_response_bytes: d_upstream_resp(),
         registry_cache_ms: d_cache(),
         name_separator: d_separator(),
         upstream_refresh_secs: d_refresh(),
@@ -211,6 +219,9 @@ impl GatewayConfig {
         }
         if self.max_tool_response_bytes < 1024 {
             return Err(bad("max_tool_response_bytes", "must be at least 1024"));
+        }
+        if self.max_upstream_response_bytes < 1024 {
+            return Err(bad("max_upstream_response_bytes", "must be at least 1024"));
         }
         let sep_ok = !self.name_separator.is_empty()
             && self.name_separator.len() <= 8

@@ -118,7 +118,7 @@ impl Inner {
             clock: self.clock.clone(),
             spawner: self.spawner.clone(),
             launcher: self.launcher.clone(),
-            max_bytes: self.config.max_tool_response_bytes,
+            max_bytes: self.config.max_upstream_response_bytes,
         }
     }
 

@@ -76,6 +76,9 @@ struct ServeArgs {
     /// every message the upstream sends for it: progress, logs, requests to the client).
     #[arg(long, env = "MCPGW_CALL_MAX_MS", default_value = "600000")]
     call_max_ms: String,
+    /// Largest message read from an upstream MCP server, in bytes.
+    #[arg(long, env = "MCPGW_MAX_UPSTREAM_RESPONSE_BYTES", default_value = "33554432")]
+    max_upstream_response_bytes: String,
     /// Idle seconds before a session expires.
     #[arg(long, env = "MCPGW_SESSION_TTL_SECS", default_value = "3600")]
     session_ttl_secs: String,
@@ -231,6 +234,10 @@ fn settings(a: &ServeArgs) -> anyhow::Result<Settings> {
         session_ttl_secs: number("MCPGW_SESSION_TTL_SECS (--session-ttl-secs)", &a.session_ttl_secs)?,
         tool_timeout_ms: number("MCPGW_TOOL_TIMEOUT_MS (--tool-timeout-ms)", &a.tool_timeout_ms)?,
         call_max_ms: number("MCPGW_CALL_MAX_MS (--call-max-ms)", &a.call_max_ms)?,
+        max_upstream_response_bytes: number(
+            "MCPGW_MAX_UPSTREAM_RESPONSE_BYTES (--max-upstream-response-bytes)",
+            &a.max_upstream_response_bytes,
+        )?,
         max_sessions: number("MCPGW_MAX_SESSIONS (--max-sessions)", &a.max_sessions)?,
         name_separator: a.name_separator.clone(),
         upstream_refresh_secs: number(

@@ -845,6 +845,17 @@ impl Fixture {
         Self::spawn(cmd)
     }
 
+    /// Starts the Python SDK upstream (`tests/fixture/py_server.py`, streamable HTTP at
+    /// `{url}/mcp`), logging calls to `calls_log` if given.
+    pub fn python(calls_log: Option<&Path>) -> Self {
+        let mut cmd = Command::new(std::env::var("PYTHON").unwrap_or_else(|_| "python3".into()));
+        cmd.arg(repo_root().join("tests/fixture/py_server.py"));
+        if let Some(log) = calls_log {
+            cmd.arg("--calls-log").arg(log);
+        }
+        Self::spawn(cmd)
+    }
+
     fn spawn(mut cmd: Command) -> Self {
         use std::io::{BufRead, BufReader};
         let mut child = cmd
@@ -1325,14 +1336,15 @@ impl RawSession {
     }
 
     /// Sends request `id` and reads until its answer, answering every request the gateway sends
-    /// meanwhile (on the call's stream or the standalone one) with `answer(request)`. Returns
-    /// the answer and every message received before it, with where it came from.
+    /// meanwhile (on the call's stream or the standalone one) with `answer(request)` (`None`:
+    /// leave it unanswered). Returns the answer and every message received before it, with
+    /// where it came from.
     pub async fn call(
         &mut self,
         id: serde_json::Value,
         method: &str,
         params: serde_json::Value,
-        answer: impl Fn(&serde_json::Value) -> serde_json::Value,
+        answer: impl Fn(&serde_json::Value) -> Option<serde_json::Value>,
     ) -> anyhow::Result<(serde_json::Value, Vec<(Via, serde_json::Value)>)> {
         let req = serde_json::json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
         // The POST's headers may only come with its first message, which may wait on an answer
@@ -1389,9 +1401,11 @@ impl RawSession {
                 break msg;
             }
             if msg.get("method").is_some() && msg.get("id").is_some() {
-                let reply = serde_json::json!({"jsonrpc": "2.0", "id": msg["id"], "result": answer(&msg)});
-                let r = self.post(&reply).await?;
-                anyhow::ensure!(r.status() == reqwest::StatusCode::ACCEPTED, "answer: {}", r.status());
+                if let Some(result) = answer(&msg) {
+                    let reply = serde_json::json!({"jsonrpc": "2.0", "id": msg["id"], "result": result});
+                    let r = self.post(&reply).await?;
+                    anyhow::ensure!(r.status() == reqwest::StatusCode::ACCEPTED, "answer: {}", r.status());
+                }
             }
             seen.push((via, msg));
         };

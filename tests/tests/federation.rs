@@ -257,15 +257,17 @@ async fn typescript_sdk_uses_two_upstreams_at_once() {
 }
 
 /// The sampling answer a raw client gives, naming the run so answers cannot be confused.
-fn sampling_reply(run: usize) -> impl Fn(&Value) -> Value {
-    move |req: &Value| match req["method"].as_str() {
-        Some("sampling/createMessage") => {
-            json!({"role": "assistant", "content": {"type": "text", "text": format!("reply-{run}")}, "model": "raw", "stopReason": "endTurn"})
-        }
-        Some("elicitation/create") => {
-            json!({"action": "accept", "content": {"username": format!("user-{run}"), "email": "a@b.c"}})
-        }
-        _ => json!({}),
+fn sampling_reply(run: usize) -> impl Fn(&Value) -> Option<Value> {
+    move |req: &Value| {
+        Some(match req["method"].as_str() {
+            Some("sampling/createMessage") => {
+                json!({"role": "assistant", "content": {"type": "text", "text": format!("reply-{run}")}, "model": "raw", "stopReason": "endTurn"})
+            }
+            Some("elicitation/create") => {
+                json!({"action": "accept", "content": {"username": format!("user-{run}"), "name": format!("user-{run}"), "email": "a@b.c"}})
+            }
+            _ => json!({}),
+        })
     }
 }
 
@@ -276,7 +278,38 @@ fn sampling_reply(run: usize) -> impl Fn(&Value) -> Value {
 /// request reaches them there), half do not (it comes on the call's stream). String ids.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_on_the_upstream_standalone_stream_reach_the_client_20_of_20() {
-    let fed = start_federated_with("streamable-http", &["--standalone-requests", "--event-store"]).await;
+    let vias = unrelated_requests_20_times("streamable-http", &["--standalone-requests", "--event-store"]).await;
+    assert_eq!(
+        vias.len(),
+        2,
+        "requests came both ways (standalone and call stream): {vias:?}"
+    );
+}
+
+/// The same over the duplex transports, where the upstream's unrelated requests share its one
+/// stream: they go with the call in flight.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unrelated_requests_over_legacy_sse_reach_the_client_20_of_20() {
+    let vias = unrelated_requests_20_times("sse", &["--standalone-requests"]).await;
+    assert_eq!(vias, ["Call".to_string()].into(), "{vias:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unrelated_requests_over_stdio_reach_the_client_20_of_20() {
+    if target() == Target::Edge {
+        return skip(
+            "unrelated_requests_over_stdio_reach_the_client_20_of_20",
+            "stdio upstreams are native-only",
+        );
+    }
+    let vias = unrelated_requests_20_times("stdio", &["--standalone-requests"]).await;
+    assert_eq!(vias, ["Call".to_string()].into(), "{vias:?}");
+}
+
+/// 20 sessions, each calling test_sampling and test_elicitation through an upstream started
+/// with `fixture_args`; where each sampling request arrived (call or standalone stream).
+async fn unrelated_requests_20_times(transport: &str, fixture_args: &[&str]) -> std::collections::BTreeSet<String> {
+    let fed = start_federated_with(transport, fixture_args).await;
     let endpoint = format!("{}/servers/conf/mcp", fed.gw.url());
     let mut vias = std::collections::BTreeSet::new();
     for run in 0..20 {
@@ -322,11 +355,7 @@ async fn requests_on_the_upstream_standalone_stream_reach_the_client_20_of_20() 
         assert!(text.contains(&format!("user-{run}")), "run {run}: {answer}");
         assert_eq!(s.delete().await.expect("delete"), 200);
     }
-    assert_eq!(
-        vias.len(),
-        2,
-        "requests came both ways (standalone and call stream): {vias:?}"
-    );
+    vias
 }
 
 /// SEP-1699 polling towards an upstream: the fixture closes the POST stream of
@@ -342,7 +371,7 @@ async fn an_upstream_stream_closed_mid_call_is_resumed() {
             json!(7),
             "tools/call",
             json!({"name": "test_reconnection", "arguments": {}}),
-            |_| json!({}),
+            |_| None,
         )
         .await
         .expect("call");
@@ -368,7 +397,7 @@ async fn the_upstream_standalone_stream_is_reopened_after_it_closes() {
                 json!(round),
                 "tools/call",
                 json!({"name": "mcpgw_standalone_notice", "arguments": {"text": notice}}),
-                |_| json!({}),
+                |_| None,
             )
             .await
             .expect("call");
@@ -392,5 +421,448 @@ async fn the_upstream_standalone_stream_is_reopened_after_it_closes() {
             vec![json!(format!("before-{notice}")), json!(notice)],
             "round {round}"
         );
+    }
+}
+
+/// The kinds and names in a fixture's calls log.
+fn calls_of(calls: &std::path::Path) -> Vec<(String, String)> {
+    std::fs::read_to_string(calls)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .map(|v| {
+            (
+                v["kind"].as_str().unwrap_or_default().to_string(),
+                v["name"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// The first text content of a tools/call answer.
+fn first_text(answer: &Value) -> String {
+    answer["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// An upstream on the official Python SDK (server side), beside the TS ones: listing, a call
+/// with a string id, sampling and elicitation relayed under the gateway's ids, progress for a
+/// string token with logs, a resource and a prompt, each proven to reach it by its calls log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_on_the_python_sdk_is_federated() {
+    let dir = TempDir::new("py-upstream");
+    let calls = dir.join("calls.jsonl");
+    let py = Fixture::python(Some(&calls));
+    let gw = start_target(&dir, &[]).expect("gateway");
+    register(
+        gw.url(),
+        "gateways",
+        &json!({"name": "py", "url": format!("{}/mcp", py.url)}),
+    )
+    .await;
+    let endpoint = format!("{}/mcp", gw.url());
+    let mut s = RawSession::open(&endpoint, json!({"sampling": {}, "elicitation": {}}))
+        .await
+        .expect("session");
+    let (listed, _) = s
+        .call(json!("list-1"), "tools/list", json!({}), |_| None)
+        .await
+        .expect("list");
+    let names: Vec<&str> = listed["result"]["tools"]
+        .as_array()
+        .expect("tools")
+        .iter()
+        .filter_map(|t| t["name"].as_str())
+        .collect();
+    for n in ["py__py_echo", "py__py_sample", "py__py_elicit", "py__py_progress"] {
+        assert!(names.contains(&n), "{n} in {names:?}");
+    }
+    let (answer, _) = s
+        .call(
+            json!("echo-1"),
+            "tools/call",
+            json!({"name": "py__py_echo", "arguments": {"text": "hi"}}),
+            |_| None,
+        )
+        .await
+        .expect("echo");
+    assert_eq!(answer["id"], "echo-1");
+    assert_eq!(first_text(&answer), "py:hi", "{answer}");
+    let (answer, seen) = s
+        .call(
+            json!("sample-1"),
+            "tools/call",
+            json!({"name": "py__py_sample", "arguments": {"prompt": "p"}}),
+            sampling_reply(7),
+        )
+        .await
+        .expect("sample");
+    assert_eq!(first_text(&answer), "sampled: reply-7", "{answer}");
+    let asked = seen
+        .iter()
+        .find(|(_, m)| m["method"] == "sampling/createMessage")
+        .expect("a sampling request");
+    assert!(
+        asked.1["id"].as_str().is_some_and(|id| id.starts_with("mcpgw-")),
+        "relayed under the gateway's id: {asked:?}"
+    );
+    let (answer, _) = s
+        .call(
+            json!("elicit-1"),
+            "tools/call",
+            json!({"name": "py__py_elicit", "arguments": {}}),
+            sampling_reply(8),
+        )
+        .await
+        .expect("elicit");
+    assert_eq!(first_text(&answer), "elicited: accept user-8", "{answer}");
+    let (answer, seen) = s
+        .call(
+            json!("prog-1"),
+            "tools/call",
+            json!({"name": "py__py_progress", "arguments": {}, "_meta": {"progressToken": "tok-1"}}),
+            |_| None,
+        )
+        .await
+        .expect("progress");
+    assert_eq!(first_text(&answer), "progress done", "{answer}");
+    let progress: Vec<&Value> = seen
+        .iter()
+        .filter(|(_, m)| m["method"] == "notifications/progress")
+        .map(|(_, m)| &m["params"])
+        .collect();
+    assert_eq!(progress.len(), 3, "{seen:?}");
+    assert!(progress.iter().all(|p| p["progressToken"] == "tok-1"), "{progress:?}");
+    assert_eq!(
+        progress
+            .iter()
+            .map(|p| p["progress"].as_f64().unwrap_or(-1.0))
+            .collect::<Vec<_>>(),
+        vec![1.0, 2.0, 3.0]
+    );
+    let logs = seen
+        .iter()
+        .filter(|(_, m)| m["method"] == "notifications/message")
+        .count();
+    assert_eq!(logs, 3, "{seen:?}");
+    let (read, _) = s
+        .call(json!(9), "resources/read", json!({"uri": "py://info"}), |_| None)
+        .await
+        .expect("read");
+    assert_eq!(
+        read["result"]["contents"][0]["text"], "served by the Python SDK",
+        "{read}"
+    );
+    let (prompt, _) = s
+        .call(
+            json!(10),
+            "prompts/get",
+            json!({"name": "py__py_greet", "arguments": {"name": "Ada"}}),
+            |_| None,
+        )
+        .await
+        .expect("prompt");
+    assert!(
+        prompt["result"]["messages"][0]["content"]["text"]
+            .as_str()
+            .is_some_and(|t| t.contains("Hello, Ada")),
+        "{prompt}"
+    );
+    let seen = calls_of(&calls);
+    for (k, n) in [
+        ("tool", "py_echo"),
+        ("tool", "py_sample"),
+        ("tool", "py_elicit"),
+        ("tool", "py_progress"),
+        ("resource", "py://info"),
+        ("prompt", "py_greet"),
+    ] {
+        assert!(
+            seen.iter().any(|(sk, sn)| sk == k && sn == n),
+            "the Python upstream never got {k} {n}: {seen:?}"
+        );
+    }
+    assert_eq!(s.delete().await.expect("delete"), 200);
+}
+
+/// An upstream whose own requests carry string ids (`srv-N`), with string client ids: the
+/// sampling request and its answer cross under the gateway's ids, and a client's cancellation
+/// (by its string id) reaches the upstream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn string_ids_cross_the_gateway_both_ways() {
+    let fed = start_federated_with("streamable-http", &["--string-ids"]).await;
+    let endpoint = format!("{}/servers/conf/mcp", fed.gw.url());
+    let mut s = RawSession::open(&endpoint, json!({"sampling": {}}))
+        .await
+        .expect("session");
+    let (answer, seen) = s
+        .call(
+            json!("call-a"),
+            "tools/call",
+            json!({"name": "test_sampling", "arguments": {"prompt": "x"}}),
+            sampling_reply(3),
+        )
+        .await
+        .expect("call");
+    assert_eq!(answer["id"], "call-a");
+    assert_eq!(first_text(&answer), "LLM response: reply-3", "{answer}");
+    assert!(
+        seen.iter().any(|(_, m)| m["method"] == "sampling/createMessage"),
+        "{seen:?}"
+    );
+    // Cancel a slow call by its string id; the fixture records the abort.
+    let slow = json!({"jsonrpc": "2.0", "id": "slow-1", "method": "tools/call", "params": {"name": "mcpgw_sleep", "arguments": {"ms": 20000}}});
+    let post = s.post(&slow);
+    let cancel = async {
+        // The call is in flight once the fixture logged it.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !calls_of(&fed.calls)
+            .iter()
+            .any(|(k, n)| k == "tool" && n == "mcpgw_sleep")
+        {
+            assert!(Instant::now() < deadline, "the slow call never reached the fixture");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let c = json!({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": "slow-1", "reason": "test"}});
+        assert_eq!(s.post(&c).await.expect("cancel").status(), 202);
+    };
+    let (r, ()) = tokio::join!(post, cancel);
+    drop(r);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !calls_of(&fed.calls)
+        .iter()
+        .any(|(k, n)| k == "cancelled" && n == "mcpgw_sleep")
+    {
+        assert!(Instant::now() < deadline, "the cancellation never reached the upstream");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// An upstream that lists everything 3 items a page: the gateway follows every cursor.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paginated_upstream_catalog_is_read_whole() {
+    let paged = start_federated_with("streamable-http", &["--paginate", "3"]).await;
+    let whole = start_federated_with("streamable-http", &[]).await;
+    let names = |url: String| async move {
+        let v: Value = http_client()
+            .get(url)
+            .send()
+            .await
+            .expect("get")
+            .json()
+            .await
+            .expect("json");
+        let mut n: Vec<String> = ["tools", "resources", "resource_templates", "prompts"]
+            .iter()
+            .flat_map(|k| v["catalog"][k].as_array().cloned().unwrap_or_default())
+            .map(|i| i["name"].as_str().unwrap_or_default().to_string())
+            .collect();
+        n.sort();
+        n
+    };
+    let a = names(format!("{}/gateways/fixture", paged.gw.url())).await;
+    let b = names(format!("{}/gateways/fixture", whole.gw.url())).await;
+    assert!(a.len() > 20, "{a:?}");
+    assert_eq!(a, b, "the paged catalog equals the unpaged one");
+    let pages = calls_of(&paged.calls)
+        .iter()
+        .filter(|(k, n)| k == "page" && n.starts_with("tools/list@"))
+        .count();
+    assert!(pages >= 7, "tools listed in pages of 3: {pages} pages");
+}
+
+/// The upstream adds a tool at run time (it sends tools/list_changed): a client with a stream
+/// hears tools/list_changed from the gateway, and the new tool is listed and callable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_list_change_reaches_clients() {
+    let fed = start_federated_with("streamable-http", &[]).await;
+    let endpoint = format!("{}/servers/conf/mcp", fed.gw.url());
+    let mut watcher = RawSession::open(&endpoint, json!({})).await.expect("watcher");
+    watcher.open_standalone().await.expect("GET stream");
+    let mut s = RawSession::open(&endpoint, json!({})).await.expect("session");
+    let (answer, _) = s
+        .call(
+            json!(1),
+            "tools/call",
+            json!({"name": "mcpgw_add_tool", "arguments": {"name": "late_tool"}}),
+            |_| None,
+        )
+        .await
+        .expect("add");
+    assert_eq!(first_text(&answer), "added late_tool", "{answer}");
+    let mut changed = false;
+    while let Some(m) = watcher.next_standalone(Duration::from_secs(15)).await {
+        if m["method"] == "notifications/tools/list_changed" {
+            changed = true;
+            break;
+        }
+    }
+    assert!(changed, "no tools/list_changed reached the watching client");
+    let (listed, _) = watcher
+        .call(json!(2), "tools/list", json!({}), |_| None)
+        .await
+        .expect("list");
+    assert!(
+        listed["result"]["tools"]
+            .as_array()
+            .expect("tools")
+            .iter()
+            .any(|t| t["name"] == "late_tool"),
+        "{listed}"
+    );
+    let (answer, _) = watcher
+        .call(
+            json!(3),
+            "tools/call",
+            json!({"name": "late_tool", "arguments": {}}),
+            |_| None,
+        )
+        .await
+        .expect("call");
+    assert_eq!(first_text(&answer), "I am late_tool", "{answer}");
+}
+
+/// The upstream asks the client something, then cancels its own request: the client gets the
+/// cancellation under the id it was asked with.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_cancelling_its_request_is_relayed() {
+    let fed = start_federated_with("streamable-http", &[]).await;
+    let endpoint = format!("{}/servers/conf/mcp", fed.gw.url());
+    let mut s = RawSession::open(&endpoint, json!({"sampling": {}}))
+        .await
+        .expect("session");
+    let (answer, seen) = s
+        .call(
+            json!(1),
+            "tools/call",
+            json!({"name": "mcpgw_ask_then_cancel", "arguments": {}}),
+            |_| None,
+        )
+        .await
+        .expect("call");
+    assert_eq!(first_text(&answer), "cancelled its request", "{answer}");
+    let asked = seen
+        .iter()
+        .find(|(_, m)| m["method"] == "sampling/createMessage")
+        .expect("asked");
+    let cancelled = seen
+        .iter()
+        .find(|(_, m)| m["method"] == "notifications/cancelled")
+        .expect("cancelled");
+    assert_eq!(cancelled.1["params"]["requestId"], asked.1["id"], "{seen:?}");
+}
+
+/// A 10 MB tool result and a 10 MB blob resource (13.3 MB of base64) come through whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_megabytes_through_federation() {
+    let fed = start_federated_with("streamable-http", &[]).await;
+    let endpoint = format!("{}/servers/conf/mcp", fed.gw.url());
+    let mut s = RawSession::open(&endpoint, json!({})).await.expect("session");
+    let (answer, _) = s
+        .call(
+            json!(1),
+            "tools/call",
+            json!({"name": "mcpgw_big", "arguments": {"mb": 10}}),
+            |_| None,
+        )
+        .await
+        .expect("big result");
+    let text = first_text(&answer);
+    assert_eq!(
+        text.len(),
+        10_000_000,
+        "{}",
+        answer.to_string().chars().take(300).collect::<String>()
+    );
+    assert!(text.bytes().all(|b| b == b'x'));
+    let (read, _) = s
+        .call(json!(2), "resources/read", json!({"uri": "test://big-blob"}), |_| None)
+        .await
+        .expect("big blob");
+    let blob = read["result"]["contents"][0]["blob"].as_str().unwrap_or_default();
+    assert_eq!(
+        blob.len(),
+        13_333_336,
+        "{}",
+        read.to_string().chars().take(300).collect::<String>()
+    );
+    assert!(blob.starts_with("BwcH"), "the bytes are 7s");
+}
+
+/// Two clients call one upstream at once: each gets exactly its own sampling request and its
+/// own answer back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_clients_through_one_upstream_get_only_their_own_requests() {
+    let fed = start_federated_with("streamable-http", &[]).await;
+    let endpoint = format!("{}/servers/conf/mcp", fed.gw.url());
+    let run = |n: usize| {
+        let endpoint = endpoint.clone();
+        async move {
+            let mut s = RawSession::open(&endpoint, json!({"sampling": {}}))
+                .await
+                .expect("session");
+            s.open_standalone().await.expect("GET");
+            let mut results = Vec::new();
+            for i in 0..5 {
+                let (answer, seen) = s
+                    .call(
+                        json!(i),
+                        "tools/call",
+                        json!({"name": "test_sampling", "arguments": {"prompt": format!("from {n}")}}),
+                        sampling_reply(n),
+                    )
+                    .await
+                    .expect("call");
+                let asked: Vec<&Value> = seen
+                    .iter()
+                    .filter(|(_, m)| m["method"] == "sampling/createMessage")
+                    .map(|(_, m)| m)
+                    .collect();
+                assert_eq!(asked.len(), 1, "client {n}: {seen:?}");
+                assert_eq!(
+                    asked[0]["params"]["messages"][0]["content"]["text"],
+                    format!("from {n}"),
+                    "client {n} got another's request"
+                );
+                results.push(first_text(&answer));
+            }
+            results
+        }
+    };
+    let (a, b) = tokio::join!(run(1), run(2));
+    assert!(a.iter().all(|t| t == "LLM response: reply-1"), "{a:?}");
+    assert!(b.iter().all(|t| t == "LLM response: reply-2"), "{b:?}");
+}
+
+/// A client's DELETE ends its upstream session too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_delete_reaches_the_upstream() {
+    let fed = start_federated_with("streamable-http", &[]).await;
+    let endpoint = format!("{}/servers/conf/mcp", fed.gw.url());
+    let mut s = RawSession::open(&endpoint, json!({})).await.expect("session");
+    let (answer, _) = s
+        .call(
+            json!(1),
+            "tools/call",
+            json!({"name": "test_simple_text", "arguments": {}}),
+            |_| None,
+        )
+        .await
+        .expect("call");
+    assert!(first_text(&answer).contains("simple text"), "{answer}");
+    let closed = || {
+        calls_of(&fed.calls)
+            .iter()
+            .filter(|(k, _)| k == "session-closed")
+            .count()
+    };
+    let before = closed();
+    assert_eq!(s.delete().await.expect("delete"), 200);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while closed() == before {
+        assert!(Instant::now() < deadline, "the upstream session was never closed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
