@@ -163,8 +163,10 @@ impl Inner {
                     },
                     None => None,
                 };
-                let merge_from = if m == Method::PATCH { existing.as_ref() } else { None };
-                let def = match self.registry.prepare_upstream(body, merge_from) {
+                let def = match self
+                    .registry
+                    .prepare_upstream(body, existing.as_ref(), m == Method::PATCH)
+                {
                     Ok(d) => d,
                     Err(e) => return e.to_response(),
                 };

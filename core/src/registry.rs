@@ -803,9 +803,16 @@ impl Registry {
         Ok(())
     }
 
-    /// Validates an upstream definition from a REST body (merged into `existing` for PATCH).
-    pub fn prepare_upstream(&self, body: Value, existing: Option<&Record>) -> Result<UpstreamDef, RegistryError> {
-        let mut body = match existing {
+    /// Validates an upstream definition from a REST body replacing `existing` (PUT), or merged
+    /// into it (PATCH, `merge = true`); either may be what a GET returned (masked headers,
+    /// read-only fields).
+    pub fn prepare_upstream(
+        &self,
+        body: Value,
+        existing: Option<&Record>,
+        merge: bool,
+    ) -> Result<UpstreamDef, RegistryError> {
+        let mut body = match existing.filter(|_| merge) {
             Some(rec) => {
                 let mut merged = merge_patch(&rec.body, body)?;
                 if let Some(m) = merged.as_object_mut() {
@@ -817,6 +824,10 @@ impl Registry {
         };
         if let Some(rec) = existing {
             as_sent_back(&mut body, &rec.body);
+            // The catalog is read from the upstream again, whatever a GET showed of it.
+            if let Some(m) = body.as_object_mut() {
+                m.remove("catalog");
+            }
         }
         let (_, normalized) = model::validate(Kind::Gateway, body)?;
         self.guard_def(Kind::Gateway, &normalized)?;
@@ -1052,6 +1063,7 @@ mod tests {
                 .prepare_upstream(
                     json!({"name": "u", "url": "https://up.example/mcp", "urls": ["http://10.0.0.2/mcp"]}),
                     None,
+                    false,
                 )
                 .unwrap_err();
             let RegistryError::Invalid(f) = e else { panic!("{e:?}") };

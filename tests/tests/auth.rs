@@ -387,9 +387,18 @@ async fn every_route_refuses_every_bad_token_and_serves_a_good_one() {
     };
     assert_eq!(use_session(client.clone()).await.expect("own").status(), StatusCode::OK);
     let mallory = hs(claims("mallory", "mcpgw:client", "m"));
-    assert_eq!(
-        use_session(mallory).await.expect("other").status(),
-        StatusCode::NOT_FOUND
+    // Another subject cannot use it: the session is not found for them (not "forbidden",
+    // which would confirm it exists).
+    let r = use_session(mallory).await.expect("other");
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    let body: Value = r.json().await.expect("json");
+    assert_eq!(body["jsonrpc"], "2.0", "{body}");
+    assert!(body["error"]["code"].is_i64(), "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.to_lowercase().contains("session")),
+        "{body}"
     );
 
     // Revoking a token in use locks it out.
@@ -405,6 +414,12 @@ async fn every_route_refuses_every_bad_token_and_serves_a_good_one() {
     assert_eq!(st, StatusCode::CREATED);
     let r = use_session(client.clone()).await.expect("revoked");
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let body: Value = r.json().await.expect("json");
+    assert_eq!(body["error"]["code"], -32040, "{body}");
+    assert!(
+        body["error"]["message"].as_str().is_some_and(|m| m.contains("revoked")),
+        "refused for the revocation, not something else: {body}"
+    );
     let listed = http
         .get(format!("{url}/auth/revocations"))
         .bearer_auth(&admin)

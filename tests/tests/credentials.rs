@@ -132,3 +132,82 @@ async fn tool_credentials_are_sealed_at_rest_and_never_returned() {
             .is_some_and(|m| m.contains("MCPGW_ENCRYPTION_KEY")));
     }
 }
+
+/// An upstream's `headers` (its credentials) are sealed at rest and masked in every answer, on
+/// both targets, and a PUT of the masked value keeps them.
+#[tokio::test]
+async fn upstream_headers_are_sealed_at_rest_and_masked() {
+    const TOKEN: &str = "Bearer upstream-secret-4411";
+    let dir = TempDir::new("upstream-credentials");
+    let fixture = Fixture::start("streamable-http", None);
+    let gw = start_target(&dir, &[]).expect("gateway");
+    let url = gw.url();
+    let http = http_client();
+    let up = json!({"name": "guarded", "url": format!("{}/mcp", fixture.url), "headers": {"authorization": TOKEN}});
+    let r = http
+        .post(format!("{url}/gateways"))
+        .json(&up)
+        .send()
+        .await
+        .expect("register");
+    assert_eq!(
+        r.status(),
+        StatusCode::CREATED,
+        "{}",
+        r.text().await.unwrap_or_default()
+    );
+    let shown: Value = http
+        .get(format!("{url}/gateways/guarded"))
+        .send()
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(shown["headers"]["authorization"], "********", "{shown}");
+    let listed = http
+        .get(format!("{url}/gateways"))
+        .send()
+        .await
+        .expect("list")
+        .text()
+        .await
+        .expect("text");
+    assert!(!listed.contains("upstream-secret-4411"), "{listed}");
+    // A PUT of what GET returned keeps the stored header; the upstream still answers.
+    let mut back = shown.clone();
+    back["timeout_ms"] = json!(20000);
+    let r = http
+        .put(format!("{url}/gateways/guarded"))
+        .json(&back)
+        .send()
+        .await
+        .expect("put");
+    assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap_or_default());
+    let shown: Value = http
+        .get(format!("{url}/gateways/guarded"))
+        .send()
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(shown["headers"]["authorization"], "********", "{shown}");
+    let answer = call_tool(&http, url, None, "guarded__test_simple_text", json!({})).await;
+    assert!(
+        answer["result"]["content"][0]["text"]
+            .as_str()
+            .is_some_and(|t| t.contains("simple text")),
+        "{answer}"
+    );
+    let hits = files_containing(&dir.0, b"upstream-secret-4411");
+    assert!(
+        hits.is_empty(),
+        "the upstream credential is stored in clear in {hits:?}"
+    );
+    assert!(
+        !files_containing(&dir.0, b"guarded").is_empty(),
+        "no stored registry found under {}",
+        dir.0.display()
+    );
+}

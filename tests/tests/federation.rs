@@ -28,6 +28,11 @@ fn toml_str(s: &str) -> String {
 /// A gateway fronting the fixture over `transport`, started with more `fixture_args`
 /// (`--standalone-requests`, `--event-store`).
 async fn start_federated_with(transport: &str, fixture_args: &[&str]) -> Federated {
+    start_federated_as(transport, fixture_args, json!({})).await
+}
+
+/// [`start_federated_with`], the upstream's definition extended with `extra` fields.
+async fn start_federated_as(transport: &str, fixture_args: &[&str], extra: Value) -> Federated {
     let dir = TempDir::new("federation");
     let calls = dir.join("calls.jsonl");
     let (fixture, upstream) = if transport == "stdio" {
@@ -58,6 +63,10 @@ async fn start_federated_with(transport: &str, fixture_args: &[&str]) -> Federat
         };
         (Some(f), json!({"name": "fixture", "url": url, "transport": transport}))
     };
+    let mut upstream = upstream;
+    if let (Some(u), Some(e)) = (upstream.as_object_mut(), extra.as_object()) {
+        u.extend(e.clone());
+    }
     let server = json!({"name": "conf", "upstreams": ["fixture"], "original_names": true});
     let gw = match target() {
         Target::Native => {
@@ -65,6 +74,7 @@ async fn start_federated_with(transport: &str, fixture_args: &[&str]) -> Federat
             for (k, v) in upstream.as_object().expect("object") {
                 match v {
                     Value::String(s) => cfg.push_str(&format!("{k} = {}\n", toml_str(s))),
+                    Value::Number(n) => cfg.push_str(&format!("{k} = {n}\n")),
                     Value::Array(a) => {
                         let items: Vec<String> = a.iter().map(|i| toml_str(i.as_str().expect("str"))).collect();
                         cfg.push_str(&format!("{k} = [{}]\n", items.join(", ")));
@@ -865,4 +875,34 @@ async fn a_client_delete_reaches_the_upstream() {
         assert!(Instant::now() < deadline, "the upstream session was never closed");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// A call's timeout is an idle timeout: a call that reports progress every 200 ms runs for
+/// 2.5 s through an upstream whose timeout is 1 s, while a silent one is cut off at 1 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_call_outlives_its_idle_timeout() {
+    let fed = start_federated_as("streamable-http", &[], json!({"timeout_ms": 1000})).await;
+    let endpoint = format!("{}/servers/conf/mcp", fed.gw.url());
+    let mut s = RawSession::open(&endpoint, json!({})).await.expect("session");
+    let (answer, seen) = s
+        .call(
+            json!(1),
+            "tools/call",
+            json!({"name": "mcpgw_slow_progress", "arguments": {"ms": 2500, "every": 200}, "_meta": {"progressToken": "p"}}),
+            |_| None,
+        )
+        .await
+        .expect("call");
+    assert_eq!(first_text(&answer), "busy for 2500 ms", "{answer}");
+    assert!(seen.len() >= 10, "progress relayed as it came: {}", seen.len());
+    let (answer, _) = s
+        .call(
+            json!(2),
+            "tools/call",
+            json!({"name": "mcpgw_sleep", "arguments": {"ms": 2500}}),
+            |_| None,
+        )
+        .await
+        .expect("call");
+    assert_eq!(answer["error"]["data"]["reason"], "timeout", "{answer}");
 }

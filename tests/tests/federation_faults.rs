@@ -98,17 +98,28 @@ impl Setup {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_killed_mid_call() {
     let s = setup(&[]).await;
-    let mut victim = Fixture::start("streamable-http", None);
+    let dir = TempDir::new("killed-mid-call");
+    let calls = dir.join("calls.jsonl");
+    let mut victim = Fixture::start("streamable-http", Some(&calls));
     let (status, body) = register(s.url(), json!({"name": "victim", "url": format!("{}/mcp", victim.url)})).await;
     assert_eq!(status, 201, "{body}");
     let (url, sid) = (s.url().to_string(), s.sid.clone());
     let pending = tokio::spawn(async move { call(&url, &sid, "victim__mcpgw_sleep", json!({"ms": 20000})).await });
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    // Kill it once the call is running there (its calls log says so).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !std::fs::read_to_string(&calls)
+        .unwrap_or_default()
+        .contains("\"mcpgw_sleep\"")
+    {
+        assert!(Instant::now() < deadline, "the call never reached the upstream");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let killed_at = Instant::now();
     victim.kill();
     let (answer, _) = pending.await.expect("join");
     let after_kill = killed_at.elapsed();
     assert_eq!(answer["error"]["code"], -32603, "{answer}");
+    assert_eq!(answer["error"]["data"]["reason"], "closed", "{answer}");
     assert!(
         answer["error"]["message"]
             .as_str()
@@ -123,10 +134,8 @@ async fn upstream_killed_mid_call() {
     s.other_still_serves().await;
     // The next call to the dead upstream fails promptly too.
     let (answer, took) = call(s.url(), &s.sid, "victim__test_simple_text", json!({})).await;
-    assert!(
-        answer["error"].is_object() && took < Duration::from_secs(5),
-        "{answer} {took:?}"
-    );
+    assert_eq!(answer["error"]["data"]["reason"], "unreachable", "{answer}");
+    assert!(took < Duration::from_secs(5), "{answer} {took:?}");
     s.other_still_serves().await;
 }
 
@@ -255,7 +264,7 @@ async fn unhealthy_upstreams_fail_fast_and_recover() {
     victim.kill();
     for _ in 0..2 {
         let (answer, _) = call(s.url(), &s.sid, "victim__test_simple_text", json!({})).await;
-        assert!(answer["error"].is_object(), "{answer}");
+        assert_eq!(answer["error"]["data"]["reason"], "unreachable", "{answer}");
     }
     let (answer, took) = call(s.url(), &s.sid, "victim__test_simple_text", json!({})).await;
     assert_eq!(answer["error"]["data"]["reason"], "unhealthy", "{answer}");

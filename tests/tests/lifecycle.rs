@@ -78,6 +78,15 @@ async fn seeding_twice_does_not_duplicate() {
 
 #[tokio::test]
 async fn sigterm_ends_sse_streams_and_exits_cleanly() {
+    signal_ends_sse_streams_and_exits_cleanly("TERM").await;
+}
+
+#[tokio::test]
+async fn sigint_ends_sse_streams_and_exits_cleanly() {
+    signal_ends_sse_streams_and_exits_cleanly("INT").await;
+}
+
+async fn signal_ends_sse_streams_and_exits_cleanly(signal: &str) {
     let dir = TempDir::new("shutdown");
     let db = dir.join("gw.db");
     let mut gw = GatewayProcess::start(&["--database", db.to_str().expect("utf-8")], &[]).expect("gateway");
@@ -98,7 +107,7 @@ async fn sigterm_ends_sse_streams_and_exits_cleanly() {
         .await
         .expect("sse");
     assert_eq!(legacy.status(), StatusCode::OK);
-    gw.signal("TERM").expect("term");
+    gw.signal(signal).expect("signal");
     let status = gw.wait_exit(Duration::from_secs(5)).expect("exits promptly");
     assert!(status.success(), "exit status {status}");
     // Both streams end cleanly (the body completes), rather than hanging or breaking off.
@@ -222,4 +231,91 @@ async fn bad_settings_are_named_at_start_up() {
         !status.success() && out.contains("MCPGW_CONFIG") && out.contains("bogus"),
         "{out}"
     );
+}
+
+/// Two instances on one database file: a token revoked through one is refused by the other
+/// within the registry cache time (2 s), and a tool created through one is announced with
+/// tools/list_changed to a client of the other (at its next upkeep, 1 s here).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_on_one_database_see_each_others_writes() {
+    const SECRET: &str = "t2Gm8Qx4Vn1Rk7Yp3Lw9Hd6Sb0Fc5Ja2Ue8Io4Zt1";
+    let dir = TempDir::new("two-instances");
+    let db = dir.join("gw.db");
+    let env = [("MCPGW_AUTH_REQUIRED", "true"), ("MCPGW_JWT_SECRET", SECRET)];
+    let args = ["--database", db.to_str().expect("utf-8"), "--upkeep-secs", "1"];
+    let a = GatewayProcess::start(&args, &env).expect("instance a");
+    let b = GatewayProcess::start(&args, &env).expect("instance b");
+    let now = mcpgw_e2e::unix_now();
+    let token = |sub: &str, scope: &str, jti: &str| {
+        mcpgw_e2e::sign_jwt(
+            "HS256",
+            SECRET,
+            json!({"iss": "mcpgw", "aud": "mcpgw", "sub": sub, "scope": scope, "jti": jti, "exp": now + 600}),
+        )
+    };
+    let admin = token("ops", "mcpgw:admin", "adm");
+    let client = token("agent", "mcpgw:client", "c-1");
+    let http = http_client();
+    let ping = json!({"jsonrpc": "2.0", "id": 1, "method": "ping"});
+    let ping_b = || {
+        http.post(format!("{}/rpc", b.url))
+            .bearer_auth(&client)
+            .json(&ping)
+            .send()
+    };
+    assert_eq!(ping_b().await.expect("ping").status(), StatusCode::OK);
+
+    // A client of b listening on its stream.
+    let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize",
+        "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}});
+    let r = http
+        .post(format!("{}/mcp", b.url))
+        .bearer_auth(&admin)
+        .header("accept", ACCEPT)
+        .json(&init)
+        .send()
+        .await
+        .expect("initialize");
+    let sid = r.headers()["mcp-session-id"].to_str().expect("sid").to_string();
+    let stream = http
+        .get(format!("{}/mcp", b.url))
+        .bearer_auth(&admin)
+        .header("accept", "text/event-stream")
+        .header("mcp-session-id", &sid)
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(stream.status(), StatusCode::OK);
+
+    // Writes through a.
+    let r = http
+        .post(format!("{}/tools", a.url))
+        .bearer_auth(&admin)
+        .json(&json!({"name": "made_on_a", "url": "http://127.0.0.1:9/x"}))
+        .send()
+        .await
+        .expect("create");
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let r = http
+        .post(format!("{}/auth/revocations", a.url))
+        .bearer_auth(&admin)
+        .json(&json!({"jti": "c-1"}))
+        .send()
+        .await
+        .expect("revoke");
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let revoked_at = std::time::Instant::now();
+    loop {
+        let r = ping_b().await.expect("ping");
+        if r.status() == StatusCode::UNAUTHORIZED {
+            break;
+        }
+        assert!(
+            revoked_at.elapsed() < Duration::from_millis(2500),
+            "b still accepts the revoked token"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let events = mcpgw_e2e::read_events(stream, 1).await;
+    assert_eq!(events[0].1["method"], "notifications/tools/list_changed", "{events:?}");
 }
