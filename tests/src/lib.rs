@@ -364,29 +364,15 @@ impl EdgeProcess {
             cfg.push('\n');
         }
         let cfg_path = state_dir.join("wrangler.toml");
-        std::fs::write(&cfg_path, cfg)?;
+        std::fs::write(&cfg_path, &cfg)?;
         let persist = state_dir.join("state");
         let persist_s = persist.to_str().context("utf-8 path")?.to_string();
         let cfg_s = cfg_path.to_str().context("utf-8 path")?.to_string();
         if !persist.exists() {
-            let mut migrate = wrangler(
-                &[
-                    "d1",
-                    "migrations",
-                    "apply",
-                    "mcpgw",
-                    "--local",
-                    "--config",
-                    &cfg_s,
-                    "--persist-to",
-                    &persist_s,
-                ],
-                state_dir,
-            );
-            let (ok, out) = run_with_timeout(&mut migrate, Duration::from_secs(120))?;
-            if !ok {
-                bail!("wrangler d1 migrations apply failed:\n{out}");
-            }
+            // A copy of the state migrated once for this test process (each migration is a
+            // wrangler run of a few seconds).
+            let template = migrated_template(&cfg)?;
+            copy_dir(&template, &persist)?;
         }
         let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let port_s = port.to_string();
@@ -473,6 +459,55 @@ impl EdgeProcess {
             .status();
         let _ = self.child.wait();
     }
+}
+
+/// Local D1 state with every migration applied, made once per test process from `cfg` (the
+/// Worker config every test uses) under the temp dir; its `state` directory.
+fn migrated_template(cfg: &str) -> anyhow::Result<PathBuf> {
+    static TEMPLATE: std::sync::OnceLock<Result<PathBuf, String>> = std::sync::OnceLock::new();
+    let made = TEMPLATE.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("mcpgw-d1-template-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+        let cfg_path = dir.join("wrangler.toml");
+        std::fs::write(&cfg_path, cfg).map_err(|e| e.to_string())?;
+        let persist = dir.join("state");
+        let mut migrate = wrangler(
+            &[
+                "d1",
+                "migrations",
+                "apply",
+                "mcpgw",
+                "--local",
+                "--config",
+                cfg_path.to_str().unwrap_or_default(),
+                "--persist-to",
+                persist.to_str().unwrap_or_default(),
+            ],
+            &dir,
+        );
+        let (ok, out) = run_with_timeout(&mut migrate, Duration::from_secs(120)).map_err(|e| e.to_string())?;
+        if !ok {
+            return Err(format!("wrangler d1 migrations apply failed:\n{out}"));
+        }
+        Ok(persist)
+    });
+    made.clone().map_err(|e| anyhow!(e))
+}
+
+/// Copies a directory tree.
+fn copy_dir(from: &Path, to: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_dir(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), &target)?;
+        }
+    }
+    Ok(())
 }
 
 impl Drop for EdgeProcess {
