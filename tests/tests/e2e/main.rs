@@ -1,0 +1,20 @@
+//! The end-to-end suite as one test binary (it links once, and its cases share one test
+//! runner): a module per area. `MCPGW_TARGET=edge` runs the shared modules against the Worker
+//! under `wrangler dev`; `lifecycle` and `fixture_upstream` are native-only and
+//! `edge_restart` always runs the edge (the test command filters them out of the edge run and
+//! reports them as skipped there).
+
+mod auth;
+mod bad_input;
+mod conformance;
+mod credentials;
+mod edge_restart;
+mod federation;
+mod federation_faults;
+mod fixture_upstream;
+mod lifecycle;
+mod oauth;
+mod protocol;
+mod ratelimit;
+mod sdk_clients;
+mod ssrf;
