@@ -113,6 +113,10 @@ pub struct GatewayConfig {
     /// Between an upstream's slug and a member's name in federated names (`{slug}__{name}`).
     #[serde(default = "d_separator")]
     pub name_separator: String,
+    /// A name for this instance, reported by `/version` (empty: not reported): tells an
+    /// operator, or a test, which of several instances answered.
+    #[serde(default)]
+    pub instance: String,
     /// Default seconds between upstream catalog refreshes.
     #[serde(default = "d_refresh")]
     pub upstream_refresh_secs: u64,
@@ -163,6 +167,7 @@ fn unreachable_default() -> GatewayConfig {
         max_upstream_response_bytes: d_upstream_resp(),
         registry_cache_ms: d_cache(),
         name_separator: d_separator(),
+        instance: String::new(),
         upstream_refresh_secs: d_refresh(),
         health_check_secs: d_health(),
         unhealthy_after: d_unhealthy(),

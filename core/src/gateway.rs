@@ -477,10 +477,13 @@ impl Gateway {
                 Ok(()) => json_response(StatusCode::OK, &json!({"status": "ready"})),
                 Err(e) => api_error(StatusCode::SERVICE_UNAVAILABLE, "not_ready", e.to_string(), None),
             },
-            ["version"] => json_response(
-                StatusCode::OK,
-                &json!({"name": inner.info.name, "version": inner.info.version, "protocol_versions": protocol::SUPPORTED_VERSIONS}),
-            ),
+            ["version"] => {
+                let mut v = json!({"name": inner.info.name, "version": inner.info.version, "protocol_versions": protocol::SUPPORTED_VERSIONS});
+                if !inner.config.instance.is_empty() {
+                    v["instance"] = json!(inner.config.instance);
+                }
+                json_response(StatusCode::OK, &v)
+            }
             [collection, rest @ ..] if rest.len() <= 1 && crate::admin::collection_kind(collection).is_some() => {
                 let kind = crate::admin::collection_kind(collection).unwrap_or(Kind::Tool);
                 inner.admin(req, kind, rest.first().copied()).await

@@ -797,8 +797,9 @@ impl Link {
     /// upstream's `retry:` delay, backing off while it fails), until the link is closed or
     /// dropped. The returned future resolves once the first GET was answered (or refused), so a
     /// caller can make sure the stream is there before it forwards a call whose requests the
-    /// upstream sends on it. An upstream that answers 405 offers no such stream; 404 means its
-    /// session is gone and the link is marked broken.
+    /// upstream sends on it. An upstream that answers 405 (or another client error but 408, 409
+    /// and 429) offers no such stream; 404 means its session is gone and the link is marked
+    /// broken.
     pub fn listen(
         self: &Arc<Self>,
         sink: UnboundedSender<Value>,
@@ -904,7 +905,15 @@ async fn standalone_stream(
                     }
                     return;
                 }
-                if resp.status == http::StatusCode::METHOD_NOT_ALLOWED {
+                // 405: no standalone stream offered. Another client error will not change by
+                // asking again, except a conflict (the previous stream not yet released),
+                // a timeout or a rate limit.
+                let transient = [
+                    http::StatusCode::CONFLICT,
+                    http::StatusCode::REQUEST_TIMEOUT,
+                    http::StatusCode::TOO_MANY_REQUESTS,
+                ];
+                if resp.status.is_client_error() && !transient.contains(&resp.status) {
                     return;
                 }
                 failures += 1;

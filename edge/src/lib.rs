@@ -116,6 +116,7 @@ fn config(env: &Env) -> Result<GatewayConfig> {
         max_upstream_response_bytes: number(env, "MCPGW_MAX_UPSTREAM_RESPONSE_BYTES", d.max_upstream_response_bytes)?,
         max_sessions: number(env, "MCPGW_MAX_SESSIONS", d.max_sessions)?,
         name_separator: var(env, "MCPGW_NAME_SEPARATOR").unwrap_or_else(|| d.name_separator.clone()),
+        instance: var(env, "MCPGW_INSTANCE").unwrap_or_default(),
         upstream_refresh_secs: number(env, "MCPGW_UPSTREAM_REFRESH_SECS", d.upstream_refresh_secs)?,
         health_check_secs: number(env, "MCPGW_HEALTH_CHECK_SECS", d.health_check_secs)?,
         unhealthy_after: number(env, "MCPGW_UNHEALTHY_AFTER", d.unhealthy_after)?,

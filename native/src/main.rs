@@ -98,6 +98,9 @@ struct ServeArgs {
     /// Between an upstream's slug and a member's name in federated names.
     #[arg(long, env = "MCPGW_NAME_SEPARATOR", default_value = "__")]
     name_separator: String,
+    /// A name for this instance, reported by /version (which of several answered).
+    #[arg(long, env = "MCPGW_INSTANCE", default_value = "")]
+    instance: String,
     /// Default seconds between upstream catalog refreshes.
     #[arg(long, env = "MCPGW_UPSTREAM_REFRESH_SECS", default_value = "300")]
     upstream_refresh_secs: String,
@@ -240,6 +243,7 @@ fn settings(a: &ServeArgs) -> anyhow::Result<Settings> {
         )?,
         max_sessions: number("MCPGW_MAX_SESSIONS (--max-sessions)", &a.max_sessions)?,
         name_separator: a.name_separator.clone(),
+        instance: a.instance.clone(),
         upstream_refresh_secs: number(
             "MCPGW_UPSTREAM_REFRESH_SECS (--upstream-refresh-secs)",
             &a.upstream_refresh_secs,

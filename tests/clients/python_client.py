@@ -6,10 +6,13 @@ Exits 0 and prints PASS when every check holds; raises (exit 1) on the first fai
 
 import asyncio
 import base64
+import os
 import sys
 
 from mcp import Client
 from mcp.client.sse import sse_client
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared._httpx_utils import create_mcp_http_client
 
 PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg=="
 
@@ -33,7 +36,15 @@ async def main(url: str, transport: str, scoped: bool) -> None:
     async def on_log(params):
         logs.append(params)
 
-    target = sse_client(url) if transport == "sse" else url
+    # With MCPGW_TOKEN set (a gateway with auth on), every request carries it as a bearer token.
+    token = os.environ.get("MCPGW_TOKEN")
+    headers = {"Authorization": f"Bearer {token}"} if token else None
+    if transport == "sse":
+        target = sse_client(url, headers=headers)
+    elif headers:
+        target = streamable_http_client(url, http_client=create_mcp_http_client(headers=headers))
+    else:
+        target = url
     async with Client(target, logging_callback=on_log) as client:
         tools, tool_pages = await collect(lambda c: _tools(client, c))
         names = sorted(t.name for t in tools)

@@ -26,11 +26,16 @@ async function collect(fetchPage, key) {
   return { items, pages };
 }
 
+// With MCPGW_TOKEN set (a gateway with auth on), every request carries it as a bearer token.
+const auth = process.env.MCPGW_TOKEN ? { Authorization: `Bearer ${process.env.MCPGW_TOKEN}` } : {};
+const withAuth = (u, init) => fetch(u, { ...init, headers: { ...(init?.headers ?? {}), ...auth } });
 const client = new Client({ name: "mcpgw-ts-test", version: "1.0.0" });
 const logs = [];
 client.setNotificationHandler(LoggingMessageNotificationSchema, (n) => logs.push(n.params));
 const transport =
-  transportName === "sse" ? new SSEClientTransport(new URL(url)) : new StreamableHTTPClientTransport(new URL(url));
+  transportName === "sse"
+    ? new SSEClientTransport(new URL(url), { requestInit: { headers: auth }, eventSourceInit: { fetch: withAuth } })
+    : new StreamableHTTPClientTransport(new URL(url), { requestInit: { headers: auth } });
 await client.connect(transport);
 
 const tools = await collect((p) => client.listTools(p), "tools");

@@ -86,7 +86,10 @@ assert.ok(text(roots).includes("file:///tmp/mcpgw-root"), text(roots));
 // Cancelling a call cancels the upstream request serving it.
 const abort = new AbortController();
 const slow = client.callTool({ name: "fixture__mcpgw_sleep", arguments: { ms: 20000 } }, undefined, { signal: abort.signal });
-await new Promise((r) => setTimeout(r, 300));
+// Cancel once the call is running upstream (the fixture logged it), not after a guessed delay.
+const running = () => existsSync(callsLog) && readFileSync(callsLog, "utf8").includes('"mcpgw_sleep"');
+for (let i = 0; i < 200 && !running(); i++) await new Promise((r) => setTimeout(r, 20));
+assert.ok(running(), "the slow call never reached the upstream");
 abort.abort("no longer needed");
 await assert.rejects(slow);
 const cancelled = () => existsSync(callsLog) && readFileSync(callsLog, "utf8").includes('"cancelled"');

@@ -59,6 +59,20 @@ impl Drop for TempDir {
     }
 }
 
+/// The lines of a child's output, read on a thread of their own until it closes; the thread
+/// keeps reading (and dropping) after the receiver is gone, so the child never blocks.
+fn lines_of(out: impl std::io::Read + Send + 'static) -> std::sync::mpsc::Receiver<String> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut reader = BufReader::new(out);
+        let mut line = String::new();
+        while reader.read_line(&mut line).is_ok_and(|n| n > 0) {
+            let _ = tx.send(std::mem::take(&mut line));
+        }
+    });
+    rx
+}
+
 /// A running gateway process; killed (SIGKILL) on drop.
 pub struct GatewayProcess {
     child: Child,
@@ -106,41 +120,39 @@ impl GatewayProcess {
             .spawn()
             .context("spawn mcpgw")?;
         let stderr = child.stderr.take().ok_or_else(|| anyhow!("no stderr"))?;
-        let mut reader = BufReader::new(stderr);
+        // Lines are read on a thread (which goes on draining stderr, so the child never blocks
+        // on a full pipe); waiting for them has a deadline even if the process prints nothing.
+        let lines = lines_of(stderr);
         let mut log = Vec::new();
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let mut line = String::new();
-            let n = reader.read_line(&mut line)?;
-            if n == 0 {
-                let status = child.wait()?;
-                bail!("mcpgw exited ({status}) before listening:\n{}", log.join(""));
-            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = match lines.recv_timeout(left) {
+                Ok(line) => line,
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                    let status = child.wait()?;
+                    bail!("mcpgw exited ({status}) before listening:\n{}", log.join(""));
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    bail!("mcpgw did not listen within 30 s:\n{}", log.join(""));
+                }
+            };
             log.push(line.clone());
             if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
                 if let Some(addr) = v["fields"]["address"].as_str() {
                     if v["fields"]["message"].as_str().is_some_and(|m| m.contains("listening")) {
                         let addr: SocketAddr = addr.parse()?;
-                        let ready_after = started.elapsed();
-                        // Keep draining stderr so the child never blocks on a full pipe.
-                        std::thread::spawn(move || {
-                            let mut sink = String::new();
-                            while reader.read_line(&mut sink).map(|n| n > 0).unwrap_or(false) {
-                                sink.clear();
-                            }
-                        });
                         return Ok(Self {
                             child,
                             url: format!("http://{addr}"),
                             addr,
-                            ready_after,
+                            ready_after: started.elapsed(),
                             log,
                         });
                     }
                 }
-            }
-            if Instant::now() > deadline {
-                bail!("mcpgw did not listen within 30 s:\n{}", log.join(""));
             }
         }
     }
@@ -404,6 +416,10 @@ impl EdgeProcess {
         if !vars.iter().any(|(k, _)| *k == "MCPGW_SSRF_ALLOW") {
             var_args.push("MCPGW_SSRF_ALLOW:loopback".into());
         }
+        // The port was free when picked, not reserved: whatever answers on it must prove it is
+        // this Worker by the instance name /version reports.
+        let instance = format!("edge-{}-{port}-{}", std::process::id(), unix_now());
+        var_args.push(format!("MCPGW_INSTANCE:{instance}"));
         // Natively the key is a file beside the database; the Worker takes it as a secret.
         if !vars.iter().any(|(k, _)| *k == "MCPGW_ENCRYPTION_KEY") {
             var_args.push(format!("MCPGW_ENCRYPTION_KEY:{TEST_ENCRYPTION_KEY}"));
@@ -432,7 +448,11 @@ impl EdgeProcess {
                 bail!("wrangler dev exited ({status}):\n{log}");
             }
             if health_ok(addr) {
-                return Ok(edge);
+                let v = version_of(addr);
+                if v.get("instance").and_then(|i| i.as_str()) == Some(instance.as_str()) {
+                    return Ok(edge);
+                }
+                bail!("127.0.0.1:{port} is answered by another process: /version {v}");
             }
             if Instant::now() > deadline {
                 let log = std::fs::read_to_string(state_dir.join("wrangler.log")).unwrap_or_default();
@@ -514,6 +534,33 @@ impl Drop for EdgeProcess {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// `GET /version` over a raw socket: its JSON body (null if there is none).
+fn version_of(addr: SocketAddr) -> serde_json::Value {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(500)) else {
+        return serde_json::Value::Null;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+    let req = format!(
+        "GET /version HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\n\r\n",
+        addr.port()
+    );
+    if s.write_all(req.as_bytes()).is_err() {
+        return serde_json::Value::Null;
+    }
+    let mut text = String::new();
+    let _ = s.read_to_string(&mut text);
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or_default();
+    // A chunked body: its first chunk is the whole (small) JSON document.
+    let body = match body.split_once("\r\n") {
+        Some((size, rest)) if usize::from_str_radix(size.trim(), 16).is_ok() && !size.trim().starts_with('{') => {
+            &rest[..usize::from_str_radix(size.trim(), 16).unwrap_or(0).min(rest.len())]
+        }
+        _ => body,
+    };
+    serde_json::from_str(body).unwrap_or(serde_json::Value::Null)
 }
 
 /// A plain `GET /health` over a raw socket: true on a 200.
@@ -608,6 +655,11 @@ pub fn start_target_with(dir: &TempDir, settings: &[&str], env: &[(&str, &str)])
 
 /// Creates every entry of a seed file through the REST API, in file order.
 pub async fn seed_over_rest(url: &str, seed_toml: &str) -> anyhow::Result<()> {
+    seed_over_rest_as(url, seed_toml, None).await
+}
+
+/// [`seed_over_rest`] with an admin bearer token (a gateway with auth on).
+pub async fn seed_over_rest_as(url: &str, seed_toml: &str, bearer: Option<&str>) -> anyhow::Result<()> {
     let file: toml::Table = toml::from_str(seed_toml)?;
     let http = reqwest::Client::new();
     for (section, collection) in [
@@ -622,7 +674,11 @@ pub async fn seed_over_rest(url: &str, seed_toml: &str) -> anyhow::Result<()> {
         };
         for entry in entries {
             let body = serde_json::to_value(entry)?;
-            let r = http.post(format!("{url}/{collection}")).json(&body).send().await?;
+            let mut rb = http.post(format!("{url}/{collection}")).json(&body);
+            if let Some(t) = bearer {
+                rb = rb.bearer_auth(t);
+            }
+            let r = rb.send().await?;
             anyhow::ensure!(
                 r.status() == reqwest::StatusCode::CREATED,
                 "seed {section}: {} {}",
@@ -892,26 +948,24 @@ impl Fixture {
     }
 
     fn spawn(mut cmd: Command) -> Self {
-        use std::io::{BufRead, BufReader};
         let mut child = cmd
             .current_dir(repo_root())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::null())
             .spawn()
             .expect("spawn upstream server");
-        let mut reader = BufReader::new(child.stdout.take().expect("stdout"));
-        let mut line = String::new();
-        reader.read_line(&mut line).expect("listening line");
+        let lines = lines_of(child.stdout.take().expect("stdout"));
+        let line = match lines.recv_timeout(Duration::from_secs(30)) {
+            Ok(line) => line,
+            Err(e) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("the upstream server printed no listening line within 30 s: {e}");
+            }
+        };
         let v: serde_json::Value =
             serde_json::from_str(&line).unwrap_or_else(|e| panic!("bad listening line {line:?}: {e}"));
         let url = v["listening"].as_str().expect("listening url").to_string();
-        // Keep draining stdout so the server never blocks on a full pipe.
-        std::thread::spawn(move || {
-            let mut sink = String::new();
-            while reader.read_line(&mut sink).is_ok_and(|n| n > 0) {
-                sink.clear();
-            }
-        });
         Self { child, url }
     }
 
@@ -1231,11 +1285,35 @@ impl RedisServer {
             url: format!("redis://127.0.0.1:{port}/"),
         };
         let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        let mut conn = loop {
+            if let Ok(c) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+                break c;
+            }
             if Instant::now() > deadline {
                 bail!("redis-server did not listen on {port} within 10 s");
             }
             std::thread::sleep(Duration::from_millis(50));
+        };
+        // The port was free when picked, not reserved: the server on it must be ours.
+        use std::io::{Read, Write};
+        conn.set_read_timeout(Some(Duration::from_secs(5)))?;
+        conn.write_all(b"INFO server\r\n")?;
+        let mut info = Vec::new();
+        let mut buf = [0u8; 8192];
+        while !String::from_utf8_lossy(&info).contains("process_id:") || !info.ends_with(b"\r\n") {
+            let n = conn.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            info.extend_from_slice(&buf[..n]);
+        }
+        let info = String::from_utf8_lossy(&info);
+        let pid = info
+            .lines()
+            .find_map(|l| l.strip_prefix("process_id:"))
+            .and_then(|p| p.trim().parse::<u32>().ok());
+        if pid != Some(server.child.id()) {
+            bail!("127.0.0.1:{port} is answered by another redis-server (process {pid:?})");
         }
         Ok(server)
     }
