@@ -386,77 +386,101 @@ impl EdgeProcess {
             let template = migrated_template(&cfg)?;
             copy_dir(&template, &persist)?;
         }
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-        let port_s = port.to_string();
-        let mut args = vec![
-            "dev",
-            "--config",
-            &cfg_s,
-            "--local",
-            "--ip",
-            "127.0.0.1",
-            "--port",
-            &port_s,
-            "--persist-to",
-            &persist_s,
-        ];
-        // --test-scheduled: GET /__scheduled runs the Cron Trigger handler.
-        args.extend([
-            "--inspector-port",
-            "0",
-            "--test-scheduled",
-            "--var",
-            "MCPGW_BIND_HOST:127.0.0.1",
-        ]);
-        let mut var_args: Vec<String> = vars.iter().map(|(k, v)| format!("{k}:{v}")).collect();
-        // As natively: no auth unless the test sets it.
-        if !vars.iter().any(|(k, _)| *k == "MCPGW_AUTH_REQUIRED") {
-            var_args.push("MCPGW_AUTH_REQUIRED:false".into());
+        // wrangler needs a port number: one free when picked, which another process may take
+        // before workerd binds it. Then it is tried again on another.
+        let mut last = String::new();
+        for _attempt in 0..5 {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+            let port_s = port.to_string();
+            let mut args = vec![
+                "dev",
+                "--config",
+                &cfg_s,
+                "--local",
+                "--ip",
+                "127.0.0.1",
+                "--port",
+                &port_s,
+                "--persist-to",
+                &persist_s,
+            ];
+            // --test-scheduled: GET /__scheduled runs the Cron Trigger handler.
+            args.extend([
+                "--inspector-port",
+                "0",
+                "--test-scheduled",
+                "--var",
+                "MCPGW_BIND_HOST:127.0.0.1",
+            ]);
+            let mut var_args: Vec<String> = vars.iter().map(|(k, v)| format!("{k}:{v}")).collect();
+            // As natively: no auth unless the test sets it.
+            if !vars.iter().any(|(k, _)| *k == "MCPGW_AUTH_REQUIRED") {
+                var_args.push("MCPGW_AUTH_REQUIRED:false".into());
+            }
+            if !vars.iter().any(|(k, _)| *k == "MCPGW_SSRF_ALLOW") {
+                var_args.push("MCPGW_SSRF_ALLOW:loopback".into());
+            }
+            // Whatever answers on the port must prove it is this Worker by the instance name
+            // /version reports.
+            let instance = format!("edge-{}-{port}-{}", std::process::id(), unix_now());
+            var_args.push(format!("MCPGW_INSTANCE:{instance}"));
+            // Natively the key is a file beside the database; the Worker takes it as a secret.
+            if !vars.iter().any(|(k, _)| *k == "MCPGW_ENCRYPTION_KEY") {
+                var_args.push(format!("MCPGW_ENCRYPTION_KEY:{TEST_ENCRYPTION_KEY}"));
+            }
+            for v in &var_args {
+                args.extend(["--var", v.as_str()]);
+            }
+            let log = std::fs::File::create(state_dir.join("wrangler.log"))?;
+            let mut cmd = wrangler(&args, state_dir);
+            cmd.stdout(log.try_clone()?)
+                .stderr(log)
+                .stdin(Stdio::null())
+                .process_group(0);
+            let child = cmd.spawn().context("spawn wrangler dev")?;
+            let addr: SocketAddr = format!("127.0.0.1:{port}").parse()?;
+            let mut edge = Self {
+                child,
+                url: format!("http://{addr}"),
+                addr,
+                state_dir: state_dir.to_path_buf(),
+            };
+            match edge.wait_ready(&instance)? {
+                None => return Ok(edge),
+                Some(why) => {
+                    edge.stop();
+                    last = why;
+                }
+            }
         }
-        if !vars.iter().any(|(k, _)| *k == "MCPGW_SSRF_ALLOW") {
-            var_args.push("MCPGW_SSRF_ALLOW:loopback".into());
-        }
-        // The port was free when picked, not reserved: whatever answers on it must prove it is
-        // this Worker by the instance name /version reports.
-        let instance = format!("edge-{}-{port}-{}", std::process::id(), unix_now());
-        var_args.push(format!("MCPGW_INSTANCE:{instance}"));
-        // Natively the key is a file beside the database; the Worker takes it as a secret.
-        if !vars.iter().any(|(k, _)| *k == "MCPGW_ENCRYPTION_KEY") {
-            var_args.push(format!("MCPGW_ENCRYPTION_KEY:{TEST_ENCRYPTION_KEY}"));
-        }
-        for v in &var_args {
-            args.extend(["--var", v.as_str()]);
-        }
-        let log = std::fs::File::create(state_dir.join("wrangler.log"))?;
-        let mut cmd = wrangler(&args, state_dir);
-        cmd.stdout(log.try_clone()?)
-            .stderr(log)
-            .stdin(Stdio::null())
-            .process_group(0);
-        let child = cmd.spawn().context("spawn wrangler dev")?;
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse()?;
-        let mut edge = Self {
-            child,
-            url: format!("http://{addr}"),
-            addr,
-            state_dir: state_dir.to_path_buf(),
-        };
+        bail!("wrangler dev found no free port in 5 tries; the last: {last}")
+    }
+
+    /// Waits until this Worker answers on its port: `None` once it does, `Some(why)` if the
+    /// port turned out to be taken (by the time workerd bound it, or by another server).
+    fn wait_ready(&mut self, instance: &str) -> anyhow::Result<Option<String>> {
+        let log_of = |dir: &Path| std::fs::read_to_string(dir.join("wrangler.log")).unwrap_or_default();
         let deadline = Instant::now() + Duration::from_secs(90);
         loop {
-            if let Some(status) = edge.child.try_wait()? {
-                let log = std::fs::read_to_string(state_dir.join("wrangler.log")).unwrap_or_default();
+            if let Some(status) = self.child.try_wait()? {
+                let log = log_of(&self.state_dir);
+                if log.contains("Address already in use") {
+                    return Ok(Some(format!("{} was taken", self.addr)));
+                }
                 bail!("wrangler dev exited ({status}):\n{log}");
             }
-            if health_ok(addr) {
-                let v = version_of(addr);
-                if v.get("instance").and_then(|i| i.as_str()) == Some(instance.as_str()) {
-                    return Ok(edge);
+            if health_ok(self.addr) {
+                let v = version_of(self.addr);
+                if v.get("instance").and_then(|i| i.as_str()) == Some(instance) {
+                    return Ok(None);
                 }
-                bail!("127.0.0.1:{port} is answered by another process: /version {v}");
+                return Ok(Some(format!(
+                    "{} is answered by another server: /version {v}",
+                    self.addr
+                )));
             }
             if Instant::now() > deadline {
-                let log = std::fs::read_to_string(state_dir.join("wrangler.log")).unwrap_or_default();
-                bail!("wrangler dev not ready within 90 s:\n{log}");
+                bail!("wrangler dev not ready within 90 s:\n{}", log_of(&self.state_dir));
             }
             std::thread::sleep(Duration::from_millis(200));
         }
@@ -550,17 +574,28 @@ fn version_of(addr: SocketAddr) -> serde_json::Value {
     if s.write_all(req.as_bytes()).is_err() {
         return serde_json::Value::Null;
     }
-    let mut text = String::new();
-    let _ = s.read_to_string(&mut text);
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or_default();
-    // A chunked body: its first chunk is the whole (small) JSON document.
-    let body = match body.split_once("\r\n") {
-        Some((size, rest)) if usize::from_str_radix(size.trim(), 16).is_ok() && !size.trim().starts_with('{') => {
-            &rest[..usize::from_str_radix(size.trim(), 16).unwrap_or(0).min(rest.len())]
+    // Read until the body parses (the server may keep the connection open after it).
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 4096];
+    while let Ok(n @ 1..) = s.read(&mut buf) {
+        raw.extend_from_slice(&buf[..n]);
+        if let Some(v) = version_body(&String::from_utf8_lossy(&raw)) {
+            return v;
         }
-        _ => body,
-    };
-    serde_json::from_str(body).unwrap_or(serde_json::Value::Null)
+    }
+    version_body(&String::from_utf8_lossy(&raw)).unwrap_or(serde_json::Value::Null)
+}
+
+/// The JSON body of a raw HTTP/1.1 answer (plain or chunked), once it is all there.
+fn version_body(text: &str) -> Option<serde_json::Value> {
+    let body = text.split_once("\r\n\r\n")?.1;
+    if let Ok(v) = serde_json::from_str(body) {
+        return Some(v);
+    }
+    // A chunked body: its first chunk is the whole (small) JSON document.
+    let (size, rest) = body.split_once("\r\n")?;
+    let n = usize::from_str_radix(size.trim(), 16).ok()?;
+    serde_json::from_str(rest.get(..n)?).ok()
 }
 
 /// A plain `GET /health` over a raw socket: true on a 200.
