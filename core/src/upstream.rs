@@ -73,6 +73,47 @@ pub(crate) struct Hello {
     pub client_info: Value,
 }
 
+/// The sinks of the calls in flight on a link, oldest first: what the upstream says outside any
+/// call goes with the newest (a duplex link's unrelated messages; a streamable link's standalone
+/// stream when the client has none of its own).
+#[derive(Default)]
+struct CallSinks(Mutex<Vec<(u64, UnboundedSender<Value>)>>);
+
+impl CallSinks {
+    /// Registers call `id`'s sink until the returned guard drops (however the call ends).
+    fn enter(&self, id: u64, sink: Option<&UnboundedSender<Value>>) -> CallGuard<'_> {
+        if let Some(s) = sink {
+            self.0.lock().unwrap_or_else(|e| e.into_inner()).push((id, s.clone()));
+        }
+        CallGuard(self, id)
+    }
+
+    fn newest(&self) -> Option<UnboundedSender<Value>> {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .last()
+            .map(|(_, s)| s.clone())
+    }
+
+    fn clear(&self) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    }
+}
+
+/// Removes its call's sink from [`CallSinks`] when dropped.
+struct CallGuard<'a>(&'a CallSinks, u64);
+
+impl Drop for CallGuard<'_> {
+    fn drop(&mut self) {
+        self.0
+             .0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|(i, _)| *i != self.1);
+    }
+}
+
 /// True for a JSON-RPC response (an id and a result or error, no method).
 pub(crate) fn is_response(v: &Value) -> bool {
     v.get("method").is_none() && v.get("id").is_some() && (v.get("result").is_some() || v.get("error").is_some())
@@ -106,8 +147,8 @@ struct HttpIo {
     session: Mutex<Option<String>>,
     version: Mutex<String>,
     max_bytes: usize,
-    /// Sinks of the calls in flight, oldest first (see [`Link::call_sink`]).
-    calls: Mutex<Vec<(u64, UnboundedSender<Value>)>>,
+    /// The calls in flight (see [`Link::call_sink`]).
+    calls: CallSinks,
 }
 
 /// Resumptions of one POST stream in a row that brought no event before giving up.
@@ -307,8 +348,8 @@ impl HttpIo {
 pub(crate) struct Duplex {
     pipe: Box<dyn Pipe>,
     pending: Mutex<HashMap<u64, oneshot::Sender<Value>>>,
-    /// Sinks of the requests in flight, oldest first: unrelated messages go to the newest.
-    sinks: Mutex<Vec<(u64, UnboundedSender<Value>)>>,
+    /// The requests in flight: unrelated messages go with the newest.
+    sinks: CallSinks,
     /// Where messages go when no request is in flight.
     fallback: Mutex<Option<UnboundedSender<Value>>>,
     closed: AtomicBool,
@@ -323,7 +364,7 @@ impl Duplex {
         let d = Arc::new(Duplex {
             pipe,
             pending: Mutex::new(HashMap::new()),
-            sinks: Mutex::new(Vec::new()),
+            sinks: CallSinks::default(),
             fallback: Mutex::new(None),
             closed: AtomicBool::new(false),
             stop: Mutex::new(Some(stop_tx)),
@@ -352,13 +393,10 @@ impl Duplex {
             }
             return;
         }
-        let newest = self
+        let target = self
             .sinks
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .last()
-            .map(|(_, s)| s.clone());
-        let target = newest.or_else(|| self.fallback.lock().unwrap_or_else(|e| e.into_inner()).clone());
+            .newest()
+            .or_else(|| self.fallback.lock().unwrap_or_else(|e| e.into_inner()).clone());
         if let Some(t) = target {
             let _ = t.unbounded_send(msg);
         }
@@ -367,7 +405,7 @@ impl Duplex {
     fn fail_all(&self) {
         self.closed.store(true, Ordering::Release);
         self.pending.lock().unwrap_or_else(|e| e.into_inner()).clear();
-        self.sinks.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        self.sinks.clear();
     }
 
     fn shutdown(&self) {
@@ -391,25 +429,15 @@ impl Duplex {
         }
         let (tx, rx) = oneshot::channel();
         self.pending.lock().unwrap_or_else(|e| e.into_inner()).insert(id, tx);
-        if let Some(s) = sink {
-            self.sinks
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push((id, s.clone()));
-        }
         // However this call ends (answer, error, or its future dropped on timeout), forget it.
         struct Forget<'a>(&'a Duplex, u64);
         impl Drop for Forget<'_> {
             fn drop(&mut self) {
                 self.0.pending.lock().unwrap_or_else(|e| e.into_inner()).remove(&self.1);
-                self.0
-                    .sinks
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .retain(|(i, _)| *i != self.1);
             }
         }
         let _forget = Forget(self, id);
+        let _in_flight = self.sinks.enter(id, sink);
         self.send(body).await?;
         rx.await.map_err(|_| UpstreamError::Closed)
     }
@@ -581,7 +609,7 @@ impl Link {
                 session: Mutex::new(None),
                 version: Mutex::new(String::new()),
                 max_bytes: net.max_bytes,
-                calls: Mutex::new(Vec::new()),
+                calls: CallSinks::default(),
             }),
             Transport::Sse => Io::Duplex(deadline(&net.clock, timeout_ms, open_sse(net, &endpoint, def)).await?),
             Transport::Stdio => {
@@ -715,25 +743,11 @@ impl Link {
             msg["params"] = p;
         }
         let body = msg.to_string();
-        if let (Io::Http(h), Some(sink)) = (&self.io, sink) {
-            h.calls
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push((id, sink.clone()));
-        }
-        // However the call ends (answer, error, or its future dropped), it is no longer in flight.
-        struct InFlight<'a>(&'a Io, u64);
-        impl Drop for InFlight<'_> {
-            fn drop(&mut self) {
-                if let Io::Http(h) = self.0 {
-                    h.calls
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .retain(|(i, _)| *i != self.1);
-                }
-            }
-        }
-        let _in_flight = InFlight(&self.io, id);
+        // A duplex link registers its calls itself (it routes their messages).
+        let _in_flight = match &self.io {
+            Io::Http(h) => Some(h.calls.enter(id, sink)),
+            Io::Duplex(_) => None,
+        };
         let r = deadline(&self.clock, timeout_ms, async {
             match &self.io {
                 Io::Http(h) => h
@@ -757,12 +771,7 @@ impl Link {
     /// take it (servers on the TS SDK 1.x send a tool's sampling and elicitation requests there).
     pub fn call_sink(&self) -> Option<UnboundedSender<Value>> {
         match &self.io {
-            Io::Http(h) => h
-                .calls
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .last()
-                .map(|(_, s)| s.clone()),
+            Io::Http(h) => h.calls.newest(),
             Io::Duplex(_) => None,
         }
     }

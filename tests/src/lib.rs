@@ -1563,6 +1563,18 @@ impl RawSession {
         Ok((result, seen))
     }
 
+    /// `tools/call` of `name` with `arguments`, answering nothing the gateway asks meanwhile:
+    /// the answer and what came before it.
+    pub async fn tool(
+        &mut self,
+        id: serde_json::Value,
+        name: &str,
+        arguments: serde_json::Value,
+    ) -> anyhow::Result<(serde_json::Value, Vec<(Via, serde_json::Value)>)> {
+        let params = serde_json::json!({"name": name, "arguments": arguments});
+        self.call(id, "tools/call", params, |_| None).await
+    }
+
     /// Ends the session (DELETE); the gateway's status.
     pub async fn delete(mut self) -> anyhow::Result<reqwest::StatusCode> {
         if let Some((_, task)) = self.get.take() {

@@ -13,6 +13,14 @@ use mcpgw_e2e::{
 };
 use serde_json::{json, Value};
 
+impl Federated {
+    /// A hand-driven session on the virtual server, declaring `capabilities`.
+    async fn session(&self, capabilities: Value) -> RawSession {
+        let endpoint = format!("{}/servers/conf/mcp", self.gw.url());
+        RawSession::open(&endpoint, capabilities).await.expect("session")
+    }
+}
+
 /// A gateway with the fixture registered as upstream `fixture` and virtual server `conf`.
 struct Federated {
     gw: TestGateway,
@@ -374,17 +382,8 @@ async fn unrelated_requests_20_times(transport: &str, fixture_args: &[&str]) -> 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upstream_stream_closed_mid_call_is_resumed() {
     let fed = start_federated_with("streamable-http", &["--event-store"]).await;
-    let endpoint = format!("{}/servers/conf/mcp", fed.gw.url());
-    let mut s = RawSession::open(&endpoint, json!({})).await.expect("session");
-    let (answer, _) = s
-        .call(
-            json!(7),
-            "tools/call",
-            json!({"name": "test_reconnection", "arguments": {}}),
-            |_| None,
-        )
-        .await
-        .expect("call");
+    let mut s = fed.session(json!({})).await;
+    let (answer, _) = s.tool(json!(7), "test_reconnection", json!({})).await.expect("call");
     assert_eq!(
         answer["result"]["content"][0]["text"], "Reconnection test completed",
         "{answer}"
@@ -397,18 +396,12 @@ async fn an_upstream_stream_closed_mid_call_is_resumed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_upstream_standalone_stream_is_reopened_after_it_closes() {
     let fed = start_federated_with("streamable-http", &["--event-store"]).await;
-    let endpoint = format!("{}/servers/conf/mcp", fed.gw.url());
-    let mut s = RawSession::open(&endpoint, json!({})).await.expect("session");
+    let mut s = fed.session(json!({})).await;
     s.open_standalone().await.expect("GET stream");
     for round in 0..2 {
         let notice = format!("notice-{round}");
         let (answer, seen) = s
-            .call(
-                json!(round),
-                "tools/call",
-                json!({"name": "mcpgw_standalone_notice", "arguments": {"text": notice}}),
-                |_| None,
-            )
+            .tool(json!(round), "mcpgw_standalone_notice", json!({"text": notice}))
             .await
             .expect("call");
         assert_eq!(answer["result"]["content"][0]["text"], "noticed", "{answer}");
@@ -490,12 +483,7 @@ async fn an_upstream_on_the_python_sdk_is_federated() {
         assert!(names.contains(&n), "{n} in {names:?}");
     }
     let (answer, _) = s
-        .call(
-            json!("echo-1"),
-            "tools/call",
-            json!({"name": "py__py_echo", "arguments": {"text": "hi"}}),
-            |_| None,
-        )
+        .tool(json!("echo-1"), "py__py_echo", json!({"text": "hi"}))
         .await
         .expect("echo");
     assert_eq!(answer["id"], "echo-1");
@@ -603,10 +591,7 @@ async fn an_upstream_on_the_python_sdk_is_federated() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn string_ids_cross_the_gateway_both_ways() {
     let fed = start_federated_with("streamable-http", &["--string-ids"]).await;
-    let endpoint = format!("{}/servers/conf/mcp", fed.gw.url());
-    let mut s = RawSession::open(&endpoint, json!({"sampling": {}}))
-        .await
-        .expect("session");
+    let mut s = fed.session(json!({"sampling": {}})).await;
     let (answer, seen) = s
         .call(
             json!("call-a"),
@@ -688,17 +673,11 @@ async fn a_paginated_upstream_catalog_is_read_whole() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upstream_list_change_reaches_clients() {
     let fed = start_federated_with("streamable-http", &[]).await;
-    let endpoint = format!("{}/servers/conf/mcp", fed.gw.url());
-    let mut watcher = RawSession::open(&endpoint, json!({})).await.expect("watcher");
+    let mut watcher = fed.session(json!({})).await;
     watcher.open_standalone().await.expect("GET stream");
-    let mut s = RawSession::open(&endpoint, json!({})).await.expect("session");
+    let mut s = fed.session(json!({})).await;
     let (answer, _) = s
-        .call(
-            json!(1),
-            "tools/call",
-            json!({"name": "mcpgw_add_tool", "arguments": {"name": "late_tool"}}),
-            |_| None,
-        )
+        .tool(json!(1), "mcpgw_add_tool", json!({"name": "late_tool"}))
         .await
         .expect("add");
     assert_eq!(first_text(&answer), "added late_tool", "{answer}");
@@ -722,15 +701,7 @@ async fn an_upstream_list_change_reaches_clients() {
             .any(|t| t["name"] == "late_tool"),
         "{listed}"
     );
-    let (answer, _) = watcher
-        .call(
-            json!(3),
-            "tools/call",
-            json!({"name": "late_tool", "arguments": {}}),
-            |_| None,
-        )
-        .await
-        .expect("call");
+    let (answer, _) = watcher.tool(json!(3), "late_tool", json!({})).await.expect("call");
     assert_eq!(first_text(&answer), "I am late_tool", "{answer}");
 }
 
@@ -739,17 +710,9 @@ async fn an_upstream_list_change_reaches_clients() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upstream_cancelling_its_request_is_relayed() {
     let fed = start_federated_with("streamable-http", &[]).await;
-    let endpoint = format!("{}/servers/conf/mcp", fed.gw.url());
-    let mut s = RawSession::open(&endpoint, json!({"sampling": {}}))
-        .await
-        .expect("session");
+    let mut s = fed.session(json!({"sampling": {}})).await;
     let (answer, seen) = s
-        .call(
-            json!(1),
-            "tools/call",
-            json!({"name": "mcpgw_ask_then_cancel", "arguments": {}}),
-            |_| None,
-        )
+        .tool(json!(1), "mcpgw_ask_then_cancel", json!({}))
         .await
         .expect("call");
     assert_eq!(first_text(&answer), "cancelled its request", "{answer}");
@@ -768,15 +731,9 @@ async fn an_upstream_cancelling_its_request_is_relayed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_megabytes_through_federation() {
     let fed = start_federated_with("streamable-http", &[]).await;
-    let endpoint = format!("{}/servers/conf/mcp", fed.gw.url());
-    let mut s = RawSession::open(&endpoint, json!({})).await.expect("session");
+    let mut s = fed.session(json!({})).await;
     let (answer, _) = s
-        .call(
-            json!(1),
-            "tools/call",
-            json!({"name": "mcpgw_big", "arguments": {"mb": 10}}),
-            |_| None,
-        )
+        .tool(json!(1), "mcpgw_big", json!({"mb": 10}))
         .await
         .expect("big result");
     let text = first_text(&answer);
@@ -850,17 +807,8 @@ async fn two_clients_through_one_upstream_get_only_their_own_requests() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_delete_reaches_the_upstream() {
     let fed = start_federated_with("streamable-http", &[]).await;
-    let endpoint = format!("{}/servers/conf/mcp", fed.gw.url());
-    let mut s = RawSession::open(&endpoint, json!({})).await.expect("session");
-    let (answer, _) = s
-        .call(
-            json!(1),
-            "tools/call",
-            json!({"name": "test_simple_text", "arguments": {}}),
-            |_| None,
-        )
-        .await
-        .expect("call");
+    let mut s = fed.session(json!({})).await;
+    let (answer, _) = s.tool(json!(1), "test_simple_text", json!({})).await.expect("call");
     assert!(first_text(&answer).contains("simple text"), "{answer}");
     let closed = || {
         calls_of(&fed.calls)
@@ -882,8 +830,7 @@ async fn a_client_delete_reaches_the_upstream() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_busy_call_outlives_its_idle_timeout() {
     let fed = start_federated_as("streamable-http", &[], json!({"timeout_ms": 1000})).await;
-    let endpoint = format!("{}/servers/conf/mcp", fed.gw.url());
-    let mut s = RawSession::open(&endpoint, json!({})).await.expect("session");
+    let mut s = fed.session(json!({})).await;
     let (answer, seen) = s
         .call(
             json!(1),
@@ -896,12 +843,7 @@ async fn a_busy_call_outlives_its_idle_timeout() {
     assert_eq!(first_text(&answer), "busy for 2500 ms", "{answer}");
     assert!(seen.len() >= 10, "progress relayed as it came: {}", seen.len());
     let (answer, _) = s
-        .call(
-            json!(2),
-            "tools/call",
-            json!({"name": "mcpgw_sleep", "arguments": {"ms": 2500}}),
-            |_| None,
-        )
+        .tool(json!(2), "mcpgw_sleep", json!({"ms": 2500}))
         .await
         .expect("call");
     assert_eq!(answer["error"]["data"]["reason"], "timeout", "{answer}");
