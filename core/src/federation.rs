@@ -70,10 +70,10 @@ pub(crate) struct Federation {
     seq: AtomicU64,
 }
 
-/// A JSON-RPC id as a map key (`1` and `"1"` stay distinct).
 /// Longest wait for an upstream's standalone stream to open before a session's first call.
 const LISTEN_READY_MS: u64 = 5_000;
 
+/// A JSON-RPC id as a map key (`1` and `"1"` stay distinct).
 fn id_key(id: &Value) -> String {
     id.to_string()
 }
@@ -261,15 +261,15 @@ impl Inner {
         let up = up.clone();
         let weak = Arc::downgrade(link);
         self.spawner.spawn(boxed(async move {
-            while let Some(msg) = rx.next().await {
+            while let Some(mut msg) = rx.next().await {
                 let Some(link) = weak.upgrade() else { return };
                 match &sid {
                     Some(s) => {
-                        if !me.hub.has_stream(s) {
-                            if let Some(call) = link.call_sink() {
-                                if call.unbounded_send(msg.clone()).is_ok() {
-                                    continue;
-                                }
+                        if let Some(call) = link.call_sink().filter(|_| !me.hub.has_stream(s)) {
+                            match call.unbounded_send(msg) {
+                                Ok(()) => continue,
+                                // That call just ended: the session's stream (log) takes it.
+                                Err(e) => msg = e.into_inner(),
                             }
                         }
                         me.relay(Dest::Session(s), Some(s), &link, &up, msg).await

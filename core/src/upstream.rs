@@ -326,20 +326,25 @@ impl HttpIo {
     /// Opens a GET stream: the standalone one, or (with `last_event_id`) the resumption of a
     /// stream that ended.
     async fn get_stream(&self, last_event_id: Option<&str>) -> Result<InboundResponse, UpstreamError> {
+        self.http
+            .send(self.get_request(last_event_id))
+            .await
+            .map_err(http_error)
+    }
+
+    /// The GET that opens (or, with `last_event_id`, resumes) a stream.
+    fn get_request(&self, last_event_id: Option<&str>) -> OutboundRequest {
         let mut headers = self.headers("text/event-stream");
         headers.retain(|(k, _)| k != "content-type");
         if let Some(id) = last_event_id {
             headers.push(("last-event-id".into(), id.to_string()));
         }
-        self.http
-            .send(OutboundRequest {
-                method: http::Method::GET,
-                url: self.url.clone(),
-                headers,
-                body: None,
-            })
-            .await
-            .map_err(http_error)
+        OutboundRequest {
+            method: http::Method::GET,
+            url: self.url.clone(),
+            headers,
+            body: None,
+        }
     }
 }
 
@@ -855,19 +860,7 @@ async fn standalone_stream(
             if l.is_broken() {
                 return;
             }
-            let (http, url, max) = (h.http.clone(), h.url.clone(), h.max_bytes);
-            let mut headers = h.headers("text/event-stream");
-            headers.retain(|(k, _)| k != "content-type");
-            if let Some(id) = &last_id {
-                headers.push(("last-event-id".into(), id.clone()));
-            }
-            let req = OutboundRequest {
-                method: http::Method::GET,
-                url,
-                headers,
-                body: None,
-            };
-            (http, req, max)
+            (h.http.clone(), h.get_request(last_id.as_deref()), h.max_bytes)
         };
         let (http, req, max) = opening;
         let answered = match futures::future::select(http.send(req), &mut stop).await {
