@@ -1483,16 +1483,16 @@ impl RawSession {
         tokio::time::timeout(timeout, rx.recv()).await.ok().flatten()
     }
 
-    /// Sends request `id` and reads until its answer, answering every request the gateway sends
-    /// meanwhile (on the call's stream or the standalone one) with `answer(request)` (`None`:
-    /// leave it unanswered). Returns the answer and every message received before it, with
-    /// where it came from.
+    /// Sends request `id` and reads until its answer. Every message received meanwhile (on the
+    /// call's stream or the standalone one) is shown to `on_message`; for a request, what it
+    /// returns is posted back as the result (`None`: leave it unanswered). Returns the answer and
+    /// every message received before it, with where it came from.
     pub async fn call(
         &mut self,
         id: serde_json::Value,
         method: &str,
         params: serde_json::Value,
-        answer: impl Fn(&serde_json::Value) -> Option<serde_json::Value>,
+        mut on_message: impl FnMut(&serde_json::Value) -> Option<serde_json::Value>,
     ) -> anyhow::Result<(serde_json::Value, Vec<(Via, serde_json::Value)>)> {
         let req = serde_json::json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
         // The POST's headers may only come with its first message, which may wait on an answer
@@ -1548,8 +1548,9 @@ impl RawSession {
             if msg.get("method").is_none() && msg["id"] == id {
                 break msg;
             }
+            let reply = on_message(&msg);
             if msg.get("method").is_some() && msg.get("id").is_some() {
-                if let Some(result) = answer(&msg) {
+                if let Some(result) = reply {
                     let reply = serde_json::json!({"jsonrpc": "2.0", "id": msg["id"], "result": result});
                     let r = self.post(&reply).await?;
                     anyhow::ensure!(r.status() == reqwest::StatusCode::ACCEPTED, "answer: {}", r.status());

@@ -5,7 +5,9 @@
 
 use std::time::{Duration, Instant};
 
-use mcpgw_e2e::{get_json, http_client, initialize, skip, start_target, target, Fixture, Target, TempDir, TestGateway};
+use mcpgw_e2e::{
+    get_json, http_client, initialize, skip, start_target, target, Fixture, RawSession, Target, TempDir, TestGateway,
+};
 use serde_json::{json, Value};
 
 /// Registers an upstream; returns the status and body.
@@ -98,26 +100,28 @@ impl Setup {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_killed_mid_call() {
     let s = setup(&[]).await;
-    let dir = TempDir::new("killed-mid-call");
-    let calls = dir.join("calls.jsonl");
-    let mut victim = Fixture::start("streamable-http", Some(&calls));
+    let mut victim = Fixture::start("streamable-http", None);
     let (status, body) = register(s.url(), json!({"name": "victim", "url": format!("{}/mcp", victim.url)})).await;
     assert_eq!(status, 201, "{body}");
-    let (url, sid) = (s.url().to_string(), s.sid.clone());
-    let pending = tokio::spawn(async move { call(&url, &sid, "victim__mcpgw_sleep", json!({"ms": 20000})).await });
-    // Kill it once the call is running there (its calls log says so).
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !std::fs::read_to_string(&calls)
-        .unwrap_or_default()
-        .contains("\"mcpgw_sleep\"")
-    {
-        assert!(Instant::now() < deadline, "the call never reached the upstream");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let killed_at = Instant::now();
-    victim.kill();
-    let (answer, _) = pending.await.expect("join");
-    let after_kill = killed_at.elapsed();
+    // Killed once the call's stream has begun (its first progress reached the client): the
+    // upstream surely had the call, so the connection was lost mid-call, not refused.
+    let mut client = RawSession::open(&format!("{}/mcp", s.url()), json!({}))
+        .await
+        .expect("session");
+    let mut killed_at = None;
+    let params = json!({"name": "victim__mcpgw_slow_progress", "arguments": {"ms": 20000, "every": 100}, "_meta": {"progressToken": "k"}});
+    let (answer, seen) = client
+        .call(json!(7), "tools/call", params, |m| {
+            if m["method"] == "notifications/progress" && killed_at.is_none() {
+                victim.kill();
+                killed_at = Some(Instant::now());
+            }
+            None
+        })
+        .await
+        .expect("the call ends with an answer");
+    let after_kill = killed_at.expect("no progress reached the client").elapsed();
+    assert!(!seen.is_empty());
     assert_eq!(answer["error"]["code"], -32603, "{answer}");
     assert_eq!(answer["error"]["data"]["reason"], "closed", "{answer}");
     assert!(
