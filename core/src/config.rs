@@ -24,6 +24,9 @@ fn d_upstream_resp() -> usize {
 fn d_call_max() -> u64 {
     600_000
 }
+fn d_standalone_linger() -> u64 {
+    10_000
+}
 fn d_tool_resp() -> usize {
     10 * 1024 * 1024
 }
@@ -99,6 +102,13 @@ pub struct GatewayConfig {
     /// that keeps reporting, or waits on a person answering an elicitation, runs up to this.
     #[serde(default = "d_call_max")]
     pub call_max_ms: u64,
+    /// How long an upstream session's standalone stream stays open with nothing to keep it, in
+    /// milliseconds. It is kept while a call is in flight, while the client has a stream of its
+    /// own and while the session is subscribed to one of the upstream's resources; otherwise it
+    /// is closed after this long without a message, and reopened (with `Last-Event-ID`) before
+    /// the next call goes out. An idle session then holds no upstream connection.
+    #[serde(default = "d_standalone_linger")]
+    pub standalone_linger_ms: u64,
     /// Largest REST tool response read, in bytes.
     #[serde(default = "d_tool_resp")]
     pub max_tool_response_bytes: usize,
@@ -163,6 +173,7 @@ fn unreachable_default() -> GatewayConfig {
         max_sessions: d_max_sessions(),
         tool_timeout_ms: d_tool_timeout(),
         call_max_ms: d_call_max(),
+        standalone_linger_ms: d_standalone_linger(),
         max_tool_response_bytes: d_tool_resp(),
         max_upstream_response_bytes: d_upstream_resp(),
         registry_cache_ms: d_cache(),
@@ -221,6 +232,9 @@ impl GatewayConfig {
         }
         if self.call_max_ms == 0 {
             return Err(bad("call_max_ms", "must be greater than 0"));
+        }
+        if self.standalone_linger_ms == 0 {
+            return Err(bad("standalone_linger_ms", "must be greater than 0"));
         }
         if self.max_tool_response_bytes < 1024 {
             return Err(bad("max_tool_response_bytes", "must be at least 1024"));

@@ -17,10 +17,10 @@ use crate::gateway::Inner;
 use crate::jsonrpc::{Json, RpcError, INTERNAL_ERROR};
 use crate::mcp::{CallCtx, Outbound};
 use crate::model::{Catalog, Transport, UpstreamDef};
-use crate::platform::{boxed, BoxFuture};
+use crate::platform::boxed;
 use crate::ports::SessionState;
 use crate::registry::Upstream;
-use crate::upstream::{fetch_catalog, Hello, Link, Net, UpstreamError};
+use crate::upstream::{fetch_catalog, Hello, KeepOpen, Link, Net, UpstreamError};
 
 /// (session id or [`POOLED`], an id): how links, pending requests and calls are keyed.
 type Key = (String, String);
@@ -70,9 +70,6 @@ pub(crate) struct Federation {
     seq: AtomicU64,
 }
 
-/// Longest wait for an upstream's standalone stream to open before a session's first call.
-const LISTEN_READY_MS: u64 = 5_000;
-
 /// A JSON-RPC id as a map key (`1` and `"1"` stay distinct).
 fn id_key(id: &Value) -> String {
     id.to_string()
@@ -80,6 +77,15 @@ fn id_key(id: &Value) -> String {
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// `Some(true)` for `resources/subscribe`, `Some(false)` for `resources/unsubscribe`.
+fn subscribing(method: &str) -> Option<bool> {
+    match method {
+        "resources/subscribe" => Some(true),
+        "resources/unsubscribe" => Some(false),
+        _ => None,
+    }
 }
 
 /// The client-visible error for a failed upstream.
@@ -119,6 +125,7 @@ impl Inner {
             spawner: self.spawner.clone(),
             launcher: self.launcher.clone(),
             max_bytes: self.config.max_upstream_response_bytes,
+            linger_ms: self.config.standalone_linger_ms,
         }
     }
 
@@ -234,15 +241,11 @@ impl Inner {
                     .await;
             }
         }
-        // What the upstream says outside calls: a session's link listens from the start, and
-        // its standalone stream is open before the first call goes out (an upstream may send
-        // that call's sampling or elicitation there, and keeps nothing for a stream opened
-        // later); a shared duplex link takes list changes from it.
+        // What the upstream says outside calls: a session's link listens from the start (its
+        // standalone stream is open before each call goes out, see `Link::listen`); a shared
+        // duplex link takes list changes from it.
         if link.is_duplex() || !shared {
-            let ready = self.listen(&link, up, (!shared).then(|| sid.to_string()));
-            let bound = self.timeout_of(&up.def).min(LISTEN_READY_MS);
-            let sleep = self.clock.sleep(std::time::Duration::from_millis(bound));
-            let _ = futures::future::select(ready, sleep).await;
+            self.listen(&link, up, (!shared).then(|| sid.to_string()));
         }
         *guard = Some(link.clone());
         Ok(link)
@@ -253,11 +256,18 @@ impl Inner {
     /// A message reaches the session's own stream when the client has one open; otherwise it
     /// goes with the newest call in flight on that link (its answer stream is open), so a
     /// request the upstream sent on its standalone stream during a tool call is not stranded.
-    /// The returned future resolves once the link's standalone stream is established.
-    fn listen(self: &Inner, link: &Arc<Link>, up: &Arc<Upstream>, sid: Option<String>) -> BoxFuture<'static, ()> {
+    /// The standalone stream is kept open while the client has a stream of its own.
+    fn listen(self: &Inner, link: &Arc<Link>, up: &Arc<Upstream>, sid: Option<String>) {
         let (tx, mut rx) = unbounded::<Value>();
-        let ready = link.listen(tx, &self.spawner);
-        let Some(me) = self.me() else { return ready };
+        let Some(me) = self.me() else { return };
+        let keep: Box<dyn KeepOpen> = match &sid {
+            Some(s) => {
+                let (gw, s) = (Arc::downgrade(&me), s.clone());
+                Box::new(move || gw.upgrade().is_some_and(|g| g.hub.has_stream(&s)))
+            }
+            None => Box::new(|| false),
+        };
+        link.listen(tx, keep, &self.spawner);
         let up = up.clone();
         let weak = Arc::downgrade(link);
         self.spawner.spawn(boxed(async move {
@@ -278,7 +288,6 @@ impl Inner {
                 }
             }
         }));
-        ready
     }
 
     /// A message from a shared link that belongs to no session.
@@ -399,6 +408,9 @@ impl Inner {
             match result {
                 Ok(answer) => {
                     if let Some(r) = answer.get("result") {
+                        if let (Some(on), Some(uri)) = (subscribing(method), params["uri"].as_str()) {
+                            link.watch(uri, on);
+                        }
                         return Ok(Json(r.to_string()));
                     }
                     let e = &answer["error"];
@@ -454,6 +466,22 @@ impl Inner {
                 params["reason"] = r.clone();
             }
             let _ = link.notify("notifications/cancelled", Some(params)).await;
+        }
+    }
+
+    /// The client opened a stream of its own: the session's links reopen their standalone
+    /// streams (parked while idle) so that what the upstreams say outside calls reaches it.
+    pub(crate) fn wake_links(&self, sid: &str) {
+        let slots: Vec<Arc<Slot>> = lock(&self.fed.slots)
+            .iter()
+            .filter(|((s, _), _)| s == sid)
+            .map(|(_, slot)| slot.clone())
+            .collect();
+        for slot in slots {
+            // A link being opened starts listening on its own.
+            if let Some(link) = slot.link.try_lock().and_then(|g| g.clone()) {
+                let _ = link.wake();
+            }
         }
     }
 

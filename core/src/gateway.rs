@@ -982,6 +982,7 @@ impl Inner {
                 RpcError::internal("shutting down"),
             );
         };
+        self.wake_links(&session.id);
         let hub_owner = self.clone();
         let owner_sid = session.id.clone();
         let live_stream = OnDrop::new(

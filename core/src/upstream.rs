@@ -16,7 +16,7 @@ use futures::StreamExt;
 use serde_json::{json, Value};
 
 use crate::model::{Catalog, Transport, UpstreamDef};
-use crate::platform::{boxed, BoxFuture, BoxStream};
+use crate::platform::{boxed, BoxFuture, BoxStream, MaybeSend, MaybeSync};
 use crate::ports::{Clock, HttpClient, HttpError, InboundResponse, Launcher, OutboundRequest, Pipe, Spawner};
 use crate::protocol;
 use crate::sse;
@@ -63,6 +63,8 @@ pub(crate) struct Net {
     pub launcher: Option<Arc<dyn Launcher>>,
     /// Largest answer read, in bytes.
     pub max_bytes: usize,
+    /// How long a standalone stream with nothing to keep it stays open (see [`Link::listen`]).
+    pub linger_ms: u64,
 }
 
 /// Who the gateway says it is when it opens a link: the client's capabilities and identity for
@@ -99,6 +101,10 @@ impl CallSinks {
     fn clear(&self) {
         self.0.lock().unwrap_or_else(|e| e.into_inner()).clear();
     }
+
+    fn is_empty(&self) -> bool {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).is_empty()
+    }
 }
 
 /// Removes its call's sink from [`CallSinks`] when dropped.
@@ -128,10 +134,30 @@ pub(crate) struct Link {
     pub init: Value,
     /// Set once the link failed in a way that needs a new session.
     broken: AtomicBool,
-    /// Set once a standalone listener runs (streamable HTTP).
-    listening: AtomicBool,
-    /// Held while the standalone listener runs; dropping it (with the link, or on close) stops it.
-    listener_stop: Mutex<Option<oneshot::Sender<()>>>,
+    /// The standalone stream's state (streamable HTTP; see [`Link::listen`]).
+    listener: Mutex<Listener>,
+    /// How long the standalone stream stays open with nothing to keep it.
+    linger_ms: u64,
+}
+
+/// What a streamable link's standalone stream is doing, shared by the link and the task that
+/// reads the stream. The stream is open while something keeps it (a call in flight, a resource
+/// subscription, the client's own stream); after `linger_ms` with none of those and no message
+/// it is parked (closed), and woken before the next call goes out.
+#[derive(Default)]
+struct Listener {
+    /// Whether the link listens at all ([`Link::listen`] was called and the task runs).
+    on: bool,
+    /// False while the stream is being (re)opened from parked or at start: a call waits for it.
+    settled: bool,
+    /// Set while parked; sending on it wakes the task.
+    parked: Option<oneshot::Sender<()>>,
+    /// Calls waiting for the stream to be answered.
+    waiters: Vec<oneshot::Sender<()>>,
+    /// Held while the task runs; dropping it (with the link, or on close) stops the task.
+    stop: Option<oneshot::Sender<()>>,
+    /// The resources the session subscribed to through this link.
+    watched: std::collections::HashSet<String>,
 }
 
 enum Io {
@@ -151,6 +177,8 @@ struct HttpIo {
     calls: CallSinks,
 }
 
+/// Longest wait for an upstream's standalone stream to open before a call goes out.
+const LISTEN_READY_MS: u64 = 5_000;
 /// Resumptions of one POST stream in a row that brought no event before giving up.
 const MAX_RESUMES: u32 = 5;
 /// The wait before resuming a stream when the upstream sent no `retry:` (SEP-1699).
@@ -634,8 +662,8 @@ impl Link {
             next_id: AtomicU64::new(1),
             init: Value::Null,
             broken: AtomicBool::new(false),
-            listening: AtomicBool::new(false),
-            listener_stop: Mutex::new(None),
+            listener: Mutex::new(Listener::default()),
+            linger_ms: net.linger_ms,
         };
         let params = json!({
             "protocolVersion": protocol::LATEST_VERSION,
@@ -668,7 +696,7 @@ impl Link {
     /// end of the stream or process of a duplex one.
     pub fn close(&self, spawner: &Arc<dyn Spawner>) {
         self.mark_broken();
-        self.listener_stop.lock().unwrap_or_else(|e| e.into_inner()).take();
+        self.listener().stop.take();
         match &self.io {
             Io::Duplex(d) => d.shutdown(),
             Io::Http(h) => {
@@ -748,9 +776,17 @@ impl Link {
             msg["params"] = p;
         }
         let body = msg.to_string();
-        // A duplex link registers its calls itself (it routes their messages).
+        // A duplex link registers its calls itself (it routes their messages). A streamable
+        // one registers the call before it wakes a parked standalone stream, so the stream's
+        // task cannot park again in between (it checks for calls under the listener's lock).
         let _in_flight = match &self.io {
-            Io::Http(h) => Some(h.calls.enter(id, sink)),
+            Io::Http(h) => {
+                let guard = h.calls.enter(id, sink);
+                if sink.is_some() {
+                    self.stream_ready(timeout_ms.min(LISTEN_READY_MS)).await;
+                }
+                Some(guard)
+            }
             Io::Duplex(_) => None,
         };
         let r = deadline(&self.clock, timeout_ms, async {
@@ -807,48 +843,139 @@ impl Link {
 
     /// Routes what the upstream says outside any request to `sink`: on a duplex link, messages
     /// arriving while nothing is in flight; on streamable HTTP, the standalone GET stream, read
-    /// in the background and reopened whenever it ends (with `Last-Event-ID`, after the
-    /// upstream's `retry:` delay, backing off while it fails), until the link is closed or
-    /// dropped. The returned future resolves once the first GET was answered (or refused), so a
-    /// caller can make sure the stream is there before it forwards a call whose requests the
-    /// upstream sends on it. An upstream that answers 405 (or another client error but 408, 409
-    /// and 429) offers no such stream; 404 means its session is gone and the link is marked
-    /// broken.
-    pub fn listen(
-        self: &Arc<Self>,
-        sink: UnboundedSender<Value>,
-        spawner: &Arc<dyn Spawner>,
-    ) -> BoxFuture<'static, ()> {
-        if self.listening.swap(true, Ordering::AcqRel) {
-            return boxed(async {});
-        }
-        let Io::Http(_) = &self.io else {
-            if let Io::Duplex(d) = &self.io {
+    /// in the background until the link is closed or dropped. The stream is reopened whenever it
+    /// ends (with `Last-Event-ID`, after the upstream's `retry:` delay, backing off while it
+    /// fails). It is kept open while a call is in flight, while the session is subscribed to a
+    /// resource through the link, and while `keep()` says so (the client has a stream of its
+    /// own); without any of these it is closed after `linger_ms` with no message, and reopened
+    /// before the next call is forwarded (which waits for it: the upstream may send that call's
+    /// sampling or elicitation on it). An upstream that answers 405 (or another client error but
+    /// 408, 409 and 429) offers no such stream; 404 means its session is gone and the link is
+    /// marked broken.
+    pub fn listen(self: &Arc<Self>, sink: UnboundedSender<Value>, keep: Box<dyn KeepOpen>, spawner: &Arc<dyn Spawner>) {
+        match &self.io {
+            Io::Duplex(d) => {
                 *d.fallback.lock().unwrap_or_else(|e| e.into_inner()) = Some(sink);
             }
-            return boxed(async {});
-        };
-        let (stop_tx, stop_rx) = oneshot::channel::<()>();
-        *self.listener_stop.lock().unwrap_or_else(|e| e.into_inner()) = Some(stop_tx);
-        let (ready_tx, ready_rx) = oneshot::channel::<()>();
-        let weak = Arc::downgrade(self);
-        let clock = self.clock.clone();
-        spawner.spawn(boxed(standalone_stream(weak, clock, sink, stop_rx, ready_tx)));
-        boxed(async move {
-            let _ = ready_rx.await;
-        })
+            Io::Http(_) => {
+                let (stop_tx, stop_rx) = oneshot::channel::<()>();
+                {
+                    let mut l = self.listener();
+                    if l.on {
+                        return;
+                    }
+                    l.on = true;
+                    l.stop = Some(stop_tx);
+                }
+                let task = standalone_stream(Arc::downgrade(self), self.clock.clone(), sink, keep, stop_rx);
+                spawner.spawn(boxed(task));
+            }
+        }
+    }
+
+    fn listener(&self) -> std::sync::MutexGuard<'_, Listener> {
+        self.listener.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Wakes a parked standalone stream (the client opened a stream of its own, or a call is
+    /// about to go out); the receiver resolves once the stream is answered, or is `None` when
+    /// there is nothing to wait for.
+    pub fn wake(&self) -> Option<oneshot::Receiver<()>> {
+        let mut l = self.listener();
+        if !l.on {
+            return None;
+        }
+        if let Some(kick) = l.parked.take() {
+            let _ = kick.send(());
+        }
+        if l.settled {
+            return None;
+        }
+        let (tx, rx) = oneshot::channel();
+        l.waiters.push(tx);
+        Some(rx)
+    }
+
+    /// Waits (at most `bound_ms`) until the standalone stream is answered, waking it if parked.
+    async fn stream_ready(&self, bound_ms: u64) {
+        if let Some(rx) = self.wake() {
+            let _ = futures::future::select(rx, self.clock.sleep(Duration::from_millis(bound_ms))).await;
+        }
+    }
+
+    /// Notes a resource subscription made (`on`) or ended through this link: while the session
+    /// is subscribed to any, the standalone stream that brings the updates stays open.
+    pub fn watch(&self, uri: &str, on: bool) {
+        let mut l = self.listener();
+        if on {
+            l.watched.insert(uri.to_string());
+        } else {
+            l.watched.remove(uri);
+        }
+    }
+
+    /// Called by the stream's task after `linger_ms` without a message: parks the stream (and
+    /// returns the receiver that wakes it) unless something keeps it open. Under the listener's
+    /// lock, so a call registered before it looks (see [`Link::request_with_id`]) keeps it.
+    fn try_park(&self, keep: &dyn KeepOpen) -> Option<oneshot::Receiver<()>> {
+        let Io::Http(h) = &self.io else { return None };
+        let mut l = self.listener();
+        if !h.calls.is_empty() || !l.watched.is_empty() || keep.keep() {
+            return None;
+        }
+        let (tx, rx) = oneshot::channel();
+        l.parked = Some(tx);
+        l.settled = false;
+        Some(rx)
+    }
+
+    /// The stream was answered (or refused, or failed): calls need not wait for it.
+    fn settle(&self) {
+        let mut l = self.listener();
+        l.settled = true;
+        for w in l.waiters.drain(..) {
+            let _ = w.send(());
+        }
     }
 }
 
-/// The standalone GET stream of a streamable HTTP link, kept open (see [`Link::listen`]).
+/// Whether something outside the link keeps its standalone stream open (the client's own
+/// stream, for a session's link).
+pub(crate) trait KeepOpen: MaybeSend + MaybeSync {
+    fn keep(&self) -> bool;
+}
+
+impl<F: Fn() -> bool + MaybeSend + MaybeSync> KeepOpen for F {
+    fn keep(&self) -> bool {
+        self()
+    }
+}
+
+/// Ends a link's listening when its standalone stream's task ends (however it ends): calls no
+/// longer wait for the stream.
+struct ListenerGone(std::sync::Weak<Link>);
+
+impl Drop for ListenerGone {
+    fn drop(&mut self) {
+        if let Some(link) = self.0.upgrade() {
+            let mut l = link.listener();
+            l.on = false;
+            l.parked = None;
+            l.waiters.clear();
+        }
+    }
+}
+
+/// The standalone GET stream of a streamable HTTP link, opened, reopened, parked and woken as
+/// [`Link::listen`] says.
 async fn standalone_stream(
     link: std::sync::Weak<Link>,
     clock: Arc<dyn Clock>,
     sink: UnboundedSender<Value>,
+    keep: Box<dyn KeepOpen>,
     mut stop: oneshot::Receiver<()>,
-    ready: oneshot::Sender<()>,
 ) {
-    let mut ready = Some(ready);
+    let _gone = ListenerGone(link.clone());
     let mut last_id: Option<String> = None;
     let mut retry_ms = None;
     let mut failures: u32 = 0;
@@ -860,30 +987,56 @@ async fn standalone_stream(
             if l.is_broken() {
                 return;
             }
-            (h.http.clone(), h.get_request(last_id.as_deref()), h.max_bytes)
+            (
+                h.http.clone(),
+                h.get_request(last_id.as_deref()),
+                h.max_bytes,
+                l.linger_ms,
+            )
         };
-        let (http, req, max) = opening;
+        let (http, req, max, linger_ms) = opening;
         let answered = match futures::future::select(http.send(req), &mut stop).await {
             Either::Left((r, _)) => r,
             Either::Right(_) => return,
         };
+        let settle = || {
+            if let Some(l) = link.upgrade() {
+                l.settle();
+            }
+        };
+        let mut parked = None;
         match answered {
             Ok(resp) if resp.status.is_success() => {
-                if let Some(r) = ready.take() {
-                    let _ = r.send(());
-                }
+                settle();
                 let mut parser = sse::Parser::with_limit(max);
                 let mut body = resp.body;
                 let mut got = false;
+                // Checked every `linger_ms`: a quiet stream with nothing to keep it is parked.
+                let mut quiet = true;
+                let mut tick = clock.sleep(Duration::from_millis(linger_ms));
                 loop {
-                    let chunk = match futures::future::select(body.next(), &mut stop).await {
-                        Either::Left((Some(Ok(c)), _)) => c,
-                        Either::Left(_) => break,
+                    let next = futures::future::select(body.next(), &mut tick);
+                    let chunk = match futures::future::select(next, &mut stop).await {
+                        Either::Left((Either::Left((Some(Ok(c)), _)), _)) => c,
+                        Either::Left((Either::Left(_), _)) => break,
+                        Either::Left((Either::Right(_), _)) => {
+                            if quiet {
+                                let Some(l) = link.upgrade() else { return };
+                                parked = l.try_park(&*keep);
+                                if parked.is_some() {
+                                    break;
+                                }
+                            }
+                            quiet = true;
+                            tick = clock.sleep(Duration::from_millis(linger_ms));
+                            continue;
+                        }
                         Either::Right(_) => return,
                     };
                     let Ok(events) = parser.push(&chunk) else { break };
                     for ev in events {
                         got = true;
+                        quiet = false;
                         if let Some(v) = ev.into_message().and_then(|d| serde_json::from_str::<Value>(&d).ok()) {
                             if sink.unbounded_send(v).is_err() {
                                 return;
@@ -895,12 +1048,10 @@ async fn standalone_stream(
                     last_id = Some(id.to_string());
                 }
                 retry_ms = parser.retry_ms().or(retry_ms);
-                failures = if got { 0 } else { failures + 1 };
+                failures = if got || parked.is_some() { 0 } else { failures + 1 };
             }
             Ok(resp) => {
-                if let Some(r) = ready.take() {
-                    let _ = r.send(());
-                }
+                settle();
                 if resp.status == http::StatusCode::NOT_FOUND {
                     if let Some(l) = link.upgrade() {
                         l.mark_broken();
@@ -921,14 +1072,19 @@ async fn standalone_stream(
                 failures += 1;
             }
             Err(_) => {
-                if let Some(r) = ready.take() {
-                    let _ = r.send(());
-                }
+                settle();
                 failures += 1;
             }
         }
         if sink.is_closed() {
             return;
+        }
+        if let Some(wake) = parked {
+            // Parked: the connection is closed (the body dropped); reopen when woken.
+            if let Either::Right(_) = futures::future::select(wake, &mut stop).await {
+                return;
+            }
+            continue;
         }
         // The upstream's retry delay; doubled per failure in a row, at most 30 s.
         let base = retry_ms.unwrap_or(DEFAULT_RETRY_MS).min(MAX_RETRY_MS);

@@ -113,6 +113,7 @@ fn config(env: &Env) -> Result<GatewayConfig> {
         session_ttl_secs: number(env, "MCPGW_SESSION_TTL_SECS", d.session_ttl_secs)?,
         tool_timeout_ms: number(env, "MCPGW_TOOL_TIMEOUT_MS", d.tool_timeout_ms)?,
         call_max_ms: number(env, "MCPGW_CALL_MAX_MS", d.call_max_ms)?,
+        standalone_linger_ms: number(env, "MCPGW_STANDALONE_LINGER_MS", d.standalone_linger_ms)?,
         max_upstream_response_bytes: number(env, "MCPGW_MAX_UPSTREAM_RESPONSE_BYTES", d.max_upstream_response_bytes)?,
         max_sessions: number(env, "MCPGW_MAX_SESSIONS", d.max_sessions)?,
         name_separator: var(env, "MCPGW_NAME_SEPARATOR").unwrap_or_else(|| d.name_separator.clone()),

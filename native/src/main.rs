@@ -76,6 +76,10 @@ struct ServeArgs {
     /// every message the upstream sends for it: progress, logs, requests to the client).
     #[arg(long, env = "MCPGW_CALL_MAX_MS", default_value = "600000")]
     call_max_ms: String,
+    /// How long an upstream session's standalone stream stays open with nothing to keep it, in
+    /// milliseconds (no call in flight, no client stream, no subscription).
+    #[arg(long, env = "MCPGW_STANDALONE_LINGER_MS", default_value = "10000")]
+    standalone_linger_ms: String,
     /// Largest message read from an upstream MCP server, in bytes.
     #[arg(long, env = "MCPGW_MAX_UPSTREAM_RESPONSE_BYTES", default_value = "33554432")]
     max_upstream_response_bytes: String,
@@ -237,6 +241,10 @@ fn settings(a: &ServeArgs) -> anyhow::Result<Settings> {
         session_ttl_secs: number("MCPGW_SESSION_TTL_SECS (--session-ttl-secs)", &a.session_ttl_secs)?,
         tool_timeout_ms: number("MCPGW_TOOL_TIMEOUT_MS (--tool-timeout-ms)", &a.tool_timeout_ms)?,
         call_max_ms: number("MCPGW_CALL_MAX_MS (--call-max-ms)", &a.call_max_ms)?,
+        standalone_linger_ms: number(
+            "MCPGW_STANDALONE_LINGER_MS (--standalone-linger-ms)",
+            &a.standalone_linger_ms,
+        )?,
         max_upstream_response_bytes: number(
             "MCPGW_MAX_UPSTREAM_RESPONSE_BYTES (--max-upstream-response-bytes)",
             &a.max_upstream_response_bytes,

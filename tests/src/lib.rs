@@ -676,6 +676,7 @@ pub fn start_target_with(dir: &TempDir, settings: &[&str], env: &[(&str, &str)])
                     "--max-batch" => "MCPGW_MAX_BATCH",
                     "--tool-timeout-ms" => "MCPGW_TOOL_TIMEOUT_MS",
                     "--call-max-ms" => "MCPGW_CALL_MAX_MS",
+                    "--standalone-linger-ms" => "MCPGW_STANDALONE_LINGER_MS",
                     "--upkeep-secs" => "MCPGW_UPKEEP_SECS",
                     "--health-check-secs" => "MCPGW_HEALTH_CHECK_SECS",
                     "--unhealthy-after" => "MCPGW_UNHEALTHY_AFTER",

@@ -41,6 +41,11 @@ async fn start_federated_with(transport: &str, fixture_args: &[&str]) -> Federat
 
 /// [`start_federated_with`], the upstream's definition extended with `extra` fields.
 async fn start_federated_as(transport: &str, fixture_args: &[&str], extra: Value) -> Federated {
+    start_federated_full(transport, fixture_args, extra, &[]).await
+}
+
+/// [`start_federated_as`], the gateway started with `settings` too.
+async fn start_federated_full(transport: &str, fixture_args: &[&str], extra: Value, settings: &[&str]) -> Federated {
     let dir = TempDir::new("federation");
     let calls = dir.join("calls.jsonl");
     let (fixture, upstream) = if transport == "stdio" {
@@ -93,10 +98,12 @@ async fn start_federated_as(transport: &str, fixture_args: &[&str], extra: Value
             cfg.push_str("\n[[server]]\nname = \"conf\"\nupstreams = [\"fixture\"]\noriginal_names = true\n");
             let path = dir.join("federation.toml");
             std::fs::write(&path, cfg).expect("write config");
-            start_target(&dir, &["--config", path.to_str().expect("utf-8")]).expect("start gateway")
+            let mut args = vec!["--config", path.to_str().expect("utf-8")];
+            args.extend_from_slice(settings);
+            start_target(&dir, &args).expect("start gateway")
         }
         Target::Edge => {
-            let gw = start_target(&dir, &[]).expect("start edge");
+            let gw = start_target(&dir, settings).expect("start edge");
             let http = http_client();
             for (collection, body) in [("gateways", &upstream), ("servers", &server)] {
                 let r = http
@@ -424,6 +431,175 @@ async fn the_upstream_standalone_stream_is_reopened_after_it_closes() {
             vec![json!(format!("before-{notice}")), json!(notice)],
             "round {round}"
         );
+    }
+}
+
+/// Waits (at most 10 s) until the fixture's calls log has `n` entries of `kind`; they are
+/// returned (their names).
+async fn wait_for_calls(calls: &std::path::Path, kind: &str, n: usize) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let found: Vec<String> = calls_of(calls)
+            .into_iter()
+            .filter(|(k, _)| k == kind)
+            .map(|(_, name)| name)
+            .collect();
+        if found.len() >= n {
+            return found;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the calls log has {} '{kind}' entries, not {n}: {:?}",
+            found.len(),
+            calls_of(calls)
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// An idle session holds no upstream connection: once nothing keeps it (no call in flight, no
+/// client stream, no subscription) the upstream's standalone stream is closed after the linger.
+/// The next call reopens it and waits for it before going out: this upstream sends the call's
+/// sampling request there and, with no event store, would drop it on a closed stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_sessions_upstream_stream_is_closed_and_reopened_for_the_next_call() {
+    let fed = start_federated_full(
+        "streamable-http",
+        &["--standalone-requests"],
+        json!({}),
+        &["--standalone-linger-ms", "300"],
+    )
+    .await;
+    let mut s = fed.session(json!({"sampling": {}})).await;
+    for round in 0..2 {
+        let (answer, _) = s.tool(json!(round), "test_simple_text", json!({})).await.expect("call");
+        assert!(answer["result"].is_object(), "{answer}");
+        wait_for_calls(&fed.calls, "standalone-closed", round + 1).await;
+        let (answer, seen) = s
+            .call(
+                json!(format!("s-{round}")),
+                "tools/call",
+                json!({"name": "test_sampling", "arguments": {"prompt": "hi"}}),
+                sampling_reply(round),
+            )
+            .await
+            .expect("sampling call after parking");
+        assert_eq!(
+            answer["result"]["content"][0]["text"],
+            format!("LLM response: reply-{round}"),
+            "round {round}: {answer}"
+        );
+        assert!(seen
+            .iter()
+            .any(|(via, m)| *via == Via::Call && m["method"] == "sampling/createMessage"));
+    }
+    let opens = wait_for_calls(&fed.calls, "standalone-open", 3).await;
+    assert_eq!(opens.len(), 3, "opened at start and once per round: {opens:?}");
+    wait_for_calls(&fed.calls, "standalone-closed", 3).await;
+    // A subscription keeps the stream that brings its updates open past the linger.
+    let uri = "test://watched-resource";
+    let (answer, _) = s
+        .call(json!("sub"), "resources/subscribe", json!({"uri": uri}), |_| None)
+        .await
+        .expect("subscribe");
+    assert!(answer["result"].is_object(), "{answer}");
+    let args = json!({"ms": 1000, "text": "update", "uri": uri});
+    let (answer, _) = s.tool(json!("later"), "mcpgw_later", args).await.expect("call");
+    assert_eq!(answer["result"]["content"][0]["text"], "later", "{answer}");
+    wait_for_calls(&fed.calls, "later", 1).await;
+    let count = |kind: &str| calls_of(&fed.calls).iter().filter(|(k, _)| k == kind).count();
+    assert_eq!(count("standalone-open"), 4, "{:?}", calls_of(&fed.calls));
+    assert_eq!(
+        count("standalone-closed"),
+        3,
+        "closed while subscribed: {:?}",
+        calls_of(&fed.calls)
+    );
+    let (answer, _) = s
+        .call(json!("unsub"), "resources/unsubscribe", json!({"uri": uri}), |_| None)
+        .await
+        .expect("unsubscribe");
+    assert!(answer["result"].is_object(), "{answer}");
+    wait_for_calls(&fed.calls, "standalone-closed", 4).await;
+    // Only the stream closes, not the upstream session (both are named by its id).
+    let log = calls_of(&fed.calls);
+    let ours: Vec<&String> = log
+        .iter()
+        .filter(|(k, _)| k == "standalone-closed")
+        .map(|(_, n)| n)
+        .collect();
+    assert!(ours.iter().all(|sid| *sid == ours[0]), "one upstream session: {log:?}");
+    assert!(
+        !log.contains(&("session-closed".to_string(), ours[0].clone())),
+        "{log:?}"
+    );
+}
+
+/// What an upstream with an event store says while its stream is parked is not lost: the client
+/// opening a stream of its own wakes the link, which resumes with Last-Event-ID (the id of the
+/// last event it had there) and relays the replayed message to the client's stream. While the
+/// client's stream is open, the upstream stream stays open past the linger.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_parked_upstream_stream_resumes_when_the_client_opens_its_own() {
+    let fed = start_federated_full(
+        "streamable-http",
+        &["--event-store"],
+        json!({}),
+        &["--standalone-linger-ms", "300"],
+    )
+    .await;
+    let mut s = fed.session(json!({})).await;
+    // A first message on the upstream's standalone stream gives the gateway an event id there.
+    let (answer, _) = s
+        .tool(json!(1), "mcpgw_later", json!({"ms": 50, "text": "first"}))
+        .await
+        .expect("call");
+    assert_eq!(answer["result"]["content"][0]["text"], "later", "{answer}");
+    wait_for_calls(&fed.calls, "standalone-closed", 1).await;
+    let (answer, _) = s
+        .tool(json!(2), "mcpgw_later", json!({"ms": 1500, "text": "while-parked"}))
+        .await
+        .expect("call");
+    assert_eq!(answer["result"]["content"][0]["text"], "later", "{answer}");
+    wait_for_calls(&fed.calls, "standalone-closed", 2).await;
+    wait_for_calls(&fed.calls, "later", 2).await;
+    s.open_standalone().await.expect("GET stream");
+    let mut got = Vec::new();
+    while let Some(data) = next_log(&mut s).await {
+        got.push(data);
+        if got.last() == Some(&json!("while-parked")) {
+            break;
+        }
+    }
+    assert_eq!(
+        got.last(),
+        Some(&json!("while-parked")),
+        "{got:?} {:?}",
+        calls_of(&fed.calls)
+    );
+    let opens = wait_for_calls(&fed.calls, "standalone-open", 3).await;
+    assert!(!opens[2].is_empty(), "resumed without Last-Event-ID: {opens:?}");
+    // Kept open past the linger while the client listens.
+    let (answer, _) = s
+        .tool(json!(3), "mcpgw_later", json!({"ms": 1000, "text": "kept"}))
+        .await
+        .expect("call");
+    assert_eq!(answer["result"]["content"][0]["text"], "later", "{answer}");
+    assert_eq!(next_log(&mut s).await, Some(json!("kept")));
+    let closes = calls_of(&fed.calls)
+        .into_iter()
+        .filter(|(k, _)| k == "standalone-closed")
+        .count();
+    assert_eq!(closes, 2, "{:?}", calls_of(&fed.calls));
+}
+
+/// The data of the next log message on the client's standalone stream (10 s a message).
+async fn next_log(s: &mut RawSession) -> Option<Value> {
+    loop {
+        let m = s.next_standalone(Duration::from_secs(10)).await?;
+        if m["method"] == "notifications/message" {
+            return Some(m["params"]["data"].clone());
+        }
     }
 }
 
