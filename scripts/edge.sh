@@ -13,12 +13,19 @@ WASM_BINDGEN_VERSION=$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/"/, "", $
 install() {
   export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
   rustup target list --installed | grep -qx wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown
+  # Both tools only orchestrate or rewrite one module: built at opt-level 1 without LTO they take
+  # about 5 minutes to install instead of 13 on 2 cores, and run as fast here (wasm-bindgen
+  # 0.7 s instead of 0.5 s on the Worker's module, with identical output).
+  local light=(env CARGO_PROFILE_RELEASE_OPT_LEVEL=1 CARGO_PROFILE_RELEASE_LTO=false
+    CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 CARGO_PROFILE_RELEASE_DEBUG=false)
   if ! worker-build --version 2>/dev/null | grep -q "$WORKER_BUILD_VERSION"; then
-    cargo install worker-build --version "$WORKER_BUILD_VERSION" --locked
+    "${light[@]}" cargo install worker-build --version "$WORKER_BUILD_VERSION" --locked
   fi
   # Without --locked: the lockfile wasm-bindgen-cli ships names a crate version the registry lacks.
+  # Only the wasm-bindgen binary, and no TLS stack (only its test runner downloads anything).
   if ! wasm-bindgen --version 2>/dev/null | grep -q "$WASM_BINDGEN_VERSION"; then
-    cargo install wasm-bindgen-cli --version "=$WASM_BINDGEN_VERSION"
+    "${light[@]}" cargo install wasm-bindgen-cli --version "=$WASM_BINDGEN_VERSION" \
+      --no-default-features --bin wasm-bindgen
   fi
   if [ ! -x node_modules/.bin/wrangler ] || [ ! -x node_modules/.bin/wasm-opt ]; then
     npm ci --no-audit --no-fund --loglevel=error

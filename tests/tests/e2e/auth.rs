@@ -63,6 +63,38 @@ fn routes() -> Vec<Route> {
     ]
 }
 
+/// What a route answered a valid token is the route's own answer, not the guard's: an SSE
+/// stream starts with its endpoint event; an MCP success carries a result; a REST success is
+/// JSON; a refusal past the guard (a missing id, an invalid body) is an error naming no token.
+async fn assert_served(r: reqwest::Response, route: &Route) {
+    let label = format!("{} {} with a valid token", route.method, route.path);
+    let status = r.status();
+    let sse = r
+        .headers()
+        .get("content-type")
+        .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
+    if sse {
+        let mut r = r;
+        let first = tokio::time::timeout(std::time::Duration::from_secs(5), r.chunk())
+            .await
+            .unwrap_or_else(|_| panic!("{label}: nothing on the stream"))
+            .expect("chunk")
+            .unwrap_or_default();
+        let first = String::from_utf8_lossy(&first);
+        assert!(first.contains("event: endpoint"), "{label}: {first}");
+        return;
+    }
+    let body: Value = r.json().await.unwrap_or_else(|e| panic!("{label}: not JSON: {e}"));
+    if !status.is_success() {
+        assert!(body.get("error").is_some(), "{label}: {body}");
+        assert!(!body.to_string().contains("token"), "{label}: {body}");
+    } else if route.mcp {
+        assert!(body["result"].is_object(), "{label}: {body}");
+    } else {
+        assert!(body.is_object() || body.is_array(), "{label}: {body}");
+    }
+}
+
 async fn send(http: &reqwest::Client, url: &str, route: &Route, auth: Option<&str>) -> reqwest::Response {
     let accept = if route.mcp && route.method == Method::GET {
         "text/event-stream"
@@ -259,7 +291,7 @@ async fn every_route_refuses_every_bad_token_and_serves_a_good_one() {
         if r.status().is_success() {
             assert!(r.headers().get("www-authenticate").is_none());
         }
-        drop(r);
+        assert_served(r, route).await;
         checked += 1;
     }
     assert_eq!(checked, routes.len() * (cases.len() + 1));

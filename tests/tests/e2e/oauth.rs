@@ -202,6 +202,9 @@ async fn a_client_discovers_the_issuer_gets_a_token_and_calls_a_tool() {
         .await
         .expect("initialize");
     assert_eq!(r.status(), StatusCode::OK);
+    assert!(r.headers().contains_key("mcp-session-id"), "a session was made");
+    let body: Value = r.json().await.expect("json");
+    assert_eq!(body["result"]["protocolVersion"], "2025-06-18", "{body}");
 
     // A token minted for another audience is refused.
     let other_aud = get_token("https://another-service.example/mcp".into()).await;
@@ -221,10 +224,11 @@ async fn a_client_discovers_the_issuer_gets_a_token_and_calls_a_tool() {
         &test_key("rs256-other.private.json"),
         json!({"iss": "https://evil.example", "sub": "x", "aud": resource, "exp": now + 300, "scope": "mcpgw:client"}),
     );
-    assert_eq!(
-        rpc(Some(foreign), LIST).await.expect("rpc").status(),
-        StatusCode::UNAUTHORIZED
-    );
+    let r = rpc(Some(foreign), LIST).await.expect("rpc");
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let body: Value = r.json().await.expect("json");
+    assert!(body["error"]["message"].is_string(), "{body}");
+    assert!(body.get("result").is_none(), "{body}");
     // The right issuer name and the kid the issuer publishes, signed with another key: the
     // signature check itself refuses it.
     let forged = sign_jwt_as(
@@ -247,7 +251,10 @@ async fn a_client_discovers_the_issuer_gets_a_token_and_calls_a_tool() {
     // (at most every MCPGW_OAUTH_JWKS_REFETCH_SECS, 0 here).
     *issuer.current.lock().expect("lock") = "test-rs-2";
     let rotated = get_token(resource.clone()).await;
-    assert_eq!(rpc(Some(rotated), LIST).await.expect("rpc").status(), StatusCode::OK);
+    let r = rpc(Some(rotated), LIST).await.expect("rpc");
+    assert_eq!(r.status(), StatusCode::OK);
+    let body: Value = r.json().await.expect("json");
+    assert!(body["result"]["tools"].is_array(), "{body}");
     // The old key is gone from the JWKS: its tokens no longer pass.
     assert_eq!(
         rpc(Some(token), LIST).await.expect("rpc").status(),

@@ -121,17 +121,23 @@ async fn log_notifications_respect_the_level() {
     // No level set: no log notifications, a plain JSON answer.
     let r = post(call(2, "weather")).send().await.expect("call");
     assert_eq!(r.headers()["content-type"], "application/json");
+    let answer: Value = r.json().await.expect("json");
+    assert!(answer["id"] == 2 && answer["result"]["content"].is_array(), "{answer}");
     // At "warning": a success logs only at debug, so nothing arrives...
-    post(json!({"jsonrpc": "2.0", "id": 3, "method": "logging/setLevel", "params": {"level": "warning"}}))
+    let r = post(json!({"jsonrpc": "2.0", "id": 3, "method": "logging/setLevel", "params": {"level": "warning"}}))
         .send()
         .await
         .expect("level");
+    let answer: Value = r.json().await.expect("json");
+    assert_eq!(answer, json!({"jsonrpc": "2.0", "id": 3, "result": {}}));
     let r = post(call(4, "weather")).send().await.expect("call");
     assert_eq!(
         r.headers()["content-type"],
         "application/json",
         "debug messages are below warning"
     );
+    let answer: Value = r.json().await.expect("json");
+    assert!(answer["id"] == 4 && answer["result"]["content"].is_array(), "{answer}");
     // ...while an upstream failure logs a warning, which does.
     let r = post(call(5, "broken")).send().await.expect("call");
     assert_eq!(r.headers()["content-type"], "text/event-stream");
@@ -269,10 +275,12 @@ async fn post_sse_stream_is_resumable() {
             .header("mcp-session-id", &sid)
             .json(&body)
     };
-    post(json!({"jsonrpc":"2.0","id":2,"method":"logging/setLevel","params":{"level":"debug"}}))
+    let r = post(json!({"jsonrpc":"2.0","id":2,"method":"logging/setLevel","params":{"level":"debug"}}))
         .send()
         .await
         .expect("level");
+    let answer: Value = r.json().await.expect("json");
+    assert_eq!(answer, json!({"jsonrpc": "2.0", "id": 2, "result": {}}));
     let r = post(
         json!({"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"weather","arguments":{"city":"Rome"}}}),
     )
