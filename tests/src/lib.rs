@@ -959,6 +959,21 @@ impl Fixture {
         Self::spawn(cmd)
     }
 
+    /// [`Fixture::start`] on a listening socket the caller bound and keeps (handed over as
+    /// stdin): a fixture started again on it serves on the same port, which nobody else can
+    /// take in between.
+    pub fn start_handed(transport: &str, listener: &std::net::TcpListener, calls_log: Option<&Path>) -> Self {
+        let socket = listener.try_clone().expect("clone the listening socket");
+        let mut cmd = Command::new(node_bin());
+        cmd.arg(repo_root().join("tests/fixture/server.mjs"))
+            .args(["--transport", transport, "--listen-stdin"])
+            .stdin(std::process::Stdio::from(std::os::fd::OwnedFd::from(socket)));
+        if let Some(log) = calls_log {
+            cmd.arg("--calls-log").arg(log);
+        }
+        Self::spawn(cmd)
+    }
+
     /// The port it listens on.
     pub fn port(&self) -> u16 {
         self.url.rsplit(':').next().and_then(|p| p.parse().ok()).unwrap_or(0)

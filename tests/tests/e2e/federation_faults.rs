@@ -241,15 +241,17 @@ async fn registering_an_unreachable_or_garbage_upstream_is_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_restarted_between_calls() {
     let s = setup(&[]).await;
-    let mut victim = Fixture::start("streamable-http", None);
-    let port = victim.port();
+    // The test holds the port: the restarted upstream serves on the socket the first one had.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let mut victim = Fixture::start_handed("streamable-http", &listener, None);
     let (status, body) = register(s.url(), json!({"name": "victim", "url": format!("{}/mcp", victim.url)})).await;
     assert_eq!(status, 201, "{body}");
     let (answer, _) = call(s.url(), &s.sid, "victim__mcpgw_pid", json!({})).await;
     let first_pid = text(&answer);
     assert!(!first_pid.is_empty(), "{answer}");
     victim.kill();
-    let restarted = Fixture::start_on("streamable-http", port, None);
+    let restarted = Fixture::start_handed("streamable-http", &listener, None);
+    assert_eq!(restarted.url, victim.url);
     // The old upstream session is gone with the process: the gateway opens a new one unseen.
     let (answer, _) = call(s.url(), &s.sid, "victim__mcpgw_pid", json!({})).await;
     let second_pid = text(&answer);
