@@ -35,6 +35,9 @@ redis-server --version
 step "format"
 cargo fmt --all --check
 
+step "module cycles in core (scripts/layers.py; the known ones in scripts/layer-cycles.txt may only shrink)"
+python3 scripts/layers.py | grep -v ' -> '
+
 step "clippy (host)"
 bounded 20 cargo clippy --workspace --all-targets --locked -- -D warnings
 

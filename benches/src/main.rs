@@ -6,10 +6,15 @@
 //! existing database) and idle RSS. Every loop is bounded in count and time.
 //!
 //! Also: tools/call through the gateway versus directly at a federated MCP upstream
-//! (`--federation-only`), and auth plus rate limiting versus both off (`--security-only`).
+//! (`--federation-only`), auth plus rate limiting versus both off (`--security-only`), the CPU
+//! per federated call beside nginx proxying the same traffic (`--cpu-only`; skipped without
+//! nginx), and memory per registered tool over 10,000 REST tools (`--tools-only`).
 //!
 //! usage: mcpgw-bench [--requests N] [--concurrency C] [--edge] [--out FILE]
 //! (`--edge` also measures the Worker under `wrangler dev`; build it first with scripts/edge.sh)
+
+mod cpu;
+mod tool_memory;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -619,6 +624,14 @@ async fn main() -> anyhow::Result<()> {
         federation_bench(total, arg("--federation-concurrency", 32), limit).await?;
         return Ok(());
     }
+    if std::env::args().any(|a| a == "--cpu-only") {
+        cpu::cpu_bench(total, arg("--federation-concurrency", 32)).await?;
+        return Ok(());
+    }
+    if std::env::args().any(|a| a == "--tools-only") {
+        tool_memory::tool_memory_bench(2000).await?;
+        return Ok(());
+    }
 
     let backend = start_rest_backend().await?;
     let dir = TempDir::new("bench");
@@ -692,8 +705,10 @@ async fn main() -> anyhow::Result<()> {
     );
     let federation = federation_bench(total, arg("--federation-concurrency", 32), limit).await?;
     let security = security_bench(total, concurrency, limit).await?;
+    let cpu = cpu::cpu_bench(total, arg("--federation-concurrency", 32)).await?;
+    let tools = tool_memory::tool_memory_bench(2000).await?;
     let report = json!({
-        "rounds": ROUNDS, "phases": rows, "federation": federation, "security": security,
+        "rounds": ROUNDS, "phases": rows, "federation": federation, "security": security, "cpu": cpu, "tools": tools,
         "ready_ms_fresh_db": ms(&ready_fresh), "ready_ms_existing_db_median": ms(&ready_existing[2]),
         "rss_idle_mb": rss_idle_kib as f64 / 1024.0, "rss_after_load_mb": rss_after_kib as f64 / 1024.0,
     });

@@ -97,7 +97,7 @@ impl Inner {
 }
 
 /// 502 for an upstream that could not be reached or read.
-fn bad_gateway(e: &crate::jsonrpc::RpcError) -> Response<Body> {
+fn bad_gateway(e: &crate::proto::jsonrpc::RpcError) -> Response<Body> {
     api_error(StatusCode::BAD_GATEWAY, "upstream_unavailable", e.message.clone(), None)
 }
 

@@ -191,9 +191,9 @@ impl AuthConfig {
     /// Reads the settings from `MCPGW_*` variables through `get` (the process environment
     /// natively, Worker vars and secrets on the edge). Auth is on unless
     /// `MCPGW_AUTH_REQUIRED=false`.
-    pub fn from_vars(get: impl Fn(&str) -> Option<String>) -> Result<Self, crate::ConfigError> {
+    pub fn from_vars(get: impl Fn(&str) -> Option<String>) -> Result<Self, crate::settings::ConfigError> {
         let var = |n: &str| get(n).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
-        let bad = |setting: &str, message: String| crate::ConfigError {
+        let bad = |setting: &str, message: String| crate::settings::ConfigError {
             setting: setting.into(),
             message,
         };
@@ -207,7 +207,7 @@ impl AuthConfig {
             None => Alg::HS256,
             Some(v) => v.parse().map_err(|e| bad("MCPGW_JWT_ALGORITHM", e))?,
         };
-        let list = |n: &str| var(n).map(|v| crate::config::split_list(&v)).unwrap_or_default();
+        let list = |n: &str| var(n).map(|v| crate::settings::split_list(&v)).unwrap_or_default();
         let oauth_issuer = var("MCPGW_OAUTH_ISSUER").map(|s| s.trim_end_matches('/').to_string());
         let cfg = AuthConfig {
             required,
@@ -259,8 +259,8 @@ impl AuthConfig {
 
     /// Checks the settings: with auth on, a usable key must be configured (a strong HS256
     /// secret, or public keys, or an OAuth issuer); an admin user needs a password hash.
-    pub fn validate(&self) -> Result<(), crate::ConfigError> {
-        let bad = |setting: &str, message: String| crate::ConfigError {
+    pub fn validate(&self) -> Result<(), crate::settings::ConfigError> {
+        let bad = |setting: &str, message: String| crate::settings::ConfigError {
             setting: setting.into(),
             message,
         };

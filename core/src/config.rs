@@ -55,15 +55,7 @@ fn d_host() -> String {
     "127.0.0.1".into()
 }
 
-/// A comma-separated setting as its items, trimmed, empty ones dropped.
-pub fn split_list(value: &str) -> Vec<String> {
-    value
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(String::from)
-        .collect()
-}
+pub use crate::settings::{split_list, ConfigError};
 
 /// Settings of the core gateway (the adapters add their own, such as the port).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -189,21 +181,8 @@ fn unreachable_default() -> GatewayConfig {
     }
 }
 
-/// A setting that failed validation.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error("invalid setting {setting}: {message}")]
-pub struct ConfigError {
-    /// The setting's name.
-    pub setting: String,
-    /// What is wrong.
-    pub message: String,
-}
-
 fn bad(setting: &str, message: impl Into<String>) -> ConfigError {
-    ConfigError {
-        setting: setting.into(),
-        message: message.into(),
-    }
+    ConfigError::new(setting, message)
 }
 
 impl GatewayConfig {

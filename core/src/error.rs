@@ -6,7 +6,7 @@ use http::{header, HeaderValue, Response, StatusCode};
 use serde_json::{json, Value};
 
 use crate::gateway::Body;
-use crate::jsonrpc::{self, RpcError};
+use crate::proto::jsonrpc::{self, RpcError};
 use crate::registry::RegistryError;
 
 /// A JSON response.

@@ -14,11 +14,11 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::gateway::Inner;
-use crate::jsonrpc::{Json, RpcError, INTERNAL_ERROR};
 use crate::mcp::{CallCtx, Outbound};
 use crate::model::{Catalog, Transport, UpstreamDef};
 use crate::platform::boxed;
 use crate::ports::SessionState;
+use crate::proto::jsonrpc::{Json, RpcError, INTERNAL_ERROR};
 use crate::registry::Upstream;
 use crate::upstream::{fetch_catalog, Hello, KeepOpen, Link, Net, UpstreamError};
 

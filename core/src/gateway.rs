@@ -15,13 +15,13 @@ use crate::config::{ConfigError, GatewayConfig};
 use crate::error::{api_error, json_response, json_text_response, method_not_allowed, rpc_error};
 use crate::guard::{access_of, add_headers, Admitted, Caller, Guard};
 use crate::hub::{Frame, Hub, OnDrop};
-use crate::jsonrpc::{self, Incoming, Json, Message, Request as RpcRequest, RpcError};
 use crate::mcp::{CallCtx, Outbound};
 use crate::platform::{boxed, boxed_stream, BoxStream};
 use crate::ports::{
     Cache, Clock, EventStore, HttpClient, Ids, Kind, Launcher, SessionState, SessionStore, Spawner, Store,
 };
-use crate::protocol;
+use crate::proto::jsonrpc::{self, Incoming, Json, Message, Request as RpcRequest, RpcError};
+use crate::proto::version::ProtocolVersion;
 use crate::registry::{Registry, Server};
 
 /// A response body: empty, whole, or streamed (SSE).
@@ -478,7 +478,7 @@ impl Gateway {
                 Err(e) => api_error(StatusCode::SERVICE_UNAVAILABLE, "not_ready", e.to_string(), None),
             },
             ["version"] => {
-                let mut v = json!({"name": inner.info.name, "version": inner.info.version, "protocol_versions": protocol::SUPPORTED_VERSIONS});
+                let mut v = json!({"name": inner.info.name, "version": inner.info.version, "protocol_versions": ProtocolVersion::SERVED});
                 if !inner.config.instance.is_empty() {
                     v["instance"] = json!(inner.config.instance);
                 }
@@ -648,7 +648,7 @@ impl Inner {
             .unwrap_or_else(|| self.ids.new_id());
         SessionState {
             id,
-            protocol_version: String::new(),
+            protocol_version: None,
             server: scope.map(|s| s.id.clone()),
             client_capabilities: json!({}),
             client_info: Value::Null,
@@ -698,12 +698,12 @@ impl Inner {
 
     fn check_version_header(h: &HeaderMap) -> Result<(), Box<Response<Body>>> {
         match header_str(h, MCP_PROTOCOL_VERSION) {
-            Some(v) if !protocol::is_supported(v) => Err(Box::new(rpc_error(
+            Some(v) if ProtocolVersion::served(v).is_none() => Err(Box::new(rpc_error(
                 StatusCode::BAD_REQUEST,
                 &Value::Null,
                 RpcError::invalid_request(format!(
                     "Bad Request: unsupported MCP-Protocol-Version '{v}' (supported: {})",
-                    protocol::SUPPORTED_VERSIONS.join(", ")
+                    ProtocolVersion::served_names().join(", ")
                 )),
             ))),
             _ => Ok(()),
@@ -732,13 +732,14 @@ impl Inner {
         let Some(session) = self.load_session(&req, session_id, scope.as_ref()).await else {
             return session_not_found();
         };
-        if matches!(incoming, Incoming::Batch(_)) && !protocol::allows_batches(&session.protocol_version) {
+        let batches = session.protocol_version.is_none_or(ProtocolVersion::allows_batches);
+        if matches!(incoming, Incoming::Batch(_)) && !batches {
             return rpc_error(
                 StatusCode::BAD_REQUEST,
                 &Value::Null,
                 RpcError::invalid_request(format!(
                     "Invalid Request: protocol version {} does not allow batches",
-                    session.protocol_version
+                    session.protocol_version.map_or("", ProtocolVersion::as_str)
                 )),
             );
         }
@@ -794,7 +795,7 @@ impl Inner {
         match self.initialize_result(&req, scope.as_ref()) {
             Ok((version, result, params)) => {
                 let mut s = self.new_session(http_req, scope.as_ref(), false);
-                s.protocol_version = version;
+                s.protocol_version = Some(version);
                 s.client_capabilities = params.get("capabilities").cloned().unwrap_or(json!({}));
                 s.client_info = params.get("clientInfo").cloned().unwrap_or(Value::Null);
                 let sid = s.id.clone();

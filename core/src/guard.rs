@@ -15,8 +15,8 @@ use crate::auth::{
 };
 use crate::error::{api_error, json_response, method_not_allowed};
 use crate::gateway::{Body, Inner};
-use crate::jsonrpc::{self, RpcError};
 use crate::ports::OutboundRequest;
+use crate::proto::jsonrpc::{self, RpcError};
 
 /// JSON-RPC error code of a 401 on an MCP route.
 pub const UNAUTHORIZED: i64 = -32040;

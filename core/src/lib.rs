@@ -1,6 +1,6 @@
 //! mcpgw-core: the gateway itself, free of any runtime.
 //!
-//! JSON-RPC and MCP ([`jsonrpc`], [`protocol`]), the registry ([`model`], [`registry`]), the MCP
+//! The wire ([`proto`]: JSON-RPC, protocol revisions, SSE), the registry ([`model`], [`registry`]), the MCP
 //! methods and REST tools, the transports and REST API behind one HTTP face
 //! ([`Gateway::handle`]), and the [`ports`] through which adapters supply storage, HTTP, time,
 //! randomness and background work. No tokio, axum, worker or reqwest here: the same code runs
@@ -10,18 +10,17 @@
 
 pub mod auth;
 pub mod config;
-pub mod cursor;
-pub mod jsonrpc;
 pub mod memory;
 pub mod model;
 pub mod netguard;
 pub mod platform;
 pub mod ports;
-pub mod protocol;
+pub mod proto;
 pub mod ratelimit;
 pub mod registry;
 pub mod render;
 pub mod seal;
+pub mod settings;
 pub mod uri_template;
 
 #[cfg(feature = "test-util")]
@@ -34,7 +33,6 @@ mod gateway;
 mod guard;
 mod hub;
 mod mcp;
-pub mod sse;
 mod tools;
 mod upstream;
 

@@ -7,13 +7,14 @@ use base64::Engine;
 use futures::channel::mpsc::UnboundedSender;
 use serde_json::{json, Map, Value};
 
-use crate::cursor;
 use crate::gateway::Inner;
-use crate::jsonrpc::{self, Json, Request, RpcError};
 use crate::model::{PromptContentDef, PromptDef, Role};
 use crate::model::{ResourceDef, ToolDef};
 use crate::ports::SessionState;
-use crate::protocol::{self, LogLevel};
+use crate::proto::cursor;
+use crate::proto::jsonrpc::{self, Json, Request, RpcError};
+use crate::proto::logging::LogLevel;
+use crate::proto::version::ProtocolVersion;
 use crate::registry::{Federated, Prompt, Resource, Server, Snapshot, Tool};
 use crate::render;
 
@@ -214,7 +215,7 @@ impl Inner {
         &self,
         req: &Request,
         scope: Option<&Arc<Server>>,
-    ) -> Result<(String, Value, Map<String, Value>), RpcError> {
+    ) -> Result<(ProtocolVersion, Value, Map<String, Value>), RpcError> {
         let p = params_obj(req)?;
         let requested = str_param(&p, "protocolVersion", "initialize")?;
         if let Some(c) = p.get("capabilities") {
@@ -224,7 +225,7 @@ impl Inner {
                 ));
             }
         }
-        let version = protocol::negotiate(Some(requested));
+        let version = ProtocolVersion::negotiate(Some(requested));
         let mut info = json!({"name": self.info.name, "version": self.info.version});
         if let Some(s) = scope {
             info["name"] = json!(format!("{}/{}", self.info.name, s.def.name));
@@ -236,7 +237,7 @@ impl Inner {
         if let Some(d) = scope.and_then(|s| s.def.description.clone()) {
             result["instructions"] = json!(d);
         }
-        Ok((version.to_string(), result, p))
+        Ok((version, result, p))
     }
 
     /// Answers one request; the JSON-RPC response, serialized.
@@ -297,9 +298,9 @@ impl Inner {
         let (version, result, params) = self.initialize_result(req, ctx.scope.as_ref())?;
         match &ctx.session {
             // Legacy SSE: the session exists from GET /sse; initialize fills it in.
-            Some(s) if s.legacy_sse && s.protocol_version.is_empty() => {
+            Some(s) if s.legacy_sse && s.protocol_version.is_none() => {
                 let mut s = s.clone();
-                s.protocol_version = version;
+                s.protocol_version = Some(version);
                 s.client_capabilities = params.get("capabilities").cloned().unwrap_or(json!({}));
                 s.client_info = params.get("clientInfo").cloned().unwrap_or(Value::Null);
                 self.sessions.put(s).await;

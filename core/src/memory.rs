@@ -381,7 +381,7 @@ mod tests {
     fn session(id: &str, last_seen: u64) -> SessionState {
         SessionState {
             id: id.into(),
-            protocol_version: "2025-11-25".into(),
+            protocol_version: Some(crate::proto::version::ProtocolVersion::V2025_11_25),
             server: None,
             client_capabilities: serde_json::json!({}),
             client_info: serde_json::Value::Null,

@@ -282,8 +282,8 @@ pub enum Transport {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Catalog {
     /// The negotiated protocol revision.
-    #[serde(default)]
-    pub protocol_version: String,
+    #[serde(default, with = "crate::proto::version::stored")]
+    pub protocol_version: Option<crate::proto::version::ProtocolVersion>,
     /// The upstream's `serverInfo`.
     #[serde(default)]
     pub server_info: Value,

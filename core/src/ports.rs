@@ -175,8 +175,9 @@ pub trait Cache: MaybeSend + MaybeSync {
 pub struct SessionState {
     /// The id handed to the client (`Mcp-Session-Id`, or `sessionId` for legacy SSE).
     pub id: String,
-    /// The negotiated protocol revision (empty until `initialize` on legacy SSE).
-    pub protocol_version: String,
+    /// The negotiated protocol revision (none until `initialize` on legacy SSE).
+    #[serde(default, with = "crate::proto::version::stored")]
+    pub protocol_version: Option<crate::proto::version::ProtocolVersion>,
     /// The virtual server this session is bound to, if any (its id).
     pub server: Option<String>,
     /// The client's declared capabilities.
@@ -184,7 +185,7 @@ pub struct SessionState {
     /// The client's name and version.
     pub client_info: Value,
     /// The level set by `logging/setLevel`; no log notifications until one is set.
-    pub log_level: Option<crate::protocol::LogLevel>,
+    pub log_level: Option<crate::proto::logging::LogLevel>,
     /// Legacy HTTP+SSE session (true) or streamable HTTP (false).
     pub legacy_sse: bool,
     /// Creation time, ms since the epoch.

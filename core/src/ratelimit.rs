@@ -57,8 +57,8 @@ pub struct RateLimits {
 impl RateLimits {
     /// Reads `MCPGW_RATE_LIMIT_MCP`, `MCPGW_RATE_LIMIT_ADMIN` (like `600/60`; default none) and
     /// `MCPGW_RATE_LIMIT_AUTH_FAILURES` (default `20/60`; `off` turns it off) through `get`.
-    pub fn from_vars(get: impl Fn(&str) -> Option<String>) -> Result<Self, crate::ConfigError> {
-        let rule = |name: &str| -> Result<Option<Rule>, crate::ConfigError> {
+    pub fn from_vars(get: impl Fn(&str) -> Option<String>) -> Result<Self, crate::settings::ConfigError> {
+        let rule = |name: &str| -> Result<Option<Rule>, crate::settings::ConfigError> {
             let value = get(name).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
             let value = match (name, value) {
                 ("MCPGW_RATE_LIMIT_AUTH_FAILURES", None) => Some("20/60".to_string()),
@@ -66,7 +66,7 @@ impl RateLimits {
             };
             match value.filter(|v| v != "off") {
                 None => Ok(None),
-                Some(v) => v.parse().map(Some).map_err(|message| crate::ConfigError {
+                Some(v) => v.parse().map(Some).map_err(|message| crate::settings::ConfigError {
                     setting: name.into(),
                     message,
                 }),

@@ -13,7 +13,7 @@ use serde_json::{json, Map, Value};
 use crate::gateway::Inner;
 use crate::mcp::CallCtx;
 use crate::ports::{HttpError, InboundResponse, OutboundRequest};
-use crate::protocol::LogLevel;
+use crate::proto::logging::LogLevel;
 use crate::registry::Tool;
 use crate::uri_template::UriTemplate;
 

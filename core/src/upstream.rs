@@ -18,8 +18,8 @@ use serde_json::{json, Value};
 use crate::model::{Catalog, Transport, UpstreamDef};
 use crate::platform::{boxed, BoxFuture, BoxStream, MaybeSend, MaybeSync};
 use crate::ports::{Clock, HttpClient, HttpError, InboundResponse, Launcher, OutboundRequest, Pipe, Spawner};
-use crate::protocol;
-use crate::sse;
+use crate::proto::sse;
+use crate::proto::version::ProtocolVersion;
 
 /// Why a link failed.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -171,7 +171,7 @@ struct HttpIo {
     url: String,
     headers: Vec<(String, String)>,
     session: Mutex<Option<String>>,
-    version: Mutex<String>,
+    version: Mutex<Option<ProtocolVersion>>,
     max_bytes: usize,
     /// The calls in flight (see [`Link::call_sink`]).
     calls: CallSinks,
@@ -231,9 +231,8 @@ impl HttpIo {
         if let Some(s) = self.session.lock().unwrap_or_else(|e| e.into_inner()).clone() {
             h.push(("mcp-session-id".into(), s));
         }
-        let v = self.version.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        if !v.is_empty() {
-            h.push(("mcp-protocol-version".into(), v));
+        if let Some(v) = *self.version.lock().unwrap_or_else(|e| e.into_inner()) {
+            h.push(("mcp-protocol-version".into(), v.as_str().into()));
         }
         h.extend(self.headers.iter().cloned());
         h
@@ -640,7 +639,7 @@ impl Link {
                 url: endpoint.clone(),
                 headers: header_pairs(def),
                 session: Mutex::new(None),
-                version: Mutex::new(String::new()),
+                version: Mutex::new(None),
                 max_bytes: net.max_bytes,
                 calls: CallSinks::default(),
             }),
@@ -666,7 +665,7 @@ impl Link {
             linger_ms: net.linger_ms,
         };
         let params = json!({
-            "protocolVersion": protocol::LATEST_VERSION,
+            "protocolVersion": ProtocolVersion::LATEST,
             "capabilities": hello.capabilities,
             "clientInfo": if hello.client_info.is_object() { hello.client_info.clone() } else { json!({"name": "mcpgw", "version": env!("CARGO_PKG_VERSION")}) },
         });
@@ -678,14 +677,14 @@ impl Link {
                 return Err(UpstreamError::Protocol(format!("initialize failed: {msg}")));
             }
         };
-        let version = result["protocolVersion"].as_str().unwrap_or_default().to_string();
-        if !protocol::is_supported(&version) {
+        let named = result["protocolVersion"].as_str().unwrap_or_default();
+        let Some(version) = ProtocolVersion::served(named) else {
             return Err(UpstreamError::Protocol(format!(
-                "unsupported protocol version '{version}'"
+                "unsupported protocol version '{named}'"
             )));
-        }
+        };
         if let Io::Http(h) = &link.io {
-            *h.version.lock().unwrap_or_else(|e| e.into_inner()) = version;
+            *h.version.lock().unwrap_or_else(|e| e.into_inner()) = Some(version);
         }
         link.init = result;
         link.notify("notifications/initialized", None).await?;
@@ -720,8 +719,8 @@ impl Link {
     }
 
     /// The protocol revision agreed with the upstream.
-    pub fn protocol_version(&self) -> &str {
-        self.init["protocolVersion"].as_str().unwrap_or_default()
+    pub fn protocol_version(&self) -> Option<ProtocolVersion> {
+        self.init["protocolVersion"].as_str().and_then(ProtocolVersion::parse)
     }
 
     /// The upstream's capabilities.
@@ -1099,7 +1098,7 @@ async fn standalone_stream(
 pub(crate) async fn fetch_catalog(link: &Link, timeout_ms: u64) -> Result<Catalog, UpstreamError> {
     let caps = link.capabilities().clone();
     let mut cat = Catalog {
-        protocol_version: link.protocol_version().to_string(),
+        protocol_version: link.protocol_version(),
         server_info: link.init["serverInfo"].clone(),
         capabilities: caps.clone(),
         instructions: link.init["instructions"].as_str().map(str::to_string),

@@ -14,7 +14,8 @@ use bytes::Bytes;
 use futures::executor::block_on;
 use mcpgw_core::auth::{AuthConfig, KeySet, Secret, Verdict, Verifier};
 use mcpgw_core::memory::{memory_ports, ManualClock};
-use mcpgw_core::{jsonrpc, Gateway, GatewayConfig, ServerInfo};
+use mcpgw_core::proto::jsonrpc;
+use mcpgw_core::{Gateway, GatewayConfig, ServerInfo};
 use proptest::prelude::*;
 use serde_json::Value;
 
@@ -144,9 +145,9 @@ proptest! {
         data in prop::collection::vec(prop_oneof![Just(b'\n'), Just(b'\r'), Just(b':'), Just(b' '), any::<u8>()], 0..400),
         split in any::<prop::sample::Index>(),
     ) {
-        let whole = mcpgw_core::sse::Parser::default().push(&data).unwrap_or_default();
+        let whole = mcpgw_core::proto::sse::Parser::default().push(&data).unwrap_or_default();
         let at = split.index(data.len() + 1);
-        let mut p = mcpgw_core::sse::Parser::default();
+        let mut p = mcpgw_core::proto::sse::Parser::default();
         let mut parts = p.push(&data[..at]).unwrap_or_default();
         parts.extend(p.push(&data[at..]).unwrap_or_default());
         prop_assert_eq!(whole, parts);

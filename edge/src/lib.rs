@@ -20,10 +20,10 @@ use std::cell::RefCell;
 use std::sync::Arc;
 use std::time::Duration;
 
-use mcpgw_core::jsonrpc::{self, Incoming, Message};
 use mcpgw_core::memory::{MemoryCache, MemoryEventStore, MemorySessionStore};
 use mcpgw_core::platform::BoxFuture;
 use mcpgw_core::ports::{Clock, Ids, Spawner};
+use mcpgw_core::proto::jsonrpc::{self, Incoming, Message};
 use mcpgw_core::{AssignSessionId, Gateway, GatewayConfig, Ports, ServerInfo};
 use worker::{durable_object, event, Context, DurableObject, Env, Request, Response, Result, State};
 

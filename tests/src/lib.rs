@@ -1408,7 +1408,7 @@ fn pump_sse(
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         use futures_lite::StreamExt;
-        let mut parser = mcpgw_core::sse::Parser::default();
+        let mut parser = mcpgw_core::proto::sse::Parser::default();
         let mut body = r.bytes_stream();
         while let Some(Ok(chunk)) = body.next().await {
             let Ok(events) = parser.push(&chunk) else { return };

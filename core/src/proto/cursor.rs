@@ -4,7 +4,7 @@
 use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
 use serde_json::Value;
 
-use crate::jsonrpc::RpcError;
+use crate::proto::jsonrpc::RpcError;
 
 /// Encodes a cursor for `list` at `offset`.
 pub fn encode(list: &str, offset: usize) -> String {
@@ -63,7 +63,7 @@ mod tests {
         ] {
             assert_eq!(
                 page("tools", &items, Some(&bad), 2).unwrap_err().code,
-                crate::jsonrpc::INVALID_PARAMS
+                crate::proto::jsonrpc::INVALID_PARAMS
             );
         }
     }

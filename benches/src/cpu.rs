@@ -1,0 +1,289 @@
+//! The CPU time the gateway spends per federated `tools/call`, beside nginx proxying the same
+//! traffic to the same upstream (the floor of a proxy that does no MCP work), in the same run:
+//! the official reference server `@modelcontextprotocol/server-everything` as the upstream,
+//! `echo` called at a fixed concurrency. CPU is the process's utime + stime (every thread; for
+//! nginx the master and its workers) over the phase, divided by the requests.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, ensure, Context};
+use mcpgw_e2e::{Fixture, GatewayProcess, TempDir};
+use serde_json::{json, Value};
+
+use crate::{mcp_request, open_session, run_phase, Phase, ROUNDS};
+
+/// utime + stime of one process (all its threads), in clock ticks.
+fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the command name (which may hold spaces) start at state (field 3).
+    let rest = stat.rsplit_once(')').context("stat format")?.1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    ensure!(f.len() > 13, "stat has {} fields", f.len());
+    Ok(f[11].parse::<u64>()? + f[12].parse::<u64>()?)
+}
+
+/// The processes whose parent is `pid`.
+fn children(pid: u32) -> Vec<u32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/stat"))
+                .ok()
+                .and_then(|s| {
+                    s.rsplit_once(')')
+                        .map(|(_, r)| r.split_whitespace().nth(1).map(str::to_string))
+                })
+                .flatten()
+                .is_some_and(|ppid| ppid == pid.to_string())
+        })
+        .collect()
+}
+
+fn clock_ticks_per_sec() -> u64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(100)
+}
+
+/// nginx as a plain reverse proxy (one worker, upstream keep-alive, no buffering) in front of
+/// `upstream` (`http://127.0.0.1:PORT`), on 127.0.0.1; stopped by its PID when dropped.
+struct Nginx {
+    child: Child,
+    url: String,
+    pids: Vec<u32>,
+    _dir: TempDir,
+}
+
+impl Nginx {
+    fn find() -> Option<String> {
+        ["/usr/sbin/nginx", "/usr/bin/nginx"]
+            .into_iter()
+            .find(|p| Path::new(p).exists())
+            .map(str::to_string)
+    }
+
+    async fn start(bin: &str, upstream: &str) -> anyhow::Result<Self> {
+        let dir = TempDir::new("bench-nginx");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let up = upstream.trim_start_matches("http://");
+        let d = dir.0.display();
+        let conf = format!(
+            "worker_processes 1;\ndaemon off;\npid {d}/nginx.pid;\nerror_log {d}/error.log warn;\n\
+             events {{ worker_connections 4096; }}\n\
+             http {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n\
+             \x20 fastcgi_temp_path {d}/fcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
+             \x20 upstream up {{ server {up}; keepalive 64; }}\n\
+             \x20 server {{\n    listen 127.0.0.1:{port};\n    location / {{\n      proxy_pass http://up;\n\
+             \x20     proxy_http_version 1.1;\n      proxy_set_header Connection \"\";\n      proxy_buffering off;\n\
+             \x20   }}\n  }}\n}}\n"
+        );
+        let conf_path = dir.join("nginx.conf");
+        std::fs::write(&conf_path, conf)?;
+        let child = Command::new(bin)
+            .arg("-p")
+            .arg(&dir.0)
+            .arg("-c")
+            .arg(&conf_path)
+            .arg("-e")
+            .arg(dir.join("error.log"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("start nginx")?;
+        let url = format!("http://127.0.0.1:{port}");
+        let http = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut n = Self {
+            child,
+            url,
+            pids: Vec::new(),
+            _dir: dir,
+        };
+        loop {
+            // The upstream's own 404 for "/" proves nginx on this port proxies to it.
+            if let Ok(r) = http.get(format!("{}/nginx-probe", n.url)).send().await {
+                if r.headers()
+                    .get("server")
+                    .is_some_and(|v| v.as_bytes().starts_with(b"nginx"))
+                {
+                    break;
+                }
+            }
+            if let Ok(Some(status)) = n.child.try_wait() {
+                bail!("nginx exited: {status}");
+            }
+            ensure!(Instant::now() < deadline, "nginx did not answer on {}", n.url);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let master = n.child.id();
+        n.pids = std::iter::once(master).chain(children(master)).collect();
+        Ok(n)
+    }
+
+    fn ticks(&self) -> anyhow::Result<u64> {
+        self.pids.iter().map(|p| cpu_ticks(*p)).sum()
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One measured phase: the requests, the throughput and the CPU microseconds per request.
+struct CpuPhase {
+    phase: Phase,
+    cpu_us: f64,
+}
+
+async fn echo_phase(
+    name: &'static str,
+    http: &reqwest::Client,
+    (url, sid, tool): (&str, &str, &'static str),
+    n: usize,
+    c: usize,
+    id_base: u64,
+    ticks: &dyn Fn() -> anyhow::Result<u64>,
+) -> anyhow::Result<CpuPhase> {
+    let per_tick_us = 1e6 / clock_ticks_per_sec() as f64;
+    let (h, u, s) = (http.clone(), url.to_string(), sid.to_string());
+    let before = ticks()?;
+    let phase = run_phase(name, n, c, Duration::from_secs(120), move |i| {
+        let (h, u, s) = (h.clone(), u.clone(), s.clone());
+        let body = json!({"jsonrpc": "2.0", "id": id_base + i, "method": "tools/call",
+            "params": {"name": tool, "arguments": {"message": "hi"}}});
+        async move {
+            let v = mcp_request(&h, &u, &s, &body).await?;
+            ensure!(
+                v["result"]["content"][0]["text"]
+                    .as_str()
+                    .is_some_and(|t| t.contains("hi")),
+                "call failed: {v}"
+            );
+            Ok(())
+        }
+    })
+    .await?;
+    let used = ticks()?.saturating_sub(before) as f64 * per_tick_us;
+    Ok(CpuPhase {
+        cpu_us: used / phase.requests as f64,
+        phase,
+    })
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+/// `--cpu-only`: mcpgw and nginx in front of server-everything, `ROUNDS` interleaved rounds.
+pub async fn cpu_bench(total: usize, concurrency: usize) -> anyhow::Result<Value> {
+    let Some(nginx_bin) = Nginx::find() else {
+        println!("cpu: nginx not installed (apt-get install nginx-light): the CPU phase was skipped");
+        return Ok(Value::Null);
+    };
+    let everything = Fixture::everything("streamableHttp");
+    let nginx = Nginx::start(&nginx_bin, &everything.url).await?;
+    let dir = TempDir::new("bench-cpu");
+    let db = dir.join("cpu.db");
+    let gw = GatewayProcess::start(
+        &["--database", db.to_str().context("utf-8 path")?],
+        &[("MCPGW_LOG", "warn,mcpgw=info")],
+    )?;
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(concurrency * 2)
+        .timeout(Duration::from_secs(30))
+        .build()?;
+    let r = http
+        .post(format!("{}/gateways", gw.url))
+        .json(&json!({"name": "every", "url": format!("{}/mcp", everything.url)}))
+        .send()
+        .await?;
+    ensure!(r.status().as_u16() == 201, "register server-everything: {}", r.status());
+    let via_nginx = format!("{}/mcp", nginx.url);
+    let via_gw = format!("{}/mcp", gw.url);
+    let nginx_sid = open_session(&http, &via_nginx).await?;
+    let gw_sid = open_session(&http, &via_gw).await?;
+    let gw_pid = gw.pid();
+    let nginx_ticks = || nginx.ticks();
+    let gw_ticks = || cpu_ticks(gw_pid);
+    // Warm-up: connections, the gateway's upstream session.
+    for (url, sid, tool) in [(&via_nginx, &nginx_sid, "echo"), (&via_gw, &gw_sid, "every__echo")] {
+        echo_phase("warm-up", &http, (url, sid, tool), 500, concurrency, 0, &|| Ok(0)).await?;
+    }
+    let (mut rows_n, mut rows_g) = (Vec::new(), Vec::new());
+    for round in 0..ROUNDS {
+        let base = (round as u64 + 1) * 100_000_000;
+        rows_n.push(
+            echo_phase(
+                "nginx",
+                &http,
+                (&via_nginx, &nginx_sid, "echo"),
+                total,
+                concurrency,
+                base,
+                &nginx_ticks,
+            )
+            .await?,
+        );
+        rows_g.push(
+            echo_phase(
+                "mcpgw",
+                &http,
+                (&via_gw, &gw_sid, "every__echo"),
+                total,
+                concurrency,
+                base + 50_000_000,
+                &gw_ticks,
+            )
+            .await?,
+        );
+    }
+    let summary = |rows: &[CpuPhase]| {
+        (
+            median(rows.iter().map(|r| r.phase.rps()).collect()),
+            median(rows.iter().map(|r| r.cpu_us).collect()),
+            median(rows.iter().map(|r| r.phase.pct(0.5)).collect()),
+        )
+    };
+    let (n_rps, n_cpu, n_p50) = summary(&rows_n);
+    let (g_rps, g_cpu, g_p50) = summary(&rows_g);
+    println!(
+        "cpu: tools/call of server-everything's echo at {concurrency} connections, {total} requests per phase, median of {ROUNDS} interleaved rounds\n"
+    );
+    println!("| proxy | req/s | CPU µs per request | p50 ms |\n| --- | ---: | ---: | ---: |");
+    println!("| nginx (plain reverse proxy, baseline) | {n_rps:.0} | {n_cpu:.1} | {n_p50:.3} |");
+    println!("| mcpgw (federated upstream) | {g_rps:.0} | {g_cpu:.1} | {g_p50:.3} |");
+    println!(
+        "\nCPU per request {:.2}x nginx (target <= 1.5); throughput {:.2}x nginx (target >= 1.0)\n",
+        g_cpu / n_cpu,
+        g_rps / n_rps
+    );
+    drop(nginx);
+    Ok(json!({"concurrency": concurrency, "requests": total,
+        "nginx": {"rps": n_rps, "cpu_us_per_request": n_cpu, "p50_ms": n_p50},
+        "mcpgw": {"rps": g_rps, "cpu_us_per_request": g_cpu, "p50_ms": g_p50},
+        "cpu_ratio": g_cpu / n_cpu, "throughput_ratio": g_rps / n_rps}))
+}

@@ -1,0 +1,9 @@
+//! The wire, pure: JSON-RPC messages and ids, protocol revisions and their eras, log levels,
+//! SSE framing and parsing, list cursors. No I/O and nothing of the gateway's own: every other
+//! layer may use this one, and it uses none of them (only `platform`).
+
+pub mod cursor;
+pub mod jsonrpc;
+pub mod logging;
+pub mod sse;
+pub mod version;

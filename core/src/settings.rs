@@ -1,0 +1,33 @@
+//! Reading settings: the error a bad setting gets and list splitting. A leaf: every part of
+//! the configuration (gateway, auth, rate limits) reports through it, so none of them needs
+//! another's module.
+
+/// A setting that failed validation.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("invalid setting {setting}: {message}")]
+pub struct ConfigError {
+    /// The setting's name.
+    pub setting: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl ConfigError {
+    /// The error for `setting`.
+    pub fn new(setting: &str, message: impl Into<String>) -> Self {
+        Self {
+            setting: setting.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// A comma-separated setting as its items, trimmed, empty ones dropped.
+pub fn split_list(value: &str) -> Vec<String> {
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(String::from)
+        .collect()
+}
