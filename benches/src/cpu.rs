@@ -12,7 +12,7 @@ use anyhow::{bail, ensure, Context};
 use mcpgw_e2e::{Fixture, GatewayProcess, TempDir};
 use serde_json::{json, Value};
 
-use crate::{mcp_request, open_session, run_phase, Phase, ROUNDS};
+use crate::{load_client, mcp_request, open_session, register_upstream, run_phase, Phase, ROUNDS};
 
 /// utime + stime of one process (all its threads), in clock ticks.
 fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
@@ -212,16 +212,8 @@ pub async fn cpu_bench(total: usize, concurrency: usize) -> anyhow::Result<Value
         &["--database", db.to_str().context("utf-8 path")?],
         &[("MCPGW_LOG", "warn,mcpgw=info")],
     )?;
-    let http = reqwest::Client::builder()
-        .pool_max_idle_per_host(concurrency * 2)
-        .timeout(Duration::from_secs(30))
-        .build()?;
-    let r = http
-        .post(format!("{}/gateways", gw.url))
-        .json(&json!({"name": "every", "url": format!("{}/mcp", everything.url)}))
-        .send()
-        .await?;
-    ensure!(r.status().as_u16() == 201, "register server-everything: {}", r.status());
+    let http = load_client(concurrency)?;
+    register_upstream(&http, &gw.url, "every", &everything.url).await?;
     let via_nginx = format!("{}/mcp", nginx.url);
     let via_gw = format!("{}/mcp", gw.url);
     let nginx_sid = open_session(&http, &via_nginx).await?;

@@ -313,6 +313,25 @@ async fn mcp_request(http: &reqwest::Client, url: &str, sid: &str, body: &Value)
         .context("no answer in the SSE stream")
 }
 
+/// The load generator's HTTP client: enough idle connections for `concurrency` callers.
+fn load_client(concurrency: usize) -> anyhow::Result<reqwest::Client> {
+    Ok(reqwest::Client::builder()
+        .pool_max_idle_per_host(concurrency * 2)
+        .timeout(Duration::from_secs(30))
+        .build()?)
+}
+
+/// Registers the MCP server at `{base}/mcp` as upstream `name` of the gateway at `gw`.
+async fn register_upstream(http: &reqwest::Client, gw: &str, name: &str, base: &str) -> anyhow::Result<()> {
+    let r = http
+        .post(format!("{gw}/gateways"))
+        .json(&json!({"name": name, "url": format!("{base}/mcp")}))
+        .send()
+        .await?;
+    ensure!(r.status().as_u16() == 201, "register {name}: {}", r.status());
+    Ok(())
+}
+
 /// `initialize` + `notifications/initialized` at an MCP endpoint; returns the session id.
 async fn open_session(http: &reqwest::Client, url: &str) -> anyhow::Result<String> {
     let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize",
@@ -405,16 +424,8 @@ async fn federation_bench(total: usize, concurrency: usize, limit: Duration) -> 
         ],
         &[("MCPGW_LOG", "warn,mcpgw=info")],
     )?;
-    let http = reqwest::Client::builder()
-        .pool_max_idle_per_host(concurrency * 2)
-        .timeout(Duration::from_secs(30))
-        .build()?;
-    let r = http
-        .post(format!("{}/gateways", gw.url))
-        .json(&json!({"name": "fixture", "url": format!("{}/mcp", fixture.url)}))
-        .send()
-        .await?;
-    ensure!(r.status().as_u16() == 201, "register the fixture: {}", r.status());
+    let http = load_client(concurrency)?;
+    register_upstream(&http, &gw.url, "fixture", &fixture.url).await?;
     let direct_url = format!("{}/mcp", fixture.url);
     let gw_url = format!("{}/mcp", gw.url);
     let direct_sid = open_session(&http, &direct_url).await?;

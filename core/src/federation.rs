@@ -469,15 +469,19 @@ impl Inner {
         }
     }
 
-    /// The client opened a stream of its own: the session's links reopen their standalone
-    /// streams (parked while idle) so that what the upstreams say outside calls reaches it.
-    pub(crate) fn wake_links(&self, sid: &str) {
-        let slots: Vec<Arc<Slot>> = lock(&self.fed.slots)
+    /// The link slots of session `sid`.
+    fn session_slots(&self, sid: &str) -> Vec<Arc<Slot>> {
+        lock(&self.fed.slots)
             .iter()
             .filter(|((s, _), _)| s == sid)
             .map(|(_, slot)| slot.clone())
-            .collect();
-        for slot in slots {
+            .collect()
+    }
+
+    /// The client opened a stream of its own: the session's links reopen their standalone
+    /// streams (parked while idle) so that what the upstreams say outside calls reaches it.
+    pub(crate) fn wake_links(&self, sid: &str) {
+        for slot in self.session_slots(sid) {
             // A link being opened starts listening on its own.
             if let Some(link) = slot.link.try_lock().and_then(|g| g.clone()) {
                 let _ = link.wake();
@@ -487,12 +491,7 @@ impl Inner {
 
     /// Sends a notification to every open link of a session (roots changed, log level).
     pub(crate) async fn notify_links(&self, sid: &str, method: &str, params: Option<Value>, as_request: bool) {
-        let slots: Vec<Arc<Slot>> = lock(&self.fed.slots)
-            .iter()
-            .filter(|((s, _), _)| s == sid)
-            .map(|(_, slot)| slot.clone())
-            .collect();
-        for slot in slots {
+        for slot in self.session_slots(sid) {
             let link = slot.link.lock().await.clone();
             let Some(link) = link.filter(|l| !l.is_broken()) else {
                 continue;

@@ -265,9 +265,14 @@ pub enum HttpError {
     /// The URL could not be used.
     #[error("invalid URL: {0}")]
     InvalidUrl(String),
-    /// Connecting or sending failed.
+    /// Connecting or sending failed (the request may not have reached the server; a runtime that
+    /// cannot tell reports [`HttpError::Lost`] cases as this too).
     #[error("connection failed: {0}")]
     Connect(String),
+    /// The connection was made and the request sent, then lost before the response began: the
+    /// server may have acted on it.
+    #[error("connection lost before the response: {0}")]
+    Lost(String),
     /// The body failed mid-way.
     #[error("body: {0}")]
     Body(String),

@@ -218,6 +218,8 @@ fn content_type(resp: &InboundResponse) -> String {
 fn http_error(e: HttpError) -> UpstreamError {
     match e {
         HttpError::Timeout(ms) => UpstreamError::Timeout(ms),
+        // The upstream may have the request: it is not sent again.
+        HttpError::Lost(_) => UpstreamError::Closed,
         other => UpstreamError::Unreachable(other.to_string()),
     }
 }

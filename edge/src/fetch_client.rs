@@ -32,6 +32,8 @@ impl HttpClient for FetchClient {
         let mut resp = Fetch::Request(req)
             .send()
             .await
+            // workerd reports a refused connection and one lost mid-request alike ("Network
+            // connection lost."): it cannot be told which, so it counts as not sent.
             .map_err(|e| HttpError::Connect(e.to_string()))?;
         let status = http::StatusCode::from_u16(resp.status_code()).map_err(|e| HttpError::Body(e.to_string()))?;
         let mut out_headers = http::HeaderMap::new();

@@ -110,7 +110,14 @@ impl HttpClient for ReqwestClient {
         if let Some(body) = request.body {
             rb = rb.body(body);
         }
-        let resp = rb.send().await.map_err(|e| HttpError::Connect(error_chain(&e)))?;
+        let resp = rb.send().await.map_err(|e| {
+            // Past the connect step the request went out: the server may have acted on it.
+            if e.is_connect() || e.is_builder() {
+                HttpError::Connect(error_chain(&e))
+            } else {
+                HttpError::Lost(error_chain(&e))
+            }
+        })?;
         let status = resp.status();
         let headers = resp.headers().clone();
         let body = resp

@@ -296,6 +296,26 @@ fn sampling_reply(run: usize) -> impl Fn(&Value) -> Option<Value> {
     }
 }
 
+/// Calls the fixture's `test_sampling` as request `s-{run}`, answering its sampling request
+/// with `reply-{run}`: the result must carry that reply. What came before the answer.
+async fn sample(s: &mut RawSession, run: usize) -> Vec<(Via, Value)> {
+    let (answer, seen) = s
+        .call(
+            json!(format!("s-{run}")),
+            "tools/call",
+            json!({"name": "test_sampling", "arguments": {"prompt": "hi"}}),
+            sampling_reply(run),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("run {run}: {e}"));
+    assert_eq!(
+        answer["result"]["content"][0]["text"],
+        format!("LLM response: reply-{run}"),
+        "run {run}: {answer}"
+    );
+    seen
+}
+
 /// An upstream that sends a tool's sampling and elicitation requests on its standalone GET
 /// stream (no relatedRequestId, as servers on the TS SDK 1.x do, the conformance suite's own
 /// fixture among them), with an event store: 20 sessions in a row, each must get both requests
@@ -344,20 +364,7 @@ async fn unrelated_requests_20_times(transport: &str, fixture_args: &[&str]) -> 
         if run % 2 == 0 {
             s.open_standalone().await.expect("GET stream");
         }
-        let (answer, seen) = s
-            .call(
-                json!(format!("s-{run}")),
-                "tools/call",
-                json!({"name": "test_sampling", "arguments": {"prompt": "hi"}}),
-                sampling_reply(run),
-            )
-            .await
-            .unwrap_or_else(|e| panic!("run {run}: {e}"));
-        assert_eq!(
-            answer["result"]["content"][0]["text"],
-            format!("LLM response: reply-{run}"),
-            "run {run}: {answer}"
-        );
+        let seen = sample(&mut s, run).await;
         let asked: Vec<&(Via, Value)> = seen
             .iter()
             .filter(|(_, m)| m["method"] == "sampling/createMessage")
@@ -475,20 +482,7 @@ async fn an_idle_sessions_upstream_stream_is_closed_and_reopened_for_the_next_ca
         let (answer, _) = s.tool(json!(round), "test_simple_text", json!({})).await.expect("call");
         assert!(answer["result"].is_object(), "{answer}");
         wait_for_calls(&fed.calls, "standalone-closed", round + 1).await;
-        let (answer, seen) = s
-            .call(
-                json!(format!("s-{round}")),
-                "tools/call",
-                json!({"name": "test_sampling", "arguments": {"prompt": "hi"}}),
-                sampling_reply(round),
-            )
-            .await
-            .expect("sampling call after parking");
-        assert_eq!(
-            answer["result"]["content"][0]["text"],
-            format!("LLM response: reply-{round}"),
-            "round {round}: {answer}"
-        );
+        let seen = sample(&mut s, round).await;
         assert!(seen
             .iter()
             .any(|(via, m)| *via == Via::Call && m["method"] == "sampling/createMessage"));

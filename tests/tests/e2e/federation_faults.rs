@@ -199,6 +199,68 @@ async fn start_garbage_upstream() -> (String, tokio::task::JoinHandle<()>) {
     (format!("http://{addr}/mcp"), task)
 }
 
+/// An MCP server whose connection drops once it has read a `tools/call` (before any response):
+/// it initializes and lists `dropped` properly. Returns its URL and how many calls it read.
+async fn start_dropping_upstream() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use axum::http::HeaderMap;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let calls = Arc::new(AtomicUsize::new(0));
+    let seen = calls.clone();
+    let mcp = move |body: axum::body::Bytes| {
+        let seen = seen.clone();
+        async move {
+            let msg: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            let id = msg["id"].clone();
+            let result = match msg["method"].as_str().unwrap_or_default() {
+                _ if id.is_null() => return axum::http::StatusCode::ACCEPTED.into_response(),
+                "initialize" => json!({"protocolVersion": "2025-06-18", "capabilities": {"tools": {}},
+                    "serverInfo": {"name": "dropping", "version": "1"}}),
+                "tools/list" => json!({"tools": [{"name": "dropped", "inputSchema": {"type": "object"}}]}),
+                "tools/call" => {
+                    seen.fetch_add(1, Ordering::SeqCst);
+                    // Ends the connection's task: the socket closes with no response.
+                    panic!("dropping the connection on purpose");
+                }
+                _ => json!({}),
+            };
+            let mut h = HeaderMap::new();
+            h.insert("mcp-session-id", "dropping-session".parse().expect("header"));
+            (h, axum::Json(json!({"jsonrpc": "2.0", "id": id, "result": result}))).into_response()
+        }
+    };
+    use axum::response::IntoResponse;
+    let app = axum::Router::new().route("/mcp", axum::routing::post(mcp));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (format!("http://{addr}/mcp"), calls)
+}
+
+/// A call whose connection is lost after the request went out may have run upstream: it is not
+/// sent again (at most once), and the client hears `closed`. Native only: workerd reports a
+/// lost request and a refused connection alike, so the Worker cannot tell them apart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_lost_after_it_was_sent_is_not_sent_again() {
+    if target() == Target::Edge {
+        return skip(
+            "a_call_lost_after_it_was_sent_is_not_sent_again",
+            "workerd's fetch cannot tell a lost request from a refused connection",
+        );
+    }
+    let s = setup(&[]).await;
+    let (url, calls) = start_dropping_upstream().await;
+    let (status, body) = register(s.url(), json!({"name": "dropping", "url": url})).await;
+    assert_eq!(status, 201, "{body}");
+    let (answer, _) = call(s.url(), &s.sid, "dropping__dropped", json!({})).await;
+    assert_eq!(answer["error"]["code"], -32603, "{answer}");
+    assert_eq!(answer["error"]["data"]["reason"], "closed", "{answer}");
+    assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1, "sent once");
+    s.other_still_serves().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_answering_garbage() {
     let s = setup(&[]).await;
