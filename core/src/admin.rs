@@ -7,13 +7,14 @@ use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use percent_encoding::percent_decode_str;
 use serde_json::Value;
 
-use crate::error::{api_error, json_response, method_not_allowed};
 use crate::federation::upstream_error;
-use crate::gateway::{Body, Inner};
+use crate::gateway::Inner;
 use crate::model::UpstreamDef;
 use crate::ports::Kind;
 use crate::ports::Record;
 use crate::registry::{record_json, RegistryError};
+use crate::response::Body;
+use crate::response::{api_error, json_response, method_not_allowed};
 
 /// The kind served under a collection path segment.
 pub(crate) fn collection_kind(segment: &str) -> Option<Kind> {

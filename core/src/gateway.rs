@@ -12,7 +12,6 @@ use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode
 use serde_json::{json, Value};
 
 use crate::config::{ConfigError, GatewayConfig};
-use crate::error::{api_error, json_response, json_text_response, method_not_allowed, rpc_error};
 use crate::guard::{access_of, add_headers, Admitted, Caller, Guard};
 use crate::hub::{Frame, Hub, OnDrop};
 use crate::mcp::{CallCtx, Outbound};
@@ -23,26 +22,8 @@ use crate::ports::{
 use crate::proto::jsonrpc::{self, Incoming, Json, Message, Request as RpcRequest, RpcError};
 use crate::proto::version::ProtocolVersion;
 use crate::registry::{Registry, Server};
-
-/// A response body: empty, whole, or streamed (SSE).
-pub enum Body {
-    /// No body.
-    Empty,
-    /// The whole body.
-    Full(Bytes),
-    /// A body produced over time; ends when the stream ends.
-    Stream(BoxStream<'static, Bytes>),
-}
-
-impl Body {
-    /// The bytes of a whole body (empty for a stream); for tests and small responses.
-    pub fn as_bytes(&self) -> &[u8] {
-        match self {
-            Body::Full(b) => b,
-            _ => &[],
-        }
-    }
-}
+use crate::response::Body;
+use crate::response::{api_error, json_response, json_text_response, method_not_allowed, rpc_error};
 
 /// Everything the gateway needs from its platform.
 #[derive(Clone)]

@@ -13,10 +13,11 @@ use serde_json::{json, Value};
 use crate::auth::{
     parse_basic, parse_bearer, AuthConfig, AuthError, Identity, KeySet, PasswordHash, Verdict, Verifier,
 };
-use crate::error::{api_error, json_response, method_not_allowed};
-use crate::gateway::{Body, Inner};
+use crate::gateway::Inner;
 use crate::ports::OutboundRequest;
 use crate::proto::jsonrpc::{self, RpcError};
+use crate::response::Body;
+use crate::response::{api_error, json_response, method_not_allowed};
 
 /// JSON-RPC error code of a 401 on an MCP route.
 pub const UNAUTHORIZED: i64 = -32040;

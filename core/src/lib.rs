@@ -10,6 +10,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod listing;
 pub mod memory;
 pub mod model;
 pub mod netguard;
@@ -27,15 +28,16 @@ pub mod uri_template;
 pub mod store_suite;
 
 mod admin;
-mod error;
 pub mod federation;
 mod gateway;
 mod guard;
 mod hub;
 mod mcp;
+mod response;
 mod tools;
 mod upstream;
 
 pub use config::{ConfigError, GatewayConfig, SeedFile};
-pub use gateway::{AssignSessionId, Body, Gateway, Ports, ServerInfo};
+pub use gateway::{AssignSessionId, Gateway, Ports, ServerInfo};
 pub use guard::{Admitted, ClientIp, FORBIDDEN, RATE_LIMITED, UNAUTHORIZED};
+pub use response::Body;

@@ -3,13 +3,11 @@
 
 use std::sync::Arc;
 
-use base64::Engine;
 use futures::channel::mpsc::UnboundedSender;
 use serde_json::{json, Map, Value};
 
 use crate::gateway::Inner;
-use crate::model::{PromptContentDef, PromptDef, Role};
-use crate::model::{ResourceDef, ToolDef};
+use crate::model::{PromptContentDef, Role};
 use crate::ports::SessionState;
 use crate::proto::cursor;
 use crate::proto::jsonrpc::{self, Json, Request, RpcError};
@@ -128,74 +126,6 @@ fn str_param<'a>(p: &'a Map<String, Value>, name: &str, method: &str) -> Result<
     p.get(name)
         .and_then(Value::as_str)
         .ok_or_else(|| RpcError::invalid_params(format!("{method}: \"{name}\" is required and must be a string")))
-}
-
-fn put_opt(m: &mut Map<String, Value>, key: &str, v: &Option<impl serde::Serialize>) {
-    if let Some(v) = v {
-        if let Ok(v) = serde_json::to_value(v) {
-            m.insert(key.into(), v);
-        }
-    }
-}
-
-/// The `tools/list` entry of a tool, serialized.
-pub(crate) fn tool_listing(d: &ToolDef) -> String {
-    let mut m = Map::new();
-    m.insert("name".into(), json!(d.name));
-    put_opt(&mut m, "title", &d.title);
-    put_opt(&mut m, "description", &d.description);
-    m.insert("inputSchema".into(), d.input_schema.clone());
-    put_opt(&mut m, "outputSchema", &d.output_schema);
-    put_opt(&mut m, "annotations", &d.annotations);
-    Value::Object(m).to_string()
-}
-
-/// The `resources/list` (or `resources/templates/list`) entry of a resource, serialized.
-pub(crate) fn resource_listing(d: &ResourceDef) -> String {
-    let mut m = Map::new();
-    match &d.uri_template {
-        Some(t) => m.insert("uriTemplate".into(), json!(t)),
-        None => m.insert("uri".into(), json!(d.key())),
-    };
-    m.insert("name".into(), json!(d.name));
-    put_opt(&mut m, "title", &d.title);
-    put_opt(&mut m, "description", &d.description);
-    put_opt(&mut m, "mimeType", &d.mime_type);
-    put_opt(&mut m, "annotations", &d.annotations);
-    if d.uri_template.is_none() {
-        let size = match (&d.text, &d.blob) {
-            (Some(t), _) => Some(t.len()),
-            (_, Some(b)) => base64::engine::general_purpose::STANDARD
-                .decode(b)
-                .ok()
-                .map(|v| v.len()),
-            _ => None,
-        };
-        put_opt(&mut m, "size", &size);
-    }
-    Value::Object(m).to_string()
-}
-
-/// The `prompts/list` entry of a prompt, serialized.
-pub(crate) fn prompt_listing(p: &PromptDef) -> String {
-    let mut m = Map::new();
-    m.insert("name".into(), json!(p.name));
-    put_opt(&mut m, "title", &p.title);
-    put_opt(&mut m, "description", &p.description);
-    let args: Vec<Value> = p
-        .arguments
-        .iter()
-        .map(|a| {
-            let mut am = Map::new();
-            am.insert("name".into(), json!(a.name));
-            put_opt(&mut am, "title", &a.title);
-            put_opt(&mut am, "description", &a.description);
-            am.insert("required".into(), json!(a.required));
-            Value::Object(am)
-        })
-        .collect();
-    m.insert("arguments".into(), Value::Array(args));
-    Value::Object(m).to_string()
 }
 
 impl Inner {
@@ -424,7 +354,7 @@ impl Inner {
     fn resource_contents(&self, r: &Resource, uri: &str, vars: &Map<String, Value>) -> Result<Value, RpcError> {
         let mut c = Map::new();
         c.insert("uri".into(), json!(uri));
-        put_opt(&mut c, "mimeType", &r.def.mime_type);
+        crate::listing::put_opt(&mut c, "mimeType", &r.def.mime_type);
         match (&r.def.text, &r.def.blob, &r.template) {
             (Some(t), _, Some(_)) => {
                 let text = render::render(t, vars)

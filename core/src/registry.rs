@@ -14,7 +14,7 @@ use crate::model::{
 use crate::ports::{Clock, Ids, Kind, Op, Record, Store, StoreError};
 use crate::uri_template::UriTemplate;
 
-/// Registry failures, mapped to HTTP statuses in [`crate::error`].
+/// Registry failures, mapped to HTTP statuses in [`crate::response`].
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[non_exhaustive]
 pub enum RegistryError {
@@ -218,7 +218,7 @@ impl Snapshot {
         for r in tools {
             if let Ok(def) = serde_json::from_value::<ToolDef>(r.body) {
                 if let Ok(url) = UriTemplate::parse(&def.url) {
-                    let listing = crate::mcp::tool_listing(&def);
+                    let listing = crate::listing::tool_listing(&def);
                     snap.tools.push(Arc::new(Tool {
                         id: r.id,
                         def,
@@ -231,7 +231,7 @@ impl Snapshot {
         }
         for r in resources {
             if let Ok(def) = serde_json::from_value::<ResourceDef>(r.body) {
-                let listing = crate::mcp::resource_listing(&def);
+                let listing = crate::listing::resource_listing(&def);
                 let template = match &def.uri_template {
                     Some(t) => match UriTemplate::parse(t) {
                         Ok(tpl) => Some(tpl),
@@ -250,7 +250,7 @@ impl Snapshot {
         }
         for r in prompts {
             if let Ok(def) = serde_json::from_value::<PromptDef>(r.body) {
-                let listing = crate::mcp::prompt_listing(&def);
+                let listing = crate::listing::prompt_listing(&def);
                 snap.prompts.push(Arc::new(Prompt {
                     def,
                     listing,

@@ -218,7 +218,7 @@ mod tests {
             id: "1".into(),
             url: Some(UriTemplate::parse(url).unwrap()),
             fed: None,
-            listing: crate::mcp::tool_listing(&def),
+            listing: crate::listing::tool_listing(&def),
             def,
         }
     }

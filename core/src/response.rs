@@ -1,13 +1,34 @@
-//! The one place where errors become HTTP responses: JSON-RPC error bodies on MCP routes, a
-//! `{"error": {...}}` body on the REST API, and the status for each failure.
+//! HTTP responses: the [`Body`] every answer carries, and the one place where errors become
+//! responses (JSON-RPC error bodies on MCP routes, a `{"error": {...}}` body on the REST API,
+//! and the status for each failure).
 
 use bytes::Bytes;
 use http::{header, HeaderValue, Response, StatusCode};
 use serde_json::{json, Value};
 
-use crate::gateway::Body;
+use crate::platform::BoxStream;
 use crate::proto::jsonrpc::{self, RpcError};
 use crate::registry::RegistryError;
+
+/// A response body: empty, whole, or streamed (SSE).
+pub enum Body {
+    /// No body.
+    Empty,
+    /// The whole body.
+    Full(Bytes),
+    /// A body produced over time; ends when the stream ends.
+    Stream(BoxStream<'static, Bytes>),
+}
+
+impl Body {
+    /// The bytes of a whole body (empty for a stream); for tests and small responses.
+    pub fn as_bytes(&self) -> &[u8] {
+        match self {
+            Body::Full(b) => b,
+            _ => &[],
+        }
+    }
+}
 
 /// A JSON response.
 pub(crate) fn json_response(status: StatusCode, body: &Value) -> Response<Body> {
