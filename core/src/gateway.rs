@@ -16,9 +16,7 @@ use crate::guard::{access_of, add_headers, Admitted, Caller, Guard};
 use crate::hub::{Frame, Hub, OnDrop};
 use crate::mcp::{CallCtx, Outbound};
 use crate::platform::{boxed, boxed_stream, BoxStream};
-use crate::ports::{
-    Cache, Clock, EventStore, HttpClient, Ids, Kind, Launcher, SessionState, SessionStore, Spawner, Store,
-};
+use crate::ports::{Clock, EventStore, HttpClient, Ids, Kind, Launcher, SessionState, SessionStore, Spawner, Store};
 use crate::proto::jsonrpc::{self, Incoming, Json, Message, Request as RpcRequest, RpcError};
 use crate::proto::version::ProtocolVersion;
 use crate::registry::{Registry, Server};
@@ -34,8 +32,6 @@ pub struct Ports {
     pub sessions: Arc<dyn SessionStore>,
     /// SSE event logs for resumption.
     pub events: Arc<dyn EventStore>,
-    /// Shared cache.
-    pub cache: Arc<dyn Cache>,
     /// Outbound HTTP.
     pub http: Arc<dyn HttpClient>,
     /// Time.
@@ -71,7 +67,6 @@ pub(crate) struct Inner {
     pub sessions: Arc<dyn SessionStore>,
     pub events: Arc<dyn EventStore>,
     #[allow(dead_code)] // used by rate limiting and caching (later issues)
-    pub cache: Arc<dyn Cache>,
     pub http: Arc<dyn HttpClient>,
     pub clock: Arc<dyn Clock>,
     pub ids: Arc<dyn Ids>,
@@ -249,7 +244,6 @@ impl Gateway {
                 registry,
                 sessions: ports.sessions,
                 events: ports.events,
-                cache: ports.cache,
                 http: ports.http,
                 clock: ports.clock,
                 ids: ports.ids,

@@ -4,12 +4,10 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
-use std::time::Duration;
 
 use async_trait::async_trait;
-use bytes::Bytes;
 
-use crate::ports::{Cache, EventStore, SessionState, SessionStore, StoredEvent};
+use crate::ports::{EventStore, SessionState, SessionStore, StoredEvent};
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // A panic while holding the lock leaves plain data behind; keep serving.
@@ -124,65 +122,6 @@ impl EventStore for MemoryEventStore {
     }
 }
 
-/// A cache in a map; expiry is checked on read against the given clock.
-pub struct MemoryCache {
-    clock: std::sync::Arc<dyn crate::ports::Clock>,
-    entries: Mutex<HashMap<String, (Bytes, u64)>>,
-}
-
-impl MemoryCache {
-    /// A cache whose TTLs run on `clock`.
-    pub fn new(clock: std::sync::Arc<dyn crate::ports::Clock>) -> Self {
-        Self {
-            clock,
-            entries: Mutex::default(),
-        }
-    }
-    fn deadline(&self, ttl: Duration) -> u64 {
-        self.clock.now_ms().saturating_add(ttl.as_millis() as u64)
-    }
-}
-
-#[cfg_attr(not(target_family = "wasm"), async_trait)]
-#[cfg_attr(target_family = "wasm", async_trait(?Send))]
-impl Cache for MemoryCache {
-    async fn get(&self, key: &str) -> Option<Bytes> {
-        let now = self.clock.now_ms();
-        let mut map = lock(&self.entries);
-        match map.get(key) {
-            Some((v, until)) if *until > now => Some(v.clone()),
-            Some(_) => {
-                map.remove(key);
-                None
-            }
-            None => None,
-        }
-    }
-    async fn set(&self, key: &str, value: Bytes, ttl: Duration) {
-        let until = self.deadline(ttl);
-        lock(&self.entries).insert(key.to_string(), (value, until));
-    }
-    async fn delete(&self, key: &str) {
-        lock(&self.entries).remove(key);
-    }
-    async fn incr(&self, key: &str, by: i64, ttl: Duration) -> i64 {
-        let now = self.clock.now_ms();
-        let until = self.deadline(ttl);
-        let mut map = lock(&self.entries);
-        let current = match map.get(key) {
-            Some((v, t)) if *t > now => std::str::from_utf8(v)
-                .ok()
-                .and_then(|s| s.parse::<i64>().ok())
-                .unwrap_or(0),
-            _ => 0,
-        };
-        let next = current + by;
-        let keep_until = map.get(key).filter(|(_, t)| *t > now).map(|(_, t)| *t).unwrap_or(until);
-        map.insert(key.to_string(), (Bytes::from(next.to_string()), keep_until));
-        next
-    }
-}
-
 #[cfg(feature = "test-util")]
 pub use fakes::*;
 
@@ -196,6 +135,7 @@ mod fakes {
     };
     use std::collections::BTreeMap;
     use std::sync::atomic::{AtomicU64, Ordering};
+    use std::time::Duration;
 
     /// The registry in a map: the reference behaviour every other [`Store`] must match.
     #[derive(Default)]
@@ -360,7 +300,6 @@ mod fakes {
             store: Arc::new(MemoryStore::default()),
             sessions: Arc::new(MemorySessionStore::default()),
             events: Arc::new(MemoryEventStore::default()),
-            cache: Arc::new(MemoryCache::new(clock.clone())),
             http: Arc::new(NoNetwork),
             clock,
             ids: Arc::new(SeqIds::default()),
@@ -376,7 +315,7 @@ mod tests {
     use super::*;
     use crate::ports::Clock;
     use futures::executor::block_on;
-    use std::sync::Arc;
+    use std::time::Duration;
 
     fn session(id: &str, last_seen: u64) -> SessionState {
         SessionState {
@@ -391,34 +330,6 @@ mod tests {
             last_seen,
             owner: None,
         }
-    }
-
-    #[test]
-    fn cache_expires_and_counts() {
-        block_on(async {
-            let clock = Arc::new(ManualClock::at(1_000));
-            let cache = MemoryCache::new(clock.clone());
-            cache.set("k", Bytes::from_static(b"v"), Duration::from_secs(1)).await;
-            assert_eq!(cache.get("k").await.as_deref(), Some(&b"v"[..]));
-            clock.advance(Duration::from_millis(1_001));
-            assert!(cache.get("k").await.is_none(), "expired");
-            assert_eq!(cache.incr("n", 2, Duration::from_secs(10)).await, 2);
-            assert_eq!(cache.incr("n", 3, Duration::from_secs(10)).await, 5);
-            clock.advance(Duration::from_secs(5));
-            assert_eq!(
-                cache.incr("n", 1, Duration::from_secs(10)).await,
-                6,
-                "the window does not slide on increment"
-            );
-            clock.advance(Duration::from_secs(6));
-            assert_eq!(
-                cache.incr("n", 1, Duration::from_secs(10)).await,
-                1,
-                "a new window after expiry"
-            );
-            cache.delete("n").await;
-            assert!(cache.get("n").await.is_none());
-        });
     }
 
     #[test]

@@ -156,20 +156,6 @@ pub trait Store: MaybeSend + MaybeSync {
     }
 }
 
-/// A key/value cache with TTLs and an atomic counter (memory, Redis, or a Durable Object).
-#[cfg_attr(not(target_family = "wasm"), async_trait)]
-#[cfg_attr(target_family = "wasm", async_trait(?Send))]
-pub trait Cache: MaybeSend + MaybeSync {
-    /// The value, if present and not expired.
-    async fn get(&self, key: &str) -> Option<Bytes>;
-    /// Stores a value for `ttl`.
-    async fn set(&self, key: &str, value: Bytes, ttl: Duration);
-    /// Removes a value.
-    async fn delete(&self, key: &str);
-    /// Adds `by` to a counter (created at 0 with `ttl`) and returns the new value.
-    async fn incr(&self, key: &str, by: i64, ttl: Duration) -> i64;
-}
-
 /// The state of one MCP session, small and serializable so any backend can hold it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SessionState {

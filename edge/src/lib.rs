@@ -20,7 +20,7 @@ use std::cell::RefCell;
 use std::sync::Arc;
 use std::time::Duration;
 
-use mcpgw_core::memory::{MemoryCache, MemoryEventStore, MemorySessionStore};
+use mcpgw_core::memory::{MemoryEventStore, MemorySessionStore};
 use mcpgw_core::platform::BoxFuture;
 use mcpgw_core::ports::{Clock, Ids, Spawner};
 use mcpgw_core::proto::jsonrpc::{self, Incoming, Message};
@@ -145,7 +145,6 @@ fn build_gateway(env: &Env) -> Result<Gateway> {
         store: Arc::new(d1_store::D1Store::new(env.d1("DB")?)),
         sessions: Arc::new(MemorySessionStore::default()),
         events: Arc::new(MemoryEventStore::default()),
-        cache: Arc::new(MemoryCache::new(clock.clone())),
         http: Arc::new(fetch_client::FetchClient),
         clock,
         ids: Arc::new(CryptoIds),

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
-use mcpgw_core::memory::{MemoryCache, MemoryEventStore, MemorySessionStore};
+use mcpgw_core::memory::{MemoryEventStore, MemorySessionStore};
 use mcpgw_core::{Gateway, GatewayConfig, Ports, SeedFile, ServerInfo};
 
 #[derive(Parser)]
@@ -347,7 +347,6 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         store: Arc::new(store),
         sessions: Arc::new(MemorySessionStore::default()),
         events: Arc::new(MemoryEventStore::default()),
-        cache: Arc::new(MemoryCache::new(clock.clone())),
         http: Arc::new(runtime::ReqwestClient::new(
             mcpgw_core::netguard::NetPolicy::parse(&s.gateway.ssrf_allow).map_err(|e| anyhow::anyhow!(e))?,
         )?),
