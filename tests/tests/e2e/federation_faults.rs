@@ -165,44 +165,19 @@ async fn upstream_slower_than_its_timeout() {
     assert_eq!(text(&answer), "slept 10 ms", "{answer}");
 }
 
-/// An MCP server that initializes and lists one tool properly, then answers calls with garbage.
-async fn start_garbage_upstream() -> (String, tokio::task::JoinHandle<()>) {
-    use axum::http::{header, HeaderMap, StatusCode};
+/// A hand-written MCP server (streamable HTTP, JSON answers) that initializes and lists one
+/// tool, `tool`, properly; what it does with a `tools/call` is `on_call`'s (the calls are
+/// counted). Returns its URL, the call count and the server task.
+async fn start_scripted_upstream(
+    tool: &'static str,
+    on_call: fn() -> axum::response::Response,
+) -> (
+    String,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    tokio::task::JoinHandle<()>,
+) {
+    use axum::http::{HeaderMap, StatusCode};
     use axum::response::IntoResponse;
-    async fn mcp(body: axum::body::Bytes) -> axum::response::Response {
-        let Ok(msg) = serde_json::from_slice::<Value>(&body) else {
-            return StatusCode::BAD_REQUEST.into_response();
-        };
-        let id = msg["id"].clone();
-        let result = match msg["method"].as_str().unwrap_or_default() {
-            _ if id.is_null() => return StatusCode::ACCEPTED.into_response(),
-            "initialize" => json!({"protocolVersion": "2025-06-18", "capabilities": {"tools": {}},
-                "serverInfo": {"name": "garbage", "version": "1"}}),
-            "tools/list" => json!({"tools": [{"name": "garbled", "inputSchema": {"type": "object"}}]}),
-            "tools/call" => {
-                let mut h = HeaderMap::new();
-                h.insert(header::CONTENT_TYPE, "application/json".parse().expect("header"));
-                return (StatusCode::OK, h, "%%% this is not JSON-RPC %%%").into_response();
-            }
-            _ => json!({}),
-        };
-        let mut h = HeaderMap::new();
-        h.insert("mcp-session-id", "garbage-session".parse().expect("header"));
-        (h, axum::Json(json!({"jsonrpc": "2.0", "id": id, "result": result}))).into_response()
-    }
-    let app = axum::Router::new().route("/mcp", axum::routing::post(mcp));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let task = tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    (format!("http://{addr}/mcp"), task)
-}
-
-/// An MCP server whose connection drops once it has read a `tools/call` (before any response):
-/// it initializes and lists `dropped` properly. Returns its URL and how many calls it read.
-async fn start_dropping_upstream() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
-    use axum::http::HeaderMap;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;
     let calls = Arc::new(AtomicUsize::new(0));
@@ -210,33 +185,51 @@ async fn start_dropping_upstream() -> (String, std::sync::Arc<std::sync::atomic:
     let mcp = move |body: axum::body::Bytes| {
         let seen = seen.clone();
         async move {
-            let msg: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            let Ok(msg) = serde_json::from_slice::<Value>(&body) else {
+                return StatusCode::BAD_REQUEST.into_response();
+            };
             let id = msg["id"].clone();
             let result = match msg["method"].as_str().unwrap_or_default() {
-                _ if id.is_null() => return axum::http::StatusCode::ACCEPTED.into_response(),
+                _ if id.is_null() => return StatusCode::ACCEPTED.into_response(),
                 "initialize" => json!({"protocolVersion": "2025-06-18", "capabilities": {"tools": {}},
-                    "serverInfo": {"name": "dropping", "version": "1"}}),
-                "tools/list" => json!({"tools": [{"name": "dropped", "inputSchema": {"type": "object"}}]}),
+                    "serverInfo": {"name": "scripted", "version": "1"}}),
+                "tools/list" => json!({"tools": [{"name": tool, "inputSchema": {"type": "object"}}]}),
                 "tools/call" => {
                     seen.fetch_add(1, Ordering::SeqCst);
-                    // Ends the connection's task: the socket closes with no response.
-                    panic!("dropping the connection on purpose");
+                    return on_call();
                 }
                 _ => json!({}),
             };
             let mut h = HeaderMap::new();
-            h.insert("mcp-session-id", "dropping-session".parse().expect("header"));
+            h.insert("mcp-session-id", "scripted-session".parse().expect("header"));
             (h, axum::Json(json!({"jsonrpc": "2.0", "id": id, "result": result}))).into_response()
         }
     };
-    use axum::response::IntoResponse;
     let app = axum::Router::new().route("/mcp", axum::routing::post(mcp));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
+    let task = tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
     });
-    (format!("http://{addr}/mcp"), calls)
+    (format!("http://{addr}/mcp"), calls, task)
+}
+
+/// An upstream that answers calls with garbage.
+async fn start_garbage_upstream() -> (String, tokio::task::JoinHandle<()>) {
+    use axum::response::IntoResponse;
+    let garbage = || {
+        let h = [(axum::http::header::CONTENT_TYPE, "application/json")];
+        (axum::http::StatusCode::OK, h, "%%% this is not JSON-RPC %%%").into_response()
+    };
+    let (url, _, task) = start_scripted_upstream("garbled", garbage).await;
+    (url, task)
+}
+
+/// An upstream whose connection drops once it has read a `tools/call`, before any response
+/// (the panic ends the connection's task, and the socket closes): its URL and call count.
+async fn start_dropping_upstream() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    let (url, calls, _) = start_scripted_upstream("dropped", || panic!("dropping the connection on purpose")).await;
+    (url, calls)
 }
 
 /// A call whose connection is lost after the request went out may have run upstream: it is not
