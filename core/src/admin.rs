@@ -16,18 +16,6 @@ use crate::registry::{record_json, RegistryError};
 use crate::response::Body;
 use crate::response::{api_error, json_response, method_not_allowed};
 
-/// The kind served under a collection path segment.
-pub(crate) fn collection_kind(segment: &str) -> Option<Kind> {
-    match segment {
-        "tools" => Some(Kind::Tool),
-        "resources" => Some(Kind::Resource),
-        "prompts" => Some(Kind::Prompt),
-        "servers" => Some(Kind::Server),
-        "gateways" => Some(Kind::Gateway),
-        _ => None,
-    }
-}
-
 fn parse_body(req: &Request<Bytes>) -> Result<Value, Box<Response<Body>>> {
     if let Some(ct) = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) {
         let m = ct.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();

@@ -12,7 +12,7 @@ use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode
 use serde_json::{json, Value};
 
 use crate::config::{ConfigError, GatewayConfig};
-use crate::guard::{access_of, add_headers, Admitted, Caller, Guard};
+use crate::guard::{add_headers, Admitted, Caller, Guard};
 use crate::hub::{Frame, Hub, OnDrop};
 use crate::mcp::{CallCtx, Outbound};
 use crate::platform::{boxed, boxed_stream, BoxStream};
@@ -22,6 +22,7 @@ use crate::proto::version::ProtocolVersion;
 use crate::registry::{Registry, Server};
 use crate::response::Body;
 use crate::response::{api_error, json_response, json_text_response, method_not_allowed, rpc_error};
+use crate::route::{Access, ErrorStyle, Route};
 
 /// Everything the gateway needs from its platform.
 #[derive(Clone)]
@@ -202,13 +203,6 @@ fn parse_rpc_body(req: &Request<Bytes>, max_batch: usize) -> Result<Incoming, Bo
     Ok(incoming)
 }
 
-/// Which routes a request is on: decides the error body format.
-#[derive(Clone, Copy, PartialEq)]
-enum RouteClass {
-    Mcp,
-    Rest,
-}
-
 fn query_param<'a>(query: Option<&'a str>, name: &str) -> Option<&'a str> {
     query?
         .split('&')
@@ -324,13 +318,13 @@ impl Gateway {
     /// The response for a body over `max_body_bytes` (adapters stop reading and answer this).
     pub fn payload_too_large(&self, path: &str) -> Response<Body> {
         let msg = format!("request body larger than {} bytes", self.inner.config.max_body_bytes);
-        match route_class(path) {
-            RouteClass::Mcp => rpc_error(
+        match Route::parse(path).error_style() {
+            ErrorStyle::JsonRpc => rpc_error(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 &Value::Null,
                 RpcError::invalid_request(msg),
             ),
-            RouteClass::Rest => api_error(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", msg, None),
+            ErrorStyle::Rest => api_error(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", msg, None),
         }
     }
 
@@ -338,11 +332,11 @@ impl Gateway {
     pub async fn handle(&self, req: Request<Bytes>) -> Response<Body> {
         let inner = &self.inner;
         let path = req.uri().path().to_string();
-        let class = route_class(&path);
+        let route = Route::parse(&path);
         if let Err(msg) = inner.check_host_origin(&req) {
-            return match class {
-                RouteClass::Mcp => rpc_error(StatusCode::FORBIDDEN, &Value::Null, RpcError::invalid_request(msg)),
-                RouteClass::Rest => api_error(StatusCode::FORBIDDEN, "forbidden", msg, None),
+            return match route.error_style() {
+                ErrorStyle::JsonRpc => rpc_error(StatusCode::FORBIDDEN, &Value::Null, RpcError::invalid_request(msg)),
+                ErrorStyle::Rest => api_error(StatusCode::FORBIDDEN, "forbidden", msg, None),
             };
         }
         // The Origin (if any) passed the check above: browsers from it may read the answer.
@@ -372,7 +366,7 @@ impl Gateway {
         let extra = std::mem::take(&mut admitted.headers);
         let mut req = req;
         req.extensions_mut().insert(admitted);
-        let mut resp = self.route(req, path).await;
+        let mut resp = self.route(req, route, path).await;
         add_headers(&mut resp, &extra);
         with_cors(resp, origin)
     }
@@ -381,89 +375,92 @@ impl Gateway {
     /// routing, for an adapter that routes the request elsewhere first (the edge Worker hands a
     /// session's requests to its Durable Object with the [`Admitted`] result in the extensions).
     pub async fn admit(&self, req: &Request<Bytes>) -> Result<Admitted, Box<Response<Body>>> {
-        let path = req.uri().path();
-        let mcp = route_class(path) == RouteClass::Mcp;
+        let route = Route::parse(req.uri().path());
+        let mcp = route.error_style() == ErrorStyle::JsonRpc;
         let origin = req.headers().get("origin").cloned();
         self.inner
-            .admit(req, access_of(path, mcp), mcp)
+            .admit(req, route.access(), mcp)
             .await
             .map_err(|r| Box::new(with_cors(*r, origin)))
     }
 
+    /// The virtual server `id` names, if it exists and the caller holds its scope.
+    async fn virtual_server(&self, req: &Request<Bytes>, id: &str) -> Result<Arc<Server>, Box<Response<Body>>> {
+        let inner = &self.inner;
+        let snapshot = inner.registry.snapshot().await.map_err(|e| {
+            Box::new(rpc_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &Value::Null,
+                RpcError::internal(e.to_string()),
+            ))
+        })?;
+        let Some(server) = snapshot.server(id).cloned() else {
+            return Err(Box::new(rpc_error(
+                StatusCode::NOT_FOUND,
+                &Value::Null,
+                RpcError::invalid_request(format!("no virtual server '{id}'")),
+            )));
+        };
+        if let Some(scope) = server.def.scope.as_deref() {
+            if !inner.caller(req).may(Some(scope)) {
+                let e = crate::auth::AuthError::InsufficientScope(scope.to_string());
+                return Err(Box::new(inner.auth_error(req, Access::Client, true, &e)));
+            }
+        }
+        Ok(server)
+    }
+
     /// Routes a request whose Host and Origin passed.
-    async fn route(&self, req: Request<Bytes>, path: String) -> Response<Body> {
+    async fn route(&self, req: Request<Bytes>, route: Route, path: String) -> Response<Body> {
         let inner = &self.inner;
         if req.body().len() > inner.config.max_body_bytes {
             return self.payload_too_large(&path);
         }
-        let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
-        match segs.as_slice() {
-            ["mcp"] => inner.clone().streamable(req, None).await,
-            ["servers", id, "mcp"] | ["servers", id, "sse"] | ["servers", id, "message"] => {
-                let server = match inner.registry.snapshot().await {
-                    Ok(s) => s.server(id).cloned(),
-                    Err(e) => {
-                        return rpc_error(
-                            StatusCode::SERVICE_UNAVAILABLE,
-                            &Value::Null,
-                            RpcError::internal(e.to_string()),
-                        )
-                    }
-                };
-                let Some(server) = server else {
-                    return rpc_error(
-                        StatusCode::NOT_FOUND,
-                        &Value::Null,
-                        RpcError::invalid_request(format!("no virtual server '{id}'")),
-                    );
-                };
-                if let Some(scope) = server.def.scope.as_deref() {
-                    if !inner.caller(&req).may(Some(scope)) {
-                        let e = crate::auth::AuthError::InsufficientScope(scope.to_string());
-                        return inner.auth_error(&req, crate::guard::Access::Client, true, &e);
-                    }
+        let operations = matches!(route, Route::Health | Route::Ready | Route::Version);
+        if operations && req.method() != Method::GET && req.method() != Method::HEAD {
+            return method_not_allowed("GET, HEAD");
+        }
+        match route {
+            Route::Mcp { server: None } => inner.clone().streamable(req, None).await,
+            Route::Sse { server: None } => inner.clone().legacy_sse(req, None, String::new()).await,
+            Route::Message { server: None } => inner.clone().legacy_message(req, None).await,
+            Route::Mcp { server: Some(id) } => match self.virtual_server(&req, &id).await {
+                Ok(server) => inner.clone().streamable(req, Some(server)).await,
+                Err(r) => *r,
+            },
+            Route::Sse { server: Some(id) } => match self.virtual_server(&req, &id).await {
+                Ok(server) => {
+                    inner
+                        .clone()
+                        .legacy_sse(req, Some(server), format!("/servers/{id}"))
+                        .await
                 }
-                match segs[2] {
-                    "mcp" => inner.clone().streamable(req, Some(server)).await,
-                    "sse" => {
-                        inner
-                            .clone()
-                            .legacy_sse(req, Some(server), format!("/servers/{id}"))
-                            .await
-                    }
-                    _ => inner.clone().legacy_message(req, Some(server)).await,
-                }
-            }
-            ["sse"] => inner.clone().legacy_sse(req, None, String::new()).await,
-            ["message"] => inner.clone().legacy_message(req, None).await,
-            ["rpc"] => inner.clone().rpc(req).await,
-            [".well-known", "oauth-protected-resource", rest @ ..] => {
-                let resource = format!("/{}", rest.join("/"));
-                inner.resource_metadata(&req, if rest.is_empty() { "" } else { &resource })
-            }
-            ["auth", "revocations"] => inner.admin(req, Kind::Revocation, None).await,
-            ["auth", "revocations", jti] => inner.admin(req, Kind::Revocation, Some(jti)).await,
-            ["gateways", id, "refresh"] => inner.admin_refresh(&req, id).await,
-            ["health"] | ["ready"] | ["version"] if req.method() != Method::GET && req.method() != Method::HEAD => {
-                method_not_allowed("GET, HEAD")
-            }
-            ["health"] => json_response(StatusCode::OK, &json!({"status": "ok"})),
-            ["ready"] => match inner.registry.store().ping().await {
+                Err(r) => *r,
+            },
+            Route::Message { server: Some(id) } => match self.virtual_server(&req, &id).await {
+                Ok(server) => inner.clone().legacy_message(req, Some(server)).await,
+                Err(r) => *r,
+            },
+            Route::Rpc => inner.clone().rpc(req).await,
+            Route::ResourceMetadata { resource } => inner.resource_metadata(&req, &resource),
+            Route::Revocations { jti } => inner.admin(req, Kind::Revocation, jti.as_deref()).await,
+            Route::Refresh { id } => inner.admin_refresh(&req, &id).await,
+            Route::Health => json_response(StatusCode::OK, &json!({"status": "ok"})),
+            Route::Ready => match inner.registry.store().ping().await {
                 Ok(()) => json_response(StatusCode::OK, &json!({"status": "ready"})),
                 Err(e) => api_error(StatusCode::SERVICE_UNAVAILABLE, "not_ready", e.to_string(), None),
             },
-            ["version"] => {
+            Route::Version => {
                 let mut v = json!({"name": inner.info.name, "version": inner.info.version, "protocol_versions": ProtocolVersion::SERVED});
                 if !inner.config.instance.is_empty() {
                     v["instance"] = json!(inner.config.instance);
                 }
                 json_response(StatusCode::OK, &v)
             }
-            [collection, rest @ ..] if rest.len() <= 1 && crate::admin::collection_kind(collection).is_some() => {
-                let kind = crate::admin::collection_kind(collection).unwrap_or(Kind::Tool);
-                inner.admin(req, kind, rest.first().copied()).await
+            Route::Collection { kind, id } => inner.admin(req, kind, id.as_deref()).await,
+            Route::NotFound { .. } => {
+                api_error(StatusCode::NOT_FOUND, "not_found", format!("no route for {path}"), None)
             }
-            _ => api_error(StatusCode::NOT_FOUND, "not_found", format!("no route for {path}"), None),
         }
     }
 }
@@ -487,20 +484,6 @@ fn with_cors(mut r: Response<Body>, origin: Option<HeaderValue>) -> Response<Bod
         h.append(header::VARY, HeaderValue::from_static("origin"));
     }
     r
-}
-
-fn route_class(path: &str) -> RouteClass {
-    let p = path.trim_end_matches('/');
-    let mcp = p == "/mcp"
-        || p == "/sse"
-        || p == "/message"
-        || p == "/rpc"
-        || (p.starts_with("/servers/") && (p.ends_with("/mcp") || p.ends_with("/sse") || p.ends_with("/message")));
-    if mcp {
-        RouteClass::Mcp
-    } else {
-        RouteClass::Rest
-    }
 }
 
 /// The items of a POST body, in order.

@@ -31,27 +31,7 @@ pub const RATE_LIMITED: i64 = -32029;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClientIp(pub String);
 
-/// What a route needs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Access {
-    /// Anyone (`/health`, `/ready`, `/version`, `/.well-known/…`).
-    Public,
-    /// An MCP client (`/mcp`, `/servers/{id}/mcp`, legacy SSE, `/rpc`).
-    Client,
-    /// An administrator (the REST API).
-    Admin,
-}
-
-pub(crate) fn access_of(path: &str, mcp: bool) -> Access {
-    let p = path.trim_end_matches('/');
-    if matches!(p, "/health" | "/ready" | "/version") || p.starts_with("/.well-known/") {
-        Access::Public
-    } else if mcp {
-        Access::Client
-    } else {
-        Access::Admin
-    }
-}
+pub(crate) use crate::route::Access;
 
 /// Set in a request's extensions by an adapter that already let the request in (the edge
 /// Worker, before it hands a session's request to the session's Durable Object); never taken

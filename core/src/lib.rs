@@ -20,6 +20,7 @@ pub mod proto;
 pub mod ratelimit;
 pub mod registry;
 pub mod render;
+pub mod route;
 pub mod seal;
 pub mod settings;
 pub mod uri_template;

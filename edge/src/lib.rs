@@ -24,6 +24,7 @@ use mcpgw_core::memory::{MemoryEventStore, MemorySessionStore};
 use mcpgw_core::platform::BoxFuture;
 use mcpgw_core::ports::{Clock, Ids, Spawner};
 use mcpgw_core::proto::jsonrpc::{self, Incoming, Message};
+use mcpgw_core::route::Route;
 use mcpgw_core::{AssignSessionId, Gateway, GatewayConfig, Ports, ServerInfo};
 use worker::{durable_object, event, Context, DurableObject, Env, Request, Response, Result, State};
 
@@ -191,7 +192,7 @@ async fn scheduled(_event: worker::ScheduledEvent, env: Env, _ctx: worker::Sched
 }
 
 /// Where a request is served.
-enum Route {
+enum ServedBy {
     /// By the Durable Object of this existing session.
     Session(String),
     /// By a new session's Durable Object (initialize, or opening a legacy SSE stream).
@@ -200,39 +201,32 @@ enum Route {
     Worker,
 }
 
-fn route(req: &http::Request<bytes::Bytes>) -> Route {
-    let path = req.uri().path().trim_matches('/');
-    let segs: Vec<&str> = path.split('/').collect();
-    let endpoint = match segs.as_slice() {
-        ["mcp"] | ["servers", _, "mcp"] => "mcp",
-        ["sse"] | ["servers", _, "sse"] => "sse",
-        ["message"] | ["servers", _, "message"] => "message",
-        _ => return Route::Worker,
-    };
-    match endpoint {
-        "mcp" => {
+/// Where `req` is served: the core's [`Route`] of its path, then its session.
+fn served_by(req: &http::Request<bytes::Bytes>) -> ServedBy {
+    match Route::parse(req.uri().path()) {
+        Route::Mcp { .. } => {
             if let Some(id) = req.headers().get("mcp-session-id").and_then(|v| v.to_str().ok()) {
-                return Route::Session(id.to_string());
+                return ServedBy::Session(id.to_string());
             }
             let is_initialize = req.method() == http::Method::POST
                 && matches!(jsonrpc::parse(req.body()), Ok(Incoming::Single(Message::Request(ref r))) if r.method == "initialize");
             if is_initialize {
-                Route::NewSession
+                ServedBy::NewSession
             } else {
-                Route::Worker
+                ServedBy::Worker
             }
         }
-        "sse" if req.method() == http::Method::GET => Route::NewSession,
-        "message" => req
+        Route::Sse { .. } if req.method() == http::Method::GET => ServedBy::NewSession,
+        Route::Message { .. } => req
             .uri()
             .query()
             .and_then(|q| {
                 q.split('&')
                     .find_map(|kv| kv.strip_prefix("sessionId=").or_else(|| kv.strip_prefix("session_id=")))
             })
-            .map(|id| Route::Session(id.to_string()))
-            .unwrap_or(Route::Worker),
-        _ => Route::Worker,
+            .map(|id| ServedBy::Session(id.to_string()))
+            .unwrap_or(ServedBy::Worker),
+        _ => ServedBy::Worker,
     }
 }
 
@@ -278,13 +272,13 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
         let ip = mcpgw_core::ClientIp(ip.to_string());
         hreq.extensions_mut().insert(ip);
     }
-    match route(&hreq) {
-        Route::Session(id) => to_session(&env, &id, &hreq, &url, false).await,
-        Route::NewSession => {
+    match served_by(&hreq) {
+        ServedBy::Session(id) => to_session(&env, &id, &hreq, &url, false).await,
+        ServedBy::NewSession => {
             let id = CryptoIds.new_id();
             to_session(&env, &id, &hreq, &url, true).await
         }
-        Route::Worker => convert::from_http(gw.handle(hreq).await),
+        ServedBy::Worker => convert::from_http(gw.handle(hreq).await),
     }
 }
 
