@@ -1,0 +1,200 @@
+//! The streamable HTTP transport to an upstream: each message a POST whose answer is JSON or an
+//! SSE stream (resumed with GET and `Last-Event-ID` when it ends early), and the GET request of
+//! the standalone stream.
+
+use super::*;
+
+pub(super) struct HttpIo {
+    pub(super) http: Arc<dyn HttpClient>,
+    pub(super) clock: Arc<dyn Clock>,
+    pub(super) url: String,
+    pub(super) headers: Vec<(String, String)>,
+    pub(super) session: Mutex<Option<String>>,
+    pub(super) version: Mutex<Option<ProtocolVersion>>,
+    pub(super) max_bytes: usize,
+    /// The calls in flight (see [`Link::call_sink`]).
+    pub(super) calls: CallSinks,
+}
+
+pub(super) async fn read_all(resp: InboundResponse, limit: usize) -> Result<Bytes, UpstreamError> {
+    let mut body = resp.body;
+    let mut buf = Vec::new();
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(|e| UpstreamError::Unreachable(e.to_string()))?;
+        if buf.len() + chunk.len() > limit {
+            return Err(UpstreamError::Protocol(format!("answer larger than {limit} bytes")));
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(Bytes::from(buf))
+}
+
+pub(super) fn content_type(resp: &InboundResponse) -> String {
+    resp.headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_ascii_lowercase()
+}
+
+pub(super) fn http_error(e: HttpError) -> UpstreamError {
+    match e {
+        HttpError::Timeout(ms) => UpstreamError::Timeout(ms),
+        // The upstream may have the request: it is not sent again.
+        HttpError::Lost(_) => UpstreamError::Closed,
+        other => UpstreamError::Unreachable(other.to_string()),
+    }
+}
+
+impl HttpIo {
+    pub(super) fn headers(&self, accept: &str) -> Vec<(String, String)> {
+        let mut h = vec![
+            ("content-type".to_string(), "application/json".to_string()),
+            ("accept".to_string(), accept.to_string()),
+        ];
+        if let Some(s) = self.session.lock().unwrap_or_else(|e| e.into_inner()).clone() {
+            h.push(("mcp-session-id".into(), s));
+        }
+        if let Some(v) = *self.version.lock().unwrap_or_else(|e| e.into_inner()) {
+            h.push(("mcp-protocol-version".into(), v.as_str().into()));
+        }
+        h.extend(self.headers.iter().cloned());
+        h
+    }
+
+    /// POSTs one message; returns its answer if `expect` names a request id, else `None`.
+    pub(super) async fn post(
+        &self,
+        body: String,
+        expect: Option<u64>,
+        sink: Option<&UnboundedSender<Value>>,
+    ) -> Result<Option<Value>, UpstreamError> {
+        let had_session = self.session.lock().unwrap_or_else(|e| e.into_inner()).is_some();
+        let resp = self
+            .http
+            .send(OutboundRequest {
+                method: http::Method::POST,
+                url: self.url.clone(),
+                headers: self.headers("application/json, text/event-stream"),
+                body: Some(Bytes::from(body)),
+            })
+            .await
+            .map_err(http_error)?;
+        if !had_session {
+            if let Some(s) = resp.headers.get("mcp-session-id").and_then(|v| v.to_str().ok()) {
+                *self.session.lock().unwrap_or_else(|e| e.into_inner()) = Some(s.to_string());
+            }
+        }
+        let status = resp.status;
+        if status == http::StatusCode::NOT_FOUND && had_session {
+            return Err(UpstreamError::SessionGone);
+        }
+        if !status.is_success() {
+            let text = read_all(resp, 4096).await.unwrap_or_default();
+            let text = String::from_utf8_lossy(&text);
+            // A JSON-RPC error body is the upstream's answer, whatever the status.
+            if let (Some(id), Ok(v)) = (expect, serde_json::from_str::<Value>(&text)) {
+                if v.get("error").is_some() && v.get("id").and_then(Value::as_u64) == Some(id) {
+                    return Ok(Some(v));
+                }
+            }
+            return Err(UpstreamError::Protocol(format!(
+                "HTTP {status}: {}",
+                text.chars().take(200).collect::<String>()
+            )));
+        }
+        let Some(id) = expect else {
+            return Ok(None);
+        };
+        if content_type(&resp).starts_with("text/event-stream") {
+            return self.read_answer_stream(resp, id, sink).await.map(Some);
+        }
+        let bytes = read_all(resp, self.max_bytes).await?;
+        let v: Value = serde_json::from_slice(&bytes)
+            .map_err(|e| UpstreamError::Protocol(format!("the answer is not JSON: {e}")))?;
+        let found = match v {
+            Value::Array(items) => items.into_iter().find(|m| m["id"].as_u64() == Some(id)),
+            m if m["id"].as_u64() == Some(id) && is_response(&m) => Some(m),
+            _ => None,
+        };
+        found
+            .map(Some)
+            .ok_or_else(|| UpstreamError::Protocol("the answer is not a response to the request".into()))
+    }
+    /// Reads a POST's SSE stream until the answer to `id`, passing everything else to `sink`.
+    /// A stream that ends (or breaks) before its answer after giving an event id is resumed the
+    /// SEP-1699 way: after the `retry:` delay, a GET with `Last-Event-ID`, on which the upstream
+    /// replays what followed and goes on with the same request.
+    pub(super) async fn read_answer_stream(
+        &self,
+        resp: InboundResponse,
+        id: u64,
+        sink: Option<&UnboundedSender<Value>>,
+    ) -> Result<Value, UpstreamError> {
+        let mut parser = sse::Parser::with_limit(self.max_bytes);
+        let mut body = resp.body;
+        let mut idle_resumes = 0;
+        loop {
+            let mut got_event = false;
+            while let Some(chunk) = body.next().await {
+                let Ok(chunk) = chunk else { break };
+                for ev in parser.push(&chunk).map_err(UpstreamError::Protocol)? {
+                    got_event = true;
+                    let Some(data) = ev.into_message() else {
+                        continue;
+                    };
+                    let Ok(msg) = serde_json::from_str::<Value>(&data) else {
+                        return Err(UpstreamError::Protocol("an SSE event is not JSON".into()));
+                    };
+                    if is_response(&msg) {
+                        if msg["id"].as_u64() == Some(id) {
+                            return Ok(msg);
+                        }
+                    } else if let Some(s) = sink {
+                        let _ = s.unbounded_send(msg);
+                    }
+                }
+            }
+            let Some(last) = parser.last_event_id().map(str::to_string) else {
+                return Err(UpstreamError::Closed);
+            };
+            idle_resumes = if got_event { 1 } else { idle_resumes + 1 };
+            if idle_resumes > MAX_RESUMES {
+                return Err(UpstreamError::Closed);
+            }
+            let wait = parser.retry_ms().unwrap_or(DEFAULT_RETRY_MS).min(MAX_RETRY_MS);
+            self.clock.sleep(Duration::from_millis(wait)).await;
+            parser.resume();
+            let resp = self.get_stream(Some(&last)).await.map_err(|_| UpstreamError::Closed)?;
+            if !resp.status.is_success() {
+                // The request may have run: it is not sent again, whatever the status says.
+                return Err(UpstreamError::Closed);
+            }
+            body = resp.body;
+        }
+    }
+
+    /// Opens a GET stream: the standalone one, or (with `last_event_id`) the resumption of a
+    /// stream that ended.
+    pub(super) async fn get_stream(&self, last_event_id: Option<&str>) -> Result<InboundResponse, UpstreamError> {
+        self.http
+            .send(self.get_request(last_event_id))
+            .await
+            .map_err(http_error)
+    }
+
+    /// The GET that opens (or, with `last_event_id`, resumes) a stream.
+    pub(super) fn get_request(&self, last_event_id: Option<&str>) -> OutboundRequest {
+        let mut headers = self.headers("text/event-stream");
+        headers.retain(|(k, _)| k != "content-type");
+        if let Some(id) = last_event_id {
+            headers.push(("last-event-id".into(), id.to_string()));
+        }
+        OutboundRequest {
+            method: http::Method::GET,
+            url: self.url.clone(),
+            headers,
+            body: None,
+        }
+    }
+}
