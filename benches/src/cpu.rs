@@ -12,7 +12,7 @@ use anyhow::{bail, ensure, Context};
 use mcpgw_e2e::{Fixture, GatewayProcess, TempDir};
 use serde_json::{json, Value};
 
-use crate::{load_client, mcp_request, open_session, register_upstream, run_phase, Phase, ROUNDS};
+use crate::{load_client, open_session, register_upstream, tool_call_phase, Phase, ToolCall, ROUNDS};
 
 /// utime + stime of one process (all its threads), in clock ticks.
 fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
@@ -168,24 +168,14 @@ async fn echo_phase(
     ticks: &dyn Fn() -> anyhow::Result<u64>,
 ) -> anyhow::Result<CpuPhase> {
     let per_tick_us = 1e6 / clock_ticks_per_sec() as f64;
-    let (h, u, s) = (http.clone(), url.to_string(), sid.to_string());
     let before = ticks()?;
-    let phase = run_phase(name, n, c, Duration::from_secs(120), move |i| {
-        let (h, u, s) = (h.clone(), u.clone(), s.clone());
-        let body = json!({"jsonrpc": "2.0", "id": id_base + i, "method": "tools/call",
-            "params": {"name": tool, "arguments": {"message": "hi"}}});
-        async move {
-            let v = mcp_request(&h, &u, &s, &body).await?;
-            ensure!(
-                v["result"]["content"][0]["text"]
-                    .as_str()
-                    .is_some_and(|t| t.contains("hi")),
-                "call failed: {v}"
-            );
-            Ok(())
-        }
-    })
-    .await?;
+    let call = ToolCall {
+        session: (url, sid),
+        tool,
+        arguments: json!({"message": "hi"}),
+        expect: "hi",
+    };
+    let phase = tool_call_phase(name, http, call, n, c, Duration::from_secs(120), id_base).await?;
     let used = ticks()?.saturating_sub(before) as f64 * per_tick_us;
     Ok(CpuPhase {
         cpu_us: used / phase.requests as f64,

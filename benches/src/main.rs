@@ -358,6 +358,45 @@ async fn open_session(http: &reqwest::Client, url: &str) -> anyhow::Result<Strin
     Ok(sid)
 }
 
+/// A `tools/call` a phase repeats: on which session, which tool with which arguments, and what
+/// the answer's first text must contain.
+struct ToolCall<'a> {
+    session: (&'a str, &'a str),
+    tool: &'static str,
+    arguments: Value,
+    expect: &'static str,
+}
+
+/// `call` made `n` times by `c` callers (ids from `id_base`), each answer checked.
+async fn tool_call_phase(
+    name: &'static str,
+    http: &reqwest::Client,
+    call: ToolCall<'_>,
+    n: usize,
+    c: usize,
+    limit: Duration,
+    id_base: u64,
+) -> anyhow::Result<Phase> {
+    let (h, u, s) = (http.clone(), call.session.0.to_string(), call.session.1.to_string());
+    let (tool, arguments, expect) = (call.tool, call.arguments, call.expect);
+    run_phase(name, n, c, limit, move |i| {
+        let (h, u, s) = (h.clone(), u.clone(), s.clone());
+        let body = json!({"jsonrpc": "2.0", "id": id_base + i, "method": "tools/call",
+            "params": {"name": tool, "arguments": arguments}});
+        async move {
+            let v = mcp_request(&h, &u, &s, &body).await?;
+            ensure!(
+                v["result"]["content"][0]["text"]
+                    .as_str()
+                    .is_some_and(|t| t.contains(expect)),
+                "call failed: {v}"
+            );
+            Ok(())
+        }
+    })
+    .await
+}
+
 /// One round of the federation phases: `tools/call` of the fixture's `test_simple_text`
 /// directly at the fixture (baseline) and through the gateway.
 async fn federation_round(
@@ -382,26 +421,14 @@ async fn federation_round(
             "fixture__test_simple_text",
         ),
     ] {
-        let (h, u, s) = (http.clone(), url.to_string(), sid.to_string());
         let base = id_base + phases.len() as u64 * 10_000_000;
-        phases.push(
-            run_phase(name, n, c, limit, move |i| {
-                let (h, u, s) = (h.clone(), u.clone(), s.clone());
-                let body = json!({"jsonrpc": "2.0", "id": base + i, "method": "tools/call",
-                    "params": {"name": tool, "arguments": {}}});
-                async move {
-                    let v = mcp_request(&h, &u, &s, &body).await?;
-                    ensure!(
-                        v["result"]["content"][0]["text"]
-                            .as_str()
-                            .is_some_and(|t| t.contains("simple text")),
-                        "call failed: {v}"
-                    );
-                    Ok(())
-                }
-            })
-            .await?,
-        );
+        let call = ToolCall {
+            session: (url, sid),
+            tool,
+            arguments: json!({}),
+            expect: "simple text",
+        };
+        phases.push(tool_call_phase(name, http, call, n, c, limit, base).await?);
     }
     Ok(phases)
 }

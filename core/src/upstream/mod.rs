@@ -608,15 +608,13 @@ async fn standalone_stream(
             Either::Left((r, _)) => r,
             Either::Right(_) => return,
         };
-        let settle = || {
-            if let Some(l) = link.upgrade() {
-                l.settle();
-            }
-        };
+        // Answered, refused or failed: calls need not wait for it.
+        if let Some(l) = link.upgrade() {
+            l.settle();
+        }
         let mut parked = None;
         match answered {
             Ok(resp) if resp.status.is_success() => {
-                settle();
                 let mut parser = sse::Parser::with_limit(max);
                 let mut body = resp.body;
                 let mut got = false;
@@ -660,7 +658,6 @@ async fn standalone_stream(
                 failures = if got || parked.is_some() { 0 } else { failures + 1 };
             }
             Ok(resp) => {
-                settle();
                 if resp.status == http::StatusCode::NOT_FOUND {
                     if let Some(l) = link.upgrade() {
                         l.mark_broken();
@@ -680,10 +677,7 @@ async fn standalone_stream(
                 }
                 failures += 1;
             }
-            Err(_) => {
-                settle();
-                failures += 1;
-            }
+            Err(_) => failures += 1,
         }
         if sink.is_closed() {
             return;
