@@ -1,21 +1,21 @@
 #!/usr/bin/env python3
-"""Module cycles in core: which top-level modules of core/src refer to which (`crate::name`
-in code, comments and test modules left out), and the cycles among them.
+"""The shape of core/src, checked: which top-level modules refer to which (`crate::name` in
+code, comments and test modules left out), and fails on
 
-    python3 scripts/layers.py            prints the graph and the cycles; fails on a cycle
-                                         that scripts/layer-cycles.txt does not list
+  - a module cycle (the layers must form a stack: each imports only those below it);
+  - a file over 800 lines, its `#[cfg(test)]` module aside;
+  - a type with inherent methods (`impl Type {`) in more than one file;
+  - a folder whose mod.rs does not open with a `//!` header.
+
+    python3 scripts/layers.py            prints the graph, then the verdict
     python3 scripts/layers.py --graph    only the graph
-
-scripts/layer-cycles.txt lists the cycles that exist today, one per line (the modules of one
-strongly connected component, sorted, space-separated). It may only shrink: a cycle that is
-not listed fails, and so does a listed one that no longer exists (take it off the list).
 """
 import os
 import re
 import sys
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "core", "src")
-KNOWN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "layer-cycles.txt")
+MAX_LINES = 800
 
 
 def strip(src: str) -> str:
@@ -112,24 +112,54 @@ def cycles(g):
     return sorted(out)
 
 
+def rust_files():
+    for dirpath, _, files in os.walk(ROOT):
+        for f in sorted(files):
+            if f.endswith(".rs"):
+                yield os.path.join(dirpath, f)
+
+
+def shape_problems():
+    """Files too long, types whose inherent methods are spread, folders without a header."""
+    problems, owners = [], {}
+    for path in rust_files():
+        rel = os.path.relpath(path, ROOT)
+        src = open(path, encoding="utf-8").read()
+        lines = strip_keep_lines(src).count("\n")
+        if lines > MAX_LINES:
+            problems.append(f"{rel}: {lines} lines outside tests (at most {MAX_LINES})")
+        for m in re.finditer(r"^impl(?:<[^>{]*>)?\s+([A-Z]\w*)(?:<[^>{]*>)?\s*\{", strip(src), flags=re.M):
+            owners.setdefault(m.group(1), set()).add(rel)
+        if os.path.basename(path) == "mod.rs" and not src.lstrip().startswith("//!"):
+            problems.append(f"{rel}: a folder's mod.rs opens with a //! header saying what lives there")
+    for ty, files in sorted(owners.items()):
+        if len(files) > 1:
+            problems.append(f"type {ty} has inherent methods in {len(files)} files: {', '.join(sorted(files))}")
+    return problems
+
+
+def strip_keep_lines(src: str) -> str:
+    """Source without its `#[cfg(test)]` modules (comments kept: they are part of a file's size)."""
+    m = re.search(r"^#\[cfg\(test\)\]\s*mod\s+\w+\s*\{", src, flags=re.M)
+    return src[: m.start()] if m else src
+
+
 def main():
     g = graph()
     for name in sorted(g):
         print(f"{name} -> {' '.join(g[name])}")
     if "--graph" in sys.argv:
         return 0
-    found = set(cycles(g))
-    known = set()
-    if os.path.exists(KNOWN):
-        known = {l.strip() for l in open(KNOWN, encoding="utf-8") if l.strip() and not l.startswith("#")}
-    new, gone = found - known, known - found
-    for c in sorted(found):
-        print(f"cycle: {c}" + ("" if c in known else "   <- NEW"))
-    for c in sorted(gone):
-        print(f"listed but gone (take it off {os.path.basename(KNOWN)}): {c}")
-    if new or gone:
+    failed = False
+    for c in cycles(g):
+        print(f"module cycle: {c}")
+        failed = True
+    for p in shape_problems():
+        print(p)
+        failed = True
+    if failed:
         return 1
-    print(f"{len(found)} known cycle(s), no new one")
+    print("no module cycle; no file over the limit; every type's methods in one file")
     return 0
 
 

@@ -4,8 +4,6 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::model::{PromptDef, ResourceDef, ServerDef, ToolDef, UpstreamDef};
-
 fn d_max_body() -> usize {
     4 * 1024 * 1024
 }
@@ -55,6 +53,7 @@ fn d_host() -> String {
     "127.0.0.1".into()
 }
 
+pub use crate::model::SeedFile;
 pub use crate::settings::{split_list, ConfigError};
 
 /// Settings of the core gateway (the adapters add their own, such as the port).
@@ -129,12 +128,12 @@ pub struct GatewayConfig {
     #[serde(default = "d_unhealthy")]
     pub unhealthy_after: u32,
     /// Authentication (read from `MCPGW_*` variables by the adapters with
-    /// [`crate::auth::AuthConfig::from_vars`]; the library default is off).
+    /// [`crate::security::auth::AuthConfig::from_vars`]; the library default is off).
     #[serde(skip)]
-    pub auth: crate::auth::AuthConfig,
+    pub auth: crate::security::auth::AuthConfig,
     /// Token buckets per identity and route class (none: not limited).
     #[serde(default)]
-    pub rate_limits: crate::ratelimit::RateLimits,
+    pub rate_limits: crate::security::ratelimit::RateLimits,
     /// Special-purpose targets (loopback, private, link-local, …) tools and upstreams may use:
     /// CIDRs, addresses, host names or classes (see [`crate::netguard::NetPolicy::parse`]).
     #[serde(default)]
@@ -142,7 +141,7 @@ pub struct GatewayConfig {
     /// The AES-256-GCM key that seals stored credentials (tool and upstream `headers`): 32
     /// bytes in base64 or hex. Without one, such headers cannot be stored.
     #[serde(skip)]
-    pub encryption_key: Option<crate::auth::Secret>,
+    pub encryption_key: Option<crate::security::auth::Secret>,
 }
 
 impl Default for GatewayConfig {
@@ -244,7 +243,7 @@ impl GatewayConfig {
         }
         crate::netguard::NetPolicy::parse(&self.ssrf_allow).map_err(|e| bad("ssrf_allow", e))?;
         if let Some(k) = &self.encryption_key {
-            crate::seal::Sealer::from_key_text(&k.0).map_err(|e| bad("encryption_key", e))?;
+            crate::registry::seal::Sealer::from_key_text(&k.0).map_err(|e| bad("encryption_key", e))?;
         }
         for o in &self.allowed_origins {
             if o != "*" && !(o.starts_with("http://") || o.starts_with("https://")) {
@@ -262,28 +261,4 @@ impl GatewayConfig {
         let h = self.bind_host.trim_start_matches('[').trim_end_matches(']');
         h == "localhost" || h == "::1" || h.starts_with("127.")
     }
-}
-
-/// The `--config` file: registry entries to create or update at start-up, by name.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SeedFile {
-    /// `[[tool]]` entries.
-    #[serde(default)]
-    pub tool: Vec<ToolDef>,
-    /// `[[resource]]` entries (static).
-    #[serde(default)]
-    pub resource: Vec<ResourceDef>,
-    /// `[[resource_template]]` entries.
-    #[serde(default)]
-    pub resource_template: Vec<ResourceDef>,
-    /// `[[prompt]]` entries.
-    #[serde(default)]
-    pub prompt: Vec<PromptDef>,
-    /// `[[server]]` entries (virtual servers).
-    #[serde(default)]
-    pub server: Vec<ServerDef>,
-    /// `[[upstream]]` entries (federated MCP servers).
-    #[serde(default)]
-    pub upstream: Vec<UpstreamDef>,
 }

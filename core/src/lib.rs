@@ -1,44 +1,41 @@
 //! mcpgw-core: the gateway itself, free of any runtime.
 //!
-//! The wire ([`proto`]: JSON-RPC, protocol revisions, SSE), the registry ([`model`], [`registry`]), the MCP
-//! methods and REST tools, the transports and REST API behind one HTTP face
-//! ([`Gateway::handle`]), and the [`ports`] through which adapters supply storage, HTTP, time,
-//! randomness and background work. No tokio, axum, worker or reqwest here: the same code runs
-//! in a tokio task natively and inside a Worker on the edge.
+//! Layers, each importing only those below it (checked by `scripts/layers.py`): [`platform`],
+//! [`settings`], [`proto`] (the wire), [`model`], [`ports`], [`memory`], [`http`] (routes,
+//! responses), [`registry`], [`security`], [`config`], `session`, `upstream`, `federation`,
+//! `engine`, `face`, and `gateway` (the composition root, [`Gateway::handle`]). No tokio, axum,
+//! worker or reqwest here: the same code runs in a tokio task natively and inside a Worker on
+//! the edge.
 
 #![warn(missing_docs)]
 
-pub mod auth;
 pub mod config;
-pub mod listing;
+pub mod http;
 pub mod memory;
 pub mod model;
 pub mod netguard;
 pub mod platform;
 pub mod ports;
 pub mod proto;
-pub mod ratelimit;
 pub mod registry;
 pub mod render;
-pub mod route;
-pub mod seal;
+pub mod security;
 pub mod settings;
 pub mod uri_template;
 
 #[cfg(feature = "test-util")]
 pub mod store_suite;
 
-mod admin;
+mod engine;
+mod face;
 pub mod federation;
 mod gateway;
-mod guard;
-mod hub;
-mod mcp;
-mod response;
-mod tools;
+mod session;
 mod upstream;
 
 pub use config::{ConfigError, GatewayConfig, SeedFile};
-pub use gateway::{AssignSessionId, Gateway, Ports, ServerInfo};
-pub use guard::{Admitted, ClientIp, FORBIDDEN, RATE_LIMITED, UNAUTHORIZED};
-pub use response::Body;
+pub use engine::ServerInfo;
+pub use face::AssignSessionId;
+pub use gateway::{Gateway, Ports};
+pub use http::response::Body;
+pub use security::admission::{Admitted, ClientIp, FORBIDDEN, RATE_LIMITED, UNAUTHORIZED};

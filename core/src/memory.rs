@@ -304,7 +304,7 @@ mod fakes {
             clock,
             ids: Arc::new(SeqIds::default()),
             spawner: Arc::new(QueueSpawner::default()),
-            limiter: std::sync::Arc::new(crate::ratelimit::MemoryLimiter::default()),
+            limiter: std::sync::Arc::new(crate::security::ratelimit::MemoryLimiter::default()),
             launcher: None,
         }
     }

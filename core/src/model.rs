@@ -691,6 +691,30 @@ pub fn validate(kind: Kind, body: Value) -> Result<(String, Value), FieldError> 
     }
 }
 
+/// The `--config` file: registry entries to create or update at start-up, by name.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SeedFile {
+    /// `[[tool]]` entries.
+    #[serde(default)]
+    pub tool: Vec<ToolDef>,
+    /// `[[resource]]` entries (static).
+    #[serde(default)]
+    pub resource: Vec<ResourceDef>,
+    /// `[[resource_template]]` entries.
+    #[serde(default)]
+    pub resource_template: Vec<ResourceDef>,
+    /// `[[prompt]]` entries.
+    #[serde(default)]
+    pub prompt: Vec<PromptDef>,
+    /// `[[server]]` entries (virtual servers).
+    #[serde(default)]
+    pub server: Vec<ServerDef>,
+    /// `[[upstream]]` entries (federated MCP servers).
+    #[serde(default)]
+    pub upstream: Vec<UpstreamDef>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -20,11 +20,11 @@ use std::cell::RefCell;
 use std::sync::Arc;
 use std::time::Duration;
 
+use mcpgw_core::http::route::Route;
 use mcpgw_core::memory::{MemoryEventStore, MemorySessionStore};
 use mcpgw_core::platform::BoxFuture;
 use mcpgw_core::ports::{Clock, Ids, Spawner};
 use mcpgw_core::proto::jsonrpc::{self, Incoming, Message};
-use mcpgw_core::route::Route;
 use mcpgw_core::{AssignSessionId, Gateway, GatewayConfig, Ports, ServerInfo};
 use worker::{durable_object, event, Context, DurableObject, Env, Request, Response, Result, State};
 
@@ -107,7 +107,7 @@ fn config(env: &Env) -> Result<GatewayConfig> {
         allowed_hosts: list("MCPGW_ALLOWED_HOSTS"),
         allowed_origins: list("MCPGW_ALLOWED_ORIGINS"),
         ssrf_allow: list("MCPGW_SSRF_ALLOW"),
-        encryption_key: var(env, "MCPGW_ENCRYPTION_KEY").map(mcpgw_core::auth::Secret),
+        encryption_key: var(env, "MCPGW_ENCRYPTION_KEY").map(mcpgw_core::security::auth::Secret),
         max_body_bytes: number(env, "MCPGW_MAX_BODY_BYTES", d.max_body_bytes)?,
         page_size: number(env, "MCPGW_PAGE_SIZE", d.page_size)?,
         max_batch: number(env, "MCPGW_MAX_BATCH", d.max_batch)?,
@@ -122,9 +122,9 @@ fn config(env: &Env) -> Result<GatewayConfig> {
         upstream_refresh_secs: number(env, "MCPGW_UPSTREAM_REFRESH_SECS", d.upstream_refresh_secs)?,
         health_check_secs: number(env, "MCPGW_HEALTH_CHECK_SECS", d.health_check_secs)?,
         unhealthy_after: number(env, "MCPGW_UNHEALTHY_AFTER", d.unhealthy_after)?,
-        auth: mcpgw_core::auth::AuthConfig::from_vars(|n| var(env, n))
+        auth: mcpgw_core::security::auth::AuthConfig::from_vars(|n| var(env, n))
             .map_err(|e| worker::Error::RustError(e.to_string()))?,
-        rate_limits: mcpgw_core::ratelimit::RateLimits::from_vars(|n| var(env, n))
+        rate_limits: mcpgw_core::security::ratelimit::RateLimits::from_vars(|n| var(env, n))
             .map_err(|e| worker::Error::RustError(e.to_string()))?,
         ..d
     };

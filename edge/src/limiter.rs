@@ -3,7 +3,7 @@
 //! the core's bucket arithmetic and keeps the bucket in its storage, so eviction loses nothing.
 
 use async_trait::async_trait;
-use mcpgw_core::ratelimit::{take, Bucket, Decision, Limiter, Rule};
+use mcpgw_core::security::ratelimit::{take, Bucket, Decision, Limiter, Rule};
 use serde::{Deserialize, Serialize};
 use worker::{durable_object, DurableObject, Env, ObjectNamespace, Request, RequestInit, Response, Result, State};
 

@@ -4,7 +4,7 @@
 //! decision by the core's own formula.
 
 use async_trait::async_trait;
-use mcpgw_core::ratelimit::{decision, Decision, Limiter, Rule};
+use mcpgw_core::security::ratelimit::{decision, Decision, Limiter, Rule};
 use redis::aio::ConnectionManager;
 use std::time::Duration;
 

@@ -137,11 +137,11 @@ use mcpgw_core::config::split_list as list;
 /// The key that seals stored credentials: `MCPGW_ENCRYPTION_KEY`, else a key file beside the
 /// database (`<database>.key`, created once with mode 0600), else (`:memory:`) a random key for
 /// this run.
-fn encryption_key(database: &str) -> anyhow::Result<mcpgw_core::auth::Secret> {
+fn encryption_key(database: &str) -> anyhow::Result<mcpgw_core::security::auth::Secret> {
     use base64::Engine as _;
     if let Ok(k) = std::env::var("MCPGW_ENCRYPTION_KEY") {
         if !k.trim().is_empty() {
-            return Ok(mcpgw_core::auth::Secret(k.trim().to_string()));
+            return Ok(mcpgw_core::security::auth::Secret(k.trim().to_string()));
         }
     }
     let fresh = || {
@@ -151,11 +151,11 @@ fn encryption_key(database: &str) -> anyhow::Result<mcpgw_core::auth::Secret> {
         base64::engine::general_purpose::STANDARD.encode(b)
     };
     if database == ":memory:" {
-        return Ok(mcpgw_core::auth::Secret(fresh()));
+        return Ok(mcpgw_core::security::auth::Secret(fresh()));
     }
     let path = format!("{database}.key");
     match std::fs::read_to_string(&path) {
-        Ok(k) => Ok(mcpgw_core::auth::Secret(k.trim().to_string())),
+        Ok(k) => Ok(mcpgw_core::security::auth::Secret(k.trim().to_string())),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             use std::io::Write;
             use std::os::unix::fs::OpenOptionsExt;
@@ -168,7 +168,7 @@ fn encryption_key(database: &str) -> anyhow::Result<mcpgw_core::auth::Secret> {
                 .with_context(|| format!("invalid setting MCPGW_ENCRYPTION_KEY: cannot create the key file {path}"))?;
             writeln!(f, "{key}")?;
             tracing::info!(path = %path, "created the credentials key file (keep it with the database backups, apart from them)");
-            Ok(mcpgw_core::auth::Secret(key))
+            Ok(mcpgw_core::security::auth::Secret(key))
         }
         Err(e) => Err(anyhow::anyhow!(
             "invalid setting MCPGW_ENCRYPTION_KEY: cannot read the key file {path}: {e}"
@@ -179,7 +179,7 @@ fn encryption_key(database: &str) -> anyhow::Result<mcpgw_core::auth::Secret> {
 fn token(args: TokenArgs) -> anyhow::Result<()> {
     use std::time::{SystemTime, UNIX_EPOCH};
     // Read as if auth were off, so that a missing or weak key gets mint's own message.
-    let cfg = mcpgw_core::auth::AuthConfig::from_vars(|n| match n {
+    let cfg = mcpgw_core::security::auth::AuthConfig::from_vars(|n| match n {
         "MCPGW_AUTH_REQUIRED" => Some("false".into()),
         _ => std::env::var(n).ok(),
     })?;
@@ -190,7 +190,8 @@ fn token(args: TokenArgs) -> anyhow::Result<()> {
     };
     let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis() as u64;
     let jti = uuid::Uuid::new_v4().simple().to_string();
-    let t = mcpgw_core::auth::mint(&cfg, &args.sub, &scopes, args.exp, &jti, now).map_err(|e| anyhow::anyhow!(e))?;
+    let t = mcpgw_core::security::jwt::mint(&cfg, &args.sub, &scopes, args.exp, &jti, now)
+        .map_err(|e| anyhow::anyhow!(e))?;
     println!("{t}");
     Ok(())
 }
@@ -205,7 +206,11 @@ fn hash_password() -> anyhow::Result<()> {
     let salt = *uuid::Uuid::new_v4().as_bytes();
     println!(
         "{}",
-        mcpgw_core::auth::PasswordHash::create(password, &salt, mcpgw_core::auth::PBKDF2_ITERATIONS)
+        mcpgw_core::security::auth::PasswordHash::create(
+            password,
+            &salt,
+            mcpgw_core::security::auth::PBKDF2_ITERATIONS
+        )
     );
     Ok(())
 }
@@ -260,8 +265,8 @@ fn settings(a: &ServeArgs) -> anyhow::Result<Settings> {
         unhealthy_after: number("MCPGW_UNHEALTHY_AFTER (--unhealthy-after)", &a.unhealthy_after)?,
         ssrf_allow: list(&a.ssrf_allow),
         encryption_key: Some(encryption_key(&a.database)?),
-        auth: mcpgw_core::auth::AuthConfig::from_vars(|n| std::env::var(n).ok())?,
-        rate_limits: mcpgw_core::ratelimit::RateLimits::from_vars(|n| std::env::var(n).ok())?,
+        auth: mcpgw_core::security::auth::AuthConfig::from_vars(|n| std::env::var(n).ok())?,
+        rate_limits: mcpgw_core::security::ratelimit::RateLimits::from_vars(|n| std::env::var(n).ok())?,
         ..GatewayConfig::default()
     };
     gateway.validate().map_err(|e| {
@@ -335,13 +340,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         )
     })?;
     let clock: Arc<runtime::TokioClock> = Arc::new(runtime::TokioClock);
-    let limiter: Arc<dyn mcpgw_core::ratelimit::Limiter> = match std::env::var("MCPGW_REDIS_URL") {
+    let limiter: Arc<dyn mcpgw_core::security::ratelimit::Limiter> = match std::env::var("MCPGW_REDIS_URL") {
         Ok(url) if !url.trim().is_empty() => Arc::new(
             limiter::RedisLimiter::connect(url.trim())
                 .await
                 .map_err(|e| anyhow::anyhow!("invalid setting MCPGW_REDIS_URL: cannot use {url}: {e}"))?,
         ),
-        _ => Arc::new(mcpgw_core::ratelimit::MemoryLimiter::default()),
+        _ => Arc::new(mcpgw_core::security::ratelimit::MemoryLimiter::default()),
     };
     let ports = Ports {
         store: Arc::new(store),

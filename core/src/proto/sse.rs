@@ -1,4 +1,4 @@
-//! An incremental Server-Sent Events parser (the reading side of [`crate::hub::Frame`]), for
+//! An incremental Server-Sent Events parser (the reading side of [`crate::session::hub::Frame`]), for
 //! upstream responses and streams: bytes go in as they arrive, whole events come out. Each byte
 //! is scanned once, however a long `data:` line (a large blob) is split into chunks.
 

@@ -1,8 +1,12 @@
-//! Federation's client side: a [`Link`] is one MCP session with an upstream server, over
+//! The client side of every upstream: a [`Link`] is one MCP session with an upstream server, over
 //! streamable HTTP (each request a POST whose answer is JSON or an SSE stream), or over a duplex
 //! pipe (legacy HTTP+SSE, or a stdio process) where answers come back on one shared stream and
 //! are matched by id. Whatever the upstream sends besides the answer (progress, log messages,
 //! sampling and elicitation requests) goes to the caller's sink as it arrives, untouched.
+//! REST tools are called by [`rest::Rest`].
+//!
+//! Lives here: talking to one upstream. Not here: which link serves which client session, or
+//! rewriting what an upstream says for a client (that is federation's).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -23,6 +27,7 @@ use crate::proto::version::ProtocolVersion;
 
 mod catalog;
 mod duplex;
+pub(crate) mod rest;
 mod streamable_http;
 
 pub(crate) use catalog::fetch_catalog;

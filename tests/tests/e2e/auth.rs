@@ -186,7 +186,7 @@ fn auth_env(hash: &str) -> Vec<(&'static str, String)> {
 #[tokio::test]
 async fn every_route_refuses_every_bad_token_and_serves_a_good_one() {
     let dir = TempDir::new("auth-matrix");
-    let hash = mcpgw_core::auth::PasswordHash::create(ADMIN_PASSWORD, b"fixed-test-salt!", 10_000);
+    let hash = mcpgw_core::security::auth::PasswordHash::create(ADMIN_PASSWORD, b"fixed-test-salt!", 10_000);
     let env = auth_env(&hash);
     let env_ref: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let gw = start_target_with(&dir, &[], &env_ref).expect("start gateway");

@@ -12,6 +12,7 @@ mod edge_restart;
 mod federation;
 mod federation_faults;
 mod fixture_upstream;
+mod ids;
 mod lifecycle;
 mod oauth;
 mod protocol;

@@ -162,7 +162,7 @@ fn a_bad_rule_or_an_unreachable_redis_stops_start_up() {
 #[tokio::test]
 async fn refused_passwords_lock_an_address_out_of_basic_auth_before_it_is_checked() {
     const PASSWORD: &str = "the admin password 42";
-    let hash = mcpgw_core::auth::PasswordHash::create(PASSWORD, b"ratelimit-salt!!", 10_000);
+    let hash = mcpgw_core::security::auth::PasswordHash::create(PASSWORD, b"ratelimit-salt!!", 10_000);
     let dir = TempDir::new("rl-authfail");
     let env = [
         ("MCPGW_AUTH_REQUIRED", "true"),

@@ -8,7 +8,6 @@ use serde_json::{json, Value};
 
 use crate::platform::BoxStream;
 use crate::proto::jsonrpc::{self, RpcError};
-use crate::registry::RegistryError;
 
 /// A response body: empty, whole, or streamed (SSE).
 pub enum Body {
@@ -73,29 +72,4 @@ pub(crate) fn method_not_allowed(allow: &'static str) -> Response<Body> {
     );
     r.headers_mut().insert(header::ALLOW, HeaderValue::from_static(allow));
     r
-}
-
-impl RegistryError {
-    /// The REST response for this error.
-    pub(crate) fn to_response(&self) -> Response<Body> {
-        match self {
-            RegistryError::Invalid(f) => {
-                let field = (!f.field.is_empty()).then_some(f.field.as_str());
-                api_error(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "validation_failed",
-                    self.to_string(),
-                    field,
-                )
-            }
-            RegistryError::NotFound(..) => api_error(StatusCode::NOT_FOUND, "not_found", self.to_string(), None),
-            RegistryError::Conflict(..) => api_error(StatusCode::CONFLICT, "conflict", self.to_string(), Some("name")),
-            RegistryError::Storage(_) => api_error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "storage_unavailable",
-                self.to_string(),
-                None,
-            ),
-        }
-    }
 }

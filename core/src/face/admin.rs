@@ -1,5 +1,6 @@
 //! The REST admin API: JSON create/read/update/delete and list for `/tools`, `/resources`,
-//! `/prompts` and `/servers`. Every kind goes through the same handler; what differs per kind
+//! `/prompts`, `/servers`, `/gateways` (upstreams, connected and read before they are stored)
+//! and `/auth/revocations`. Every kind goes through the same handler; what differs per kind
 //! lives in [`crate::model`] (validation) and [`crate::registry`] (membership checks).
 
 use bytes::Bytes;
@@ -7,14 +8,66 @@ use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use percent_encoding::percent_decode_str;
 use serde_json::Value;
 
-use crate::federation::upstream_error;
-use crate::gateway::Inner;
+use std::sync::Arc;
+
+use crate::federation::{upstream_error, Federation};
+use crate::http::response::{api_error, json_response, method_not_allowed, Body};
 use crate::model::UpstreamDef;
-use crate::ports::Kind;
-use crate::ports::Record;
-use crate::registry::{record_json, RegistryError};
-use crate::response::Body;
-use crate::response::{api_error, json_response, method_not_allowed};
+use crate::ports::{Kind, Record};
+use crate::registry::{record_json, Registry, RegistryError};
+use crate::session::Sessions;
+
+/// The REST response for a registry error.
+fn registry_error(e: &RegistryError) -> Response<Body> {
+    match e {
+        RegistryError::Invalid(f) => {
+            let field = (!f.field.is_empty()).then_some(f.field.as_str());
+            api_error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "validation_failed",
+                e.to_string(),
+                field,
+            )
+        }
+        RegistryError::NotFound(..) => api_error(StatusCode::NOT_FOUND, "not_found", e.to_string(), None),
+        RegistryError::Conflict(..) => api_error(StatusCode::CONFLICT, "conflict", e.to_string(), Some("name")),
+        RegistryError::Storage(_) => api_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "storage_unavailable",
+            e.to_string(),
+            None,
+        ),
+    }
+}
+
+/// The admin API over the registry; upstream writes go through federation, and every write
+/// ends with clients hearing of list changes.
+pub(crate) struct Admin {
+    registry: Arc<Registry>,
+    fed: Arc<Federation>,
+    sessions: Arc<Sessions>,
+}
+
+/// 502 for an upstream that could not be reached or read.
+fn bad_gateway(e: &crate::proto::jsonrpc::RpcError) -> Response<Body> {
+    api_error(StatusCode::BAD_GATEWAY, "upstream_unavailable", e.message.clone(), None)
+}
+
+/// 201 with the new record and its `Location` under the collection `path`.
+fn created(path: &str, id: &str, body: &Value) -> Response<Body> {
+    let mut r = json_response(StatusCode::CREATED, body);
+    let loc = format!("{}/{id}", path.trim_end_matches('/'));
+    if let Ok(v) = HeaderValue::from_str(&loc) {
+        r.headers_mut().insert(header::LOCATION, v);
+    }
+    r
+}
+
+fn no_content() -> Response<Body> {
+    let mut r = Response::new(Body::Empty);
+    *r.status_mut() = StatusCode::NO_CONTENT;
+    r
+}
 
 fn parse_body(req: &Request<Bytes>) -> Result<Value, Box<Response<Body>>> {
     if let Some(ct) = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) {
@@ -38,9 +91,18 @@ fn parse_body(req: &Request<Bytes>) -> Result<Value, Box<Response<Body>>> {
     })
 }
 
-impl Inner {
+impl Admin {
+    /// The admin API over these services.
+    pub fn new(registry: Arc<Registry>, fed: Arc<Federation>, sessions: Arc<Sessions>) -> Self {
+        Self {
+            registry,
+            fed,
+            sessions,
+        }
+    }
+
     /// Handles `/{collection}` and `/{collection}/{id}` (revocations: `/auth/revocations[/{jti}]`).
-    pub(crate) async fn admin(&self, req: Request<Bytes>, kind: Kind, id: Option<&str>) -> Response<Body> {
+    pub async fn collection(&self, req: Request<Bytes>, kind: Kind, id: Option<&str>) -> Response<Body> {
         let path = req.uri().path();
         let id = id.map(|i| percent_decode_str(i).decode_utf8_lossy().into_owned());
         if kind == Kind::Gateway {
@@ -83,34 +145,11 @@ impl Inner {
         };
         self.finish(&req, result).await
     }
-}
 
-/// 502 for an upstream that could not be reached or read.
-fn bad_gateway(e: &crate::proto::jsonrpc::RpcError) -> Response<Body> {
-    api_error(StatusCode::BAD_GATEWAY, "upstream_unavailable", e.message.clone(), None)
-}
-
-/// 201 with the new record and its `Location` under the collection `path`.
-fn created(path: &str, id: &str, body: &Value) -> Response<Body> {
-    let mut r = json_response(StatusCode::CREATED, body);
-    let loc = format!("{}/{id}", path.trim_end_matches('/'));
-    if let Ok(v) = HeaderValue::from_str(&loc) {
-        r.headers_mut().insert(header::LOCATION, v);
-    }
-    r
-}
-
-fn no_content() -> Response<Body> {
-    let mut r = Response::new(Body::Empty);
-    *r.status_mut() = StatusCode::NO_CONTENT;
-    r
-}
-
-impl Inner {
     /// An upstream as the REST API shows it: header values masked, health added.
     fn upstream_json(&self, rec: &Record) -> Value {
         let mut v = record_json(rec);
-        v["status"] = match self.health_of(&rec.id) {
+        v["status"] = match self.fed.health_of(&rec.id) {
             Some(h) => serde_json::to_value(h).unwrap_or(Value::Null),
             None => Value::Null,
         };
@@ -148,7 +187,7 @@ impl Inner {
                 let existing = match &id {
                     Some(id) => match self.registry.get(Kind::Gateway, id).await {
                         Ok(r) => Some(r),
-                        Err(e) => return e.to_response(),
+                        Err(e) => return registry_error(&e),
                     },
                     None => None,
                 };
@@ -157,19 +196,19 @@ impl Inner {
                     .prepare_upstream(body, existing.as_ref(), m == Method::PATCH)
                 {
                     Ok(d) => d,
-                    Err(e) => return e.to_response(),
+                    Err(e) => return registry_error(&e),
                 };
                 // The name must be free before anything is sent to the upstream.
                 if let Ok(other) = self.registry.get(Kind::Gateway, &def.name).await {
                     if existing.as_ref().is_none_or(|e| e.id != other.id) {
-                        return RegistryError::Conflict("gateway", def.name.clone()).to_response();
+                        return registry_error(&RegistryError::Conflict("gateway", def.name.clone()));
                     }
                 }
                 self.save_upstream(def, existing.as_ref(), path).await
             }
             (Method::DELETE, Some(id)) => match self.registry.delete(Kind::Gateway, &id).await {
                 Ok(()) => {
-                    self.drop_upstream_links(&id);
+                    self.fed.drop_upstream_links(&id);
                     Ok(no_content())
                 }
                 Err(e) => Err(e),
@@ -185,11 +224,11 @@ impl Inner {
         match result {
             Ok(resp) => {
                 if req.method() != Method::GET {
-                    self.refresh_registry().await;
+                    self.sessions.refresh_registry().await;
                 }
                 resp
             }
-            Err(e) => e.to_response(),
+            Err(e) => registry_error(&e),
         }
     }
 
@@ -199,7 +238,7 @@ impl Inner {
         existing: Option<&Record>,
         path: &str,
     ) -> Result<Response<Body>, RegistryError> {
-        let catalog = match self.read_catalog(&def).await {
+        let catalog = match self.fed.read_catalog(&def).await {
             Ok(c) => c,
             Err(e) => return Ok(bad_gateway(&upstream_error(&def.name, &e))),
         };
@@ -210,9 +249,9 @@ impl Inner {
             .await?;
         if let Some(old) = existing {
             // Its URL, transport or headers may have changed: sessions open anew.
-            self.drop_upstream_links(&old.id);
+            self.fed.drop_upstream_links(&old.id);
         }
-        self.mark_refreshed(&rec.id);
+        self.fed.mark_refreshed(&rec.id);
         let body = self.upstream_json(&rec);
         Ok(match existing {
             None => created(path, &rec.id, &body),
@@ -221,23 +260,23 @@ impl Inner {
     }
 
     /// `POST /gateways/{id}/refresh`: reads the catalog again now.
-    pub(crate) async fn admin_refresh(&self, req: &Request<Bytes>, id: &str) -> Response<Body> {
+    pub async fn refresh(&self, req: &Request<Bytes>, id: &str) -> Response<Body> {
         if req.method() != Method::POST {
             return method_not_allowed("POST");
         }
         let id = percent_decode_str(id).decode_utf8_lossy().into_owned();
         let rec = match self.registry.get(Kind::Gateway, &id).await {
             Ok(r) => r,
-            Err(e) => return e.to_response(),
+            Err(e) => return registry_error(&e),
         };
-        match self.refresh_catalog(&rec.id).await {
+        match self.fed.refresh_catalog(&rec.id).await {
             Ok(changed) => match self.registry.get(Kind::Gateway, &rec.id).await {
                 Ok(rec) => {
                     let mut v = self.upstream_json(&rec);
                     v["changed"] = Value::Bool(changed);
                     json_response(StatusCode::OK, &v)
                 }
-                Err(e) => e.to_response(),
+                Err(e) => registry_error(&e),
             },
             Err(e) => bad_gateway(&e),
         }

@@ -1,28 +1,73 @@
-//! MCP methods: what a request means once the transport has delivered it. Transport-independent:
-//! streamable HTTP, legacy SSE and `/rpc` all call [`Inner::call`] with a [`CallCtx`].
+//! The engine: what an MCP request means once a transport has delivered it, the same for every
+//! face (streamable HTTP, legacy SSE, `/rpc`). [`Engine::respond`] answers one request as a
+//! stream of [`Event`]s: whatever must reach the client while it runs (progress, log messages,
+//! an upstream's requests), then the response. Local members are answered from the registry's
+//! snapshot; federated ones are forwarded; REST tools are called.
+//!
+//! Lives here: method semantics, visibility by scope, the `initialize` result. Not here: HTTP,
+//! SSE framing, session storage, upstream sessions.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use futures::channel::mpsc::UnboundedSender;
+use futures::channel::mpsc::unbounded;
+use futures::{stream, StreamExt};
 use serde_json::{json, Map, Value};
 
-use crate::gateway::Inner;
+use crate::federation::{Federation, Relayed};
 use crate::model::{PromptContentDef, Role};
-use crate::ports::SessionState;
+use crate::platform::{boxed_stream, BoxStream};
+use crate::ports::{Clock, SessionState};
 use crate::proto::cursor;
 use crate::proto::jsonrpc::{self, Json, Request, RpcError};
 use crate::proto::logging::LogLevel;
 use crate::proto::version::ProtocolVersion;
-use crate::registry::{Federated, Prompt, Resource, Server, Snapshot, Tool};
+use crate::registry::{Federated, Prompt, Registry, Resource, Server, Snapshot, Tool};
 use crate::render;
+use crate::security::admission::Caller;
+use crate::session::Sessions;
+use crate::upstream::rest::Rest;
 
-/// What a method handler may send besides its response: notifications and server requests,
-/// delivered on the request's SSE stream (or the legacy session stream) in order.
-pub(crate) enum Outbound {
-    /// A JSON-RPC message to the client.
+/// Name and version reported in `serverInfo` and `/version`.
+#[derive(Debug, Clone)]
+pub struct ServerInfo {
+    /// Product name.
+    pub name: String,
+    /// Version.
+    pub version: String,
+}
+
+/// One item of a request's answer stream.
+pub(crate) enum Event {
+    /// A JSON-RPC message to the client while the request runs.
     Message(Json),
-    /// The responses; always the last item.
-    Done(Vec<Json>),
+    /// The response (serialized, with the request's id); always the last item.
+    Answer(Json),
+}
+
+/// What a method handler answers: now, or as the stream of a forwarded or REST call.
+enum Reply {
+    Now(Json),
+    Relay(BoxStream<'static, Relayed>),
+}
+
+impl From<Json> for Reply {
+    fn from(j: Json) -> Self {
+        Reply::Now(j)
+    }
+}
+
+/// The engine of one gateway.
+pub(crate) struct Engine {
+    info: ServerInfo,
+    page_size: usize,
+    registry: Arc<Registry>,
+    sessions: Arc<Sessions>,
+    fed: Arc<Federation>,
+    rest: Arc<Rest>,
+    clock: Arc<dyn Clock>,
+    /// When a lookup miss last forced a registry re-read (ms since the epoch).
+    last_miss_reload: AtomicU64,
 }
 
 /// The context of one request.
@@ -32,24 +77,10 @@ pub(crate) struct CallCtx {
     /// The virtual server the endpoint is bound to.
     pub scope: Option<Arc<Server>>,
     /// Who is calling (decides which members are visible).
-    pub caller: crate::guard::Caller,
-    /// Where notifications go, if the transport can carry them.
-    pub out: Option<UnboundedSender<Outbound>>,
+    pub caller: Caller,
 }
 
 impl CallCtx {
-    /// Sends `notifications/message` if the session asked for this level or a lower one.
-    pub fn log(&self, level: LogLevel, logger: &str, data: Value) {
-        let wanted = self.session.as_ref().and_then(|s| s.log_level);
-        if let (Some(min), Some(out)) = (wanted, &self.out) {
-            if level >= min {
-                let params = json!({"level": level, "logger": logger, "data": data});
-                let note = jsonrpc::notification("notifications/message", Some(params));
-                let _ = out.unbounded_send(Outbound::Message(Json::from_value(&note)));
-            }
-        }
-    }
-
     fn sees_tool(&self, t: &Tool) -> bool {
         self.caller.may(t.def.scope.as_deref())
             && self
@@ -128,7 +159,35 @@ fn str_param<'a>(p: &'a Map<String, Value>, name: &str, method: &str) -> Result<
         .ok_or_else(|| RpcError::invalid_params(format!("{method}: \"{name}\" is required and must be a string")))
 }
 
-impl Inner {
+impl Engine {
+    /// The engine over these services.
+    #[cfg_attr(target_family = "wasm", allow(clippy::arc_with_non_send_sync))]
+    pub fn new(
+        info: ServerInfo,
+        page_size: usize,
+        registry: Arc<Registry>,
+        sessions: Arc<Sessions>,
+        fed: Arc<Federation>,
+        rest: Rest,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self {
+            info,
+            page_size,
+            registry,
+            sessions,
+            fed,
+            rest: Arc::new(rest),
+            clock,
+            last_miss_reload: AtomicU64::new(0),
+        }
+    }
+
+    /// Name and version.
+    pub fn info(&self) -> &ServerInfo {
+        &self.info
+    }
+
     /// The server's capabilities, the same for every endpoint.
     pub(crate) fn capabilities(&self) -> Value {
         json!({
@@ -170,12 +229,76 @@ impl Inner {
         Ok((version, result, p))
     }
 
-    /// Answers one request; the JSON-RPC response, serialized.
-    pub(crate) async fn respond(&self, ctx: &CallCtx, req: &Request) -> Json {
-        match self.call(ctx, req).await {
-            Ok(result) => jsonrpc::response_json(&req.id, &result),
-            Err(e) => Json::from_value(&jsonrpc::error_response(&req.id, &e)),
+    /// Answers one request: what must reach the client while it runs, then the response.
+    pub fn respond(self: &Arc<Self>, ctx: Arc<CallCtx>, req: Request) -> BoxStream<'static, Event> {
+        let me = self.clone();
+        let answer = async move {
+            let id = req.id.clone();
+            let respond = move |r: Result<Json, RpcError>| match r {
+                Ok(result) => Event::Answer(jsonrpc::response_json(&id, &result)),
+                Err(e) => Event::Answer(Json::from_value(&jsonrpc::error_response(&id, &e))),
+            };
+            match me.call(&ctx, &req).await {
+                Ok(Reply::Now(result)) => boxed_stream(stream::iter([respond(Ok(result))])),
+                Ok(Reply::Relay(items)) => boxed_stream(items.map(move |item| match item {
+                    Relayed::Message(m) => Event::Message(m),
+                    Relayed::Answer(r) => respond(r),
+                })),
+                Err(e) => boxed_stream(stream::iter([respond(Err(e))])),
+            }
+        };
+        boxed_stream(stream::once(answer).flatten())
+    }
+
+    /// A notification from the client: cancellations and root changes go on to the upstreams
+    /// serving the session; `initialized` needs nothing.
+    pub async fn notification(&self, session: Option<&SessionState>, method: &str, params: Option<&Value>) {
+        let Some(s) = session else { return };
+        match method {
+            "notifications/cancelled" => self.fed.cancel_upstream(&s.id, params).await,
+            "notifications/roots/list_changed" => self.fed.notify_links(&s.id, method, None, false).await,
+            _ => {}
         }
+    }
+
+    /// The client's answer to a request an upstream sent it through the gateway.
+    pub async fn client_answer(&self, session: &SessionState, id: &Value, outcome: Result<Value, RpcError>) {
+        self.fed.answer_upstream(&session.id, id, outcome).await;
+    }
+
+    /// The client opened a stream of its own on session `sid`.
+    pub fn stream_opened(&self, sid: &str) {
+        self.fed.wake_links(sid);
+    }
+
+    /// Forwards a request to a federated member's upstream.
+    fn forward(&self, ctx: &CallCtx, f: &Federated, req: &Request, method: &str, params: Map<String, Value>) -> Reply {
+        let up = f.upstream.clone();
+        Reply::Relay(
+            self.fed
+                .forward(ctx.session.clone(), up, req.id.clone(), method, Value::Object(params)),
+        )
+    }
+
+    /// Calls a REST tool: its log messages (at the session's level) while it runs, then the result.
+    fn call_rest(&self, ctx: &CallCtx, tool: Arc<Tool>, args: Map<String, Value>) -> Reply {
+        let min = ctx.session.as_ref().and_then(|s| s.log_level);
+        let rest = self.rest.clone();
+        let (tx, rx) = unbounded::<Relayed>();
+        let work = async move {
+            let log = |level: LogLevel, logger: &str, data: Value| {
+                if min.is_some_and(|m| level >= m) {
+                    let params = json!({"level": level, "logger": logger, "data": data});
+                    let note = jsonrpc::notification("notifications/message", Some(params));
+                    let _ = tx.unbounded_send(Relayed::Message(Json::from_value(&note)));
+                }
+            };
+            let result = rest.call(&tool, args, &log).await;
+            let _ = tx.unbounded_send(Relayed::Answer(Ok(Json::from_value(&result))));
+        };
+        // The call's one sender is `work`'s: the stream ends once it has sent the answer.
+        let driver = stream::once(work).filter_map(|()| futures::future::ready(None));
+        Reply::Relay(boxed_stream(stream::select(rx, driver)))
     }
 
     async fn snapshot(&self) -> Result<Arc<Snapshot>, RpcError> {
@@ -194,23 +317,23 @@ impl Inner {
             return Ok(snap);
         }
         let now = self.clock.now_ms();
-        let last = self.last_miss_reload.load(std::sync::atomic::Ordering::Relaxed);
+        let last = self.last_miss_reload.load(Ordering::Relaxed);
         if now.saturating_sub(last) < 250 {
             return Ok(snap);
         }
-        self.last_miss_reload.store(now, std::sync::atomic::Ordering::Relaxed);
+        self.last_miss_reload.store(now, Ordering::Relaxed);
         self.registry.invalidate();
         self.snapshot().await
     }
 
     /// Dispatches one request by method.
-    pub(crate) async fn call(&self, ctx: &CallCtx, req: &Request) -> Result<Json, RpcError> {
+    async fn call(&self, ctx: &CallCtx, req: &Request) -> Result<Reply, RpcError> {
         let m = req.method.as_str();
         let result = match m {
-            "tools/list" => return self.list(ctx, req, "tools").await,
-            "resources/list" => return self.list(ctx, req, "resources").await,
-            "resources/templates/list" => return self.list(ctx, req, "resourceTemplates").await,
-            "prompts/list" => return self.list(ctx, req, "prompts").await,
+            "tools/list" => return self.list(ctx, req, "tools").await.map(Reply::from),
+            "resources/list" => return self.list(ctx, req, "resources").await.map(Reply::from),
+            "resources/templates/list" => return self.list(ctx, req, "resourceTemplates").await.map(Reply::from),
+            "prompts/list" => return self.list(ctx, req, "prompts").await.map(Reply::from),
             "ping" => json!({}),
             "initialize" => self.initialize_in_session(ctx, req).await?,
             "tools/call" => return self.tools_call(ctx, req).await,
@@ -221,7 +344,7 @@ impl Inner {
             "logging/setLevel" => self.set_level(ctx, req).await?,
             _ => return Err(RpcError::method_not_found(m)),
         };
-        Ok(Json::from_value(&result))
+        Ok(Reply::Now(Json::from_value(&result)))
     }
 
     async fn initialize_in_session(&self, ctx: &CallCtx, req: &Request) -> Result<Value, RpcError> {
@@ -273,7 +396,7 @@ impl Inner {
                 .map(|p| ctx.listing(&p.listing, p.fed.as_ref()))
                 .collect(),
         };
-        let (page, next) = cursor::page(what, &items, p.get("cursor"), self.config.page_size)?;
+        let (page, next) = cursor::page(what, &items, p.get("cursor"), self.page_size)?;
         let mut out = String::with_capacity(32 + page.iter().map(|e| e.len() + 1).sum::<usize>());
         out.push_str("{\"");
         out.push_str(what);
@@ -290,7 +413,7 @@ impl Inner {
         Ok(Json(out))
     }
 
-    async fn tools_call(&self, ctx: &CallCtx, req: &Request) -> Result<Json, RpcError> {
+    async fn tools_call(&self, ctx: &CallCtx, req: &Request) -> Result<Reply, RpcError> {
         let mut p = params_obj(req)?;
         let name = str_param(&p, "name", "tools/call")?.to_string();
         let args = match p.get("arguments") {
@@ -304,14 +427,12 @@ impl Inner {
             .ok_or_else(|| RpcError::invalid_params(format!("Unknown tool: {name}")))?;
         if let Some(f) = &tool.fed {
             p.insert("name".into(), json!(f.name));
-            return self
-                .forward(ctx, &f.upstream, &req.id, "tools/call", Value::Object(p))
-                .await;
+            return Ok(self.forward(ctx, f, req, "tools/call", p));
         }
-        Ok(Json::from_value(&self.call_rest_tool(ctx, tool, args).await))
+        Ok(self.call_rest(ctx, tool.clone(), args))
     }
 
-    async fn subscribe(&self, ctx: &CallCtx, req: &Request) -> Result<Json, RpcError> {
+    async fn subscribe(&self, ctx: &CallCtx, req: &Request) -> Result<Reply, RpcError> {
         let p = params_obj(req)?;
         let uri = str_param(&p, "uri", &req.method)?;
         let snap = self
@@ -322,16 +443,13 @@ impl Inner {
         })?;
         match (&r.fed, &ctx.session) {
             // The session's link listens from the moment it opened: updates reach the client.
-            (Some(f), Some(_)) => {
-                self.forward(ctx, &f.upstream, &req.id, &req.method, Value::Object(p.clone()))
-                    .await
-            }
+            (Some(f), Some(_)) => Ok(self.forward(ctx, f, req, &req.method, p.clone())),
             (Some(_), None) => Err(RpcError::invalid_request(format!(
                 "{}: subscriptions need a session",
                 req.method
             ))),
             // Local resources change only through the REST API; nothing to forward.
-            (None, _) => Ok(Json("{}".into())),
+            (None, _) => Ok(Reply::Now(Json("{}".into()))),
         }
     }
 
@@ -354,7 +472,7 @@ impl Inner {
     fn resource_contents(&self, r: &Resource, uri: &str, vars: &Map<String, Value>) -> Result<Value, RpcError> {
         let mut c = Map::new();
         c.insert("uri".into(), json!(uri));
-        crate::listing::put_opt(&mut c, "mimeType", &r.def.mime_type);
+        crate::registry::listing::put_opt(&mut c, "mimeType", &r.def.mime_type);
         match (&r.def.text, &r.def.blob, &r.template) {
             (Some(t), _, Some(_)) => {
                 let text = render::render(t, vars)
@@ -372,7 +490,7 @@ impl Inner {
         Ok(Value::Object(c))
     }
 
-    async fn resources_read(&self, ctx: &CallCtx, req: &Request) -> Result<Json, RpcError> {
+    async fn resources_read(&self, ctx: &CallCtx, req: &Request) -> Result<Reply, RpcError> {
         let p = params_obj(req)?;
         let uri = str_param(&p, "uri", "resources/read")?;
         let snap = self
@@ -382,16 +500,14 @@ impl Inner {
             RpcError::new(jsonrpc::RESOURCE_NOT_FOUND, "Resource not found").with_data(json!({"uri": uri}))
         })?;
         if let Some(f) = &r.fed {
-            return self
-                .forward(ctx, &f.upstream, &req.id, "resources/read", Value::Object(p.clone()))
-                .await;
+            return Ok(self.forward(ctx, f, req, "resources/read", p.clone()));
         }
-        Ok(Json::from_value(
+        Ok(Reply::Now(Json::from_value(
             &json!({"contents": [self.resource_contents(r, uri, &vars)?]}),
-        ))
+        )))
     }
 
-    async fn prompts_get(&self, ctx: &CallCtx, req: &Request) -> Result<Json, RpcError> {
+    async fn prompts_get(&self, ctx: &CallCtx, req: &Request) -> Result<Reply, RpcError> {
         let mut p = params_obj(req)?;
         let name = str_param(&p, "name", "prompts/get")?.to_string();
         let snap = self.snapshot_having(|s| ctx.find_prompt(s, &name).is_some()).await?;
@@ -400,9 +516,7 @@ impl Inner {
             .ok_or_else(|| RpcError::invalid_params(format!("Unknown prompt: {name}")))?;
         if let Some(f) = &found.fed {
             p.insert("name".into(), json!(f.name));
-            return self
-                .forward(ctx, &f.upstream, &req.id, "prompts/get", Value::Object(p))
-                .await;
+            return Ok(self.forward(ctx, f, req, "prompts/get", p));
         }
         let prompt = &found.def;
         let mut args = Map::new();
@@ -462,10 +576,10 @@ impl Inner {
         if let Some(d) = &prompt.description {
             out["description"] = json!(d);
         }
-        Ok(Json::from_value(&out))
+        Ok(Reply::Now(Json::from_value(&out)))
     }
 
-    async fn complete(&self, ctx: &CallCtx, req: &Request) -> Result<Json, RpcError> {
+    async fn complete(&self, ctx: &CallCtx, req: &Request) -> Result<Reply, RpcError> {
         let mut p = params_obj(req)?;
         let bad = |m: &str| RpcError::invalid_params(format!("completion/complete: {m}"));
         let reference = p
@@ -499,9 +613,7 @@ impl Inner {
                     let mut reference = reference.clone();
                     reference.insert("name".into(), json!(f.name));
                     p.insert("ref".into(), Value::Object(reference));
-                    return self
-                        .forward(ctx, &f.upstream, &req.id, "completion/complete", Value::Object(p))
-                        .await;
+                    return Ok(self.forward(ctx, f, req, "completion/complete", p));
                 }
                 prompt
                     .def
@@ -525,8 +637,7 @@ impl Inner {
                         RpcError::new(jsonrpc::RESOURCE_NOT_FOUND, "Resource not found").with_data(json!({"uri": uri}))
                     })?;
                 if let Some(f) = &r.fed {
-                    let p = Value::Object(p.clone());
-                    return self.forward(ctx, &f.upstream, &req.id, "completion/complete", p).await;
+                    return Ok(self.forward(ctx, f, req, "completion/complete", p.clone()));
                 }
                 r.def.completions.get(arg_name).cloned().unwrap_or_default()
             }
@@ -538,9 +649,9 @@ impl Inner {
             .collect();
         let total = matching.len();
         let values: Vec<String> = matching.into_iter().take(100).collect();
-        Ok(Json::from_value(
+        Ok(Reply::Now(Json::from_value(
             &json!({"completion": {"values": values, "total": total, "hasMore": total > 100}}),
-        ))
+        )))
     }
 
     async fn set_level(&self, ctx: &CallCtx, req: &Request) -> Result<Value, RpcError> {
@@ -557,7 +668,8 @@ impl Inner {
             let sid = s.id.clone();
             self.sessions.put(s).await;
             // Upstreams filter their own log messages: tell the ones this session uses.
-            self.notify_links(&sid, "logging/setLevel", Some(json!({"level": level})), true)
+            self.fed
+                .notify_links(&sid, "logging/setLevel", Some(json!({"level": level})), true)
                 .await;
         }
         Ok(json!({}))

@@ -1,7 +1,7 @@
-//! The gate every request passes before it is routed: which access a route needs, who the
-//! caller is (bearer token or, on the admin API, basic auth), whether the token was revoked,
-//! and the 401/403 answers with their `WWW-Authenticate` challenges. Also the RFC 9728
-//! protected-resource metadata and the revocation list of the admin API.
+//! The gate every request passes before it is routed ([`Security`]): which access a route
+//! needs, who the caller is (bearer token or, on the admin API, basic auth), whether the token
+//! was revoked, rate limits, and the 401/403/429 answers with their `WWW-Authenticate`
+//! challenges. Also the RFC 9728 protected-resource metadata.
 
 use std::sync::{Arc, Mutex};
 
@@ -10,14 +10,14 @@ use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::auth::{
-    parse_basic, parse_bearer, AuthConfig, AuthError, Identity, KeySet, PasswordHash, Verdict, Verifier,
-};
-use crate::gateway::Inner;
-use crate::ports::OutboundRequest;
+use super::auth::{parse_basic, parse_bearer, AuthConfig, AuthError, Identity, PasswordHash};
+use super::jwt::{KeySet, Verdict, Verifier};
+use super::origin::OriginPolicy;
+use super::ratelimit::{Limiter, RateLimits, Rule};
+use crate::http::response::{api_error, json_response, method_not_allowed, Body};
+use crate::ports::{Clock, HttpClient, OutboundRequest};
 use crate::proto::jsonrpc::{self, RpcError};
-use crate::response::Body;
-use crate::response::{api_error, json_response, method_not_allowed};
+use crate::registry::Registry;
 
 /// JSON-RPC error code of a 401 on an MCP route.
 pub const UNAUTHORIZED: i64 = -32040;
@@ -31,7 +31,7 @@ pub const RATE_LIMITED: i64 = -32029;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClientIp(pub String);
 
-pub(crate) use crate::route::Access;
+pub(crate) use crate::http::route::Access;
 
 /// Set in a request's extensions by an adapter that already let the request in (the edge
 /// Worker, before it hands a session's request to the session's Durable Object); never taken
@@ -55,6 +55,16 @@ pub(crate) struct Caller {
 }
 
 impl Caller {
+    /// The caller of a request let in by [`Security::admit`] (its [`Admitted`] in the
+    /// extensions); `admin_scope` sees everything.
+    pub fn of(req: &Request<Bytes>, admin_scope: &str) -> Self {
+        let identity = req.extensions().get::<Admitted>().and_then(|a| a.identity.clone());
+        Caller {
+            admin: identity.as_ref().is_some_and(|i| i.has_scope(admin_scope)),
+            identity,
+        }
+    }
+
     /// True if the caller may use something that requires `scope`.
     pub fn may(&self, scope: Option<&str>) -> bool {
         match (scope.filter(|s| !s.is_empty()), &self.identity) {
@@ -73,9 +83,30 @@ pub(crate) fn add_headers(resp: &mut Response<Body>, headers: &[(String, String)
     }
 }
 
-/// Keys, verifier and the admin password, built once per gateway.
-pub(crate) struct Guard {
-    pub cfg: AuthConfig,
+/// What [`Security`] is built from besides the auth settings.
+pub(crate) struct SecurityPorts {
+    /// Rate-limit buckets.
+    pub limiter: Arc<dyn Limiter>,
+    /// Time.
+    pub clock: Arc<dyn Clock>,
+    /// Outbound HTTP (the issuer's metadata and keys).
+    pub http: Arc<dyn HttpClient>,
+    /// The revocation list.
+    pub registry: Arc<Registry>,
+}
+
+/// The security service of one gateway: keys, verifier and the admin password (built once),
+/// rate limits, and the Host/Origin policy.
+pub(crate) struct Security {
+    cfg: AuthConfig,
+    limits: RateLimits,
+    origins: OriginPolicy,
+    /// The resource name in the protected-resource metadata.
+    name: String,
+    limiter: Arc<dyn Limiter>,
+    clock: Arc<dyn Clock>,
+    http: Arc<dyn HttpClient>,
+    registry: Arc<Registry>,
     verifier: Verifier,
     /// Static keys, or the OAuth issuer's last JWKS.
     keys: Mutex<Option<Arc<KeySet>>>,
@@ -90,57 +121,6 @@ pub(crate) struct Guard {
 fn sha256(data: &[u8]) -> [u8; 32] {
     use sha2::Digest;
     sha2::Sha256::digest(data).into()
-}
-
-impl Guard {
-    pub fn new(cfg: AuthConfig) -> Self {
-        let keys = if cfg.oauth_issuer.is_some() {
-            None
-        } else {
-            match cfg.algorithm {
-                crate::auth::Alg::HS256 => cfg.jwt_secret.as_ref().map(|s| KeySet::hs256(&s.0)),
-                alg => cfg
-                    .jwt_public_keys
-                    .as_deref()
-                    .and_then(|k| KeySet::from_jwks(alg, k).ok()),
-            }
-        };
-        let password = cfg
-            .admin_password_hash
-            .as_ref()
-            .and_then(|h| PasswordHash::parse(&h.0).ok());
-        Self {
-            verifier: Verifier::new(&cfg),
-            keys: Mutex::new(keys.map(Arc::new)),
-            fetched_at: Mutex::new(0),
-            password,
-            basic_ok: Mutex::new(None),
-            cfg,
-        }
-    }
-
-    fn keys(&self) -> Option<Arc<KeySet>> {
-        self.keys.lock().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-
-    fn check_basic(&self, user: &str, password: &str) -> bool {
-        let (Some(want_user), Some(hash)) = (&self.cfg.admin_user, &self.password) else {
-            return false;
-        };
-        let digest = sha256(format!("{user}:{password}").as_bytes());
-        let cached = *self.basic_ok.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(c) = cached {
-            use subtle::ConstantTimeEq;
-            if bool::from(c.ct_eq(&digest)) {
-                return true;
-            }
-        }
-        let ok = crate::auth::ct_eq_str(user, want_user) & hash.verify(password);
-        if ok {
-            *self.basic_ok.lock().unwrap_or_else(|e| e.into_inner()) = Some(digest);
-        }
-        ok
-    }
 }
 
 /// The gateway's public base URL: configured, or from the request.
@@ -186,7 +166,77 @@ fn quoted(s: &str) -> String {
         .collect()
 }
 
-impl Inner {
+/// The largest issuer document (metadata, JWKS) read.
+const MAX_DOCUMENT_BYTES: usize = 1 << 20;
+
+impl Security {
+    /// The security service for these settings.
+    pub fn new(cfg: AuthConfig, limits: RateLimits, origins: OriginPolicy, name: String, ports: SecurityPorts) -> Self {
+        let keys = if cfg.oauth_issuer.is_some() {
+            None
+        } else {
+            match cfg.algorithm {
+                super::auth::Alg::HS256 => cfg.jwt_secret.as_ref().map(|s| KeySet::hs256(&s.0)),
+                alg => cfg
+                    .jwt_public_keys
+                    .as_deref()
+                    .and_then(|k| KeySet::from_jwks(alg, k).ok()),
+            }
+        };
+        let password = cfg
+            .admin_password_hash
+            .as_ref()
+            .and_then(|h| PasswordHash::parse(&h.0).ok());
+        Self {
+            limits,
+            origins,
+            name,
+            limiter: ports.limiter,
+            clock: ports.clock,
+            http: ports.http,
+            registry: ports.registry,
+            verifier: Verifier::new(&cfg),
+            keys: Mutex::new(keys.map(Arc::new)),
+            fetched_at: Mutex::new(0),
+            password,
+            basic_ok: Mutex::new(None),
+            cfg,
+        }
+    }
+
+    fn keys(&self) -> Option<Arc<KeySet>> {
+        self.keys.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn check_basic(&self, user: &str, password: &str) -> bool {
+        let (Some(want_user), Some(hash)) = (&self.cfg.admin_user, &self.password) else {
+            return false;
+        };
+        let digest = sha256(format!("{user}:{password}").as_bytes());
+        let cached = *self.basic_ok.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(c) = cached {
+            use subtle::ConstantTimeEq;
+            if bool::from(c.ct_eq(&digest)) {
+                return true;
+            }
+        }
+        let ok = super::auth::ct_eq_str(user, want_user) & hash.verify(password);
+        if ok {
+            *self.basic_ok.lock().unwrap_or_else(|e| e.into_inner()) = Some(digest);
+        }
+        ok
+    }
+
+    /// The admin scope (its holders see everything).
+    pub fn admin_scope(&self) -> &str {
+        &self.cfg.admin_scope
+    }
+
+    /// Whether the request's Host and Origin may reach the gateway; why not otherwise.
+    pub fn check_origin(&self, req: &Request<Bytes>) -> Result<(), String> {
+        self.origins.check(req)
+    }
+
     /// Who is calling and whether they may use this route: the identity (None when auth is
     /// off), or the 401/403 answer.
     pub(crate) async fn admit(
@@ -198,7 +248,7 @@ impl Inner {
         if access == Access::Public {
             return Ok(Admitted::default());
         }
-        let identity = if self.guard.cfg.required {
+        let identity = if self.cfg.required {
             Some(self.authenticate(req, access, mcp).await?)
         } else {
             None
@@ -216,7 +266,7 @@ impl Inner {
         mcp: bool,
         identity: Option<&Identity>,
     ) -> Result<Vec<(String, String)>, Box<Response<Body>>> {
-        let limits = &self.config.rate_limits;
+        let limits = &self.limits;
         let (class, rule) = match access {
             Access::Client => ("mcp", limits.mcp),
             Access::Admin => ("admin", limits.admin),
@@ -237,7 +287,7 @@ impl Inner {
     async fn bucket(
         &self,
         key: &str,
-        rule: crate::ratelimit::Rule,
+        rule: Rule,
         cost: u32,
         mcp: bool,
     ) -> Result<Vec<(String, String)>, Box<Response<Body>>> {
@@ -291,7 +341,7 @@ impl Inner {
             .and_then(|v| v.to_str().ok())
             .and_then(parse_basic)
             .is_some();
-        let rule = self.config.rate_limits.auth_failures.filter(|_| basic);
+        let rule = self.limits.auth_failures.filter(|_| basic);
         let key = format!("authfail:{}", client_key(req));
         if let Some(rule) = rule {
             self.bucket(&key, rule, 0, mcp).await?;
@@ -309,7 +359,7 @@ impl Inner {
 
     /// The caller's identity from its credentials, or why not.
     async fn check_credentials(&self, req: &Request<Bytes>, access: Access) -> Result<Identity, AuthError> {
-        let g = &self.guard;
+        let g = self;
         let Some(value) = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) else {
             return Err(AuthError::Missing);
         };
@@ -363,19 +413,19 @@ impl Inner {
     /// Verifies a bearer token: signature and claims, then the revocation list.
     async fn verify_token(&self, token: &str) -> Result<Identity, AuthError> {
         let now = self.clock.now_ms();
-        let mut keys = match self.guard.keys() {
+        let mut keys = match self.keys() {
             Some(k) => k,
             None => self.fetch_jwks(now).await?,
         };
-        let mut verdict = self.guard.verifier.verify(token, &keys, now);
+        let mut verdict = self.verifier.verify(token, &keys, now);
         if let Verdict::UnknownKey(kid) = &verdict {
             // The issuer may have rotated its keys: fetch them again (at most every
             // `oauth_jwks_refetch_secs`).
-            if self.guard.cfg.oauth_issuer.is_none() {
+            if self.cfg.oauth_issuer.is_none() {
                 return Err(AuthError::Invalid(format!("unknown key id '{kid}'")));
             }
             keys = self.fetch_jwks(now).await?;
-            verdict = self.guard.verifier.verify(token, &keys, now);
+            verdict = self.verifier.verify(token, &keys, now);
         }
         let identity = match verdict {
             Verdict::Ok(id) => id,
@@ -397,7 +447,7 @@ impl Inner {
 
     /// Fetches the OAuth issuer's JWKS (URL configured, or from its metadata).
     async fn fetch_jwks(&self, now: u64) -> Result<Arc<KeySet>, AuthError> {
-        let g = &self.guard;
+        let g = self;
         let unavailable = |m: String| AuthError::Invalid(format!("issuer keys unavailable: {m}"));
         let Some(issuer) = g.cfg.oauth_issuer.clone() else {
             return Err(unavailable("no key configured".into()));
@@ -442,8 +492,8 @@ impl Inner {
             headers: vec![("accept".into(), "application/json".into())],
             body: None,
         };
-        let (resp, body) = self
-            .fetch(req, std::time::Duration::from_secs(10))
+        let timeout = std::time::Duration::from_secs(10);
+        let (resp, body) = crate::http::fetch::fetch(&*self.http, &*self.clock, req, timeout, MAX_DOCUMENT_BYTES)
             .await
             .map_err(|e| format!("{url}: {e}"))?;
         if !resp.status.is_success() {
@@ -454,7 +504,7 @@ impl Inner {
 
     /// The 401 or 403 answer, with its challenge(s).
     pub(crate) fn auth_error(&self, req: &Request<Bytes>, access: Access, mcp: bool, e: &AuthError) -> Response<Body> {
-        let g = &self.guard;
+        let g = self;
         let status = match e {
             AuthError::InsufficientScope(_) => StatusCode::FORBIDDEN,
             _ => StatusCode::UNAUTHORIZED,
@@ -507,7 +557,7 @@ impl Inner {
         if req.method() != Method::GET && req.method() != Method::HEAD {
             return method_not_allowed("GET, HEAD");
         }
-        let g = &self.guard.cfg;
+        let g = &self.cfg;
         let base = base_url(g, req);
         let mut scopes = vec![];
         if !g.client_scope.is_empty() {
@@ -516,7 +566,7 @@ impl Inner {
         scopes.push(g.admin_scope.clone());
         let mut doc = json!({
             "resource": format!("{base}{}", resource_path.trim_end_matches('/')),
-            "resource_name": self.info.name,
+            "resource_name": self.name,
             "bearer_methods_supported": ["header"],
             "scopes_supported": scopes,
             "resource_signing_alg_values_supported": [g.algorithm.name()],

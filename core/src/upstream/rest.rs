@@ -2,17 +2,18 @@
 //! variables plus a JSON body or query string, and the response returned as tool content.
 //! An HTTP failure is a tool result with `isError: true`, never a protocol error.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
-use bytes::{Bytes, BytesMut};
-use futures::{future::Either, StreamExt};
+use bytes::Bytes;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde_json::{json, Map, Value};
 
-use crate::gateway::Inner;
-use crate::mcp::CallCtx;
-use crate::ports::{HttpError, InboundResponse, OutboundRequest};
+use crate::http::fetch::fetch;
+use crate::netguard::NetPolicy;
+use crate::platform::MaybeSync;
+use crate::ports::{Clock, HttpClient, OutboundRequest};
 use crate::proto::logging::LogLevel;
 use crate::registry::Tool;
 use crate::uri_template::UriTemplate;
@@ -114,39 +115,30 @@ pub(crate) fn build_request(tool: &Tool, template: &UriTemplate, mut args: Map<S
     }
 }
 
-async fn read_body(resp: InboundResponse, limit: usize) -> Result<(InboundResponse, Bytes), HttpError> {
-    let mut resp = resp;
-    let mut buf = BytesMut::new();
-    while let Some(chunk) = resp.body.next().await {
-        let chunk = chunk?;
-        if buf.len() + chunk.len() > limit {
-            return Err(HttpError::TooLarge(limit));
-        }
-        buf.extend_from_slice(&chunk);
-    }
-    Ok((resp, buf.freeze()))
+/// What REST tool calls need: outbound HTTP, time, the SSRF policy and the limits.
+pub(crate) struct Rest {
+    /// Outbound HTTP.
+    pub http: Arc<dyn HttpClient>,
+    /// Time (timeouts).
+    pub clock: Arc<dyn Clock>,
+    /// Which URLs may be called (a tool URL's host may be a template, so it is checked per call).
+    pub net: NetPolicy,
+    /// The largest response read.
+    pub max_bytes: usize,
+    /// The timeout of a tool without its own.
+    pub timeout_ms: u64,
 }
 
-impl Inner {
-    /// Sends `request` and reads the whole response within `timeout`.
-    pub(crate) async fn fetch(
-        &self,
-        request: OutboundRequest,
-        timeout: Duration,
-    ) -> Result<(InboundResponse, Bytes), HttpError> {
-        let limit = self.config.max_tool_response_bytes;
-        let work = Box::pin(async move {
-            let resp = self.http.send(request).await?;
-            read_body(resp, limit).await
-        });
-        match futures::future::select(work, self.clock.sleep(timeout)).await {
-            Either::Left((r, _)) => r,
-            Either::Right(_) => Err(HttpError::Timeout(timeout.as_millis() as u64)),
-        }
-    }
+/// Where a REST call's log messages go (level, logger, data).
+pub(crate) type Log<'a> = &'a dyn LogFn;
 
+/// What a [`Log`] is: `Sync` on native targets.
+pub(crate) trait LogFn: Fn(LogLevel, &str, Value) + MaybeSync {}
+impl<F: Fn(LogLevel, &str, Value) + MaybeSync> LogFn for F {}
+
+impl Rest {
     /// Calls a REST tool and shapes the response as a `tools/call` result.
-    pub(crate) async fn call_rest_tool(&self, ctx: &CallCtx, tool: &Tool, args: Map<String, Value>) -> Value {
+    pub async fn call(&self, tool: &Tool, args: Map<String, Value>, log: Log<'_>) -> Value {
         let name = &tool.def.name;
         if let Err(e) = check_arguments(&tool.def.input_schema, &args) {
             return error_result(format!("Invalid arguments for tool {name}: {e}"));
@@ -155,16 +147,16 @@ impl Inner {
             return error_result(format!("Tool {name} has no URL"));
         };
         let request = build_request(tool, template, args);
-        if let Err(e) = self.registry.net().check_url(&request.url) {
+        if let Err(e) = self.net.check_url(&request.url) {
             return error_result(format!("Tool {name}: {e}"));
         }
         let (method, url) = (request.method.to_string(), request.url.clone());
-        ctx.log(LogLevel::Debug, "mcpgw.tools", json!(format!("{name}: {method} {url}")));
-        let timeout = Duration::from_millis(tool.def.timeout_ms.unwrap_or(self.config.tool_timeout_ms));
-        let (resp, body) = match self.fetch(request, timeout).await {
+        log(LogLevel::Debug, "mcpgw.tools", json!(format!("{name}: {method} {url}")));
+        let timeout = Duration::from_millis(tool.def.timeout_ms.unwrap_or(self.timeout_ms));
+        let (resp, body) = match fetch(&*self.http, &*self.clock, request, timeout, self.max_bytes).await {
             Ok(r) => r,
             Err(e) => {
-                ctx.log(
+                log(
                     LogLevel::Error,
                     "mcpgw.tools",
                     json!(format!("{name}: {method} {url} failed: {e}")),
@@ -181,7 +173,7 @@ impl Inner {
         let mime = content_type.split(';').next().unwrap_or("").trim().to_string();
         if !resp.status.is_success() {
             let text = String::from_utf8_lossy(&body);
-            ctx.log(
+            log(
                 LogLevel::Warning,
                 "mcpgw.tools",
                 json!(format!("{name}: {method} {url} returned {}", resp.status)),
@@ -218,7 +210,7 @@ mod tests {
             id: "1".into(),
             url: Some(UriTemplate::parse(url).unwrap()),
             fed: None,
-            listing: crate::listing::tool_listing(&def),
+            listing: crate::registry::listing::tool_listing(&def),
             def,
         }
     }

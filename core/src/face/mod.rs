@@ -1,0 +1,318 @@
+//! The faces clients see: streamable HTTP ([`streamable_http`]), the legacy HTTP+SSE transport
+//! ([`legacy_sse`]), plain JSON-RPC ([`rpc`]) and the REST admin API ([`admin`]). A face reads
+//! the HTTP request, finds or makes the session, hands each JSON-RPC request to the engine and
+//! frames the engine's answer stream as JSON or SSE.
+//!
+//! Lives here: framing, session lookup and creation, HTTP status of transport errors. Not here:
+//! what a method means (the engine), who may call (security, before the face is reached).
+
+pub(crate) mod admin;
+mod legacy_sse;
+mod rpc;
+mod streamable_http;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::{stream, StreamExt};
+use http::{header, HeaderValue, Request, Response, StatusCode};
+use serde_json::Value;
+
+use crate::engine::{CallCtx, Engine, Event};
+use crate::http::is_json_content;
+use crate::http::response::{json_text_response, rpc_error, Body};
+use crate::platform::{boxed, boxed_stream, BoxStream};
+use crate::ports::{SessionState, Spawner};
+use crate::proto::jsonrpc::{self, Incoming, Json, Message, Request as RpcRequest, RpcError};
+use crate::registry::Server;
+use crate::security::admission::{Admitted, Caller};
+use crate::session::hub::Frame;
+use crate::session::Sessions;
+
+pub(crate) use legacy_sse::{legacy_message, legacy_sse};
+pub(crate) use rpc::rpc;
+pub(crate) use streamable_http::streamable;
+
+/// Set by an adapter in a request's extensions (never from client input) to choose the id of
+/// the session that request creates: the edge names the session's Durable Object first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AssignSessionId(pub String);
+
+/// What the client-facing transports share.
+pub(crate) struct Face {
+    engine: Arc<Engine>,
+    sessions: Arc<Sessions>,
+    spawner: Arc<dyn Spawner>,
+    max_batch: usize,
+    admin_scope: String,
+}
+
+/// The items of a POST body, in order.
+enum Item {
+    Request(RpcRequest),
+    Invalid(Value, RpcError),
+}
+
+/// Where the answers of a POST go.
+enum Delivery {
+    /// In the HTTP response (JSON or SSE).
+    Response,
+    /// On the legacy SSE stream of this session.
+    LegacyStream(String),
+}
+
+/// What a POST's work yields, in order: messages for the client, then every response.
+enum Outbound {
+    Message(Json),
+    Done(Vec<Json>),
+}
+
+fn sse_response(body: BoxStream<'static, Bytes>) -> Response<Body> {
+    let mut r = Response::new(Body::Stream(body));
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    r
+}
+
+fn accepted() -> Response<Body> {
+    let mut r = Response::new(Body::Empty);
+    *r.status_mut() = StatusCode::ACCEPTED;
+    r
+}
+
+/// 406 for a GET that would open an SSE stream without accepting one.
+fn not_acceptable_sse() -> Response<Body> {
+    rpc_error(
+        StatusCode::NOT_ACCEPTABLE,
+        &Value::Null,
+        RpcError::invalid_request("Not Acceptable: Accept must list text/event-stream"),
+    )
+}
+
+/// 404 for an unknown, expired or foreign session: the client must initialize again.
+fn session_not_found() -> Response<Body> {
+    rpc_error(
+        StatusCode::NOT_FOUND,
+        &Value::Null,
+        RpcError::new(jsonrpc::SESSION_NOT_FOUND, "Session not found"),
+    )
+}
+
+fn shutting_down() -> Response<Body> {
+    rpc_error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        &Value::Null,
+        RpcError::internal("shutting down"),
+    )
+}
+
+/// 503 while the gateway holds `max_sessions` and none is idle enough to go.
+fn too_many_sessions() -> Response<Body> {
+    let mut r = rpc_error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        &Value::Null,
+        RpcError::new(-32000, "Too many sessions: try again later"),
+    );
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
+    r
+}
+
+/// Checks the Content-Type (415) and parses the body as JSON-RPC (400 with -32700/-32600).
+fn parse_rpc_body(req: &Request<Bytes>, max_batch: usize) -> Result<Incoming, Box<Response<Body>>> {
+    if !is_json_content(req.headers()) {
+        return Err(Box::new(rpc_error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            &Value::Null,
+            RpcError::invalid_request("Unsupported Media Type: Content-Type must be application/json"),
+        )));
+    }
+    let incoming =
+        jsonrpc::parse(req.body()).map_err(|e| Box::new(rpc_error(StatusCode::BAD_REQUEST, &Value::Null, e)))?;
+    if let Incoming::Batch(items) = &incoming {
+        if items.len() > max_batch {
+            let e = RpcError::invalid_request(format!(
+                "Invalid Request: a batch of {} messages is over the limit of {max_batch}",
+                items.len()
+            ));
+            return Err(Box::new(rpc_error(StatusCode::BAD_REQUEST, &Value::Null, e)));
+        }
+    }
+    Ok(incoming)
+}
+
+fn query_param<'a>(query: Option<&'a str>, name: &str) -> Option<&'a str> {
+    query?
+        .split('&')
+        .find_map(|kv| kv.split_once('=').filter(|(k, _)| *k == name).map(|(_, v)| v))
+}
+
+/// The authenticated subject of a request (set by the gateway on admission).
+fn subject_of(req: &Request<Bytes>) -> Option<String> {
+    req.extensions()
+        .get::<Admitted>()
+        .and_then(|a| a.identity.as_ref())
+        .map(|i| i.subject.clone())
+}
+
+impl Face {
+    /// The faces over `engine` and `sessions`.
+    pub fn new(
+        engine: Arc<Engine>,
+        sessions: Arc<Sessions>,
+        spawner: Arc<dyn Spawner>,
+        max_batch: usize,
+        admin_scope: String,
+    ) -> Self {
+        Self {
+            engine,
+            sessions,
+            spawner,
+            max_batch,
+            admin_scope,
+        }
+    }
+
+    /// Who is calling, as the MCP methods need to know.
+    fn caller(&self, req: &Request<Bytes>) -> Caller {
+        Caller::of(req, &self.admin_scope)
+    }
+
+    /// A live session of this endpoint for this request's caller, touched.
+    async fn load_session(&self, req: &Request<Bytes>, id: &str, scope: Option<&Arc<Server>>) -> Option<SessionState> {
+        let subject = subject_of(req);
+        self.sessions
+            .load(id, subject.as_deref(), scope.map(|s| s.id.as_str()))
+            .await
+    }
+
+    /// A new session for this request; its id is the adapter's choice when it set
+    /// [`AssignSessionId`], else random.
+    fn new_session(&self, req: &Request<Bytes>, scope: Option<&Arc<Server>>, legacy_sse: bool) -> SessionState {
+        let id = req.extensions().get::<AssignSessionId>().map(|a| a.0.clone());
+        self.sessions
+            .create(id, subject_of(req), scope.map(|s| s.id.clone()), legacy_sse)
+    }
+
+    /// Runs the messages of one POST and answers: 202 when there is nothing to answer, JSON when
+    /// the work finished before anything else had to be sent, SSE otherwise.
+    async fn process(
+        &self,
+        session: Option<SessionState>,
+        scope: Option<Arc<Server>>,
+        caller: Caller,
+        incoming: Incoming,
+        delivery: Delivery,
+    ) -> Response<Body> {
+        let batch = matches!(incoming, Incoming::Batch(_));
+        let messages = match incoming {
+            Incoming::Single(m) => vec![Ok(m)],
+            Incoming::Batch(items) => items,
+        };
+        let mut items = Vec::new();
+        for m in messages {
+            match m {
+                Ok(Message::Request(r)) => items.push(Item::Request(r)),
+                Ok(Message::Notification { method, params }) => {
+                    self.engine
+                        .notification(session.as_ref(), &method, params.as_ref())
+                        .await
+                }
+                Ok(Message::Response { id, outcome }) => {
+                    if let Some(s) = &session {
+                        self.engine.client_answer(s, &id, outcome).await;
+                    }
+                }
+                Err((id, e)) => items.push(Item::Invalid(id, e)),
+            }
+        }
+        if items.is_empty() {
+            return accepted();
+        }
+        let session_id = session.as_ref().map(|s| s.id.clone());
+        let ctx = Arc::new(CallCtx { session, scope, caller });
+        let n = items.len();
+        let answers_of = items.into_iter().enumerate().map(|(i, item)| match item {
+            Item::Request(r) => boxed_stream(self.engine.respond(ctx.clone(), r).map(move |e| (i, e))),
+            Item::Invalid(id, e) => {
+                let answer = Event::Answer(Json::from_value(&jsonrpc::error_response(&id, &e)));
+                boxed_stream(stream::iter([(i, answer)]))
+            }
+        });
+        // Every request's stream ends with its answer: when the last is in, all are done.
+        let mut answers: Vec<Option<Json>> = (0..n).map(|_| None).collect();
+        let mut left = n;
+        let mut out = boxed_stream(stream::select_all(answers_of).filter_map(move |(i, e)| {
+            futures::future::ready(match e {
+                Event::Message(m) => Some(Outbound::Message(m)),
+                Event::Answer(a) => {
+                    answers[i] = Some(a);
+                    left -= 1;
+                    (left == 0).then(|| Outbound::Done(answers.iter_mut().filter_map(Option::take).collect()))
+                }
+            })
+        }));
+
+        if let Delivery::LegacyStream(sid) = delivery {
+            // Legacy SSE: everything goes to the session's stream; the POST is answered at once.
+            let sessions = self.sessions.clone();
+            self.spawner.spawn(boxed(async move {
+                while let Some(o) = out.next().await {
+                    let msgs = match o {
+                        Outbound::Message(m) => vec![m],
+                        Outbound::Done(answers) => answers,
+                    };
+                    for m in msgs {
+                        sessions.hub().send(&sid, Frame::message(None, m.0));
+                    }
+                }
+            }));
+            return accepted();
+        }
+
+        let first = out.next().await;
+        let pack = move |answers: Vec<Json>| -> String {
+            if batch {
+                let parts: Vec<String> = answers.into_iter().map(|a| a.0).collect();
+                format!("[{}]", parts.join(","))
+            } else {
+                answers.into_iter().next().map(|a| a.0).unwrap_or_default()
+            }
+        };
+        match first {
+            Some(Outbound::Done(answers)) => json_text_response(StatusCode::OK, pack(answers)),
+            Some(Outbound::Message(first)) => {
+                let stream_name = self.sessions.next_stream();
+                let sessions = self.sessions.clone();
+                let body = stream::once(futures::future::ready(Outbound::Message(first)))
+                    .chain(out)
+                    .then(move |o| {
+                        let sessions = sessions.clone();
+                        let sid = session_id.clone();
+                        let stream_name = stream_name.clone();
+                        let data = match o {
+                            Outbound::Message(m) => m.0,
+                            Outbound::Done(answers) => pack(answers),
+                        };
+                        async move {
+                            let id = match &sid {
+                                Some(sid) => Some(format!(
+                                    "{stream_name}.{}",
+                                    sessions.append(sid, &stream_name, data.clone()).await
+                                )),
+                                None => None,
+                            };
+                            Frame::message(id, data).to_bytes()
+                        }
+                    });
+                sse_response(boxed_stream(body))
+            }
+            None => rpc_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &Value::Null,
+                RpcError::internal("request produced no response"),
+            ),
+        }
+    }
+}

@@ -1,0 +1,217 @@
+//! Streamable HTTP (2025-03-26 and later) on `/mcp` and `/servers/{id}/mcp`: POST carries
+//! messages (answered as JSON, SSE or 202), GET opens the session's standalone stream (resumed
+//! with `Last-Event-ID`), DELETE ends the session.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::{stream, StreamExt};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
+use serde_json::{json, Value};
+
+use super::{
+    not_acceptable_sse, parse_rpc_body, session_not_found, shutting_down, sse_response, too_many_sessions, Delivery,
+    Face,
+};
+use crate::http::response::{json_response, method_not_allowed, rpc_error, Body};
+use crate::http::{accepts, header_str};
+use crate::platform::boxed_stream;
+use crate::proto::jsonrpc::{self, Incoming, Message, RpcError};
+use crate::proto::version::ProtocolVersion;
+use crate::registry::Server;
+use crate::session::hub::{Frame, OnDrop};
+use crate::session::STANDALONE;
+
+const MCP_SESSION_ID: &str = "mcp-session-id";
+const MCP_PROTOCOL_VERSION: &str = "mcp-protocol-version";
+const LAST_EVENT_ID: &str = "last-event-id";
+
+/// A request on the streamable endpoint.
+pub(crate) async fn streamable(face: &Arc<Face>, req: Request<Bytes>, scope: Option<Arc<Server>>) -> Response<Body> {
+    match *req.method() {
+        Method::POST => post(face, req, scope).await,
+        Method::GET => get(face, req, scope).await,
+        Method::DELETE => delete(face, req, scope).await,
+        _ => method_not_allowed("GET, POST, DELETE"),
+    }
+}
+
+fn check_version_header(h: &HeaderMap) -> Result<(), Box<Response<Body>>> {
+    match header_str(h, MCP_PROTOCOL_VERSION) {
+        Some(v) if ProtocolVersion::served(v).is_none() => Err(Box::new(rpc_error(
+            StatusCode::BAD_REQUEST,
+            &Value::Null,
+            RpcError::invalid_request(format!(
+                "Bad Request: unsupported MCP-Protocol-Version '{v}' (supported: {})",
+                ProtocolVersion::served_names().join(", ")
+            )),
+        ))),
+        _ => Ok(()),
+    }
+}
+
+fn missing_session_header() -> Response<Body> {
+    rpc_error(
+        StatusCode::BAD_REQUEST,
+        &Value::Null,
+        RpcError::invalid_request("Bad Request: missing Mcp-Session-Id header"),
+    )
+}
+
+async fn post(face: &Arc<Face>, req: Request<Bytes>, scope: Option<Arc<Server>>) -> Response<Body> {
+    let h = req.headers();
+    if !(accepts(h, "application/json") && accepts(h, "text/event-stream")) {
+        return rpc_error(
+            StatusCode::NOT_ACCEPTABLE,
+            &Value::Null,
+            RpcError::invalid_request("Not Acceptable: Accept must list application/json and text/event-stream"),
+        );
+    }
+    if let Err(r) = check_version_header(h) {
+        return *r;
+    }
+    let incoming = match parse_rpc_body(&req, face.max_batch) {
+        Ok(m) => m,
+        Err(r) => return *r,
+    };
+    let Some(session_id) = header_str(h, MCP_SESSION_ID) else {
+        return sessionless_post(face, &req, incoming, scope).await;
+    };
+    let Some(session) = face.load_session(&req, session_id, scope.as_ref()).await else {
+        return session_not_found();
+    };
+    let batches = session.protocol_version.is_none_or(ProtocolVersion::allows_batches);
+    if matches!(incoming, Incoming::Batch(_)) && !batches {
+        return rpc_error(
+            StatusCode::BAD_REQUEST,
+            &Value::Null,
+            RpcError::invalid_request(format!(
+                "Invalid Request: protocol version {} does not allow batches",
+                session.protocol_version.map_or("", ProtocolVersion::as_str)
+            )),
+        );
+    }
+    let caller = face.caller(&req);
+    face.process(Some(session), scope, caller, incoming, Delivery::Response)
+        .await
+}
+
+/// A POST without a session: `initialize` opens one; anything else is refused.
+async fn sessionless_post(
+    face: &Arc<Face>,
+    http_req: &Request<Bytes>,
+    incoming: Incoming,
+    scope: Option<Arc<Server>>,
+) -> Response<Body> {
+    let req = match incoming {
+        Incoming::Single(Message::Request(r)) if r.method == "initialize" => r,
+        Incoming::Single(Message::Request(r)) => {
+            // Includes the 2026-07-28 `server/discover` probe: a prompt JSON-RPC error makes
+            // clients fall back to `initialize`.
+            let known = matches!(
+                r.method.as_str(),
+                "ping"
+                    | "tools/list"
+                    | "tools/call"
+                    | "resources/list"
+                    | "resources/read"
+                    | "resources/templates/list"
+                    | "prompts/list"
+                    | "prompts/get"
+                    | "completion/complete"
+                    | "logging/setLevel"
+                    | "resources/subscribe"
+                    | "resources/unsubscribe"
+            );
+            let err = if known {
+                RpcError::invalid_request("Bad Request: missing Mcp-Session-Id header; send initialize first")
+            } else {
+                RpcError::method_not_found(&r.method)
+            };
+            return rpc_error(StatusCode::BAD_REQUEST, &r.id, err);
+        }
+        _ => {
+            return rpc_error(
+                StatusCode::BAD_REQUEST,
+                &Value::Null,
+                RpcError::invalid_request("Bad Request: missing Mcp-Session-Id header; send initialize first"),
+            )
+        }
+    };
+    if face.sessions.admit().await.is_err() {
+        return too_many_sessions();
+    }
+    match face.engine.initialize_result(&req, scope.as_ref()) {
+        Ok((version, result, params)) => {
+            let mut s = face.new_session(http_req, scope.as_ref(), false);
+            s.protocol_version = Some(version);
+            s.client_capabilities = params.get("capabilities").cloned().unwrap_or(json!({}));
+            s.client_info = params.get("clientInfo").cloned().unwrap_or(Value::Null);
+            let sid = s.id.clone();
+            face.sessions.put(s).await;
+            let mut r = json_response(StatusCode::OK, &jsonrpc::response(&req.id, result));
+            if let Ok(v) = HeaderValue::from_str(&sid) {
+                r.headers_mut().insert(MCP_SESSION_ID, v);
+            }
+            r
+        }
+        Err(e) => json_response(StatusCode::OK, &jsonrpc::error_response(&req.id, &e)),
+    }
+}
+
+/// GET: the session's standalone stream, or the rest of a POST stream after `Last-Event-ID`.
+async fn get(face: &Arc<Face>, req: Request<Bytes>, scope: Option<Arc<Server>>) -> Response<Body> {
+    let h = req.headers();
+    if !accepts(h, "text/event-stream") {
+        return not_acceptable_sse();
+    }
+    if let Err(r) = check_version_header(h) {
+        return *r;
+    }
+    let Some(sid) = header_str(h, MCP_SESSION_ID) else {
+        return missing_session_header();
+    };
+    let Some(session) = face.load_session(&req, sid, scope.as_ref()).await else {
+        return session_not_found();
+    };
+    let resume = header_str(h, LAST_EVENT_ID).and_then(|id| {
+        let (stream_name, seq) = id.rsplit_once('.')?;
+        Some((stream_name.to_string(), seq.parse::<u64>().ok()?))
+    });
+    let mut replay = Vec::new();
+    let mut live = true;
+    if let Some((stream_name, seq)) = &resume {
+        for e in face.sessions.replay(&session.id, stream_name, *seq).await {
+            replay.push(Frame::message(Some(format!("{stream_name}.{}", e.seq)), e.data).to_bytes());
+        }
+        // A finished POST stream is replayed and closed; the standalone stream goes on live.
+        live = stream_name == STANDALONE;
+    }
+    let replayed = stream::iter(replay);
+    if !live {
+        return sse_response(boxed_stream(replayed));
+    }
+    let Some((conn, rx)) = face.sessions.hub().attach(&session.id) else {
+        return shutting_down();
+    };
+    face.engine.stream_opened(&session.id);
+    let sessions = face.sessions.clone();
+    let owner_sid = session.id.clone();
+    let live_stream = OnDrop::new(
+        rx.map(|f| f.to_bytes()),
+        Box::new(move || sessions.hub().detach(&owner_sid, conn)),
+    );
+    sse_response(boxed_stream(replayed.chain(live_stream)))
+}
+
+/// DELETE: the client ends its session.
+async fn delete(face: &Arc<Face>, req: Request<Bytes>, scope: Option<Arc<Server>>) -> Response<Body> {
+    let Some(sid) = header_str(req.headers(), MCP_SESSION_ID) else {
+        return missing_session_header();
+    };
+    if face.load_session(&req, sid, scope.as_ref()).await.is_none() {
+        return session_not_found();
+    }
+    face.sessions.end(sid).await;
+    Response::new(Body::Empty)
+}

@@ -1,0 +1,678 @@
+//! Federation: which [`Link`] serves a call (one per client session and upstream, opened on first
+//! use and kept; one shared per upstream for sessionless `/rpc` and for stdio), forwarding a call
+//! as a stream of what the upstream says ([`Relayed`]: progress, logs, its own requests, then the
+//! answer), rewritten for the client by [`relay`]; what upstreams say outside calls (to the
+//! session's stream); the client's answers and cancellations going back; catalog refreshes and
+//! health ([`health`]).
+//!
+//! Lives here: the gateway side of every upstream session. Not here: talking to one upstream
+//! (`upstream/`), MCP semantics (the engine), client streams (sessions and faces).
+
+mod health;
+pub(crate) mod relay;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, Weak};
+
+use futures::channel::mpsc::{unbounded, UnboundedReceiver};
+use futures::{FutureExt, StreamExt};
+use serde_json::{json, Value};
+
+pub use health::Health;
+use health::HealthBook;
+use relay::{id_key, unrouted, Relay, Rewrite};
+
+use crate::model::{Catalog, Transport, UpstreamDef};
+use crate::platform::{boxed, boxed_stream, BoxFuture, BoxStream};
+use crate::ports::SessionState;
+use crate::proto::jsonrpc::{Json, RpcError, INTERNAL_ERROR};
+use crate::registry::{Registry, Upstream};
+use crate::session::Sessions;
+use crate::upstream::{fetch_catalog, Hello, KeepOpen, Link, Net, UpstreamError};
+
+/// (session id, or none for shared links; upstream id): how links are keyed.
+type SlotKey = (Option<String>, String);
+
+/// The upstream request serving a client request in flight: its link and the upstream's id.
+type Inflight = (Arc<Link>, u64);
+
+/// One link slot; the async lock makes concurrent first uses open one session, not several.
+#[derive(Default)]
+struct Slot {
+    link: futures::lock::Mutex<Option<Arc<Link>>>,
+}
+
+/// One item of a forwarded call, as the client is to get it.
+pub(crate) enum Relayed {
+    /// A message of the upstream's while the call runs (already rewritten for the client).
+    Message(Json),
+    /// The upstream's result, or its error; always the last item.
+    Answer(Result<Json, RpcError>),
+}
+
+/// Timeouts and intervals federation works by.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Settings {
+    /// The idle timeout of a call (and of each request) unless the upstream sets its own.
+    pub tool_timeout_ms: u64,
+    /// The longest a whole call may take.
+    pub call_max_ms: u64,
+    /// Failures in a row that open an upstream's circuit.
+    pub unhealthy_after: u32,
+    /// How often upstreams are pinged (and how long an open circuit fails fast).
+    pub health_check_secs: u64,
+    /// How often catalogs are re-read unless the upstream sets its own.
+    pub upstream_refresh_secs: u64,
+}
+
+/// The federation service of one gateway.
+pub(crate) struct Federation {
+    registry: Arc<Registry>,
+    sessions: Arc<Sessions>,
+    net: Net,
+    settings: Settings,
+    slots: Mutex<HashMap<SlotKey, Arc<Slot>>>,
+    relay: Relay<Arc<Link>>,
+    /// The upstream request serving each client request in flight, by (session, client id).
+    inflight: Mutex<HashMap<(String, String), Inflight>>,
+    health: HealthBook,
+    me: Weak<Federation>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Tells links apart in the relay table.
+fn link_key(link: &Arc<Link>) -> usize {
+    Arc::as_ptr(link) as usize
+}
+
+/// `Some(true)` for `resources/subscribe`, `Some(false)` for `resources/unsubscribe`.
+fn subscribing(method: &str) -> Option<bool> {
+    match method {
+        "resources/subscribe" => Some(true),
+        "resources/unsubscribe" => Some(false),
+        _ => None,
+    }
+}
+
+/// The client-visible error for a failed upstream.
+pub(crate) fn upstream_error(name: &str, e: &UpstreamError) -> RpcError {
+    let reason = match e {
+        UpstreamError::Timeout(_) => "timeout",
+        UpstreamError::Unreachable(_) | UpstreamError::SessionGone => "unreachable",
+        UpstreamError::Closed => "closed",
+        UpstreamError::Protocol(_) => "invalid_answer",
+        UpstreamError::Unsupported(_) => "unsupported",
+    };
+    RpcError::new(INTERNAL_ERROR, format!("upstream '{name}' failed: {e}"))
+        .with_data(json!({"upstream": name, "reason": reason}))
+}
+
+/// The answer of an upstream (a whole response object) as the client's result or error.
+fn answer_of(answer: &Value) -> Result<Json, RpcError> {
+    if let Some(r) = answer.get("result") {
+        return Ok(Json(r.to_string()));
+    }
+    let e = &answer["error"];
+    let mut err = RpcError::new(
+        e["code"].as_i64().unwrap_or(INTERNAL_ERROR),
+        e["message"].as_str().unwrap_or("upstream error").to_string(),
+    );
+    if let Some(d) = e.get("data") {
+        err = err.with_data(d.clone());
+    }
+    Err(err)
+}
+
+/// The hello of shared links (catalog reads, `/rpc`): every client capability the gateway can
+/// relay, so that upstreams which offer some tools only to such clients list them. A call on a
+/// shared link has no client to ask; such requests are answered with an error.
+fn relayable_hello() -> Hello {
+    Hello {
+        capabilities: json!({"sampling": {}, "elicitation": {}, "roots": {"listChanged": true}}),
+        client_info: Value::Null,
+    }
+}
+
+/// A forwarded call between two items of its stream.
+struct Call {
+    fed: Arc<Federation>,
+    session: Option<SessionState>,
+    up: Arc<Upstream>,
+    client_id: Value,
+    method: String,
+    params: Value,
+    attempt: u32,
+    state: CallState,
+}
+
+enum CallState {
+    /// About to (re)open a link and send the request.
+    Start,
+    /// Sent; the upstream's messages arrive on `rx` until the answer.
+    Running(Running),
+    /// Answered (or failed): what is left on `rx` goes out first, then the answer.
+    Ending(Running, Result<Value, UpstreamError>),
+    Done,
+}
+
+struct Running {
+    link: Arc<Link>,
+    uid: u64,
+    call: futures::future::Fuse<BoxFuture<'static, Result<Value, UpstreamError>>>,
+    rx: UnboundedReceiver<Value>,
+}
+
+impl Federation {
+    /// The federation service over `registry`, relaying to `sessions`.
+    pub fn new(registry: Arc<Registry>, sessions: Arc<Sessions>, net: Net, settings: Settings) -> Arc<Self> {
+        Arc::new_cyclic(|me| Self {
+            registry,
+            sessions,
+            net,
+            health: HealthBook::new(settings.unhealthy_after),
+            settings,
+            slots: Mutex::new(HashMap::new()),
+            relay: Relay::default(),
+            inflight: Mutex::new(HashMap::new()),
+            me: me.clone(),
+        })
+    }
+
+    fn timeout_of(&self, def: &UpstreamDef) -> u64 {
+        def.timeout_ms.unwrap_or(self.settings.tool_timeout_ms)
+    }
+
+    fn now(&self) -> u64 {
+        self.net.clock.now_ms()
+    }
+
+    /// What this gateway knows of an upstream's health.
+    pub fn health_of(&self, id: &str) -> Option<Health> {
+        self.health.of(id)
+    }
+
+    fn record_failure(&self, id: &str, e: &UpstreamError) {
+        self.health.failure(id, e, self.now());
+    }
+
+    /// The link serving `session` for `up`: the session's own (opened now if needed), or the
+    /// shared one for sessionless calls and stdio upstreams.
+    #[cfg_attr(target_family = "wasm", allow(clippy::arc_with_non_send_sync))]
+    async fn link_for(&self, session: Option<&SessionState>, up: &Arc<Upstream>) -> Result<Arc<Link>, RpcError> {
+        let own = session.filter(|_| up.def.transport != Transport::Stdio);
+        let sid = own.map(|s| s.id.clone());
+        let slot = lock(&self.slots)
+            .entry((sid.clone(), up.id.clone()))
+            .or_default()
+            .clone();
+        let mut guard = slot.link.lock().await;
+        if let Some(l) = guard.as_ref() {
+            if !l.is_broken() {
+                return Ok(l.clone());
+            }
+            l.close(&self.net.spawner);
+            *guard = None;
+        }
+        let health = self.health.of(&up.id);
+        let circuit_open = health.as_ref().is_some_and(|h| !h.healthy);
+        let health = health.unwrap_or_default();
+        if circuit_open {
+            // Circuit open: fail fast until a health check (or the retry delay) lets one through.
+            let retry_ms = self.settings.health_check_secs.saturating_mul(1000);
+            if self.now().saturating_sub(health.checked_at) < retry_ms {
+                return Err(RpcError::new(
+                    INTERNAL_ERROR,
+                    format!(
+                        "upstream '{}' is unhealthy: {}",
+                        up.def.name,
+                        health.last_error.unwrap_or_default()
+                    ),
+                )
+                .with_data(json!({"upstream": up.def.name, "reason": "unhealthy"})));
+            }
+        }
+        if up.def.transport == Transport::Stdio {
+            // Restart backoff: 0.5 s doubling to 30 s after repeated quick deaths.
+            let starts = health.starts;
+            if starts > 1 {
+                let wait = (250u64 << starts.min(7)).min(30_000);
+                let since = self.now().saturating_sub(health.checked_at);
+                if since < wait && health.failures > 0 {
+                    self.net
+                        .clock
+                        .sleep(std::time::Duration::from_millis(wait - since))
+                        .await;
+                }
+            }
+            self.health.started(&up.id);
+        }
+        let hello = match own {
+            Some(s) => Hello {
+                capabilities: s.client_capabilities.clone(),
+                client_info: s.client_info.clone(),
+            },
+            None => relayable_hello(),
+        };
+        let opened = Link::open(&self.net, &up.def, &hello, health.endpoint, self.timeout_of(&up.def)).await;
+        let (link, endpoint) = match opened {
+            Ok(x) => x,
+            Err(e) => {
+                self.record_failure(&up.id, &e);
+                return Err(upstream_error(&up.def.name, &e));
+            }
+        };
+        self.health.success(&up.id, Some(endpoint), self.now());
+        let link = Arc::new(link);
+        if let Some(level) = own.and_then(|s| s.log_level) {
+            if link.capabilities().get("logging").is_some() {
+                let params = Some(json!({"level": level}));
+                let _ = link
+                    .request("logging/setLevel", params, None, self.timeout_of(&up.def))
+                    .await;
+            }
+        }
+        // What the upstream says outside calls: a session's link listens from the start (its
+        // standalone stream is open before each call goes out, see `Link::listen`); a shared
+        // duplex link takes list changes from it.
+        if link.is_duplex() || sid.is_some() {
+            self.listen(&link, up, sid);
+        }
+        *guard = Some(link.clone());
+        Ok(link)
+    }
+
+    /// Starts relaying what `link` says outside calls: to the session `sid`'s stream, or (for
+    /// shared links) only list changes, which refresh the catalog.
+    /// A message reaches the session's own stream when the client has one open; otherwise it
+    /// goes with the newest call in flight on that link (its answer stream is open), so a
+    /// request the upstream sent on its standalone stream during a tool call is not stranded.
+    /// The standalone stream is kept open while the client has a stream of its own.
+    fn listen(&self, link: &Arc<Link>, up: &Arc<Upstream>, sid: Option<String>) {
+        let (tx, mut rx) = unbounded::<Value>();
+        let Some(me) = self.me.upgrade() else { return };
+        let keep: Box<dyn KeepOpen> = match &sid {
+            Some(s) => {
+                let (sessions, s) = (Arc::downgrade(&self.sessions), s.clone());
+                Box::new(move || sessions.upgrade().is_some_and(|g| g.hub().has_stream(&s)))
+            }
+            None => Box::new(|| false),
+        };
+        link.listen(tx, keep, &self.net.spawner);
+        let up = up.clone();
+        let weak = Arc::downgrade(link);
+        self.net.spawner.spawn(boxed(async move {
+            while let Some(mut msg) = rx.next().await {
+                let Some(link) = weak.upgrade() else { return };
+                if let Some(s) = &sid {
+                    if let Some(call) = link.call_sink().filter(|_| !me.sessions.hub().has_stream(s)) {
+                        match call.unbounded_send(msg) {
+                            Ok(()) => continue,
+                            // That call just ended: the session's stream (log) takes it.
+                            Err(e) => msg = e.into_inner(),
+                        }
+                    }
+                }
+                if let Some(out) = me.rewrite(sid.as_deref(), &link, &up, msg).await {
+                    if let Some(s) = &sid {
+                        me.sessions.send(s, out.to_string()).await;
+                    }
+                }
+            }
+        }));
+    }
+
+    /// What the client is to get of a message `link` sent for session `sid` (none for shared
+    /// links), after doing what it asks of the gateway.
+    async fn rewrite(&self, sid: Option<&str>, link: &Arc<Link>, up: &Arc<Upstream>, msg: Value) -> Option<Value> {
+        let decision = match sid {
+            Some(s) => self.relay.to_client(s, link, link_key(link), msg),
+            None => unrouted(&msg),
+        };
+        match decision {
+            Rewrite::Deliver(v) => return Some(v),
+            Rewrite::RefreshCatalog => self.spawn_catalog_refresh(up.id.clone()),
+            Rewrite::Reply(answer) => {
+                let _ = link.send_raw(answer.to_string()).await;
+            }
+            Rewrite::Drop => {}
+        }
+        None
+    }
+
+    /// Forwards a request to `up` for the client: a stream of what the upstream says while it
+    /// runs, ending with the upstream's result or error, unchanged.
+    pub fn forward(
+        &self,
+        session: Option<SessionState>,
+        up: Arc<Upstream>,
+        client_id: Value,
+        method: &str,
+        params: Value,
+    ) -> BoxStream<'static, Relayed> {
+        let Some(fed) = self.me.upgrade() else {
+            let gone = Relayed::Answer(Err(RpcError::internal("shutting down")));
+            return boxed_stream(futures::stream::iter([gone]));
+        };
+        let call = Call {
+            fed,
+            session,
+            up,
+            client_id,
+            method: method.to_string(),
+            params,
+            attempt: 0,
+            state: CallState::Start,
+        };
+        boxed_stream(futures::stream::unfold(call, |mut c| async move {
+            let item = c.next().await?;
+            Some((item, c))
+        }))
+    }
+
+    /// The client answered one of the upstream requests relayed to it: pass it on. True if the
+    /// id was one the gateway handed out.
+    pub async fn answer_upstream(&self, sid: &str, id: &Value, outcome: Result<Value, RpcError>) -> bool {
+        let outcome = outcome.map_err(|e| serde_json::to_value(e).unwrap_or(Value::Null));
+        let Some((link, msg)) = self.relay.answer(sid, id, outcome) else {
+            return false;
+        };
+        let _ = link.send_raw(msg.to_string()).await;
+        true
+    }
+
+    /// The client cancelled one of its requests: cancel the upstream request serving it.
+    pub async fn cancel_upstream(&self, sid: &str, params: Option<&Value>) {
+        let Some(p) = params else { return };
+        let key = (sid.to_string(), id_key(&p["requestId"]));
+        let found = lock(&self.inflight).get(&key).cloned();
+        if let Some((link, uid)) = found {
+            let mut params = json!({"requestId": uid});
+            if let Some(r) = p.get("reason") {
+                params["reason"] = r.clone();
+            }
+            let _ = link.notify("notifications/cancelled", Some(params)).await;
+        }
+    }
+
+    /// The link slots of session `sid`.
+    fn session_slots(&self, sid: &str) -> Vec<Arc<Slot>> {
+        lock(&self.slots)
+            .iter()
+            .filter(|((s, _), _)| s.as_deref() == Some(sid))
+            .map(|(_, slot)| slot.clone())
+            .collect()
+    }
+
+    /// The client opened a stream of its own: the session's links reopen their standalone
+    /// streams (parked while idle) so that what the upstreams say outside calls reaches it.
+    pub fn wake_links(&self, sid: &str) {
+        for slot in self.session_slots(sid) {
+            // A link being opened starts listening on its own.
+            if let Some(link) = slot.link.try_lock().and_then(|g| g.clone()) {
+                let _ = link.wake();
+            }
+        }
+    }
+
+    /// Sends a notification to every open link of a session (roots changed), or, `as_request`,
+    /// a request to those that log (the log level).
+    pub async fn notify_links(&self, sid: &str, method: &str, params: Option<Value>, as_request: bool) {
+        for slot in self.session_slots(sid) {
+            let link = slot.link.lock().await.clone();
+            let Some(link) = link.filter(|l| !l.is_broken()) else {
+                continue;
+            };
+            if as_request {
+                if link.capabilities().get("logging").is_some() {
+                    let _ = link
+                        .request(method, params.clone(), None, self.settings.tool_timeout_ms)
+                        .await;
+                }
+            } else {
+                let _ = link.notify(method, params.clone()).await;
+            }
+        }
+    }
+
+    /// Removes the link slots whose key matches and closes their links. A link still being
+    /// opened is left to its opener (it is dropped with its slot).
+    fn close_slots(&self, matches: impl Fn(&SlotKey) -> bool) {
+        let gone: Vec<Arc<Slot>> = {
+            let mut slots = lock(&self.slots);
+            let keys: Vec<SlotKey> = slots.keys().filter(|k| matches(k)).cloned().collect();
+            keys.into_iter().filter_map(|k| slots.remove(&k)).collect()
+        };
+        for slot in gone {
+            if let Some(l) = slot.link.try_lock().and_then(|g| g.clone()) {
+                l.close(&self.net.spawner);
+            }
+        }
+    }
+
+    /// Closes a session's links (the session ended).
+    pub fn drop_links(&self, sid: &str) {
+        self.close_slots(|(s, _)| s.as_deref() == Some(sid));
+        self.relay.forget(sid);
+        lock(&self.inflight).retain(|(s, _), _| s != sid);
+    }
+
+    /// Closes every link to one upstream (it was changed or deleted).
+    pub fn drop_upstream_links(&self, up_id: &str) {
+        self.close_slots(|(_, u)| u == up_id);
+        self.health.remove(up_id);
+    }
+
+    /// Notes that an upstream's catalog was just read and it answered.
+    pub fn mark_refreshed(&self, up_id: &str) {
+        self.health.refreshed(up_id, self.now(), true);
+    }
+
+    /// Closes every link (shutdown): no stdio process outlives the gateway.
+    pub fn close_all_links(&self) {
+        self.close_slots(|_| true);
+    }
+
+    /// Connects to an upstream that is not stored yet (or stored under `def`) and reads its
+    /// catalog over a short-lived session.
+    pub async fn read_catalog(&self, def: &UpstreamDef) -> Result<Catalog, UpstreamError> {
+        let hello = relayable_hello();
+        let timeout = self.timeout_of(def);
+        let (link, _) = Link::open(&self.net, def, &hello, 0, timeout).await?;
+        let cat = fetch_catalog(&link, timeout).await;
+        link.close(&self.net.spawner);
+        cat
+    }
+
+    /// Re-reads a stored upstream's catalog over its shared link; stores it and announces list
+    /// changes if it differs. Returns whether it changed.
+    pub async fn refresh_catalog(&self, id: &str) -> Result<bool, RpcError> {
+        let snap = self
+            .registry
+            .snapshot()
+            .await
+            .map_err(|e| RpcError::internal(e.to_string()))?;
+        let up = snap
+            .upstream(id)
+            .cloned()
+            .ok_or_else(|| RpcError::invalid_params(format!("no upstream '{id}'")))?;
+        let link = self.link_for(None, &up).await?;
+        let cat = match fetch_catalog(&link, self.timeout_of(&up.def)).await {
+            Ok(c) => c,
+            Err(e) => {
+                self.record_failure(&up.id, &e);
+                return Err(upstream_error(&up.def.name, &e));
+            }
+        };
+        self.health.refreshed(&up.id, self.now(), false);
+        let changed = self
+            .registry
+            .set_catalog(&up.id, cat)
+            .await
+            .map_err(|e| RpcError::internal(e.to_string()))?;
+        if changed {
+            self.sessions.refresh_registry().await;
+        }
+        Ok(changed)
+    }
+
+    fn spawn_catalog_refresh(&self, id: String) {
+        if let Some(me) = self.me.upgrade() {
+            self.net.spawner.spawn(boxed(async move {
+                let _ = me.refresh_catalog(&id).await;
+            }));
+        }
+    }
+
+    /// Health checks and catalog refreshes that are due: a `ping` on each upstream's shared
+    /// link every `health_check_secs`; the catalog re-read every `refresh_secs`, after a
+    /// recovery, and when it was never read. Returns how many upstreams are healthy.
+    pub async fn check_upstreams(&self, force: bool) -> usize {
+        let Ok(snap) = self.registry.snapshot().await else {
+            return 0;
+        };
+        let now = self.now();
+        let mut healthy = 0;
+        for up in &snap.upstreams {
+            let before = self.health.of(&up.id);
+            let due = force
+                || before.as_ref().is_none_or(|h| {
+                    now.saturating_sub(h.checked_at) >= self.settings.health_check_secs.saturating_mul(1000)
+                });
+            if !due {
+                healthy += usize::from(before.is_some_and(|h| h.healthy));
+                continue;
+            }
+            // A due check finds the circuit's retry delay over too: it may always try.
+            let timeout = self.timeout_of(&up.def).min(10_000);
+            let ok = match self.link_for(None, up).await {
+                Ok(link) => match link.request("ping", None, None, timeout).await {
+                    Ok(_) => true,
+                    Err(e) => {
+                        self.record_failure(&up.id, &e);
+                        false
+                    }
+                },
+                Err(_) => false,
+            };
+            if !ok {
+                continue;
+            }
+            self.health.success(&up.id, None, self.now());
+            healthy += 1;
+            let refresh_ms = up
+                .def
+                .refresh_secs
+                .unwrap_or(self.settings.upstream_refresh_secs)
+                .saturating_mul(1000);
+            let recovered = before.as_ref().is_some_and(|h| !h.healthy);
+            let never = before.as_ref().is_none_or(|h| h.refreshed_at == 0);
+            let stale = before
+                .as_ref()
+                .is_some_and(|h| now.saturating_sub(h.refreshed_at) >= refresh_ms);
+            if force || recovered || never || stale {
+                let _ = self.refresh_catalog(&up.id).await;
+            }
+        }
+        healthy
+    }
+}
+
+impl Call {
+    /// The next item for the client; `None` after the answer.
+    async fn next(&mut self) -> Option<Relayed> {
+        let fed = self.fed.clone();
+        let sid = self.session.as_ref().map(|s| s.id.clone());
+        let timeout = fed.timeout_of(&self.up.def);
+        loop {
+            match std::mem::replace(&mut self.state, CallState::Done) {
+                CallState::Done => return None,
+                CallState::Start => {
+                    self.attempt += 1;
+                    let link = match fed.link_for(self.session.as_ref(), &self.up).await {
+                        Ok(l) => l,
+                        Err(e) => return Some(Relayed::Answer(Err(e))),
+                    };
+                    let (tx, rx) = unbounded::<Value>();
+                    let uid = link.next_id();
+                    if let Some(s) = &sid {
+                        let key = (s.clone(), id_key(&self.client_id));
+                        lock(&fed.inflight).insert(key, (link.clone(), uid));
+                    }
+                    // `timeout` is an idle timeout, started again by every message of the call;
+                    // `call_max_ms` bounds the whole call.
+                    let max = fed.settings.call_max_ms.max(timeout);
+                    let (l, method, params) = (link.clone(), self.method.clone(), self.params.clone());
+                    let call =
+                        boxed(async move { l.request_with_id(uid, &method, Some(params), Some(&tx), max).await });
+                    self.state = CallState::Running(Running {
+                        link,
+                        uid,
+                        call: call.fuse(),
+                        rx,
+                    });
+                }
+                CallState::Running(mut run) => {
+                    let mut idle = fed.net.clock.sleep(std::time::Duration::from_millis(timeout)).fuse();
+                    let next = futures::select_biased! {
+                        r = &mut run.call => Err(r),
+                        m = run.rx.next() => Ok(m),
+                        _ = idle => Err(Err(UpstreamError::Timeout(timeout))),
+                    };
+                    match next {
+                        Ok(Some(m)) => {
+                            let out = fed.rewrite(sid.as_deref(), &run.link, &self.up, m).await;
+                            self.state = CallState::Running(run);
+                            if let Some(v) = out {
+                                return Some(Relayed::Message(Json(v.to_string())));
+                            }
+                        }
+                        // Every sender is gone: the call has ended; its answer is next.
+                        Ok(None) => self.state = CallState::Running(run),
+                        Err(result) => {
+                            if matches!(result, Err(UpstreamError::Timeout(_))) {
+                                // The upstream may still be working on it: tell it to stop.
+                                let params = json!({"requestId": run.uid, "reason": "timed out at the gateway"});
+                                let _ = run.link.notify("notifications/cancelled", Some(params)).await;
+                            }
+                            self.state = CallState::Ending(run, result);
+                        }
+                    }
+                }
+                CallState::Ending(mut run, result) => {
+                    while let Ok(m) = run.rx.try_recv() {
+                        if let Some(v) = fed.rewrite(sid.as_deref(), &run.link, &self.up, m).await {
+                            self.state = CallState::Ending(run, result);
+                            return Some(Relayed::Message(Json(v.to_string())));
+                        }
+                    }
+                    if let Some(s) = &sid {
+                        lock(&fed.inflight).remove(&(s.clone(), id_key(&self.client_id)));
+                    }
+                    match result {
+                        Ok(answer) => {
+                            if answer.get("result").is_some() {
+                                if let (Some(on), Some(uri)) = (subscribing(&self.method), self.params["uri"].as_str())
+                                {
+                                    run.link.watch(uri, on);
+                                }
+                            }
+                            return Some(Relayed::Answer(answer_of(&answer)));
+                        }
+                        // The upstream forgot the session (it restarted) or the connection failed
+                        // before the request got through: once more on a fresh session.
+                        Err(UpstreamError::SessionGone | UpstreamError::Unreachable(_)) if self.attempt == 1 => {
+                            self.state = CallState::Start;
+                        }
+                        Err(e) => {
+                            fed.record_failure(&self.up.id, &e);
+                            return Some(Relayed::Answer(Err(upstream_error(&self.up.def.name, &e))));
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

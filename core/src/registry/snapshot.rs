@@ -1,0 +1,421 @@
+//! The registry as the MCP methods read it: one immutable [`Snapshot`] of every definition,
+//! with the federated catalogs spread into the lists under their gateway names, name indexes,
+//! each member's list entry pre-rendered, and per-list fingerprints (what changed).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+
+use crate::model::{Catalog, PromptArgumentDef, PromptDef, ResourceDef, ServerDef, ToolDef, UpstreamDef};
+use crate::ports::Record;
+use crate::uri_template::UriTemplate;
+
+/// An upstream MCP server as the gateway serves it (its catalog is spread over the members).
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    /// Record id.
+    pub id: String,
+    /// Definition, without the catalog.
+    pub def: UpstreamDef,
+    /// The prefix of its members' names.
+    pub slug: String,
+    /// What it declared at `initialize`, from the catalog.
+    pub capabilities: Value,
+}
+
+/// Where a federated member comes from.
+#[derive(Debug, Clone)]
+pub struct Federated {
+    /// The upstream serving it.
+    pub upstream: Arc<Upstream>,
+    /// Its name (or URI) at the upstream.
+    pub name: String,
+    /// Its list entry exactly as the upstream sent it.
+    pub listing: String,
+}
+
+/// A tool as the gateway serves it.
+#[derive(Debug, Clone)]
+pub struct Tool {
+    /// Record id (for a federated tool, the upstream's id and the tool's name).
+    pub id: String,
+    /// Definition (for a federated tool: name, title, description, schemas and annotations).
+    pub def: ToolDef,
+    /// Parsed URL template of a REST tool.
+    pub url: Option<UriTemplate>,
+    /// Its `tools/list` entry, rendered once.
+    pub listing: String,
+    /// Set for a tool of an upstream.
+    pub fed: Option<Federated>,
+}
+
+/// A resource or resource template as the gateway serves it.
+#[derive(Debug, Clone)]
+pub struct Resource {
+    /// Record id.
+    pub id: String,
+    /// Definition.
+    pub def: ResourceDef,
+    /// Parsed URI template, for templates.
+    pub template: Option<UriTemplate>,
+    /// Its `resources/list` or `resources/templates/list` entry, rendered once.
+    pub listing: String,
+    /// Set for a resource of an upstream.
+    pub fed: Option<Federated>,
+}
+
+/// A prompt as the gateway serves it.
+#[derive(Debug, Clone)]
+pub struct Prompt {
+    /// Definition.
+    pub def: PromptDef,
+    /// Its `prompts/list` entry, rendered once.
+    pub listing: String,
+    /// Set for a prompt of an upstream.
+    pub fed: Option<Federated>,
+}
+
+/// A virtual server.
+#[derive(Debug, Clone)]
+pub struct Server {
+    /// Record id.
+    pub id: String,
+    /// Definition.
+    pub def: ServerDef,
+    /// Ids of the upstreams all of whose members belong to it.
+    pub upstream_ids: Vec<String>,
+    /// With `original_names`: the index of each member tool by the name it is served under.
+    pub tool_names: HashMap<String, usize>,
+    /// With `original_names`: the index of each member prompt by the name it is served under.
+    pub prompt_names: HashMap<String, usize>,
+}
+
+impl Server {
+    /// True when a federated member of `upstream` belongs to this server.
+    pub fn includes_upstream(&self, upstream: &str) -> bool {
+        self.upstream_ids.iter().any(|u| u == upstream)
+    }
+}
+
+/// An immutable view of the whole registry, sorted by key.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    /// Tools by name order.
+    pub tools: Vec<Arc<Tool>>,
+    /// Static resources, by URI order.
+    pub resources: Vec<Arc<Resource>>,
+    /// Resource templates, by template order.
+    pub templates: Vec<Arc<Resource>>,
+    /// Prompts, by name order.
+    pub prompts: Vec<Arc<Prompt>>,
+    /// Virtual servers, by name order.
+    pub servers: Vec<Arc<Server>>,
+    /// Upstreams, by name order.
+    pub upstreams: Vec<Arc<Upstream>>,
+    tool_index: HashMap<String, usize>,
+    resource_index: HashMap<String, usize>,
+    prompt_index: HashMap<String, usize>,
+    /// One hash per kind (in [`Kind::ALL`] order) over ids, keys, bodies and update times:
+    /// equal fingerprints mean the same list.
+    pub(super) fingerprints: [u64; 5],
+    /// `jti`s of revoked tokens.
+    revoked: std::collections::HashSet<String>,
+}
+
+/// A hash of a kind's records, to notice a list change however it happened.
+fn fingerprint(records: &[Record]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    for r in records {
+        r.id.hash(&mut h);
+        r.key.hash(&mut h);
+        r.updated_at.hash(&mut h);
+        r.body.to_string().hash(&mut h);
+    }
+    h.finish()
+}
+
+impl Snapshot {
+    /// A tool by name.
+    pub fn tool(&self, name: &str) -> Option<&Arc<Tool>> {
+        self.tool_index.get(name).map(|i| &self.tools[*i])
+    }
+    /// A static resource by URI.
+    pub fn resource(&self, uri: &str) -> Option<&Arc<Resource>> {
+        self.resource_index.get(uri).map(|i| &self.resources[*i])
+    }
+    /// A prompt by name.
+    pub fn prompt(&self, name: &str) -> Option<&Arc<Prompt>> {
+        self.prompt_index.get(name).map(|i| &self.prompts[*i])
+    }
+    /// A virtual server by id or name.
+    pub fn server(&self, id_or_name: &str) -> Option<&Arc<Server>> {
+        self.servers
+            .iter()
+            .find(|s| s.id == id_or_name)
+            .or_else(|| self.servers.iter().find(|s| s.def.name == id_or_name))
+    }
+
+    /// An upstream by id or name.
+    pub fn upstream(&self, id_or_name: &str) -> Option<&Arc<Upstream>> {
+        self.upstreams
+            .iter()
+            .find(|u| u.id == id_or_name)
+            .or_else(|| self.upstreams.iter().find(|u| u.def.name == id_or_name))
+    }
+
+    /// True if the token with this `jti` was revoked.
+    pub fn is_revoked(&self, jti: &str) -> bool {
+        self.revoked.contains(jti)
+    }
+
+    pub(super) fn build(lists: [Vec<Record>; 6], separator: &str) -> Self {
+        let [tools, resources, prompts, servers, gateways, revocations] = lists;
+        let mut snap = Snapshot {
+            revoked: revocations.into_iter().map(|r| r.key).collect(),
+            fingerprints: [
+                fingerprint(&tools),
+                fingerprint(&resources),
+                fingerprint(&prompts),
+                fingerprint(&servers),
+                fingerprint(&gateways),
+            ],
+            ..Snapshot::default()
+        };
+        // Records were validated on the way in; one that no longer parses is skipped, not fatal.
+        for r in tools {
+            if let Ok(def) = serde_json::from_value::<ToolDef>(r.body) {
+                if let Ok(url) = UriTemplate::parse(&def.url) {
+                    let listing = crate::registry::listing::tool_listing(&def);
+                    snap.tools.push(Arc::new(Tool {
+                        id: r.id,
+                        def,
+                        url: Some(url),
+                        listing,
+                        fed: None,
+                    }));
+                }
+            }
+        }
+        for r in resources {
+            if let Ok(def) = serde_json::from_value::<ResourceDef>(r.body) {
+                let listing = crate::registry::listing::resource_listing(&def);
+                let template = match &def.uri_template {
+                    Some(t) => match UriTemplate::parse(t) {
+                        Ok(tpl) => Some(tpl),
+                        Err(_) => continue,
+                    },
+                    None => None,
+                };
+                snap.push_resource(Resource {
+                    id: r.id,
+                    def,
+                    template,
+                    listing,
+                    fed: None,
+                });
+            }
+        }
+        for r in prompts {
+            if let Ok(def) = serde_json::from_value::<PromptDef>(r.body) {
+                let listing = crate::registry::listing::prompt_listing(&def);
+                snap.prompts.push(Arc::new(Prompt {
+                    def,
+                    listing,
+                    fed: None,
+                }));
+            }
+        }
+        for r in gateways {
+            if let Ok(mut def) = serde_json::from_value::<UpstreamDef>(r.body) {
+                let catalog = def.catalog.take().unwrap_or_default();
+                let up = Arc::new(Upstream {
+                    id: r.id,
+                    slug: def.slug(),
+                    def,
+                    capabilities: catalog.capabilities.clone(),
+                });
+                snap.add_catalog(&up, catalog, separator);
+                snap.upstreams.push(up);
+            }
+        }
+        // Local entries first, then each upstream's; a later duplicate name is not reachable by
+        // name (operators see it in the REST API) and the first one wins.
+        for (i, t) in snap.tools.iter().enumerate() {
+            snap.tool_index.entry(t.def.name.clone()).or_insert(i);
+        }
+        for (i, p) in snap.prompts.iter().enumerate() {
+            snap.prompt_index.entry(p.def.name.clone()).or_insert(i);
+        }
+        for r in servers {
+            if let Ok(def) = serde_json::from_value::<ServerDef>(r.body) {
+                let upstream_ids = def
+                    .upstreams
+                    .iter()
+                    .filter_map(|n| snap.upstream(n).map(|u| u.id.clone()))
+                    .collect();
+                let mut server = Server {
+                    id: r.id,
+                    def,
+                    upstream_ids,
+                    tool_names: HashMap::new(),
+                    prompt_names: HashMap::new(),
+                };
+                if server.def.original_names {
+                    for (i, t) in snap.tools.iter().enumerate() {
+                        if server.has_member(&server.def.tools, &[&t.def.name], t.fed.as_ref()) {
+                            let name = t.fed.as_ref().map_or(&t.def.name, |f| &f.name);
+                            server.tool_names.entry(name.clone()).or_insert(i);
+                        }
+                    }
+                    for (i, p) in snap.prompts.iter().enumerate() {
+                        if server.has_member(&server.def.prompts, &[&p.def.name], p.fed.as_ref()) {
+                            let name = p.fed.as_ref().map_or(&p.def.name, |f| &f.name);
+                            server.prompt_names.entry(name.clone()).or_insert(i);
+                        }
+                    }
+                }
+                snap.servers.push(Arc::new(server));
+            }
+        }
+        snap
+    }
+
+    fn push_resource(&mut self, r: Resource) {
+        if r.template.is_some() || r.def.uri_template.is_some() {
+            self.templates.push(Arc::new(r));
+        } else {
+            self.resource_index
+                .entry(r.def.key().to_string())
+                .or_insert(self.resources.len());
+            self.resources.push(Arc::new(r));
+        }
+    }
+
+    /// Spreads an upstream's catalog over the member lists, names namespaced.
+    fn add_catalog(&mut self, up: &Arc<Upstream>, catalog: Catalog, separator: &str) {
+        let s = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).map(str::to_string);
+        for raw in catalog.tools {
+            let Some(name) = s(&raw, "name") else { continue };
+            let served = format!("{}{separator}{name}", up.slug);
+            let mut renamed = raw.clone();
+            renamed["name"] = json!(served);
+            let def = ToolDef {
+                scope: up.def.scope.clone(),
+                name: served,
+                title: s(&raw, "title"),
+                description: s(&raw, "description"),
+                url: String::new(),
+                method: "POST".into(),
+                headers: Default::default(),
+                input_schema: raw
+                    .get("inputSchema")
+                    .cloned()
+                    .unwrap_or_else(|| json!({"type": "object"})),
+                output_schema: raw.get("outputSchema").cloned(),
+                annotations: raw.get("annotations").cloned(),
+                timeout_ms: up.def.timeout_ms,
+            };
+            self.tools.push(Arc::new(Tool {
+                id: format!("{}/{name}", up.id),
+                def,
+                url: None,
+                listing: renamed.to_string(),
+                fed: Some(Federated {
+                    upstream: up.clone(),
+                    listing: raw.to_string(),
+                    name,
+                }),
+            }));
+        }
+        for (raw, is_template) in catalog
+            .resources
+            .into_iter()
+            .map(|r| (r, false))
+            .chain(catalog.resource_templates.into_iter().map(|r| (r, true)))
+        {
+            let key = if is_template { "uriTemplate" } else { "uri" };
+            let Some(uri) = s(&raw, key) else { continue };
+            let def = ResourceDef {
+                scope: up.def.scope.clone(),
+                name: s(&raw, "name").unwrap_or_else(|| uri.clone()),
+                title: s(&raw, "title"),
+                description: s(&raw, "description"),
+                uri: (!is_template).then(|| uri.clone()),
+                uri_template: is_template.then(|| uri.clone()),
+                mime_type: s(&raw, "mimeType"),
+                text: None,
+                blob: None,
+                annotations: raw.get("annotations").cloned(),
+                completions: Default::default(),
+            };
+            let template = if is_template {
+                UriTemplate::parse(&uri).ok()
+            } else {
+                None
+            };
+            self.push_resource(Resource {
+                id: format!("{}/{uri}", up.id),
+                def,
+                template,
+                listing: raw.to_string(),
+                fed: Some(Federated {
+                    upstream: up.clone(),
+                    listing: raw.to_string(),
+                    name: uri,
+                }),
+            });
+        }
+        for raw in catalog.prompts {
+            let Some(name) = s(&raw, "name") else { continue };
+            let served = format!("{}{separator}{name}", up.slug);
+            let mut renamed = raw.clone();
+            renamed["name"] = json!(served);
+            let arguments = raw
+                .get("arguments")
+                .and_then(Value::as_array)
+                .map(|args| {
+                    args.iter()
+                        .filter_map(|a| {
+                            Some(PromptArgumentDef {
+                                name: s(a, "name")?,
+                                title: s(a, "title"),
+                                description: s(a, "description"),
+                                required: a.get("required").and_then(Value::as_bool).unwrap_or(false),
+                                values: Vec::new(),
+                            })
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            let def = PromptDef {
+                scope: up.def.scope.clone(),
+                name: served,
+                title: s(&raw, "title"),
+                description: s(&raw, "description"),
+                template: None,
+                messages: Vec::new(),
+                arguments,
+            };
+            self.prompts.push(Arc::new(Prompt {
+                def,
+                listing: renamed.to_string(),
+                fed: Some(Federated {
+                    upstream: up.clone(),
+                    listing: raw.to_string(),
+                    name,
+                }),
+            }));
+        }
+    }
+}
+
+impl Server {
+    /// True when a member named in `listed` (or, if federated, of one of this server's
+    /// upstreams) belongs here.
+    pub fn has_member(&self, listed: &[String], names: &[&str], fed: Option<&Federated>) -> bool {
+        fed.is_some_and(|f| self.includes_upstream(&f.upstream.id))
+            || listed.iter().any(|l| names.iter().any(|n| l == n))
+    }
+}

@@ -1,0 +1,14 @@
+//! Security: who is calling and whether they may ([`admission::Security`]: credentials, scopes,
+//! revocations, rate limits, the 401/403/429 answers), the auth settings and identities
+//! ([`auth`]), JWT verification ([`jwt`]), rate-limit rules and buckets ([`ratelimit`]), and
+//! the Host/Origin/CORS policy ([`origin`]).
+//!
+//! Lives here: every decision about letting a request in. Not here: what the request does
+//! once it is in; the SSRF policy for outbound URLs ([`crate::netguard`], which the registry
+//! applies when definitions are stored).
+
+pub(crate) mod admission;
+pub mod auth;
+pub mod jwt;
+pub(crate) mod origin;
+pub mod ratelimit;

@@ -1,0 +1,134 @@
+//! Which Hosts and Origins may reach the gateway (DNS-rebinding protection while bound to
+//! loopback; the configured lists otherwise) and the CORS answers for the Origins that pass.
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Request, Response, StatusCode};
+
+use crate::http::header_str;
+use crate::http::response::Body;
+
+/// Request headers a browser client may send (answer to a CORS preflight).
+const CORS_ALLOW_HEADERS: &str =
+    "content-type, accept, authorization, mcp-session-id, mcp-protocol-version, last-event-id";
+/// Response headers a browser client may read.
+const CORS_EXPOSE_HEADERS: &str = "mcp-session-id, mcp-protocol-version, www-authenticate, retry-after, location";
+
+/// The Host and Origin policy.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct OriginPolicy {
+    /// Hosts accepted besides loopback names (all, when empty and not bound to loopback).
+    pub allowed_hosts: Vec<String>,
+    /// Origins accepted (`*`: any).
+    pub allowed_origins: Vec<String>,
+    /// Bound to a loopback address: only loopback Hosts and Origins, unless listed.
+    pub loopback: bool,
+}
+
+/// The host part of a `Host` header or origin authority, without port or brackets.
+fn host_only(authority: &str) -> &str {
+    if let Some(rest) = authority.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or_default();
+    }
+    authority.rsplit_once(':').map_or(authority, |(h, p)| {
+        if p.chars().all(|c| c.is_ascii_digit()) {
+            h
+        } else {
+            authority
+        }
+    })
+}
+
+fn is_loopback_name(host: &str) -> bool {
+    let h = host.to_ascii_lowercase();
+    h == "localhost"
+        || h == "::1"
+        || h.starts_with("127.") && h.split('.').count() == 4 && h.split('.').all(|o| o.parse::<u8>().is_ok())
+}
+
+impl OriginPolicy {
+    /// Whether the request's Host and Origin may reach the gateway; why not otherwise.
+    pub fn check(&self, req: &Request<Bytes>) -> Result<(), String> {
+        let host = header_str(req.headers(), "host")
+            .map(str::to_string)
+            .or_else(|| req.uri().authority().map(|a| a.to_string()));
+        let host_listed = |h: &str| {
+            self.allowed_hosts
+                .iter()
+                .any(|a| a.eq_ignore_ascii_case(h) || a.eq_ignore_ascii_case(host_only(h)))
+        };
+        if let Some(h) = &host {
+            let ok = if self.loopback {
+                is_loopback_name(host_only(h)) || host_listed(h)
+            } else {
+                self.allowed_hosts.is_empty() || host_listed(h)
+            };
+            if !ok {
+                return Err(format!("Forbidden: Host '{h}' is not allowed"));
+            }
+        }
+        if let Some(origin) = header_str(req.headers(), "origin") {
+            if self
+                .allowed_origins
+                .iter()
+                .any(|o| o == "*" || o.eq_ignore_ascii_case(origin))
+            {
+                return Ok(());
+            }
+            let authority = origin.split_once("://").map(|(_, a)| a).unwrap_or(origin);
+            let ok = if self.loopback {
+                is_loopback_name(host_only(authority))
+            } else {
+                host.as_deref().is_some_and(|h| h.eq_ignore_ascii_case(authority))
+            };
+            if !ok {
+                return Err(format!("Forbidden: Origin '{origin}' is not allowed"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The answer to a CORS preflight (`OPTIONS` with `Access-Control-Request-Method`).
+pub(crate) fn preflight() -> Response<Body> {
+    let mut r = Response::new(Body::Empty);
+    *r.status_mut() = StatusCode::NO_CONTENT;
+    let h = r.headers_mut();
+    h.insert(
+        "access-control-allow-methods",
+        HeaderValue::from_static("GET, POST, PUT, PATCH, DELETE, OPTIONS"),
+    );
+    h.insert(
+        "access-control-allow-headers",
+        HeaderValue::from_static(CORS_ALLOW_HEADERS),
+    );
+    h.insert("access-control-max-age", HeaderValue::from_static("600"));
+    r
+}
+
+/// Adds the CORS headers for an Origin that passed [`OriginPolicy::check`].
+pub(crate) fn with_cors(mut r: Response<Body>, origin: Option<HeaderValue>) -> Response<Body> {
+    if let Some(o) = origin {
+        let h = r.headers_mut();
+        h.insert("access-control-allow-origin", o);
+        h.insert(
+            "access-control-expose-headers",
+            HeaderValue::from_static(CORS_EXPOSE_HEADERS),
+        );
+        h.append(header::VARY, HeaderValue::from_static("origin"));
+    }
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_parsing() {
+        assert_eq!(host_only("localhost:4444"), "localhost");
+        assert_eq!(host_only("[::1]:80"), "::1");
+        assert_eq!(host_only("evil.example.com"), "evil.example.com");
+        assert!(is_loopback_name("127.0.0.1") && is_loopback_name("LOCALHOST") && is_loopback_name("::1"));
+        assert!(!is_loopback_name("127.0.0.1.evil.com") && !is_loopback_name("evil.example.com"));
+    }
+}

@@ -1,0 +1,259 @@
+//! Client sessions: their state between requests (through the [`SessionStore`] port), the event
+//! log a stream resumes from (`Last-Event-ID`, through the [`EventStore`] port), the live streams
+//! of this process ([`hub`]), admission of new sessions, expiry, and the fan-out of
+//! server-initiated messages (`list_changed` after the registry changed) to every open stream.
+//!
+//! Lives here: what a session is and how long it lasts. Not here: MCP methods (the engine), how
+//! messages are framed for a transport (the faces), upstream sessions (federation, which hears
+//! of a session's end through [`Sessions::on_end`]).
+
+pub(crate) mod hub;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use serde_json::{json, Value};
+
+use crate::platform::{MaybeSend, MaybeSync};
+use crate::ports::{Clock, EventStore, Ids, Kind, SessionState, SessionStore, StoredEvent};
+use crate::proto::jsonrpc;
+use crate::registry::Registry;
+use hub::{Frame, Hub};
+
+/// The stream name of standalone GET streams in the event log.
+pub(crate) const STANDALONE: &str = "g";
+
+/// Told the id of every session that ends (deleted, expired, or its legacy stream closed).
+pub(crate) type EndHook = Box<dyn EndFn>;
+
+/// What an [`EndHook`] is: `Send + Sync` on native targets.
+pub(crate) trait EndFn: Fn(&str) + MaybeSend + MaybeSync {}
+impl<F: Fn(&str) + MaybeSend + MaybeSync> EndFn for F {}
+
+/// The gateway holds `max_sessions` and none is idle enough to go: try again later.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Full;
+
+/// How long sessions live and how many there may be.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    /// Idle sessions expire after this long.
+    pub ttl_ms: u64,
+    /// At most this many sessions at once.
+    pub max_sessions: usize,
+}
+
+/// The session service of one gateway.
+pub(crate) struct Sessions {
+    store: Arc<dyn SessionStore>,
+    events: Arc<dyn EventStore>,
+    hub: Hub,
+    registry: Arc<Registry>,
+    clock: Arc<dyn Clock>,
+    ids: Arc<dyn Ids>,
+    limits: Limits,
+    /// Sessions admitted so far (every 64th sweeps idle ones).
+    admitted: AtomicU64,
+    /// Names of POST streams in the event log.
+    stream_seq: AtomicU64,
+    on_end: Mutex<Vec<EndHook>>,
+}
+
+impl Sessions {
+    /// Sessions kept in `store`, their streams logged in `events`.
+    pub fn new(
+        store: Arc<dyn SessionStore>,
+        events: Arc<dyn EventStore>,
+        registry: Arc<Registry>,
+        clock: Arc<dyn Clock>,
+        ids: Arc<dyn Ids>,
+        limits: Limits,
+    ) -> Self {
+        Self {
+            store,
+            events,
+            hub: Hub::default(),
+            registry,
+            clock,
+            ids,
+            limits,
+            admitted: AtomicU64::new(0),
+            stream_seq: AtomicU64::new(0),
+            on_end: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Calls `hook` with the id of every session that ends from now on.
+    pub fn on_end(&self, hook: EndHook) {
+        self.on_end.lock().unwrap_or_else(|e| e.into_inner()).push(hook);
+    }
+
+    /// The live streams of this process.
+    pub fn hub(&self) -> &Hub {
+        &self.hub
+    }
+
+    /// A session as stored, untouched.
+    pub async fn get(&self, id: &str) -> Option<SessionState> {
+        self.store.get(id).await
+    }
+
+    /// Stores a session (new or changed).
+    pub async fn put(&self, s: SessionState) {
+        self.store.put(s).await
+    }
+
+    /// A live session, touched: `None` if unknown, expired (then it ends now), owned by another
+    /// subject than `subject`, or bound to another virtual server than `server`.
+    pub async fn load(&self, id: &str, subject: Option<&str>, server: Option<&str>) -> Option<SessionState> {
+        let mut s = self.store.get(id).await?;
+        // Another caller's session does not exist for this one.
+        if s.owner.is_some() && s.owner.as_deref() != subject {
+            return None;
+        }
+        let now = self.clock.now_ms();
+        if now.saturating_sub(s.last_seen) > self.limits.ttl_ms {
+            self.end(id).await;
+            return None;
+        }
+        if s.server.as_deref() != server {
+            return None;
+        }
+        if now.saturating_sub(s.last_seen) >= 1000 {
+            s.last_seen = now;
+            self.store.put(s.clone()).await;
+        }
+        Some(s)
+    }
+
+    /// A new session (not stored yet): named `id` when the adapter chose one, else at random.
+    pub fn create(
+        &self,
+        id: Option<String>,
+        owner: Option<String>,
+        server: Option<String>,
+        legacy_sse: bool,
+    ) -> SessionState {
+        let now = self.clock.now_ms();
+        SessionState {
+            id: id.unwrap_or_else(|| self.ids.new_id()),
+            protocol_version: None,
+            server,
+            client_capabilities: json!({}),
+            client_info: Value::Null,
+            log_level: None,
+            legacy_sse,
+            created_at: now,
+            last_seen: now,
+            owner,
+        }
+    }
+
+    /// Admits one more session. Idle sessions are swept now and then, and at once when the
+    /// gateway holds `max_sessions`. The registry as the new session first sees it becomes the
+    /// reference later `list_changed` are measured from.
+    pub async fn admit(&self) -> Result<(), Full> {
+        if self.admitted.fetch_add(1, Ordering::Relaxed) % 64 == 63 {
+            self.expire().await;
+        }
+        if self.store.count().await >= self.limits.max_sessions {
+            self.expire().await;
+        }
+        if self.store.count().await < self.limits.max_sessions {
+            let _ = self.registry.snapshot().await;
+            return Ok(());
+        }
+        Err(Full)
+    }
+
+    /// Ends a session: its state, event log and streams go, and the end hooks hear of it.
+    pub async fn end(&self, id: &str) {
+        self.store.remove(id).await;
+        self.forget(id).await;
+    }
+
+    /// What remains of a session whose state is gone already.
+    async fn forget(&self, id: &str) {
+        self.events.forget(id).await;
+        self.hub.close(id);
+        for hook in self.on_end.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+            hook(id);
+        }
+    }
+
+    /// Ends the sessions idle for longer than the TTL; returns how many.
+    pub async fn expire(&self) -> usize {
+        let cutoff = self.clock.now_ms().saturating_sub(self.limits.ttl_ms);
+        let gone = self.store.expire(cutoff).await;
+        for id in &gone {
+            self.forget(id).await;
+        }
+        gone.len()
+    }
+
+    /// A name for a new POST stream in the event log.
+    pub fn next_stream(&self) -> String {
+        format!("p{}", self.stream_seq.fetch_add(1, Ordering::Relaxed) + 1)
+    }
+
+    /// Logs a message of stream `stream` for replay; its sequence number.
+    pub async fn append(&self, sid: &str, stream: &str, data: String) -> u64 {
+        self.events.append(sid, stream, data).await
+    }
+
+    /// The logged messages of `stream` after `after`.
+    pub async fn replay(&self, sid: &str, stream: &str, after: u64) -> Vec<StoredEvent> {
+        self.events.replay(sid, stream, after).await
+    }
+
+    /// Sends a server-initiated message on a session's stream (its standalone GET stream, logged
+    /// for replay, or its legacy SSE stream).
+    pub async fn send(&self, sid: &str, data: String) {
+        let legacy = self.store.get(sid).await.is_some_and(|s| s.legacy_sse);
+        let id = if legacy {
+            None
+        } else {
+            Some(format!(
+                "{STANDALONE}.{}",
+                self.events.append(sid, STANDALONE, data.clone()).await
+            ))
+        };
+        self.hub.send(sid, Frame::message(id, data));
+    }
+
+    /// Sends a server-initiated message to every session with a live stream.
+    pub async fn broadcast(&self, message: Value) {
+        let data = message.to_string();
+        for sid in self.hub.sessions() {
+            self.send(&sid, data.clone()).await;
+        }
+    }
+
+    /// Reloads the registry and tells connected clients which lists changed since the last
+    /// refresh; returns how many notifications went out per stream.
+    pub async fn refresh_registry(&self) -> usize {
+        let kinds = match self.registry.refresh().await {
+            Ok(k) => k,
+            // The store is unreachable: nothing to announce; the next refresh will see it.
+            Err(_) => return 0,
+        };
+        let mut methods = std::collections::BTreeSet::new();
+        for kind in kinds {
+            match kind {
+                Kind::Tool => methods.insert("notifications/tools/list_changed"),
+                Kind::Resource => methods.insert("notifications/resources/list_changed"),
+                Kind::Prompt => methods.insert("notifications/prompts/list_changed"),
+                // Membership changes what a virtual server's clients see in every list.
+                _ => {
+                    methods.insert("notifications/tools/list_changed");
+                    methods.insert("notifications/resources/list_changed");
+                    methods.insert("notifications/prompts/list_changed")
+                }
+            };
+        }
+        for m in &methods {
+            self.broadcast(jsonrpc::notification(m, None)).await;
+        }
+        methods.len()
+    }
+}
