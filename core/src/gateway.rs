@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::config::{ConfigError, GatewayConfig};
 use crate::engine::{Engine, ServerInfo};
@@ -254,11 +254,7 @@ impl Gateway {
     pub fn payload_too_large(&self, path: &str) -> Response<Body> {
         let msg = format!("request body larger than {} bytes", self.s.config.max_body_bytes);
         match Route::parse(path).error_style() {
-            ErrorStyle::JsonRpc => rpc_error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                &Value::Null,
-                RpcError::invalid_request(msg),
-            ),
+            ErrorStyle::JsonRpc => rpc_error(StatusCode::PAYLOAD_TOO_LARGE, None, RpcError::invalid_request(msg)),
             ErrorStyle::Rest => api_error(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", msg, None),
         }
     }
@@ -269,7 +265,7 @@ impl Gateway {
         let route = Route::parse(&path);
         if let Err(msg) = self.s.security.check_origin(&req) {
             return match route.error_style() {
-                ErrorStyle::JsonRpc => rpc_error(StatusCode::FORBIDDEN, &Value::Null, RpcError::invalid_request(msg)),
+                ErrorStyle::JsonRpc => rpc_error(StatusCode::FORBIDDEN, None, RpcError::invalid_request(msg)),
                 ErrorStyle::Rest => api_error(StatusCode::FORBIDDEN, "forbidden", msg, None),
             };
         }
@@ -312,14 +308,14 @@ impl Gateway {
         let snapshot = self.s.registry.snapshot().await.map_err(|e| {
             Box::new(rpc_error(
                 StatusCode::SERVICE_UNAVAILABLE,
-                &Value::Null,
+                None,
                 RpcError::internal(e.to_string()),
             ))
         })?;
         let Some(server) = snapshot.server(id).cloned() else {
             return Err(Box::new(rpc_error(
                 StatusCode::NOT_FOUND,
-                &Value::Null,
+                None,
                 RpcError::invalid_request(format!("no virtual server '{id}'")),
             )));
         };

@@ -19,9 +19,10 @@ use crate::model::{PromptContentDef, Role};
 use crate::platform::{boxed_stream, BoxStream};
 use crate::ports::{Clock, SessionState};
 use crate::proto::cursor;
-use crate::proto::jsonrpc::{self, Json, Request, RpcError};
+use crate::proto::jsonrpc::{self, Json, Request, RequestId, RpcError};
 use crate::proto::logging::LogLevel;
-use crate::proto::version::ProtocolVersion;
+use crate::proto::method::{Kind, Method};
+use crate::proto::version::{Era, ProtocolVersion};
 use crate::registry::{Federated, Prompt, Registry, Resource, Server, Snapshot, Tool};
 use crate::render;
 use crate::security::admission::Caller;
@@ -236,7 +237,7 @@ impl Engine {
             let id = req.id.clone();
             let respond = move |r: Result<Json, RpcError>| match r {
                 Ok(result) => Event::Answer(jsonrpc::response_json(&id, &result)),
-                Err(e) => Event::Answer(Json::from_value(&jsonrpc::error_response(&id, &e))),
+                Err(e) => Event::Answer(Json::from_value(&jsonrpc::error_response(Some(&id), &e))),
             };
             match me.call(&ctx, &req).await {
                 Ok(Reply::Now(result)) => boxed_stream(stream::iter([respond(Ok(result))])),
@@ -254,16 +255,23 @@ impl Engine {
     /// serving the session; `initialized` needs nothing.
     pub async fn notification(&self, session: Option<&SessionState>, method: &str, params: Option<&Value>) {
         let Some(s) = session else { return };
-        match method {
-            "notifications/cancelled" => self.fed.cancel_upstream(&s.id, params).await,
-            "notifications/roots/list_changed" => self.fed.notify_links(&s.id, method, None, false).await,
+        match Method::parse(method) {
+            Some(Method::Cancelled) => self.fed.cancel_upstream(&s.id, params).await,
+            Some(m @ Method::RootsListChanged) => self.fed.notify_links(&s.id, m.name(), None, false).await,
             _ => {}
         }
     }
 
     /// The client's answer to a request an upstream sent it through the gateway.
-    pub async fn client_answer(&self, session: &SessionState, id: &Value, outcome: Result<Value, RpcError>) {
-        self.fed.answer_upstream(&session.id, id, outcome).await;
+    pub async fn client_answer(
+        &self,
+        session: &SessionState,
+        id: Option<&RequestId>,
+        outcome: Result<Value, RpcError>,
+    ) {
+        if let Some(id) = id {
+            self.fed.answer_upstream(&session.id, id, outcome).await;
+        }
     }
 
     /// The client opened a stream of its own on session `sid`.
@@ -272,7 +280,14 @@ impl Engine {
     }
 
     /// Forwards a request to a federated member's upstream.
-    fn forward(&self, ctx: &CallCtx, f: &Federated, req: &Request, method: &str, params: Map<String, Value>) -> Reply {
+    fn forward(
+        &self,
+        ctx: &CallCtx,
+        f: &Federated,
+        req: &Request,
+        method: Method,
+        params: Map<String, Value>,
+    ) -> Reply {
         let up = f.upstream.clone();
         Reply::Relay(
             self.fed
@@ -328,21 +343,26 @@ impl Engine {
 
     /// Dispatches one request by method.
     async fn call(&self, ctx: &CallCtx, req: &Request) -> Result<Reply, RpcError> {
-        let m = req.method.as_str();
-        let result = match m {
-            "tools/list" => return self.list(ctx, req, "tools").await.map(Reply::from),
-            "resources/list" => return self.list(ctx, req, "resources").await.map(Reply::from),
-            "resources/templates/list" => return self.list(ctx, req, "resourceTemplates").await.map(Reply::from),
-            "prompts/list" => return self.list(ctx, req, "prompts").await.map(Reply::from),
-            "ping" => json!({}),
-            "initialize" => self.initialize_in_session(ctx, req).await?,
-            "tools/call" => return self.tools_call(ctx, req).await,
-            "resources/read" => return self.resources_read(ctx, req).await,
-            "resources/subscribe" | "resources/unsubscribe" => return self.subscribe(ctx, req).await,
-            "prompts/get" => return self.prompts_get(ctx, req).await,
-            "completion/complete" => return self.complete(ctx, req).await,
-            "logging/setLevel" => self.set_level(ctx, req).await?,
-            _ => return Err(RpcError::method_not_found(m)),
+        let known = Method::parse(&req.method).filter(|m| m.info().kind == Kind::Request && m.in_era(Era::Session));
+        let Some(method) = known else {
+            return Err(RpcError::method_not_found(&req.method));
+        };
+        let result = match method {
+            Method::ToolsList => return self.list(ctx, req, "tools").await.map(Reply::from),
+            Method::ResourcesList => return self.list(ctx, req, "resources").await.map(Reply::from),
+            Method::ResourceTemplatesList => return self.list(ctx, req, "resourceTemplates").await.map(Reply::from),
+            Method::PromptsList => return self.list(ctx, req, "prompts").await.map(Reply::from),
+            Method::Ping => json!({}),
+            Method::Initialize => self.initialize_in_session(ctx, req).await?,
+            Method::ToolsCall => return self.tools_call(ctx, req).await,
+            Method::ResourcesRead => return self.resources_read(ctx, req).await,
+            Method::ResourcesSubscribe | Method::ResourcesUnsubscribe => return self.subscribe(ctx, req, method).await,
+            Method::PromptsGet => return self.prompts_get(ctx, req).await,
+            Method::CompletionComplete => return self.complete(ctx, req).await,
+            Method::LoggingSetLevel => self.set_level(ctx, req).await?,
+            Method::ServerDiscover | Method::Initialized | Method::Cancelled | Method::RootsListChanged => {
+                return Err(RpcError::method_not_found(&req.method))
+            }
         };
         Ok(Reply::Now(Json::from_value(&result)))
     }
@@ -427,12 +447,12 @@ impl Engine {
             .ok_or_else(|| RpcError::invalid_params(format!("Unknown tool: {name}")))?;
         if let Some(f) = &tool.fed {
             p.insert("name".into(), json!(f.name));
-            return Ok(self.forward(ctx, f, req, "tools/call", p));
+            return Ok(self.forward(ctx, f, req, Method::ToolsCall, p));
         }
         Ok(self.call_rest(ctx, tool.clone(), args))
     }
 
-    async fn subscribe(&self, ctx: &CallCtx, req: &Request) -> Result<Reply, RpcError> {
+    async fn subscribe(&self, ctx: &CallCtx, req: &Request, subscription: Method) -> Result<Reply, RpcError> {
         let p = params_obj(req)?;
         let uri = str_param(&p, "uri", &req.method)?;
         let snap = self
@@ -443,7 +463,7 @@ impl Engine {
         })?;
         match (&r.fed, &ctx.session) {
             // The session's link listens from the moment it opened: updates reach the client.
-            (Some(f), Some(_)) => Ok(self.forward(ctx, f, req, &req.method, p.clone())),
+            (Some(f), Some(_)) => Ok(self.forward(ctx, f, req, subscription, p.clone())),
             (Some(_), None) => Err(RpcError::invalid_request(format!(
                 "{}: subscriptions need a session",
                 req.method
@@ -500,7 +520,7 @@ impl Engine {
             RpcError::new(jsonrpc::RESOURCE_NOT_FOUND, "Resource not found").with_data(json!({"uri": uri}))
         })?;
         if let Some(f) = &r.fed {
-            return Ok(self.forward(ctx, f, req, "resources/read", p.clone()));
+            return Ok(self.forward(ctx, f, req, Method::ResourcesRead, p.clone()));
         }
         Ok(Reply::Now(Json::from_value(
             &json!({"contents": [self.resource_contents(r, uri, &vars)?]}),
@@ -516,7 +536,7 @@ impl Engine {
             .ok_or_else(|| RpcError::invalid_params(format!("Unknown prompt: {name}")))?;
         if let Some(f) = &found.fed {
             p.insert("name".into(), json!(f.name));
-            return Ok(self.forward(ctx, f, req, "prompts/get", p));
+            return Ok(self.forward(ctx, f, req, Method::PromptsGet, p));
         }
         let prompt = &found.def;
         let mut args = Map::new();
@@ -613,7 +633,7 @@ impl Engine {
                     let mut reference = reference.clone();
                     reference.insert("name".into(), json!(f.name));
                     p.insert("ref".into(), Value::Object(reference));
-                    return Ok(self.forward(ctx, f, req, "completion/complete", p));
+                    return Ok(self.forward(ctx, f, req, Method::CompletionComplete, p));
                 }
                 prompt
                     .def
@@ -637,7 +657,7 @@ impl Engine {
                         RpcError::new(jsonrpc::RESOURCE_NOT_FOUND, "Resource not found").with_data(json!({"uri": uri}))
                     })?;
                 if let Some(f) = &r.fed {
-                    return Ok(self.forward(ctx, f, req, "completion/complete", p.clone()));
+                    return Ok(self.forward(ctx, f, req, Method::CompletionComplete, p.clone()));
                 }
                 r.def.completions.get(arg_name).cloned().unwrap_or_default()
             }

@@ -7,7 +7,6 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures::{stream, StreamExt};
 use http::{Method, Request, Response, StatusCode};
-use serde_json::Value;
 
 use super::{
     not_acceptable_sse, parse_rpc_body, query_param, session_not_found, shutting_down, sse_response, too_many_sessions,
@@ -68,7 +67,7 @@ pub(crate) async fn legacy_message(
     else {
         return rpc_error(
             StatusCode::BAD_REQUEST,
-            &Value::Null,
+            None,
             RpcError::invalid_request("Bad Request: missing sessionId query parameter"),
         );
     };

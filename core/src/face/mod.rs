@@ -16,14 +16,13 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures::{stream, StreamExt};
 use http::{header, HeaderValue, Request, Response, StatusCode};
-use serde_json::Value;
 
 use crate::engine::{CallCtx, Engine, Event};
 use crate::http::is_json_content;
 use crate::http::response::{json_text_response, rpc_error, Body};
 use crate::platform::{boxed, boxed_stream, BoxStream};
 use crate::ports::{SessionState, Spawner};
-use crate::proto::jsonrpc::{self, Incoming, Json, Message, Request as RpcRequest, RpcError};
+use crate::proto::jsonrpc::{self, Incoming, Json, Message, Request as RpcRequest, RequestId, RpcError};
 use crate::registry::Server;
 use crate::security::admission::{Admitted, Caller};
 use crate::session::hub::Frame;
@@ -50,7 +49,7 @@ pub(crate) struct Face {
 /// The items of a POST body, in order.
 enum Item {
     Request(RpcRequest),
-    Invalid(Value, RpcError),
+    Invalid(Option<RequestId>, RpcError),
 }
 
 /// Where the answers of a POST go.
@@ -85,7 +84,7 @@ fn accepted() -> Response<Body> {
 fn not_acceptable_sse() -> Response<Body> {
     rpc_error(
         StatusCode::NOT_ACCEPTABLE,
-        &Value::Null,
+        None,
         RpcError::invalid_request("Not Acceptable: Accept must list text/event-stream"),
     )
 }
@@ -94,7 +93,7 @@ fn not_acceptable_sse() -> Response<Body> {
 fn session_not_found() -> Response<Body> {
     rpc_error(
         StatusCode::NOT_FOUND,
-        &Value::Null,
+        None,
         RpcError::new(jsonrpc::SESSION_NOT_FOUND, "Session not found"),
     )
 }
@@ -102,7 +101,7 @@ fn session_not_found() -> Response<Body> {
 fn shutting_down() -> Response<Body> {
     rpc_error(
         StatusCode::SERVICE_UNAVAILABLE,
-        &Value::Null,
+        None,
         RpcError::internal("shutting down"),
     )
 }
@@ -111,7 +110,7 @@ fn shutting_down() -> Response<Body> {
 fn too_many_sessions() -> Response<Body> {
     let mut r = rpc_error(
         StatusCode::SERVICE_UNAVAILABLE,
-        &Value::Null,
+        None,
         RpcError::new(-32000, "Too many sessions: try again later"),
     );
     r.headers_mut()
@@ -124,19 +123,18 @@ fn parse_rpc_body(req: &Request<Bytes>, max_batch: usize) -> Result<Incoming, Bo
     if !is_json_content(req.headers()) {
         return Err(Box::new(rpc_error(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            &Value::Null,
+            None,
             RpcError::invalid_request("Unsupported Media Type: Content-Type must be application/json"),
         )));
     }
-    let incoming =
-        jsonrpc::parse(req.body()).map_err(|e| Box::new(rpc_error(StatusCode::BAD_REQUEST, &Value::Null, e)))?;
+    let incoming = jsonrpc::parse(req.body()).map_err(|e| Box::new(rpc_error(StatusCode::BAD_REQUEST, None, e)))?;
     if let Incoming::Batch(items) = &incoming {
         if items.len() > max_batch {
             let e = RpcError::invalid_request(format!(
                 "Invalid Request: a batch of {} messages is over the limit of {max_batch}",
                 items.len()
             ));
-            return Err(Box::new(rpc_error(StatusCode::BAD_REQUEST, &Value::Null, e)));
+            return Err(Box::new(rpc_error(StatusCode::BAD_REQUEST, None, e)));
         }
     }
     Ok(incoming)
@@ -221,7 +219,7 @@ impl Face {
                 }
                 Ok(Message::Response { id, outcome }) => {
                     if let Some(s) = &session {
-                        self.engine.client_answer(s, &id, outcome).await;
+                        self.engine.client_answer(s, id.as_ref(), outcome).await;
                     }
                 }
                 Err((id, e)) => items.push(Item::Invalid(id, e)),
@@ -236,7 +234,7 @@ impl Face {
         let answers_of = items.into_iter().enumerate().map(|(i, item)| match item {
             Item::Request(r) => boxed_stream(self.engine.respond(ctx.clone(), r).map(move |e| (i, e))),
             Item::Invalid(id, e) => {
-                let answer = Event::Answer(Json::from_value(&jsonrpc::error_response(&id, &e)));
+                let answer = Event::Answer(Json::from_value(&jsonrpc::error_response(id.as_ref(), &e)));
                 boxed_stream(stream::iter([(i, answer)]))
             }
         });
@@ -310,7 +308,7 @@ impl Face {
             }
             None => rpc_error(
                 StatusCode::INTERNAL_SERVER_ERROR,
-                &Value::Null,
+                None,
                 RpcError::internal("request produced no response"),
             ),
         }

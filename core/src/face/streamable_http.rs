@@ -17,7 +17,8 @@ use crate::http::response::{json_response, method_not_allowed, rpc_error, Body};
 use crate::http::{accepts, header_str};
 use crate::platform::boxed_stream;
 use crate::proto::jsonrpc::{self, Incoming, Message, RpcError};
-use crate::proto::version::ProtocolVersion;
+use crate::proto::method::{Kind, Method as McpMethod};
+use crate::proto::version::{Era, ProtocolVersion};
 use crate::registry::Server;
 use crate::session::hub::{Frame, OnDrop};
 use crate::session::STANDALONE;
@@ -40,7 +41,7 @@ fn check_version_header(h: &HeaderMap) -> Result<(), Box<Response<Body>>> {
     match header_str(h, MCP_PROTOCOL_VERSION) {
         Some(v) if ProtocolVersion::served(v).is_none() => Err(Box::new(rpc_error(
             StatusCode::BAD_REQUEST,
-            &Value::Null,
+            None,
             RpcError::invalid_request(format!(
                 "Bad Request: unsupported MCP-Protocol-Version '{v}' (supported: {})",
                 ProtocolVersion::served_names().join(", ")
@@ -53,7 +54,7 @@ fn check_version_header(h: &HeaderMap) -> Result<(), Box<Response<Body>>> {
 fn missing_session_header() -> Response<Body> {
     rpc_error(
         StatusCode::BAD_REQUEST,
-        &Value::Null,
+        None,
         RpcError::invalid_request("Bad Request: missing Mcp-Session-Id header"),
     )
 }
@@ -63,7 +64,7 @@ async fn post(face: &Arc<Face>, req: Request<Bytes>, scope: Option<Arc<Server>>)
     if !(accepts(h, "application/json") && accepts(h, "text/event-stream")) {
         return rpc_error(
             StatusCode::NOT_ACCEPTABLE,
-            &Value::Null,
+            None,
             RpcError::invalid_request("Not Acceptable: Accept must list application/json and text/event-stream"),
         );
     }
@@ -84,7 +85,7 @@ async fn post(face: &Arc<Face>, req: Request<Bytes>, scope: Option<Arc<Server>>)
     if matches!(incoming, Incoming::Batch(_)) && !batches {
         return rpc_error(
             StatusCode::BAD_REQUEST,
-            &Value::Null,
+            None,
             RpcError::invalid_request(format!(
                 "Invalid Request: protocol version {} does not allow batches",
                 session.protocol_version.map_or("", ProtocolVersion::as_str)
@@ -104,36 +105,23 @@ async fn sessionless_post(
     scope: Option<Arc<Server>>,
 ) -> Response<Body> {
     let req = match incoming {
-        Incoming::Single(Message::Request(r)) if r.method == "initialize" => r,
+        Incoming::Single(Message::Request(r)) if McpMethod::parse(&r.method) == Some(McpMethod::Initialize) => r,
         Incoming::Single(Message::Request(r)) => {
             // Includes the 2026-07-28 `server/discover` probe: a prompt JSON-RPC error makes
             // clients fall back to `initialize`.
-            let known = matches!(
-                r.method.as_str(),
-                "ping"
-                    | "tools/list"
-                    | "tools/call"
-                    | "resources/list"
-                    | "resources/read"
-                    | "resources/templates/list"
-                    | "prompts/list"
-                    | "prompts/get"
-                    | "completion/complete"
-                    | "logging/setLevel"
-                    | "resources/subscribe"
-                    | "resources/unsubscribe"
-            );
+            let known =
+                McpMethod::parse(&r.method).is_some_and(|m| m.info().kind == Kind::Request && m.in_era(Era::Session));
             let err = if known {
                 RpcError::invalid_request("Bad Request: missing Mcp-Session-Id header; send initialize first")
             } else {
                 RpcError::method_not_found(&r.method)
             };
-            return rpc_error(StatusCode::BAD_REQUEST, &r.id, err);
+            return rpc_error(StatusCode::BAD_REQUEST, Some(&r.id), err);
         }
         _ => {
             return rpc_error(
                 StatusCode::BAD_REQUEST,
-                &Value::Null,
+                None,
                 RpcError::invalid_request("Bad Request: missing Mcp-Session-Id header; send initialize first"),
             )
         }
@@ -155,7 +143,7 @@ async fn sessionless_post(
             }
             r
         }
-        Err(e) => json_response(StatusCode::OK, &jsonrpc::error_response(&req.id, &e)),
+        Err(e) => json_response(StatusCode::OK, &jsonrpc::error_response(Some(&req.id), &e)),
     }
 }
 

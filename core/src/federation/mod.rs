@@ -20,12 +20,13 @@ use serde_json::{json, Value};
 
 pub use health::Health;
 use health::HealthBook;
-use relay::{id_key, unrouted, Relay, Rewrite};
+use relay::{unrouted, Relay, Rewrite};
 
 use crate::model::{Catalog, Transport, UpstreamDef};
 use crate::platform::{boxed, boxed_stream, BoxFuture, BoxStream};
 use crate::ports::SessionState;
-use crate::proto::jsonrpc::{Json, RpcError, INTERNAL_ERROR};
+use crate::proto::jsonrpc::{Json, RequestId, RpcError, INTERNAL_ERROR};
+use crate::proto::method::Method;
 use crate::registry::{Registry, Upstream};
 use crate::session::Sessions;
 use crate::upstream::{fetch_catalog, Hello, KeepOpen, Link, Net, UpstreamError};
@@ -74,7 +75,7 @@ pub(crate) struct Federation {
     slots: Mutex<HashMap<SlotKey, Arc<Slot>>>,
     relay: Relay<Arc<Link>>,
     /// The upstream request serving each client request in flight, by (session, client id).
-    inflight: Mutex<HashMap<(String, String), Inflight>>,
+    inflight: Mutex<HashMap<(String, RequestId), Inflight>>,
     health: HealthBook,
     me: Weak<Federation>,
 }
@@ -86,15 +87,6 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// Tells links apart in the relay table.
 fn link_key(link: &Arc<Link>) -> usize {
     Arc::as_ptr(link) as usize
-}
-
-/// `Some(true)` for `resources/subscribe`, `Some(false)` for `resources/unsubscribe`.
-fn subscribing(method: &str) -> Option<bool> {
-    match method {
-        "resources/subscribe" => Some(true),
-        "resources/unsubscribe" => Some(false),
-        _ => None,
-    }
 }
 
 /// The client-visible error for a failed upstream.
@@ -141,8 +133,8 @@ struct Call {
     fed: Arc<Federation>,
     session: Option<SessionState>,
     up: Arc<Upstream>,
-    client_id: Value,
-    method: String,
+    client_id: RequestId,
+    method: Method,
     params: Value,
     attempt: u32,
     state: CallState,
@@ -348,8 +340,8 @@ impl Federation {
         &self,
         session: Option<SessionState>,
         up: Arc<Upstream>,
-        client_id: Value,
-        method: &str,
+        client_id: RequestId,
+        method: Method,
         params: Value,
     ) -> BoxStream<'static, Relayed> {
         let Some(fed) = self.me.upgrade() else {
@@ -361,7 +353,7 @@ impl Federation {
             session,
             up,
             client_id,
-            method: method.to_string(),
+            method,
             params,
             attempt: 0,
             state: CallState::Start,
@@ -374,7 +366,7 @@ impl Federation {
 
     /// The client answered one of the upstream requests relayed to it: pass it on. True if the
     /// id was one the gateway handed out.
-    pub async fn answer_upstream(&self, sid: &str, id: &Value, outcome: Result<Value, RpcError>) -> bool {
+    pub async fn answer_upstream(&self, sid: &str, id: &RequestId, outcome: Result<Value, RpcError>) -> bool {
         let outcome = outcome.map_err(|e| serde_json::to_value(e).unwrap_or(Value::Null));
         let Some((link, msg)) = self.relay.answer(sid, id, outcome) else {
             return false;
@@ -386,7 +378,10 @@ impl Federation {
     /// The client cancelled one of its requests: cancel the upstream request serving it.
     pub async fn cancel_upstream(&self, sid: &str, params: Option<&Value>) {
         let Some(p) = params else { return };
-        let key = (sid.to_string(), id_key(&p["requestId"]));
+        let Some(id) = RequestId::of(&p["requestId"]) else {
+            return;
+        };
+        let key = (sid.to_string(), id);
         let found = lock(&self.inflight).get(&key).cloned();
         if let Some((link, uid)) = found {
             let mut params = json!({"requestId": uid});
@@ -598,15 +593,14 @@ impl Call {
                     let (tx, rx) = unbounded::<Value>();
                     let uid = link.next_id();
                     if let Some(s) = &sid {
-                        let key = (s.clone(), id_key(&self.client_id));
+                        let key = (s.clone(), self.client_id.clone());
                         lock(&fed.inflight).insert(key, (link.clone(), uid));
                     }
                     // `timeout` is an idle timeout, started again by every message of the call;
                     // `call_max_ms` bounds the whole call.
                     let max = fed.settings.call_max_ms.max(timeout);
-                    let (l, method, params) = (link.clone(), self.method.clone(), self.params.clone());
-                    let call =
-                        boxed(async move { l.request_with_id(uid, &method, Some(params), Some(&tx), max).await });
+                    let (l, method, params) = (link.clone(), self.method.name(), self.params.clone());
+                    let call = boxed(async move { l.request_with_id(uid, method, Some(params), Some(&tx), max).await });
                     self.state = CallState::Running(Running {
                         link,
                         uid,
@@ -649,13 +643,12 @@ impl Call {
                         }
                     }
                     if let Some(s) = &sid {
-                        lock(&fed.inflight).remove(&(s.clone(), id_key(&self.client_id)));
+                        lock(&fed.inflight).remove(&(s.clone(), self.client_id.clone()));
                     }
                     match result {
                         Ok(answer) => {
                             if answer.get("result").is_some() {
-                                if let (Some(on), Some(uri)) = (subscribing(&self.method), self.params["uri"].as_str())
-                                {
+                                if let (Some(on), Some(uri)) = (self.method.subscribes(), self.params["uri"].as_str()) {
                                     run.link.watch(uri, on);
                                 }
                             }

@@ -9,10 +9,7 @@ use std::sync::Mutex;
 
 use serde_json::{json, Value};
 
-/// A JSON-RPC id as a map key (`1` and `"1"` stay distinct).
-pub(crate) fn id_key(id: &Value) -> String {
-    id.to_string()
-}
+use crate::proto::jsonrpc::RequestId;
 
 /// What to do with one message an upstream sent.
 #[derive(Debug, Clone, PartialEq)]
@@ -30,16 +27,16 @@ pub(crate) enum Rewrite {
 struct Pending<L> {
     link: L,
     link_key: usize,
-    upstream_id: Value,
+    upstream_id: RequestId,
 }
 
 /// The upstream requests of every session waiting for the client's answer. `L` is the link
 /// the answer goes back on; `link_key` tells links apart.
 pub(crate) struct Relay<L> {
     /// (session, gateway id) → the request.
-    pending: Mutex<HashMap<(String, String), Pending<L>>>,
+    pending: Mutex<HashMap<(String, RequestId), Pending<L>>>,
     /// (session, link, upstream id) → gateway id: finds a request the upstream cancels.
-    by_upstream: Mutex<HashMap<(String, usize, String), String>>,
+    by_upstream: Mutex<HashMap<(String, usize, RequestId), RequestId>>,
     seq: AtomicU64,
 }
 
@@ -84,13 +81,16 @@ impl<L: Clone> Relay<L> {
         if method.ends_with("/list_changed") {
             return Rewrite::RefreshCatalog;
         }
-        if msg.get("id").is_some() {
-            let gid = format!("mcpgw-{}", self.seq.fetch_add(1, Ordering::Relaxed) + 1);
-            let upstream_id = std::mem::replace(&mut msg["id"], json!(gid));
-            let gkey = id_key(&json!(gid));
-            lock(&self.by_upstream).insert((sid.to_string(), link_key, id_key(&upstream_id)), gkey.clone());
+        if let Some(id) = msg.get("id") {
+            // A request whose id is neither a string nor a number cannot be answered.
+            let Some(upstream_id) = RequestId::of(id) else {
+                return Rewrite::Drop;
+            };
+            let gid = RequestId::String(format!("mcpgw-{}", self.seq.fetch_add(1, Ordering::Relaxed) + 1));
+            msg["id"] = gid.to_value();
+            lock(&self.by_upstream).insert((sid.to_string(), link_key, upstream_id.clone()), gid.clone());
             lock(&self.pending).insert(
-                (sid.to_string(), gkey),
+                (sid.to_string(), gid),
                 Pending {
                     link: link.clone(),
                     link_key,
@@ -99,21 +99,23 @@ impl<L: Clone> Relay<L> {
             );
         } else if method == "notifications/cancelled" {
             // The upstream gave up on a request it sent the client: name it by the client's id.
-            let target = id_key(&msg["params"]["requestId"]);
-            let Some(gkey) = lock(&self.by_upstream).remove(&(sid.to_string(), link_key, target)) else {
+            let Some(target) = RequestId::of(&msg["params"]["requestId"]) else {
                 return Rewrite::Drop;
             };
-            lock(&self.pending).remove(&(sid.to_string(), gkey.clone()));
-            msg["params"]["requestId"] = serde_json::from_str(&gkey).unwrap_or(Value::Null);
+            let Some(gid) = lock(&self.by_upstream).remove(&(sid.to_string(), link_key, target)) else {
+                return Rewrite::Drop;
+            };
+            lock(&self.pending).remove(&(sid.to_string(), gid.clone()));
+            msg["params"]["requestId"] = gid.to_value();
         }
         Rewrite::Deliver(msg)
     }
 
     /// The client answered the request it knows as `id`: the link to send the answer on and the
     /// answer under the upstream's id; `None` if the gateway never handed out that id.
-    pub fn answer(&self, sid: &str, id: &Value, outcome: Result<Value, Value>) -> Option<(L, Value)> {
-        let p = lock(&self.pending).remove(&(sid.to_string(), id_key(id)))?;
-        lock(&self.by_upstream).remove(&(sid.to_string(), p.link_key, id_key(&p.upstream_id)));
+    pub fn answer(&self, sid: &str, id: &RequestId, outcome: Result<Value, Value>) -> Option<(L, Value)> {
+        let p = lock(&self.pending).remove(&(sid.to_string(), id.clone()))?;
+        lock(&self.by_upstream).remove(&(sid.to_string(), p.link_key, p.upstream_id.clone()));
         let msg = match outcome {
             Ok(result) => json!({"jsonrpc": "2.0", "id": p.upstream_id, "result": result}),
             Err(error) => json!({"jsonrpc": "2.0", "id": p.upstream_id, "error": error}),
@@ -160,8 +162,8 @@ mod tests {
         ] {
             let relay = Relay::<&str>::default();
             let out = delivered(relay.to_client("s1", &"link-a", 1, request(upstream_id.clone())));
-            let gid = out["id"].clone();
-            assert!(gid.as_str().is_some_and(|g| g.starts_with("mcpgw-")), "{gid}");
+            let gid = RequestId::of(&out["id"]).expect("an id");
+            assert!(matches!(&gid, RequestId::String(g) if g.starts_with("mcpgw-")), "{gid}");
             assert_eq!(out["params"]["maxTokens"], 5);
             // Another session cannot answer it.
             assert!(relay.answer("s2", &gid, Ok(json!({}))).is_none());
@@ -183,8 +185,9 @@ mod tests {
         let b = delivered(relay.to_client("s", &"b", 2, request(json!(1))));
         assert_ne!(a["id"], b["id"]);
         let err = json!({"code": -1, "message": "declined"});
-        assert_eq!(relay.answer("s", &b["id"], Err(err.clone())).unwrap().0, "b");
-        assert_eq!(relay.answer("s", &a["id"], Ok(json!({}))).unwrap().0, "a");
+        let id = |m: &Value| RequestId::of(&m["id"]).expect("an id");
+        assert_eq!(relay.answer("s", &id(&b), Err(err.clone())).unwrap().0, "b");
+        assert_eq!(relay.answer("s", &id(&a), Ok(json!({}))).unwrap().0, "a");
     }
 
     #[test]
@@ -229,7 +232,8 @@ mod tests {
         let a = delivered(relay.to_client("s", &"a", 1, request(json!(1))));
         relay.to_client("t", &"a", 1, request(json!(1)));
         relay.forget("s");
-        assert!(relay.answer("s", &a["id"], Ok(json!({}))).is_none());
+        let id = RequestId::of(&a["id"]).expect("an id");
+        assert!(relay.answer("s", &id, Ok(json!({}))).is_none());
         assert_eq!(relay.waiting(), 1);
     }
 }

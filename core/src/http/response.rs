@@ -7,7 +7,7 @@ use http::{header, HeaderValue, Response, StatusCode};
 use serde_json::{json, Value};
 
 use crate::platform::BoxStream;
-use crate::proto::jsonrpc::{self, RpcError};
+use crate::proto::jsonrpc::{self, RequestId, RpcError};
 
 /// A response body: empty, whole, or streamed (SSE).
 pub enum Body {
@@ -44,7 +44,7 @@ pub(crate) fn json_text_response(status: StatusCode, body: String) -> Response<B
 }
 
 /// A JSON-RPC error response for an MCP route, with the request's id (or null).
-pub(crate) fn rpc_error(status: StatusCode, id: &Value, error: RpcError) -> Response<Body> {
+pub(crate) fn rpc_error(status: StatusCode, id: Option<&RequestId>, error: RpcError) -> Response<Body> {
     json_response(status, &jsonrpc::error_response(id, &error))
 }
 

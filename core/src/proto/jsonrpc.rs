@@ -65,11 +65,64 @@ impl RpcError {
     }
 }
 
+/// A request id: a string or a number, as JSON-RPC allows (MCP forbids null). A number keeps
+/// its exact value within 64 bits, signed or not (2^64 - 1 comes back as 2^64 - 1, not as a
+/// float); `1` and `"1"` are different ids.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum RequestId {
+    /// A number.
+    Number(serde_json::Number),
+    /// A string.
+    String(String),
+}
+
+impl RequestId {
+    /// The id a JSON value holds, if it is a string or a number.
+    pub fn of(v: &Value) -> Option<Self> {
+        match v {
+            Value::Number(n) => Some(RequestId::Number(n.clone())),
+            Value::String(s) => Some(RequestId::String(s.clone())),
+            _ => None,
+        }
+    }
+
+    /// As a JSON value.
+    pub fn to_value(&self) -> Value {
+        match self {
+            RequestId::Number(n) => Value::Number(n.clone()),
+            RequestId::String(s) => Value::String(s.clone()),
+        }
+    }
+}
+
+impl From<u64> for RequestId {
+    fn from(n: u64) -> Self {
+        RequestId::Number(n.into())
+    }
+}
+
+impl From<&str> for RequestId {
+    fn from(s: &str) -> Self {
+        RequestId::String(s.to_string())
+    }
+}
+
+impl std::fmt::Display for RequestId {
+    /// The id as JSON text (a string quoted and escaped).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RequestId::Number(n) => write!(f, "{n}"),
+            RequestId::String(s) => write!(f, "{}", Value::String(s.clone())),
+        }
+    }
+}
+
 /// A request: has an id and expects a response.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Request {
-    /// The id, a string or number, echoed in the response.
-    pub id: Value,
+    /// The id, echoed in the response.
+    pub id: RequestId,
     /// The method name.
     pub method: String,
     /// The params object or array, if any.
@@ -90,20 +143,24 @@ pub enum Message {
     },
     /// A response to a request this side sent.
     Response {
-        /// The id of the request answered.
-        id: Value,
+        /// The id of the request answered (none: the answering side could not read it).
+        id: Option<RequestId>,
         /// The result or the error.
         outcome: Result<Value, RpcError>,
     },
 }
+
+/// An entry that is not a valid message: the id it had, if readable, and the error to answer with.
+pub type Invalid = (Option<RequestId>, RpcError);
 
 /// A parsed request body: one message, or a batch of entries each valid or not.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Incoming {
     /// A single message.
     Single(Message),
-    /// A batch; an invalid entry carries the id it had (or null) and the error to answer with.
-    Batch(Vec<Result<Message, (Value, RpcError)>>),
+    /// A batch; an invalid entry carries the id it had (if it could be read) and the error to
+    /// answer with.
+    Batch(Vec<Result<Message, Invalid>>),
 }
 
 impl Incoming {
@@ -132,18 +189,15 @@ pub fn parse(body: &[u8]) -> Result<Incoming, RpcError> {
 }
 
 /// Classifies one JSON value as a request, notification or response.
-pub fn classify(value: Value) -> Result<Message, (Value, RpcError)> {
+pub fn classify(value: Value) -> Result<Message, Invalid> {
     let Value::Object(mut obj) = value else {
         return Err((
-            Value::Null,
+            None,
             RpcError::invalid_request("Invalid Request: a message must be a JSON object"),
         ));
     };
     let id = obj.remove("id");
-    let err_id = match &id {
-        Some(v @ (Value::String(_) | Value::Number(_))) => v.clone(),
-        _ => Value::Null,
-    };
+    let err_id = id.as_ref().and_then(RequestId::of);
     let fail = |msg: &str| {
         Err((
             err_id.clone(),
@@ -163,18 +217,17 @@ pub fn classify(value: Value) -> Result<Message, (Value, RpcError)> {
                 return fail("\"params\" must be an object or an array");
             }
         }
-        return match id {
-            None => Ok(Message::Notification { method, params }),
-            Some(Value::String(_) | Value::Number(_)) => Ok(Message::Request(Request {
-                id: err_id,
-                method,
-                params,
-            })),
-            Some(_) => fail("\"id\" must be a string or a number"),
+        return match (id, err_id.clone()) {
+            (None, _) => Ok(Message::Notification { method, params }),
+            (Some(_), Some(id)) => Ok(Message::Request(Request { id, method, params })),
+            (Some(_), None) => fail("\"id\" must be a string or a number"),
         };
     }
-    let Some(id) = id else {
-        return fail("a message needs \"method\" (request or notification) or \"id\" (response)");
+    let id = match id {
+        None => return fail("a message needs \"method\" (request or notification) or \"id\" (response)"),
+        Some(Value::Null) => None,
+        Some(_) if err_id.is_none() => return fail("\"id\" must be a string or a number"),
+        Some(_) => err_id.clone(),
     };
     match (obj.remove("result"), obj.remove("error")) {
         (Some(result), None) => Ok(Message::Response {
@@ -206,17 +259,17 @@ impl Json {
 }
 
 /// A success response around an already-serialized result.
-pub fn response_json(id: &Value, result: &Json) -> Json {
+pub fn response_json(id: &RequestId, result: &Json) -> Json {
     Json(format!(r#"{{"jsonrpc":"2.0","id":{id},"result":{}}}"#, result.0))
 }
 
 /// A success response.
-pub fn response(id: &Value, result: Value) -> Value {
+pub fn response(id: &RequestId, result: Value) -> Value {
     json!({"jsonrpc": "2.0", "id": id, "result": result})
 }
 
 /// An error response (`id` is null when the request's id could not be read).
-pub fn error_response(id: &Value, error: &RpcError) -> Value {
+pub fn error_response(id: Option<&RequestId>, error: &RpcError) -> Value {
     json!({"jsonrpc": "2.0", "id": id, "error": error})
 }
 
@@ -236,9 +289,41 @@ mod tests {
     use super::*;
 
     #[test]
+    fn request_ids_are_strings_or_numbers_kept_exactly() {
+        for (wire, id) in [
+            (r#""a\"b""#, RequestId::from("a\"b")),
+            ("18446744073709551615", RequestId::from(u64::MAX)),
+            ("-9223372036854775808", RequestId::Number(i64::MIN.into())),
+            ("0", RequestId::from(0)),
+        ] {
+            let body = format!(r#"{{"jsonrpc":"2.0","id":{wire},"method":"ping"}}"#);
+            let Ok(Incoming::Single(Message::Request(r))) = parse(body.as_bytes()) else {
+                panic!("{body}");
+            };
+            assert_eq!(r.id, id);
+            let answer = response_json(&r.id, &Json("{}".into()));
+            assert_eq!(answer.0, format!(r#"{{"jsonrpc":"2.0","id":{wire},"result":{{}}}}"#));
+        }
+        assert_ne!(
+            RequestId::from(1),
+            RequestId::from("1"),
+            "1 and \"1\" are different ids"
+        );
+        for bad in ["null", "true", "{}", "[1]"] {
+            let body = format!(r#"{{"jsonrpc":"2.0","id":{bad},"method":"ping"}}"#);
+            assert!(parse(body.as_bytes()).is_err(), "{bad}");
+        }
+        // A response may carry a null id (its sender could not read the request's).
+        let m = parse(br#"{"jsonrpc":"2.0","id":null,"error":{"code":-32700,"message":"x"}}"#).unwrap();
+        assert!(matches!(m, Incoming::Single(Message::Response { id: None, .. })));
+    }
+
+    #[test]
     fn parses_request_notification_response() {
         let m = parse(br#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#).unwrap();
-        assert!(matches!(m, Incoming::Single(Message::Request(ref r)) if r.method == "ping" && r.id == json!(1)));
+        assert!(
+            matches!(m, Incoming::Single(Message::Request(ref r)) if r.method == "ping" && r.id == RequestId::from(1))
+        );
         let n = parse(br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#).unwrap();
         assert!(matches!(n, Incoming::Single(Message::Notification { .. })));
         let r = parse(br#"{"jsonrpc":"2.0","id":"a","result":{}}"#).unwrap();
@@ -247,7 +332,7 @@ mod tests {
 
     #[test]
     fn text_responses_are_valid_json() {
-        let r = response_json(&json!("a\"b"), &Json::from_value(&json!({"x": [1, 2]})));
+        let r = response_json(&RequestId::from("a\"b"), &Json::from_value(&json!({"x": [1, 2]})));
         let v: Value = serde_json::from_str(r.as_str()).unwrap();
         assert_eq!(v, json!({"jsonrpc": "2.0", "id": "a\"b", "result": {"x": [1, 2]}}));
     }
@@ -282,6 +367,6 @@ mod tests {
         };
         assert!(items[0].is_ok());
         let (id, err) = items[1].clone().unwrap_err();
-        assert_eq!((id, err.code), (json!(8), INVALID_REQUEST));
+        assert_eq!((id, err.code), (Some(RequestId::from(8)), INVALID_REQUEST));
     }
 }

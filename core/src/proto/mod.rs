@@ -5,5 +5,6 @@
 pub mod cursor;
 pub mod jsonrpc;
 pub mod logging;
+pub mod method;
 pub mod sse;
 pub mod version;

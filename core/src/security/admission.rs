@@ -313,10 +313,7 @@ impl Security {
         );
         let mut resp = if mcp {
             let err = RpcError::new(RATE_LIMITED, msg).with_data(json!({"retry_after": d.retry_after_secs}));
-            json_response(
-                StatusCode::TOO_MANY_REQUESTS,
-                &jsonrpc::error_response(&Value::Null, &err),
-            )
+            json_response(StatusCode::TOO_MANY_REQUESTS, &jsonrpc::error_response(None, &err))
         } else {
             api_error(StatusCode::TOO_MANY_REQUESTS, "rate_limited", msg, None)
         };
@@ -516,7 +513,7 @@ impl Security {
                 UNAUTHORIZED
             };
             let err = RpcError::new(code, e.to_string()).with_data(json!({"reason": e.reason()}));
-            json_response(status, &jsonrpc::error_response(&Value::Null, &err))
+            json_response(status, &jsonrpc::error_response(None, &err))
         } else {
             api_error(status, e.reason(), e.to_string(), None)
         };
