@@ -675,7 +675,7 @@ pub fn validate(kind: Kind, body: Value) -> Result<(String, Value), FieldError> 
             d.validate()?;
             norm(d.name.clone(), &d)
         }
-        Kind::Gateway => {
+        Kind::Upstream => {
             let mut d: UpstreamDef = parse_def(body)?;
             d.validate()?;
             d.catalog = None;

@@ -26,8 +26,10 @@ pub enum Kind {
     Prompt,
     /// A virtual server.
     Server,
-    /// An upstream MCP server (federation), with the catalog last read from it.
-    Gateway,
+    /// An upstream MCP server (federation), with the catalog last read from it (served at the
+    /// REST path `/gateways`, as in ContextForge).
+    #[serde(alias = "gateway")]
+    Upstream,
     /// A revoked token (`key` is its `jti`).
     Revocation,
 }
@@ -39,11 +41,11 @@ impl Kind {
         Kind::Resource,
         Kind::Prompt,
         Kind::Server,
-        Kind::Gateway,
+        Kind::Upstream,
         Kind::Revocation,
     ];
     /// The kinds clients see as lists (a change to one is a `list_changed`).
-    pub const LISTED: [Kind; 5] = [Kind::Tool, Kind::Resource, Kind::Prompt, Kind::Server, Kind::Gateway];
+    pub const LISTED: [Kind; 5] = [Kind::Tool, Kind::Resource, Kind::Prompt, Kind::Server, Kind::Upstream];
     /// The name stored in the `kind` column.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -51,12 +53,16 @@ impl Kind {
             Kind::Resource => "resource",
             Kind::Prompt => "prompt",
             Kind::Server => "server",
-            Kind::Gateway => "gateway",
+            Kind::Upstream => "upstream",
             Kind::Revocation => "revocation",
         }
     }
-    /// The inverse of [`Kind::as_str`].
+    /// The inverse of [`Kind::as_str`]; `gateway`, the name upstreams were stored under before
+    /// migration 0002, still reads as [`Kind::Upstream`].
     pub fn parse(s: &str) -> Option<Kind> {
+        if s == "gateway" {
+            return Some(Kind::Upstream);
+        }
         Kind::ALL.into_iter().find(|k| k.as_str() == s)
     }
 }

@@ -9,7 +9,13 @@ use mcpgw_core::ports::{Kind, Op, Record, Store, StoreError};
 use tokio::sync::Mutex;
 
 /// The migrations, in order. Each runs once; `_mcpgw_migrations` records it.
-pub const MIGRATIONS: &[(&str, &str)] = &[("0001_registry", include_str!("../../migrations/0001_registry.sql"))];
+pub const MIGRATIONS: &[(&str, &str)] = &[
+    ("0001_registry", include_str!("../../migrations/0001_registry.sql")),
+    (
+        "0002_upstream_kind",
+        include_str!("../../migrations/0002_upstream_kind.sql"),
+    ),
+];
 
 fn backend(e: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(e.to_string())
@@ -282,6 +288,41 @@ mod tests {
         assert_eq!(n, MIGRATIONS.len() as i64);
         drop(rows);
         drop(conn);
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    /// A database written before upstreams were called `upstream` (kind `gateway`, migration
+    /// 0001 only) keeps its upstreams: they load as `Kind::Upstream`, under their ids.
+    #[tokio::test]
+    async fn upstreams_stored_as_gateway_rows_load_after_the_migration() {
+        let dir = std::env::temp_dir().join(format!("mcpgw-store-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).expect("tmp dir");
+        let path = dir.join("old.db");
+        let path = path.to_str().expect("utf-8 path");
+        {
+            let db = libsql::Builder::new_local(path).build().await.expect("db");
+            let conn = db.connect().expect("conn");
+            conn.execute_batch(MIGRATIONS[0].1).await.expect("0001");
+            conn.execute(
+                "CREATE TABLE _mcpgw_migrations (name TEXT PRIMARY KEY, applied_at INTEGER NOT NULL)",
+                (),
+            )
+            .await
+            .expect("migrations table");
+            conn.execute("INSERT INTO _mcpgw_migrations VALUES ('0001_registry', 1)", ())
+                .await
+                .expect("record 0001");
+            conn.execute(
+                "INSERT INTO registry VALUES ('gateway', 'up-1', 'weather', '{\"name\":\"weather\",\"url\":\"http://127.0.0.1:9/mcp\"}', 1, 1)",
+                (),
+            )
+            .await
+            .expect("old row");
+        }
+        let store = LibsqlStore::open(path).await.expect("open and migrate");
+        let rec = store.get(Kind::Upstream, "up-1").await.expect("get").expect("kept");
+        assert_eq!((rec.kind, rec.key.as_str()), (Kind::Upstream, "weather"));
+        assert_eq!(store.list(Kind::Upstream).await.expect("list").len(), 1);
         std::fs::remove_dir_all(&dir).ok();
     }
 }

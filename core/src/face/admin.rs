@@ -105,7 +105,7 @@ impl Admin {
     pub async fn collection(&self, req: Request<Bytes>, kind: Kind, id: Option<&str>) -> Response<Body> {
         let path = req.uri().path();
         let id = id.map(|i| percent_decode_str(i).decode_utf8_lossy().into_owned());
-        if kind == Kind::Gateway {
+        if kind == Kind::Upstream {
             return self.admin_upstream(&req, id).await;
         }
         let result = match (req.method().clone(), id) {
@@ -161,7 +161,7 @@ impl Admin {
     async fn admin_upstream(&self, req: &Request<Bytes>, id: Option<String>) -> Response<Body> {
         let path = req.uri().path();
         let result: Result<Response<Body>, RegistryError> = match (req.method().clone(), id) {
-            (Method::GET, None) => match self.registry.store().list(Kind::Gateway).await {
+            (Method::GET, None) => match self.registry.store().list(Kind::Upstream).await {
                 Ok(recs) => Ok(json_response(
                     StatusCode::OK,
                     &Value::Array(recs.iter().map(|r| self.upstream_json(r)).collect()),
@@ -170,7 +170,7 @@ impl Admin {
             },
             (Method::GET, Some(id)) => self
                 .registry
-                .get(Kind::Gateway, &id)
+                .get(Kind::Upstream, &id)
                 .await
                 .map(|rec| json_response(StatusCode::OK, &self.upstream_json(&rec))),
             (m @ (Method::POST | Method::PUT | Method::PATCH), id) => {
@@ -185,7 +185,7 @@ impl Admin {
                     Err(r) => return *r,
                 };
                 let existing = match &id {
-                    Some(id) => match self.registry.get(Kind::Gateway, id).await {
+                    Some(id) => match self.registry.get(Kind::Upstream, id).await {
                         Ok(r) => Some(r),
                         Err(e) => return registry_error(&e),
                     },
@@ -199,14 +199,14 @@ impl Admin {
                     Err(e) => return registry_error(&e),
                 };
                 // The name must be free before anything is sent to the upstream.
-                if let Ok(other) = self.registry.get(Kind::Gateway, &def.name).await {
+                if let Ok(other) = self.registry.get(Kind::Upstream, &def.name).await {
                     if existing.as_ref().is_none_or(|e| e.id != other.id) {
-                        return registry_error(&RegistryError::Conflict("gateway", def.name.clone()));
+                        return registry_error(&RegistryError::Conflict("upstream", def.name.clone()));
                     }
                 }
                 self.save_upstream(def, existing.as_ref(), path).await
             }
-            (Method::DELETE, Some(id)) => match self.registry.delete(Kind::Gateway, &id).await {
+            (Method::DELETE, Some(id)) => match self.registry.delete(Kind::Upstream, &id).await {
                 Ok(()) => {
                     self.fed.drop_upstream_links(&id);
                     Ok(no_content())
@@ -265,12 +265,12 @@ impl Admin {
             return method_not_allowed("POST");
         }
         let id = percent_decode_str(id).decode_utf8_lossy().into_owned();
-        let rec = match self.registry.get(Kind::Gateway, &id).await {
+        let rec = match self.registry.get(Kind::Upstream, &id).await {
             Ok(r) => r,
             Err(e) => return registry_error(&e),
         };
         match self.fed.refresh_catalog(&rec.id).await {
-            Ok(changed) => match self.registry.get(Kind::Gateway, &rec.id).await {
+            Ok(changed) => match self.registry.get(Kind::Upstream, &rec.id).await {
                 Ok(rec) => {
                     let mut v = self.upstream_json(&rec);
                     v["changed"] = Value::Bool(changed);

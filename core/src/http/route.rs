@@ -89,7 +89,7 @@ pub fn collection_kind(segment: &str) -> Option<Kind> {
         "resources" => Some(Kind::Resource),
         "prompts" => Some(Kind::Prompt),
         "servers" => Some(Kind::Server),
-        "gateways" => Some(Kind::Gateway),
+        "gateways" => Some(Kind::Upstream),
         _ => None,
     }
 }

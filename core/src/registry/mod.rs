@@ -169,7 +169,7 @@ impl Registry {
     /// checked at each call; an upstream's `url` and `urls`).
     fn guard_def(&self, kind: Kind, def: &Value) -> Result<(), FieldError> {
         let has_headers = def["headers"].as_object().is_some_and(|h| !h.is_empty());
-        if has_headers && !self.sealed && matches!(kind, Kind::Tool | Kind::Gateway) {
+        if has_headers && !self.sealed && matches!(kind, Kind::Tool | Kind::Upstream) {
             return Err(FieldError::new(
                 "headers",
                 "storing credentials needs an encryption key (MCPGW_ENCRYPTION_KEY, a Worker secret on the edge)",
@@ -177,7 +177,7 @@ impl Registry {
         }
         let urls: Vec<(&str, &str)> = match kind {
             Kind::Tool => def["url"].as_str().map(|u| vec![("url", u)]).unwrap_or_default(),
-            Kind::Gateway => def["url"]
+            Kind::Upstream => def["url"]
                 .as_str()
                 .map(|u| ("url", u))
                 .into_iter()
@@ -219,7 +219,7 @@ impl Registry {
                 self.store.list(Kind::Resource).await?,
                 self.store.list(Kind::Prompt).await?,
                 self.store.list(Kind::Server).await?,
-                self.store.list(Kind::Gateway).await?,
+                self.store.list(Kind::Upstream).await?,
                 self.store.list(Kind::Revocation).await?,
             ],
             &self.separator,
@@ -328,7 +328,7 @@ impl Registry {
             }
         }
         for (i, n) in def.upstreams.iter().enumerate() {
-            if self.get(Kind::Gateway, n).await.is_err() {
+            if self.get(Kind::Upstream, n).await.is_err() {
                 return Err(FieldError::new(format!("upstreams[{i}]"), format!("no upstream named '{n}'")).into());
             }
         }
@@ -422,8 +422,8 @@ impl Registry {
                 m.remove("catalog");
             }
         }
-        let (_, normalized) = model::validate(Kind::Gateway, body)?;
-        self.guard_def(Kind::Gateway, &normalized)?;
+        let (_, normalized) = model::validate(Kind::Upstream, body)?;
+        self.guard_def(Kind::Upstream, &normalized)?;
         serde_json::from_value(normalized).map_err(|e| FieldError::new("", e.to_string()).into())
     }
 
@@ -433,7 +433,7 @@ impl Registry {
         let now = self.clock.now_ms();
         let rec = match existing_id {
             Some(id) => {
-                let existing = self.get(Kind::Gateway, id).await?;
+                let existing = self.get(Kind::Upstream, id).await?;
                 let rec = Record {
                     key: def.name.clone(),
                     body,
@@ -444,7 +444,7 @@ impl Registry {
                 rec
             }
             None => {
-                let rec = self.new_record(Kind::Gateway, def.name.clone(), body, now);
+                let rec = self.new_record(Kind::Upstream, def.name.clone(), body, now);
                 self.store.insert(rec.clone()).await?;
                 rec
             }
@@ -455,7 +455,7 @@ impl Registry {
 
     /// Replaces an upstream's catalog if it differs from the stored one; true if it did.
     pub async fn set_catalog(&self, id: &str, catalog: Catalog) -> Result<bool, RegistryError> {
-        let rec = self.get(Kind::Gateway, id).await?;
+        let rec = self.get(Kind::Upstream, id).await?;
         let mut def: UpstreamDef =
             serde_json::from_value(rec.body.clone()).map_err(|e| RegistryError::Storage(e.to_string()))?;
         if def.catalog.as_ref() == Some(&catalog) {
@@ -485,7 +485,7 @@ impl Registry {
         };
         as_sent_back(&mut body, &existing.body);
         let (key, mut body) = self.check(kind, body, Some(&existing.id)).await?;
-        if kind == Kind::Gateway {
+        if kind == Kind::Upstream {
             if let Some(c) = existing.body.get("catalog") {
                 body["catalog"] = c.clone();
             }
@@ -556,7 +556,7 @@ impl Registry {
         }
         for (i, u) in file.upstream.iter().enumerate() {
             push(
-                Kind::Gateway,
+                Kind::Upstream,
                 format!("upstream[{i}]"),
                 to_value(serde_json::to_value(u))?,
             )?;
@@ -591,7 +591,7 @@ impl Registry {
                 }
             }
             for (j, n) in s.upstreams.iter().enumerate() {
-                if !known(Kind::Gateway, n, &ops) && self.get(Kind::Gateway, n).await.is_err() {
+                if !known(Kind::Upstream, n, &ops) && self.get(Kind::Upstream, n).await.is_err() {
                     return Err(FieldError::new(
                         format!("server[{i}].upstreams[{j}]"),
                         format!("no upstream named '{n}'"),
@@ -603,10 +603,10 @@ impl Registry {
         // Keep the catalogs already read: the next refresh replaces them if they changed.
         for op in ops.iter_mut() {
             if let Op::Upsert(r) = op {
-                if r.kind == Kind::Gateway {
+                if r.kind == Kind::Upstream {
                     if let Some(c) = self
                         .store
-                        .get(Kind::Gateway, &r.key)
+                        .get(Kind::Upstream, &r.key)
                         .await?
                         .and_then(|e| e.body.get("catalog").cloned())
                     {
@@ -885,7 +885,7 @@ mod tests {
 
     #[test]
     fn upstream_definitions_are_validated() {
-        let bad = |body: Value| model::validate(Kind::Gateway, body).unwrap_err().field;
+        let bad = |body: Value| model::validate(Kind::Upstream, body).unwrap_err().field;
         assert_eq!(bad(json!({"name": "x"})), "url");
         assert_eq!(bad(json!({"name": "x", "url": "ftp://h/"})), "url");
         assert_eq!(bad(json!({"name": "x", "transport": "stdio"})), "command");
@@ -902,7 +902,7 @@ mod tests {
             "transport"
         );
         let (_, v) = model::validate(
-            Kind::Gateway,
+            Kind::Upstream,
             json!({"name": "x", "urls": ["http://h/a", "http://h/b"], "catalog": {"tools": [{"name": "forged"}]}}),
         )
         .unwrap();

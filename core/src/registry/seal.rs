@@ -85,7 +85,7 @@ impl Sealer {
 
 /// True for the kinds whose `headers` hold credentials.
 fn has_credentials(kind: Kind) -> bool {
-    matches!(kind, Kind::Tool | Kind::Gateway)
+    matches!(kind, Kind::Tool | Kind::Upstream)
 }
 
 /// The registry store, with credentials sealed on the way down and opened on the way up.
@@ -228,12 +228,12 @@ mod tests {
             sealed
                 .apply(vec![
                     Op::Insert(rec(Kind::Tool, "t")),
-                    Op::Insert(rec(Kind::Gateway, "g")),
+                    Op::Insert(rec(Kind::Upstream, "g")),
                     Op::Insert(rec(Kind::Prompt, "p")),
                 ])
                 .await
                 .expect("insert");
-            for kind in [Kind::Tool, Kind::Gateway] {
+            for kind in [Kind::Tool, Kind::Upstream] {
                 let below = raw.list(kind).await.expect("list");
                 let text = below[0].body.to_string();
                 assert!(!text.contains("top-secret") && text.contains(PREFIX), "{text}");
