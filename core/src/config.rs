@@ -144,6 +144,120 @@ pub struct GatewayConfig {
     pub encryption_key: Option<crate::security::auth::Secret>,
 }
 
+/// How a setting's text becomes its value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    /// A whole number.
+    Number,
+    /// A comma-separated list.
+    List,
+    /// Text as given.
+    Text,
+}
+
+/// One setting of the core gateway as a runtime reads it: the field of [`GatewayConfig`] it
+/// sets (its variable is `MCPGW_` and the field in capitals, its native flag the field with
+/// dashes), how it is parsed, and what it means.
+#[derive(Debug, Clone, Copy)]
+pub struct Setting {
+    /// The field of [`GatewayConfig`].
+    pub field: &'static str,
+    /// How its text is read.
+    pub shape: Shape,
+    /// What it means (the native `--help`).
+    pub help: &'static str,
+}
+
+impl Setting {
+    /// Its variable: `MCPGW_PAGE_SIZE` for `page_size`.
+    pub fn var(&self) -> String {
+        format!("MCPGW_{}", self.field.to_ascii_uppercase())
+    }
+
+    /// Its native flag, without the dashes in front: `page-size` for `page_size`.
+    pub fn flag(&self) -> String {
+        self.field.replace('_', "-")
+    }
+}
+
+const fn setting(field: &'static str, shape: Shape, help: &'static str) -> Setting {
+    Setting { field, shape, help }
+}
+
+/// Every setting both runtimes read the same way (the listening address, the database and the
+/// encryption key are each runtime's own; auth and rate limits are read by
+/// [`crate::security::auth::AuthConfig::from_vars`] and
+/// [`crate::security::ratelimit::RateLimits::from_vars`]).
+pub const SETTINGS: &[Setting] = &[
+    setting("page_size", Shape::Number, "Items per page of list results."),
+    setting("max_body_bytes", Shape::Number, "Largest request body in bytes."),
+    setting("max_batch", Shape::Number, "Most messages in one JSON-RPC batch."),
+    setting("tool_timeout_ms", Shape::Number, "Default timeout of a tool call in milliseconds (an idle timeout for forwarded calls)."),
+    setting(
+        "call_max_ms",
+        Shape::Number,
+        "Longest a forwarded upstream call may run in milliseconds (its timeout restarts on every message the upstream sends for it: progress, logs, requests to the client).",
+    ),
+    setting(
+        "standalone_linger_ms",
+        Shape::Number,
+        "How long an upstream session's standalone stream stays open with nothing to keep it, in milliseconds (no call in flight, no client stream, no subscription).",
+    ),
+    setting("max_tool_response_bytes", Shape::Number, "Largest REST tool response read, in bytes."),
+    setting("max_upstream_response_bytes", Shape::Number, "Largest message read from an upstream MCP server, in bytes."),
+    setting("registry_cache_ms", Shape::Number, "How long a registry snapshot is served before the store is read again, in milliseconds."),
+    setting("session_ttl_secs", Shape::Number, "Idle seconds before a session expires."),
+    setting("max_sessions", Shape::Number, "Most sessions held at once (idle ones are expired to make room; then 503)."),
+    setting("allowed_hosts", Shape::List, "Extra accepted Host header values, comma-separated."),
+    setting("allowed_origins", Shape::List, "Accepted browser Origins, comma-separated (or *)."),
+    setting("name_separator", Shape::Text, "Between an upstream's slug and a member's name in federated names."),
+    setting("instance", Shape::Text, "A name for this instance, reported by /version (which of several answered)."),
+    setting("upstream_refresh_secs", Shape::Number, "Default seconds between upstream catalog refreshes."),
+    setting("health_check_secs", Shape::Number, "Seconds between upstream health checks."),
+    setting(
+        "unhealthy_after",
+        Shape::Number,
+        "Consecutive failures after which an upstream is unhealthy (calls fail fast until it answers a health check again).",
+    ),
+    setting(
+        "ssrf_allow",
+        Shape::List,
+        "Special-purpose targets tools and upstreams may reach despite the SSRF guard, comma-separated: CIDRs, addresses, host names, or loopback/private/link-local/shared.",
+    ),
+];
+
+impl GatewayConfig {
+    /// The configuration from variables (`MCPGW_*`, as [`SETTINGS`] names them, plus those of
+    /// auth and rate limits): absent or blank ones keep their defaults. `bind_host` and the
+    /// encryption key are the runtime's to set. Not validated yet: see [`GatewayConfig::validate`].
+    pub fn from_vars(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |name: &str| get(name).filter(|v| !v.trim().is_empty());
+        let mut fields = serde_json::Map::new();
+        for s in SETTINGS {
+            let Some(text) = get(&s.var()) else { continue };
+            let value = match s.shape {
+                Shape::Number => text
+                    .trim()
+                    .parse::<u64>()
+                    .map(Value::from)
+                    .map_err(|_| ConfigError::new(s.field, format!("'{text}' is not a valid number")))?,
+                Shape::List => Value::from(split_list(&text)),
+                Shape::Text => Value::from(text.clone()),
+            };
+            // Alone first, so that a number too large for its field names the setting.
+            let alone = serde_json::Map::from_iter([(s.field.to_string(), value.clone())]);
+            serde_json::from_value::<GatewayConfig>(Value::Object(alone))
+                .map_err(|_| ConfigError::new(s.field, format!("'{text}' is out of range")))?;
+            fields.insert(s.field.to_string(), value);
+        }
+        let mut config: GatewayConfig =
+            serde_json::from_value(Value::Object(fields)).map_err(|e| ConfigError::new("settings", e.to_string()))?;
+        config.auth = crate::security::auth::AuthConfig::from_vars(get)?;
+        config.rate_limits = crate::security::ratelimit::RateLimits::from_vars(get)?;
+        Ok(config)
+    }
+}
+
 impl Default for GatewayConfig {
     fn default() -> Self {
         serde_json::from_value(Value::Object(Default::default())).unwrap_or_else(|_| unreachable_default())
@@ -260,5 +374,58 @@ impl GatewayConfig {
     pub fn is_loopback(&self) -> bool {
         let h = self.bind_host.trim_start_matches('[').trim_end_matches(']');
         h == "localhost" || h == "::1" || h.starts_with("127.")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_setting_of_the_table_reaches_its_field() {
+        let defaults = serde_json::to_value(GatewayConfig::default()).expect("json");
+        for s in SETTINGS {
+            let (text, want) = match s.shape {
+                Shape::Number => ("7", json_number(7)),
+                Shape::List => ("a, b", serde_json::json!(["a", "b"])),
+                Shape::Text => ("t", serde_json::json!("t")),
+            };
+            assert!(defaults.get(s.field).is_some(), "{} is a field", s.field);
+            let var = s.var();
+            let cfg = GatewayConfig::from_vars(|n| vars(&[(&var, text)], n)).expect(s.field);
+            let got = serde_json::to_value(&cfg).expect("json");
+            assert_eq!(got[s.field], want, "{var}");
+            // Nothing else moved.
+            for other in SETTINGS.iter().filter(|o| o.field != s.field) {
+                assert_eq!(got[other.field], defaults[other.field], "{var} changed {}", other.field);
+            }
+        }
+        assert_eq!(SETTINGS[0].flag(), "page-size");
+    }
+
+    fn json_number(n: u64) -> Value {
+        Value::from(n)
+    }
+
+    /// `given`, with auth off (the runtimes' default is on, which needs a key).
+    fn vars(given: &[(&str, &str)], name: &str) -> Option<String> {
+        if name == "MCPGW_AUTH_REQUIRED" {
+            return Some("false".into());
+        }
+        given.iter().find(|(n, _)| *n == name).map(|(_, v)| v.to_string())
+    }
+
+    #[test]
+    fn bad_values_name_their_setting_and_blank_ones_keep_the_default() {
+        let one = |var: &'static str, v: &'static str| GatewayConfig::from_vars(move |n| vars(&[(var, v)], n));
+        let e = one("MCPGW_PAGE_SIZE", "many").unwrap_err();
+        assert_eq!(
+            (e.setting.as_str(), e.message.as_str()),
+            ("page_size", "'many' is not a valid number")
+        );
+        let e = one("MCPGW_UNHEALTHY_AFTER", "99999999999").unwrap_err();
+        assert_eq!(e.setting, "unhealthy_after", "{e:?}");
+        let blank = one("MCPGW_PAGE_SIZE", "  ").unwrap();
+        assert_eq!(blank.page_size, GatewayConfig::default().page_size);
     }
 }

@@ -34,8 +34,52 @@ impl FieldError {
 fn default_method() -> String {
     "GET".into()
 }
-fn default_schema() -> Value {
-    json!({"type": "object", "properties": {}})
+fn default_schema() -> JsonText {
+    JsonText::new(&json!({"type": "object", "properties": {}}))
+}
+
+/// A JSON value kept as its compact text: a schema held by each of 10,000 tools costs its
+/// length, not a tree of maps. Read it with [`JsonText::value`] where it is looked into;
+/// (de)serialized as the JSON value it holds.
+#[derive(Clone, PartialEq, Eq)]
+pub struct JsonText(Box<str>);
+
+impl JsonText {
+    /// The text of `v`.
+    pub fn new(v: &Value) -> Self {
+        JsonText(v.to_string().into_boxed_str())
+    }
+
+    /// The value (parsed now).
+    pub fn value(&self) -> Value {
+        serde_json::from_str(&self.0).unwrap_or(Value::Null)
+    }
+
+    /// The text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for JsonText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl Serialize for JsonText {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match serde_json::value::RawValue::from_string(self.0.to_string()) {
+            Ok(raw) => raw.serialize(s),
+            Err(e) => Err(serde::ser::Error::custom(e)),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for JsonText {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Value::deserialize(d).map(|v| JsonText::new(&v))
+    }
 }
 
 /// A tool backed by a REST endpoint.
@@ -63,13 +107,13 @@ pub struct ToolDef {
     pub headers: BTreeMap<String, String>,
     /// JSON Schema of the arguments (an object schema).
     #[serde(default = "default_schema")]
-    pub input_schema: Value,
+    pub input_schema: JsonText,
     /// JSON Schema of structured output, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub output_schema: Option<Value>,
+    pub output_schema: Option<JsonText>,
     /// MCP tool annotations, passed through.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub annotations: Option<Value>,
+    pub annotations: Option<JsonText>,
     /// Per-tool timeout in milliseconds (default: the gateway's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_ms: Option<u64>,
@@ -498,18 +542,19 @@ impl ToolDef {
                 "must be one of GET, POST, PUT, PATCH, DELETE",
             ));
         }
-        if self.input_schema.get("type").and_then(Value::as_str) != Some("object") {
+        let input_schema = self.input_schema.value();
+        if input_schema.get("type").and_then(Value::as_str) != Some("object") {
             return Err(FieldError::new(
                 "input_schema",
                 "must be a JSON Schema with \"type\": \"object\"",
             ));
         }
-        if let Some(props) = self.input_schema.get("properties") {
+        if let Some(props) = input_schema.get("properties") {
             if !props.is_object() {
                 return Err(FieldError::new("input_schema.properties", "must be an object"));
             }
         }
-        if let Some(s) = &self.output_schema {
+        if let Some(s) = self.output_schema.as_ref().map(JsonText::value) {
             if s.get("type").and_then(Value::as_str) != Some("object") {
                 return Err(FieldError::new(
                     "output_schema",

@@ -20,6 +20,16 @@ impl ConfigError {
             message: message.into(),
         }
     }
+
+    /// The variable that holds the setting: `MCPGW_PAGE_SIZE` for the field `page_size` (a
+    /// setting already named by its variable stays as it is).
+    pub fn variable(&self) -> String {
+        if self.setting.starts_with("MCPGW_") {
+            self.setting.clone()
+        } else {
+            format!("MCPGW_{}", self.setting.to_ascii_uppercase())
+        }
+    }
 }
 
 /// A comma-separated setting as its items, trimmed, empty ones dropped.

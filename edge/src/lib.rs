@@ -94,47 +94,15 @@ fn number<T: std::str::FromStr>(env: &Env, name: &str, default: T) -> Result<T> 
     }
 }
 
-/// Settings from wrangler vars, into the same struct native uses.
+/// Settings from wrangler vars: the same table ([`mcpgw_core::config::SETTINGS`]) native reads.
 fn config(env: &Env) -> Result<GatewayConfig> {
-    let d = GatewayConfig::default();
-    let list = |name: &str| {
-        var(env, name)
-            .map(|v| mcpgw_core::config::split_list(&v))
-            .unwrap_or_default()
+    let invalid = |e: mcpgw_core::ConfigError| {
+        worker::Error::RustError(format!("invalid setting {}: {}", e.variable(), e.message))
     };
-    let cfg = GatewayConfig {
-        bind_host: var(env, "MCPGW_BIND_HOST").unwrap_or_else(|| "0.0.0.0".into()),
-        allowed_hosts: list("MCPGW_ALLOWED_HOSTS"),
-        allowed_origins: list("MCPGW_ALLOWED_ORIGINS"),
-        ssrf_allow: list("MCPGW_SSRF_ALLOW"),
-        encryption_key: var(env, "MCPGW_ENCRYPTION_KEY").map(mcpgw_core::security::auth::Secret),
-        max_body_bytes: number(env, "MCPGW_MAX_BODY_BYTES", d.max_body_bytes)?,
-        page_size: number(env, "MCPGW_PAGE_SIZE", d.page_size)?,
-        max_batch: number(env, "MCPGW_MAX_BATCH", d.max_batch)?,
-        session_ttl_secs: number(env, "MCPGW_SESSION_TTL_SECS", d.session_ttl_secs)?,
-        tool_timeout_ms: number(env, "MCPGW_TOOL_TIMEOUT_MS", d.tool_timeout_ms)?,
-        call_max_ms: number(env, "MCPGW_CALL_MAX_MS", d.call_max_ms)?,
-        standalone_linger_ms: number(env, "MCPGW_STANDALONE_LINGER_MS", d.standalone_linger_ms)?,
-        max_upstream_response_bytes: number(env, "MCPGW_MAX_UPSTREAM_RESPONSE_BYTES", d.max_upstream_response_bytes)?,
-        max_sessions: number(env, "MCPGW_MAX_SESSIONS", d.max_sessions)?,
-        name_separator: var(env, "MCPGW_NAME_SEPARATOR").unwrap_or_else(|| d.name_separator.clone()),
-        instance: var(env, "MCPGW_INSTANCE").unwrap_or_default(),
-        upstream_refresh_secs: number(env, "MCPGW_UPSTREAM_REFRESH_SECS", d.upstream_refresh_secs)?,
-        health_check_secs: number(env, "MCPGW_HEALTH_CHECK_SECS", d.health_check_secs)?,
-        unhealthy_after: number(env, "MCPGW_UNHEALTHY_AFTER", d.unhealthy_after)?,
-        auth: mcpgw_core::security::auth::AuthConfig::from_vars(|n| var(env, n))
-            .map_err(|e| worker::Error::RustError(e.to_string()))?,
-        rate_limits: mcpgw_core::security::ratelimit::RateLimits::from_vars(|n| var(env, n))
-            .map_err(|e| worker::Error::RustError(e.to_string()))?,
-        ..d
-    };
-    cfg.validate().map_err(|e| {
-        worker::Error::RustError(format!(
-            "invalid setting MCPGW_{}: {}",
-            e.setting.to_ascii_uppercase(),
-            e.message
-        ))
-    })?;
+    let mut cfg = GatewayConfig::from_vars(|n| var(env, n)).map_err(invalid)?;
+    cfg.bind_host = var(env, "MCPGW_BIND_HOST").unwrap_or_else(|| "0.0.0.0".into());
+    cfg.encryption_key = var(env, "MCPGW_ENCRYPTION_KEY").map(mcpgw_core::security::auth::Secret);
+    cfg.validate().map_err(invalid)?;
     Ok(cfg)
 }
 

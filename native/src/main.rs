@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
+use mcpgw_core::config::SETTINGS;
 use mcpgw_core::memory::{MemoryEventStore, MemorySessionStore};
 use mcpgw_core::{Gateway, GatewayConfig, Ports, SeedFile, ServerInfo};
 
@@ -60,68 +61,62 @@ struct ServeArgs {
     /// TOML file whose tools, resources, prompts and servers are created or updated at start-up.
     #[arg(long, env = "MCPGW_CONFIG")]
     config: Option<String>,
-    /// Items per page of list results.
-    #[arg(long, env = "MCPGW_PAGE_SIZE", default_value = "100")]
-    page_size: String,
-    /// Largest request body in bytes.
-    #[arg(long, env = "MCPGW_MAX_BODY_BYTES", default_value = "4194304")]
-    max_body_bytes: String,
-    /// Most messages in one JSON-RPC batch.
-    #[arg(long, env = "MCPGW_MAX_BATCH", default_value = "100")]
-    max_batch: String,
-    /// Default REST tool timeout in milliseconds.
-    #[arg(long, env = "MCPGW_TOOL_TIMEOUT_MS", default_value = "30000")]
-    tool_timeout_ms: String,
-    /// Longest a forwarded upstream call may run in milliseconds (its timeout restarts on
-    /// every message the upstream sends for it: progress, logs, requests to the client).
-    #[arg(long, env = "MCPGW_CALL_MAX_MS", default_value = "600000")]
-    call_max_ms: String,
-    /// How long an upstream session's standalone stream stays open with nothing to keep it, in
-    /// milliseconds (no call in flight, no client stream, no subscription).
-    #[arg(long, env = "MCPGW_STANDALONE_LINGER_MS", default_value = "10000")]
-    standalone_linger_ms: String,
-    /// Largest message read from an upstream MCP server, in bytes.
-    #[arg(long, env = "MCPGW_MAX_UPSTREAM_RESPONSE_BYTES", default_value = "33554432")]
-    max_upstream_response_bytes: String,
-    /// Idle seconds before a session expires.
-    #[arg(long, env = "MCPGW_SESSION_TTL_SECS", default_value = "3600")]
-    session_ttl_secs: String,
-    /// Most sessions held at once (idle ones are expired to make room; then 503).
-    #[arg(long, env = "MCPGW_MAX_SESSIONS", default_value = "10000")]
-    max_sessions: String,
-    /// Extra accepted Host header values, comma-separated.
-    #[arg(long, env = "MCPGW_ALLOWED_HOSTS", default_value = "")]
-    allowed_hosts: String,
-    /// Accepted browser Origins, comma-separated (or *).
-    #[arg(long, env = "MCPGW_ALLOWED_ORIGINS", default_value = "")]
-    allowed_origins: String,
     /// Seconds between upkeep rounds: SSE keep-alives, and list_changed for registry changes made
     /// elsewhere (another instance sharing the database).
     #[arg(long, env = "MCPGW_UPKEEP_SECS", default_value = "15")]
     upkeep_secs: String,
-    /// Between an upstream's slug and a member's name in federated names.
-    #[arg(long, env = "MCPGW_NAME_SEPARATOR", default_value = "__")]
-    name_separator: String,
-    /// A name for this instance, reported by /version (which of several answered).
-    #[arg(long, env = "MCPGW_INSTANCE", default_value = "")]
-    instance: String,
-    /// Default seconds between upstream catalog refreshes.
-    #[arg(long, env = "MCPGW_UPSTREAM_REFRESH_SECS", default_value = "300")]
-    upstream_refresh_secs: String,
-    /// Seconds between upstream health checks.
-    #[arg(long, env = "MCPGW_HEALTH_CHECK_SECS", default_value = "30")]
-    health_check_secs: String,
-    /// Consecutive failures after which an upstream is unhealthy (calls fail fast until it
-    /// answers a health check again).
-    #[arg(long, env = "MCPGW_UNHEALTHY_AFTER", default_value = "3")]
-    unhealthy_after: String,
-    /// Special-purpose targets tools and upstreams may reach despite the SSRF guard,
-    /// comma-separated: CIDRs, addresses, host names, or loopback/private/link-local/shared.
-    #[arg(long, env = "MCPGW_SSRF_ALLOW", default_value = "")]
-    ssrf_allow: String,
     /// Seconds in-flight requests get to finish at shutdown.
     #[arg(long, env = "MCPGW_SHUTDOWN_GRACE_SECS", default_value = "10")]
     shutdown_grace_secs: String,
+    /// The core gateway's settings, one flag per entry of the table both runtimes read.
+    #[command(flatten)]
+    core: CoreArgs,
+}
+
+/// The flags and variables of [`mcpgw_core::config::SETTINGS`], as given (a flag wins over its
+/// variable; neither: the default).
+#[derive(Clone, Default)]
+struct CoreArgs(std::collections::HashMap<String, String>);
+
+impl clap::FromArgMatches for CoreArgs {
+    fn from_arg_matches(m: &clap::ArgMatches) -> Result<Self, clap::Error> {
+        let mut given = std::collections::HashMap::new();
+        for s in SETTINGS {
+            if let Ok(Some(v)) = m.try_get_one::<String>(s.field) {
+                given.insert(s.var(), v.clone());
+            }
+        }
+        Ok(Self(given))
+    }
+
+    fn update_from_arg_matches(&mut self, m: &clap::ArgMatches) -> Result<(), clap::Error> {
+        *self = Self::from_arg_matches(m)?;
+        Ok(())
+    }
+}
+
+impl clap::Args for CoreArgs {
+    fn augment_args(cmd: clap::Command) -> clap::Command {
+        let defaults = serde_json::to_value(GatewayConfig::default()).unwrap_or_default();
+        cmd.args(SETTINGS.iter().map(|s| {
+            let default = match &defaults[s.field] {
+                serde_json::Value::Array(items) => {
+                    items.iter().filter_map(|v| v.as_str()).collect::<Vec<_>>().join(",")
+                }
+                serde_json::Value::String(v) => v.clone(),
+                other => other.to_string(),
+            };
+            clap::Arg::new(s.field)
+                .long(s.flag())
+                .env(s.var())
+                .help(format!("{} [default: {default}]", s.help.trim_end_matches('.')))
+                .value_name("VALUE")
+        }))
+    }
+
+    fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
+        Self::augment_args(cmd)
+    }
 }
 
 /// Parses a numeric setting, naming it on failure.
@@ -131,8 +126,6 @@ fn number<T: std::str::FromStr>(name: &str, value: &str) -> anyhow::Result<T> {
         .parse::<T>()
         .map_err(|_| anyhow::anyhow!("invalid setting {name}: '{value}' is not a valid number"))
 }
-
-use mcpgw_core::config::split_list as list;
 
 /// The key that seals stored credentials: `MCPGW_ENCRYPTION_KEY`, else a key file beside the
 /// database (`<database>.key`, created once with mode 0600), else (`:memory:`) a random key for
@@ -224,6 +217,16 @@ struct Settings {
     upkeep: Duration,
 }
 
+/// A bad setting, named by its variable (and its flag, for those that have one).
+fn invalid(e: mcpgw_core::ConfigError) -> anyhow::Error {
+    let var = e.variable();
+    let field = var.trim_start_matches("MCPGW_").to_ascii_lowercase();
+    match SETTINGS.iter().find(|s| s.field == field) {
+        Some(s) => anyhow::anyhow!("invalid setting {var} (--{}): {}", s.flag(), e.message),
+        None => anyhow::anyhow!("invalid setting {var}: {}", e.message),
+    }
+}
+
 fn settings(a: &ServeArgs) -> anyhow::Result<Settings> {
     let ip: IpAddr = match a.host.as_str() {
         "localhost" => IpAddr::from([127, 0, 0, 1]),
@@ -236,43 +239,14 @@ fn settings(a: &ServeArgs) -> anyhow::Result<Settings> {
     if a.database.trim().is_empty() {
         bail!("invalid setting MCPGW_DATABASE (--database): must not be empty");
     }
-    let gateway = GatewayConfig {
-        bind_host: ip.to_string(),
-        allowed_hosts: list(&a.allowed_hosts),
-        allowed_origins: list(&a.allowed_origins),
-        max_body_bytes: number("MCPGW_MAX_BODY_BYTES (--max-body-bytes)", &a.max_body_bytes)?,
-        page_size: number("MCPGW_PAGE_SIZE (--page-size)", &a.page_size)?,
-        max_batch: number("MCPGW_MAX_BATCH (--max-batch)", &a.max_batch)?,
-        session_ttl_secs: number("MCPGW_SESSION_TTL_SECS (--session-ttl-secs)", &a.session_ttl_secs)?,
-        tool_timeout_ms: number("MCPGW_TOOL_TIMEOUT_MS (--tool-timeout-ms)", &a.tool_timeout_ms)?,
-        call_max_ms: number("MCPGW_CALL_MAX_MS (--call-max-ms)", &a.call_max_ms)?,
-        standalone_linger_ms: number(
-            "MCPGW_STANDALONE_LINGER_MS (--standalone-linger-ms)",
-            &a.standalone_linger_ms,
-        )?,
-        max_upstream_response_bytes: number(
-            "MCPGW_MAX_UPSTREAM_RESPONSE_BYTES (--max-upstream-response-bytes)",
-            &a.max_upstream_response_bytes,
-        )?,
-        max_sessions: number("MCPGW_MAX_SESSIONS (--max-sessions)", &a.max_sessions)?,
-        name_separator: a.name_separator.clone(),
-        instance: a.instance.clone(),
-        upstream_refresh_secs: number(
-            "MCPGW_UPSTREAM_REFRESH_SECS (--upstream-refresh-secs)",
-            &a.upstream_refresh_secs,
-        )?,
-        health_check_secs: number("MCPGW_HEALTH_CHECK_SECS (--health-check-secs)", &a.health_check_secs)?,
-        unhealthy_after: number("MCPGW_UNHEALTHY_AFTER (--unhealthy-after)", &a.unhealthy_after)?,
-        ssrf_allow: list(&a.ssrf_allow),
-        encryption_key: Some(encryption_key(&a.database)?),
-        auth: mcpgw_core::security::auth::AuthConfig::from_vars(|n| std::env::var(n).ok())?,
-        rate_limits: mcpgw_core::security::ratelimit::RateLimits::from_vars(|n| std::env::var(n).ok())?,
-        ..GatewayConfig::default()
-    };
-    gateway.validate().map_err(|e| {
-        let env = format!("MCPGW_{}", e.setting.to_ascii_uppercase());
-        anyhow::anyhow!("invalid setting {env}: {}", e.message)
-    })?;
+    // A flag wins over its variable; the settings without a flag (auth, rate limits) are variables.
+    let get = |n: &str| a.core.0.get(n).cloned().or_else(|| std::env::var(n).ok());
+    let mut gateway = GatewayConfig::from_vars(get).map_err(invalid)?;
+
+    gateway.bind_host = ip.to_string();
+    gateway.encryption_key = Some(encryption_key(&a.database)?);
+    gateway.validate().map_err(invalid)?;
+
     let seed = match &a.config {
         None => None,
         Some(path) => {
@@ -332,7 +306,7 @@ async fn shutdown_signal() {
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
-    let s = settings(&args)?;
+    let mut s = settings(&args)?;
     let store = store::LibsqlStore::open(&s.database).await.map_err(|e| {
         anyhow::anyhow!(
             "invalid setting MCPGW_DATABASE (--database): cannot open {}: {e}",
@@ -371,13 +345,18 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         );
     }
     let gw = Gateway::new(s.gateway.clone(), ports, info).map_err(|e| anyhow::anyhow!("{e}"))?;
-    if let Some((path, seed)) = &s.seed {
+    // The parsed config file goes once it is seeded (10,000 tools of it are tens of MB).
+    if let Some((path, seed)) = s.seed.take() {
         let n = gw
             .registry()
-            .seed(seed)
+            .seed(&seed)
             .await
             .map_err(|e| anyhow::anyhow!("invalid setting MCPGW_CONFIG (--config): {path}: {e}"))?;
         tracing::info!(path = %path, entries = n, "registry seeded");
+    }
+    // The first snapshot now rather than on the first request.
+    if let Err(e) = gw.registry().snapshot().await {
+        tracing::warn!(error = %e, "registry not readable yet");
     }
     // Read the upstreams' catalogs in the background: an unreachable upstream must not delay
     // start-up; it is retried by the health checks.

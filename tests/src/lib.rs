@@ -668,22 +668,23 @@ pub fn start_target_with(dir: &TempDir, settings: &[&str], env: &[(&str, &str)])
             Ok(TestGateway::Native(GatewayProcess::start(&args, env)?))
         }
         Target::Edge => {
-            let mut vars = env.to_vec();
+            // The edge reads the core's settings table as wrangler vars: `--page-size` is
+            // `MCPGW_PAGE_SIZE`; `--upkeep-secs` is each runtime's own (the Durable Object's alarm).
+            let mut named = Vec::new();
             for pair in settings.chunks(2) {
-                let name = match pair[0] {
-                    "--page-size" => "MCPGW_PAGE_SIZE",
-                    "--max-body-bytes" => "MCPGW_MAX_BODY_BYTES",
-                    "--max-batch" => "MCPGW_MAX_BATCH",
-                    "--tool-timeout-ms" => "MCPGW_TOOL_TIMEOUT_MS",
-                    "--call-max-ms" => "MCPGW_CALL_MAX_MS",
-                    "--standalone-linger-ms" => "MCPGW_STANDALONE_LINGER_MS",
-                    "--upkeep-secs" => "MCPGW_UPKEEP_SECS",
-                    "--health-check-secs" => "MCPGW_HEALTH_CHECK_SECS",
-                    "--unhealthy-after" => "MCPGW_UNHEALTHY_AFTER",
-                    other => bail!("setting {other} has no edge equivalent"),
-                };
-                vars.push((name, *pair.get(1).context("a setting needs a value")?));
+                let flag = pair[0].strip_prefix("--").context("settings are --flag value pairs")?;
+                let field = flag.replace('-', "_");
+                let known = mcpgw_core::config::SETTINGS.iter().any(|s| s.field == field);
+                if !known && flag != "upkeep-secs" {
+                    bail!("setting --{flag} has no edge equivalent");
+                }
+                named.push((
+                    format!("MCPGW_{}", field.to_ascii_uppercase()),
+                    *pair.get(1).context("a setting needs a value")?,
+                ));
             }
+            let mut vars = env.to_vec();
+            vars.extend(named.iter().map(|(n, v)| (n.as_str(), *v)));
             Ok(TestGateway::Edge(EdgeProcess::start(&dir.join("edge"), &vars)?))
         }
     }

@@ -22,7 +22,7 @@ pub fn tool_listing(d: &ToolDef) -> String {
     m.insert("name".into(), json!(d.name));
     put_opt(&mut m, "title", &d.title);
     put_opt(&mut m, "description", &d.description);
-    m.insert("inputSchema".into(), d.input_schema.clone());
+    m.insert("inputSchema".into(), d.input_schema.value());
     put_opt(&mut m, "outputSchema", &d.output_schema);
     put_opt(&mut m, "annotations", &d.annotations);
     Value::Object(m).to_string()

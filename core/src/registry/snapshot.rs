@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 
-use crate::model::{Catalog, PromptArgumentDef, PromptDef, ResourceDef, ServerDef, ToolDef, UpstreamDef};
+use crate::model::{Catalog, JsonText, PromptArgumentDef, PromptDef, ResourceDef, ServerDef, ToolDef, UpstreamDef};
 use crate::ports::Record;
 use crate::uri_template::UriTemplate;
 
@@ -309,12 +309,9 @@ impl Snapshot {
                 url: String::new(),
                 method: "POST".into(),
                 headers: Default::default(),
-                input_schema: raw
-                    .get("inputSchema")
-                    .cloned()
-                    .unwrap_or_else(|| json!({"type": "object"})),
-                output_schema: raw.get("outputSchema").cloned(),
-                annotations: raw.get("annotations").cloned(),
+                input_schema: JsonText::new(raw.get("inputSchema").unwrap_or(&json!({"type": "object"}))),
+                output_schema: raw.get("outputSchema").map(JsonText::new),
+                annotations: raw.get("annotations").map(JsonText::new),
                 timeout_ms: up.def.timeout_ms,
             };
             self.tools.push(Arc::new(Tool {

@@ -140,7 +140,7 @@ impl Rest {
     /// Calls a REST tool and shapes the response as a `tools/call` result.
     pub async fn call(&self, tool: &Tool, args: Map<String, Value>, log: Log<'_>) -> Value {
         let name = &tool.def.name;
-        if let Err(e) = check_arguments(&tool.def.input_schema, &args) {
+        if let Err(e) = check_arguments(&tool.def.input_schema.value(), &args) {
             return error_result(format!("Invalid arguments for tool {name}: {e}"));
         }
         let Some(template) = &tool.url else {
