@@ -141,6 +141,7 @@ mod fakes {
     #[derive(Default)]
     pub struct MemoryStore {
         records: Mutex<BTreeMap<(Kind, String), Record>>,
+        version: AtomicU64,
     }
 
     fn find<'a>(map: &'a BTreeMap<(Kind, String), Record>, kind: Kind, id_or_key: &str) -> Option<&'a Record> {
@@ -211,10 +212,14 @@ mod fakes {
                 apply_one(&mut next, op)?;
             }
             *map = next;
+            self.version.fetch_add(1, Ordering::Relaxed);
             Ok(())
         }
         async fn ping(&self) -> Result<(), StoreError> {
             Ok(())
+        }
+        async fn version(&self) -> Result<u64, StoreError> {
+            Ok(self.version.load(Ordering::Relaxed))
         }
     }
 

@@ -67,6 +67,30 @@ impl Kind {
     }
 }
 
+/// A stored entry with its body as JSON text (see [`Store::list_raw`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RawRecord {
+    /// Stable id.
+    pub id: String,
+    /// Unique key within the kind.
+    pub key: String,
+    /// The definition, as JSON text.
+    pub body: String,
+    /// Last change, ms since the epoch.
+    pub updated_at: u64,
+}
+
+impl From<Record> for RawRecord {
+    fn from(r: Record) -> Self {
+        RawRecord {
+            body: r.body.to_string(),
+            id: r.id,
+            key: r.key,
+            updated_at: r.updated_at,
+        }
+    }
+}
+
 /// One stored registry entry. `key` is unique within its kind (a name, or a resource's URI);
 /// `body` is the validated definition as JSON.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -137,10 +161,20 @@ pub trait Store: MaybeSend + MaybeSync {
     async fn get(&self, kind: Kind, id_or_key: &str) -> Result<Option<Record>, StoreError>;
     /// Every record of a kind, ordered by key.
     async fn list(&self, kind: Kind) -> Result<Vec<Record>, StoreError>;
+    /// [`Store::list`] with each body as the JSON text the store keeps: what a snapshot of many
+    /// records is built from, without a tree of maps per record on the way. Stores that keep
+    /// text override it.
+    async fn list_raw(&self, kind: Kind) -> Result<Vec<RawRecord>, StoreError> {
+        Ok(self.list(kind).await?.into_iter().map(RawRecord::from).collect())
+    }
     /// Applies every op or none.
     async fn apply(&self, ops: Vec<Op>) -> Result<(), StoreError>;
     /// Cheap liveness check for `/ready`.
     async fn ping(&self) -> Result<(), StoreError>;
+    /// A number every write moves (any writer, any process): equal numbers mean nothing was
+    /// written in between, so a reader's copy is still current. Cheap: read before every reuse
+    /// of a cached snapshot.
+    async fn version(&self) -> Result<u64, StoreError>;
 
     /// Inserts one record.
     async fn insert(&self, record: Record) -> Result<(), StoreError> {

@@ -117,6 +117,32 @@ pub async fn run<S: Store + ?Sized>(store: &S) {
     odd.body = json!({"t": "line1\nline2 \"q\" ✓", "deep": {"a": [1, 2.5, null, true]}});
     store.insert(odd.clone()).await.unwrap();
     assert_eq!(store.get(Kind::Prompt, "ünï").await.unwrap().unwrap(), odd);
+    // The raw listing is the listing, bodies as text.
+    let full = store.list(Kind::Prompt).await.unwrap();
+    let raw = store.list_raw(Kind::Prompt).await.unwrap();
+    assert_eq!(full.len(), raw.len());
+    for (f, r) in full.iter().zip(&raw) {
+        assert_eq!((&f.id, &f.key, f.updated_at), (&r.id, &r.key, r.updated_at));
+        assert_eq!(f.body, serde_json::from_str::<serde_json::Value>(&r.body).unwrap());
+    }
+    // The version moves with every write, and only with writes (a failed one may or may not).
+    let v = store.version().await.expect("version");
+    assert_eq!(store.version().await.unwrap(), v, "reads do not move it");
+    store.list(Kind::Tool).await.unwrap();
+    assert_eq!(store.version().await.unwrap(), v, "listing does not move it");
+    let mut changed = odd.clone();
+    changed.body = json!({"t": "other"});
+    store.update(changed).await.unwrap();
+    let v2 = store.version().await.unwrap();
+    assert_ne!(v2, v, "an update moves it");
+    store.delete(Kind::Prompt, "id-u").await.unwrap();
+    let v3 = store.version().await.unwrap();
+    assert!(v3 != v2 && v3 != v, "a delete moves it");
+    store.insert(odd).await.unwrap();
+    assert!(
+        ![v, v2, v3].contains(&store.version().await.unwrap()),
+        "an insert moves it"
+    );
 }
 
 #[cfg(test)]

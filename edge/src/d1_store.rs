@@ -2,7 +2,7 @@
 //! `apply` runs as one D1 batch, which D1 executes as a single transaction.
 
 use async_trait::async_trait;
-use mcpgw_core::ports::{Kind, Op, Record, Store, StoreError};
+use mcpgw_core::ports::{Kind, Op, RawRecord, Record, Store, StoreError};
 use serde::Deserialize;
 use wasm_bindgen::JsValue;
 use worker::{D1Database, D1PreparedStatement};
@@ -110,6 +110,26 @@ impl Store for D1Store {
         rows.into_iter().map(to_record).collect()
     }
 
+    async fn list_raw(&self, kind: Kind) -> Result<Vec<RawRecord>, StoreError> {
+        let sql = format!("SELECT {COLUMNS} FROM registry WHERE kind = ?1 ORDER BY key");
+        let rows: Vec<Row> = self
+            .stmt(&sql, &[kind.as_str().into()])?
+            .all()
+            .await
+            .map_err(backend)?
+            .results()
+            .map_err(backend)?;
+        Ok(rows
+            .into_iter()
+            .map(|r| RawRecord {
+                id: r.id,
+                key: r.key,
+                body: r.body,
+                updated_at: r.updated_at as u64,
+            })
+            .collect())
+    }
+
     async fn apply(&self, ops: Vec<Op>) -> Result<(), StoreError> {
         // Conflicts are checked first so the error names the record; the UNIQUE constraints
         // still guard the batch itself against a concurrent writer.
@@ -185,5 +205,14 @@ impl Store for D1Store {
         let row: Option<serde_json::Value> = self.stmt("SELECT 1 AS one", &[])?.first(None).await.map_err(backend)?;
         row.map(|_| ())
             .ok_or_else(|| StoreError::Backend("SELECT 1 returned nothing".into()))
+    }
+
+    async fn version(&self) -> Result<u64, StoreError> {
+        let row: Option<serde_json::Value> = self
+            .stmt("SELECT version FROM registry_version WHERE id = 1", &[])?
+            .first(None)
+            .await
+            .map_err(backend)?;
+        Ok(row.and_then(|r| r["version"].as_u64()).unwrap_or(0))
     }
 }

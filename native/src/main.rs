@@ -3,6 +3,7 @@
 
 mod limiter;
 mod runtime;
+mod seed_file;
 mod server;
 mod store;
 
@@ -252,7 +253,7 @@ fn settings(a: &ServeArgs) -> anyhow::Result<Settings> {
         Some(path) => {
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("invalid setting MCPGW_CONFIG (--config): cannot read {path}"))?;
-            let file: SeedFile = toml::from_str(&text)
+            let file: SeedFile = seed_file::parse(&text)
                 .map_err(|e| anyhow::anyhow!("invalid setting MCPGW_CONFIG (--config): {path}: {e}"))?;
             Some((path.clone(), file))
         }

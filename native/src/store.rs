@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use libsql::{params, Connection, Database};
-use mcpgw_core::ports::{Kind, Op, Record, Store, StoreError};
+use mcpgw_core::ports::{Kind, Op, RawRecord, Record, Store, StoreError};
 use tokio::sync::Mutex;
 
 /// The migrations, in order. Each runs once; `_mcpgw_migrations` records it.
@@ -14,6 +14,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     (
         "0002_upstream_kind",
         include_str!("../../migrations/0002_upstream_kind.sql"),
+    ),
+    (
+        "0003_registry_version",
+        include_str!("../../migrations/0003_registry_version.sql"),
     ),
 ];
 
@@ -236,6 +240,27 @@ impl Store for LibsqlStore {
         Ok(out)
     }
 
+    async fn list_raw(&self, kind: Kind) -> Result<Vec<RawRecord>, StoreError> {
+        let conn = self.conn.lock().await;
+        let mut rows = conn
+            .query(
+                "SELECT id, key, body, updated_at FROM registry WHERE kind = ?1 ORDER BY key",
+                params![kind.as_str()],
+            )
+            .await
+            .map_err(backend)?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next().await.map_err(backend)? {
+            out.push(RawRecord {
+                id: row.get(0).map_err(backend)?,
+                key: row.get(1).map_err(backend)?,
+                body: row.get(2).map_err(backend)?,
+                updated_at: row.get::<i64>(3).map_err(backend)? as u64,
+            });
+        }
+        Ok(out)
+    }
+
     async fn apply(&self, ops: Vec<Op>) -> Result<(), StoreError> {
         let conn = self.conn.lock().await;
         let tx = conn.transaction().await.map_err(backend)?;
@@ -253,6 +278,17 @@ impl Store for LibsqlStore {
         let mut rows = conn.query("SELECT 1", ()).await.map_err(backend)?;
         rows.next().await.map_err(backend)?;
         Ok(())
+    }
+
+    async fn version(&self) -> Result<u64, StoreError> {
+        let conn = self.conn.lock().await;
+        let mut rows = conn
+            .query("SELECT version FROM registry_version WHERE id = 1", ())
+            .await
+            .map_err(backend)?;
+        let row = rows.next().await.map_err(backend)?;
+        let v: i64 = row.map(|r| r.get(0)).transpose().map_err(backend)?.unwrap_or(0);
+        Ok(v as u64)
     }
 }
 

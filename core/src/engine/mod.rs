@@ -337,7 +337,7 @@ impl Engine {
             return Ok(snap);
         }
         self.last_miss_reload.store(now, Ordering::Relaxed);
-        self.registry.invalidate();
+        self.registry.recheck();
         self.snapshot().await
     }
 

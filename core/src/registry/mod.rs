@@ -46,7 +46,10 @@ impl From<StoreError> for RegistryError {
 
 struct Cached {
     snapshot: Arc<Snapshot>,
-    loaded_at: u64,
+    /// When it was built or last found current (none: ask the store before the next use).
+    loaded_at: Option<u64>,
+    /// The store's version it was built from (none: the store could not say).
+    version: Option<u64>,
 }
 
 /// Validated registry operations and the cached snapshot.
@@ -205,28 +208,47 @@ impl Registry {
         &self.store
     }
 
-    /// The current snapshot, reloaded from the store when stale.
+    /// The current snapshot: the cached one while younger than `cache_ms`; after that, the
+    /// cached one again if the store's version says nothing was written since it was built
+    /// (one cheap query instead of reading every record), else one built anew.
     pub async fn snapshot(&self) -> Result<Arc<Snapshot>, RegistryError> {
         let now = self.clock.now_ms();
-        if let Some(c) = self.cached.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
-            if now.saturating_sub(c.loaded_at) < self.cache_ms {
-                return Ok(c.snapshot.clone());
+        let cached = self
+            .cached
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map(|c| (c.snapshot.clone(), c.loaded_at, c.version));
+        if let Some((snap, Some(loaded_at), _)) = &cached {
+            if now.saturating_sub(*loaded_at) < self.cache_ms {
+                return Ok(snap.clone());
+            }
+        }
+        // Read before the records: a write during the reading moves it past what is built.
+        let version = self.store.version().await.ok();
+        if let Some((snap, _, built_from)) = cached {
+            if version.is_some() && built_from == version {
+                if let Some(c) = self.cached.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+                    c.loaded_at = Some(now);
+                }
+                return Ok(snap);
             }
         }
         let snap = Arc::new(Snapshot::build(
             [
-                self.store.list(Kind::Tool).await?,
-                self.store.list(Kind::Resource).await?,
-                self.store.list(Kind::Prompt).await?,
-                self.store.list(Kind::Server).await?,
-                self.store.list(Kind::Upstream).await?,
-                self.store.list(Kind::Revocation).await?,
+                self.store.list_raw(Kind::Tool).await?,
+                self.store.list_raw(Kind::Resource).await?,
+                self.store.list_raw(Kind::Prompt).await?,
+                self.store.list_raw(Kind::Server).await?,
+                self.store.list_raw(Kind::Upstream).await?,
+                self.store.list_raw(Kind::Revocation).await?,
             ],
             &self.separator,
         ));
         *self.cached.lock().unwrap_or_else(|e| e.into_inner()) = Some(Cached {
             snapshot: snap.clone(),
-            loaded_at: now,
+            loaded_at: Some(now),
+            version,
         });
         // The first load is the reference later changes are measured against.
         self.announced
@@ -241,7 +263,7 @@ impl Registry {
     /// the database, or the Worker in front of a Durable Object.
     pub async fn refresh(&self) -> Result<Vec<Kind>, RegistryError> {
         let previous = *self.announced.lock().unwrap_or_else(|e| e.into_inner());
-        self.invalidate();
+        self.recheck();
         let snap = self.snapshot().await?;
         *self.announced.lock().unwrap_or_else(|e| e.into_inner()) = Some(snap.fingerprints);
         let Some(previous) = previous else {
@@ -258,6 +280,15 @@ impl Registry {
     /// Drops the cached snapshot (after a write).
     pub fn invalidate(&self) {
         *self.cached.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
+    /// The next [`Registry::snapshot`] asks the store whether anything was written (one cheap
+    /// query), instead of trusting the cache until `cache_ms`: for a lookup that missed, and
+    /// for the periodic refresh.
+    pub fn recheck(&self) {
+        if let Some(c) = self.cached.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+            c.loaded_at = None;
+        }
     }
 
     /// A record with a fresh id, created and updated at `now`.
@@ -509,16 +540,30 @@ impl Registry {
         Ok(())
     }
 
-    /// Creates or updates (by name or URI) everything in a seed file, atomically. Running it
-    /// again changes nothing but `updated_at`.
+    /// Creates or updates (by name or URI) everything in a seed file, atomically; returns how
+    /// many entries it holds. An entry stored already exactly as the file has it is not written
+    /// again (a restart on the same file writes nothing).
     pub async fn seed(&self, file: &SeedFile) -> Result<usize, RegistryError> {
         let now = self.clock.now_ms();
+        // What is stored, as text: an unchanged entry is found without a tree per record.
+        let mut stored: HashMap<(Kind, String), String> = HashMap::new();
+        for kind in [Kind::Tool, Kind::Resource, Kind::Prompt, Kind::Server, Kind::Upstream] {
+            for r in self.store.list_raw(kind).await? {
+                stored.insert((kind, r.key), r.body);
+            }
+        }
         let mut ops = Vec::new();
+        let mut entries = 0;
         let mut push = |kind: Kind, prefix: String, body: Value| -> Result<(), RegistryError> {
             let (key, body) = model::validate(kind, body)
                 .and_then(|(key, body)| self.guard_def(kind, &body).map(|()| (key, body)))
                 .map_err(|e| FieldError::new(format!("{prefix}.{}", e.field), e.message))?;
-            ops.push(Op::Upsert(self.new_record(kind, key, body, now)));
+            entries += 1;
+            let text = body.to_string();
+            let unchanged = stored.get(&(kind, key.clone())).is_some_and(|b| *b == text);
+            if !unchanged {
+                ops.push(Op::Upsert(self.new_record(kind, key, body, now)));
+            }
             Ok(())
         };
         let to_value = |v: Result<Value, serde_json::Error>| {
@@ -566,10 +611,11 @@ impl Registry {
         }
         // Server members may refer to entries of this same file or to existing ones.
         let known = |kind: Kind, name: &str, ops: &[Op]| {
-            ops.iter().any(|o| match o {
-                Op::Upsert(r) => r.kind == kind && (r.key == name || r.body["name"] == name),
-                _ => false,
-            })
+            stored.contains_key(&(kind, name.to_string()))
+                || ops.iter().any(|o| match o {
+                    Op::Upsert(r) => r.kind == kind && (r.key == name || r.body["name"] == name),
+                    _ => false,
+                })
         };
         for (i, s) in file.server.iter().enumerate() {
             for (field, kind, names) in [
@@ -615,10 +661,11 @@ impl Registry {
                 }
             }
         }
-        let n = ops.len();
-        self.store.apply(ops).await?;
-        self.invalidate();
-        Ok(n)
+        if !ops.is_empty() {
+            self.store.apply(ops).await?;
+            self.invalidate();
+        }
+        Ok(entries)
     }
 }
 
@@ -724,6 +771,34 @@ mod tests {
     }
 
     #[test]
+    fn an_expired_snapshot_is_reused_while_the_store_version_stands_still() {
+        block_on(async {
+            let store: Arc<dyn Store> = Arc::new(MemoryStore::default());
+            let clock = Arc::new(ManualClock::at(1000));
+            let here = Registry::new(store.clone(), clock.clone(), Arc::new(SeqIds::default()), 2000);
+            let elsewhere = Registry::new(store, clock.clone(), Arc::new(SeqIds::default()), 2000);
+            let first = here.snapshot().await.unwrap();
+            clock.advance(std::time::Duration::from_secs(5));
+            let again = here.snapshot().await.unwrap();
+            assert!(
+                Arc::ptr_eq(&first, &again),
+                "nothing written: the same snapshot, not rebuilt"
+            );
+            elsewhere
+                .create(Kind::Tool, json!({"name": "t", "url": "http://h/x"}))
+                .await
+                .unwrap();
+            assert!(
+                Arc::ptr_eq(&again, &here.snapshot().await.unwrap()),
+                "within cache_ms the cache is trusted"
+            );
+            here.recheck();
+            let fresh = here.snapshot().await.unwrap();
+            assert!(fresh.tool("t").is_some(), "asked to recheck, the write is seen at once");
+        });
+    }
+
+    #[test]
     fn refresh_reports_the_kinds_that_changed_by_any_writer() {
         block_on(async {
             let store: Arc<dyn Store> = Arc::new(MemoryStore::default());
@@ -793,6 +868,15 @@ mod tests {
             );
             assert_eq!(r.list(Kind::Resource).await.unwrap().len(), 2);
             assert_eq!(r.list(Kind::Server).await.unwrap().len(), 1);
+            // The same file again writes nothing; a changed entry is written.
+            let v = r.store().version().await.unwrap();
+            assert_eq!(r.seed(&file).await.unwrap(), 4, "every entry counted");
+            assert_eq!(r.store().version().await.unwrap(), v, "nothing written");
+            let mut changed = file.clone();
+            changed.tool[0].description = Some("changed".into());
+            r.seed(&changed).await.unwrap();
+            assert_ne!(r.store().version().await.unwrap(), v);
+            assert_eq!(r.list(Kind::Tool).await.unwrap()[0]["description"], "changed");
         });
     }
 

@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use base64::Engine as _;
 use serde_json::Value;
 
-use crate::ports::{Ids, Kind, Op, Record, Store, StoreError};
+use crate::ports::{Ids, Kind, Op, RawRecord, Record, Store, StoreError};
 
 const PREFIX: &str = "enc:v1:";
 
@@ -158,6 +158,19 @@ impl Store for SealedStore {
             .map(|r| self.open_record(r))
             .collect())
     }
+    async fn list_raw(&self, kind: Kind) -> Result<Vec<RawRecord>, StoreError> {
+        let mut out = self.inner.list_raw(kind).await?;
+        if has_credentials(kind) {
+            // Only bodies that carry headers are opened (parsed, unsealed, written again).
+            for r in out.iter_mut().filter(|r| r.body.contains("\"headers\"")) {
+                if let Ok(mut body) = serde_json::from_str::<serde_json::Value>(&r.body) {
+                    Self::map_headers(&mut body, |s| self.sealer.open(s).unwrap_or_else(|_| s.to_string()));
+                    r.body = body.to_string();
+                }
+            }
+        }
+        Ok(out)
+    }
     async fn apply(&self, ops: Vec<Op>) -> Result<(), StoreError> {
         let ops = ops
             .into_iter()
@@ -172,6 +185,9 @@ impl Store for SealedStore {
     }
     async fn ping(&self) -> Result<(), StoreError> {
         self.inner.ping().await
+    }
+    async fn version(&self) -> Result<u64, StoreError> {
+        self.inner.version().await
     }
 }
 

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use serde_json::{json, Value};
 
 use crate::model::{Catalog, JsonText, PromptArgumentDef, PromptDef, ResourceDef, ServerDef, ToolDef, UpstreamDef};
-use crate::ports::Record;
+use crate::ports::RawRecord;
 use crate::uri_template::UriTemplate;
 
 /// An upstream MCP server as the gateway serves it (its catalog is spread over the members).
@@ -124,14 +124,14 @@ pub struct Snapshot {
 }
 
 /// A hash of a kind's records, to notice a list change however it happened.
-fn fingerprint(records: &[Record]) -> u64 {
+fn fingerprint(records: &[RawRecord]) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
     for r in records {
         r.id.hash(&mut h);
         r.key.hash(&mut h);
         r.updated_at.hash(&mut h);
-        r.body.to_string().hash(&mut h);
+        r.body.hash(&mut h);
     }
     h.finish()
 }
@@ -170,7 +170,7 @@ impl Snapshot {
         self.revoked.contains(jti)
     }
 
-    pub(super) fn build(lists: [Vec<Record>; 6], separator: &str) -> Self {
+    pub(super) fn build(lists: [Vec<RawRecord>; 6], separator: &str) -> Self {
         let [tools, resources, prompts, servers, gateways, revocations] = lists;
         let mut snap = Snapshot {
             revoked: revocations.into_iter().map(|r| r.key).collect(),
@@ -185,7 +185,7 @@ impl Snapshot {
         };
         // Records were validated on the way in; one that no longer parses is skipped, not fatal.
         for r in tools {
-            if let Ok(def) = serde_json::from_value::<ToolDef>(r.body) {
+            if let Ok(def) = serde_json::from_str::<ToolDef>(&r.body) {
                 if let Ok(url) = UriTemplate::parse(&def.url) {
                     let listing = crate::registry::listing::tool_listing(&def);
                     snap.tools.push(Arc::new(Tool {
@@ -199,7 +199,7 @@ impl Snapshot {
             }
         }
         for r in resources {
-            if let Ok(def) = serde_json::from_value::<ResourceDef>(r.body) {
+            if let Ok(def) = serde_json::from_str::<ResourceDef>(&r.body) {
                 let listing = crate::registry::listing::resource_listing(&def);
                 let template = match &def.uri_template {
                     Some(t) => match UriTemplate::parse(t) {
@@ -218,7 +218,7 @@ impl Snapshot {
             }
         }
         for r in prompts {
-            if let Ok(def) = serde_json::from_value::<PromptDef>(r.body) {
+            if let Ok(def) = serde_json::from_str::<PromptDef>(&r.body) {
                 let listing = crate::registry::listing::prompt_listing(&def);
                 snap.prompts.push(Arc::new(Prompt {
                     def,
@@ -228,7 +228,7 @@ impl Snapshot {
             }
         }
         for r in gateways {
-            if let Ok(mut def) = serde_json::from_value::<UpstreamDef>(r.body) {
+            if let Ok(mut def) = serde_json::from_str::<UpstreamDef>(&r.body) {
                 let catalog = def.catalog.take().unwrap_or_default();
                 let up = Arc::new(Upstream {
                     id: r.id,
@@ -249,7 +249,7 @@ impl Snapshot {
             snap.prompt_index.entry(p.def.name.clone()).or_insert(i);
         }
         for r in servers {
-            if let Ok(def) = serde_json::from_value::<ServerDef>(r.body) {
+            if let Ok(def) = serde_json::from_str::<ServerDef>(&r.body) {
                 let upstream_ids = def
                     .upstreams
                     .iter()
