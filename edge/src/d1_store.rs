@@ -92,6 +92,19 @@ impl D1Store {
     }
 }
 
+impl D1Store {
+    /// Every row of a kind, ordered by key.
+    async fn rows_of(&self, kind: Kind) -> Result<Vec<Row>, StoreError> {
+        let sql = format!("SELECT {COLUMNS} FROM registry WHERE kind = ?1 ORDER BY key");
+        self.stmt(&sql, &[kind.as_str().into()])?
+            .all()
+            .await
+            .map_err(backend)?
+            .results()
+            .map_err(backend)
+    }
+}
+
 #[async_trait(?Send)]
 impl Store for D1Store {
     async fn get(&self, kind: Kind, id_or_key: &str) -> Result<Option<Record>, StoreError> {
@@ -99,27 +112,13 @@ impl Store for D1Store {
     }
 
     async fn list(&self, kind: Kind) -> Result<Vec<Record>, StoreError> {
-        let sql = format!("SELECT {COLUMNS} FROM registry WHERE kind = ?1 ORDER BY key");
-        let rows: Vec<Row> = self
-            .stmt(&sql, &[kind.as_str().into()])?
-            .all()
-            .await
-            .map_err(backend)?
-            .results()
-            .map_err(backend)?;
-        rows.into_iter().map(to_record).collect()
+        self.rows_of(kind).await?.into_iter().map(to_record).collect()
     }
 
     async fn list_raw(&self, kind: Kind) -> Result<Vec<RawRecord>, StoreError> {
-        let sql = format!("SELECT {COLUMNS} FROM registry WHERE kind = ?1 ORDER BY key");
-        let rows: Vec<Row> = self
-            .stmt(&sql, &[kind.as_str().into()])?
-            .all()
-            .await
-            .map_err(backend)?
-            .results()
-            .map_err(backend)?;
-        Ok(rows
+        Ok(self
+            .rows_of(kind)
+            .await?
             .into_iter()
             .map(|r| RawRecord {
                 id: r.id,

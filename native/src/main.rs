@@ -220,11 +220,9 @@ struct Settings {
 
 /// A bad setting, named by its variable (and its flag, for those that have one).
 fn invalid(e: mcpgw_core::ConfigError) -> anyhow::Error {
-    let var = e.variable();
-    let field = var.trim_start_matches("MCPGW_").to_ascii_lowercase();
-    match SETTINGS.iter().find(|s| s.field == field) {
-        Some(s) => anyhow::anyhow!("invalid setting {var} (--{}): {}", s.flag(), e.message),
-        None => anyhow::anyhow!("invalid setting {var}: {}", e.message),
+    match SETTINGS.iter().find(|s| s.field == e.setting) {
+        Some(s) => anyhow::anyhow!("invalid setting {} (--{}): {}", s.var(), s.flag(), e.message),
+        None => anyhow::anyhow!("invalid setting {}: {}", e.variable(), e.message),
     }
 }
 

@@ -132,6 +132,8 @@ fn relayable_hello() -> Hello {
 struct Call {
     fed: Arc<Federation>,
     session: Option<SessionState>,
+    /// The session's id (none for `/rpc`).
+    sid: Option<String>,
     up: Arc<Upstream>,
     client_id: RequestId,
     method: Method,
@@ -350,6 +352,7 @@ impl Federation {
         };
         let call = Call {
             fed,
+            sid: session.as_ref().map(|s| s.id.clone()),
             session,
             up,
             client_id,
@@ -579,7 +582,7 @@ impl Call {
     /// The next item for the client; `None` after the answer.
     async fn next(&mut self) -> Option<Relayed> {
         let fed = self.fed.clone();
-        let sid = self.session.as_ref().map(|s| s.id.clone());
+        let sid = self.sid.as_deref();
         let timeout = fed.timeout_of(&self.up.def);
         loop {
             match std::mem::replace(&mut self.state, CallState::Done) {
@@ -592,8 +595,8 @@ impl Call {
                     };
                     let (tx, rx) = unbounded::<Value>();
                     let uid = link.next_id();
-                    if let Some(s) = &sid {
-                        let key = (s.clone(), self.client_id.clone());
+                    if let Some(s) = sid {
+                        let key = (s.to_string(), self.client_id.clone());
                         lock(&fed.inflight).insert(key, (link.clone(), uid));
                     }
                     // `timeout` is an idle timeout, started again by every message of the call;
@@ -617,7 +620,7 @@ impl Call {
                     };
                     match next {
                         Ok(Some(m)) => {
-                            let out = fed.rewrite(sid.as_deref(), &run.link, &self.up, m).await;
+                            let out = fed.rewrite(sid, &run.link, &self.up, m).await;
                             self.state = CallState::Running(run);
                             if let Some(v) = out {
                                 return Some(Relayed::Message(Json(v.to_string())));
@@ -637,13 +640,13 @@ impl Call {
                 }
                 CallState::Ending(mut run, result) => {
                     while let Ok(m) = run.rx.try_recv() {
-                        if let Some(v) = fed.rewrite(sid.as_deref(), &run.link, &self.up, m).await {
+                        if let Some(v) = fed.rewrite(sid, &run.link, &self.up, m).await {
                             self.state = CallState::Ending(run, result);
                             return Some(Relayed::Message(Json(v.to_string())));
                         }
                     }
-                    if let Some(s) = &sid {
-                        lock(&fed.inflight).remove(&(s.clone(), self.client_id.clone()));
+                    if let Some(s) = sid {
+                        lock(&fed.inflight).remove(&(s.to_string(), self.client_id.clone()));
                     }
                     match result {
                         Ok(answer) => {
