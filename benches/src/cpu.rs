@@ -14,14 +14,24 @@ use serde_json::{json, Value};
 
 use crate::{load_client, open_session, register_upstream, tool_call_phase, Phase, ToolCall, ROUNDS};
 
-/// utime + stime of one process (all its threads), in clock ticks.
-fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
+/// (utime, stime) of one process (all its threads), in clock ticks.
+fn cpu_ticks(pid: u32) -> anyhow::Result<Ticks> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
     // Fields after the command name (which may hold spaces) start at state (field 3).
     let rest = stat.rsplit_once(')').context("stat format")?.1;
     let f: Vec<&str> = rest.split_whitespace().collect();
     ensure!(f.len() > 13, "stat has {} fields", f.len());
-    Ok(f[11].parse::<u64>()? + f[12].parse::<u64>()?)
+    Ok(Ticks(f[11].parse()?, f[12].parse()?))
+}
+
+/// User and system CPU time, in clock ticks.
+#[derive(Clone, Copy, Default)]
+struct Ticks(u64, u64);
+
+impl std::iter::Sum for Ticks {
+    fn sum<I: Iterator<Item = Self>>(iter: I) -> Self {
+        iter.fold(Self::default(), |a, b| Self(a.0 + b.0, a.1 + b.1))
+    }
 }
 
 /// The processes whose parent is `pid`.
@@ -129,7 +139,7 @@ impl Nginx {
         Ok(n)
     }
 
-    fn ticks(&self) -> anyhow::Result<u64> {
+    fn ticks(&self) -> anyhow::Result<Ticks> {
         self.pids.iter().map(|p| cpu_ticks(*p)).sum()
     }
 }
@@ -152,10 +162,12 @@ impl Drop for Nginx {
     }
 }
 
-/// One measured phase: the requests, the throughput and the CPU microseconds per request.
+/// One measured phase: the requests, the throughput and the CPU microseconds per request
+/// (user + system, and the system part alone).
 struct CpuPhase {
     phase: Phase,
     cpu_us: f64,
+    sys_us: f64,
 }
 
 async fn echo_phase(
@@ -165,7 +177,7 @@ async fn echo_phase(
     n: usize,
     c: usize,
     id_base: u64,
-    ticks: &dyn Fn() -> anyhow::Result<u64>,
+    ticks: &dyn Fn() -> anyhow::Result<Ticks>,
 ) -> anyhow::Result<CpuPhase> {
     let per_tick_us = 1e6 / clock_ticks_per_sec() as f64;
     let before = ticks()?;
@@ -176,9 +188,12 @@ async fn echo_phase(
         expect: "hi",
     };
     let phase = tool_call_phase(name, http, call, n, c, Duration::from_secs(120), id_base).await?;
-    let used = ticks()?.saturating_sub(before) as f64 * per_tick_us;
+    let after = ticks()?;
+    let per_request = |t: u64| t as f64 * per_tick_us / phase.requests as f64;
+    let (user, sys) = (after.0.saturating_sub(before.0), after.1.saturating_sub(before.1));
     Ok(CpuPhase {
-        cpu_us: used / phase.requests as f64,
+        cpu_us: per_request(user + sys),
+        sys_us: per_request(sys),
         phase,
     })
 }
@@ -213,7 +228,10 @@ pub async fn cpu_bench(total: usize, concurrency: usize) -> anyhow::Result<Value
     let gw_ticks = || cpu_ticks(gw_pid);
     // Warm-up: connections, the gateway's upstream session.
     for (url, sid, tool) in [(&via_nginx, &nginx_sid, "echo"), (&via_gw, &gw_sid, "every__echo")] {
-        echo_phase("warm-up", &http, (url, sid, tool), 500, concurrency, 0, &|| Ok(0)).await?;
+        echo_phase("warm-up", &http, (url, sid, tool), 500, concurrency, 0, &|| {
+            Ok(Ticks::default())
+        })
+        .await?;
     }
     let (mut rows_n, mut rows_g) = (Vec::new(), Vec::new());
     for round in 0..ROUNDS {
@@ -248,16 +266,17 @@ pub async fn cpu_bench(total: usize, concurrency: usize) -> anyhow::Result<Value
             median(rows.iter().map(|r| r.phase.rps()).collect()),
             median(rows.iter().map(|r| r.cpu_us).collect()),
             median(rows.iter().map(|r| r.phase.pct(0.5)).collect()),
+            median(rows.iter().map(|r| r.sys_us).collect()),
         )
     };
-    let (n_rps, n_cpu, n_p50) = summary(&rows_n);
-    let (g_rps, g_cpu, g_p50) = summary(&rows_g);
+    let (n_rps, n_cpu, n_p50, n_sys) = summary(&rows_n);
+    let (g_rps, g_cpu, g_p50, g_sys) = summary(&rows_g);
     println!(
         "cpu: tools/call of server-everything's echo at {concurrency} connections, {total} requests per phase, median of {ROUNDS} interleaved rounds\n"
     );
-    println!("| proxy | req/s | CPU µs per request | p50 ms |\n| --- | ---: | ---: | ---: |");
-    println!("| nginx (plain reverse proxy, baseline) | {n_rps:.0} | {n_cpu:.1} | {n_p50:.3} |");
-    println!("| mcpgw (federated upstream) | {g_rps:.0} | {g_cpu:.1} | {g_p50:.3} |");
+    println!("| proxy | req/s | CPU µs per request | of which system | p50 ms |\n| --- | ---: | ---: | ---: | ---: |");
+    println!("| nginx (plain reverse proxy, baseline) | {n_rps:.0} | {n_cpu:.1} | {n_sys:.1} | {n_p50:.3} |");
+    println!("| mcpgw (federated upstream) | {g_rps:.0} | {g_cpu:.1} | {g_sys:.1} | {g_p50:.3} |");
     println!(
         "\nCPU per request {:.2}x nginx (target <= 1.5); throughput {:.2}x nginx (target >= 1.0)\n",
         g_cpu / n_cpu,
@@ -265,7 +284,7 @@ pub async fn cpu_bench(total: usize, concurrency: usize) -> anyhow::Result<Value
     );
     drop(nginx);
     Ok(json!({"concurrency": concurrency, "requests": total,
-        "nginx": {"rps": n_rps, "cpu_us_per_request": n_cpu, "p50_ms": n_p50},
-        "mcpgw": {"rps": g_rps, "cpu_us_per_request": g_cpu, "p50_ms": g_p50},
+        "nginx": {"rps": n_rps, "cpu_us_per_request": n_cpu, "sys_us_per_request": n_sys, "p50_ms": n_p50},
+        "mcpgw": {"rps": g_rps, "cpu_us_per_request": g_cpu, "sys_us_per_request": g_sys, "p50_ms": g_p50},
         "cpu_ratio": g_cpu / n_cpu, "throughput_ratio": g_rps / n_rps}))
 }

@@ -510,7 +510,11 @@ fn valid_uri(field: &str, uri: &str) -> Result<(), FieldError> {
 fn valid_headers(headers: &BTreeMap<String, String>) -> Result<(), FieldError> {
     for (k, v) in headers {
         let bad = |s: &str| s.is_empty() || s.bytes().any(|b| b == b'\r' || b == b'\n');
-        if bad(k) || bad(v) || http::HeaderName::from_bytes(k.as_bytes()).is_err() {
+        if bad(k)
+            || bad(v)
+            || http::HeaderName::from_bytes(k.as_bytes()).is_err()
+            || http::HeaderValue::from_str(v).is_err()
+        {
             return Err(FieldError::new(format!("headers.{k}"), "is not a valid HTTP header"));
         }
     }

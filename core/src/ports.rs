@@ -268,8 +268,8 @@ pub struct OutboundRequest {
     pub method: http::Method,
     /// The absolute URL.
     pub url: String,
-    /// Headers, in order.
-    pub headers: Vec<(String, String)>,
+    /// The headers (built once per link where they do not change, see [`crate::http::header_map`]).
+    pub headers: http::HeaderMap,
     /// The body, if any.
     pub body: Option<Bytes>,
 }
@@ -291,6 +291,9 @@ pub enum HttpError {
     /// The URL could not be used.
     #[error("invalid URL: {0}")]
     InvalidUrl(String),
+    /// A configured header (named) is not a valid HTTP header.
+    #[error("invalid header '{0}'")]
+    InvalidHeader(String),
     /// Connecting or sending failed (the request may not have reached the server; a runtime that
     /// cannot tell reports [`HttpError::Lost`] cases as this too).
     #[error("connection failed: {0}")]

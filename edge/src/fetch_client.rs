@@ -18,9 +18,10 @@ impl HttpClient for FetchClient {
     async fn send(&self, r: OutboundRequest) -> Result<InboundResponse, HttpError> {
         let headers = Headers::new();
         for (k, v) in &r.headers {
+            let value = v.to_str().map_err(|_| HttpError::InvalidHeader(k.to_string()))?;
             headers
-                .append(k, v)
-                .map_err(|e| HttpError::InvalidUrl(format!("header {k}: {e}")))?;
+                .append(k.as_str(), value)
+                .map_err(|_| HttpError::InvalidHeader(k.to_string()))?;
         }
         let mut init = RequestInit::new();
         init.with_method(method(&r.method)).with_headers(headers);

@@ -1,15 +1,13 @@
 //! Native implementations of the core's platform ports: tokio time and tasks, OS randomness,
-//! and outbound HTTP through reqwest with streamed bodies.
+//! and stdio upstreams as child processes (outbound HTTP is in `http_client`).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use async_trait::async_trait;
-use futures::{StreamExt, TryStreamExt};
-use mcpgw_core::netguard::NetPolicy;
+use futures::StreamExt;
 use mcpgw_core::platform::{BoxFuture, BoxStream};
-use mcpgw_core::ports::{Clock, HttpClient, HttpError, Ids, InboundResponse, Launcher, OutboundRequest, Pipe, Spawner};
+use mcpgw_core::ports::{Clock, Ids, Launcher, Pipe, Spawner};
 
 /// Wall clock and tokio sleeps.
 pub struct TokioClock;
@@ -42,101 +40,6 @@ impl Spawner for TokioSpawner {
     fn spawn(&self, work: BoxFuture<'static, ()>) {
         tokio::spawn(work);
     }
-}
-
-/// reqwest, with connection pooling; redirects are not followed (a tool's URL is what it is).
-pub struct ReqwestClient {
-    client: reqwest::Client,
-}
-
-/// Resolves host names, then drops the addresses the SSRF policy refuses, so that a public name
-/// pointing (or re-pointed) at an internal address cannot reach it. Literal addresses never get
-/// here; the core checks those.
-struct GuardedResolver {
-    policy: Arc<NetPolicy>,
-}
-
-impl reqwest::dns::Resolve for GuardedResolver {
-    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
-        let policy = self.policy.clone();
-        Box::pin(async move {
-            let host = name.as_str().to_string();
-            let addrs: Vec<std::net::SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
-            let mut refused = None;
-            let allowed: Vec<std::net::SocketAddr> = addrs
-                .into_iter()
-                .filter(|a| match policy.check_ip(a.ip()) {
-                    Ok(()) => true,
-                    Err(e) => {
-                        refused = Some(e);
-                        false
-                    }
-                })
-                .collect();
-            if allowed.is_empty() {
-                let why = refused.unwrap_or_else(|| "no address".into());
-                return Err(format!("{host}: {why}").into());
-            }
-            Ok(Box::new(allowed.into_iter()) as reqwest::dns::Addrs)
-        })
-    }
-}
-
-impl ReqwestClient {
-    /// A client with sane connect timeouts that resolves through the SSRF policy.
-    pub fn new(policy: NetPolicy) -> anyhow::Result<Self> {
-        let client = reqwest::Client::builder()
-            .dns_resolver(Arc::new(GuardedResolver {
-                policy: Arc::new(policy),
-            }))
-            .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(Duration::from_secs(10))
-            .pool_idle_timeout(Duration::from_secs(60))
-            .user_agent(concat!("mcpgw/", env!("CARGO_PKG_VERSION")))
-            .build()?;
-        Ok(Self { client })
-    }
-}
-
-#[async_trait]
-impl HttpClient for ReqwestClient {
-    async fn send(&self, request: OutboundRequest) -> Result<InboundResponse, HttpError> {
-        let url =
-            reqwest::Url::parse(&request.url).map_err(|e| HttpError::InvalidUrl(format!("{}: {e}", request.url)))?;
-        let mut rb = self.client.request(request.method, url);
-        for (k, v) in &request.headers {
-            rb = rb.header(k, v);
-        }
-        if let Some(body) = request.body {
-            rb = rb.body(body);
-        }
-        let resp = rb.send().await.map_err(|e| {
-            // Past the connect step the request went out: the server may have acted on it.
-            if e.is_connect() || e.is_builder() {
-                HttpError::Connect(error_chain(&e))
-            } else {
-                HttpError::Lost(error_chain(&e))
-            }
-        })?;
-        let status = resp.status();
-        let headers = resp.headers().clone();
-        let body = resp
-            .bytes_stream()
-            .map_err(|e| HttpError::Body(error_chain(&e)))
-            .boxed();
-        Ok(InboundResponse { status, headers, body })
-    }
-}
-
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }
 
 /// Starts stdio upstreams as child processes in their own process group; closing the pipe (or
@@ -230,33 +133,5 @@ impl Launcher for ProcessLauncher {
             child: std::sync::Mutex::new(Some(child)),
         };
         Ok((Box::new(pipe), incoming))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use reqwest::dns::Resolve;
-
-    fn resolve(policy: NetPolicy, name: &str) -> Result<Vec<std::net::SocketAddr>, String> {
-        let r = GuardedResolver {
-            policy: Arc::new(policy),
-        };
-        let name: reqwest::dns::Name = name.parse().map_err(|e| format!("{e:?}"))?;
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| e.to_string())?;
-        rt.block_on(async { r.resolve(name).await.map(|a| a.collect()).map_err(|e| e.to_string()) })
-    }
-
-    #[test]
-    fn names_are_checked_after_resolution() {
-        // `localhost` resolves from /etc/hosts, without the network.
-        let err = resolve(NetPolicy::default(), "localhost").expect_err("refused");
-        assert!(err.contains("loopback") && err.contains("SSRF guard"), "{err}");
-        let allowed = NetPolicy::parse(&["loopback".into()]).expect("policy");
-        let addrs = resolve(allowed, "localhost").expect("allowed");
-        assert!(!addrs.is_empty() && addrs.iter().all(|a| a.ip().is_loopback()));
     }
 }

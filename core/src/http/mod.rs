@@ -9,11 +9,26 @@ pub mod fetch;
 pub(crate) mod response;
 pub mod route;
 
-use http::{header, HeaderMap};
+use http::{header, HeaderMap, HeaderName, HeaderValue};
+
+use crate::ports::HttpError;
 
 /// A header's value, if it is text.
 pub(crate) fn header_str<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
     h.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// Request headers from text pairs (a definition's `headers`); the first invalid name or value
+/// is named in the error. Definitions are checked when stored, so this fails only for rows
+/// stored before that check.
+pub fn header_map<'a>(pairs: impl IntoIterator<Item = (&'a String, &'a String)>) -> Result<HeaderMap, HttpError> {
+    let mut h = HeaderMap::new();
+    for (k, v) in pairs {
+        let bad = || HttpError::InvalidHeader(k.clone());
+        let name = HeaderName::from_bytes(k.as_bytes()).map_err(|_| bad())?;
+        h.append(name, HeaderValue::from_str(v).map_err(|_| bad())?);
+    }
+    Ok(h)
 }
 
 /// True when `accept` lists `mime` (or a wildcard covering it).

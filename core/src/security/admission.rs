@@ -486,7 +486,7 @@ impl Security {
         let req = OutboundRequest {
             method: Method::GET,
             url: url.to_string(),
-            headers: vec![("accept".into(), "application/json".into())],
+            headers: http::HeaderMap::from_iter([(header::ACCEPT, http::HeaderValue::from_static("application/json"))]),
             body: None,
         };
         let timeout = std::time::Duration::from_secs(10);

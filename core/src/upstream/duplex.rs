@@ -139,14 +139,17 @@ pub(super) fn resolve(base: &str, target: &str) -> String {
 pub(super) struct SsePipe {
     http: Arc<dyn HttpClient>,
     endpoint: String,
-    headers: Vec<(String, String)>,
+    headers: http::HeaderMap,
 }
 
 impl Pipe for SsePipe {
     fn send(&self, message: String) -> BoxFuture<'static, Result<(), String>> {
         let http = self.http.clone();
-        let mut headers = vec![("content-type".to_string(), "application/json".to_string())];
-        headers.extend(self.headers.iter().cloned());
+        let mut headers = self.headers.clone();
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/json"),
+        );
         let req = OutboundRequest {
             method: http::Method::POST,
             url: self.endpoint.clone(),
@@ -167,8 +170,12 @@ impl Pipe for SsePipe {
 
 /// Opens the legacy SSE stream, waits for its endpoint, and starts the reader.
 pub(super) async fn open_sse(net: &Net, url: &str, def: &UpstreamDef) -> Result<Arc<Duplex>, UpstreamError> {
-    let mut headers = vec![("accept".to_string(), "text/event-stream".to_string())];
-    headers.extend(header_pairs(def));
+    let configured = def_headers(def)?;
+    let mut headers = configured.clone();
+    headers.insert(
+        http::header::ACCEPT,
+        http::HeaderValue::from_static("text/event-stream"),
+    );
     let resp = net
         .http
         .send(OutboundRequest {
@@ -213,7 +220,7 @@ pub(super) async fn open_sse(net: &Net, url: &str, def: &UpstreamDef) -> Result<
     let pipe = SsePipe {
         http: net.http.clone(),
         endpoint,
-        headers: header_pairs(def),
+        headers: configured,
     };
     Ok(Duplex::start(Box::new(pipe), incoming, &net.spawner))
 }

@@ -175,7 +175,7 @@ struct Listener {
 }
 
 enum Io {
-    Http(HttpIo),
+    Http(Box<HttpIo>),
     Duplex(Arc<Duplex>),
 }
 
@@ -196,8 +196,9 @@ impl Drop for Link {
     }
 }
 
-fn header_pairs(def: &UpstreamDef) -> Vec<(String, String)> {
-    def.headers.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+/// The definition's headers (checked when it was stored; an older row may still hold a bad one).
+fn def_headers(def: &UpstreamDef) -> Result<http::HeaderMap, UpstreamError> {
+    crate::http::header_map(&def.headers).map_err(|e| UpstreamError::Unsupported(e.to_string()))
 }
 
 /// Runs `fut` with a deadline.
@@ -248,16 +249,16 @@ impl Link {
         timeout_ms: u64,
     ) -> Result<Link, UpstreamError> {
         let io = match def.transport {
-            Transport::StreamableHttp => Io::Http(HttpIo {
+            Transport::StreamableHttp => Io::Http(Box::new(HttpIo {
                 http: net.http.clone(),
                 clock: net.clock.clone(),
                 url: endpoint.clone(),
-                headers: header_pairs(def),
+                headers: def_headers(def)?,
                 session: Mutex::new(None),
                 version: Mutex::new(None),
                 max_bytes: net.max_bytes,
                 calls: CallSinks::default(),
-            }),
+            })),
             Transport::Sse => Io::Duplex(deadline(&net.clock, timeout_ms, open_sse(net, &endpoint, def)).await?),
             Transport::Stdio => {
                 let launcher = net.launcher.as_ref().ok_or_else(|| {
@@ -314,10 +315,7 @@ impl Link {
         match &self.io {
             Io::Duplex(d) => d.shutdown(),
             Io::Http(h) => {
-                let session = h.session.lock().unwrap_or_else(|e| e.into_inner()).take();
-                if let Some(sid) = session {
-                    let mut headers = h.headers.clone();
-                    headers.push(("mcp-session-id".into(), sid));
+                if let Some(headers) = h.end_session() {
                     let req = OutboundRequest {
                         method: http::Method::DELETE,
                         url: h.url.clone(),

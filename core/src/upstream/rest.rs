@@ -7,13 +7,14 @@ use std::time::Duration;
 
 use base64::Engine;
 use bytes::Bytes;
+use http::HeaderValue;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde_json::{json, Map, Value};
 
 use crate::http::fetch::fetch;
 use crate::netguard::NetPolicy;
 use crate::platform::MaybeSync;
-use crate::ports::{Clock, HttpClient, OutboundRequest};
+use crate::ports::{Clock, HttpClient, HttpError, OutboundRequest};
 use crate::proto::logging::LogLevel;
 use crate::registry::Tool;
 use crate::uri_template::UriTemplate;
@@ -77,14 +78,21 @@ fn query_value(v: &Value) -> String {
 }
 
 /// Builds the outbound request for a call.
-pub(crate) fn build_request(tool: &Tool, template: &UriTemplate, mut args: Map<String, Value>) -> OutboundRequest {
+pub(crate) fn build_request(
+    tool: &Tool,
+    template: &UriTemplate,
+    mut args: Map<String, Value>,
+) -> Result<OutboundRequest, HttpError> {
     let mut url = template.expand(&args);
     for v in template.variables() {
         args.remove(v);
     }
     let method = http::Method::from_bytes(tool.def.method.as_bytes()).unwrap_or(http::Method::GET);
-    let mut headers: Vec<(String, String)> = tool.def.headers.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-    headers.push(("accept".into(), "application/json, text/plain;q=0.9, */*;q=0.8".into()));
+    let mut headers = crate::http::header_map(&tool.def.headers)?;
+    headers.insert(
+        http::header::ACCEPT,
+        HeaderValue::from_static("application/json, text/plain;q=0.9, */*;q=0.8"),
+    );
     let body = if method == http::Method::GET || method == http::Method::DELETE {
         if !args.is_empty() {
             let q: Vec<String> = args
@@ -102,17 +110,17 @@ pub(crate) fn build_request(tool: &Tool, template: &UriTemplate, mut args: Map<S
         }
         None
     } else {
-        headers.push(("content-type".into(), "application/json".into()));
+        headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
         Some(Bytes::from(
             serde_json::to_vec(&Value::Object(args)).unwrap_or_default(),
         ))
     };
-    OutboundRequest {
+    Ok(OutboundRequest {
         method,
         url,
         headers,
         body,
-    }
+    })
 }
 
 /// What REST tool calls need: outbound HTTP, time, the SSRF policy and the limits.
@@ -146,7 +154,10 @@ impl Rest {
         let Some(template) = &tool.url else {
             return error_result(format!("Tool {name} has no URL"));
         };
-        let request = build_request(tool, template, args);
+        let request = match build_request(tool, template, args) {
+            Ok(r) => r,
+            Err(e) => return error_result(format!("Tool {name}: {e}")),
+        };
         if let Err(e) = self.net.check_url(&request.url) {
             return error_result(format!("Tool {name}: {e}"));
         }
@@ -222,7 +233,7 @@ mod tests {
             .cloned()
             .unwrap();
         let t = tool("http://h/w/{city}", "GET");
-        let r = build_request(&t, t.url.as_ref().unwrap(), args);
+        let r = build_request(&t, t.url.as_ref().unwrap(), args).unwrap();
         assert_eq!(r.url, "http://h/w/S%C3%A3o%20Paulo?n=3&units=metric");
         assert!(r.body.is_none());
     }
@@ -231,7 +242,7 @@ mod tests {
     fn post_sends_remaining_arguments_as_json() {
         let args = json!({"id": 7, "name": "x"}).as_object().cloned().unwrap();
         let t = tool("http://h/items/{id}", "POST");
-        let r = build_request(&t, t.url.as_ref().unwrap(), args);
+        let r = build_request(&t, t.url.as_ref().unwrap(), args).unwrap();
         assert_eq!(r.url, "http://h/items/7");
         assert_eq!(
             serde_json::from_slice::<Value>(r.body.as_ref().unwrap()).unwrap(),

@@ -2,14 +2,22 @@
 //! SSE stream (resumed with GET and `Last-Event-ID` when it ends early), and the GET request of
 //! the standalone stream.
 
+use http::header::{ACCEPT, CONTENT_TYPE};
+use http::{HeaderMap, HeaderName, HeaderValue};
+
 use super::*;
+
+const MCP_SESSION_ID: HeaderName = HeaderName::from_static("mcp-session-id");
+const MCP_PROTOCOL_VERSION: HeaderName = HeaderName::from_static("mcp-protocol-version");
+const LAST_EVENT_ID: HeaderName = HeaderName::from_static("last-event-id");
 
 pub(super) struct HttpIo {
     pub(super) http: Arc<dyn HttpClient>,
     pub(super) clock: Arc<dyn Clock>,
     pub(super) url: String,
-    pub(super) headers: Vec<(String, String)>,
-    pub(super) session: Mutex<Option<String>>,
+    /// The definition's headers, checked once when the link opened.
+    pub(super) headers: HeaderMap,
+    pub(super) session: Mutex<Option<HeaderValue>>,
     pub(super) version: Mutex<Option<ProtocolVersion>>,
     pub(super) max_bytes: usize,
     /// The calls in flight (see [`Link::call_sink`]).
@@ -47,19 +55,28 @@ pub(super) fn http_error(e: HttpError) -> UpstreamError {
 }
 
 impl HttpIo {
-    pub(super) fn headers(&self, accept: &str) -> Vec<(String, String)> {
-        let mut h = vec![
-            ("content-type".to_string(), "application/json".to_string()),
-            ("accept".to_string(), accept.to_string()),
-        ];
+    /// The headers of a request on this link: the definition's, then the transport's (which
+    /// replace a configured header of the same name).
+    pub(super) fn headers(&self, accept: &'static str) -> HeaderMap {
+        let mut h = HeaderMap::with_capacity(self.headers.len() + 4);
+        h.extend(self.headers.iter().map(|(k, v)| (k.clone(), v.clone())));
+        h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        h.insert(ACCEPT, HeaderValue::from_static(accept));
         if let Some(s) = self.session.lock().unwrap_or_else(|e| e.into_inner()).clone() {
-            h.push(("mcp-session-id".into(), s));
+            h.insert(MCP_SESSION_ID, s);
         }
         if let Some(v) = *self.version.lock().unwrap_or_else(|e| e.into_inner()) {
-            h.push(("mcp-protocol-version".into(), v.as_str().into()));
+            h.insert(MCP_PROTOCOL_VERSION, HeaderValue::from_static(v.as_str()));
         }
-        h.extend(self.headers.iter().cloned());
         h
+    }
+
+    /// The headers that end the upstream session (a DELETE), if there is one.
+    pub(super) fn end_session(&self) -> Option<HeaderMap> {
+        let sid = self.session.lock().unwrap_or_else(|e| e.into_inner()).take()?;
+        let mut h = self.headers.clone();
+        h.insert(MCP_SESSION_ID, sid);
+        Some(h)
     }
 
     /// POSTs one message; returns its answer if `expect` names a request id, else `None`.
@@ -81,8 +98,8 @@ impl HttpIo {
             .await
             .map_err(http_error)?;
         if !had_session {
-            if let Some(s) = resp.headers.get("mcp-session-id").and_then(|v| v.to_str().ok()) {
-                *self.session.lock().unwrap_or_else(|e| e.into_inner()) = Some(s.to_string());
+            if let Some(s) = resp.headers.get(MCP_SESSION_ID).filter(|v| v.to_str().is_ok()) {
+                *self.session.lock().unwrap_or_else(|e| e.into_inner()) = Some(s.clone());
             }
         }
         let status = resp.status;
@@ -186,9 +203,11 @@ impl HttpIo {
     /// The GET that opens (or, with `last_event_id`, resumes) a stream.
     pub(super) fn get_request(&self, last_event_id: Option<&str>) -> OutboundRequest {
         let mut headers = self.headers("text/event-stream");
-        headers.retain(|(k, _)| k != "content-type");
-        if let Some(id) = last_event_id {
-            headers.push(("last-event-id".into(), id.to_string()));
+        headers.remove(CONTENT_TYPE);
+        // An SSE id is one line of text; one with a control character cannot be sent back, and
+        // the stream is then reopened from where the upstream chooses.
+        if let Some(id) = last_event_id.and_then(|id| HeaderValue::from_str(id).ok()) {
+            headers.insert(LAST_EVENT_ID, id);
         }
         OutboundRequest {
             method: http::Method::GET,

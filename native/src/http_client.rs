@@ -1,0 +1,417 @@
+//! Outbound HTTP/1.1 on hyper's client connections, with a small pool of kept-alive
+//! connections per host and port. The request arrives ready to send (the core builds each link's
+//! headers once), so a call costs a URI parse, one header insertion and the connection's own
+//! work: no URL or IDNA parsing, no redirect, retry or timeout layers (the core keeps its own
+//! deadlines, and redirects are never followed: a tool's URL is what it is).
+//!
+//! Host names are resolved here and the addresses the SSRF policy refuses are dropped, so a
+//! public name pointing (or re-pointed) at an internal address cannot reach it; literal
+//! addresses were checked by the core. Plain `http://` only: this build carries no TLS.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::Stream;
+use http::uri::{Authority, PathAndQuery, Uri};
+use http::{header, HeaderValue, Request};
+use http_body_util::Full;
+use hyper::body::{Body as _, Incoming};
+use hyper::client::conn::http1::SendRequest;
+use hyper_util::rt::TokioIo;
+use mcpgw_core::netguard::NetPolicy;
+use mcpgw_core::ports::{HttpClient, HttpError, InboundResponse, OutboundRequest};
+
+type Sender = SendRequest<Full<Bytes>>;
+
+/// How long a kept-alive connection may wait for its next request.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Connections kept per host and port beyond those in use.
+const MAX_IDLE_PER_HOST: usize = 256;
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+const USER_AGENT: HeaderValue = HeaderValue::from_static(concat!("mcpgw/", env!("CARGO_PKG_VERSION")));
+
+struct Idle {
+    tx: Sender,
+    since: Instant,
+}
+
+struct Pool {
+    policy: NetPolicy,
+    idle: Mutex<HashMap<Authority, Vec<Idle>>>,
+}
+
+/// The native [`HttpClient`].
+pub struct HyperClient {
+    pool: Arc<Pool>,
+}
+
+impl HyperClient {
+    /// A client resolving host names through `policy`.
+    pub fn new(policy: NetPolicy) -> Self {
+        Self {
+            pool: Arc::new(Pool {
+                policy,
+                idle: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    /// Kept-alive connections waiting for a request (tests).
+    #[cfg(test)]
+    fn idle_count(&self) -> usize {
+        self.pool.lock().values().map(Vec::len).sum()
+    }
+}
+
+impl Pool {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Authority, Vec<Idle>>> {
+        self.idle.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The most recently used live connection to `key`, if one waits.
+    fn take(&self, key: &Authority) -> Option<Sender> {
+        let mut idle = self.lock();
+        let list = idle.get_mut(key)?;
+        while let Some(i) = list.pop() {
+            if !i.tx.is_closed() && i.since.elapsed() < IDLE_TIMEOUT {
+                return Some(i.tx);
+            }
+        }
+        None
+    }
+
+    /// Keeps a connection whose response was read (or dropped: hyper then drains the rest of the
+    /// body if it has arrived, or closes the connection, which the next `take` skips).
+    fn put(&self, key: Authority, tx: Sender) {
+        if tx.is_closed() {
+            return;
+        }
+        let mut idle = self.lock();
+        let list = idle.entry(key).or_default();
+        list.retain(|i| !i.tx.is_closed() && i.since.elapsed() < IDLE_TIMEOUT);
+        if list.len() < MAX_IDLE_PER_HOST {
+            list.push(Idle {
+                tx,
+                since: Instant::now(),
+            });
+        }
+    }
+
+    /// The addresses to try for `host`: a literal as it is, a name resolved and filtered.
+    async fn addresses(&self, host: &str, port: u16) -> Result<Vec<SocketAddr>, HttpError> {
+        let bare = host.trim_start_matches('[').trim_end_matches(']');
+        if let Ok(ip) = bare.parse::<IpAddr>() {
+            return Ok(vec![SocketAddr::new(ip, port)]);
+        }
+        let found = tokio::net::lookup_host((bare, port))
+            .await
+            .map_err(|e| HttpError::Connect(format!("{host}: {e}")))?;
+        let mut refused = None;
+        let allowed: Vec<SocketAddr> = found
+            .filter(|a| match self.policy.check_ip(a.ip()) {
+                Ok(()) => true,
+                Err(e) => {
+                    refused = Some(e);
+                    false
+                }
+            })
+            .collect();
+        if allowed.is_empty() {
+            let why = refused.unwrap_or_else(|| "no address".into());
+            return Err(HttpError::Connect(format!("{host}: {why}")));
+        }
+        Ok(allowed)
+    }
+
+    /// A new connection to `authority`, its driver spawned.
+    async fn connect(&self, authority: &Authority) -> Result<Sender, HttpError> {
+        let port = authority.port_u16().unwrap_or(80);
+        let mut last = HttpError::Connect(format!("{authority}: no address"));
+        for addr in self.addresses(authority.host(), port).await? {
+            let stream = match tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(addr)).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    last = HttpError::Connect(format!("{authority} ({addr}): {e}"));
+                    continue;
+                }
+                Err(_) => {
+                    last = HttpError::Connect(format!("{authority} ({addr}): no connection within 10 s"));
+                    continue;
+                }
+            };
+            // Requests are small and written whole: Nagle would only delay them.
+            let _ = stream.set_nodelay(true);
+            let (tx, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+                .await
+                .map_err(|e| HttpError::Connect(format!("{authority}: {e}")))?;
+            tokio::spawn(async move {
+                let _ = conn.await;
+            });
+            return Ok(tx);
+        }
+        Err(last)
+    }
+}
+
+#[async_trait]
+impl HttpClient for HyperClient {
+    async fn send(&self, r: OutboundRequest) -> Result<InboundResponse, HttpError> {
+        let uri: Uri = r
+            .url
+            .parse()
+            .map_err(|e| HttpError::InvalidUrl(format!("{}: {e}", r.url)))?;
+        if uri.scheme_str() != Some("http") {
+            return Err(HttpError::InvalidUrl(format!(
+                "{}: only http:// is supported by this build",
+                r.url
+            )));
+        }
+        let Some(authority) = uri.authority().cloned() else {
+            return Err(HttpError::InvalidUrl(format!("{}: no host", r.url)));
+        };
+        // HTTP/1.1 sends the origin form (path and query) with the host in its own header.
+        let mut parts = http::uri::Parts::default();
+        parts.path_and_query = Some(
+            uri.path_and_query()
+                .cloned()
+                .unwrap_or_else(|| PathAndQuery::from_static("/")),
+        );
+        let target = Uri::from_parts(parts).map_err(|e| HttpError::InvalidUrl(format!("{}: {e}", r.url)))?;
+        let mut headers = r.headers;
+        if !headers.contains_key(header::HOST) {
+            let host = HeaderValue::from_str(authority.as_str()).map_err(|e| HttpError::InvalidUrl(e.to_string()))?;
+            headers.insert(header::HOST, host);
+        }
+        headers.entry(header::USER_AGENT).or_insert(USER_AGENT);
+        let mut req = Request::new(Full::new(r.body.unwrap_or_default()));
+        *req.method_mut() = r.method;
+        *req.uri_mut() = target;
+        *req.headers_mut() = headers;
+
+        // A kept-alive connection may have been closed by the server meanwhile: a request it
+        // could not take is sent on the next one, or on a new connection.
+        loop {
+            let (mut tx, reused) = match self.pool.take(&authority) {
+                Some(tx) => (tx, true),
+                None => (self.pool.connect(&authority).await?, false),
+            };
+            if let Err(e) = tx.ready().await {
+                if reused {
+                    continue;
+                }
+                return Err(HttpError::Connect(format!("{authority}: {e}")));
+            }
+            match tx.try_send_request(req).await {
+                Ok(resp) => {
+                    let (head, body) = resp.into_parts();
+                    let body = PooledBody {
+                        body,
+                        slot: Some((self.pool.clone(), authority, tx)),
+                    };
+                    return Ok(InboundResponse {
+                        status: head.status,
+                        headers: head.headers,
+                        body: Box::pin(body),
+                    });
+                }
+                Err(mut e) => match e.take_message() {
+                    Some(back) if reused => req = back,
+                    Some(_) => return Err(HttpError::Connect(format!("{authority}: {}", e.into_error()))),
+                    // Past this point the request went out: the server may have acted on it.
+                    None => return Err(HttpError::Lost(format!("{authority}: {}", e.into_error()))),
+                },
+            }
+        }
+    }
+}
+
+/// A response body that gives its connection back to the pool when it ends or is dropped.
+struct PooledBody {
+    body: Incoming,
+    slot: Option<(Arc<Pool>, Authority, Sender)>,
+}
+
+impl PooledBody {
+    fn release(&mut self) {
+        if let Some((pool, key, tx)) = self.slot.take() {
+            pool.put(key, tx);
+        }
+    }
+}
+
+impl Stream for PooledBody {
+    type Item = Result<Bytes, HttpError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        loop {
+            match Pin::new(&mut self.body).poll_frame(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(None) => {
+                    self.release();
+                    return Poll::Ready(None);
+                }
+                Poll::Ready(Some(Err(e))) => {
+                    // The connection is not reused after a broken body.
+                    self.slot = None;
+                    return Poll::Ready(Some(Err(HttpError::Body(e.to_string()))));
+                }
+                Poll::Ready(Some(Ok(frame))) => {
+                    if let Ok(data) = frame.into_data() {
+                        return Poll::Ready(Some(Ok(data)));
+                    }
+                    // Trailers carry nothing the core reads.
+                }
+            }
+        }
+    }
+}
+
+impl Drop for PooledBody {
+    fn drop(&mut self) {
+        self.release();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::StreamExt;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A one-response-per-request HTTP/1.1 server on 127.0.0.1 that counts its connections
+    /// and closes each after `per_connection` responses.
+    async fn server(per_connection: usize) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let conns = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = conns.clone();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    for _ in 0..per_connection {
+                        loop {
+                            if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                                let head = String::from_utf8_lossy(&buf[..end]).to_string();
+                                buf.drain(..end + 4);
+                                let body = format!(
+                                    "{{\"host\":{:?}}}",
+                                    head.lines().find(|l| l.starts_with("host:")).unwrap_or("")
+                                );
+                                let resp = format!(
+                                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+                                    body.len()
+                                );
+                                if s.write_all(resp.as_bytes()).await.is_err() {
+                                    return;
+                                }
+                                break;
+                            }
+                            let mut chunk = [0u8; 4096];
+                            match s.read(&mut chunk).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        (url, conns)
+    }
+
+    fn get(url: &str) -> OutboundRequest {
+        OutboundRequest {
+            method: http::Method::GET,
+            url: url.to_string(),
+            headers: http::HeaderMap::new(),
+            body: None,
+        }
+    }
+
+    async fn text(resp: InboundResponse) -> String {
+        let chunks: Vec<_> = resp.body.collect().await;
+        let bytes: Vec<u8> = chunks.into_iter().flat_map(|c| c.unwrap().to_vec()).collect();
+        String::from_utf8(bytes).unwrap()
+    }
+
+    #[tokio::test]
+    async fn connections_are_kept_alive_and_replaced_when_the_server_closes_them() {
+        let (url, conns) = server(3).await;
+        let client = HyperClient::new(NetPolicy::default());
+        for _ in 0..7 {
+            let resp = client.send(get(&format!("{url}/x?y=1"))).await.unwrap();
+            assert_eq!(resp.status, 200);
+            assert!(text(resp).await.contains(url.trim_start_matches("http://")));
+        }
+        // Three responses per connection: seven requests need three connections, and a request
+        // that met a closed one went out on a fresh one.
+        assert_eq!(conns.load(std::sync::atomic::Ordering::SeqCst), 3);
+        assert!(client.idle_count() <= 1);
+    }
+
+    #[tokio::test]
+    async fn concurrent_requests_each_get_a_connection() {
+        let (url, conns) = server(1000).await;
+        let client = Arc::new(HyperClient::new(NetPolicy::default()));
+        let held: Vec<_> = futures::future::join_all((0..4).map(|_| client.send(get(&url)))).await;
+        assert!(held.iter().all(|r| r.as_ref().is_ok_and(|r| r.status == 200)));
+        drop(held);
+        assert_eq!(conns.load(std::sync::atomic::Ordering::SeqCst), 4);
+        // Their bodies dropped after the whole response arrived: all four are reusable.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        for _ in 0..4 {
+            text(client.send(get(&url)).await.unwrap()).await;
+        }
+        assert_eq!(conns.load(std::sync::atomic::Ordering::SeqCst), 4);
+    }
+
+    #[tokio::test]
+    async fn names_are_checked_after_resolution() {
+        // `localhost` resolves from /etc/hosts, without the network.
+        let strict = HyperClient::new(NetPolicy::default());
+        let Err(HttpError::Connect(err)) = strict.pool.addresses("localhost", 80).await else {
+            panic!("localhost allowed by the default policy");
+        };
+        assert!(err.contains("loopback") && err.contains("SSRF guard"), "{err}");
+        let allowed = HyperClient::new(NetPolicy::parse(&["loopback".into()]).expect("policy"));
+        let addrs = allowed.pool.addresses("localhost", 80).await.expect("allowed");
+        assert!(!addrs.is_empty() && addrs.iter().all(|a| a.ip().is_loopback()));
+        // A name the policy refuses is refused before any connection is made.
+        let e = strict.send(get("http://localhost:9/")).await.err().unwrap();
+        assert!(
+            matches!(e, HttpError::Connect(ref m) if m.contains("SSRF guard")),
+            "{e:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn bad_urls_and_refused_connections_are_errors() {
+        let client = HyperClient::new(NetPolicy::default());
+        let e = client.send(get("https://127.0.0.1:1/")).await.err().unwrap();
+        assert!(
+            matches!(e, HttpError::InvalidUrl(ref m) if m.contains("only http://")),
+            "{e:?}"
+        );
+        let e = client.send(get("not a url")).await.err().unwrap();
+        assert!(matches!(e, HttpError::InvalidUrl(_)), "{e:?}");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let e = client
+            .send(get(&format!("http://127.0.0.1:{port}/")))
+            .await
+            .err()
+            .unwrap();
+        assert!(matches!(e, HttpError::Connect(_)), "{e:?}");
+    }
+}
