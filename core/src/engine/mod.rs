@@ -73,8 +73,9 @@ pub(crate) struct Engine {
 
 /// The context of one request.
 pub(crate) struct CallCtx {
-    /// The session, if the transport has one (`/rpc` has none).
-    pub session: Option<SessionState>,
+    /// The session, if the transport has one (`/rpc` has none); shared, not copied, by the
+    /// calls it makes.
+    pub session: Option<Arc<SessionState>>,
     /// The virtual server the endpoint is bound to.
     pub scope: Option<Arc<Server>>,
     /// Who is calling (decides which members are visible).
@@ -372,7 +373,7 @@ impl Engine {
         match &ctx.session {
             // Legacy SSE: the session exists from GET /sse; initialize fills it in.
             Some(s) if s.legacy_sse && s.protocol_version.is_none() => {
-                let mut s = s.clone();
+                let mut s = SessionState::clone(s);
                 s.protocol_version = Some(version);
                 s.client_capabilities = params.get("capabilities").cloned().unwrap_or(json!({}));
                 s.client_info = params.get("clientInfo").cloned().unwrap_or(Value::Null);
@@ -683,7 +684,7 @@ impl Engine {
             .ok_or_else(|| RpcError::invalid_params("logging/setLevel: \"level\" must be one of debug, info, notice, warning, error, critical, alert, emergency"))?;
         if let Some(s) = &ctx.session {
             // Re-read: a concurrent request may have changed the session since this one began.
-            let mut s = self.sessions.get(&s.id).await.unwrap_or_else(|| s.clone());
+            let mut s = self.sessions.get(&s.id).await.unwrap_or_else(|| SessionState::clone(s));
             s.log_level = Some(level);
             let sid = s.id.clone();
             self.sessions.put(s).await;

@@ -229,7 +229,11 @@ impl Face {
             return accepted();
         }
         let session_id = session.as_ref().map(|s| s.id.clone());
-        let ctx = Arc::new(CallCtx { session, scope, caller });
+        let ctx = Arc::new(CallCtx {
+            session: session.map(Arc::new),
+            scope,
+            caller,
+        });
         let n = items.len();
         let answers_of = items.into_iter().enumerate().map(|(i, item)| match item {
             Item::Request(r) => boxed_stream(self.engine.respond(ctx.clone(), r).map(move |e| (i, e))),

@@ -29,7 +29,7 @@ use crate::proto::jsonrpc::{Json, RequestId, RpcError, INTERNAL_ERROR};
 use crate::proto::method::Method;
 use crate::registry::{Registry, Upstream};
 use crate::session::Sessions;
-use crate::upstream::{fetch_catalog, Hello, KeepOpen, Link, Net, UpstreamError};
+use crate::upstream::{fetch_catalog, Answer, Hello, KeepOpen, Link, Net, UpstreamError};
 
 /// (session id, or none for shared links; upstream id): how links are keyed.
 type SlotKey = (Option<String>, String);
@@ -102,22 +102,6 @@ pub(crate) fn upstream_error(name: &str, e: &UpstreamError) -> RpcError {
         .with_data(json!({"upstream": name, "reason": reason}))
 }
 
-/// The answer of an upstream (a whole response object) as the client's result or error.
-fn answer_of(answer: &Value) -> Result<Json, RpcError> {
-    if let Some(r) = answer.get("result") {
-        return Ok(Json(r.to_string()));
-    }
-    let e = &answer["error"];
-    let mut err = RpcError::new(
-        e["code"].as_i64().unwrap_or(INTERNAL_ERROR),
-        e["message"].as_str().unwrap_or("upstream error").to_string(),
-    );
-    if let Some(d) = e.get("data") {
-        err = err.with_data(d.clone());
-    }
-    Err(err)
-}
-
 /// The hello of shared links (catalog reads, `/rpc`): every client capability the gateway can
 /// relay, so that upstreams which offer some tools only to such clients list them. A call on a
 /// shared link has no client to ask; such requests are answered with an error.
@@ -131,13 +115,14 @@ fn relayable_hello() -> Hello {
 /// A forwarded call between two items of its stream.
 struct Call {
     fed: Arc<Federation>,
-    session: Option<SessionState>,
+    session: Option<Arc<SessionState>>,
     /// The session's id (none for `/rpc`).
     sid: Option<String>,
     up: Arc<Upstream>,
     client_id: RequestId,
     method: Method,
-    params: Value,
+    /// Shared with the attempt in flight (a retry sends them again).
+    params: Arc<Value>,
     attempt: u32,
     state: CallState,
 }
@@ -148,14 +133,14 @@ enum CallState {
     /// Sent; the upstream's messages arrive on `rx` until the answer.
     Running(Running),
     /// Answered (or failed): what is left on `rx` goes out first, then the answer.
-    Ending(Running, Result<Value, UpstreamError>),
+    Ending(Running, Result<Answer, UpstreamError>),
     Done,
 }
 
 struct Running {
     link: Arc<Link>,
     uid: u64,
-    call: futures::future::Fuse<BoxFuture<'static, Result<Value, UpstreamError>>>,
+    call: futures::future::Fuse<BoxFuture<'static, Result<Answer, UpstreamError>>>,
     rx: UnboundedReceiver<Value>,
 }
 
@@ -340,7 +325,7 @@ impl Federation {
     /// runs, ending with the upstream's result or error, unchanged.
     pub fn forward(
         &self,
-        session: Option<SessionState>,
+        session: Option<Arc<SessionState>>,
         up: Arc<Upstream>,
         client_id: RequestId,
         method: Method,
@@ -357,7 +342,7 @@ impl Federation {
             up,
             client_id,
             method,
-            params,
+            params: Arc::new(params),
             attempt: 0,
             state: CallState::Start,
         };
@@ -589,7 +574,7 @@ impl Call {
                 CallState::Done => return None,
                 CallState::Start => {
                     self.attempt += 1;
-                    let link = match fed.link_for(self.session.as_ref(), &self.up).await {
+                    let link = match fed.link_for(self.session.as_deref(), &self.up).await {
                         Ok(l) => l,
                         Err(e) => return Some(Relayed::Answer(Err(e))),
                     };
@@ -603,7 +588,8 @@ impl Call {
                     // `call_max_ms` bounds the whole call.
                     let max = fed.settings.call_max_ms.max(timeout);
                     let (l, method, params) = (link.clone(), self.method.name(), self.params.clone());
-                    let call = boxed(async move { l.request_with_id(uid, method, Some(params), Some(&tx), max).await });
+                    let call =
+                        boxed(async move { l.request_with_id(uid, method, Some(&params), Some(&tx), max).await });
                     self.state = CallState::Running(Running {
                         link,
                         uid,
@@ -650,12 +636,12 @@ impl Call {
                     }
                     match result {
                         Ok(answer) => {
-                            if answer.get("result").is_some() {
+                            if answer.has_result() {
                                 if let (Some(on), Some(uri)) = (self.method.subscribes(), self.params["uri"].as_str()) {
                                     run.link.watch(uri, on);
                                 }
                             }
-                            return Some(Relayed::Answer(answer_of(&answer)));
+                            return Some(Relayed::Answer(answer.outcome()));
                         }
                         // The upstream forgot the session (it restarted) or the connection failed
                         // before the request got through: once more on a fresh session.

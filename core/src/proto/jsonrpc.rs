@@ -258,6 +258,21 @@ impl Json {
     }
 }
 
+/// A request with a numeric id, written straight to text (no map is built for it).
+pub fn request_text(id: u64, method: &str, params: Option<&Value>) -> String {
+    use std::io::Write;
+    let mut out = Vec::with_capacity(128);
+    // Writing to a Vec cannot fail, nor can serializing a string or a Value.
+    let _ = write!(out, r#"{{"jsonrpc":"2.0","id":{id},"method":"#);
+    let _ = serde_json::to_writer(&mut out, method);
+    if let Some(p) = params {
+        out.extend_from_slice(br#","params":"#);
+        let _ = serde_json::to_writer(&mut out, p);
+    }
+    out.push(b'}');
+    String::from_utf8(out).unwrap_or_default()
+}
+
 /// A success response around an already-serialized result.
 pub fn response_json(id: &RequestId, result: &Json) -> Json {
     Json(format!(r#"{{"jsonrpc":"2.0","id":{id},"result":{}}}"#, result.0))
@@ -287,6 +302,19 @@ pub fn notification(method: &str, params: Option<Value>) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_request_written_as_text_is_the_request() {
+        let p = json!({"name": "a\"b", "arguments": {"n": [1, 2.5, null]}});
+        let text = request_text(u64::MAX, "tools/\"call", Some(&p));
+        let v: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(
+            v,
+            json!({"jsonrpc": "2.0", "id": u64::MAX, "method": "tools/\"call", "params": p})
+        );
+        let bare: Value = serde_json::from_str(&request_text(1, "ping", None)).unwrap();
+        assert_eq!(bare, json!({"jsonrpc": "2.0", "id": 1, "method": "ping"}));
+    }
 
     #[test]
     fn request_ids_are_strings_or_numbers_kept_exactly() {

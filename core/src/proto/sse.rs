@@ -5,7 +5,7 @@
 /// One parsed event.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Event {
-    /// The `event:` field (`message` when absent).
+    /// The `event:` field; none for `message`, which is also what an absent field means.
     pub event: Option<String>,
     /// The `id:` field, if any.
     pub id: Option<String>,
@@ -67,26 +67,27 @@ impl Parser {
     }
 
     /// Feeds a chunk; returns the events it completed, or an error once an event grows past
-    /// the limit.
+    /// the limit. Lines are read in place: an event costs its data and its id, nothing per line.
     pub fn push(&mut self, chunk: &[u8]) -> Result<Vec<Event>, String> {
         self.buf.extend_from_slice(chunk);
+        let buf = std::mem::take(&mut self.buf);
         let mut out = Vec::new();
         let mut start = 0;
-        let mut from = self.scanned.max(start);
-        while let Some(pos) = self.buf[from..].iter().position(|b| *b == b'\n') {
+        let mut from = self.scanned;
+        while let Some(pos) = buf[from..].iter().position(|b| *b == b'\n') {
             let end = from + pos;
-            let line_end = if end > start && self.buf[end - 1] == b'\r' {
+            let line_end = if end > start && buf[end - 1] == b'\r' {
                 end - 1
             } else {
                 end
             };
-            let line = String::from_utf8_lossy(&self.buf[start..line_end]).into_owned();
-            start = end + 1;
-            from = start;
-            if let Some(e) = self.line(&line) {
+            if let Some(e) = self.line(&String::from_utf8_lossy(&buf[start..line_end])) {
                 out.push(e);
             }
+            start = end + 1;
+            from = start;
         }
+        self.buf = buf;
         self.buf.drain(..start);
         self.scanned = self.buf.len();
         if self.limit > 0 && self.buf.len() + self.current.data.len() > self.limit {
@@ -100,7 +101,14 @@ impl Parser {
             let e = std::mem::take(&mut self.current);
             let had = std::mem::take(&mut self.has_data);
             if let Some(id) = &e.id {
-                self.last_id = Some(id.clone());
+                // The last id's buffer is reused: ids change with every event.
+                match &mut self.last_id {
+                    Some(last) => {
+                        last.clear();
+                        last.push_str(id);
+                    }
+                    None => self.last_id = Some(id.clone()),
+                }
             }
             return had.then_some(e);
         }
@@ -119,7 +127,8 @@ impl Parser {
                 self.current.data.push_str(value);
                 self.has_data = true;
             }
-            "event" => self.current.event = Some(value.to_string()),
+            // `message` is what no type means: it is kept as none, with nothing to allocate.
+            "event" => self.current.event = (value != "message").then(|| value.to_string()),
             // An id containing NUL is ignored (WHATWG HTML, server-sent events).
             "id" if !value.contains('\0') => self.current.id = Some(value.to_string()),
             "retry" => {

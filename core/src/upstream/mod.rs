@@ -25,11 +25,13 @@ use crate::ports::{Clock, HttpClient, HttpError, InboundResponse, Launcher, Outb
 use crate::proto::sse;
 use crate::proto::version::ProtocolVersion;
 
+mod answer;
 mod catalog;
 mod duplex;
 pub(crate) mod rest;
 mod streamable_http;
 
+pub(crate) use answer::Answer;
 pub(crate) use catalog::fetch_catalog;
 use duplex::open_sse;
 pub(crate) use duplex::Duplex;
@@ -371,7 +373,9 @@ impl Link {
         timeout_ms: u64,
     ) -> Result<Value, UpstreamError> {
         let id = self.next_id();
-        self.request_with_id(id, method, params, sink, timeout_ms).await
+        self.request_with_id(id, method, params.as_ref(), sink, timeout_ms)
+            .await
+            .map(Answer::into_value)
     }
 
     /// [`Link::request`] with an id from [`Link::next_id`] (so the caller can cancel it).
@@ -379,15 +383,11 @@ impl Link {
         &self,
         id: u64,
         method: &str,
-        params: Option<Value>,
+        params: Option<&Value>,
         sink: Option<&UnboundedSender<Value>>,
         timeout_ms: u64,
-    ) -> Result<Value, UpstreamError> {
-        let mut msg = json!({"jsonrpc": "2.0", "id": id, "method": method});
-        if let Some(p) = params {
-            msg["params"] = p;
-        }
-        let body = msg.to_string();
+    ) -> Result<Answer, UpstreamError> {
+        let body = crate::proto::jsonrpc::request_text(id, method, params);
         // A duplex link registers its calls itself (it routes their messages). A streamable
         // one registers the call before it wakes a parked standalone stream, so the stream's
         // task cannot park again in between (it checks for calls under the listener's lock).
@@ -407,7 +407,7 @@ impl Link {
                     .post(body, Some(id), sink)
                     .await?
                     .ok_or_else(|| UpstreamError::Protocol("no answer".into())),
-                Io::Duplex(d) => d.call(id, body, sink).await,
+                Io::Duplex(d) => d.call(id, body, sink).await.map(Answer::Value),
             }
         })
         .await;

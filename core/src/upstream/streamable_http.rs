@@ -85,7 +85,7 @@ impl HttpIo {
         body: String,
         expect: Option<u64>,
         sink: Option<&UnboundedSender<Value>>,
-    ) -> Result<Option<Value>, UpstreamError> {
+    ) -> Result<Option<Answer>, UpstreamError> {
         let had_session = self.session.lock().unwrap_or_else(|e| e.into_inner()).is_some();
         let resp = self
             .http
@@ -112,7 +112,7 @@ impl HttpIo {
             // A JSON-RPC error body is the upstream's answer, whatever the status.
             if let (Some(id), Ok(v)) = (expect, serde_json::from_str::<Value>(&text)) {
                 if v.get("error").is_some() && v.get("id").and_then(Value::as_u64) == Some(id) {
-                    return Ok(Some(v));
+                    return Ok(Some(Answer::Value(v)));
                 }
             }
             return Err(UpstreamError::Protocol(format!(
@@ -135,7 +135,7 @@ impl HttpIo {
             _ => None,
         };
         found
-            .map(Some)
+            .map(|v| Some(Answer::Value(v)))
             .ok_or_else(|| UpstreamError::Protocol("the answer is not a response to the request".into()))
     }
     /// Reads a POST's SSE stream until the answer to `id`, passing everything else to `sink`.
@@ -147,7 +147,7 @@ impl HttpIo {
         resp: InboundResponse,
         id: u64,
         sink: Option<&UnboundedSender<Value>>,
-    ) -> Result<Value, UpstreamError> {
+    ) -> Result<Answer, UpstreamError> {
         let mut parser = sse::Parser::with_limit(self.max_bytes);
         let mut body = resp.body;
         let mut idle_resumes = 0;
@@ -160,15 +160,20 @@ impl HttpIo {
                     let Some(data) = ev.into_message() else {
                         continue;
                     };
-                    let Ok(msg) = serde_json::from_str::<Value>(&data) else {
-                        return Err(UpstreamError::Protocol("an SSE event is not JSON".into()));
-                    };
-                    if is_response(&msg) {
-                        if msg["id"].as_u64() == Some(id) {
-                            return Ok(msg);
+                    // The answer is passed on as text; only the upstream's own messages are
+                    // parsed (they are rewritten for the client).
+                    match answer::kind_of(&data) {
+                        None => return Err(UpstreamError::Protocol("an SSE event is not JSON".into())),
+                        Some(answer::Kind::Response(got)) => {
+                            if got == Some(id) {
+                                return Ok(Answer::Text(data));
+                            }
                         }
-                    } else if let Some(s) = sink {
-                        let _ = s.unbounded_send(msg);
+                        Some(answer::Kind::Other) => {
+                            if let (Some(s), Ok(msg)) = (sink, serde_json::from_str::<Value>(&data)) {
+                                let _ = s.unbounded_send(msg);
+                            }
+                        }
                     }
                 }
             }
