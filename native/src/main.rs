@@ -1,4 +1,4 @@
-//! `mcpgw`: the native gateway. `mcpgw serve` runs it on axum with a libsql registry.
+//! `mcpgw`: the native gateway. `mcpgw serve` runs it on hyper with a libsql registry.
 //! Only wiring lives here: settings, ports, logging, signals. The gateway is in mcpgw-core.
 
 mod http_client;
@@ -17,11 +17,6 @@ use clap::{Parser, Subcommand};
 use mcpgw_core::config::SETTINGS;
 use mcpgw_core::memory::{MemoryEventStore, MemorySessionStore};
 use mcpgw_core::{Gateway, GatewayConfig, Ports, SeedFile, ServerInfo};
-
-/// mimalloc: a request allocates a few hundred small blocks on whichever worker thread runs it,
-/// where glibc's allocator spent about a fifth of the gateway's CPU time (`benches/`, cpu phase).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser)]
 #[command(name = "mcpgw", version, about = "mcpgw: a Model Context Protocol gateway")]

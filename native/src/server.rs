@@ -1,20 +1,23 @@
-//! The axum adapter: every request goes to [`Gateway::handle`]; this file only converts types,
+//! The HTTP server: hyper's HTTP/1.1 connections, every request to [`Gateway::handle`] (the core
+//! parses the route itself, so no router sits in between). This file only converts types,
 //! enforces the body limit while reading, and runs graceful shutdown.
 
-use std::future::IntoFuture;
+use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use axum::body::Body as AxumBody;
-use axum::extract::{Request, State};
-use axum::response::Response;
 use bytes::Bytes;
-use futures::StreamExt;
+use futures::Stream;
 use http_body_util::{BodyExt, Limited};
+use hyper::body::{Frame, Incoming, SizeHint};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
 use mcpgw_core::{Body, Gateway};
 use tokio::net::TcpListener;
 
-async fn handle(State(gw): State<Gateway>, req: Request) -> Response {
+async fn handle(gw: Gateway, peer: SocketAddr, req: http::Request<Incoming>) -> http::Response<OutBody> {
     let (parts, body) = req.into_parts();
     let limit = gw.config().max_body_bytes;
     let bytes = match Limited::new(body, limit).collect().await {
@@ -31,30 +34,55 @@ async fn handle(State(gw): State<Gateway>, req: Request) -> Response {
                 *r.status_mut() = http::StatusCode::BAD_REQUEST;
                 r
             };
-            return into_axum(resp);
+            return resp.map(OutBody);
         }
     };
     let started = std::time::Instant::now();
-    let method = parts.method.clone();
-    let path = parts.uri.path().to_string();
+    let logged = tracing::enabled!(tracing::Level::DEBUG).then(|| (parts.method.clone(), parts.uri.path().to_string()));
     let mut req = http::Request::from_parts(parts, bytes);
-    if let Some(axum::extract::ConnectInfo(addr)) = req.extensions().get::<axum::extract::ConnectInfo<SocketAddr>>() {
-        let ip = mcpgw_core::ClientIp(addr.ip().to_string());
-        req.extensions_mut().insert(ip);
-    }
+    req.extensions_mut().insert(mcpgw_core::ClientIp(peer.ip().to_string()));
     let resp = gw.handle(req).await;
-    tracing::debug!(%method, %path, status = resp.status().as_u16(), micros = started.elapsed().as_micros() as u64, "request");
-    into_axum(resp)
+    if let Some((method, path)) = logged {
+        tracing::debug!(%method, %path, status = resp.status().as_u16(), micros = started.elapsed().as_micros() as u64, "request");
+    }
+    resp.map(OutBody)
 }
 
-fn into_axum(resp: http::Response<Body>) -> Response {
-    let (parts, body) = resp.into_parts();
-    let body = match body {
-        Body::Empty => AxumBody::empty(),
-        Body::Full(b) => AxumBody::from(b),
-        Body::Stream(s) => AxumBody::from_stream(s.map(Ok::<_, std::convert::Infallible>)),
-    };
-    Response::from_parts(parts, body)
+/// The core's response body as a hyper body: a whole body keeps its length (sent as
+/// `content-length`), a stream is sent chunked as it comes.
+pub struct OutBody(Body);
+
+impl hyper::body::Body for OutBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        match &mut self.0 {
+            Body::Empty => Poll::Ready(None),
+            Body::Full(b) => {
+                let b = std::mem::take(b);
+                self.0 = Body::Empty;
+                Poll::Ready((!b.is_empty()).then(|| Ok(Frame::data(b))))
+            }
+            Body::Stream(s) => Pin::new(s).poll_next(cx).map(|c| c.map(|b| Ok(Frame::data(b)))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.0 {
+            Body::Empty => true,
+            Body::Full(b) => b.is_empty(),
+            Body::Stream(_) => false,
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.0 {
+            Body::Empty => SizeHint::with_exact(0),
+            Body::Full(b) => SizeHint::with_exact(b.len() as u64),
+            Body::Stream(_) => SizeHint::default(),
+        }
+    }
 }
 
 /// Serves until `shutdown` resolves, then ends SSE streams and lets in-flight requests finish
@@ -65,30 +93,43 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     grace: Duration,
 ) -> anyhow::Result<()> {
-    let app = axum::Router::new().fallback(handle).with_state(gw.clone());
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let gw_for_signal = gw.clone();
-    tokio::spawn(async move {
-        shutdown.await;
-        tracing::info!("shutting down: closing SSE streams, finishing in-flight requests");
-        gw_for_signal.shutdown();
-        let _ = stop_tx.send(());
-    });
-    let server = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).with_graceful_shutdown(
-        async move {
-            let _ = stop_rx.await;
-        },
-    );
-    let mut server = Box::pin(server.into_future());
-    tokio::select! {
-        r = &mut server => r?,
-        _ = async {
-            // Starts counting only once shutdown has begun.
-            while !gw.is_shutting_down() {
-                tokio::time::sleep(Duration::from_millis(50)).await;
+    let mut http1 = hyper::server::conn::http1::Builder::new();
+    // A client has 30 s to send a request's head (hyper's default, which needs a timer).
+    http1.timer(TokioTimer::new());
+    let graceful = GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors, most likely: wait rather than spin.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let gw = gw.clone();
+        let service = hyper::service::service_fn(move |req| {
+            let gw = gw.clone();
+            async move { Ok::<_, Infallible>(handle(gw, peer, req).await) }
+        });
+        let conn = graceful.watch(http1.serve_connection(TokioIo::new(stream), service));
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "connection ended with an error");
             }
-            tokio::time::sleep(grace).await;
-        } => tracing::warn!("grace period over; dropping remaining connections"),
+        });
+    }
+    drop(listener);
+    tracing::info!("shutting down: closing SSE streams, finishing in-flight requests");
+    gw.shutdown();
+    tokio::select! {
+        () = graceful.shutdown() => {}
+        () = tokio::time::sleep(grace) => tracing::warn!("grace period over; dropping remaining connections"),
     }
     Ok(())
 }

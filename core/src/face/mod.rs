@@ -245,7 +245,14 @@ impl Face {
         // Every request's stream ends with its answer: when the last is in, all are done.
         let mut answers: Vec<Option<Json>> = (0..n).map(|_| None).collect();
         let mut left = n;
-        let mut out = boxed_stream(stream::select_all(answers_of).filter_map(move |(i, e)| {
+        // One request (the common case) needs no merging.
+        let mut streams: Vec<_> = answers_of.collect();
+        let merged = if streams.len() == 1 {
+            streams.swap_remove(0)
+        } else {
+            boxed_stream(stream::select_all(streams))
+        };
+        let mut out = boxed_stream(merged.filter_map(move |(i, e)| {
             futures::future::ready(match e {
                 Event::Message(m) => Some(Outbound::Message(m)),
                 Event::Answer(a) => {
