@@ -636,12 +636,13 @@ impl Call {
                     }
                     match result {
                         Ok(answer) => {
-                            if answer.has_result() {
+                            let outcome = answer.outcome();
+                            if outcome.is_ok() {
                                 if let (Some(on), Some(uri)) = (self.method.subscribes(), self.params["uri"].as_str()) {
                                     run.link.watch(uri, on);
                                 }
                             }
-                            return Some(Relayed::Answer(answer.outcome()));
+                            return Some(Relayed::Answer(outcome));
                         }
                         // The upstream forgot the session (it restarted) or the connection failed
                         // before the request got through: once more on a fresh session.

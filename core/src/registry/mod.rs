@@ -770,13 +770,18 @@ mod tests {
         });
     }
 
+    /// Two registries (two instances) on one store, on one clock, caching for `cache_ms`.
+    fn two_on_one_store(cache_ms: u64) -> (Registry, Registry, Arc<ManualClock>) {
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::default());
+        let clock = Arc::new(ManualClock::at(1000));
+        let one = |store| Registry::new(store, clock.clone(), Arc::new(SeqIds::default()), cache_ms);
+        (one(store.clone()), one(store), clock)
+    }
+
     #[test]
     fn an_expired_snapshot_is_reused_while_the_store_version_stands_still() {
         block_on(async {
-            let store: Arc<dyn Store> = Arc::new(MemoryStore::default());
-            let clock = Arc::new(ManualClock::at(1000));
-            let here = Registry::new(store.clone(), clock.clone(), Arc::new(SeqIds::default()), 2000);
-            let elsewhere = Registry::new(store, clock.clone(), Arc::new(SeqIds::default()), 2000);
+            let (here, elsewhere, clock) = two_on_one_store(2000);
             let first = here.snapshot().await.unwrap();
             clock.advance(std::time::Duration::from_secs(5));
             let again = here.snapshot().await.unwrap();
@@ -801,10 +806,7 @@ mod tests {
     #[test]
     fn refresh_reports_the_kinds_that_changed_by_any_writer() {
         block_on(async {
-            let store: Arc<dyn Store> = Arc::new(MemoryStore::default());
-            let clock = Arc::new(ManualClock::at(1000));
-            let here = Registry::new(store.clone(), clock.clone(), Arc::new(SeqIds::default()), 60_000);
-            let elsewhere = Registry::new(store, clock.clone(), Arc::new(SeqIds::default()), 60_000);
+            let (here, elsewhere, clock) = two_on_one_store(60_000);
             assert!(
                 here.refresh().await.unwrap().is_empty(),
                 "the first refresh only sets the reference"

@@ -83,14 +83,6 @@ impl Answer {
         }
     }
 
-    /// True when it is a success.
-    pub fn has_result(&self) -> bool {
-        match self {
-            Answer::Text(t) => serde_json::from_str::<Head>(t).is_ok_and(|h| h.result),
-            Answer::Value(v) => v.get("result").is_some(),
-        }
-    }
-
     /// The client's side of it: the result's text, or the error.
     pub fn outcome(&self) -> Result<Json, RpcError> {
         let (result, error) = match self {
@@ -154,14 +146,12 @@ mod tests {
     fn the_result_is_passed_on_as_it_came_and_errors_keep_their_fields() {
         let text = r#"{"jsonrpc":"2.0","id":7,"result":{"content":[{"type":"text","text":"é \u00e9"}],"n":1.50}}"#;
         let a = Answer::Text(text.into());
-        assert!(a.has_result());
         assert_eq!(
             a.outcome().unwrap().0,
             r#"{"content":[{"type":"text","text":"é \u00e9"}],"n":1.50}"#
         );
         let e =
             Answer::Text(r#"{"jsonrpc":"2.0","id":7,"error":{"code":-32602,"message":"bad","data":{"k":1}}}"#.into());
-        assert!(!e.has_result());
         let err = e.outcome().unwrap_err();
         assert_eq!(
             (err.code, err.message.as_str(), err.data),
