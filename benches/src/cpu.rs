@@ -53,14 +53,23 @@ fn children(pid: u32) -> Vec<u32> {
         .collect()
 }
 
+/// The CPU time (user + system) a process has used so far, in seconds.
+pub(crate) fn process_cpu_secs(pid: u32) -> anyhow::Result<f64> {
+    let Ticks(user, sys) = cpu_ticks(pid)?;
+    Ok((user + sys) as f64 / clock_ticks_per_sec() as f64)
+}
+
 fn clock_ticks_per_sec() -> u64 {
-    Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(100)
+    static TICKS: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *TICKS.get_or_init(|| {
+        Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(100)
+    })
 }
 
 /// nginx as a plain reverse proxy (one worker, upstream keep-alive, no buffering) in front of

@@ -31,6 +31,8 @@ struct Phase {
     requests: usize,
     elapsed: Duration,
     latencies_us: Vec<u64>,
+    /// CPU per request of the upstream and of the gateway over the phase, in µs, where measured.
+    cpu_us: Option<[f64; 2]>,
 }
 
 impl Phase {
@@ -91,6 +93,7 @@ where
         requests: latencies_us.len(),
         elapsed,
         latencies_us,
+        cpu_us: None,
     })
 }
 
@@ -103,6 +106,7 @@ impl Phase {
             requests: 0,
             elapsed: Duration::from_secs(1),
             latencies_us: Vec::new(),
+            cpu_us: None,
         }
     }
 }
@@ -397,19 +401,27 @@ async fn tool_call_phase(
     .await
 }
 
+/// What the federation phases call: (URL, session id) of the fixture and of the gateway, and
+/// their process ids (fixture, gateway) for the CPU figures.
+struct FedTargets<'a> {
+    direct: (&'a str, &'a str),
+    gateway: (&'a str, &'a str),
+    pids: [u32; 2],
+}
+
 /// One round of the federation phases: `tools/call` of the fixture's `test_simple_text`
-/// directly at the fixture (baseline) and through the gateway.
+/// directly at the fixture (baseline) and through the gateway, with the CPU each phase cost the
+/// fixture and the gateway per request.
 async fn federation_round(
     http: &reqwest::Client,
-    direct: (&str, &str),
-    gateway: (&str, &str),
+    FedTargets { direct, gateway, pids }: &FedTargets<'_>,
     n: usize,
     c: usize,
     limit: Duration,
     id_base: u64,
 ) -> anyhow::Result<Vec<Phase>> {
     let mut phases = Vec::new();
-    for (name, (url, sid), tool) in [
+    for (name, &(url, sid), tool) in [
         (
             "tools/call directly at the fixture upstream (baseline)",
             direct,
@@ -428,7 +440,15 @@ async fn federation_round(
             arguments: json!({}),
             expect: "simple text",
         };
-        phases.push(tool_call_phase(name, http, call, n, c, limit, base).await?);
+        let before = pids.map(cpu::process_cpu_secs);
+        let mut phase = tool_call_phase(name, http, call, n, c, limit, base).await?;
+        let after = pids.map(cpu::process_cpu_secs);
+        let per = |i: usize| match (&before[i], &after[i]) {
+            (Ok(b), Ok(a)) => (a - b) * 1e6 / phase.requests.max(1) as f64,
+            _ => f64::NAN,
+        };
+        phase.cpu_us = Some([per(0), per(1)]);
+        phases.push(phase);
     }
     Ok(phases)
 }
@@ -458,26 +478,19 @@ async fn federation_bench(total: usize, concurrency: usize, limit: Duration) -> 
     let direct_sid = open_session(&http, &direct_url).await?;
     let gw_sid = open_session(&http, &gw_url).await?;
     eprintln!("federation: sessions open");
-    let direct = (direct_url.as_str(), direct_sid.as_str());
-    let through = (gw_url.as_str(), gw_sid.as_str());
-    federation_round(&http, direct, through, (total / 10).max(200), concurrency, limit, 0).await?;
+    let targets = FedTargets {
+        direct: (direct_url.as_str(), direct_sid.as_str()),
+        gateway: (gw_url.as_str(), gw_sid.as_str()),
+        pids: [fixture.pid(), gw.pid()],
+    };
+    // A warm-up round, not reported.
+    federation_round(&http, &targets, (total / 10).max(200), concurrency, limit, 0).await?;
     let mut results = Vec::new();
     for c in [concurrency, 1] {
         let n = if c == 1 { (total / 5).max(200) } else { total };
         let mut rounds = Vec::new();
         for r in 0..ROUNDS {
-            rounds.push(
-                federation_round(
-                    &http,
-                    direct,
-                    through,
-                    n,
-                    c,
-                    limit,
-                    (r as u64 + 1) * 100_000_000 * c as u64,
-                )
-                .await?,
-            );
+            rounds.push(federation_round(&http, &targets, n, c, limit, (r as u64 + 1) * 100_000_000 * c as u64).await?);
         }
         results.push((c, medians(rounds)));
     }
@@ -532,9 +545,19 @@ async fn federation_bench(total: usize, concurrency: usize, limit: Duration) -> 
             via.rps() / base.rps(),
             via.pct(0.5) - base.pct(0.5)
         );
+        let cpu = |p: &Phase, i: usize| p.cpu_us.map_or(f64::NAN, |c| c[i]);
+        // The ratio at many callers is set by how fast the fixture (one node thread) serves,
+        // and its cost per request depends on how requests reach it: these figures show it.
+        println!(
+            "CPU per request: fixture {:.0} µs called directly, {:.0} µs behind mcpgw; mcpgw {:.0} µs\n",
+            cpu(base, 0),
+            cpu(via, 0),
+            cpu(via, 1)
+        );
         rows.push(json!({"concurrency": c, "direct_rps": base.rps(), "gateway_rps": via.rps(),
             "ratio": via.rps() / base.rps(), "direct_p50_ms": base.pct(0.5), "gateway_p50_ms": via.pct(0.5),
-            "added_p50_ms": via.pct(0.5) - base.pct(0.5), "direct_p99_ms": base.pct(0.99), "gateway_p99_ms": via.pct(0.99)}));
+            "added_p50_ms": via.pct(0.5) - base.pct(0.5),
+            "fixture_cpu_us_direct": base.cpu_us.map(|c| c[0]), "fixture_cpu_us_behind": via.cpu_us.map(|c| c[0]), "gateway_cpu_us": via.cpu_us.map(|c| c[1]), "direct_p99_ms": base.pct(0.99), "gateway_p99_ms": via.pct(0.99)}));
     }
     println!(
         "memory per idle client session ({SESSIONS} sessions each): {:.0} bytes initialized only; {:.0} bytes with an upstream session of its own, idle past the standalone linger (target <= 16384); {:.0} bytes within the linger (the upstream stream still open)\n",
