@@ -28,6 +28,9 @@ fn d_standalone_linger() -> u64 {
 fn d_tool_resp() -> usize {
     10 * 1024 * 1024
 }
+fn d_cache_ttl() -> u64 {
+    60_000
+}
 fn d_cache() -> u64 {
     2_000
 }
@@ -111,6 +114,10 @@ pub struct GatewayConfig {
     /// (writes through this gateway refresh it at once).
     #[serde(default = "d_cache")]
     pub registry_cache_ms: u64,
+    /// The freshness hint (`ttlMs`) of 2026-07-28 results a client may cache: `server/discover`,
+    /// the lists and `resources/read`, in milliseconds.
+    #[serde(default = "d_cache_ttl")]
+    pub cache_ttl_ms: u64,
     /// Between an upstream's slug and a member's name in federated names (`{slug}__{name}`).
     #[serde(default = "d_separator")]
     pub name_separator: String,
@@ -206,6 +213,11 @@ pub const SETTINGS: &[Setting] = &[
     setting("max_tool_response_bytes", Shape::Number, "Largest REST tool response read, in bytes."),
     setting("max_upstream_response_bytes", Shape::Number, "Largest message read from an upstream MCP server, in bytes."),
     setting("registry_cache_ms", Shape::Number, "How long a registry snapshot is served before the store is read again, in milliseconds."),
+    setting(
+        "cache_ttl_ms",
+        Shape::Number,
+        "Freshness hint (ttlMs) of 2026-07-28 discover, list and resources/read results, in milliseconds.",
+    ),
     setting("session_ttl_secs", Shape::Number, "Idle seconds before a session expires."),
     setting("max_sessions", Shape::Number, "Most sessions held at once (idle ones are expired to make room; then 503)."),
     setting("allowed_hosts", Shape::List, "Extra accepted Host header values, comma-separated."),
@@ -282,6 +294,7 @@ fn unreachable_default() -> GatewayConfig {
         max_tool_response_bytes: d_tool_resp(),
         max_upstream_response_bytes: d_upstream_resp(),
         registry_cache_ms: d_cache(),
+        cache_ttl_ms: d_cache_ttl(),
         name_separator: d_separator(),
         instance: String::new(),
         upstream_refresh_secs: d_refresh(),

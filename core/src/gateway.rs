@@ -10,7 +10,7 @@ use http::{Method, Request, Response, StatusCode};
 use serde_json::json;
 
 use crate::config::{ConfigError, GatewayConfig};
-use crate::engine::{Engine, ServerInfo};
+use crate::engine::{Engine, EngineSettings, ServerInfo};
 use crate::face::{self, admin::Admin, Face};
 use crate::federation::{self, Federation, Health};
 use crate::http::response::{api_error, json_response, method_not_allowed, rpc_error, Body};
@@ -160,9 +160,13 @@ impl Gateway {
             max_bytes: config.max_tool_response_bytes,
             timeout_ms: config.tool_timeout_ms,
         };
+        let settings = EngineSettings {
+            page_size: config.page_size,
+            cache_ttl_ms: config.cache_ttl_ms,
+        };
         let engine = Arc::new(Engine::new(
             info,
-            config.page_size,
+            settings,
             registry.clone(),
             sessions.clone(),
             fed.clone(),

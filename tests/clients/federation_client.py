@@ -34,7 +34,9 @@ async def main(url: str) -> None:
             stop_reason="endTurn",
         )
 
-    async with Client(url, logging_callback=on_log, sampling_callback=on_sampling) as client:
+    # The session era: a sampling request mid-call and log messages outside any call are what
+    # this checks (the stateless era has neither; its translation is tested on its own).
+    async with Client(url, mode="legacy", logging_callback=on_log, sampling_callback=on_sampling) as client:
         tools, cursor = [], None
         while True:
             page = await client.list_tools(cursor=cursor)

@@ -45,7 +45,12 @@ async def main(url: str, transport: str, scoped: bool) -> None:
         target = streamable_http_client(url, http_client=create_mcp_http_client(headers=headers))
     else:
         target = url
-    async with Client(target, logging_callback=on_log) as client:
+    # `log_level` opts in to log messages on 2026-07-28 (per request); the session era ignores it
+    # and uses logging/setLevel below.
+    async with Client(target, logging_callback=on_log, log_level="debug") as client:
+        modern = client.protocol_version == "2026-07-28"
+        # The default client probes the stateless era first: over streamable HTTP it gets it.
+        assert modern == (transport != "sse"), client.protocol_version
         tools, tool_pages = await collect(lambda c: _tools(client, c))
         names = sorted(t.name for t in tools)
         if scoped:
@@ -109,8 +114,10 @@ async def main(url: str, transport: str, scoped: bool) -> None:
             assert not echo.is_error and '"message":"hi"' in echo.content[0].text, echo
             broken = await client.call_tool("broken", {})
             assert broken.is_error and "HTTP 500" in broken.content[0].text, broken
-            # Logging: after setLevel, log notifications reach the client during a call.
-            await client.set_logging_level("debug")
+            # Logging: after setLevel (session era) or with logLevel on each request (2026-07-28),
+            # log notifications reach the client during a call.
+            if not modern:
+                await client.set_logging_level("debug")
             await client.call_tool("weather", {"city": "Oslo"})
             for _ in range(50):
                 if logs:
@@ -125,9 +132,11 @@ async def main(url: str, transport: str, scoped: bool) -> None:
         except Exception as e:  # noqa: BLE001 - any MCP error type is fine
             assert "not found" in str(e).lower(), e
 
-        await client.send_ping()
+        if not modern:
+            await client.send_ping()
+        version = client.protocol_version
 
-    print(f"PASS python {transport} scoped={scoped}: {len(tools)} tools in {tool_pages} pages")
+    print(f"PASS python {transport} scoped={scoped} version={version}: {len(tools)} tools in {tool_pages} pages")
 
 
 async def _tools(client, cursor):

@@ -7,6 +7,9 @@
 //! Lives here: method semantics, visibility by scope, the `initialize` result. Not here: HTTP,
 //! SSE framing, session storage, upstream sessions.
 
+mod ctx;
+mod stateless;
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -22,12 +25,15 @@ use crate::proto::cursor;
 use crate::proto::jsonrpc::{self, Json, Request, RequestId, RpcError};
 use crate::proto::logging::LogLevel;
 use crate::proto::method::{Kind, Method};
-use crate::proto::version::{Era, ProtocolVersion};
-use crate::registry::{Federated, Prompt, Registry, Resource, Server, Snapshot, Tool};
+use crate::proto::version::ProtocolVersion;
+use crate::registry::{Federated, Registry, Resource, Server, Snapshot, Tool};
 use crate::render;
-use crate::security::admission::Caller;
 use crate::session::Sessions;
 use crate::upstream::rest::Rest;
+
+pub(crate) use ctx::CallCtx;
+use stateless::CacheScope;
+pub(crate) use stateless::Modern;
 
 /// Name and version reported in `serverInfo` and `/version`.
 #[derive(Debug, Clone)]
@@ -58,10 +64,20 @@ impl From<Json> for Reply {
     }
 }
 
+/// What the engine reads of the gateway's settings.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct EngineSettings {
+    /// Items per page of a list.
+    pub page_size: usize,
+    /// The `ttlMs` of cacheable stateless results.
+    pub cache_ttl_ms: u64,
+}
+
 /// The engine of one gateway.
 pub(crate) struct Engine {
     info: ServerInfo,
     page_size: usize,
+    cache_ttl_ms: u64,
     registry: Arc<Registry>,
     sessions: Arc<Sessions>,
     fed: Arc<Federation>,
@@ -69,79 +85,6 @@ pub(crate) struct Engine {
     clock: Arc<dyn Clock>,
     /// When a lookup miss last forced a registry re-read (ms since the epoch).
     last_miss_reload: AtomicU64,
-}
-
-/// The context of one request.
-pub(crate) struct CallCtx {
-    /// The session, if the transport has one (`/rpc` has none); shared, not copied, by the
-    /// calls it makes.
-    pub session: Option<Arc<SessionState>>,
-    /// The virtual server the endpoint is bound to.
-    pub scope: Option<Arc<Server>>,
-    /// Who is calling (decides which members are visible).
-    pub caller: Caller,
-}
-
-impl CallCtx {
-    fn sees_tool(&self, t: &Tool) -> bool {
-        self.caller.may(t.def.scope.as_deref())
-            && self
-                .scope
-                .as_ref()
-                .is_none_or(|s| s.has_member(&s.def.tools, &[&t.def.name], t.fed.as_ref()))
-    }
-    fn sees_resource(&self, r: &Resource) -> bool {
-        self.caller.may(r.def.scope.as_deref())
-            && self
-                .scope
-                .as_ref()
-                .is_none_or(|s| s.has_member(&s.def.resources, &[r.def.key(), &r.def.name], r.fed.as_ref()))
-    }
-    fn sees_prompt(&self, p: &Prompt) -> bool {
-        self.caller.may(p.def.scope.as_deref())
-            && self
-                .scope
-                .as_ref()
-                .is_none_or(|s| s.has_member(&s.def.prompts, &[&p.def.name], p.fed.as_ref()))
-    }
-
-    /// True when federated members are served under their upstream names.
-    fn original_names(&self) -> bool {
-        self.scope.as_ref().is_some_and(|s| s.def.original_names)
-    }
-
-    /// The list entry this endpoint shows for a member.
-    fn listing<'a>(&self, own: &'a str, fed: Option<&'a Federated>) -> &'a str {
-        match fed {
-            Some(f) if self.original_names() => &f.listing,
-            _ => own,
-        }
-    }
-
-    /// A tool by the name this endpoint serves it under.
-    fn find_tool<'s>(&self, snap: &'s Snapshot, name: &str) -> Option<&'s Arc<Tool>> {
-        match &self.scope {
-            Some(s) if s.def.original_names => {
-                // The scope may come from an older snapshot: use the current one's indexes.
-                let server = snap.server(&s.id)?;
-                let tool = server.tool_names.get(name).and_then(|i| snap.tools.get(*i))?;
-                self.caller.may(tool.def.scope.as_deref()).then_some(tool)
-            }
-            _ => snap.tool(name).filter(|t| self.sees_tool(t)),
-        }
-    }
-
-    /// A prompt by the name this endpoint serves it under.
-    fn find_prompt<'s>(&self, snap: &'s Snapshot, name: &str) -> Option<&'s Arc<Prompt>> {
-        match &self.scope {
-            Some(s) if s.def.original_names => {
-                let server = snap.server(&s.id)?;
-                let prompt = server.prompt_names.get(name).and_then(|i| snap.prompts.get(*i))?;
-                self.caller.may(prompt.def.scope.as_deref()).then_some(prompt)
-            }
-            _ => snap.prompt(name).filter(|p| self.sees_prompt(p)),
-        }
-    }
 }
 
 fn params_obj(req: &Request) -> Result<Map<String, Value>, RpcError> {
@@ -166,7 +109,7 @@ impl Engine {
     #[cfg_attr(target_family = "wasm", allow(clippy::arc_with_non_send_sync))]
     pub fn new(
         info: ServerInfo,
-        page_size: usize,
+        settings: EngineSettings,
         registry: Arc<Registry>,
         sessions: Arc<Sessions>,
         fed: Arc<Federation>,
@@ -175,7 +118,8 @@ impl Engine {
     ) -> Self {
         Self {
             info,
-            page_size,
+            page_size: settings.page_size,
+            cache_ttl_ms: settings.cache_ttl_ms,
             registry,
             sessions,
             fed,
@@ -201,6 +145,18 @@ impl Engine {
         })
     }
 
+    /// The `serverInfo` an endpoint reports: a virtual server's under its own name.
+    fn server_info(&self, scope: Option<&Arc<Server>>) -> Value {
+        let mut info = json!({"name": self.info.name, "version": self.info.version});
+        if let Some(s) = scope {
+            info["name"] = json!(format!("{}/{}", self.info.name, s.def.name));
+            if let Some(t) = &s.def.title {
+                info["title"] = json!(t);
+            }
+        }
+        info
+    }
+
     /// Validates `initialize` params and builds the result; returns the negotiated version too.
     pub(crate) fn initialize_result(
         &self,
@@ -217,13 +173,7 @@ impl Engine {
             }
         }
         let version = ProtocolVersion::negotiate(Some(requested));
-        let mut info = json!({"name": self.info.name, "version": self.info.version});
-        if let Some(s) = scope {
-            info["name"] = json!(format!("{}/{}", self.info.name, s.def.name));
-            if let Some(t) = &s.def.title {
-                info["title"] = json!(t);
-            }
-        }
+        let info = self.server_info(scope);
         let mut result = json!({"protocolVersion": version, "capabilities": self.capabilities(), "serverInfo": info});
         if let Some(d) = scope.and_then(|s| s.def.description.clone()) {
             result["instructions"] = json!(d);
@@ -236,20 +186,52 @@ impl Engine {
         let me = self.clone();
         let answer = async move {
             let id = req.id.clone();
-            let respond = move |r: Result<Json, RpcError>| match r {
-                Ok(result) => Event::Answer(jsonrpc::response_json(&id, &result)),
-                Err(e) => Event::Answer(Json::from_value(&jsonrpc::error_response(Some(&id), &e))),
+            let finish = me.finisher(&ctx, &req);
+            let respond = move |r: Result<Json, RpcError>| match (r, &finish) {
+                (Ok(result), Some((fields, info))) => {
+                    Event::Answer(jsonrpc::response_json(&id, &stateless::finish(&result, fields, info)))
+                }
+                (Ok(result), None) => Event::Answer(jsonrpc::response_json(&id, &result)),
+                (Err(e), Some(_)) => Event::Answer(Json::from_value(&jsonrpc::error_response(
+                    Some(&id),
+                    &stateless::error(e),
+                ))),
+                (Err(e), None) => Event::Answer(Json::from_value(&jsonrpc::error_response(Some(&id), &e))),
             };
             match me.call(&ctx, &req).await {
                 Ok(Reply::Now(result)) => boxed_stream(stream::iter([respond(Ok(result))])),
-                Ok(Reply::Relay(items)) => boxed_stream(items.map(move |item| match item {
-                    Relayed::Message(m) => Event::Message(m),
-                    Relayed::Answer(r) => respond(r),
-                })),
+                Ok(Reply::Relay(items)) => {
+                    // A stateless request gets what belongs on its own stream; `/rpc` (no
+                    // session) gets nothing but its answer.
+                    let level = ctx.modern.as_ref().map(|m| m.meta.log_level);
+                    let quiet = ctx.session.is_none() && level.is_none();
+                    boxed_stream(items.filter_map(move |item| {
+                        futures::future::ready(match item {
+                            Relayed::Message(_) if quiet => None,
+                            Relayed::Message(m) => match level {
+                                Some(min) => stateless::on_request_stream(m, min).map(Event::Message),
+                                None => Some(Event::Message(m)),
+                            },
+                            Relayed::Answer(r) => Some(respond(r)),
+                        })
+                    }))
+                }
                 Err(e) => boxed_stream(stream::iter([respond(Err(e))])),
             }
         };
         boxed_stream(stream::once(answer).flatten())
+    }
+
+    /// For a stateless request, what its result gets: `resultType`, cache hints where the
+    /// method has them (public unless the handler set its own), and the `serverInfo`.
+    #[allow(clippy::type_complexity)]
+    fn finisher(&self, ctx: &CallCtx, req: &Request) -> Option<(Vec<(&'static str, String)>, Value)> {
+        ctx.modern.as_ref()?;
+        let mut fields = vec![("resultType", "\"complete\"".to_string())];
+        if Method::parse(&req.method).is_some_and(stateless::cacheable) {
+            fields.extend(stateless::cache_fields(self.cache_ttl_ms, CacheScope::Public));
+        }
+        Some((fields, self.server_info(ctx.scope.as_ref())))
     }
 
     /// A notification from the client: cancellations and root changes go on to the upstreams
@@ -298,7 +280,7 @@ impl Engine {
 
     /// Calls a REST tool: its log messages (at the session's level) while it runs, then the result.
     fn call_rest(&self, ctx: &CallCtx, tool: Arc<Tool>, args: Map<String, Value>) -> Reply {
-        let min = ctx.session.as_ref().and_then(|s| s.log_level);
+        let min = ctx.log_level();
         let rest = self.rest.clone();
         let (tx, rx) = unbounded::<Relayed>();
         let work = async move {
@@ -344,7 +326,8 @@ impl Engine {
 
     /// Dispatches one request by method.
     async fn call(&self, ctx: &CallCtx, req: &Request) -> Result<Reply, RpcError> {
-        let known = Method::parse(&req.method).filter(|m| m.info().kind == Kind::Request && m.in_era(Era::Session));
+        let era = ctx.era();
+        let known = Method::parse(&req.method).filter(|m| m.info().kind == Kind::Request && m.in_era(era));
         let Some(method) = known else {
             return Err(RpcError::method_not_found(&req.method));
         };
@@ -361,7 +344,15 @@ impl Engine {
             Method::PromptsGet => return self.prompts_get(ctx, req).await,
             Method::CompletionComplete => return self.complete(ctx, req).await,
             Method::LoggingSetLevel => self.set_level(ctx, req).await?,
-            Method::ServerDiscover | Method::Initialized | Method::Cancelled | Method::RootsListChanged => {
+            Method::ServerDiscover => {
+                let instructions = ctx.scope.as_ref().and_then(|s| s.def.description.as_deref());
+                return Ok(Reply::Now(stateless::discover(
+                    self.capabilities(),
+                    instructions,
+                    self.cache_ttl_ms,
+                )));
+            }
+            Method::Initialized | Method::Cancelled | Method::RootsListChanged => {
                 return Err(RpcError::method_not_found(&req.method))
             }
         };
@@ -417,6 +408,15 @@ impl Engine {
                 .map(|p| ctx.listing(&p.listing, p.fed.as_ref()))
                 .collect(),
         };
+        // A stateless answer says whether a shared cache may keep it: not when members are
+        // shown by the caller's scopes.
+        let private = ctx.modern.is_some()
+            && match what {
+                "tools" => snap.tools.iter().any(|t| t.def.scope.is_some()),
+                "resources" => snap.resources.iter().any(|r| r.def.scope.is_some()),
+                "resourceTemplates" => snap.templates.iter().any(|r| r.def.scope.is_some()),
+                _ => snap.prompts.iter().any(|p| p.def.scope.is_some()),
+            };
         let (page, next) = cursor::page(what, &items, p.get("cursor"), self.page_size)?;
         let mut out = String::with_capacity(32 + page.iter().map(|e| e.len() + 1).sum::<usize>());
         out.push_str("{\"");
@@ -429,6 +429,14 @@ impl Engine {
             out.push_str(",\"nextCursor\":\"");
             out.push_str(&n);
             out.push('"');
+        }
+        if private {
+            for (k, v) in stateless::cache_fields(self.cache_ttl_ms, CacheScope::Private) {
+                out.push_str(",\"");
+                out.push_str(k);
+                out.push_str("\":");
+                out.push_str(&v);
+            }
         }
         out.push('}');
         Ok(Json(out))
@@ -520,12 +528,26 @@ impl Engine {
         let (r, vars) = self.find_resource(ctx, &snap, uri).ok_or_else(|| {
             RpcError::new(jsonrpc::RESOURCE_NOT_FOUND, "Resource not found").with_data(json!({"uri": uri}))
         })?;
+        let private = ctx.modern.is_some() && r.def.scope.is_some();
         if let Some(f) = &r.fed {
-            return Ok(self.forward(ctx, f, req, Method::ResourcesRead, p.clone()));
+            let reply = self.forward(ctx, f, req, Method::ResourcesRead, p.clone());
+            return Ok(match reply {
+                Reply::Relay(items) if private => {
+                    let fields = stateless::cache_fields(self.cache_ttl_ms, CacheScope::Private);
+                    Reply::Relay(boxed_stream(items.map(move |item| match item {
+                        Relayed::Answer(Ok(j)) => Relayed::Answer(Ok(stateless::with_fields(&j, &fields))),
+                        other => other,
+                    })))
+                }
+                other => other,
+            });
         }
-        Ok(Reply::Now(Json::from_value(
-            &json!({"contents": [self.resource_contents(r, uri, &vars)?]}),
-        )))
+        let mut result = json!({"contents": [self.resource_contents(r, uri, &vars)?]});
+        if private {
+            result["ttlMs"] = json!(self.cache_ttl_ms);
+            result["cacheScope"] = json!("private");
+        }
+        Ok(Reply::Now(Json::from_value(&result)))
     }
 
     async fn prompts_get(&self, ctx: &CallCtx, req: &Request) -> Result<Reply, RpcError> {

@@ -84,6 +84,13 @@ pub(crate) async fn legacy_message(
     };
     let sid = session.id.clone();
     let caller = face.caller(&req);
-    face.process(Some(session), scope, caller, incoming, Delivery::LegacyStream(sid))
-        .await
+    face.process(
+        Some(session),
+        scope,
+        caller,
+        None,
+        incoming,
+        Delivery::LegacyStream(sid),
+    )
+    .await
 }

@@ -9,6 +9,7 @@
 pub(crate) mod admin;
 mod legacy_sse;
 mod rpc;
+mod stateless;
 mod streamable_http;
 
 use std::sync::Arc;
@@ -17,7 +18,7 @@ use bytes::Bytes;
 use futures::{stream, StreamExt};
 use http::{header, HeaderValue, Request, Response, StatusCode};
 
-use crate::engine::{CallCtx, Engine, Event};
+use crate::engine::{CallCtx, Engine, Event, Modern};
 use crate::http::is_json_content;
 use crate::http::response::{json_text_response, rpc_error, Body};
 use crate::platform::{boxed, boxed_stream, BoxStream};
@@ -200,6 +201,7 @@ impl Face {
         session: Option<SessionState>,
         scope: Option<Arc<Server>>,
         caller: Caller,
+        modern: Option<Arc<Modern>>,
         incoming: Incoming,
         delivery: Delivery,
     ) -> Response<Body> {
@@ -233,6 +235,7 @@ impl Face {
             session: session.map(Arc::new),
             scope,
             caller,
+            modern,
         });
         let n = items.len();
         let answers_of = items.into_iter().enumerate().map(|(i, item)| match item {

@@ -19,5 +19,6 @@ pub(crate) async fn rpc(face: &Arc<Face>, req: Request<Bytes>) -> Response<Body>
     };
     // No session: the engine sends nothing besides the answers, which come back as JSON.
     let caller = face.caller(&req);
-    face.process(None, None, caller, incoming, Delivery::Response).await
+    face.process(None, None, caller, None, incoming, Delivery::Response)
+        .await
 }

@@ -10,8 +10,8 @@ use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use serde_json::{json, Value};
 
 use super::{
-    not_acceptable_sse, parse_rpc_body, session_not_found, shutting_down, sse_response, too_many_sessions, Delivery,
-    Face,
+    not_acceptable_sse, parse_rpc_body, session_not_found, shutting_down, sse_response, stateless, too_many_sessions,
+    Delivery, Face,
 };
 use crate::http::response::{json_response, method_not_allowed, rpc_error, Body};
 use crate::http::{accepts, header_str};
@@ -24,7 +24,7 @@ use crate::session::hub::{Frame, OnDrop};
 use crate::session::STANDALONE;
 
 const MCP_SESSION_ID: &str = "mcp-session-id";
-const MCP_PROTOCOL_VERSION: &str = "mcp-protocol-version";
+use stateless::MCP_PROTOCOL_VERSION;
 const LAST_EVENT_ID: &str = "last-event-id";
 
 /// A request on the streamable endpoint.
@@ -39,7 +39,7 @@ pub(crate) async fn streamable(face: &Arc<Face>, req: Request<Bytes>, scope: Opt
 
 fn check_version_header(h: &HeaderMap) -> Result<(), Box<Response<Body>>> {
     match header_str(h, MCP_PROTOCOL_VERSION) {
-        Some(v) if ProtocolVersion::served(v).is_none() => Err(Box::new(rpc_error(
+        Some(v) if ProtocolVersion::served_in_session(v).is_none() => Err(Box::new(rpc_error(
             StatusCode::BAD_REQUEST,
             None,
             RpcError::invalid_request(format!(
@@ -49,6 +49,16 @@ fn check_version_header(h: &HeaderMap) -> Result<(), Box<Response<Body>>> {
         ))),
         _ => Ok(()),
     }
+}
+
+/// A GET or DELETE without a session: in the stateless era there is neither a standalone stream
+/// nor a session to end (405, POST only); in the session era the session id is missing (400).
+fn without_session(h: &HeaderMap) -> Response<Body> {
+    let modern = header_str(h, MCP_PROTOCOL_VERSION).is_some_and(|v| ProtocolVersion::served_in_session(v).is_none());
+    if modern {
+        return method_not_allowed("POST");
+    }
+    missing_session_header()
 }
 
 fn missing_session_header() -> Response<Body> {
@@ -68,16 +78,24 @@ async fn post(face: &Arc<Face>, req: Request<Bytes>, scope: Option<Arc<Server>>)
             RpcError::invalid_request("Not Acceptable: Accept must list application/json and text/event-stream"),
         );
     }
-    if let Err(r) = check_version_header(h) {
-        return *r;
-    }
     let incoming = match parse_rpc_body(&req, face.max_batch) {
         Ok(m) => m,
         Err(r) => return *r,
     };
     let Some(session_id) = header_str(h, MCP_SESSION_ID) else {
+        // No session: the stateless era if the request says so, else the session era's
+        // `initialize` (or a request that needs a session first).
+        if stateless::is_modern(h, &incoming) {
+            return stateless::post(face, &req, incoming, scope).await;
+        }
+        if let Err(r) = check_version_header(h) {
+            return *r;
+        }
         return sessionless_post(face, &req, incoming, scope).await;
     };
+    if let Err(r) = check_version_header(h) {
+        return *r;
+    }
     let Some(session) = face.load_session(&req, session_id, scope.as_ref()).await else {
         return session_not_found();
     };
@@ -93,7 +111,7 @@ async fn post(face: &Arc<Face>, req: Request<Bytes>, scope: Option<Arc<Server>>)
         );
     }
     let caller = face.caller(&req);
-    face.process(Some(session), scope, caller, incoming, Delivery::Response)
+    face.process(Some(session), scope, caller, None, incoming, Delivery::Response)
         .await
 }
 
@@ -153,12 +171,12 @@ async fn get(face: &Arc<Face>, req: Request<Bytes>, scope: Option<Arc<Server>>) 
     if !accepts(h, "text/event-stream") {
         return not_acceptable_sse();
     }
+    let Some(sid) = header_str(h, MCP_SESSION_ID) else {
+        return without_session(h);
+    };
     if let Err(r) = check_version_header(h) {
         return *r;
     }
-    let Some(sid) = header_str(h, MCP_SESSION_ID) else {
-        return missing_session_header();
-    };
     let Some(session) = face.load_session(&req, sid, scope.as_ref()).await else {
         return session_not_found();
     };
@@ -195,7 +213,7 @@ async fn get(face: &Arc<Face>, req: Request<Bytes>, scope: Option<Arc<Server>>) 
 /// DELETE: the client ends its session.
 async fn delete(face: &Arc<Face>, req: Request<Bytes>, scope: Option<Arc<Server>>) -> Response<Body> {
     let Some(sid) = header_str(req.headers(), MCP_SESSION_ID) else {
-        return missing_session_header();
+        return without_session(req.headers());
     };
     if face.load_session(&req, sid, scope.as_ref()).await.is_none() {
         return session_not_found();

@@ -58,9 +58,14 @@ fn method_of(msg: &Value) -> &str {
     msg.get("method").and_then(Value::as_str).unwrap_or_default()
 }
 
-/// A message of a link that serves no client session (catalog reads, `/rpc`).
+/// A message of a link that serves no client session (catalog reads, `/rpc`, stateless
+/// requests): a call's progress and log messages go to its caller (who decides what it shows),
+/// list changes refresh the catalog, requests are refused.
 pub(crate) fn unrouted(msg: &Value) -> Rewrite {
-    if method_of(msg).ends_with("/list_changed") {
+    let method = method_of(msg);
+    if msg.get("id").is_none() && matches!(method, "notifications/progress" | "notifications/message") {
+        Rewrite::Deliver(msg.clone())
+    } else if method.ends_with("/list_changed") {
         Rewrite::RefreshCatalog
     } else if msg.get("id").is_some() && msg.get("method").is_some() {
         Rewrite::Reply(
@@ -215,8 +220,9 @@ mod tests {
         let progress = json!({"jsonrpc": "2.0", "method": "notifications/progress", "params": {"progressToken": "t", "progress": 1}});
         assert_eq!(
             relay.to_client("s", &"a", 1, progress.clone()),
-            Rewrite::Deliver(progress)
+            Rewrite::Deliver(progress.clone())
         );
+        assert_eq!(unrouted(&progress), Rewrite::Deliver(progress));
         match unrouted(&request(json!("q"))) {
             Rewrite::Reply(r) => assert_eq!(
                 (r["id"].clone(), r["error"]["code"].clone()),

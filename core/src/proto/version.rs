@@ -24,7 +24,7 @@ pub enum ProtocolVersion {
     V2025_06_18,
     /// 2025-11-25: the last revision of the session era.
     V2025_11_25,
-    /// 2026-07-28: the stateless era (not served yet).
+    /// 2026-07-28: the stateless era.
     V2026_07_28,
 }
 
@@ -38,13 +38,9 @@ impl ProtocolVersion {
         Self::V2026_07_28,
     ];
     /// The revisions this gateway speaks, oldest first.
-    pub const SERVED: [Self; 4] = [
-        Self::V2024_11_05,
-        Self::V2025_03_26,
-        Self::V2025_06_18,
-        Self::V2025_11_25,
-    ];
-    /// The newest revision served, offered when a client asks for one we do not know.
+    pub const SERVED: [Self; 5] = Self::ALL;
+    /// The newest session-era revision, offered to `initialize` asking for one we do not know
+    /// (or for a stateless one, which has no `initialize`).
     pub const LATEST: Self = Self::V2025_11_25;
     /// What a request without `MCP-Protocol-Version` is assumed to speak (per the 2025-06-18 spec).
     pub const DEFAULT_HEADER: Self = Self::V2025_03_26;
@@ -88,9 +84,19 @@ impl ProtocolVersion {
         self <= Self::V2025_03_26
     }
 
-    /// The revision to answer `initialize` with: the client's if served, else the latest.
+    /// The revision to answer `initialize` with: the client's if served and of the session era,
+    /// else the latest of that era.
     pub fn negotiate(requested: Option<&str>) -> Self {
-        requested.and_then(Self::served).unwrap_or(Self::LATEST)
+        requested
+            .and_then(Self::served)
+            .filter(|v| v.era() == Era::Session)
+            .unwrap_or(Self::LATEST)
+    }
+
+    /// The revision named `s` if it is served and of the session era (what a session may say in
+    /// its `MCP-Protocol-Version` header).
+    pub fn served_in_session(s: &str) -> Option<Self> {
+        Self::served(s).filter(|v| v.era() == Era::Session)
     }
 
     /// The served revisions' names, for error messages and `/version`.
@@ -147,8 +153,10 @@ mod tests {
         assert_eq!(V::negotiate(Some("2024-11-05")), V::V2024_11_05);
         assert_eq!(V::negotiate(Some("2025-06-18")), V::V2025_06_18);
         assert_eq!(V::negotiate(Some("1999-01-01")), V::LATEST);
-        // Known, but not served yet.
+        // Served, but stateless: it has no `initialize`.
         assert_eq!(V::negotiate(Some("2026-07-28")), V::LATEST);
+        assert_eq!(V::served_in_session("2026-07-28"), None);
+        assert_eq!(V::served_in_session("2025-11-25"), Some(V::V2025_11_25));
         assert_eq!(V::negotiate(None), V::LATEST);
         assert!(V::V2025_03_26.allows_batches() && V::V2024_11_05.allows_batches());
         assert!(!V::V2025_06_18.allows_batches());
@@ -160,7 +168,8 @@ mod tests {
             assert_eq!(ProtocolVersion::parse(v.as_str()), Some(v));
         }
         assert_eq!(ProtocolVersion::V2026_07_28.era(), Era::Stateless);
-        assert!(ProtocolVersion::SERVED.iter().all(|v| v.era() == Era::Session));
+        assert_eq!(ProtocolVersion::LATEST.era(), Era::Session);
+        assert!(ProtocolVersion::V2026_07_28.is_served());
         assert!(ProtocolVersion::V2025_11_25 > ProtocolVersion::V2025_06_18);
     }
 

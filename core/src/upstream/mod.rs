@@ -296,7 +296,7 @@ impl Link {
             }
         };
         let named = result["protocolVersion"].as_str().unwrap_or_default();
-        let Some(version) = ProtocolVersion::served(named) else {
+        let Some(version) = ProtocolVersion::served_in_session(named) else {
             return Err(UpstreamError::Protocol(format!(
                 "unsupported protocol version '{named}'"
             )));

@@ -19,3 +19,4 @@ mod protocol;
 mod ratelimit;
 mod sdk_clients;
 mod ssrf;
+mod stateless;

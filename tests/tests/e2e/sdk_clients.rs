@@ -37,7 +37,17 @@ fn python_as(url: &str, transport: &str, extra: &[&str], token: Option<&str>) ->
         cmd.env("MCPGW_TOKEN", t);
     }
     let (ok, out) = run_with_timeout(&mut cmd, Duration::from_secs(60))?;
-    anyhow::ensure!(ok && out.contains("PASS python"), "python client failed:\n{out}");
+    // The default client negotiates 2026-07-28 over streamable HTTP (the legacy SSE transport
+    // has only the session era).
+    let era = if transport == "sse" {
+        "version=2025-"
+    } else {
+        "version=2026-07-28"
+    };
+    anyhow::ensure!(
+        ok && out.contains("PASS python") && out.contains(era),
+        "python client failed:\n{out}"
+    );
     Ok(())
 }
 

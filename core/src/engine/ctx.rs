@@ -1,0 +1,104 @@
+//! The context of one request: its session (if any), the virtual server of its endpoint, the
+//! caller, and a stateless request's metadata; what the caller may see through it.
+
+use std::sync::Arc;
+
+use crate::ports::SessionState;
+use crate::proto::logging::LogLevel;
+use crate::proto::version::Era;
+use crate::registry::{Federated, Prompt, Resource, Server, Snapshot, Tool};
+use crate::security::admission::Caller;
+
+use super::Modern;
+
+/// The context of one request.
+pub(crate) struct CallCtx {
+    /// The session, if the transport has one (`/rpc` has none); shared, not copied, by the
+    /// calls it makes.
+    pub session: Option<Arc<SessionState>>,
+    /// The virtual server the endpoint is bound to.
+    pub scope: Option<Arc<Server>>,
+    /// Who is calling (decides which members are visible).
+    pub caller: Caller,
+    /// A stateless (2026-07-28) request's metadata; none in a session or on `/rpc`.
+    pub modern: Option<Arc<Modern>>,
+}
+
+impl CallCtx {
+    /// The era the request speaks.
+    pub(super) fn era(&self) -> Era {
+        if self.modern.is_some() {
+            Era::Stateless
+        } else {
+            Era::Session
+        }
+    }
+
+    /// The least severe log level the client wants for this request, if it wants logs.
+    pub(super) fn log_level(&self) -> Option<LogLevel> {
+        match &self.modern {
+            Some(m) => m.meta.log_level,
+            None => self.session.as_ref().and_then(|s| s.log_level),
+        }
+    }
+
+    pub(super) fn sees_tool(&self, t: &Tool) -> bool {
+        self.caller.may(t.def.scope.as_deref())
+            && self
+                .scope
+                .as_ref()
+                .is_none_or(|s| s.has_member(&s.def.tools, &[&t.def.name], t.fed.as_ref()))
+    }
+    pub(super) fn sees_resource(&self, r: &Resource) -> bool {
+        self.caller.may(r.def.scope.as_deref())
+            && self
+                .scope
+                .as_ref()
+                .is_none_or(|s| s.has_member(&s.def.resources, &[r.def.key(), &r.def.name], r.fed.as_ref()))
+    }
+    pub(super) fn sees_prompt(&self, p: &Prompt) -> bool {
+        self.caller.may(p.def.scope.as_deref())
+            && self
+                .scope
+                .as_ref()
+                .is_none_or(|s| s.has_member(&s.def.prompts, &[&p.def.name], p.fed.as_ref()))
+    }
+
+    /// True when federated members are served under their upstream names.
+    pub(super) fn original_names(&self) -> bool {
+        self.scope.as_ref().is_some_and(|s| s.def.original_names)
+    }
+
+    /// The list entry this endpoint shows for a member.
+    pub(super) fn listing<'a>(&self, own: &'a str, fed: Option<&'a Federated>) -> &'a str {
+        match fed {
+            Some(f) if self.original_names() => &f.listing,
+            _ => own,
+        }
+    }
+
+    /// A tool by the name this endpoint serves it under.
+    pub(super) fn find_tool<'s>(&self, snap: &'s Snapshot, name: &str) -> Option<&'s Arc<Tool>> {
+        match &self.scope {
+            Some(s) if s.def.original_names => {
+                // The scope may come from an older snapshot: use the current one's indexes.
+                let server = snap.server(&s.id)?;
+                let tool = server.tool_names.get(name).and_then(|i| snap.tools.get(*i))?;
+                self.caller.may(tool.def.scope.as_deref()).then_some(tool)
+            }
+            _ => snap.tool(name).filter(|t| self.sees_tool(t)),
+        }
+    }
+
+    /// A prompt by the name this endpoint serves it under.
+    pub(super) fn find_prompt<'s>(&self, snap: &'s Snapshot, name: &str) -> Option<&'s Arc<Prompt>> {
+        match &self.scope {
+            Some(s) if s.def.original_names => {
+                let server = snap.server(&s.id)?;
+                let prompt = server.prompt_names.get(name).and_then(|i| snap.prompts.get(*i))?;
+                self.caller.may(prompt.def.scope.as_deref()).then_some(prompt)
+            }
+            _ => snap.prompt(name).filter(|p| self.sees_prompt(p)),
+        }
+    }
+}
