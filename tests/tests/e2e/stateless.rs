@@ -462,3 +462,67 @@ async fn federated_calls_stream_progress_and_only_the_logs_asked_for() {
         "no requests of the upstream's on the stream"
     );
 }
+
+/// Every file under `dir`, recursively.
+fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(files_under(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// On the edge, stateless requests are the Worker's alone: no session's Durable Object is
+/// created for them (workerd persists each object it creates as a file of its own), while an
+/// `initialize` creates one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stateless_traffic_creates_no_session_object() {
+    let s = start().await;
+    let TestGateway::Edge(edge) = &s.gw else {
+        mcpgw_e2e::skip(
+            "stateless::stateless_traffic_creates_no_session_object",
+            "Durable Objects are the edge's",
+        );
+        return;
+    };
+    let objects = || {
+        files_under(&edge.state_dir.join("state"))
+            .into_iter()
+            .filter(|p| p.to_string_lossy().contains("McpSession"))
+            .count()
+    };
+    let before = objects();
+    let url = s.mcp();
+    for (i, (method, params)) in [
+        ("server/discover", json!({})),
+        ("tools/list", json!({})),
+        ("tools/call", json!({"name": "fx__test_simple_text", "arguments": {}})),
+        ("resources/read", json!({"uri": "note://hello"})),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        assert_modern_result(&post(&url, json!(i), method, params, &[]).await);
+    }
+    assert_eq!(objects(), before, "stateless requests created a session object");
+    mcpgw_e2e::initialize(&http_client(), s.gw.url())
+        .await
+        .expect("initialize");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while objects() == before {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "an initialize creates a session object, seen as a file: {:?}",
+            files_under(&edge.state_dir.join("state"))
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
