@@ -28,6 +28,9 @@ fn d_standalone_linger() -> u64 {
 fn d_tool_resp() -> usize {
     10 * 1024 * 1024
 }
+fn d_listen_poll() -> u64 {
+    1_000
+}
 fn d_cache_ttl() -> u64 {
     60_000
 }
@@ -118,6 +121,10 @@ pub struct GatewayConfig {
     /// the lists and `resources/read`, in milliseconds.
     #[serde(default = "d_cache_ttl")]
     pub cache_ttl_ms: u64,
+    /// How often an open `subscriptions/listen` stream (2026-07-28) checks the registry for
+    /// changed lists, in milliseconds.
+    #[serde(default = "d_listen_poll")]
+    pub listen_poll_ms: u64,
     /// Between an upstream's slug and a member's name in federated names (`{slug}__{name}`).
     #[serde(default = "d_separator")]
     pub name_separator: String,
@@ -218,6 +225,11 @@ pub const SETTINGS: &[Setting] = &[
         Shape::Number,
         "Freshness hint (ttlMs) of 2026-07-28 discover, list and resources/read results, in milliseconds.",
     ),
+    setting(
+        "listen_poll_ms",
+        Shape::Number,
+        "How often an open 2026-07-28 subscriptions/listen stream checks the registry for changed lists, in milliseconds.",
+    ),
     setting("session_ttl_secs", Shape::Number, "Idle seconds before a session expires."),
     setting("max_sessions", Shape::Number, "Most sessions held at once (idle ones are expired to make room; then 503)."),
     setting("allowed_hosts", Shape::List, "Extra accepted Host header values, comma-separated."),
@@ -295,6 +307,7 @@ fn unreachable_default() -> GatewayConfig {
         max_upstream_response_bytes: d_upstream_resp(),
         registry_cache_ms: d_cache(),
         cache_ttl_ms: d_cache_ttl(),
+        listen_poll_ms: d_listen_poll(),
         name_separator: d_separator(),
         instance: String::new(),
         upstream_refresh_secs: d_refresh(),

@@ -163,6 +163,7 @@ impl Gateway {
         let settings = EngineSettings {
             page_size: config.page_size,
             cache_ttl_ms: config.cache_ttl_ms,
+            listen_poll_ms: config.listen_poll_ms.max(50),
         };
         let engine = Arc::new(Engine::new(
             info,

@@ -1105,9 +1105,54 @@ pub struct ConformanceRun {
 /// Runs the conformance CLI (`server --url URL <args>`) with a deadline, saving its results in
 /// a temporary directory, and reads every scenario's checks.
 pub fn run_conformance(url: &str, args: &[&str], timeout: Duration) -> ConformanceRun {
+    run_conformance_of(Suite::Current, url, args, timeout)
+}
+
+/// Which conformance package runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Suite {
+    /// `@modelcontextprotocol/conformance` 0.1.16: the session era's active scenarios.
+    Current,
+    /// 0.2.0-alpha.12 (npm alias `conformance-next`): both eras, one at a time with
+    /// `--requirements 2025-11-25` or `--requirements 2026-07-28`.
+    Next,
+}
+
+impl Suite {
+    fn cli(self) -> PathBuf {
+        match self {
+            Suite::Current => repo_root().join("node_modules/.bin/conformance"),
+            Suite::Next => repo_root().join("node_modules/conformance-next/dist/index.js"),
+        }
+    }
+}
+
+/// The server scenarios a revision requires (the `server:` list of the 0.2 suite's
+/// `requirements/<revision>.yaml`).
+pub fn required_server_scenarios(revision: &str) -> Vec<String> {
+    let path = repo_root().join(format!("node_modules/conformance-next/requirements/{revision}.yaml"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut out = Vec::new();
+    let mut in_server = false;
+    for line in text.lines() {
+        if !line.starts_with(' ') && !line.starts_with('#') && !line.is_empty() {
+            in_server = line.trim_end() == "server:";
+            continue;
+        }
+        if in_server {
+            if let Some(name) = line.trim().strip_prefix("- ") {
+                out.push(name.trim().to_string());
+            }
+        }
+    }
+    out
+}
+
+/// [`run_conformance`] with a chosen package.
+pub fn run_conformance_of(suite: Suite, url: &str, args: &[&str], timeout: Duration) -> ConformanceRun {
     let dir = TempDir::new("conformance");
     let mut cmd = Command::new(node_bin());
-    cmd.arg(repo_root().join("node_modules/.bin/conformance"))
+    cmd.arg(suite.cli())
         .args(["server", "--url", url])
         .args(args)
         .arg("-o")

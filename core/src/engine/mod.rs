@@ -50,6 +50,8 @@ pub(crate) enum Event {
     Message(Json),
     /// The response (serialized, with the request's id); always the last item.
     Answer(Json),
+    /// Nothing to say: a keep-alive on a long-lived stream.
+    KeepAlive,
 }
 
 /// What a method handler answers: now, or as the stream of a forwarded or REST call.
@@ -71,6 +73,8 @@ pub(crate) struct EngineSettings {
     pub page_size: usize,
     /// The `ttlMs` of cacheable stateless results.
     pub cache_ttl_ms: u64,
+    /// How often a listen stream checks the registry for changes.
+    pub listen_poll_ms: u64,
 }
 
 /// The engine of one gateway.
@@ -78,6 +82,7 @@ pub(crate) struct Engine {
     info: ServerInfo,
     page_size: usize,
     cache_ttl_ms: u64,
+    listen_poll_ms: u64,
     registry: Arc<Registry>,
     sessions: Arc<Sessions>,
     fed: Arc<Federation>,
@@ -120,6 +125,7 @@ impl Engine {
             info,
             page_size: settings.page_size,
             cache_ttl_ms: settings.cache_ttl_ms,
+            listen_poll_ms: settings.listen_poll_ms,
             registry,
             sessions,
             fed,
@@ -183,6 +189,16 @@ impl Engine {
 
     /// Answers one request: what must reach the client while it runs, then the response.
     pub fn respond(self: &Arc<Self>, ctx: Arc<CallCtx>, req: Request) -> BoxStream<'static, Event> {
+        if ctx.modern.is_some() && Method::parse(&req.method) == Some(Method::SubscriptionsListen) {
+            let listen = stateless::Listen {
+                sessions: self.sessions.clone(),
+                registry: self.registry.clone(),
+                clock: self.clock.clone(),
+                every: std::time::Duration::from_millis(self.listen_poll_ms),
+                server_info: self.server_info(ctx.scope.as_ref()),
+            };
+            return listen.stream(&req);
+        }
         let me = self.clone();
         let answer = async move {
             let id = req.id.clone();
@@ -352,7 +368,8 @@ impl Engine {
                     self.cache_ttl_ms,
                 )));
             }
-            Method::Initialized | Method::Cancelled | Method::RootsListChanged => {
+            // Served by `listen` before dispatch.
+            Method::SubscriptionsListen | Method::Initialized | Method::Cancelled | Method::RootsListChanged => {
                 return Err(RpcError::method_not_found(&req.method))
             }
         };

@@ -3,7 +3,18 @@
 //! ones, and the codes that era gives errors. Pure functions over the answer's text; the engine
 //! calls them when a request came without a session.
 
+use std::sync::Arc;
+
+use futures::{stream, StreamExt};
 use serde_json::{json, Map, Value};
+
+use super::Event;
+use crate::platform::{boxed_stream, BoxStream};
+use crate::ports::Clock;
+use crate::proto::jsonrpc::Request;
+use crate::registry::{changed_kinds, Registry};
+use crate::session::hub::OnDrop;
+use crate::session::Sessions;
 
 use crate::proto::jsonrpc::{self, Json, RpcError};
 use crate::proto::logging::LogLevel;
@@ -33,6 +44,151 @@ impl CacheScope {
             CacheScope::Public => "public",
             CacheScope::Private => "private",
         }
+    }
+}
+
+/// What a `subscriptions/listen` stream asked to hear (the list changes; resource updates are
+/// not offered yet, so the acknowledgement leaves them out).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct ListenFilter {
+    /// `notifications/tools/list_changed`.
+    pub tools: bool,
+    /// `notifications/prompts/list_changed`.
+    pub prompts: bool,
+    /// `notifications/resources/list_changed`.
+    pub resources: bool,
+}
+
+impl ListenFilter {
+    /// The filter of a listen request's `notifications` object.
+    pub fn of(wanted: Option<&Value>) -> Self {
+        let flag = |k: &str| wanted.and_then(|w| w.get(k)).and_then(Value::as_bool) == Some(true);
+        Self {
+            tools: flag("toolsListChanged"),
+            prompts: flag("promptsListChanged"),
+            resources: flag("resourcesListChanged"),
+        }
+    }
+
+    /// What the acknowledgement says was agreed to.
+    pub fn agreed(&self) -> Value {
+        let mut m = Map::new();
+        for (k, on) in [
+            ("toolsListChanged", self.tools),
+            ("promptsListChanged", self.prompts),
+            ("resourcesListChanged", self.resources),
+        ] {
+            if on {
+                m.insert(k.into(), json!(true));
+            }
+        }
+        Value::Object(m)
+    }
+
+    /// True when a notification named `method` is one this stream asked for.
+    pub fn wants(&self, method: &str) -> bool {
+        match method {
+            "notifications/tools/list_changed" => self.tools,
+            "notifications/prompts/list_changed" => self.prompts,
+            "notifications/resources/list_changed" => self.resources,
+            _ => false,
+        }
+    }
+}
+
+/// A notification for a listen stream, tagged with its subscription id.
+pub(crate) fn tagged(method: &str, tag: &Value) -> Json {
+    Json::from_value(&jsonrpc::notification(
+        method,
+        Some(json!({"_meta": {meta::SUBSCRIPTION_ID: tag}})),
+    ))
+}
+
+/// What a `subscriptions/listen` stream needs of the gateway.
+pub(crate) struct Listen {
+    /// Whose hub gives keep-alives and ends the stream at shutdown.
+    pub sessions: Arc<Sessions>,
+    /// Where changes are found.
+    pub registry: Arc<Registry>,
+    /// For the ticks between checks.
+    pub clock: Arc<dyn Clock>,
+    /// How often the registry is checked.
+    pub every: std::time::Duration,
+    /// The endpoint's `serverInfo` (on the final result).
+    pub server_info: Value,
+}
+
+impl Listen {
+    /// `subscriptions/listen`: the acknowledgement first (the kinds agreed to), then a
+    /// notification for each change of those lists, tagged with the request's id, until the
+    /// client closes the stream; at shutdown a final result ends it. The stream finds changes
+    /// itself, comparing the registry's fingerprints every `every`: it sees writes of
+    /// this process, of other instances and, on the edge, of other isolates alike, and it never
+    /// waits on another request's I/O (which a Worker forbids).
+    pub fn stream(self, req: &Request) -> BoxStream<'static, Event> {
+        let id = req.id.clone();
+        let filter = ListenFilter::of(req.params.as_ref().and_then(|p| p.get("notifications")));
+        let tag = id.to_value();
+        let ack = jsonrpc::notification(
+            "notifications/subscriptions/acknowledged",
+            Some(json!({"_meta": {meta::SUBSCRIPTION_ID: tag}, "notifications": filter.agreed()})),
+        );
+        let info = self.server_info;
+        let done = Json(format!("{{\"_meta\":{{\"{}\":{tag}}}}}", meta::SUBSCRIPTION_ID));
+        let done = finish(&done, &[("resultType", "\"complete\"".into())], &info);
+        let end = stream::once(futures::future::ready(Event::Answer(jsonrpc::response_json(
+            &id, &done,
+        ))));
+        let Some((conn, rx)) = self.sessions.hub().listen() else {
+            return boxed_stream(end);
+        };
+        // The hub's channel: keep-alives, and its end at shutdown (then `None` ends the merge).
+        let sessions = self.sessions;
+        let hub = OnDrop::new(
+            rx.map(|_| Some(Event::KeepAlive))
+                .chain(stream::once(futures::future::ready(None))),
+            Box::new(move || sessions.hub().unlisten(conn)),
+        );
+        let (registry, clock, every) = (self.registry, self.clock, self.every);
+        let changes = stream::unfold(None::<[u64; 5]>, move |last| {
+            let (registry, clock) = (registry.clone(), clock.clone());
+            async move {
+                let mut last = last;
+                loop {
+                    if last.is_some() {
+                        clock.sleep(every).await;
+                    }
+                    registry.recheck();
+                    let Ok(snap) = registry.snapshot().await else {
+                        // The store is unreachable: try again a tick later.
+                        if last.is_none() {
+                            clock.sleep(every).await;
+                        }
+                        continue;
+                    };
+                    let now = snap.fingerprints();
+                    let Some(before) = last.replace(now) else { continue };
+                    let methods = crate::session::list_changes(changed_kinds(&before, &now));
+                    if !methods.is_empty() {
+                        return Some((methods, last));
+                    }
+                }
+            }
+        })
+        .flat_map(move |methods| {
+            let tag = tag.clone();
+            let notes: Vec<Option<Event>> = methods
+                .into_iter()
+                .filter(|m| filter.wants(m))
+                .map(|m| Some(Event::Message(tagged(m, &tag))))
+                .collect();
+            stream::iter(notes)
+        });
+        let first = stream::once(futures::future::ready(Event::Message(Json::from_value(&ack))));
+        let live = stream::select(hub, changes)
+            .take_while(|e| futures::future::ready(e.is_some()))
+            .filter_map(futures::future::ready);
+        boxed_stream(first.chain(live).chain(end))
     }
 }
 
@@ -214,6 +370,17 @@ mod tests {
         assert_eq!(d["instructions"], "hi");
         assert_eq!(error(RpcError::new(jsonrpc::RESOURCE_NOT_FOUND, "x")).code, -32602);
         assert!(cacheable(Method::ResourcesRead) && !cacheable(Method::ToolsCall));
+    }
+
+    #[test]
+    fn a_listen_filter_agrees_to_what_it_serves_and_tags_what_it_sends() {
+        let f = ListenFilter::of(Some(
+            &json!({"promptsListChanged": true, "toolsListChanged": false, "resourceSubscriptions": ["x"]}),
+        ));
+        assert_eq!(f.agreed(), json!({"promptsListChanged": true}));
+        assert!(f.wants("notifications/prompts/list_changed") && !f.wants("notifications/tools/list_changed"));
+        let n: Value = serde_json::from_str(&tagged("notifications/prompts/list_changed", &json!("s")).0).unwrap();
+        assert_eq!(n["params"]["_meta"][meta::SUBSCRIPTION_ID], "s");
     }
 
     #[test]

@@ -64,6 +64,7 @@ enum Delivery {
 /// What a POST's work yields, in order: messages for the client, then every response.
 enum Outbound {
     Message(Json),
+    KeepAlive,
     Done(Vec<Json>),
 }
 
@@ -258,6 +259,7 @@ impl Face {
         let mut out = boxed_stream(merged.filter_map(move |(i, e)| {
             futures::future::ready(match e {
                 Event::Message(m) => Some(Outbound::Message(m)),
+                Event::KeepAlive => Some(Outbound::KeepAlive),
                 Event::Answer(a) => {
                     answers[i] = Some(a);
                     left -= 1;
@@ -273,6 +275,7 @@ impl Face {
                 while let Some(o) = out.next().await {
                     let msgs = match o {
                         Outbound::Message(m) => vec![m],
+                        Outbound::KeepAlive => vec![],
                         Outbound::Done(answers) => answers,
                     };
                     for m in msgs {
@@ -294,30 +297,32 @@ impl Face {
         };
         match first {
             Some(Outbound::Done(answers)) => json_text_response(StatusCode::OK, pack(answers)),
-            Some(Outbound::Message(first)) => {
+            Some(first @ (Outbound::Message(_) | Outbound::KeepAlive)) => {
                 let stream_name = self.sessions.next_stream();
                 let sessions = self.sessions.clone();
-                let body = stream::once(futures::future::ready(Outbound::Message(first)))
-                    .chain(out)
-                    .then(move |o| {
-                        let sessions = sessions.clone();
-                        let sid = session_id.clone();
-                        let stream_name = stream_name.clone();
-                        let data = match o {
-                            Outbound::Message(m) => m.0,
-                            Outbound::Done(answers) => pack(answers),
+                let body = stream::once(futures::future::ready(first)).chain(out).then(move |o| {
+                    let sessions = sessions.clone();
+                    let sid = session_id.clone();
+                    let stream_name = stream_name.clone();
+                    let data = match o {
+                        Outbound::Message(m) => Some(m.0),
+                        Outbound::KeepAlive => None,
+                        Outbound::Done(answers) => Some(pack(answers)),
+                    };
+                    async move {
+                        let Some(data) = data else {
+                            return Frame::keepalive().to_bytes();
                         };
-                        async move {
-                            let id = match &sid {
-                                Some(sid) => Some(format!(
-                                    "{stream_name}.{}",
-                                    sessions.append(sid, &stream_name, data.clone()).await
-                                )),
-                                None => None,
-                            };
-                            Frame::message(id, data).to_bytes()
-                        }
-                    });
+                        let id = match &sid {
+                            Some(sid) => Some(format!(
+                                "{stream_name}.{}",
+                                sessions.append(sid, &stream_name, data.clone()).await
+                            )),
+                            None => None,
+                        };
+                        Frame::message(id, data).to_bytes()
+                    }
+                });
                 sse_response(boxed_stream(body))
             }
             None => rpc_error(

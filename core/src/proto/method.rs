@@ -14,6 +14,8 @@ pub enum Method {
     Ping,
     /// `server/discover` (2026-07-28).
     ServerDiscover,
+    /// `subscriptions/listen` (2026-07-28): a long-lived stream of change notifications.
+    SubscriptionsListen,
     /// `tools/list`.
     ToolsList,
     /// `tools/call`.
@@ -117,6 +119,13 @@ pub const METHODS: &[MethodInfo] = &[
     row(
         M::ServerDiscover,
         "server/discover",
+        Request,
+        Stateless,
+        Serving::Gateway,
+    ),
+    row(
+        M::SubscriptionsListen,
+        "subscriptions/listen",
         Request,
         Stateless,
         Serving::Gateway,
@@ -231,6 +240,7 @@ mod tests {
             M::Initialize,
             M::Ping,
             M::ServerDiscover,
+            M::SubscriptionsListen,
             M::ToolsList,
             M::ToolsCall,
             M::ResourcesList,

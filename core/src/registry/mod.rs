@@ -269,12 +269,7 @@ impl Registry {
         let Some(previous) = previous else {
             return Ok(Vec::new());
         };
-        Ok(Kind::LISTED
-            .into_iter()
-            .zip(previous.iter().zip(snap.fingerprints.iter()))
-            .filter(|(_, (a, b))| a != b)
-            .map(|(k, _)| k)
-            .collect())
+        Ok(changed_kinds(&previous, &snap.fingerprints))
     }
 
     /// Drops the cached snapshot (after a write).
@@ -667,6 +662,17 @@ impl Registry {
         }
         Ok(entries)
     }
+}
+
+/// The kinds whose lists differ between two snapshots' fingerprints
+/// ([`Snapshot::fingerprints`]).
+pub(crate) fn changed_kinds(before: &[u64; 5], after: &[u64; 5]) -> Vec<Kind> {
+    Kind::LISTED
+        .into_iter()
+        .zip(before.iter().zip(after.iter()))
+        .filter(|(_, (a, b))| a != b)
+        .map(|(k, _)| k)
+        .collect()
 }
 
 #[cfg(test)]

@@ -170,6 +170,11 @@ impl Snapshot {
         self.revoked.contains(jti)
     }
 
+    /// One hash per listed kind: equal fingerprints mean the same lists.
+    pub(crate) fn fingerprints(&self) -> [u64; 5] {
+        self.fingerprints
+    }
+
     pub(super) fn build(lists: [Vec<RawRecord>; 6], separator: &str) -> Self {
         let [tools, resources, prompts, servers, gateways, revocations] = lists;
         let mut snap = Snapshot {

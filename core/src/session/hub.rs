@@ -81,11 +81,19 @@ impl Frame {
     }
 }
 
+/// One open `subscriptions/listen` stream: it finds its changes itself (see the engine); the
+/// hub gives it keep-alives and ends it at shutdown.
+struct Listener {
+    conn: u64,
+    tx: UnboundedSender<Frame>,
+}
+
 #[derive(Default)]
 struct HubState {
     next_conn: u64,
     closed: bool,
     conns: HashMap<String, Vec<(u64, UnboundedSender<Frame>)>>,
+    listeners: Vec<Listener>,
 }
 
 /// Open streams by session id.
@@ -147,7 +155,27 @@ impl Hub {
             open += list.len();
             !list.is_empty()
         });
-        open
+        st.listeners.retain(|l| l.tx.unbounded_send(Frame::keepalive()).is_ok());
+        open + st.listeners.len()
+    }
+
+    /// Opens a `subscriptions/listen` stream: its channel carries keep-alives and closes at
+    /// shutdown; `None` once the gateway is shutting down.
+    pub fn listen(&self) -> Option<(u64, UnboundedReceiver<Frame>)> {
+        let mut st = self.lock();
+        if st.closed {
+            return None;
+        }
+        st.next_conn += 1;
+        let conn = st.next_conn;
+        let (tx, rx) = unbounded();
+        st.listeners.push(Listener { conn, tx });
+        Some((conn, rx))
+    }
+
+    /// Forgets one listen stream.
+    pub fn unlisten(&self, conn: u64) {
+        self.lock().listeners.retain(|l| l.conn != conn);
     }
 
     /// Sessions with at least one live stream.
@@ -170,6 +198,7 @@ impl Hub {
         let mut st = self.lock();
         st.closed = true;
         st.conns.clear();
+        st.listeners.clear();
     }
 
     /// True once [`Hub::shutdown`] has run.
@@ -177,9 +206,10 @@ impl Hub {
         self.lock().closed
     }
 
-    /// Number of open streams.
+    /// Number of open streams (session streams and listen streams).
     pub fn open_streams(&self) -> usize {
-        self.lock().conns.values().map(Vec::len).sum()
+        let st = self.lock();
+        st.conns.values().map(Vec::len).sum::<usize>() + st.listeners.len()
     }
 }
 
@@ -241,6 +271,25 @@ mod tests {
         assert_eq!(hub.keepalive(), 1, "the dropped stream is forgotten");
         let got = futures::executor::block_on(ra.next()).unwrap();
         assert_eq!(got.to_bytes(), Bytes::from(": keepalive\n\n"));
+    }
+
+    #[test]
+    fn listen_streams_get_keepalives_and_end_at_shutdown() {
+        let hub = Hub::default();
+        let (_a, mut ra) = hub.listen().unwrap();
+        let (b, rb) = hub.listen().unwrap();
+        assert_eq!(hub.open_streams(), 2);
+        hub.unlisten(b);
+        drop(rb);
+        assert_eq!(hub.keepalive(), 1);
+        let got = futures::executor::block_on(ra.next()).unwrap();
+        assert_eq!(got.comment, Some("keepalive"));
+        hub.shutdown();
+        assert!(
+            futures::executor::block_on(ra.next()).is_none(),
+            "shutdown ends listen streams"
+        );
+        assert!(hub.listen().is_none());
     }
 
     #[test]

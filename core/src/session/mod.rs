@@ -237,23 +237,29 @@ impl Sessions {
             // The store is unreachable: nothing to announce; the next refresh will see it.
             Err(_) => return 0,
         };
-        let mut methods = std::collections::BTreeSet::new();
-        for kind in kinds {
-            match kind {
-                Kind::Tool => methods.insert("notifications/tools/list_changed"),
-                Kind::Resource => methods.insert("notifications/resources/list_changed"),
-                Kind::Prompt => methods.insert("notifications/prompts/list_changed"),
-                // Membership changes what a virtual server's clients see in every list.
-                _ => {
-                    methods.insert("notifications/tools/list_changed");
-                    methods.insert("notifications/resources/list_changed");
-                    methods.insert("notifications/prompts/list_changed")
-                }
-            };
-        }
+        let methods = list_changes(kinds);
         for m in &methods {
             self.broadcast(jsonrpc::notification(m, None)).await;
         }
         methods.len()
     }
+}
+
+/// The `list_changed` notifications that changes of these kinds call for: a change of a
+/// virtual server (membership) or an upstream (its catalog) may change every list.
+pub(crate) fn list_changes(kinds: impl IntoIterator<Item = Kind>) -> std::collections::BTreeSet<&'static str> {
+    let mut methods = std::collections::BTreeSet::new();
+    for kind in kinds {
+        match kind {
+            Kind::Tool => methods.insert("notifications/tools/list_changed"),
+            Kind::Resource => methods.insert("notifications/resources/list_changed"),
+            Kind::Prompt => methods.insert("notifications/prompts/list_changed"),
+            _ => {
+                methods.insert("notifications/tools/list_changed");
+                methods.insert("notifications/resources/list_changed");
+                methods.insert("notifications/prompts/list_changed")
+            }
+        };
+    }
+    methods
 }

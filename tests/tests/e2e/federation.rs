@@ -164,6 +164,80 @@ async fn conformance_through(transport: &str, fixture_args: &[&str]) {
     assert_fixture_reached(&fed.calls);
 }
 
+/// Runs the 0.2 suite's scenarios `revision` requires through the gateway fronting the
+/// session-era fixture; returns the run and the required scenarios.
+async fn next_suite_through(revision: &'static str) -> (mcpgw_e2e::ConformanceRun, Vec<String>, Federated) {
+    let fed = start_federated_with("streamable-http", &[]).await;
+    let url = format!("http://localhost:{}/servers/conf/mcp", fed.gw.addr().port());
+    let run = tokio::task::spawn_blocking(move || {
+        mcpgw_e2e::run_conformance_of(
+            mcpgw_e2e::Suite::Next,
+            &url,
+            &["--requirements", revision],
+            Duration::from_secs(600),
+        )
+    })
+    .await
+    .expect("join");
+    (run, mcpgw_e2e::required_server_scenarios(revision), fed)
+}
+
+/// The failing checks of `scenarios` in `run` (a scenario that did not run counts as one).
+fn failures_of(run: &mcpgw_e2e::ConformanceRun, scenarios: &[String]) -> Vec<String> {
+    let mut out = Vec::new();
+    for s in scenarios {
+        match run.scenarios.get(s) {
+            None => out.push(format!("{s}: did not run")),
+            Some(checks) => out.extend(
+                checks
+                    .iter()
+                    .filter(|(_, st)| st == "FAILURE")
+                    .map(|(id, _)| format!("{s}: {id}")),
+            ),
+        }
+    }
+    out
+}
+
+/// Conformance 0.2.0-alpha.12 at 2025-11-25 through the gateway: every required scenario
+/// passes (0 failed checks).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn next_suite_session_era_through_the_gateway() {
+    let (run, required, fed) = next_suite_through("2025-11-25").await;
+    assert!(required.len() >= 30, "requirements read: {required:?}");
+    let failed = failures_of(&run, &required);
+    assert!(
+        failed.is_empty(),
+        "2025-11-25 failures:\n{}\n{}",
+        failed.join("\n"),
+        run.output
+    );
+    assert_fixture_reached(&fed.calls);
+}
+
+/// Conformance 0.2.0-alpha.12 at 2026-07-28 through a virtual server whose upstream speaks
+/// only the session era (the fixture): every scenario carried over from 2025-11-25 passes, and
+/// so do those new in 2026-07-28 that need no translation of server-to-client requests
+/// (caching, resource not found). The rest are reported by the CLI's output.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn next_suite_stateless_era_through_a_session_era_upstream() {
+    let (run, required, _fed) = next_suite_through("2026-07-28").await;
+    let session_era = mcpgw_e2e::required_server_scenarios("2025-11-25");
+    let must: Vec<String> = required
+        .iter()
+        .filter(|s| session_era.contains(s) || ["caching", "sep-2164-resource-not-found"].contains(&s.as_str()))
+        .cloned()
+        .collect();
+    assert!(must.len() >= 20, "carried-over scenarios: {must:?}");
+    let failed = failures_of(&run, &must);
+    assert!(
+        failed.is_empty(),
+        "2026-07-28 failures:\n{}\n{}",
+        failed.join("\n"),
+        run.output
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conformance_through_the_gateway_over_streamable_http() {
     conformance_through("streamable-http", &[]).await;

@@ -526,3 +526,87 @@ async fn stateless_traffic_creates_no_session_object() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 }
+
+/// `subscriptions/listen`: the acknowledgement first, then only the kinds asked for, each
+/// tagged with the listen request's id; a registry write through the REST API is one change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listen_stream_hears_only_what_it_asked_for() {
+    let s = start().await;
+    let url = s.mcp();
+    let mut params = json!({"notifications": {"promptsListChanged": true, "toolsListChanged": false}});
+    params["_meta"] = meta();
+    let r = http_client()
+        .post(&url)
+        .header("accept", ACCEPT)
+        .header("mcp-protocol-version", V)
+        .header("mcp-method", "subscriptions/listen")
+        .json(&json!({"jsonrpc": "2.0", "id": "sub-1", "method": "subscriptions/listen", "params": params}))
+        .send()
+        .await
+        .expect("listen");
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(!r.headers().contains_key("mcp-session-id"));
+    let mut events = Box::pin(sse_messages(r));
+    let ack = next_message(&mut events).await;
+    assert_eq!(ack["method"], "notifications/subscriptions/acknowledged", "{ack}");
+    assert_eq!(
+        ack["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"],
+        "sub-1"
+    );
+    assert_eq!(ack["params"]["notifications"], json!({"promptsListChanged": true}));
+
+    let create = |collection: &'static str, body: Value| {
+        let gw = s.gw.url().to_string();
+        async move {
+            let r = http_client()
+                .post(format!("{gw}/{collection}"))
+                .json(&body)
+                .send()
+                .await
+                .expect("create");
+            assert_eq!(r.status(), 201, "{}", r.text().await.unwrap_or_default());
+        }
+    };
+    // A tool change is not asked for; the prompt change after it is the next message.
+    create(
+        "tools",
+        json!({"name": "noted", "url": "http://127.0.0.1:9/x", "input_schema": {"type": "object"}}),
+    )
+    .await;
+    create("prompts", json!({"name": "later", "template": "hi"})).await;
+    let note = next_message(&mut events).await;
+    assert_eq!(note["method"], "notifications/prompts/list_changed", "{note}");
+    assert_eq!(
+        note["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"],
+        "sub-1"
+    );
+}
+
+/// The JSON-RPC messages of an SSE response, as they come (keep-alives skipped).
+fn sse_messages(r: reqwest::Response) -> impl futures_lite::Stream<Item = Value> {
+    use futures_lite::StreamExt;
+    let bytes = r.bytes_stream();
+    futures_lite::stream::unfold((bytes, String::new()), |(mut bytes, mut buf)| async move {
+        loop {
+            if let Some(end) = buf.find("\n\n") {
+                let block: String = buf.drain(..end + 2).collect();
+                let data: Vec<&str> = block.lines().filter_map(|l| l.strip_prefix("data: ")).collect();
+                if data.is_empty() {
+                    continue;
+                }
+                let v = serde_json::from_str(&data.join("\n")).expect("JSON event");
+                return Some((v, (bytes, buf)));
+            }
+            let chunk = bytes.next().await?.ok()?;
+            buf.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    })
+}
+
+async fn next_message(events: &mut std::pin::Pin<Box<impl futures_lite::Stream<Item = Value>>>) -> Value {
+    use futures_lite::StreamExt;
+    tokio::time::timeout(std::time::Duration::from_secs(10), events.next())
+        .await
+        .expect("a message in time")
+        .expect("the stream stays open")
+}
