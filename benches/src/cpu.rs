@@ -35,7 +35,7 @@ impl std::iter::Sum for Ticks {
 }
 
 /// The processes whose parent is `pid`.
-fn children(pid: u32) -> Vec<u32> {
+pub(crate) fn children_of(pid: u32) -> Vec<u32> {
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
@@ -144,7 +144,7 @@ impl Nginx {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         let master = n.child.id();
-        n.pids = std::iter::once(master).chain(children(master)).collect();
+        n.pids = std::iter::once(master).chain(children_of(master)).collect();
         Ok(n)
     }
 

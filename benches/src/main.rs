@@ -8,12 +8,14 @@
 //! Also: tools/call through the gateway versus directly at a federated MCP upstream
 //! (`--federation-only`), auth plus rate limiting versus both off (`--security-only`), the CPU
 //! per federated call beside nginx proxying the same traffic (`--cpu-only`; skipped without
-//! nginx), and memory per registered tool over 10,000 REST tools (`--tools-only`).
+//! nginx), memory per registered tool over 10,000 REST tools (`--tools-only`), and stateless
+//! (2026-07-28) versus session `tools/call` with the gateway's CPU per request (`--stateless-only`).
 //!
 //! usage: mcpgw-bench [--requests N] [--concurrency C] [--edge] [--out FILE]
 //! (`--edge` also measures the Worker under `wrangler dev`; build it first with scripts/edge.sh)
 
 mod cpu;
+mod stateless;
 mod tool_memory;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -689,6 +691,10 @@ async fn main() -> anyhow::Result<()> {
         cpu::cpu_bench(total, arg("--federation-concurrency", 32)).await?;
         return Ok(());
     }
+    if std::env::args().any(|a| a == "--stateless-only") {
+        stateless::stateless_bench(total, concurrency, edge).await?;
+        return Ok(());
+    }
     if std::env::args().any(|a| a == "--tools-only") {
         tool_memory::tool_memory_bench(2000).await?;
         return Ok(());
@@ -768,8 +774,10 @@ async fn main() -> anyhow::Result<()> {
     let security = security_bench(total, concurrency, limit).await?;
     let cpu = cpu::cpu_bench(total, arg("--federation-concurrency", 32)).await?;
     let tools = tool_memory::tool_memory_bench(2000).await?;
+    let stateless = stateless::stateless_bench(total, concurrency, edge).await?;
     let report = json!({
         "rounds": ROUNDS, "phases": rows, "federation": federation, "security": security, "cpu": cpu, "tools": tools,
+        "stateless": stateless,
         "ready_ms_fresh_db": ms(&ready_fresh), "ready_ms_existing_db_median": ms(&ready_existing[2]),
         "rss_idle_mb": rss_idle_kib as f64 / 1024.0, "rss_after_load_mb": rss_after_kib as f64 / 1024.0,
     });

@@ -339,6 +339,13 @@ pub trait Ids: MaybeSend + MaybeSync {
 pub trait Spawner: MaybeSend + MaybeSync {
     /// Runs `work` to completion in the background.
     fn spawn(&self, work: BoxFuture<'static, ()>);
+
+    /// Whether a request may wait for something another request is doing (a lock held across
+    /// that request's I/O). A Worker isolate cancels a request that waits on another request's
+    /// I/O as hung, so there such waits are polled on the waiter's own timer instead.
+    fn waits_across_requests(&self) -> bool {
+        true
+    }
 }
 
 /// The sending half of a duplex connection to an upstream (a stdio process's stdin).

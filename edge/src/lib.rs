@@ -75,6 +75,9 @@ impl Spawner for LocalSpawner {
     fn spawn(&self, work: BoxFuture<'static, ()>) {
         wasm_bindgen_futures::spawn_local(work);
     }
+    fn waits_across_requests(&self) -> bool {
+        false
+    }
 }
 
 fn var(env: &Env, name: &str) -> Option<String> {

@@ -339,6 +339,11 @@ fn wrangler(args: &[&str], dir: &Path) -> Command {
 }
 
 impl EdgeProcess {
+    /// The wrangler process (workerd runs as its descendant).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Starts the Worker with `vars` (wrangler `--var`), persisting state under `state_dir`
     /// (created, migrated on first use; reused as it is when restarting).
     pub fn start(state_dir: &Path, vars: &[(&str, &str)]) -> anyhow::Result<Self> {

@@ -187,7 +187,17 @@ impl Federation {
             .entry((sid.clone(), up.id.clone()))
             .or_default()
             .clone();
-        let mut guard = slot.link.lock().await;
+        let mut guard = if self.net.spawner.waits_across_requests() {
+            slot.link.lock().await
+        } else {
+            // Another request opening this link: look again on this request's own timer.
+            loop {
+                if let Some(g) = slot.link.try_lock() {
+                    break g;
+                }
+                self.net.clock.sleep(std::time::Duration::from_millis(2)).await;
+            }
+        };
         if let Some(l) = guard.as_ref() {
             if !l.is_broken() {
                 return Ok(l.clone());

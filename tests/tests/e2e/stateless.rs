@@ -610,3 +610,34 @@ async fn next_message(events: &mut std::pin::Pin<Box<impl futures_lite::Stream<I
         .expect("a message in time")
         .expect("the stream stays open")
 }
+
+/// Many stateless calls at once on a gateway that has not yet reached the upstream: on the edge
+/// they are all one isolate's requests, and none may wait on another's I/O (the link one of them
+/// opens), or the runtime cancels it as hung.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_stateless_federated_calls_all_complete() {
+    let s = start().await;
+    let url = s.mcp();
+    for round in 0..3u64 {
+        let mut calls = tokio::task::JoinSet::new();
+        for i in 0..16u64 {
+            let url = url.clone();
+            calls.spawn(async move {
+                post(
+                    &url,
+                    json!(round * 100 + i),
+                    "tools/call",
+                    json!({"name": "fx__test_simple_text", "arguments": {}}),
+                    &[],
+                )
+                .await
+            });
+        }
+        for a in calls.join_all().await {
+            assert_modern_result(&a);
+            assert!(a.last()["result"]["content"][0]["text"]
+                .as_str()
+                .is_some_and(|t| t.contains("simple text")));
+        }
+    }
+}
