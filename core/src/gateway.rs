@@ -10,7 +10,7 @@ use http::{Method, Request, Response, StatusCode};
 use serde_json::json;
 
 use crate::config::{ConfigError, GatewayConfig};
-use crate::engine::{Engine, EngineSettings, ServerInfo};
+use crate::engine::{Engine, EngineSettings, Mrtr, ServerInfo};
 use crate::face::{self, admin::Admin, Face};
 use crate::federation::{self, Federation, Health};
 use crate::http::response::{api_error, json_response, method_not_allowed, rpc_error, Body};
@@ -165,15 +165,33 @@ impl Gateway {
             cache_ttl_ms: config.cache_ttl_ms,
             listen_poll_ms: config.listen_poll_ms.max(50),
         };
-        let engine = Arc::new(Engine::new(
-            info,
-            settings,
-            registry.clone(),
-            sessions.clone(),
-            fed.clone(),
-            rest,
-            ports.clock,
-        ));
+        // Parking a call needs the retry to reach the call's I/O: not in a Worker isolate.
+        let mrtr = ports.spawner.waits_across_requests().then(|| {
+            let key = config
+                .encryption_key
+                .as_ref()
+                .and_then(|k| crate::registry::seal::Sealer::from_key_text(&k.0).ok());
+            let ttl_ms = config.call_max_ms;
+            Mrtr::new(
+                key,
+                ports.clock.clone(),
+                ports.ids.clone(),
+                ports.spawner.clone(),
+                ttl_ms,
+            )
+        });
+        let engine = Arc::new(
+            Engine::new(
+                info,
+                settings,
+                registry.clone(),
+                sessions.clone(),
+                fed.clone(),
+                rest,
+                ports.clock.clone(),
+            )
+            .with_mrtr(mrtr),
+        );
         let face = Arc::new(Face::new(
             engine.clone(),
             sessions.clone(),
@@ -248,6 +266,22 @@ impl Gateway {
     /// and proxies with read timeouts keep idle streams); returns how many are open.
     pub fn keepalive(&self) -> usize {
         self.s.sessions.hub().keepalive()
+    }
+
+    /// Where a stateless request that may park a call waiting for its client's input is to be
+    /// served: a runtime whose instances do not share memory sends it to one place per park
+    /// (the edge: a Durable Object), named by [`Park::At`] for a retry. None for other requests.
+    pub async fn park_of(&self, req: &Request<Bytes>) -> Option<crate::Park> {
+        let r = crate::face::stateless::modern_request(req)?;
+        let snap = self.s.registry.snapshot().await.ok()?;
+        crate::engine::park_of(&r, &snap)
+    }
+
+    /// Park ids this gateway hands out start with `route` (so retries find their way back).
+    pub fn park_under(&self, route: &str) {
+        if let Some(m) = self.s.engine.mrtr() {
+            m.route_under(route);
+        }
     }
 
     /// Expires idle sessions; returns how many.

@@ -34,7 +34,7 @@ mod session;
 mod upstream;
 
 pub use config::{ConfigError, GatewayConfig, SeedFile};
-pub use engine::ServerInfo;
+pub use engine::{Park, ServerInfo};
 pub use face::AssignSessionId;
 pub use gateway::{Gateway, Ports};
 pub use http::response::Body;

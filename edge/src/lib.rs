@@ -33,6 +33,9 @@ const NEW_SESSION_HEADER: &str = "x-mcpgw-new-session";
 /// The Worker→Durable Object header carrying who the Worker let in (JSON of
 /// [`mcpgw_core::Admitted`]). Stripped from client requests.
 const ADMITTED_HEADER: &str = "x-mcpgw-admitted";
+/// The Worker→Durable Object header naming the park a stateless request may park a call in
+/// (the object's name). Stripped from client requests.
+const PARK_HEADER: &str = "x-mcpgw-park";
 /// The Durable Object namespace binding.
 const SESSIONS_BINDING: &str = "SESSIONS";
 /// How often a session object wakes (SSE keep-alives, list_changed for registry writes made by
@@ -68,15 +71,18 @@ impl Ids for CryptoIds {
     }
 }
 
-/// Background work on the isolate's event loop.
-pub struct LocalSpawner;
+/// Background work on the isolate's event loop. In the Worker a request may not wait on
+/// another request's I/O; in a Durable Object the object's requests share its I/O.
+pub struct LocalSpawner {
+    in_object: bool,
+}
 
 impl Spawner for LocalSpawner {
     fn spawn(&self, work: BoxFuture<'static, ()>) {
         wasm_bindgen_futures::spawn_local(work);
     }
     fn waits_across_requests(&self) -> bool {
-        false
+        self.in_object
     }
 }
 
@@ -111,7 +117,7 @@ fn config(env: &Env) -> Result<GatewayConfig> {
 
 // One isolate, one thread: the ports are !Send by design, and Arc is what the core shares.
 #[allow(clippy::arc_with_non_send_sync)]
-fn build_gateway(env: &Env) -> Result<Gateway> {
+fn build_gateway(env: &Env, in_object: bool) -> Result<Gateway> {
     let clock: Arc<JsClock> = Arc::new(JsClock);
     let ports = Ports {
         store: Arc::new(d1_store::D1Store::new(env.d1("DB")?)),
@@ -120,7 +126,7 @@ fn build_gateway(env: &Env) -> Result<Gateway> {
         http: Arc::new(fetch_client::FetchClient),
         clock,
         ids: Arc::new(CryptoIds),
-        spawner: Arc::new(LocalSpawner),
+        spawner: Arc::new(LocalSpawner { in_object }),
         launcher: None,
         limiter: Arc::new(limiter::ObjectLimiter::new(env)?),
     };
@@ -140,7 +146,7 @@ fn worker_gateway(env: &Env) -> Result<Gateway> {
     if let Some(gw) = WORKER_GATEWAY.with(|g| g.borrow().clone()) {
         return Ok(gw);
     }
-    let gw = build_gateway(env)?;
+    let gw = build_gateway(env, false)?;
     if !gw.config().auth.required {
         worker::console_warn!("mcpgw: authentication is off (MCPGW_AUTH_REQUIRED=false): anyone who can reach the Worker can use and change it");
     }
@@ -201,12 +207,14 @@ fn served_by(req: &http::Request<bytes::Bytes>) -> ServedBy {
     }
 }
 
+/// Hands `req` to the Durable Object named `session` (a session's id, or a park's name), with
+/// the Worker's admission verdict and `extra`, an internal header.
 async fn to_session(
     env: &Env,
     session: &str,
     req: &http::Request<bytes::Bytes>,
     url: &str,
-    new: bool,
+    extra_header: Option<&str>,
 ) -> Result<Response> {
     // Who may use the session is decided here, once; the object trusts the Worker's verdict.
     let gw = worker_gateway(env)?;
@@ -221,8 +229,8 @@ async fn to_session(
     let ns = env.durable_object(SESSIONS_BINDING)?;
     let stub = ns.id_from_name(session)?.get_stub()?;
     let mut extra: Vec<(&str, &str)> = vec![(ADMITTED_HEADER, admitted.as_str())];
-    if new {
-        extra.push((NEW_SESSION_HEADER, session));
+    if let Some(h) = extra_header {
+        extra.push((h, session));
     }
     stub.fetch_with_request(convert::to_worker(req, url, &extra)?).await
 }
@@ -238,18 +246,30 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
     };
     hreq.headers_mut().remove(NEW_SESSION_HEADER);
     hreq.headers_mut().remove(ADMITTED_HEADER);
+    hreq.headers_mut().remove(PARK_HEADER);
     // Cloudflare sets the client's address; anonymous callers are rate-limited per address.
     if let Some(ip) = hreq.headers().get("cf-connecting-ip").and_then(|v| v.to_str().ok()) {
         let ip = mcpgw_core::ClientIp(ip.to_string());
         hreq.extensions_mut().insert(ip);
     }
     match served_by(&hreq) {
-        ServedBy::Session(id) => to_session(&env, &id, &hreq, &url, false).await,
+        ServedBy::Session(id) => to_session(&env, &id, &hreq, &url, None).await,
         ServedBy::NewSession => {
             let id = CryptoIds.new_id();
-            to_session(&env, &id, &hreq, &url, true).await
+            to_session(&env, &id, &hreq, &url, Some(NEW_SESSION_HEADER)).await
         }
-        ServedBy::Worker => convert::from_http(gw.handle(hreq).await),
+        // A stateless call that may park (its upstream asking the client for input) runs in a
+        // Durable Object of its own, where the retry finds it; all else in the Worker.
+        ServedBy::Worker => match gw.park_of(&hreq).await {
+            Some(park) => {
+                let name = match park {
+                    mcpgw_core::Park::New => CryptoIds.new_id(),
+                    mcpgw_core::Park::At(name) => name,
+                };
+                to_session(&env, &name, &hreq, &url, Some(PARK_HEADER)).await
+            }
+            None => convert::from_http(gw.handle(hreq).await),
+        },
     }
 }
 
@@ -275,7 +295,7 @@ impl McpSession {
         if let Some(gw) = self.gateway.borrow().clone() {
             return Ok(gw);
         }
-        let gw = build_gateway(&self.env)?;
+        let gw = build_gateway(&self.env, true)?;
         *self.gateway.borrow_mut() = Some(gw.clone());
         Ok(gw)
     }
@@ -302,6 +322,11 @@ impl DurableObject for McpSession {
                 hreq.extensions_mut().insert(AssignSessionId(id.to_string()));
             }
         }
+        // A park's object: its park ids name it, so that retries come back here.
+        let park = hreq.headers_mut().remove(PARK_HEADER);
+        if let Some(name) = park.as_ref().and_then(|v| v.to_str().ok()) {
+            gw.park_under(name);
+        }
         // Only the Worker reaches this object, and it strips this header from client requests.
         if let Some(a) = hreq.headers_mut().remove(ADMITTED_HEADER) {
             if let Ok(a) = serde_json::from_slice::<mcpgw_core::Admitted>(a.as_bytes()) {
@@ -314,7 +339,8 @@ impl DurableObject for McpSession {
                 .headers()
                 .get("content-type")
                 .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
-        if created && !*self.has_session.borrow() {
+        // A park holds no session: no upkeep alarm.
+        if created && park.is_none() && !*self.has_session.borrow() {
             *self.has_session.borrow_mut() = true;
             self.state.storage().set_alarm(self.upkeep()?).await?;
         }

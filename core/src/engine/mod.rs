@@ -8,6 +8,7 @@
 //! SSE framing, session storage, upstream sessions.
 
 mod ctx;
+mod mrtr;
 mod stateless;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -32,6 +33,8 @@ use crate::session::Sessions;
 use crate::upstream::rest::Rest;
 
 pub(crate) use ctx::CallCtx;
+pub use mrtr::Park;
+pub(crate) use mrtr::{park_of, Mrtr};
 use stateless::CacheScope;
 pub(crate) use stateless::Modern;
 
@@ -88,6 +91,9 @@ pub(crate) struct Engine {
     fed: Arc<Federation>,
     rest: Arc<Rest>,
     clock: Arc<dyn Clock>,
+    /// Parked calls of stateless clients to session-era upstreams (none where a request may
+    /// not wait on another's I/O: then an upstream's requests during such a call are refused).
+    mrtr: Option<Arc<Mrtr>>,
     /// When a lookup miss last forced a registry re-read (ms since the epoch).
     last_miss_reload: AtomicU64,
 }
@@ -131,8 +137,20 @@ impl Engine {
             fed,
             rest: Arc::new(rest),
             clock,
+            mrtr: None,
             last_miss_reload: AtomicU64::new(0),
         }
+    }
+
+    /// The parking of stateless calls, where there is any.
+    pub fn mrtr(&self) -> Option<&Arc<Mrtr>> {
+        self.mrtr.as_ref()
+    }
+
+    /// Parks stateless calls whose session-era upstream asks for input (see [`Mrtr`]).
+    pub fn with_mrtr(mut self, mrtr: Option<Arc<Mrtr>>) -> Self {
+        self.mrtr = mrtr;
+        self
     }
 
     /// Name and version.
@@ -203,7 +221,11 @@ impl Engine {
         let answer = async move {
             let id = req.id.clone();
             let finish = me.finisher(&ctx, &req);
-            let respond = move |r: Result<Json, RpcError>| match (r, &finish) {
+            let respond = move |r: Result<Json, RpcError>, input: bool| match (r, &finish) {
+                (Ok(result), Some((fields, info))) if input => {
+                    let fields = [("resultType", "\"input_required\"".to_string())];
+                    Event::Answer(jsonrpc::response_json(&id, &stateless::finish(&result, &fields, info)))
+                }
                 (Ok(result), Some((fields, info))) => {
                     Event::Answer(jsonrpc::response_json(&id, &stateless::finish(&result, fields, info)))
                 }
@@ -214,28 +236,57 @@ impl Engine {
                 ))),
                 (Err(e), None) => Event::Answer(Json::from_value(&jsonrpc::error_response(Some(&id), &e))),
             };
-            match me.call(&ctx, &req).await {
-                Ok(Reply::Now(result)) => boxed_stream(stream::iter([respond(Ok(result))])),
+            let binding = me.binding(&ctx, &req);
+            let reply = match (&binding, &me.mrtr) {
+                (Some(b), Some(m)) if req.params.as_ref().is_some_and(|p| p.get("requestState").is_some()) => {
+                    let p = req
+                        .params
+                        .as_ref()
+                        .and_then(Value::as_object)
+                        .cloned()
+                        .unwrap_or_default();
+                    match m.resume(b, &p).await {
+                        Ok(mrtr::Step::Resume(items)) => Ok(Reply::Relay(items)),
+                        Ok(mrtr::Step::Input(j)) => return boxed_stream(stream::iter([respond(Ok(j), true)])),
+                        Err(e) => Err(e),
+                    }
+                }
+                _ => me.call(&ctx, &req).await,
+            };
+            match reply {
+                Ok(Reply::Now(result)) => boxed_stream(stream::iter([respond(Ok(result), false)])),
                 Ok(Reply::Relay(items)) => {
                     // A stateless request gets what belongs on its own stream; `/rpc` (no
                     // session) gets nothing but its answer.
                     let level = ctx.modern.as_ref().map(|m| m.meta.log_level);
                     let quiet = ctx.session.is_none() && level.is_none();
-                    boxed_stream(items.filter_map(move |item| {
-                        futures::future::ready(match item {
-                            Relayed::Message(_) if quiet => None,
-                            Relayed::Message(m) => match level {
-                                Some(min) => stateless::on_request_stream(m, min).map(Event::Message),
-                                None => Some(Event::Message(m)),
-                            },
-                            Relayed::Answer(r) => Some(respond(r)),
-                        })
-                    }))
+                    let park = binding.zip(me.mrtr.clone());
+                    mrtr::events(items, quiet, level, park, respond)
                 }
-                Err(e) => boxed_stream(stream::iter([respond(Err(e))])),
+                Err(e) => boxed_stream(stream::iter([respond(Err(e), false)])),
             }
         };
         boxed_stream(stream::once(answer).flatten())
+    }
+
+    /// What binds a stateless request that may be asked for input to the `requestState` it
+    /// may present: none for other requests.
+    fn binding(&self, ctx: &CallCtx, req: &Request) -> Option<mrtr::Binding> {
+        let modern = ctx.modern.as_ref()?;
+        let method = Method::parse(&req.method)?;
+        if !matches!(method, Method::ToolsCall | Method::PromptsGet | Method::ResourcesRead) {
+            return None;
+        }
+        let p = req.params.as_ref().and_then(Value::as_object)?;
+        let subject = ctx.caller.identity.as_ref().map_or("", |i| i.subject.as_str());
+        let scope = ctx.scope.as_ref().map_or("", |s| s.id.as_str());
+        Some(mrtr::Binding::of(
+            subject,
+            scope,
+            &req.method,
+            p,
+            &modern.meta.capabilities,
+        ))
     }
 
     /// For a stateless request, what its result gets: `resultType`, cache hints where the
@@ -288,9 +339,13 @@ impl Engine {
         params: Map<String, Value>,
     ) -> Reply {
         let up = f.upstream.clone();
+        let asks = self.mrtr.is_some()
+            && ctx.modern.is_some()
+            && matches!(method, Method::ToolsCall | Method::PromptsGet | Method::ResourcesRead);
+        let params = Value::Object(params);
         Reply::Relay(
             self.fed
-                .forward(ctx.session.clone(), up, req.id.clone(), method, Value::Object(params)),
+                .forward(ctx.session.clone(), up, req.id.clone(), method, params, asks),
         )
     }
 

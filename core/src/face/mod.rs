@@ -9,7 +9,7 @@
 pub(crate) mod admin;
 mod legacy_sse;
 mod rpc;
-mod stateless;
+pub(crate) mod stateless;
 mod streamable_http;
 
 use std::sync::Arc;

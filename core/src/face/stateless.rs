@@ -36,6 +36,21 @@ pub(super) fn is_modern(headers: &HeaderMap, incoming: &Incoming) -> bool {
     by_header || by_meta
 }
 
+/// The JSON-RPC request of a stateless POST (none for anything else).
+pub(crate) fn modern_request(req: &Request<Bytes>) -> Option<RpcRequest> {
+    if req.method() != http::Method::POST || req.headers().contains_key("mcp-session-id") {
+        return None;
+    }
+    let incoming = crate::proto::jsonrpc::parse(req.body()).ok()?;
+    if !is_modern(req.headers(), &incoming) {
+        return None;
+    }
+    match incoming {
+        Incoming::Single(Message::Request(r)) => Some(r),
+        _ => None,
+    }
+}
+
 /// The value a header holds, if it holds text.
 fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
     header_str(h, name)
@@ -129,15 +144,29 @@ pub(super) async fn post(
         );
     }
     let caller = face.caller(http_req);
-    face.process(
-        None,
-        scope,
-        caller,
-        Some(Arc::new(modern)),
-        Incoming::Single(Message::Request(r)),
-        Delivery::Response,
-    )
-    .await
+    let mut resp = face
+        .process(
+            None,
+            scope,
+            caller,
+            Some(Arc::new(modern)),
+            Incoming::Single(Message::Request(r)),
+            Delivery::Response,
+        )
+        .await;
+    // A capability the request needed but did not declare is answered with 400.
+    if let Body::Full(b) = resp.body() {
+        if is_missing_capability(b) {
+            *resp.status_mut() = StatusCode::BAD_REQUEST;
+        }
+    }
+    resp
+}
+
+/// Whether a whole answer is a -32021 error.
+fn is_missing_capability(body: &[u8]) -> bool {
+    let needle = format!("\"error\":{{\"code\":{}", meta::MISSING_CAPABILITY);
+    body.len() < 4096 && body.windows(needle.len()).any(|w| w == needle.as_bytes())
 }
 
 #[cfg(test)]

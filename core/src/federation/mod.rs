@@ -49,6 +49,54 @@ pub(crate) enum Relayed {
     Message(Json),
     /// The upstream's result, or its error; always the last item.
     Answer(Result<Json, RpcError>),
+    /// A request of the upstream's (sampling, elicitation, roots) during a call of a client
+    /// that can only be asked between requests (2026-07-28): the call waits for its answer.
+    Ask(Ask),
+}
+
+/// An upstream's request a call waits on, and the way back to the upstream.
+pub(crate) struct Ask {
+    /// `{"method", "params"}` as the upstream sent them (its id left out).
+    pub request: Value,
+    link: Arc<Link>,
+    /// The upstream's id of the request, exactly as sent.
+    id: Value,
+    /// The gateway's id of the call waiting on it (to cancel it).
+    call_uid: u64,
+}
+
+impl Ask {
+    /// The method asked for.
+    pub fn method(&self) -> &str {
+        self.request["method"].as_str().unwrap_or_default()
+    }
+
+    /// Sends the client's result (or an error object) to the upstream under its own id.
+    pub async fn answer(&self, outcome: Result<Value, Value>) {
+        let msg = match outcome {
+            Ok(result) => json!({"jsonrpc": "2.0", "id": self.id, "result": result}),
+            Err(error) => json!({"jsonrpc": "2.0", "id": self.id, "error": error}),
+        };
+        let _ = self.link.send_raw(msg.to_string()).await;
+    }
+
+    /// Nobody will answer: the upstream's request is refused and the call waiting on it is
+    /// cancelled upstream.
+    pub async fn abandon(&self, reason: &str) {
+        // The call first, so that its refused request does not end it as a failure.
+        let params = json!({"requestId": self.call_uid, "reason": reason});
+        let _ = self.link.notify("notifications/cancelled", Some(params)).await;
+        self.answer(Err(json!({"code": -32603, "message": reason}))).await;
+    }
+}
+
+/// The methods an upstream may ask a client during a call.
+fn is_ask(msg: &Value) -> bool {
+    msg.get("id").is_some()
+        && matches!(
+            msg.get("method").and_then(Value::as_str),
+            Some("sampling/createMessage" | "elicitation/create" | "roots/list")
+        )
 }
 
 /// Timeouts and intervals federation works by.
@@ -123,6 +171,8 @@ struct Call {
     method: Method,
     /// Shared with the attempt in flight (a retry sends them again).
     params: Arc<Value>,
+    /// The upstream's requests are handed to the caller as [`Relayed::Ask`] (not refused).
+    asks: bool,
     attempt: u32,
     state: CallState,
 }
@@ -332,7 +382,8 @@ impl Federation {
     }
 
     /// Forwards a request to `up` for the client: a stream of what the upstream says while it
-    /// runs, ending with the upstream's result or error, unchanged.
+    /// runs, ending with the upstream's result or error, unchanged. With `asks`, the upstream's
+    /// requests come as [`Relayed::Ask`] for the caller to answer.
     pub fn forward(
         &self,
         session: Option<Arc<SessionState>>,
@@ -340,6 +391,7 @@ impl Federation {
         client_id: RequestId,
         method: Method,
         params: Value,
+        asks: bool,
     ) -> BoxStream<'static, Relayed> {
         let Some(fed) = self.me.upgrade() else {
             let gone = Relayed::Answer(Err(RpcError::internal("shutting down")));
@@ -353,6 +405,7 @@ impl Federation {
             client_id,
             method,
             params: Arc::new(params),
+            asks,
             attempt: 0,
             state: CallState::Start,
         };
@@ -615,6 +668,16 @@ impl Call {
                         _ = idle => Err(Err(UpstreamError::Timeout(timeout))),
                     };
                     match next {
+                        Ok(Some(m)) if self.asks && is_ask(&m) => {
+                            let ask = Ask {
+                                request: json!({"method": m["method"], "params": m.get("params").cloned().unwrap_or(json!({}))}),
+                                link: run.link.clone(),
+                                id: m["id"].clone(),
+                                call_uid: run.uid,
+                            };
+                            self.state = CallState::Running(run);
+                            return Some(Relayed::Ask(ask));
+                        }
                         Ok(Some(m)) => {
                             let out = fed.rewrite(sid, &run.link, &self.up, m).await;
                             self.state = CallState::Running(run);

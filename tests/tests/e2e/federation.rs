@@ -337,6 +337,23 @@ async fn python_sdk_uses_two_upstreams_at_once() {
     drop(two);
 }
 
+/// The Python SDK in the stateless era calls session-era upstreams' sampling and elicitation
+/// tools: the gateway asks it with `input_required`, its callbacks answer (on the edge the call
+/// is parked in a Durable Object of its own).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_sdk_in_the_stateless_era_answers_session_era_upstreams_through_input_required() {
+    let two = start_two(&[]).await;
+    let url = format!("{}/mcp", two.gw.url());
+    tokio::task::spawn_blocking(move || {
+        let mut cmd = Command::new(std::env::var("PYTHON").unwrap_or_else(|_| "python3".into()));
+        cmd.arg(repo_root().join("tests/clients/mrtr_client.py")).arg(&url);
+        run_client(&mut cmd, "PASS python mrtr");
+    })
+    .await
+    .expect("join");
+    drop(two);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn typescript_sdk_uses_two_upstreams_at_once() {
     let two = start_two(&[]).await;

@@ -14,6 +14,7 @@ mod federation_faults;
 mod fixture_upstream;
 mod ids;
 mod lifecycle;
+mod mrtr;
 mod oauth;
 mod protocol;
 mod ratelimit;

@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 const ACCEPT: &str = "application/json, text/event-stream";
 const V: &str = "2026-07-28";
 
-fn meta() -> Value {
+pub(crate) fn meta() -> Value {
     json!({
         "io.modelcontextprotocol/protocolVersion": V,
         "io.modelcontextprotocol/clientCapabilities": {},
@@ -20,24 +20,24 @@ fn meta() -> Value {
 
 /// What one stateless POST got: status, whether a session id came back, and every JSON-RPC
 /// message (one for JSON; each event for SSE, the answer last).
-struct Answer {
-    status: StatusCode,
-    session_header: bool,
-    messages: Vec<Value>,
+pub(crate) struct Answer {
+    pub status: StatusCode,
+    pub session_header: bool,
+    pub messages: Vec<Value>,
 }
 
 impl Answer {
-    fn last(&self) -> &Value {
+    pub fn last(&self) -> &Value {
         self.messages.last().expect("a message")
     }
-    fn code(&self) -> Option<i64> {
+    pub fn code(&self) -> Option<i64> {
         self.last()["error"]["code"].as_i64()
     }
 }
 
 /// POSTs `method` with `params` (to which `_meta` is added unless `params` has one or is
 /// null) and the standard headers, then `headers` (a value of "" removes that header).
-async fn post(url: &str, id: Value, method: &str, params: Value, headers: &[(&str, &str)]) -> Answer {
+pub(crate) async fn post(url: &str, id: Value, method: &str, params: Value, headers: &[(&str, &str)]) -> Answer {
     let mut params = params;
     if let Some(p) = params.as_object_mut() {
         p.entry("_meta").or_insert_with(meta);
