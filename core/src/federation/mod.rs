@@ -315,7 +315,8 @@ impl Federation {
         }
         // What the upstream says outside calls: a session's link listens from the start (its
         // standalone stream is open before each call goes out, see `Link::listen`); a shared
-        // duplex link takes list changes from it.
+        // duplex link takes list changes from it (a shared streamable one listens once a call
+        // whose caller may be asked goes out on it, see `Call::next`).
         if link.is_duplex() || sid.is_some() {
             self.listen(&link, up, sid);
         }
@@ -345,13 +346,16 @@ impl Federation {
         self.net.spawner.spawn(boxed(async move {
             while let Some(mut msg) = rx.next().await {
                 let Some(link) = weak.upgrade() else { return };
-                if let Some(s) = &sid {
-                    if let Some(call) = link.call_sink().filter(|_| !me.sessions.hub().has_stream(s)) {
-                        match call.unbounded_send(msg) {
-                            Ok(()) => continue,
-                            // That call just ended: the session's stream (log) takes it.
-                            Err(e) => msg = e.into_inner(),
-                        }
+                let to_call = match &sid {
+                    Some(s) => !me.sessions.hub().has_stream(s),
+                    // On a shared link only requests: their call's caller may be asked.
+                    None => msg.get("id").is_some() && msg.get("method").is_some(),
+                };
+                if let Some(call) = link.call_sink().filter(|_| to_call) {
+                    match call.unbounded_send(msg) {
+                        Ok(()) => continue,
+                        // That call just ended: the session's stream (log) takes it.
+                        Err(e) => msg = e.into_inner(),
                     }
                 }
                 if let Some(out) = me.rewrite(sid.as_deref(), &link, &up, msg).await {
@@ -641,6 +645,12 @@ impl Call {
                         Ok(l) => l,
                         Err(e) => return Some(Relayed::Answer(Err(e))),
                     };
+                    // An upstream may send the requests of a call on its standalone stream: a
+                    // shared link listens there once its caller can be asked (where that work
+                    // may outlive the request: not in a Worker).
+                    if self.asks && sid.is_none() && !link.is_listening() && fed.net.spawner.waits_across_requests() {
+                        fed.listen(&link, &self.up, None);
+                    }
                     let (tx, rx) = unbounded::<Value>();
                     let uid = link.next_id();
                     if let Some(s) = sid {

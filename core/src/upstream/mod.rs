@@ -485,6 +485,11 @@ impl Link {
         }
     }
 
+    /// Whether [`Link::listen`] has started (on a streamable HTTP link).
+    pub fn is_listening(&self) -> bool {
+        matches!(self.io, Io::Http(_)) && self.listener().on
+    }
+
     fn listener(&self) -> std::sync::MutexGuard<'_, Listener> {
         self.listener.lock().unwrap_or_else(|e| e.into_inner())
     }

@@ -31,10 +31,15 @@ impl Setup {
 
 /// A gateway with auth on (HS256) and the fixture registered as `fx`; `settings` added.
 async fn start(settings: &[&str]) -> Setup {
+    start_with(settings, &[]).await
+}
+
+/// [`start`] with the fixture started with `fixture_args`.
+async fn start_with(settings: &[&str], fixture_args: &[&str]) -> Setup {
     let dir = TempDir::new("mrtr");
     let env = [("MCPGW_AUTH_REQUIRED", "true"), ("MCPGW_JWT_SECRET", SECRET)];
     let gw = start_target_with(&dir, settings, &env).expect("gateway");
-    let fixture = Fixture::start("streamable-http", Some(&dir.join("calls.jsonl")));
+    let fixture = Fixture::start_with("streamable-http", 0, Some(&dir.join("calls.jsonl")), fixture_args);
     let r = http_client()
         .post(format!("{}/gateways", gw.url()))
         .header("authorization", token("admin"))
@@ -104,7 +109,17 @@ fn error_code(a: &Answer) -> i64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sampling_and_elicitation_reach_a_stateless_client_as_input_required() {
-    let s = start(&[]).await;
+    rounds(&[]).await;
+}
+
+/// The same with an upstream that sends its requests on its standalone stream (not the call's).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_an_upstream_sends_on_its_standalone_stream_reach_a_stateless_client_too() {
+    rounds(&["--standalone-requests", "--event-store"]).await;
+}
+
+async fn rounds(fixture_args: &[&str]) {
+    let s = start_with(&[], fixture_args).await;
     let all = json!({"sampling": {}, "elicitation": {}});
 
     // Sampling: one round.
@@ -174,8 +189,7 @@ async fn sampling_and_elicitation_reach_a_stateless_client_as_input_required() {
     assert!(
         result(&done)["content"][0]["text"]
             .as_str()
-            .unwrap()
-            .contains("action=accept"),
+            .is_some_and(|t| t.contains("action=accept")),
         "{:?}",
         done.messages
     );
