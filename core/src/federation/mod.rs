@@ -24,7 +24,7 @@ use relay::{unrouted, Relay, Rewrite};
 
 use crate::model::{Catalog, Transport, UpstreamDef};
 use crate::platform::{boxed, boxed_stream, BoxFuture, BoxStream};
-use crate::ports::SessionState;
+use crate::ports::{SessionState, Spawner};
 use crate::proto::jsonrpc::{Json, RequestId, RpcError, INTERNAL_ERROR};
 use crate::proto::method::Method;
 use crate::registry::{Registry, Upstream};
@@ -192,6 +192,22 @@ struct Running {
     uid: u64,
     call: futures::future::Fuse<BoxFuture<'static, Result<Answer, UpstreamError>>>,
     rx: UnboundedReceiver<Value>,
+    /// Set while the upstream may still be working for a caller without a session: dropped
+    /// then (the caller closed its stream, which in 2026-07-28 is the cancellation), the call
+    /// is cancelled upstream. A session's calls are the session's to cancel.
+    cancel_on_drop: Option<Arc<dyn Spawner>>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(spawner) = self.cancel_on_drop.take() {
+            let (link, uid) = (self.link.clone(), self.uid);
+            spawner.spawn(boxed(async move {
+                let params = json!({"requestId": uid, "reason": "the client closed its stream"});
+                let _ = link.notify("notifications/cancelled", Some(params)).await;
+            }));
+        }
+    }
 }
 
 impl Federation {
@@ -668,6 +684,7 @@ impl Call {
                         uid,
                         call: call.fuse(),
                         rx,
+                        cancel_on_drop: sid.is_none().then(|| fed.net.spawner.clone()),
                     });
                 }
                 CallState::Running(mut run) => {
@@ -708,6 +725,8 @@ impl Call {
                     }
                 }
                 CallState::Ending(mut run, result) => {
+                    // The upstream is done with it.
+                    run.cancel_on_drop = None;
                     while let Ok(m) = run.rx.try_recv() {
                         if let Some(v) = fed.rewrite(sid, &run.link, &self.up, m).await {
                             self.state = CallState::Ending(run, result);

@@ -3,7 +3,9 @@
 //! retries carry the answers back to the parked upstream call; several rounds; a capability not
 //! declared (-32021); and every kind of bad `requestState` refused (-32602).
 
-use mcpgw_e2e::{http_client, sign_jwt, start_target_with, unix_now, Fixture, TempDir, TestGateway};
+use mcpgw_e2e::{
+    http_client, sign_jwt, skip, start_target_with, target, unix_now, Fixture, Target, TempDir, TestGateway,
+};
 use serde_json::{json, Value};
 
 use crate::stateless::{meta, post, Answer};
@@ -369,4 +371,54 @@ async fn a_request_state_that_is_tampered_foreign_for_another_request_or_late_is
         .filter(|l| l.contains("\"tool-aborted\"") && l.contains("\"test_sampling\""))
         .count();
     assert_eq!(aborted, 1, "the abandoned call (only) was cancelled upstream: {calls}");
+}
+
+/// In 2026-07-28 closing the response stream cancels the request: the upstream call serving a
+/// stateless `tools/call` is cancelled when its client goes away.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closing_a_stateless_calls_stream_cancels_it_upstream() {
+    if target() == Target::Edge {
+        // The cancellation is sent from the dropped call; a Worker request the client left
+        // has no I/O context left to send it in (it would need the request's waitUntil).
+        return skip(
+            "closing_a_stateless_calls_stream_cancels_it_upstream",
+            "not yet on the edge",
+        );
+    }
+    let s = start(&[]).await;
+    let mut p = json!({"name": "fx__mcpgw_sleep", "arguments": {"ms": 8000}, "_meta": meta()});
+    p["_meta"]["progressToken"] = json!("t");
+    let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": p});
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_millis(800))
+        .build()
+        .expect("client");
+    let r = client
+        .post(s.mcp())
+        .header("authorization", token("alice"))
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", "tools/call")
+        .header("mcp-name", "fx__mcpgw_sleep")
+        .json(&body)
+        .send()
+        .await;
+    // The client gives up (its timeout) and closes the connection, with or without headers read.
+    if let Ok(r) = r {
+        let _ = r.text().await;
+    }
+    drop(client);
+    let log = s.dir.join("calls.jsonl");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let calls = std::fs::read_to_string(&log).unwrap_or_default();
+        if calls.contains("\"cancelled\"") && calls.contains("mcpgw_sleep") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the upstream call was not cancelled: {calls}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 }
