@@ -260,8 +260,7 @@ impl Engine {
                     // session) gets nothing but its answer.
                     let level = ctx.modern.as_ref().map(|m| m.meta.log_level);
                     let quiet = ctx.session.is_none() && level.is_none();
-                    let park = binding.zip(me.mrtr.clone());
-                    mrtr::events(items, quiet, level, park, respond)
+                    mrtr::events(items, quiet, level, binding, me.mrtr.clone(), respond)
                 }
                 Err(e) => boxed_stream(stream::iter([respond(Err(e), false)])),
             }
@@ -339,9 +338,8 @@ impl Engine {
         params: Map<String, Value>,
     ) -> Reply {
         let up = f.upstream.clone();
-        let asks = self.mrtr.is_some()
-            && ctx.modern.is_some()
-            && matches!(method, Method::ToolsCall | Method::PromptsGet | Method::ResourcesRead);
+        let asks =
+            ctx.modern.is_some() && matches!(method, Method::ToolsCall | Method::PromptsGet | Method::ResourcesRead);
         let params = Value::Object(params);
         Reply::Relay(
             self.fed

@@ -369,18 +369,21 @@ impl Mrtr {
 
 /// A relayed call as the client's answer stream: its messages (none when `quiet`; for a
 /// stateless request only what belongs on its stream, `level` its log level), then the answer
-/// `respond` makes (its flag: an `input_required` result). An upstream request parks the call
-/// when `park` says how; otherwise it is refused upstream.
+/// `respond` makes (its flag: an `input_required` result). An upstream request of a request
+/// with a `binding` parks the call where `mrtr` is (-32021 if the request did not declare the
+/// capability it needs); otherwise it is refused upstream.
 pub(super) fn events<F>(
     items: BoxStream<'static, Relayed>,
     quiet: bool,
     level: Option<Option<LogLevel>>,
-    park: Option<(Binding, Arc<Mrtr>)>,
+    binding: Option<Binding>,
+    mrtr: Option<Arc<Mrtr>>,
     respond: F,
 ) -> BoxStream<'static, Event>
 where
     F: Fn(Result<Json, RpcError>, bool) -> Event + MaybeSend + 'static,
 {
+    let park = binding.map(|b| (b, mrtr));
     boxed_stream(stream::unfold(Some((items, park, respond)), move |st| async move {
         let (mut items, park, respond) = st?;
         loop {
@@ -392,10 +395,23 @@ where
                 },
                 Relayed::Answer(r) => return Some((respond(r, false), None)),
                 Relayed::Ask(a) => match &park {
-                    Some((b, m)) => {
+                    Some((b, Some(m))) => {
                         let r = m.park(b, a, items).await;
                         let input = r.is_ok();
                         return Some((respond(r, input), None));
+                    }
+                    // No parking here (the edge routes the requests that may need it to a
+                    // Durable Object): an undeclared capability is still the client's -32021.
+                    Some((b, None)) => {
+                        let needed = capability_of(a.method());
+                        let declared = b.capabilities.get(needed).is_some();
+                        a.abandon("no client to ask").await;
+                        let e = if declared {
+                            RpcError::internal("the upstream asked for input, which cannot be relayed here")
+                        } else {
+                            meta::missing_capability(&[needed])
+                        };
+                        return Some((respond(Err(e), false), None));
                     }
                     None => {
                         a.abandon("no client to ask").await;
