@@ -47,9 +47,10 @@ impl CacheScope {
     }
 }
 
-/// What a `subscriptions/listen` stream asked to hear (the list changes; resource updates are
-/// not offered yet, so the acknowledgement leaves them out).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// What a `subscriptions/listen` stream asked to hear: list changes, and updates of the
+/// resources it names (honoured for the gateway's own resources; a federated resource's updates
+/// would need an upstream subscription, so the acknowledgement leaves those out).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct ListenFilter {
     /// `notifications/tools/list_changed`.
     pub tools: bool,
@@ -57,21 +58,35 @@ pub(crate) struct ListenFilter {
     pub prompts: bool,
     /// `notifications/resources/list_changed`.
     pub resources: bool,
+    /// `notifications/resources/updated` for these URIs.
+    pub uris: Vec<String>,
 }
+
+/// The most resource URIs one listen stream watches.
+const MAX_WATCHED: usize = 256;
 
 impl ListenFilter {
     /// The filter of a listen request's `notifications` object.
     pub fn of(wanted: Option<&Value>) -> Self {
         let flag = |k: &str| wanted.and_then(|w| w.get(k)).and_then(Value::as_bool) == Some(true);
+        let mut uris: Vec<String> = wanted
+            .and_then(|w| w.get("resourceSubscriptions"))
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
+            .unwrap_or_default();
+        uris.sort();
+        uris.dedup();
+        uris.truncate(MAX_WATCHED);
         Self {
             tools: flag("toolsListChanged"),
             prompts: flag("promptsListChanged"),
             resources: flag("resourcesListChanged"),
+            uris,
         }
     }
 
-    /// What the acknowledgement says was agreed to.
-    pub fn agreed(&self) -> Value {
+    /// What the acknowledgement says was agreed to (`uris`: the resources it will watch).
+    pub fn agreed(&self, uris: &[String]) -> Value {
         let mut m = Map::new();
         for (k, on) in [
             ("toolsListChanged", self.tools),
@@ -81,6 +96,9 @@ impl ListenFilter {
             if on {
                 m.insert(k.into(), json!(true));
             }
+        }
+        if !uris.is_empty() {
+            m.insert("resourceSubscriptions".into(), json!(uris));
         }
         Value::Object(m)
     }
@@ -94,6 +112,15 @@ impl ListenFilter {
             _ => false,
         }
     }
+}
+
+/// What a watched resource is now (a digest of its definition; none if it is gone).
+fn resource_state(snap: &crate::registry::Snapshot, uri: &str) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    let r = snap.resource(uri).filter(|r| r.fed.is_none())?;
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    serde_json::to_string(&r.def).unwrap_or_default().hash(&mut h);
+    Some(h.finish())
 }
 
 /// A notification for a listen stream, tagged with its subscription id.
@@ -129,10 +156,6 @@ impl Listen {
         let id = req.id.clone();
         let filter = ListenFilter::of(req.params.as_ref().and_then(|p| p.get("notifications")));
         let tag = id.to_value();
-        let ack = jsonrpc::notification(
-            "notifications/subscriptions/acknowledged",
-            Some(json!({"_meta": {meta::SUBSCRIPTION_ID: tag}, "notifications": filter.agreed()})),
-        );
         let info = self.server_info;
         let done = Json(format!("{{\"_meta\":{{\"{}\":{tag}}}}}", meta::SUBSCRIPTION_ID));
         let done = finish(&done, &[("resultType", "\"complete\"".into())], &info);
@@ -150,8 +173,11 @@ impl Listen {
             Box::new(move || sessions.hub().unlisten(conn)),
         );
         let (registry, clock, every) = (self.registry, self.clock, self.every);
-        let changes = stream::unfold(None::<[u64; 5]>, move |last| {
-            let (registry, clock) = (registry.clone(), clock.clone());
+        // State: the fingerprints and the watched resources' states of the last look (none
+        // before the first, which sends the acknowledgement).
+        type Seen = ([u64; 5], Vec<(String, Option<u64>)>);
+        let changes = stream::unfold(None::<Seen>, move |last| {
+            let (registry, clock, filter, tag) = (registry.clone(), clock.clone(), filter.clone(), tag.clone());
             async move {
                 let mut last = last;
                 loop {
@@ -167,28 +193,50 @@ impl Listen {
                         continue;
                     };
                     let now = snap.fingerprints();
-                    let Some(before) = last.replace(now) else { continue };
-                    let methods = crate::session::list_changes(changed_kinds(&before, &now));
-                    if !methods.is_empty() {
-                        return Some((methods, last));
+                    let Some((before, watched)) = last.take() else {
+                        // The first look: the acknowledgement, with the resources it watches.
+                        let watched: Vec<(String, Option<u64>)> = filter
+                            .uris
+                            .iter()
+                            .filter_map(|u| resource_state(&snap, u).map(|h| (u.clone(), Some(h))))
+                            .collect();
+                        let uris: Vec<String> = watched.iter().map(|(u, _)| u.clone()).collect();
+                        let ack = jsonrpc::notification(
+                            "notifications/subscriptions/acknowledged",
+                            Some(json!({"_meta": {meta::SUBSCRIPTION_ID: tag}, "notifications": filter.agreed(&uris)})),
+                        );
+                        let first = vec![Some(Event::Message(Json::from_value(&ack)))];
+                        return Some((first, Some((now, watched))));
+                    };
+                    let mut out: Vec<Option<Event>> = crate::session::list_changes(changed_kinds(&before, &now))
+                        .into_iter()
+                        .filter(|m| filter.wants(m))
+                        .map(|m| Some(Event::Message(tagged(m, &tag))))
+                        .collect();
+                    let mut seen = Vec::with_capacity(watched.len());
+                    for (uri, was) in watched {
+                        let is = resource_state(&snap, &uri);
+                        if is != was {
+                            let note = jsonrpc::notification(
+                                "notifications/resources/updated",
+                                Some(json!({"uri": uri, "_meta": {meta::SUBSCRIPTION_ID: tag}})),
+                            );
+                            out.push(Some(Event::Message(Json::from_value(&note))));
+                        }
+                        seen.push((uri, is));
+                    }
+                    last = Some((now, seen));
+                    if !out.is_empty() {
+                        return Some((out, last));
                     }
                 }
             }
         })
-        .flat_map(move |methods| {
-            let tag = tag.clone();
-            let notes: Vec<Option<Event>> = methods
-                .into_iter()
-                .filter(|m| filter.wants(m))
-                .map(|m| Some(Event::Message(tagged(m, &tag))))
-                .collect();
-            stream::iter(notes)
-        });
-        let first = stream::once(futures::future::ready(Event::Message(Json::from_value(&ack))));
+        .flat_map(stream::iter);
         let live = stream::select(hub, changes)
             .take_while(|e| futures::future::ready(e.is_some()))
             .filter_map(futures::future::ready);
-        boxed_stream(first.chain(live).chain(end))
+        boxed_stream(live.chain(end))
     }
 }
 
@@ -377,7 +425,12 @@ mod tests {
         let f = ListenFilter::of(Some(
             &json!({"promptsListChanged": true, "toolsListChanged": false, "resourceSubscriptions": ["x"]}),
         ));
-        assert_eq!(f.agreed(), json!({"promptsListChanged": true}));
+        assert_eq!(f.agreed(&[]), json!({"promptsListChanged": true}));
+        assert_eq!(f.uris, ["x"]);
+        assert_eq!(
+            f.agreed(&["x".to_string()]),
+            json!({"promptsListChanged": true, "resourceSubscriptions": ["x"]})
+        );
         assert!(f.wants("notifications/prompts/list_changed") && !f.wants("notifications/tools/list_changed"));
         let n: Value = serde_json::from_str(&tagged("notifications/prompts/list_changed", &json!("s")).0).unwrap();
         assert_eq!(n["params"]["_meta"][meta::SUBSCRIPTION_ID], "s");

@@ -641,3 +641,51 @@ async fn concurrent_stateless_federated_calls_all_complete() {
         }
     }
 }
+
+/// `resourceSubscriptions` on a listen stream: the acknowledgement names the resources it will
+/// watch (the gateway's own that exist), and a change to one is `notifications/resources/updated`
+/// with its URI, tagged; list changes not asked for are not sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listen_stream_hears_updates_of_the_resources_it_named() {
+    let s = start().await;
+    let mut params = json!({"notifications": {"resourceSubscriptions": ["note://hello", "note://nowhere"]}});
+    params["_meta"] = meta();
+    let r = http_client()
+        .post(s.mcp())
+        .header("accept", ACCEPT)
+        .header("mcp-protocol-version", V)
+        .header("mcp-method", "subscriptions/listen")
+        .json(&json!({"jsonrpc": "2.0", "id": 7, "method": "subscriptions/listen", "params": params}))
+        .send()
+        .await
+        .expect("listen");
+    assert_eq!(r.status(), StatusCode::OK);
+    let mut events = Box::pin(sse_messages(r));
+    let ack = next_message(&mut events).await;
+    assert_eq!(ack["method"], "notifications/subscriptions/acknowledged", "{ack}");
+    assert_eq!(
+        ack["params"]["notifications"],
+        json!({"resourceSubscriptions": ["note://hello"]}),
+        "{ack}"
+    );
+    let gw = s.gw.url().to_string();
+    // A new prompt (a list change not asked for), then the watched resource changes.
+    let r = http_client()
+        .post(format!("{gw}/prompts"))
+        .json(&json!({"name": "later", "template": "hi"}))
+        .send()
+        .await
+        .expect("create");
+    assert_eq!(r.status(), 201);
+    let r = http_client()
+        .patch(format!("{gw}/resources/hello"))
+        .json(&json!({"text": "changed"}))
+        .send()
+        .await
+        .expect("patch");
+    assert!(r.status().is_success(), "{}", r.text().await.unwrap_or_default());
+    let note = next_message(&mut events).await;
+    assert_eq!(note["method"], "notifications/resources/updated", "{note}");
+    assert_eq!(note["params"]["uri"], "note://hello");
+    assert_eq!(note["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"], 7);
+}
