@@ -236,22 +236,28 @@ impl Engine {
                 ))),
                 (Err(e), None) => Event::Answer(Json::from_value(&jsonrpc::error_response(Some(&id), &e))),
             };
-            let binding = me.binding(&ctx, &req);
-            let reply = match (&binding, &me.mrtr) {
-                (Some(b), Some(m)) if req.params.as_ref().is_some_and(|p| p.get("requestState").is_some()) => {
-                    let p = req
-                        .params
-                        .as_ref()
-                        .and_then(Value::as_object)
-                        .cloned()
-                        .unwrap_or_default();
-                    match m.resume(b, &p).await {
-                        Ok(mrtr::Step::Resume(items)) => Ok(Reply::Relay(items)),
-                        Ok(mrtr::Step::Input(j)) => return boxed_stream(stream::iter([respond(Ok(j), true)])),
-                        Err(e) => Err(e),
+            // A retry with the state of a parked call resumes it.
+            let retry = req.params.as_ref().is_some_and(|p| p.get("requestState").is_some());
+            let resumed = match (&me.mrtr, retry) {
+                (Some(m), true) => match me.binding(&ctx, &req) {
+                    Some(b) => {
+                        let p = req
+                            .params
+                            .as_ref()
+                            .and_then(Value::as_object)
+                            .cloned()
+                            .unwrap_or_default();
+                        Some(m.resume(&b, &p).await)
                     }
-                }
-                _ => me.call(&ctx, &req).await,
+                    None => None,
+                },
+                _ => None,
+            };
+            let reply = match resumed {
+                Some(Ok(mrtr::Step::Resume(items))) => Ok(Reply::Relay(items)),
+                Some(Ok(mrtr::Step::Input(j))) => return boxed_stream(stream::iter([respond(Ok(j), true)])),
+                Some(Err(e)) => Err(e),
+                None => me.call(&ctx, &req).await,
             };
             match reply {
                 Ok(Reply::Now(result)) => boxed_stream(stream::iter([respond(Ok(result), false)])),
@@ -260,7 +266,10 @@ impl Engine {
                     // session) gets nothing but its answer.
                     let level = ctx.modern.as_ref().map(|m| m.meta.log_level);
                     let quiet = ctx.session.is_none() && level.is_none();
-                    mrtr::events(items, quiet, level, binding, me.mrtr.clone(), respond)
+                    // The binding costs a digest of the request: made only if the upstream asks.
+                    let (engine, mrtr) = (me.clone(), me.mrtr.clone());
+                    let binding = move || engine.binding(&ctx, &req);
+                    mrtr::events(items, quiet, level, binding, mrtr, respond)
                 }
                 Err(e) => boxed_stream(stream::iter([respond(Err(e), false)])),
             }

@@ -372,58 +372,69 @@ impl Mrtr {
 /// `respond` makes (its flag: an `input_required` result). An upstream request of a request
 /// with a `binding` parks the call where `mrtr` is (-32021 if the request did not declare the
 /// capability it needs); otherwise it is refused upstream.
-pub(super) fn events<F>(
+pub(super) fn events<F, B>(
     items: BoxStream<'static, Relayed>,
     quiet: bool,
     level: Option<Option<LogLevel>>,
-    binding: Option<Binding>,
+    binding: B,
     mrtr: Option<Arc<Mrtr>>,
     respond: F,
 ) -> BoxStream<'static, Event>
 where
     F: Fn(Result<Json, RpcError>, bool) -> Event + MaybeSend + 'static,
+    B: FnOnce() -> Option<Binding> + MaybeSend + 'static,
 {
-    let park = binding.map(|b| (b, mrtr));
-    boxed_stream(stream::unfold(Some((items, park, respond)), move |st| async move {
-        let (mut items, park, respond) = st?;
-        loop {
-            let event = match items.next().await? {
-                Relayed::Message(_) if quiet => None,
-                Relayed::Message(m) => match level {
-                    Some(min) => stateless::on_request_stream(m, min).map(Event::Message),
-                    None => Some(Event::Message(m)),
-                },
-                Relayed::Answer(r) => return Some((respond(r, false), None)),
-                Relayed::Ask(a) => match &park {
-                    Some((b, Some(m))) => {
-                        let r = m.park(b, a, items).await;
-                        let input = r.is_ok();
-                        return Some((respond(r, input), None));
-                    }
-                    // No parking here (the edge routes the requests that may need it to a
-                    // Durable Object): an undeclared capability is still the client's -32021.
-                    Some((b, None)) => {
-                        let needed = capability_of(a.method());
-                        let declared = b.capabilities.get(needed).is_some();
-                        a.abandon("no client to ask").await;
-                        let e = if declared {
-                            RpcError::internal("the upstream asked for input, which cannot be relayed here")
-                        } else {
-                            meta::missing_capability(&[needed])
-                        };
-                        return Some((respond(Err(e), false), None));
-                    }
-                    None => {
-                        a.abandon("no client to ask").await;
-                        None
-                    }
-                },
-            };
-            if let Some(e) = event {
-                return Some((e, Some((items, park, respond))));
+    boxed_stream(stream::unfold(
+        Some((items, binding, mrtr, respond)),
+        move |st| async move {
+            let (mut items, binding, mrtr, respond) = st?;
+            loop {
+                let event = match items.next().await? {
+                    Relayed::Message(_) if quiet => None,
+                    Relayed::Message(m) => match level {
+                        Some(min) => stateless::on_request_stream(m, min).map(Event::Message),
+                        None => Some(Event::Message(m)),
+                    },
+                    Relayed::Answer(r) => return Some((respond(r, false), None)),
+                    Relayed::Ask(a) => match binding().map(|b| (b, mrtr)) {
+                        Some((b, Some(m))) => {
+                            let r = m.park(&b, a, items).await;
+                            let input = r.is_ok();
+                            return Some((respond(r, input), None));
+                        }
+                        // No parking here (the edge routes the requests that may need it to a
+                        // Durable Object): an undeclared capability is still the client's -32021.
+                        Some((b, None)) => {
+                            let needed = capability_of(a.method());
+                            let declared = b.capabilities.get(needed).is_some();
+                            a.abandon("no client to ask").await;
+                            let e = if declared {
+                                RpcError::internal("the upstream asked for input, which cannot be relayed here")
+                            } else {
+                                meta::missing_capability(&[needed])
+                            };
+                            return Some((respond(Err(e), false), None));
+                        }
+                        None => {
+                            a.abandon("no client to ask").await;
+                            return Some((
+                                respond(
+                                    Err(RpcError::internal(
+                                        "the upstream asked for input, which cannot be relayed here",
+                                    )),
+                                    false,
+                                ),
+                                None,
+                            ));
+                        }
+                    },
+                };
+                if let Some(e) = event {
+                    return Some((e, Some((items, binding, mrtr, respond))));
+                }
             }
-        }
-    }))
+        },
+    ))
 }
 
 #[cfg(test)]
