@@ -272,7 +272,9 @@ impl Gateway {
     /// served: a runtime whose instances do not share memory sends it to one place per park
     /// (the edge: a Durable Object), named by [`Park::At`] for a retry. None for other requests.
     pub async fn park_of(&self, req: &Request<Bytes>) -> Option<crate::Park> {
-        let r = crate::face::stateless::modern_request(req)?;
+        // Only a request naming a capability that can be asked for, or a state, may park.
+        let words = ["requestState", "sampling", "elicitation", "roots"];
+        let r = crate::face::stateless::modern_request(req, &words)?;
         let snap = self.s.registry.snapshot().await.ok()?;
         crate::engine::park_of(&r, &snap)
     }

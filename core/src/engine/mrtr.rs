@@ -25,7 +25,7 @@ use crate::ports::{Clock, Ids, Spawner};
 use crate::proto::jsonrpc::{Json, RpcError};
 use crate::proto::logging::LogLevel;
 use crate::proto::meta;
-use crate::registry::seal::Sealer;
+use crate::registry::seal::{self, Sealer};
 
 /// What ties a request to the state it may present: who asks, and what.
 pub(crate) struct Binding {
@@ -53,6 +53,20 @@ impl Binding {
             digest: digest.iter().map(|b| format!("{b:02x}")).collect(),
             capabilities: capabilities.clone(),
         }
+    }
+}
+
+impl Binding {
+    /// -32021 naming the capabilities `asks` need that the request did not declare, if any.
+    fn undeclared(&self, asks: &[Ask]) -> Option<RpcError> {
+        let mut missing: Vec<&str> = asks
+            .iter()
+            .map(|a| capability_of(a.method()))
+            .filter(|c| self.capabilities.get(*c).is_none())
+            .collect();
+        missing.sort_unstable();
+        missing.dedup();
+        (!missing.is_empty()).then(|| meta::missing_capability(&missing))
     }
 }
 
@@ -169,11 +183,7 @@ impl Mrtr {
         spawner: Arc<dyn Spawner>,
         ttl_ms: u64,
     ) -> Arc<Self> {
-        let sealer = key.unwrap_or_else(|| {
-            let k = sha2::Sha256::digest(format!("{}:{}", ids.new_id(), ids.new_id()));
-            let hex: String = k.iter().map(|b| format!("{b:02x}")).collect();
-            Sealer::from_key_text(&hex).expect("32 bytes in hex")
-        });
+        let sealer = key.unwrap_or_else(|| Sealer::random(ids.as_ref()));
         Arc::new_cyclic(|me| Self {
             sealer,
             clock,
@@ -190,13 +200,6 @@ impl Mrtr {
     /// Park ids from now on start with `route` (see [`Park::At`]).
     pub fn route_under(&self, route: &str) {
         *lock(&self.route) = Some(route.to_string());
-    }
-
-    fn nonce(&self) -> [u8; 12] {
-        let d = sha2::Sha256::digest(self.ids.new_id().as_bytes());
-        let mut n = [0u8; 12];
-        n.copy_from_slice(&d[..12]);
-        n
     }
 
     /// How many calls are parked.
@@ -230,18 +233,11 @@ impl Mrtr {
         if let Some(item) = held {
             items = boxed_stream(stream::iter([item]).chain(items));
         }
-        let mut missing: Vec<&str> = asks
-            .iter()
-            .map(|a| capability_of(a.method()))
-            .filter(|c| binding.capabilities.get(*c).is_none())
-            .collect();
-        if !missing.is_empty() {
-            missing.sort_unstable();
-            missing.dedup();
+        if let Some(e) = binding.undeclared(&asks) {
             for a in &asks {
                 a.abandon("the client did not declare the capability this needs").await;
             }
-            return Err(meta::missing_capability(&missing));
+            return Err(e);
         }
         let park = match lock(&self.route).as_deref() {
             Some(r) => format!("{r}~{}", self.ids.new_id()),
@@ -273,9 +269,10 @@ impl Mrtr {
             d: parked.digest.clone(),
             e: expires,
         };
-        let sealed = self
-            .sealer
-            .seal(&serde_json::to_string(&state).unwrap_or_default(), self.nonce());
+        let sealed = self.sealer.seal(
+            &serde_json::to_string(&state).unwrap_or_default(),
+            seal::nonce(self.ids.as_ref()),
+        );
         let requests: Map<String, Value> = parked
             .asks
             .iter()
@@ -396,38 +393,22 @@ where
                         None => Some(Event::Message(m)),
                     },
                     Relayed::Answer(r) => return Some((respond(r, false), None)),
-                    Relayed::Ask(a) => match binding().map(|b| (b, mrtr)) {
-                        Some((b, Some(m))) => {
-                            let r = m.park(&b, a, items).await;
+                    Relayed::Ask(a) => {
+                        let binding = binding();
+                        if let (Some(b), Some(m)) = (&binding, &mrtr) {
+                            let r = m.park(b, a, items).await;
                             let input = r.is_ok();
                             return Some((respond(r, input), None));
                         }
                         // No parking here (the edge routes the requests that may need it to a
                         // Durable Object): an undeclared capability is still the client's -32021.
-                        Some((b, None)) => {
-                            let needed = capability_of(a.method());
-                            let declared = b.capabilities.get(needed).is_some();
-                            a.abandon("no client to ask").await;
-                            let e = if declared {
-                                RpcError::internal("the upstream asked for input, which cannot be relayed here")
-                            } else {
-                                meta::missing_capability(&[needed])
-                            };
-                            return Some((respond(Err(e), false), None));
-                        }
-                        None => {
-                            a.abandon("no client to ask").await;
-                            return Some((
-                                respond(
-                                    Err(RpcError::internal(
-                                        "the upstream asked for input, which cannot be relayed here",
-                                    )),
-                                    false,
-                                ),
-                                None,
-                            ));
-                        }
-                    },
+                        let asks = [a];
+                        let e = binding.and_then(|b| b.undeclared(&asks)).unwrap_or_else(|| {
+                            RpcError::internal("the upstream asked for input, which cannot be relayed here")
+                        });
+                        asks[0].abandon("no client to ask").await;
+                        return Some((respond(Err(e), false), None));
+                    }
                 };
                 if let Some(e) = event {
                     return Some((e, Some((items, binding, mrtr, respond))));

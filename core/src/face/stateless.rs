@@ -36,9 +36,18 @@ pub(super) fn is_modern(headers: &HeaderMap, incoming: &Incoming) -> bool {
     by_header || by_meta
 }
 
-/// The JSON-RPC request of a stateless POST (none for anything else).
-pub(crate) fn modern_request(req: &Request<Bytes>) -> Option<RpcRequest> {
-    if req.method() != http::Method::POST || req.headers().contains_key("mcp-session-id") {
+/// The JSON-RPC request of a stateless POST to an MCP endpoint whose body holds one of `words`
+/// (none for anything else; the body is parsed only then).
+pub(crate) fn modern_request(req: &Request<Bytes>, words: &[&str]) -> Option<RpcRequest> {
+    let mcp = matches!(
+        crate::http::route::Route::parse(req.uri().path()),
+        crate::http::route::Route::Mcp { .. }
+    );
+    if !mcp || req.method() != http::Method::POST || req.headers().contains_key("mcp-session-id") {
+        return None;
+    }
+    let body = req.body();
+    if !words.iter().any(|w| body.windows(w.len()).any(|x| x == w.as_bytes())) {
         return None;
     }
     let incoming = crate::proto::jsonrpc::parse(req.body()).ok()?;
@@ -163,16 +172,29 @@ pub(super) async fn post(
     resp
 }
 
+/// How a -32021 error starts, as the gateway writes it.
+const MISSING_CAPABILITY_ERROR: &[u8] = b"\"error\":{\"code\":-32021";
+
 /// Whether a whole answer is a -32021 error.
 fn is_missing_capability(body: &[u8]) -> bool {
-    let needle = format!("\"error\":{{\"code\":{}", meta::MISSING_CAPABILITY);
-    body.len() < 4096 && body.windows(needle.len()).any(|w| w == needle.as_bytes())
+    body.len() < 4096
+        && body
+            .windows(MISSING_CAPABILITY_ERROR.len())
+            .any(|w| w == MISSING_CAPABILITY_ERROR)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_missing_capability_answer_is_told_apart() {
+        let e = crate::proto::jsonrpc::error_response(Some(&1u64.into()), &meta::missing_capability(&["sampling"]));
+        assert!(is_missing_capability(e.to_string().as_bytes()));
+        let other = crate::proto::jsonrpc::error_response(Some(&1u64.into()), &RpcError::invalid_params("x"));
+        assert!(!is_missing_capability(other.to_string().as_bytes()));
+    }
 
     fn request(method: &str, params: serde_json::Value) -> RpcRequest {
         RpcRequest {

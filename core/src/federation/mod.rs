@@ -60,7 +60,7 @@ pub(crate) struct Ask {
     pub request: Value,
     link: Arc<Link>,
     /// The upstream's id of the request, exactly as sent.
-    id: Value,
+    id: RequestId,
     /// The gateway's id of the call waiting on it (to cancel it).
     call_uid: u64,
 }
@@ -73,30 +73,25 @@ impl Ask {
 
     /// Sends the client's result (or an error object) to the upstream under its own id.
     pub async fn answer(&self, outcome: Result<Value, Value>) {
-        let msg = match outcome {
-            Ok(result) => json!({"jsonrpc": "2.0", "id": self.id, "result": result}),
-            Err(error) => json!({"jsonrpc": "2.0", "id": self.id, "error": error}),
-        };
-        let _ = self.link.send_raw(msg.to_string()).await;
+        let _ = self.link.send_raw(relay::reply(&self.id, outcome).to_string()).await;
     }
 
     /// Nobody will answer: the upstream's request is refused and the call waiting on it is
     /// cancelled upstream.
     pub async fn abandon(&self, reason: &str) {
         // The call first, so that its refused request does not end it as a failure.
-        let params = json!({"requestId": self.call_uid, "reason": reason});
-        let _ = self.link.notify("notifications/cancelled", Some(params)).await;
+        self.link.cancel(self.call_uid, reason).await;
         self.answer(Err(json!({"code": -32603, "message": reason}))).await;
     }
 }
 
-/// The methods an upstream may ask a client during a call.
-fn is_ask(msg: &Value) -> bool {
-    msg.get("id").is_some()
-        && matches!(
-            msg.get("method").and_then(Value::as_str),
-            Some("sampling/createMessage" | "elicitation/create" | "roots/list")
-        )
+/// The id of a request an upstream may ask a client during a call, if `msg` is one.
+fn ask_id(msg: &Value) -> Option<RequestId> {
+    let asks = matches!(
+        msg.get("method").and_then(Value::as_str),
+        Some("sampling/createMessage" | "elicitation/create" | "roots/list")
+    );
+    asks.then(|| RequestId::of(msg.get("id")?)).flatten()
 }
 
 /// Timeouts and intervals federation works by.
@@ -202,10 +197,9 @@ impl Drop for Running {
     fn drop(&mut self) {
         if let Some(spawner) = self.cancel_on_drop.take() {
             let (link, uid) = (self.link.clone(), self.uid);
-            spawner.spawn(boxed(async move {
-                let params = json!({"requestId": uid, "reason": "the client closed its stream"});
-                let _ = link.notify("notifications/cancelled", Some(params)).await;
-            }));
+            spawner.spawn(boxed(
+                async move { link.cancel(uid, "the client closed its stream").await },
+            ));
         }
     }
 }
@@ -695,17 +689,17 @@ impl Call {
                         _ = idle => Err(Err(UpstreamError::Timeout(timeout))),
                     };
                     match next {
-                        Ok(Some(m)) if self.asks && is_ask(&m) => {
-                            let ask = Ask {
-                                request: json!({"method": m["method"], "params": m.get("params").cloned().unwrap_or(json!({}))}),
-                                link: run.link.clone(),
-                                id: m["id"].clone(),
-                                call_uid: run.uid,
-                            };
-                            self.state = CallState::Running(run);
-                            return Some(Relayed::Ask(ask));
-                        }
                         Ok(Some(m)) => {
+                            if let Some(id) = ask_id(&m).filter(|_| self.asks) {
+                                let ask = Ask {
+                                    request: json!({"method": m["method"], "params": m.get("params").cloned().unwrap_or(json!({}))}),
+                                    link: run.link.clone(),
+                                    id,
+                                    call_uid: run.uid,
+                                };
+                                self.state = CallState::Running(run);
+                                return Some(Relayed::Ask(ask));
+                            }
                             let out = fed.rewrite(sid, &run.link, &self.up, m).await;
                             self.state = CallState::Running(run);
                             if let Some(v) = out {
@@ -717,8 +711,7 @@ impl Call {
                         Err(result) => {
                             if matches!(result, Err(UpstreamError::Timeout(_))) {
                                 // The upstream may still be working on it: tell it to stop.
-                                let params = json!({"requestId": run.uid, "reason": "timed out at the gateway"});
-                                let _ = run.link.notify("notifications/cancelled", Some(params)).await;
+                                run.link.cancel(run.uid, "timed out at the gateway").await;
                             }
                             self.state = CallState::Ending(run, result);
                         }

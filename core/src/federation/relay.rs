@@ -76,6 +76,14 @@ pub(crate) fn unrouted(msg: &Value) -> Rewrite {
     }
 }
 
+/// The answer to an upstream's request `id`: the client's result, or an error object.
+pub(crate) fn reply(id: &RequestId, outcome: Result<Value, Value>) -> Value {
+    match outcome {
+        Ok(result) => json!({"jsonrpc": "2.0", "id": id, "result": result}),
+        Err(error) => json!({"jsonrpc": "2.0", "id": id, "error": error}),
+    }
+}
+
 impl<L: Clone> Relay<L> {
     /// The decision for a message `link` (told apart by `link_key`) sent for session `sid`.
     pub fn to_client(&self, sid: &str, link: &L, link_key: usize, mut msg: Value) -> Rewrite {
@@ -121,11 +129,7 @@ impl<L: Clone> Relay<L> {
     pub fn answer(&self, sid: &str, id: &RequestId, outcome: Result<Value, Value>) -> Option<(L, Value)> {
         let p = lock(&self.pending).remove(&(sid.to_string(), id.clone()))?;
         lock(&self.by_upstream).remove(&(sid.to_string(), p.link_key, p.upstream_id.clone()));
-        let msg = match outcome {
-            Ok(result) => json!({"jsonrpc": "2.0", "id": p.upstream_id, "result": result}),
-            Err(error) => json!({"jsonrpc": "2.0", "id": p.upstream_id, "error": error}),
-        };
-        Some((p.link, msg))
+        Some((p.link, reply(&p.upstream_id, outcome)))
     }
 
     /// Forgets a session's requests (it ended).

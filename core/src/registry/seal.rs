@@ -51,6 +51,12 @@ impl Sealer {
         Ok(Self { cipher })
     }
 
+    /// A key of 32 random bytes (for what only this process opens again).
+    pub fn random(ids: &dyn Ids) -> Self {
+        let cipher = Aes256Gcm::new_from_slice(&random_bytes(ids)).expect("32 bytes");
+        Self { cipher }
+    }
+
     /// Seals `plain` under a 96-bit `nonce` (never reuse one with the same key).
     pub fn seal(&self, plain: &str, nonce: [u8; 12]) -> String {
         let ct = self
@@ -95,6 +101,20 @@ pub struct SealedStore {
     ids: Arc<dyn Ids>,
 }
 
+/// 32 random bytes: two random ids (128 bits each, a few of them fixed in UUIDs), hashed
+/// together.
+pub fn random_bytes(ids: &dyn Ids) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(format!("{}:{}", ids.new_id(), ids.new_id())).into()
+}
+
+/// A fresh random nonce.
+pub fn nonce(ids: &dyn Ids) -> [u8; 12] {
+    let mut n = [0u8; 12];
+    n.copy_from_slice(&random_bytes(ids)[..12]);
+    n
+}
+
 impl SealedStore {
     /// Wraps `inner`; nonces come from `ids` (random).
     pub fn new(inner: Arc<dyn Store>, sealer: Sealer, ids: Arc<dyn Ids>) -> Self {
@@ -102,12 +122,7 @@ impl SealedStore {
     }
 
     fn nonce(&self) -> [u8; 12] {
-        // Two random ids (128 bits each, a few of them fixed in UUIDs), hashed together.
-        use sha2::Digest;
-        let digest = sha2::Sha256::digest(format!("{}:{}", self.ids.new_id(), self.ids.new_id()));
-        let mut n = [0u8; 12];
-        n.copy_from_slice(&digest[..12]);
-        n
+        nonce(self.ids.as_ref())
     }
 
     fn map_headers(body: &mut Value, mut f: impl FnMut(&str) -> String) {

@@ -429,6 +429,12 @@ impl Link {
         }
     }
 
+    /// Tells the upstream to stop working on request `uid` (`notifications/cancelled`).
+    pub async fn cancel(&self, uid: u64, reason: &str) {
+        let params = json!({"requestId": uid, "reason": reason});
+        let _ = self.notify("notifications/cancelled", Some(params)).await;
+    }
+
     /// Sends a notification.
     pub async fn notify(&self, method: &str, params: Option<Value>) -> Result<(), UpstreamError> {
         let mut msg = json!({"jsonrpc": "2.0", "method": method});
