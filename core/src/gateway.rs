@@ -10,7 +10,7 @@ use http::{Method, Request, Response, StatusCode};
 use serde_json::json;
 
 use crate::config::{ConfigError, GatewayConfig};
-use crate::engine::{Engine, EngineSettings, Mrtr, ServerInfo};
+use crate::engine::{Engine, EngineSettings, Envelope, Mrtr, ServerInfo};
 use crate::face::{self, admin::Admin, Face};
 use crate::federation::{self, Federation, Health};
 use crate::http::response::{api_error, json_response, method_not_allowed, rpc_error, Body};
@@ -165,21 +165,29 @@ impl Gateway {
             cache_ttl_ms: config.cache_ttl_ms,
             listen_poll_ms: config.listen_poll_ms.max(50),
         };
-        // Parking a call needs the retry to reach the call's I/O: not in a Worker isolate.
-        let mrtr = ports.spawner.waits_across_requests().then(|| {
-            let key = config
+        let key = || {
+            config
                 .encryption_key
                 .as_ref()
-                .and_then(|k| crate::registry::seal::Sealer::from_key_text(&k.0).ok());
+                .and_then(|k| crate::registry::seal::Sealer::from_key_text(&k.0).ok())
+        };
+        // Parking a call needs the retry to reach the call's I/O: not in a Worker isolate.
+        let mrtr = ports.spawner.waits_across_requests().then(|| {
             let ttl_ms = config.call_max_ms;
             Mrtr::new(
-                key,
+                key(),
                 ports.clock.clone(),
                 ports.ids.clone(),
                 ports.spawner.clone(),
                 ttl_ms,
             )
         });
+        let envelope = Arc::new(Envelope::new(
+            key(),
+            ports.clock.clone(),
+            ports.ids.clone(),
+            config.call_max_ms,
+        ));
         let engine = Arc::new(
             Engine::new(
                 info,
@@ -190,7 +198,7 @@ impl Gateway {
                 rest,
                 ports.clock.clone(),
             )
-            .with_mrtr(mrtr),
+            .with_mrtr(mrtr, envelope),
         );
         let face = Arc::new(Face::new(
             engine.clone(),

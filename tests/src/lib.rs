@@ -985,6 +985,18 @@ impl Fixture {
         self.url.rsplit(':').next().and_then(|p| p.parse().ok()).unwrap_or(0)
     }
 
+    /// Starts the dual-era fixture (`tests/fixture/modern.mjs`, on the TS SDK v2): `era` is
+    /// `dual` (2026-07-28 and sessions of the 2025 era) or `modern` (2026-07-28 only).
+    pub fn modern(era: &str, calls_log: Option<&Path>) -> Self {
+        let mut cmd = Command::new(node_bin());
+        cmd.arg(repo_root().join("tests/fixture/modern.mjs"))
+            .args(["--era", era]);
+        if let Some(log) = calls_log {
+            cmd.arg("--calls-log").arg(log);
+        }
+        Self::spawn(cmd)
+    }
+
     /// Starts the official reference server `@modelcontextprotocol/server-everything` over
     /// `streamableHttp` or `sse`, on 127.0.0.1 (`tests/fixture/everything.mjs`).
     pub fn everything(transport: &str) -> Self {

@@ -7,14 +7,15 @@
 //! Lives here: method semantics, visibility by scope, the `initialize` result. Not here: HTTP,
 //! SSE framing, session storage, upstream sessions.
 
+mod calls;
 mod ctx;
+mod envelope;
 mod mrtr;
 mod stateless;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use futures::channel::mpsc::unbounded;
 use futures::{stream, StreamExt};
 use serde_json::{json, Map, Value};
 
@@ -27,12 +28,13 @@ use crate::proto::jsonrpc::{self, Json, Request, RequestId, RpcError};
 use crate::proto::logging::LogLevel;
 use crate::proto::method::{Kind, Method};
 use crate::proto::version::ProtocolVersion;
-use crate::registry::{Federated, Registry, Resource, Server, Snapshot, Tool};
+use crate::registry::{Registry, Resource, Server, Snapshot};
 use crate::render;
 use crate::session::Sessions;
 use crate::upstream::rest::Rest;
 
 pub(crate) use ctx::CallCtx;
+pub(crate) use envelope::Envelope;
 pub use mrtr::Park;
 pub(crate) use mrtr::{park_of, Mrtr};
 use stateless::CacheScope;
@@ -94,6 +96,8 @@ pub(crate) struct Engine {
     /// Parked calls of stateless clients to session-era upstreams (none where a request may
     /// not wait on another's I/O: then an upstream's requests during such a call are refused).
     mrtr: Option<Arc<Mrtr>>,
+    /// Seals 2026-07-28 upstreams' own `requestState` for their clients.
+    envelope: Option<Arc<Envelope>>,
     /// When a lookup miss last forced a registry re-read (ms since the epoch).
     last_miss_reload: AtomicU64,
 }
@@ -138,6 +142,7 @@ impl Engine {
             rest: Arc::new(rest),
             clock,
             mrtr: None,
+            envelope: None,
             last_miss_reload: AtomicU64::new(0),
         }
     }
@@ -148,8 +153,9 @@ impl Engine {
     }
 
     /// Parks stateless calls whose session-era upstream asks for input (see [`Mrtr`]).
-    pub fn with_mrtr(mut self, mrtr: Option<Arc<Mrtr>>) -> Self {
+    pub fn with_mrtr(mut self, mrtr: Option<Arc<Mrtr>>, envelope: Arc<Envelope>) -> Self {
         self.mrtr = mrtr;
+        self.envelope = Some(envelope);
         self
     }
 
@@ -237,7 +243,10 @@ impl Engine {
                 (Err(e), None) => Event::Answer(Json::from_value(&jsonrpc::error_response(Some(&id), &e))),
             };
             // A retry with the state of a parked call resumes it.
-            let retry = req.params.as_ref().is_some_and(|p| p.get("requestState").is_some());
+            let retry = req.params.as_ref().is_some_and(|p| {
+                p.get("requestState")
+                    .is_some_and(|s| !s.as_str().is_some_and(Envelope::is_wrapped))
+            });
             let resumed = match (&me.mrtr, retry) {
                 (Some(m), true) => match me.binding(&ctx, &req) {
                     Some(b) => {
@@ -335,46 +344,6 @@ impl Engine {
     /// The client opened a stream of its own on session `sid`.
     pub fn stream_opened(&self, sid: &str) {
         self.fed.wake_links(sid);
-    }
-
-    /// Forwards a request to a federated member's upstream.
-    fn forward(
-        &self,
-        ctx: &CallCtx,
-        f: &Federated,
-        req: &Request,
-        method: Method,
-        params: Map<String, Value>,
-    ) -> Reply {
-        let up = f.upstream.clone();
-        let asks =
-            ctx.modern.is_some() && matches!(method, Method::ToolsCall | Method::PromptsGet | Method::ResourcesRead);
-        let params = Value::Object(params);
-        Reply::Relay(
-            self.fed
-                .forward(ctx.session.clone(), up, req.id.clone(), method, params, asks),
-        )
-    }
-
-    /// Calls a REST tool: its log messages (at the session's level) while it runs, then the result.
-    fn call_rest(&self, ctx: &CallCtx, tool: Arc<Tool>, args: Map<String, Value>) -> Reply {
-        let min = ctx.log_level();
-        let rest = self.rest.clone();
-        let (tx, rx) = unbounded::<Relayed>();
-        let work = async move {
-            let log = |level: LogLevel, logger: &str, data: Value| {
-                if min.is_some_and(|m| level >= m) {
-                    let params = json!({"level": level, "logger": logger, "data": data});
-                    let note = jsonrpc::notification("notifications/message", Some(params));
-                    let _ = tx.unbounded_send(Relayed::Message(Json::from_value(&note)));
-                }
-            };
-            let result = rest.call(&tool, args, &log).await;
-            let _ = tx.unbounded_send(Relayed::Answer(Ok(Json::from_value(&result))));
-        };
-        // The call's one sender is `work`'s: the stream ends once it has sent the answer.
-        let driver = stream::once(work).filter_map(|()| futures::future::ready(None));
-        Reply::Relay(boxed_stream(stream::select(rx, driver)))
     }
 
     async fn snapshot(&self) -> Result<Arc<Snapshot>, RpcError> {
@@ -535,9 +504,9 @@ impl Engine {
             .ok_or_else(|| RpcError::invalid_params(format!("Unknown tool: {name}")))?;
         if let Some(f) = &tool.fed {
             p.insert("name".into(), json!(f.name));
-            return Ok(self.forward(ctx, f, req, Method::ToolsCall, p));
+            return Ok(calls::forward(self, ctx, f, req, Method::ToolsCall, p));
         }
-        Ok(self.call_rest(ctx, tool.clone(), args))
+        Ok(calls::call_rest(self, ctx, tool.clone(), args))
     }
 
     async fn subscribe(&self, ctx: &CallCtx, req: &Request, subscription: Method) -> Result<Reply, RpcError> {
@@ -551,7 +520,7 @@ impl Engine {
         })?;
         match (&r.fed, &ctx.session) {
             // The session's link listens from the moment it opened: updates reach the client.
-            (Some(f), Some(_)) => Ok(self.forward(ctx, f, req, subscription, p.clone())),
+            (Some(f), Some(_)) => Ok(calls::forward(self, ctx, f, req, subscription, p.clone())),
             (Some(_), None) => Err(RpcError::invalid_request(format!(
                 "{}: subscriptions need a session",
                 req.method
@@ -609,7 +578,7 @@ impl Engine {
         })?;
         let private = ctx.modern.is_some() && r.def.scope.is_some();
         if let Some(f) = &r.fed {
-            let reply = self.forward(ctx, f, req, Method::ResourcesRead, p.clone());
+            let reply = calls::forward(self, ctx, f, req, Method::ResourcesRead, p.clone());
             return Ok(match reply {
                 Reply::Relay(items) if private => {
                     let fields = stateless::cache_fields(self.cache_ttl_ms, CacheScope::Private);
@@ -638,7 +607,7 @@ impl Engine {
             .ok_or_else(|| RpcError::invalid_params(format!("Unknown prompt: {name}")))?;
         if let Some(f) = &found.fed {
             p.insert("name".into(), json!(f.name));
-            return Ok(self.forward(ctx, f, req, Method::PromptsGet, p));
+            return Ok(calls::forward(self, ctx, f, req, Method::PromptsGet, p));
         }
         let prompt = &found.def;
         let mut args = Map::new();
@@ -735,7 +704,7 @@ impl Engine {
                     let mut reference = reference.clone();
                     reference.insert("name".into(), json!(f.name));
                     p.insert("ref".into(), Value::Object(reference));
-                    return Ok(self.forward(ctx, f, req, Method::CompletionComplete, p));
+                    return Ok(calls::forward(self, ctx, f, req, Method::CompletionComplete, p));
                 }
                 prompt
                     .def
@@ -759,7 +728,7 @@ impl Engine {
                         RpcError::new(jsonrpc::RESOURCE_NOT_FOUND, "Resource not found").with_data(json!({"uri": uri}))
                     })?;
                 if let Some(f) = &r.fed {
-                    return Ok(self.forward(ctx, f, req, Method::CompletionComplete, p.clone()));
+                    return Ok(calls::forward(self, ctx, f, req, Method::CompletionComplete, p.clone()));
                 }
                 r.def.completions.get(arg_name).cloned().unwrap_or_default()
             }

@@ -110,13 +110,17 @@ pub enum Park {
 /// need and names a member that is not known to be local.
 pub(crate) fn park_of(req: &crate::proto::jsonrpc::Request, snap: &crate::registry::Snapshot) -> Option<Park> {
     let p = req.params.as_ref()?.as_object()?;
+    // Whether a member's upstream may ask mid-call (a 2026-07-28 one answers input_required).
+    let asks = |f: &Option<crate::registry::Federated>| {
+        f.as_ref().is_some_and(|f| {
+            let v = f.upstream.def.catalog.as_ref().and_then(|c| c.protocol_version);
+            v.is_none_or(|v| v.era() == crate::proto::version::Era::Session)
+        })
+    };
     let member = match req.method.as_str() {
-        "tools/call" => p.get("name")?.as_str().map(|n| snap.tool(n).map(|t| t.fed.is_some())),
-        "prompts/get" => p.get("name")?.as_str().map(|n| snap.prompt(n).map(|x| x.fed.is_some())),
-        "resources/read" => p
-            .get("uri")?
-            .as_str()
-            .map(|u| snap.resource(u).map(|r| r.fed.is_some())),
+        "tools/call" => p.get("name")?.as_str().map(|n| snap.tool(n).map(|t| asks(&t.fed))),
+        "prompts/get" => p.get("name")?.as_str().map(|n| snap.prompt(n).map(|x| asks(&x.fed))),
+        "resources/read" => p.get("uri")?.as_str().map(|u| snap.resource(u).map(|r| asks(&r.fed))),
         _ => return None,
     }?;
     if let Some(state) = p.get("requestState").and_then(Value::as_str) {
@@ -128,7 +132,8 @@ pub(crate) fn park_of(req: &crate::proto::jsonrpc::Request, snap: &crate::regist
     let may_be_asked = ["sampling", "elicitation", "roots"]
         .iter()
         .any(|c| caps.get(*c).is_some());
-    // A local member (known, not federated) never asks; an unknown one may be a template's.
+    // A local member (or one of a 2026-07-28 upstream) never asks; an unknown one may be a
+    // template's.
     (may_be_asked && member != Some(false)).then_some(Park::New)
 }
 
@@ -393,6 +398,14 @@ where
                         None => Some(Event::Message(m)),
                     },
                     Relayed::Answer(r) => return Some((respond(r, false), None)),
+                    // A 2026-07-28 upstream asks for input: a modern client answers it itself.
+                    Relayed::Input { result, .. } if level.is_some() => return Some((respond(Ok(result), true), None)),
+                    Relayed::Input { .. } => {
+                        let e = RpcError::internal(
+                            "the upstream needs input from the client (2026-07-28 input_required), which this gateway does not yet relay to session-era clients",
+                        );
+                        return Some((respond(Err(e), false), None));
+                    }
                     Relayed::Ask(a) => {
                         let binding = binding();
                         if let (Some(b), Some(m)) = (&binding, &mrtr) {

@@ -8,6 +8,7 @@
 //! Lives here: the gateway side of every upstream session. Not here: talking to one upstream
 //! (`upstream/`), MCP semantics (the engine), client streams (sessions and faces).
 
+mod call;
 mod health;
 pub(crate) mod relay;
 
@@ -18,6 +19,7 @@ use futures::channel::mpsc::{unbounded, UnboundedReceiver};
 use futures::{FutureExt, StreamExt};
 use serde_json::{json, Value};
 
+use call::{Call, CallState};
 pub use health::Health;
 use health::HealthBook;
 use relay::{unrouted, Relay, Rewrite};
@@ -27,6 +29,7 @@ use crate::platform::{boxed, boxed_stream, BoxFuture, BoxStream};
 use crate::ports::{SessionState, Spawner};
 use crate::proto::jsonrpc::{Json, RequestId, RpcError, INTERNAL_ERROR};
 use crate::proto::method::Method;
+use crate::proto::version::Era;
 use crate::registry::{Registry, Upstream};
 use crate::session::Sessions;
 use crate::upstream::{fetch_catalog, Answer, Hello, KeepOpen, Link, Net, UpstreamError};
@@ -35,7 +38,15 @@ use crate::upstream::{fetch_catalog, Answer, Hello, KeepOpen, Link, Net, Upstrea
 type SlotKey = (Option<String>, String);
 
 /// The upstream request serving a client request in flight: its link and the upstream's id.
-type Inflight = (Arc<Link>, u64);
+type Inflight = (Arc<Link>, u64, futures::channel::mpsc::UnboundedSender<()>);
+
+/// Where a client's answer to a relayed request goes: back to the upstream on its link, or to
+/// a call that asked on a 2026-07-28 upstream's behalf (its `input_required`).
+#[derive(Clone)]
+pub(crate) enum Back {
+    Link(Arc<Link>),
+    Round(futures::channel::mpsc::UnboundedSender<Value>),
+}
 
 /// One link slot; the async lock makes concurrent first uses open one session, not several.
 #[derive(Default)]
@@ -52,6 +63,14 @@ pub(crate) enum Relayed {
     /// A request of the upstream's (sampling, elicitation, roots) during a call of a client
     /// that can only be asked between requests (2026-07-28): the call waits for its answer.
     Ask(Ask),
+    /// A 2026-07-28 upstream's `input_required` result (always the last item): the client is
+    /// to answer its `inputRequests` and retry, bringing back its `requestState`.
+    Input {
+        /// The result as the upstream sent it.
+        result: Json,
+        /// The upstream's id, which the `requestState` must lead back to.
+        upstream: String,
+    },
 }
 
 /// An upstream's request a call waits on, and the way back to the upstream.
@@ -85,6 +104,12 @@ impl Ask {
     }
 }
 
+/// True when a result asks for input (2026-07-28 `resultType: "input_required"`).
+fn is_input_required(result: &Json) -> bool {
+    result.0.contains("input_required")
+        && serde_json::from_str::<Value>(&result.0).is_ok_and(|v| v["resultType"] == "input_required")
+}
+
 /// The id of a request an upstream may ask a client during a call, if `msg` is one.
 fn ask_id(msg: &Value) -> Option<RequestId> {
     let asks = matches!(
@@ -116,7 +141,7 @@ pub(crate) struct Federation {
     net: Net,
     settings: Settings,
     slots: Mutex<HashMap<SlotKey, Arc<Slot>>>,
-    relay: Relay<Arc<Link>>,
+    relay: Relay<Back>,
     /// The upstream request serving each client request in flight, by (session, client id).
     inflight: Mutex<HashMap<(String, RequestId), Inflight>>,
     health: HealthBook,
@@ -148,59 +173,21 @@ pub(crate) fn upstream_error(name: &str, e: &UpstreamError) -> RpcError {
 /// The hello of shared links (catalog reads, `/rpc`): every client capability the gateway can
 /// relay, so that upstreams which offer some tools only to such clients list them. A call on a
 /// shared link has no client to ask; such requests are answered with an error.
+/// Shared links prefer 2026-07-28: they serve requests without a session.
 fn relayable_hello() -> Hello {
     Hello {
         capabilities: json!({"sampling": {}, "elicitation": {}, "roots": {"listChanged": true}}),
         client_info: Value::Null,
+        prefer: Era::Stateless,
     }
 }
 
-/// A forwarded call between two items of its stream.
-struct Call {
-    fed: Arc<Federation>,
-    session: Option<Arc<SessionState>>,
-    /// The session's id (none for `/rpc`).
-    sid: Option<String>,
-    up: Arc<Upstream>,
-    client_id: RequestId,
-    method: Method,
-    /// Shared with the attempt in flight (a retry sends them again).
-    params: Arc<Value>,
-    /// The upstream's requests are handed to the caller as [`Relayed::Ask`] (not refused).
-    asks: bool,
-    attempt: u32,
-    state: CallState,
-}
-
-enum CallState {
-    /// About to (re)open a link and send the request.
-    Start,
-    /// Sent; the upstream's messages arrive on `rx` until the answer.
-    Running(Running),
-    /// Answered (or failed): what is left on `rx` goes out first, then the answer.
-    Ending(Running, Result<Answer, UpstreamError>),
-    Done,
-}
-
-struct Running {
-    link: Arc<Link>,
-    uid: u64,
-    call: futures::future::Fuse<BoxFuture<'static, Result<Answer, UpstreamError>>>,
-    rx: UnboundedReceiver<Value>,
-    /// Set while the upstream may still be working for a caller without a session: dropped
-    /// then (the caller closed its stream, which in 2026-07-28 is the cancellation), the call
-    /// is cancelled upstream. A session's calls are the session's to cancel.
-    cancel_on_drop: Option<Arc<dyn Spawner>>,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if let Some(spawner) = self.cancel_on_drop.take() {
-            let (link, uid) = (self.link.clone(), self.uid);
-            spawner.spawn(boxed(
-                async move { link.cancel(uid, "the client closed its stream").await },
-            ));
-        }
+/// The era to try first with `up` for a link of `prefer`'s: the one it was last seen to speak
+/// when that is the session era (a session-era upstream is not probed again), else `prefer`.
+fn era_for(up: &Upstream, prefer: Era) -> Era {
+    match up.def.catalog.as_ref().and_then(|c| c.protocol_version) {
+        Some(v) if v.era() == Era::Session => Era::Session,
+        _ => prefer,
     }
 }
 
@@ -298,13 +285,15 @@ impl Federation {
             }
             self.health.started(&up.id);
         }
-        let hello = match own {
+        let mut hello = match own {
             Some(s) => Hello {
                 capabilities: s.client_capabilities.clone(),
                 client_info: s.client_info.clone(),
+                prefer: Era::Session,
             },
             None => relayable_hello(),
         };
+        hello.prefer = era_for(up, hello.prefer);
         let opened = Link::open(&self.net, &up.def, &hello, health.endpoint, self.timeout_of(&up.def)).await;
         let (link, endpoint) = match opened {
             Ok(x) => x,
@@ -315,7 +304,7 @@ impl Federation {
         };
         self.health.success(&up.id, Some(endpoint), self.now());
         let link = Arc::new(link);
-        if let Some(level) = own.and_then(|s| s.log_level) {
+        if let Some(level) = own.and_then(|s| s.log_level).filter(|_| !link.is_stateless()) {
             if link.capabilities().get("logging").is_some() {
                 let params = Some(json!({"level": level}));
                 let _ = link
@@ -381,7 +370,7 @@ impl Federation {
     /// links), after doing what it asks of the gateway.
     async fn rewrite(&self, sid: Option<&str>, link: &Arc<Link>, up: &Arc<Upstream>, msg: Value) -> Option<Value> {
         let decision = match sid {
-            Some(s) => self.relay.to_client(s, link, link_key(link), msg),
+            Some(s) => self.relay.to_client(s, &Back::Link(link.clone()), link_key(link), msg),
             None => unrouted(&msg),
         };
         match decision {
@@ -421,6 +410,7 @@ impl Federation {
             params: Arc::new(params),
             asks,
             attempt: 0,
+            rounds: 0,
             state: CallState::Start,
         };
         boxed_stream(futures::stream::unfold(call, |mut c| async move {
@@ -433,10 +423,17 @@ impl Federation {
     /// id was one the gateway handed out.
     pub async fn answer_upstream(&self, sid: &str, id: &RequestId, outcome: Result<Value, RpcError>) -> bool {
         let outcome = outcome.map_err(|e| serde_json::to_value(e).unwrap_or(Value::Null));
-        let Some((link, msg)) = self.relay.answer(sid, id, outcome) else {
+        let Some((back, msg)) = self.relay.answer(sid, id, outcome) else {
             return false;
         };
-        let _ = link.send_raw(msg.to_string()).await;
+        match back {
+            Back::Link(link) => {
+                let _ = link.send_raw(msg.to_string()).await;
+            }
+            Back::Round(call) => {
+                let _ = call.unbounded_send(msg);
+            }
+        }
         true
     }
 
@@ -448,7 +445,11 @@ impl Federation {
         };
         let key = (sid.to_string(), id);
         let found = lock(&self.inflight).get(&key).cloned();
-        if let Some((link, uid)) = found {
+        if let Some((link, uid, stop)) = found {
+            if link.is_stateless() {
+                let _ = stop.unbounded_send(());
+                return;
+            }
             let mut params = json!({"requestId": uid});
             if let Some(r) = p.get("reason") {
                 params["reason"] = r.clone();
@@ -608,8 +609,8 @@ impl Federation {
             // A due check finds the circuit's retry delay over too: it may always try.
             let timeout = self.timeout_of(&up.def).min(10_000);
             let ok = match self.link_for(None, up).await {
-                Ok(link) => match link.request("ping", None, None, timeout).await {
-                    Ok(_) => true,
+                Ok(link) => match link.ping(timeout).await {
+                    Ok(()) => true,
                     Err(e) => {
                         self.record_failure(&up.id, &e);
                         false
@@ -637,120 +638,5 @@ impl Federation {
             }
         }
         healthy
-    }
-}
-
-impl Call {
-    /// The next item for the client; `None` after the answer.
-    async fn next(&mut self) -> Option<Relayed> {
-        let fed = self.fed.clone();
-        let sid = self.sid.as_deref();
-        let timeout = fed.timeout_of(&self.up.def);
-        loop {
-            match std::mem::replace(&mut self.state, CallState::Done) {
-                CallState::Done => return None,
-                CallState::Start => {
-                    self.attempt += 1;
-                    let link = match fed.link_for(self.session.as_deref(), &self.up).await {
-                        Ok(l) => l,
-                        Err(e) => return Some(Relayed::Answer(Err(e))),
-                    };
-                    // An upstream may send the requests of a call on its standalone stream: a
-                    // shared link listens there once its caller can be asked (where that work
-                    // may outlive the request: not in a Worker).
-                    if self.asks && sid.is_none() && !link.is_listening() && fed.net.spawner.waits_across_requests() {
-                        fed.listen(&link, &self.up, None);
-                    }
-                    let (tx, rx) = unbounded::<Value>();
-                    let uid = link.next_id();
-                    if let Some(s) = sid {
-                        let key = (s.to_string(), self.client_id.clone());
-                        lock(&fed.inflight).insert(key, (link.clone(), uid));
-                    }
-                    // `timeout` is an idle timeout, started again by every message of the call;
-                    // `call_max_ms` bounds the whole call.
-                    let max = fed.settings.call_max_ms.max(timeout);
-                    let (l, method, params) = (link.clone(), self.method.name(), self.params.clone());
-                    let call =
-                        boxed(async move { l.request_with_id(uid, method, Some(&params), Some(&tx), max).await });
-                    self.state = CallState::Running(Running {
-                        link,
-                        uid,
-                        call: call.fuse(),
-                        rx,
-                        cancel_on_drop: sid.is_none().then(|| fed.net.spawner.clone()),
-                    });
-                }
-                CallState::Running(mut run) => {
-                    let mut idle = fed.net.clock.sleep(std::time::Duration::from_millis(timeout)).fuse();
-                    let next = futures::select_biased! {
-                        r = &mut run.call => Err(r),
-                        m = run.rx.next() => Ok(m),
-                        _ = idle => Err(Err(UpstreamError::Timeout(timeout))),
-                    };
-                    match next {
-                        Ok(Some(m)) => {
-                            if let Some(id) = ask_id(&m).filter(|_| self.asks) {
-                                let ask = Ask {
-                                    request: json!({"method": m["method"], "params": m.get("params").cloned().unwrap_or(json!({}))}),
-                                    link: run.link.clone(),
-                                    id,
-                                    call_uid: run.uid,
-                                };
-                                self.state = CallState::Running(run);
-                                return Some(Relayed::Ask(ask));
-                            }
-                            let out = fed.rewrite(sid, &run.link, &self.up, m).await;
-                            self.state = CallState::Running(run);
-                            if let Some(v) = out {
-                                return Some(Relayed::Message(Json(v.to_string())));
-                            }
-                        }
-                        // Every sender is gone: the call has ended; its answer is next.
-                        Ok(None) => self.state = CallState::Running(run),
-                        Err(result) => {
-                            if matches!(result, Err(UpstreamError::Timeout(_))) {
-                                // The upstream may still be working on it: tell it to stop.
-                                run.link.cancel(run.uid, "timed out at the gateway").await;
-                            }
-                            self.state = CallState::Ending(run, result);
-                        }
-                    }
-                }
-                CallState::Ending(mut run, result) => {
-                    // The upstream is done with it.
-                    run.cancel_on_drop = None;
-                    while let Ok(m) = run.rx.try_recv() {
-                        if let Some(v) = fed.rewrite(sid, &run.link, &self.up, m).await {
-                            self.state = CallState::Ending(run, result);
-                            return Some(Relayed::Message(Json(v.to_string())));
-                        }
-                    }
-                    if let Some(s) = sid {
-                        lock(&fed.inflight).remove(&(s.to_string(), self.client_id.clone()));
-                    }
-                    match result {
-                        Ok(answer) => {
-                            let outcome = answer.outcome();
-                            if outcome.is_ok() {
-                                if let (Some(on), Some(uri)) = (self.method.subscribes(), self.params["uri"].as_str()) {
-                                    run.link.watch(uri, on);
-                                }
-                            }
-                            return Some(Relayed::Answer(outcome));
-                        }
-                        // The upstream forgot the session (it restarted) or the connection failed
-                        // before the request got through: once more on a fresh session.
-                        Err(UpstreamError::SessionGone | UpstreamError::Unreachable(_)) if self.attempt == 1 => {
-                            self.state = CallState::Start;
-                        }
-                        Err(e) => {
-                            fed.record_failure(&self.up.id, &e);
-                            return Some(Relayed::Answer(Err(upstream_error(&self.up.def.name, &e))));
-                        }
-                    }
-                }
-            }
-        }
     }
 }

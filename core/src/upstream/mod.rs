@@ -23,12 +23,13 @@ use crate::model::{Catalog, Transport, UpstreamDef};
 use crate::platform::{boxed, BoxFuture, BoxStream, MaybeSend, MaybeSync};
 use crate::ports::{Clock, HttpClient, HttpError, InboundResponse, Launcher, OutboundRequest, Pipe, Spawner};
 use crate::proto::sse;
-use crate::proto::version::ProtocolVersion;
+use crate::proto::version::{Era, ProtocolVersion};
 
 mod answer;
 mod catalog;
 mod duplex;
 pub(crate) mod rest;
+mod stateless;
 mod streamable_http;
 
 pub(crate) use answer::Answer;
@@ -89,6 +90,9 @@ pub(crate) struct Net {
 pub(crate) struct Hello {
     pub capabilities: Value,
     pub client_info: Value,
+    /// The era tried first with an upstream that may speak both (streamable HTTP): the other
+    /// is tried when the upstream does not speak this one.
+    pub prefer: Era,
 }
 
 /// The sinks of the calls in flight on a link, oldest first: what the upstream says outside any
@@ -154,6 +158,8 @@ pub(crate) struct Link {
     listener: Mutex<Listener>,
     /// How long the standalone stream stays open with nothing to keep it.
     linger_ms: u64,
+    /// Set for a 2026-07-28 upstream: no session; every request stamped from this hello.
+    stateless: Option<Hello>,
 }
 
 /// What a streamable link's standalone stream is doing, shared by the link and the task that
@@ -281,13 +287,58 @@ impl Link {
             broken: AtomicBool::new(false),
             listener: Mutex::new(Listener::default()),
             linger_ms: net.linger_ms,
+            stateless: None,
         };
+        // Streamable HTTP may speak either era: the preferred one first, then the other.
+        let both = def.transport == Transport::StreamableHttp;
+        if both && hello.prefer == Era::Stateless && link.discover(hello, timeout_ms).await? {
+            return Ok(link);
+        }
+        match link.initialize(hello, timeout_ms).await {
+            Err(UpstreamError::Protocol(why)) if both && hello.prefer == Era::Session => {
+                if link.discover(hello, timeout_ms).await? {
+                    return Ok(link);
+                }
+                Err(UpstreamError::Protocol(why))
+            }
+            Err(e) => Err(e),
+            Ok(()) => Ok(link),
+        }
+    }
+
+    /// `server/discover`: true (and the link stateless from now on) when the upstream serves
+    /// 2026-07-28; false when it does not (any answer but a usable discovery); an error only
+    /// when it could not be reached.
+    async fn discover(&mut self, hello: &Hello, timeout_ms: u64) -> Result<bool, UpstreamError> {
+        let Io::Http(h) = &self.io else { return Ok(false) };
+        h.set_version(Some(stateless::MODERN));
+        let params = stateless::stamp(None, hello);
+        let id = self.next_id();
+        let body = crate::proto::jsonrpc::request_text(id, "server/discover", Some(&params));
+        let headers = stateless::mirror_headers("server/discover", &params);
+        let answered = deadline(&self.clock, timeout_ms, h.post_with(body, Some(id), None, headers)).await;
+        let init = match answered {
+            Ok(Some(a)) => stateless::discovered(&a.into_value()),
+            Ok(None) | Err(UpstreamError::Protocol(_)) => None,
+            Err(e) => return Err(e),
+        };
+        let Some(init) = init else {
+            h.set_version(None);
+            return Ok(false);
+        };
+        self.init = init;
+        self.stateless = Some(hello.clone());
+        Ok(true)
+    }
+
+    /// The session era's handshake: `initialize`, then `notifications/initialized`.
+    async fn initialize(&mut self, hello: &Hello, timeout_ms: u64) -> Result<(), UpstreamError> {
         let params = json!({
             "protocolVersion": ProtocolVersion::LATEST,
             "capabilities": hello.capabilities,
-            "clientInfo": if hello.client_info.is_object() { hello.client_info.clone() } else { json!({"name": "mcpgw", "version": env!("CARGO_PKG_VERSION")}) },
+            "clientInfo": stateless::client_info(hello),
         });
-        let answer = link.request("initialize", Some(params), None, timeout_ms).await?;
+        let answer = self.request("initialize", Some(params), None, timeout_ms).await?;
         let result = match answer.get("result") {
             Some(r) if r.is_object() => r.clone(),
             _ => {
@@ -301,12 +352,11 @@ impl Link {
                 "unsupported protocol version '{named}'"
             )));
         };
-        if let Io::Http(h) = &link.io {
-            *h.version.lock().unwrap_or_else(|e| e.into_inner()) = Some(version);
+        if let Io::Http(h) = &self.io {
+            h.set_version(Some(version));
         }
-        link.init = result;
-        link.notify("notifications/initialized", None).await?;
-        Ok(link)
+        self.init = result;
+        self.notify("notifications/initialized", None).await
     }
 
     /// Ends the session: a DELETE to a streamable HTTP upstream (sent in the background), the
@@ -348,6 +398,17 @@ impl Link {
         matches!(self.io, Io::Duplex(_))
     }
 
+    /// True for a link to a 2026-07-28 upstream (no session).
+    pub fn is_stateless(&self) -> bool {
+        self.stateless.is_some()
+    }
+
+    /// Checks that the upstream answers: `ping` in a session, `server/discover` without one.
+    pub async fn ping(&self, timeout_ms: u64) -> Result<(), UpstreamError> {
+        let method = if self.is_stateless() { "server/discover" } else { "ping" };
+        self.request(method, None, None, timeout_ms).await.map(drop)
+    }
+
     /// True once the link needs replacing.
     pub fn is_broken(&self) -> bool {
         self.broken.load(Ordering::Acquire) || matches!(&self.io, Io::Duplex(d) if d.closed.load(Ordering::Acquire))
@@ -387,7 +448,8 @@ impl Link {
         sink: Option<&UnboundedSender<Value>>,
         timeout_ms: u64,
     ) -> Result<Answer, UpstreamError> {
-        let body = crate::proto::jsonrpc::request_text(id, method, params);
+        let stamped = self.stateless.as_ref().map(|hello| stateless::stamp(params, hello));
+        let body = crate::proto::jsonrpc::request_text(id, method, stamped.as_ref().or(params));
         // A duplex link registers its calls itself (it routes their messages). A streamable
         // one registers the call before it wakes a parked standalone stream, so the stream's
         // task cannot park again in between (it checks for calls under the listener's lock).
@@ -403,10 +465,15 @@ impl Link {
         };
         let r = deadline(&self.clock, timeout_ms, async {
             match &self.io {
-                Io::Http(h) => h
-                    .post(body, Some(id), sink)
-                    .await?
-                    .ok_or_else(|| UpstreamError::Protocol("no answer".into())),
+                Io::Http(h) => {
+                    let headers = match &stamped {
+                        Some(p) => stateless::mirror_headers(method, p),
+                        None => http::HeaderMap::new(),
+                    };
+                    h.post_with(body, Some(id), sink, headers)
+                        .await?
+                        .ok_or_else(|| UpstreamError::Protocol("no answer".into()))
+                }
                 Io::Duplex(d) => d.call(id, body, sink).await.map(Answer::Value),
             }
         })
@@ -431,6 +498,10 @@ impl Link {
 
     /// Tells the upstream to stop working on request `uid` (`notifications/cancelled`).
     pub async fn cancel(&self, uid: u64, reason: &str) {
+        // Without a session the request's own stream is the call: closing it cancels.
+        if self.is_stateless() {
+            return;
+        }
         let params = json!({"requestId": uid, "reason": reason});
         let _ = self.notify("notifications/cancelled", Some(params)).await;
     }
@@ -475,6 +546,8 @@ impl Link {
             Io::Duplex(d) => {
                 *d.fallback.lock().unwrap_or_else(|e| e.into_inner()) = Some(sink);
             }
+            // 2026-07-28 has no standalone stream (its list changes come by subscription).
+            Io::Http(_) if self.stateless.is_some() => {}
             Io::Http(_) => {
                 let (stop_tx, stop_rx) = oneshot::channel::<()>();
                 {

@@ -79,6 +79,11 @@ impl HttpIo {
         Some(h)
     }
 
+    /// The revision the link's requests name in `MCP-Protocol-Version`.
+    pub(super) fn set_version(&self, v: Option<ProtocolVersion>) {
+        *self.version.lock().unwrap_or_else(|e| e.into_inner()) = v;
+    }
+
     /// POSTs one message; returns its answer if `expect` names a request id, else `None`.
     pub(super) async fn post(
         &self,
@@ -86,13 +91,26 @@ impl HttpIo {
         expect: Option<u64>,
         sink: Option<&UnboundedSender<Value>>,
     ) -> Result<Option<Answer>, UpstreamError> {
+        self.post_with(body, expect, sink, HeaderMap::new()).await
+    }
+
+    /// [`HttpIo::post`] with `extra` headers (a stateless request's mirrored ones).
+    pub(super) async fn post_with(
+        &self,
+        body: String,
+        expect: Option<u64>,
+        sink: Option<&UnboundedSender<Value>>,
+        extra: HeaderMap,
+    ) -> Result<Option<Answer>, UpstreamError> {
         let had_session = self.session.lock().unwrap_or_else(|e| e.into_inner()).is_some();
+        let mut headers = self.headers("application/json, text/event-stream");
+        headers.extend(extra);
         let resp = self
             .http
             .send(OutboundRequest {
                 method: http::Method::POST,
                 url: self.url.clone(),
-                headers: self.headers("application/json, text/event-stream"),
+                headers,
                 body: Some(Bytes::from(body)),
             })
             .await

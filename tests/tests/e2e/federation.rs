@@ -67,6 +67,14 @@ async fn start_federated_full(transport: &str, fixture_args: &[&str], extra: Val
             "args": args,
         });
         (None, up)
+    } else if let Some(era) = transport.strip_prefix("v2-") {
+        // The dual-era fixture: "v2-dual" or "v2-modern".
+        let f = Fixture::modern(era, Some(&calls));
+        let url = format!("{}/mcp", f.url);
+        (
+            Some(f),
+            json!({"name": "fixture", "url": url, "transport": "streamable-http"}),
+        )
     } else {
         let f = Fixture::start_with(transport, 0, Some(&calls), fixture_args);
         let url = if transport == "sse" {
@@ -167,7 +175,16 @@ async fn conformance_through(transport: &str, fixture_args: &[&str]) {
 /// Runs the 0.2 suite's scenarios `revision` requires through the gateway fronting the
 /// session-era fixture; returns the run and the required scenarios.
 async fn next_suite_through(revision: &'static str) -> (mcpgw_e2e::ConformanceRun, Vec<String>, Federated) {
-    let fed = start_federated_with("streamable-http", &[]).await;
+    next_suite_via("streamable-http", revision).await
+}
+
+/// [`next_suite_through`] with the fixture started as `transport` says (see
+/// [`start_federated_full`]).
+async fn next_suite_via(
+    transport: &str,
+    revision: &'static str,
+) -> (mcpgw_e2e::ConformanceRun, Vec<String>, Federated) {
+    let fed = start_federated_with(transport, &[]).await;
     let url = format!("http://localhost:{}/servers/conf/mcp", fed.gw.addr().port());
     let run = tokio::task::spawn_blocking(move || {
         mcpgw_e2e::run_conformance_of(
@@ -242,6 +259,93 @@ async fn next_suite_stateless_era_through_a_session_era_upstream() {
         failed.join("\n"),
         run.output
     );
+}
+
+/// The eras (`"modern"` or `"legacy"`) in which the fixture's calls log shows `name` served.
+fn eras_serving(calls: &std::path::Path, name: &str) -> std::collections::BTreeSet<String> {
+    let log = std::fs::read_to_string(calls).unwrap_or_default();
+    log.lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["name"] == name)
+        .filter_map(|v| v["era"].as_str().map(str::to_string))
+        .collect()
+}
+
+/// Conformance 0.2.0-alpha.12 through a virtual server fronting the dual-era fixture, one run
+/// per revision: every required scenario passes (0 failed checks). A 2026-07-28 client is
+/// served by the upstream's 2026-07-28 side (its input_required results passed through with
+/// their requestState sealed by the gateway, a tampered one refused), a 2025-11-25 client by
+/// its session side: the fixture's calls log says which era reached it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn next_suite_both_revisions_through_the_dual_era_fixture() {
+    for (revision, era) in [("2026-07-28", "modern"), ("2025-11-25", "legacy")] {
+        let (run, required, fed) = next_suite_via("v2-dual", revision).await;
+        assert!(required.len() >= 20, "requirements read: {required:?}");
+        let failed = failures_of(&run, &required);
+        assert!(
+            failed.is_empty(),
+            "{revision} failures through the dual-era fixture:\n{}\n{}",
+            failed.join("\n"),
+            run.output
+        );
+        let not_required: Vec<String> = run
+            .scenarios
+            .iter()
+            .filter(|(s, _)| !required.contains(s))
+            .map(|(s, checks)| {
+                let failed = checks.iter().filter(|(_, st)| st == "FAILURE").count();
+                format!("{s} ({failed} of {} failed)", checks.len())
+            })
+            .collect();
+        eprintln!("{revision}: not required: {}", not_required.join(", "));
+        for name in ["test_simple_text", "test_tool_with_progress"] {
+            assert_eq!(
+                eras_serving(&fed.calls, name),
+                [era.to_string()].into(),
+                "{revision}: {name} must reach the fixture's {era} side"
+            );
+        }
+        if revision == "2026-07-28" {
+            for s in [
+                "input-required-result-multi-round",
+                "input-required-result-tampered-state",
+            ] {
+                assert!(run.scenarios.contains_key(s), "{s} did not run");
+            }
+            assert_eq!(
+                eras_serving(&fed.calls, "test_input_required_result_multi_round"),
+                ["modern".to_string()].into()
+            );
+        }
+    }
+}
+
+/// A session-era client (TS SDK 1.32) calls the dual-era fixture's multi round-trip tools
+/// through the gateway; its elicitation, sampling and roots handlers answer. In front of the
+/// fixture's 2026-07-28-only mode the gateway translates (the upstream's input_required becomes
+/// requests on the client's POST stream, the retry carries the answers and the upstream's
+/// requestState); in front of its dual mode the gateway uses the upstream's session era. The
+/// calls log says which era reached the fixture.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ts_session_client_answers_input_required_tools_of_either_upstream_mode() {
+    for (mode, era) in [("v2-modern", "modern"), ("v2-dual", "legacy")] {
+        let fed = start_federated_with(mode, &[]).await;
+        let url = format!("{}/servers/conf/mcp", fed.gw.url());
+        tokio::task::spawn_blocking(move || {
+            let mut cmd = Command::new(node_bin());
+            cmd.arg(repo_root().join("tests/clients/ts_input_required.mjs"))
+                .arg(&url)
+                .current_dir(repo_root());
+            run_client(&mut cmd, "PASS typescript input_required");
+        })
+        .await
+        .expect("join");
+        assert_eq!(
+            eras_serving(&fed.calls, "test_input_required_result_multi_round"),
+            [era.to_string()].into(),
+            "{mode}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,8 +7,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use mcpgw_e2e::{
-    assert_conformance, assert_fixture_reached, node_bin, repo_root, run_conformance, run_with_timeout, Fixture,
-    TempDir, ACTIVE_SUITE,
+    assert_conformance, assert_fixture_reached, node_bin, repo_root, required_server_scenarios, run_conformance,
+    run_conformance_of, run_with_timeout, Fixture, Suite, TempDir, ACTIVE_SUITE,
 };
 
 #[test]
@@ -21,6 +21,52 @@ fn conformance_suite_passes_against_the_fixture_itself() {
     let run = run_conformance(&url, &[], Duration::from_secs(300));
     assert_conformance(&run, ACTIVE_SUITE, &[], "the fixture");
     assert_fixture_reached(&calls);
+}
+
+/// The dual-era fixture (`tests/fixture/modern.mjs`) on its own: conformance 0.2.0-alpha.12
+/// with `--requirements 2026-07-28` and with `--requirements 2025-11-25`, every required
+/// scenario with 0 failed checks; in `--era modern` it refuses `initialize`.
+#[test]
+fn dual_era_fixture_passes_both_revisions_itself() {
+    let fixture = Fixture::modern("dual", None);
+    let url = format!("http://localhost:{}/mcp", fixture.port());
+    for revision in ["2026-07-28", "2025-11-25"] {
+        let run = run_conformance_of(
+            Suite::Next,
+            &url,
+            &["--requirements", revision],
+            Duration::from_secs(300),
+        );
+        let mut failed = Vec::new();
+        for s in required_server_scenarios(revision) {
+            match run.scenarios.get(&s) {
+                None => failed.push(format!("{s}: did not run")),
+                Some(checks) => failed.extend(
+                    checks
+                        .iter()
+                        .filter(|(_, st)| st == "FAILURE")
+                        .map(|(id, _)| format!("{s}: {id}")),
+                ),
+            }
+        }
+        assert!(failed.is_empty(), "{revision}:\n{}\n{}", failed.join("\n"), run.output);
+    }
+}
+
+#[tokio::test]
+async fn modern_only_fixture_refuses_initialize() {
+    let modern = Fixture::modern("modern", None);
+    let body = serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "initialize",
+        "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}});
+    let r = mcpgw_e2e::http_client()
+        .post(format!("{}/mcp", modern.url))
+        .header("accept", "application/json, text/event-stream")
+        .json(&body)
+        .send()
+        .await
+        .expect("post");
+    let v: serde_json::Value = r.json().await.expect("json");
+    assert!(v.get("error").is_some() && v.get("result").is_none(), "{v}");
 }
 
 fn python_smoke(args: &[&str]) {

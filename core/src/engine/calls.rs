@@ -1,0 +1,74 @@
+//! How the engine hands a call on: to a federated member's upstream (sealing a 2026-07-28
+//! upstream's requestState for its client, see `envelope`), or to a REST tool.
+
+use std::sync::Arc;
+
+use futures::channel::mpsc::unbounded;
+use futures::{stream, StreamExt};
+use serde_json::{json, Map, Value};
+
+use super::{envelope, CallCtx, Engine, Reply};
+use crate::federation::Relayed;
+use crate::platform::boxed_stream;
+use crate::proto::jsonrpc::{self, Json, Request};
+use crate::proto::logging::LogLevel;
+use crate::proto::method::Method;
+use crate::proto::version::Era;
+use crate::registry::{Federated, Tool};
+
+/// Forwards a request to a federated member's upstream.
+pub(super) fn forward(
+    e: &Engine,
+    ctx: &CallCtx,
+    f: &Federated,
+    req: &Request,
+    method: Method,
+    params: Map<String, Value>,
+) -> Reply {
+    let up = f.upstream.clone();
+    let asks = ctx.modern.is_some() && matches!(method, Method::ToolsCall | Method::PromptsGet | Method::ResourcesRead);
+    // An upstream that may speak 2026-07-28 may answer input_required: its state is sealed.
+    let session_era = up
+        .def
+        .catalog
+        .as_ref()
+        .and_then(|c| c.protocol_version)
+        .map(|v| v.era());
+    let binding = (asks && session_era != Some(Era::Session))
+        .then(|| e.binding(ctx, req))
+        .flatten();
+    let params = match envelope::unwrap(e.envelope.as_deref(), binding.as_ref(), &up.id, params) {
+        Ok(p) => p,
+        Err(e) => return Reply::Relay(boxed_stream(stream::iter([Relayed::Answer(Err(e))]))),
+    };
+    let items = e.fed.forward(
+        ctx.session.clone(),
+        up,
+        req.id.clone(),
+        method,
+        Value::Object(params),
+        asks,
+    );
+    Reply::Relay(envelope::wrap(e.envelope.clone(), binding, items))
+}
+
+/// Calls a REST tool: its log messages (at the session's level) while it runs, then the result.
+pub(super) fn call_rest(e: &Engine, ctx: &CallCtx, tool: Arc<Tool>, args: Map<String, Value>) -> Reply {
+    let min = ctx.log_level();
+    let rest = e.rest.clone();
+    let (tx, rx) = unbounded::<Relayed>();
+    let work = async move {
+        let log = |level: LogLevel, logger: &str, data: Value| {
+            if min.is_some_and(|m| level >= m) {
+                let params = json!({"level": level, "logger": logger, "data": data});
+                let note = jsonrpc::notification("notifications/message", Some(params));
+                let _ = tx.unbounded_send(Relayed::Message(Json::from_value(&note)));
+            }
+        };
+        let result = rest.call(&tool, args, &log).await;
+        let _ = tx.unbounded_send(Relayed::Answer(Ok(Json::from_value(&result))));
+    };
+    // The call's one sender is `work`'s: the stream ends once it has sent the answer.
+    let driver = stream::once(work).filter_map(|()| futures::future::ready(None));
+    Reply::Relay(boxed_stream(stream::select(rx, driver)))
+}

@@ -1,0 +1,312 @@
+//! One forwarded call: the link it goes out on (opened, or reopened once when the session is
+//! gone), the upstream's messages while it runs, its answer, and its cancellation when its
+//! client goes away.
+
+use super::*;
+
+/// A forwarded call between two items of its stream.
+pub(super) struct Call {
+    pub(super) fed: Arc<Federation>,
+    pub(super) session: Option<Arc<SessionState>>,
+    /// The session's id (none for `/rpc`).
+    pub(super) sid: Option<String>,
+    pub(super) up: Arc<Upstream>,
+    pub(super) client_id: RequestId,
+    pub(super) method: Method,
+    /// Shared with the attempt in flight (a retry sends them again).
+    pub(super) params: Arc<Value>,
+    /// The upstream's requests are handed to the caller as [`Relayed::Ask`] (not refused).
+    pub(super) asks: bool,
+    pub(super) attempt: u32,
+    /// Rounds of input asked of a session's client for a 2026-07-28 upstream so far.
+    pub(super) rounds: u32,
+    pub(super) state: CallState,
+}
+
+/// The most rounds of input one call may ask of a session's client for a 2026-07-28 upstream.
+const MAX_ROUNDS: u32 = 8;
+
+pub(super) enum CallState {
+    /// About to (re)open a link and send the request.
+    Start,
+    /// Sent; the upstream's messages arrive on `rx` until the answer.
+    Running(Running),
+    /// Answered (or failed): what is left on `rx` goes out first, then the answer.
+    Ending(Running, Result<Answer, UpstreamError>),
+    /// A 2026-07-28 upstream answered `input_required` and its requests went to the session's
+    /// client (on this call's stream): waiting for the answers, then the request goes out again
+    /// with them as `inputResponses` and the upstream's `requestState` as it sent it.
+    Asking(Asking),
+    Done,
+}
+
+pub(super) struct Asking {
+    /// The client's answers, each under the input key as its id.
+    rx: UnboundedReceiver<Value>,
+    /// The requests still to be delivered (rewritten for the client), last first.
+    queue: Vec<Value>,
+    /// Keys not answered yet.
+    want: Vec<String>,
+    got: serde_json::Map<String, Value>,
+    /// The upstream's `requestState`, if it sent one.
+    state: Option<Value>,
+}
+
+pub(super) struct Running {
+    link: Arc<Link>,
+    uid: u64,
+    call: futures::future::Fuse<BoxFuture<'static, Result<Answer, UpstreamError>>>,
+    rx: UnboundedReceiver<Value>,
+    /// The session's client cancelled the call (a stateless link's request is cancelled by
+    /// closing its stream, which dropping the call does).
+    stop: UnboundedReceiver<()>,
+    /// Set while the upstream may still be working for a caller without a session: dropped
+    /// then (the caller closed its stream, which in 2026-07-28 is the cancellation), the call
+    /// is cancelled upstream. A session's calls are the session's to cancel.
+    cancel_on_drop: Option<Arc<dyn Spawner>>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(spawner) = self.cancel_on_drop.take() {
+            let (link, uid) = (self.link.clone(), self.uid);
+            spawner.spawn(boxed(
+                async move { link.cancel(uid, "the client closed its stream").await },
+            ));
+        }
+    }
+}
+
+impl Call {
+    /// The next item for the client; `None` after the answer.
+    pub(super) async fn next(&mut self) -> Option<Relayed> {
+        let fed = self.fed.clone();
+        let sid = self.sid.as_deref();
+        let timeout = fed.timeout_of(&self.up.def);
+        loop {
+            match std::mem::replace(&mut self.state, CallState::Done) {
+                CallState::Done => return None,
+                CallState::Start => {
+                    self.attempt += 1;
+                    let link = match fed.link_for(self.session.as_deref(), &self.up).await {
+                        Ok(l) => l,
+                        Err(e) => return Some(Relayed::Answer(Err(e))),
+                    };
+                    // An upstream may send the requests of a call on its standalone stream: a
+                    // shared link listens there once its caller can be asked (where that work
+                    // may outlive the request: not in a Worker).
+                    if self.asks && sid.is_none() && !link.is_listening() && fed.net.spawner.waits_across_requests() {
+                        fed.listen(&link, &self.up, None);
+                    }
+                    let (tx, rx) = unbounded::<Value>();
+                    let (stop_tx, stop) = unbounded::<()>();
+                    let uid = link.next_id();
+                    if let Some(s) = sid {
+                        let key = (s.to_string(), self.client_id.clone());
+                        lock(&fed.inflight).insert(key, (link.clone(), uid, stop_tx));
+                        // 2026-07-28 has no logging/setLevel: the session's level goes along.
+                        if let Some(level) = self.session.as_ref().and_then(|s| s.log_level) {
+                            if link.is_stateless() {
+                                let mut p = (*self.params).clone();
+                                if let Some(m) = p.as_object_mut() {
+                                    let meta = m.entry("_meta").or_insert_with(|| json!({}));
+                                    if let Some(meta) = meta.as_object_mut() {
+                                        meta.insert(crate::proto::meta::LOG_LEVEL.into(), json!(level));
+                                    }
+                                }
+                                self.params = Arc::new(p);
+                            }
+                        }
+                    }
+                    // `timeout` is an idle timeout, started again by every message of the call;
+                    // `call_max_ms` bounds the whole call.
+                    let max = fed.settings.call_max_ms.max(timeout);
+                    let (l, method, params) = (link.clone(), self.method.name(), self.params.clone());
+                    let call =
+                        boxed(async move { l.request_with_id(uid, method, Some(&params), Some(&tx), max).await });
+                    self.state = CallState::Running(Running {
+                        link,
+                        uid,
+                        call: call.fuse(),
+                        rx,
+                        stop,
+                        cancel_on_drop: sid.is_none().then(|| fed.net.spawner.clone()),
+                    });
+                }
+                CallState::Running(mut run) => {
+                    let mut idle = fed.net.clock.sleep(std::time::Duration::from_millis(timeout)).fuse();
+                    let next = futures::select_biased! {
+                        r = &mut run.call => Err(r),
+                        m = run.rx.next() => Ok(m),
+                        _ = run.stop.next() => Err(Err(UpstreamError::Closed)),
+                        _ = idle => Err(Err(UpstreamError::Timeout(timeout))),
+                    };
+                    match next {
+                        Ok(Some(m)) => {
+                            if let Some(id) = ask_id(&m).filter(|_| self.asks) {
+                                let ask = Ask {
+                                    request: json!({"method": m["method"], "params": m.get("params").cloned().unwrap_or(json!({}))}),
+                                    link: run.link.clone(),
+                                    id,
+                                    call_uid: run.uid,
+                                };
+                                self.state = CallState::Running(run);
+                                return Some(Relayed::Ask(ask));
+                            }
+                            let out = fed.rewrite(sid, &run.link, &self.up, m).await;
+                            self.state = CallState::Running(run);
+                            if let Some(v) = out {
+                                return Some(Relayed::Message(Json(v.to_string())));
+                            }
+                        }
+                        // Every sender is gone: the call has ended; its answer is next.
+                        Ok(None) => self.state = CallState::Running(run),
+                        Err(result) => {
+                            if matches!(result, Err(UpstreamError::Timeout(_))) {
+                                // The upstream may still be working on it: tell it to stop.
+                                run.link.cancel(run.uid, "timed out at the gateway").await;
+                            }
+                            self.state = CallState::Ending(run, result);
+                        }
+                    }
+                }
+                CallState::Ending(mut run, result) => {
+                    // The upstream is done with it.
+                    run.cancel_on_drop = None;
+                    while let Ok(m) = run.rx.try_recv() {
+                        if let Some(v) = fed.rewrite(sid, &run.link, &self.up, m).await {
+                            self.state = CallState::Ending(run, result);
+                            return Some(Relayed::Message(Json(v.to_string())));
+                        }
+                    }
+                    if let Some(s) = sid {
+                        lock(&fed.inflight).remove(&(s.to_string(), self.client_id.clone()));
+                    }
+                    match result {
+                        Ok(answer) => {
+                            let outcome = answer.outcome();
+                            if outcome.is_ok() {
+                                if let (Some(on), Some(uri)) = (self.method.subscribes(), self.params["uri"].as_str()) {
+                                    run.link.watch(uri, on);
+                                }
+                            }
+                            if let Ok(result) = &outcome {
+                                if run.link.is_stateless() && is_input_required(result) {
+                                    let Some(s) = sid else {
+                                        let (result, upstream) = (result.clone(), self.up.id.clone());
+                                        return Some(Relayed::Input { result, upstream });
+                                    };
+                                    self.rounds += 1;
+                                    match ask_client(&fed, s, result, self.rounds) {
+                                        Ok(a) => self.state = CallState::Asking(a),
+                                        Err(e) => return Some(Relayed::Answer(Err(e))),
+                                    }
+                                    continue;
+                                }
+                            }
+                            return Some(Relayed::Answer(outcome));
+                        }
+                        // The upstream forgot the session (it restarted) or the connection failed
+                        // before the request got through: once more on a fresh session.
+                        Err(UpstreamError::SessionGone | UpstreamError::Unreachable(_)) if self.attempt == 1 => {
+                            self.state = CallState::Start;
+                        }
+                        Err(e) => {
+                            fed.record_failure(&self.up.id, &e);
+                            return Some(Relayed::Answer(Err(upstream_error(&self.up.def.name, &e))));
+                        }
+                    }
+                }
+                CallState::Asking(mut a) => {
+                    if let Some(m) = a.queue.pop() {
+                        self.state = CallState::Asking(a);
+                        return Some(Relayed::Message(Json(m.to_string())));
+                    }
+                    if a.want.is_empty() {
+                        // Every answer is in: the same request again, with them.
+                        let mut p = (*self.params).clone();
+                        if let Some(m) = p.as_object_mut() {
+                            m.insert("inputResponses".into(), Value::Object(std::mem::take(&mut a.got)));
+                            match a.state.take() {
+                                Some(state) => m.insert("requestState".into(), state),
+                                None => m.remove("requestState"),
+                            };
+                        }
+                        self.params = Arc::new(p);
+                        self.attempt = 0;
+                        self.state = CallState::Start;
+                        continue;
+                    }
+                    // People answer at their own pace: the whole call's bound, not the idle one.
+                    let wait = fed.settings.call_max_ms.max(timeout);
+                    let mut idle = fed.net.clock.sleep(std::time::Duration::from_millis(wait)).fuse();
+                    let reply = futures::select_biased! {
+                        r = a.rx.next() => r,
+                        _ = idle => None,
+                    };
+                    let Some(reply) = reply else {
+                        let e = RpcError::internal("the client did not answer the upstream's input requests in time");
+                        return Some(Relayed::Answer(Err(e)));
+                    };
+                    let key = reply["id"].as_str().unwrap_or_default().to_string();
+                    let Some(at) = a.want.iter().position(|k| *k == key) else {
+                        self.state = CallState::Asking(a);
+                        continue;
+                    };
+                    a.want.swap_remove(at);
+                    match reply.get("result") {
+                        Some(r) => {
+                            a.got.insert(key, r.clone());
+                        }
+                        None => {
+                            let why = reply["error"]["message"].as_str().unwrap_or("an error");
+                            let e =
+                                RpcError::internal(format!("the client refused the upstream's input request: {why}"));
+                            return Some(Relayed::Answer(Err(e)));
+                        }
+                    }
+                    self.state = CallState::Asking(a);
+                }
+            }
+        }
+    }
+}
+
+/// Sends the `inputRequests` of a 2026-07-28 upstream's `input_required` (round `round` of its
+/// call) to session `sid`'s client as requests of its own (their answers come back by the
+/// relay, keyed by input key).
+fn ask_client(fed: &Federation, sid: &str, result: &Json, round: u32) -> Result<Asking, RpcError> {
+    if round > MAX_ROUNDS {
+        return Err(RpcError::internal(format!(
+            "the upstream asked for input more than {MAX_ROUNDS} times in one call"
+        )));
+    }
+    let v: Value = serde_json::from_str(&result.0).map_err(|e| RpcError::internal(e.to_string()))?;
+    let requests = v["inputRequests"].as_object().cloned().unwrap_or_default();
+    let (tx, rx) = unbounded::<Value>();
+    let back = Back::Round(tx);
+    let key = next_round_key();
+    let mut queue = Vec::new();
+    let mut want = Vec::new();
+    for (k, r) in requests {
+        let msg = json!({"jsonrpc": "2.0", "id": k, "method": r["method"], "params": r.get("params").cloned().unwrap_or(json!({}))});
+        if let Rewrite::Deliver(m) = fed.relay.to_client(sid, &back, key, msg) {
+            queue.push(m);
+            want.push(k);
+        }
+    }
+    queue.reverse();
+    Ok(Asking {
+        rx,
+        queue,
+        want,
+        got: serde_json::Map::new(),
+        state: v.get("requestState").filter(|s| s.is_string()).cloned(),
+    })
+}
+
+/// A key telling one round's requests apart from every link's in the relay.
+fn next_round_key() -> usize {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(usize::MAX / 2);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
