@@ -60,6 +60,8 @@ pub(super) struct Running {
     /// The session's client cancelled the call (a stateless link's request is cancelled by
     /// closing its stream, which dropping the call does).
     stop: UnboundedReceiver<()>,
+    /// Keeps `stop` open whoever else holds its sender (it ends only when sent to).
+    _stop_open: futures::channel::mpsc::UnboundedSender<()>,
     /// Set while the upstream may still be working for a caller without a session: dropped
     /// then (the caller closed its stream, which in 2026-07-28 is the cancellation), the call
     /// is cancelled upstream. A session's calls are the session's to cancel.
@@ -103,7 +105,7 @@ impl Call {
                     let uid = link.next_id();
                     if let Some(s) = sid {
                         let key = (s.to_string(), self.client_id.clone());
-                        lock(&fed.inflight).insert(key, (link.clone(), uid, stop_tx));
+                        lock(&fed.inflight).insert(key, (link.clone(), uid, stop_tx.clone()));
                         // 2026-07-28 has no logging/setLevel: the session's level goes along.
                         if let Some(level) = self.session.as_ref().and_then(|s| s.log_level) {
                             if link.is_stateless() {
@@ -130,6 +132,7 @@ impl Call {
                         call: call.fuse(),
                         rx,
                         stop,
+                        _stop_open: stop_tx,
                         cancel_on_drop: sid.is_none().then(|| fed.net.spawner.clone()),
                     });
                 }
