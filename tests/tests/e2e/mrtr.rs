@@ -1,7 +1,9 @@
 //! Multi round-trip requests in front of a session-era upstream: a 2026-07-28 client calls the
 //! fixture's sampling and elicitation tools through the gateway, gets `input_required`, and its
 //! retries carry the answers back to the parked upstream call; several rounds; a capability not
-//! declared (-32021); and every kind of bad `requestState` refused (-32602).
+//! declared (-32021); and every kind of bad `requestState` refused (-32602). In front of a
+//! 2026-07-28 upstream the upstream's own `requestState` travels sealed in the gateway's
+//! envelope, with the same refusals.
 
 use mcpgw_e2e::{
     http_client, sign_jwt, skip, start_target_with, target, unix_now, Fixture, Target, TempDir, TestGateway,
@@ -36,12 +38,17 @@ async fn start(settings: &[&str]) -> Setup {
     start_with(settings, &[]).await
 }
 
-/// [`start`] with the fixture started with `fixture_args`.
+/// [`start`] with the fixture started with `fixture_args` (`["v2-modern"]`: the dual-era
+/// fixture in its 2026-07-28-only mode instead).
 async fn start_with(settings: &[&str], fixture_args: &[&str]) -> Setup {
     let dir = TempDir::new("mrtr");
     let env = [("MCPGW_AUTH_REQUIRED", "true"), ("MCPGW_JWT_SECRET", SECRET)];
     let gw = start_target_with(&dir, settings, &env).expect("gateway");
-    let fixture = Fixture::start_with("streamable-http", 0, Some(&dir.join("calls.jsonl")), fixture_args);
+    let calls = dir.join("calls.jsonl");
+    let fixture = match fixture_args {
+        ["v2-modern"] => Fixture::modern("modern", Some(&calls)),
+        _ => Fixture::start_with("streamable-http", 0, Some(&calls), fixture_args),
+    };
     let r = http_client()
         .post(format!("{}/gateways", gw.url()))
         .header("authorization", token("admin"))
@@ -421,4 +428,78 @@ async fn closing_a_stateless_calls_stream_cancels_it_upstream() {
         );
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
+}
+
+/// A 2026-07-28 upstream's own `requestState` reaches the client sealed by the gateway: the
+/// client never sees the upstream's value; a sealed state that was altered, is presented by
+/// another subject, for another request, or after its expiry is refused (-32602) without
+/// reaching the upstream; the owner's retry gets the upstream's state back byte for byte (the
+/// fixture answers "state-ok" only for its own signed state).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_modern_upstreams_request_state_is_sealed_and_checked_by_the_gateway() {
+    let s = start_with(&["--call-max-ms", "1500"], &["v2-modern"]).await;
+    let tool = "fx__test_input_required_result_request_state";
+    let first = call(&s, "alice", 1, tool, json!({}), json!({"elicitation": {}}), json!({})).await;
+    let (key, method, _, state) = input(&first);
+    assert_eq!(method, "elicitation/create");
+    assert!(state.starts_with("up."), "the gateway's envelope: {state}");
+    let answer = json!({"action": "accept", "content": {"ok": true}});
+    let retry = |state: &str| json!({"requestState": state, "inputResponses": {key.clone(): answer.clone()}});
+    let upstream_calls = || {
+        std::fs::read_to_string(s.dir.join("calls.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains(tool.trim_start_matches("fx__")))
+            .count()
+    };
+    assert_eq!(upstream_calls(), 1);
+    let mut chars: Vec<char> = state.chars().collect();
+    let i = chars.len() - 6;
+    chars[i] = if chars[i] == 'x' { 'y' } else { 'x' };
+    let tampered: String = chars.into_iter().collect();
+    for (sub, tool, st, why) in [
+        ("alice", tool, tampered.as_str(), "altered"),
+        ("mallory", tool, state.as_str(), "another caller"),
+        (
+            "alice",
+            "fx__test_input_required_result_tampered_state",
+            state.as_str(),
+            "another request",
+        ),
+    ] {
+        let a = call(&s, sub, 2, tool, json!({}), json!({"elicitation": {}}), retry(st)).await;
+        assert_eq!(error_code(&a), -32602, "{why}: {:?}", a.messages);
+        let msg = a.last()["error"]["message"].as_str().unwrap_or_default().to_string();
+        assert!(msg.contains(why), "{why}: {msg}");
+    }
+    assert_eq!(upstream_calls(), 1, "no refused retry reached the upstream");
+    let ok = call(
+        &s,
+        "alice",
+        3,
+        tool,
+        json!({}),
+        json!({"elicitation": {}}),
+        retry(&state),
+    )
+    .await;
+    let text = result(&ok)["content"][0]["text"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(text.contains("state-ok"), "{text}");
+    tokio::time::sleep(std::time::Duration::from_millis(1700)).await;
+    let late = call(
+        &s,
+        "alice",
+        4,
+        tool,
+        json!({}),
+        json!({"elicitation": {}}),
+        retry(&state),
+    )
+    .await;
+    assert_eq!(error_code(&late), -32602);
+    let msg = late.last()["error"]["message"].as_str().unwrap_or_default();
+    assert!(msg.contains("expired"), "{msg}");
 }
