@@ -100,6 +100,13 @@ impl Call {
                     if self.asks && sid.is_none() && !link.is_listening() && fed.net.spawner.waits_across_requests() {
                         fed.listen(&link, &self.up, None);
                     }
+                    // 2026-07-28 has no resources/subscribe: the link's listen stream watches.
+                    if let (true, Some(on)) = (link.is_stateless(), self.method.subscribes()) {
+                        if let Some(uri) = self.params["uri"].as_str() {
+                            link.watch(uri, on);
+                            return Some(Relayed::Answer(Ok(Json("{}".into()))));
+                        }
+                    }
                     let (tx, rx) = unbounded::<Value>();
                     let (stop_tx, stop) = unbounded::<()>();
                     let uid = link.next_id();

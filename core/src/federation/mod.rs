@@ -316,7 +316,10 @@ impl Federation {
         // standalone stream is open before each call goes out, see `Link::listen`); a shared
         // duplex link takes list changes from it (a shared streamable one listens once a call
         // whose caller may be asked goes out on it, see `Call::next`).
-        if link.is_duplex() || sid.is_some() {
+        // A shared 2026-07-28 link listens for list changes all along (where a task may outlive
+        // the request that starts it).
+        let listens = link.is_stateless() && self.net.spawner.waits_across_requests();
+        if link.is_duplex() || sid.is_some() || listens {
             self.listen(&link, up, sid);
         }
         *guard = Some(link.clone());
@@ -337,7 +340,10 @@ impl Federation {
                 let (sessions, s) = (Arc::downgrade(&self.sessions), s.clone());
                 Box::new(move || sessions.upgrade().is_some_and(|g| g.hub().has_stream(&s)))
             }
-            None => Box::new(|| false),
+            None => {
+                let always = link.is_stateless();
+                Box::new(move || always)
+            }
         };
         link.listen(tx, keep, &self.net.spawner);
         let up = up.clone();

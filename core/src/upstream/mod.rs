@@ -28,6 +28,7 @@ use crate::proto::version::{Era, ProtocolVersion};
 mod answer;
 mod catalog;
 mod duplex;
+mod listen;
 pub(crate) mod rest;
 mod stateless;
 mod streamable_http;
@@ -36,6 +37,7 @@ pub(crate) use answer::Answer;
 pub(crate) use catalog::fetch_catalog;
 use duplex::open_sse;
 pub(crate) use duplex::Duplex;
+use listen::standalone_stream;
 use streamable_http::{http_error, HttpIo};
 
 /// Why a link failed.
@@ -180,6 +182,9 @@ struct Listener {
     stop: Option<oneshot::Sender<()>>,
     /// The resources the session subscribed to through this link.
     watched: std::collections::HashSet<String>,
+    /// Set while a 2026-07-28 listen stream is open: sending on it reopens the stream (with
+    /// the resources watched now).
+    renew: Option<oneshot::Sender<()>>,
 }
 
 enum Io {
@@ -546,8 +551,6 @@ impl Link {
             Io::Duplex(d) => {
                 *d.fallback.lock().unwrap_or_else(|e| e.into_inner()) = Some(sink);
             }
-            // 2026-07-28 has no standalone stream (its list changes come by subscription).
-            Io::Http(_) if self.stateless.is_some() => {}
             Io::Http(_) => {
                 let (stop_tx, stop_rx) = oneshot::channel::<()>();
                 {
@@ -603,11 +606,49 @@ impl Link {
     /// is subscribed to any, the standalone stream that brings the updates stays open.
     pub fn watch(&self, uri: &str, on: bool) {
         let mut l = self.listener();
-        if on {
-            l.watched.insert(uri.to_string());
+        let changed = if on {
+            l.watched.insert(uri.to_string())
         } else {
-            l.watched.remove(uri);
+            l.watched.remove(uri)
+        };
+        // A 2026-07-28 upstream is told what to watch when the listen stream opens.
+        if changed {
+            if let Some(renew) = l.renew.take() {
+                let _ = renew.send(());
+            }
         }
+    }
+
+    /// The request that opens the stream of what the upstream says outside calls: the
+    /// standalone GET (resumed from `last_event_id`), or for a 2026-07-28 upstream a
+    /// `subscriptions/listen` for list changes and the watched resources' updates.
+    fn stream_request(&self, last_event_id: Option<&str>) -> Option<OutboundRequest> {
+        let Io::Http(h) = &self.io else { return None };
+        let Some(hello) = &self.stateless else {
+            return Some(h.get_request(last_event_id));
+        };
+        let mut uris: Vec<String> = self.listener().watched.iter().cloned().collect();
+        uris.sort();
+        let params = json!({"notifications": {"toolsListChanged": true, "promptsListChanged": true,
+            "resourcesListChanged": true, "resourceSubscriptions": uris}});
+        let params = stateless::stamp(Some(&params), hello);
+        let body = crate::proto::jsonrpc::request_text(self.next_id(), "subscriptions/listen", Some(&params));
+        let mut headers = h.headers("application/json, text/event-stream");
+        headers.extend(stateless::mirror_headers("subscriptions/listen", &params));
+        Some(OutboundRequest {
+            method: http::Method::POST,
+            url: h.url.clone(),
+            headers,
+            body: Some(Bytes::from(body)),
+        })
+    }
+
+    /// Arms the reopening of a 2026-07-28 listen stream when what it watches changes.
+    fn renewal(&self) -> Option<oneshot::Receiver<()>> {
+        self.stateless.as_ref()?;
+        let (tx, rx) = oneshot::channel();
+        self.listener().renew = Some(tx);
+        Some(rx)
     }
 
     /// Called by the stream's task after `linger_ms` without a message: parks the stream (and
@@ -644,143 +685,5 @@ pub(crate) trait KeepOpen: MaybeSend + MaybeSync {
 impl<F: Fn() -> bool + MaybeSend + MaybeSync> KeepOpen for F {
     fn keep(&self) -> bool {
         self()
-    }
-}
-
-/// Ends a link's listening when its standalone stream's task ends (however it ends): calls no
-/// longer wait for the stream.
-struct ListenerGone(std::sync::Weak<Link>);
-
-impl Drop for ListenerGone {
-    fn drop(&mut self) {
-        if let Some(link) = self.0.upgrade() {
-            let mut l = link.listener();
-            l.on = false;
-            l.parked = None;
-            l.waiters.clear();
-        }
-    }
-}
-
-/// The standalone GET stream of a streamable HTTP link, opened, reopened, parked and woken as
-/// [`Link::listen`] says.
-async fn standalone_stream(
-    link: std::sync::Weak<Link>,
-    clock: Arc<dyn Clock>,
-    sink: UnboundedSender<Value>,
-    keep: Box<dyn KeepOpen>,
-    mut stop: oneshot::Receiver<()>,
-) {
-    let _gone = ListenerGone(link.clone());
-    let mut last_id: Option<String> = None;
-    let mut retry_ms = None;
-    let mut failures: u32 = 0;
-    loop {
-        // Hold the link only while starting the request, so the stream never keeps it alive.
-        let opening = {
-            let Some(l) = link.upgrade() else { return };
-            let Io::Http(h) = &l.io else { return };
-            if l.is_broken() {
-                return;
-            }
-            (
-                h.http.clone(),
-                h.get_request(last_id.as_deref()),
-                h.max_bytes,
-                l.linger_ms,
-            )
-        };
-        let (http, req, max, linger_ms) = opening;
-        let answered = match futures::future::select(http.send(req), &mut stop).await {
-            Either::Left((r, _)) => r,
-            Either::Right(_) => return,
-        };
-        // Answered, refused or failed: calls need not wait for it.
-        if let Some(l) = link.upgrade() {
-            l.settle();
-        }
-        let mut parked = None;
-        match answered {
-            Ok(resp) if resp.status.is_success() => {
-                let mut parser = sse::Parser::with_limit(max);
-                let mut body = resp.body;
-                let mut got = false;
-                // Checked every `linger_ms`: a quiet stream with nothing to keep it is parked.
-                let mut quiet = true;
-                let mut tick = clock.sleep(Duration::from_millis(linger_ms));
-                loop {
-                    let next = futures::future::select(body.next(), &mut tick);
-                    let chunk = match futures::future::select(next, &mut stop).await {
-                        Either::Left((Either::Left((Some(Ok(c)), _)), _)) => c,
-                        Either::Left((Either::Left(_), _)) => break,
-                        Either::Left((Either::Right(_), _)) => {
-                            if quiet {
-                                let Some(l) = link.upgrade() else { return };
-                                parked = l.try_park(&*keep);
-                                if parked.is_some() {
-                                    break;
-                                }
-                            }
-                            quiet = true;
-                            tick = clock.sleep(Duration::from_millis(linger_ms));
-                            continue;
-                        }
-                        Either::Right(_) => return,
-                    };
-                    let Ok(events) = parser.push(&chunk) else { break };
-                    for ev in events {
-                        got = true;
-                        quiet = false;
-                        if let Some(v) = ev.into_message().and_then(|d| serde_json::from_str::<Value>(&d).ok()) {
-                            if sink.unbounded_send(v).is_err() {
-                                return;
-                            }
-                        }
-                    }
-                }
-                if let Some(id) = parser.last_event_id() {
-                    last_id = Some(id.to_string());
-                }
-                retry_ms = parser.retry_ms().or(retry_ms);
-                failures = if got || parked.is_some() { 0 } else { failures + 1 };
-            }
-            Ok(resp) => {
-                if resp.status == http::StatusCode::NOT_FOUND {
-                    if let Some(l) = link.upgrade() {
-                        l.mark_broken();
-                    }
-                    return;
-                }
-                // 405: no standalone stream offered. Another client error will not change by
-                // asking again, except a conflict (the previous stream not yet released),
-                // a timeout or a rate limit.
-                let transient = [
-                    http::StatusCode::CONFLICT,
-                    http::StatusCode::REQUEST_TIMEOUT,
-                    http::StatusCode::TOO_MANY_REQUESTS,
-                ];
-                if resp.status.is_client_error() && !transient.contains(&resp.status) {
-                    return;
-                }
-                failures += 1;
-            }
-            Err(_) => failures += 1,
-        }
-        if sink.is_closed() {
-            return;
-        }
-        if let Some(wake) = parked {
-            // Parked: the connection is closed (the body dropped); reopen when woken.
-            if let Either::Right(_) = futures::future::select(wake, &mut stop).await {
-                return;
-            }
-            continue;
-        }
-        // The upstream's retry delay; doubled per failure in a row, at most 30 s.
-        let base = retry_ms.unwrap_or(DEFAULT_RETRY_MS).min(MAX_RETRY_MS);
-        let wait = base.saturating_mul(1u64 << failures.min(6)).min(MAX_RETRY_MS);
-        if let Either::Right(_) = futures::future::select(clock.sleep(Duration::from_millis(wait)), &mut stop).await {
-            return;
-        }
     }
 }

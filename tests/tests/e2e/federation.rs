@@ -348,6 +348,64 @@ async fn ts_session_client_answers_input_required_tools_of_either_upstream_mode(
     }
 }
 
+/// A session-era client in front of a 2026-07-28-only upstream: its `resources/subscribe` and
+/// its GET stream become the upstream link's `subscriptions/listen` (reopened with the URI it
+/// watches), so an update of the resource reaches the client's stream; a tool added upstream
+/// reaches it as `tools/list_changed` and the new tool is listed (the catalog re-read).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_client_hears_a_modern_upstreams_updates_and_list_changes() {
+    let fed = start_federated_with("v2-modern", &[]).await;
+    let mut s = fed.session(json!({})).await;
+    s.open_standalone().await.expect("GET stream");
+    let params = json!({"uri": "test://watched-resource"});
+    let (sub, _) = s
+        .call(json!(1), "resources/subscribe", params, |_| None)
+        .await
+        .expect("subscribe");
+    assert!(sub.get("result").is_some(), "{sub}");
+    // The listen stream is reopened with the URI; touch until the update comes through.
+    let mut heard = None;
+    for i in 0..20 {
+        let (r, _) = s
+            .tool(json!(10 + i), "mcpgw_touch", json!({"uri": "test://watched-resource"}))
+            .await
+            .expect("touch");
+        assert!(r.get("result").is_some(), "{r}");
+        if let Some(m) = s.next_standalone(Duration::from_millis(500)).await {
+            heard = Some(m);
+            break;
+        }
+    }
+    let m = heard.expect("notifications/resources/updated on the GET stream");
+    assert_eq!(m["method"], "notifications/resources/updated", "{m}");
+    assert_eq!(m["params"]["uri"], "test://watched-resource");
+    let (r, _) = s
+        .tool(json!(40), "test_trigger_tool_change", json!({}))
+        .await
+        .expect("trigger");
+    assert!(r.get("result").is_some(), "{r}");
+    let mut changed = false;
+    for _ in 0..20 {
+        match s.next_standalone(Duration::from_millis(500)).await {
+            Some(m) if m["method"] == "notifications/tools/list_changed" => {
+                changed = true;
+                break;
+            }
+            _ => {}
+        }
+    }
+    assert!(changed, "notifications/tools/list_changed on the GET stream");
+    let (list, _) = s
+        .call(json!(41), "tools/list", json!({}), |_| None)
+        .await
+        .expect("list");
+    let names: Vec<&str> = list["result"]["tools"]
+        .as_array()
+        .map(|t| t.iter().filter_map(|t| t["name"].as_str()).collect())
+        .unwrap_or_default();
+    assert!(names.contains(&"added_tool_1"), "{names:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conformance_through_the_gateway_over_streamable_http() {
     conformance_through("streamable-http", &[]).await;
