@@ -406,6 +406,49 @@ async fn a_session_client_hears_a_modern_upstreams_updates_and_list_changes() {
     assert!(names.contains(&"added_tool_1"), "{names:?}");
 }
 
+/// A 2026-07-28 client's `subscriptions/listen` on a virtual server hears a list change made
+/// at its 2026-07-28 upstream: the gateway's shared link listens to the upstream, re-reads the
+/// catalog on its list change, and the listener gets `notifications/tools/list_changed`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_modern_listener_hears_list_changes_made_at_a_modern_upstream() {
+    if target() == Target::Edge {
+        return skip(
+            "a_modern_listener_hears_list_changes_made_at_a_modern_upstream",
+            "a Worker keeps no stream to an upstream between requests: there the catalog is re-read on the refresh schedule",
+        );
+    }
+    let fed = start_federated_with("v2-modern", &[]).await;
+    let url = format!("{}/servers/conf/mcp", fed.gw.url());
+    let mut params = json!({"notifications": {"toolsListChanged": true}});
+    params["_meta"] = crate::stateless::meta();
+    let r = http_client()
+        .post(&url)
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", "subscriptions/listen")
+        .json(&json!({"jsonrpc": "2.0", "id": "l-1", "method": "subscriptions/listen", "params": params}))
+        .send()
+        .await
+        .expect("listen");
+    assert_eq!(r.status(), 200);
+    let mut events = Box::pin(crate::stateless::sse_messages(r));
+    let ack = crate::stateless::next_message(&mut events).await;
+    assert_eq!(ack["method"], "notifications/subscriptions/acknowledged", "{ack}");
+    let mut p = json!({"name": "test_trigger_tool_change", "arguments": {}});
+    p["_meta"] = crate::stateless::meta();
+    let a = crate::stateless::post(
+        &url,
+        json!(2),
+        "tools/call",
+        p,
+        &[("mcp-name", "test_trigger_tool_change")],
+    )
+    .await;
+    assert!(a.last().get("result").is_some(), "{:?}", a.messages);
+    let note = crate::stateless::next_message(&mut events).await;
+    assert_eq!(note["method"], "notifications/tools/list_changed", "{note}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conformance_through_the_gateway_over_streamable_http() {
     conformance_through("streamable-http", &[]).await;

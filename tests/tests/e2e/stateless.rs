@@ -583,7 +583,7 @@ async fn a_listen_stream_hears_only_what_it_asked_for() {
 }
 
 /// The JSON-RPC messages of an SSE response, as they come (keep-alives skipped).
-fn sse_messages(r: reqwest::Response) -> impl futures_lite::Stream<Item = Value> {
+pub(crate) fn sse_messages(r: reqwest::Response) -> impl futures_lite::Stream<Item = Value> {
     use futures_lite::StreamExt;
     let bytes = r.bytes_stream();
     futures_lite::stream::unfold((bytes, String::new()), |(mut bytes, mut buf)| async move {
@@ -603,7 +603,7 @@ fn sse_messages(r: reqwest::Response) -> impl futures_lite::Stream<Item = Value>
     })
 }
 
-async fn next_message(events: &mut std::pin::Pin<Box<impl futures_lite::Stream<Item = Value>>>) -> Value {
+pub(crate) async fn next_message(events: &mut std::pin::Pin<Box<impl futures_lite::Stream<Item = Value>>>) -> Value {
     use futures_lite::StreamExt;
     tokio::time::timeout(std::time::Duration::from_secs(10), events.next())
         .await
