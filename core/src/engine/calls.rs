@@ -28,13 +28,7 @@ pub(super) fn forward(
     let up = f.upstream.clone();
     let asks = ctx.modern.is_some() && matches!(method, Method::ToolsCall | Method::PromptsGet | Method::ResourcesRead);
     // An upstream that may speak 2026-07-28 may answer input_required: its state is sealed.
-    let session_era = up
-        .def
-        .catalog
-        .as_ref()
-        .and_then(|c| c.protocol_version)
-        .map(|v| v.era());
-    let binding = (asks && session_era != Some(Era::Session))
+    let binding = (asks && up.era() != Some(Era::Session))
         .then(|| e.binding(ctx, req))
         .flatten();
     let params = match envelope::unwrap(e.envelope.as_deref(), binding.as_ref(), &up.id, params) {

@@ -392,12 +392,12 @@ impl Engine {
             Method::CompletionComplete => return self.complete(ctx, req).await,
             Method::LoggingSetLevel => self.set_level(ctx, req).await?,
             Method::ServerDiscover => {
-                let instructions = ctx.scope.as_ref().and_then(|s| s.def.description.as_deref());
-                return Ok(Reply::Now(stateless::discover(
-                    self.capabilities(),
-                    instructions,
-                    self.cache_ttl_ms,
-                )));
+                let (caps, instructions) = match &ctx.scope {
+                    Some(s) => stateless::merged(&self.capabilities(), s, &*self.snapshot().await?),
+                    None => (self.capabilities(), None),
+                };
+                let d = stateless::discover(caps, instructions.as_deref(), self.cache_ttl_ms);
+                return Ok(Reply::Now(d));
             }
             // Served by `listen` before dispatch.
             Method::SubscriptionsListen | Method::Initialized | Method::Cancelled | Method::RootsListChanged => {

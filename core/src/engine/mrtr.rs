@@ -112,10 +112,8 @@ pub(crate) fn park_of(req: &crate::proto::jsonrpc::Request, snap: &crate::regist
     let p = req.params.as_ref()?.as_object()?;
     // Whether a member's upstream may ask mid-call (a 2026-07-28 one answers input_required).
     let asks = |f: &Option<crate::registry::Federated>| {
-        f.as_ref().is_some_and(|f| {
-            let v = f.upstream.def.catalog.as_ref().and_then(|c| c.protocol_version);
-            v.is_none_or(|v| v.era() == crate::proto::version::Era::Session)
-        })
+        f.as_ref()
+            .is_some_and(|f| f.upstream.era() != Some(crate::proto::version::Era::Stateless))
     };
     let member = match req.method.as_str() {
         "tools/call" => p.get("name")?.as_str().map(|n| snap.tool(n).map(|t| asks(&t.fed))),

@@ -12,7 +12,7 @@ use super::Event;
 use crate::platform::{boxed_stream, BoxStream};
 use crate::ports::Clock;
 use crate::proto::jsonrpc::Request;
-use crate::registry::{changed_kinds, Registry};
+use crate::registry::{changed_kinds, Registry, Server, Snapshot};
 use crate::session::hub::OnDrop;
 use crate::session::Sessions;
 
@@ -363,6 +363,33 @@ pub(crate) fn discover(capabilities: Value, instructions: Option<&str>, ttl_ms: 
         r["instructions"] = json!(i);
     }
     Json::from_value(&r)
+}
+
+/// What a virtual server's `server/discover` says, merged from what it serves: of the
+/// gateway's `capabilities`, the kinds it has members of itself or that one of its upstreams
+/// offers (as last read), and its description, else its upstreams' instructions.
+pub(crate) fn merged(capabilities: &Value, server: &Server, snap: &Snapshot) -> (Value, Option<String>) {
+    let ups: Vec<_> = server.upstream_ids.iter().filter_map(|id| snap.upstream(id)).collect();
+    let offered = |kind: &str| ups.iter().any(|u| u.capabilities.get(kind).is_some());
+    let d = &server.def;
+    let has = |kind: &str| match kind {
+        "tools" => !d.tools.is_empty() || offered(kind),
+        "resources" => !d.resources.is_empty() || offered(kind),
+        "prompts" => !d.prompts.is_empty() || offered(kind),
+        "completions" => !d.prompts.is_empty() || !d.resources.is_empty() || offered(kind),
+        _ => true,
+    };
+    let mut caps = Map::new();
+    for (k, v) in capabilities.as_object().into_iter().flatten() {
+        if has(k) {
+            caps.insert(k.clone(), v.clone());
+        }
+    }
+    let instructions = d.description.clone().or_else(|| {
+        let all: Vec<&str> = ups.iter().filter_map(|u| u.instructions.as_deref()).collect();
+        (!all.is_empty()).then(|| all.join("\n\n"))
+    });
+    (Value::Object(caps), instructions)
 }
 
 #[cfg(test)]

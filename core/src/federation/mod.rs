@@ -185,8 +185,8 @@ fn relayable_hello() -> Hello {
 /// The era to try first with `up` for a link of `prefer`'s: the one it was last seen to speak
 /// when that is the session era (a session-era upstream is not probed again), else `prefer`.
 fn era_for(up: &Upstream, prefer: Era) -> Era {
-    match up.def.catalog.as_ref().and_then(|c| c.protocol_version) {
-        Some(v) if v.era() == Era::Session => Era::Session,
+    match up.era() {
+        Some(Era::Session) => Era::Session,
         _ => prefer,
     }
 }

@@ -20,8 +20,19 @@ pub struct Upstream {
     pub def: UpstreamDef,
     /// The prefix of its members' names.
     pub slug: String,
-    /// What it declared at `initialize`, from the catalog.
+    /// What it declared at `initialize` (or `server/discover`), from the catalog.
     pub capabilities: Value,
+    /// The revision it spoke when the catalog was last read (its era), if read.
+    pub protocol_version: Option<crate::proto::version::ProtocolVersion>,
+    /// Its instructions, from the catalog.
+    pub instructions: Option<String>,
+}
+
+impl Upstream {
+    /// The era it was last seen to speak, if known.
+    pub fn era(&self) -> Option<crate::proto::version::Era> {
+        self.protocol_version.map(|v| v.era())
+    }
 }
 
 /// Where a federated member comes from.
@@ -240,6 +251,8 @@ impl Snapshot {
                     slug: def.slug(),
                     def,
                     capabilities: catalog.capabilities.clone(),
+                    protocol_version: catalog.protocol_version,
+                    instructions: catalog.instructions.clone(),
                 });
                 snap.add_catalog(&up, catalog, separator);
                 snap.upstreams.push(up);

@@ -449,6 +449,50 @@ async fn a_modern_listener_hears_list_changes_made_at_a_modern_upstream() {
     assert_eq!(note["method"], "notifications/tools/list_changed", "{note}");
 }
 
+/// `server/discover` on a virtual server is merged from what it serves: the capabilities its
+/// upstreams offer or its own members need, not every capability the gateway has.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_virtual_servers_discover_is_merged_from_what_it_serves() {
+    let fed = start_federated_with("v2-modern", &[]).await;
+    let http = http_client();
+    for (collection, body) in [
+        (
+            "tools",
+            json!({"name": "noted", "url": "http://127.0.0.1:9/x", "input_schema": {"type": "object"}}),
+        ),
+        (
+            "servers",
+            json!({"name": "solo", "tools": ["noted"], "description": "one REST tool"}),
+        ),
+    ] {
+        let r = http
+            .post(format!("{}/{collection}", fed.gw.url()))
+            .json(&body)
+            .send()
+            .await
+            .expect("create");
+        assert_eq!(r.status(), 201, "{}", r.text().await.unwrap_or_default());
+    }
+    let discover = |server: &'static str| {
+        let url = format!("{}/servers/{server}/mcp", fed.gw.url());
+        async move {
+            let p = json!({"_meta": crate::stateless::meta()});
+            let a = crate::stateless::post(&url, json!(1), "server/discover", p, &[]).await;
+            a.last()["result"].clone()
+        }
+    };
+    let conf = discover("conf").await;
+    for kind in ["tools", "resources", "prompts", "completions", "logging"] {
+        assert!(conf["capabilities"].get(kind).is_some(), "conf lacks {kind}: {conf}");
+    }
+    let solo = discover("solo").await;
+    assert!(solo["capabilities"].get("tools").is_some(), "{solo}");
+    for kind in ["resources", "prompts", "completions"] {
+        assert!(solo["capabilities"].get(kind).is_none(), "solo has {kind}: {solo}");
+    }
+    assert_eq!(solo["instructions"], "one REST tool");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conformance_through_the_gateway_over_streamable_http() {
     conformance_through("streamable-http", &[]).await;
