@@ -4,9 +4,12 @@
 //! state to the upstream, the caller's subject, a digest of the request and an expiry. On the
 //! retry the seal is opened and checked, and the upstream gets back its own state byte for
 //! byte: a state cannot be carried to another upstream, by another subject, to another request,
-//! or past its expiry. Nothing is kept between the rounds, so this works in a Worker too.
+//! or past its expiry, and is good for one retry: a replayed one is refused. What is kept
+//! between rounds is only the ids of states used (until they expire), in this process: in a
+//! Worker, per isolate.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
@@ -35,7 +38,12 @@ struct Sealed {
     e: u64,
     /// The upstream's own state.
     v: String,
+    /// This state's id (for single use).
+    i: String,
 }
+
+/// The most used-state ids remembered; past it the ones expiring first are forgotten.
+const MAX_USED: usize = 100_000;
 
 /// Seals and opens wrapped states.
 pub(crate) struct Envelope {
@@ -43,6 +51,8 @@ pub(crate) struct Envelope {
     clock: Arc<dyn Clock>,
     ids: Arc<dyn Ids>,
     ttl_ms: u64,
+    /// Ids of states already used → their expiry.
+    used: Mutex<HashMap<String, u64>>,
 }
 
 fn refused(why: &str) -> RpcError {
@@ -59,6 +69,7 @@ impl Envelope {
             clock,
             ids,
             ttl_ms,
+            used: Mutex::new(HashMap::new()),
         }
     }
 
@@ -81,6 +92,7 @@ impl Envelope {
             d: binding.digest.clone(),
             e: self.clock.now_ms().saturating_add(self.ttl_ms),
             v: inner,
+            i: self.ids.new_id(),
         };
         let text = self.sealer.seal(
             &serde_json::to_string(&sealed).unwrap_or_default(),
@@ -111,6 +123,20 @@ impl Envelope {
         if sealed.u != upstream {
             return Err(refused("was issued by another upstream"));
         }
+        let now = self.clock.now_ms();
+        let mut used = self.used.lock().unwrap_or_else(|e| e.into_inner());
+        if used.contains_key(&sealed.i) {
+            return Err(refused("was already used"));
+        }
+        if used.len() >= MAX_USED {
+            used.retain(|_, e| *e > now);
+            if used.len() >= MAX_USED {
+                if let Some(k) = used.iter().min_by_key(|(_, e)| **e).map(|(k, _)| k.clone()) {
+                    used.remove(&k);
+                }
+            }
+        }
+        used.insert(sealed.i, sealed.e);
         Ok(sealed.v)
     }
 }
@@ -178,13 +204,15 @@ mod tests {
         let state = wrapped["requestState"].as_str().unwrap().to_string();
         assert!(Envelope::is_wrapped(&state) && !state.contains("their"));
         assert_eq!(wrapped["inputRequests"]["k"]["method"], "roots/list");
-        assert_eq!(env.open(&b, "up1", &state).unwrap(), "their \"state\" ü");
         let why = |r: Result<String, RpcError>| r.unwrap_err().message;
         assert!(why(env.open(&b, "up1", &format!("{state}x"))).contains("altered"));
         assert!(why(env.open(&b, "up1", "up.their state")).contains("altered"));
         assert!(why(env.open(&binding("bob", json!({"x": 1})), "up1", &state)).contains("another caller"));
         assert!(why(env.open(&binding("ada", json!({"x": 2})), "up1", &state)).contains("another request"));
         assert!(why(env.open(&b, "up2", &state)).contains("another upstream"));
+        // Refusals do not use it up; the one good retry does.
+        assert_eq!(env.open(&b, "up1", &state).unwrap(), "their \"state\" ü");
+        assert!(why(env.open(&b, "up1", &state)).contains("already used"));
         clock.advance(std::time::Duration::from_millis(60_000));
         assert!(why(env.open(&b, "up1", &state)).contains("expired"));
         // Without a state there is nothing to seal.

@@ -432,9 +432,9 @@ async fn closing_a_stateless_calls_stream_cancels_it_upstream() {
 
 /// A 2026-07-28 upstream's own `requestState` reaches the client sealed by the gateway: the
 /// client never sees the upstream's value; a sealed state that was altered, is presented by
-/// another subject, for another request, or after its expiry is refused (-32602) without
-/// reaching the upstream; the owner's retry gets the upstream's state back byte for byte (the
-/// fixture answers "state-ok" only for its own signed state).
+/// another subject, for another request, a second time (replayed) or after its expiry is
+/// refused (-32602) without reaching the upstream; the owner's retry gets the upstream's state
+/// back byte for byte (the fixture answers "state-ok" only for its own signed state).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_modern_upstreams_request_state_is_sealed_and_checked_by_the_gateway() {
     let s = start_with(&["--call-max-ms", "1500"], &["v2-modern"]).await;
@@ -488,11 +488,31 @@ async fn a_modern_upstreams_request_state_is_sealed_and_checked_by_the_gateway()
         .unwrap_or_default()
         .to_string();
     assert!(text.contains("state-ok"), "{text}");
+    // Good for one retry: the same state again is a replay.
+    let again = call(
+        &s,
+        "alice",
+        4,
+        tool,
+        json!({}),
+        json!({"elicitation": {}}),
+        retry(&state),
+    )
+    .await;
+    assert_eq!(error_code(&again), -32602, "{:?}", again.messages);
+    let msg = again.last()["error"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(msg.contains("already used"), "{msg}");
+    assert_eq!(upstream_calls(), 2, "the replay did not reach the upstream");
+    let fresh = call(&s, "alice", 5, tool, json!({}), json!({"elicitation": {}}), json!({})).await;
+    let (_, _, _, state) = input(&fresh);
     tokio::time::sleep(std::time::Duration::from_millis(1700)).await;
     let late = call(
         &s,
         "alice",
-        4,
+        6,
         tool,
         json!({}),
         json!({"elicitation": {}}),
