@@ -220,6 +220,7 @@ impl Engine {
                 clock: self.clock.clone(),
                 every: std::time::Duration::from_millis(self.listen_poll_ms),
                 server_info: self.server_info(ctx.scope.as_ref()),
+                fed: self.fed.clone(),
             };
             return listen.stream(&req);
         }

@@ -5,13 +5,16 @@
 
 use std::sync::Arc;
 
+use futures::channel::mpsc::UnboundedReceiver;
 use futures::{stream, StreamExt};
 use serde_json::{json, Map, Value};
 
 use super::Event;
+use crate::federation::{Federation, Unwatch};
 use crate::platform::{boxed_stream, BoxStream};
 use crate::ports::Clock;
 use crate::proto::jsonrpc::Request;
+use crate::proto::jsonrpc::RequestId;
 use crate::registry::{changed_kinds, Registry, Server, Snapshot};
 use crate::session::hub::OnDrop;
 use crate::session::Sessions;
@@ -48,8 +51,8 @@ impl CacheScope {
 }
 
 /// What a `subscriptions/listen` stream asked to hear: list changes, and updates of the
-/// resources it names (honoured for the gateway's own resources; a federated resource's updates
-/// would need an upstream subscription, so the acknowledgement leaves those out).
+/// resources it names (the gateway's own; federated ones through their upstream where a task
+/// may outlive the request, so not in a Worker: the acknowledgement names those it watches).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct ListenFilter {
     /// `notifications/tools/list_changed`.
@@ -143,7 +146,16 @@ pub(crate) struct Listen {
     pub every: std::time::Duration,
     /// The endpoint's `serverInfo` (on the final result).
     pub server_info: Value,
+    /// Where updates of federated resources are heard.
+    pub fed: Arc<Federation>,
 }
+
+/// How long a listen stream waits for an upstream to watch a resource it names.
+const WATCH_WITHIN_MS: u64 = 5_000;
+
+/// A federated resource a listen stream hears the updates of: its URI, the updates, and what
+/// keeps the upstream watching it.
+type Watched = (String, UnboundedReceiver<()>, Unwatch);
 
 impl Listen {
     /// `subscriptions/listen`: the acknowledgement first (the kinds agreed to), then a
@@ -155,7 +167,46 @@ impl Listen {
     pub fn stream(self, req: &Request) -> BoxStream<'static, Event> {
         let id = req.id.clone();
         let filter = ListenFilter::of(req.params.as_ref().and_then(|p| p.get("notifications")));
+        boxed_stream(
+            stream::once(async move {
+                // The federated resources it names are heard through their upstreams.
+                let mut watched = Vec::new();
+                if let (false, Ok(snap)) = (filter.uris.is_empty(), self.registry.snapshot().await) {
+                    for uri in &filter.uris {
+                        let Some(f) = snap.resource(uri).and_then(|r| r.fed.clone()) else {
+                            continue;
+                        };
+                        // An upstream that does not answer soon is left out of the acknowledgement.
+                        let watch = self.fed.watch_shared(&f.upstream, &f.name);
+                        let bound = self.clock.sleep(std::time::Duration::from_millis(WATCH_WITHIN_MS));
+                        futures::pin_mut!(watch);
+                        if let futures::future::Either::Left((Some((rx, keep)), _)) =
+                            futures::future::select(watch, bound).await
+                        {
+                            watched.push((uri.clone(), rx, keep));
+                        }
+                    }
+                }
+                self.build(id, filter, watched)
+            })
+            .flatten(),
+        )
+    }
+
+    fn build(self, id: RequestId, filter: ListenFilter, federated: Vec<Watched>) -> BoxStream<'static, Event> {
         let tag = id.to_value();
+        let heard: Vec<String> = federated.iter().map(|(u, _, _)| u.clone()).collect();
+        let updates = stream::select_all(federated.into_iter().map(|(uri, rx, keep)| {
+            let tag = tag.clone();
+            rx.map(move |()| {
+                let _keep = &keep;
+                let note = jsonrpc::notification(
+                    "notifications/resources/updated",
+                    Some(json!({"uri": uri, "_meta": {meta::SUBSCRIPTION_ID: tag}})),
+                );
+                Some(Event::Message(Json::from_value(&note)))
+            })
+        }));
         let info = self.server_info;
         let done = Json(format!("{{\"_meta\":{{\"{}\":{tag}}}}}", meta::SUBSCRIPTION_ID));
         let done = finish(&done, &[("resultType", "\"complete\"".into())], &info);
@@ -178,6 +229,7 @@ impl Listen {
         type Seen = ([u64; 5], Vec<(String, Option<u64>)>);
         let changes = stream::unfold(None::<Seen>, move |last| {
             let (registry, clock, filter, tag) = (registry.clone(), clock.clone(), filter.clone(), tag.clone());
+            let heard = heard.clone();
             async move {
                 let mut last = last;
                 loop {
@@ -200,7 +252,9 @@ impl Listen {
                             .iter()
                             .filter_map(|u| resource_state(&snap, u).map(|h| (u.clone(), Some(h))))
                             .collect();
-                        let uris: Vec<String> = watched.iter().map(|(u, _)| u.clone()).collect();
+                        let mut uris: Vec<String> = watched.iter().map(|(u, _)| u.clone()).collect();
+                        uris.extend(heard);
+                        uris.sort();
                         let ack = jsonrpc::notification(
                             "notifications/subscriptions/acknowledged",
                             Some(json!({"_meta": {meta::SUBSCRIPTION_ID: tag}, "notifications": filter.agreed(&uris)})),
@@ -233,7 +287,7 @@ impl Listen {
             }
         })
         .flat_map(stream::iter);
-        let live = stream::select(hub, changes)
+        let live = stream::select(hub, stream::select(changes, updates))
             .take_while(|e| futures::future::ready(e.is_some()))
             .filter_map(futures::future::ready);
         boxed_stream(live.chain(end))

@@ -40,6 +40,24 @@ type SlotKey = (Option<String>, String);
 /// The upstream request serving a client request in flight: its link and the upstream's id.
 type Inflight = (Arc<Link>, u64, futures::channel::mpsc::UnboundedSender<()>);
 
+/// Held by a listener hearing a federated resource's updates ([`Federation::watch_shared`]):
+/// dropping it ends that.
+pub(crate) struct Unwatch {
+    fed: Weak<Federation>,
+    up: Arc<Upstream>,
+    uri: String,
+    n: u64,
+}
+
+impl Drop for Unwatch {
+    fn drop(&mut self) {
+        let Some(fed) = self.fed.upgrade() else { return };
+        let (up, uri, n) = (self.up.clone(), std::mem::take(&mut self.uri), self.n);
+        let spawner = fed.net.spawner.clone();
+        spawner.spawn(boxed(async move { fed.unwatch_shared(&up, &uri, n).await }));
+    }
+}
+
 /// Where a client's answer to a relayed request goes: back to the upstream on its link, or to
 /// a call that asked on a 2026-07-28 upstream's behalf (its `input_required`).
 #[derive(Clone)]
@@ -144,6 +162,10 @@ pub(crate) struct Federation {
     relay: Relay<Back>,
     /// The upstream request serving each client request in flight, by (session, client id).
     inflight: Mutex<HashMap<(String, RequestId), Inflight>>,
+    /// Listeners without a session hearing a federated resource's updates: (upstream id, its
+    /// URI there) → (listener, sink).
+    updates: Mutex<HashMap<(String, String), Vec<(u64, futures::channel::mpsc::UnboundedSender<()>)>>>,
+    watchers: std::sync::atomic::AtomicU64,
     health: HealthBook,
     me: Weak<Federation>,
 }
@@ -203,6 +225,8 @@ impl Federation {
             slots: Mutex::new(HashMap::new()),
             relay: Relay::default(),
             inflight: Mutex::new(HashMap::new()),
+            updates: Mutex::new(HashMap::new()),
+            watchers: std::sync::atomic::AtomicU64::new(0),
             me: me.clone(),
         })
     }
@@ -363,6 +387,12 @@ impl Federation {
                         Err(e) => msg = e.into_inner(),
                     }
                 }
+                if sid.is_none() && msg["method"] == "notifications/resources/updated" {
+                    if let Some(uri) = msg["params"]["uri"].as_str() {
+                        me.updated(&up.id, uri);
+                    }
+                    continue;
+                }
                 if let Some(out) = me.rewrite(sid.as_deref(), &link, &up, msg).await {
                     if let Some(s) = &sid {
                         me.sessions.send(s, out.to_string()).await;
@@ -370,6 +400,80 @@ impl Federation {
                 }
             }
         }));
+    }
+
+    /// Starts hearing the updates of resource `uri` at `up` for a listener without a session
+    /// (a 2026-07-28 `subscriptions/listen`): the shared link subscribes (a session-era
+    /// upstream) or watches it on its listen stream (a 2026-07-28 one). Each update is a `()`
+    /// on the receiver until the [`Unwatch`] is dropped. None where no task may outlive a
+    /// request (a Worker), or when the upstream cannot be reached.
+    pub async fn watch_shared(&self, up: &Arc<Upstream>, uri: &str) -> Option<(UnboundedReceiver<()>, Unwatch)> {
+        if !self.net.spawner.waits_across_requests() {
+            return None;
+        }
+        let link = self.link_for(None, up).await.ok()?;
+        let (tx, rx) = unbounded::<()>();
+        let n = self.watchers.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let first = {
+            let mut all = lock(&self.updates);
+            let sinks = all.entry((up.id.clone(), uri.to_string())).or_default();
+            sinks.push((n, tx));
+            sinks.len() == 1
+        };
+        if first {
+            if !link.is_listening() {
+                self.listen(&link, up, None);
+            }
+            link.watch(uri, true);
+            if !link.is_stateless() {
+                let params = Some(json!({"uri": uri}));
+                let _ = link
+                    .request("resources/subscribe", params, None, self.timeout_of(&up.def))
+                    .await;
+            }
+        }
+        let unwatch = Unwatch {
+            fed: self.me.clone(),
+            up: up.clone(),
+            uri: uri.to_string(),
+            n,
+        };
+        Some((rx, unwatch))
+    }
+
+    /// An update of `uri` at upstream `up_id` for the listeners without a session.
+    fn updated(&self, up_id: &str, uri: &str) {
+        if let Some(sinks) = lock(&self.updates).get_mut(&(up_id.to_string(), uri.to_string())) {
+            sinks.retain(|(_, tx)| tx.unbounded_send(()).is_ok());
+        }
+    }
+
+    /// The listener `n` no longer hears `uri` at `up`; the last one gone, the link stops.
+    async fn unwatch_shared(&self, up: &Arc<Upstream>, uri: &str, n: u64) {
+        let last = {
+            let mut all = lock(&self.updates);
+            let key = (up.id.clone(), uri.to_string());
+            let empty = all.get_mut(&key).is_some_and(|s| {
+                s.retain(|(m, _)| *m != n);
+                s.is_empty()
+            });
+            if empty {
+                all.remove(&key);
+            }
+            empty
+        };
+        if !last {
+            return;
+        }
+        if let Ok(link) = self.link_for(None, up).await {
+            link.watch(uri, false);
+            if !link.is_stateless() {
+                let params = Some(json!({"uri": uri}));
+                let _ = link
+                    .request("resources/unsubscribe", params, None, self.timeout_of(&up.def))
+                    .await;
+            }
+        }
     }
 
     /// What the client is to get of a message `link` sent for session `sid` (none for shared

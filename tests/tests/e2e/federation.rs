@@ -493,6 +493,70 @@ async fn a_virtual_servers_discover_is_merged_from_what_it_serves() {
     assert_eq!(solo["instructions"], "one REST tool");
 }
 
+/// A 2026-07-28 client's `subscriptions/listen` naming a federated resource hears its updates,
+/// from a session-era upstream (the shared session subscribes) and from a 2026-07-28 one (the
+/// shared link's listen stream watches it): the acknowledgement names it, and each update comes
+/// tagged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_modern_listener_hears_updates_of_federated_resources() {
+    if target() == Target::Edge {
+        return skip(
+            "a_modern_listener_hears_updates_of_federated_resources",
+            "a Worker keeps no stream to an upstream between requests",
+        );
+    }
+    for mode in ["streamable-http", "v2-modern"] {
+        let fed = start_federated_with(mode, &[]).await;
+        let url = format!("{}/servers/conf/mcp", fed.gw.url());
+        let uri = "test://watched-resource";
+        let mut params = json!({"notifications": {"resourceSubscriptions": [uri]}});
+        params["_meta"] = crate::stateless::meta();
+        let r = http_client()
+            .post(&url)
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-protocol-version", "2026-07-28")
+            .header("mcp-method", "subscriptions/listen")
+            .json(&json!({"jsonrpc": "2.0", "id": "w-1", "method": "subscriptions/listen", "params": params}))
+            .send()
+            .await
+            .expect("listen");
+        assert_eq!(r.status(), 200);
+        // Read on a task of its own, so that waiting with a deadline loses nothing.
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Value>();
+        let reader = tokio::spawn(async move {
+            let mut events = Box::pin(crate::stateless::sse_messages(r));
+            loop {
+                let m = crate::stateless::next_message(&mut events).await;
+                if tx.send(m).is_err() {
+                    return;
+                }
+            }
+        });
+        let ack = rx.recv().await.expect("acknowledgement");
+        assert_eq!(
+            ack["params"]["notifications"]["resourceSubscriptions"],
+            json!([uri]),
+            "{mode}: {ack}"
+        );
+        let mut heard = None;
+        for i in 0..20 {
+            let mut p = json!({"name": "mcpgw_touch", "arguments": {"uri": uri}});
+            p["_meta"] = crate::stateless::meta();
+            let a = crate::stateless::post(&url, json!(10 + i), "tools/call", p, &[("mcp-name", "mcpgw_touch")]).await;
+            assert!(a.last().get("result").is_some(), "{mode}: {:?}", a.messages);
+            if let Ok(m) = tokio::time::timeout(Duration::from_millis(500), rx.recv()).await {
+                heard = m;
+                break;
+            }
+        }
+        reader.abort();
+        let m = heard.unwrap_or_else(|| panic!("{mode}: no update reached the listener"));
+        assert_eq!(m["method"], "notifications/resources/updated", "{mode}: {m}");
+        assert_eq!(m["params"]["uri"], uri);
+        assert_eq!(m["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"], "w-1");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conformance_through_the_gateway_over_streamable_http() {
     conformance_through("streamable-http", &[]).await;
