@@ -39,6 +39,8 @@ type SlotKey = (Option<String>, String);
 
 /// The upstream request serving a client request in flight: its link and the upstream's id.
 type Inflight = (Arc<Link>, u64, futures::channel::mpsc::UnboundedSender<()>);
+/// A listener (by number) hearing a federated resource's updates.
+type UpdateSink = (u64, futures::channel::mpsc::UnboundedSender<()>);
 
 /// Held by a listener hearing a federated resource's updates ([`Federation::watch_shared`]):
 /// dropping it ends that.
@@ -164,7 +166,7 @@ pub(crate) struct Federation {
     inflight: Mutex<HashMap<(String, RequestId), Inflight>>,
     /// Listeners without a session hearing a federated resource's updates: (upstream id, its
     /// URI there) → (listener, sink).
-    updates: Mutex<HashMap<(String, String), Vec<(u64, futures::channel::mpsc::UnboundedSender<()>)>>>,
+    updates: Mutex<HashMap<(String, String), Vec<UpdateSink>>>,
     watchers: std::sync::atomic::AtomicU64,
     health: HealthBook,
     me: Weak<Federation>,
