@@ -8,13 +8,14 @@ use futures::{stream, StreamExt};
 use serde_json::{json, Map, Value};
 
 use super::{envelope, CallCtx, Engine, Reply};
-use crate::federation::Relayed;
+use crate::federation::{Forwarding, Relayed};
 use crate::platform::boxed_stream;
 use crate::proto::jsonrpc::{self, Json, Request};
 use crate::proto::logging::LogLevel;
 use crate::proto::method::Method;
 use crate::proto::version::Era;
 use crate::registry::{Federated, Tool};
+use crate::upstream::param_headers;
 
 /// Forwards a request to a federated member's upstream.
 pub(super) fn forward(
@@ -35,13 +36,21 @@ pub(super) fn forward(
         Ok(p) => p,
         Err(e) => return Reply::Relay(boxed_stream(stream::iter([Relayed::Answer(Err(e))]))),
     };
+    // A tool's parameters marked `x-mcp-header` go in headers too (SEP-2243).
+    let headers = match (method, f.listing.contains("x-mcp-header")) {
+        (Method::ToolsCall, true) => serde_json::from_str::<Value>(&f.listing)
+            .map(|t| param_headers(&t, params.get("arguments").unwrap_or(&Value::Null)))
+            .unwrap_or_default(),
+        _ => http::HeaderMap::new(),
+    };
+    let how = Forwarding { asks, headers };
     let items = e.fed.forward(
         ctx.session.clone(),
         up,
         req.id.clone(),
         method,
         Value::Object(params),
-        asks,
+        how,
     );
     Reply::Relay(envelope::wrap(e.envelope.clone(), binding, items))
 }

@@ -17,6 +17,8 @@ pub(super) struct Call {
     pub(super) params: Arc<Value>,
     /// The upstream's requests are handed to the caller as [`Relayed::Ask`] (not refused).
     pub(super) asks: bool,
+    /// Headers the request carries besides the transport's (its `Mcp-Param-*`).
+    pub(super) headers: http::HeaderMap,
     pub(super) attempt: u32,
     /// Rounds of input asked of a session's client for a 2026-07-28 upstream so far.
     pub(super) rounds: u32,
@@ -131,8 +133,11 @@ impl Call {
                     // `call_max_ms` bounds the whole call.
                     let max = fed.settings.call_max_ms.max(timeout);
                     let (l, method, params) = (link.clone(), self.method.name(), self.params.clone());
-                    let call =
-                        boxed(async move { l.request_with_id(uid, method, Some(&params), Some(&tx), max).await });
+                    let headers = self.headers.clone();
+                    let call = boxed(async move {
+                        l.request_with_id(uid, method, Some(&params), Some(&tx), max, headers)
+                            .await
+                    });
                     self.state = CallState::Running(Running {
                         link,
                         uid,

@@ -42,6 +42,15 @@ type Inflight = (Arc<Link>, u64, futures::channel::mpsc::UnboundedSender<()>);
 /// A listener (by number) hearing a federated resource's updates.
 type UpdateSink = (u64, futures::channel::mpsc::UnboundedSender<()>);
 
+/// How a call is forwarded, besides what it says.
+#[derive(Default)]
+pub(crate) struct Forwarding {
+    /// The upstream's requests are handed to the caller as [`Relayed::Ask`] (not refused).
+    pub asks: bool,
+    /// Headers for the upstream request (a tool's `Mcp-Param-*`).
+    pub headers: http::HeaderMap,
+}
+
 /// Held by a listener hearing a federated resource's updates ([`Federation::watch_shared`]):
 /// dropping it ends that.
 pub(crate) struct Unwatch {
@@ -330,7 +339,16 @@ impl Federation {
         };
         self.health.success(&up.id, Some(endpoint), self.now());
         let link = Arc::new(link);
-        if let Some(level) = own.and_then(|s| s.log_level).filter(|_| !link.is_stateless()) {
+        // A session's level goes to its own link. A shared link serves 2026-07-28 requests,
+        // each with its own `logLevel` (the gateway passes on what each asked for): it asks
+        // for everything.
+        let level = match own {
+            Some(s) => s.log_level,
+            None if up.def.transport != Transport::Stdio => Some(crate::proto::logging::LogLevel::Debug),
+            // A stdio upstream's one link serves sessions too: left as it starts.
+            None => None,
+        };
+        if let Some(level) = level.filter(|_| !link.is_stateless()) {
             if link.capabilities().get("logging").is_some() {
                 let params = Some(json!({"level": level}));
                 let _ = link
@@ -506,7 +524,7 @@ impl Federation {
         client_id: RequestId,
         method: Method,
         params: Value,
-        asks: bool,
+        how: Forwarding,
     ) -> BoxStream<'static, Relayed> {
         let Some(fed) = self.me.upgrade() else {
             let gone = Relayed::Answer(Err(RpcError::internal("shutting down")));
@@ -520,7 +538,8 @@ impl Federation {
             client_id,
             method,
             params: Arc::new(params),
-            asks,
+            asks: how.asks,
+            headers: how.headers,
             attempt: 0,
             rounds: 0,
             state: CallState::Start,

@@ -38,6 +38,7 @@ pub(crate) use catalog::fetch_catalog;
 use duplex::open_sse;
 pub(crate) use duplex::Duplex;
 use listen::standalone_stream;
+pub(crate) use stateless::param_headers;
 use streamable_http::{http_error, HttpIo};
 
 /// Why a link failed.
@@ -439,7 +440,7 @@ impl Link {
         timeout_ms: u64,
     ) -> Result<Value, UpstreamError> {
         let id = self.next_id();
-        self.request_with_id(id, method, params.as_ref(), sink, timeout_ms)
+        self.request_with_id(id, method, params.as_ref(), sink, timeout_ms, http::HeaderMap::new())
             .await
             .map(Answer::into_value)
     }
@@ -452,6 +453,7 @@ impl Link {
         params: Option<&Value>,
         sink: Option<&UnboundedSender<Value>>,
         timeout_ms: u64,
+        extra: http::HeaderMap,
     ) -> Result<Answer, UpstreamError> {
         let stamped = self.stateless.as_ref().map(|hello| stateless::stamp(params, hello));
         let body = crate::proto::jsonrpc::request_text(id, method, stamped.as_ref().or(params));
@@ -471,10 +473,11 @@ impl Link {
         let r = deadline(&self.clock, timeout_ms, async {
             match &self.io {
                 Io::Http(h) => {
-                    let headers = match &stamped {
+                    let mut headers = match &stamped {
                         Some(p) => stateless::mirror_headers(method, p),
                         None => http::HeaderMap::new(),
                     };
+                    headers.extend(extra);
                     h.post_with(body, Some(id), sink, headers)
                         .await?
                         .ok_or_else(|| UpstreamError::Protocol("no answer".into()))

@@ -72,6 +72,30 @@ pub(super) fn mirror_headers(method: &str, params: &Value) -> HeaderMap {
     h
 }
 
+/// The `Mcp-Param-{Name}` headers a `tools/call` with `arguments` carries for a tool whose
+/// input schema (`tool`, its list entry) marks properties with `x-mcp-header: Name` (SEP-2243):
+/// a string as a header value (`=?base64?…?=` where it must be), a number or boolean as its
+/// JSON text; absent or other values send none.
+pub(crate) fn param_headers(tool: &Value, arguments: &Value) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    let props = tool["inputSchema"]["properties"].as_object();
+    for (prop, schema) in props.into_iter().flatten() {
+        let Some(name) = schema.get("x-mcp-header").and_then(Value::as_str) else {
+            continue;
+        };
+        let value = match arguments.get(prop) {
+            Some(Value::String(s)) => meta::encode_header_value(s),
+            Some(v @ (Value::Number(_) | Value::Bool(_))) => v.to_string(),
+            _ => continue,
+        };
+        let header = HeaderName::from_bytes(format!("mcp-param-{name}").as_bytes());
+        if let (Ok(k), Ok(v)) = (header, HeaderValue::from_str(&value)) {
+            h.insert(k, v);
+        }
+    }
+    h
+}
+
 /// What `server/discover` answered, as the link's `init` (the shape of an `initialize`
 /// result: the revision chosen, capabilities, serverInfo, instructions), if the upstream
 /// serves a stateless revision this gateway speaks.
@@ -138,6 +162,24 @@ mod tests {
         let r = mirror_headers("resources/read", &json!({"uri": "test://x"}));
         assert_eq!(r[&MCP_NAME], "test://x");
         assert!(mirror_headers("tools/list", &json!({})).get(&MCP_NAME).is_none());
+    }
+
+    #[test]
+    fn marked_parameters_are_mirrored_in_their_headers() {
+        let tool = json!({"inputSchema": {"properties": {
+            "region": {"type": "string", "x-mcp-header": "Region"},
+            "count": {"type": "integer", "x-mcp-header": "Count"},
+            "city": {"type": "string", "x-mcp-header": "City"},
+            "free": {"type": "string"}}}});
+        let h = param_headers(
+            &tool,
+            &json!({"region": "eu-west", "count": 3, "city": "Zürich", "free": "x"}),
+        );
+        assert_eq!(h["mcp-param-region"], "eu-west");
+        assert_eq!(h["mcp-param-count"], "3");
+        assert_eq!(h["mcp-param-city"], &meta::encode_header_value("Zürich"));
+        assert_eq!(h.len(), 3);
+        assert!(param_headers(&tool, &json!({})).is_empty());
     }
 
     #[test]

@@ -557,6 +557,29 @@ async fn a_modern_listener_hears_updates_of_federated_resources() {
     }
 }
 
+/// A 2026-07-28 upstream's tool with a parameter marked `x-mcp-header` (SEP-2243) refuses a
+/// request without the matching `Mcp-Param-*` header: the gateway sets it from the arguments,
+/// for a session-era client and for a 2026-07-28 one alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_modern_upstreams_header_parameters_are_set_by_the_gateway() {
+    let fed = start_federated_with("v2-modern", &[]).await;
+    let mut s = fed.session(json!({})).await;
+    let (r, _) = s
+        .tool(json!(1), "mcpgw_region", json!({"region": "eu-west"}))
+        .await
+        .expect("call");
+    assert_eq!(first_text(&r), "region=eu-west header=eu-west", "{r}");
+    let url = format!("{}/servers/conf/mcp", fed.gw.url());
+    let mut p = json!({"name": "mcpgw_region", "arguments": {"region": "Zürich"}});
+    p["_meta"] = crate::stateless::meta();
+    let a = crate::stateless::post(&url, json!(2), "tools/call", p, &[("mcp-name", "mcpgw_region")]).await;
+    let text = a.last()["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert_eq!(text, "region=Zürich header=Zürich", "{:?}", a.messages);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conformance_through_the_gateway_over_streamable_http() {
     conformance_through("streamable-http", &[]).await;
