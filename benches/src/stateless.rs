@@ -72,7 +72,7 @@ async fn round(
     base: u64,
 ) -> anyhow::Result<Vec<Phase>> {
     let limit = Duration::from_secs(60);
-    let calls: [(&'static str, bool, &'static str, Value, &'static str); 4] = [
+    let calls: [(&'static str, bool, &'static str, Value, &'static str); 5] = [
         (
             "REST tool, session",
             false,
@@ -98,6 +98,13 @@ async fn round(
             "federated tool, stateless",
             true,
             "fx__test_simple_text",
+            json!({}),
+            "simple text response",
+        ),
+        (
+            "federated tool, stateless, 2026-07-28 upstream",
+            true,
+            "fx2__test_simple_text",
             json!({}),
             "simple text response",
         ),
@@ -133,13 +140,14 @@ async fn measure(
     gw_url: &str,
     pids: Vec<u32>,
     backend: &str,
-    fixture: &str,
+    (fixture, modern): (&str, &str),
     n: usize,
     c: usize,
 ) -> anyhow::Result<Value> {
     let http = load_client(c)?;
     let sid = prepare(&http, gw_url, backend).await?;
     register_upstream(&http, gw_url, "fx", fixture).await?;
+    register_upstream(&http, gw_url, "fx2", modern).await?;
     let mcp = format!("{gw_url}/mcp");
     round(&http, &mcp, &sid, &pids, (n / 10).max(50), c, 0).await?; // warm-up
     let mut rounds = Vec::new();
@@ -162,7 +170,17 @@ async fn measure(
         );
     }
     let mut rows = Vec::new();
-    for (kind, s, m) in [("REST", &phases[0], &phases[1]), ("federated", &phases[2], &phases[3])] {
+    let pairs = [
+        ("REST", &phases[0], &phases[1]),
+        ("federated", &phases[2], &phases[3]),
+        // Both stateless: a 2026-07-28 upstream (no session) against a session-era one.
+        (
+            "federated, 2026-07-28 upstream vs session-era upstream",
+            &phases[3],
+            &phases[4],
+        ),
+    ];
+    for (kind, s, m) in pairs {
         println!(
             "{kind}: stateless/session throughput {:.2}, CPU per request {:.2}",
             m.rps() / s.rps(),
@@ -181,6 +199,7 @@ async fn measure(
 pub async fn stateless_bench(total: usize, concurrency: usize, edge: bool) -> anyhow::Result<Value> {
     let backend = start_rest_backend().await?;
     let fixture = Fixture::start("streamable-http", None);
+    let modern = Fixture::modern("modern", None);
     let dir = TempDir::new("bench-stateless");
     let db = dir.join("stateless.db");
     let gw = GatewayProcess::start(
@@ -192,7 +211,7 @@ pub async fn stateless_bench(total: usize, concurrency: usize, edge: bool) -> an
         &gw.url,
         vec![gw.pid()],
         &backend.url,
-        &fixture.url,
+        (&fixture.url, &modern.url),
         total,
         concurrency,
     )
@@ -206,7 +225,7 @@ pub async fn stateless_bench(total: usize, concurrency: usize, edge: bool) -> an
             &worker.url,
             pids,
             &backend.url,
-            &fixture.url,
+            (&fixture.url, &modern.url),
             (total / 5).max(500),
             concurrency,
         )
