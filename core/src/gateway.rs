@@ -276,15 +276,27 @@ impl Gateway {
         self.s.sessions.hub().keepalive()
     }
 
-    /// Where a stateless request that may park a call waiting for its client's input is to be
-    /// served: a runtime whose instances do not share memory sends it to one place per park
-    /// (the edge: a Durable Object), named by [`Park::At`] for a retry. None for other requests.
+    /// Where a stateless request that may park a call waiting for its client's input, or listen
+    /// to an upstream for as long as its stream is open, is to be served: a runtime whose
+    /// requests may not share I/O sends it to one place per park (the edge: a Durable Object),
+    /// named by [`Park::At`] for a retry. None for other requests.
     pub async fn park_of(&self, req: &Request<Bytes>) -> Option<crate::Park> {
-        // Only a request naming a capability that can be asked for, or a state, may park.
-        let words = ["requestState", "sampling", "elicitation", "roots"];
+        // Only a request naming a capability that can be asked for, or a state, may park; and
+        // a listen stream.
+        let words = [
+            "requestState",
+            "sampling",
+            "elicitation",
+            "roots",
+            "subscriptions/listen",
+        ];
         let r = crate::face::stateless::modern_request(req, &words)?;
         let snap = self.s.registry.snapshot().await.ok()?;
-        crate::engine::park_of(&r, &snap)
+        let server = match Route::parse(req.uri().path()) {
+            Route::Mcp { server: Some(id) } => Some(snap.server(&id)?.clone()),
+            _ => None,
+        };
+        crate::engine::park_of(&r, &snap, server.as_deref())
     }
 
     /// Park ids this gateway hands out start with `route` (so retries find their way back).

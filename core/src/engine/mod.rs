@@ -221,6 +221,7 @@ impl Engine {
                 every: std::time::Duration::from_millis(self.listen_poll_ms),
                 server_info: self.server_info(ctx.scope.as_ref()),
                 fed: self.fed.clone(),
+                scope: ctx.scope.clone(),
             };
             return listen.stream(&req);
         }

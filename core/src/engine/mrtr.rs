@@ -105,11 +105,21 @@ pub enum Park {
     At(String),
 }
 
-/// The park of a stateless request `req`: none unless it is a `tools/call`, `prompts/get` or
-/// `resources/read` that carries a `requestState`, or declares a capability an upstream could
-/// need and names a member that is not known to be local.
-pub(crate) fn park_of(req: &crate::proto::jsonrpc::Request, snap: &crate::registry::Snapshot) -> Option<Park> {
+/// The park of a stateless request `req` to the endpoint of `server`: none unless it is a
+/// `tools/call`, `prompts/get` or `resources/read` that carries a `requestState`, or declares a
+/// capability an upstream could need and names a member that is not known to be local; or a
+/// `subscriptions/listen` that hears upstreams through links living as long as its stream (where
+/// requests may not share I/O, such a stream needs a place of its own).
+pub(crate) fn park_of(
+    req: &crate::proto::jsonrpc::Request,
+    snap: &crate::registry::Snapshot,
+    server: Option<&crate::registry::Server>,
+) -> Option<Park> {
     let p = req.params.as_ref()?.as_object()?;
+    if req.method == "subscriptions/listen" {
+        let filter = super::stateless::ListenFilter::of(p.get("notifications"));
+        return (!super::stateless::upstreams_heard(&filter, snap, server).is_empty()).then_some(Park::New);
+    }
     // Whether a member's upstream may ask mid-call (a 2026-07-28 one answers input_required).
     let asks = |f: &Option<crate::registry::Federated>| {
         f.as_ref()

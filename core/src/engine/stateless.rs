@@ -15,7 +15,7 @@ use crate::platform::{boxed_stream, BoxStream};
 use crate::ports::Clock;
 use crate::proto::jsonrpc::Request;
 use crate::proto::jsonrpc::RequestId;
-use crate::registry::{changed_kinds, Registry, Server, Snapshot};
+use crate::registry::{changed_kinds, Registry, Server, Snapshot, Upstream};
 use crate::session::hub::OnDrop;
 use crate::session::Sessions;
 
@@ -52,7 +52,8 @@ impl CacheScope {
 
 /// What a `subscriptions/listen` stream asked to hear: list changes, and updates of the
 /// resources it names (the gateway's own; federated ones through their upstream where a task
-/// may outlive the request, so not in a Worker: the acknowledgement names those it watches).
+/// may outlive the request: the edge Worker hands such a stream to a Durable Object, see
+/// `Gateway::park_of`; the acknowledgement names those it watches).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct ListenFilter {
     /// `notifications/tools/list_changed`.
@@ -115,6 +116,31 @@ impl ListenFilter {
             _ => false,
         }
     }
+
+    /// True if it asked for a list change of any kind.
+    fn wants_lists(&self) -> bool {
+        self.tools || self.prompts || self.resources
+    }
+}
+
+/// The upstreams a listen stream asking for `filter` at the endpoint of `server` hears through
+/// a link to them: those of the federated resources it names, and, when it asks for list
+/// changes, the endpoint's 2026-07-28 upstreams (whose shared link listens for them; a
+/// session-era upstream's list changes are found by the catalog refresh).
+pub(crate) fn upstreams_heard(filter: &ListenFilter, snap: &Snapshot, server: Option<&Server>) -> Vec<Arc<Upstream>> {
+    let mut ups: Vec<Arc<Upstream>> = filter
+        .uris
+        .iter()
+        .filter_map(|u| snap.resource(u).and_then(|r| r.fed.as_ref()))
+        .map(|f| f.upstream.clone())
+        .collect();
+    if filter.wants_lists() {
+        let modern = snap.upstreams_of(server).into_iter();
+        ups.extend(modern.filter(|u| u.era() == Some(crate::proto::version::Era::Stateless)));
+    }
+    ups.sort_by(|a, b| a.id.cmp(&b.id));
+    ups.dedup_by(|a, b| a.id == b.id);
+    ups
 }
 
 /// What a watched resource is now (a digest of its definition; none if it is gone).
@@ -148,6 +174,8 @@ pub(crate) struct Listen {
     pub server_info: Value,
     /// Where updates of federated resources are heard.
     pub fed: Arc<Federation>,
+    /// The virtual server whose endpoint it is, if any.
+    pub scope: Option<Arc<Server>>,
 }
 
 /// How long a listen stream waits for an upstream to watch a resource it names.
@@ -169,9 +197,18 @@ impl Listen {
         let filter = ListenFilter::of(req.params.as_ref().and_then(|p| p.get("notifications")));
         boxed_stream(
             stream::once(async move {
-                // The federated resources it names are heard through their upstreams.
+                // The federated resources it names are heard through their upstreams, and so are
+                // the list changes of 2026-07-28 upstreams.
                 let mut watched = Vec::new();
-                if let (false, Ok(snap)) = (filter.uris.is_empty(), self.registry.snapshot().await) {
+                let heard = filter.wants_lists() || !filter.uris.is_empty();
+                if let (true, Ok(snap)) = (heard, self.registry.snapshot().await) {
+                    if filter.wants_lists() {
+                        let ups = snap.upstreams_of(self.scope.as_deref());
+                        let opening = futures::future::join_all(ups.iter().map(|up| self.fed.hear_lists(up)));
+                        let bound = self.clock.sleep(std::time::Duration::from_millis(WATCH_WITHIN_MS));
+                        futures::pin_mut!(opening);
+                        let _ = futures::future::select(opening, bound).await;
+                    }
                     for uri in &filter.uris {
                         let Some(f) = snap.resource(uri).and_then(|r| r.fed.clone()) else {
                             continue;

@@ -461,6 +461,17 @@ impl Federation {
         Some((rx, unwatch))
     }
 
+    /// Makes sure the shared link to `up`, a 2026-07-28 upstream, is open: it listens for the
+    /// upstream's list changes all along (re-reading the catalog on each, which listen streams
+    /// find in the registry). Nothing where no task may outlive a request (a Worker), or for a
+    /// session-era upstream.
+    pub async fn hear_lists(&self, up: &Arc<Upstream>) {
+        let modern = up.era() == Some(crate::proto::version::Era::Stateless);
+        if modern && self.net.spawner.waits_across_requests() {
+            let _ = self.link_for(None, up).await;
+        }
+    }
+
     /// An update of `uri` at upstream `up_id` for the listeners without a session.
     fn updated(&self, up_id: &str, uri: &str) {
         if let Some(sinks) = lock(&self.updates).get_mut(&(up_id.to_string(), uri.to_string())) {

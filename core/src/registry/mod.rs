@@ -931,6 +931,9 @@ mod tests {
             .unwrap();
             let snap = r.snapshot().await.unwrap();
             let s = snap.server("s").unwrap();
+            let names = |ups: Vec<Arc<Upstream>>| ups.iter().map(|u| u.def.name.clone()).collect::<Vec<_>>();
+            assert_eq!(names(snap.upstreams_of(Some(s))), ["Up"], "the server's upstreams");
+            assert_eq!(names(snap.upstreams_of(None)), ["Up"], "the gateway's upstreams");
             assert_eq!(
                 s.tool_names.get("echo").map(|i| snap.tools[*i].def.name.as_str()),
                 Some("up__echo")
@@ -939,6 +942,47 @@ mod tests {
             // The catalog is the gateway's to write: a refresh with the same one changes nothing.
             let id = snap.upstream("Up").unwrap().id.clone();
             assert!(!r.set_catalog(&id, def.catalog.clone().unwrap()).await.unwrap());
+        });
+    }
+
+    #[test]
+    fn a_listen_hearing_upstreams_needs_a_place_of_its_own() {
+        block_on(async {
+            let r = registry();
+            let mut modern = upstream("m", json!([{"name": "echo"}]));
+            if let Some(c) = modern.catalog.as_mut() {
+                c.protocol_version = Some(crate::proto::version::ProtocolVersion::V2026_07_28);
+            }
+            r.save_upstream(None, &modern).await.unwrap();
+            r.save_upstream(None, &upstream("old", json!([{"name": "echo"}])))
+                .await
+                .unwrap();
+            r.create(Kind::Server, json!({"name": "legacy", "upstreams": ["old"]}))
+                .await
+                .unwrap();
+            let snap = r.snapshot().await.unwrap();
+            let listen = |notifications: Value| crate::proto::jsonrpc::Request {
+                id: serde_json::from_value(json!(1)).unwrap(),
+                method: "subscriptions/listen".into(),
+                params: Some(json!({ "notifications": notifications })),
+            };
+            let park = |n: Value, server: Option<&str>| {
+                crate::engine::park_of(&listen(n), &snap, server.and_then(|s| snap.server(s)).map(|s| &**s))
+            };
+            let lists = json!({"toolsListChanged": true});
+            assert_eq!(
+                park(lists.clone(), None),
+                Some(crate::engine::Park::New),
+                "a 2026-07-28 upstream's list changes"
+            );
+            assert_eq!(
+                park(lists, Some("legacy")),
+                None,
+                "a session-era upstream's are refreshed"
+            );
+            let federated = json!({"resourceSubscriptions": ["old://doc"]});
+            assert_eq!(park(federated, Some("legacy")), Some(crate::engine::Park::New));
+            assert_eq!(park(json!({"resourceSubscriptions": ["mine://x"]}), None), None);
         });
     }
 

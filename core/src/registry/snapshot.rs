@@ -176,6 +176,32 @@ impl Snapshot {
             .or_else(|| self.upstreams.iter().find(|u| u.def.name == id_or_name))
     }
 
+    /// The upstreams an endpoint federates: every one for the gateway's own (`server` none),
+    /// else those whole in the virtual server and those its listed members come from.
+    pub fn upstreams_of(&self, server: Option<&Server>) -> Vec<Arc<Upstream>> {
+        let Some(s) = server else {
+            return self.upstreams.clone();
+        };
+        let mut ids: Vec<&str> = s.upstream_ids.iter().map(String::as_str).collect();
+        let d = &s.def;
+        let members = d.tools.iter().filter_map(|n| self.tool(n).and_then(|t| t.fed.as_ref()));
+        let members = members
+            .chain(
+                d.prompts
+                    .iter()
+                    .filter_map(|n| self.prompt(n).and_then(|p| p.fed.as_ref())),
+            )
+            .chain(
+                d.resources
+                    .iter()
+                    .filter_map(|u| self.resource(u).and_then(|r| r.fed.as_ref())),
+            );
+        ids.extend(members.map(|f| f.upstream.id.as_str()));
+        ids.sort_unstable();
+        ids.dedup();
+        ids.iter().filter_map(|id| self.upstream(id).cloned()).collect()
+    }
+
     /// True if the token with this `jti` was revoked.
     pub fn is_revoked(&self, jti: &str) -> bool {
         self.revoked.contains(jti)

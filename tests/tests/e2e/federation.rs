@@ -407,16 +407,11 @@ async fn a_session_client_hears_a_modern_upstreams_updates_and_list_changes() {
 }
 
 /// A 2026-07-28 client's `subscriptions/listen` on a virtual server hears a list change made
-/// at its 2026-07-28 upstream: the gateway's shared link listens to the upstream, re-reads the
-/// catalog on its list change, and the listener gets `notifications/tools/list_changed`.
+/// at its 2026-07-28 upstream: the gateway's shared link listens to the upstream (opened by the
+/// listen stream if no call opened it; on the edge in the stream's own Durable Object), re-reads
+/// the catalog on its list change, and the listener gets `notifications/tools/list_changed`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_modern_listener_hears_list_changes_made_at_a_modern_upstream() {
-    if target() == Target::Edge {
-        return skip(
-            "a_modern_listener_hears_list_changes_made_at_a_modern_upstream",
-            "a Worker keeps no stream to an upstream between requests: there the catalog is re-read on the refresh schedule",
-        );
-    }
     let fed = start_federated_with("v2-modern", &[]).await;
     let url = format!("{}/servers/conf/mcp", fed.gw.url());
     let mut params = json!({"notifications": {"toolsListChanged": true}});
@@ -496,15 +491,10 @@ async fn a_virtual_servers_discover_is_merged_from_what_it_serves() {
 /// A 2026-07-28 client's `subscriptions/listen` naming a federated resource hears its updates,
 /// from a session-era upstream (the shared session subscribes) and from a 2026-07-28 one (the
 /// shared link's listen stream watches it): the acknowledgement names it, and each update comes
-/// tagged.
+/// tagged. On the edge such a stream is served by a Durable Object of its own, where the link
+/// may outlive the requests around it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_modern_listener_hears_updates_of_federated_resources() {
-    if target() == Target::Edge {
-        return skip(
-            "a_modern_listener_hears_updates_of_federated_resources",
-            "a Worker keeps no stream to an upstream between requests",
-        );
-    }
     for mode in ["streamable-http", "v2-modern"] {
         let fed = start_federated_with(mode, &[]).await;
         let url = format!("{}/servers/conf/mcp", fed.gw.url());
@@ -550,7 +540,12 @@ async fn a_modern_listener_hears_updates_of_federated_resources() {
             }
         }
         reader.abort();
-        let m = heard.unwrap_or_else(|| panic!("{mode}: no update reached the listener"));
+        let m = heard.unwrap_or_else(|| {
+            panic!(
+                "{mode}: no update reached the listener: {}",
+                std::fs::read_to_string(&fed.calls).unwrap_or_default()
+            )
+        });
         assert_eq!(m["method"], "notifications/resources/updated", "{mode}: {m}");
         assert_eq!(m["params"]["uri"], uri);
         assert_eq!(m["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"], "w-1");
