@@ -47,6 +47,8 @@ pub struct Ports {
     pub launcher: Option<Arc<dyn Launcher>>,
     /// Rate-limit buckets.
     pub limiter: Arc<dyn Limiter>,
+    /// Public-key signature checks (JWT).
+    pub crypto: Arc<dyn crate::ports::Crypto>,
 }
 
 /// The services of one gateway, composed.
@@ -124,6 +126,7 @@ impl Gateway {
                 clock: ports.clock.clone(),
                 http: ports.http.clone(),
                 registry: registry.clone(),
+                crypto: ports.crypto,
             },
         );
         let net = Net {

@@ -299,6 +299,7 @@ mod fakes {
     }
 
     /// Every port in memory, on `clock`: no network, spawned work queued, no stdio launcher.
+    #[cfg(not(target_family = "wasm"))]
     pub fn memory_ports(clock: std::sync::Arc<ManualClock>) -> crate::Ports {
         use std::sync::Arc;
         crate::Ports {
@@ -311,6 +312,7 @@ mod fakes {
             spawner: Arc::new(QueueSpawner::default()),
             limiter: std::sync::Arc::new(crate::security::ratelimit::MemoryLimiter::default()),
             launcher: None,
+            crypto: Arc::new(crate::security::RustCrypto),
         }
     }
 }

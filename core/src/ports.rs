@@ -348,6 +348,42 @@ pub trait Spawner: MaybeSend + MaybeSync {
     }
 }
 
+/// The public-key signature algorithms of JWS (RFC 7518) whose checks the platform does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SignatureAlg {
+    /// RSASSA-PKCS1-v1_5 with SHA-256.
+    Rs256,
+    /// ECDSA on P-256 with SHA-256 (the signature as `r || s`, 64 bytes).
+    Es256,
+    /// Ed25519 (RFC 8037).
+    EdDsa,
+}
+
+/// The slow or big cryptography, done by the platform: WebCrypto on the edge, so that the Worker
+/// carries no big-number arithmetic and derives keys at native speed; Rust crates natively
+/// (`security::RustCrypto`).
+pub trait Crypto: MaybeSend + MaybeSync {
+    /// Whether `signature` is an `alg` signature of `message` by `jwk`, the key members of a
+    /// public JWK as JSON text (`kty` with `n`, `e`; or `crv`, `x`, `y`; or `crv`, `x`). An error
+    /// when the key cannot serve `alg`.
+    fn verify<'a>(
+        &'a self,
+        alg: SignatureAlg,
+        jwk: &'a str,
+        message: &'a [u8],
+        signature: &'a [u8],
+    ) -> BoxFuture<'a, Result<bool, String>>;
+
+    /// PBKDF2 with HMAC-SHA-256: `len` bytes derived from `password` and `salt`.
+    fn pbkdf2_sha256<'a>(
+        &'a self,
+        password: &'a [u8],
+        salt: &'a [u8],
+        iterations: u32,
+        len: usize,
+    ) -> BoxFuture<'a, Result<Vec<u8>, String>>;
+}
+
 /// The sending half of a duplex connection to an upstream (a stdio process's stdin).
 pub trait Pipe: MaybeSend + MaybeSync {
     /// Sends one JSON-RPC message (a single line, no newline).

@@ -195,8 +195,18 @@ proptest! {
     #[test]
     fn no_forged_token_is_ever_accepted(t in token()) {
         let cfg = auth_config();
-        let verdict = Verifier::new(&cfg).verify(&t, &KeySet::hs256(SECRET), 1_000_000);
+        let rust = mcpgw_core::security::RustCrypto;
+        let verdict = block_on(Verifier::new(&cfg).verify(&t, &KeySet::hs256(SECRET), 1_000_000, &rust));
         prop_assert!(!matches!(verdict, Verdict::Ok(_)), "accepted {}", t);
+        // The same against RSA keys, whose checks go through the crypto port.
+        let rs = mcpgw_core::security::auth::AuthConfig {
+            algorithm: mcpgw_core::security::auth::Alg::RS256,
+            ..cfg
+        };
+        let public = include_str!("../../tests/fixtures/keys/rs256.public.json");
+        let keys = KeySet::from_jwks(rs.algorithm, public).expect("key");
+        let verdict = block_on(Verifier::new(&rs).verify(&t, &keys, 1_000_000, &rust));
+        prop_assert!(!matches!(verdict, Verdict::Ok(_)), "accepted {} as RS256", t);
     }
 
     #[test]

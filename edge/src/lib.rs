@@ -15,6 +15,7 @@ mod convert;
 mod d1_store;
 mod fetch_client;
 mod limiter;
+mod webcrypto;
 
 use std::cell::RefCell;
 use std::sync::Arc;
@@ -129,6 +130,7 @@ fn build_gateway(env: &Env, in_object: bool) -> Result<Gateway> {
         spawner: Arc::new(LocalSpawner { in_object }),
         launcher: None,
         limiter: Arc::new(limiter::ObjectLimiter::new(env)?),
+        crypto: Arc::new(webcrypto::WebCrypto),
     };
     let info = ServerInfo {
         name: "mcpgw".into(),

@@ -334,6 +334,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         spawner: Arc::new(runtime::TokioSpawner),
         launcher: Some(Arc::new(runtime::ProcessLauncher)),
         limiter,
+        crypto: Arc::new(mcpgw_core::security::RustCrypto),
     };
     let info = ServerInfo {
         name: "mcpgw".into(),

@@ -93,6 +93,8 @@ pub(crate) struct SecurityPorts {
     pub http: Arc<dyn HttpClient>,
     /// The revocation list.
     pub registry: Arc<Registry>,
+    /// Public-key signature checks.
+    pub crypto: Arc<dyn crate::ports::Crypto>,
 }
 
 /// The security service of one gateway: keys, verifier and the admin password (built once),
@@ -107,6 +109,7 @@ pub(crate) struct Security {
     clock: Arc<dyn Clock>,
     http: Arc<dyn HttpClient>,
     registry: Arc<Registry>,
+    crypto: Arc<dyn crate::ports::Crypto>,
     verifier: Verifier,
     /// Static keys, or the OAuth issuer's last JWKS.
     keys: Mutex<Option<Arc<KeySet>>>,
@@ -195,6 +198,7 @@ impl Security {
             clock: ports.clock,
             http: ports.http,
             registry: ports.registry,
+            crypto: ports.crypto,
             verifier: Verifier::new(&cfg),
             keys: Mutex::new(keys.map(Arc::new)),
             fetched_at: Mutex::new(0),
@@ -208,7 +212,7 @@ impl Security {
         self.keys.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    fn check_basic(&self, user: &str, password: &str) -> bool {
+    async fn check_basic(&self, user: &str, password: &str) -> bool {
         let (Some(want_user), Some(hash)) = (&self.cfg.admin_user, &self.password) else {
             return false;
         };
@@ -220,7 +224,7 @@ impl Security {
                 return true;
             }
         }
-        let ok = super::auth::ct_eq_str(user, want_user) & hash.verify(password);
+        let ok = super::auth::ct_eq_str(user, want_user) & hash.verify(password, &*self.crypto).await;
         if ok {
             *self.basic_ok.lock().unwrap_or_else(|e| e.into_inner()) = Some(digest);
         }
@@ -382,7 +386,7 @@ impl Security {
                     "basic auth is accepted on the admin API only".into(),
                 ));
             }
-            if !g.check_basic(&user, &password) {
+            if !g.check_basic(&user, &password).await {
                 return Err(AuthError::Invalid("wrong user or password".into()));
             }
             Identity {
@@ -414,7 +418,7 @@ impl Security {
             Some(k) => k,
             None => self.fetch_jwks(now).await?,
         };
-        let mut verdict = self.verifier.verify(token, &keys, now);
+        let mut verdict = self.verifier.verify(token, &keys, now, &*self.crypto).await;
         if let Verdict::UnknownKey(kid) = &verdict {
             // The issuer may have rotated its keys: fetch them again (at most every
             // `oauth_jwks_refetch_secs`).
@@ -422,7 +426,7 @@ impl Security {
                 return Err(AuthError::Invalid(format!("unknown key id '{kid}'")));
             }
             keys = self.fetch_jwks(now).await?;
-            verdict = self.verifier.verify(token, &keys, now);
+            verdict = self.verifier.verify(token, &keys, now, &*self.crypto).await;
         }
         let identity = match verdict {
             Verdict::Ok(id) => id,

@@ -381,7 +381,8 @@ impl PasswordHash {
         Ok(Self { iterations, salt, hash })
     }
 
-    /// Hashes a password with a random `salt`.
+    /// Hashes a password with a random `salt` (natively: `mcpgw hash-password`).
+    #[cfg(not(target_family = "wasm"))]
     pub fn create(password: &str, salt: &[u8], iterations: u32) -> String {
         let mut out = [0u8; 32];
         pbkdf2::pbkdf2_hmac::<sha2::Sha256>(password.as_bytes(), salt, iterations, &mut out);
@@ -392,11 +393,12 @@ impl PasswordHash {
         )
     }
 
-    /// True if `password` matches (constant-time comparison).
-    pub fn verify(&self, password: &str) -> bool {
-        let mut out = vec![0u8; self.hash.len()];
-        pbkdf2::pbkdf2_hmac::<sha2::Sha256>(password.as_bytes(), &self.salt, self.iterations, &mut out);
-        out.ct_eq(&self.hash).into()
+    /// True if `password` matches (derived by `crypto`, compared in constant time).
+    pub async fn verify(&self, password: &str, crypto: &dyn crate::ports::Crypto) -> bool {
+        let derived = crypto
+            .pbkdf2_sha256(password.as_bytes(), &self.salt, self.iterations, self.hash.len())
+            .await;
+        derived.is_ok_and(|out| out.ct_eq(&self.hash).into())
     }
 }
 
@@ -443,7 +445,12 @@ mod tests {
 
     fn verdict(token: &str, now_ms: u64) -> Verdict {
         let c = cfg();
-        Verifier::new(&c).verify(token, &KeySet::hs256(SECRET), now_ms)
+        check(&Verifier::new(&c), token, &KeySet::hs256(SECRET), now_ms)
+    }
+
+    /// [`Verifier::verify`] with the Rust crypto, run to its end.
+    fn check(v: &Verifier, token: &str, keys: &KeySet, now_ms: u64) -> Verdict {
+        futures::executor::block_on(v.verify(token, keys, now_ms, &crate::security::RustCrypto))
     }
 
     #[test]
@@ -546,13 +553,23 @@ mod tests {
             let t = mint(&c, "bob", &[], 60, "j", 5_000).expect("mint");
             let v = Verifier::new(&c);
             assert!(
-                matches!(v.verify(&t, &keys, 5_000), Verdict::Ok(ref id) if id.subject == "bob"),
+                matches!(check(&v, &t, &keys, 5_000), Verdict::Ok(ref id) if id.subject == "bob"),
+                "{alg:?}"
+            );
+            // One bit of the signature changed: refused.
+            let (signed, sig) = t.rsplit_once('.').expect("three parts");
+            let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+            let mut sig = b64.decode(sig).expect("base64url");
+            sig[7] ^= 1;
+            let altered = format!("{signed}.{}", b64.encode(sig));
+            assert!(
+                matches!(check(&v, &altered, &keys, 5_000), Verdict::Refused(AuthError::Invalid(ref m)) if m.contains("signature")),
                 "{alg:?}"
             );
             if alg == Alg::RS256 {
                 // Same kid-less check against a key that did not sign it.
                 assert!(matches!(
-                    v.verify(&t, &other, 5_000),
+                    check(&v, &t, &other, 5_000),
                     Verdict::UnknownKey(_) | Verdict::Refused(_)
                 ));
                 // Key confusion: HS256 signed with the public key's text is refused.
@@ -561,18 +578,36 @@ mod tests {
                 hs.jwt_secret = Some(Secret(public.into()));
                 let forged = mint(&hs, "eve", &[], 60, "j", 5_000).expect("mint");
                 assert!(
-                    matches!(v.verify(&forged, &keys, 5_000), Verdict::Refused(AuthError::Invalid(ref m)) if m.contains("algorithm"))
+                    matches!(check(&v, &forged, &keys, 5_000), Verdict::Refused(AuthError::Invalid(ref m)) if m.contains("algorithm"))
                 );
             }
         }
     }
 
     #[test]
+    fn public_keys_of_the_wrong_shape_are_refused_when_read() {
+        let refused = |alg: Alg, jwk: &str| KeySet::from_jwks(alg, jwk).expect_err(jwk);
+        let p384 = r#"{"kty":"EC","crv":"P-384","x":"AAAA","y":"AAAA"}"#;
+        assert!(refused(Alg::ES256, p384).contains("crv"));
+        let short_x = r#"{"kty":"OKP","crv":"Ed25519","x":"AAAA"}"#;
+        assert!(refused(Alg::EdDSA, short_x).contains("32-byte"));
+        let small_rsa = r#"{"kty":"RSA","n":"AQAB","e":"AQAB"}"#;
+        assert!(refused(Alg::RS256, small_rsa).contains("2048"));
+        assert!(refused(Alg::RS256, p384).contains("kty"));
+        // In a set, a key of another type is skipped, not an error.
+        let rsa: serde_json::Value =
+            serde_json::from_str(include_str!("../../../tests/fixtures/keys/rs256.public.json")).expect("JSON");
+        let set = format!(r#"{{"keys":[{p384},{}]}}"#, rsa["keys"][0]);
+        assert!(KeySet::from_jwks(Alg::RS256, &set).is_ok());
+    }
+
+    #[test]
     fn password_hashes_round_trip_and_parse_strictly() {
         let h = PasswordHash::create("hunter2-but-longer", b"0123456789abcdef", 10_000);
         let p = PasswordHash::parse(&h).expect("parse");
-        assert!(p.verify("hunter2-but-longer"));
-        assert!(!p.verify("hunter2-but-longeR"));
+        let rust = crate::security::RustCrypto;
+        assert!(futures::executor::block_on(p.verify("hunter2-but-longer", &rust)));
+        assert!(!futures::executor::block_on(p.verify("hunter2-but-longeR", &rust)));
         assert!(PasswordHash::parse("plain").is_err());
         assert!(PasswordHash::parse("$pbkdf2-sha256$i=5$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA").is_err());
         assert_eq!(

@@ -1,34 +1,30 @@
-//! JWT verification and minting: the key sets of each algorithm (a static secret or keys, or an
-//! OAuth issuer's JWKS) and the [`Verifier`], which is pure: it takes the token, the time and the
-//! key set and answers an [`Identity`] or an [`AuthError`] that says exactly what was wrong.
+//! JWT verification: the key sets of each algorithm (a static secret or keys, or an OAuth
+//! issuer's JWKS) and the [`Verifier`], which takes the token, the time, the key set and the
+//! platform's [`Crypto`] and answers an [`Identity`] or an [`AuthError`] that says exactly
+//! what was wrong. HS256 is checked here; public-key signatures by the platform (WebCrypto on
+//! the edge), so the core holds keys as JWK text and no big-number arithmetic.
 
 use std::fmt;
 
-use jwt_compact::alg::{Ed25519, Es256, Hs256, Hs256Key, Rsa, RsaPublicKey};
-use jwt_compact::jwk::JsonWebKey;
-use jwt_compact::{Algorithm, AlgorithmExt, Claims, Header, TimeOptions, UntrustedToken, ValidationError};
-use serde::{Deserialize, Serialize};
+use base64::Engine as _;
+use jwt_compact::alg::{Hs256, Hs256Key};
+use jwt_compact::{AlgorithmExt, Claims, TimeOptions, UntrustedToken, ValidationError};
+use serde::Deserialize;
 use serde_json::Value;
 
-use super::auth::{weak_secret, Alg, AuthConfig, AuthError, Identity, MAKE_SECRET};
+use super::auth::{Alg, AuthConfig, AuthError, Identity};
+use crate::ports::{Crypto, SignatureAlg};
 
-type EsKey = <Es256 as Algorithm>::VerifyingKey;
-type EdKey = <Ed25519 as Algorithm>::VerifyingKey;
-type EsSigningKey = <Es256 as Algorithm>::SigningKey;
-type EdSigningKey = <Ed25519 as Algorithm>::SigningKey;
-type RsaSigningKey = <Rsa as Algorithm>::SigningKey;
+#[cfg(not(target_family = "wasm"))]
+pub use super::rust_crypto::mint;
 
 /// The verification keys of one algorithm, each with its `kid` if it has one.
 #[derive(Clone)]
 pub enum KeySet {
     /// The HS256 secret.
     Hs256(Hs256Key),
-    /// RSA public keys.
-    Rs256(Vec<(Option<String>, RsaPublicKey)>),
-    /// P-256 public keys.
-    Es256(Vec<(Option<String>, EsKey)>),
-    /// Ed25519 public keys.
-    EdDsa(Vec<(Option<String>, EdKey)>),
+    /// Public keys of a signature algorithm, each as its JWK's key members (JSON text).
+    Public(SignatureAlg, Vec<(Option<String>, String)>),
 }
 
 impl fmt::Debug for KeySet {
@@ -37,35 +33,90 @@ impl fmt::Debug for KeySet {
     }
 }
 
+/// The JWS algorithm of a configured one, when it is a public-key one.
+fn signature_alg(alg: Alg) -> Option<SignatureAlg> {
+    match alg {
+        Alg::HS256 => None,
+        Alg::RS256 => Some(SignatureAlg::Rs256),
+        Alg::ES256 => Some(SignatureAlg::Es256),
+        Alg::EdDSA => Some(SignatureAlg::EdDsa),
+    }
+}
+
+/// The smallest RSA modulus accepted, in bytes (2048 bits).
+const MIN_RSA_BYTES: usize = 256;
+
+/// The key members of `jwk` as JSON text, if it is a well-formed public key for `alg` (the
+/// members present, of the sizes the algorithm needs); why not otherwise.
+fn public_jwk(alg: SignatureAlg, jwk: &Value) -> Result<String, String> {
+    let text = |k: &str| jwk.get(k).and_then(Value::as_str).ok_or(format!("no '{k}'"));
+    let bytes = |k: &str| {
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        b64.decode(text(k)?.trim_end_matches('='))
+            .map_err(|_| format!("'{k}' is not base64url"))
+    };
+    let (kty, crv) = match alg {
+        SignatureAlg::Rs256 => ("RSA", None),
+        SignatureAlg::Es256 => ("EC", Some("P-256")),
+        SignatureAlg::EdDsa => ("OKP", Some("Ed25519")),
+    };
+    if text("kty")? != kty {
+        return Err(format!("'kty' is not {kty}"));
+    }
+    if let Some(crv) = crv {
+        if text("crv")? != crv {
+            return Err(format!("'crv' is not {crv}"));
+        }
+    }
+    match alg {
+        SignatureAlg::Rs256 => {
+            let n = bytes("n")?;
+            let significant = n.iter().skip_while(|b| **b == 0).count();
+            if significant < MIN_RSA_BYTES {
+                return Err(format!("the RSA modulus has fewer than {} bits", MIN_RSA_BYTES * 8));
+            }
+            if bytes("e")?.is_empty() {
+                return Err("'e' is empty".into());
+            }
+        }
+        SignatureAlg::Es256 => {
+            if bytes("x")?.len() != 32 || bytes("y")?.len() != 32 {
+                return Err("a P-256 point needs 32-byte 'x' and 'y'".into());
+            }
+        }
+        SignatureAlg::EdDsa => {
+            if bytes("x")?.len() != 32 {
+                return Err("an Ed25519 key needs a 32-byte 'x'".into());
+            }
+        }
+    }
+    Ok(public_part(jwk).to_string())
+}
+
 impl KeySet {
     /// The algorithm these keys serve.
     pub fn alg(&self) -> Alg {
         match self {
             KeySet::Hs256(_) => Alg::HS256,
-            KeySet::Rs256(_) => Alg::RS256,
-            KeySet::Es256(_) => Alg::ES256,
-            KeySet::EdDsa(_) => Alg::EdDSA,
+            KeySet::Public(SignatureAlg::Rs256, _) => Alg::RS256,
+            KeySet::Public(SignatureAlg::Es256, _) => Alg::ES256,
+            KeySet::Public(SignatureAlg::EdDsa, _) => Alg::EdDSA,
         }
     }
 
     fn len(&self) -> usize {
         match self {
             KeySet::Hs256(_) => 1,
-            KeySet::Rs256(k) => k.len(),
-            KeySet::Es256(k) => k.len(),
-            KeySet::EdDsa(k) => k.len(),
+            KeySet::Public(_, k) => k.len(),
         }
     }
 
     /// True if some key may have signed a token with this `kid` header: a key with that
     /// `kid`, or one without a `kid` (or any key, for a token without one).
     pub fn fits(&self, kid: Option<&str>) -> bool {
-        let hit = |k: &Option<String>| kid_matches(k, kid);
         match self {
             KeySet::Hs256(_) => true,
-            KeySet::Rs256(v) => v.iter().any(|(k, _)| hit(k)),
-            KeySet::Es256(v) => v.iter().any(|(k, _)| hit(k)),
-            KeySet::EdDsa(v) => v.iter().any(|(k, _)| hit(k)),
+            KeySet::Public(_, v) => v.iter().any(|(k, _)| kid_matches(k, kid)),
         }
     }
 
@@ -83,12 +134,10 @@ impl KeySet {
             Some(_) => return Err("'keys' is not an array".into()),
             None => vec![v],
         };
-        let mut set = match alg {
-            Alg::HS256 => return Err("HS256 uses MCPGW_JWT_SECRET, not a JWK".into()),
-            Alg::RS256 => KeySet::Rs256(vec![]),
-            Alg::ES256 => KeySet::Es256(vec![]),
-            Alg::EdDSA => KeySet::EdDsa(vec![]),
+        let Some(sig) = signature_alg(alg) else {
+            return Err("HS256 uses MCPGW_JWT_SECRET, not a JWK".into());
         };
+        let mut keys = vec![];
         let mut errors = vec![];
         for item in &items {
             let kid = item.get("kid").and_then(Value::as_str).map(String::from);
@@ -100,32 +149,14 @@ impl KeySet {
             if item.get("use").and_then(Value::as_str).is_some_and(|u| u != "sig") {
                 continue;
             }
-            let jwk: JsonWebKey<'_> = match serde_json::from_value(public_part(item)) {
-                Ok(j) => j,
-                Err(e) => {
-                    errors.push(format!("key {}: {e}", kid.as_deref().unwrap_or("?")));
-                    continue;
-                }
-            };
-            let added = match &mut set {
-                KeySet::Rs256(v) => RsaPublicKey::try_from(&jwk)
-                    .map(|k| v.push((kid.clone(), k)))
-                    .map_err(|e| e.to_string()),
-                KeySet::Es256(v) => EsKey::try_from(&jwk)
-                    .map(|k| v.push((kid.clone(), k)))
-                    .map_err(|e| e.to_string()),
-                KeySet::EdDsa(v) => EdKey::try_from(&jwk)
-                    .map(|k| v.push((kid.clone(), k)))
-                    .map_err(|e| e.to_string()),
-                KeySet::Hs256(_) => Ok(()),
-            };
-            if let Err(e) = added {
-                if items.len() == 1 {
-                    errors.push(e);
-                }
+            match public_jwk(sig, item) {
+                Ok(jwk) => keys.push((kid, jwk)),
+                // In a set, keys of other types are skipped; a lone key must fit.
+                Err(e) if items.len() == 1 => errors.push(e),
+                Err(_) => {}
             }
         }
-        if set.len() == 0 {
+        if keys.is_empty() {
             let why = if errors.is_empty() {
                 format!("no {} key in it", alg.name())
             } else {
@@ -133,7 +164,7 @@ impl KeySet {
             };
             return Err(why);
         }
-        Ok(set)
+        Ok(KeySet::Public(sig, keys))
     }
 }
 
@@ -149,7 +180,7 @@ fn public_part(jwk: &Value) -> Value {
 
 /// A JWK with only the members that make up the key (no `kid`, `alg`, `use`, …), with or
 /// without its private parts.
-fn key_members(jwk: &Value, private: bool) -> Value {
+pub(super) fn key_members(jwk: &Value, private: bool) -> Value {
     let mut v = jwk.clone();
     if let Some(o) = v.as_object_mut() {
         let kty = o.get("kty").and_then(Value::as_str).unwrap_or("").to_string();
@@ -219,7 +250,7 @@ pub enum Verdict {
     UnknownKey(String),
 }
 
-fn to_datetime(ms: u64) -> chrono::DateTime<chrono::Utc> {
+pub(super) fn to_datetime(ms: u64) -> chrono::DateTime<chrono::Utc> {
     chrono::DateTime::from_timestamp_millis(ms as i64).unwrap_or_default()
 }
 
@@ -234,8 +265,9 @@ impl Verifier {
         }
     }
 
-    /// Verifies `token` at `now_ms` with `keys`; revocation is the caller's (see `jti`).
-    pub fn verify(&self, token: &str, keys: &KeySet, now_ms: u64) -> Verdict {
+    /// Verifies `token` at `now_ms` with `keys`, public-key signatures by `crypto`;
+    /// revocation is the caller's (see `jti`).
+    pub async fn verify(&self, token: &str, keys: &KeySet, now_ms: u64, crypto: &dyn Crypto) -> Verdict {
         let invalid = |m: String| Verdict::Refused(AuthError::Invalid(m));
         let untrusted = match UntrustedToken::new(token) {
             Ok(t) => t,
@@ -252,21 +284,28 @@ impl Verifier {
         if !keys.fits(kid.as_deref()) {
             return Verdict::UnknownKey(kid.unwrap_or_default());
         }
-        let pick = |k: &Option<String>| kid_matches(k, kid.as_deref());
         let checked: Result<Claims<Custom>, ValidationError> = match keys {
             KeySet::Hs256(key) => Hs256
                 .validator::<Custom>(key)
                 .validate(&untrusted)
                 .map(|t| t.into_parts().1),
-            KeySet::Rs256(v) => first_valid(v.iter().filter(|(k, _)| pick(k)), |key| {
-                Rsa::rs256().validator::<Custom>(key).validate(&untrusted)
-            }),
-            KeySet::Es256(v) => first_valid(v.iter().filter(|(k, _)| pick(k)), |key| {
-                Es256.validator::<Custom>(key).validate(&untrusted)
-            }),
-            KeySet::EdDsa(v) => first_valid(v.iter().filter(|(k, _)| pick(k)), |key| {
-                Ed25519.validator::<Custom>(key).validate(&untrusted)
-            }),
+            KeySet::Public(sig, v) => {
+                // What was signed: the token up to its last dot.
+                let message = token.rsplit_once('.').map_or("", |(m, _)| m).as_bytes();
+                let signature = untrusted.signature_bytes();
+                let mut signed = false;
+                for (_, jwk) in v.iter().filter(|(k, _)| kid_matches(k, kid.as_deref())) {
+                    if crypto.verify(*sig, jwk, message, signature).await == Ok(true) {
+                        signed = true;
+                        break;
+                    }
+                }
+                if signed {
+                    untrusted.deserialize_claims_unchecked::<Custom>()
+                } else {
+                    Err(ValidationError::InvalidSignature)
+                }
+            }
         };
         let claims = match checked {
             Ok(c) => c,
@@ -316,107 +355,5 @@ impl Verifier {
                 .map(String::from)
                 .collect(),
         })
-    }
-}
-
-/// The claims of the first key that verifies the token, or the last key's refusal.
-fn first_valid<'k, K: 'k, I, F>(keys: I, mut check: F) -> Result<Claims<Custom>, ValidationError>
-where
-    I: Iterator<Item = &'k (Option<String>, K)>,
-    F: FnMut(&K) -> Result<jwt_compact::Token<Custom>, ValidationError>,
-{
-    // `KeySet::fits` was checked: at least one key is tried.
-    let mut last = Err(ValidationError::InvalidSignature);
-    for (_, key) in keys {
-        match check(key) {
-            Ok(t) => return Ok(t.into_parts().1),
-            Err(e) => last = Err(e),
-        }
-    }
-    last
-}
-
-/// The claims of a token mcpgw mints.
-#[derive(Debug, Serialize)]
-struct Minted<'a> {
-    sub: &'a str,
-    iss: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    aud: Option<&'a str>,
-    jti: &'a str,
-    #[serde(skip_serializing_if = "str::is_empty")]
-    scope: &'a str,
-}
-
-/// Signs a token with the configured key: `sub`, `scope` (space-separated), `iss` and `aud`
-/// from the settings, `jti`, `iat`, and `exp` after `ttl_secs`.
-pub fn mint(
-    cfg: &AuthConfig,
-    sub: &str,
-    scopes: &[String],
-    ttl_secs: u64,
-    jti: &str,
-    now_ms: u64,
-) -> Result<String, String> {
-    if sub.is_empty() {
-        return Err("--sub must not be empty".into());
-    }
-    if ttl_secs == 0 {
-        return Err("--exp must be at least 1 second".into());
-    }
-    let scope = scopes.join(" ");
-    let mut claims = Claims::new(Minted {
-        sub,
-        iss: &cfg.issuer,
-        aud: cfg.audience.first().map(String::as_str),
-        jti,
-        scope: &scope,
-    });
-    claims.issued_at = Some(to_datetime(now_ms));
-    claims.expiration = Some(to_datetime(now_ms + ttl_secs * 1000));
-    let header = Header::empty().with_token_type("JWT");
-    let err = |e: jwt_compact::CreationError| e.to_string();
-    match cfg.algorithm {
-        Alg::HS256 => {
-            let secret = cfg
-                .jwt_secret
-                .as_ref()
-                .ok_or_else(|| format!("MCPGW_JWT_SECRET is not set; {MAKE_SECRET}"))?;
-            if let Some(why) = weak_secret(&secret.0) {
-                return Err(format!("{why}; {MAKE_SECRET}"));
-            }
-            Hs256
-                .token(&header, &claims, &Hs256Key::new(secret.0.as_bytes()))
-                .map_err(err)
-        }
-        alg => {
-            let pk = cfg
-                .jwt_private_key
-                .as_ref()
-                .ok_or_else(|| format!("{} tokens need MCPGW_JWT_PRIVATE_KEY (a private JWK)", alg.name()))?;
-            let v: Value =
-                serde_json::from_str(&pk.0).map_err(|e| format!("MCPGW_JWT_PRIVATE_KEY is not JSON: {e}"))?;
-            let header = match v.get("kid").and_then(Value::as_str) {
-                Some(kid) => header.with_key_id(kid),
-                None => header,
-            };
-            let jwk: JsonWebKey<'_> = serde_json::from_value(key_members(&v, true))
-                .map_err(|e| format!("MCPGW_JWT_PRIVATE_KEY is not a JWK: {e}"))?;
-            let bad_key = |e: String| format!("MCPGW_JWT_PRIVATE_KEY: {e}");
-            match alg {
-                Alg::RS256 => {
-                    let key = RsaSigningKey::try_from(&jwk).map_err(|e| bad_key(e.to_string()))?;
-                    Rsa::rs256().token(&header, &claims, &key).map_err(err)
-                }
-                Alg::ES256 => {
-                    let key = EsSigningKey::try_from(&jwk).map_err(|e| bad_key(e.to_string()))?;
-                    Es256.token(&header, &claims, &key).map_err(err)
-                }
-                _ => {
-                    let key = EdSigningKey::try_from(&jwk).map_err(|e| bad_key(e.to_string()))?;
-                    Ed25519.token(&header, &claims, &key).map_err(err)
-                }
-            }
-        }
     }
 }

@@ -1,6 +1,7 @@
 //! Security: who is calling and whether they may ([`admission::Security`]: credentials, scopes,
 //! revocations, rate limits, the 401/403/429 answers), the auth settings and identities
-//! ([`auth`]), JWT verification ([`jwt`]), rate-limit rules and buckets ([`ratelimit`]), and
+//! ([`auth`]), JWT verification ([`jwt`]; public-key signatures and PBKDF2 through the
+//! [`crate::ports::Crypto`] port, in Rust natively: `RustCrypto`), rate-limit rules and buckets ([`ratelimit`]), and
 //! the Host/Origin/CORS policy ([`origin`]).
 //!
 //! Lives here: every decision about letting a request in. Not here: what the request does
@@ -12,3 +13,8 @@ pub mod auth;
 pub mod jwt;
 pub(crate) mod origin;
 pub mod ratelimit;
+#[cfg(not(target_family = "wasm"))]
+mod rust_crypto;
+
+#[cfg(not(target_family = "wasm"))]
+pub use rust_crypto::RustCrypto;

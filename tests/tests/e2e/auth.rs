@@ -583,6 +583,74 @@ async fn an_rs256_gateway_refuses_hs256_signed_with_its_public_key() {
     assert_eq!(rpc(es).await.expect("rpc").status(), StatusCode::UNAUTHORIZED);
 }
 
+/// Gateways configured for ES256 and for EdDSA (their public keys as JWKs) accept tokens their
+/// keys signed and refuse one whose signature lost a bit, and one signed by the other algorithm's
+/// key. On the edge these signatures are checked by WebCrypto, natively in Rust.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn es256_and_eddsa_gateways_check_signatures() {
+    for (alg, key, other) in [
+        ("ES256", "es256", ("EdDSA", "ed25519")),
+        ("EdDSA", "ed25519", ("ES256", "es256")),
+    ] {
+        let dir = TempDir::new("auth-asym");
+        let public = test_key(&format!("{key}.public.json"));
+        let gw = start_target_with(
+            &dir,
+            &[],
+            &[
+                ("MCPGW_AUTH_REQUIRED", "true"),
+                ("MCPGW_JWT_ALGORITHM", alg),
+                ("MCPGW_JWT_PUBLIC_KEY", public.trim()),
+            ],
+        )
+        .expect("start gateway");
+        let url = gw.url();
+        let http = http_client();
+        let rpc = |token: String| {
+            http.post(format!("{url}/rpc"))
+                .bearer_auth(token)
+                .header("content-type", "application/json")
+                .body(LIST)
+                .send()
+        };
+        let good = sign_jwt(
+            alg,
+            &test_key(&format!("{key}.private.json")),
+            claims("svc", "mcpgw:client", "g"),
+        );
+        for round in 0..2 {
+            // The second time the edge's imported key comes from its cache.
+            let r = rpc(good.clone()).await.expect("rpc");
+            assert_eq!(r.status(), StatusCode::OK, "{alg} round {round}");
+        }
+        let (signed, sig) = good.rsplit_once('.').expect("three parts");
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let mut sig = base64::Engine::decode(&b64, sig).expect("base64url");
+        sig[10] ^= 0x40;
+        let altered = format!("{signed}.{}", base64::Engine::encode(&b64, sig));
+        let r = rpc(altered).await.expect("rpc");
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{alg}: an altered signature");
+        let body: Value = r.json().await.expect("json");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("signature")),
+            "{alg}: {body}"
+        );
+        let foreign = sign_jwt(
+            other.0,
+            &test_key(&format!("{}.private.json", other.1)),
+            claims("svc", "mcpgw:client", "o"),
+        );
+        assert_eq!(
+            rpc(foreign).await.expect("rpc").status(),
+            StatusCode::UNAUTHORIZED,
+            "{alg}: a token of {}",
+            other.0
+        );
+    }
+}
+
 #[test]
 fn mcpgw_token_prints_a_token_the_gateway_accepts() {
     if target() == Target::Edge {

@@ -1,0 +1,164 @@
+//! The [`Crypto`] port in Rust, for runtimes without a platform of their own (natively):
+//! signatures over jwt-compact's algorithms, PBKDF2; and minting tokens (`mcpgw token`).
+//!
+//! Not on wasm: the edge checks signatures with WebCrypto and mints nothing, so the Worker
+//! carries no big-number arithmetic (the RSA, P-256 and Ed25519 code is only built here).
+
+use jwt_compact::alg::{Ed25519, Es256, Hs256, Hs256Key, Rsa, RsaPublicKey};
+use jwt_compact::jwk::JsonWebKey;
+use jwt_compact::{Algorithm, AlgorithmExt, AlgorithmSignature, Claims, Header};
+use serde::Serialize;
+use serde_json::Value;
+
+use super::auth::{weak_secret, Alg, AuthConfig, MAKE_SECRET};
+use super::jwt::{key_members, to_datetime};
+use crate::platform::BoxFuture;
+use crate::ports::{Crypto, SignatureAlg};
+
+type EsKey = <Es256 as Algorithm>::VerifyingKey;
+type EdKey = <Ed25519 as Algorithm>::VerifyingKey;
+type EsSigningKey = <Es256 as Algorithm>::SigningKey;
+type EdSigningKey = <Ed25519 as Algorithm>::SigningKey;
+type RsaSigningKey = <Rsa as Algorithm>::SigningKey;
+
+/// [`Crypto`] computed in Rust (RSA, P-256 and Ed25519 from jwt-compact's crates; PBKDF2).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct RustCrypto;
+
+/// Whether `signature` is `alg`'s over `message` under `key`.
+fn check<A: Algorithm>(alg: &A, key: &A::VerifyingKey, message: &[u8], signature: &[u8]) -> bool {
+    match A::Signature::try_from_slice(signature) {
+        Ok(sig) => alg.verify_signature(&sig, key, message),
+        Err(_) => false,
+    }
+}
+
+impl RustCrypto {
+    fn check(alg: SignatureAlg, jwk: &str, message: &[u8], signature: &[u8]) -> Result<bool, String> {
+        let jwk: JsonWebKey<'_> = serde_json::from_str(jwk).map_err(|e| format!("not a JWK: {e}"))?;
+        Ok(match alg {
+            SignatureAlg::Rs256 => {
+                let key = RsaPublicKey::try_from(&jwk).map_err(|e| e.to_string())?;
+                check(&Rsa::rs256(), &key, message, signature)
+            }
+            SignatureAlg::Es256 => {
+                let key = EsKey::try_from(&jwk).map_err(|e| e.to_string())?;
+                check(&Es256, &key, message, signature)
+            }
+            SignatureAlg::EdDsa => {
+                let key = EdKey::try_from(&jwk).map_err(|e| e.to_string())?;
+                check(&Ed25519, &key, message, signature)
+            }
+        })
+    }
+}
+
+impl Crypto for RustCrypto {
+    fn verify<'a>(
+        &'a self,
+        alg: SignatureAlg,
+        jwk: &'a str,
+        message: &'a [u8],
+        signature: &'a [u8],
+    ) -> BoxFuture<'a, Result<bool, String>> {
+        let checked = Self::check(alg, jwk, message, signature);
+        Box::pin(std::future::ready(checked))
+    }
+
+    fn pbkdf2_sha256<'a>(
+        &'a self,
+        password: &'a [u8],
+        salt: &'a [u8],
+        iterations: u32,
+        len: usize,
+    ) -> BoxFuture<'a, Result<Vec<u8>, String>> {
+        let mut out = vec![0u8; len];
+        pbkdf2::pbkdf2_hmac::<sha2::Sha256>(password, salt, iterations, &mut out);
+        Box::pin(std::future::ready(Ok(out)))
+    }
+}
+
+/// The claims of a token mcpgw mints.
+#[derive(Debug, Serialize)]
+struct Minted<'a> {
+    sub: &'a str,
+    iss: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    aud: Option<&'a str>,
+    jti: &'a str,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    scope: &'a str,
+}
+
+/// Signs a token with the configured key: `sub`, `scope` (space-separated), `iss` and `aud`
+/// from the settings, `jti`, `iat`, and `exp` after `ttl_secs`.
+pub fn mint(
+    cfg: &AuthConfig,
+    sub: &str,
+    scopes: &[String],
+    ttl_secs: u64,
+    jti: &str,
+    now_ms: u64,
+) -> Result<String, String> {
+    if sub.is_empty() {
+        return Err("--sub must not be empty".into());
+    }
+    if ttl_secs == 0 {
+        return Err("--exp must be at least 1 second".into());
+    }
+    let scope = scopes.join(" ");
+    let mut claims = Claims::new(Minted {
+        sub,
+        iss: &cfg.issuer,
+        aud: cfg.audience.first().map(String::as_str),
+        jti,
+        scope: &scope,
+    });
+    claims.issued_at = Some(to_datetime(now_ms));
+    claims.expiration = Some(to_datetime(now_ms + ttl_secs * 1000));
+    let header = Header::empty().with_token_type("JWT");
+    let err = |e: jwt_compact::CreationError| e.to_string();
+    match cfg.algorithm {
+        Alg::HS256 => {
+            let secret = cfg
+                .jwt_secret
+                .as_ref()
+                .ok_or_else(|| format!("MCPGW_JWT_SECRET is not set; {MAKE_SECRET}"))?;
+            if let Some(why) = weak_secret(&secret.0) {
+                return Err(format!("{why}; {MAKE_SECRET}"));
+            }
+            Hs256
+                .token(&header, &claims, &Hs256Key::new(secret.0.as_bytes()))
+                .map_err(err)
+        }
+        alg => {
+            let pk = cfg
+                .jwt_private_key
+                .as_ref()
+                .ok_or_else(|| format!("{} tokens need MCPGW_JWT_PRIVATE_KEY (a private JWK)", alg.name()))?;
+            let v: Value =
+                serde_json::from_str(&pk.0).map_err(|e| format!("MCPGW_JWT_PRIVATE_KEY is not JSON: {e}"))?;
+            let header = match v.get("kid").and_then(Value::as_str) {
+                Some(kid) => header.with_key_id(kid),
+                None => header,
+            };
+            let jwk: JsonWebKey<'_> = serde_json::from_value(key_members(&v, true))
+                .map_err(|e| format!("MCPGW_JWT_PRIVATE_KEY is not a JWK: {e}"))?;
+            let bad_key = |e: String| format!("MCPGW_JWT_PRIVATE_KEY: {e}");
+            match alg {
+                Alg::RS256 => {
+                    let key = RsaSigningKey::try_from(&jwk).map_err(|e| bad_key(e.to_string()))?;
+                    Rsa::rs256().token(&header, &claims, &key).map_err(err)
+                }
+                Alg::ES256 => {
+                    let key = EsSigningKey::try_from(&jwk).map_err(|e| bad_key(e.to_string()))?;
+                    Es256.token(&header, &claims, &key).map_err(err)
+                }
+                _ => {
+                    let key = EdSigningKey::try_from(&jwk).map_err(|e| bad_key(e.to_string()))?;
+                    Ed25519.token(&header, &claims, &key).map_err(err)
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,145 @@
+//! The [`Crypto`] port on the platform's WebCrypto (`crypto.subtle`): public-key signature
+//! checks, so that the Worker carries no RSA, P-256 or Ed25519 arithmetic of its own, and PBKDF2
+//! at the platform's speed (a Worker's CPU time is billed and bounded). Imported public keys are
+//! kept per isolate (tokens are checked with the same few keys again and again).
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+use js_sys::{Array, Function, Object, Promise, Reflect, Uint8Array, JSON};
+use mcpgw_core::platform::BoxFuture;
+use mcpgw_core::ports::{Crypto, SignatureAlg};
+use wasm_bindgen::{JsCast, JsValue};
+use wasm_bindgen_futures::JsFuture;
+
+/// The most imported keys kept; past it the cache starts again (keys rotate rarely).
+const MAX_KEYS: usize = 64;
+
+thread_local! {
+    static KEYS: RefCell<HashMap<(SignatureAlg, String), JsValue>> = RefCell::new(HashMap::new());
+}
+
+/// [`Crypto`] by WebCrypto.
+pub struct WebCrypto;
+
+/// `{k: v, …}` as a JS object.
+fn object(members: &[(&str, &str)]) -> Result<JsValue, String> {
+    let o = Object::new();
+    for (k, v) in members {
+        Reflect::set(&o, &(*k).into(), &(*v).into()).map_err(js_error)?;
+    }
+    Ok(o.into())
+}
+
+fn js_error(e: JsValue) -> String {
+    e.as_string()
+        .or_else(|| Reflect::get(&e, &"message".into()).ok().and_then(|m| m.as_string()))
+        .unwrap_or_else(|| format!("{e:?}"))
+}
+
+/// The algorithm WebCrypto imports the key as, and the one it verifies with.
+fn params(alg: SignatureAlg) -> Result<(JsValue, JsValue), String> {
+    Ok(match alg {
+        SignatureAlg::Rs256 => (
+            object(&[("name", "RSASSA-PKCS1-v1_5"), ("hash", "SHA-256")])?,
+            object(&[("name", "RSASSA-PKCS1-v1_5")])?,
+        ),
+        SignatureAlg::Es256 => (
+            object(&[("name", "ECDSA"), ("namedCurve", "P-256")])?,
+            object(&[("name", "ECDSA"), ("hash", "SHA-256")])?,
+        ),
+        SignatureAlg::EdDsa => (object(&[("name", "Ed25519")])?, object(&[("name", "Ed25519")])?),
+    })
+}
+
+/// `crypto.subtle` of the isolate.
+fn subtle() -> Result<JsValue, String> {
+    let crypto = Reflect::get(&js_sys::global(), &"crypto".into()).map_err(js_error)?;
+    Reflect::get(&crypto, &"subtle".into()).map_err(js_error)
+}
+
+/// Calls `subtle[method](...args)` and awaits its promise.
+async fn call(subtle: &JsValue, method: &str, args: &[JsValue]) -> Result<JsValue, String> {
+    let f: Function = Reflect::get(subtle, &method.into())
+        .map_err(js_error)?
+        .dyn_into()
+        .map_err(|_| format!("crypto.subtle.{method} is not a function"))?;
+    let args: Array = args.iter().collect();
+    let promise: Promise = f
+        .apply(subtle, &args)
+        .map_err(js_error)?
+        .dyn_into()
+        .map_err(|_| format!("crypto.subtle.{method} gave no promise"))?;
+    JsFuture::from(promise).await.map_err(js_error)
+}
+
+/// The key `jwk` imported for `alg` (from the cache when it was imported before).
+async fn key(subtle: &JsValue, alg: SignatureAlg, jwk: &str) -> Result<JsValue, String> {
+    let id = (alg, jwk.to_string());
+    if let Some(k) = KEYS.with(|k| k.borrow().get(&id).cloned()) {
+        return Ok(k);
+    }
+    let (import, _) = params(alg)?;
+    let parsed = JSON::parse(jwk).map_err(js_error)?;
+    let usages: Array = [JsValue::from("verify")].iter().collect();
+    let args = ["jwk".into(), parsed, import, JsValue::FALSE, usages.into()];
+    let k = call(subtle, "importKey", &args).await?;
+    KEYS.with(|keys| {
+        let mut keys = keys.borrow_mut();
+        if keys.len() >= MAX_KEYS {
+            keys.clear();
+        }
+        keys.insert(id, k.clone());
+    });
+    Ok(k)
+}
+
+impl Crypto for WebCrypto {
+    fn verify<'a>(
+        &'a self,
+        alg: SignatureAlg,
+        jwk: &'a str,
+        message: &'a [u8],
+        signature: &'a [u8],
+    ) -> BoxFuture<'a, Result<bool, String>> {
+        Box::pin(async move {
+            let subtle = subtle()?;
+            let key = key(&subtle, alg, jwk).await?;
+            let (_, verify) = params(alg)?;
+            let args = [
+                verify,
+                key,
+                Uint8Array::from(signature).into(),
+                Uint8Array::from(message).into(),
+            ];
+            Ok(call(&subtle, "verify", &args).await?.as_bool() == Some(true))
+        })
+    }
+
+    fn pbkdf2_sha256<'a>(
+        &'a self,
+        password: &'a [u8],
+        salt: &'a [u8],
+        iterations: u32,
+        len: usize,
+    ) -> BoxFuture<'a, Result<Vec<u8>, String>> {
+        Box::pin(async move {
+            let subtle = subtle()?;
+            let usages: Array = [JsValue::from("deriveBits")].iter().collect();
+            let args = [
+                "raw".into(),
+                Uint8Array::from(password).into(),
+                object(&[("name", "PBKDF2")])?,
+                JsValue::FALSE,
+                usages.into(),
+            ];
+            let key = call(&subtle, "importKey", &args).await?;
+            let derive = object(&[("name", "PBKDF2"), ("hash", "SHA-256")])?;
+            Reflect::set(&derive, &"salt".into(), &Uint8Array::from(salt)).map_err(js_error)?;
+            Reflect::set(&derive, &"iterations".into(), &JsValue::from(iterations)).map_err(js_error)?;
+            let bits = JsValue::from((len * 8) as u32);
+            let out = call(&subtle, "deriveBits", &[derive, key, bits]).await?;
+            Ok(Uint8Array::new(&out).to_vec())
+        })
+    }
+}
