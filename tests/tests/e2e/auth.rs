@@ -516,29 +516,41 @@ async fn every_route_refuses_every_bad_token_and_serves_a_good_one() {
     );
 }
 
+/// A gateway with auth on for `alg` with the public key (JWK text) `public`.
+fn keyed_gateway(dir: &TempDir, alg: &str, public: &str) -> TestGateway {
+    let env = [
+        ("MCPGW_AUTH_REQUIRED", "true"),
+        ("MCPGW_JWT_ALGORITHM", alg),
+        ("MCPGW_JWT_PUBLIC_KEY", public.trim()),
+    ];
+    start_target_with(dir, &[], &env).expect("start gateway")
+}
+
+/// Asserts that `r` is a 401 whose error message names `why`.
+async fn refused_for(r: reqwest::Response, why: &str) {
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "expected a refusal for: {why}");
+    let body: Value = r.json().await.expect("json");
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains(why), "{body}");
+}
+
+/// `tools/list` on `/rpc` with `token`.
+async fn list_tools(url: &str, token: String) -> reqwest::Result<reqwest::Response> {
+    http_client()
+        .post(format!("{url}/rpc"))
+        .bearer_auth(token)
+        .header("content-type", "application/json")
+        .body(LIST)
+        .send()
+        .await
+}
+
 #[tokio::test]
 async fn an_rs256_gateway_refuses_hs256_signed_with_its_public_key() {
     let dir = TempDir::new("auth-rs256");
     let public = test_key("rs256.public.json");
-    let gw = start_target_with(
-        &dir,
-        &[],
-        &[
-            ("MCPGW_AUTH_REQUIRED", "true"),
-            ("MCPGW_JWT_ALGORITHM", "RS256"),
-            ("MCPGW_JWT_PUBLIC_KEY", public.trim()),
-        ],
-    )
-    .expect("start gateway");
-    let url = gw.url();
-    let http = http_client();
-    let rpc = |token: String| {
-        http.post(format!("{url}/rpc"))
-            .bearer_auth(token)
-            .header("content-type", "application/json")
-            .body(LIST)
-            .send()
-    };
+    let gw = keyed_gateway(&dir, "RS256", &public);
+    let rpc = |token: String| list_tools(gw.url(), token);
     let good = sign_jwt(
         "RS256",
         &test_key("rs256.private.json"),
@@ -548,15 +560,7 @@ async fn an_rs256_gateway_refuses_hs256_signed_with_its_public_key() {
     // The classic confusion: HS256 with the RSA public key (as published) as the HMAC secret.
     for secret in [public.trim().to_string(), public.clone()] {
         let forged = sign_jwt("HS256", &secret, claims("svc", "mcpgw:client", "f"));
-        let r = rpc(forged).await.expect("rpc");
-        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
-        let body: Value = r.json().await.expect("json");
-        assert!(
-            body["error"]["message"]
-                .as_str()
-                .is_some_and(|m| m.contains("algorithm")),
-            "{body}"
-        );
+        refused_for(rpc(forged).await.expect("rpc"), "algorithm").await;
     }
     // Another RSA key under the configured key's kid reaches the signature check and fails it;
     // another algorithm's key is refused for its algorithm.
@@ -566,15 +570,7 @@ async fn an_rs256_gateway_refuses_hs256_signed_with_its_public_key() {
         Some("test-rs-1"),
         claims("svc", "mcpgw:client", "o"),
     );
-    let r = rpc(other).await.expect("rpc");
-    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
-    let body: Value = r.json().await.expect("json");
-    assert!(
-        body["error"]["message"]
-            .as_str()
-            .is_some_and(|m| m.contains("signature")),
-        "{body}"
-    );
+    refused_for(rpc(other).await.expect("rpc"), "signature").await;
     let es = sign_jwt(
         "ES256",
         &test_key("es256.private.json"),
@@ -593,26 +589,8 @@ async fn es256_and_eddsa_gateways_check_signatures() {
         ("EdDSA", "ed25519", ("ES256", "es256")),
     ] {
         let dir = TempDir::new("auth-asym");
-        let public = test_key(&format!("{key}.public.json"));
-        let gw = start_target_with(
-            &dir,
-            &[],
-            &[
-                ("MCPGW_AUTH_REQUIRED", "true"),
-                ("MCPGW_JWT_ALGORITHM", alg),
-                ("MCPGW_JWT_PUBLIC_KEY", public.trim()),
-            ],
-        )
-        .expect("start gateway");
-        let url = gw.url();
-        let http = http_client();
-        let rpc = |token: String| {
-            http.post(format!("{url}/rpc"))
-                .bearer_auth(token)
-                .header("content-type", "application/json")
-                .body(LIST)
-                .send()
-        };
+        let gw = keyed_gateway(&dir, alg, &test_key(&format!("{key}.public.json")));
+        let rpc = |token: String| list_tools(gw.url(), token);
         let good = sign_jwt(
             alg,
             &test_key(&format!("{key}.private.json")),
@@ -628,15 +606,7 @@ async fn es256_and_eddsa_gateways_check_signatures() {
         let mut sig = base64::Engine::decode(&b64, sig).expect("base64url");
         sig[10] ^= 0x40;
         let altered = format!("{signed}.{}", base64::Engine::encode(&b64, sig));
-        let r = rpc(altered).await.expect("rpc");
-        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{alg}: an altered signature");
-        let body: Value = r.json().await.expect("json");
-        assert!(
-            body["error"]["message"]
-                .as_str()
-                .is_some_and(|m| m.contains("signature")),
-            "{alg}: {body}"
-        );
+        refused_for(rpc(altered).await.expect("rpc"), "signature").await;
         let foreign = sign_jwt(
             other.0,
             &test_key(&format!("{}.private.json", other.1)),
