@@ -150,3 +150,46 @@ async fn string_and_large_number_ids_are_relayed_exactly() {
         }
     }
 }
+
+/// The same upstream in front of a 2026-07-28 client: each of its sampling requests reaches the
+/// client in an `input_required` result, and the answer the retry carries goes back to the
+/// upstream under the upstream's own id (its string and beyond-`f64` ids), round after round.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstreams_odd_ids_survive_translation_for_a_stateless_client() {
+    let dir = TempDir::new("ids-stateless");
+    let gw = start_target(&dir, &[]).expect("gateway");
+    let (url, _upstream) = start_upstream().await;
+    let r = http_client()
+        .post(format!("{}/gateways", gw.url()))
+        .json(&json!({"name": "ids", "url": url}))
+        .send()
+        .await
+        .expect("register");
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap_or_default());
+    let endpoint = format!("{}/mcp", gw.url());
+    let mut meta = crate::stateless::meta();
+    meta["io.modelcontextprotocol/clientCapabilities"] = json!({"sampling": {}});
+    let mut params = json!({"name": "ids__ask", "arguments": {}, "_meta": meta});
+    let mut answered = 0;
+    for round in 0..6 {
+        let a = crate::stateless::post(&endpoint, json!(format!("r{round}")), "tools/call", params.clone(), &[]).await;
+        let r = &a.last()["result"];
+        if r["resultType"] == "complete" {
+            assert_eq!(r["content"][0]["text"], "a1|a2|a3", "{r}");
+            assert_eq!(answered, 3);
+            return;
+        }
+        assert_eq!(r["resultType"], "input_required", "round {round}: {:?}", a.messages);
+        let mut responses = serde_json::Map::new();
+        for (key, request) in r["inputRequests"].as_object().expect("inputRequests") {
+            assert_eq!(request["method"], "sampling/createMessage", "{request}");
+            answered += 1;
+            let text = format!("a{answered}");
+            let answer = json!({"role": "assistant", "content": {"type": "text", "text": text}, "model": "m"});
+            responses.insert(key.clone(), answer);
+        }
+        params["inputResponses"] = Value::Object(responses);
+        params["requestState"] = r["requestState"].clone();
+    }
+    panic!("no complete result in 6 rounds");
+}
