@@ -3,7 +3,8 @@
 //! The Worker hands every request to `mcpgw_core::Gateway::handle`; there is no MCP logic here.
 //! Requests of an MCP session (streamable HTTP with `Mcp-Session-Id`, a new `initialize`, legacy
 //! SSE) go to that session's Durable Object, [`McpSession`], named from the session id, which
-//! runs its own gateway holding the session's state, open SSE streams and event log. Everything
+//! runs its own gateway holding the session's state (in the object's storage, so it outlives
+//! an eviction), open SSE streams and event log. Everything
 //! else (the REST API, `/rpc`, operations) is answered by the Worker itself. The registry is in
 //! D1 (binding `DB`) for both.
 //!
@@ -15,6 +16,7 @@ mod convert;
 mod d1_store;
 mod fetch_client;
 mod limiter;
+mod object_sessions;
 mod webcrypto;
 
 use std::cell::RefCell;
@@ -117,12 +119,19 @@ fn config(env: &Env) -> Result<GatewayConfig> {
 }
 
 // One isolate, one thread: the ports are !Send by design, and Arc is what the core shares.
+/// The gateway of the Worker (`object` none) or of a Durable Object, whose sessions live in its
+/// storage (`object`).
 #[allow(clippy::arc_with_non_send_sync)]
-fn build_gateway(env: &Env, in_object: bool) -> Result<Gateway> {
+fn build_gateway(env: &Env, object: Option<worker::Storage>) -> Result<Gateway> {
     let clock: Arc<JsClock> = Arc::new(JsClock);
+    let in_object = object.is_some();
+    let sessions: Arc<dyn mcpgw_core::ports::SessionStore> = match object {
+        Some(storage) => Arc::new(object_sessions::ObjectSessions::new(storage)),
+        None => Arc::new(MemorySessionStore::default()),
+    };
     let ports = Ports {
         store: Arc::new(d1_store::D1Store::new(env.d1("DB")?)),
-        sessions: Arc::new(MemorySessionStore::default()),
+        sessions,
         events: Arc::new(MemoryEventStore::default()),
         http: Arc::new(fetch_client::FetchClient),
         clock,
@@ -148,7 +157,7 @@ fn worker_gateway(env: &Env) -> Result<Gateway> {
     if let Some(gw) = WORKER_GATEWAY.with(|g| g.borrow().clone()) {
         return Ok(gw);
     }
-    let gw = build_gateway(env, false)?;
+    let gw = build_gateway(env, None)?;
     if !gw.config().auth.required {
         worker::console_warn!("mcpgw: authentication is off (MCPGW_AUTH_REQUIRED=false): anyone who can reach the Worker can use and change it");
     }
@@ -297,7 +306,7 @@ impl McpSession {
         if let Some(gw) = self.gateway.borrow().clone() {
             return Ok(gw);
         }
-        let gw = build_gateway(&self.env, true)?;
+        let gw = build_gateway(&self.env, Some(self.state.storage()))?;
         *self.gateway.borrow_mut() = Some(gw.clone());
         Ok(gw)
     }
