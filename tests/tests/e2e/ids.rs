@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use mcpgw_e2e::{http_client, start_target, RawSession, TempDir};
+use mcpgw_e2e::{http_client, start_target, RawSession, TempDir, TestGateway};
 use serde_json::{json, Value};
 
 /// The ids the upstream uses for its own requests, in order (text as sent on the wire).
@@ -102,14 +102,11 @@ fn sampling_call(call_id: Value, waiting: Waiting) -> axum::response::Response {
         .into_response()
 }
 
-/// Both ways at once: the upstream's string and large-number ids reach the client as the
-/// gateway's own and go back as they were; the client's string and large-number request ids
-/// come back on its answers.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn string_and_large_number_ids_are_relayed_exactly() {
-    let dir = TempDir::new("ids");
+/// A gateway with [`start_upstream`]'s upstream registered as `ids`; its `/mcp` endpoint last.
+async fn with_upstream(tag: &str) -> (TempDir, TestGateway, tokio::task::JoinHandle<()>, String) {
+    let dir = TempDir::new(tag);
     let gw = start_target(&dir, &[]).expect("gateway");
-    let (url, _upstream) = start_upstream().await;
+    let (url, upstream) = start_upstream().await;
     let r = http_client()
         .post(format!("{}/gateways", gw.url()))
         .json(&json!({"name": "ids", "url": url}))
@@ -118,6 +115,15 @@ async fn string_and_large_number_ids_are_relayed_exactly() {
         .expect("register");
     assert_eq!(r.status(), 201, "{}", r.text().await.unwrap_or_default());
     let endpoint = format!("{}/mcp", gw.url());
+    (dir, gw, upstream, endpoint)
+}
+
+/// Both ways at once: the upstream's string and large-number ids reach the client as the
+/// gateway's own and go back as they were; the client's string and large-number request ids
+/// come back on its answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn string_and_large_number_ids_are_relayed_exactly() {
+    let (_dir, _gw, _upstream, endpoint) = with_upstream("ids").await;
     let mut s = RawSession::open(&endpoint, json!({"sampling": {}}))
         .await
         .expect("session");
@@ -156,17 +162,7 @@ async fn string_and_large_number_ids_are_relayed_exactly() {
 /// upstream under the upstream's own id (its string and beyond-`f64` ids), round after round.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upstreams_odd_ids_survive_translation_for_a_stateless_client() {
-    let dir = TempDir::new("ids-stateless");
-    let gw = start_target(&dir, &[]).expect("gateway");
-    let (url, _upstream) = start_upstream().await;
-    let r = http_client()
-        .post(format!("{}/gateways", gw.url()))
-        .json(&json!({"name": "ids", "url": url}))
-        .send()
-        .await
-        .expect("register");
-    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap_or_default());
-    let endpoint = format!("{}/mcp", gw.url());
+    let (_dir, _gw, _upstream, endpoint) = with_upstream("ids-stateless").await;
     let mut meta = crate::stateless::meta();
     meta["io.modelcontextprotocol/clientCapabilities"] = json!({"sampling": {}});
     let mut params = json!({"name": "ids__ask", "arguments": {}, "_meta": meta});
