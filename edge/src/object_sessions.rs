@@ -64,20 +64,19 @@ impl SessionStore for ObjectSessions {
     }
 
     async fn put(&self, state: SessionState) {
-        let write = match self.cache.borrow().get(&state.id) {
+        // Only a touch, and a recent one stored: memory takes it, storage need not.
+        let kept = match self.cache.borrow().get(&state.id) {
             Some((old, stored_seen)) => {
                 let touched_only = SessionState {
                     last_seen: old.last_seen,
                     ..state.clone()
                 } == *old;
-                !touched_only || state.last_seen.saturating_sub(*stored_seen) >= TOUCH_EVERY_MS
+                (touched_only && state.last_seen.saturating_sub(*stored_seen) < TOUCH_EVERY_MS).then_some(*stored_seen)
             }
-            None => true,
+            None => None,
         };
-        let stored_seen = match (write, self.cache.borrow().get(&state.id)) {
-            (false, Some((_, seen))) => *seen,
-            _ => state.last_seen,
-        };
+        let write = kept.is_none();
+        let stored_seen = kept.unwrap_or(state.last_seen);
         self.cache
             .borrow_mut()
             .insert(state.id.clone(), (state.clone(), stored_seen));

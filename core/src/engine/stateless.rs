@@ -198,12 +198,12 @@ impl Listen {
         boxed_stream(
             stream::once(async move {
                 // The federated resources it names are heard through their upstreams, and so are
-                // the list changes of 2026-07-28 upstreams.
+                // the list changes of 2026-07-28 upstreams (the same ones `park_of` routes by).
                 let mut watched = Vec::new();
                 let heard = filter.wants_lists() || !filter.uris.is_empty();
                 if let (true, Ok(snap)) = (heard, self.registry.snapshot().await) {
+                    let ups = upstreams_heard(&filter, &snap, self.scope.as_deref());
                     if filter.wants_lists() {
-                        let ups = snap.upstreams_of(self.scope.as_deref());
                         let opening = futures::future::join_all(ups.iter().map(|up| self.fed.hear_lists(up)));
                         let bound = self.clock.sleep(std::time::Duration::from_millis(WATCH_WITHIN_MS));
                         futures::pin_mut!(opening);

@@ -341,20 +341,9 @@ async fn every_route_refuses_every_bad_token_and_serves_a_good_one() {
 
     // Members with a scope are listed and callable only for callers holding it.
     let list = |token: String| {
-        let http = http.clone();
         let url = url.clone();
         async move {
-            let v: Value = http
-                .post(format!("{url}/rpc"))
-                .bearer_auth(token)
-                .header("content-type", "application/json")
-                .body(LIST)
-                .send()
-                .await
-                .expect("rpc")
-                .json()
-                .await
-                .expect("json");
+            let v: Value = list_tools(&url, token).await.expect("rpc").json().await.expect("json");
             let mut names: Vec<String> = v["result"]["tools"]
                 .as_array()
                 .expect("tools")
