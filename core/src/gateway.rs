@@ -314,6 +314,13 @@ impl Gateway {
         self.s.sessions.expire().await
     }
 
+    /// When the next session of this gateway expires unless a request touches it first (ms
+    /// since the epoch); none without sessions. A runtime that sleeps between requests wakes
+    /// then (the edge: one Durable Object alarm).
+    pub async fn next_expiry(&self) -> Option<u64> {
+        self.s.sessions.next_expiry().await
+    }
+
     /// The response for a body over `max_body_bytes` (adapters stop reading and answer this).
     pub fn payload_too_large(&self, path: &str) -> Response<Body> {
         let msg = format!("request body larger than {} bytes", self.s.config.max_body_bytes);

@@ -47,6 +47,9 @@ impl SessionStore for MemorySessionStore {
     async fn count(&self) -> usize {
         lock(&self.sessions).len()
     }
+    async fn oldest_seen(&self) -> Option<u64> {
+        lock(&self.sessions).values().map(|s| s.last_seen).min()
+    }
 }
 
 /// A session's event logs. Sequence numbers are session-wide, so an event id is never reused,

@@ -237,6 +237,8 @@ pub trait SessionStore: MaybeSend + MaybeSync {
     async fn expire(&self, cutoff_ms: u64) -> Vec<String>;
     /// How many sessions are held.
     async fn count(&self) -> usize;
+    /// The oldest `last_seen` of the sessions held (the next to expire), if any.
+    async fn oldest_seen(&self) -> Option<u64>;
 }
 
 /// One stored SSE event, replayable by `Last-Event-ID`.

@@ -41,8 +41,8 @@ const ADMITTED_HEADER: &str = "x-mcpgw-admitted";
 const PARK_HEADER: &str = "x-mcpgw-park";
 /// The Durable Object namespace binding.
 const SESSIONS_BINDING: &str = "SESSIONS";
-/// How often a session object wakes (SSE keep-alives, list_changed for registry writes made by
-/// the Worker, idle expiry), unless `MCPGW_UPKEEP_SECS` says otherwise.
+/// How often a session object wakes while a stream is open (SSE keep-alives, list_changed for
+/// registry writes made by the Worker), unless `MCPGW_UPKEEP_SECS` says otherwise.
 const UPKEEP_SECS: u64 = 15;
 
 /// Time from the JS runtime.
@@ -285,14 +285,17 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
 }
 
 /// One MCP session: its gateway holds the session's state, open SSE streams and event log.
-/// An alarm every 15 s sends SSE keep-alives, announces registry changes the Worker made, and
-/// expires the session once idle.
+/// The object has one alarm: every 15 s while a stream is open (SSE keep-alives, list_changed
+/// for registry writes the Worker made), else at the session's idle expiry, so an idle session
+/// keeps no object awake.
 #[durable_object]
 pub struct McpSession {
     state: State,
     env: Env,
     gateway: RefCell<Option<Gateway>>,
-    has_session: RefCell<bool>,
+    /// When the alarm is set for (ms since the epoch), as this object last set or read it;
+    /// `None` until it has looked.
+    alarm_at: RefCell<Option<Option<u64>>>,
 }
 
 impl McpSession {
@@ -300,6 +303,44 @@ impl McpSession {
         Ok(Duration::from_secs(
             number(&self.env, "MCPGW_UPKEEP_SECS", UPKEEP_SECS)?.max(1),
         ))
+    }
+
+    /// Sets the one alarm for when the object is next needed: the next keep-alive while a
+    /// stream is open, else just past the next session expiry, else never. Storage is written
+    /// only when the alarm must move earlier (a later need is met by the earlier alarm, which
+    /// schedules again when it fires), so requests of a busy session write nothing.
+    async fn schedule(&self, gw: &Gateway, fired: bool) -> Result<()> {
+        let now = worker::Date::now().as_millis();
+        let want = if gw.open_streams() > 0 {
+            Some(now + self.upkeep()?.as_millis() as u64)
+        } else {
+            // `expire` takes sessions idle for longer than the TTL: a second past it.
+            gw.next_expiry().await.map(|t| t.max(now) + 1_000)
+        };
+        let storage = self.state.storage();
+        let set = if fired {
+            None
+        } else {
+            let known = *self.alarm_at.borrow();
+            match known {
+                Some(at) => at,
+                None => storage.get_alarm().await?.map(|t| t.max(0) as u64),
+            }
+        };
+        let next = match (want, set) {
+            (Some(w), Some(s)) if s <= w => Some(s),
+            (Some(w), _) => {
+                storage.set_alarm((w.saturating_sub(now)) as i64).await?;
+                Some(w)
+            }
+            (None, Some(_)) => {
+                storage.delete_alarm().await?;
+                None
+            }
+            (None, None) => None,
+        };
+        *self.alarm_at.borrow_mut() = Some(next);
+        Ok(())
     }
 
     fn gateway(&self) -> Result<Gateway> {
@@ -318,7 +359,7 @@ impl DurableObject for McpSession {
             state,
             env,
             gateway: RefCell::new(None),
-            has_session: RefCell::new(false),
+            alarm_at: RefCell::new(None),
         }
     }
 
@@ -345,28 +386,22 @@ impl DurableObject for McpSession {
             }
         }
         let resp = gw.handle(hreq).await;
-        let created = resp.headers().contains_key("mcp-session-id")
-            || resp
-                .headers()
-                .get("content-type")
-                .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
-        // A park holds no session: no upkeep alarm.
-        if created && park.is_none() && !*self.has_session.borrow() {
-            *self.has_session.borrow_mut() = true;
-            self.state.storage().set_alarm(self.upkeep()?).await?;
-        }
+        self.schedule(&gw, false).await?;
         convert::from_http(resp)
     }
 
     async fn alarm(&self) -> Result<Response> {
         let gw = self.gateway()?;
-        gw.keepalive();
-        gw.refresh_registry().await;
-        if gw.expire_sessions().await == 0 {
-            self.state.storage().set_alarm(self.upkeep()?).await?;
-        } else {
-            *self.has_session.borrow_mut() = false;
+        let streams = gw.keepalive();
+        if streams > 0 {
+            gw.refresh_registry().await;
         }
+        let expired = gw.expire_sessions().await;
+        // Rare by design (an idle session's object wakes once, at its expiry): worth a line.
+        if streams == 0 || expired > 0 {
+            worker::console_log!("mcpgw: object alarm: {streams} stream(s) open, {expired} session(s) expired");
+        }
+        self.schedule(&gw, true).await?;
         Response::ok("upkeep done")
     }
 }

@@ -111,4 +111,15 @@ impl SessionStore for ObjectSessions {
     async fn count(&self) -> usize {
         self.stored().await.len()
     }
+
+    async fn oldest_seen(&self) -> Option<u64> {
+        let stored = self.stored().await;
+        let cache = self.cache.borrow();
+        // The newest touch may be only in memory.
+        stored
+            .iter()
+            .map(|s| cache.get(&s.id).map_or(s.last_seen, |(c, _)| c.last_seen))
+            .chain(cache.values().map(|(c, _)| c.last_seen))
+            .min()
+    }
 }

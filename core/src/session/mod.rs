@@ -191,6 +191,12 @@ impl Sessions {
         gone.len()
     }
 
+    /// When the next session expires if no request touches it first (ms since the epoch).
+    pub async fn next_expiry(&self) -> Option<u64> {
+        let oldest = self.store.oldest_seen().await?;
+        Some(oldest.saturating_add(self.limits.ttl_ms))
+    }
+
     /// A name for a new POST stream in the event log.
     pub fn next_stream(&self) -> String {
         format!("p{}", self.stream_seq.fetch_add(1, Ordering::Relaxed) + 1)
