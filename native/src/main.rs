@@ -3,6 +3,7 @@
 
 mod http_client;
 mod limiter;
+mod pg_store;
 mod runtime;
 mod seed_file;
 mod server;
@@ -57,7 +58,8 @@ struct ServeArgs {
     /// Port to listen on (0 picks a free one).
     #[arg(long, env = "MCPGW_PORT", default_value = "4444")]
     port: String,
-    /// libsql database file, or :memory:.
+    /// The registry: a libsql database file, :memory:, or a PostgreSQL URL (postgres://…) that
+    /// several instances share.
     #[arg(long, env = "MCPGW_DATABASE", default_value = "./mcpgw.db")]
     database: String,
     /// TOML file whose tools, resources, prompts and servers are created or updated at start-up.
@@ -147,6 +149,12 @@ fn encryption_key(database: &str) -> anyhow::Result<mcpgw_core::security::auth::
     };
     if database == ":memory:" {
         return Ok(mcpgw_core::security::auth::Secret(fresh()));
+    }
+    if pg_store::is_postgres_url(database) {
+        bail!(
+            "invalid setting MCPGW_ENCRYPTION_KEY: required with a PostgreSQL MCPGW_DATABASE, so that every \
+             instance seals and opens stored credentials with the same key (32 bytes, base64)"
+        );
     }
     let path = format!("{database}.key");
     match std::fs::read_to_string(&path) {
@@ -307,12 +315,21 @@ async fn shutdown_signal() {
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let mut s = settings(&args)?;
-    let store = store::LibsqlStore::open(&s.database).await.map_err(|e| {
-        anyhow::anyhow!(
-            "invalid setting MCPGW_DATABASE (--database): cannot open {}: {e}",
-            s.database
-        )
-    })?;
+    let store: Arc<dyn mcpgw_core::ports::Store> = if pg_store::is_postgres_url(&s.database) {
+        Arc::new(pg_store::PgStore::open(&s.database).await.map_err(|e| {
+            anyhow::anyhow!(
+                "invalid setting MCPGW_DATABASE (--database): cannot open {}: {e}",
+                pg_store::redacted(&s.database)
+            )
+        })?)
+    } else {
+        Arc::new(store::LibsqlStore::open(&s.database).await.map_err(|e| {
+            anyhow::anyhow!(
+                "invalid setting MCPGW_DATABASE (--database): cannot open {}: {e}",
+                s.database
+            )
+        })?)
+    };
     let clock: Arc<runtime::TokioClock> = Arc::new(runtime::TokioClock);
     let limiter: Arc<dyn mcpgw_core::security::ratelimit::Limiter> = match std::env::var("MCPGW_REDIS_URL") {
         Ok(url) if !url.trim().is_empty() => Arc::new(
@@ -323,7 +340,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         _ => Arc::new(mcpgw_core::security::ratelimit::MemoryLimiter::default()),
     };
     let ports = Ports {
-        store: Arc::new(store),
+        store,
         sessions: Arc::new(MemorySessionStore::default()),
         events: Arc::new(MemoryEventStore::default()),
         http: Arc::new(http_client::HyperClient::new(
@@ -381,7 +398,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     tracing::info!(
         address = %addr,
-        database = %s.database,
+        database = %pg_store::redacted(&s.database),
         ready_ms = started.elapsed().as_secs_f64() * 1000.0,
         "mcpgw listening on http://{addr}"
     );

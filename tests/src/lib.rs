@@ -10,6 +10,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
 
+pub mod postgres;
+pub use postgres::Postgres;
+
 /// The repository root.
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
