@@ -4,11 +4,10 @@
 //! `echo` called at a fixed concurrency. CPU is the process's utime + stime (every thread; for
 //! nginx the master and its workers) over the phase, divided by the requests.
 
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
-use anyhow::{bail, ensure, Context};
+use anyhow::{ensure, Context};
 use mcpgw_e2e::{Fixture, GatewayProcess, TempDir};
 use serde_json::{json, Value};
 
@@ -72,102 +71,30 @@ fn clock_ticks_per_sec() -> u64 {
     })
 }
 
-/// nginx as a plain reverse proxy (one worker, upstream keep-alive, no buffering) in front of
-/// `upstream` (`http://127.0.0.1:PORT`), on 127.0.0.1; stopped by its PID when dropped.
+/// nginx in front of one upstream, and the CPU ticks of its master and workers.
 struct Nginx {
-    child: Child,
-    url: String,
+    inner: mcpgw_e2e::Nginx,
     pids: Vec<u32>,
-    _dir: TempDir,
 }
 
 impl Nginx {
     fn find() -> Option<String> {
-        ["/usr/sbin/nginx", "/usr/bin/nginx"]
-            .into_iter()
-            .find(|p| Path::new(p).exists())
-            .map(str::to_string)
+        mcpgw_e2e::Nginx::find()
     }
 
     async fn start(bin: &str, upstream: &str) -> anyhow::Result<Self> {
-        let dir = TempDir::new("bench-nginx");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-        let up = upstream.trim_start_matches("http://");
-        let d = dir.0.display();
-        let conf = format!(
-            "worker_processes 1;\ndaemon off;\npid {d}/nginx.pid;\nerror_log {d}/error.log warn;\n\
-             events {{ worker_connections 4096; }}\n\
-             http {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n\
-             \x20 fastcgi_temp_path {d}/fcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
-             \x20 upstream up {{ server {up}; keepalive 64; }}\n\
-             \x20 server {{\n    listen 127.0.0.1:{port};\n    location / {{\n      proxy_pass http://up;\n\
-             \x20     proxy_http_version 1.1;\n      proxy_set_header Connection \"\";\n      proxy_buffering off;\n\
-             \x20   }}\n  }}\n}}\n"
-        );
-        let conf_path = dir.join("nginx.conf");
-        std::fs::write(&conf_path, conf)?;
-        let child = Command::new(bin)
-            .arg("-p")
-            .arg(&dir.0)
-            .arg("-c")
-            .arg(&conf_path)
-            .arg("-e")
-            .arg(dir.join("error.log"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .context("start nginx")?;
-        let url = format!("http://127.0.0.1:{port}");
-        let http = reqwest::Client::new();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let mut n = Self {
-            child,
-            url,
-            pids: Vec::new(),
-            _dir: dir,
-        };
-        loop {
-            // The upstream's own 404 for "/" proves nginx on this port proxies to it.
-            if let Ok(r) = http.get(format!("{}/nginx-probe", n.url)).send().await {
-                if r.headers()
-                    .get("server")
-                    .is_some_and(|v| v.as_bytes().starts_with(b"nginx"))
-                {
-                    break;
-                }
-            }
-            if let Ok(Some(status)) = n.child.try_wait() {
-                bail!("nginx exited: {status}");
-            }
-            ensure!(Instant::now() < deadline, "nginx did not answer on {}", n.url);
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        let master = n.child.id();
-        n.pids = std::iter::once(master).chain(children_of(master)).collect();
-        Ok(n)
+        let inner = mcpgw_e2e::Nginx::start(bin, &[upstream]).await?;
+        let master = inner.pid();
+        let pids = std::iter::once(master).chain(children_of(master)).collect();
+        Ok(Self { inner, pids })
+    }
+
+    fn url(&self) -> &str {
+        &self.inner.url
     }
 
     fn ticks(&self) -> anyhow::Result<Ticks> {
         self.pids.iter().map(|p| cpu_ticks(*p)).sum()
-    }
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -228,7 +155,7 @@ pub async fn cpu_bench(total: usize, concurrency: usize) -> anyhow::Result<Value
     )?;
     let http = load_client(concurrency)?;
     register_upstream(&http, &gw.url, "every", &everything.url).await?;
-    let via_nginx = format!("{}/mcp", nginx.url);
+    let via_nginx = format!("{}/mcp", nginx.url());
     let via_gw = format!("{}/mcp", gw.url);
     let nginx_sid = open_session(&http, &via_nginx).await?;
     let gw_sid = open_session(&http, &via_gw).await?;

@@ -16,12 +16,13 @@ use crate::federation::{self, Federation, Health};
 use crate::http::response::{api_error, json_response, method_not_allowed, rpc_error, Body};
 use crate::http::route::{Access, ErrorStyle, Route};
 use crate::ports::{Clock, EventStore, HttpClient, Ids, Kind, Launcher, SessionStore, Spawner, Store};
-use crate::proto::jsonrpc::RpcError;
+use crate::proto::jsonrpc::{RequestId, RpcError};
 use crate::proto::version::ProtocolVersion;
 use crate::registry::{Registry, Server};
 use crate::security::admission::{add_headers, Admitted, Caller, Security, SecurityPorts};
 use crate::security::origin::{preflight, with_cors, OriginPolicy};
 use crate::security::ratelimit::Limiter;
+use crate::session::peers::Note;
 use crate::session::{Limits, Sessions};
 use crate::upstream::rest::Rest;
 use crate::upstream::Net;
@@ -49,6 +50,9 @@ pub struct Ports {
     pub limiter: Arc<dyn Limiter>,
     /// Public-key signature checks (JWT).
     pub crypto: Arc<dyn crate::ports::Crypto>,
+    /// Messages between instances that share sessions; none when this instance serves its
+    /// sessions alone.
+    pub bus: Option<Arc<dyn crate::ports::Bus>>,
 }
 
 /// The services of one gateway, composed.
@@ -86,6 +90,30 @@ fn sealed_store(
     })
 }
 
+impl Services {
+    /// What another instance told about a shared session: acted on if this instance holds what
+    /// it concerns (the session's stream, the call waiting for an answer, links), else ignored.
+    async fn heard(&self, note: Note) {
+        match note {
+            Note::Stream { sid, id, data } => {
+                self.sessions.deliver_here(&sid, id, data);
+            }
+            Note::Answer { sid, id, outcome } => {
+                let Some(id) = RequestId::of(&id) else { return };
+                let outcome = outcome.map_err(|e| {
+                    serde_json::from_value(e)
+                        .unwrap_or_else(|_| RpcError::internal("the client's error did not survive the bus"))
+                });
+                self.fed.answer_upstream(&sid, &id, outcome).await;
+            }
+            Note::Notify { sid, method, params } => {
+                self.engine.notification_here(&sid, &method, params.as_ref()).await;
+            }
+            Note::End { sid } => self.sessions.forget(&sid).await,
+        }
+    }
+}
+
 impl Gateway {
     /// Builds a gateway; fails if the configuration is invalid.
     // On wasm the ports are !Send by design (one isolate, one thread); Arc is still the right
@@ -111,6 +139,7 @@ impl Gateway {
                 ttl_ms: config.session_ttl_secs.saturating_mul(1000),
                 max_sessions: config.max_sessions,
             },
+            crate::session::peers::Peers::new(ports.bus, ports.ids.new_id().chars().take(8).collect()),
         ));
         let security = Security::new(
             config.auth.clone(),
@@ -203,6 +232,8 @@ impl Gateway {
             )
             .with_mrtr(mrtr, envelope),
         );
+        let hearing = sessions.peers().hear();
+        let spawner = ports.spawner.clone();
         let face = Arc::new(Face::new(
             engine.clone(),
             sessions.clone(),
@@ -211,7 +242,7 @@ impl Gateway {
             config.auth.admin_scope.clone(),
         ));
         let admin = Admin::new(registry.clone(), fed.clone(), sessions.clone());
-        Ok(Self {
+        let gw = Self {
             s: Arc::new(Services {
                 config,
                 registry,
@@ -222,7 +253,19 @@ impl Gateway {
                 face,
                 admin,
             }),
-        })
+        };
+        // What the other instances tell about shared sessions, for as long as the gateway lives.
+        if let Some(mut notes) = hearing {
+            let weak = Arc::downgrade(&gw.s);
+            spawner.spawn(Box::pin(async move {
+                use futures::StreamExt;
+                while let Some(note) = notes.next().await {
+                    let Some(s) = weak.upgrade() else { break };
+                    s.heard(note).await;
+                }
+            }));
+        }
+        Ok(gw)
     }
 
     /// The registry service (seeding, direct CRUD).

@@ -82,6 +82,17 @@ impl MemoryEventStore {
     }
 }
 
+impl MemoryEventStore {
+    /// How many events of each stream are kept.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+    /// How many streams of each session are kept.
+    pub fn max_streams(&self) -> usize {
+        self.max_streams
+    }
+}
+
 impl Default for MemoryEventStore {
     fn default() -> Self {
         Self::new(256, 32)
@@ -290,6 +301,26 @@ mod fakes {
         }
     }
 
+    /// A bus inside one process: every holder of [`crate::ports::Bus::messages`] hears every
+    /// message (unit tests of instances sharing sessions).
+    #[derive(Default)]
+    pub struct MemoryBus {
+        subscribers: Mutex<Vec<futures::channel::mpsc::UnboundedSender<String>>>,
+    }
+
+    #[cfg_attr(not(target_family = "wasm"), async_trait)]
+    #[cfg_attr(target_family = "wasm", async_trait(?Send))]
+    impl crate::ports::Bus for MemoryBus {
+        async fn publish(&self, message: String) {
+            lock(&self.subscribers).retain(|tx| tx.unbounded_send(message.clone()).is_ok());
+        }
+        fn messages(&self) -> crate::platform::BoxStream<'static, String> {
+            let (tx, rx) = futures::channel::mpsc::unbounded();
+            lock(&self.subscribers).push(tx);
+            Box::pin(rx)
+        }
+    }
+
     /// No network: every outbound call fails (unit tests and fuzzing never leave the process).
     pub struct NoNetwork;
 
@@ -316,6 +347,7 @@ mod fakes {
             limiter: std::sync::Arc::new(crate::security::ratelimit::MemoryLimiter::default()),
             launcher: None,
             crypto: Arc::new(crate::security::RustCrypto),
+            bus: None,
         }
     }
 }
@@ -327,61 +359,11 @@ mod tests {
     use futures::executor::block_on;
     use std::time::Duration;
 
-    fn session(id: &str, last_seen: u64) -> SessionState {
-        SessionState {
-            id: id.into(),
-            protocol_version: Some(crate::proto::version::ProtocolVersion::V2025_11_25),
-            server: None,
-            client_capabilities: serde_json::json!({}),
-            client_info: serde_json::Value::Null,
-            log_level: None,
-            legacy_sse: false,
-            created_at: 0,
-            last_seen,
-            owner: None,
-        }
-    }
-
     #[test]
-    fn sessions_expire_by_last_seen() {
+    fn memory_sessions_and_event_logs_pass_the_suite() {
         block_on(async {
-            let store = MemorySessionStore::default();
-            store.put(session("old", 10)).await;
-            store.put(session("new", 100)).await;
-            assert_eq!(store.expire(50).await, vec!["old".to_string()]);
-            assert!(store.get("old").await.is_none() && store.get("new").await.is_some());
-            assert!(store.remove("new").await && !store.remove("new").await);
-        });
-    }
-
-    #[test]
-    fn event_logs_replay_after_a_sequence_and_stay_bounded() {
-        block_on(async {
-            let events = MemoryEventStore::new(3, 2);
-            for i in 1..=5 {
-                assert_eq!(events.append("s", "p1", format!("e{i}")).await, i);
-            }
-            assert_eq!(
-                events.append("s", "g", "other".into()).await,
-                6,
-                "sequence numbers are session-wide"
-            );
-            let after2: Vec<String> = events.replay("s", "p1", 2).await.into_iter().map(|e| e.data).collect();
-            assert_eq!(after2, ["e3", "e4", "e5"]);
-            let all: Vec<u64> = events.replay("s", "p1", 0).await.into_iter().map(|e| e.seq).collect();
-            assert_eq!(all, [3, 4, 5], "only the last 3 are kept");
-            events.append("s", "p2", "x".into()).await;
-            assert!(
-                events.replay("s", "p1", 0).await.is_empty(),
-                "the oldest stream is dropped past 2"
-            );
-            assert_eq!(events.replay("s", "g", 0).await.len(), 1);
-            // A stream opened again after eviction never reuses an id.
-            assert_eq!(events.append("s", "p1", "again".into()).await, 8);
-            let again: Vec<u64> = events.replay("s", "p1", 5).await.into_iter().map(|e| e.seq).collect();
-            assert_eq!(again, [8]);
-            events.forget("s").await;
-            assert!(events.replay("s", "g", 0).await.is_empty());
+            crate::store_suite::sessions(&MemorySessionStore::default()).await;
+            crate::store_suite::events(&MemoryEventStore::new(3, 2)).await;
         });
     }
 

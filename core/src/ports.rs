@@ -241,6 +241,21 @@ pub trait SessionStore: MaybeSend + MaybeSync {
     async fn oldest_seen(&self) -> Option<u64>;
 }
 
+/// Messages between the instances that share sessions (natively Redis pub/sub, with
+/// `MCPGW_REDIS_URL`). What one instance cannot deliver itself (a message for a stream another
+/// instance holds, a client's answer to a request another is waiting on, a session's end) it
+/// publishes; every instance hears it and acts on what concerns it.
+#[cfg_attr(not(target_family = "wasm"), async_trait)]
+#[cfg_attr(target_family = "wasm", async_trait(?Send))]
+pub trait Bus: MaybeSend + MaybeSync {
+    /// Publishes one message to every instance (the publisher may hear it too).
+    async fn publish(&self, message: String);
+    /// The messages published from now on, for as long as the stream is held (a bus whose
+    /// connection drops reconnects underneath; what was published meanwhile is lost, as
+    /// messages to a stream that is not open are: the event log keeps them for replay).
+    fn messages(&self) -> BoxStream<'static, String>;
+}
+
 /// One stored SSE event, replayable by `Last-Event-ID`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredEvent {

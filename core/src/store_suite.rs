@@ -1,12 +1,13 @@
-//! The store test suite: one set of behaviours every [`Store`] implementation must show. Adapters
-//! call [`run`] from their own tests with a fresh store (the in-memory store runs it in core).
+//! The store test suites: the behaviours every [`Store`] ([`run`]), [`SessionStore`]
+//! ([`sessions`]) and [`EventStore`] ([`events`]) implementation must show. Adapters call them
+//! from their own tests with fresh stores (the in-memory ones run them in core).
 
 // A test suite: a failed expectation is a panic with the case, by design.
 #![allow(clippy::unwrap_used)]
 
 use serde_json::json;
 
-use crate::ports::{Kind, Op, Record, Store, StoreError};
+use crate::ports::{EventStore, Kind, Op, Record, SessionState, SessionStore, Store, StoreError};
 
 fn rec(kind: Kind, id: &str, key: &str, n: i64) -> Record {
     Record {
@@ -143,6 +144,73 @@ pub async fn run<S: Store + ?Sized>(store: &S) {
         ![v, v2, v3].contains(&store.version().await.unwrap()),
         "an insert moves it"
     );
+}
+
+fn session(id: &str, last_seen: u64) -> SessionState {
+    SessionState {
+        id: id.into(),
+        protocol_version: Some(crate::proto::version::ProtocolVersion::V2025_11_25),
+        server: Some("srv".into()),
+        client_capabilities: json!({"sampling": {}}),
+        client_info: json!({"name": "c ✓", "version": "1"}),
+        log_level: None,
+        legacy_sse: false,
+        created_at: 1,
+        last_seen,
+        owner: Some("alice".into()),
+    }
+}
+
+/// Session state: kept whole, touched, expired by `last_seen`, counted, removed. `store` must
+/// start empty.
+pub async fn sessions<S: SessionStore + ?Sized>(store: &S) {
+    assert_eq!((store.count().await, store.oldest_seen().await), (0, None));
+    store.put(session("old", 10)).await;
+    store.put(session("new", 100)).await;
+    assert_eq!(store.get("new").await, Some(session("new", 100)), "kept whole");
+    assert!(store.get("nope").await.is_none());
+    assert_eq!((store.count().await, store.oldest_seen().await), (2, Some(10)));
+    // A touch moves it out of the next expiry.
+    store.put(session("old", 60)).await;
+    assert_eq!(store.oldest_seen().await, Some(60));
+    assert_eq!(store.expire(50).await, Vec::<String>::new(), "touched since");
+    assert_eq!(store.expire(70).await, vec!["old".to_string()]);
+    assert!(store.get("old").await.is_none() && store.get("new").await.is_some());
+    assert_eq!(store.count().await, 1);
+    assert!(store.remove("new").await && !store.remove("new").await);
+    assert_eq!((store.count().await, store.oldest_seen().await), (0, None));
+}
+
+/// Event logs, for a store keeping the last 3 events of a stream and the last 2 streams of a
+/// session: session-wide sequence numbers, replay after one, both bounds, forgetting.
+pub async fn events<S: EventStore + ?Sized>(events: &S) {
+    for i in 1..=5 {
+        assert_eq!(events.append("s", "p1", format!("e{i}")).await, i);
+    }
+    assert_eq!(
+        events.append("s", "g", "other\nline ✓".into()).await,
+        6,
+        "sequence numbers are session-wide"
+    );
+    assert_eq!(events.append("t", "p1", "another session".into()).await, 1);
+    let after2: Vec<String> = events.replay("s", "p1", 2).await.into_iter().map(|e| e.data).collect();
+    assert_eq!(after2, ["e3", "e4", "e5"]);
+    let all: Vec<u64> = events.replay("s", "p1", 0).await.into_iter().map(|e| e.seq).collect();
+    assert_eq!(all, [3, 4, 5], "only the last 3 are kept");
+    assert_eq!(events.replay("s", "g", 0).await[0].data, "other\nline ✓");
+    events.append("s", "p2", "x".into()).await;
+    assert!(
+        events.replay("s", "p1", 0).await.is_empty(),
+        "the oldest stream is dropped past 2"
+    );
+    assert_eq!(events.replay("s", "g", 0).await.len(), 1);
+    // A stream opened again after eviction never reuses an id.
+    assert_eq!(events.append("s", "p1", "again".into()).await, 8);
+    let again: Vec<u64> = events.replay("s", "p1", 5).await.into_iter().map(|e| e.seq).collect();
+    assert_eq!(again, [8]);
+    events.forget("s").await;
+    assert!(events.replay("s", "g", 0).await.is_empty());
+    assert_eq!(events.replay("t", "p1", 0).await.len(), 1, "other sessions stay");
 }
 
 #[cfg(test)]

@@ -140,6 +140,8 @@ fn build_gateway(env: &Env, object: Option<worker::Storage>) -> Result<Gateway> 
         launcher: None,
         limiter: Arc::new(limiter::ObjectLimiter::new(env)?),
         crypto: Arc::new(webcrypto::WebCrypto),
+        // A session lives in its own Durable Object: no other instance serves it.
+        bus: None,
     };
     let info = ServerInfo {
         name: "mcpgw".into(),

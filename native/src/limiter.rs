@@ -46,24 +46,12 @@ pub struct RedisLimiter {
 }
 
 impl RedisLimiter {
-    /// Connects (and checks the connection with a PING), within 5 s.
-    pub async fn connect(url: &str) -> anyhow::Result<Self> {
-        let client = redis::Client::open(url)?;
-        let config = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Duration::from_secs(2))
-            .set_response_timeout(TAKE_TIMEOUT)
-            .set_number_of_retries(2);
-        let mut conn = tokio::time::timeout(
-            Duration::from_secs(5),
-            ConnectionManager::new_with_config(client, config),
-        )
-        .await
-        .map_err(|_| anyhow::anyhow!("no answer within 5 s"))??;
-        let _: String = redis::cmd("PING").query_async(&mut conn).await?;
-        Ok(Self {
+    /// Buckets on `conn` (see [`crate::shared::connect`]).
+    pub fn new(conn: ConnectionManager) -> Self {
+        Self {
             conn,
             script: redis::Script::new(SCRIPT),
-        })
+        }
     }
 }
 

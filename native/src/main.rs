@@ -7,6 +7,7 @@ mod pg_store;
 mod runtime;
 mod seed_file;
 mod server;
+mod shared;
 mod store;
 
 use std::net::{IpAddr, SocketAddr};
@@ -312,6 +313,42 @@ async fn shutdown_signal() {
     tokio::select! { _ = ctrl_c => {}, _ = term => {} }
 }
 
+/// Where sessions, their event logs and rate-limit budgets live: in this process, or with
+/// `MCPGW_REDIS_URL` in Redis, shared by every instance on it (with the bus between them).
+struct StatePorts {
+    limiter: Arc<dyn mcpgw_core::security::ratelimit::Limiter>,
+    sessions: Arc<dyn mcpgw_core::ports::SessionStore>,
+    events: Arc<dyn mcpgw_core::ports::EventStore>,
+    bus: Option<Arc<dyn mcpgw_core::ports::Bus>>,
+}
+
+async fn state_ports(ttl_ms: u64) -> anyhow::Result<StatePorts> {
+    let memory = MemoryEventStore::default();
+    match std::env::var("MCPGW_REDIS_URL") {
+        Ok(url) if !url.trim().is_empty() => {
+            let bad = |e: anyhow::Error| anyhow::anyhow!("invalid setting MCPGW_REDIS_URL: cannot use {url}: {e}");
+            let (client, conn) = shared::connect(url.trim()).await.map_err(bad)?;
+            Ok(StatePorts {
+                limiter: Arc::new(limiter::RedisLimiter::new(conn.clone())),
+                sessions: Arc::new(shared::RedisSessions::new(conn.clone(), ttl_ms)),
+                events: Arc::new(shared::RedisEvents::new(
+                    conn.clone(),
+                    memory.capacity(),
+                    memory.max_streams(),
+                    ttl_ms,
+                )),
+                bus: Some(Arc::new(shared::RedisBus::start(client, conn).await.map_err(bad)?)),
+            })
+        }
+        _ => Ok(StatePorts {
+            limiter: Arc::new(mcpgw_core::security::ratelimit::MemoryLimiter::default()),
+            sessions: Arc::new(MemorySessionStore::default()),
+            events: Arc::new(memory),
+            bus: None,
+        }),
+    }
+}
+
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let mut s = settings(&args)?;
@@ -331,18 +368,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         })?)
     };
     let clock: Arc<runtime::TokioClock> = Arc::new(runtime::TokioClock);
-    let limiter: Arc<dyn mcpgw_core::security::ratelimit::Limiter> = match std::env::var("MCPGW_REDIS_URL") {
-        Ok(url) if !url.trim().is_empty() => Arc::new(
-            limiter::RedisLimiter::connect(url.trim())
-                .await
-                .map_err(|e| anyhow::anyhow!("invalid setting MCPGW_REDIS_URL: cannot use {url}: {e}"))?,
-        ),
-        _ => Arc::new(mcpgw_core::security::ratelimit::MemoryLimiter::default()),
-    };
+    let state = state_ports(s.gateway.session_ttl_secs.saturating_mul(1000)).await?;
     let ports = Ports {
         store,
-        sessions: Arc::new(MemorySessionStore::default()),
-        events: Arc::new(MemoryEventStore::default()),
+        sessions: state.sessions,
+        events: state.events,
         http: Arc::new(http_client::HyperClient::new(
             mcpgw_core::netguard::NetPolicy::parse(&s.gateway.ssrf_allow).map_err(|e| anyhow::anyhow!(e))?,
         )),
@@ -350,8 +380,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         ids: Arc::new(runtime::RandomIds),
         spawner: Arc::new(runtime::TokioSpawner),
         launcher: Some(Arc::new(runtime::ProcessLauncher)),
-        limiter,
+        limiter: state.limiter,
         crypto: Arc::new(mcpgw_core::security::RustCrypto),
+        bus: state.bus,
     };
     let info = ServerInfo {
         name: "mcpgw".into(),

@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
 
+pub mod nginx;
 pub mod postgres;
+pub use nginx::Nginx;
 pub use postgres::Postgres;
 
 /// The repository root.
@@ -1452,6 +1454,9 @@ pub struct RawSession {
     pub endpoint: String,
     /// The session id the gateway gave.
     pub sid: String,
+    /// Where the answers to the gateway's requests are posted, if not to `endpoint` (another
+    /// instance serving the same sessions).
+    pub answers_to: Option<String>,
     get: Option<(
         tokio::sync::mpsc::UnboundedReceiver<serde_json::Value>,
         tokio::task::JoinHandle<()>,
@@ -1517,6 +1522,7 @@ impl RawSession {
             http,
             endpoint: endpoint.to_string(),
             sid,
+            answers_to: None,
             get: None,
         };
         let r = s
@@ -1530,11 +1536,28 @@ impl RawSession {
         Ok(s)
     }
 
+    /// A session opened elsewhere (another instance serving the same sessions), used at
+    /// `endpoint`.
+    pub fn join(endpoint: &str, sid: &str) -> Self {
+        Self {
+            http: http_client(),
+            endpoint: endpoint.to_string(),
+            sid: sid.to_string(),
+            answers_to: None,
+            get: None,
+        }
+    }
+
     /// POSTs one message in the session.
     pub async fn post(&self, msg: &serde_json::Value) -> anyhow::Result<reqwest::Response> {
+        self.post_to(&self.endpoint, msg).await
+    }
+
+    /// POSTs one message in the session to `endpoint`.
+    pub async fn post_to(&self, endpoint: &str, msg: &serde_json::Value) -> anyhow::Result<reqwest::Response> {
         Ok(self
             .http
-            .post(&self.endpoint)
+            .post(endpoint)
             .header("accept", "application/json, text/event-stream")
             .header("mcp-session-id", &self.sid)
             .header("mcp-protocol-version", "2025-11-25")
@@ -1634,7 +1657,8 @@ impl RawSession {
             if msg.get("method").is_some() && msg.get("id").is_some() {
                 if let Some(result) = reply {
                     let reply = serde_json::json!({"jsonrpc": "2.0", "id": msg["id"], "result": result});
-                    let r = self.post(&reply).await?;
+                    let to = self.answers_to.clone().unwrap_or_else(|| self.endpoint.clone());
+                    let r = self.post_to(&to, &reply).await?;
                     anyhow::ensure!(r.status() == reqwest::StatusCode::ACCEPTED, "answer: {}", r.status());
                 }
             }

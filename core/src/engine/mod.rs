@@ -30,6 +30,7 @@ use crate::proto::method::{Kind, Method};
 use crate::proto::version::ProtocolVersion;
 use crate::registry::{Registry, Resource, Server, Snapshot};
 use crate::render;
+use crate::session::peers::Note;
 use crate::session::Sessions;
 use crate::upstream::rest::Rest;
 
@@ -324,22 +325,48 @@ impl Engine {
     /// serving the session; `initialized` needs nothing.
     pub async fn notification(&self, session: Option<&SessionState>, method: &str, params: Option<&Value>) {
         let Some(s) = session else { return };
-        match Method::parse(method) {
-            Some(Method::Cancelled) => self.fed.cancel_upstream(&s.id, params).await,
-            Some(m @ Method::RootsListChanged) => self.fed.notify_links(&s.id, m.name(), None, false).await,
-            _ => {}
+        if self.notification_here(&s.id, method, params).await {
+            // The request cancelled may run at another instance; its links hear of roots too.
+            let note = Note::Notify {
+                sid: s.id.clone(),
+                method: method.to_string(),
+                params: params.cloned(),
+            };
+            self.sessions.peers().tell(note).await;
         }
     }
 
-    /// The client's answer to a request an upstream sent it through the gateway.
+    /// A client's notification, for what this instance holds of session `sid`; false if the
+    /// notification concerns nothing upstream.
+    pub async fn notification_here(&self, sid: &str, method: &str, params: Option<&Value>) -> bool {
+        match Method::parse(method) {
+            Some(Method::Cancelled) => self.fed.cancel_upstream(sid, params).await,
+            Some(m @ Method::RootsListChanged) => self.fed.notify_links(sid, m.name(), None, false).await,
+            _ => return false,
+        }
+        true
+    }
+
+    /// The client's answer to a request an upstream sent it through the gateway: to the call
+    /// here that waits for it, else to the instance whose call does.
     pub async fn client_answer(
         &self,
         session: &SessionState,
         id: Option<&RequestId>,
         outcome: Result<Value, RpcError>,
     ) {
-        if let Some(id) = id {
-            self.fed.answer_upstream(&session.id, id, outcome).await;
+        let Some(id) = id else { return };
+        let shared = self.sessions.peers().shared();
+        let kept = shared.then(|| outcome.clone());
+        if !self.fed.answer_upstream(&session.id, id, outcome).await {
+            if let Some(outcome) = kept {
+                let note = Note::Answer {
+                    sid: session.id.clone(),
+                    id: id.to_value(),
+                    outcome: outcome.map_err(|e| serde_json::to_value(e).unwrap_or(Value::Null)),
+                };
+                self.sessions.peers().tell(note).await;
+            }
         }
     }
 

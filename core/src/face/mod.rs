@@ -279,7 +279,7 @@ impl Face {
                         Outbound::Done(answers) => answers,
                     };
                     for m in msgs {
-                        sessions.hub().send(&sid, Frame::message(None, m.0));
+                        sessions.deliver(&sid, None, m.0).await;
                     }
                 }
             }));

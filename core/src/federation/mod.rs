@@ -227,6 +227,12 @@ fn era_for(up: &Upstream, prefer: Era) -> Era {
 impl Federation {
     /// The federation service over `registry`, relaying to `sessions`.
     pub fn new(registry: Arc<Registry>, sessions: Arc<Sessions>, net: Net, settings: Settings) -> Arc<Self> {
+        // Ids handed to clients name this instance when others serve the same sessions, so that
+        // an answer reaching them is not mistaken for one to their own request.
+        let relay = match sessions.peers().shared() {
+            true => Relay::with_prefix(format!("mcpgw-{}-", sessions.peers().me())),
+            false => Relay::default(),
+        };
         Arc::new_cyclic(|me| Self {
             registry,
             sessions,
@@ -234,7 +240,7 @@ impl Federation {
             health: HealthBook::new(settings.unhealthy_after),
             settings,
             slots: Mutex::new(HashMap::new()),
-            relay: Relay::default(),
+            relay,
             inflight: Mutex::new(HashMap::new()),
             updates: Mutex::new(HashMap::new()),
             watchers: std::sync::atomic::AtomicU64::new(0),

@@ -38,14 +38,24 @@ pub(crate) struct Relay<L> {
     /// (session, link, upstream id) → gateway id: finds a request the upstream cancels.
     by_upstream: Mutex<HashMap<(String, usize, RequestId), RequestId>>,
     seq: AtomicU64,
+    /// What the ids handed to clients start with.
+    prefix: String,
 }
 
 impl<L> Default for Relay<L> {
     fn default() -> Self {
+        Self::with_prefix("mcpgw-".into())
+    }
+}
+
+impl<L> Relay<L> {
+    /// A relay whose ids for clients start with `prefix`.
+    pub fn with_prefix(prefix: String) -> Self {
         Self {
             pending: Mutex::new(HashMap::new()),
             by_upstream: Mutex::new(HashMap::new()),
             seq: AtomicU64::new(0),
+            prefix,
         }
     }
 }
@@ -99,7 +109,11 @@ impl<L: Clone> Relay<L> {
             let Some(upstream_id) = RequestId::of(id) else {
                 return Rewrite::Drop;
             };
-            let gid = RequestId::String(format!("mcpgw-{}", self.seq.fetch_add(1, Ordering::Relaxed) + 1));
+            let gid = RequestId::String(format!(
+                "{}{}",
+                self.prefix,
+                self.seq.fetch_add(1, Ordering::Relaxed) + 1
+            ));
             msg["id"] = gid.to_value();
             lock(&self.by_upstream).insert((sid.to_string(), link_key, upstream_id.clone()), gid.clone());
             lock(&self.pending).insert(

@@ -8,6 +8,7 @@
 //! of a session's end through [`Sessions::on_end`]).
 
 pub(crate) mod hub;
+pub(crate) mod peers;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -19,6 +20,7 @@ use crate::ports::{Clock, EventStore, Ids, Kind, SessionState, SessionStore, Sto
 use crate::proto::jsonrpc;
 use crate::registry::Registry;
 use hub::{Frame, Hub};
+use peers::{Note, Peers};
 
 /// The stream name of standalone GET streams in the event log.
 pub(crate) const STANDALONE: &str = "g";
@@ -57,10 +59,13 @@ pub(crate) struct Sessions {
     /// Names of POST streams in the event log.
     stream_seq: AtomicU64,
     on_end: Mutex<Vec<EndHook>>,
+    /// The other instances serving these sessions, if any.
+    peers: Peers,
 }
 
 impl Sessions {
-    /// Sessions kept in `store`, their streams logged in `events`.
+    /// Sessions kept in `store`, their streams logged in `events`, shared with other instances
+    /// through `peers`.
     pub fn new(
         store: Arc<dyn SessionStore>,
         events: Arc<dyn EventStore>,
@@ -68,8 +73,10 @@ impl Sessions {
         clock: Arc<dyn Clock>,
         ids: Arc<dyn Ids>,
         limits: Limits,
+        peers: Peers,
     ) -> Self {
         Self {
+            peers,
             store,
             events,
             hub: Hub::default(),
@@ -91,6 +98,11 @@ impl Sessions {
     /// The live streams of this process.
     pub fn hub(&self) -> &Hub {
         &self.hub
+    }
+
+    /// The other instances serving these sessions.
+    pub fn peers(&self) -> &Peers {
+        &self.peers
     }
 
     /// A session as stored, untouched.
@@ -166,14 +178,17 @@ impl Sessions {
         Err(Full)
     }
 
-    /// Ends a session: its state, event log and streams go, and the end hooks hear of it.
+    /// Ends a session: its state, event log and streams go, and the end hooks hear of it, here
+    /// and at the other instances.
     pub async fn end(&self, id: &str) {
         self.store.remove(id).await;
         self.forget(id).await;
+        self.peers.tell(Note::End { sid: id.to_string() }).await;
     }
 
-    /// What remains of a session whose state is gone already.
-    async fn forget(&self, id: &str) {
+    /// What remains of a session whose state is gone already (here: another instance ended it,
+    /// or expiry).
+    pub async fn forget(&self, id: &str) {
         self.events.forget(id).await;
         self.hub.close(id);
         for hook in self.on_end.lock().unwrap_or_else(|e| e.into_inner()).iter() {
@@ -187,6 +202,7 @@ impl Sessions {
         let gone = self.store.expire(cutoff).await;
         for id in &gone {
             self.forget(id).await;
+            self.peers.tell(Note::End { sid: id.clone() }).await;
         }
         gone.len()
     }
@@ -197,9 +213,15 @@ impl Sessions {
         Some(oldest.saturating_add(self.limits.ttl_ms))
     }
 
-    /// A name for a new POST stream in the event log.
+    /// A name for a new POST stream in the event log (with this instance's name when others
+    /// log into the same one).
     pub fn next_stream(&self) -> String {
-        format!("p{}", self.stream_seq.fetch_add(1, Ordering::Relaxed) + 1)
+        let n = self.stream_seq.fetch_add(1, Ordering::Relaxed) + 1;
+        if self.peers.shared() {
+            format!("p{n}-{}", self.peers.me())
+        } else {
+            format!("p{n}")
+        }
     }
 
     /// Logs a message of stream `stream` for replay; its sequence number.
@@ -224,7 +246,22 @@ impl Sessions {
                 self.events.append(sid, STANDALONE, data.clone()).await
             ))
         };
-        self.hub.send(sid, Frame::message(id, data));
+        self.deliver(sid, id, data).await;
+    }
+
+    /// Puts a message on the session's stream if this instance holds it; true if it did.
+    pub fn deliver_here(&self, sid: &str, id: Option<String>, data: String) -> bool {
+        self.hub.send(sid, Frame::message(id, data))
+    }
+
+    /// Puts a message on the session's stream: here if this instance holds it, else at the
+    /// instance that does (the message is logged already, under `id`, if it is to be).
+    pub async fn deliver(&self, sid: &str, id: Option<String>, data: String) {
+        if self.deliver_here(sid, id.clone(), data.clone()) {
+            return;
+        }
+        let sid = sid.to_string();
+        self.peers.tell(Note::Stream { sid, id, data }).await;
     }
 
     /// Sends a server-initiated message to every session with a live stream.

@@ -1,0 +1,364 @@
+//! Sessions shared by every instance on one Redis (`MCPGW_REDIS_URL`): their state
+//! ([`RedisSessions`]), the event log a stream resumes from ([`RedisEvents`]), and the bus
+//! ([`RedisBus`], pub/sub) on which an instance tells the others what it cannot deliver itself.
+//! So any instance behind a balancer without affinity serves any request of any session, and
+//! a session outlives the instance that opened it.
+//!
+//! Keys: `mcpgw:session:<id>` (the state as JSON, expiring a TTL after its last touch) and the
+//! sorted set `mcpgw:sessions` (ids by last touch, for expiry and counts); per session
+//! `mcpgw:ev:<id>:seq`, `:order` (its streams, oldest first) and `:s:<stream>` (a stream's last
+//! events, `seq` and the message on one entry). Multi-key steps are Lua scripts, atomic in Redis.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::StreamExt;
+use mcpgw_core::platform::BoxStream;
+use mcpgw_core::ports::{Bus, EventStore, SessionState, SessionStore, StoredEvent};
+use redis::aio::ConnectionManager;
+
+/// How long one Redis step may take before it is given up (the request goes on without it).
+const STEP_TIMEOUT: Duration = Duration::from_secs(2);
+/// The sorted set of live sessions.
+const SESSIONS: &str = "mcpgw:sessions";
+/// The bus channel.
+const CHANNEL: &str = "mcpgw:bus";
+
+fn session_key(id: &str) -> String {
+    format!("mcpgw:session:{id}")
+}
+
+/// One connection manager (reconnecting) for every step, cloned per use.
+pub async fn connect(url: &str) -> anyhow::Result<(redis::Client, ConnectionManager)> {
+    let client = redis::Client::open(url)?;
+    let config = redis::aio::ConnectionManagerConfig::new()
+        .set_connection_timeout(Duration::from_secs(2))
+        .set_response_timeout(STEP_TIMEOUT)
+        .set_number_of_retries(2);
+    let mut conn = tokio::time::timeout(
+        Duration::from_secs(5),
+        ConnectionManager::new_with_config(client.clone(), config),
+    )
+    .await
+    .map_err(|_| anyhow::anyhow!("no answer within 5 s"))??;
+    let _: String = redis::cmd("PING").query_async(&mut conn).await?;
+    Ok((client, conn))
+}
+
+/// Runs one step within [`STEP_TIMEOUT`]; a failure is logged and yields `None`.
+async fn step<T>(what: &str, f: impl std::future::Future<Output = redis::RedisResult<T>>) -> Option<T> {
+    match tokio::time::timeout(STEP_TIMEOUT, f).await {
+        Ok(Ok(v)) => Some(v),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, step = what, "Redis step failed");
+            None
+        }
+        Err(_) => {
+            tracing::warn!(step = what, "Redis step timed out");
+            None
+        }
+    }
+}
+
+/// Session state in Redis.
+pub struct RedisSessions {
+    conn: ConnectionManager,
+    /// A stored session's key expires this long after its last touch (the session TTL), so
+    /// Redis forgets sessions even when no instance is left to expire them.
+    ttl_ms: u64,
+    expire: redis::Script,
+}
+
+/// KEYS[1] the set; ARGV the cutoff, the key prefix. Removes (at most 1000) sessions touched
+/// before the cutoff and returns their ids.
+const EXPIRE: &str = r#"
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[1], 'LIMIT', 0, 1000)
+for _, id in ipairs(ids) do
+  redis.call('ZREM', KEYS[1], id)
+  redis.call('DEL', ARGV[2] .. id)
+end
+return ids
+"#;
+
+impl RedisSessions {
+    /// Sessions on `conn`, idle ones forgotten by Redis after `ttl_ms`.
+    pub fn new(conn: ConnectionManager, ttl_ms: u64) -> Self {
+        Self {
+            conn,
+            ttl_ms: ttl_ms.max(1000),
+            expire: redis::Script::new(EXPIRE),
+        }
+    }
+}
+
+#[async_trait]
+impl SessionStore for RedisSessions {
+    async fn get(&self, id: &str) -> Option<SessionState> {
+        let mut c = self.conn.clone();
+        let text: Option<String> = step(
+            "session get",
+            redis::cmd("GET").arg(session_key(id)).query_async(&mut c),
+        )
+        .await
+        .flatten()?;
+        serde_json::from_str(&text?).ok()
+    }
+
+    async fn put(&self, state: SessionState) {
+        let Ok(text) = serde_json::to_string(&state) else {
+            return;
+        };
+        let mut c = self.conn.clone();
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .cmd("SET")
+            .arg(session_key(&state.id))
+            .arg(text)
+            .arg("PX")
+            .arg(self.ttl_ms)
+            .ignore()
+            .cmd("ZADD")
+            .arg(SESSIONS)
+            .arg(state.last_seen)
+            .arg(&state.id)
+            .ignore();
+        step::<()>("session put", pipe.query_async(&mut c)).await;
+    }
+
+    async fn remove(&self, id: &str) -> bool {
+        let mut c = self.conn.clone();
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .cmd("DEL")
+            .arg(session_key(id))
+            .cmd("ZREM")
+            .arg(SESSIONS)
+            .arg(id)
+            .ignore();
+        let (n,): (i64,) = step("session remove", pipe.query_async(&mut c)).await.unwrap_or((0,));
+        n > 0
+    }
+
+    async fn expire(&self, cutoff_ms: u64) -> Vec<String> {
+        let mut c = self.conn.clone();
+        let mut call = self.expire.key(SESSIONS);
+        call.arg(cutoff_ms).arg("mcpgw:session:");
+        step("session expire", call.invoke_async(&mut c))
+            .await
+            .unwrap_or_default()
+    }
+
+    async fn count(&self) -> usize {
+        let mut c = self.conn.clone();
+        step("session count", redis::cmd("ZCARD").arg(SESSIONS).query_async(&mut c))
+            .await
+            .unwrap_or(0)
+    }
+
+    async fn oldest_seen(&self) -> Option<u64> {
+        let mut c = self.conn.clone();
+        let first: Vec<(String, f64)> = step(
+            "session oldest",
+            redis::cmd("ZRANGE")
+                .arg(SESSIONS)
+                .arg(0)
+                .arg(0)
+                .arg("WITHSCORES")
+                .query_async(&mut c),
+        )
+        .await?;
+        first.first().map(|(_, score)| *score as u64)
+    }
+}
+
+/// The event logs in Redis.
+pub struct RedisEvents {
+    conn: ConnectionManager,
+    capacity: usize,
+    max_streams: usize,
+    ttl_ms: u64,
+    append: redis::Script,
+    forget: redis::Script,
+}
+
+/// KEYS: seq, order, the stream's list. ARGV: stream name, message, capacity, max streams, TTL,
+/// the prefix of stream lists. Returns the event's sequence number.
+const APPEND: &str = r#"
+local seq = redis.call('INCR', KEYS[1])
+if redis.call('LPOS', KEYS[2], ARGV[1]) == false then
+  redis.call('RPUSH', KEYS[2], ARGV[1])
+  while redis.call('LLEN', KEYS[2]) > tonumber(ARGV[4]) do
+    local old = redis.call('LPOP', KEYS[2])
+    redis.call('DEL', ARGV[6] .. old)
+  end
+end
+redis.call('RPUSH', KEYS[3], seq .. '\n' .. ARGV[2])
+redis.call('LTRIM', KEYS[3], -tonumber(ARGV[3]), -1)
+for i = 1, 3 do redis.call('PEXPIRE', KEYS[i], ARGV[5]) end
+return seq
+"#;
+
+/// KEYS: seq, order. ARGV: the prefix of stream lists. Deletes a session's logs.
+const FORGET: &str = r#"
+for _, s in ipairs(redis.call('LRANGE', KEYS[2], 0, -1)) do
+  redis.call('DEL', ARGV[1] .. s)
+end
+redis.call('DEL', KEYS[1], KEYS[2])
+return 1
+"#;
+
+fn ev(session: &str, what: &str) -> String {
+    format!("mcpgw:ev:{session}:{what}")
+}
+
+impl RedisEvents {
+    /// Logs keeping the last `capacity` events of each stream and the last `max_streams`
+    /// streams of each session, forgotten `ttl_ms` after the session's last event.
+    pub fn new(conn: ConnectionManager, capacity: usize, max_streams: usize, ttl_ms: u64) -> Self {
+        Self {
+            conn,
+            capacity: capacity.max(1),
+            max_streams: max_streams.max(1),
+            ttl_ms: ttl_ms.max(1000),
+            append: redis::Script::new(APPEND),
+            forget: redis::Script::new(FORGET),
+        }
+    }
+}
+
+#[async_trait]
+impl EventStore for RedisEvents {
+    async fn append(&self, session: &str, stream: &str, data: String) -> u64 {
+        let mut c = self.conn.clone();
+        let mut call = self.append.key(ev(session, "seq"));
+        call.key(ev(session, "order"))
+            .key(ev(session, &format!("s:{stream}")))
+            .arg(stream)
+            .arg(data)
+            .arg(self.capacity)
+            .arg(self.max_streams)
+            .arg(self.ttl_ms)
+            .arg(ev(session, "s:"));
+        // Without Redis the event goes out unlogged (not resumable), under no usable number.
+        step("event append", call.invoke_async(&mut c)).await.unwrap_or(0)
+    }
+
+    async fn replay(&self, session: &str, stream: &str, after_seq: u64) -> Vec<StoredEvent> {
+        let mut c = self.conn.clone();
+        let entries: Vec<String> = step(
+            "event replay",
+            redis::cmd("LRANGE")
+                .arg(ev(session, &format!("s:{stream}")))
+                .arg(0)
+                .arg(-1)
+                .query_async(&mut c),
+        )
+        .await
+        .unwrap_or_default();
+        entries
+            .into_iter()
+            .filter_map(|e| {
+                let (seq, data) = e.split_once('\n')?;
+                let seq: u64 = seq.parse().ok()?;
+                (seq > after_seq).then(|| StoredEvent {
+                    seq,
+                    data: data.to_string(),
+                })
+            })
+            .collect()
+    }
+
+    async fn forget(&self, session: &str) {
+        let mut c = self.conn.clone();
+        let mut call = self.forget.key(ev(session, "seq"));
+        call.key(ev(session, "order")).arg(ev(session, "s:"));
+        step::<i64>("event forget", call.invoke_async(&mut c)).await;
+    }
+}
+
+/// The bus on Redis pub/sub: one subscription per process, fanned out to every holder of
+/// [`Bus::messages`], re-established (after a second) whenever it drops.
+pub struct RedisBus {
+    conn: ConnectionManager,
+    subscribers: Arc<Mutex<Vec<futures::channel::mpsc::UnboundedSender<String>>>>,
+}
+
+impl RedisBus {
+    /// Subscribes (the first time within 5 s, or fails) and keeps subscribing.
+    pub async fn start(client: redis::Client, conn: ConnectionManager) -> anyhow::Result<Self> {
+        let subscribers: Arc<Mutex<Vec<futures::channel::mpsc::UnboundedSender<String>>>> = Arc::default();
+        let first = tokio::time::timeout(Duration::from_secs(5), subscribe(&client))
+            .await
+            .map_err(|_| anyhow::anyhow!("no subscription within 5 s"))??;
+        let fan = subscribers.clone();
+        tokio::spawn(async move {
+            let mut pubsub = Some(first);
+            loop {
+                if let Some(p) = pubsub.take() {
+                    let mut messages = p.into_on_message();
+                    while let Some(msg) = messages.next().await {
+                        let Ok(text) = msg.get_payload::<String>() else {
+                            continue;
+                        };
+                        fan.lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .retain(|tx| tx.unbounded_send(text.clone()).is_ok());
+                    }
+                    tracing::warn!("the Redis bus subscription dropped; subscribing again");
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                match subscribe(&client).await {
+                    Ok(p) => pubsub = Some(p),
+                    Err(e) => tracing::warn!(error = %e, "cannot subscribe to the Redis bus"),
+                }
+            }
+        });
+        Ok(Self { conn, subscribers })
+    }
+}
+
+async fn subscribe(client: &redis::Client) -> redis::RedisResult<redis::aio::PubSub> {
+    let mut p = client.get_async_pubsub().await?;
+    p.subscribe(CHANNEL).await?;
+    Ok(p)
+}
+
+#[async_trait]
+impl Bus for RedisBus {
+    async fn publish(&self, message: String) {
+        let mut c = self.conn.clone();
+        step::<i64>(
+            "bus publish",
+            redis::cmd("PUBLISH").arg(CHANNEL).arg(message).query_async(&mut c),
+        )
+        .await;
+    }
+
+    fn messages(&self) -> BoxStream<'static, String> {
+        let (tx, rx) = futures::channel::mpsc::unbounded();
+        self.subscribers.lock().unwrap_or_else(|e| e.into_inner()).push(tx);
+        Box::pin(rx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn redis_sessions_and_event_logs_pass_the_suite() {
+        let redis = mcpgw_e2e::RedisServer::start().expect("redis-server");
+        let (client, conn) = connect(&redis.url).await.expect("connect");
+        mcpgw_core::store_suite::sessions(&RedisSessions::new(conn.clone(), 60_000)).await;
+        mcpgw_core::store_suite::events(&RedisEvents::new(conn.clone(), 3, 2, 60_000)).await;
+        // The bus: a message published is heard, by every holder.
+        let bus = RedisBus::start(client, conn).await.expect("bus");
+        let (mut one, mut two) = (bus.messages(), bus.messages());
+        bus.publish("hello ✓".into()).await;
+        for m in [&mut one, &mut two] {
+            let got = tokio::time::timeout(Duration::from_secs(5), m.next()).await;
+            assert_eq!(got.ok().flatten().as_deref(), Some("hello ✓"));
+        }
+    }
+}
