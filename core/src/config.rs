@@ -31,6 +31,9 @@ fn d_tool_resp() -> usize {
 fn d_listen_poll() -> u64 {
     1_000
 }
+fn d_resource_cache_max() -> u64 {
+    300_000
+}
 fn d_cache_ttl() -> u64 {
     60_000
 }
@@ -121,6 +124,14 @@ pub struct GatewayConfig {
     /// the lists and `resources/read`, in milliseconds.
     #[serde(default = "d_cache_ttl")]
     pub cache_ttl_ms: u64,
+    /// How long an upstream's `resources/read` answer without a cache hint is kept and reused, in
+    /// milliseconds (0: not kept).
+    #[serde(default)]
+    pub resource_cache_ms: u64,
+    /// The longest any upstream `resources/read` answer is kept, its own `ttlMs` hint included,
+    /// in milliseconds (0: none is kept).
+    #[serde(default = "d_resource_cache_max")]
+    pub resource_cache_max_ms: u64,
     /// How often an open `subscriptions/listen` stream (2026-07-28) checks the registry for
     /// changed lists, in milliseconds.
     #[serde(default = "d_listen_poll")]
@@ -226,6 +237,16 @@ pub const SETTINGS: &[Setting] = &[
         "Freshness hint (ttlMs) of 2026-07-28 discover, list and resources/read results, in milliseconds.",
     ),
     setting(
+        "resource_cache_ms",
+        Shape::Number,
+        "How long an upstream resources/read answer without a cache hint (ttlMs) is kept and reused, in milliseconds (0: not kept).",
+    ),
+    setting(
+        "resource_cache_max_ms",
+        Shape::Number,
+        "The longest any upstream resources/read answer is kept, its own ttlMs hint included, in milliseconds (0: none is kept).",
+    ),
+    setting(
         "listen_poll_ms",
         Shape::Number,
         "How often an open 2026-07-28 subscriptions/listen stream checks the registry for changed lists, in milliseconds.",
@@ -307,6 +328,8 @@ fn unreachable_default() -> GatewayConfig {
         max_upstream_response_bytes: d_upstream_resp(),
         registry_cache_ms: d_cache(),
         cache_ttl_ms: d_cache_ttl(),
+        resource_cache_ms: 0,
+        resource_cache_max_ms: d_resource_cache_max(),
         listen_poll_ms: d_listen_poll(),
         name_separator: d_separator(),
         instance: String::new(),

@@ -53,6 +53,8 @@ pub struct Ports {
     /// Messages between instances that share sessions; none when this instance serves its
     /// sessions alone.
     pub bus: Option<Arc<dyn crate::ports::Bus>>,
+    /// Upstream answers kept for reuse (resource reads).
+    pub cache: Arc<dyn crate::ports::Cache>,
 }
 
 /// The services of one gateway, composed.
@@ -177,6 +179,13 @@ impl Gateway {
                 health_check_secs: config.health_check_secs,
                 upstream_refresh_secs: config.upstream_refresh_secs,
             },
+            federation::answers::ResourceCache::new(
+                ports.cache,
+                federation::answers::CacheTimes {
+                    plain_ms: config.resource_cache_ms,
+                    max_ms: config.resource_cache_max_ms,
+                },
+            ),
         );
         // A session that ends closes its upstream sessions.
         let weak = Arc::downgrade(&fed);
@@ -302,6 +311,11 @@ impl Gateway {
     /// True once [`Gateway::shutdown`] has been called.
     pub fn is_shutting_down(&self) -> bool {
         self.s.sessions.hub().is_closed()
+    }
+
+    /// Upstream resource reads answered from the cache, and looked for there in vain.
+    pub fn resource_cache_counts(&self) -> (u64, u64) {
+        self.s.fed.answers().counts()
     }
 
     /// Number of open SSE streams (standalone and legacy).

@@ -136,6 +136,73 @@ impl EventStore for MemoryEventStore {
     }
 }
 
+/// The [`Cache`](crate::ports::Cache) in this process: at most `capacity` entries (past it,
+/// expired ones go, then the ones nearest their expiry), times from the clock.
+pub struct MemoryCache {
+    clock: std::sync::Arc<dyn crate::ports::Clock>,
+    capacity: usize,
+    entries: Mutex<HashMap<String, (String, u64)>>,
+    counters: Mutex<HashMap<String, u64>>,
+}
+
+impl MemoryCache {
+    /// A cache of at most `capacity` entries, on `clock`.
+    pub fn new(clock: std::sync::Arc<dyn crate::ports::Clock>, capacity: usize) -> Self {
+        Self {
+            clock,
+            capacity: capacity.max(1),
+            entries: Mutex::new(HashMap::new()),
+            counters: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+#[cfg_attr(not(target_family = "wasm"), async_trait)]
+#[cfg_attr(target_family = "wasm", async_trait(?Send))]
+impl crate::ports::Cache for MemoryCache {
+    async fn get(&self, key: &str) -> Option<String> {
+        if let Some(n) = lock(&self.counters).get(key) {
+            return Some(n.to_string());
+        }
+        let now = self.clock.now_ms();
+        let mut entries = lock(&self.entries);
+        match entries.get(key) {
+            Some((v, until)) if *until > now => Some(v.clone()),
+            Some(_) => {
+                entries.remove(key);
+                None
+            }
+            None => None,
+        }
+    }
+
+    async fn put(&self, key: &str, value: String, ttl_ms: u64) {
+        let now = self.clock.now_ms();
+        let mut entries = lock(&self.entries);
+        if entries.len() >= self.capacity && !entries.contains_key(key) {
+            entries.retain(|_, (_, until)| *until > now);
+            while entries.len() >= self.capacity {
+                let Some(soonest) = entries
+                    .iter()
+                    .min_by_key(|(_, (_, until))| *until)
+                    .map(|(k, _)| k.clone())
+                else {
+                    break;
+                };
+                entries.remove(&soonest);
+            }
+        }
+        entries.insert(key.to_string(), (value, now.saturating_add(ttl_ms)));
+    }
+
+    async fn incr(&self, key: &str) -> u64 {
+        let mut counters = lock(&self.counters);
+        let n = counters.entry(key.to_string()).or_insert(0);
+        *n += 1;
+        *n
+    }
+}
+
 #[cfg(feature = "test-util")]
 pub use fakes::*;
 
@@ -336,6 +403,7 @@ mod fakes {
     #[cfg(not(target_family = "wasm"))]
     pub fn memory_ports(clock: std::sync::Arc<ManualClock>) -> crate::Ports {
         use std::sync::Arc;
+        let clock_for_cache: Arc<dyn Clock> = clock.clone();
         crate::Ports {
             store: Arc::new(MemoryStore::default()),
             sessions: Arc::new(MemorySessionStore::default()),
@@ -348,6 +416,7 @@ mod fakes {
             launcher: None,
             crypto: Arc::new(crate::security::RustCrypto),
             bus: None,
+            cache: Arc::new(MemoryCache::new(clock_for_cache, 1000)),
         }
     }
 }
@@ -364,6 +433,13 @@ mod tests {
         block_on(async {
             crate::store_suite::sessions(&MemorySessionStore::default()).await;
             crate::store_suite::events(&MemoryEventStore::new(3, 2)).await;
+            let clock = std::sync::Arc::new(ManualClock::at(1_000));
+            let cache = MemoryCache::new(clock.clone(), 10);
+            let wait = move |ms: u64| -> crate::platform::BoxFuture<'static, ()> {
+                clock.advance(std::time::Duration::from_millis(ms));
+                Box::pin(async {})
+            };
+            crate::store_suite::cache(&cache, &wait).await;
         });
     }
 

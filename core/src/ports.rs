@@ -256,6 +256,21 @@ pub trait Bus: MaybeSend + MaybeSync {
     fn messages(&self) -> BoxStream<'static, String>;
 }
 
+/// A cache of text values with a time to live, shared by whoever shares its backend (memory in
+/// one process; Redis for every instance on it; Durable Objects on the edge). A miss is never an
+/// error: a backend that cannot answer misses.
+#[cfg_attr(not(target_family = "wasm"), async_trait)]
+#[cfg_attr(target_family = "wasm", async_trait(?Send))]
+pub trait Cache: MaybeSend + MaybeSync {
+    /// The value at `key`, unless absent or expired.
+    async fn get(&self, key: &str) -> Option<String>;
+    /// Keeps `value` at `key` for `ttl_ms`.
+    async fn put(&self, key: &str, value: String, ttl_ms: u64);
+    /// Adds one to the counter at `key` (absent counts as 0; counters do not expire, and
+    /// [`Cache::get`] reads them in decimal); the new value, or 0 if the backend could not count.
+    async fn incr(&self, key: &str) -> u64;
+}
+
 /// One stored SSE event, replayable by `Last-Event-ID`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredEvent {

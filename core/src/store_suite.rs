@@ -7,7 +7,8 @@
 
 use serde_json::json;
 
-use crate::ports::{EventStore, Kind, Op, Record, SessionState, SessionStore, Store, StoreError};
+use crate::platform::BoxFuture;
+use crate::ports::{Cache, EventStore, Kind, Op, Record, SessionState, SessionStore, Store, StoreError};
 
 fn rec(kind: Kind, id: &str, key: &str, n: i64) -> Record {
     Record {
@@ -211,6 +212,26 @@ pub async fn events<S: EventStore + ?Sized>(events: &S) {
     events.forget("s").await;
     assert!(events.replay("s", "g", 0).await.is_empty());
     assert_eq!(events.replay("t", "p1", 0).await.len(), 1, "other sessions stay");
+}
+
+/// A cache: values kept until their time runs out (`wait` lets `ms` pass on the cache's clock),
+/// replaced, counters from 1. `cache` must start empty.
+pub async fn cache<C: Cache + ?Sized>(cache: &C, wait: &dyn Fn(u64) -> BoxFuture<'static, ()>) {
+    assert_eq!(cache.get("k").await, None);
+    cache.put("k", "v1 ✓\nline".into(), 300).await;
+    cache.put("long", "stays".into(), 60_000).await;
+    assert_eq!(cache.get("k").await.as_deref(), Some("v1 ✓\nline"));
+    cache.put("k", "v2".into(), 300).await;
+    assert_eq!(cache.get("k").await.as_deref(), Some("v2"), "replaced");
+    assert_eq!(
+        (cache.incr("n").await, cache.incr("n").await, cache.incr("m").await),
+        (1, 2, 1)
+    );
+    wait(400).await;
+    assert_eq!(cache.get("k").await, None, "expired");
+    assert_eq!(cache.get("long").await.as_deref(), Some("stays"));
+    assert_eq!(cache.incr("n").await, 3, "counters do not expire");
+    assert_eq!(cache.get("n").await.as_deref(), Some("3"), "a counter reads in decimal");
 }
 
 #[cfg(test)]

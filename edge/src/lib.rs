@@ -12,6 +12,7 @@
 
 #![cfg(target_family = "wasm")]
 
+mod cache;
 mod convert;
 mod d1_store;
 mod fetch_client;
@@ -142,6 +143,7 @@ fn build_gateway(env: &Env, object: Option<worker::Storage>) -> Result<Gateway> 
         crypto: Arc::new(webcrypto::WebCrypto),
         // A session lives in its own Durable Object: no other instance serves it.
         bus: None,
+        cache: Arc::new(cache::ObjectCache::new(env)?),
     };
     let info = ServerInfo {
         name: "mcpgw".into(),

@@ -1,6 +1,8 @@
 //! Rate-limit buckets on the edge: one Durable Object per bucket key (identity and route
 //! class), so every isolate in every location counts against the same budget. The object runs
 //! the core's bucket arithmetic and keeps the bucket in its storage, so eviction loses nothing.
+//! The same class holds the cache's entries (`cache.rs`, under names of their own), one class
+//! for every keyed object, as each class costs the Worker's bundle its glue.
 
 use async_trait::async_trait;
 use mcpgw_core::security::ratelimit::{take, Bucket, Decision, Limiter, Rule};
@@ -65,8 +67,11 @@ impl DurableObject for RateLimiter {
     }
 
     async fn fetch(&self, mut req: Request) -> Result<Response> {
-        let Take { rule, cost } = req.json().await?;
         let storage = self.state.storage();
+        if req.path() == crate::cache::CACHE_PATH {
+            return crate::cache::serve(&storage, req).await;
+        }
+        let Take { rule, cost } = req.json().await?;
         if !self.loaded.get() {
             self.bucket.set(storage.get::<Bucket>("bucket").await.ok().flatten());
             self.loaded.set(true);
@@ -77,5 +82,10 @@ impl DurableObject for RateLimiter {
             storage.put("bucket", bucket).await?;
         }
         Response::from_json(&decision)
+    }
+
+    async fn alarm(&self) -> Result<Response> {
+        crate::cache::expire(&self.state.storage()).await?;
+        Response::ok("expired")
     }
 }

@@ -320,9 +320,10 @@ struct StatePorts {
     sessions: Arc<dyn mcpgw_core::ports::SessionStore>,
     events: Arc<dyn mcpgw_core::ports::EventStore>,
     bus: Option<Arc<dyn mcpgw_core::ports::Bus>>,
+    cache: Arc<dyn mcpgw_core::ports::Cache>,
 }
 
-async fn state_ports(ttl_ms: u64) -> anyhow::Result<StatePorts> {
+async fn state_ports(ttl_ms: u64, clock: Arc<runtime::TokioClock>) -> anyhow::Result<StatePorts> {
     let memory = MemoryEventStore::default();
     match std::env::var("MCPGW_REDIS_URL") {
         Ok(url) if !url.trim().is_empty() => {
@@ -337,6 +338,7 @@ async fn state_ports(ttl_ms: u64) -> anyhow::Result<StatePorts> {
                     memory.max_streams(),
                     ttl_ms,
                 )),
+                cache: Arc::new(shared::RedisCache::new(conn.clone())),
                 bus: Some(Arc::new(shared::RedisBus::start(client, conn).await.map_err(bad)?)),
             })
         }
@@ -345,6 +347,7 @@ async fn state_ports(ttl_ms: u64) -> anyhow::Result<StatePorts> {
             sessions: Arc::new(MemorySessionStore::default()),
             events: Arc::new(memory),
             bus: None,
+            cache: Arc::new(mcpgw_core::memory::MemoryCache::new(clock, 10_000)),
         }),
     }
 }
@@ -368,7 +371,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         })?)
     };
     let clock: Arc<runtime::TokioClock> = Arc::new(runtime::TokioClock);
-    let state = state_ports(s.gateway.session_ttl_secs.saturating_mul(1000)).await?;
+    let state = state_ports(s.gateway.session_ttl_secs.saturating_mul(1000), clock.clone()).await?;
     let ports = Ports {
         store,
         sessions: state.sessions,
@@ -383,6 +386,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         limiter: state.limiter,
         crypto: Arc::new(mcpgw_core::security::RustCrypto),
         bus: state.bus,
+        cache: state.cache,
     };
     let info = ServerInfo {
         name: "mcpgw".into(),

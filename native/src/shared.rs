@@ -15,7 +15,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures::StreamExt;
 use mcpgw_core::platform::BoxStream;
-use mcpgw_core::ports::{Bus, EventStore, SessionState, SessionStore, StoredEvent};
+use mcpgw_core::ports::{Bus, Cache, EventStore, SessionState, SessionStore, StoredEvent};
 use redis::aio::ConnectionManager;
 
 /// How long one Redis step may take before it is given up (the request goes on without it).
@@ -342,6 +342,46 @@ impl Bus for RedisBus {
     }
 }
 
+/// The cache in Redis (keys under `mcpgw:cache:`), shared by every instance on it.
+pub struct RedisCache {
+    conn: ConnectionManager,
+}
+
+impl RedisCache {
+    /// The cache on `conn`.
+    pub fn new(conn: ConnectionManager) -> Self {
+        Self { conn }
+    }
+}
+
+fn cache_key(key: &str) -> String {
+    format!("mcpgw:cache:{key}")
+}
+
+#[async_trait]
+impl Cache for RedisCache {
+    async fn get(&self, key: &str) -> Option<String> {
+        let mut c = self.conn.clone();
+        step("cache get", redis::cmd("GET").arg(cache_key(key)).query_async(&mut c))
+            .await
+            .flatten()
+    }
+
+    async fn put(&self, key: &str, value: String, ttl_ms: u64) {
+        let mut c = self.conn.clone();
+        let mut set = redis::cmd("SET");
+        set.arg(cache_key(key)).arg(value).arg("PX").arg(ttl_ms.max(1));
+        step::<()>("cache put", set.query_async(&mut c)).await;
+    }
+
+    async fn incr(&self, key: &str) -> u64 {
+        let mut c = self.conn.clone();
+        step("cache incr", redis::cmd("INCR").arg(cache_key(key)).query_async(&mut c))
+            .await
+            .unwrap_or(0)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -352,6 +392,10 @@ mod tests {
         let (client, conn) = connect(&redis.url).await.expect("connect");
         mcpgw_core::store_suite::sessions(&RedisSessions::new(conn.clone(), 60_000)).await;
         mcpgw_core::store_suite::events(&RedisEvents::new(conn.clone(), 3, 2, 60_000)).await;
+        let sleep = |ms: u64| -> mcpgw_core::platform::BoxFuture<'static, ()> {
+            Box::pin(tokio::time::sleep(Duration::from_millis(ms)))
+        };
+        mcpgw_core::store_suite::cache(&RedisCache::new(conn.clone()), &sleep).await;
         // The bus: a message published is heard, by every holder.
         let bus = RedisBus::start(client, conn).await.expect("bus");
         let (mut one, mut two) = (bus.messages(), bus.messages());

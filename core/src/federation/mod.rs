@@ -8,6 +8,7 @@
 //! Lives here: the gateway side of every upstream session. Not here: talking to one upstream
 //! (`upstream/`), MCP semantics (the engine), client streams (sessions and faces).
 
+pub(crate) mod answers;
 mod call;
 mod health;
 pub(crate) mod relay;
@@ -178,6 +179,8 @@ pub(crate) struct Federation {
     updates: Mutex<HashMap<(String, String), Vec<UpdateSink>>>,
     watchers: std::sync::atomic::AtomicU64,
     health: HealthBook,
+    /// Upstream resource reads kept for reuse.
+    answers: answers::ResourceCache,
     me: Weak<Federation>,
 }
 
@@ -226,7 +229,13 @@ fn era_for(up: &Upstream, prefer: Era) -> Era {
 
 impl Federation {
     /// The federation service over `registry`, relaying to `sessions`.
-    pub fn new(registry: Arc<Registry>, sessions: Arc<Sessions>, net: Net, settings: Settings) -> Arc<Self> {
+    pub fn new(
+        registry: Arc<Registry>,
+        sessions: Arc<Sessions>,
+        net: Net,
+        settings: Settings,
+        answers: answers::ResourceCache,
+    ) -> Arc<Self> {
         // Ids handed to clients name this instance when others serve the same sessions, so that
         // an answer reaching them is not mistaken for one to their own request.
         let relay = match sessions.peers().shared() {
@@ -244,6 +253,7 @@ impl Federation {
             inflight: Mutex::new(HashMap::new()),
             updates: Mutex::new(HashMap::new()),
             watchers: std::sync::atomic::AtomicU64::new(0),
+            answers,
             me: me.clone(),
         })
     }
@@ -254,6 +264,11 @@ impl Federation {
 
     fn now(&self) -> u64 {
         self.net.clock.now_ms()
+    }
+
+    /// The upstream resource reads kept for reuse.
+    pub fn answers(&self) -> &answers::ResourceCache {
+        &self.answers
     }
 
     /// What this gateway knows of an upstream's health.
@@ -401,6 +416,13 @@ impl Federation {
         self.net.spawner.spawn(boxed(async move {
             while let Some(mut msg) = rx.next().await {
                 let Some(link) = weak.upgrade() else { return };
+                // What is kept of the upstream's resources is stale now.
+                if matches!(
+                    msg["method"].as_str(),
+                    Some("notifications/resources/updated" | "notifications/resources/list_changed")
+                ) {
+                    me.answers.invalidate(&up.id).await;
+                }
                 let to_call = match &sid {
                     Some(s) => !me.sessions.hub().has_stream(s),
                     // On a shared link only requests: their call's caller may be asked.

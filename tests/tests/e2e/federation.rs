@@ -1447,3 +1447,70 @@ async fn a_busy_call_outlives_its_idle_timeout() {
         .expect("call");
     assert_eq!(answer["error"]["data"]["reason"], "timeout", "{answer}");
 }
+
+/// Upstream resource reads kept for reuse (`--resource-cache-ms`): a second read within the
+/// time is answered without reaching the upstream; past it, the upstream is read again; an
+/// update the upstream announces makes the next read reach it at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resource_reads_are_cached_until_they_expire_or_the_upstream_changes() {
+    const TTL_MS: u64 = 4000;
+    let ttl = TTL_MS.to_string();
+    let fed = start_federated_full("streamable-http", &[], json!({}), &["--resource-cache-ms", &ttl]).await;
+    let mut s = fed.session(json!({})).await;
+    let reads = |uri: &str| {
+        calls_of(&fed.calls)
+            .iter()
+            .filter(|(k, n)| k == "resource" && n == uri)
+            .count()
+    };
+    async fn read(s: &mut RawSession, id: u64, uri: &str) -> Value {
+        let (answer, _) = s
+            .call(json!(id), "resources/read", json!({"uri": uri}), |_| None)
+            .await
+            .expect("read");
+        assert!(answer["result"]["contents"].is_array(), "{answer}");
+        answer["result"].clone()
+    }
+    let static_text = "test://static-text";
+    let first = read(&mut s, 1, static_text).await;
+    let again = read(&mut s, 2, static_text).await;
+    assert_eq!(first, again, "the same contents");
+    assert_eq!(reads(static_text), 1, "the second read came from the cache");
+    tokio::time::sleep(Duration::from_millis(TTL_MS + 300)).await;
+    read(&mut s, 3, static_text).await;
+    assert_eq!(reads(static_text), 2, "expired: the upstream is read again");
+
+    // Invalidation: the gateway's upstream session subscribes; the upstream's update passes
+    // over what was kept, well within the time.
+    let watched = "test://watched-resource";
+    s.open_standalone().await.expect("GET stream");
+    let (sub, _) = s
+        .call(json!(4), "resources/subscribe", json!({"uri": watched}), |_| None)
+        .await
+        .expect("subscribe");
+    assert!(sub.get("result").is_some(), "{sub}");
+    let kept_at = std::time::Instant::now();
+    read(&mut s, 5, watched).await;
+    read(&mut s, 6, watched).await;
+    assert_eq!(reads(watched), 1, "kept");
+    let mut heard = false;
+    for i in 0..6 {
+        let (r, _) = s
+            .tool(json!(10 + i), "mcpgw_touch", json!({"uri": watched}))
+            .await
+            .expect("touch");
+        assert!(r.get("result").is_some(), "{r}");
+        if let Some(m) = s.next_standalone(Duration::from_millis(500)).await {
+            assert_eq!(m["method"], "notifications/resources/updated", "{m}");
+            heard = true;
+            break;
+        }
+    }
+    assert!(heard, "the update reached the client");
+    read(&mut s, 20, watched).await;
+    assert!(
+        kept_at.elapsed() < Duration::from_millis(TTL_MS),
+        "too slow to tell invalidation from expiry"
+    );
+    assert_eq!(reads(watched), 2, "the update made the next read reach the upstream");
+}
