@@ -17,6 +17,37 @@ use crate::proto::version::Era;
 use crate::registry::{Federated, Tool};
 use crate::upstream::param_headers;
 
+/// Reads a federated resource: the answer kept from an earlier read if there is one, else the
+/// upstream's, kept for the next if it may be.
+pub(super) async fn read_through(
+    e: &Engine,
+    ctx: &CallCtx,
+    f: &Federated,
+    req: &Request,
+    params: Map<String, Value>,
+) -> Reply {
+    let subject = ctx.caller.identity.as_ref().map_or("", |i| i.subject.as_str());
+    let slot = match e.fed.answers().lookup(&f.upstream.id, &f.name, subject).await {
+        Ok(kept) => return Reply::Relay(boxed_stream(stream::iter([Relayed::Answer(Ok(kept))]))),
+        Err(slot) => slot,
+    };
+    match (forward(e, ctx, f, req, Method::ResourcesRead, params), slot) {
+        (Reply::Relay(items), Some(slot)) => {
+            let (fed, slot) = (e.fed.clone(), Arc::new(slot));
+            Reply::Relay(boxed_stream(items.then(move |item| {
+                let (fed, slot) = (fed.clone(), slot.clone());
+                async move {
+                    if let Relayed::Answer(Ok(j)) = &item {
+                        fed.answers().keep(&slot, j).await;
+                    }
+                    item
+                }
+            })))
+        }
+        (other, _) => other,
+    }
+}
+
 /// Forwards a request to a federated member's upstream.
 pub(super) fn forward(
     e: &Engine,

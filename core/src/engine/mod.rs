@@ -607,29 +607,7 @@ impl Engine {
         })?;
         let private = ctx.modern.is_some() && r.def.scope.is_some();
         if let Some(f) = &r.fed {
-            let subject = ctx.caller.identity.as_ref().map_or("", |i| i.subject.as_str());
-            let reply = match self.fed.answers().lookup(&f.upstream.id, &f.name, subject).await {
-                Ok(kept) => Reply::Relay(boxed_stream(stream::iter([Relayed::Answer(Ok(kept))]))),
-                Err(slot) => {
-                    let reply = calls::forward(self, ctx, f, req, Method::ResourcesRead, p.clone());
-                    match (reply, slot) {
-                        (Reply::Relay(items), Some(slot)) => {
-                            let fed = self.fed.clone();
-                            let slot = Arc::new(slot);
-                            Reply::Relay(boxed_stream(items.then(move |item| {
-                                let (fed, slot) = (fed.clone(), slot.clone());
-                                async move {
-                                    if let Relayed::Answer(Ok(j)) = &item {
-                                        fed.answers().keep(&slot, j).await;
-                                    }
-                                    item
-                                }
-                            })))
-                        }
-                        (other, _) => other,
-                    }
-                }
-            };
+            let reply = calls::read_through(self, ctx, f, req, p.clone()).await;
             return Ok(match reply {
                 Reply::Relay(items) if private => {
                     let fields = stateless::cache_fields(self.cache_ttl_ms, CacheScope::Private);

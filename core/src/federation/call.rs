@@ -4,6 +4,19 @@
 
 use super::*;
 
+/// The client-visible error for a failed upstream.
+pub(crate) fn upstream_error(name: &str, e: &UpstreamError) -> RpcError {
+    let reason = match e {
+        UpstreamError::Timeout(_) => "timeout",
+        UpstreamError::Unreachable(_) | UpstreamError::SessionGone => "unreachable",
+        UpstreamError::Closed => "closed",
+        UpstreamError::Protocol(_) => "invalid_answer",
+        UpstreamError::Unsupported(_) => "unsupported",
+    };
+    RpcError::new(INTERNAL_ERROR, format!("upstream '{name}' failed: {e}"))
+        .with_data(json!({"upstream": name, "reason": reason}))
+}
+
 /// A forwarded call between two items of its stream.
 pub(super) struct Call {
     pub(super) fed: Arc<Federation>,

@@ -20,6 +20,7 @@ use futures::channel::mpsc::{unbounded, UnboundedReceiver};
 use futures::{FutureExt, StreamExt};
 use serde_json::{json, Value};
 
+pub(crate) use call::upstream_error;
 use call::{Call, CallState};
 pub use health::Health;
 use health::HealthBook;
@@ -191,19 +192,6 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// Tells links apart in the relay table.
 fn link_key(link: &Arc<Link>) -> usize {
     Arc::as_ptr(link) as usize
-}
-
-/// The client-visible error for a failed upstream.
-pub(crate) fn upstream_error(name: &str, e: &UpstreamError) -> RpcError {
-    let reason = match e {
-        UpstreamError::Timeout(_) => "timeout",
-        UpstreamError::Unreachable(_) | UpstreamError::SessionGone => "unreachable",
-        UpstreamError::Closed => "closed",
-        UpstreamError::Protocol(_) => "invalid_answer",
-        UpstreamError::Unsupported(_) => "unsupported",
-    };
-    RpcError::new(INTERNAL_ERROR, format!("upstream '{name}' failed: {e}"))
-        .with_data(json!({"upstream": name, "reason": reason}))
 }
 
 /// The hello of shared links (catalog reads, `/rpc`): every client capability the gateway can
