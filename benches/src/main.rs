@@ -11,6 +11,9 @@
 //! nginx), memory per registered tool over 10,000 REST tools (`--tools-only`), and stateless
 //! (2026-07-28) versus session `tools/call` with the gateway's CPU per request (`--stateless-only`).
 //!
+//! `--soak` runs the long soak instead (`--sessions N`, default 1000, for `--seconds S`, default
+//! 600; `mcpgw_e2e::soak`), failing on any error or on RSS growth past 10 % after the warm-up.
+//!
 //! usage: mcpgw-bench [--requests N] [--concurrency C] [--edge] [--out FILE]
 //! (`--edge` also measures the Worker under `wrangler dev`; build it first with scripts/edge.sh)
 
@@ -693,6 +696,13 @@ async fn main() -> anyhow::Result<()> {
     }
     if std::env::args().any(|a| a == "--stateless-only") {
         stateless::stateless_bench(total, concurrency, edge).await?;
+        return Ok(());
+    }
+    if std::env::args().any(|a| a == "--soak") {
+        let report = mcpgw_e2e::soak::soak(arg("--sessions", 1000), arg("--seconds", 600) as u64).await?;
+        println!("{}", report.summary());
+        ensure!(report.errors == 0, "errors: first ones {:?}", report.first_errors);
+        ensure!(report.growth() <= 0.10, "RSS grew by more than 10 % after the warm-up");
         return Ok(());
     }
     if std::env::args().any(|a| a == "--tools-only") {

@@ -5,7 +5,6 @@
 
 use async_trait::async_trait;
 use mcpgw_core::security::ratelimit::{decision, Decision, Limiter, Rule};
-use redis::aio::ConnectionManager;
 use std::time::Duration;
 
 /// How long one bucket update may take before the request is let through without it.
@@ -41,15 +40,15 @@ return {allowed, tostring(tokens)}
 
 /// Buckets in Redis.
 pub struct RedisLimiter {
-    conn: ConnectionManager,
+    redis: crate::shared::Redis,
     script: redis::Script,
 }
 
 impl RedisLimiter {
-    /// Buckets on `conn` (see [`crate::shared::connect`]).
-    pub fn new(conn: ConnectionManager) -> Self {
+    /// Buckets on `redis`.
+    pub fn new(conn: crate::shared::Redis) -> Self {
         Self {
-            conn,
+            redis: conn,
             script: redis::Script::new(SCRIPT),
         }
     }
@@ -58,7 +57,7 @@ impl RedisLimiter {
 #[async_trait]
 impl Limiter for RedisLimiter {
     async fn take(&self, key: &str, rule: Rule, _now_ms: u64, cost: u32) -> Result<Decision, String> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.redis.conn();
         let mut invocation = self.script.key(format!("mcpgw:rl:{key}"));
         let call = invocation
             .arg(rule.limit)

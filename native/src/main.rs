@@ -328,7 +328,7 @@ async fn state_ports(ttl_ms: u64, clock: Arc<runtime::TokioClock>) -> anyhow::Re
     match std::env::var("MCPGW_REDIS_URL") {
         Ok(url) if !url.trim().is_empty() => {
             let bad = |e: anyhow::Error| anyhow::anyhow!("invalid setting MCPGW_REDIS_URL: cannot use {url}: {e}");
-            let (client, conn) = shared::connect(url.trim()).await.map_err(bad)?;
+            let conn = shared::Redis::connect(url.trim()).await.map_err(bad)?;
             Ok(StatePorts {
                 limiter: Arc::new(limiter::RedisLimiter::new(conn.clone())),
                 sessions: Arc::new(shared::RedisSessions::new(conn.clone(), ttl_ms)),
@@ -339,7 +339,7 @@ async fn state_ports(ttl_ms: u64, clock: Arc<runtime::TokioClock>) -> anyhow::Re
                     ttl_ms,
                 )),
                 cache: Arc::new(shared::RedisCache::new(conn.clone())),
-                bus: Some(Arc::new(shared::RedisBus::start(client, conn).await.map_err(bad)?)),
+                bus: Some(Arc::new(shared::RedisBus::start(conn).await.map_err(bad)?)),
             })
         }
         _ => Ok(StatePorts {

@@ -29,41 +29,93 @@ fn session_key(id: &str) -> String {
     format!("mcpgw:session:{id}")
 }
 
-/// One connection manager (reconnecting) for every step, cloned per use.
-pub async fn connect(url: &str) -> anyhow::Result<(redis::Client, ConnectionManager)> {
-    let client = redis::Client::open(url)?;
-    let config = redis::aio::ConnectionManagerConfig::new()
+fn manager_config() -> redis::aio::ConnectionManagerConfig {
+    redis::aio::ConnectionManagerConfig::new()
         .set_connection_timeout(Duration::from_secs(2))
         .set_response_timeout(STEP_TIMEOUT)
-        .set_number_of_retries(2);
-    let mut conn = tokio::time::timeout(
-        Duration::from_secs(5),
-        ConnectionManager::new_with_config(client.clone(), config),
-    )
-    .await
-    .map_err(|_| anyhow::anyhow!("no answer within 5 s"))??;
-    let _: String = redis::cmd("PING").query_async(&mut conn).await?;
-    Ok((client, conn))
+        .set_number_of_retries(2)
 }
 
-/// Runs one step within [`STEP_TIMEOUT`]; a failure is logged and yields `None`.
-async fn step<T>(what: &str, f: impl std::future::Future<Output = redis::RedisResult<T>>) -> Option<T> {
-    match tokio::time::timeout(STEP_TIMEOUT, f).await {
-        Ok(Ok(v)) => Some(v),
-        Ok(Err(e)) => {
-            tracing::warn!(error = %e, step = what, "Redis step failed");
-            None
+/// The connection every Redis step of this process uses (a multiplexed connection manager),
+/// opened again from scratch when steps fail: the manager's own reconnection can stay stuck
+/// after Redis restarts (seen here with redis 0.32: every step timing out seconds after Redis
+/// was back), so a failed step starts a fresh one (one at a time, retried every second), and
+/// steps use it once it answers.
+#[derive(Clone)]
+pub struct Redis {
+    client: redis::Client,
+    conn: Arc<std::sync::RwLock<ConnectionManager>>,
+    reopening: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Redis {
+    /// Connects (and checks the connection with a PING), within 5 s.
+    pub async fn connect(url: &str) -> anyhow::Result<Self> {
+        let client = redis::Client::open(url)?;
+        let mut conn = tokio::time::timeout(
+            Duration::from_secs(5),
+            ConnectionManager::new_with_config(client.clone(), manager_config()),
+        )
+        .await
+        .map_err(|_| anyhow::anyhow!("no answer within 5 s"))??;
+        let _: String = redis::cmd("PING").query_async(&mut conn).await?;
+        Ok(Self {
+            client,
+            conn: Arc::new(std::sync::RwLock::new(conn)),
+            reopening: Arc::default(),
+        })
+    }
+
+    /// The connection for one step.
+    pub fn conn(&self) -> ConnectionManager {
+        self.conn.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Runs one step within [`STEP_TIMEOUT`]; a failure is logged, starts a fresh connection,
+    /// and yields `None`.
+    pub async fn step<T>(&self, what: &str, f: impl std::future::Future<Output = redis::RedisResult<T>>) -> Option<T> {
+        let failure = match tokio::time::timeout(STEP_TIMEOUT, f).await {
+            Ok(Ok(v)) => return Some(v),
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => "timed out".to_string(),
+        };
+        tracing::warn!(error = %failure, step = what, "Redis step failed");
+        self.reopen();
+        None
+    }
+
+    fn reopen(&self) {
+        use std::sync::atomic::Ordering;
+        if self.reopening.swap(true, Ordering::AcqRel) {
+            return;
         }
-        Err(_) => {
-            tracing::warn!(step = what, "Redis step timed out");
-            None
-        }
+        let me = self.clone();
+        tokio::spawn(async move {
+            loop {
+                let fresh = ConnectionManager::new_with_config(me.client.clone(), manager_config());
+                if let Ok(Ok(mut c)) = tokio::time::timeout(Duration::from_secs(5), fresh).await {
+                    let pong: redis::RedisResult<String> = redis::cmd("PING").query_async(&mut c).await;
+                    if pong.is_ok() {
+                        *me.conn.write().unwrap_or_else(|e| e.into_inner()) = c;
+                        tracing::info!("Redis connection opened again");
+                        break;
+                    }
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            me.reopening.store(false, Ordering::Release);
+        });
+    }
+
+    /// The client, for connections of their own (pub/sub).
+    pub fn client(&self) -> &redis::Client {
+        &self.client
     }
 }
 
 /// Session state in Redis.
 pub struct RedisSessions {
-    conn: ConnectionManager,
+    redis: Redis,
     /// A stored session's key expires this long after its last touch (the session TTL), so
     /// Redis forgets sessions even when no instance is left to expire them.
     ttl_ms: u64,
@@ -83,9 +135,9 @@ return ids
 
 impl RedisSessions {
     /// Sessions on `conn`, idle ones forgotten by Redis after `ttl_ms`.
-    pub fn new(conn: ConnectionManager, ttl_ms: u64) -> Self {
+    pub fn new(conn: Redis, ttl_ms: u64) -> Self {
         Self {
-            conn,
+            redis: conn,
             ttl_ms: ttl_ms.max(1000),
             expire: redis::Script::new(EXPIRE),
         }
@@ -95,13 +147,15 @@ impl RedisSessions {
 #[async_trait]
 impl SessionStore for RedisSessions {
     async fn get(&self, id: &str) -> Option<SessionState> {
-        let mut c = self.conn.clone();
-        let text: Option<String> = step(
-            "session get",
-            redis::cmd("GET").arg(session_key(id)).query_async(&mut c),
-        )
-        .await
-        .flatten()?;
+        let mut c = self.redis.conn();
+        let text: Option<String> = self
+            .redis
+            .step(
+                "session get",
+                redis::cmd("GET").arg(session_key(id)).query_async(&mut c),
+            )
+            .await
+            .flatten()?;
         serde_json::from_str(&text?).ok()
     }
 
@@ -109,7 +163,7 @@ impl SessionStore for RedisSessions {
         let Ok(text) = serde_json::to_string(&state) else {
             return;
         };
-        let mut c = self.conn.clone();
+        let mut c = self.redis.conn();
         let mut pipe = redis::pipe();
         pipe.atomic()
             .cmd("SET")
@@ -123,11 +177,11 @@ impl SessionStore for RedisSessions {
             .arg(state.last_seen)
             .arg(&state.id)
             .ignore();
-        step::<()>("session put", pipe.query_async(&mut c)).await;
+        self.redis.step::<()>("session put", pipe.query_async(&mut c)).await;
     }
 
     async fn remove(&self, id: &str) -> bool {
-        let mut c = self.conn.clone();
+        let mut c = self.redis.conn();
         let mut pipe = redis::pipe();
         pipe.atomic()
             .cmd("DEL")
@@ -136,45 +190,53 @@ impl SessionStore for RedisSessions {
             .arg(SESSIONS)
             .arg(id)
             .ignore();
-        let (n,): (i64,) = step("session remove", pipe.query_async(&mut c)).await.unwrap_or((0,));
+        let (n,): (i64,) = self
+            .redis
+            .step("session remove", pipe.query_async(&mut c))
+            .await
+            .unwrap_or((0,));
         n > 0
     }
 
     async fn expire(&self, cutoff_ms: u64) -> Vec<String> {
-        let mut c = self.conn.clone();
+        let mut c = self.redis.conn();
         let mut call = self.expire.key(SESSIONS);
         call.arg(cutoff_ms).arg("mcpgw:session:");
-        step("session expire", call.invoke_async(&mut c))
+        self.redis
+            .step("session expire", call.invoke_async(&mut c))
             .await
             .unwrap_or_default()
     }
 
     async fn count(&self) -> usize {
-        let mut c = self.conn.clone();
-        step("session count", redis::cmd("ZCARD").arg(SESSIONS).query_async(&mut c))
+        let mut c = self.redis.conn();
+        self.redis
+            .step("session count", redis::cmd("ZCARD").arg(SESSIONS).query_async(&mut c))
             .await
             .unwrap_or(0)
     }
 
     async fn oldest_seen(&self) -> Option<u64> {
-        let mut c = self.conn.clone();
-        let first: Vec<(String, f64)> = step(
-            "session oldest",
-            redis::cmd("ZRANGE")
-                .arg(SESSIONS)
-                .arg(0)
-                .arg(0)
-                .arg("WITHSCORES")
-                .query_async(&mut c),
-        )
-        .await?;
+        let mut c = self.redis.conn();
+        let first: Vec<(String, f64)> = self
+            .redis
+            .step(
+                "session oldest",
+                redis::cmd("ZRANGE")
+                    .arg(SESSIONS)
+                    .arg(0)
+                    .arg(0)
+                    .arg("WITHSCORES")
+                    .query_async(&mut c),
+            )
+            .await?;
         first.first().map(|(_, score)| *score as u64)
     }
 }
 
 /// The event logs in Redis.
 pub struct RedisEvents {
-    conn: ConnectionManager,
+    redis: Redis,
     capacity: usize,
     max_streams: usize,
     ttl_ms: u64,
@@ -215,9 +277,9 @@ fn ev(session: &str, what: &str) -> String {
 impl RedisEvents {
     /// Logs keeping the last `capacity` events of each stream and the last `max_streams`
     /// streams of each session, forgotten `ttl_ms` after the session's last event.
-    pub fn new(conn: ConnectionManager, capacity: usize, max_streams: usize, ttl_ms: u64) -> Self {
+    pub fn new(conn: Redis, capacity: usize, max_streams: usize, ttl_ms: u64) -> Self {
         Self {
-            conn,
+            redis: conn,
             capacity: capacity.max(1),
             max_streams: max_streams.max(1),
             ttl_ms: ttl_ms.max(1000),
@@ -230,7 +292,7 @@ impl RedisEvents {
 #[async_trait]
 impl EventStore for RedisEvents {
     async fn append(&self, session: &str, stream: &str, data: String) -> u64 {
-        let mut c = self.conn.clone();
+        let mut c = self.redis.conn();
         let mut call = self.append.key(ev(session, "seq"));
         call.key(ev(session, "order"))
             .key(ev(session, &format!("s:{stream}")))
@@ -241,21 +303,26 @@ impl EventStore for RedisEvents {
             .arg(self.ttl_ms)
             .arg(ev(session, "s:"));
         // Without Redis the event goes out unlogged (not resumable), under no usable number.
-        step("event append", call.invoke_async(&mut c)).await.unwrap_or(0)
+        self.redis
+            .step("event append", call.invoke_async(&mut c))
+            .await
+            .unwrap_or(0)
     }
 
     async fn replay(&self, session: &str, stream: &str, after_seq: u64) -> Vec<StoredEvent> {
-        let mut c = self.conn.clone();
-        let entries: Vec<String> = step(
-            "event replay",
-            redis::cmd("LRANGE")
-                .arg(ev(session, &format!("s:{stream}")))
-                .arg(0)
-                .arg(-1)
-                .query_async(&mut c),
-        )
-        .await
-        .unwrap_or_default();
+        let mut c = self.redis.conn();
+        let entries: Vec<String> = self
+            .redis
+            .step(
+                "event replay",
+                redis::cmd("LRANGE")
+                    .arg(ev(session, &format!("s:{stream}")))
+                    .arg(0)
+                    .arg(-1)
+                    .query_async(&mut c),
+            )
+            .await
+            .unwrap_or_default();
         entries
             .into_iter()
             .filter_map(|e| {
@@ -270,23 +337,24 @@ impl EventStore for RedisEvents {
     }
 
     async fn forget(&self, session: &str) {
-        let mut c = self.conn.clone();
+        let mut c = self.redis.conn();
         let mut call = self.forget.key(ev(session, "seq"));
         call.key(ev(session, "order")).arg(ev(session, "s:"));
-        step::<i64>("event forget", call.invoke_async(&mut c)).await;
+        self.redis.step::<i64>("event forget", call.invoke_async(&mut c)).await;
     }
 }
 
 /// The bus on Redis pub/sub: one subscription per process, fanned out to every holder of
 /// [`Bus::messages`], re-established (after a second) whenever it drops.
 pub struct RedisBus {
-    conn: ConnectionManager,
+    redis: Redis,
     subscribers: Arc<Mutex<Vec<futures::channel::mpsc::UnboundedSender<String>>>>,
 }
 
 impl RedisBus {
     /// Subscribes (the first time within 5 s, or fails) and keeps subscribing.
-    pub async fn start(client: redis::Client, conn: ConnectionManager) -> anyhow::Result<Self> {
+    pub async fn start(conn: Redis) -> anyhow::Result<Self> {
+        let client = conn.client().clone();
         let subscribers: Arc<Mutex<Vec<futures::channel::mpsc::UnboundedSender<String>>>> = Arc::default();
         let first = tokio::time::timeout(Duration::from_secs(5), subscribe(&client))
             .await
@@ -314,7 +382,10 @@ impl RedisBus {
                 }
             }
         });
-        Ok(Self { conn, subscribers })
+        Ok(Self {
+            redis: conn,
+            subscribers,
+        })
     }
 }
 
@@ -327,12 +398,13 @@ async fn subscribe(client: &redis::Client) -> redis::RedisResult<redis::aio::Pub
 #[async_trait]
 impl Bus for RedisBus {
     async fn publish(&self, message: String) {
-        let mut c = self.conn.clone();
-        step::<i64>(
-            "bus publish",
-            redis::cmd("PUBLISH").arg(CHANNEL).arg(message).query_async(&mut c),
-        )
-        .await;
+        let mut c = self.redis.conn();
+        self.redis
+            .step::<i64>(
+                "bus publish",
+                redis::cmd("PUBLISH").arg(CHANNEL).arg(message).query_async(&mut c),
+            )
+            .await;
     }
 
     fn messages(&self) -> BoxStream<'static, String> {
@@ -344,13 +416,13 @@ impl Bus for RedisBus {
 
 /// The cache in Redis (keys under `mcpgw:cache:`), shared by every instance on it.
 pub struct RedisCache {
-    conn: ConnectionManager,
+    redis: Redis,
 }
 
 impl RedisCache {
     /// The cache on `conn`.
-    pub fn new(conn: ConnectionManager) -> Self {
-        Self { conn }
+    pub fn new(conn: Redis) -> Self {
+        Self { redis: conn }
     }
 }
 
@@ -361,22 +433,24 @@ fn cache_key(key: &str) -> String {
 #[async_trait]
 impl Cache for RedisCache {
     async fn get(&self, key: &str) -> Option<String> {
-        let mut c = self.conn.clone();
-        step("cache get", redis::cmd("GET").arg(cache_key(key)).query_async(&mut c))
+        let mut c = self.redis.conn();
+        self.redis
+            .step("cache get", redis::cmd("GET").arg(cache_key(key)).query_async(&mut c))
             .await
             .flatten()
     }
 
     async fn put(&self, key: &str, value: String, ttl_ms: u64) {
-        let mut c = self.conn.clone();
+        let mut c = self.redis.conn();
         let mut set = redis::cmd("SET");
         set.arg(cache_key(key)).arg(value).arg("PX").arg(ttl_ms.max(1));
-        step::<()>("cache put", set.query_async(&mut c)).await;
+        self.redis.step::<()>("cache put", set.query_async(&mut c)).await;
     }
 
     async fn incr(&self, key: &str) -> u64 {
-        let mut c = self.conn.clone();
-        step("cache incr", redis::cmd("INCR").arg(cache_key(key)).query_async(&mut c))
+        let mut c = self.redis.conn();
+        self.redis
+            .step("cache incr", redis::cmd("INCR").arg(cache_key(key)).query_async(&mut c))
             .await
             .unwrap_or(0)
     }
@@ -389,7 +463,7 @@ mod tests {
     #[tokio::test]
     async fn redis_sessions_and_event_logs_pass_the_suite() {
         let redis = mcpgw_e2e::RedisServer::start().expect("redis-server");
-        let (client, conn) = connect(&redis.url).await.expect("connect");
+        let conn = Redis::connect(&redis.url).await.expect("connect");
         mcpgw_core::store_suite::sessions(&RedisSessions::new(conn.clone(), 60_000)).await;
         mcpgw_core::store_suite::events(&RedisEvents::new(conn.clone(), 3, 2, 60_000)).await;
         let sleep = |ms: u64| -> mcpgw_core::platform::BoxFuture<'static, ()> {
@@ -397,7 +471,7 @@ mod tests {
         };
         mcpgw_core::store_suite::cache(&RedisCache::new(conn.clone()), &sleep).await;
         // The bus: a message published is heard, by every holder.
-        let bus = RedisBus::start(client, conn).await.expect("bus");
+        let bus = RedisBus::start(conn).await.expect("bus");
         let (mut one, mut two) = (bus.messages(), bus.messages());
         bus.publish("hello ✓".into()).await;
         for m in [&mut one, &mut two] {

@@ -12,6 +12,7 @@ use anyhow::{anyhow, bail, Context};
 
 pub mod nginx;
 pub mod postgres;
+pub mod soak;
 pub use nginx::Nginx;
 pub use postgres::Postgres;
 
@@ -92,7 +93,8 @@ pub struct GatewayProcess {
 }
 
 impl GatewayProcess {
-    /// Starts `mcpgw serve --port 0 <args>` with extra environment, waits until it listens.
+    /// Starts `mcpgw serve --port 0 <args>` (or on the `--port` of `args`) with extra
+    /// environment, waits until it listens.
     pub fn start(args: &[&str], env: &[(&str, &str)]) -> anyhow::Result<Self> {
         let bin = gateway_bin();
         if !bin.exists() {
@@ -103,12 +105,11 @@ impl GatewayProcess {
         }
         let started = Instant::now();
         let mut cmd = Command::new(&bin);
-        cmd.arg("serve")
-            .arg("--host")
-            .arg("127.0.0.1")
-            .arg("--port")
-            .arg("0")
-            .args(args);
+        cmd.arg("serve").arg("--host").arg("127.0.0.1");
+        if !args.contains(&"--port") {
+            cmd.arg("--port").arg("0");
+        }
+        cmd.args(args);
         cmd.env("MCPGW_LOG", "info");
         // The suite's gateways run without auth unless a test turns it on (the conformance
         // CLI and the SDK examples send no token); the auth tests pass MCPGW_AUTH_REQUIRED.
@@ -1380,9 +1381,15 @@ pub struct RedisServer {
 }
 
 impl RedisServer {
-    /// Starts it and waits until it accepts connections.
+    /// Starts it on a free port and waits until it accepts connections.
     pub fn start() -> anyhow::Result<Self> {
+        // The probe listener is closed before the server binds the port.
         let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        Self::start_on(port)
+    }
+
+    /// [`RedisServer::start`] on `port` (to start one again where it was).
+    pub fn start_on(port: u16) -> anyhow::Result<Self> {
         let child = Command::new("redis-server")
             .args([
                 "--port",
@@ -1435,6 +1442,17 @@ impl RedisServer {
             bail!("127.0.0.1:{port} is answered by another redis-server (process {pid:?})");
         }
         Ok(server)
+    }
+}
+
+impl RedisServer {
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.url
+            .trim_start_matches("redis://127.0.0.1:")
+            .trim_end_matches('/')
+            .parse()
+            .unwrap_or(0)
     }
 }
 

@@ -1,6 +1,6 @@
 //! The end-to-end suite as one test binary (it links once, and its cases share one test
 //! runner): a module per area. `MCPGW_TARGET=edge` runs the shared modules against the Worker
-//! under `wrangler dev`; `lifecycle`, `fixture_upstream`, `shared_registry` and `shared_sessions` are native-only and
+//! under `wrangler dev`; `lifecycle`, `fixture_upstream`, `shared_registry`, `shared_sessions`, `scale_faults` and `soak` are native-only and
 //! `edge_restart` always runs the edge (the test command filters them out of the edge run and
 //! reports them as skipped there).
 
@@ -18,8 +18,10 @@ mod mrtr;
 mod oauth;
 mod protocol;
 mod ratelimit;
+mod scale_faults;
 mod sdk_clients;
 mod shared_registry;
 mod shared_sessions;
+mod soak;
 mod ssrf;
 mod stateless;
