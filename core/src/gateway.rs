@@ -158,6 +158,7 @@ impl Gateway {
                 http: ports.http.clone(),
                 registry: registry.clone(),
                 crypto: ports.crypto,
+                cache: ports.cache.clone(),
             },
         );
         let net = Net {

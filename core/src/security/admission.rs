@@ -95,6 +95,8 @@ pub(crate) struct SecurityPorts {
     pub registry: Arc<Registry>,
     /// Public-key signature checks.
     pub crypto: Arc<dyn crate::ports::Crypto>,
+    /// Where the issuer's JWKS is kept for every instance sharing the cache.
+    pub cache: Arc<dyn crate::ports::Cache>,
 }
 
 /// The security service of one gateway: keys, verifier and the admin password (built once),
@@ -110,6 +112,7 @@ pub(crate) struct Security {
     http: Arc<dyn HttpClient>,
     registry: Arc<Registry>,
     crypto: Arc<dyn crate::ports::Crypto>,
+    cache: Arc<dyn crate::ports::Cache>,
     verifier: Verifier,
     /// Static keys, or the OAuth issuer's last JWKS.
     keys: Mutex<Option<Arc<KeySet>>>,
@@ -199,6 +202,7 @@ impl Security {
             http: ports.http,
             registry: ports.registry,
             crypto: ports.crypto,
+            cache: ports.cache,
             verifier: Verifier::new(&cfg),
             keys: Mutex::new(keys.map(Arc::new)),
             fetched_at: Mutex::new(0),
@@ -416,7 +420,7 @@ impl Security {
         let now = self.clock.now_ms();
         let mut keys = match self.keys() {
             Some(k) => k,
-            None => self.fetch_jwks(now).await?,
+            None => self.fetch_jwks(now, false).await?,
         };
         let mut verdict = self.verifier.verify(token, &keys, now, &*self.crypto).await;
         if let Verdict::UnknownKey(kid) = &verdict {
@@ -425,7 +429,7 @@ impl Security {
             if self.cfg.oauth_issuer.is_none() {
                 return Err(AuthError::Invalid(format!("unknown key id '{kid}'")));
             }
-            keys = self.fetch_jwks(now).await?;
+            keys = self.fetch_jwks(now, true).await?;
             verdict = self.verifier.verify(token, &keys, now, &*self.crypto).await;
         }
         let identity = match verdict {
@@ -446,8 +450,10 @@ impl Security {
         Ok(identity)
     }
 
-    /// Fetches the OAuth issuer's JWKS (URL configured, or from its metadata).
-    async fn fetch_jwks(&self, now: u64) -> Result<Arc<KeySet>, AuthError> {
+    /// The OAuth issuer's JWKS: as another instance sharing the cache (or this one before it
+    /// restarted) fetched it, unless `rotated` (a token named a key it lacks); else fetched (URL
+    /// configured, or from the issuer's metadata) and kept for `oauth_jwks_refetch_secs`.
+    async fn fetch_jwks(&self, now: u64, rotated: bool) -> Result<Arc<KeySet>, AuthError> {
         let g = self;
         let unavailable = |m: String| AuthError::Invalid(format!("issuer keys unavailable: {m}"));
         let Some(issuer) = g.cfg.oauth_issuer.clone() else {
@@ -461,6 +467,16 @@ impl Security {
                 }
             }
             *at = now;
+        }
+        let cache_key = format!("jwks:{issuer}");
+        let refetch_ms = g.cfg.oauth_jwks_refetch_secs.saturating_mul(1000).max(1000);
+        if !rotated {
+            let kept = self.cache.get(&cache_key).await;
+            if let Some(keys) = kept.and_then(|text| KeySet::from_jwks(g.cfg.algorithm, &text).ok()) {
+                let keys = Arc::new(keys);
+                *g.keys.lock().unwrap_or_else(|e| e.into_inner()) = Some(keys.clone());
+                return Ok(keys);
+            }
         }
         let jwks_url = match &g.cfg.oauth_jwks_url {
             Some(u) => u.clone(),
@@ -478,8 +494,9 @@ impl Security {
                 found.ok_or_else(|| unavailable(format!("no jwks_uri in {issuer}'s metadata")))?
             }
         };
-        let jwks = self.get_json(&jwks_url).await.map_err(unavailable)?;
-        let keys = KeySet::from_jwks(g.cfg.algorithm, &jwks.to_string()).map_err(unavailable)?;
+        let jwks = self.get_json(&jwks_url).await.map_err(unavailable)?.to_string();
+        let keys = KeySet::from_jwks(g.cfg.algorithm, &jwks).map_err(unavailable)?;
+        self.cache.put(&cache_key, jwks, refetch_ms).await;
         let keys = Arc::new(keys);
         *g.keys.lock().unwrap_or_else(|e| e.into_inner()) = Some(keys.clone());
         Ok(keys)

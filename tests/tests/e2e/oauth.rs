@@ -20,6 +20,8 @@ struct Issuer {
     url: String,
     /// The key id the issuer signs with now (`test-rs-1`, or `test-rs-2` after rotation).
     current: Arc<Mutex<&'static str>>,
+    /// How many times its JWKS was fetched.
+    jwks_fetches: Arc<std::sync::atomic::AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -33,6 +35,7 @@ impl Drop for Issuer {
 struct IssuerState {
     url: String,
     current: Arc<Mutex<&'static str>>,
+    jwks_fetches: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 fn private_key(kid: &str) -> String {
@@ -49,9 +52,11 @@ async fn start_issuer() -> Issuer {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let url = format!("http://{}", listener.local_addr().expect("addr"));
     let current = Arc::new(Mutex::new("test-rs-1"));
+    let jwks_fetches = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let state = IssuerState {
         url: url.clone(),
         current: current.clone(),
+        jwks_fetches: jwks_fetches.clone(),
     };
     async fn metadata(State(s): State<IssuerState>) -> axum::Json<Value> {
         axum::Json(json!({
@@ -63,6 +68,7 @@ async fn start_issuer() -> Issuer {
         }))
     }
     async fn jwks(State(s): State<IssuerState>) -> axum::Json<Value> {
+        s.jwks_fetches.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let kid = *s.current.lock().expect("lock");
         let name = if kid == "test-rs-1" {
             "rs256.public.json"
@@ -101,7 +107,12 @@ async fn start_issuer() -> Issuer {
     let task = tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
     });
-    Issuer { url, current, task }
+    Issuer {
+        url,
+        current,
+        jwks_fetches,
+        task,
+    }
 }
 
 /// `resource_metadata="…"` from a challenge.
@@ -260,4 +271,68 @@ async fn a_client_discovers_the_issuer_gets_a_token_and_calls_a_tool() {
         rpc(Some(token), LIST).await.expect("rpc").status(),
         StatusCode::UNAUTHORIZED
     );
+}
+
+/// Instances sharing a cache (Redis natively) share the issuer's JWKS: the second instance
+/// verifies its first token with the keys the first fetched, without asking the issuer.
+#[tokio::test]
+async fn instances_sharing_redis_fetch_the_issuers_keys_once() {
+    if target() != Target::Native {
+        return skip(
+            "oauth::instances_sharing_redis_fetch_the_issuers_keys_once",
+            "two native instances on one Redis (on the edge every isolate shares the cache objects)",
+        );
+    }
+    let issuer = start_issuer().await;
+    let redis = RedisServer::start().expect("redis-server");
+    let dir = TempDir::new("oauth-shared");
+    let db = dir.join("gw.db");
+    let env = [
+        ("MCPGW_AUTH_REQUIRED", "true"),
+        ("MCPGW_OAUTH_ISSUER", issuer.url.as_str()),
+        ("MCPGW_PUBLIC_URL", "http://gateway.test"),
+        ("MCPGW_REDIS_URL", redis.url.as_str()),
+    ];
+    let args = ["--database", db.to_str().expect("utf-8")];
+    let a = GatewayProcess::start(&args, &env).expect("instance a");
+    let b = GatewayProcess::start(&args, &env).expect("instance b");
+    let http = http_client();
+    let r: Value = http
+        .post(format!("{}/token", issuer.url))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", CLIENT_ID),
+            ("client_secret", CLIENT_SECRET),
+            ("resource", "http://gateway.test/rpc"),
+            ("scope", "mcpgw:client"),
+        ])
+        .send()
+        .await
+        .expect("token")
+        .json()
+        .await
+        .expect("json");
+    let token = r["access_token"].as_str().expect("access_token").to_string();
+    let fetches = || issuer.jwks_fetches.load(std::sync::atomic::Ordering::SeqCst);
+    for (n, gw) in [&a, &b].into_iter().enumerate() {
+        let r = http
+            .post(format!("{}/rpc", gw.url))
+            .bearer_auth(&token)
+            .header("content-type", "application/json")
+            .body(LIST)
+            .send()
+            .await
+            .expect("rpc");
+        assert_eq!(
+            r.status(),
+            StatusCode::OK,
+            "instance {n}: {}",
+            r.text().await.unwrap_or_default()
+        );
+        assert_eq!(
+            fetches(),
+            1,
+            "after instance {n}: the keys are fetched once between them"
+        );
+    }
 }
