@@ -23,6 +23,8 @@ pub mod security;
 pub mod settings;
 pub mod uri_template;
 
+#[cfg(all(feature = "test-util", not(target_family = "wasm")))]
+pub mod fuzzing;
 #[cfg(feature = "test-util")]
 pub mod store_suite;
 

@@ -1,0 +1,94 @@
+//! The bodies of the fuzz targets, shared by the coverage-guided campaign (`fuzz/`, AFL++ on
+//! stable Rust) and the replay of its corpus in CI (`core/tests/corpus.rs`), so that every input
+//! a campaign kept is checked on every run after. Each panics when a property fails: nothing
+//! panics on its own, a client's mistake is never a 5xx, no forged token is accepted, and the
+//! SSE parser's output does not depend on how the bytes arrive.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::executor::block_on;
+
+use crate::memory::{memory_ports, ManualClock};
+use crate::security::jwt::{KeySet, Verdict, Verifier};
+use crate::{Gateway, GatewayConfig, ServerInfo};
+
+/// The HS256 secret of the JWT target (a forgery would have to find it).
+const SECRET: &str = "fuzz-Q8vN3xk1Lr7Yt2Pw9Jm4Hs6Df0Gb5Ca3Ue8Io1Kn7";
+
+/// JSON-RPC bodies: any bytes.
+pub fn jsonrpc(data: &[u8]) {
+    let _ = crate::proto::jsonrpc::parse(data);
+}
+
+/// The SSE parser: the first byte says where the rest is split; whole or in two parts, the
+/// events are the same.
+pub fn sse(data: &[u8]) {
+    let Some((&at, rest)) = data.split_first() else { return };
+    let at = usize::from(at) * rest.len() / 255;
+    let whole = crate::proto::sse::Parser::default().push(rest).unwrap_or_default();
+    let mut p = crate::proto::sse::Parser::default();
+    let mut parts = p.push(&rest[..at]).unwrap_or_default();
+    parts.extend(p.push(&rest[at..]).unwrap_or_default());
+    assert_eq!(whole, parts, "split at {at}");
+}
+
+/// Bearer tokens: any text, checked against an HS256 key and an RS256 key; never accepted.
+pub fn jwt(data: &[u8]) {
+    let token = String::from_utf8_lossy(data);
+    let cfg = crate::security::auth::AuthConfig::from_vars(|n| (n == "MCPGW_JWT_SECRET").then(|| SECRET.to_string()))
+        .expect("auth config");
+    let crypto = crate::security::RustCrypto;
+    let verdict = block_on(Verifier::new(&cfg).verify(&token, &KeySet::hs256(SECRET), 1_000_000, &crypto));
+    assert!(!matches!(verdict, Verdict::Ok(_)), "accepted {token}");
+    let rs = crate::security::auth::AuthConfig {
+        algorithm: crate::security::auth::Alg::RS256,
+        ..cfg
+    };
+    let keys = KeySet::from_jwks(rs.algorithm, RS256_PUBLIC).expect("key");
+    let verdict = block_on(Verifier::new(&rs).verify(&token, &keys, 1_000_000, &crypto));
+    assert!(!matches!(verdict, Verdict::Ok(_)), "accepted {token} as RS256");
+}
+
+const RS256_PUBLIC: &str = include_str!("../../tests/fixtures/keys/rs256.public.json");
+
+/// A gateway on memory ports for the HTTP target (build it once: it is the costly part).
+pub fn http_gateway() -> Gateway {
+    let ports = memory_ports(Arc::new(ManualClock::at(1_000_000)));
+    let info = ServerInfo {
+        name: "mcpgw".into(),
+        version: "fuzz".into(),
+    };
+    Gateway::new(GatewayConfig::default(), ports, info).expect("gateway")
+}
+
+/// Whole HTTP requests, as text: `METHOD PATH`, header lines, a blank line, the body. Whatever
+/// the request, the gateway answers it, and not with a 5xx of its own making (502 and 503 are an
+/// upstream's or the store's state, never a parse failure).
+pub fn http(gw: &Gateway, data: &[u8]) {
+    let (head, body) = match data.windows(2).position(|w| w == b"\n\n") {
+        Some(i) => (&data[..i], &data[i + 2..]),
+        None => (data, &b""[..]),
+    };
+    let head = String::from_utf8_lossy(head);
+    let mut lines = head.lines();
+    let mut first = lines.next().unwrap_or_default().splitn(2, ' ');
+    let (method, path) = (first.next().unwrap_or("GET"), first.next().unwrap_or("/"));
+    let mut b = http::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", "127.0.0.1:4444");
+    for line in lines {
+        if let Some((name, value)) = line.split_once(':') {
+            b = b.header(name.trim(), value.trim());
+        }
+    }
+    let Ok(req) = b.body(Bytes::copy_from_slice(body)) else {
+        return;
+    };
+    let status = block_on(gw.handle(req)).status().as_u16();
+    assert!(
+        status < 500 || status == 502 || status == 503,
+        "{method} {path} -> {status}"
+    );
+}
