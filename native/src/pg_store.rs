@@ -188,20 +188,23 @@ fn write_error(e: tokio_postgres::Error, r: &Record) -> StoreError {
     }
 }
 
+/// Runs a write whose parameters are the record's columns in [`COLUMNS`] order ($1 to $6); the
+/// rows it touched.
+async fn write(c: &impl GenericClient, sql: &str, r: &Record) -> Result<u64, StoreError> {
+    let body = r.body.to_string();
+    let (created, updated) = (r.created_at as i64, r.updated_at as i64);
+    c.execute(sql, &[&r.kind.as_str(), &r.id, &r.key, &body, &created, &updated])
+        .await
+        .map_err(|e| write_error(e, r))
+}
+
 async fn insert(c: &impl GenericClient, r: &Record) -> Result<(), StoreError> {
-    c.execute(
+    write(
+        c,
         &format!("INSERT INTO registry ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)"),
-        &[
-            &r.kind.as_str(),
-            &r.id,
-            &r.key,
-            &r.body.to_string(),
-            &(r.created_at as i64),
-            &(r.updated_at as i64),
-        ],
+        r,
     )
-    .await
-    .map_err(|e| write_error(e, r))?;
+    .await?;
     Ok(())
 }
 
@@ -218,20 +221,9 @@ async fn apply_one(c: &impl GenericClient, op: Op) -> Result<(), StoreError> {
             insert(c, &r).await
         }
         Op::Update(r) => {
-            let n = c
-                .execute(
-                    "UPDATE registry SET key = $3, body = $4, created_at = $5, updated_at = $6 WHERE kind = $1 AND id = $2",
-                    &[
-                        &r.kind.as_str(),
-                        &r.id,
-                        &r.key,
-                        &r.body.to_string(),
-                        &(r.created_at as i64),
-                        &(r.updated_at as i64),
-                    ],
-                )
-                .await
-                .map_err(|e| write_error(e, &r))?;
+            let sql =
+                "UPDATE registry SET key = $3, body = $4, created_at = $5, updated_at = $6 WHERE kind = $1 AND id = $2";
+            let n = write(c, sql, &r).await?;
             if n == 0 {
                 return Err(StoreError::NotFound { kind: r.kind, id: r.id });
             }
@@ -239,22 +231,11 @@ async fn apply_one(c: &impl GenericClient, op: Op) -> Result<(), StoreError> {
         }
         // One statement, so two instances upserting the same key both succeed.
         Op::Upsert(r) => {
-            c.execute(
-                &format!(
-                    "INSERT INTO registry ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)
-                     ON CONFLICT (kind, key) DO UPDATE SET body = EXCLUDED.body, updated_at = EXCLUDED.updated_at"
-                ),
-                &[
-                    &r.kind.as_str(),
-                    &r.id,
-                    &r.key,
-                    &r.body.to_string(),
-                    &(r.created_at as i64),
-                    &(r.updated_at as i64),
-                ],
-            )
-            .await
-            .map_err(|e| write_error(e, &r))?;
+            let sql = format!(
+                "INSERT INTO registry ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)
+                 ON CONFLICT (kind, key) DO UPDATE SET body = EXCLUDED.body, updated_at = EXCLUDED.updated_at"
+            );
+            write(c, &sql, &r).await?;
             Ok(())
         }
         Op::Delete { kind, id } => {

@@ -257,6 +257,11 @@ impl Sessions {
     /// Puts a message on the session's stream: here if this instance holds it, else at the
     /// instance that does (the message is logged already, under `id`, if it is to be).
     pub async fn deliver(&self, sid: &str, id: Option<String>, data: String) {
+        // Alone, the message is copied for nobody.
+        if !self.peers.shared() {
+            self.deliver_here(sid, id, data);
+            return;
+        }
         if self.deliver_here(sid, id.clone(), data.clone()) {
             return;
         }
