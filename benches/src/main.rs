@@ -9,7 +9,9 @@
 //! (`--federation-only`), auth plus rate limiting versus both off (`--security-only`), the CPU
 //! per federated call beside nginx proxying the same traffic (`--cpu-only`; skipped without
 //! nginx), memory per registered tool over 10,000 REST tools (`--tools-only`), and stateless
-//! (2026-07-28) versus session `tools/call` with the gateway's CPU per request (`--stateless-only`).
+//! (2026-07-28) versus session `tools/call` with the gateway's CPU per request (`--stateless-only`),
+//! and with `--edge` the Worker's CPU per request to verify a bearer token of each algorithm
+//! (`--edge-auth-only`).
 //!
 //! `--soak` runs the long soak instead (`--sessions N`, default 1000, for `--seconds S`, default
 //! 600; `mcpgw_e2e::soak`), failing on any error or on RSS growth past 10 % after the warm-up.
@@ -18,6 +20,7 @@
 //! (`--edge` also measures the Worker under `wrangler dev`; build it first with scripts/edge.sh)
 
 mod cpu;
+mod edge_auth;
 mod stateless;
 mod tool_memory;
 
@@ -694,6 +697,10 @@ async fn main() -> anyhow::Result<()> {
         cpu::cpu_bench(total, arg("--federation-concurrency", 32)).await?;
         return Ok(());
     }
+    if std::env::args().any(|a| a == "--edge-auth-only") {
+        edge_auth::edge_auth_bench((total / 5).max(500), concurrency).await?;
+        return Ok(());
+    }
     if std::env::args().any(|a| a == "--stateless-only") {
         stateless::stateless_bench(total, concurrency, edge).await?;
         return Ok(());
@@ -785,9 +792,14 @@ async fn main() -> anyhow::Result<()> {
     let cpu = cpu::cpu_bench(total, arg("--federation-concurrency", 32)).await?;
     let tools = tool_memory::tool_memory_bench(2000).await?;
     let stateless = stateless::stateless_bench(total, concurrency, edge).await?;
+    let edge_auth = if edge {
+        edge_auth::edge_auth_bench((total / 5).max(500), concurrency).await?
+    } else {
+        Value::Null
+    };
     let report = json!({
         "rounds": ROUNDS, "phases": rows, "federation": federation, "security": security, "cpu": cpu, "tools": tools,
-        "stateless": stateless,
+        "stateless": stateless, "edge_auth": edge_auth,
         "ready_ms_fresh_db": ms(&ready_fresh), "ready_ms_existing_db_median": ms(&ready_existing[2]),
         "rss_idle_mb": rss_idle_kib as f64 / 1024.0, "rss_after_load_mb": rss_after_kib as f64 / 1024.0,
     });

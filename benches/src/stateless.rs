@@ -47,7 +47,7 @@ async fn stateless_call(
 }
 
 /// The gateway's process tree, for CPU figures.
-fn tree(root: u32) -> Vec<u32> {
+pub(crate) fn tree(root: u32) -> Vec<u32> {
     let mut all = vec![root];
     let mut i = 0;
     while i < all.len() {
@@ -57,7 +57,7 @@ fn tree(root: u32) -> Vec<u32> {
     all
 }
 
-fn cpu_of(pids: &[u32]) -> f64 {
+pub(crate) fn cpu_of(pids: &[u32]) -> f64 {
     pids.iter().filter_map(|p| crate::cpu::process_cpu_secs(*p).ok()).sum()
 }
 

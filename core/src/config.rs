@@ -406,7 +406,7 @@ impl GatewayConfig {
         }
         crate::netguard::NetPolicy::parse(&self.ssrf_allow).map_err(|e| bad("ssrf_allow", e))?;
         if let Some(k) = &self.encryption_key {
-            crate::registry::seal::Sealer::from_key_text(&k.0).map_err(|e| bad("encryption_key", e))?;
+            crate::registry::seal::Sealer::parse_key(&k.0).map_err(|e| bad("encryption_key", e))?;
         }
         for o in &self.allowed_origins {
             if o != "*" && !(o.starts_with("http://") || o.starts_with("https://")) {

@@ -81,10 +81,11 @@ fn sealed_store(
     config: &GatewayConfig,
     store: Arc<dyn Store>,
     ids: Arc<dyn Ids>,
+    crypto: Arc<dyn crate::ports::Crypto>,
 ) -> Result<Arc<dyn Store>, ConfigError> {
     Ok(match &config.encryption_key {
         Some(k) => {
-            let sealer = crate::registry::seal::Sealer::from_key_text(&k.0)
+            let sealer = crate::registry::seal::Sealer::from_key_text(&k.0, crypto)
                 .map_err(|message| ConfigError::new("encryption_key", message))?;
             Arc::new(crate::registry::seal::SealedStore::new(store, sealer, ids))
         }
@@ -123,7 +124,7 @@ impl Gateway {
     #[cfg_attr(target_family = "wasm", allow(clippy::arc_with_non_send_sync))]
     pub fn new(config: GatewayConfig, ports: Ports, info: ServerInfo) -> Result<Self, ConfigError> {
         config.validate()?;
-        let store = sealed_store(&config, ports.store, ports.ids.clone())?;
+        let store = sealed_store(&config, ports.store, ports.ids.clone(), ports.crypto.clone())?;
         let net_policy = crate::netguard::NetPolicy::parse(&config.ssrf_allow).unwrap_or_default();
         let registry = Arc::new(
             Registry::new(store, ports.clock.clone(), ports.ids.clone(), config.registry_cache_ms)
@@ -157,7 +158,7 @@ impl Gateway {
                 clock: ports.clock.clone(),
                 http: ports.http.clone(),
                 registry: registry.clone(),
-                crypto: ports.crypto,
+                crypto: ports.crypto.clone(),
                 cache: ports.cache.clone(),
             },
         );
@@ -207,11 +208,13 @@ impl Gateway {
             cache_ttl_ms: config.cache_ttl_ms,
             listen_poll_ms: config.listen_poll_ms.max(50),
         };
+        // The encryption key, or a random one (what only this process opens again).
         let key = || {
-            config
-                .encryption_key
-                .as_ref()
-                .and_then(|k| crate::registry::seal::Sealer::from_key_text(&k.0).ok())
+            use crate::registry::seal::Sealer;
+            let configured = config.encryption_key.as_ref();
+            configured
+                .and_then(|k| Sealer::from_key_text(&k.0, ports.crypto.clone()).ok())
+                .unwrap_or_else(|| Sealer::random(ports.ids.as_ref(), ports.crypto.clone()))
         };
         // Parking a call needs the retry to reach the call's I/O: not in a Worker isolate.
         let mrtr = ports.spawner.waits_across_requests().then(|| {

@@ -380,9 +380,11 @@ pub trait Spawner: MaybeSend + MaybeSync {
     }
 }
 
-/// The public-key signature algorithms of JWS (RFC 7518) whose checks the platform does.
+/// The JWS algorithms (RFC 7518) whose checks the platform does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum SignatureAlg {
+    /// HMAC with SHA-256 (the key a JWK of `kty` `oct` with the secret as `k`).
+    Hs256,
     /// RSASSA-PKCS1-v1_5 with SHA-256.
     Rs256,
     /// ECDSA on P-256 with SHA-256 (the signature as `r || s`, 64 bytes).
@@ -391,13 +393,13 @@ pub enum SignatureAlg {
     EdDsa,
 }
 
-/// The slow or big cryptography, done by the platform: WebCrypto on the edge, so that the Worker
-/// carries no big-number arithmetic and derives keys at native speed; Rust crates natively
-/// (`security::RustCrypto`).
+/// The cryptography the platform does: WebCrypto on the edge, so that the Worker carries no
+/// cipher, MAC or big-number arithmetic of its own and runs them at native speed; Rust crates
+/// natively (`security::RustCrypto`).
 pub trait Crypto: MaybeSend + MaybeSync {
     /// Whether `signature` is an `alg` signature of `message` by `jwk`, the key members of a
-    /// public JWK as JSON text (`kty` with `n`, `e`; or `crv`, `x`, `y`; or `crv`, `x`). An error
-    /// when the key cannot serve `alg`.
+    /// JWK as JSON text (`kty` with `n`, `e`; or `crv`, `x`, `y`; or `crv`, `x`; or, for HS256,
+    /// `oct` with `k`). An error when the key cannot serve `alg`.
     fn verify<'a>(
         &'a self,
         alg: SignatureAlg,
@@ -413,6 +415,24 @@ pub trait Crypto: MaybeSend + MaybeSync {
         salt: &'a [u8],
         iterations: u32,
         len: usize,
+    ) -> BoxFuture<'a, Result<Vec<u8>, String>>;
+
+    /// AES-256-GCM: `plain` encrypted under `key` and the 96-bit `nonce` (never used twice with
+    /// one key), as the ciphertext followed by its 128-bit tag.
+    fn seal<'a>(
+        &'a self,
+        key: &'a [u8; 32],
+        nonce: [u8; 12],
+        plain: &'a [u8],
+    ) -> BoxFuture<'a, Result<Vec<u8>, String>>;
+
+    /// The plaintext of what [`Crypto::seal`] made with `key` and `nonce`; an error when the tag
+    /// does not match (another key, or altered).
+    fn open<'a>(
+        &'a self,
+        key: &'a [u8; 32],
+        nonce: [u8; 12],
+        sealed: &'a [u8],
     ) -> BoxFuture<'a, Result<Vec<u8>, String>>;
 }
 

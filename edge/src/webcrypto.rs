@@ -1,7 +1,8 @@
-//! The [`Crypto`] port on the platform's WebCrypto (`crypto.subtle`): public-key signature
-//! checks, so that the Worker carries no RSA, P-256 or Ed25519 arithmetic of its own, and PBKDF2
-//! at the platform's speed (a Worker's CPU time is billed and bounded). Imported public keys are
-//! kept per isolate (tokens are checked with the same few keys again and again).
+//! The [`Crypto`] port on the platform's WebCrypto (`crypto.subtle`): JWT signature checks
+//! (HMAC, RSA, P-256, Ed25519), AES-256-GCM and PBKDF2, so that the Worker carries none of that
+//! arithmetic of its own and runs it at the platform's speed (a Worker's CPU time is billed and
+//! bounded). Imported keys are kept per isolate (tokens are checked, and secrets sealed, with the
+//! same few keys again and again).
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -15,8 +16,15 @@ use wasm_bindgen_futures::JsFuture;
 /// The most imported keys kept; past it the cache starts again (keys rotate rarely).
 const MAX_KEYS: usize = 64;
 
+/// What a key was imported from: a JWK for an algorithm, or raw AES-GCM key bytes.
+#[derive(Clone, PartialEq, Eq, Hash)]
+enum KeyId {
+    Jwk(SignatureAlg, String),
+    Aes([u8; 32]),
+}
+
 thread_local! {
-    static KEYS: RefCell<HashMap<(SignatureAlg, String), JsValue>> = RefCell::new(HashMap::new());
+    static KEYS: RefCell<HashMap<KeyId, JsValue>> = RefCell::new(HashMap::new());
 }
 
 /// [`Crypto`] by WebCrypto.
@@ -40,6 +48,10 @@ fn js_error(e: JsValue) -> String {
 /// The algorithm WebCrypto imports the key as, and the one it verifies with.
 fn params(alg: SignatureAlg) -> Result<(JsValue, JsValue), String> {
     Ok(match alg {
+        SignatureAlg::Hs256 => (
+            object(&[("name", "HMAC"), ("hash", "SHA-256")])?,
+            object(&[("name", "HMAC")])?,
+        ),
         SignatureAlg::Rs256 => (
             object(&[("name", "RSASSA-PKCS1-v1_5"), ("hash", "SHA-256")])?,
             object(&[("name", "RSASSA-PKCS1-v1_5")])?,
@@ -73,16 +85,25 @@ async fn call(subtle: &JsValue, method: &str, args: &[JsValue]) -> Result<JsValu
     JsFuture::from(promise).await.map_err(js_error)
 }
 
-/// The key `jwk` imported for `alg` (from the cache when it was imported before).
-async fn key(subtle: &JsValue, alg: SignatureAlg, jwk: &str) -> Result<JsValue, String> {
-    let id = (alg, jwk.to_string());
+/// The key `id` imported (from the cache when it was imported before).
+async fn key(subtle: &JsValue, id: KeyId) -> Result<JsValue, String> {
     if let Some(k) = KEYS.with(|k| k.borrow().get(&id).cloned()) {
         return Ok(k);
     }
-    let (import, _) = params(alg)?;
-    let parsed = JSON::parse(jwk).map_err(js_error)?;
-    let usages: Array = [JsValue::from("verify")].iter().collect();
-    let args = ["jwk".into(), parsed, import, JsValue::FALSE, usages.into()];
+    let args = match &id {
+        KeyId::Jwk(alg, jwk) => {
+            let (import, _) = params(*alg)?;
+            let parsed = JSON::parse(jwk).map_err(js_error)?;
+            let usages: Array = [JsValue::from("verify")].iter().collect();
+            ["jwk".into(), parsed, import, JsValue::FALSE, usages.into()]
+        }
+        KeyId::Aes(bytes) => {
+            let usages: Array = ["encrypt", "decrypt"].iter().map(|u| JsValue::from(*u)).collect();
+            let alg = object(&[("name", "AES-GCM")])?;
+            let raw = Uint8Array::from(&bytes[..]).into();
+            ["raw".into(), raw, alg, JsValue::FALSE, usages.into()]
+        }
+    };
     let k = call(subtle, "importKey", &args).await?;
     KEYS.with(|keys| {
         let mut keys = keys.borrow_mut();
@@ -104,7 +125,7 @@ impl Crypto for WebCrypto {
     ) -> BoxFuture<'a, Result<bool, String>> {
         Box::pin(async move {
             let subtle = subtle()?;
-            let key = key(&subtle, alg, jwk).await?;
+            let key = key(&subtle, KeyId::Jwk(alg, jwk.to_string())).await?;
             let (_, verify) = params(alg)?;
             let args = [
                 verify,
@@ -142,4 +163,32 @@ impl Crypto for WebCrypto {
             Ok(Uint8Array::new(&out).to_vec())
         })
     }
+
+    fn seal<'a>(
+        &'a self,
+        key: &'a [u8; 32],
+        nonce: [u8; 12],
+        plain: &'a [u8],
+    ) -> BoxFuture<'a, Result<Vec<u8>, String>> {
+        Box::pin(aes_gcm("encrypt", key, nonce, plain))
+    }
+
+    fn open<'a>(
+        &'a self,
+        key: &'a [u8; 32],
+        nonce: [u8; 12],
+        sealed: &'a [u8],
+    ) -> BoxFuture<'a, Result<Vec<u8>, String>> {
+        Box::pin(aes_gcm("decrypt", key, nonce, sealed))
+    }
+}
+
+/// `subtle.encrypt` or `subtle.decrypt` with AES-GCM (a 128-bit tag after the ciphertext).
+async fn aes_gcm(method: &str, key_bytes: &[u8; 32], nonce: [u8; 12], data: &[u8]) -> Result<Vec<u8>, String> {
+    let subtle = subtle()?;
+    let key = key(&subtle, KeyId::Aes(*key_bytes)).await?;
+    let alg = object(&[("name", "AES-GCM")])?;
+    Reflect::set(&alg, &"iv".into(), &Uint8Array::from(&nonce[..])).map_err(js_error)?;
+    let out = call(&subtle, method, &[alg, key, Uint8Array::from(data).into()]).await?;
+    Ok(Uint8Array::new(&out).to_vec())
 }

@@ -353,9 +353,15 @@ impl EdgeProcess {
     /// Starts the Worker with `vars` (wrangler `--var`), persisting state under `state_dir`
     /// (created, migrated on first use; reused as it is when restarting).
     pub fn start(state_dir: &Path, vars: &[(&str, &str)]) -> anyhow::Result<Self> {
+        Self::start_build(&repo_root().join("edge/build"), state_dir, vars)
+    }
+
+    /// [`EdgeProcess::start`] with the Worker built in `build` (a copy of `edge/build` kept from
+    /// another commit, for a before-and-after benchmark).
+    pub fn start_build(build: &Path, state_dir: &Path, vars: &[(&str, &str)]) -> anyhow::Result<Self> {
         use std::os::unix::process::CommandExt;
         let root = repo_root();
-        let shim = root.join("edge/build/worker/shim.mjs");
+        let shim = build.join("worker/shim.mjs");
         if !shim.exists() {
             bail!(
                 "{} not found: build the Worker first (bash scripts/edge.sh build)",

@@ -63,10 +63,6 @@ pub(super) fn forward(
     let binding = (asks && up.era() != Some(Era::Session))
         .then(|| e.binding(ctx, req))
         .flatten();
-    let params = match envelope::unwrap(e.envelope.as_deref(), binding.as_ref(), &up.id, params) {
-        Ok(p) => p,
-        Err(e) => return Reply::Relay(boxed_stream(stream::iter([Relayed::Answer(Err(e))]))),
-    };
     // A tool's parameters marked `x-mcp-header` go in headers too (SEP-2243).
     let headers = match (method, f.listing.contains("x-mcp-header")) {
         (Method::ToolsCall, true) => serde_json::from_str::<Value>(&f.listing)
@@ -75,15 +71,18 @@ pub(super) fn forward(
         _ => http::HeaderMap::new(),
     };
     let how = Forwarding { asks, headers };
-    let items = e.fed.forward(
-        ctx.session.clone(),
-        up,
-        req.id.clone(),
-        method,
-        Value::Object(params),
-        how,
-    );
-    Reply::Relay(envelope::wrap(e.envelope.clone(), binding, items))
+    let binding = binding.map(Arc::new);
+    let (env, fed, b) = (e.envelope.clone(), e.fed.clone(), binding.clone());
+    let (session, id) = (ctx.session.clone(), req.id.clone());
+    // The upstream's own state put back where the client brought a wrapped one, then the call.
+    let items = stream::once(async move {
+        match envelope::unwrap(env.as_deref(), b.as_deref(), &up.id, params).await {
+            Ok(params) => fed.forward(session, up, id, method, Value::Object(params), how),
+            Err(e) => boxed_stream(stream::iter([Relayed::Answer(Err(e))])),
+        }
+    })
+    .flatten();
+    Reply::Relay(envelope::wrap(e.envelope.clone(), binding, boxed_stream(items)))
 }
 
 /// Calls a REST tool: its log messages (at the session's level) while it runs, then the result.

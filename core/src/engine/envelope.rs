@@ -60,10 +60,9 @@ fn refused(why: &str) -> RpcError {
 }
 
 impl Envelope {
-    /// Sealed with `key` (the gateway's encryption key; a random one without it, which only
+    /// Sealed with `sealer` (the gateway's encryption key; a random one without it, which only
     /// this process can open: set the key where several instances serve one endpoint).
-    pub fn new(key: Option<Sealer>, clock: Arc<dyn Clock>, ids: Arc<dyn Ids>, ttl_ms: u64) -> Self {
-        let sealer = key.unwrap_or_else(|| Sealer::random(ids.as_ref()));
+    pub fn new(sealer: Sealer, clock: Arc<dyn Clock>, ids: Arc<dyn Ids>, ttl_ms: u64) -> Self {
         Self {
             sealer,
             clock,
@@ -79,7 +78,7 @@ impl Envelope {
     }
 
     /// `result` with its `requestState` (if any) sealed for `binding` and `upstream`.
-    pub fn wrap(&self, binding: &Binding, upstream: &str, result: &Json) -> Json {
+    pub async fn wrap(&self, binding: &Binding, upstream: &str, result: &Json) -> Json {
         let Ok(Value::Object(mut obj)) = serde_json::from_str::<Value>(&result.0) else {
             return result.clone();
         };
@@ -94,23 +93,32 @@ impl Envelope {
             v: inner,
             i: self.ids.new_id(),
         };
-        let text = self.sealer.seal(
-            &serde_json::to_string(&sealed).unwrap_or_default(),
-            seal::nonce(self.ids.as_ref()),
-        );
+        let text = self
+            .sealer
+            .seal(
+                &serde_json::to_string(&sealed).unwrap_or_default(),
+                seal::nonce(self.ids.as_ref()),
+            )
+            .await;
+        // Sealing fails only if the platform's AES-GCM does: the client gets no state to
+        // bring back (and its retry is refused), never the upstream's own.
+        let text = text.unwrap_or_default();
         obj.insert("requestState".into(), Value::String(format!("{PREFIX}{text}")));
         Json::from_value(&Value::Object(obj))
     }
 
     /// The upstream's own state in a wrapped `state`, if it was sealed here for `binding` and
     /// `upstream` and has not expired; else -32602 saying why.
-    pub fn open(&self, binding: &Binding, upstream: &str, state: &str) -> Result<String, RpcError> {
-        let sealed: Sealed = state
+    pub async fn open(&self, binding: &Binding, upstream: &str, state: &str) -> Result<String, RpcError> {
+        let altered = || refused("is not one this gateway issued (or was altered)");
+        let text = state
             .strip_prefix(PREFIX)
             .filter(|t| t.starts_with("enc:"))
-            .and_then(|t| self.sealer.open(t).ok())
-            .and_then(|t| serde_json::from_str(&t).ok())
-            .ok_or_else(|| refused("is not one this gateway issued (or was altered)"))?;
+            .ok_or_else(altered)?;
+        let sealed: Sealed = match self.sealer.open(text).await {
+            Ok(t) => serde_json::from_str(&t).map_err(|_| altered())?,
+            Err(_) => return Err(altered()),
+        };
         if self.clock.now_ms() >= sealed.e {
             return Err(refused("has expired"));
         }
@@ -143,7 +151,7 @@ impl Envelope {
 
 /// A forwarded request's `params` with the upstream's own state put back where the client
 /// brought a wrapped one (checked against `binding` and `upstream`; refused without them).
-pub(super) fn unwrap(
+pub(super) async fn unwrap(
     env: Option<&Envelope>,
     binding: Option<&Binding>,
     upstream: &str,
@@ -159,7 +167,7 @@ pub(super) fn unwrap(
     let (Some(env), Some(b)) = (env, binding) else {
         return Err(refused("cannot be used here: only a 2026-07-28 request may bring one"));
     };
-    let inner = env.open(b, upstream, state)?;
+    let inner = env.open(b, upstream, state).await?;
     params.insert("requestState".into(), Value::String(inner));
     Ok(params)
 }
@@ -167,18 +175,23 @@ pub(super) fn unwrap(
 /// `items` with the `requestState` of an upstream's `input_required` sealed for `binding`.
 pub(super) fn wrap(
     env: Option<Arc<Envelope>>,
-    binding: Option<Binding>,
+    binding: Option<Arc<Binding>>,
     items: BoxStream<'static, Relayed>,
 ) -> BoxStream<'static, Relayed> {
     let (Some(env), Some(b)) = (env, binding) else {
         return items;
     };
-    boxed_stream(items.map(move |item| match item {
-        Relayed::Input { result, upstream } => Relayed::Input {
-            result: env.wrap(&b, &upstream, &result),
-            upstream,
-        },
-        other => other,
+    boxed_stream(items.then(move |item| {
+        let (env, b) = (env.clone(), b.clone());
+        async move {
+            match item {
+                Relayed::Input { result, upstream } => Relayed::Input {
+                    result: env.wrap(&b, &upstream, &result).await,
+                    upstream,
+                },
+                other => other,
+            }
+        }
     }))
 }
 
@@ -195,28 +208,32 @@ mod tests {
 
     #[test]
     fn the_upstreams_state_comes_back_only_to_its_upstream_subject_and_request_in_time() {
-        let clock = Arc::new(ManualClock::at(1_000));
-        let env = Envelope::new(None, clock.clone(), Arc::new(SeqIds::default()), 60_000);
-        let b = binding("ada", json!({"x": 1}));
-        let result =
-            Json(r#"{"inputRequests":{"k":{"method":"roots/list"}},"requestState":"their \"state\" ü"}"#.into());
-        let wrapped: Value = serde_json::from_str(&env.wrap(&b, "up1", &result).0).unwrap();
-        let state = wrapped["requestState"].as_str().unwrap().to_string();
-        assert!(Envelope::is_wrapped(&state) && !state.contains("their"));
-        assert_eq!(wrapped["inputRequests"]["k"]["method"], "roots/list");
-        let why = |r: Result<String, RpcError>| r.unwrap_err().message;
-        assert!(why(env.open(&b, "up1", &format!("{state}x"))).contains("altered"));
-        assert!(why(env.open(&b, "up1", "up.their state")).contains("altered"));
-        assert!(why(env.open(&binding("bob", json!({"x": 1})), "up1", &state)).contains("another caller"));
-        assert!(why(env.open(&binding("ada", json!({"x": 2})), "up1", &state)).contains("another request"));
-        assert!(why(env.open(&b, "up2", &state)).contains("another upstream"));
-        // Refusals do not use it up; the one good retry does.
-        assert_eq!(env.open(&b, "up1", &state).unwrap(), "their \"state\" ü");
-        assert!(why(env.open(&b, "up1", &state)).contains("already used"));
-        clock.advance(std::time::Duration::from_millis(60_000));
-        assert!(why(env.open(&b, "up1", &state)).contains("expired"));
-        // Without a state there is nothing to seal.
-        let plain = Json(r#"{"inputRequests":{}}"#.into());
-        assert_eq!(env.wrap(&b, "up1", &plain).0, plain.0);
+        futures::executor::block_on(async {
+            let clock = Arc::new(ManualClock::at(1_000));
+            let ids = Arc::new(SeqIds::default());
+            let sealer = Sealer::random(ids.as_ref(), Arc::new(crate::security::RustCrypto));
+            let env = Envelope::new(sealer, clock.clone(), ids, 60_000);
+            let b = binding("ada", json!({"x": 1}));
+            let result =
+                Json(r#"{"inputRequests":{"k":{"method":"roots/list"}},"requestState":"their \"state\" ü"}"#.into());
+            let wrapped: Value = serde_json::from_str(&env.wrap(&b, "up1", &result).await.0).unwrap();
+            let state = wrapped["requestState"].as_str().unwrap().to_string();
+            assert!(Envelope::is_wrapped(&state) && !state.contains("their"));
+            assert_eq!(wrapped["inputRequests"]["k"]["method"], "roots/list");
+            let why = |r: Result<String, RpcError>| r.unwrap_err().message;
+            assert!(why(env.open(&b, "up1", &format!("{state}x")).await).contains("altered"));
+            assert!(why(env.open(&b, "up1", "up.their state").await).contains("altered"));
+            assert!(why(env.open(&binding("bob", json!({"x": 1})), "up1", &state).await).contains("another caller"));
+            assert!(why(env.open(&binding("ada", json!({"x": 2})), "up1", &state).await).contains("another request"));
+            assert!(why(env.open(&b, "up2", &state).await).contains("another upstream"));
+            // Refusals do not use it up; the one good retry does.
+            assert_eq!(env.open(&b, "up1", &state).await.unwrap(), "their \"state\" ü");
+            assert!(why(env.open(&b, "up1", &state).await).contains("already used"));
+            clock.advance(std::time::Duration::from_millis(60_000));
+            assert!(why(env.open(&b, "up1", &state).await).contains("expired"));
+            // Without a state there is nothing to seal.
+            let plain = Json(r#"{"inputRequests":{}}"#.into());
+            assert_eq!(env.wrap(&b, "up1", &plain).await.0, plain.0);
+        });
     }
 }

@@ -187,16 +187,15 @@ fn capability_of(method: &str) -> &'static str {
 }
 
 impl Mrtr {
-    /// Parking sealed with `key` (the gateway's encryption key; a random one without it).
+    /// Parking sealed with `sealer` (the gateway's encryption key; a random one without it).
     #[cfg_attr(target_family = "wasm", allow(clippy::arc_with_non_send_sync))]
     pub fn new(
-        key: Option<Sealer>,
+        sealer: Sealer,
         clock: Arc<dyn Clock>,
         ids: Arc<dyn Ids>,
         spawner: Arc<dyn Spawner>,
         ttl_ms: u64,
     ) -> Arc<Self> {
-        let sealer = key.unwrap_or_else(|| Sealer::random(ids.as_ref()));
         Arc::new_cyclic(|me| Self {
             sealer,
             clock,
@@ -268,11 +267,11 @@ impl Mrtr {
             let n = self.keys.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
             parked.asks.push((format!("input-{n}"), a));
         }
-        Ok(self.hold(park, parked))
+        Ok(self.hold(park, parked).await)
     }
 
     /// Stores `parked` for its next round and writes the `input_required` result for it.
-    fn hold(&self, park: String, mut parked: Parked) -> Json {
+    async fn hold(&self, park: String, mut parked: Parked) -> Json {
         parked.round += 1;
         let expires = self.clock.now_ms().saturating_add(self.ttl_ms);
         let state = State {
@@ -282,10 +281,14 @@ impl Mrtr {
             d: parked.digest.clone(),
             e: expires,
         };
-        let sealed = self.sealer.seal(
-            &serde_json::to_string(&state).unwrap_or_default(),
-            seal::nonce(self.ids.as_ref()),
-        );
+        let sealed = self
+            .sealer
+            .seal(
+                &serde_json::to_string(&state).unwrap_or_default(),
+                seal::nonce(self.ids.as_ref()),
+            )
+            .await
+            .unwrap_or_default();
         let requests: Map<String, Value> = parked
             .asks
             .iter()
@@ -327,11 +330,11 @@ impl Mrtr {
         let (park, sealed) = text
             .split_once('.')
             .ok_or_else(|| refused("is not one this gateway issued"))?;
-        let state: State = self
-            .sealer
-            .open(sealed)
-            .ok()
-            .filter(|_| sealed.starts_with("enc:"))
+        let opened = match sealed.starts_with("enc:") {
+            true => self.sealer.open(sealed).await.ok(),
+            false => None,
+        };
+        let state: State = opened
             .and_then(|t| serde_json::from_str(&t).ok())
             .filter(|s: &State| s.p == park)
             .ok_or_else(|| refused("is not one this gateway issued (or was altered)"))?;
@@ -373,7 +376,7 @@ impl Mrtr {
         }
         // What is still needed is asked for again, under a new state.
         parked.asks = left;
-        Ok(Step::Input(self.hold(park.to_string(), parked)))
+        Ok(Step::Input(self.hold(park.to_string(), parked).await))
     }
 }
 
@@ -445,10 +448,11 @@ mod tests {
     use crate::memory::{ManualClock, QueueSpawner, SeqIds};
 
     fn mrtr(clock: Arc<ManualClock>) -> Arc<Mrtr> {
+        let ids = Arc::new(SeqIds::default());
         Mrtr::new(
-            None,
+            Sealer::random(ids.as_ref(), Arc::new(crate::security::RustCrypto)),
             clock,
-            Arc::new(SeqIds::default()),
+            ids,
             Arc::new(QueueSpawner::default()),
             1000,
         )
@@ -462,7 +466,7 @@ mod tests {
         Binding::of(subject, "", "tools/call", &p, &json!({"sampling": {}}))
     }
 
-    fn parked(m: &Mrtr, b: &Binding) -> String {
+    async fn parked(m: &Mrtr, b: &Binding) -> String {
         let p = Parked {
             items: boxed_stream(stream::empty()),
             asks: Vec::new(),
@@ -470,7 +474,7 @@ mod tests {
             subject: b.subject.clone(),
             digest: b.digest.clone(),
         };
-        let out = m.hold("park1".into(), p);
+        let out = m.hold("park1".into(), p).await;
         let v: Value = serde_json::from_str(&out.0).expect("json");
         v["requestState"].as_str().expect("a state").to_string()
     }
@@ -514,7 +518,7 @@ mod tests {
         let clock = Arc::new(ManualClock::at(1_000_000));
         let m = mrtr(clock.clone());
         let b = binding("alice", json!({"x": 1}));
-        let state = parked(&m, &b);
+        let state = parked(&m, &b).await;
         assert_eq!(m.waiting(), 1);
 
         // Altered: one character of the sealed part flipped; another park id in front.
@@ -527,15 +531,15 @@ mod tests {
         assert!(refusal(&m, &b, &format!("other.{sealed}")).await.contains("altered"));
         assert!(refusal(&m, &b, "garbage").await.contains("issued"));
         // Sealed under another gateway's key.
-        let key = Sealer::from_key_text(&"ab".repeat(32)).expect("key");
+        let key = Sealer::from_key_text(&"ab".repeat(32), Arc::new(crate::security::RustCrypto)).expect("key");
         let other = Mrtr::new(
-            Some(key),
+            key,
             clock.clone(),
             Arc::new(SeqIds::default()),
             Arc::new(QueueSpawner::default()),
             1000,
         );
-        let foreign_key = parked(&other, &b);
+        let foreign_key = parked(&other, &b).await;
         assert!(refusal(&m, &b, &foreign_key).await.contains("altered"));
         // Another subject; another request.
         assert!(refusal(&m, &binding("mallory", json!({"x": 1})), &state)
@@ -550,7 +554,7 @@ mod tests {
         assert_eq!(m.waiting(), 0);
 
         // Expired.
-        let late = parked(&m, &b);
+        let late = parked(&m, &b).await;
         clock.advance(std::time::Duration::from_millis(1000));
         assert!(refusal(&m, &b, &late).await.contains("expired"));
     }

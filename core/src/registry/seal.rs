@@ -6,13 +6,11 @@
 
 use std::sync::Arc;
 
-use aes_gcm::aead::{Aead, KeyInit};
-use aes_gcm::{Aes256Gcm, Nonce};
 use async_trait::async_trait;
 use base64::Engine as _;
 use serde_json::Value;
 
-use crate::ports::{Ids, Kind, Op, RawRecord, Record, Store, StoreError};
+use crate::ports::{Crypto, Ids, Kind, Op, RawRecord, Record, Store, StoreError};
 
 const PREFIX: &str = "enc:v1:";
 
@@ -20,14 +18,15 @@ fn b64() -> base64::engine::GeneralPurpose {
     base64::engine::general_purpose::STANDARD
 }
 
-/// An AES-256-GCM key.
+/// An AES-256-GCM key, used through the platform's [`Crypto`] (WebCrypto on the edge).
 pub struct Sealer {
-    cipher: Aes256Gcm,
+    key: [u8; 32],
+    crypto: Arc<dyn Crypto>,
 }
 
 impl Sealer {
-    /// A key from its text: 32 bytes in base64 (standard or URL-safe) or 64 hex digits.
-    pub fn from_key_text(text: &str) -> Result<Self, String> {
+    /// The 32 bytes of a key's text: base64 (standard or URL-safe) or 64 hex digits.
+    pub fn parse_key(text: &str) -> Result<[u8; 32], String> {
         let t = text.trim();
         let bytes = if t.len() == 64 && t.bytes().all(|b| b.is_ascii_hexdigit()) {
             (0..32)
@@ -41,35 +40,40 @@ impl Sealer {
                 .or_else(|_| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(t))
                 .map_err(|_| "not base64 or hex".to_string())?
         };
-        if bytes.len() != 32 {
-            return Err(format!(
+        bytes.try_into().map_err(|b: Vec<u8>| {
+            format!(
                 "the key must be 32 bytes (base64 or 64 hex digits), not {}; make one with: head -c 32 /dev/urandom | base64",
-                bytes.len()
-            ));
-        }
-        let cipher = Aes256Gcm::new_from_slice(&bytes).map_err(|e| e.to_string())?;
-        Ok(Self { cipher })
+                b.len()
+            )
+        })
+    }
+
+    /// A key from its text (see [`Sealer::parse_key`]).
+    pub fn from_key_text(text: &str, crypto: Arc<dyn Crypto>) -> Result<Self, String> {
+        Ok(Self {
+            key: Self::parse_key(text)?,
+            crypto,
+        })
     }
 
     /// A key of 32 random bytes (for what only this process opens again).
-    pub fn random(ids: &dyn Ids) -> Self {
-        let cipher = Aes256Gcm::new_from_slice(&random_bytes(ids)).expect("32 bytes");
-        Self { cipher }
+    pub fn random(ids: &dyn Ids, crypto: Arc<dyn Crypto>) -> Self {
+        Self {
+            key: random_bytes(ids),
+            crypto,
+        }
     }
 
     /// Seals `plain` under a 96-bit `nonce` (never reuse one with the same key).
-    pub fn seal(&self, plain: &str, nonce: [u8; 12]) -> String {
-        let ct = self
-            .cipher
-            .encrypt(&Nonce::from(nonce), plain.as_bytes())
-            .unwrap_or_default();
+    pub async fn seal(&self, plain: &str, nonce: [u8; 12]) -> Result<String, String> {
+        let ct = self.crypto.seal(&self.key, nonce, plain.as_bytes()).await?;
         let mut out = nonce.to_vec();
         out.extend_from_slice(&ct);
-        format!("{PREFIX}{}", b64().encode(out))
+        Ok(format!("{PREFIX}{}", b64().encode(out)))
     }
 
     /// Opens a sealed value; a value that is not sealed is returned as it is.
-    pub fn open(&self, value: &str) -> Result<String, String> {
+    pub async fn open(&self, value: &str) -> Result<String, String> {
         let Some(rest) = value.strip_prefix(PREFIX) else {
             return Ok(value.to_string());
         };
@@ -82,8 +86,9 @@ impl Sealer {
         let (nonce, ct) = raw.split_at(12);
         let nonce: [u8; 12] = nonce.try_into().map_err(|_| "bad nonce".to_string())?;
         let plain = self
-            .cipher
-            .decrypt(&Nonce::from(nonce), ct)
+            .crypto
+            .open(&self.key, nonce, ct)
+            .await
             .map_err(|_| "sealed with another key (MCPGW_ENCRYPTION_KEY changed?)".to_string())?;
         String::from_utf8(plain).map_err(|_| "sealed value is not UTF-8".into())
     }
@@ -115,44 +120,53 @@ pub fn nonce(ids: &dyn Ids) -> [u8; 12] {
     n
 }
 
+/// The string values of a body's `headers`.
+fn headers(body: &mut Value) -> impl Iterator<Item = &mut Value> {
+    body.get_mut("headers")
+        .and_then(Value::as_object_mut)
+        .into_iter()
+        .flat_map(|h| h.values_mut())
+        .filter(|v| v.is_string())
+}
+
 impl SealedStore {
     /// Wraps `inner`; nonces come from `ids` (random).
     pub fn new(inner: Arc<dyn Store>, sealer: Sealer, ids: Arc<dyn Ids>) -> Self {
         Self { inner, sealer, ids }
     }
 
-    fn nonce(&self) -> [u8; 12] {
-        nonce(self.ids.as_ref())
+    /// `body` with its header values sealed (those sealed already stay as they are).
+    async fn seal_body(&self, body: &mut Value) -> Result<(), StoreError> {
+        for v in headers(body) {
+            let s = v.as_str().unwrap_or_default();
+            if !s.starts_with(PREFIX) {
+                let sealed = self.sealer.seal(s, nonce(self.ids.as_ref())).await;
+                *v = Value::String(sealed.map_err(StoreError::Backend)?);
+            }
+        }
+        Ok(())
     }
 
-    fn map_headers(body: &mut Value, mut f: impl FnMut(&str) -> String) {
-        if let Some(h) = body.get_mut("headers").and_then(Value::as_object_mut) {
-            for v in h.values_mut() {
-                if let Some(s) = v.as_str() {
-                    *v = Value::String(f(s));
-                }
+    /// `body` with its header values opened. A value sealed under another key stays sealed:
+    /// the request that uses it fails visibly at the upstream, and nothing else breaks.
+    async fn open_body(&self, body: &mut Value) {
+        for v in headers(body) {
+            if let Ok(plain) = self.sealer.open(v.as_str().unwrap_or_default()).await {
+                *v = Value::String(plain);
             }
         }
     }
 
-    fn seal_record(&self, mut r: Record) -> Record {
+    async fn seal_record(&self, mut r: Record) -> Result<Record, StoreError> {
         if has_credentials(r.kind) {
-            Self::map_headers(&mut r.body, |s| {
-                if s.starts_with(PREFIX) {
-                    s.to_string()
-                } else {
-                    self.sealer.seal(s, self.nonce())
-                }
-            });
+            self.seal_body(&mut r.body).await?;
         }
-        r
+        Ok(r)
     }
 
-    fn open_record(&self, mut r: Record) -> Record {
+    async fn open_record(&self, mut r: Record) -> Record {
         if has_credentials(r.kind) {
-            // A value sealed under another key stays sealed: the request that uses it fails
-            // visibly at the upstream, and nothing else breaks.
-            Self::map_headers(&mut r.body, |s| self.sealer.open(s).unwrap_or_else(|_| s.to_string()));
+            self.open_body(&mut r.body).await;
         }
         r
     }
@@ -162,16 +176,17 @@ impl SealedStore {
 #[cfg_attr(target_family = "wasm", async_trait(?Send))]
 impl Store for SealedStore {
     async fn get(&self, kind: Kind, id_or_key: &str) -> Result<Option<Record>, StoreError> {
-        Ok(self.inner.get(kind, id_or_key).await?.map(|r| self.open_record(r)))
+        Ok(match self.inner.get(kind, id_or_key).await? {
+            Some(r) => Some(self.open_record(r).await),
+            None => None,
+        })
     }
     async fn list(&self, kind: Kind) -> Result<Vec<Record>, StoreError> {
-        Ok(self
-            .inner
-            .list(kind)
-            .await?
-            .into_iter()
-            .map(|r| self.open_record(r))
-            .collect())
+        let mut out = vec![];
+        for r in self.inner.list(kind).await? {
+            out.push(self.open_record(r).await);
+        }
+        Ok(out)
     }
     async fn list_raw(&self, kind: Kind) -> Result<Vec<RawRecord>, StoreError> {
         let mut out = self.inner.list_raw(kind).await?;
@@ -179,7 +194,7 @@ impl Store for SealedStore {
             // Only bodies that carry headers are opened (parsed, unsealed, written again).
             for r in out.iter_mut().filter(|r| r.body.contains("\"headers\"")) {
                 if let Ok(mut body) = serde_json::from_str::<serde_json::Value>(&r.body) {
-                    Self::map_headers(&mut body, |s| self.sealer.open(s).unwrap_or_else(|_| s.to_string()));
+                    self.open_body(&mut body).await;
                     r.body = body.to_string();
                 }
             }
@@ -187,16 +202,16 @@ impl Store for SealedStore {
         Ok(out)
     }
     async fn apply(&self, ops: Vec<Op>) -> Result<(), StoreError> {
-        let ops = ops
-            .into_iter()
-            .map(|op| match op {
-                Op::Insert(r) => Op::Insert(self.seal_record(r)),
-                Op::Update(r) => Op::Update(self.seal_record(r)),
-                Op::Upsert(r) => Op::Upsert(self.seal_record(r)),
+        let mut sealed = Vec::with_capacity(ops.len());
+        for op in ops {
+            sealed.push(match op {
+                Op::Insert(r) => Op::Insert(self.seal_record(r).await?),
+                Op::Update(r) => Op::Update(self.seal_record(r).await?),
+                Op::Upsert(r) => Op::Upsert(self.seal_record(r).await?),
                 other => other,
-            })
-            .collect();
-        self.inner.apply(ops).await
+            });
+        }
+        self.inner.apply(sealed).await
     }
     async fn ping(&self) -> Result<(), StoreError> {
         self.inner.ping().await
@@ -215,39 +230,49 @@ mod tests {
 
     const KEY: &str = "6vL0Jm3bX9q2Rk7Tz1Wc5Yh8Nf4Pd6Sg0Ua2Ie9Ko3M=";
 
+    fn sealer(text: &str) -> Sealer {
+        Sealer::from_key_text(text, Arc::new(crate::security::RustCrypto)).expect("key")
+    }
+
     #[test]
     fn keys_parse_in_base64_or_hex_and_nothing_else() {
-        assert!(Sealer::from_key_text(KEY).is_ok());
-        assert!(Sealer::from_key_text(&"ab".repeat(32)).is_ok());
-        let e = Sealer::from_key_text("c2hvcnQ=").err().expect("short");
+        assert!(Sealer::parse_key(KEY).is_ok());
+        assert_eq!(Sealer::parse_key(&"ab".repeat(32)), Ok([0xab; 32]));
+        let e = Sealer::parse_key("c2hvcnQ=").expect_err("short");
         assert!(e.contains("32 bytes"), "{e}");
-        assert!(Sealer::from_key_text("not a key!").is_err());
+        assert!(Sealer::parse_key("not a key!").is_err());
     }
 
     #[test]
     fn values_round_trip_and_another_key_cannot_open_them() {
-        let s = Sealer::from_key_text(KEY).expect("key");
-        let sealed = s.seal("Bearer abc", [7; 12]);
-        assert!(sealed.starts_with(PREFIX) && !sealed.contains("abc"));
-        assert_eq!(s.open(&sealed).as_deref(), Ok("Bearer abc"));
-        assert_eq!(s.open("plain").as_deref(), Ok("plain"));
-        let other = Sealer::from_key_text(&"cd".repeat(32)).expect("key");
-        assert!(other.open(&sealed).is_err());
-        let mut tampered = sealed.clone();
-        tampered.pop();
-        tampered.push('A');
-        assert!(s.open(&tampered).is_err());
+        block_on(async {
+            let s = sealer(KEY);
+            let sealed = s.seal("Bearer abc", [7; 12]).await.expect("seal");
+            assert!(sealed.starts_with(PREFIX) && !sealed.contains("abc"));
+            assert_eq!(s.open(&sealed).await.as_deref(), Ok("Bearer abc"));
+            assert_eq!(s.open("plain").await.as_deref(), Ok("plain"));
+            let other = sealer(&"cd".repeat(32));
+            assert!(other.open(&sealed).await.is_err());
+            let mut tampered = sealed.clone();
+            tampered.pop();
+            tampered.push('A');
+            assert!(s.open(&tampered).await.is_err());
+        });
+    }
+
+    /// The format at rest is fixed: what earlier builds sealed (standard AES-256-GCM, nonce then
+    /// ciphertext then tag, in base64; this one made by Python's `cryptography`) still opens.
+    #[test]
+    fn a_value_sealed_by_an_earlier_build_opens() {
+        let old = "enc:v1:BwcHBwcHBwcHBwcHRkoxGEdddoZx4pUzP6LDdD5kVvzSPqMeo2Q=";
+        assert_eq!(block_on(sealer(KEY).open(old)).as_deref(), Ok("Bearer abc"));
     }
 
     #[test]
     fn the_store_below_sees_only_sealed_headers() {
         block_on(async {
             let raw = Arc::new(MemoryStore::default());
-            let sealed = SealedStore::new(
-                raw.clone(),
-                Sealer::from_key_text(KEY).expect("key"),
-                Arc::new(SeqIds::default()),
-            );
+            let sealed = SealedStore::new(raw.clone(), sealer(KEY), Arc::new(SeqIds::default()));
             let rec = |kind, id: &str| Record {
                 kind,
                 id: id.into(),

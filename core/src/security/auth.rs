@@ -510,6 +510,23 @@ mod tests {
         let none = format!("{}.{payload}.", b64url(r#"{"alg":"none","typ":"JWT"}"#));
         assert!(matches!(verdict(&none, 0), Verdict::Refused(AuthError::Invalid(m)) if m.contains("algorithm")));
         assert!(matches!(verdict("garbage", 0), Verdict::Refused(AuthError::Invalid(m)) if m.contains("malformed")));
+        // A MAC one byte short, or long, is a bad signature (not a panic).
+        let (signed, mac) = good.rsplit_once('.').expect("three parts");
+        let mac = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(mac)
+            .expect("base64url");
+        for len in [31, 33, 0] {
+            let mut m = mac.clone();
+            m.resize(len, 7);
+            let t = format!(
+                "{signed}.{}",
+                base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&m)
+            );
+            assert!(
+                matches!(verdict(&t, 0), Verdict::Refused(AuthError::Invalid(m)) if m.contains("signature")),
+                "{len}"
+            );
+        }
     }
 
     fn b64url(s: &str) -> String {

@@ -1,14 +1,14 @@
 //! JWT verification: the key sets of each algorithm (a static secret or keys, or an OAuth
 //! issuer's JWKS) and the [`Verifier`], which takes the token, the time, the key set and the
 //! platform's [`Crypto`] and answers an [`Identity`] or an [`AuthError`] that says exactly
-//! what was wrong. HS256 is checked here; public-key signatures by the platform (WebCrypto on
-//! the edge), so the core holds keys as JWK text and no big-number arithmetic.
+//! what was wrong. Signatures of every algorithm, HS256's MAC too, are checked by the platform
+//! (WebCrypto on the edge), so the core holds keys as JWK text and no HMAC or big-number
+//! arithmetic.
 
 use std::fmt;
 
 use base64::Engine as _;
-use jwt_compact::alg::{Hs256, Hs256Key};
-use jwt_compact::{AlgorithmExt, Claims, TimeOptions, UntrustedToken, ValidationError};
+use jwt_compact::{Claims, TimeOptions, UntrustedToken, ValidationError};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -18,18 +18,17 @@ use crate::ports::{Crypto, SignatureAlg};
 #[cfg(not(target_family = "wasm"))]
 pub use super::rust_crypto::mint;
 
-/// The verification keys of one algorithm, each with its `kid` if it has one.
+/// The verification keys of one algorithm, each with its `kid` if it has one, as its JWK's key
+/// members (JSON text; for HS256 the secret as an `oct` key).
 #[derive(Clone)]
-pub enum KeySet {
-    /// The HS256 secret.
-    Hs256(Hs256Key),
-    /// Public keys of a signature algorithm, each as its JWK's key members (JSON text).
-    Public(SignatureAlg, Vec<(Option<String>, String)>),
+pub struct KeySet {
+    sig: SignatureAlg,
+    keys: Vec<(Option<String>, String)>,
 }
 
 impl fmt::Debug for KeySet {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "KeySet({}, {} keys)", self.alg().name(), self.len())
+        write!(f, "KeySet({}, {} keys)", self.alg().name(), self.keys.len())
     }
 }
 
@@ -43,6 +42,10 @@ fn signature_alg(alg: Alg) -> Option<SignatureAlg> {
     }
 }
 
+fn b64url() -> base64::engine::GeneralPurpose {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+}
+
 /// The smallest RSA modulus accepted, in bytes (2048 bits).
 const MIN_RSA_BYTES: usize = 256;
 
@@ -51,11 +54,12 @@ const MIN_RSA_BYTES: usize = 256;
 fn public_jwk(alg: SignatureAlg, jwk: &Value) -> Result<String, String> {
     let text = |k: &str| jwk.get(k).and_then(Value::as_str).ok_or(format!("no '{k}'"));
     let bytes = |k: &str| {
-        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-        b64.decode(text(k)?.trim_end_matches('='))
+        b64url()
+            .decode(text(k)?.trim_end_matches('='))
             .map_err(|_| format!("'{k}' is not base64url"))
     };
     let (kty, crv) = match alg {
+        SignatureAlg::Hs256 => return Err("HS256 uses MCPGW_JWT_SECRET, not a JWK".into()),
         SignatureAlg::Rs256 => ("RSA", None),
         SignatureAlg::Es256 => ("EC", Some("P-256")),
         SignatureAlg::EdDsa => ("OKP", Some("Ed25519")),
@@ -69,6 +73,7 @@ fn public_jwk(alg: SignatureAlg, jwk: &Value) -> Result<String, String> {
         }
     }
     match alg {
+        SignatureAlg::Hs256 => {}
         SignatureAlg::Rs256 => {
             let n = bytes("n")?;
             let significant = n.iter().skip_while(|b| **b == 0).count();
@@ -96,33 +101,27 @@ fn public_jwk(alg: SignatureAlg, jwk: &Value) -> Result<String, String> {
 impl KeySet {
     /// The algorithm these keys serve.
     pub fn alg(&self) -> Alg {
-        match self {
-            KeySet::Hs256(_) => Alg::HS256,
-            KeySet::Public(SignatureAlg::Rs256, _) => Alg::RS256,
-            KeySet::Public(SignatureAlg::Es256, _) => Alg::ES256,
-            KeySet::Public(SignatureAlg::EdDsa, _) => Alg::EdDSA,
-        }
-    }
-
-    fn len(&self) -> usize {
-        match self {
-            KeySet::Hs256(_) => 1,
-            KeySet::Public(_, k) => k.len(),
+        match self.sig {
+            SignatureAlg::Hs256 => Alg::HS256,
+            SignatureAlg::Rs256 => Alg::RS256,
+            SignatureAlg::Es256 => Alg::ES256,
+            SignatureAlg::EdDsa => Alg::EdDSA,
         }
     }
 
     /// True if some key may have signed a token with this `kid` header: a key with that
     /// `kid`, or one without a `kid` (or any key, for a token without one).
     pub fn fits(&self, kid: Option<&str>) -> bool {
-        match self {
-            KeySet::Hs256(_) => true,
-            KeySet::Public(_, v) => v.iter().any(|(k, _)| kid_matches(k, kid)),
-        }
+        self.keys.iter().any(|(k, _)| kid_matches(k, kid))
     }
 
     /// The HS256 key of a secret.
     pub fn hs256(secret: &str) -> Self {
-        KeySet::Hs256(Hs256Key::new(secret.as_bytes()))
+        let jwk = serde_json::json!({"kty": "oct", "k": b64url().encode(secret.as_bytes())});
+        KeySet {
+            sig: SignatureAlg::Hs256,
+            keys: vec![(None, jwk.to_string())],
+        }
     }
 
     /// The keys of `alg` in a JWK (`{"kty":…}`) or JWK set (`{"keys":[…]}`); keys of other
@@ -164,7 +163,7 @@ impl KeySet {
             };
             return Err(why);
         }
-        Ok(KeySet::Public(sig, keys))
+        Ok(KeySet { sig, keys })
     }
 }
 
@@ -284,28 +283,20 @@ impl Verifier {
         if !keys.fits(kid.as_deref()) {
             return Verdict::UnknownKey(kid.unwrap_or_default());
         }
-        let checked: Result<Claims<Custom>, ValidationError> = match keys {
-            KeySet::Hs256(key) => Hs256
-                .validator::<Custom>(key)
-                .validate(&untrusted)
-                .map(|t| t.into_parts().1),
-            KeySet::Public(sig, v) => {
-                // What was signed: the token up to its last dot.
-                let message = token.rsplit_once('.').map_or("", |(m, _)| m).as_bytes();
-                let signature = untrusted.signature_bytes();
-                let mut signed = false;
-                for (_, jwk) in v.iter().filter(|(k, _)| kid_matches(k, kid.as_deref())) {
-                    if crypto.verify(*sig, jwk, message, signature).await == Ok(true) {
-                        signed = true;
-                        break;
-                    }
-                }
-                if signed {
-                    untrusted.deserialize_claims_unchecked::<Custom>()
-                } else {
-                    Err(ValidationError::InvalidSignature)
-                }
+        // What was signed: the token up to its last dot.
+        let message = token.rsplit_once('.').map_or("", |(m, _)| m).as_bytes();
+        let signature = untrusted.signature_bytes();
+        let mut signed = false;
+        for (_, jwk) in keys.keys.iter().filter(|(k, _)| kid_matches(k, kid.as_deref())) {
+            if crypto.verify(keys.sig, jwk, message, signature).await == Ok(true) {
+                signed = true;
+                break;
             }
+        }
+        let checked: Result<Claims<Custom>, ValidationError> = if signed {
+            untrusted.deserialize_claims_unchecked::<Custom>()
+        } else {
+            Err(ValidationError::InvalidSignature)
         };
         let claims = match checked {
             Ok(c) => c,

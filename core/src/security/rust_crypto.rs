@@ -1,9 +1,12 @@
 //! The [`Crypto`] port in Rust, for runtimes without a platform of their own (natively):
-//! signatures over jwt-compact's algorithms, PBKDF2; and minting tokens (`mcpgw token`).
+//! signatures over jwt-compact's algorithms (HS256 too), PBKDF2, AES-256-GCM; and minting tokens
+//! (`mcpgw token`).
 //!
-//! Not on wasm: the edge checks signatures with WebCrypto and mints nothing, so the Worker
-//! carries no big-number arithmetic (the RSA, P-256 and Ed25519 code is only built here).
+//! Not on wasm: the edge does all of it with WebCrypto and mints nothing, so the Worker carries
+//! no HMAC, AES or big-number arithmetic (that code is only built here).
 
+use aes_gcm::aead::{Aead, KeyInit};
+use aes_gcm::{Aes256Gcm, Nonce};
 use jwt_compact::alg::{Ed25519, Es256, Hs256, Hs256Key, Rsa, RsaPublicKey};
 use jwt_compact::jwk::JsonWebKey;
 use jwt_compact::{Algorithm, AlgorithmExt, AlgorithmSignature, Claims, Header};
@@ -21,7 +24,8 @@ type EsSigningKey = <Es256 as Algorithm>::SigningKey;
 type EdSigningKey = <Ed25519 as Algorithm>::SigningKey;
 type RsaSigningKey = <Rsa as Algorithm>::SigningKey;
 
-/// [`Crypto`] computed in Rust (RSA, P-256 and Ed25519 from jwt-compact's crates; PBKDF2).
+/// [`Crypto`] computed in Rust (HMAC, RSA, P-256 and Ed25519 from jwt-compact's crates; PBKDF2;
+/// AES-GCM).
 #[derive(Debug, Default, Clone, Copy)]
 pub struct RustCrypto;
 
@@ -37,6 +41,13 @@ impl RustCrypto {
     fn check(alg: SignatureAlg, jwk: &str, message: &[u8], signature: &[u8]) -> Result<bool, String> {
         let jwk: JsonWebKey<'_> = serde_json::from_str(jwk).map_err(|e| format!("not a JWK: {e}"))?;
         Ok(match alg {
+            SignatureAlg::Hs256 => {
+                let JsonWebKey::Symmetric { secret } = &jwk else {
+                    return Err("an HS256 key is a JWK of kty 'oct'".into());
+                };
+                // The MAC's own type panics on another length (jwt-compact checks it first).
+                signature.len() == 32 && check(&Hs256, &Hs256Key::new(secret.as_ref()), message, signature)
+            }
             SignatureAlg::Rs256 => {
                 let key = RsaPublicKey::try_from(&jwk).map_err(|e| e.to_string())?;
                 check(&Rsa::rs256(), &key, message, signature)
@@ -75,6 +86,30 @@ impl Crypto for RustCrypto {
         let mut out = vec![0u8; len];
         pbkdf2::pbkdf2_hmac::<sha2::Sha256>(password, salt, iterations, &mut out);
         Box::pin(std::future::ready(Ok(out)))
+    }
+
+    fn seal<'a>(
+        &'a self,
+        key: &'a [u8; 32],
+        nonce: [u8; 12],
+        plain: &'a [u8],
+    ) -> BoxFuture<'a, Result<Vec<u8>, String>> {
+        let out = Aes256Gcm::new(key.into())
+            .encrypt(&Nonce::from(nonce), plain)
+            .map_err(|_| "AES-GCM could not seal".to_string());
+        Box::pin(std::future::ready(out))
+    }
+
+    fn open<'a>(
+        &'a self,
+        key: &'a [u8; 32],
+        nonce: [u8; 12],
+        sealed: &'a [u8],
+    ) -> BoxFuture<'a, Result<Vec<u8>, String>> {
+        let out = Aes256Gcm::new(key.into())
+            .decrypt(&Nonce::from(nonce), sealed)
+            .map_err(|_| "the AES-GCM tag does not match".to_string());
+        Box::pin(std::future::ready(out))
     }
 }
 
