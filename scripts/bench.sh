@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Whole-gateway benchmarks (release build): gateway versus the same REST endpoint called directly,
 # in the same run. Extra arguments go to the harness (--requests N --concurrency C --out FILE).
+# With --contextforge, only the comparison with ContextForge runs (installed on first use).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # The edge is measured too (under wrangler dev): its toolchain is installed and the Worker built.
@@ -18,4 +19,16 @@ if [ ! -x /usr/sbin/nginx ]; then
   $SUDO rm -f /usr/sbin/policy-rc.d
 fi
 cargo build --release --locked -p mcpgw-native -p mcpgw-bench
+# --contextforge: mcpgw beside IBM's ContextForge, installed from the Python package index into a
+# virtualenv of its own (cached between runs; MCPGW_CONTEXTFORGE_VERSION pins a version).
+if [[ " $* " == *" --contextforge "* ]]; then
+  venv="${XDG_CACHE_HOME:-$HOME/.cache}/mcpgw-bench/contextforge"
+  if [ ! -x "$venv/bin/mcpgateway" ]; then
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q --upgrade pip
+    "$venv/bin/pip" install -q "mcp-contextforge-gateway${MCPGW_CONTEXTFORGE_VERSION:+==$MCPGW_CONTEXTFORGE_VERSION}"
+  fi
+  MCPGW_BIN="$PWD/target/release/mcpgw" MCPGW_CONTEXTFORGE="$venv/bin/mcpgateway" \
+    exec target/release/mcpgw-bench "$@"
+fi
 MCPGW_BIN="$PWD/target/release/mcpgw" exec target/release/mcpgw-bench --edge "$@"

@@ -13,12 +13,16 @@
 //! and with `--edge` the Worker's CPU per request to verify a bearer token of each algorithm
 //! (`--edge-auth-only`).
 //!
+//! `--contextforge` compares mcpgw with ContextForge instead (`contextforge.rs`; ContextForge from
+//! `MCPGW_CONTEXTFORGE`, which `scripts/bench.sh --contextforge` installs and sets).
+//!
 //! `--soak` runs the long soak instead (`--sessions N`, default 1000, for `--seconds S`, default
 //! 600; `mcpgw_e2e::soak`), failing on any error or on RSS growth past 10 % after the warm-up.
 //!
 //! usage: mcpgw-bench [--requests N] [--concurrency C] [--edge] [--out FILE]
 //! (`--edge` also measures the Worker under `wrangler dev`; build it first with scripts/edge.sh)
 
+mod contextforge;
 mod cpu;
 mod edge_auth;
 mod stateless;
@@ -695,6 +699,10 @@ async fn main() -> anyhow::Result<()> {
     }
     if std::env::args().any(|a| a == "--cpu-only") {
         cpu::cpu_bench(total, arg("--federation-concurrency", 32)).await?;
+        return Ok(());
+    }
+    if std::env::args().any(|a| a == "--contextforge") {
+        contextforge::contextforge_bench((total / 4).max(500), arg("--federation-concurrency", 32)).await?;
         return Ok(());
     }
     if std::env::args().any(|a| a == "--edge-auth-only") {
