@@ -20,7 +20,7 @@ use mcpgw_e2e::{sign_jwt, Fixture, GatewayProcess, TempDir};
 use serde_json::{json, Value};
 
 use crate::stateless::{cpu_of, tree};
-use crate::{load_client, medians, open_session, run_phase, Phase, ACCEPT, ROUNDS};
+use crate::{load_client, medians, open_session, open_session_as, run_phase, Phase, ACCEPT, ROUNDS};
 
 const SECRET: &str = "bench-Zq8vN3xk1Lr7Yt2Pw9Jm4Hs6Df0Gb5Ca3Ue8Io1K";
 
@@ -235,23 +235,7 @@ pub async fn contextforge_bench(n: usize, c: usize) -> anyhow::Result<Value> {
     // mcpgw names a federated tool <upstream>__<tool>.
     let gw_tool = "every__echo".to_string();
     let direct_sid = open_session(&http, &up).await?;
-    let gw_sid = {
-        let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize",
-            "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "mcpgw-bench", "version": "1"}}});
-        let r = http
-            .post(format!("{}/mcp", gw.url))
-            .bearer_auth(&token)
-            .header("accept", ACCEPT)
-            .json(&init)
-            .send()
-            .await?;
-        ensure!(r.status().is_success(), "initialize at mcpgw: {}", r.status());
-        r.headers()
-            .get("mcp-session-id")
-            .context("no session id")?
-            .to_str()?
-            .to_string()
-    };
+    let gw_sid = open_session_as(&http, &format!("{}/mcp", gw.url), Some(&token)).await?;
     let (gw_pids, cf_pids) = (tree(gw.pid()), tree(cf.pid()));
     let rss_idle = (rss_mb(&gw_pids), rss_mb(&cf_pids));
     let targets = [

@@ -350,9 +350,21 @@ async fn register_upstream(http: &reqwest::Client, gw: &str, name: &str, base: &
 
 /// `initialize` + `notifications/initialized` at an MCP endpoint; returns the session id.
 async fn open_session(http: &reqwest::Client, url: &str) -> anyhow::Result<String> {
+    open_session_as(http, url, None).await
+}
+
+/// [`open_session`] with a bearer token on both requests.
+async fn open_session_as(http: &reqwest::Client, url: &str, token: Option<&str>) -> anyhow::Result<String> {
+    let post = |body: &Value| {
+        let r = http.post(url).header("accept", ACCEPT).json(body);
+        match token {
+            Some(t) => r.bearer_auth(t),
+            None => r,
+        }
+    };
     let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize",
         "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "mcpgw-bench", "version": "1"}}});
-    let r = http.post(url).header("accept", ACCEPT).json(&init).send().await?;
+    let r = post(&init).send().await?;
     ensure!(r.status().is_success(), "initialize at {url}: {}", r.status());
     let sid = r
         .headers()
@@ -362,12 +374,9 @@ async fn open_session(http: &reqwest::Client, url: &str) -> anyhow::Result<Strin
         .to_string();
     r.bytes().await?;
     let note = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
-    let r = http
-        .post(url)
-        .header("accept", ACCEPT)
+    let r = post(&note)
         .header("mcp-session-id", &sid)
         .header("mcp-protocol-version", "2025-11-25")
-        .json(&note)
         .send()
         .await?;
     ensure!(r.status().is_success(), "initialized: {}", r.status());

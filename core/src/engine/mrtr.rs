@@ -330,9 +330,10 @@ impl Mrtr {
         let (park, sealed) = text
             .split_once('.')
             .ok_or_else(|| refused("is not one this gateway issued"))?;
-        let opened = match sealed.starts_with("enc:") {
-            true => self.sealer.open(sealed).await.ok(),
-            false => None,
+        let opened = if sealed.starts_with("enc:") {
+            self.sealer.open(sealed).await.ok()
+        } else {
+            None
         };
         let state: State = opened
             .and_then(|t| serde_json::from_str(&t).ok())
