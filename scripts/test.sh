@@ -50,6 +50,10 @@ step "nginx (the shared-session tests balance two instances with it on 127.0.0.1
 [ -x /usr/sbin/nginx ] || apt_quiet nginx-light
 /usr/sbin/nginx -v
 
+step "Prometheus and promtool (the metrics test scrapes the gateway with a private one on 127.0.0.1)"
+command -v promtool >/dev/null 2>&1 || apt_quiet prometheus
+promtool --version 2>&1 | head -1
+
 step "PostgreSQL server binaries (the shared-registry tests start a private cluster on 127.0.0.1)"
 if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
   # No cluster of the package's own: the tests make theirs.

@@ -15,6 +15,8 @@ use crate::face::{self, admin::Admin, Face};
 use crate::federation::{self, Federation, Health};
 use crate::http::response::{api_error, json_response, method_not_allowed, rpc_error, Body};
 use crate::http::route::{Access, ErrorStyle, Route};
+use crate::observe::metrics::{self as m, Sample};
+use crate::observe::{RequestCtx, Span, SpanKind, Telemetry};
 use crate::ports::{Clock, EventStore, HttpClient, Ids, Kind, Launcher, SessionStore, Spawner, Store};
 use crate::proto::jsonrpc::{RequestId, RpcError};
 use crate::proto::version::ProtocolVersion;
@@ -55,11 +57,15 @@ pub struct Ports {
     pub bus: Option<Arc<dyn crate::ports::Bus>>,
     /// Upstream answers kept for reuse (resource reads).
     pub cache: Arc<dyn crate::ports::Cache>,
+    /// Where metrics and spans go; none records nothing.
+    pub recorder: Option<Arc<dyn crate::observe::Recorder>>,
 }
 
 /// The services of one gateway, composed.
 struct Services {
     config: GatewayConfig,
+    telemetry: Telemetry,
+    ids: Arc<dyn Ids>,
     registry: Arc<Registry>,
     sessions: Arc<Sessions>,
     security: Security,
@@ -124,6 +130,7 @@ impl Gateway {
     #[cfg_attr(target_family = "wasm", allow(clippy::arc_with_non_send_sync))]
     pub fn new(config: GatewayConfig, ports: Ports, info: ServerInfo) -> Result<Self, ConfigError> {
         config.validate()?;
+        let telemetry = Telemetry::new(ports.recorder.clone(), ports.clock.clone(), ports.ids.clone());
         let store = sealed_store(&config, ports.store, ports.ids.clone(), ports.crypto.clone())?;
         let net_policy = crate::netguard::NetPolicy::parse(&config.ssrf_allow).unwrap_or_default();
         let registry = Arc::new(
@@ -160,6 +167,7 @@ impl Gateway {
                 registry: registry.clone(),
                 crypto: ports.crypto.clone(),
                 cache: ports.cache.clone(),
+                telemetry: telemetry.clone(),
             },
         );
         let net = Net {
@@ -243,7 +251,7 @@ impl Gateway {
                 rest,
                 ports.clock.clone(),
             )
-            .with_mrtr(mrtr, envelope),
+            .with_parts(mrtr, envelope, telemetry.clone()),
         );
         let hearing = sessions.peers().hear();
         let spawner = ports.spawner.clone();
@@ -258,6 +266,8 @@ impl Gateway {
         let gw = Self {
             s: Arc::new(Services {
                 config,
+                telemetry,
+                ids: ports.ids.clone(),
                 registry,
                 sessions,
                 security,
@@ -391,10 +401,122 @@ impl Gateway {
         }
     }
 
-    /// Handles one HTTP request.
-    pub async fn handle(&self, req: Request<Bytes>) -> Response<Body> {
+    /// The id and trace of a request with these headers (its `X-Request-Id` if it sent a safe
+    /// one, its `traceparent` continued): an adapter that logs under them sets the result in
+    /// the request's extensions before [`Gateway::handle`], which otherwise makes its own.
+    pub fn request_ctx(&self, headers: &http::HeaderMap) -> RequestCtx {
+        RequestCtx::of(headers, &*self.s.ids)
+    }
+
+    /// Every metric in the Prometheus text format; none when this gateway records nothing to
+    /// read back (no recorder, or the edge's).
+    pub async fn metrics_text(&self) -> Option<String> {
+        let t = &self.s.telemetry;
+        if !t.on() {
+            return None;
+        }
+        t.render(&self.samples().await)
+    }
+
+    /// What the metrics read at scrape time: sessions, streams, registry size, upstream health,
+    /// cache lookups, the version.
+    async fn samples(&self) -> Vec<Sample> {
+        let s = &self.s;
+        let sample = |metric: &'static m::Metric, labels: &[&str], value: f64| Sample {
+            metric,
+            labels: labels.iter().map(|l| l.to_string()).collect(),
+            value,
+        };
+        let info = s.engine.info();
+        let mut out = vec![
+            sample(&m::SESSIONS, &[], s.sessions.count().await as f64),
+            sample(&m::STREAMS, &[], self.open_streams() as f64),
+            sample(&m::INFO, &[&info.version, &s.config.instance], 1.0),
+        ];
+        let (hits, misses) = self.resource_cache_counts();
+        out.push(sample(&m::RESOURCE_CACHE, &["hit"], hits as f64));
+        out.push(sample(&m::RESOURCE_CACHE, &["miss"], misses as f64));
+        if let Ok(snap) = s.registry.snapshot().await {
+            let split = |fed: &mut dyn Iterator<Item = bool>| {
+                fed.fold((0usize, 0usize), |(l, f), is| if is { (l, f + 1) } else { (l + 1, f) })
+            };
+            let kinds: [(&str, (usize, usize)); 4] = [
+                ("tool", split(&mut snap.tools.iter().map(|t| t.fed.is_some()))),
+                (
+                    "resource",
+                    split(&mut snap.resources.iter().chain(&snap.templates).map(|r| r.fed.is_some())),
+                ),
+                ("prompt", split(&mut snap.prompts.iter().map(|p| p.fed.is_some()))),
+                ("server", (snap.servers.len(), 0)),
+            ];
+            for (kind, (local, federated)) in kinds {
+                out.push(sample(&m::REGISTRY_ENTRIES, &[kind, "local"], local as f64));
+                out.push(sample(&m::REGISTRY_ENTRIES, &[kind, "federated"], federated as f64));
+            }
+            out.push(sample(
+                &m::REGISTRY_ENTRIES,
+                &["upstream", "local"],
+                snap.upstreams.len() as f64,
+            ));
+            for up in &snap.upstreams {
+                if let Some(h) = self.upstream_health(&up.id) {
+                    let name = up.def.name.as_str();
+                    out.push(sample(&m::UPSTREAM_UP, &[name], if h.healthy { 1.0 } else { 0.0 }));
+                    out.push(sample(&m::UPSTREAM_FAILURES, &[name], h.failures as f64));
+                }
+            }
+        }
+        out
+    }
+
+    /// Handles one HTTP request: every answer carries the request's id (`X-Request-Id`), and is
+    /// counted and timed by route class and status.
+    pub async fn handle(&self, mut req: Request<Bytes>) -> Response<Body> {
+        let t = &self.s.telemetry;
+        let started = t.now_us();
+        let ctx = match req.extensions().get::<RequestCtx>() {
+            Some(c) => c.clone(),
+            None => {
+                let c = self.request_ctx(req.headers());
+                req.extensions_mut().insert(c.clone());
+                c
+            }
+        };
+        let route = Route::parse(req.uri().path());
+        let class = route.class();
+        let span_name = t.traces().then(|| format!("{} {}", req.method(), req.uri().path()));
+        let mut resp = self.answer(req, route).await;
+        if let Ok(v) = http::HeaderValue::from_str(&ctx.request_id) {
+            resp.headers_mut().insert("x-request-id", v);
+        }
+        if t.on() {
+            t.count(&m::HTTP_REQUESTS, &[class, resp.status().as_str()]);
+            t.elapsed(&m::HTTP_DURATION, &[class], started);
+        }
+        if let Some(name) = span_name {
+            let status = resp.status();
+            t.span(Span {
+                trace_id: ctx.trace.trace_id,
+                span_id: ctx.trace.span_id,
+                parent_id: ctx.trace.parent_id,
+                name,
+                kind: SpanKind::Server,
+                start_us: started,
+                end_us: t.now_us(),
+                attributes: vec![
+                    ("http.response.status_code", status.as_u16().to_string()),
+                    ("http.route", class.to_string()),
+                    ("mcpgw.request_id", ctx.request_id),
+                ],
+                error: status.is_server_error(),
+            });
+        }
+        resp
+    }
+
+    /// The answer to a request, before the headers every answer gets.
+    async fn answer(&self, req: Request<Bytes>, route: Route) -> Response<Body> {
         let path = req.uri().path().to_string();
-        let route = Route::parse(&path);
         if let Err(msg) = self.s.security.check_origin(&req) {
             return match route.error_style() {
                 ErrorStyle::JsonRpc => rpc_error(StatusCode::FORBIDDEN, None, RpcError::invalid_request(msg)),
@@ -467,7 +589,7 @@ impl Gateway {
         if req.body().len() > s.config.max_body_bytes {
             return self.payload_too_large(&path);
         }
-        let operations = matches!(route, Route::Health | Route::Ready | Route::Version);
+        let operations = matches!(route, Route::Health | Route::Ready | Route::Version | Route::Metrics);
         if operations && req.method() != Method::GET && req.method() != Method::HEAD {
             return method_not_allowed("GET, HEAD");
         }
@@ -506,6 +628,22 @@ impl Gateway {
                 }
                 json_response(StatusCode::OK, &v)
             }
+            Route::Metrics => match self.metrics_text().await {
+                Some(text) => {
+                    let mut r = Response::new(Body::Full(Bytes::from(text)));
+                    r.headers_mut().insert(
+                        http::header::CONTENT_TYPE,
+                        http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+                    );
+                    r
+                }
+                None => api_error(
+                    StatusCode::NOT_FOUND,
+                    "not_found",
+                    "this gateway keeps no metrics to read (on the edge they go to Analytics Engine)".to_string(),
+                    None,
+                ),
+            },
             Route::Collection { kind, id } => s.admin.collection(req, kind, id.as_deref()).await,
             Route::NotFound { .. } => {
                 api_error(StatusCode::NOT_FOUND, "not_found", format!("no route for {path}"), None)

@@ -14,6 +14,7 @@ pub mod http;
 pub mod memory;
 pub mod model;
 pub mod netguard;
+pub mod observe;
 pub mod platform;
 pub mod ports;
 pub mod proto;

@@ -417,6 +417,7 @@ mod fakes {
             crypto: Arc::new(crate::security::RustCrypto),
             bus: None,
             cache: Arc::new(MemoryCache::new(clock_for_cache, 1000)),
+            recorder: None,
         }
     }
 }

@@ -357,6 +357,11 @@ pub trait HttpClient: MaybeSend + MaybeSync {
 pub trait Clock: MaybeSend + MaybeSync {
     /// Milliseconds since the Unix epoch.
     fn now_ms(&self) -> u64;
+    /// Microseconds since the Unix epoch (durations and span times; a platform with a finer
+    /// clock than milliseconds says so here).
+    fn now_us(&self) -> u64 {
+        self.now_ms().saturating_mul(1000)
+    }
     /// A future that completes after `duration`.
     fn sleep(&self, duration: Duration) -> BoxFuture<'static, ()>;
 }

@@ -12,6 +12,7 @@
 
 #![cfg(target_family = "wasm")]
 
+mod analytics;
 mod cache;
 mod convert;
 mod d1_store;
@@ -144,6 +145,7 @@ fn build_gateway(env: &Env, object: Option<worker::Storage>) -> Result<Gateway> 
         // A session lives in its own Durable Object: no other instance serves it.
         bus: None,
         cache: Arc::new(cache::ObjectCache::new(env)?),
+        recorder: analytics::recorder(env).map(|a| Arc::new(a) as Arc<dyn mcpgw_core::observe::Recorder>),
     };
     let info = ServerInfo {
         name: "mcpgw".into(),

@@ -9,6 +9,7 @@ mod seed_file;
 mod server;
 mod shared;
 mod store;
+mod telemetry;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -70,6 +71,18 @@ struct ServeArgs {
     /// elsewhere (another instance sharing the database).
     #[arg(long, env = "MCPGW_UPKEEP_SECS", default_value = "15")]
     upkeep_secs: String,
+    /// Record metrics (served at GET /metrics to admins, and on --metrics-addr if set).
+    #[arg(long, env = "MCPGW_METRICS", default_value = "true")]
+    metrics: String,
+    /// A separate address serving GET /metrics without credentials (for a scraper on a network
+    /// the clients do not reach), e.g. 127.0.0.1:9464.
+    #[arg(long, env = "MCPGW_METRICS_ADDR")]
+    metrics_addr: Option<String>,
+    /// OTLP/HTTP collector to export traces to (JSON encoding), e.g. http://127.0.0.1:4318;
+    /// OTEL_EXPORTER_OTLP_TRACES_ENDPOINT or OTEL_EXPORTER_OTLP_ENDPOINT if unset. Headers come
+    /// from OTEL_EXPORTER_OTLP_HEADERS, the service name from OTEL_SERVICE_NAME.
+    #[arg(long, env = "MCPGW_OTLP_ENDPOINT")]
+    otlp_endpoint: Option<String>,
     /// Seconds in-flight requests get to finish at shutdown.
     #[arg(long, env = "MCPGW_SHUTDOWN_GRACE_SECS", default_value = "10")]
     shutdown_grace_secs: String,
@@ -221,6 +234,9 @@ fn hash_password() -> anyhow::Result<()> {
 
 struct Settings {
     addr: SocketAddr,
+    metrics: bool,
+    metrics_addr: Option<SocketAddr>,
+    otlp: Option<String>,
     database: String,
     seed: Option<(String, SeedFile)>,
     gateway: GatewayConfig,
@@ -274,8 +290,34 @@ fn settings(a: &ServeArgs) -> anyhow::Result<Settings> {
     if upkeep == 0 {
         bail!("invalid setting MCPGW_UPKEEP_SECS (--upkeep-secs): must be at least 1");
     }
+    let metrics = match a.metrics.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => true,
+        "false" | "0" | "no" | "off" => false,
+        v => bail!("invalid setting MCPGW_METRICS (--metrics): '{v}' is not true or false"),
+    };
+    let metrics_addr = match a.metrics_addr.as_deref().map(str::trim).filter(|v| !v.is_empty()) {
+        None => None,
+        Some(v) => Some(v.parse::<SocketAddr>().map_err(|_| {
+            anyhow::anyhow!("invalid setting MCPGW_METRICS_ADDR (--metrics-addr): '{v}' is not an address:port")
+        })?),
+    };
+    let otlp = a
+        .otlp_endpoint
+        .clone()
+        .or_else(|| std::env::var("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT").ok())
+        .or_else(|| std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT").ok())
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty());
+    if let Some(u) = &otlp {
+        if !(u.starts_with("http://") || u.starts_with("https://")) {
+            bail!("invalid setting MCPGW_OTLP_ENDPOINT (--otlp-endpoint): '{u}' is not an http(s) URL");
+        }
+    }
     Ok(Settings {
         addr: SocketAddr::new(ip, port),
+        metrics,
+        metrics_addr,
+        otlp,
         database: a.database.clone(),
         seed,
         gateway,
@@ -290,7 +332,8 @@ fn init_logging() {
     tracing_subscriber::fmt()
         .json()
         .with_env_filter(filter)
-        .with_current_span(false)
+        .with_current_span(true)
+        .with_span_list(false)
         .with_writer(std::io::stderr)
         .init();
 }
@@ -387,6 +430,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         crypto: Arc::new(mcpgw_core::security::RustCrypto),
         bus: state.bus,
         cache: state.cache,
+        recorder: (s.metrics || s.otlp.is_some()).then(|| {
+            telemetry::recorder(s.otlp.clone().map(|endpoint| telemetry::Otlp {
+                endpoint,
+                headers: telemetry::header_pairs(&std::env::var("OTEL_EXPORTER_OTLP_HEADERS").unwrap_or_default()),
+                service: std::env::var("OTEL_SERVICE_NAME").unwrap_or_else(|_| "mcpgw".into()),
+            }))
+        }),
     };
     let info = ServerInfo {
         name: "mcpgw".into(),
@@ -431,6 +481,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", s.addr))?;
     let addr = listener.local_addr()?;
+    if let Some(m) = s.metrics_addr {
+        let l = tokio::net::TcpListener::bind(m)
+            .await
+            .with_context(|| format!("cannot listen on {m} (MCPGW_METRICS_ADDR)"))?;
+        tracing::info!(address = %l.local_addr()?, "metrics on http://{}/metrics", l.local_addr()?);
+        tokio::spawn(telemetry::serve_metrics(gw.clone(), l));
+    }
     tracing::info!(
         address = %addr,
         database = %pg_store::redacted(&s.database),

@@ -19,6 +19,12 @@ impl Clock for TokioClock {
             .map(|d| d.as_millis() as u64)
             .unwrap_or(0)
     }
+    fn now_us(&self) -> u64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_micros() as u64)
+            .unwrap_or(0)
+    }
     fn sleep(&self, duration: Duration) -> BoxFuture<'static, ()> {
         Box::pin(tokio::time::sleep(duration))
     }

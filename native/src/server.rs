@@ -16,6 +16,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use mcpgw_core::{Body, Gateway};
 use tokio::net::TcpListener;
+use tracing::Instrument;
 
 async fn handle(gw: Gateway, peer: SocketAddr, req: http::Request<Incoming>) -> http::Response<OutBody> {
     let (parts, body) = req.into_parts();
@@ -39,12 +40,21 @@ async fn handle(gw: Gateway, peer: SocketAddr, req: http::Request<Incoming>) -> 
     };
     let started = std::time::Instant::now();
     let logged = tracing::enabled!(tracing::Level::DEBUG).then(|| (parts.method.clone(), parts.uri.path().to_string()));
+    // Every log line of the request carries its id and trace id (the span's fields).
+    let ctx = gw.request_ctx(&parts.headers);
+    let span = tracing::info_span!("request", request_id = %ctx.request_id, trace_id = %ctx.trace.trace_id);
     let mut req = http::Request::from_parts(parts, bytes);
     req.extensions_mut().insert(mcpgw_core::ClientIp(peer.ip().to_string()));
-    let resp = gw.handle(req).await;
-    if let Some((method, path)) = logged {
-        tracing::debug!(%method, %path, status = resp.status().as_u16(), micros = started.elapsed().as_micros() as u64, "request");
+    req.extensions_mut().insert(ctx);
+    let resp = async {
+        let resp = gw.handle(req).await;
+        if let Some((method, path)) = logged {
+            tracing::debug!(%method, %path, status = resp.status().as_u16(), micros = started.elapsed().as_micros() as u64, "request");
+        }
+        resp
     }
+    .instrument(span)
+    .await;
     resp.map(OutBody)
 }
 

@@ -12,6 +12,7 @@ use anyhow::{anyhow, bail, Context};
 
 pub mod nginx;
 pub mod postgres;
+pub mod prometheus;
 pub mod soak;
 pub use nginx::Nginx;
 pub use postgres::Postgres;
@@ -90,6 +91,8 @@ pub struct GatewayProcess {
     pub ready_after: Duration,
     /// The log lines read so far (JSON).
     pub log: Vec<String>,
+    /// The lines after those, as the process writes them.
+    more: std::sync::mpsc::Receiver<String>,
 }
 
 impl GatewayProcess {
@@ -156,6 +159,7 @@ impl GatewayProcess {
                             addr,
                             ready_after: started.elapsed(),
                             log,
+                            more: lines,
                         });
                     }
                 }
@@ -166,6 +170,20 @@ impl GatewayProcess {
     /// The process id.
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Log lines written since the last call (or since it listened), waiting up to `wait` for
+    /// the first; added to [`GatewayProcess::log`] too.
+    pub fn read_log(&mut self, wait: Duration) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Ok(l) = self.more.recv_timeout(wait) {
+            out.push(l);
+        }
+        while let Ok(l) = self.more.try_recv() {
+            out.push(l);
+        }
+        self.log.extend(out.iter().cloned());
+        out
     }
 
     /// Sends a signal by PID (`TERM`, `INT`, `KILL`).

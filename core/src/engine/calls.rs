@@ -9,7 +9,8 @@ use serde_json::{json, Map, Value};
 
 use super::{envelope, CallCtx, Engine, Reply};
 use crate::federation::{Forwarding, Relayed};
-use crate::platform::boxed_stream;
+use crate::observe::{metrics, Span, SpanKind, Telemetry, TraceContext};
+use crate::platform::{boxed_stream, BoxStream};
 use crate::proto::jsonrpc::{self, Json, Request};
 use crate::proto::logging::LogLevel;
 use crate::proto::method::Method;
@@ -70,6 +71,25 @@ pub(super) fn forward(
             .unwrap_or_default(),
         _ => http::HeaderMap::new(),
     };
+    let mut params = params;
+    let mut headers = headers;
+    // The request's trace goes on: a span of its own for the upstream call, named in the
+    // `traceparent` header and in `_meta`.
+    let trace = ctx.trace.as_ref().map(|t| t.child(e.telemetry.ids()));
+    if let Some(t) = &trace {
+        let tp = t.traceparent();
+        if let Ok(v) = http::HeaderValue::from_str(&tp) {
+            headers.insert("traceparent", v);
+        }
+        match params.get_mut("_meta") {
+            Some(Value::Object(meta)) => {
+                meta.insert("traceparent".into(), Value::String(tp));
+            }
+            _ => {
+                params.insert("_meta".into(), json!({ "traceparent": tp }));
+            }
+        }
+    }
     let how = Forwarding { asks, headers };
     let binding = binding.map(Arc::new);
     let (env, fed, b) = (e.envelope.clone(), e.fed.clone(), binding.clone());
@@ -82,7 +102,57 @@ pub(super) fn forward(
         }
     })
     .flatten();
-    Reply::Relay(envelope::wrap(e.envelope.clone(), binding, boxed_stream(items)))
+    let items = observed(&e.telemetry, f, method, trace, boxed_stream(items));
+    Reply::Relay(envelope::wrap(e.envelope.clone(), binding, items))
+}
+
+/// A forwarded call's stream, timed (per upstream, method and outcome) and, when traces are
+/// on, ended with a client span under the request's.
+fn observed(
+    t: &Telemetry,
+    f: &Federated,
+    method: Method,
+    trace: Option<TraceContext>,
+    items: BoxStream<'static, Relayed>,
+) -> BoxStream<'static, Relayed> {
+    if !t.on() {
+        return items;
+    }
+    let t = t.clone();
+    let started = t.now_us();
+    let upstream = f.upstream.def.name.clone();
+    let name = format!("{} {}", method.name(), f.name);
+    let trace = trace.filter(|_| t.traces());
+    boxed_stream(items.inspect(move |item| {
+        let outcome = match item {
+            Relayed::Answer(Ok(_)) => "ok",
+            Relayed::Answer(Err(_)) => "error",
+            Relayed::Input { .. } => "input_required",
+            _ => return,
+        };
+        t.elapsed(
+            &metrics::UPSTREAM_DURATION,
+            &[&upstream, method.name(), outcome],
+            started,
+        );
+        if let Some(tc) = &trace {
+            t.span(Span {
+                trace_id: tc.trace_id.clone(),
+                span_id: tc.span_id.clone(),
+                parent_id: tc.parent_id.clone(),
+                name: name.clone(),
+                kind: SpanKind::Client,
+                start_us: started,
+                end_us: t.now_us(),
+                attributes: vec![
+                    ("mcpgw.upstream", upstream.clone()),
+                    ("rpc.method", method.name().to_string()),
+                    ("mcpgw.outcome", outcome.to_string()),
+                ],
+                error: outcome == "error",
+            });
+        }
+    }))
 }
 
 /// Calls a REST tool: its log messages (at the session's level) while it runs, then the result.

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use crate::observe::TraceContext;
 use crate::ports::SessionState;
 use crate::proto::logging::LogLevel;
 use crate::proto::version::Era;
@@ -22,6 +23,10 @@ pub(crate) struct CallCtx {
     pub caller: Caller,
     /// A stateless (2026-07-28) request's metadata; none in a session or on `/rpc`.
     pub modern: Option<Arc<Modern>>,
+    /// How the request came (`streamable`, `sse`, `rpc`, `stateless`), as metrics label it.
+    pub transport: &'static str,
+    /// The request's trace: upstream calls continue it.
+    pub trace: Option<TraceContext>,
 }
 
 impl CallCtx {

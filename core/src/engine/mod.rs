@@ -11,6 +11,7 @@ mod calls;
 mod ctx;
 mod envelope;
 mod mrtr;
+mod outcome;
 mod stateless;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,6 +22,7 @@ use serde_json::{json, Map, Value};
 
 use crate::federation::{Federation, Relayed};
 use crate::model::{PromptContentDef, Role};
+use crate::observe::Telemetry;
 use crate::platform::{boxed_stream, BoxStream};
 use crate::ports::{Clock, SessionState};
 use crate::proto::cursor;
@@ -101,6 +103,8 @@ pub(crate) struct Engine {
     envelope: Option<Arc<Envelope>>,
     /// When a lookup miss last forced a registry re-read (ms since the epoch).
     last_miss_reload: AtomicU64,
+    /// Requests and tool calls are counted here.
+    telemetry: Telemetry,
 }
 
 fn params_obj(req: &Request) -> Result<Map<String, Value>, RpcError> {
@@ -141,10 +145,11 @@ impl Engine {
             sessions,
             fed,
             rest: Arc::new(rest),
-            clock,
+            clock: clock.clone(),
             mrtr: None,
             envelope: None,
             last_miss_reload: AtomicU64::new(0),
+            telemetry: Telemetry::off(clock.clone()),
         }
     }
 
@@ -153,11 +158,19 @@ impl Engine {
         self.mrtr.as_ref()
     }
 
-    /// Parks stateless calls whose session-era upstream asks for input (see [`Mrtr`]).
-    pub fn with_mrtr(mut self, mrtr: Option<Arc<Mrtr>>, envelope: Arc<Envelope>) -> Self {
+    /// Parks stateless calls whose session-era upstream asks for input (see [`Mrtr`]), and
+    /// counts requests and tool calls in `telemetry`.
+    pub fn with_parts(mut self, mrtr: Option<Arc<Mrtr>>, envelope: Arc<Envelope>, telemetry: Telemetry) -> Self {
         self.mrtr = mrtr;
         self.envelope = Some(envelope);
+        self.telemetry = telemetry;
         self
+    }
+
+    /// Counts and times a request answered outside [`Engine::respond`] (a sessionless
+    /// `initialize`) when called with the outcome; none when metrics are off.
+    pub fn counter(&self, transport: &'static str, req: &Request) -> Option<impl Fn(&'static str)> {
+        outcome::counter(&self.telemetry, transport, req)
     }
 
     /// Name and version.
@@ -228,23 +241,8 @@ impl Engine {
         }
         let me = self.clone();
         let answer = async move {
-            let id = req.id.clone();
             let finish = me.finisher(&ctx, &req);
-            let respond = move |r: Result<Json, RpcError>, input: bool| match (r, &finish) {
-                (Ok(result), Some((fields, info))) if input => {
-                    let fields = [("resultType", "\"input_required\"".to_string())];
-                    Event::Answer(jsonrpc::response_json(&id, &stateless::finish(&result, &fields, info)))
-                }
-                (Ok(result), Some((fields, info))) => {
-                    Event::Answer(jsonrpc::response_json(&id, &stateless::finish(&result, fields, info)))
-                }
-                (Ok(result), None) => Event::Answer(jsonrpc::response_json(&id, &result)),
-                (Err(e), Some(_)) => Event::Answer(Json::from_value(&jsonrpc::error_response(
-                    Some(&id),
-                    &stateless::error(e),
-                ))),
-                (Err(e), None) => Event::Answer(Json::from_value(&jsonrpc::error_response(Some(&id), &e))),
-            };
+            let respond = outcome::responder(&me.telemetry, ctx.transport, &req, finish);
             // A retry with the state of a parked call resumes it.
             let retry = req.params.as_ref().is_some_and(|p| {
                 p.get("requestState")
@@ -531,11 +529,13 @@ impl Engine {
         let tool = ctx
             .find_tool(&snap, &name)
             .ok_or_else(|| RpcError::invalid_params(format!("Unknown tool: {name}")))?;
-        if let Some(f) = &tool.fed {
+        let reply = if let Some(f) = &tool.fed {
             p.insert("name".into(), json!(f.name));
-            return Ok(calls::forward(self, ctx, f, req, Method::ToolsCall, p));
-        }
-        Ok(calls::call_rest(self, ctx, tool.clone(), args))
+            calls::forward(self, ctx, f, req, Method::ToolsCall, p)
+        } else {
+            calls::call_rest(self, ctx, tool.clone(), args)
+        };
+        Ok(outcome::count_tool_call(&self.telemetry, tool, reply))
     }
 
     async fn subscribe(&self, ctx: &CallCtx, req: &Request, subscription: Method) -> Result<Reply, RpcError> {

@@ -83,11 +83,11 @@ pub(crate) async fn legacy_message(
         Err(r) => return *r,
     };
     let sid = session.id.clone();
-    let caller = face.caller(&req);
+    let sender = face.sender(&req);
     face.process(
         Some(session),
         scope,
-        caller,
+        sender,
         None,
         incoming,
         Delivery::LegacyStream(sid),

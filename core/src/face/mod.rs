@@ -21,6 +21,7 @@ use http::{header, HeaderValue, Request, Response, StatusCode};
 use crate::engine::{CallCtx, Engine, Event, Modern};
 use crate::http::is_json_content;
 use crate::http::response::{json_text_response, rpc_error, Body};
+use crate::observe::{RequestCtx, TraceContext};
 use crate::platform::{boxed, boxed_stream, BoxStream};
 use crate::ports::{SessionState, Spawner};
 use crate::proto::jsonrpc::{self, Incoming, Json, Message, Request as RpcRequest, RequestId, RpcError};
@@ -45,6 +46,12 @@ pub(crate) struct Face {
     spawner: Arc<dyn Spawner>,
     max_batch: usize,
     admin_scope: String,
+}
+
+/// Who sends a request, and the trace it belongs to.
+pub(crate) struct Sender {
+    caller: Caller,
+    trace: Option<TraceContext>,
 }
 
 /// The items of a POST body, in order.
@@ -174,9 +181,12 @@ impl Face {
         }
     }
 
-    /// Who is calling, as the MCP methods need to know.
-    fn caller(&self, req: &Request<Bytes>) -> Caller {
-        Caller::of(req, &self.admin_scope)
+    /// Who is calling, as the MCP methods need to know, and the request's trace.
+    fn sender(&self, req: &Request<Bytes>) -> Sender {
+        Sender {
+            caller: Caller::of(req, &self.admin_scope),
+            trace: req.extensions().get::<RequestCtx>().map(|c| c.trace.clone()),
+        }
     }
 
     /// A live session of this endpoint for this request's caller, touched.
@@ -201,7 +211,7 @@ impl Face {
         &self,
         session: Option<SessionState>,
         scope: Option<Arc<Server>>,
-        caller: Caller,
+        sender: Sender,
         modern: Option<Arc<Modern>>,
         incoming: Incoming,
         delivery: Delivery,
@@ -232,11 +242,19 @@ impl Face {
             return accepted();
         }
         let session_id = session.as_ref().map(|s| s.id.clone());
+        let transport = match (&modern, &delivery, &session) {
+            (Some(_), _, _) => "stateless",
+            (None, Delivery::LegacyStream(_), _) => "sse",
+            (None, Delivery::Response, None) => "rpc",
+            (None, Delivery::Response, Some(_)) => "streamable",
+        };
         let ctx = Arc::new(CallCtx {
             session: session.map(Arc::new),
             scope,
-            caller,
+            caller: sender.caller,
             modern,
+            transport,
+            trace: sender.trace,
         });
         let n = items.len();
         let answers_of = items.into_iter().enumerate().map(|(i, item)| match item {

@@ -18,7 +18,7 @@ pub(crate) async fn rpc(face: &Arc<Face>, req: Request<Bytes>) -> Response<Body>
         Err(r) => return *r,
     };
     // No session: the engine sends nothing besides the answers, which come back as JSON.
-    let caller = face.caller(&req);
-    face.process(None, None, caller, None, incoming, Delivery::Response)
+    let sender = face.sender(&req);
+    face.process(None, None, sender, None, incoming, Delivery::Response)
         .await
 }

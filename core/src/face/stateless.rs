@@ -152,12 +152,12 @@ pub(super) async fn post(
             RpcError::method_not_found(&r.method),
         );
     }
-    let caller = face.caller(http_req);
+    let sender = face.sender(http_req);
     let mut resp = face
         .process(
             None,
             scope,
-            caller,
+            sender,
             Some(Arc::new(modern)),
             Incoming::Single(Message::Request(r)),
             Delivery::Response,

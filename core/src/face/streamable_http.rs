@@ -110,8 +110,8 @@ async fn post(face: &Arc<Face>, req: Request<Bytes>, scope: Option<Arc<Server>>)
             )),
         );
     }
-    let caller = face.caller(&req);
-    face.process(Some(session), scope, caller, None, incoming, Delivery::Response)
+    let sender = face.sender(&req);
+    face.process(Some(session), scope, sender, None, incoming, Delivery::Response)
         .await
 }
 
@@ -147,7 +147,12 @@ async fn sessionless_post(
     if face.sessions.admit().await.is_err() {
         return too_many_sessions();
     }
-    match face.engine.initialize_result(&req, scope.as_ref()) {
+    let count = face.engine.counter("streamable", &req);
+    let answer = face.engine.initialize_result(&req, scope.as_ref());
+    if let Some(count) = count {
+        count(if answer.is_ok() { "ok" } else { "error" });
+    }
+    match answer {
         Ok((version, result, params)) => {
             let mut s = face.new_session(http_req, scope.as_ref(), false);
             s.protocol_version = Some(version);

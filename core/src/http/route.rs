@@ -67,6 +67,8 @@ pub enum Route {
     Ready,
     /// `/version`.
     Version,
+    /// `/metrics`: Prometheus text (admin).
+    Metrics,
     /// A REST collection or one of its records: `/tools[/{id}]`, `/resources`, `/prompts`,
     /// `/servers`, `/gateways`.
     Collection {
@@ -123,6 +125,7 @@ impl Route {
             ["health"] => Route::Health,
             ["ready"] => Route::Ready,
             ["version"] => Route::Version,
+            ["metrics"] => Route::Metrics,
             [collection, rest @ ..] if rest.len() <= 1 => match collection_kind(collection) {
                 Some(kind) => Route::Collection {
                     kind,
@@ -141,6 +144,21 @@ impl Route {
             Route::NotFound { public: true } => Access::Public,
             Route::Mcp { .. } | Route::Sse { .. } | Route::Message { .. } | Route::Rpc => Access::Client,
             _ => Access::Admin,
+        }
+    }
+
+    /// The route's class, as metrics label it.
+    pub fn class(&self) -> &'static str {
+        match self {
+            Route::Mcp { .. } => "mcp",
+            Route::Sse { .. } => "sse",
+            Route::Message { .. } => "message",
+            Route::Rpc => "rpc",
+            Route::ResourceMetadata { .. } => "metadata",
+            Route::Revocations { .. } | Route::Refresh { .. } | Route::Collection { .. } => "api",
+            Route::Health | Route::Ready | Route::Version => "operations",
+            Route::Metrics => "metrics",
+            Route::NotFound { .. } => "not_found",
         }
     }
 

@@ -15,6 +15,7 @@ use super::jwt::{KeySet, Verdict, Verifier};
 use super::origin::OriginPolicy;
 use super::ratelimit::{Limiter, RateLimits, Rule};
 use crate::http::response::{api_error, json_response, method_not_allowed, Body};
+use crate::observe::{metrics, Telemetry};
 use crate::ports::{Clock, HttpClient, OutboundRequest};
 use crate::proto::jsonrpc::{self, RpcError};
 use crate::registry::Registry;
@@ -97,6 +98,8 @@ pub(crate) struct SecurityPorts {
     pub crypto: Arc<dyn crate::ports::Crypto>,
     /// Where the issuer's JWKS is kept for every instance sharing the cache.
     pub cache: Arc<dyn crate::ports::Cache>,
+    /// Refusals are counted here.
+    pub telemetry: Telemetry,
 }
 
 /// The security service of one gateway: keys, verifier and the admin password (built once),
@@ -113,6 +116,7 @@ pub(crate) struct Security {
     registry: Arc<Registry>,
     crypto: Arc<dyn crate::ports::Crypto>,
     cache: Arc<dyn crate::ports::Cache>,
+    telemetry: Telemetry,
     verifier: Verifier,
     /// Static keys, or the OAuth issuer's last JWKS.
     keys: Mutex<Option<Arc<KeySet>>>,
@@ -203,6 +207,7 @@ impl Security {
             registry: ports.registry,
             crypto: ports.crypto,
             cache: ports.cache,
+            telemetry: ports.telemetry,
             verifier: Verifier::new(&cfg),
             keys: Mutex::new(keys.map(Arc::new)),
             fetched_at: Mutex::new(0),
@@ -314,6 +319,12 @@ impl Security {
         if d.allowed {
             return Ok(headers);
         }
+        let class = match key.split_once(':').map(|(c, _)| c) {
+            Some("authfail") => "auth_failures",
+            Some(c @ ("mcp" | "admin")) => c,
+            _ => "other",
+        };
+        self.telemetry.count(&metrics::RATE_LIMITED, &[class]);
         headers.push(("retry-after".to_string(), d.retry_after_secs.to_string()));
         let msg = format!(
             "rate limit exceeded ({} requests per {} s): retry in {} s",
@@ -354,6 +365,11 @@ impl Security {
         match self.check_credentials(req, access).await {
             Ok(id) => Ok(id),
             Err(e) => {
+                let reason = match &e {
+                    AuthError::Invalid(_) if basic => "bad_password",
+                    e => e.reason(),
+                };
+                self.telemetry.count(&metrics::AUTH_FAILURES, &[reason]);
                 if let (Some(rule), AuthError::Invalid(_) | AuthError::Expired | AuthError::NotYetValid) = (rule, &e) {
                     let _ = self.limiter.take(&key, rule, self.clock.now_ms(), 1).await;
                 }
@@ -444,7 +460,7 @@ impl Security {
                 .await
                 .map_err(|e| AuthError::Invalid(format!("revocation list unavailable: {e}")))?;
             if snap.is_revoked(jti) {
-                return Err(AuthError::Invalid("token revoked".into()));
+                return Err(AuthError::Revoked);
             }
         }
         Ok(identity)

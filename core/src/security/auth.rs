@@ -68,6 +68,8 @@ pub enum AuthError {
     /// Credentials that are not valid (malformed, bad signature, wrong algorithm, audience,
     /// issuer, unknown key, revoked).
     Invalid(String),
+    /// A valid token whose `jti` is on the revocation list.
+    Revoked,
     /// A valid token whose `exp` has passed.
     Expired,
     /// A valid token whose `nbf` is still ahead.
@@ -90,6 +92,7 @@ impl AuthError {
         match self {
             AuthError::Missing => "missing_credentials",
             AuthError::Invalid(_) => "invalid_token",
+            AuthError::Revoked => "token_revoked",
             AuthError::Expired => "token_expired",
             AuthError::NotYetValid => "token_not_yet_valid",
             AuthError::InsufficientScope(_) => "insufficient_scope",
@@ -102,6 +105,7 @@ impl fmt::Display for AuthError {
         match self {
             AuthError::Missing => f.write_str("authentication required: send 'Authorization: Bearer <token>'"),
             AuthError::Invalid(m) => write!(f, "invalid token: {m}"),
+            AuthError::Revoked => f.write_str("invalid token: token revoked"),
             AuthError::Expired => f.write_str("token expired"),
             AuthError::NotYetValid => f.write_str("token not yet valid"),
             AuthError::InsufficientScope(s) => write!(f, "this needs scope '{s}'"),

@@ -178,6 +178,11 @@ impl Sessions {
         Err(Full)
     }
 
+    /// Live sessions in the session store (every instance's, when it is shared).
+    pub async fn count(&self) -> usize {
+        self.store.count().await
+    }
+
     /// Ends a session: its state, event log and streams go, and the end hooks hear of it, here
     /// and at the other instances.
     pub async fn end(&self, id: &str) {

@@ -16,6 +16,7 @@ mod ids;
 mod lifecycle;
 mod mrtr;
 mod oauth;
+mod observability;
 mod protocol;
 mod ratelimit;
 mod scale_faults;
