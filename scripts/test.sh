@@ -70,6 +70,11 @@ cargo fmt --all --check
 step "the shape of core (scripts/layers.py: no module cycle, no file over 800 lines, each type's methods in one file)"
 python3 scripts/layers.py | grep -v ' -> '
 
+step "packaging: hadolint on the Dockerfile, kubernetes-validate on deploy/k8s, the compose file parses"
+hadolint Dockerfile
+kubernetes-validate --strict --quiet deploy/k8s/*.yaml
+python3 -c 'import sys, yaml; d = yaml.safe_load(open("deploy/compose/compose.yaml")); assert {"gateway-a", "gateway-b", "postgres", "redis"} <= set(d["services"]), d["services"].keys()'
+
 step "clippy (host)"
 bounded 20 cargo clippy --workspace --all-targets --locked -- -D warnings
 

@@ -37,6 +37,35 @@ enum Command {
     Token(TokenArgs),
     /// Read a password from standard input and print its hash for MCPGW_ADMIN_PASSWORD_HASH.
     HashPassword,
+    /// Exit 0 if the gateway on this host answers GET /health with 200 (a container's
+    /// health check: the image has no curl).
+    Health(HealthArgs),
+}
+
+#[derive(clap::Args)]
+struct HealthArgs {
+    /// The gateway's port on 127.0.0.1.
+    #[arg(long, env = "MCPGW_PORT", default_value = "4444")]
+    port: u16,
+    /// Seconds to wait for the answer.
+    #[arg(long, default_value = "3")]
+    timeout: u64,
+}
+
+/// `mcpgw health`: GET /health on 127.0.0.1 over plain HTTP/1.1.
+fn health(args: HealthArgs) -> anyhow::Result<()> {
+    use std::io::{Read, Write};
+    let addr = SocketAddr::from(([127, 0, 0, 1], args.port));
+    let wait = Duration::from_secs(args.timeout.max(1));
+    let mut s = std::net::TcpStream::connect_timeout(&addr, wait).with_context(|| format!("cannot reach {addr}"))?;
+    s.set_read_timeout(Some(wait))?;
+    s.write_all(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")?;
+    let mut head = [0u8; 12];
+    s.read_exact(&mut head).context("no answer")?;
+    match &head[9..12] {
+        b"200" => Ok(()),
+        code => bail!("GET /health answered {}", String::from_utf8_lossy(code)),
+    }
 }
 
 #[derive(clap::Args)]
@@ -520,6 +549,7 @@ fn main() -> anyhow::Result<()> {
     let args = match cli.command {
         Command::Token(args) => return token(args),
         Command::HashPassword => return hash_password(),
+        Command::Health(args) => return health(args),
         Command::Serve(args) => *args,
     };
     init_logging();

@@ -367,6 +367,7 @@ impl Security {
             Err(e) => {
                 let reason = match &e {
                     AuthError::Invalid(_) if basic => "bad_password",
+                    AuthError::Revoked => "token_revoked",
                     e => e.reason(),
                 };
                 self.telemetry.count(&metrics::AUTH_FAILURES, &[reason]);

@@ -91,8 +91,7 @@ impl AuthError {
     pub fn reason(&self) -> &'static str {
         match self {
             AuthError::Missing => "missing_credentials",
-            AuthError::Invalid(_) => "invalid_token",
-            AuthError::Revoked => "token_revoked",
+            AuthError::Invalid(_) | AuthError::Revoked => "invalid_token",
             AuthError::Expired => "token_expired",
             AuthError::NotYetValid => "token_not_yet_valid",
             AuthError::InsufficientScope(_) => "insufficient_scope",
