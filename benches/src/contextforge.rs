@@ -154,17 +154,17 @@ async fn contextforge_echo(http: &reqwest::Client, gw: &str, token: &str) -> any
 
 /// One phase's target: where to POST, with which session id and token, which tool.
 #[derive(Clone)]
-struct Target {
-    name: &'static str,
-    url: String,
-    session: Option<String>,
-    token: Option<String>,
-    tool: String,
-    pids: Vec<u32>,
+pub(crate) struct Target {
+    pub name: &'static str,
+    pub url: String,
+    pub session: Option<String>,
+    pub token: Option<String>,
+    pub tool: String,
+    pub pids: Vec<u32>,
 }
 
 /// `tools/call` of `echo` at `t`, checking the echo came back (JSON or SSE answers).
-async fn echo(http: &reqwest::Client, t: &Target, id: u64) -> anyhow::Result<()> {
+pub(crate) async fn echo(http: &reqwest::Client, t: &Target, id: u64) -> anyhow::Result<()> {
     let body = json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
         "params": {"name": t.tool, "arguments": {"message": format!("m{id}")}}});
     let mut r = http
@@ -187,7 +187,7 @@ async fn echo(http: &reqwest::Client, t: &Target, id: u64) -> anyhow::Result<()>
 }
 
 /// Resident memory of a process tree, in MB.
-fn rss_mb(pids: &[u32]) -> f64 {
+pub(crate) fn rss_mb(pids: &[u32]) -> f64 {
     let kib: u64 = pids
         .iter()
         .filter_map(|p| std::fs::read_to_string(format!("/proc/{p}/status")).ok())

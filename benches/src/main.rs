@@ -11,7 +11,7 @@
 //! nginx), memory per registered tool over 10,000 REST tools (`--tools-only`), and stateless
 //! (2026-07-28) versus session `tools/call` with the gateway's CPU per request (`--stateless-only`),
 //! and with `--edge` the Worker's CPU per request to verify a bearer token of each algorithm
-//! (`--edge-auth-only`).
+//! (`--edge-auth-only`), and metrics and tracing on versus off (`--telemetry-only`).
 //!
 //! `--contextforge` compares mcpgw with ContextForge instead (`contextforge.rs`; ContextForge from
 //! `MCPGW_CONTEXTFORGE`, which `scripts/bench.sh --contextforge` installs and sets).
@@ -26,6 +26,7 @@ mod contextforge;
 mod cpu;
 mod edge_auth;
 mod stateless;
+mod telemetry;
 mod tool_memory;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -708,6 +709,10 @@ async fn main() -> anyhow::Result<()> {
     }
     if std::env::args().any(|a| a == "--cpu-only") {
         cpu::cpu_bench(total, arg("--federation-concurrency", 32)).await?;
+        return Ok(());
+    }
+    if std::env::args().any(|a| a == "--telemetry-only") {
+        telemetry::telemetry_bench(total / 4, arg("--federation-concurrency", 32)).await?;
         return Ok(());
     }
     if std::env::args().any(|a| a == "--contextforge") {

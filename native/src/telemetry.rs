@@ -10,7 +10,6 @@ use mcpgw_core::observe::prom::PromRegistry;
 use mcpgw_core::observe::{otlp, Recorder, Span};
 use mcpgw_core::ports::{HttpClient, OutboundRequest};
 use mcpgw_core::Gateway;
-use tokio::sync::mpsc;
 
 /// Spans waiting for export at most; more are dropped (counted in the log) rather than held.
 const QUEUE: usize = 8192;
@@ -27,6 +26,17 @@ pub struct Otlp {
     pub service: String,
 }
 
+/// Spans waiting for the exporter: pushed under a lock on the request path (no task is woken
+/// per span), taken every [`FLUSH`] or as soon as a batch is full.
+struct Pending {
+    spans: std::sync::Mutex<Vec<Span>>,
+    full: tokio::sync::Notify,
+    dropped: std::sync::atomic::AtomicU64,
+}
+
+/// How often waiting spans are exported.
+const FLUSH: Duration = Duration::from_millis(500);
+
 /// The recorder for this process; with `otlp`, spans are exported from a background task.
 pub fn recorder(otlp: Option<Otlp>) -> Arc<dyn Recorder> {
     let started = SystemTime::now()
@@ -35,19 +45,30 @@ pub fn recorder(otlp: Option<Otlp>) -> Arc<dyn Recorder> {
         .unwrap_or(0.0);
     let mut reg = PromRegistry::default().with_collector(Box::new(move |out| process_metrics(started, out)));
     if let Some(o) = otlp {
-        let (tx, rx) = mpsc::channel::<Span>(QUEUE);
-        tokio::spawn(export(o, rx));
+        let pending = Arc::new(Pending {
+            spans: std::sync::Mutex::new(Vec::with_capacity(BATCH)),
+            full: tokio::sync::Notify::new(),
+            dropped: std::sync::atomic::AtomicU64::new(0),
+        });
+        tokio::spawn(export(o, pending.clone()));
         reg = reg.with_spans(Box::new(move |span| {
-            if tx.try_send(span).is_err() {
-                tracing::debug!("span queue full: span dropped");
+            let mut spans = pending.spans.lock().unwrap_or_else(|e| e.into_inner());
+            if spans.len() >= QUEUE {
+                pending.dropped.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                return;
+            }
+            spans.push(span);
+            if spans.len() == BATCH {
+                pending.full.notify_one();
             }
         }));
     }
     Arc::new(reg)
 }
 
-/// Sends spans as they come, in batches (what arrived within 200 ms, at most [`BATCH`]).
-async fn export(o: Otlp, mut rx: mpsc::Receiver<Span>) {
+/// Sends what is pending every [`FLUSH`], or at once when a batch is full, [`BATCH`] spans per
+/// request at most.
+async fn export(o: Otlp, pending: Arc<Pending>) {
     let any = ["0.0.0.0/0".to_string(), "::/0".to_string()];
     let http = crate::http_client::HyperClient::new(mcpgw_core::netguard::NetPolicy::parse(&any).unwrap_or_default());
     let url = if o.endpoint.trim_end_matches('/').ends_with("/v1/traces") {
@@ -67,40 +88,44 @@ async fn export(o: Otlp, mut rx: mpsc::Receiver<Span>) {
     }
     let version = env!("CARGO_PKG_VERSION");
     let mut failures = 0u32;
-    while let Some(first) = rx.recv().await {
-        let mut batch = vec![first];
-        let until = tokio::time::Instant::now() + Duration::from_millis(200);
-        while batch.len() < BATCH {
-            match tokio::time::timeout_at(until, rx.recv()).await {
-                Ok(Some(s)) => batch.push(s),
-                _ => break,
-            }
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(FLUSH) => {}
+            () = pending.full.notified() => {}
         }
-        let body = otlp::encode(&batch, &o.service, version);
-        let req = OutboundRequest {
-            method: http::Method::POST,
-            url: url.clone(),
-            headers: headers.clone(),
-            body: Some(Bytes::from(body)),
-        };
-        let sent = tokio::time::timeout(Duration::from_secs(10), http.send(req)).await;
-        let ok = match sent {
-            Ok(Ok(resp)) => {
-                // Read the answer to the end so the connection goes back to the pool.
-                use futures::StreamExt;
-                let mut body = resp.body;
-                while body.next().await.is_some() {}
-                resp.status.is_success()
-            }
-            _ => false,
-        };
-        if ok {
-            failures = 0;
-        } else {
-            failures += 1;
-            // One line per run of failures, not one per batch.
-            if failures == 1 {
-                tracing::warn!(url = %url, spans = batch.len(), "OTLP export failed; spans dropped until the collector answers");
+        let spans = std::mem::take(&mut *pending.spans.lock().unwrap_or_else(|e| e.into_inner()));
+        let dropped = pending.dropped.swap(0, std::sync::atomic::Ordering::Relaxed);
+        if dropped > 0 {
+            tracing::warn!(
+                dropped,
+                "span queue full: spans dropped (the collector is slow or away)"
+            );
+        }
+        for batch in spans.chunks(BATCH) {
+            let req = OutboundRequest {
+                method: http::Method::POST,
+                url: url.clone(),
+                headers: headers.clone(),
+                body: Some(Bytes::from(otlp::encode(batch, &o.service, version))),
+            };
+            let ok = match tokio::time::timeout(Duration::from_secs(10), http.send(req)).await {
+                Ok(Ok(resp)) => {
+                    // Read the answer to the end so the connection goes back to the pool.
+                    use futures::StreamExt;
+                    let mut body = resp.body;
+                    while body.next().await.is_some() {}
+                    resp.status.is_success()
+                }
+                _ => false,
+            };
+            if ok {
+                failures = 0;
+            } else {
+                failures += 1;
+                // One line per run of failures, not one per batch.
+                if failures == 1 {
+                    tracing::warn!(url = %url, spans = batch.len(), "OTLP export failed; spans dropped until the collector answers");
+                }
             }
         }
     }
