@@ -70,6 +70,10 @@ cargo fmt --all --check
 step "the shape of core (scripts/layers.py: no module cycle, no file over 800 lines, each type's methods in one file)"
 python3 scripts/layers.py | grep -v ' -> '
 
+step "the OpenAPI document is what scripts/openapi.py writes, and valid"
+python3 scripts/openapi.py --check
+openapi-spec-validator core/assets/openapi.json
+
 step "packaging: hadolint on the Dockerfile, kubernetes-validate on deploy/k8s, the compose file parses"
 hadolint Dockerfile
 kubernetes-validate --strict --quiet deploy/k8s/*.yaml

@@ -29,6 +29,9 @@ use crate::session::{Limits, Sessions};
 use crate::upstream::rest::Rest;
 use crate::upstream::Net;
 
+/// The REST API's OpenAPI 3.1 document (written by `scripts/openapi.py`).
+const OPENAPI: &str = include_str!("../assets/openapi.json");
+
 /// Everything the gateway needs from its platform.
 #[derive(Clone)]
 pub struct Ports {
@@ -589,7 +592,10 @@ impl Gateway {
         if req.body().len() > s.config.max_body_bytes {
             return self.payload_too_large(&path);
         }
-        let operations = matches!(route, Route::Health | Route::Ready | Route::Version | Route::Metrics);
+        let operations = matches!(
+            route,
+            Route::Health | Route::Ready | Route::Version | Route::Metrics | Route::OpenApi
+        );
         if operations && req.method() != Method::GET && req.method() != Method::HEAD {
             return method_not_allowed("GET, HEAD");
         }
@@ -627,6 +633,14 @@ impl Gateway {
                     v["instance"] = json!(s.config.instance);
                 }
                 json_response(StatusCode::OK, &v)
+            }
+            Route::OpenApi => {
+                let mut r = Response::new(Body::Full(Bytes::from_static(OPENAPI.as_bytes())));
+                r.headers_mut().insert(
+                    http::header::CONTENT_TYPE,
+                    http::HeaderValue::from_static("application/json"),
+                );
+                r
             }
             Route::Metrics => match self.metrics_text().await {
                 Some(text) => {

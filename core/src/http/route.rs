@@ -69,6 +69,8 @@ pub enum Route {
     Version,
     /// `/metrics`: Prometheus text (admin).
     Metrics,
+    /// `/openapi.json`: the REST API's OpenAPI document.
+    OpenApi,
     /// A REST collection or one of its records: `/tools[/{id}]`, `/resources`, `/prompts`,
     /// `/servers`, `/gateways`.
     Collection {
@@ -126,6 +128,7 @@ impl Route {
             ["ready"] => Route::Ready,
             ["version"] => Route::Version,
             ["metrics"] => Route::Metrics,
+            ["openapi.json"] => Route::OpenApi,
             [collection, rest @ ..] if rest.len() <= 1 => match collection_kind(collection) {
                 Some(kind) => Route::Collection {
                     kind,
@@ -140,7 +143,9 @@ impl Route {
     /// Who may use the route.
     pub fn access(&self) -> Access {
         match self {
-            Route::Health | Route::Ready | Route::Version | Route::ResourceMetadata { .. } => Access::Public,
+            Route::Health | Route::Ready | Route::Version | Route::OpenApi | Route::ResourceMetadata { .. } => {
+                Access::Public
+            }
             Route::NotFound { public: true } => Access::Public,
             Route::Mcp { .. } | Route::Sse { .. } | Route::Message { .. } | Route::Rpc => Access::Client,
             _ => Access::Admin,
@@ -156,10 +161,48 @@ impl Route {
             Route::Rpc => "rpc",
             Route::ResourceMetadata { .. } => "metadata",
             Route::Revocations { .. } | Route::Refresh { .. } | Route::Collection { .. } => "api",
-            Route::Health | Route::Ready | Route::Version => "operations",
+            Route::Health | Route::Ready | Route::Version | Route::OpenApi => "operations",
             Route::Metrics => "metrics",
             Route::NotFound { .. } => "not_found",
         }
+    }
+
+    /// The path template the route answers on, as the OpenAPI document names it (`{id}` for an
+    /// id); none for no route.
+    pub fn template(&self) -> Option<&'static str> {
+        Some(match self {
+            Route::Mcp { server: None } => "/mcp",
+            Route::Mcp { server: Some(_) } => "/servers/{id}/mcp",
+            Route::Sse { server: None } => "/sse",
+            Route::Sse { server: Some(_) } => "/servers/{id}/sse",
+            Route::Message { server: None } => "/message",
+            Route::Message { server: Some(_) } => "/servers/{id}/message",
+            Route::Rpc => "/rpc",
+            Route::ResourceMetadata { resource } if resource.is_empty() => "/.well-known/oauth-protected-resource",
+            Route::ResourceMetadata { .. } => "/.well-known/oauth-protected-resource{resource}",
+            Route::Revocations { jti: None } => "/auth/revocations",
+            Route::Revocations { jti: Some(_) } => "/auth/revocations/{id}",
+            Route::Refresh { .. } => "/gateways/{id}/refresh",
+            Route::Health => "/health",
+            Route::Ready => "/ready",
+            Route::Version => "/version",
+            Route::Metrics => "/metrics",
+            Route::OpenApi => "/openapi.json",
+            Route::Collection { kind, id } => match (kind, id.is_some()) {
+                (Kind::Tool, false) => "/tools",
+                (Kind::Tool, true) => "/tools/{id}",
+                (Kind::Resource, false) => "/resources",
+                (Kind::Resource, true) => "/resources/{id}",
+                (Kind::Prompt, false) => "/prompts",
+                (Kind::Prompt, true) => "/prompts/{id}",
+                (Kind::Server, false) => "/servers",
+                (Kind::Server, true) => "/servers/{id}",
+                (Kind::Upstream, false) => "/gateways",
+                (Kind::Upstream, true) => "/gateways/{id}",
+                (Kind::Revocation, _) => return None,
+            },
+            Route::NotFound { .. } => return None,
+        })
     }
 
     /// How the route's errors are written.
@@ -174,6 +217,65 @@ impl Route {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Routes the OpenAPI document leaves out: the MCP endpoints (JSON-RPC, described by the
+    /// MCP specification) and the metadata of a resource path (a suffix with slashes, which an
+    /// OpenAPI path cannot template; the bare document is described).
+    const NOT_DOCUMENTED: [&str; 8] = [
+        "/mcp",
+        "/servers/{id}/mcp",
+        "/sse",
+        "/servers/{id}/sse",
+        "/message",
+        "/servers/{id}/message",
+        "/rpc",
+        "/.well-known/oauth-protected-resource{resource}",
+    ];
+
+    #[test]
+    fn every_route_is_in_the_openapi_document_and_every_documented_path_is_a_route() {
+        let doc: serde_json::Value =
+            serde_json::from_str(include_str!("../../assets/openapi.json")).expect("the document is JSON");
+        let documented: std::collections::BTreeSet<String> =
+            doc["paths"].as_object().expect("paths").keys().cloned().collect();
+        // Each documented path is served, under that template.
+        for path in &documented {
+            let example = path.replace("{id}", "x");
+            assert_eq!(Route::parse(&example).template(), Some(path.as_str()), "{path}");
+            assert!(!NOT_DOCUMENTED.contains(&path.as_str()), "{path}");
+        }
+        // Every path made of the words this parser knows (its string literals), up to four
+        // segments, that is a route is documented or deliberately left out: a new route
+        // without its entry in the document fails here.
+        let words: std::collections::BTreeSet<&str> = include_str!("route.rs")
+            .split('"')
+            .skip(1)
+            .step_by(2)
+            .filter(|w| !w.is_empty() && w.len() < 40 && !w.contains([' ', '/', '{', '\\']))
+            .chain(["x"])
+            .collect();
+        let words: Vec<&str> = words.into_iter().collect();
+        let mut seen = std::collections::BTreeSet::new();
+        let mut paths: Vec<String> = vec![String::new()];
+        for _ in 0..4 {
+            let mut next = vec![];
+            for p in &paths {
+                for w in &words {
+                    let path = format!("{p}/{w}");
+                    if let Some(t) = Route::parse(&path).template() {
+                        seen.insert(t);
+                        assert!(
+                            documented.contains(t) || NOT_DOCUMENTED.contains(&t),
+                            "{path} is served as {t}, which the OpenAPI document lacks"
+                        );
+                    }
+                    next.push(path);
+                }
+            }
+            paths = next;
+        }
+        assert!(seen.len() >= documented.len(), "the walk reached {seen:?}");
+    }
 
     #[test]
     fn paths_parse_to_routes_with_their_access_and_style() {

@@ -17,6 +17,7 @@ mod lifecycle;
 mod mrtr;
 mod oauth;
 mod observability;
+mod openapi;
 mod protocol;
 mod ratelimit;
 mod scale_faults;

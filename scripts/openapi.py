@@ -1,0 +1,412 @@
+#!/usr/bin/env python3
+"""Writes core/assets/openapi.json, the OpenAPI 3.1 document of mcpgw's REST API (served at
+/openapi.json by both runtimes). The test suite runs this with --check: it fails when the
+committed document differs from what this script writes, and core's route test fails when a
+route exists that the document lacks, or the reverse.
+
+    python3 scripts/openapi.py          write the document
+    python3 scripts/openapi.py --check  exit 1 if the committed one differs
+"""
+import json
+import os
+import sys
+
+OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "core", "assets", "openapi.json")
+
+
+def ref(name):
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def resp(ref_name, description):
+    return {"$ref": f"#/components/responses/{ref_name}"} if ref_name else {"description": description}
+
+
+def json_body(schema, description):
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+STR = {"type": "string"}
+OPT_STR = {"type": ["string", "null"]}
+STRS = {"type": "array", "items": STR}
+MAP = {"type": "object", "additionalProperties": STR}
+ANY_OBJ = {"type": "object"}
+
+# What every stored record carries besides its definition.
+STORED = {
+    "id": {"type": "string", "description": "Record id (32 hex digits)."},
+    "created_at": {"type": "integer", "description": "When it was created, ms since the epoch."},
+    "updated_at": {"type": "integer", "description": "When it was last changed, ms since the epoch."},
+}
+
+COMMON = {
+    "name": {"type": "string", "minLength": 1},
+    "scope": {"type": "string", "description": "A scope callers need to see it."},
+    "title": STR,
+    "description": STR,
+}
+
+
+def record(props, required):
+    """A definition as written (input) and as read back (with the stored fields)."""
+    return {"type": "object", "properties": props, "required": required}
+
+
+def stored(name):
+    return {"allOf": [ref(name), {"type": "object", "properties": STORED, "required": list(STORED)}]}
+
+
+SCHEMAS = {
+    "Error": {
+        "type": "object",
+        "required": ["error"],
+        "properties": {
+            "error": {
+                "type": "object",
+                "required": ["code", "message"],
+                "properties": {
+                    "code": {"type": "string", "description": "Machine-readable: validation_failed, not_found, conflict, ..."},
+                    "message": STR,
+                    "field": {"type": "string", "description": "The field a validation error is about."},
+                },
+            }
+        },
+    },
+    "Tool": record(
+        {
+            **COMMON,
+            "url": {"type": "string", "description": "The REST endpoint (an RFC 6570 template over the arguments)."},
+            "method": {"type": "string", "enum": ["GET", "POST", "PUT", "PATCH", "DELETE"]},
+            "headers": {**MAP, "description": "Sent with each call; masked when read back."},
+            "input_schema": ANY_OBJ,
+            "output_schema": ANY_OBJ,
+            "annotations": ANY_OBJ,
+        },
+        ["name", "url"],
+    ),
+    "Resource": record(
+        {
+            **COMMON,
+            "uri": STR,
+            "uri_template": STR,
+            "mime_type": STR,
+            "text": STR,
+            "blob": {"type": "string", "description": "Base64."},
+            "annotations": ANY_OBJ,
+            "completions": {"type": "object", "additionalProperties": STRS},
+        },
+        ["name"],
+    ),
+    "Prompt": record(
+        {
+            **COMMON,
+            "template": STR,
+            "messages": {"type": "array", "items": ANY_OBJ},
+            "arguments": {"type": "array", "items": ANY_OBJ},
+        },
+        ["name"],
+    ),
+    "Server": record(
+        {
+            **COMMON,
+            "tools": STRS,
+            "resources": STRS,
+            "prompts": STRS,
+            "upstreams": STRS,
+            "original_names": {"type": "boolean"},
+        },
+        ["name"],
+    ),
+    "Upstream": record(
+        {
+            **COMMON,
+            "slug": {"type": "string", "description": "The prefix of its members' names (default: from the name)."},
+            "url": STR,
+            "urls": {**STRS, "description": "Endpoints tried in order (failover)."},
+            "transport": {"type": "string", "enum": ["streamable-http", "sse", "stdio"]},
+            "command": STR,
+            "args": STRS,
+            "env": MAP,
+            "headers": {**MAP, "description": "Sent to the upstream; masked when read back."},
+            "timeout_ms": {"type": "integer", "minimum": 0},
+            "refresh_secs": {"type": "integer", "minimum": 0},
+        },
+        ["name"],
+    ),
+    "UpstreamState": {
+        "allOf": [
+            stored("Upstream"),
+            {
+                "type": "object",
+                "properties": {
+                    "catalog": {"type": "object", "description": "What the upstream listed when last read."},
+                    "status": {"type": ["object", "null"], "description": "Its health as this instance saw it."},
+                    "changed": {"type": "boolean", "description": "After a refresh: whether the catalog changed."},
+                },
+            },
+        ]
+    },
+    "Revocation": record(
+        {
+            "jti": {"type": "string", "minLength": 1},
+            "exp": {"type": ["integer", "null"], "description": "The token's exp (seconds), if known."},
+            "reason": OPT_STR,
+        },
+        ["jti"],
+    ),
+}
+
+RESPONSES = {
+    "Unauthorized": json_body(ref("Error"), "No credentials, or ones that are not valid (see WWW-Authenticate)."),
+    "Forbidden": json_body(ref("Error"), "Valid credentials without the admin scope; or a Host or Origin that is not allowed."),
+    "NotFound": json_body(ref("Error"), "No such record."),
+    "Invalid": json_body(ref("Error"), "The definition is not valid; `field` names the field."),
+    "Conflict": json_body(ref("Error"), "The name (or URI) is taken."),
+    "BadBody": json_body(ref("Error"), "The body is not JSON."),
+    "MediaType": json_body(ref("Error"), "The body is not application/json."),
+    "TooLarge": json_body(ref("Error"), "The body is over the size limit."),
+    "RateLimited": json_body(ref("Error"), "The caller's rate limit is spent (see Retry-After)."),
+    "Unavailable": json_body(ref("Error"), "The registry store cannot be reached."),
+}
+
+SECURITY = [{"bearer": []}, {"basic": []}]
+
+
+def refusals(*codes):
+    names = {
+        400: "BadBody",
+        401: "Unauthorized",
+        403: "Forbidden",
+        404: "NotFound",
+        409: "Conflict",
+        413: "TooLarge",
+        415: "MediaType",
+        422: "Invalid",
+        429: "RateLimited",
+        503: "Unavailable",
+    }
+    return {str(c): {"$ref": f"#/components/responses/{names[c]}"} for c in codes}
+
+
+ID = {"name": "id", "in": "path", "required": True, "description": "Record id or name.", "schema": STR}
+
+
+def collection(path, schema, what, tag):
+    item = stored(schema)
+    one = {
+        "get": {
+            "tags": [tag],
+            "summary": f"One {what}",
+            "operationId": f"get_{tag}",
+            "parameters": [ID],
+            "security": SECURITY,
+            "responses": {"200": json_body(item, f"The {what}."), **refusals(401, 403, 404, 429, 503)},
+        },
+        "put": {
+            "tags": [tag],
+            "summary": f"Replace a {what}",
+            "operationId": f"replace_{tag}",
+            "parameters": [ID],
+            "security": SECURITY,
+            "requestBody": {"required": True, "content": {"application/json": {"schema": ref(schema)}}},
+            "responses": {
+                "200": json_body(item, f"The {what} as stored."),
+                **refusals(400, 401, 403, 404, 409, 413, 415, 422, 429, 503),
+            },
+        },
+        "patch": {
+            "tags": [tag],
+            "summary": f"Change some fields of a {what}",
+            "operationId": f"patch_{tag}",
+            "parameters": [ID],
+            "security": SECURITY,
+            "requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}},
+            "responses": {
+                "200": json_body(item, f"The {what} as stored."),
+                **refusals(400, 401, 403, 404, 409, 413, 415, 422, 429, 503),
+            },
+        },
+        "delete": {
+            "tags": [tag],
+            "summary": f"Delete a {what}",
+            "operationId": f"delete_{tag}",
+            "parameters": [ID],
+            "security": SECURITY,
+            "responses": {"204": {"description": "Deleted."}, **refusals(401, 403, 404, 429, 503)},
+        },
+    }
+    many = {
+        "get": {
+            "tags": [tag],
+            "summary": f"Every {what}",
+            "operationId": f"list_{tag}",
+            "security": SECURITY,
+            "responses": {
+                "200": json_body({"type": "array", "items": item}, f"Every {what}."),
+                **refusals(401, 403, 429, 503),
+            },
+        },
+        "post": {
+            "tags": [tag],
+            "summary": f"Create a {what}",
+            "operationId": f"create_{tag}",
+            "security": SECURITY,
+            "requestBody": {"required": True, "content": {"application/json": {"schema": ref(schema)}}},
+            "responses": {
+                "201": {
+                    **json_body(item, f"The {what} as stored."),
+                    "headers": {"Location": {"schema": STR, "description": "The new record's path."}},
+                },
+                **refusals(400, 401, 403, 409, 413, 415, 422, 429, 503),
+            },
+        },
+    }
+    return {path: many, f"{path}/{{id}}": one}
+
+
+def upstreams():
+    paths = collection("/gateways", "Upstream", "upstream", "upstreams")
+    state = ref("UpstreamState")
+    for m in paths["/gateways"].values():
+        m["responses"] = {
+            k: (json_body({"type": "array", "items": state}, v["description"]) if k == "200" else v)
+            for k, v in m["responses"].items()
+        }
+    paths["/gateways"]["post"]["responses"]["201"]["content"]["application/json"]["schema"] = state
+    paths["/gateways"]["post"]["description"] = (
+        "Connects to the upstream and reads its catalog before storing it; an upstream that cannot "
+        "be reached is refused with 502 and nothing is stored."
+    )
+    for op in ("get", "put", "patch"):
+        paths["/gateways/{id}"][op]["responses"]["200"]["content"]["application/json"]["schema"] = state
+    bad_gateway = json_body(ref("Error"), "The upstream could not be reached or read.")
+    for path, op in (("/gateways", "post"), ("/gateways/{id}", "put"), ("/gateways/{id}", "patch")):
+        paths[path][op]["responses"]["502"] = bad_gateway
+    paths["/gateways/{id}/refresh"] = {
+        "post": {
+            "tags": ["upstreams"],
+            "summary": "Read an upstream's catalog again now",
+            "operationId": "refresh_upstreams",
+            "parameters": [ID],
+            "security": SECURITY,
+            "responses": {
+                "200": json_body(state, "The upstream with its catalog; `changed` says whether it moved."),
+                "502": bad_gateway,
+                **refusals(401, 403, 404, 429, 503),
+            },
+        }
+    }
+    return paths
+
+
+def operations():
+    def op(op_id, summary, body, description=None, extra=None):
+        o = {
+            "tags": ["operations"],
+            "summary": summary,
+            "operationId": op_id,
+            "security": [],
+            "responses": {"200": body, **(extra or {})},
+        }
+        if description:
+            o["description"] = description
+        return {"get": o}
+
+    status = lambda word: {  # noqa: E731
+        "type": "object",
+        "required": ["status"],
+        "properties": {"status": {"type": "string", "const": word}},
+    }
+    metrics = op(
+        "metrics",
+        "Metrics in the Prometheus text format",
+        {"description": "Every metric.", "content": {"text/plain": {"schema": STR}}},
+        "Natively; for admins (or on MCPGW_METRICS_ADDR without credentials). The edge sends its "
+        "metrics to Analytics Engine instead and answers 404.",
+        {"404": {"$ref": "#/components/responses/NotFound"}, **refusals(401, 403, 429)},
+    )
+    metrics["get"]["security"] = SECURITY
+    return {
+        "/health": op("health", "Liveness", json_body(status("ok"), "The process answers.")),
+        "/ready": op(
+            "ready",
+            "Readiness: the registry store answers",
+            json_body(status("ready"), "Ready."),
+            extra={"503": {"$ref": "#/components/responses/Unavailable"}},
+        ),
+        "/version": op(
+            "version",
+            "Name, version, protocol revisions served",
+            json_body(
+                {
+                    "type": "object",
+                    "required": ["name", "version", "protocol_versions"],
+                    "properties": {"name": STR, "version": STR, "protocol_versions": STRS, "instance": STR},
+                },
+                "The version.",
+            ),
+        ),
+        "/metrics": metrics,
+        "/openapi.json": op("openapi", "This document", json_body({"type": "object"}, "The OpenAPI document.")),
+        "/.well-known/oauth-protected-resource": op(
+            "resource_metadata",
+            "OAuth protected-resource metadata (RFC 9728)",
+            json_body({"type": "object"}, "The metadata."),
+            extra={"404": {"$ref": "#/components/responses/NotFound"}},
+        ),
+    }
+
+
+def document():
+    paths = {}
+    paths.update(collection("/tools", "Tool", "REST tool", "tools"))
+    paths.update(collection("/resources", "Resource", "resource", "resources"))
+    paths.update(collection("/prompts", "Prompt", "prompt", "prompts"))
+    paths.update(collection("/servers", "Server", "virtual server", "servers"))
+    paths.update(upstreams())
+    paths.update(collection("/auth/revocations", "Revocation", "token revocation", "revocations"))
+    for p in ("/auth/revocations/{id}",):
+        for m in paths[p].values():
+            m["parameters"] = [{**ID, "description": "The token's jti."}]
+    paths.update(operations())
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "mcpgw REST API",
+            "version": "1",
+            "description": (
+                "The admin API of mcpgw, a Model Context Protocol gateway: the registry (REST tools, "
+                "resources, prompts, virtual servers, upstreams), token revocations, and the operations "
+                "endpoints. MCP clients use /mcp, /servers/{id}/mcp, /sse, /message and /rpc, which "
+                "speak JSON-RPC and are described by the MCP specification, not here."
+            ),
+        },
+        "security": SECURITY,
+        "paths": dict(sorted(paths.items())),
+        "components": {
+            "schemas": SCHEMAS,
+            "responses": RESPONSES,
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT",
+                           "description": "A token with the admin scope (mcpgw:admin by default)."},
+                "basic": {"type": "http", "scheme": "basic",
+                          "description": "MCPGW_ADMIN_USER and its password, where configured."},
+            },
+        },
+    }
+
+
+def main():
+    text = json.dumps(document(), indent=1, sort_keys=True, ensure_ascii=False) + "\n"
+    if "--check" in sys.argv:
+        current = open(OUT, encoding="utf-8").read() if os.path.exists(OUT) else ""
+        if current != text:
+            print("core/assets/openapi.json is not what scripts/openapi.py writes: run it", file=sys.stderr)
+            sys.exit(1)
+        return
+    with open(OUT, "w", encoding="utf-8") as f:
+        f.write(text)
+
+
+if __name__ == "__main__":
+    main()
