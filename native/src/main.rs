@@ -10,6 +10,7 @@ mod server;
 mod shared;
 mod store;
 mod telemetry;
+mod tls;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -55,7 +56,19 @@ struct HealthArgs {
 /// `mcpgw health`: GET /health on 127.0.0.1 over plain HTTP/1.1.
 fn health(args: HealthArgs) -> anyhow::Result<()> {
     use std::io::{Read, Write};
-    let addr = SocketAddr::from(([127, 0, 0, 1], args.port));
+    // Over TLS the main port needs a handshake this check does not make: the metrics listener
+    // (plain HTTP, which serves /health too) is asked instead.
+    let tls = std::env::var("MCPGW_TLS_CERT").is_ok_and(|v| !v.trim().is_empty());
+    let metrics = std::env::var("MCPGW_METRICS_ADDR")
+        .ok()
+        .and_then(|v| v.trim().parse::<SocketAddr>().ok());
+    let addr = match (tls, metrics) {
+        (true, Some(m)) => SocketAddr::from(([127, 0, 0, 1], m.port())),
+        (true, None) => {
+            bail!("with MCPGW_TLS_CERT set, `mcpgw health` needs MCPGW_METRICS_ADDR (a plain listener with /health)")
+        }
+        (false, _) => SocketAddr::from(([127, 0, 0, 1], args.port)),
+    };
     let wait = Duration::from_secs(args.timeout.max(1));
     let mut s = std::net::TcpStream::connect_timeout(&addr, wait).with_context(|| format!("cannot reach {addr}"))?;
     s.set_read_timeout(Some(wait))?;
@@ -112,6 +125,13 @@ struct ServeArgs {
     /// from OTEL_EXPORTER_OTLP_HEADERS, the service name from OTEL_SERVICE_NAME.
     #[arg(long, env = "MCPGW_OTLP_ENDPOINT")]
     otlp_endpoint: Option<String>,
+    /// Serve HTTPS (HTTP/2 and HTTP/1.1) with this PEM certificate chain; needs --tls-key.
+    /// SIGHUP reads both files again.
+    #[arg(long, env = "MCPGW_TLS_CERT")]
+    tls_cert: Option<String>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, env = "MCPGW_TLS_KEY")]
+    tls_key: Option<String>,
     /// Seconds in-flight requests get to finish at shutdown.
     #[arg(long, env = "MCPGW_SHUTDOWN_GRACE_SECS", default_value = "10")]
     shutdown_grace_secs: String,
@@ -426,6 +446,8 @@ async fn state_ports(ttl_ms: u64, clock: Arc<runtime::TokioClock>) -> anyhow::Re
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
+    let nonempty = |v: &Option<String>| v.as_ref().map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
+    let args_tls = (nonempty(&args.tls_cert), nonempty(&args.tls_key));
     let mut s = settings(&args)?;
     let store: Arc<dyn mcpgw_core::ports::Store> = if pg_store::is_postgres_url(&s.database) {
         Arc::new(pg_store::PgStore::open(&s.database).await.map_err(|e| {
@@ -506,6 +528,17 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             checks.check_upstreams(false).await;
         }
     });
+    let tls = match (&args_tls.0, &args_tls.1) {
+        (Some(c), Some(k)) => {
+            let cert = tls::Certificate::open(std::path::Path::new(c), std::path::Path::new(k))
+                .map_err(|e| anyhow::anyhow!("invalid setting MCPGW_TLS_CERT/MCPGW_TLS_KEY: {e:#}"))?;
+            tls::reload_on_sighup(cert.clone());
+            Some(tls::acceptor(cert)?)
+        }
+        (None, None) => None,
+        _ => bail!("invalid setting MCPGW_TLS_CERT/MCPGW_TLS_KEY (--tls-cert/--tls-key): give both or neither"),
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let listener = tokio::net::TcpListener::bind(s.addr)
         .await
         .with_context(|| format!("cannot listen on {}", s.addr))?;
@@ -521,7 +554,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         address = %addr,
         database = %pg_store::redacted(&s.database),
         ready_ms = started.elapsed().as_secs_f64() * 1000.0,
-        "mcpgw listening on http://{addr}"
+        "mcpgw listening on {scheme}://{addr}"
     );
     // Background upkeep: SSE keep-alives and list_changed for registry changes made elsewhere,
     // every round; idle sessions expire every fourth round (they also expire on access).
@@ -538,7 +571,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             }
         }
     });
-    server::serve(gw.clone(), listener, shutdown_signal(), s.grace).await?;
+    server::serve(gw.clone(), listener, shutdown_signal(), s.grace, tls).await?;
     gw.close_upstreams();
     tracing::info!("stopped");
     Ok(())

@@ -12,7 +12,7 @@ use bytes::Bytes;
 use futures::Stream;
 use http_body_util::{BodyExt, Limited};
 use hyper::body::{Frame, Incoming, SizeHint};
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use mcpgw_core::{Body, Gateway};
 use tokio::net::TcpListener;
@@ -102,6 +102,7 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     grace: Duration,
+    tls: Option<tokio_rustls::TlsAcceptor>,
 ) -> anyhow::Result<()> {
     let mut http1 = hyper::server::conn::http1::Builder::new();
     // A client has 30 s to send a request's head (hyper's default, which needs a timer).
@@ -127,6 +128,25 @@ pub async fn serve(
             let gw = gw.clone();
             async move { Ok::<_, Infallible>(handle(gw, peer, req).await) }
         });
+        if let Some(acceptor) = &tls {
+            // TLS: the handshake (at most 10 s) on the connection's own task, then HTTP/2 or
+            // HTTP/1.1 as ALPN chose.
+            let (acceptor, watcher) = (acceptor.clone(), graceful.watcher());
+            tokio::spawn(async move {
+                let stream = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(e)) => return tracing::debug!(error = %e, "TLS handshake failed"),
+                    Err(_) => return tracing::debug!("TLS handshake timed out"),
+                };
+                let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                builder.http1().timer(TokioTimer::new());
+                let conn = builder.serve_connection(TokioIo::new(stream), service);
+                if let Err(e) = watcher.watch(conn).await {
+                    tracing::debug!(error = %e, "connection ended with an error");
+                }
+            });
+            continue;
+        }
         let conn = graceful.watch(http1.serve_connection(TokioIo::new(stream), service));
         tokio::spawn(async move {
             if let Err(e) = conn.await {

@@ -27,3 +27,4 @@ mod shared_sessions;
 mod soak;
 mod ssrf;
 mod stateless;
+mod tls;

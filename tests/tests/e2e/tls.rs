@@ -1,0 +1,195 @@
+//! TLS on the native listener: certificates made by `openssl` for 127.0.0.1 under a test CA;
+//! the Python SDK connects over https trusting only that CA and uses a tool; ALPN offers HTTP/2;
+//! SIGHUP puts a renewed certificate in use without a restart, and a broken file leaves the one
+//! in use.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use mcpgw_e2e::*;
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A CA (`ca.pem`) and a certificate for 127.0.0.1 it signed (`<name>.pem`, `<name>.key`).
+fn certificates(dir: &Path, name: &str) {
+    if !dir.join("ca.pem").exists() {
+        openssl(
+            dir,
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.pem",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=mcpgw test CA",
+            ],
+        );
+    }
+    std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1,DNS:localhost\n").expect("ext");
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            &format!("{name}.key"),
+            "-out",
+            &format!("{name}.csr"),
+            "-subj",
+            &format!("/CN={name}"),
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            &format!("{name}.csr"),
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            &format!("{name}.pem"),
+            "-days",
+            "2",
+            "-extfile",
+            "san.ext",
+        ],
+    );
+}
+
+/// The subject CN of the certificate the server at `port` presents now, and the ALPN protocol
+/// it chose when offered h2 and http/1.1.
+fn presented(port: u16, ca: &Path) -> (String, String) {
+    let out = Command::new("openssl")
+        .args([
+            "s_client",
+            "-connect",
+            &format!("127.0.0.1:{port}"),
+            "-alpn",
+            "h2,http/1.1",
+            "-verify_return_error",
+        ])
+        .arg("-CAfile")
+        .arg(ca)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("s_client");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let cn = text
+        .lines()
+        .find_map(|l| {
+            l.trim().strip_prefix("subject=").map(|s| {
+                s.rsplit("CN")
+                    .next()
+                    .unwrap_or("")
+                    .trim_start_matches([' ', '='])
+                    .to_string()
+            })
+        })
+        .unwrap_or_default();
+    let alpn = text
+        .lines()
+        .find_map(|l| l.strip_prefix("ALPN protocol: "))
+        .unwrap_or("none")
+        .trim()
+        .to_string();
+    (cn, alpn)
+}
+
+#[tokio::test]
+async fn the_python_sdk_uses_the_gateway_over_https_and_sighup_renews_the_certificate() {
+    if target() == Target::Edge {
+        return skip(
+            "tls::the_python_sdk_uses_the_gateway_over_https_and_sighup_renews_the_certificate",
+            "the edge's TLS is Cloudflare's; --tls-cert is the native listener's",
+        );
+    }
+    let certs = TempDir::new("tls-certs");
+    certificates(&certs.0, "first");
+    let (cert, key) = (certs.join("live.pem"), certs.join("live.key"));
+    std::fs::copy(certs.join("first.pem"), &cert).expect("copy");
+    std::fs::copy(certs.join("first.key"), &key).expect("copy");
+    let mut seeded = start_seeded(
+        "sdk.toml",
+        &[
+            "--tls-cert",
+            cert.to_str().expect("utf-8"),
+            "--tls-key",
+            key.to_str().expect("utf-8"),
+        ],
+    )
+    .await
+    .expect("start gateway");
+    let port = seeded.gw.addr().port();
+    let url = format!("https://127.0.0.1:{port}/mcp");
+    let ca = certs.join("ca.pem");
+
+    let mut cmd = Command::new(std::env::var("PYTHON").unwrap_or_else(|_| "python3".into()));
+    cmd.arg(repo_root().join("tests/clients/tls_client.py"))
+        .arg(&url)
+        .arg(&ca);
+    let (ok, out) = tokio::task::spawn_blocking(move || run_with_timeout(&mut cmd, Duration::from_secs(120)))
+        .await
+        .expect("join")
+        .expect("run client");
+    assert!(ok && out.contains("PASS"), "python client over https:\n{out}");
+
+    let (cn, alpn) = presented(port, &ca);
+    assert_eq!(cn, "first");
+    assert_eq!(alpn, "h2", "HTTP/2 offered by ALPN");
+    // Plain HTTP on the TLS port gets no answer.
+    let plain = http_client()
+        .get(format!("http://127.0.0.1:{port}/health"))
+        .send()
+        .await;
+    assert!(plain.is_err() || !plain.expect("r").status().is_success());
+
+    // A broken file and SIGHUP: the certificate in use stays.
+    std::fs::write(&cert, "not a certificate").expect("write");
+    seeded.gw.native().signal("HUP").expect("SIGHUP");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(presented(port, &ca).0, "first");
+    // A renewed one and SIGHUP: in use for the next connection, no restart.
+    certificates(&certs.0, "second");
+    std::fs::copy(certs.join("second.pem"), &cert).expect("copy");
+    std::fs::copy(certs.join("second.key"), &key).expect("copy");
+    seeded.gw.native().signal("HUP").expect("SIGHUP");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while presented(port, &ca).0 != "second" {
+        assert!(Instant::now() < deadline, "the renewed certificate was not put in use");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let log = seeded.gw.native().read_log(Duration::from_millis(200)).join("");
+    let all = seeded.gw.native().log.join("");
+    assert!(all.contains("TLS certificate not reloaded"), "{log}");
+    assert!(all.contains("TLS certificate reloaded"), "{log}");
+}
