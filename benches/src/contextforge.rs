@@ -200,6 +200,39 @@ pub(crate) fn rss_mb(pids: &[u32]) -> f64 {
     kib as f64 / 1024.0
 }
 
+/// `tools/call` of `echo` at every target in turn, `n` calls each at concurrency `c`, over a
+/// warm-up round and `ROUNDS` measured ones: the median phase of each target, with the CPU its
+/// process tree spent per call.
+pub(crate) async fn interleaved(
+    http: &reqwest::Client,
+    targets: &[Target],
+    n: usize,
+    c: usize,
+) -> anyhow::Result<Vec<Phase>> {
+    let mut rounds: Vec<Vec<Phase>> = vec![];
+    for round in 0..=ROUNDS {
+        let mut phases = vec![];
+        for (k, t) in targets.iter().enumerate() {
+            let count = if round == 0 { (n / 10).max(50) } else { n };
+            let base = (round * 10 + k) as u64 * 10_000_000;
+            let before = cpu_of(&t.pids);
+            let (h, t2) = (http.clone(), t.clone());
+            let mut phase = run_phase(t.name, count, c, Duration::from_secs(300), move |i| {
+                let (h, t) = (h.clone(), t2.clone());
+                async move { echo(&h, &t, base + i).await }
+            })
+            .await?;
+            let used = cpu_of(&t.pids) - before;
+            phase.cpu_us = Some([used * 1e6 / phase.requests.max(1) as f64, 0.0]);
+            phases.push(phase);
+        }
+        if round > 0 {
+            rounds.push(phases); // round 0 warms up
+        }
+    }
+    Ok(medians(rounds))
+}
+
 /// `--contextforge`: the comparison, `n` calls per phase per round at concurrency `c`.
 pub async fn contextforge_bench(n: usize, c: usize) -> anyhow::Result<Value> {
     let bin: PathBuf = std::env::var("MCPGW_CONTEXTFORGE")
@@ -280,28 +313,7 @@ pub async fn contextforge_bench(n: usize, c: usize) -> anyhow::Result<Value> {
             pids: cf_pids.clone(),
         },
     ];
-    let mut rounds: Vec<Vec<Phase>> = vec![];
-    for round in 0..=ROUNDS {
-        let mut phases = vec![];
-        for (k, t) in targets.iter().enumerate() {
-            let count = if round == 0 { (n / 10).max(50) } else { n };
-            let base = (round * 10 + k) as u64 * 10_000_000;
-            let before = cpu_of(&t.pids);
-            let (h, t2) = (http.clone(), t.clone());
-            let mut phase = run_phase(t.name, count, c, Duration::from_secs(300), move |i| {
-                let (h, t) = (h.clone(), t2.clone());
-                async move { echo(&h, &t, base + i).await }
-            })
-            .await?;
-            let used = cpu_of(&t.pids) - before;
-            phase.cpu_us = Some([used * 1e6 / phase.requests.max(1) as f64, 0.0]);
-            phases.push(phase);
-        }
-        if round > 0 {
-            rounds.push(phases); // round 0 warms up
-        }
-    }
-    let phases = medians(rounds);
+    let phases = interleaved(&http, &targets, n, c).await?;
     let rss_after = (rss_mb(&gw_pids), rss_mb(&cf_pids));
     let base = &phases[0];
     println!("\nmcpgw versus ContextForge ({}): tools/call of server-everything's echo, concurrency {c}, {} calls per phase per round, median of {ROUNDS} interleaved rounds:\n", cf_version(&bin), base.requests);

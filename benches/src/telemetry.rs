@@ -5,15 +5,13 @@
 //! the batches). Reported: throughput, its ratio to metrics off, p50/p99, and each gateway's CPU
 //! per call; the baseline of the same run is the upstream called directly.
 
-use std::time::Duration;
-
 use anyhow::Context;
 use mcpgw_e2e::{Fixture, GatewayProcess, TempDir};
 use serde_json::{json, Value};
 
-use crate::contextforge::{echo, rss_mb, Target};
-use crate::stateless::{cpu_of, tree};
-use crate::{load_client, medians, open_session, run_phase, Phase, ROUNDS};
+use crate::contextforge::{interleaved, rss_mb, Target};
+use crate::stateless::tree;
+use crate::{load_client, open_session, ROUNDS};
 
 /// A sink for OTLP export requests on 127.0.0.1: counts spans, keeps nothing.
 async fn otlp_sink() -> anyhow::Result<(String, std::sync::Arc<std::sync::atomic::AtomicU64>)> {
@@ -90,28 +88,7 @@ pub async fn telemetry_bench(n: usize, c: usize) -> anyhow::Result<Value> {
             pids: tree(gw.pid()),
         });
     }
-    let mut rounds: Vec<Vec<Phase>> = vec![];
-    for round in 0..=ROUNDS {
-        let mut phases = vec![];
-        for (k, t) in targets.iter().enumerate() {
-            let count = if round == 0 { (n / 10).max(50) } else { n };
-            let base = (round * 10 + k) as u64 * 10_000_000;
-            let before = cpu_of(&t.pids);
-            let (h, t2) = (http.clone(), t.clone());
-            let mut phase = run_phase(t.name, count, c, Duration::from_secs(300), move |i| {
-                let (h, t) = (h.clone(), t2.clone());
-                async move { echo(&h, &t, base + i).await }
-            })
-            .await?;
-            let used = cpu_of(&t.pids) - before;
-            phase.cpu_us = Some([used * 1e6 / phase.requests.max(1) as f64, 0.0]);
-            phases.push(phase);
-        }
-        if round > 0 {
-            rounds.push(phases);
-        }
-    }
-    let phases = medians(rounds);
+    let phases = interleaved(&http, &targets, n, c).await?;
     let off = &phases[1];
     println!(
         "\nmetrics and tracing on the hot path: tools/call of server-everything's echo through /mcp, concurrency {c}, {} calls per phase per round, median of {ROUNDS} interleaved rounds:\n",
