@@ -180,6 +180,7 @@ impl Gateway {
             launcher: ports.launcher,
             max_bytes: config.max_upstream_response_bytes,
             linger_ms: config.standalone_linger_ms,
+            telemetry: telemetry.clone(),
         };
         let fed = Federation::new(
             registry.clone(),

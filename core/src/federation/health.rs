@@ -9,6 +9,25 @@ use serde::Serialize;
 
 use crate::upstream::UpstreamError;
 
+/// A health check's ping, its round trip counted (`mcpgw_upstream_request_duration_seconds`
+/// with the method `ping`) whatever the upstream's era calls it.
+pub(crate) async fn timed_ping(
+    link: &crate::upstream::Link,
+    timeout_ms: u64,
+    t: &crate::observe::Telemetry,
+    upstream: &str,
+) -> Result<(), UpstreamError> {
+    let started = t.now_us();
+    let r = link.ping(timeout_ms).await;
+    let outcome = if r.is_ok() { "ok" } else { "error" };
+    t.elapsed(
+        &crate::observe::metrics::UPSTREAM_DURATION,
+        &[upstream, "ping", outcome],
+        started,
+    );
+    r
+}
+
 /// One upstream's health.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Health {

@@ -767,7 +767,7 @@ impl Federation {
             // A due check finds the circuit's retry delay over too: it may always try.
             let timeout = self.timeout_of(&up.def).min(10_000);
             let ok = match self.link_for(None, up).await {
-                Ok(link) => match link.ping(timeout).await {
+                Ok(link) => match health::timed_ping(&link, timeout, &self.net.telemetry, &up.def.name).await {
                     Ok(()) => true,
                     Err(e) => {
                         self.record_failure(&up.id, &e);

@@ -85,6 +85,8 @@ pub(crate) struct Net {
     pub max_bytes: usize,
     /// How long a standalone stream with nothing to keep it stays open (see [`Link::listen`]).
     pub linger_ms: u64,
+    /// Health checks' round trips are timed here.
+    pub telemetry: crate::observe::Telemetry,
 }
 
 /// Who the gateway says it is when it opens a link: the client's capabilities and identity for

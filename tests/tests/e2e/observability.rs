@@ -122,7 +122,9 @@ async fn setup(extra_env: &[(&str, &str)]) -> Setup {
         ("MCPGW_RATE_LIMIT_MCP", "20/60"),
     ];
     env.extend_from_slice(extra_env);
-    let gw = start_target_with(&dir, &[], &env).expect("start gateway");
+    // Health checks every second (natively the upkeep runs them), so their pings are timed too.
+    let settings = ["--health-check-secs", "1", "--upkeep-secs", "1"];
+    let gw = start_target_with(&dir, &settings, &env).expect("start gateway");
     let admin = token("ops", "mcpgw:admin");
     let url = gw.url().to_string();
     create(
@@ -241,6 +243,11 @@ async fn metrics_count_what_the_python_sdk_did() {
             1.0,
         ),
         ("mcpgw_upstream_up{upstream=\"fixture\"}".to_string(), 1.0),
+        (
+            "clamp_max(mcpgw_upstream_request_duration_seconds_count{upstream=\"fixture\",method=\"ping\",outcome=\"ok\"}, 1)"
+                .to_string(),
+            1.0,
+        ),
         (
             "mcpgw_registry_entries{kind=\"tool\",origin=\"federated\"}".to_string(),
             federated_tools as f64,
