@@ -6,7 +6,9 @@
 //!
 //! Host names are resolved here and the addresses the SSRF policy refuses are dropped, so a
 //! public name pointing (or re-pointed) at an internal address cannot reach it; literal
-//! addresses were checked by the core. Plain `http://` only: this build carries no TLS.
+//! addresses were checked by the core. `https://` goes over rustls, checked against the Mozilla
+//! roots (webpki-roots) and the certificates of the file `SSL_CERT_FILE` names, if set (a
+//! private CA).
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -41,9 +43,39 @@ struct Idle {
     since: Instant,
 }
 
+/// Where a connection goes: over TLS or not, and to which host and port.
+type Key = (bool, Authority);
+
 struct Pool {
     policy: NetPolicy,
-    idle: Mutex<HashMap<Authority, Vec<Idle>>>,
+    idle: Mutex<HashMap<Key, Vec<Idle>>>,
+    /// Made on the first https request.
+    tls: std::sync::OnceLock<Result<tokio_rustls::TlsConnector, String>>,
+}
+
+/// The TLS client: HTTP/1.1 over rustls (ring), the Mozilla roots and `SSL_CERT_FILE`'s.
+fn tls_connector() -> Result<tokio_rustls::TlsConnector, String> {
+    use rustls_pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::from_iter(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    if let Some(file) = std::env::var_os("SSL_CERT_FILE") {
+        let certs = rustls_pki_types::CertificateDer::pem_file_iter(&file)
+            .map_err(|e| format!("SSL_CERT_FILE {}: {e}", file.to_string_lossy()))?;
+        for c in certs {
+            let c = c.map_err(|e| format!("SSL_CERT_FILE {}: {e}", file.to_string_lossy()))?;
+            roots
+                .add(c)
+                .map_err(|e| format!("SSL_CERT_FILE {}: {e}", file.to_string_lossy()))?;
+        }
+    }
+    #[allow(deprecated)] // ring has no post-quantum key exchange (see tls.rs)
+    let provider = rustls::crypto::ring::default_provider();
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(provider))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
 }
 
 /// The native [`HttpClient`].
@@ -58,6 +90,7 @@ impl HyperClient {
             pool: Arc::new(Pool {
                 policy,
                 idle: Mutex::new(HashMap::new()),
+                tls: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -70,12 +103,12 @@ impl HyperClient {
 }
 
 impl Pool {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Authority, Vec<Idle>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Key, Vec<Idle>>> {
         self.idle.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The most recently used live connection to `key`, if one waits.
-    fn take(&self, key: &Authority) -> Option<Sender> {
+    fn take(&self, key: &Key) -> Option<Sender> {
         let mut idle = self.lock();
         let list = idle.get_mut(key)?;
         while let Some(i) = list.pop() {
@@ -88,7 +121,7 @@ impl Pool {
 
     /// Keeps a connection whose response was read (or dropped: hyper then drains the rest of the
     /// body if it has arrived, or closes the connection, which the next `take` skips).
-    fn put(&self, key: Authority, tx: Sender) {
+    fn put(&self, key: Key, tx: Sender) {
         if tx.is_closed() {
             return;
         }
@@ -130,8 +163,8 @@ impl Pool {
     }
 
     /// A new connection to `authority`, its driver spawned.
-    async fn connect(&self, authority: &Authority) -> Result<Sender, HttpError> {
-        let port = authority.port_u16().unwrap_or(80);
+    async fn connect(&self, (tls, authority): &Key) -> Result<Sender, HttpError> {
+        let port = authority.port_u16().unwrap_or(if *tls { 443 } else { 80 });
         let mut last = HttpError::Connect(format!("{authority}: no address"));
         for addr in self.addresses(authority.host(), port).await? {
             let stream = match tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(addr)).await {
@@ -147,16 +180,44 @@ impl Pool {
             };
             // Requests are small and written whole: Nagle would only delay them.
             let _ = stream.set_nodelay(true);
-            let (tx, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-                .await
-                .map_err(|e| HttpError::Connect(format!("{authority}: {e}")))?;
-            tokio::spawn(async move {
-                let _ = conn.await;
-            });
-            return Ok(tx);
+            if !*tls {
+                return handshake(TokioIo::new(stream), authority).await;
+            }
+            let connector = self
+                .tls
+                .get_or_init(tls_connector)
+                .clone()
+                .map_err(HttpError::Connect)?;
+            let host = authority.host().trim_start_matches('[').trim_end_matches(']');
+            let name = rustls_pki_types::ServerName::try_from(host.to_string())
+                .map_err(|e| HttpError::InvalidUrl(format!("{authority}: {e}")))?;
+            let stream = match tokio::time::timeout(CONNECT_TIMEOUT, connector.connect(name, stream)).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => return Err(HttpError::Connect(format!("{authority} ({addr}): TLS: {e}"))),
+                Err(_) => {
+                    return Err(HttpError::Connect(format!(
+                        "{authority} ({addr}): no TLS handshake within 10 s"
+                    )))
+                }
+            };
+            return handshake(TokioIo::new(stream), authority).await;
         }
         Err(last)
     }
+}
+
+/// HTTP/1.1 on a connected stream, its driver spawned.
+async fn handshake<T>(io: TokioIo<T>, authority: &Authority) -> Result<Sender, HttpError>
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (tx, conn) = hyper::client::conn::http1::handshake(io)
+        .await
+        .map_err(|e| HttpError::Connect(format!("{authority}: {e}")))?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(tx)
 }
 
 #[async_trait]
@@ -166,12 +227,11 @@ impl HttpClient for HyperClient {
             .url
             .parse()
             .map_err(|e| HttpError::InvalidUrl(format!("{}: {e}", r.url)))?;
-        if uri.scheme_str() != Some("http") {
-            return Err(HttpError::InvalidUrl(format!(
-                "{}: only http:// is supported by this build",
-                r.url
-            )));
-        }
+        let tls = match uri.scheme_str() {
+            Some("http") => false,
+            Some("https") => true,
+            _ => return Err(HttpError::InvalidUrl(format!("{}: only http:// and https://", r.url))),
+        };
         let Some(authority) = uri.authority().cloned() else {
             return Err(HttpError::InvalidUrl(format!("{}: no host", r.url)));
         };
@@ -197,9 +257,10 @@ impl HttpClient for HyperClient {
         // A kept-alive connection may have been closed by the server meanwhile: a request it
         // could not take is sent on the next one, or on a new connection.
         loop {
-            let (mut tx, reused) = match self.pool.take(&authority) {
+            let key = (tls, authority.clone());
+            let (mut tx, reused) = match self.pool.take(&key) {
                 Some(tx) => (tx, true),
-                None => (self.pool.connect(&authority).await?, false),
+                None => (self.pool.connect(&key).await?, false),
             };
             if let Err(e) = tx.ready().await {
                 if reused {
@@ -212,7 +273,7 @@ impl HttpClient for HyperClient {
                     let (head, body) = resp.into_parts();
                     let body = PooledBody {
                         body,
-                        slot: Some((self.pool.clone(), authority, tx)),
+                        slot: Some((self.pool.clone(), key, tx)),
                     };
                     return Ok(InboundResponse {
                         status: head.status,
@@ -234,7 +295,7 @@ impl HttpClient for HyperClient {
 /// A response body that gives its connection back to the pool when it ends or is dropped.
 struct PooledBody {
     body: Incoming,
-    slot: Option<(Arc<Pool>, Authority, Sender)>,
+    slot: Option<(Arc<Pool>, Key, Sender)>,
 }
 
 impl PooledBody {
@@ -395,11 +456,13 @@ mod tests {
     #[tokio::test]
     async fn bad_urls_and_refused_connections_are_errors() {
         let client = HyperClient::new(NetPolicy::default());
-        let e = client.send(get("https://127.0.0.1:1/")).await.err().unwrap();
+        let e = client.send(get("ftp://127.0.0.1:1/")).await.err().unwrap();
         assert!(
-            matches!(e, HttpError::InvalidUrl(ref m) if m.contains("only http://")),
+            matches!(e, HttpError::InvalidUrl(ref m) if m.contains("only http:// and https://")),
             "{e:?}"
         );
+        let e = client.send(get("https://127.0.0.1:1/")).await.err().unwrap();
+        assert!(matches!(e, HttpError::Connect(_)), "{e:?}");
         let e = client.send(get("not a url")).await.err().unwrap();
         assert!(matches!(e, HttpError::InvalidUrl(_)), "{e:?}");
         let port = std::net::TcpListener::bind("127.0.0.1:0")

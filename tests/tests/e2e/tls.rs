@@ -193,3 +193,87 @@ async fn the_python_sdk_uses_the_gateway_over_https_and_sighup_renews_the_certif
     assert!(all.contains("TLS certificate not reloaded"), "{log}");
     assert!(all.contains("TLS certificate reloaded"), "{log}");
 }
+
+/// A REST backend over https (`tests/fixture/https_backend.py`), stopped on drop.
+struct HttpsBackend {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl HttpsBackend {
+    fn start(cert: &Path, key: &Path) -> Self {
+        use std::io::BufRead;
+        let mut child = Command::new(std::env::var("PYTHON").unwrap_or_else(|_| "python3".into()))
+            .arg(repo_root().join("tests/fixture/https_backend.py"))
+            .arg(cert)
+            .arg(key)
+            .stdout(std::process::Stdio::piped())
+            .stdin(std::process::Stdio::null())
+            .spawn()
+            .expect("https backend");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("port");
+        let port = line.trim().parse().expect("a port");
+        Self { child, port }
+    }
+}
+
+impl Drop for HttpsBackend {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn https_tools_are_reached_when_their_certificate_is_trusted() {
+    if target() == Target::Edge {
+        return skip(
+            "tls::https_tools_are_reached_when_their_certificate_is_trusted",
+            "the edge's fetch checks certificates against Cloudflare's roots",
+        );
+    }
+    let certs = TempDir::new("tls-backend");
+    certificates(&certs.0, "backend");
+    let backend = HttpsBackend::start(&certs.join("backend.pem"), &certs.join("backend.key"));
+    let tool = serde_json::json!({"name": "secure", "url": format!("https://127.0.0.1:{}/secure", backend.port)});
+    let call = serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+        "params": {"name": "secure", "arguments": {}}});
+    let ca = certs.join("ca.pem");
+    for (trusted, env) in [
+        (true, vec![("SSL_CERT_FILE", ca.to_str().expect("utf-8"))]),
+        (false, vec![]),
+    ] {
+        let dir = TempDir::new("tls-client");
+        let gw = start_target_with(&dir, &[], &env).expect("start gateway");
+        let r = http_client()
+            .post(format!("{}/tools", gw.url()))
+            .json(&tool)
+            .send()
+            .await
+            .expect("create");
+        assert_eq!(r.status(), 201);
+        let v: serde_json::Value = http_client()
+            .post(format!("{}/rpc", gw.url()))
+            .json(&call)
+            .send()
+            .await
+            .expect("call")
+            .json()
+            .await
+            .expect("json");
+        let text = v["result"]["content"][0]["text"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        if trusted {
+            let body: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+            assert_eq!(body, serde_json::json!({"path": "/secure", "over": "https"}), "{v}");
+        } else {
+            assert_eq!(v["result"]["isError"], true, "an untrusted certificate is refused: {v}");
+            assert!(text.contains("certificate") || text.contains("TLS"), "{v}");
+        }
+    }
+}
