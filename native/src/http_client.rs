@@ -67,9 +67,7 @@ fn tls_connector() -> Result<tokio_rustls::TlsConnector, String> {
                 .map_err(|e| format!("SSL_CERT_FILE {}: {e}", file.to_string_lossy()))?;
         }
     }
-    #[allow(deprecated)] // ring has no post-quantum key exchange (see tls.rs)
-    let provider = rustls::crypto::ring::default_provider();
-    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(provider))
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(crate::tls::default_provider()))
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?
         .with_root_certificates(roots)

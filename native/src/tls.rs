@@ -1,6 +1,6 @@
-//! TLS for the listener (`--tls-cert`, `--tls-key`): rustls with ring, ALPN for HTTP/2 and
-//! HTTP/1.1, the certificate read again on SIGHUP (a renewed certificate without a restart; a
-//! file that does not load leaves the one in use).
+//! TLS for the listener (`--tls-cert`, `--tls-key`): rustls with ring (the provider the outbound
+//! client uses too), ALPN for HTTP/2 and HTTP/1.1, the certificate read again on SIGHUP (a
+//! renewed certificate without a restart; a file that does not load leaves the one in use).
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
@@ -24,7 +24,7 @@ pub struct Certificate {
 /// The crypto provider: ring, which builds with a C compiler alone (aws-lc-rs needs cmake). Its
 /// key exchange has no post-quantum group, which is why rustls marks it deprecated.
 #[allow(deprecated)]
-fn default_provider() -> CryptoProvider {
+pub fn default_provider() -> CryptoProvider {
     rustls::crypto::ring::default_provider()
 }
 

@@ -872,6 +872,20 @@ pub fn node_bin() -> PathBuf {
 }
 
 /// Runs a command to completion with a deadline; returns (success, stdout + stderr). A command
+/// The Python the suite's clients and fixtures run with (`PYTHON`, else `python3`).
+pub fn python() -> Command {
+    Command::new(std::env::var("PYTHON").unwrap_or_else(|_| "python3".into()))
+}
+
+/// [`run_with_timeout`] off the async runtime, so servers on the test's own runtime (a REST
+/// backend, a receiver) go on answering the command meanwhile.
+pub async fn run_blocking(mut cmd: Command, timeout: Duration) -> (bool, String) {
+    tokio::task::spawn_blocking(move || run_with_timeout(&mut cmd, timeout))
+        .await
+        .expect("join")
+        .expect("run the command")
+}
+
 /// still running at the deadline is not a success ("TIMED OUT" heads its output).
 pub fn run_with_timeout(cmd: &mut Command, timeout: Duration) -> anyhow::Result<(bool, String)> {
     let (status, output) = run_until_exit(cmd, timeout)?;
@@ -1038,7 +1052,7 @@ impl Fixture {
     /// Starts the Python SDK upstream (`tests/fixture/py_server.py`, streamable HTTP at
     /// `{url}/mcp`), logging calls to `calls_log` if given.
     pub fn python(calls_log: Option<&Path>) -> Self {
-        let mut cmd = Command::new(std::env::var("PYTHON").unwrap_or_else(|_| "python3".into()));
+        let mut cmd = python();
         cmd.arg(repo_root().join("tests/fixture/py_server.py"));
         if let Some(log) = calls_log {
             cmd.arg("--calls-log").arg(log);

@@ -56,7 +56,7 @@ pub(super) fn forward(
     f: &Federated,
     req: &Request,
     method: Method,
-    params: Map<String, Value>,
+    mut params: Map<String, Value>,
 ) -> Reply {
     let up = f.upstream.clone();
     let asks = ctx.modern.is_some() && matches!(method, Method::ToolsCall | Method::PromptsGet | Method::ResourcesRead);
@@ -65,14 +65,12 @@ pub(super) fn forward(
         .then(|| e.binding(ctx, req))
         .flatten();
     // A tool's parameters marked `x-mcp-header` go in headers too (SEP-2243).
-    let headers = match (method, f.listing.contains("x-mcp-header")) {
+    let mut headers = match (method, f.listing.contains("x-mcp-header")) {
         (Method::ToolsCall, true) => serde_json::from_str::<Value>(&f.listing)
             .map(|t| param_headers(&t, params.get("arguments").unwrap_or(&Value::Null)))
             .unwrap_or_default(),
         _ => http::HeaderMap::new(),
     };
-    let mut params = params;
-    let mut headers = headers;
     // The request's trace goes on: a span of its own for the upstream call, named in the
     // `traceparent` header and in `_meta`.
     let trace = ctx.trace.as_ref().map(|t| t.child(e.telemetry.ids()));

@@ -60,39 +60,15 @@ pub(super) fn responder(
     }
 }
 
-/// Whether a `tools/call` result (as JSON text) says the tool failed (`"isError": true` at its
-/// top level).
+/// Whether a `tools/call` result (as JSON text) says the tool failed: its top-level
+/// `"isError": true`, read without building the result (other members are skipped).
 fn is_tool_error(result: &str) -> bool {
-    let mut depth = 0usize;
-    let b = result.as_bytes();
-    let mut i = 0;
-    let mut in_str = false;
-    while i < b.len() {
-        let c = b[i];
-        if in_str {
-            match c {
-                b'\\' => i += 1,
-                b'"' => in_str = false,
-                _ => {}
-            }
-        } else {
-            match c {
-                b'{' | b'[' => depth += 1,
-                b'}' | b']' => depth = depth.saturating_sub(1),
-                b'"' if depth == 1 && result[i..].starts_with("\"isError\"") => {
-                    let rest = result[i + 9..].trim_start();
-                    if let Some(v) = rest.strip_prefix(':') {
-                        return v.trim_start().starts_with("true");
-                    }
-                    in_str = true;
-                }
-                b'"' => in_str = true,
-                _ => {}
-            }
-        }
-        i += 1;
+    #[derive(serde::Deserialize)]
+    struct Flag {
+        #[serde(rename = "isError", default)]
+        is_error: bool,
     }
-    false
+    serde_json::from_str::<Flag>(result).is_ok_and(|f| f.is_error)
 }
 
 /// What counts a request's outcome (and times it), when metrics are on.

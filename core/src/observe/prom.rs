@@ -105,16 +105,12 @@ impl PromRegistry {
         let _ = writeln!(out, "# HELP {} {}\n# TYPE {} {kind}", m.name, m.help, m.name);
     }
 
-    fn write_series(m: &Metric, key: &str, s: &Series, out: &mut String) {
-        let values: Vec<&str> = if m.labels.is_empty() {
-            Vec::new()
-        } else {
-            key.split('\u{1}').collect()
-        };
+    /// One series; `values` are its label values, in the metric's order.
+    fn write_series(m: &Metric, values: &[&str], s: &Series, out: &mut String) {
         match s {
             Series::Counter(v) => {
                 out.push_str(m.name);
-                label_set(m.labels, &values, None, out);
+                label_set(m.labels, values, None, out);
                 out.push(' ');
                 number(*v, out);
                 out.push('\n');
@@ -126,15 +122,15 @@ impl PromRegistry {
                     cumulative += buckets.get(i).copied().unwrap_or(0);
                     let n = if i == BUCKETS.len() { *count } else { cumulative };
                     let _ = write!(out, "{}_bucket", m.name);
-                    label_set(m.labels, &values, Some(("le", &le)), out);
+                    label_set(m.labels, values, Some(("le", &le)), out);
                     let _ = writeln!(out, " {n}");
                 }
                 let _ = write!(out, "{}_sum", m.name);
-                label_set(m.labels, &values, None, out);
+                label_set(m.labels, values, None, out);
                 out.push(' ');
                 number(*sum, out);
                 let _ = write!(out, "\n{}_count", m.name);
-                label_set(m.labels, &values, None, out);
+                label_set(m.labels, values, None, out);
                 let _ = writeln!(out, " {count}");
             }
         }
@@ -183,7 +179,7 @@ impl Recorder for PromRegistry {
             if !sampled.is_empty() {
                 for s in sampled {
                     let values: Vec<&str> = s.labels.iter().map(String::as_str).collect();
-                    Self::write_series(m, &values.join("\u{1}"), &Series::Counter(s.value), out);
+                    Self::write_series(m, &values, &Series::Counter(s.value), out);
                 }
                 continue;
             }
@@ -192,7 +188,12 @@ impl Recorder for PromRegistry {
             let mut keys: Vec<&String> = map.keys().collect();
             keys.sort();
             for k in keys {
-                Self::write_series(m, k, &map[k], out);
+                let values: Vec<&str> = if m.labels.is_empty() {
+                    Vec::new()
+                } else {
+                    k.split('\u{1}').collect()
+                };
+                Self::write_series(m, &values, &map[k], out);
             }
         }
         for c in &self.collectors {

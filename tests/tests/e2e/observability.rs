@@ -53,17 +53,14 @@ async fn create(url: &str, admin: &str, collection: &str, body: &Value) {
 /// tools the upstream federates.
 async fn traffic(url: &str, admin: &str) -> usize {
     let alice = token("alice", "mcpgw:client");
-    let mut cmd = Command::new(std::env::var("PYTHON").unwrap_or_else(|_| "python3".into()));
+    let mut cmd = python();
     cmd.arg(repo_root().join("tests/clients/metrics_client.py"))
         .arg(format!("{url}/mcp"))
         .arg(FEDERATED)
         .arg("weather")
         .env("MCPGW_TOKEN", &alice);
     // The REST backend runs on this test's runtime: the client is waited for off it.
-    let (ok, out) = tokio::task::spawn_blocking(move || run_with_timeout(&mut cmd, Duration::from_secs(120)))
-        .await
-        .expect("join")
-        .expect("run client");
+    let (ok, out) = run_blocking(cmd, Duration::from_secs(120)).await;
     assert!(ok && out.contains("PASS"), "python client:\n{out}");
 
     let ping = json!({"jsonrpc": "2.0", "id": 1, "method": "ping"});
@@ -356,18 +353,8 @@ fn the_shipped_alert_rules_pass_promtool() {
         .find(|p| std::path::Path::new(p).exists())
         .expect("promtool is not installed (the test command installs Debian's prometheus)");
     let rules = repo_root().join("deploy/prometheus/alerts.yml");
-    let out = Command::new(promtool)
-        .arg("check")
-        .arg("rules")
-        .arg(&rules)
-        .output()
-        .expect("promtool");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "{text}");
+    let (ok, text) = promtool_run(promtool, &["check", "rules"], &rules);
+    assert!(ok, "{text}");
     // Every alert the issue names is there.
     let doc = std::fs::read_to_string(&rules).expect("rules");
     for alert in [
@@ -381,18 +368,19 @@ fn the_shipped_alert_rules_pass_promtool() {
     }
     // The rules' unit tests (promtool test rules) pass too.
     let tests = repo_root().join("deploy/prometheus/alerts_test.yml");
-    let out = Command::new(promtool)
-        .arg("test")
-        .arg("rules")
-        .arg(&tests)
-        .output()
-        .expect("promtool");
+    let (ok, text) = promtool_run(promtool, &["test", "rules"], &tests);
+    assert!(ok, "{text}");
+}
+
+/// `promtool <args> <file>`: whether it passed, and what it printed.
+fn promtool_run(promtool: &str, args: &[&str], file: &std::path::Path) -> (bool, String) {
+    let out = Command::new(promtool).args(args).arg(file).output().expect("promtool");
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(out.status.success(), "{text}");
+    (out.status.success(), text)
 }
 
 /// Receives OTLP/HTTP JSON export requests on 127.0.0.1; keeps every span.

@@ -4,7 +4,6 @@
 //! admin token: no server error, and every answer's status, content type and body as the document
 //! says. (Core's route test checks the other direction: no route the document lacks.)
 
-use std::process::Command;
 use std::time::Duration;
 
 use mcpgw_e2e::*;
@@ -19,10 +18,6 @@ fn admin() -> String {
         SECRET,
         json!({"sub": "ops", "iss": "mcpgw", "aud": "mcpgw", "exp": unix_now() + 600, "scope": "mcpgw:admin"}),
     )
-}
-
-fn python() -> String {
-    std::env::var("PYTHON").unwrap_or_else(|_| "python3".into())
 }
 
 #[tokio::test]
@@ -42,7 +37,7 @@ async fn the_document_is_served_valid_and_its_methods_are_the_routes() {
 
     let saved = dir.join("openapi.json");
     std::fs::write(&saved, &text).expect("write");
-    let out = Command::new(python())
+    let out = python()
         .args(["-m", "openapi_spec_validator"])
         .arg(&saved)
         .output()
@@ -97,7 +92,7 @@ async fn schemathesis_finds_no_server_error_and_no_answer_off_the_document() {
     let url = gw.url().to_string();
     let token = admin();
     let report = dir.join("report.json");
-    let mut cmd = Command::new(python());
+    let mut cmd = python();
     cmd.args(["-m", "schemathesis.cli", "run"])
         .arg(format!("{url}/openapi.json"))
         .arg("-H")
@@ -123,10 +118,7 @@ async fn schemathesis_finds_no_server_error_and_no_answer_off_the_document() {
         .arg("--report-json-path")
         .arg(&report)
         .current_dir(&dir.0);
-    let (ok, out) = tokio::task::spawn_blocking(move || run_with_timeout(&mut cmd, Duration::from_secs(600)))
-        .await
-        .expect("join")
-        .expect("schemathesis");
+    let (ok, out) = run_blocking(cmd, Duration::from_secs(600)).await;
     let tail: String = out
         .lines()
         .rev()

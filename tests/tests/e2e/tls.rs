@@ -153,14 +153,11 @@ async fn the_python_sdk_uses_the_gateway_over_https_and_sighup_renews_the_certif
     let url = format!("https://127.0.0.1:{port}/mcp");
     let ca = certs.join("ca.pem");
 
-    let mut cmd = Command::new(std::env::var("PYTHON").unwrap_or_else(|_| "python3".into()));
+    let mut cmd = python();
     cmd.arg(repo_root().join("tests/clients/tls_client.py"))
         .arg(&url)
         .arg(&ca);
-    let (ok, out) = tokio::task::spawn_blocking(move || run_with_timeout(&mut cmd, Duration::from_secs(120)))
-        .await
-        .expect("join")
-        .expect("run client");
+    let (ok, out) = run_blocking(cmd, Duration::from_secs(120)).await;
     assert!(ok && out.contains("PASS"), "python client over https:\n{out}");
 
     let (cn, alpn) = presented(port, &ca);
@@ -203,7 +200,7 @@ struct HttpsBackend {
 impl HttpsBackend {
     fn start(cert: &Path, key: &Path) -> Self {
         use std::io::BufRead;
-        let mut child = Command::new(std::env::var("PYTHON").unwrap_or_else(|_| "python3".into()))
+        let mut child = python()
             .arg(repo_root().join("tests/fixture/https_backend.py"))
             .arg(cert)
             .arg(key)
