@@ -563,13 +563,18 @@ impl Gateway {
 
     /// The virtual server `id` names, if it exists and the caller holds its scope.
     async fn virtual_server(&self, req: &Request<Bytes>, id: &str) -> Result<Arc<Server>, Box<Response<Body>>> {
-        let snapshot = self.s.registry.snapshot().await.map_err(|e| {
-            Box::new(rpc_error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                None,
-                RpcError::internal(e.to_string()),
-            ))
-        })?;
+        let snapshot = self
+            .s
+            .registry
+            .snapshot_having(|s| s.server(id).is_some())
+            .await
+            .map_err(|e| {
+                Box::new(rpc_error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    None,
+                    RpcError::internal(e.to_string()),
+                ))
+            })?;
         let Some(server) = snapshot.server(id).cloned() else {
             return Err(Box::new(rpc_error(
                 StatusCode::NOT_FOUND,

@@ -1421,9 +1421,17 @@ pub struct RedisServer {
 impl RedisServer {
     /// Starts it on a free port and waits until it accepts connections.
     pub fn start() -> anyhow::Result<Self> {
-        // The probe listener is closed before the server binds the port.
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-        Self::start_on(port)
+        // The probe listener is closed before the server binds the port, so another process
+        // may take it in between: then again on another port.
+        let mut last = None;
+        for _ in 0..3 {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+            match Self::start_on(port) {
+                Ok(s) => return Ok(s),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| anyhow::anyhow!("redis-server did not start")))
     }
 
     /// [`RedisServer::start`] on `port` (to start one again where it was).

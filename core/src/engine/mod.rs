@@ -14,7 +14,6 @@ mod mrtr;
 mod outcome;
 mod stateless;
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use futures::{stream, StreamExt};
@@ -102,7 +101,6 @@ pub(crate) struct Engine {
     /// Seals 2026-07-28 upstreams' own `requestState` for their clients.
     envelope: Option<Arc<Envelope>>,
     /// When a lookup miss last forced a registry re-read (ms since the epoch).
-    last_miss_reload: AtomicU64,
     /// Requests and tool calls are counted here.
     telemetry: Telemetry,
 }
@@ -148,7 +146,6 @@ impl Engine {
             clock: clock.clone(),
             mrtr: None,
             envelope: None,
-            last_miss_reload: AtomicU64::new(0),
             telemetry: Telemetry::off(clock.clone()),
         }
     }
@@ -380,22 +377,13 @@ impl Engine {
             .map_err(|e| RpcError::internal(e.to_string()))
     }
 
-    /// The snapshot, re-read from the store when `has` finds nothing in the cached one (at most
-    /// every 250 ms): an entry created a moment ago elsewhere (by the Worker in front of this
-    /// Durable Object, or another instance) is found at once, not after the cache expires.
+    /// The snapshot, re-read at once when `has` finds nothing in the cached one (see
+    /// [`Registry::snapshot_having`]).
     async fn snapshot_having(&self, has: impl Fn(&Snapshot) -> bool) -> Result<Arc<Snapshot>, RpcError> {
-        let snap = self.snapshot().await?;
-        if has(&snap) {
-            return Ok(snap);
-        }
-        let now = self.clock.now_ms();
-        let last = self.last_miss_reload.load(Ordering::Relaxed);
-        if now.saturating_sub(last) < 250 {
-            return Ok(snap);
-        }
-        self.last_miss_reload.store(now, Ordering::Relaxed);
-        self.registry.recheck();
-        self.snapshot().await
+        self.registry
+            .snapshot_having(has)
+            .await
+            .map_err(|e| RpcError::internal(e.to_string()))
     }
 
     /// Dispatches one request by method.

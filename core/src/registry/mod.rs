@@ -3,6 +3,7 @@
 //! and after `registry_cache_ms`).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use serde_json::{json, Map, Value};
@@ -65,6 +66,8 @@ pub struct Registry {
     net: crate::netguard::NetPolicy,
     /// Credentials are sealed at rest (an encryption key is configured).
     sealed: bool,
+    /// When a lookup that missed last made the store be asked again (ms since the epoch).
+    last_miss_reload: AtomicU64,
 }
 
 fn kind_label(kind: Kind) -> &'static str {
@@ -141,6 +144,7 @@ impl Registry {
             separator: "__".into(),
             net: Default::default(),
             sealed: false,
+            last_miss_reload: AtomicU64::new(0),
         }
     }
 
@@ -256,6 +260,24 @@ impl Registry {
             .unwrap_or_else(|e| e.into_inner())
             .get_or_insert(snap.fingerprints);
         Ok(snap)
+    }
+
+    /// The snapshot, re-read from the store when `has` finds nothing in the cached one (at most
+    /// every 250 ms): an entry created a moment ago elsewhere (by another instance, or by the
+    /// Worker in front of a Durable Object) is found at once, not after the cache expires.
+    pub async fn snapshot_having(&self, has: impl Fn(&Snapshot) -> bool) -> Result<Arc<Snapshot>, RegistryError> {
+        let snap = self.snapshot().await?;
+        if has(&snap) {
+            return Ok(snap);
+        }
+        let now = self.clock.now_ms();
+        let last = self.last_miss_reload.load(Ordering::Relaxed);
+        if now.saturating_sub(last) < 250 {
+            return Ok(snap);
+        }
+        self.last_miss_reload.store(now, Ordering::Relaxed);
+        self.recheck();
+        self.snapshot().await
     }
 
     /// Reloads the snapshot and returns the kinds whose lists changed since the last refresh
