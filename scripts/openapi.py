@@ -128,6 +128,16 @@ SCHEMAS = {
             "args": STRS,
             "env": MAP,
             "headers": {**MAP, "description": "Sent to the upstream; masked when read back."},
+            "tls": {
+                "type": "object",
+                "additionalProperties": False,
+                "description": "Its own TLS settings (native gateway only; https URLs only).",
+                "properties": {
+                    "ca": {"type": "string", "description": "PEM CA certificates trusted instead of the gateway's roots."},
+                    "client_cert": {"type": "string", "description": "PEM client certificate chain (mTLS)."},
+                    "client_key": {"type": "string", "description": "PEM private key; masked when read back."},
+                },
+            },
             "timeout_ms": {"type": "integer", "minimum": 0},
             "refresh_secs": {"type": "integer", "minimum": 0},
         },

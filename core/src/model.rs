@@ -8,7 +8,7 @@ use base64::Engine;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::ports::Kind;
+use crate::ports::{Kind, UpstreamTls};
 use crate::uri_template::UriTemplate;
 
 /// A validation failure that names the offending field.
@@ -393,9 +393,32 @@ pub struct UpstreamDef {
     /// Seconds between catalog refreshes (default: the gateway's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refresh_secs: Option<u64>,
+    /// TLS towards this upstream beyond the gateway's own trust: a CA bundle, a client
+    /// certificate (native gateway only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<UpstreamTls>,
     /// The catalog last read (written by the gateway; ignored in requests).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub catalog: Option<Catalog>,
+}
+
+/// Checks TLS settings' shape (the certificates themselves are read where TLS is spoken).
+fn valid_tls(tls: &UpstreamTls) -> Result<(), FieldError> {
+    let pem = |field: &str, text: &Option<String>, label: &str| match text {
+        Some(t) if !t.contains("-----BEGIN ") || !t.contains(label) => Err(FieldError::new(
+            format!("tls.{field}"),
+            format!("must be PEM text holding a {label}"),
+        )),
+        _ => Ok(()),
+    };
+    pem("ca", &tls.ca, "CERTIFICATE")?;
+    pem("client_cert", &tls.client_cert, "CERTIFICATE")?;
+    pem("client_key", &tls.client_key, "PRIVATE KEY")?;
+    match (&tls.client_cert, &tls.client_key) {
+        (Some(_), None) => Err(FieldError::new("tls.client_key", "a client certificate needs its key")),
+        (None, Some(_)) => Err(FieldError::new("tls.client_cert", "a client key needs its certificate")),
+        _ => Ok(()),
+    }
 }
 
 impl UpstreamDef {
@@ -441,6 +464,13 @@ impl UpstreamDef {
             }
         }
         valid_headers(&self.headers)?;
+        if let Some(tls) = &self.tls {
+            valid_tls(tls)?;
+            let endpoints = self.endpoints();
+            if endpoints.is_empty() || endpoints.iter().any(|u| !u.starts_with("https://")) {
+                return Err(FieldError::new("tls", "TLS settings need https:// URLs"));
+            }
+        }
         if self.timeout_ms == Some(0) {
             return Err(FieldError::new("timeout_ms", "must be greater than 0"));
         }
@@ -767,6 +797,41 @@ pub struct SeedFile {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn upstream_tls_settings_are_checked_by_field() {
+        let cert = "-----BEGIN CERTIFICATE-----\nMII\n-----END CERTIFICATE-----\n";
+        let key = "-----BEGIN PRIVATE KEY-----\nMII\n-----END PRIVATE KEY-----\n";
+        let up = |url: &str, tls: Value| validate(Kind::Upstream, json!({"name": "u", "url": url, "tls": tls}));
+        assert!(up(
+            "https://h/mcp",
+            json!({"ca": cert, "client_cert": cert, "client_key": key})
+        )
+        .is_ok());
+        assert_eq!(up("http://h/mcp", json!({"ca": cert})).unwrap_err().field, "tls");
+        assert_eq!(
+            up("https://h/mcp", json!({"ca": "not pem"})).unwrap_err().field,
+            "tls.ca"
+        );
+        assert_eq!(
+            up("https://h/mcp", json!({"client_cert": cert})).unwrap_err().field,
+            "tls.client_key"
+        );
+        assert_eq!(
+            up("https://h/mcp", json!({"client_key": key})).unwrap_err().field,
+            "tls.client_cert"
+        );
+        assert_eq!(
+            up("https://h/mcp", json!({"client_cert": key, "client_key": key}))
+                .unwrap_err()
+                .field,
+            "tls.client_cert"
+        );
+        assert!(up("https://h/mcp", json!({"verify": false}))
+            .unwrap_err()
+            .message
+            .contains("verify"));
+    }
 
     #[test]
     fn tool_errors_name_the_field() {

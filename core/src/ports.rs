@@ -4,6 +4,7 @@
 //!
 //! Nothing here may assume a runtime: no tokio, no `worker`, no `std::time::Instant`.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -304,6 +305,24 @@ pub struct OutboundRequest {
     pub headers: http::HeaderMap,
     /// The body, if any.
     pub body: Option<Bytes>,
+    /// The upstream's own TLS settings, if it has any (none: the client's defaults).
+    pub tls: Option<Arc<UpstreamTls>>,
+}
+
+/// An upstream's own TLS settings, PEM text. The native client keeps one TLS configuration per
+/// distinct setting; Workers' `fetch` can do neither, so the edge refuses such an upstream.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamTls {
+    /// The CAs trusted for this upstream, instead of the gateway's roots (PEM certificates).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca: Option<String>,
+    /// The client certificate chain presented to it (mTLS), leaf first (PEM).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_cert: Option<String>,
+    /// The client certificate's private key (PEM; sealed at rest, masked in answers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_key: Option<String>,
 }
 
 /// A streamed response to an [`OutboundRequest`].

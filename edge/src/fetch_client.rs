@@ -16,6 +16,12 @@ fn method(m: &http::Method) -> Method {
 #[async_trait(?Send)]
 impl HttpClient for FetchClient {
     async fn send(&self, r: OutboundRequest) -> Result<InboundResponse, HttpError> {
+        if r.tls.is_some() {
+            // fetch trusts the platform's roots only and cannot present a client certificate.
+            return Err(HttpError::Connect(
+                "an upstream's own TLS settings (tls: a CA bundle, a client certificate) need the native gateway; Workers' fetch cannot use them".into(),
+            ));
+        }
         let headers = Headers::new();
         for (k, v) in &r.headers {
             let value = v.to_str().map_err(|_| HttpError::InvalidHeader(k.to_string()))?;

@@ -8,7 +8,8 @@
 //! public name pointing (or re-pointed) at an internal address cannot reach it; literal
 //! addresses were checked by the core. `https://` goes over rustls, checked against the Mozilla
 //! roots (webpki-roots) and the certificates of the file `SSL_CERT_FILE` names, if set (a
-//! private CA).
+//! private CA); an upstream with TLS settings of its own has its CA bundle trusted instead and
+//! presents its client certificate (mTLS), on connections pooled apart from the others.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -27,7 +28,7 @@ use hyper::body::{Body as _, Incoming};
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 use mcpgw_core::netguard::NetPolicy;
-use mcpgw_core::ports::{HttpClient, HttpError, InboundResponse, OutboundRequest};
+use mcpgw_core::ports::{HttpClient, HttpError, InboundResponse, OutboundRequest, UpstreamTls};
 
 type Sender = SendRequest<Full<Bytes>>;
 
@@ -43,35 +44,84 @@ struct Idle {
     since: Instant,
 }
 
-/// Where a connection goes: over TLS or not, and to which host and port.
-type Key = (bool, Authority);
+/// How a connection is secured: not at all, by TLS with the client's defaults, or by TLS with
+/// an upstream's own settings (numbered as they were first seen).
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+enum Secured {
+    Plain,
+    Tls,
+    Own(u64),
+}
+
+/// Where a connection goes: how it is secured, and to which host and port.
+type Key = (Secured, Authority);
+
+type Connector = Result<tokio_rustls::TlsConnector, String>;
 
 struct Pool {
     policy: NetPolicy,
     idle: Mutex<HashMap<Key, Vec<Idle>>>,
     /// Made on the first https request.
-    tls: std::sync::OnceLock<Result<tokio_rustls::TlsConnector, String>>,
+    tls: std::sync::OnceLock<Connector>,
+    /// One connector per distinct upstream TLS setting, made when it is first used.
+    own: Mutex<HashMap<Arc<UpstreamTls>, (u64, Connector)>>,
 }
 
-/// The TLS client: HTTP/1.1 over rustls (ring), the Mozilla roots and `SSL_CERT_FILE`'s.
-fn tls_connector() -> Result<tokio_rustls::TlsConnector, String> {
+/// The certificates of PEM text (`what` names it in errors).
+fn pem_certs(pem: &[u8], what: &str) -> Result<Vec<rustls_pki_types::CertificateDer<'static>>, String> {
     use rustls_pki_types::pem::PemObject;
+    let certs = rustls_pki_types::CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("{what}: {e}"))?;
+    if certs.is_empty() {
+        return Err(format!("{what}: no certificate in it"));
+    }
+    Ok(certs)
+}
+
+/// The gateway's roots: the Mozilla roots and `SSL_CERT_FILE`'s certificates.
+fn default_roots() -> Result<rustls::RootCertStore, String> {
     let mut roots = rustls::RootCertStore::from_iter(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
     if let Some(file) = std::env::var_os("SSL_CERT_FILE") {
-        let certs = rustls_pki_types::CertificateDer::pem_file_iter(&file)
-            .map_err(|e| format!("SSL_CERT_FILE {}: {e}", file.to_string_lossy()))?;
-        for c in certs {
-            let c = c.map_err(|e| format!("SSL_CERT_FILE {}: {e}", file.to_string_lossy()))?;
-            roots
-                .add(c)
-                .map_err(|e| format!("SSL_CERT_FILE {}: {e}", file.to_string_lossy()))?;
+        let what = format!("SSL_CERT_FILE {}", file.to_string_lossy());
+        let pem = std::fs::read(&file).map_err(|e| format!("{what}: {e}"))?;
+        for c in pem_certs(&pem, &what)? {
+            roots.add(c).map_err(|e| format!("{what}: {e}"))?;
         }
     }
-    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(crate::tls::default_provider()))
+    Ok(roots)
+}
+
+/// A TLS client speaking HTTP/1.1 over rustls (ring): against the gateway's roots, or an
+/// upstream's own CA bundle instead, presenting its client certificate if it has one.
+fn tls_connector(own: Option<&UpstreamTls>) -> Connector {
+    let roots = match own.and_then(|t| t.ca.as_deref()) {
+        Some(ca) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for c in pem_certs(ca.as_bytes(), "tls.ca")? {
+                roots.add(c).map_err(|e| format!("tls.ca: {e}"))?;
+            }
+            roots
+        }
+        None => default_roots()?,
+    };
+    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(crate::tls::default_provider()))
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+        .with_root_certificates(roots);
+    let client = own.and_then(|t| Some((t.client_cert.as_deref()?, t.client_key.as_deref()?)));
+    let mut config = match client {
+        Some((cert, key)) => {
+            use rustls_pki_types::pem::PemObject;
+            let chain = pem_certs(cert.as_bytes(), "tls.client_cert")?;
+            let key = rustls_pki_types::PrivateKeyDer::from_pem_slice(key.as_bytes())
+                .map_err(|e| format!("tls.client_key: {e}"))?;
+            builder
+                .with_client_auth_cert(chain, key)
+                .map_err(|e| format!("tls.client_cert: {e}"))?
+        }
+        None => builder.with_no_client_auth(),
+    };
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
 }
@@ -89,6 +139,7 @@ impl HyperClient {
                 policy,
                 idle: Mutex::new(HashMap::new()),
                 tls: std::sync::OnceLock::new(),
+                own: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -160,9 +211,40 @@ impl Pool {
         Ok(allowed)
     }
 
+    /// How a request to `scheme` with `own` TLS settings is secured.
+    fn secured(&self, https: bool, own: Option<&Arc<UpstreamTls>>) -> Secured {
+        match (https, own) {
+            (false, _) => Secured::Plain,
+            (true, None) => Secured::Tls,
+            (true, Some(t)) => {
+                let mut map = self.own.lock().unwrap_or_else(|e| e.into_inner());
+                let next = map.len() as u64;
+                Secured::Own(map.entry(t.clone()).or_insert_with(|| (next, tls_connector(Some(t)))).0)
+            }
+        }
+    }
+
+    /// The TLS connector of `secured` (none for plain connections).
+    fn connector(&self, secured: Secured) -> Result<Option<tokio_rustls::TlsConnector>, HttpError> {
+        let made = match secured {
+            Secured::Plain => return Ok(None),
+            Secured::Tls => self.tls.get_or_init(|| tls_connector(None)).clone(),
+            Secured::Own(n) => {
+                let map = self.own.lock().unwrap_or_else(|e| e.into_inner());
+                let found = map.values().find(|(k, _)| *k == n).map(|(_, c)| c.clone());
+                found.unwrap_or_else(|| Err("TLS settings gone".into()))
+            }
+        };
+        made.map(Some)
+            .map_err(|e| HttpError::Connect(format!("TLS settings: {e}")))
+    }
+
     /// A new connection to `authority`, its driver spawned.
-    async fn connect(&self, (tls, authority): &Key) -> Result<Sender, HttpError> {
-        let port = authority.port_u16().unwrap_or(if *tls { 443 } else { 80 });
+    async fn connect(&self, (secured, authority): &Key) -> Result<Sender, HttpError> {
+        let connector = self.connector(*secured)?;
+        let port = authority
+            .port_u16()
+            .unwrap_or(if connector.is_some() { 443 } else { 80 });
         let mut last = HttpError::Connect(format!("{authority}: no address"));
         for addr in self.addresses(authority.host(), port).await? {
             let stream = match tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(addr)).await {
@@ -178,14 +260,9 @@ impl Pool {
             };
             // Requests are small and written whole: Nagle would only delay them.
             let _ = stream.set_nodelay(true);
-            if !*tls {
+            let Some(connector) = &connector else {
                 return handshake(TokioIo::new(stream), authority).await;
-            }
-            let connector = self
-                .tls
-                .get_or_init(tls_connector)
-                .clone()
-                .map_err(HttpError::Connect)?;
+            };
             let host = authority.host().trim_start_matches('[').trim_end_matches(']');
             let name = rustls_pki_types::ServerName::try_from(host.to_string())
                 .map_err(|e| HttpError::InvalidUrl(format!("{authority}: {e}")))?;
@@ -225,7 +302,7 @@ impl HttpClient for HyperClient {
             .url
             .parse()
             .map_err(|e| HttpError::InvalidUrl(format!("{}: {e}", r.url)))?;
-        let tls = match uri.scheme_str() {
+        let https = match uri.scheme_str() {
             Some("http") => false,
             Some("https") => true,
             _ => return Err(HttpError::InvalidUrl(format!("{}: only http:// and https://", r.url))),
@@ -247,6 +324,7 @@ impl HttpClient for HyperClient {
             headers.insert(header::HOST, host);
         }
         headers.entry(header::USER_AGENT).or_insert(USER_AGENT);
+        let secured = self.pool.secured(https, r.tls.as_ref());
         let mut req = Request::new(Full::new(r.body.unwrap_or_default()));
         *req.method_mut() = r.method;
         *req.uri_mut() = target;
@@ -255,7 +333,7 @@ impl HttpClient for HyperClient {
         // A kept-alive connection may have been closed by the server meanwhile: a request it
         // could not take is sent on the next one, or on a new connection.
         loop {
-            let key = (tls, authority.clone());
+            let key = (secured, authority.clone());
             let (mut tx, reused) = match self.pool.take(&key) {
                 Some(tx) => (tx, true),
                 None => (self.pool.connect(&key).await?, false),
@@ -392,6 +470,7 @@ mod tests {
             url: url.to_string(),
             headers: http::HeaderMap::new(),
             body: None,
+            tls: None,
         }
     }
 

@@ -107,6 +107,7 @@ async fn export(o: Otlp, pending: Arc<Pending>) {
                 url: url.clone(),
                 headers: headers.clone(),
                 body: Some(Bytes::from(otlp::encode(batch, &o.service, version))),
+                tls: None,
             };
             let ok = match tokio::time::timeout(Duration::from_secs(10), http.send(req)).await {
                 Ok(Ok(resp)) => {

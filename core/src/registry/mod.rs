@@ -102,33 +102,33 @@ fn as_sent_back(new: &mut Value, old: &Value) {
             m.remove(k);
         }
     }
-    if let Some(h) = new.get_mut("headers").and_then(Value::as_object_mut) {
-        for (k, v) in h.iter_mut() {
+    for p in seal::credential_pointers(new) {
+        if let (Some(v), Some(prev)) = (new.pointer_mut(&p), old.pointer(&p)) {
             if v.as_str() == Some(MASK) {
-                if let Some(prev) = old["headers"].get(k) {
-                    *v = prev.clone();
-                }
+                *v = prev.clone();
             }
         }
     }
 }
 
-/// The JSON the REST API returns for a record: the definition plus id and timestamps, header
-/// values masked.
+/// The JSON the REST API returns for a record: the definition plus id and timestamps,
+/// credentials (header values, a TLS client key) masked.
 pub fn record_json(r: &Record) -> Value {
     let mut body = match &r.body {
-        Value::Object(m) => m.clone(),
-        _ => Map::new(),
+        Value::Object(_) => r.body.clone(),
+        _ => Value::Object(Map::new()),
     };
-    if let Some(h) = body.get_mut("headers").and_then(Value::as_object_mut) {
-        for v in h.values_mut() {
+    for p in seal::credential_pointers(&body) {
+        if let Some(v) = body.pointer_mut(&p) {
             *v = Value::String(MASK.into());
         }
     }
-    body.insert("id".into(), json!(r.id));
-    body.insert("created_at".into(), json!(r.created_at));
-    body.insert("updated_at".into(), json!(r.updated_at));
-    Value::Object(body)
+    if let Some(m) = body.as_object_mut() {
+        m.insert("id".into(), json!(r.id));
+        m.insert("created_at".into(), json!(r.created_at));
+        m.insert("updated_at".into(), json!(r.updated_at));
+    }
+    body
 }
 
 impl Registry {
@@ -175,10 +175,15 @@ impl Registry {
     /// rest, and URLs the SSRF guard allows (a tool's `url`, unless its host is a template,
     /// checked at each call; an upstream's `url` and `urls`).
     fn guard_def(&self, kind: Kind, def: &Value) -> Result<(), FieldError> {
-        let has_headers = def["headers"].as_object().is_some_and(|h| !h.is_empty());
-        if has_headers && !self.sealed && matches!(kind, Kind::Tool | Kind::Upstream) {
+        let credential = seal::credential_pointers(def).into_iter().next();
+        if let Some(p) = credential.filter(|_| !self.sealed && matches!(kind, Kind::Tool | Kind::Upstream)) {
+            let field = if p.starts_with("/tls/") {
+                "tls.client_key"
+            } else {
+                "headers"
+            };
             return Err(FieldError::new(
-                "headers",
+                field,
                 "storing credentials needs an encryption key (MCPGW_ENCRYPTION_KEY, a Worker secret on the edge)",
             ));
         }

@@ -1,7 +1,7 @@
-//! Credentials at rest: the `headers` of REST tools and upstreams (API keys, bearer tokens) are
-//! stored sealed with AES-256-GCM. [`SealedStore`] wraps the registry store, so everything above
-//! it (the registry, federation, tools) sees the values and everything below it (libsql, D1)
-//! sees only `enc:v1:<base64 nonce‖ciphertext‖tag>`. The REST API never shows them either (see
+//! Credentials at rest: the `headers` of REST tools and upstreams (API keys, bearer tokens) and
+//! an upstream's TLS client key are stored sealed with AES-256-GCM. [`SealedStore`] wraps the
+//! registry store, so everything above it (the registry, federation, tools) sees the values and
+//! everything below it (libsql, D1) sees only `enc:v1:<base64 nonce‖ciphertext‖tag>`. The REST API never shows them either (see
 //! [`crate::registry::record_json`]).
 
 use std::sync::Arc;
@@ -120,13 +120,20 @@ pub fn nonce(ids: &dyn Ids) -> [u8; 12] {
     n
 }
 
-/// The string values of a body's `headers`.
-fn headers(body: &mut Value) -> impl Iterator<Item = &mut Value> {
-    body.get_mut("headers")
-        .and_then(Value::as_object_mut)
+/// Where a definition holds credentials, as JSON pointers: each string value of its `headers`
+/// (API keys, bearer tokens) and an upstream's TLS client key. Sealed at rest, masked in answers.
+pub fn credential_pointers(body: &Value) -> Vec<String> {
+    let mut out: Vec<String> = body["headers"]
+        .as_object()
         .into_iter()
-        .flat_map(|h| h.values_mut())
-        .filter(|v| v.is_string())
+        .flatten()
+        .filter(|(_, v)| v.is_string())
+        .map(|(k, _)| format!("/headers/{}", k.replace('~', "~0").replace('/', "~1")))
+        .collect();
+    if body["tls"]["client_key"].is_string() {
+        out.push("/tls/client_key".into());
+    }
+    out
 }
 
 impl SealedStore {
@@ -137,7 +144,8 @@ impl SealedStore {
 
     /// `body` with its header values sealed (those sealed already stay as they are).
     async fn seal_body(&self, body: &mut Value) -> Result<(), StoreError> {
-        for v in headers(body) {
+        for p in credential_pointers(body) {
+            let Some(v) = body.pointer_mut(&p) else { continue };
             let s = v.as_str().unwrap_or_default();
             if !s.starts_with(PREFIX) {
                 let sealed = self.sealer.seal(s, nonce(self.ids.as_ref())).await;
@@ -150,7 +158,8 @@ impl SealedStore {
     /// `body` with its header values opened. A value sealed under another key stays sealed:
     /// the request that uses it fails visibly at the upstream, and nothing else breaks.
     async fn open_body(&self, body: &mut Value) {
-        for v in headers(body) {
+        for p in credential_pointers(body) {
+            let Some(v) = body.pointer_mut(&p) else { continue };
             if let Ok(plain) = self.sealer.open(v.as_str().unwrap_or_default()).await {
                 *v = Value::String(plain);
             }
@@ -191,8 +200,9 @@ impl Store for SealedStore {
     async fn list_raw(&self, kind: Kind) -> Result<Vec<RawRecord>, StoreError> {
         let mut out = self.inner.list_raw(kind).await?;
         if has_credentials(kind) {
-            // Only bodies that carry headers are opened (parsed, unsealed, written again).
-            for r in out.iter_mut().filter(|r| r.body.contains("\"headers\"")) {
+            // Only bodies that carry credentials are opened (parsed, unsealed, written again).
+            let carries = |b: &str| b.contains("\"headers\"") || b.contains("\"client_key\"");
+            for r in out.iter_mut().filter(|r| carries(&r.body)) {
                 if let Ok(mut body) = serde_json::from_str::<serde_json::Value>(&r.body) {
                     self.open_body(&mut body).await;
                     r.body = body.to_string();
@@ -266,6 +276,24 @@ mod tests {
     fn a_value_sealed_by_an_earlier_build_opens() {
         let old = "enc:v1:BwcHBwcHBwcHBwcHRkoxGEdddoZx4pUzP6LDdD5kVvzSPqMeo2Q=";
         assert_eq!(block_on(sealer(KEY).open(old)).as_deref(), Ok("Bearer abc"));
+    }
+
+    #[test]
+    fn credentials_are_every_header_value_and_the_tls_client_key() {
+        let body = json!({"headers": {"a/b~c": "1", "n": 2}, "tls": {"ca": "x", "client_key": "k"}});
+        assert_eq!(credential_pointers(&body), ["/headers/a~1b~0c", "/tls/client_key"]);
+        let mut r = crate::ports::Record {
+            kind: Kind::Upstream,
+            id: "u".into(),
+            key: "u".into(),
+            body,
+            created_at: 0,
+            updated_at: 0,
+        };
+        r.body = crate::registry::record_json(&r);
+        assert_eq!(r.body["headers"]["a/b~c"], crate::registry::MASK);
+        assert_eq!(r.body["tls"]["client_key"], crate::registry::MASK);
+        assert_eq!(r.body["tls"]["ca"], "x");
     }
 
     #[test]

@@ -526,6 +526,7 @@ impl Security {
             url: url.to_string(),
             headers: http::HeaderMap::from_iter([(header::ACCEPT, http::HeaderValue::from_static("application/json"))]),
             body: None,
+            tls: None,
         };
         let timeout = std::time::Duration::from_secs(10);
         let (resp, body) = crate::http::fetch::fetch(&*self.http, &*self.clock, req, timeout, MAX_DOCUMENT_BYTES)

@@ -155,6 +155,7 @@ impl Pipe for SsePipe {
             url: self.endpoint.clone(),
             headers,
             body: Some(Bytes::from(message)),
+            tls: None,
         };
         boxed(async move {
             let r = http.send(req).await.map_err(|e| e.to_string())?;
@@ -169,20 +170,25 @@ impl Pipe for SsePipe {
 }
 
 /// Opens the legacy SSE stream, waits for its endpoint, and starts the reader.
-pub(super) async fn open_sse(net: &Net, url: &str, def: &UpstreamDef) -> Result<Arc<Duplex>, UpstreamError> {
+pub(super) async fn open_sse(
+    net: &Net,
+    http: Arc<dyn HttpClient>,
+    url: &str,
+    def: &UpstreamDef,
+) -> Result<Arc<Duplex>, UpstreamError> {
     let configured = def_headers(def)?;
     let mut headers = configured.clone();
     headers.insert(
         http::header::ACCEPT,
         http::HeaderValue::from_static("text/event-stream"),
     );
-    let resp = net
-        .http
+    let resp = http
         .send(OutboundRequest {
             method: http::Method::GET,
             url: url.to_string(),
             headers,
             body: None,
+            tls: None,
         })
         .await
         .map_err(http_error)?;
@@ -218,7 +224,7 @@ pub(super) async fn open_sse(net: &Net, url: &str, def: &UpstreamDef) -> Result<
     .flatten();
     let incoming = crate::platform::boxed_stream(futures::stream::iter(early).chain(rest));
     let pipe = SsePipe {
-        http: net.http.clone(),
+        http,
         endpoint,
         headers: configured,
     };

@@ -217,6 +217,34 @@ fn def_headers(def: &UpstreamDef) -> Result<http::HeaderMap, UpstreamError> {
     crate::http::header_map(&def.headers).map_err(|e| UpstreamError::Unsupported(e.to_string()))
 }
 
+/// The client an upstream's link sends with: the gateway's, with the upstream's own TLS
+/// settings (CA bundle, client certificate) on every request when it has any.
+// On wasm32 the client is not Send, and nothing there is shared between threads.
+#[allow(clippy::arc_with_non_send_sync)]
+fn with_tls(http: &Arc<dyn HttpClient>, def: &UpstreamDef) -> Arc<dyn HttpClient> {
+    match &def.tls {
+        None => http.clone(),
+        Some(tls) => Arc::new(WithTls {
+            inner: http.clone(),
+            tls: Arc::new(tls.clone()),
+        }),
+    }
+}
+
+struct WithTls {
+    inner: Arc<dyn HttpClient>,
+    tls: Arc<crate::ports::UpstreamTls>,
+}
+
+#[cfg_attr(not(target_family = "wasm"), async_trait::async_trait)]
+#[cfg_attr(target_family = "wasm", async_trait::async_trait(?Send))]
+impl HttpClient for WithTls {
+    async fn send(&self, mut request: OutboundRequest) -> Result<InboundResponse, HttpError> {
+        request.tls = Some(self.tls.clone());
+        self.inner.send(request).await
+    }
+}
+
 /// Runs `fut` with a deadline.
 async fn deadline<T>(
     clock: &Arc<dyn Clock>,
@@ -264,9 +292,10 @@ impl Link {
         endpoint: String,
         timeout_ms: u64,
     ) -> Result<Link, UpstreamError> {
+        let http = with_tls(&net.http, def);
         let io = match def.transport {
             Transport::StreamableHttp => Io::Http(Box::new(HttpIo {
-                http: net.http.clone(),
+                http,
                 clock: net.clock.clone(),
                 url: endpoint.clone(),
                 headers: def_headers(def)?,
@@ -275,7 +304,7 @@ impl Link {
                 max_bytes: net.max_bytes,
                 calls: CallSinks::default(),
             })),
-            Transport::Sse => Io::Duplex(deadline(&net.clock, timeout_ms, open_sse(net, &endpoint, def)).await?),
+            Transport::Sse => Io::Duplex(deadline(&net.clock, timeout_ms, open_sse(net, http, &endpoint, def)).await?),
             Transport::Stdio => {
                 let launcher = net.launcher.as_ref().ok_or_else(|| {
                     UpstreamError::Unsupported("stdio upstreams are available in the native gateway only".into())
@@ -381,6 +410,7 @@ impl Link {
                         url: h.url.clone(),
                         headers,
                         body: None,
+                        tls: None,
                     };
                     let http = h.http.clone();
                     spawner.spawn(boxed(async move {
@@ -645,6 +675,7 @@ impl Link {
             url: h.url.clone(),
             headers,
             body: Some(Bytes::from(body)),
+            tls: None,
         })
     }
 

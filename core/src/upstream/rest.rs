@@ -120,6 +120,7 @@ pub(crate) fn build_request(
         url,
         headers,
         body,
+        tls: None,
     })
 }
 

@@ -112,6 +112,7 @@ impl HttpIo {
                 url: self.url.clone(),
                 headers,
                 body: Some(Bytes::from(body)),
+                tls: None,
             })
             .await
             .map_err(http_error)?;
@@ -237,6 +238,7 @@ impl HttpIo {
             url: self.url.clone(),
             headers,
             body: None,
+            tls: None,
         }
     }
 }

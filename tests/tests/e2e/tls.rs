@@ -274,3 +274,117 @@ async fn https_tools_are_reached_when_their_certificate_is_trusted() {
         }
     }
 }
+
+/// An MCP upstream behind mTLS (the fixture over https, asking every client for a certificate
+/// the test CA signed): registered with its CA bundle and a client certificate it is reached
+/// and its tools called; with the CA alone (no client certificate) the handshake is refused and
+/// nothing is stored. The client key is sealed at rest and masked in every answer, and a PUT of
+/// the masked value keeps it. On the edge such an upstream is refused with the reason (fetch can
+/// present no client certificate).
+#[tokio::test]
+async fn an_upstream_behind_mtls_is_reached_only_with_its_client_certificate() {
+    let certs = TempDir::new("mtls");
+    certificates(&certs.0, "upstream");
+    certificates(&certs.0, "client");
+    let read = |name: &str| std::fs::read_to_string(certs.join(name)).expect("pem");
+    let tls_arg = format!(
+        "{},{},{}",
+        certs.join("upstream.pem").display(),
+        certs.join("upstream.key").display(),
+        certs.join("ca.pem").display()
+    );
+    let fixture = Fixture::start_with("streamable-http", 0, None, &["--tls", &tls_arg]);
+    assert!(fixture.url.starts_with("https://"), "{}", fixture.url);
+    let dir = TempDir::new("mtls-gateway");
+    let gw = start_target_with(&dir, &[], &[("MCPGW_ENCRYPTION_KEY", TEST_ENCRYPTION_KEY)]).expect("gateway");
+    let url = gw.url();
+    let http = http_client();
+    let key = read("client.key");
+    let with_cert = serde_json::json!({"name": "guarded", "url": format!("{}/mcp", fixture.url),
+        "tls": {"ca": read("ca.pem"), "client_cert": read("client.pem"), "client_key": key}});
+    let ca_only = serde_json::json!({"name": "nocert", "url": format!("{}/mcp", fixture.url),
+        "tls": {"ca": read("ca.pem")}});
+
+    let r = http
+        .post(format!("{url}/gateways"))
+        .json(&ca_only)
+        .send()
+        .await
+        .expect("register");
+    assert_eq!(
+        r.status(),
+        reqwest::StatusCode::BAD_GATEWAY,
+        "without a client certificate"
+    );
+    let refused: serde_json::Value = r.json().await.expect("json");
+    let r = http
+        .post(format!("{url}/gateways"))
+        .json(&with_cert)
+        .send()
+        .await
+        .expect("register");
+    let status = r.status();
+    let body: serde_json::Value = r.json().await.expect("json");
+    if target() == Target::Edge {
+        assert_eq!(status, reqwest::StatusCode::BAD_GATEWAY, "{body}");
+        assert!(body.to_string().contains("native gateway"), "{body}");
+        return;
+    }
+    // TLS 1.3: the server refuses the certificate-less client after the handshake, at the
+    // first request.
+    assert_eq!(refused["error"]["code"], "upstream_unavailable", "{refused}");
+    let r = http.get(format!("{url}/gateways/nocert")).send().await.expect("get");
+    assert_eq!(r.status(), reqwest::StatusCode::NOT_FOUND, "nothing stored");
+    assert_eq!(status, reqwest::StatusCode::CREATED, "{body}");
+    assert_eq!(body["tls"]["client_key"], "********", "{body}");
+    assert!(body["tls"]["client_cert"]
+        .as_str()
+        .is_some_and(|c| c.contains("BEGIN CERTIFICATE")));
+    let answer = call_tool(&http, url, None, "guarded__test_simple_text", serde_json::json!({})).await;
+    assert!(
+        answer["result"]["content"][0]["text"]
+            .as_str()
+            .is_some_and(|t| t.contains("simple text")),
+        "{answer}"
+    );
+    // A PUT of what GET returned keeps the stored key: the upstream is still reached.
+    let mut back: serde_json::Value = http
+        .get(format!("{url}/gateways/guarded"))
+        .send()
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(back["tls"]["client_key"], "********", "{back}");
+    back["timeout_ms"] = serde_json::json!(20000);
+    let r = http
+        .put(format!("{url}/gateways/guarded"))
+        .json(&back)
+        .send()
+        .await
+        .expect("put");
+    assert_eq!(
+        r.status(),
+        reqwest::StatusCode::OK,
+        "{}",
+        r.text().await.unwrap_or_default()
+    );
+    let r = http
+        .post(format!("{url}/gateways/guarded/refresh"))
+        .send()
+        .await
+        .expect("refresh");
+    assert!(r.status().is_success(), "{}", r.text().await.unwrap_or_default());
+    // The key is nowhere in clear in what the gateway stored.
+    let marker = key.lines().nth(1).expect("a base64 line of the key");
+    let mut stored = Vec::new();
+    for e in std::fs::read_dir(&dir.0).expect("dir").flatten() {
+        stored.extend(std::fs::read(e.path()).unwrap_or_default());
+    }
+    assert!(stored.windows(7).any(|w| w == b"guarded"), "the registry was written");
+    assert!(
+        !stored.windows(marker.len()).any(|w| w == marker.as_bytes()),
+        "the client key is stored in clear"
+    );
+}
