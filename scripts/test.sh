@@ -50,6 +50,10 @@ step "nginx (the shared-session tests balance two instances with it on 127.0.0.1
 [ -x /usr/sbin/nginx ] || apt_quiet nginx-light
 /usr/sbin/nginx -v
 
+step "Chromium (the admin UI test drives Debian's with playwright-core, on 127.0.0.1)"
+[ -x /usr/bin/chromium ] || apt_quiet chromium
+/usr/bin/chromium --version 2>/dev/null | head -1 || true
+
 step "Prometheus and promtool (the metrics test scrapes the gateway with a private one on 127.0.0.1)"
 command -v promtool >/dev/null 2>&1 || apt_quiet prometheus
 promtool --version 2>&1 | head -1

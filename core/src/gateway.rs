@@ -76,6 +76,7 @@ struct Services {
     engine: Arc<Engine>,
     face: Arc<Face>,
     admin: Admin,
+    ui: crate::ui::Ui,
 }
 
 /// The gateway. Cheap to clone; every clone serves the same state.
@@ -220,6 +221,7 @@ impl Gateway {
             cache_ttl_ms: config.cache_ttl_ms,
             listen_poll_ms: config.listen_poll_ms.max(50),
         };
+        let info_version = info.version.clone();
         // The encryption key, or a random one (what only this process opens again).
         let key = || {
             use crate::registry::seal::Sealer;
@@ -257,6 +259,13 @@ impl Gateway {
             )
             .with_parts(mrtr, envelope, telemetry.clone()),
         );
+        let ui = crate::ui::Ui::new(
+            key(),
+            ports.clock.clone(),
+            ports.ids.clone(),
+            config.auth.required,
+            info_version,
+        );
         let hearing = sessions.peers().hear();
         let spawner = ports.spawner.clone();
         let face = Arc::new(Face::new(
@@ -279,6 +288,7 @@ impl Gateway {
                 engine,
                 face,
                 admin,
+                ui,
             }),
         };
         // What the other instances tell about shared sessions, for as long as the gateway lives.
@@ -489,7 +499,12 @@ impl Gateway {
         let route = Route::parse(req.uri().path());
         let class = route.class();
         let span_name = t.traces().then(|| format!("{} {}", req.method(), req.uri().path()));
+        let failed =
+            (!matches!(route, Route::Admin { .. })).then(|| (req.method().clone(), req.uri().path().to_string()));
         let mut resp = self.answer(req, route).await;
+        if let Some((method, path)) = failed.filter(|_| resp.status().as_u16() >= 400) {
+            self.s.ui.note_failure(&method, &path, resp.status(), &ctx.request_id);
+        }
         if let Ok(v) = http::HeaderValue::from_str(&ctx.request_id) {
             resp.headers_mut().insert("x-request-id", v);
         }
@@ -665,10 +680,41 @@ impl Gateway {
                 ),
             },
             Route::Collection { kind, id } => s.admin.collection(req, kind, id.as_deref()).await,
+            Route::Admin { rest } => s.ui.serve(self, req, &rest).await,
             Route::NotFound { .. } => {
                 api_error(StatusCode::NOT_FOUND, "not_found", format!("no route for {path}"), None)
             }
         }
+    }
+}
+
+/// What the admin UI asks of its gateway.
+impl crate::ui::Host for Gateway {
+    fn call(&self, req: Request<Bytes>) -> crate::platform::BoxFuture<'_, Response<Body>> {
+        crate::platform::boxed(async move {
+            let path = req.uri().path().to_string();
+            self.route(req, Route::parse(&path), path).await
+        })
+    }
+
+    fn login(&self, req: Request<Bytes>) -> crate::platform::BoxFuture<'_, Result<Admitted, String>> {
+        crate::platform::boxed(async move {
+            self.s.security.admit(&req, Access::Admin, false).await.map_err(|r| {
+                let v: serde_json::Value = serde_json::from_slice(r.body().as_bytes()).unwrap_or_default();
+                v["error"]["message"].as_str().unwrap_or("refused").to_string()
+            })
+        })
+    }
+
+    fn revoked(&self, jti: String) -> crate::platform::BoxFuture<'_, bool> {
+        crate::platform::boxed(async move {
+            let snap = self.s.registry.snapshot().await;
+            snap.is_ok_and(|s| s.is_revoked(&jti))
+        })
+    }
+
+    fn sessions(&self) -> crate::platform::BoxFuture<'_, usize> {
+        crate::platform::boxed(async move { self.s.sessions.count().await })
     }
 }
 

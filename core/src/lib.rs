@@ -34,6 +34,7 @@ mod face;
 pub mod federation;
 mod gateway;
 mod session;
+mod ui;
 mod upstream;
 
 pub use config::{ConfigError, GatewayConfig, SeedFile};

@@ -95,6 +95,21 @@ impl hyper::body::Body for OutBody {
     }
 }
 
+/// A request that came over TLS with its URI made absolute (`https://host/path`) where HTTP/1.1
+/// sent only the path: the core sees that it came over https (the admin UI's cookie is then
+/// `Secure`). HTTP/2 requests carry their scheme already.
+fn absolute_https<B>(mut req: http::Request<B>) -> http::Request<B> {
+    if req.uri().scheme().is_some() {
+        return req;
+    }
+    let host = req.headers().get(http::header::HOST).and_then(|h| h.to_str().ok());
+    let pq = req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    if let Some(uri) = host.and_then(|h| format!("https://{h}{pq}").parse().ok()) {
+        *req.uri_mut() = uri;
+    }
+    req
+}
+
 /// Serves until `shutdown` resolves, then ends SSE streams and lets in-flight requests finish
 /// (at most `grace`).
 pub async fn serve(
@@ -124,8 +139,10 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let gw = gw.clone();
+        let https = tls.is_some();
         let service = hyper::service::service_fn(move |req| {
             let gw = gw.clone();
+            let req = if https { absolute_https(req) } else { req };
             async move { Ok::<_, Infallible>(handle(gw, peer, req).await) }
         });
         if let Some(acceptor) = &tls {

@@ -71,6 +71,11 @@ pub enum Route {
     Metrics,
     /// `/openapi.json`: the REST API's OpenAPI document.
     OpenApi,
+    /// `/admin[/…]`: the admin UI (its pages check their own cookie session).
+    Admin {
+        /// The rest of the path after `/admin`.
+        rest: String,
+    },
     /// A REST collection or one of its records: `/tools[/{id}]`, `/resources`, `/prompts`,
     /// `/servers`, `/gateways`.
     Collection {
@@ -129,6 +134,9 @@ impl Route {
             ["version"] => Route::Version,
             ["metrics"] => Route::Metrics,
             ["openapi.json"] => Route::OpenApi,
+            ["admin", rest @ ..] => Route::Admin {
+                rest: rest.iter().map(|s| format!("/{s}")).collect(),
+            },
             [collection, rest @ ..] if rest.len() <= 1 => match collection_kind(collection) {
                 Some(kind) => Route::Collection {
                     kind,
@@ -143,9 +151,12 @@ impl Route {
     /// Who may use the route.
     pub fn access(&self) -> Access {
         match self {
-            Route::Health | Route::Ready | Route::Version | Route::OpenApi | Route::ResourceMetadata { .. } => {
-                Access::Public
-            }
+            Route::Health
+            | Route::Ready
+            | Route::Version
+            | Route::OpenApi
+            | Route::ResourceMetadata { .. }
+            | Route::Admin { .. } => Access::Public,
             Route::NotFound { public: true } => Access::Public,
             Route::Mcp { .. } | Route::Sse { .. } | Route::Message { .. } | Route::Rpc => Access::Client,
             _ => Access::Admin,
@@ -163,6 +174,7 @@ impl Route {
             Route::Revocations { .. } | Route::Refresh { .. } | Route::Collection { .. } => "api",
             Route::Health | Route::Ready | Route::Version | Route::OpenApi => "operations",
             Route::Metrics => "metrics",
+            Route::Admin { .. } => "ui",
             Route::NotFound { .. } => "not_found",
         }
     }
@@ -188,6 +200,7 @@ impl Route {
             Route::Version => "/version",
             Route::Metrics => "/metrics",
             Route::OpenApi => "/openapi.json",
+            Route::Admin { .. } => "/admin{rest}",
             Route::Collection { kind, id } => match (kind, id.is_some()) {
                 (Kind::Tool, false) => "/tools",
                 (Kind::Tool, true) => "/tools/{id}",
@@ -219,9 +232,10 @@ mod tests {
     use super::*;
 
     /// Routes the OpenAPI document leaves out: the MCP endpoints (JSON-RPC, described by the
-    /// MCP specification) and the metadata of a resource path (a suffix with slashes, which an
-    /// OpenAPI path cannot template; the bare document is described).
-    const NOT_DOCUMENTED: [&str; 8] = [
+    /// MCP specification), the metadata of a resource path (a suffix with slashes, which an
+    /// OpenAPI path cannot template; the bare document is described), and the admin UI's HTML
+    /// pages.
+    const NOT_DOCUMENTED: [&str; 9] = [
         "/mcp",
         "/servers/{id}/mcp",
         "/sse",
@@ -230,6 +244,7 @@ mod tests {
         "/servers/{id}/message",
         "/rpc",
         "/.well-known/oauth-protected-resource{resource}",
+        "/admin{rest}",
     ];
 
     #[test]

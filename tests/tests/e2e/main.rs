@@ -4,6 +4,7 @@
 //! `edge_restart` always runs the edge (the test command filters them out of the edge run and
 //! reports them as skipped there).
 
+mod admin_ui;
 mod auth;
 mod bad_input;
 mod conformance;
