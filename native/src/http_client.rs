@@ -50,7 +50,7 @@ struct Idle {
 enum Secured {
     Plain,
     Tls,
-    Own(u64),
+    Own(usize),
 }
 
 /// Where a connection goes: how it is secured, and to which host and port.
@@ -58,13 +58,17 @@ type Key = (Secured, Authority);
 
 type Connector = Result<tokio_rustls::TlsConnector, String>;
 
+/// The upstream TLS settings seen, each with its place in the list of their connectors.
+type OwnConnectors = (HashMap<Arc<UpstreamTls>, usize>, Vec<Connector>);
+
 struct Pool {
     policy: NetPolicy,
     idle: Mutex<HashMap<Key, Vec<Idle>>>,
     /// Made on the first https request.
     tls: std::sync::OnceLock<Connector>,
-    /// One connector per distinct upstream TLS setting, made when it is first used.
-    own: Mutex<HashMap<Arc<UpstreamTls>, (u64, Connector)>>,
+    /// One connector per distinct upstream TLS setting, made when it is first used, numbered
+    /// by its place in the list.
+    own: Mutex<OwnConnectors>,
 }
 
 /// The certificates of PEM text (`what` names it in errors).
@@ -139,7 +143,7 @@ impl HyperClient {
                 policy,
                 idle: Mutex::new(HashMap::new()),
                 tls: std::sync::OnceLock::new(),
-                own: Mutex::new(HashMap::new()),
+                own: Mutex::new((HashMap::new(), Vec::new())),
             }),
         }
     }
@@ -217,9 +221,13 @@ impl Pool {
             (false, _) => Secured::Plain,
             (true, None) => Secured::Tls,
             (true, Some(t)) => {
-                let mut map = self.own.lock().unwrap_or_else(|e| e.into_inner());
-                let next = map.len() as u64;
-                Secured::Own(map.entry(t.clone()).or_insert_with(|| (next, tls_connector(Some(t)))).0)
+                let mut own = self.own.lock().unwrap_or_else(|e| e.into_inner());
+                let (index, connectors) = &mut *own;
+                let n = *index.entry(t.clone()).or_insert_with(|| {
+                    connectors.push(tls_connector(Some(t)));
+                    connectors.len() - 1
+                });
+                Secured::Own(n)
             }
         }
     }
@@ -230,9 +238,8 @@ impl Pool {
             Secured::Plain => return Ok(None),
             Secured::Tls => self.tls.get_or_init(|| tls_connector(None)).clone(),
             Secured::Own(n) => {
-                let map = self.own.lock().unwrap_or_else(|e| e.into_inner());
-                let found = map.values().find(|(k, _)| *k == n).map(|(_, c)| c.clone());
-                found.unwrap_or_else(|| Err("TLS settings gone".into()))
+                let own = self.own.lock().unwrap_or_else(|e| e.into_inner());
+                own.1.get(n).cloned().unwrap_or_else(|| Err("TLS settings gone".into()))
             }
         };
         made.map(Some)

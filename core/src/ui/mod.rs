@@ -196,6 +196,7 @@ impl Ui {
             }
         }
         let fresh = session.is_none();
+        let opened = session.as_ref().map(|s| s.sid.clone());
         let mut session = session.unwrap_or_else(|| self.anonymous(now));
         let form = if req.method() == Method::POST {
             let pairs = forms::parse_form(&String::from_utf8_lossy(req.body()));
@@ -222,7 +223,8 @@ impl Ui {
         } else {
             self.page(host, &req, &segs, &form, &mut session).await
         };
-        let set = fresh || page.location.as_deref() == Some("/admin") && segs == ["login"];
+        // A new session, or one a login replaced, goes out in the cookie.
+        let set = opened.as_deref() != Some(session.sid.as_str());
         let logout = segs == ["logout"] && page.status == StatusCode::SEE_OTHER;
         if logout {
             let mut r = self.finish(&req, page, None).await;
@@ -427,7 +429,7 @@ impl Ui {
             Some(id) => format!("{} {id}", k.one),
             None => format!("New {}", k.one),
         };
-        let (mut fields, mut status, mut error, record) = if post {
+        let (fields, status, error, record) = if post {
             match forms::read(k.kind, form) {
                 (None, fields) => (fields, StatusCode::UNPROCESSABLE_ENTITY, None, Value::Null),
                 (Some(body), mut fields) => {
@@ -466,11 +468,6 @@ impl Ui {
                 }
             }
         };
-        if fields.is_empty() {
-            fields = forms::fill(k.kind, &Value::Null);
-            status = StatusCode::UNPROCESSABLE_ENTITY;
-            error = error.or(Some("the form could not be read".into()));
-        }
         let upstream = (k.kind == Kind::Upstream && !record.is_null()).then(|| {
             let c = &record["catalog"];
             let items = |key: &str, label: &str| {

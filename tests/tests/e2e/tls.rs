@@ -348,14 +348,7 @@ async fn an_upstream_behind_mtls_is_reached_only_with_its_client_certificate() {
         "{answer}"
     );
     // A PUT of what GET returned keeps the stored key: the upstream is still reached.
-    let mut back: serde_json::Value = http
-        .get(format!("{url}/gateways/guarded"))
-        .send()
-        .await
-        .expect("get")
-        .json()
-        .await
-        .expect("json");
+    let mut back = get_json(&format!("{url}/gateways/guarded")).await;
     assert_eq!(back["tls"]["client_key"], "********", "{back}");
     back["timeout_ms"] = serde_json::json!(20000);
     let r = http
