@@ -9,6 +9,7 @@
 
 #![warn(missing_docs)]
 
+pub mod bridge;
 pub mod config;
 pub mod http;
 pub mod memory;

@@ -8,6 +8,7 @@ mod runtime;
 mod seed_file;
 mod server;
 mod shared;
+mod stdio;
 mod store;
 mod telemetry;
 mod tls;
@@ -38,9 +39,30 @@ enum Command {
     Token(TokenArgs),
     /// Read a password from standard input and print its hash for MCPGW_ADMIN_PASSWORD_HASH.
     HashPassword,
+    /// Serve the gateway on standard input and output (newline-delimited JSON-RPC), for an MCP
+    /// client that launches it; logs go to standard error.
+    Stdio(Box<StdioArgs>),
+    /// Bridge standard input and output to a remote mcpgw (or any streamable HTTP MCP server),
+    /// opening a new session when the remote restarts; the bearer token comes from MCPGW_TOKEN.
+    Connect(stdio::ConnectArgs),
     /// Exit 0 if the gateway on this host answers GET /health with 200 (a container's
     /// health check: the image has no curl).
     Health(HealthArgs),
+}
+
+enum Run {
+    Serve(ServeArgs),
+    Stdio(StdioArgs),
+    Connect(stdio::ConnectArgs),
+}
+
+#[derive(clap::Args)]
+struct StdioArgs {
+    /// Serve one virtual server (its id) instead of everything in the registry.
+    #[arg(long)]
+    server: Option<String>,
+    #[command(flatten)]
+    serve: ServeArgs,
 }
 
 #[derive(clap::Args)]
@@ -444,11 +466,9 @@ async fn state_ports(ttl_ms: u64, clock: Arc<runtime::TokioClock>) -> anyhow::Re
     }
 }
 
-async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let started = std::time::Instant::now();
-    let nonempty = |v: &Option<String>| v.as_ref().map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
-    let args_tls = (nonempty(&args.tls_cert), nonempty(&args.tls_key));
-    let mut s = settings(&args)?;
+/// Opens the registry and builds the gateway on it (seeded from `--config`, its first snapshot
+/// read): what `serve` and `stdio` share.
+async fn open_gateway(s: &mut Settings, quiet_auth: bool) -> anyhow::Result<Gateway> {
     let store: Arc<dyn mcpgw_core::ports::Store> = if pg_store::is_postgres_url(&s.database) {
         Arc::new(pg_store::PgStore::open(&s.database).await.map_err(|e| {
             anyhow::anyhow!(
@@ -493,7 +513,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         name: "mcpgw".into(),
         version: env!("CARGO_PKG_VERSION").into(),
     };
-    if !s.gateway.auth.required {
+    if !s.gateway.auth.required && !quiet_auth {
         tracing::warn!(
             "authentication is off (MCPGW_AUTH_REQUIRED=false): anyone who can reach the gateway can use and change it"
         );
@@ -512,10 +532,15 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if let Err(e) = gw.registry().snapshot().await {
         tracing::warn!(error = %e, "registry not readable yet");
     }
-    // Read the upstreams' catalogs in the background: an unreachable upstream must not delay
-    // start-up; it is retried by the health checks.
-    // Then health checks and refreshes as they fall due, on their own task so that a slow
-    // upstream never delays keep-alives.
+    Ok(gw)
+}
+
+/// The gateway's background work: the upstreams' catalogs read (in the background: an
+/// unreachable upstream must not delay start-up), then health checks and refreshes as they fall
+/// due, on their own task so that a slow upstream never delays keep-alives; and every upkeep
+/// round SSE keep-alives and list_changed for registry changes made elsewhere (idle sessions
+/// expire every fourth round; they also expire on access).
+fn spawn_upkeep(gw: &Gateway, s: &Settings) {
     let checks = gw.clone();
     let every = s.upkeep.min(Duration::from_secs(s.gateway.health_check_secs));
     tokio::spawn(async move {
@@ -528,6 +553,28 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             checks.check_upstreams(false).await;
         }
     });
+    let upkeep = gw.clone();
+    let every = s.upkeep;
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        for n in 0u64.. {
+            tick.tick().await;
+            upkeep.keepalive();
+            upkeep.refresh_registry().await;
+            if n % 4 == 3 {
+                upkeep.expire_sessions().await;
+            }
+        }
+    });
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    let nonempty = |v: &Option<String>| v.as_ref().map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
+    let args_tls = (nonempty(&args.tls_cert), nonempty(&args.tls_key));
+    let mut s = settings(&args)?;
+    let gw = open_gateway(&mut s, false).await?;
+    spawn_upkeep(&gw, &s);
     let tls = match (&args_tls.0, &args_tls.1) {
         (Some(c), Some(k)) => {
             let cert = tls::Certificate::open(std::path::Path::new(c), std::path::Path::new(k))
@@ -556,24 +603,27 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         ready_ms = started.elapsed().as_secs_f64() * 1000.0,
         "mcpgw listening on {scheme}://{addr}"
     );
-    // Background upkeep: SSE keep-alives and list_changed for registry changes made elsewhere,
-    // every round; idle sessions expire every fourth round (they also expire on access).
-    let upkeep = gw.clone();
-    let every = s.upkeep;
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(every);
-        for n in 0u64.. {
-            tick.tick().await;
-            upkeep.keepalive();
-            upkeep.refresh_registry().await;
-            if n % 4 == 3 {
-                upkeep.expire_sessions().await;
-            }
-        }
-    });
     server::serve(gw.clone(), listener, shutdown_signal(), s.grace, tls).await?;
     gw.close_upstreams();
     tracing::info!("stopped");
+    Ok(())
+}
+
+/// `mcpgw stdio`: the gateway on this process's standard input and output, as the local
+/// operator (whoever can launch it can read its database), for a client that launches it.
+async fn stdio_serve(mut args: StdioArgs) -> anyhow::Result<()> {
+    args.serve.core.0.insert("MCPGW_AUTH_REQUIRED".into(), "false".into());
+    let mut s = settings(&args.serve)?;
+    let gw = open_gateway(&mut s, true).await?;
+    spawn_upkeep(&gw, &s);
+    let path = match &args.server {
+        Some(id) => format!("/servers/{id}/mcp"),
+        None => "/mcp".into(),
+    };
+    tracing::info!(database = %pg_store::redacted(&s.database), path = %path, "mcpgw serving on stdio");
+    let local = mcpgw_core::bridge::LocalGateway::new(gw.clone(), Some(mcpgw_core::Admitted::default()));
+    stdio::run(Arc::new(local), path, http::HeaderMap::new()).await;
+    gw.close_upstreams();
     Ok(())
 }
 
@@ -583,14 +633,27 @@ fn main() -> anyhow::Result<()> {
         Command::Token(args) => return token(args),
         Command::HashPassword => return hash_password(),
         Command::Health(args) => return health(args),
-        Command::Serve(args) => *args,
+        Command::Serve(args) => Run::Serve(*args),
+        Command::Stdio(args) => Run::Stdio(*args),
+        Command::Connect(args) => Run::Connect(args),
     };
     init_logging();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
-    runtime
-        .block_on(serve(args))
-        .inspect_err(|e| tracing::error!(error = %format!("{e:#}"), "mcpgw failed to start"))
+    let done = match args {
+        Run::Serve(args) => runtime
+            .block_on(serve(args))
+            .inspect_err(|e| tracing::error!(error = %format!("{e:#}"), "mcpgw failed to start")),
+        Run::Stdio(args) => runtime
+            .block_on(stdio_serve(args))
+            .inspect_err(|e| tracing::error!(error = %format!("{e:#}"), "mcpgw stdio failed")),
+        Run::Connect(args) => runtime
+            .block_on(stdio::connect(args))
+            .inspect_err(|e| tracing::error!(error = %format!("{e:#}"), "mcpgw connect failed")),
+    };
+    // Standard input may still be read by a blocking thread: not waited for.
+    runtime.shutdown_timeout(Duration::from_millis(200));
+    done
 }

@@ -5,20 +5,23 @@ calls to both, progress and log notifications during a call, a sampling request 
 client and answered, and log messages the upstream sends outside any call.
 
 usage: federation_client.py URL
-Exits 0 and prints PASS when every check holds; raises (exit 1) on the first failure.
+       federation_client.py --stdio COMMAND [ARG ...]   (launches the gateway, e.g. `mcpgw stdio`
+                                                         or `mcpgw connect URL`, over stdio)
+Also reads a federated resource and gets a federated prompt. Exits 0 and prints PASS when every check holds; raises (exit 1) on the first failure.
 """
 
 import asyncio
+import os
 import sys
 
-from mcp import Client, types
+from mcp import Client, StdioServerParameters, types
 
 
 def text_of(result) -> str:
     return " ".join(c.text for c in result.content if getattr(c, "type", "") == "text")
 
 
-async def main(url: str) -> None:
+async def main(server) -> None:
     logs = []
     sampled = []
 
@@ -36,7 +39,7 @@ async def main(url: str) -> None:
 
     # The session era: a sampling request mid-call and log messages outside any call are what
     # this checks (the stateless era has neither; its translation is tested on its own).
-    async with Client(url, mode="legacy", logging_callback=on_log, sampling_callback=on_sampling) as client:
+    async with Client(server, mode="legacy", logging_callback=on_log, sampling_callback=on_sampling) as client:
         tools, cursor = [], None
         while True:
             page = await client.list_tools(cursor=cursor)
@@ -61,6 +64,17 @@ async def main(url: str) -> None:
         assert text_of(r) == "Echo: hello through mcpgw", r
         r = await client.call_tool("fixture__test_simple_text", {})
         assert "simple text" in text_of(r), r
+
+        resources = await client.list_resources()
+        uris = {str(r.uri) for r in resources.resources}
+        assert "test://static-text" in uris, f"test://static-text missing from {sorted(uris)}"
+        read = await client.read_resource("test://static-text")
+        assert read.contents and "static" in read.contents[0].text.lower(), read
+        prompts = await client.list_prompts()
+        names = {p.name for p in prompts.prompts}
+        assert "fixture__test_simple_prompt" in names, f"fixture__test_simple_prompt missing from {sorted(names)}"
+        got = await client.get_prompt("fixture__test_simple_prompt")
+        assert "simple prompt" in got.messages[0].content.text, got
 
         await client.set_logging_level("debug")
 
@@ -102,4 +116,10 @@ async def main(url: str) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1]))
+    if sys.argv[1] == "--stdio":
+        # The launched process gets this environment whole (the SDK passes only a few variables
+        # by default).
+        target = StdioServerParameters(command=sys.argv[2], args=sys.argv[3:], env=dict(os.environ))
+    else:
+        target = sys.argv[1]
+    asyncio.run(main(target))

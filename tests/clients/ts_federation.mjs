@@ -3,11 +3,14 @@
 // namespaced lists, calls to both, progress and log notifications during a call, and sampling
 // and elicitation requests relayed to this client and answered.
 // usage: node ts_federation.mjs URL CALLS_LOG   (the fixture's calls log, to see cancellations)
+//        node ts_federation.mjs --stdio CALLS_LOG COMMAND [ARG ...]   (launches the gateway, e.g.
+//        `mcpgw stdio` or `mcpgw connect URL`, and speaks to it over stdio)
 // Prints PASS and exits 0 when every check holds; throws (exit 1) on the first failure.
 
 import assert from "node:assert/strict";
 import { existsSync, readFileSync } from "node:fs";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
+import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import {
   CreateMessageRequestSchema,
@@ -17,7 +20,8 @@ import {
   ResourceUpdatedNotificationSchema,
 } from "@modelcontextprotocol/sdk/types.js";
 
-const [url, callsLog] = process.argv.slice(2);
+const stdio = process.argv[2] === "--stdio";
+const [url, callsLog, command, ...args] = stdio ? [null, ...process.argv.slice(3)] : process.argv.slice(2);
 const client = new Client(
   { name: "mcpgw-ts-federation", version: "1.0.0" },
   { capabilities: { sampling: {}, elicitation: {}, roots: { listChanged: true } } },
@@ -33,7 +37,11 @@ client.setRequestHandler(CreateMessageRequestSchema, async (req) => {
   return { role: "assistant", content: { type: "text", text: "sampled-by-typescript" }, model: "mcpgw-test-model", stopReason: "endTurn" };
 });
 client.setRequestHandler(ElicitRequestSchema, async () => ({ action: "accept", content: { username: "ts-user", email: "ts@example.com" } }));
-await client.connect(new StreamableHTTPClientTransport(new URL(url)));
+await client.connect(
+  stdio
+    ? new StdioClientTransport({ command, args, env: { ...process.env }, stderr: "inherit" })
+    : new StreamableHTTPClientTransport(new URL(url)),
+);
 
 const tools = [];
 let cursor;
@@ -50,6 +58,13 @@ const text = (r) => r.content.filter((c) => c.type === "text").map((c) => c.text
 
 assert.equal(text(await client.callTool({ name: "everything__echo", arguments: { message: "hi from ts" } })), "Echo: hi from ts");
 
+const prompts = (await client.listPrompts()).prompts.map((p) => p.name);
+assert.ok(prompts.includes("fixture__test_simple_prompt"), `prompts: ${prompts}`);
+const prompt = await client.getPrompt({ name: "fixture__test_simple_prompt" });
+assert.ok(prompt.messages[0].content.text.includes("simple prompt"), JSON.stringify(prompt));
+const read = await client.readResource({ uri: "test://static-text" });
+assert.ok(read.contents[0].text.includes("static text"), JSON.stringify(read));
+
 const progress = [];
 const long = await client.callTool(
   { name: "everything__trigger-long-running-operation", arguments: { duration: 1, steps: 3 } },
@@ -57,7 +72,10 @@ const long = await client.callTool(
   { onprogress: (p) => progress.push(p.progress) },
 );
 assert.ok(!long.isError, JSON.stringify(long));
-assert.ok(progress.length >= 3, `progress: ${progress}`);
+// Over stdio the SDK reads the last progress notification and the result in one chunk when they
+// come together, and handles the result first (its notification handlers run a tick later), so it
+// drops that notification as one for an unknown token: one fewer is all a client can count on.
+assert.ok(progress.length >= (stdio ? 2 : 3), `progress: ${progress}`);
 
 await client.setLoggingLevel("debug");
 const before = logs.length;

@@ -38,7 +38,7 @@ pub(crate) use catalog::fetch_catalog;
 use duplex::open_sse;
 pub(crate) use duplex::Duplex;
 use listen::standalone_stream;
-pub(crate) use stateless::param_headers;
+pub(crate) use stateless::{mirror_headers, param_headers};
 use streamable_http::{http_error, HttpIo};
 
 /// Why a link failed.

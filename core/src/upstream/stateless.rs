@@ -53,7 +53,7 @@ pub(super) fn stamp(params: Option<&Value>, hello: &Hello) -> Value {
 
 /// The headers that mirror a request's body: `Mcp-Method`, and `Mcp-Name` for the methods that
 /// act on a named tool, prompt or resource.
-pub(super) fn mirror_headers(method: &str, params: &Value) -> HeaderMap {
+pub(crate) fn mirror_headers(method: &str, params: &Value) -> HeaderMap {
     let mut h = HeaderMap::with_capacity(2);
     if let Ok(v) = HeaderValue::from_str(method) {
         h.insert(MCP_METHOD, v);

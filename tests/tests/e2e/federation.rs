@@ -605,10 +605,10 @@ async fn conformance_through_the_gateway_over_stdio() {
 
 /// A gateway with two upstreams: the fixture (`fixture__*`) and the reference server
 /// `@modelcontextprotocol/server-everything` (`everything__*`), both over streamable HTTP.
-struct TwoUpstreams {
-    gw: TestGateway,
+pub(crate) struct TwoUpstreams {
+    pub(crate) gw: TestGateway,
     /// The fixture's calls log.
-    calls: std::path::PathBuf,
+    pub(crate) calls: std::path::PathBuf,
     _fixture: Fixture,
     _everything: Fixture,
     _dir: TempDir,
@@ -627,7 +627,16 @@ async fn register(url: &str, collection: &str, body: &Value) -> Value {
     v
 }
 
-async fn start_two(settings: &[&str]) -> TwoUpstreams {
+impl TwoUpstreams {
+    /// The native gateway's registry file (another process may open it too).
+    pub(crate) fn database(&self) -> std::path::PathBuf {
+        self._dir.join("gw.db")
+    }
+}
+
+/// A gateway with two upstreams registered: the fixture (`fixture__*`) and the reference server
+/// (`everything__*`), both over streamable HTTP.
+pub(crate) async fn start_two(settings: &[&str]) -> TwoUpstreams {
     let dir = TempDir::new("two-upstreams");
     let calls = dir.join("calls.jsonl");
     let fixture = Fixture::start("streamable-http", Some(&calls));
@@ -654,7 +663,7 @@ async fn start_two(settings: &[&str]) -> TwoUpstreams {
     }
 }
 
-fn run_client(cmd: &mut Command, pass: &str) {
+pub(crate) fn run_client(cmd: &mut Command, pass: &str) {
     let (ok, out) = run_with_timeout(cmd, Duration::from_secs(120)).expect("run client");
     assert!(ok && out.contains(pass), "client failed:\n{out}");
 }

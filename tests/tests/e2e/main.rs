@@ -28,4 +28,5 @@ mod shared_sessions;
 mod soak;
 mod ssrf;
 mod stateless;
+mod stdio;
 mod tls;

@@ -1,0 +1,757 @@
+//! A bridge from a message channel to a streamable HTTP MCP endpoint: what `mcpgw stdio` (to
+//! this process's own gateway), `mcpgw connect URL` (to a remote one) and the WebSocket route
+//! use. The client's messages go in one at a time, as text; everything the endpoint says comes
+//! out on one channel, a message per item.
+//!
+//! It is a client of the endpoint that carries someone else's session: the client's own
+//! `initialize` goes through unchanged and the session id it gets back is kept; every later
+//! message is POSTed with that id and the negotiated version, and its answer (JSON, or an SSE
+//! stream resumed with `Last-Event-ID` when it ends early) is handed out message by message.
+//! After `notifications/initialized`, the session's standalone GET stream is kept open (with
+//! `Last-Event-ID` and the server's `retry:` delay when it ends) so requests the server sends
+//! outside calls reach the client too. When the endpoint has forgotten the session (404: it
+//! restarted), the client's `initialize` is replayed to open a new one and the message is sent
+//! again, so the client never notices. A 2026-07-28 client needs none of this: its messages
+//! carry their revision in `_meta`, and go out with the headers that revision asks for.
+//!
+//! Every request gets exactly one answer: when the endpoint cannot be reached, or fails without
+//! a JSON-RPC answer of its own, the bridge writes an error for each request of the message.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::channel::mpsc::{unbounded, UnboundedReceiver, UnboundedSender};
+use futures::StreamExt;
+use http::header::{ACCEPT, CONTENT_TYPE};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+use serde_json::{json, Value};
+
+use crate::gateway::Gateway;
+use crate::http::response::Body;
+use crate::platform::BoxFuture;
+use crate::ports::{Clock, HttpClient, HttpError, InboundResponse, OutboundRequest, Spawner};
+use crate::proto::jsonrpc::{INTERNAL_ERROR, INVALID_REQUEST};
+use crate::proto::meta;
+use crate::proto::sse::Parser;
+use crate::proto::version::{Era, ProtocolVersion};
+use crate::security::admission::{Admitted, ClientIp};
+
+const MCP_SESSION_ID: HeaderName = HeaderName::from_static("mcp-session-id");
+const MCP_PROTOCOL_VERSION: HeaderName = HeaderName::from_static("mcp-protocol-version");
+const LAST_EVENT_ID: HeaderName = HeaderName::from_static("last-event-id");
+/// Resumptions of one POST's stream in a row that bring nothing new, before giving up.
+const MAX_RESUMES: u32 = 5;
+/// Longest wait before the standalone stream is opened again.
+const MAX_RETRY_MS: u64 = 30_000;
+/// The id of a replayed `initialize`, which the client never sees.
+const REPLAY_ID: &str = "mcpgw-bridge-initialize";
+
+/// What a bridge runs on.
+#[derive(Clone)]
+pub struct BridgePorts {
+    /// The endpoint's transport: the network, or [`LocalGateway`].
+    pub http: Arc<dyn HttpClient>,
+    /// Delays between reconnections.
+    pub clock: Arc<dyn Clock>,
+    /// Each message's exchange and the standalone stream run as tasks of their own.
+    pub spawner: Arc<dyn Spawner>,
+}
+
+/// A bridge to one endpoint; cheap to clone.
+#[derive(Clone)]
+pub struct Bridge {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    ports: BridgePorts,
+    url: String,
+    /// Sent with every request (an `Authorization` header, say).
+    headers: HeaderMap,
+    /// The largest answer or event read, in bytes.
+    max_bytes: usize,
+    out: UnboundedSender<String>,
+    state: Mutex<State>,
+    /// Held while a session is opened again, so that concurrent 404s open one.
+    reopening: futures::lock::Mutex<()>,
+}
+
+#[derive(Default)]
+struct State {
+    session: Option<HeaderValue>,
+    version: Option<HeaderValue>,
+    /// The client's `initialize` params, replayed when the endpoint forgot the session.
+    hello: Option<Value>,
+    /// The id of the `initialize` whose answer is awaited (its version is kept).
+    initializing: Option<Value>,
+    /// Moves with every new session; a standalone stream of an older one stops.
+    epoch: u64,
+    closed: bool,
+}
+
+/// One message of the client, as far as the bridge must know it.
+struct Outgoing {
+    /// The ids of its requests (every element's, for a batch).
+    requests: Vec<Value>,
+    /// The method of a single message.
+    method: Option<String>,
+    /// A single request's params.
+    params: Option<Value>,
+    id: Option<Value>,
+}
+
+impl Outgoing {
+    fn read(text: &str) -> Option<Self> {
+        let v: Value = serde_json::from_str(text).ok()?;
+        let is_request = |m: &Value| m.get("method").is_some() && m.get("id").is_some_and(|i| !i.is_null());
+        let requests = match &v {
+            Value::Array(items) => items
+                .iter()
+                .filter(|m| is_request(m))
+                .map(|m| m["id"].clone())
+                .collect(),
+            m if is_request(m) => vec![m["id"].clone()],
+            _ => Vec::new(),
+        };
+        let method = v.get("method").and_then(Value::as_str).map(str::to_string);
+        Some(Outgoing {
+            requests,
+            method,
+            params: v.get("params").cloned(),
+            id: v.get("id").cloned(),
+        })
+    }
+
+    /// The 2026-07-28 revision a sessionless message declares in `_meta`, if any.
+    fn modern(&self) -> Option<ProtocolVersion> {
+        let declared = meta::declared_version(self.params.as_ref())?;
+        ProtocolVersion::parse(declared).filter(|v| v.era() == Era::Stateless)
+    }
+}
+
+/// An error answer to request `id`.
+fn error_line(id: &Value, code: i64, message: &str) -> String {
+    json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message}}).to_string()
+}
+
+/// Whether `text` is one JSON-RPC message or a batch of them.
+fn is_jsonrpc(v: &Value) -> bool {
+    match v {
+        Value::Array(items) => !items.is_empty() && items.iter().all(|m| m.get("jsonrpc").is_some()),
+        m => m.get("jsonrpc").is_some(),
+    }
+}
+
+impl Bridge {
+    /// A bridge to the endpoint at `url`, and the channel on which everything the endpoint says
+    /// comes out (it ends when the bridge and its tasks are gone).
+    #[cfg_attr(target_family = "wasm", allow(clippy::arc_with_non_send_sync))]
+    pub fn new(
+        ports: BridgePorts,
+        url: impl Into<String>,
+        headers: HeaderMap,
+        max_bytes: usize,
+    ) -> (Self, UnboundedReceiver<String>) {
+        let (out, rx) = unbounded();
+        let inner = Inner {
+            ports,
+            url: url.into(),
+            headers,
+            max_bytes,
+            out,
+            state: Mutex::new(State::default()),
+            reopening: futures::lock::Mutex::new(()),
+        };
+        (Bridge { inner: Arc::new(inner) }, rx)
+    }
+
+    /// Takes one message of the client and sends it on its own task, so a long call never holds
+    /// up the next message (the client's answer to that call's sampling request, say).
+    pub fn accept(&self, text: String) {
+        let inner = self.inner.clone();
+        self.inner
+            .ports
+            .spawner
+            .spawn(Box::pin(async move { inner.deliver(text).await }));
+    }
+
+    /// Sends one message of the client and hands out its answers before returning.
+    pub async fn deliver(&self, text: String) {
+        self.inner.deliver(text).await
+    }
+
+    /// The endpoint's session id in use, if there is one.
+    pub fn session_id(&self) -> Option<String> {
+        let s = self.inner.state.lock().unwrap_or_else(|e| e.into_inner());
+        s.session.as_ref().and_then(|v| v.to_str().ok()).map(str::to_string)
+    }
+
+    /// Ends the session at the endpoint (a DELETE) and stops the standalone stream.
+    pub async fn close(&self) {
+        let (sid, version) = {
+            let mut s = self.inner.state.lock().unwrap_or_else(|e| e.into_inner());
+            s.closed = true;
+            s.epoch += 1;
+            (s.session.take(), s.version.take())
+        };
+        if let Some(sid) = sid {
+            let mut h = self.inner.headers.clone();
+            h.insert(MCP_SESSION_ID, sid);
+            if let Some(v) = version {
+                h.insert(MCP_PROTOCOL_VERSION, v);
+            }
+            let _ = self.inner.send(Method::DELETE, h, None).await;
+        }
+    }
+}
+
+impl Inner {
+    fn emit(&self, text: String) {
+        // A message spread over lines would break a line-framed client: such text is written
+        // again compactly.
+        let line = if text.contains(['\n', '\r']) {
+            serde_json::from_str::<Value>(&text)
+                .map(|v| v.to_string())
+                .unwrap_or(text)
+        } else {
+            text
+        };
+        let _ = self.out.unbounded_send(line);
+    }
+
+    /// Tells the client something went wrong outside any request of its own (a log message).
+    fn note(&self, message: &str) {
+        let m = json!({"jsonrpc": "2.0", "method": "notifications/message",
+            "params": {"level": "error", "logger": "mcpgw-bridge", "data": message}});
+        self.emit(m.to_string());
+    }
+
+    fn fail(&self, ids: &[Value], code: i64, message: &str) {
+        for id in ids {
+            self.emit(error_line(id, code, message));
+        }
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        headers: HeaderMap,
+        body: Option<Bytes>,
+    ) -> Result<InboundResponse, HttpError> {
+        self.ports
+            .http
+            .send(OutboundRequest {
+                method,
+                url: self.url.clone(),
+                headers,
+                body,
+                tls: None,
+            })
+            .await
+    }
+
+    /// The headers of a message's POST: the configured ones, the session's, and for a
+    /// sessionless 2026-07-28 message its revision and the method and name mirrored.
+    fn post_headers(&self, msg: Option<&Outgoing>) -> HeaderMap {
+        let mut h = self.headers.clone();
+        h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        h.insert(ACCEPT, HeaderValue::from_static("application/json, text/event-stream"));
+        let s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(sid) = &s.session {
+            h.insert(MCP_SESSION_ID, sid.clone());
+            if let Some(v) = &s.version {
+                h.insert(MCP_PROTOCOL_VERSION, v.clone());
+            }
+        } else if let Some((m, v)) = msg.and_then(|m| Some((m, m.modern()?))) {
+            h.insert(MCP_PROTOCOL_VERSION, HeaderValue::from_static(v.as_str()));
+            if let Some(method) = &m.method {
+                let params = m.params.clone().unwrap_or(Value::Null);
+                h.extend(crate::upstream::mirror_headers(method, &params));
+            }
+        }
+        h
+    }
+
+    async fn deliver(self: &Arc<Self>, text: String) {
+        let msg = Outgoing::read(&text);
+        if let Some(m) = msg.as_ref().filter(|m| m.method.as_deref() == Some("initialize")) {
+            let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            s.session = None;
+            s.version = None;
+            s.hello = m.params.clone();
+            s.initializing = m.id.clone();
+            s.epoch += 1;
+        }
+        let ids = msg.as_ref().map(|m| m.requests.clone()).unwrap_or_default();
+        let body = Bytes::from(text);
+        let mut replayed = false;
+        loop {
+            let headers = self.post_headers(msg.as_ref());
+            let sent_with = headers.get(MCP_SESSION_ID).cloned();
+            let resp = match self.send(Method::POST, headers, Some(body.clone())).await {
+                Ok(r) => r,
+                Err(e) => return self.fail(&ids, INTERNAL_ERROR, &format!("cannot reach {}: {e}", self.url)),
+            };
+            // The endpoint forgot the session (it restarted): open a new one, then send again.
+            if resp.status == StatusCode::NOT_FOUND && sent_with.is_some() && !replayed {
+                replayed = true;
+                if let Err(e) = self.reopen(sent_with).await {
+                    return self.fail(
+                        &ids,
+                        INTERNAL_ERROR,
+                        &format!("the session ended and a new one could not be opened: {e}"),
+                    );
+                }
+                continue;
+            }
+            let initialized = msg.as_ref().and_then(|m| m.method.as_deref()) == Some("notifications/initialized");
+            let ok = resp.status.is_success();
+            self.answer(resp, &ids).await;
+            if initialized && ok {
+                self.listen();
+            }
+            return;
+        }
+    }
+
+    /// Hands out an answer to a POST: its messages, or errors for the requests it left
+    /// unanswered. The session id of an answer that opened one is kept.
+    async fn answer(self: &Arc<Self>, resp: InboundResponse, ids: &[Value]) {
+        if resp.status.is_success() {
+            if let Some(sid) = resp.headers.get(MCP_SESSION_ID) {
+                let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+                if s.session.is_none() {
+                    s.session = Some(sid.clone());
+                }
+            }
+        }
+        let event_stream = resp
+            .headers
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|c| c.to_ascii_lowercase().starts_with("text/event-stream"));
+        let status = resp.status;
+        if status.is_success() && event_stream {
+            return self.relay_stream(resp, ids).await;
+        }
+        let body = match read_all(resp, self.max_bytes).await {
+            Ok(b) => b,
+            Err(e) => return self.fail(ids, INTERNAL_ERROR, &e),
+        };
+        let parsed: Option<Value> = serde_json::from_slice(&body).ok();
+        match parsed {
+            // A refusal of the whole message (id null: a 401, a bad version) answers each of
+            // its requests, under their own ids.
+            Some(v) if v.get("error").is_some() && v.get("id").is_some_and(Value::is_null) && !ids.is_empty() => {
+                let code = v["error"]["code"].as_i64().unwrap_or_else(|| code_for(status));
+                self.fail(ids, code, &describe(status, &v));
+            }
+            Some(v) if is_jsonrpc(&v) => {
+                let answered = answered_ids(&v);
+                self.note_answer(&v);
+                self.emit(String::from_utf8_lossy(&body).into_owned());
+                let left: Vec<Value> = ids
+                    .iter()
+                    .filter(|i| !answered.contains(&i.to_string()))
+                    .cloned()
+                    .collect();
+                if !left.is_empty() && !status.is_success() {
+                    self.fail(&left, code_for(status), &describe(status, &v));
+                }
+            }
+            _ if status.is_success() => {
+                if !ids.is_empty() && status != StatusCode::ACCEPTED {
+                    self.fail(
+                        ids,
+                        INTERNAL_ERROR,
+                        &format!("the endpoint answered {status} without a JSON-RPC message"),
+                    );
+                } else if !ids.is_empty() {
+                    self.fail(
+                        ids,
+                        INTERNAL_ERROR,
+                        "the endpoint accepted a request without answering it",
+                    );
+                }
+            }
+            other => {
+                let detail = other.map(|v| describe(status, &v)).unwrap_or_else(|| {
+                    let text = String::from_utf8_lossy(&body);
+                    let text: String = text.chars().take(200).collect();
+                    format!("HTTP {status}: {}", text.trim())
+                });
+                self.fail(ids, code_for(status), &detail);
+            }
+        }
+    }
+
+    /// Keeps the revision an `initialize` answer chose (the version header of later requests).
+    fn note_answer(&self, v: &Value) {
+        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(awaited) = s.initializing.clone() else {
+            return;
+        };
+        if v.get("id") == Some(&awaited) && v.get("method").is_none() {
+            s.initializing = None;
+            s.version = v["result"]["protocolVersion"]
+                .as_str()
+                .and_then(|p| HeaderValue::from_str(p).ok());
+        }
+    }
+
+    /// Hands out a POST's SSE stream, resuming it with `Last-Event-ID` when it ends before every
+    /// request of the message was answered.
+    async fn relay_stream(self: &Arc<Self>, resp: InboundResponse, ids: &[Value]) {
+        let mut pending: HashSet<String> = ids.iter().map(Value::to_string).collect();
+        let mut parser = Parser::with_limit(self.max_bytes);
+        let mut body = resp.body;
+        let mut empty_resumes = 0;
+        loop {
+            let mut progressed = false;
+            while let Some(chunk) = body.next().await {
+                let Ok(chunk) = chunk else { break };
+                let events = match parser.push(&chunk) {
+                    Ok(e) => e,
+                    Err(e) => {
+                        let left: Vec<Value> = ids
+                            .iter()
+                            .filter(|i| pending.contains(&i.to_string()))
+                            .cloned()
+                            .collect();
+                        return self.fail(&left, INTERNAL_ERROR, &e);
+                    }
+                };
+                for data in events.into_iter().filter_map(|e| e.into_message()) {
+                    progressed = true;
+                    if let Ok(v) = serde_json::from_str::<Value>(&data) {
+                        for id in answered_ids(&v) {
+                            pending.remove(&id);
+                        }
+                        self.note_answer(&v);
+                    }
+                    self.emit(data);
+                }
+                if pending.is_empty() {
+                    return;
+                }
+            }
+            if pending.is_empty() {
+                return;
+            }
+            empty_resumes = if progressed { 0 } else { empty_resumes + 1 };
+            let Some(last) = parser.last_event_id().map(str::to_string) else {
+                break;
+            };
+            if empty_resumes > MAX_RESUMES {
+                break;
+            }
+            parser.resume();
+            let mut h = self.get_headers();
+            if let Ok(v) = HeaderValue::from_str(&last) {
+                h.insert(LAST_EVENT_ID, v);
+            }
+            match self.send(Method::GET, h, None).await {
+                Ok(r) if r.status.is_success() => body = r.body,
+                _ => break,
+            }
+        }
+        let left: Vec<Value> = ids
+            .iter()
+            .filter(|i| pending.contains(&i.to_string()))
+            .cloned()
+            .collect();
+        self.fail(&left, INTERNAL_ERROR, "the endpoint closed the stream before answering");
+    }
+
+    fn get_headers(&self) -> HeaderMap {
+        let mut h = self.headers.clone();
+        h.insert(ACCEPT, HeaderValue::from_static("text/event-stream"));
+        let s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(sid) = &s.session {
+            h.insert(MCP_SESSION_ID, sid.clone());
+        }
+        if let Some(v) = &s.version {
+            h.insert(MCP_PROTOCOL_VERSION, v.clone());
+        }
+        h
+    }
+
+    /// Opens a new session with the client's own `initialize` after the endpoint forgot
+    /// `stale`; nothing when another message already did.
+    async fn reopen(self: &Arc<Self>, stale: Option<HeaderValue>) -> Result<(), String> {
+        let _one = self.reopening.lock().await;
+        let hello = {
+            let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            if s.session != stale {
+                return Ok(());
+            }
+            s.session = None;
+            s.version = None;
+            s.epoch += 1;
+            s.initializing = Some(json!(REPLAY_ID));
+            s.hello.clone().ok_or("the client has not initialized")?
+        };
+        let init = json!({"jsonrpc": "2.0", "id": REPLAY_ID, "method": "initialize", "params": hello});
+        let resp = self
+            .send(
+                Method::POST,
+                self.post_headers(None),
+                Some(Bytes::from(init.to_string())),
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        if !resp.status.is_success() {
+            return Err(format!("initialize answered {}", resp.status));
+        }
+        let sid = resp.headers.get(MCP_SESSION_ID).cloned();
+        let answer = read_answer(resp, self.max_bytes).await?;
+        if let Some(e) = answer.get("error") {
+            return Err(format!("initialize failed: {e}"));
+        }
+        {
+            let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            s.session = sid;
+            s.initializing = None;
+            s.version = answer["result"]["protocolVersion"]
+                .as_str()
+                .and_then(|p| HeaderValue::from_str(p).ok());
+        }
+        let note = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
+        let resp = self
+            .send(
+                Method::POST,
+                self.post_headers(None),
+                Some(Bytes::from(note.to_string())),
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        if resp.status.is_success() {
+            self.listen();
+        }
+        Ok(())
+    }
+
+    /// Keeps the session's standalone stream open on a task of its own until the session
+    /// changes or the bridge closes.
+    fn listen(self: &Arc<Self>) {
+        let epoch = {
+            let s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            if s.session.is_none() || s.closed {
+                return;
+            }
+            s.epoch
+        };
+        let inner = self.clone();
+        self.ports
+            .spawner
+            .spawn(Box::pin(async move { inner.standalone(epoch).await }));
+    }
+
+    fn current(&self, epoch: u64) -> bool {
+        let s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        s.epoch == epoch && !s.closed
+    }
+
+    async fn standalone(self: Arc<Self>, epoch: u64) {
+        let mut parser = Parser::with_limit(self.max_bytes);
+        let mut failures: u32 = 0;
+        while self.current(epoch) {
+            let mut h = self.get_headers();
+            if let Some(v) = parser.last_event_id().and_then(|l| HeaderValue::from_str(l).ok()) {
+                h.insert(LAST_EVENT_ID, v);
+            }
+            match self.send(Method::GET, h, None).await {
+                Ok(r) if r.status.is_success() => {
+                    let mut body = r.body;
+                    while let Some(Ok(chunk)) = body.next().await {
+                        if !self.current(epoch) {
+                            return;
+                        }
+                        let Ok(events) = parser.push(&chunk) else { break };
+                        for data in events.into_iter().filter_map(|e| e.into_message()) {
+                            failures = 0;
+                            self.emit(data);
+                        }
+                    }
+                    parser.resume();
+                }
+                // The endpoint offers no standalone stream.
+                Ok(r) if r.status == StatusCode::METHOD_NOT_ALLOWED => return,
+                // The endpoint forgot the session: a new one is opened now (with its own
+                // stream), not at the client's next message, so nothing said meanwhile is lost.
+                Ok(r) if r.status == StatusCode::NOT_FOUND => {
+                    let stale = self.state.lock().unwrap_or_else(|e| e.into_inner()).session.clone();
+                    if let Err(e) = self.reopen(stale).await {
+                        self.note(&format!("the session ended and a new one could not be opened: {e}"));
+                    }
+                    return;
+                }
+                _ => failures += 1,
+            }
+            let base = parser.retry_ms().unwrap_or(1000);
+            let wait = base.saturating_mul(1u64 << failures.min(5)).min(MAX_RETRY_MS);
+            self.ports.clock.sleep(Duration::from_millis(wait)).await;
+        }
+    }
+}
+
+/// The ids of the responses in `v` (one message or a batch), as JSON text.
+fn answered_ids(v: &Value) -> Vec<String> {
+    let one = |m: &Value| {
+        (m.get("method").is_none())
+            .then(|| m.get("id").filter(|i| !i.is_null()).map(Value::to_string))
+            .flatten()
+    };
+    match v {
+        Value::Array(items) => items.iter().filter_map(one).collect(),
+        m => one(m).into_iter().collect(),
+    }
+}
+
+/// The JSON-RPC code of a refusal without a JSON-RPC body of its own.
+fn code_for(status: StatusCode) -> i64 {
+    if status.is_client_error() {
+        INVALID_REQUEST
+    } else {
+        INTERNAL_ERROR
+    }
+}
+
+fn describe(status: StatusCode, v: &Value) -> String {
+    let said = v["error"]["message"]
+        .as_str()
+        .or_else(|| v["message"].as_str())
+        .or_else(|| v["error"].as_str())
+        .unwrap_or_default();
+    if said.is_empty() {
+        format!("HTTP {status}")
+    } else {
+        format!("HTTP {status}: {said}")
+    }
+}
+
+async fn read_all(resp: InboundResponse, limit: usize) -> Result<Bytes, String> {
+    let mut body = resp.body;
+    let mut buf = Vec::new();
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(|e| e.to_string())?;
+        if buf.len() + chunk.len() > limit {
+            return Err(format!("answer larger than {limit} bytes"));
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(Bytes::from(buf))
+}
+
+/// The one answer of a POST made by the bridge itself (JSON, or the first response in an SSE
+/// stream).
+async fn read_answer(resp: InboundResponse, limit: usize) -> Result<Value, String> {
+    let sse = resp
+        .headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|c| c.starts_with("text/event-stream"));
+    if !sse {
+        let body = read_all(resp, limit).await?;
+        return serde_json::from_slice(&body).map_err(|e| e.to_string());
+    }
+    let mut parser = Parser::with_limit(limit);
+    let mut body = resp.body;
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(|e| e.to_string())?;
+        for data in parser.push(&chunk)?.into_iter().filter_map(|e| e.into_message()) {
+            let v: Value = serde_json::from_str(&data).map_err(|e| e.to_string())?;
+            if v.get("id") == Some(&json!(REPLAY_ID)) {
+                return Ok(v);
+            }
+        }
+    }
+    Err("the stream ended before the answer".into())
+}
+
+/// This process's own gateway as an endpoint: a request goes to [`Gateway::handle`] without a
+/// network, let in as `admitted` (the local operator, for `mcpgw stdio`) or, when that is none,
+/// through the gateway's admission like any request (with the bridge's `Authorization` header).
+pub struct LocalGateway {
+    gateway: Gateway,
+    admitted: Option<Admitted>,
+}
+
+impl LocalGateway {
+    /// The gateway as an endpoint.
+    pub fn new(gateway: Gateway, admitted: Option<Admitted>) -> Self {
+        Self { gateway, admitted }
+    }
+}
+
+#[cfg_attr(not(target_family = "wasm"), async_trait::async_trait)]
+#[cfg_attr(target_family = "wasm", async_trait::async_trait(?Send))]
+impl HttpClient for LocalGateway {
+    async fn send(&self, r: OutboundRequest) -> Result<InboundResponse, HttpError> {
+        // The path alone: no Host to check, as for a request that never crossed a network.
+        let path = match r.url.find("://") {
+            Some(i) => r.url[i + 3..]
+                .find('/')
+                .map_or("/", |p| &r.url[i + 3 + p..])
+                .to_string(),
+            None => r.url.clone(),
+        };
+        let mut req = http::Request::builder()
+            .method(r.method)
+            .uri(path.as_str())
+            .body(r.body.unwrap_or_default())
+            .map_err(|e| HttpError::InvalidUrl(e.to_string()))?;
+        *req.headers_mut() = r.headers;
+        req.extensions_mut().insert(ClientIp("local".into()));
+        if let Some(a) = &self.admitted {
+            req.extensions_mut().insert(a.clone());
+        }
+        let resp = self.gateway.handle(req).await;
+        let (parts, body) = resp.into_parts();
+        Ok(InboundResponse {
+            status: parts.status,
+            headers: parts.headers,
+            body: body_stream(body),
+        })
+    }
+}
+
+fn body_stream(body: Body) -> crate::platform::BoxStream<'static, Result<Bytes, HttpError>> {
+    match body {
+        Body::Empty => Box::pin(futures::stream::empty()),
+        Body::Full(b) => Box::pin(futures::stream::once(async move { Ok(b) })),
+        Body::Stream(s) => Box::pin(s.map(Ok)),
+    }
+}
+
+/// Runs a client's side of a bridge: each item of `lines` is a message, sent concurrently with
+/// the others; when `lines` ends, the answers still coming are waited for (at most `grace`) and
+/// the session is closed.
+pub fn pump<S>(bridge: Bridge, lines: S, grace: Duration) -> BoxFuture<'static, ()>
+where
+    S: futures::Stream<Item = String> + crate::platform::MaybeSend + 'static,
+{
+    Box::pin(async move {
+        let mut lines = std::pin::pin!(lines.fuse());
+        let mut inflight = futures::stream::FuturesUnordered::new();
+        loop {
+            futures::select! {
+                line = lines.next() => match line {
+                    Some(line) if line.trim().is_empty() => {}
+                    Some(line) => {
+                        let b = bridge.clone();
+                        inflight.push(async move { b.deliver(line).await });
+                    }
+                    None => break,
+                },
+                _ = inflight.select_next_some() => {}
+            }
+        }
+        let drain = async { while inflight.next().await.is_some() {} };
+        let sleep = bridge.inner.ports.clock.sleep(grace);
+        futures::future::select(std::pin::pin!(drain), sleep).await;
+        bridge.close().await;
+    })
+}
