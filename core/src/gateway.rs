@@ -534,8 +534,11 @@ impl Gateway {
     }
 
     /// The answer to a request, before the headers every answer gets.
-    async fn answer(&self, req: Request<Bytes>, route: Route) -> Response<Body> {
+    async fn answer(&self, mut req: Request<Bytes>, route: Route) -> Response<Body> {
         let path = req.uri().path().to_string();
+        if matches!(route, Route::Ws { .. }) {
+            crate::ws::token_from_query(&mut req);
+        }
         if let Err(msg) = self.s.security.check_origin(&req) {
             return match route.error_style() {
                 ErrorStyle::JsonRpc => rpc_error(StatusCode::FORBIDDEN, None, RpcError::invalid_request(msg)),
@@ -555,7 +558,6 @@ impl Gateway {
             },
         };
         let extra = std::mem::take(&mut admitted.headers);
-        let mut req = req;
         req.extensions_mut().insert(admitted);
         let mut resp = self.route(req, route, path).await;
         add_headers(&mut resp, &extra);
@@ -635,6 +637,11 @@ impl Gateway {
             },
             Route::Message { server: Some(id) } => match self.virtual_server(&req, &id).await {
                 Ok(server) => face::legacy_message(face, req, Some(server)).await,
+                Err(r) => *r,
+            },
+            Route::Ws { server: None } => crate::ws::upgrade(&req, "/mcp".into(), s.config.max_body_bytes),
+            Route::Ws { server: Some(id) } => match self.virtual_server(&req, &id).await {
+                Ok(_) => crate::ws::upgrade(&req, format!("/servers/{id}/mcp"), s.config.max_body_bytes),
                 Err(r) => *r,
             },
             Route::Rpc => face::rpc(face, req).await,

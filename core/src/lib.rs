@@ -37,6 +37,7 @@ mod gateway;
 mod session;
 mod ui;
 mod upstream;
+pub mod ws;
 
 pub use config::{ConfigError, GatewayConfig, SeedFile};
 pub use engine::{Park, ServerInfo};

@@ -20,6 +20,7 @@ mod fetch_client;
 mod limiter;
 mod object_sessions;
 mod webcrypto;
+mod ws;
 
 use std::cell::RefCell;
 use std::sync::Arc;
@@ -211,6 +212,8 @@ fn served_by(req: &http::Request<bytes::Bytes>) -> ServedBy {
             }
         }
         Route::Sse { .. } if req.method() == http::Method::GET => ServedBy::NewSession,
+        // A WebSocket lives in an object of its own, which sleeps between its messages.
+        Route::Ws { .. } if mcpgw_core::ws::is_upgrade(req) => ServedBy::NewSession,
         Route::Message { .. } => req
             .uri()
             .query()
@@ -269,6 +272,10 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
         let ip = mcpgw_core::ClientIp(ip.to_string());
         hreq.extensions_mut().insert(ip);
     }
+    // A browser's WebSocket carries its token in the query: admitted like a header.
+    if matches!(Route::parse(hreq.uri().path()), Route::Ws { .. }) {
+        mcpgw_core::ws::token_from_query(&mut hreq);
+    }
     match served_by(&hreq) {
         ServedBy::Session(id) => to_session(&env, &id, &hreq, &url, None).await,
         ServedBy::NewSession => {
@@ -302,6 +309,8 @@ pub struct McpSession {
     /// When the alarm is set for (ms since the epoch), as this object last set or read it;
     /// `None` until it has looked.
     alarm_at: RefCell<Option<Option<u64>>>,
+    /// The bridge of this object's WebSocket, while the object is awake.
+    ws_bridge: RefCell<Option<mcpgw_core::bridge::Bridge>>,
 }
 
 impl McpSession {
@@ -366,6 +375,7 @@ impl DurableObject for McpSession {
             env,
             gateway: RefCell::new(None),
             alarm_at: RefCell::new(None),
+            ws_bridge: RefCell::new(None),
         }
     }
 
@@ -391,9 +401,45 @@ impl DurableObject for McpSession {
                 hreq.extensions_mut().insert(a);
             }
         }
-        let resp = gw.handle(hreq).await;
+        let client_ip = hreq
+            .headers()
+            .get("cf-connecting-ip")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let mut resp = gw.handle(hreq).await;
         self.schedule(&gw, false).await?;
+        if let Some(accept) = resp.extensions_mut().remove::<mcpgw_core::ws::WsAccept>() {
+            return ws::accept(&self.state, accept, client_ip);
+        }
         convert::from_http(resp)
+    }
+
+    async fn websocket_message(
+        &self,
+        socket: worker::WebSocket,
+        message: worker::WebSocketIncomingMessage,
+    ) -> Result<()> {
+        let gw = self.gateway()?;
+        ws::message(&self.ws_bridge, &gw, &socket, message)?;
+        self.schedule(&gw, false).await
+    }
+
+    async fn websocket_close(
+        &self,
+        socket: worker::WebSocket,
+        _code: usize,
+        _reason: String,
+        _clean: bool,
+    ) -> Result<()> {
+        let gw = self.gateway()?;
+        ws::closed(&self.ws_bridge, &gw, &socket).await?;
+        self.schedule(&gw, false).await
+    }
+
+    async fn websocket_error(&self, socket: worker::WebSocket, error: worker::Error) -> Result<()> {
+        worker::console_log!("mcpgw: WebSocket error: {error}");
+        let gw = self.gateway()?;
+        ws::closed(&self.ws_bridge, &gw, &socket).await
     }
 
     async fn alarm(&self) -> Result<Response> {

@@ -12,6 +12,7 @@ mod stdio;
 mod store;
 mod telemetry;
 mod tls;
+mod ws;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;

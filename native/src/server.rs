@@ -18,7 +18,18 @@ use mcpgw_core::{Body, Gateway};
 use tokio::net::TcpListener;
 use tracing::Instrument;
 
-async fn handle(gw: Gateway, peer: SocketAddr, req: http::Request<Incoming>) -> http::Response<OutBody> {
+async fn handle(
+    gw: Gateway,
+    peer: SocketAddr,
+    mut req: http::Request<Incoming>,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> http::Response<OutBody> {
+    // A WebSocket upgrade: the core decides (routes, Origin, admission, subprotocol); a `101`
+    // it answered is completed here and the connection runs on its own task.
+    let upgrade = mcpgw_core::ws::is_upgrade(&req).then(|| {
+        let key = req.headers().get("sec-websocket-key").map(|k| k.as_bytes().to_vec());
+        (hyper::upgrade::on(&mut req), key)
+    });
     let (parts, body) = req.into_parts();
     let limit = gw.config().max_body_bytes;
     let bytes = match Limited::new(body, limit).collect().await {
@@ -55,6 +66,19 @@ async fn handle(gw: Gateway, peer: SocketAddr, req: http::Request<Incoming>) -> 
     }
     .instrument(span)
     .await;
+    let mut resp = resp;
+    if let (Some((on_upgrade, Some(key))), Some(accept)) =
+        (upgrade, resp.extensions_mut().remove::<mcpgw_core::ws::WsAccept>())
+    {
+        crate::ws::complete(&mut resp, &key);
+        let ip = peer.ip().to_string();
+        tokio::spawn(async move {
+            match on_upgrade.await {
+                Ok(upgraded) => crate::ws::run(gw, accept, ip, upgraded, stop).await,
+                Err(e) => tracing::debug!(error = %e, "WebSocket upgrade failed"),
+            }
+        });
+    }
     resp.map(OutBody)
 }
 
@@ -119,10 +143,13 @@ pub async fn serve(
     grace: Duration,
     tls: Option<tokio_rustls::TlsAcceptor>,
 ) -> anyhow::Result<()> {
-    let mut http1 = hyper::server::conn::http1::Builder::new();
+    // Plain connections are HTTP/1.1 only (no preface sniffing), with upgrades for WebSockets.
+    let mut http1 = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new()).http1_only();
     // A client has 30 s to send a request's head (hyper's default, which needs a timer).
-    http1.timer(TokioTimer::new());
+    http1.http1().timer(TokioTimer::new());
     let graceful = GracefulShutdown::new();
+    // WebSocket connections leave hyper once upgraded: they hear of shutdown here.
+    let (stopping, stop) = tokio::sync::watch::channel(false);
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -140,10 +167,12 @@ pub async fn serve(
         let _ = stream.set_nodelay(true);
         let gw = gw.clone();
         let https = tls.is_some();
+        let stop = stop.clone();
         let service = hyper::service::service_fn(move |req| {
             let gw = gw.clone();
+            let stop = stop.clone();
             let req = if https { absolute_https(req) } else { req };
-            async move { Ok::<_, Infallible>(handle(gw, peer, req).await) }
+            async move { Ok::<_, Infallible>(handle(gw, peer, req, stop).await) }
         });
         if let Some(acceptor) = &tls {
             // TLS: the handshake (at most 10 s) on the connection's own task, then HTTP/2 or
@@ -157,16 +186,17 @@ pub async fn serve(
                 };
                 let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
                 builder.http1().timer(TokioTimer::new());
-                let conn = builder.serve_connection(TokioIo::new(stream), service);
+                let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
                 if let Err(e) = watcher.watch(conn).await {
                     tracing::debug!(error = %e, "connection ended with an error");
                 }
             });
             continue;
         }
-        let conn = graceful.watch(http1.serve_connection(TokioIo::new(stream), service));
+        let (builder, watcher) = (http1.clone(), graceful.watcher());
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
+            let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+            if let Err(e) = watcher.watch(conn).await {
                 tracing::debug!(error = %e, "connection ended with an error");
             }
         });
@@ -174,6 +204,7 @@ pub async fn serve(
     drop(listener);
     tracing::info!("shutting down: closing SSE streams, finishing in-flight requests");
     gw.shutdown();
+    let _ = stopping.send(true);
     tokio::select! {
         () = graceful.shutdown() => {}
         () = tokio::time::sleep(grace) => tracing::warn!("grace period over; dropping remaining connections"),

@@ -5,6 +5,7 @@
 // usage: node ts_federation.mjs URL CALLS_LOG   (the fixture's calls log, to see cancellations)
 //        node ts_federation.mjs --stdio CALLS_LOG COMMAND [ARG ...]   (launches the gateway, e.g.
 //        `mcpgw stdio` or `mcpgw connect URL`, and speaks to it over stdio)
+//        node ts_federation.mjs ws://HOST/ws CALLS_LOG   (the SDK's WebSocket transport)
 // Prints PASS and exits 0 when every check holds; throws (exit 1) on the first failure.
 
 import assert from "node:assert/strict";
@@ -12,6 +13,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
+import { WebSocketClientTransport } from "@modelcontextprotocol/sdk/client/websocket.js";
 import {
   CreateMessageRequestSchema,
   ElicitRequestSchema,
@@ -40,7 +42,9 @@ client.setRequestHandler(ElicitRequestSchema, async () => ({ action: "accept", c
 await client.connect(
   stdio
     ? new StdioClientTransport({ command, args, env: { ...process.env }, stderr: "inherit" })
-    : new StreamableHTTPClientTransport(new URL(url)),
+    : /^wss?:/.test(url)
+      ? new WebSocketClientTransport(new URL(url))
+      : new StreamableHTTPClientTransport(new URL(url)),
 );
 
 const tools = [];
@@ -72,10 +76,12 @@ const long = await client.callTool(
   { onprogress: (p) => progress.push(p.progress) },
 );
 assert.ok(!long.isError, JSON.stringify(long));
-// Over stdio the SDK reads the last progress notification and the result in one chunk when they
-// come together, and handles the result first (its notification handlers run a tick later), so it
-// drops that notification as one for an unknown token: one fewer is all a client can count on.
-assert.ok(progress.length >= (stdio ? 2 : 3), `progress: ${progress}`);
+// Over stdio and WebSocket the SDK reads the last progress notification and the result in one
+// chunk when they come together, and handles the result first (its notification handlers run a
+// tick later), so it drops that notification as one for an unknown token: one fewer is all such a
+// client can count on.
+const framed = stdio || /^wss?:/.test(url);
+assert.ok(progress.length >= (framed ? 2 : 3), `progress: ${progress}`);
 
 await client.setLoggingLevel("debug");
 const before = logs.length;

@@ -676,6 +676,13 @@ impl TestGateway {
             TestGateway::Edge(e) => e.addr,
         }
     }
+    /// The Worker's state directory (its D1 and Durable Object state, `wrangler.log`).
+    pub fn edge_state_dir(&self) -> Option<&Path> {
+        match self {
+            TestGateway::Native(_) => None,
+            TestGateway::Edge(e) => Some(&e.state_dir),
+        }
+    }
     /// The native process, for native-only tests (signals, exit status).
     pub fn native(&mut self) -> &mut GatewayProcess {
         match self {

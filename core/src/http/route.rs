@@ -38,6 +38,11 @@ pub enum Route {
         /// The virtual server's id or name.
         server: Option<String>,
     },
+    /// The WebSocket transport (subprotocol `mcp`): `/ws`, `/servers/{id}/ws`.
+    Ws {
+        /// The virtual server's id or name.
+        server: Option<String>,
+    },
     /// The legacy HTTP+SSE message endpoint: `/message`, `/servers/{id}/message`.
     Message {
         /// The virtual server's id or name.
@@ -111,9 +116,11 @@ impl Route {
         match segs.as_slice() {
             ["mcp"] => Route::Mcp { server: None },
             ["sse"] => Route::Sse { server: None },
+            ["ws"] => Route::Ws { server: None },
             ["message"] => Route::Message { server: None },
             ["servers", id, "mcp"] => Route::Mcp { server: server(id) },
             ["servers", id, "sse"] => Route::Sse { server: server(id) },
+            ["servers", id, "ws"] => Route::Ws { server: server(id) },
             ["servers", id, "message"] => Route::Message { server: server(id) },
             ["rpc"] => Route::Rpc,
             [".well-known", "oauth-protected-resource", rest @ ..] => Route::ResourceMetadata {
@@ -158,7 +165,9 @@ impl Route {
             | Route::ResourceMetadata { .. }
             | Route::Admin { .. } => Access::Public,
             Route::NotFound { public: true } => Access::Public,
-            Route::Mcp { .. } | Route::Sse { .. } | Route::Message { .. } | Route::Rpc => Access::Client,
+            Route::Mcp { .. } | Route::Sse { .. } | Route::Ws { .. } | Route::Message { .. } | Route::Rpc => {
+                Access::Client
+            }
             _ => Access::Admin,
         }
     }
@@ -168,6 +177,7 @@ impl Route {
         match self {
             Route::Mcp { .. } => "mcp",
             Route::Sse { .. } => "sse",
+            Route::Ws { .. } => "ws",
             Route::Message { .. } => "message",
             Route::Rpc => "rpc",
             Route::ResourceMetadata { .. } => "metadata",
@@ -187,6 +197,8 @@ impl Route {
             Route::Mcp { server: Some(_) } => "/servers/{id}/mcp",
             Route::Sse { server: None } => "/sse",
             Route::Sse { server: Some(_) } => "/servers/{id}/sse",
+            Route::Ws { server: None } => "/ws",
+            Route::Ws { server: Some(_) } => "/servers/{id}/ws",
             Route::Message { server: None } => "/message",
             Route::Message { server: Some(_) } => "/servers/{id}/message",
             Route::Rpc => "/rpc",
@@ -235,9 +247,11 @@ mod tests {
     /// MCP specification), the metadata of a resource path (a suffix with slashes, which an
     /// OpenAPI path cannot template; the bare document is described), and the admin UI's HTML
     /// pages.
-    const NOT_DOCUMENTED: [&str; 9] = [
+    const NOT_DOCUMENTED: [&str; 11] = [
         "/mcp",
         "/servers/{id}/mcp",
+        "/ws",
+        "/servers/{id}/ws",
         "/sse",
         "/servers/{id}/sse",
         "/message",

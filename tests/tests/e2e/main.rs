@@ -30,3 +30,4 @@ mod ssrf;
 mod stateless;
 mod stdio;
 mod tls;
+mod ws;

@@ -28,15 +28,16 @@ use http::header::{ACCEPT, CONTENT_TYPE};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use serde_json::{json, Value};
 
-use crate::gateway::Gateway;
-use crate::http::response::Body;
 use crate::platform::BoxFuture;
 use crate::ports::{Clock, HttpClient, HttpError, InboundResponse, OutboundRequest, Spawner};
 use crate::proto::jsonrpc::{INTERNAL_ERROR, INVALID_REQUEST};
 use crate::proto::meta;
 use crate::proto::sse::Parser;
 use crate::proto::version::{Era, ProtocolVersion};
-use crate::security::admission::{Admitted, ClientIp};
+
+mod local;
+
+pub use local::LocalGateway;
 
 const MCP_SESSION_ID: HeaderName = HeaderName::from_static("mcp-session-id");
 const MCP_PROTOCOL_VERSION: HeaderName = HeaderName::from_static("mcp-protocol-version");
@@ -74,9 +75,33 @@ struct Inner {
     max_bytes: usize,
     out: UnboundedSender<String>,
     state: Mutex<State>,
+    /// Told whenever the session changes (see [`Bridge::on_change`]).
+    hook: Mutex<Option<ChangeHook>>,
     /// Held while a session is opened again, so that concurrent 404s open one.
     reopening: futures::lock::Mutex<()>,
 }
+
+/// What a bridge must remember to go on after its process forgot it (a Durable Object that
+/// hibernated): the session at the endpoint and how to open another.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BridgeState {
+    /// The endpoint's session id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<String>,
+    /// The negotiated revision.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// The client's `initialize` params.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hello: Option<Value>,
+}
+
+/// What [`Bridge::on_change`] calls.
+#[cfg(not(target_family = "wasm"))]
+pub type ChangeHook = Arc<dyn Fn(BridgeState) + Send + Sync>;
+/// What [`Bridge::on_change`] calls.
+#[cfg(target_family = "wasm")]
+pub type ChangeHook = Arc<dyn Fn(BridgeState)>;
 
 #[derive(Default)]
 struct State {
@@ -162,6 +187,7 @@ impl Bridge {
             max_bytes,
             out,
             state: Mutex::new(State::default()),
+            hook: Mutex::new(None),
             reopening: futures::lock::Mutex::new(()),
         };
         (Bridge { inner: Arc::new(inner) }, rx)
@@ -180,6 +206,29 @@ impl Bridge {
     /// Sends one message of the client and hands out its answers before returning.
     pub async fn deliver(&self, text: String) {
         self.inner.deliver(text).await
+    }
+
+    /// Calls `hook` with the bridge's state whenever its session changes (opened, or opened
+    /// again), for a runtime that must keep it outside memory.
+    pub fn on_change(&self, hook: ChangeHook) {
+        *self.inner.hook.lock().unwrap_or_else(|e| e.into_inner()) = Some(hook);
+    }
+
+    /// What the bridge must remember to go on in another life: see [`Bridge::restore`].
+    pub fn state(&self) -> BridgeState {
+        self.inner.snapshot()
+    }
+
+    /// Takes up a session a bridge of an earlier life had open (and its standalone stream).
+    pub fn restore(&self, state: BridgeState) {
+        {
+            let mut s = self.inner.state.lock().unwrap_or_else(|e| e.into_inner());
+            s.session = state.session.and_then(|v| HeaderValue::from_str(&v).ok());
+            s.version = state.version.and_then(|v| HeaderValue::from_str(&v).ok());
+            s.hello = state.hello;
+            s.epoch += 1;
+        }
+        self.inner.listen();
     }
 
     /// The endpoint's session id in use, if there is one.
@@ -208,6 +257,24 @@ impl Bridge {
 }
 
 impl Inner {
+    fn snapshot(&self) -> BridgeState {
+        let s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let text = |v: &Option<HeaderValue>| v.as_ref().and_then(|v| v.to_str().ok()).map(str::to_string);
+        BridgeState {
+            session: text(&s.session),
+            version: text(&s.version),
+            hello: s.hello.clone(),
+        }
+    }
+
+    /// Tells the hook, if any, the state after a change.
+    fn changed(&self) {
+        let hook = self.hook.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        if let Some(hook) = hook {
+            hook(self.snapshot());
+        }
+    }
+
     fn emit(&self, text: String) {
         // A message spread over lines would break a line-framed client: such text is written
         // again compactly.
@@ -398,6 +465,8 @@ impl Inner {
             s.version = v["result"]["protocolVersion"]
                 .as_str()
                 .and_then(|p| HeaderValue::from_str(p).ok());
+            drop(s);
+            self.changed();
         }
     }
 
@@ -518,6 +587,7 @@ impl Inner {
                 .as_str()
                 .and_then(|p| HeaderValue::from_str(p).ok());
         }
+        self.changed();
         let note = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
         let resp = self
             .send(
@@ -669,61 +739,6 @@ async fn read_answer(resp: InboundResponse, limit: usize) -> Result<Value, Strin
         }
     }
     Err("the stream ended before the answer".into())
-}
-
-/// This process's own gateway as an endpoint: a request goes to [`Gateway::handle`] without a
-/// network, let in as `admitted` (the local operator, for `mcpgw stdio`) or, when that is none,
-/// through the gateway's admission like any request (with the bridge's `Authorization` header).
-pub struct LocalGateway {
-    gateway: Gateway,
-    admitted: Option<Admitted>,
-}
-
-impl LocalGateway {
-    /// The gateway as an endpoint.
-    pub fn new(gateway: Gateway, admitted: Option<Admitted>) -> Self {
-        Self { gateway, admitted }
-    }
-}
-
-#[cfg_attr(not(target_family = "wasm"), async_trait::async_trait)]
-#[cfg_attr(target_family = "wasm", async_trait::async_trait(?Send))]
-impl HttpClient for LocalGateway {
-    async fn send(&self, r: OutboundRequest) -> Result<InboundResponse, HttpError> {
-        // The path alone: no Host to check, as for a request that never crossed a network.
-        let path = match r.url.find("://") {
-            Some(i) => r.url[i + 3..]
-                .find('/')
-                .map_or("/", |p| &r.url[i + 3 + p..])
-                .to_string(),
-            None => r.url.clone(),
-        };
-        let mut req = http::Request::builder()
-            .method(r.method)
-            .uri(path.as_str())
-            .body(r.body.unwrap_or_default())
-            .map_err(|e| HttpError::InvalidUrl(e.to_string()))?;
-        *req.headers_mut() = r.headers;
-        req.extensions_mut().insert(ClientIp("local".into()));
-        if let Some(a) = &self.admitted {
-            req.extensions_mut().insert(a.clone());
-        }
-        let resp = self.gateway.handle(req).await;
-        let (parts, body) = resp.into_parts();
-        Ok(InboundResponse {
-            status: parts.status,
-            headers: parts.headers,
-            body: body_stream(body),
-        })
-    }
-}
-
-fn body_stream(body: Body) -> crate::platform::BoxStream<'static, Result<Bytes, HttpError>> {
-    match body {
-        Body::Empty => Box::pin(futures::stream::empty()),
-        Body::Full(b) => Box::pin(futures::stream::once(async move { Ok(b) })),
-        Body::Stream(s) => Box::pin(s.map(Ok)),
-    }
 }
 
 /// Runs a client's side of a bridge: each item of `lines` is a message, sent concurrently with
