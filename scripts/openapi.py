@@ -123,7 +123,12 @@ SCHEMAS = {
             "slug": {"type": "string", "description": "The prefix of its members' names (default: from the name)."},
             "url": STR,
             "urls": {**STRS, "description": "Endpoints tried in order (failover)."},
-            "transport": {"type": "string", "enum": ["streamable-http", "sse", "stdio"]},
+            "transport": {"type": "string", "enum": ["streamable-http", "sse", "stdio", "openapi"]},
+            "openapi": {
+                "type": "object",
+                "description": "transport openapi: the OpenAPI 3.0/3.1 document inline (instead of url).",
+            },
+            "base_url": {**STR, "description": "transport openapi: the API's base URL, instead of the document's server."},
             "command": STR,
             "args": STRS,
             "env": MAP,

@@ -517,7 +517,8 @@ impl Engine {
         let tool = ctx
             .find_tool(&snap, &name)
             .ok_or_else(|| RpcError::invalid_params(format!("Unknown tool: {name}")))?;
-        let reply = if let Some(f) = &tool.fed {
+        // An OpenAPI upstream's tool is a REST call, not a forwarded one.
+        let reply = if let Some(f) = tool.fed.as_ref().filter(|_| tool.op.is_none()) {
             p.insert("name".into(), json!(f.name));
             calls::forward(self, ctx, f, req, Method::ToolsCall, p)
         } else {

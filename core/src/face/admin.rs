@@ -240,6 +240,10 @@ impl Admin {
     ) -> Result<Response<Body>, RegistryError> {
         let catalog = match self.fed.read_catalog(&def).await {
             Ok(c) => c,
+            // An inline OpenAPI document that cannot be used is the request's mistake.
+            Err(crate::upstream::UpstreamError::Protocol(m)) if def.openapi.is_some() => {
+                return Err(crate::model::FieldError::new("openapi", m).into())
+            }
             Err(e) => return Ok(bad_gateway(&upstream_error(&def.name, &e))),
         };
         def.catalog = Some(catalog);

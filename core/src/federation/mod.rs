@@ -12,6 +12,7 @@ pub(crate) mod answers;
 mod call;
 mod health;
 pub(crate) mod relay;
+mod upkeep;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
@@ -272,6 +273,12 @@ impl Federation {
     /// shared one for sessionless calls and stdio upstreams.
     #[cfg_attr(target_family = "wasm", allow(clippy::arc_with_non_send_sync))]
     async fn link_for(&self, session: Option<&SessionState>, up: &Arc<Upstream>) -> Result<Arc<Link>, RpcError> {
+        if up.def.transport == Transport::Openapi {
+            return Err(RpcError::invalid_request(format!(
+                "'{}' is an OpenAPI upstream: it has no MCP session",
+                up.def.name
+            )));
+        }
         let own = session.filter(|_| up.def.transport != Transport::Stdio);
         let sid = own.map(|s| s.id.clone());
         let slot = lock(&self.slots)
@@ -697,8 +704,11 @@ impl Federation {
     /// Connects to an upstream that is not stored yet (or stored under `def`) and reads its
     /// catalog over a short-lived session.
     pub async fn read_catalog(&self, def: &UpstreamDef) -> Result<Catalog, UpstreamError> {
-        let hello = relayable_hello();
         let timeout = self.timeout_of(def);
+        if def.transport == Transport::Openapi {
+            return crate::upstream::openapi::read(&self.net, def, timeout).await;
+        }
+        let hello = relayable_hello();
         let (link, _) = Link::open(&self.net, def, &hello, 0, timeout).await?;
         let cat = fetch_catalog(&link, timeout).await;
         link.close(&self.net.spawner);
@@ -717,8 +727,11 @@ impl Federation {
             .upstream(id)
             .cloned()
             .ok_or_else(|| RpcError::invalid_params(format!("no upstream '{id}'")))?;
-        let link = self.link_for(None, &up).await?;
-        let cat = match fetch_catalog(&link, self.timeout_of(&up.def)).await {
+        let read = match up.def.transport {
+            Transport::Openapi => self.read_catalog(&up.def).await,
+            _ => fetch_catalog(&*self.link_for(None, &up).await?, self.timeout_of(&up.def)).await,
+        };
+        let cat = match read {
             Ok(c) => c,
             Err(e) => {
                 self.record_failure(&up.id, &e);
@@ -745,56 +758,9 @@ impl Federation {
         }
     }
 
-    /// Health checks and catalog refreshes that are due: a `ping` on each upstream's shared
-    /// link every `health_check_secs`; the catalog re-read every `refresh_secs`, after a
-    /// recovery, and when it was never read. Returns how many upstreams are healthy.
+    /// Health checks and catalog refreshes that are due (see [`upkeep::check_upstreams`]).
+    /// Returns how many upstreams are healthy.
     pub async fn check_upstreams(&self, force: bool) -> usize {
-        let Ok(snap) = self.registry.snapshot().await else {
-            return 0;
-        };
-        let now = self.now();
-        let mut healthy = 0;
-        for up in &snap.upstreams {
-            let before = self.health.of(&up.id);
-            let due = force
-                || before.as_ref().is_none_or(|h| {
-                    now.saturating_sub(h.checked_at) >= self.settings.health_check_secs.saturating_mul(1000)
-                });
-            if !due {
-                healthy += usize::from(before.is_some_and(|h| h.healthy));
-                continue;
-            }
-            // A due check finds the circuit's retry delay over too: it may always try.
-            let timeout = self.timeout_of(&up.def).min(10_000);
-            let ok = match self.link_for(None, up).await {
-                Ok(link) => match health::timed_ping(&link, timeout, &self.net.telemetry, &up.def.name).await {
-                    Ok(()) => true,
-                    Err(e) => {
-                        self.record_failure(&up.id, &e);
-                        false
-                    }
-                },
-                Err(_) => false,
-            };
-            if !ok {
-                continue;
-            }
-            self.health.success(&up.id, None, self.now());
-            healthy += 1;
-            let refresh_ms = up
-                .def
-                .refresh_secs
-                .unwrap_or(self.settings.upstream_refresh_secs)
-                .saturating_mul(1000);
-            let recovered = before.as_ref().is_some_and(|h| !h.healthy);
-            let never = before.as_ref().is_none_or(|h| h.refreshed_at == 0);
-            let stale = before
-                .as_ref()
-                .is_some_and(|h| now.saturating_sub(h.refreshed_at) >= refresh_ms);
-            if force || recovered || never || stale {
-                let _ = self.refresh_catalog(&up.id).await;
-            }
-        }
-        healthy
+        upkeep::check_upstreams(self, force).await
     }
 }

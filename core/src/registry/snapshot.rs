@@ -7,7 +7,9 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 
-use crate::model::{Catalog, JsonText, PromptArgumentDef, PromptDef, ResourceDef, ServerDef, ToolDef, UpstreamDef};
+use crate::model::{
+    Catalog, JsonText, Operation, PromptArgumentDef, PromptDef, ResourceDef, ServerDef, ToolDef, UpstreamDef,
+};
 use crate::ports::RawRecord;
 use crate::uri_template::UriTemplate;
 
@@ -26,6 +28,8 @@ pub struct Upstream {
     pub protocol_version: Option<crate::proto::version::ProtocolVersion>,
     /// Its instructions, from the catalog.
     pub instructions: Option<String>,
+    /// An OpenAPI upstream's API, from the catalog.
+    pub base_url: Option<String>,
 }
 
 impl Upstream {
@@ -59,6 +63,9 @@ pub struct Tool {
     pub listing: String,
     /// Set for a tool of an upstream.
     pub fed: Option<Federated>,
+    /// Set for a tool of an OpenAPI upstream: how its call becomes an HTTP request (it is
+    /// called as a REST tool, `def.url` the API's base).
+    pub op: Option<Arc<Operation>>,
 }
 
 /// A resource or resource template as the gateway serves it.
@@ -236,6 +243,7 @@ impl Snapshot {
                         url: Some(url),
                         listing,
                         fed: None,
+                        op: None,
                     }));
                 }
             }
@@ -279,6 +287,7 @@ impl Snapshot {
                     capabilities: catalog.capabilities.clone(),
                     protocol_version: catalog.protocol_version,
                     instructions: catalog.instructions.clone(),
+                    base_url: catalog.openapi.as_ref().map(|o| o.base_url.clone()),
                 });
                 snap.add_catalog(&up, catalog, separator);
                 snap.upstreams.push(up);
@@ -338,10 +347,15 @@ impl Snapshot {
     }
 
     /// Spreads an upstream's catalog over the member lists, names namespaced.
-    fn add_catalog(&mut self, up: &Arc<Upstream>, catalog: Catalog, separator: &str) {
+    fn add_catalog(&mut self, up: &Arc<Upstream>, mut catalog: Catalog, separator: &str) {
         let s = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).map(str::to_string);
+        let openapi = catalog.openapi.take();
         for raw in catalog.tools {
             let Some(name) = s(&raw, "name") else { continue };
+            let op = openapi
+                .as_ref()
+                .and_then(|o| o.operations.iter().find(|op| op.name == name))
+                .map(|op| Arc::new(op.clone()));
             let served = format!("{}{separator}{name}", up.slug);
             let mut renamed = raw.clone();
             renamed["name"] = json!(served);
@@ -350,9 +364,13 @@ impl Snapshot {
                 name: served,
                 title: s(&raw, "title"),
                 description: s(&raw, "description"),
-                url: String::new(),
-                method: "POST".into(),
-                headers: Default::default(),
+                url: openapi.as_ref().map(|o| o.base_url.clone()).unwrap_or_default(),
+                method: op.as_ref().map_or_else(|| "POST".into(), |o| o.method.clone()),
+                headers: if op.is_some() {
+                    up.def.headers.clone()
+                } else {
+                    Default::default()
+                },
                 input_schema: JsonText::new(raw.get("inputSchema").unwrap_or(&json!({"type": "object"}))),
                 output_schema: raw.get("outputSchema").map(JsonText::new),
                 annotations: raw.get("annotations").map(JsonText::new),
@@ -368,6 +386,7 @@ impl Snapshot {
                     listing: raw.to_string(),
                     name,
                 }),
+                op,
             }));
         }
         for (raw, is_template) in catalog

@@ -159,8 +159,14 @@ const UPSTREAM: &[Spec] = &[
     f(
         "transport",
         "Transport",
-        Input::Select(&["streamable-http", "sse", "stdio"]),
-        "",
+        Input::Select(&["streamable-http", "sse", "stdio", "openapi"]),
+        "openapi: the URL is the OpenAPI document's.",
+    ),
+    f(
+        "base_url",
+        "API base URL",
+        Input::Text,
+        "openapi only: instead of the document's server.",
     ),
     f("command", "Command", Input::Text, "stdio only (native gateway)."),
     f("args", "Arguments", Input::Lines, ""),

@@ -29,6 +29,7 @@ mod answer;
 mod catalog;
 mod duplex;
 mod listen;
+pub(crate) mod openapi;
 pub(crate) mod rest;
 mod stateless;
 mod streamable_http;
@@ -314,6 +315,11 @@ impl Link {
                     .launch(&command, &def.args, &def.env)
                     .map_err(UpstreamError::Unreachable)?;
                 Io::Duplex(Duplex::start(pipe, incoming, &net.spawner))
+            }
+            Transport::Openapi => {
+                return Err(UpstreamError::Unsupported(
+                    "an OpenAPI upstream is called over plain HTTP, not over an MCP session".into(),
+                ))
             }
         };
         let mut link = Link {

@@ -152,10 +152,13 @@ impl Rest {
         if let Err(e) = check_arguments(&tool.def.input_schema.value(), &args) {
             return error_result(format!("Invalid arguments for tool {name}: {e}"));
         }
-        let Some(template) = &tool.url else {
-            return error_result(format!("Tool {name} has no URL"));
+        let built = match (&tool.op, &tool.url) {
+            // An OpenAPI operation: `def.url` is the API's base.
+            (Some(op), _) => super::openapi::request_of(&tool.def.url, op, &tool.def.headers, args),
+            (None, Some(template)) => build_request(tool, template, args),
+            (None, None) => return error_result(format!("Tool {name} has no URL")),
         };
-        let request = match build_request(tool, template, args) {
+        let request = match built {
             Ok(r) => r,
             Err(e) => return error_result(format!("Tool {name}: {e}")),
         };
@@ -224,6 +227,7 @@ mod tests {
             fed: None,
             listing: crate::registry::listing::tool_listing(&def),
             def,
+            op: None,
         }
     }
 

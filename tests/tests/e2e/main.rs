@@ -19,6 +19,7 @@ mod mrtr;
 mod oauth;
 mod observability;
 mod openapi;
+mod openapi_upstream;
 mod protocol;
 mod ratelimit;
 mod scale_faults;

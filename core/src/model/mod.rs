@@ -8,8 +8,12 @@ use base64::Engine;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::ports::{Kind, UpstreamTls};
+use crate::ports::Kind;
 use crate::uri_template::UriTemplate;
+
+mod upstream;
+
+pub use upstream::{Catalog, OpenApiSpec, Operation, OperationBody, OperationParam, Transport, UpstreamDef};
 
 /// A validation failure that names the offending field.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -306,179 +310,6 @@ pub struct ServerDef {
     /// server fronting one upstream looks exactly like it (names must then be unambiguous).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub original_names: bool,
-}
-
-/// How the gateway talks to an upstream MCP server.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Transport {
-    /// Streamable HTTP (2025-03-26 and later).
-    #[default]
-    StreamableHttp,
-    /// The legacy HTTP+SSE transport (2024-11-05): `GET` an event stream, `POST` to its endpoint.
-    Sse,
-    /// A local process speaking JSON-RPC lines on stdin/stdout (native only).
-    Stdio,
-}
-
-/// What the gateway last read from an upstream: its lists, verbatim, and what it declared at
-/// `initialize`. Written by the gateway, never by the operator.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Catalog {
-    /// The negotiated protocol revision.
-    #[serde(default, with = "crate::proto::version::stored")]
-    pub protocol_version: Option<crate::proto::version::ProtocolVersion>,
-    /// The upstream's `serverInfo`.
-    #[serde(default)]
-    pub server_info: Value,
-    /// The upstream's capabilities.
-    #[serde(default)]
-    pub capabilities: Value,
-    /// The upstream's `instructions`, if any.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub instructions: Option<String>,
-    /// `tools/list` entries as the upstream sent them.
-    #[serde(default)]
-    pub tools: Vec<Value>,
-    /// `resources/list` entries.
-    #[serde(default)]
-    pub resources: Vec<Value>,
-    /// `resources/templates/list` entries.
-    #[serde(default)]
-    pub resource_templates: Vec<Value>,
-    /// `prompts/list` entries.
-    #[serde(default)]
-    pub prompts: Vec<Value>,
-}
-
-/// An upstream MCP server whose tools, resources and prompts the gateway federates.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct UpstreamDef {
-    /// Unique name, `[A-Za-z0-9_.-]{1,128}`.
-    pub name: String,
-    /// The scope a caller needs to see and use it (when auth is on).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub scope: Option<String>,
-    /// Prefix of its members' names (default: the name, lower-cased).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub slug: Option<String>,
-    /// Description.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub description: Option<String>,
-    /// The endpoint (streamable HTTP: the MCP URL; SSE: the event-stream URL).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub url: Option<String>,
-    /// More endpoints of the same server, tried in order when the ones before fail.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub urls: Vec<String>,
-    /// The transport.
-    #[serde(default)]
-    pub transport: Transport,
-    /// stdio: the program to run.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub command: Option<String>,
-    /// stdio: its arguments.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub args: Vec<String>,
-    /// stdio: extra environment variables.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub env: BTreeMap<String, String>,
-    /// HTTP headers sent with every request (e.g. `Authorization`).
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub headers: BTreeMap<String, String>,
-    /// Per-request timeout in milliseconds (default: the gateway's tool timeout).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub timeout_ms: Option<u64>,
-    /// Seconds between catalog refreshes (default: the gateway's).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub refresh_secs: Option<u64>,
-    /// TLS towards this upstream beyond the gateway's own trust: a CA bundle, a client
-    /// certificate (native gateway only).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tls: Option<UpstreamTls>,
-    /// The catalog last read (written by the gateway; ignored in requests).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub catalog: Option<Catalog>,
-}
-
-/// Checks TLS settings' shape (the certificates themselves are read where TLS is spoken).
-fn valid_tls(tls: &UpstreamTls) -> Result<(), FieldError> {
-    let pem = |field: &str, text: &Option<String>, label: &str| match text {
-        Some(t) if !t.contains("-----BEGIN ") || !t.contains(label) => Err(FieldError::new(
-            format!("tls.{field}"),
-            format!("must be PEM text holding a {label}"),
-        )),
-        _ => Ok(()),
-    };
-    pem("ca", &tls.ca, "CERTIFICATE")?;
-    pem("client_cert", &tls.client_cert, "CERTIFICATE")?;
-    pem("client_key", &tls.client_key, "PRIVATE KEY")?;
-    match (&tls.client_cert, &tls.client_key) {
-        (Some(_), None) => Err(FieldError::new("tls.client_key", "a client certificate needs its key")),
-        (None, Some(_)) => Err(FieldError::new("tls.client_cert", "a client key needs its certificate")),
-        _ => Ok(()),
-    }
-}
-
-impl UpstreamDef {
-    /// The prefix of member names.
-    pub fn slug(&self) -> String {
-        self.slug.clone().unwrap_or_else(|| self.name.to_ascii_lowercase())
-    }
-
-    /// Every endpoint, in failover order.
-    pub fn endpoints(&self) -> Vec<&str> {
-        self.url.iter().chain(self.urls.iter()).map(String::as_str).collect()
-    }
-
-    /// Checks the definition.
-    pub fn validate(&self) -> Result<(), FieldError> {
-        valid_name("name", &self.name)?;
-        valid_scope(&self.scope)?;
-        if let Some(s) = &self.slug {
-            valid_name("slug", s)?;
-        }
-        match self.transport {
-            Transport::Stdio => {
-                if self.command.as_deref().is_none_or(|c| c.trim().is_empty()) {
-                    return Err(FieldError::new("command", "a stdio upstream needs a command"));
-                }
-                if !self.endpoints().is_empty() {
-                    return Err(FieldError::new("url", "a stdio upstream has a command, not a URL"));
-                }
-            }
-            _ => {
-                if self.endpoints().is_empty() {
-                    return Err(FieldError::new("url", "is required"));
-                }
-                if let Some(u) = &self.url {
-                    valid_http_url("url", u)?;
-                }
-                for (i, u) in self.urls.iter().enumerate() {
-                    valid_http_url(&format!("urls[{i}]"), u)?;
-                }
-                if self.command.is_some() || !self.args.is_empty() || !self.env.is_empty() {
-                    return Err(FieldError::new("command", "only stdio upstreams run a command"));
-                }
-            }
-        }
-        valid_headers(&self.headers)?;
-        if let Some(tls) = &self.tls {
-            valid_tls(tls)?;
-            let endpoints = self.endpoints();
-            if endpoints.is_empty() || endpoints.iter().any(|u| !u.starts_with("https://")) {
-                return Err(FieldError::new("tls", "TLS settings need https:// URLs"));
-            }
-        }
-        if self.timeout_ms == Some(0) {
-            return Err(FieldError::new("timeout_ms", "must be greater than 0"));
-        }
-        if self.refresh_secs == Some(0) {
-            return Err(FieldError::new("refresh_secs", "must be greater than 0"));
-        }
-        Ok(())
-    }
 }
 
 /// Deserializes a definition, turning serde's error into a [`FieldError`] that names the field.
