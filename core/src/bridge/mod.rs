@@ -770,3 +770,176 @@ where
         bridge.close().await;
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::memory::{ManualClock, QueueSpawner};
+    use futures::executor::block_on;
+
+    /// What the scripted endpoint answers: status, headers, body.
+    type Answer = Result<(u16, Vec<(&'static str, String)>, String), HttpError>;
+
+    /// An endpoint that answers by a script and records what it was sent.
+    struct Scripted {
+        answer: Box<dyn Fn(&OutboundRequest) -> Answer + Send + Sync>,
+        sent: Mutex<Vec<(Method, Option<String>, String)>>,
+    }
+
+    #[async_trait::async_trait]
+    impl HttpClient for Scripted {
+        async fn send(&self, r: OutboundRequest) -> Result<InboundResponse, HttpError> {
+            let sid = r
+                .headers
+                .get(MCP_SESSION_ID)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            let body = r
+                .body
+                .as_ref()
+                .map(|b| String::from_utf8_lossy(b).into_owned())
+                .unwrap_or_default();
+            self.sent
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push((r.method.clone(), sid, body));
+            let (status, headers, text) = (self.answer)(&r)?;
+            let mut h = HeaderMap::new();
+            for (k, v) in headers {
+                h.insert(k, HeaderValue::from_str(&v).expect("header"));
+            }
+            Ok(InboundResponse {
+                status: StatusCode::from_u16(status).expect("status"),
+                headers: h,
+                body: Box::pin(futures::stream::once(async move { Ok(Bytes::from(text)) })),
+            })
+        }
+    }
+
+    fn bridge(s: Arc<Scripted>) -> (Bridge, UnboundedReceiver<String>) {
+        let ports = BridgePorts {
+            http: s,
+            clock: Arc::new(ManualClock::at(0)),
+            spawner: Arc::new(QueueSpawner::default()),
+        };
+        Bridge::new(ports, "http://up/mcp", HeaderMap::new(), 1 << 20)
+    }
+
+    fn drain(rx: &mut UnboundedReceiver<String>) -> Vec<Value> {
+        std::iter::from_fn(|| rx.try_recv().ok())
+            .map(|l| serde_json::from_str(&l).expect("JSON"))
+            .collect()
+    }
+
+    const INIT: &str = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#;
+
+    /// The endpoint forgets the session (a restart): the client's initialize is replayed on a
+    /// new session, the message sent again, and the client sees one answer, its own.
+    #[test]
+    fn a_forgotten_session_is_opened_again_and_the_message_sent_again() {
+        let sessions = Arc::new(Mutex::new(vec!["s1".to_string(), "s2".to_string()]));
+        let live = Arc::new(Mutex::new(String::new()));
+        let (sessions2, live2) = (sessions.clone(), live.clone());
+        let s = Arc::new(Scripted {
+            answer: Box::new(move |r| {
+                let body: Value = serde_json::from_slice(r.body.as_deref().unwrap_or(b"null")).unwrap_or(Value::Null);
+                let sid = r
+                    .headers
+                    .get(MCP_SESSION_ID)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string);
+                let mut live = live2.lock().unwrap_or_else(|e| e.into_inner());
+                if body["method"] == "initialize" {
+                    let next = sessions2.lock().unwrap_or_else(|e| e.into_inner()).remove(0);
+                    *live = next.clone();
+                    let answer =
+                        json!({"jsonrpc": "2.0", "id": body["id"], "result": {"protocolVersion": "2025-11-25"}});
+                    return Ok((
+                        200,
+                        vec![("content-type", "application/json".into()), ("mcp-session-id", next)],
+                        answer.to_string(),
+                    ));
+                }
+                if sid.as_deref() != Some(live.as_str()) {
+                    return Ok((404, vec![], String::new()));
+                }
+                if body.get("id").is_some() {
+                    let answer = json!({"jsonrpc": "2.0", "id": body["id"], "result": {"on": *live}});
+                    return Ok((
+                        200,
+                        vec![("content-type", "application/json".into())],
+                        answer.to_string(),
+                    ));
+                }
+                Ok((202, vec![], String::new()))
+            }),
+            sent: Mutex::new(Vec::new()),
+        });
+        let (b, mut rx) = bridge(s.clone());
+        block_on(b.deliver(INIT.into()));
+        assert_eq!(b.session_id().as_deref(), Some("s1"));
+        let first = drain(&mut rx);
+        assert_eq!(first.len(), 1);
+        assert_eq!(first[0]["id"], 1);
+        // The endpoint restarts: it knows only the next session.
+        *live.lock().unwrap_or_else(|e| e.into_inner()) = "gone".into();
+        block_on(b.deliver(r#"{"jsonrpc":"2.0","id":"x","method":"tools/list"}"#.into()));
+        let out = drain(&mut rx);
+        assert_eq!(out, vec![json!({"jsonrpc": "2.0", "id": "x", "result": {"on": "s2"}})]);
+        assert_eq!(b.session_id().as_deref(), Some("s2"));
+        let sent = s.sent.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let replayed = sent
+            .iter()
+            .filter(|(_, _, body)| body.contains(r#""method":"initialize""#))
+            .count();
+        assert_eq!(replayed, 2, "the client's initialize, then its replay: {sent:?}");
+        assert!(sent
+            .iter()
+            .any(|(_, sid, body)| sid.as_deref() == Some("s2") && body.contains("notifications/initialized")));
+    }
+
+    /// A refusal of the whole message (a 401 with id null) answers each request under its own
+    /// id, with the endpoint's code and reason; an unreachable endpoint answers each of them too.
+    #[test]
+    fn refusals_and_failures_answer_every_request_under_its_id() {
+        let s = Arc::new(Scripted {
+            answer: Box::new(|r| {
+                if r.headers.contains_key(http::header::AUTHORIZATION) {
+                    return Err(HttpError::Connect("refused".into()));
+                }
+                let e = json!({"jsonrpc": "2.0", "id": null, "error": {"code": -32040, "message": "authentication required"}});
+                Ok((401, vec![("content-type", "application/json".into())], e.to_string()))
+            }),
+            sent: Mutex::new(Vec::new()),
+        });
+        let (b, mut rx) = bridge(s.clone());
+        block_on(b.deliver(r#"[{"jsonrpc":"2.0","id":1,"method":"ping"},{"jsonrpc":"2.0","id":"two","method":"ping"},{"jsonrpc":"2.0","method":"notifications/x"}]"#.into()));
+        let out = drain(&mut rx);
+        assert_eq!(out.len(), 2, "{out:?}");
+        assert_eq!(out[0]["id"], 1);
+        assert_eq!(out[1]["id"], "two");
+        assert!(out.iter().all(|m| m["error"]["code"] == -32040), "{out:?}");
+        assert!(out[0]["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("401") && m.contains("authentication required")));
+
+        let mut h = HeaderMap::new();
+        h.insert(http::header::AUTHORIZATION, HeaderValue::from_static("Bearer t"));
+        let ports = BridgePorts {
+            http: s,
+            clock: Arc::new(ManualClock::at(0)),
+            spawner: Arc::new(QueueSpawner::default()),
+        };
+        let (b, mut rx) = Bridge::new(ports, "http://up/mcp", h, 1 << 20);
+        block_on(b.deliver(r#"{"jsonrpc":"2.0","id":7,"method":"ping"}"#.into()));
+        let out = drain(&mut rx);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0]["id"], 7);
+        assert!(
+            out[0]["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("cannot reach")),
+            "{out:?}"
+        );
+    }
+}
