@@ -46,6 +46,8 @@ const LAST_EVENT_ID: HeaderName = HeaderName::from_static("last-event-id");
 const MAX_RESUMES: u32 = 5;
 /// Longest wait before the standalone stream is opened again.
 const MAX_RETRY_MS: u64 = 30_000;
+/// Requests of one client in flight at once; past it a request is answered with an error.
+pub const MAX_IN_FLIGHT: usize = 256;
 /// The id of a replayed `initialize`, which the client never sees.
 const REPLAY_ID: &str = "mcpgw-bridge-initialize";
 
@@ -79,6 +81,8 @@ struct Inner {
     hook: Mutex<Option<ChangeHook>>,
     /// Held while a session is opened again, so that concurrent 404s open one.
     reopening: futures::lock::Mutex<()>,
+    /// Requests taken by [`Bridge::accept`] and not yet answered.
+    in_flight: std::sync::atomic::AtomicUsize,
 }
 
 /// What a bridge must remember to go on after its process forgot it (a Durable Object that
@@ -189,18 +193,40 @@ impl Bridge {
             state: Mutex::new(State::default()),
             hook: Mutex::new(None),
             reopening: futures::lock::Mutex::new(()),
+            in_flight: std::sync::atomic::AtomicUsize::new(0),
         };
         (Bridge { inner: Arc::new(inner) }, rx)
     }
 
     /// Takes one message of the client and sends it on its own task, so a long call never holds
     /// up the next message (the client's answer to that call's sampling request, say).
+    /// At most [`MAX_IN_FLIGHT`] requests at once: one more is answered with an error at once
+    /// (notifications and the client's answers always go through).
     pub fn accept(&self, text: String) {
+        if let Some(work) = self.counted(text) {
+            self.inner.ports.spawner.spawn(work);
+        }
+    }
+
+    /// A message's delivery, counted against [`MAX_IN_FLIGHT`] if it holds requests; none (and
+    /// its requests answered with an error) past the limit.
+    fn counted(&self, text: String) -> Option<BoxFuture<'static, ()>> {
+        use std::sync::atomic::Ordering;
+        let requests = Outgoing::read(&text).map(|m| m.requests).unwrap_or_default();
+        let counted = !requests.is_empty();
+        if counted && self.inner.in_flight.fetch_add(1, Ordering::AcqRel) >= MAX_IN_FLIGHT {
+            self.inner.in_flight.fetch_sub(1, Ordering::AcqRel);
+            let message = format!("too many requests in flight (at most {MAX_IN_FLIGHT}): wait for some answers");
+            self.inner.fail(&requests, INTERNAL_ERROR, &message);
+            return None;
+        }
         let inner = self.inner.clone();
-        self.inner
-            .ports
-            .spawner
-            .spawn(Box::pin(async move { inner.deliver(text).await }));
+        Some(Box::pin(async move {
+            inner.deliver(text).await;
+            if counted {
+                inner.in_flight.fetch_sub(1, Ordering::AcqRel);
+            }
+        }))
     }
 
     /// Sends one message of the client and hands out its answers before returning.
@@ -756,8 +782,9 @@ where
                 line = lines.next() => match line {
                     Some(line) if line.trim().is_empty() => {}
                     Some(line) => {
-                        let b = bridge.clone();
-                        inflight.push(async move { b.deliver(line).await });
+                        if let Some(work) = bridge.counted(line) {
+                            inflight.push(work);
+                        }
                     }
                     None => break,
                 },
@@ -896,6 +923,55 @@ mod tests {
         assert!(sent
             .iter()
             .any(|(_, sid, body)| sid.as_deref() == Some("s2") && body.contains("notifications/initialized")));
+    }
+
+    /// Past the limit of requests in flight, a request is answered at once; notifications and
+    /// answers still go through, and so do requests once others are answered.
+    #[test]
+    fn requests_past_the_in_flight_limit_are_answered_at_once() {
+        let s = Arc::new(Scripted {
+            answer: Box::new(|r| {
+                let body: Value = serde_json::from_slice(r.body.as_deref().unwrap_or(b"null")).unwrap_or(Value::Null);
+                if body.get("id").is_none() {
+                    return Ok((202, vec![], String::new()));
+                }
+                let answer = json!({"jsonrpc": "2.0", "id": body["id"], "result": {}});
+                Ok((
+                    200,
+                    vec![("content-type", "application/json".into())],
+                    answer.to_string(),
+                ))
+            }),
+            sent: Mutex::new(Vec::new()),
+        });
+        let spawner = Arc::new(QueueSpawner::default());
+        let ports = BridgePorts {
+            http: s,
+            clock: Arc::new(ManualClock::at(0)),
+            spawner: spawner.clone(),
+        };
+        let (b, mut rx) = Bridge::new(ports, "http://up/mcp", HeaderMap::new(), 1 << 20);
+        for i in 0..MAX_IN_FLIGHT {
+            b.accept(json!({"jsonrpc": "2.0", "id": i, "method": "ping"}).to_string());
+        }
+        b.accept(r#"{"jsonrpc":"2.0","id":"over","method":"ping"}"#.into());
+        b.accept(r#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":1}}"#.into());
+        let refused = drain(&mut rx);
+        assert_eq!(refused.len(), 1, "{refused:?}");
+        assert_eq!(refused[0]["id"], "over");
+        assert!(refused[0]["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("in flight")));
+        assert_eq!(
+            spawner.queue.lock().unwrap_or_else(|e| e.into_inner()).len(),
+            MAX_IN_FLIGHT + 1,
+            "the notification went on"
+        );
+        spawner.run_all();
+        assert_eq!(drain(&mut rx).len(), MAX_IN_FLIGHT, "every taken request answered");
+        b.accept(r#"{"jsonrpc":"2.0","id":"later","method":"ping"}"#.into());
+        spawner.run_all();
+        assert_eq!(drain(&mut rx)[0]["id"], "later");
     }
 
     /// A refusal of the whole message (a 401 with id null) answers each request under its own
