@@ -341,7 +341,29 @@ def operations():
         {"404": {"$ref": "#/components/responses/NotFound"}, **refusals(401, 403, 429)},
     )
     metrics["get"]["security"] = SECURITY
+    peer = {
+        "type": "object",
+        "required": ["id", "url"],
+        "properties": {
+            "id": {**STR, "description": "The gateway's id (TXT id)."},
+            "name": {**STR, "description": "Its mDNS instance name."},
+            "version": STR,
+            "url": {**STR, "description": "Its MCP endpoint."},
+            "auth": {"type": "boolean", "description": "Whether it asks for credentials."},
+            "addresses": STRS,
+        },
+    }
+    discovered = op(
+        "discovered_peers",
+        "Gateways found by mDNS",
+        json_body({"type": "array", "items": peer}, "The gateways advertising _mcp-gateway._tcp on the local network."),
+        "Natively with MCPGW_MDNS on; for admins. Without discovery (the edge, or MCPGW_MDNS=off) 404.",
+        {"404": {"$ref": "#/components/responses/NotFound"}, **refusals(401, 403, 429)},
+    )
+    discovered["get"]["security"] = SECURITY
+    discovered["get"]["tags"] = ["upstreams"]
     return {
+        "/peers/discovered": discovered,
         "/health": op("health", "Liveness", json_body(status("ok"), "The process answers.")),
         "/ready": op(
             "ready",

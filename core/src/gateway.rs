@@ -77,6 +77,8 @@ struct Services {
     face: Arc<Face>,
     admin: Admin,
     ui: crate::ui::Ui,
+    /// Gateways found by mDNS, where the runtime looks (`Gateway::set_discovery`).
+    discovery: std::sync::OnceLock<Arc<dyn crate::ports::Discovery>>,
 }
 
 /// The gateway. Cheap to clone; every clone serves the same state.
@@ -289,6 +291,7 @@ impl Gateway {
                 face,
                 admin,
                 ui,
+                discovery: std::sync::OnceLock::new(),
             }),
         };
         // What the other instances tell about shared sessions, for as long as the gateway lives.
@@ -344,6 +347,11 @@ impl Gateway {
     /// Upstream resource reads answered from the cache, and looked for there in vain.
     pub fn resource_cache_counts(&self) -> (u64, u64) {
         self.s.fed.answers().counts()
+    }
+
+    /// Where `GET /peers/discovered` looks (a runtime that browses mDNS); set once.
+    pub fn set_discovery(&self, discovery: Arc<dyn crate::ports::Discovery>) {
+        let _ = self.s.discovery.set(discovery);
     }
 
     /// Number of open SSE streams (standalone and legacy).
@@ -687,6 +695,16 @@ impl Gateway {
                 ),
             },
             Route::Collection { kind, id } => s.admin.collection(req, kind, id.as_deref()).await,
+            Route::Discovered if req.method() != Method::GET => method_not_allowed("GET"),
+            Route::Discovered => match s.discovery.get() {
+                Some(d) => json_response(StatusCode::OK, &serde_json::Value::Array(d.discovered())),
+                None => api_error(
+                    StatusCode::NOT_FOUND,
+                    "not_found",
+                    "this gateway does no mDNS discovery (native, with MCPGW_MDNS on)".to_string(),
+                    None,
+                ),
+            },
             Route::Admin { rest } => s.ui.serve(self, req, &rest).await,
             Route::NotFound { .. } => {
                 api_error(StatusCode::NOT_FOUND, "not_found", format!("no route for {path}"), None)

@@ -364,6 +364,13 @@ pub enum HttpError {
     TooLarge(usize),
 }
 
+/// Gateways found on the local network (mDNS; native only): each a JSON object with at least
+/// `id` and `url`.
+pub trait Discovery: MaybeSend + MaybeSync {
+    /// What is known now.
+    fn discovered(&self) -> Vec<serde_json::Value>;
+}
+
 /// Outbound HTTP with streamed responses.
 #[cfg_attr(not(target_family = "wasm"), async_trait)]
 #[cfg_attr(target_family = "wasm", async_trait(?Send))]

@@ -3,6 +3,7 @@
 
 mod http_client;
 mod limiter;
+mod mdns;
 mod pg_store;
 mod runtime;
 mod seed_file;
@@ -155,6 +156,10 @@ struct ServeArgs {
     /// The PEM private key of --tls-cert.
     #[arg(long, env = "MCPGW_TLS_KEY")]
     tls_key: Option<String>,
+    /// mDNS: advertise this gateway as _mcp-gateway._tcp.local. and list the others at
+    /// GET /peers/discovered: off, on (every interface) or loopback (this machine only).
+    #[arg(long, env = "MCPGW_MDNS", default_value = "off")]
+    mdns: String,
     /// Seconds in-flight requests get to finish at shutdown.
     #[arg(long, env = "MCPGW_SHUTDOWN_GRACE_SECS", default_value = "10")]
     shutdown_grace_secs: String,
@@ -587,6 +592,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         _ => bail!("invalid setting MCPGW_TLS_CERT/MCPGW_TLS_KEY (--tls-cert/--tls-key): give both or neither"),
     };
     let scheme = if tls.is_some() { "https" } else { "http" };
+    let mdns_mode = mdns::Mode::parse(&args.mdns)?;
     let listener = tokio::net::TcpListener::bind(s.addr)
         .await
         .with_context(|| format!("cannot listen on {}", s.addr))?;
@@ -604,7 +610,29 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         ready_ms = started.elapsed().as_secs_f64() * 1000.0,
         "mcpgw listening on {scheme}://{addr}"
     );
+    // Known on the local network by its instance name, else by an id of this run.
+    let advertised = match mdns_mode {
+        mdns::Mode::Off => None,
+        mode => {
+            let id = match s.gateway.instance.trim() {
+                "" => uuid::Uuid::new_v4().simple().to_string()[..12].to_string(),
+                name => name.to_string(),
+            };
+            let me = mdns::Advert {
+                id: &id,
+                addr,
+                scheme,
+                auth: s.gateway.auth.required,
+            };
+            let (m, found) = mdns::Mdns::start(mode, &me).context("invalid setting MCPGW_MDNS: cannot start mDNS")?;
+            gw.set_discovery(Arc::new(found));
+            Some(m)
+        }
+    };
     server::serve(gw.clone(), listener, shutdown_signal(), s.grace, tls).await?;
+    if let Some(m) = advertised {
+        m.stop();
+    }
     gw.close_upstreams();
     tracing::info!("stopped");
     Ok(())

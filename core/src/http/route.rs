@@ -74,6 +74,8 @@ pub enum Route {
     Version,
     /// `/metrics`: Prometheus text (admin).
     Metrics,
+    /// `/peers/discovered`: gateways found by mDNS (admin).
+    Discovered,
     /// `/openapi.json`: the REST API's OpenAPI document.
     OpenApi,
     /// `/admin[/…]`: the admin UI (its pages check their own cookie session).
@@ -140,6 +142,7 @@ impl Route {
             ["ready"] => Route::Ready,
             ["version"] => Route::Version,
             ["metrics"] => Route::Metrics,
+            ["peers", "discovered"] => Route::Discovered,
             ["openapi.json"] => Route::OpenApi,
             ["admin", rest @ ..] => Route::Admin {
                 rest: rest.iter().map(|s| format!("/{s}")).collect(),
@@ -181,7 +184,7 @@ impl Route {
             Route::Message { .. } => "message",
             Route::Rpc => "rpc",
             Route::ResourceMetadata { .. } => "metadata",
-            Route::Revocations { .. } | Route::Refresh { .. } | Route::Collection { .. } => "api",
+            Route::Revocations { .. } | Route::Refresh { .. } | Route::Collection { .. } | Route::Discovered => "api",
             Route::Health | Route::Ready | Route::Version | Route::OpenApi => "operations",
             Route::Metrics => "metrics",
             Route::Admin { .. } => "ui",
@@ -211,6 +214,7 @@ impl Route {
             Route::Ready => "/ready",
             Route::Version => "/version",
             Route::Metrics => "/metrics",
+            Route::Discovered => "/peers/discovered",
             Route::OpenApi => "/openapi.json",
             Route::Admin { .. } => "/admin{rest}",
             Route::Collection { kind, id } => match (kind, id.is_some()) {

@@ -15,6 +15,7 @@ mod federation_faults;
 mod fixture_upstream;
 mod ids;
 mod lifecycle;
+mod mdns;
 mod mrtr;
 mod oauth;
 mod observability;
