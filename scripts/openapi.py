@@ -124,6 +124,16 @@ SCHEMAS = {
             "url": STR,
             "urls": {**STRS, "description": "Endpoints tried in order (failover)."},
             "transport": {"type": "string", "enum": ["streamable-http", "sse", "stdio", "openapi"]},
+            "kind": {
+                "type": "string",
+                "enum": ["mcp", "peer"],
+                "description": "peer: another mcpgw (origins tracked: no loops, no duplicates).",
+            },
+            "conflicts": {
+                "type": "string",
+                "enum": ["namespace", "prefer-local", "refuse"],
+                "description": "A peer's members: all namespaced, or under their own names with a clash served namespaced or left out.",
+            },
             "openapi": {
                 "type": "object",
                 "description": "transport openapi: the OpenAPI 3.0/3.1 document inline (instead of url).",
@@ -157,6 +167,11 @@ SCHEMAS = {
                     "catalog": {"type": "object", "description": "What the upstream listed when last read."},
                     "status": {"type": ["object", "null"], "description": "Its health as this instance saw it."},
                     "changed": {"type": "boolean", "description": "After a refresh: whether the catalog changed."},
+                    "name_conflicts": {
+                        "type": "array",
+                        "items": {"type": "object"},
+                        "description": "A peer's members whose names were taken here: {name, served_as} (null: left out).",
+                    },
                 },
             },
         ]

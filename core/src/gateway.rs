@@ -87,6 +87,22 @@ pub struct Gateway {
     s: Arc<Services>,
 }
 
+/// What this gateway is to its peers: its instance name, else a digest of its sealing key (the
+/// same for every instance sharing the registry and the key), else an id of this process.
+fn gateway_id(config: &GatewayConfig, ids: &dyn Ids) -> String {
+    use sha2::Digest;
+    if !config.instance.trim().is_empty() {
+        return config.instance.trim().to_string();
+    }
+    match &config.encryption_key {
+        Some(k) => {
+            let digest = sha2::Sha256::digest(format!("mcpgw-gateway-id\0{}", k.0).as_bytes());
+            digest[..8].iter().map(|b| format!("{b:02x}")).collect()
+        }
+        None => ids.new_id()[..16].to_string(),
+    }
+}
+
 /// The store as the registry sees it: sealed (credentials encrypted at rest) when a key is set.
 #[cfg_attr(target_family = "wasm", allow(clippy::arc_with_non_send_sync))]
 fn sealed_store(
@@ -143,7 +159,8 @@ impl Gateway {
             Registry::new(store, ports.clock.clone(), ports.ids.clone(), config.registry_cache_ms)
                 .with_separator(&config.name_separator)
                 .with_net_policy(net_policy.clone())
-                .with_sealed_credentials(config.encryption_key.is_some()),
+                .with_sealed_credentials(config.encryption_key.is_some())
+                .with_gateway_id(&gateway_id(&config, ports.ids.as_ref())),
         );
         let sessions = Arc::new(Sessions::new(
             ports.sessions,

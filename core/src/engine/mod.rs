@@ -12,6 +12,7 @@ mod ctx;
 mod envelope;
 mod mrtr;
 mod outcome;
+mod peer;
 mod stateless;
 
 use std::sync::Arc;
@@ -445,20 +446,23 @@ impl Engine {
     async fn list(&self, ctx: &CallCtx, req: &Request, what: &'static str) -> Result<Json, RpcError> {
         let p = params_obj(req)?;
         let snap = self.snapshot().await?;
-        let items: Vec<&str> = match what {
-            "tools" => snap
+        // A peer gateway reading this one's lists: each entry with its origin.
+        let stamped = peer::asked(&p).then(|| peer::stamped(&snap, ctx, what, self.registry.gateway_id()));
+        let items: Vec<&str> = match (what, &stamped) {
+            (_, Some(all)) => all.iter().map(String::as_str).collect(),
+            ("tools", None) => snap
                 .tools
                 .iter()
                 .filter(|t| ctx.sees_tool(t))
                 .map(|t| ctx.listing(&t.listing, t.fed.as_ref()))
                 .collect(),
-            "resources" => snap
+            ("resources", None) => snap
                 .resources
                 .iter()
                 .filter(|r| ctx.sees_resource(r))
                 .map(|r| ctx.listing(&r.listing, r.fed.as_ref()))
                 .collect(),
-            "resourceTemplates" => snap
+            ("resourceTemplates", None) => snap
                 .templates
                 .iter()
                 .filter(|r| ctx.sees_resource(r))

@@ -168,11 +168,19 @@ impl Admin {
                 )),
                 Err(e) => Err(e.into()),
             },
-            (Method::GET, Some(id)) => self
-                .registry
-                .get(Kind::Upstream, &id)
-                .await
-                .map(|rec| json_response(StatusCode::OK, &self.upstream_json(&rec))),
+            (Method::GET, Some(id)) => match self.registry.get(Kind::Upstream, &id).await {
+                Ok(rec) => {
+                    let mut v = self.upstream_json(&rec);
+                    // A peer's members left out or renamed by its conflict policy.
+                    if v["kind"] == "peer" {
+                        let snap = self.registry.snapshot().await.ok();
+                        let listed = snap.as_ref().and_then(|s| s.conflicts.get(&rec.id)).cloned();
+                        v["name_conflicts"] = Value::Array(listed.unwrap_or_default());
+                    }
+                    Ok(json_response(StatusCode::OK, &v))
+                }
+                Err(e) => Err(e),
+            },
             (m @ (Method::POST | Method::PUT | Method::PATCH), id) => {
                 if m == Method::POST && id.is_some() {
                     return method_not_allowed("GET, PUT, PATCH, DELETE");

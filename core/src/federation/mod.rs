@@ -27,7 +27,7 @@ pub use health::Health;
 use health::HealthBook;
 use relay::{unrouted, Relay, Rewrite};
 
-use crate::model::{Catalog, Transport, UpstreamDef};
+use crate::model::{Catalog, Transport, UpstreamDef, UpstreamKind};
 use crate::platform::{boxed, boxed_stream, BoxFuture, BoxStream};
 use crate::ports::{SessionState, Spawner};
 use crate::proto::jsonrpc::{Json, RequestId, RpcError, INTERNAL_ERROR};
@@ -710,7 +710,7 @@ impl Federation {
         }
         let hello = relayable_hello();
         let (link, _) = Link::open(&self.net, def, &hello, 0, timeout).await?;
-        let cat = fetch_catalog(&link, timeout).await;
+        let cat = fetch_catalog(&link, timeout, def.kind == UpstreamKind::Peer).await;
         link.close(&self.net.spawner);
         cat
     }
@@ -729,7 +729,10 @@ impl Federation {
             .ok_or_else(|| RpcError::invalid_params(format!("no upstream '{id}'")))?;
         let read = match up.def.transport {
             Transport::Openapi => self.read_catalog(&up.def).await,
-            _ => fetch_catalog(&*self.link_for(None, &up).await?, self.timeout_of(&up.def)).await,
+            _ => {
+                let link = self.link_for(None, &up).await?;
+                fetch_catalog(&link, self.timeout_of(&up.def), up.def.kind == UpstreamKind::Peer).await
+            }
         };
         let cat = match read {
             Ok(c) => c,

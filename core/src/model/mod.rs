@@ -13,7 +13,10 @@ use crate::uri_template::UriTemplate;
 
 mod upstream;
 
-pub use upstream::{Catalog, OpenApiSpec, Operation, OperationBody, OperationParam, Transport, UpstreamDef};
+pub use upstream::{
+    Catalog, ConflictPolicy, OpenApiSpec, Operation, OperationBody, OperationParam, Transport, UpstreamDef,
+    UpstreamKind,
+};
 
 /// A validation failure that names the offending field.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

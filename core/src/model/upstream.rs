@@ -100,6 +100,15 @@ pub struct UpstreamDef {
     /// Seconds between catalog refreshes (default: the gateway's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refresh_secs: Option<u64>,
+    /// `peer`: another mcpgw, whose members carry where they come from (so that gateways
+    /// registered both ways, or in a ring, never loop); `mcp` (the default): any MCP server.
+    #[serde(default, skip_serializing_if = "UpstreamKind::is_mcp")]
+    pub kind: UpstreamKind,
+    /// A peer's members under their own names where no member here has the name (`prefer-local`:
+    /// a clash is served namespaced; `refuse`: a clash is left out), instead of namespaced
+    /// (`namespace`, the default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conflicts: Option<ConflictPolicy>,
     /// OpenAPI: the document itself, when it is not read from `url`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub openapi: Option<JsonText>,
@@ -206,6 +215,15 @@ impl UpstreamDef {
             let field = if self.openapi.is_some() { "openapi" } else { "base_url" };
             return Err(FieldError::new(field, "only for transport \"openapi\""));
         }
+        if self.kind == UpstreamKind::Peer && self.transport != Transport::StreamableHttp {
+            return Err(FieldError::new(
+                "kind",
+                "a peer gateway is reached over streamable HTTP",
+            ));
+        }
+        if self.conflicts.is_some() && self.kind != UpstreamKind::Peer {
+            return Err(FieldError::new("conflicts", "only for kind \"peer\""));
+        }
         valid_headers(&self.headers)?;
         if let Some(tls) = &self.tls {
             valid_tls(tls)?;
@@ -270,4 +288,34 @@ pub enum OperationBody {
     Fields(Vec<String>),
     /// This argument, as the whole body.
     Whole(String),
+}
+
+/// What an upstream is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum UpstreamKind {
+    /// Any MCP server.
+    #[default]
+    Mcp,
+    /// Another mcpgw.
+    Peer,
+}
+
+impl UpstreamKind {
+    fn is_mcp(&self) -> bool {
+        *self == UpstreamKind::Mcp
+    }
+}
+
+/// What a peer's member becomes when a member here has its name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ConflictPolicy {
+    /// Every member namespaced (`{slug}__{name}`): no clash can happen.
+    #[default]
+    Namespace,
+    /// Own names; a clash is served namespaced.
+    PreferLocal,
+    /// Own names; a clash is left out.
+    Refuse,
 }

@@ -11,7 +11,7 @@ use serde_json::{json, Map, Value};
 use crate::model::SeedFile;
 use crate::model::{self, Catalog, FieldError, ServerDef, UpstreamDef};
 use crate::ports::{Clock, Ids, Kind, Op, Record, Store, StoreError};
-pub use snapshot::{Federated, Prompt, Resource, Server, Snapshot, Tool, Upstream};
+pub use snapshot::{origin_of, Federated, Prompt, Resource, Server, Snapshot, Tool, Upstream, ORIGIN};
 
 pub(crate) mod listing;
 pub(crate) mod seal;
@@ -68,6 +68,8 @@ pub struct Registry {
     sealed: bool,
     /// When a lookup that missed last made the store be asked again (ms since the epoch).
     last_miss_reload: AtomicU64,
+    /// This gateway's id, which peers see in its members' origins (see [`Registry::with_gateway_id`]).
+    gateway_id: String,
 }
 
 fn kind_label(kind: Kind) -> &'static str {
@@ -145,7 +147,20 @@ impl Registry {
             net: Default::default(),
             sealed: false,
             last_miss_reload: AtomicU64::new(0),
+            gateway_id: String::new(),
         }
+    }
+
+    /// Names this gateway to its peers: a member that comes back with this id in its origin is
+    /// not taken (a loop).
+    pub fn with_gateway_id(mut self, id: &str) -> Self {
+        self.gateway_id = id.to_string();
+        self
+    }
+
+    /// This gateway's id.
+    pub fn gateway_id(&self) -> &str {
+        &self.gateway_id
     }
 
     /// Uses `separator` between an upstream's slug and a member's name.
@@ -253,6 +268,7 @@ impl Registry {
                 self.store.list_raw(Kind::Revocation).await?,
             ],
             &self.separator,
+            &self.gateway_id,
         ));
         *self.cached.lock().unwrap_or_else(|e| e.into_inner()) = Some(Cached {
             snapshot: snap.clone(),

@@ -8,7 +8,8 @@ use std::sync::Arc;
 use serde_json::{json, Value};
 
 use crate::model::{
-    Catalog, JsonText, Operation, PromptArgumentDef, PromptDef, ResourceDef, ServerDef, ToolDef, UpstreamDef,
+    Catalog, ConflictPolicy, JsonText, Operation, PromptArgumentDef, PromptDef, ResourceDef, ServerDef, ToolDef,
+    UpstreamDef, UpstreamKind,
 };
 use crate::ports::RawRecord;
 use crate::uri_template::UriTemplate;
@@ -139,6 +140,28 @@ pub struct Snapshot {
     pub(super) fingerprints: [u64; 5],
     /// `jti`s of revoked tokens.
     revoked: std::collections::HashSet<String>,
+    /// By peer id: its members left out or renamed because a member here had the name.
+    pub conflicts: HashMap<String, Vec<Value>>,
+    /// The (origin gateway, origin name) of every peer member taken, so that one reached by two
+    /// paths is served once.
+    origins: std::collections::HashSet<(String, String)>,
+}
+
+/// The key of a member's origin in `_meta`, as peers exchange it: the gateways that served it,
+/// the first where it lives, and its name there.
+pub const ORIGIN: &str = "io.mcpgw/origin";
+
+/// A member's origin as a peer sent it: (path, name there).
+pub fn origin_of(raw: &Value) -> Option<(Vec<String>, String)> {
+    let o = raw.get("_meta")?.get(ORIGIN)?;
+    let path = o
+        .get("path")?
+        .as_array()?
+        .iter()
+        .filter_map(Value::as_str)
+        .map(str::to_string)
+        .collect();
+    Some((path, o.get("name")?.as_str()?.to_string()))
 }
 
 /// A hash of a kind's records, to notice a list change however it happened.
@@ -219,7 +242,7 @@ impl Snapshot {
         self.fingerprints
     }
 
-    pub(super) fn build(lists: [Vec<RawRecord>; 6], separator: &str) -> Self {
+    pub(super) fn build(lists: [Vec<RawRecord>; 6], separator: &str, own: &str) -> Self {
         let [tools, resources, prompts, servers, gateways, revocations] = lists;
         let mut snap = Snapshot {
             revoked: revocations.into_iter().map(|r| r.key).collect(),
@@ -289,7 +312,7 @@ impl Snapshot {
                     instructions: catalog.instructions.clone(),
                     base_url: catalog.openapi.as_ref().map(|o| o.base_url.clone()),
                 });
-                snap.add_catalog(&up, catalog, separator);
+                snap.add_catalog(&up, catalog, separator, own);
                 snap.upstreams.push(up);
             }
         }
@@ -346,17 +369,64 @@ impl Snapshot {
         }
     }
 
-    /// Spreads an upstream's catalog over the member lists, names namespaced.
-    fn add_catalog(&mut self, up: &Arc<Upstream>, mut catalog: Catalog, separator: &str) {
+    /// Whether a peer's member is taken: not one that came back round (this gateway in its
+    /// path), nor one already taken by another path.
+    fn takes(&mut self, up: &Upstream, raw: &Value, own: &str) -> bool {
+        if up.def.kind != UpstreamKind::Peer {
+            return true;
+        }
+        let Some((path, name)) = origin_of(raw) else {
+            return true;
+        };
+        if path.iter().any(|g| g == own) {
+            return false;
+        }
+        match path.first() {
+            Some(first) => self.origins.insert((first.clone(), name)),
+            None => true,
+        }
+    }
+
+    /// The name a member of `up` called `name` is served under, by the peer's conflict policy
+    /// (`taken`: whether a member here already has the name); none: left out.
+    fn served_name(&mut self, up: &Upstream, name: &str, separator: &str, taken: bool) -> Option<String> {
+        let spaced = format!("{}{separator}{name}", up.slug);
+        let policy = match up.def.kind {
+            UpstreamKind::Peer => up.def.conflicts.unwrap_or_default(),
+            UpstreamKind::Mcp => ConflictPolicy::Namespace,
+        };
+        if policy == ConflictPolicy::Namespace {
+            return Some(spaced);
+        }
+        if !taken {
+            return Some(name.to_string());
+        }
+        let kept = (policy == ConflictPolicy::PreferLocal).then_some(spaced);
+        self.conflicts
+            .entry(up.id.clone())
+            .or_default()
+            .push(json!({"name": name, "served_as": kept}));
+        kept
+    }
+
+    /// Spreads an upstream's catalog over the member lists, names namespaced (a peer's by its
+    /// conflict policy, what came back round or twice left out).
+    fn add_catalog(&mut self, up: &Arc<Upstream>, mut catalog: Catalog, separator: &str, own: &str) {
         let s = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).map(str::to_string);
         let openapi = catalog.openapi.take();
         for raw in catalog.tools {
             let Some(name) = s(&raw, "name") else { continue };
+            if !self.takes(up, &raw, own) {
+                continue;
+            }
+            let taken = self.tools.iter().any(|t| t.def.name == name);
+            let Some(served) = self.served_name(up, &name, separator, taken) else {
+                continue;
+            };
             let op = openapi
                 .as_ref()
                 .and_then(|o| o.operations.iter().find(|op| op.name == name))
                 .map(|op| Arc::new(op.clone()));
-            let served = format!("{}{separator}{name}", up.slug);
             let mut renamed = raw.clone();
             renamed["name"] = json!(served);
             let def = ToolDef {
@@ -397,6 +467,9 @@ impl Snapshot {
         {
             let key = if is_template { "uriTemplate" } else { "uri" };
             let Some(uri) = s(&raw, key) else { continue };
+            if !self.takes(up, &raw, own) {
+                continue;
+            }
             let def = ResourceDef {
                 scope: up.def.scope.clone(),
                 name: s(&raw, "name").unwrap_or_else(|| uri.clone()),
@@ -429,7 +502,13 @@ impl Snapshot {
         }
         for raw in catalog.prompts {
             let Some(name) = s(&raw, "name") else { continue };
-            let served = format!("{}{separator}{name}", up.slug);
+            if !self.takes(up, &raw, own) {
+                continue;
+            }
+            let taken = self.prompts.iter().any(|p| p.def.name == name);
+            let Some(served) = self.served_name(up, &name, separator, taken) else {
+                continue;
+            };
             let mut renamed = raw.clone();
             renamed["name"] = json!(served);
             let arguments = raw

@@ -163,6 +163,18 @@ const UPSTREAM: &[Spec] = &[
         "openapi: the URL is the OpenAPI document's.",
     ),
     f(
+        "kind",
+        "Kind",
+        Input::Select(&["mcp", "peer"]),
+        "peer: another mcpgw (origins tracked).",
+    ),
+    f(
+        "conflicts",
+        "Name conflicts",
+        Input::Select(&["", "namespace", "prefer-local", "refuse"]),
+        "peer only: how its members are named.",
+    ),
+    f(
         "base_url",
         "API base URL",
         Input::Text,

@@ -3,7 +3,8 @@
 use super::*;
 
 /// Reads every list the upstream offers, following cursors.
-pub(crate) async fn fetch_catalog(link: &Link, timeout_ms: u64) -> Result<Catalog, UpstreamError> {
+/// `origins`: a peer gateway is asked for each entry's origin too.
+pub(crate) async fn fetch_catalog(link: &Link, timeout_ms: u64, origins: bool) -> Result<Catalog, UpstreamError> {
     let caps = link.capabilities().clone();
     let mut cat = Catalog {
         protocol_version: link.protocol_version(),
@@ -25,7 +26,11 @@ pub(crate) async fn fetch_catalog(link: &Link, timeout_ms: u64) -> Result<Catalo
         let mut items = Vec::new();
         let mut cursor: Option<Value> = None;
         for _page in 0..1000 {
-            let params = cursor.take().map(|c| json!({"cursor": c}));
+            let mut params = cursor.take().map(|c| json!({"cursor": c}));
+            if origins {
+                let p = params.get_or_insert_with(|| json!({}));
+                p["_meta"] = json!({ crate::registry::ORIGIN: true });
+            }
             let answer = link.request(method, params, None, timeout_ms).await?;
             let Some(result) = answer.get("result") else {
                 // An upstream without templates may not know the method: an empty list.

@@ -21,6 +21,7 @@ mod oauth;
 mod observability;
 mod openapi;
 mod openapi_upstream;
+mod peers;
 mod protocol;
 mod ratelimit;
 mod scale_faults;
