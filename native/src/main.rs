@@ -624,7 +624,15 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 scheme,
                 auth: s.gateway.auth.required,
             };
-            let (m, found) = mdns::Mdns::start(mode, &me).context("invalid setting MCPGW_MDNS: cannot start mDNS")?;
+            // MCPGW_PEERS_AUTO: the gateways found that it names are registered as peers.
+            let auto = std::env::var("MCPGW_PEERS_AUTO").unwrap_or_default();
+            let tell = (!auto.trim().is_empty()).then(|| {
+                let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+                tokio::spawn(mdns::register_found(gw.clone(), auto.clone(), rx));
+                tx
+            });
+            let (m, found) =
+                mdns::Mdns::start(mode, &me, tell).context("invalid setting MCPGW_MDNS: cannot start mDNS")?;
             gw.set_discovery(Arc::new(found));
             Some(m)
         }

@@ -71,8 +71,13 @@ pub struct Advert<'a> {
 }
 
 impl Mdns {
-    /// Advertises `me` and starts browsing; what is found goes to the returned [`Found`].
-    pub fn start(mode: Mode, me: &Advert<'_>) -> anyhow::Result<(Self, Found)> {
+    /// Advertises `me` and starts browsing; what is found goes to the returned [`Found`], and
+    /// each gateway found to `tell`, if given.
+    pub fn start(
+        mode: Mode,
+        me: &Advert<'_>,
+        tell: Option<tokio::sync::mpsc::UnboundedSender<Value>>,
+    ) -> anyhow::Result<(Self, Found)> {
         let daemon = ServiceDaemon::new()?;
         if mode == Mode::Loopback {
             daemon.disable_interface(IfKind::All)?;
@@ -123,6 +128,9 @@ impl Mdns {
                             "addresses": addresses,
                         });
                         tracing::info!(peer = %peer["url"], id = %peer["id"], "mDNS: found a gateway");
+                        if let Some(t) = &tell {
+                            let _ = t.send(peer.clone());
+                        }
                         list.lock()
                             .unwrap_or_else(|e| e.into_inner())
                             .insert(s.fullname.clone(), peer);
@@ -149,5 +157,78 @@ impl Mdns {
         if let Ok(done) = self.daemon.shutdown() {
             let _ = done.recv_timeout(Duration::from_secs(1));
         }
+    }
+}
+
+/// Whether gateway `id` is on the allow-list of `MCPGW_PEERS_AUTO` (comma-separated ids; `*` at
+/// the end of one matches any rest, a lone `*` every gateway).
+pub fn allowed(list: &str, id: &str) -> bool {
+    list.split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .any(|p| match p.strip_suffix('*') {
+            Some(prefix) => id.starts_with(prefix),
+            None => p == id,
+        })
+}
+
+/// Registers each gateway found that the allow-list names as a peer (`mdns-{id}`), through the
+/// gateway's own REST API, once.
+pub async fn register_found(
+    gw: mcpgw_core::Gateway,
+    list: String,
+    mut found: tokio::sync::mpsc::UnboundedReceiver<Value>,
+) {
+    let mut done = std::collections::HashSet::new();
+    while let Some(peer) = found.recv().await {
+        let (Some(id), Some(url)) = (peer["id"].as_str(), peer["url"].as_str()) else {
+            continue;
+        };
+        if !allowed(&list, id) || done.contains(id) {
+            continue;
+        }
+        let name: String = format!("mdns-{id}")
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || "_.-".contains(c) {
+                    c
+                } else {
+                    '-'
+                }
+            })
+            .collect();
+        let mut body = json!({"name": name, "kind": "peer", "url": url,
+            "description": format!("found by mDNS ({})", peer["name"].as_str().unwrap_or(id))});
+        if let Ok(t) = std::env::var("MCPGW_PEERS_TOKEN") {
+            body["headers"] = json!({"Authorization": format!("Bearer {}", t.trim())});
+        }
+        let mut req = http::Request::new(bytes::Bytes::from(body.to_string()));
+        *req.method_mut() = http::Method::POST;
+        *req.uri_mut() = http::Uri::from_static("/gateways");
+        req.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/json"),
+        );
+        // The gateway registering a peer for itself: let in as its own operator.
+        req.extensions_mut().insert(mcpgw_core::Admitted::default());
+        let status = gw.handle(req).await.status();
+        if status.is_success() || status == http::StatusCode::CONFLICT {
+            tracing::info!(peer = %url, name = %name, "mDNS: registered as a peer (MCPGW_PEERS_AUTO)");
+            done.insert(id.to_string());
+        } else {
+            tracing::warn!(peer = %url, status = status.as_u16(), "mDNS: could not register the gateway found as a peer");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_allow_list_names_ids_or_prefixes() {
+        assert!(super::allowed("gw-b, team-*", "gw-b"));
+        assert!(super::allowed("gw-b, team-*", "team-7"));
+        assert!(!super::allowed("gw-b, team-*", "gw-c"));
+        assert!(super::allowed("*", "anything"));
+        assert!(!super::allowed("", "gw-b"));
     }
 }
