@@ -167,6 +167,12 @@ SCHEMAS = {
                     "catalog": {"type": "object", "description": "What the upstream listed when last read."},
                     "status": {"type": ["object", "null"], "description": "Its health as this instance saw it."},
                     "changed": {"type": "boolean", "description": "After a refresh: whether the catalog changed."},
+                    "peer_upstreams": {
+                        "type": "array",
+                        "items": {"type": "object"},
+                        "description": "A peer's own upstreams and their health, as it tells them now: {name, kind, healthy, last_error}.",
+                    },
+                    "peer_upstreams_error": {"type": "string", "description": "Why the peer could not tell them."},
                     "name_conflicts": {
                         "type": "array",
                         "items": {"type": "object"},

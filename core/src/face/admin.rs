@@ -176,6 +176,13 @@ impl Admin {
                         let snap = self.registry.snapshot().await.ok();
                         let listed = snap.as_ref().and_then(|s| s.conflicts.get(&rec.id)).cloned();
                         v["name_conflicts"] = Value::Array(listed.unwrap_or_default());
+                        // What the peer says of its own upstreams, now.
+                        if let Ok(def) = serde_json::from_value::<UpstreamDef>(rec.body.clone()) {
+                            match self.fed.peer_upstreams(&def).await {
+                                Ok(list) => v["peer_upstreams"] = list,
+                                Err(e) => v["peer_upstreams_error"] = Value::String(e),
+                            }
+                        }
                     }
                     Ok(json_response(StatusCode::OK, &v))
                 }

@@ -761,6 +761,12 @@ impl Federation {
         }
     }
 
+    /// A peer's own upstreams and their health, as it tells them now (see
+    /// [`upkeep::peer_upstreams`]).
+    pub async fn peer_upstreams(&self, def: &UpstreamDef) -> Result<Value, String> {
+        upkeep::peer_upstreams(self, def).await
+    }
+
     /// Health checks and catalog refreshes that are due (see [`upkeep::check_upstreams`]).
     /// Returns how many upstreams are healthy.
     pub async fn check_upstreams(&self, force: bool) -> usize {

@@ -1,7 +1,12 @@
 //! The upkeep of upstreams: health checks and the catalog refreshes they find due.
 
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
 use super::{health, Federation};
-use crate::model::Transport;
+use crate::model::{Transport, UpstreamDef};
+use crate::ports::OutboundRequest;
 
 /// Health checks and catalog refreshes that are due: a `ping` on each upstream's shared link
 /// every `health_check_secs` (an OpenAPI upstream: its document read, or its API answering);
@@ -53,4 +58,42 @@ pub(super) async fn check_upstreams(fed: &Federation, force: bool) -> usize {
         }
     }
     healthy
+}
+
+/// A peer's own upstreams and their health, as the peer's REST API tells them now (its
+/// `GET /gateways`, with the peer's headers): each `{name, kind, healthy, last_error}`.
+pub(super) async fn peer_upstreams(fed: &Federation, def: &UpstreamDef) -> Result<Value, String> {
+    let endpoint = def.url.as_deref().ok_or("no URL")?;
+    // The peer's base: its MCP endpoint without `/mcp` (or `/servers/{id}/mcp`).
+    let base = match endpoint.find("/servers/") {
+        Some(i) => &endpoint[..i],
+        None => endpoint.trim_end_matches('/').trim_end_matches("/mcp"),
+    };
+    let mut headers = crate::http::header_map(&def.headers).map_err(|e| e.to_string())?;
+    headers.insert(http::header::ACCEPT, http::HeaderValue::from_static("application/json"));
+    let request = OutboundRequest {
+        method: http::Method::GET,
+        url: format!("{base}/gateways"),
+        headers,
+        body: None,
+        tls: def.tls.clone().map(std::sync::Arc::new),
+    };
+    let timeout = Duration::from_millis(fed.timeout_of(def).min(5_000));
+    let (resp, body) = crate::http::fetch::fetch(&*fed.net.http, &*fed.net.clock, request, timeout, fed.net.max_bytes)
+        .await
+        .map_err(|e| e.to_string())?;
+    if !resp.status.is_success() {
+        return Err(format!("the peer's GET /gateways answered {}", resp.status));
+    }
+    let all: Value = serde_json::from_slice(&body).map_err(|e| e.to_string())?;
+    let listed = all.as_array().ok_or("the peer's GET /gateways is not a list")?;
+    Ok(Value::Array(
+        listed
+            .iter()
+            .map(|u| {
+                json!({"name": u["name"], "kind": u.get("kind").cloned().unwrap_or(json!("mcp")),
+                       "healthy": u["status"]["healthy"], "last_error": u["status"]["last_error"]})
+            })
+            .collect(),
+    ))
 }

@@ -3,7 +3,8 @@
 //! calls a tool that lives at C, through B. Registered both ways (B also registers A), every
 //! member is listed once: what a gateway gave never comes back to it. A member reached by two
 //! paths (A also registers C) is listed once. The conflict policies (`prefer-local`, `refuse`)
-//! name a peer's members and list the clashes at `GET /gateways/{id}`.
+//! name a peer's members and list the clashes at `GET /gateways/{id}`, which also shows the
+//! peer's own upstreams: C cut from B shows there as down, then up again.
 
 use mcpgw_e2e::{
     call_tool, get_json, http_client, post_json, start_rest_backend, start_target, GatewayProcess, TempDir,
@@ -51,12 +52,17 @@ async fn peers_share_their_members_without_loops_or_duplicates() {
         "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}})
     };
     let dir = TempDir::new("peers");
-    let native = |name: &'static str| {
+    let native = |name: &'static str, port: Option<&str>| {
         let db = dir.join(&format!("{name}.db")).display().to_string();
-        GatewayProcess::start(&["--database", &db], &[("MCPGW_INSTANCE", name)]).expect("gateway")
+        // B checks its upstreams every second, and calls one down at the first failure.
+        let mut args = vec!["--database", &db, "--health-check-secs", "1", "--unhealthy-after", "1"];
+        if let Some(p) = port {
+            args.extend(["--port", p]);
+        }
+        GatewayProcess::start(&args, &[("MCPGW_INSTANCE", name)]).expect("gateway")
     };
-    let c = native("gw-c");
-    let b = native("gw-b");
+    let c = native("gw-c", None);
+    let b = native("gw-b", None);
     let a = start_target(&dir, &[]).expect("gateway a");
     let a_url = a.url().to_string();
 
@@ -150,5 +156,33 @@ async fn peers_share_their_members_without_loops_or_duplicates() {
             "{policy}: {shown}"
         );
     }
+
+    // B -> C cut: A's view of its peer B shows C down, then up again once C is back.
+    let c_port = c.addr.port().to_string();
+    let c_health = |want: bool| {
+        let a_url = a_url.clone();
+        async move {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+            loop {
+                let shown = get_json(&format!("{a_url}/gateways/b")).await;
+                let c_at_b = shown["peer_upstreams"]
+                    .as_array()
+                    .and_then(|l| l.iter().find(|u| u["name"] == "c").cloned());
+                if c_at_b.as_ref().is_some_and(|u| u["healthy"] == want) {
+                    return;
+                }
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "C never showed healthy={want}: {shown}"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            }
+        }
+    };
+    c_health(true).await;
+    drop(c);
+    c_health(false).await;
+    let c = native("gw-c", Some(&c_port));
+    c_health(true).await;
     drop((a, b, c));
 }
