@@ -712,7 +712,11 @@ impl Federation {
         let (link, _) = Link::open(&self.net, def, &hello, 0, timeout).await?;
         let cat = fetch_catalog(&link, timeout, def.kind == UpstreamKind::Peer).await;
         link.close(&self.net.spawner);
-        cat
+        let mut cat = cat?;
+        if def.kind == UpstreamKind::Peer {
+            cat.servers = upkeep::peer_servers(self, def).await;
+        }
+        Ok(cat)
     }
 
     /// Re-reads a stored upstream's catalog over its shared link; stores it and announces list
@@ -731,7 +735,14 @@ impl Federation {
             Transport::Openapi => self.read_catalog(&up.def).await,
             _ => {
                 let link = self.link_for(None, &up).await?;
-                fetch_catalog(&link, self.timeout_of(&up.def), up.def.kind == UpstreamKind::Peer).await
+                let peer = up.def.kind == UpstreamKind::Peer;
+                match fetch_catalog(&link, self.timeout_of(&up.def), peer).await {
+                    Ok(mut cat) if peer => {
+                        cat.servers = upkeep::peer_servers(self, &up.def).await;
+                        Ok(cat)
+                    }
+                    other => other,
+                }
             }
         };
         let cat = match read {

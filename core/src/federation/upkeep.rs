@@ -63,29 +63,7 @@ pub(super) async fn check_upstreams(fed: &Federation, force: bool) -> usize {
 /// A peer's own upstreams and their health, as the peer's REST API tells them now (its
 /// `GET /gateways`, with the peer's headers): each `{name, kind, healthy, last_error}`.
 pub(super) async fn peer_upstreams(fed: &Federation, def: &UpstreamDef) -> Result<Value, String> {
-    let endpoint = def.url.as_deref().ok_or("no URL")?;
-    // The peer's base: its MCP endpoint without `/mcp` (or `/servers/{id}/mcp`).
-    let base = match endpoint.find("/servers/") {
-        Some(i) => &endpoint[..i],
-        None => endpoint.trim_end_matches('/').trim_end_matches("/mcp"),
-    };
-    let mut headers = crate::http::header_map(&def.headers).map_err(|e| e.to_string())?;
-    headers.insert(http::header::ACCEPT, http::HeaderValue::from_static("application/json"));
-    let request = OutboundRequest {
-        method: http::Method::GET,
-        url: format!("{base}/gateways"),
-        headers,
-        body: None,
-        tls: def.tls.clone().map(std::sync::Arc::new),
-    };
-    let timeout = Duration::from_millis(fed.timeout_of(def).min(5_000));
-    let (resp, body) = crate::http::fetch::fetch(&*fed.net.http, &*fed.net.clock, request, timeout, fed.net.max_bytes)
-        .await
-        .map_err(|e| e.to_string())?;
-    if !resp.status.is_success() {
-        return Err(format!("the peer's GET /gateways answered {}", resp.status));
-    }
-    let all: Value = serde_json::from_slice(&body).map_err(|e| e.to_string())?;
+    let all = peer_get(fed, def, "/gateways").await?;
     let listed = all.as_array().ok_or("the peer's GET /gateways is not a list")?;
     Ok(Value::Array(
         listed
@@ -96,4 +74,39 @@ pub(super) async fn peer_upstreams(fed: &Federation, def: &UpstreamDef) -> Resul
             })
             .collect(),
     ))
+}
+
+/// A peer's virtual servers (its `GET /servers`), none if it does not tell them.
+pub(super) async fn peer_servers(fed: &Federation, def: &UpstreamDef) -> Vec<Value> {
+    match peer_get(fed, def, "/servers").await {
+        Ok(Value::Array(all)) => all,
+        _ => Vec::new(),
+    }
+}
+
+/// `GET {peer}{path}` of a peer's REST API, with its headers.
+async fn peer_get(fed: &Federation, def: &UpstreamDef, path: &str) -> Result<Value, String> {
+    let endpoint = def.url.as_deref().ok_or("no URL")?;
+    // The peer's base: its MCP endpoint without `/mcp` (or `/servers/{id}/mcp`).
+    let base = match endpoint.find("/servers/") {
+        Some(i) => &endpoint[..i],
+        None => endpoint.trim_end_matches('/').trim_end_matches("/mcp"),
+    };
+    let mut headers = crate::http::header_map(&def.headers).map_err(|e| e.to_string())?;
+    headers.insert(http::header::ACCEPT, http::HeaderValue::from_static("application/json"));
+    let request = OutboundRequest {
+        method: http::Method::GET,
+        url: format!("{base}{path}"),
+        headers,
+        body: None,
+        tls: def.tls.clone().map(std::sync::Arc::new),
+    };
+    let timeout = Duration::from_millis(fed.timeout_of(def).min(5_000));
+    let (resp, body) = crate::http::fetch::fetch(&*fed.net.http, &*fed.net.clock, request, timeout, fed.net.max_bytes)
+        .await
+        .map_err(|e| e.to_string())?;
+    if !resp.status.is_success() {
+        return Err(format!("the peer's GET {path} answered {}", resp.status));
+    }
+    serde_json::from_slice(&body).map_err(|e| e.to_string())
 }

@@ -44,6 +44,9 @@ pub struct Catalog {
     /// `tools/list` entries as the upstream sent them.
     #[serde(default)]
     pub tools: Vec<Value>,
+    /// For a peer: its virtual servers, as its REST API shows them (members by its names).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub servers: Vec<Value>,
     /// For an OpenAPI upstream: where its API is and how each tool's call is made.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub openapi: Option<OpenApiSpec>,

@@ -142,6 +142,8 @@ pub struct Snapshot {
     revoked: std::collections::HashSet<String>,
     /// By peer id: its members left out or renamed because a member here had the name.
     pub conflicts: HashMap<String, Vec<Value>>,
+    /// Peers' virtual servers, joined to `servers` once the registry's own are in.
+    peer_servers: Vec<Arc<Server>>,
     /// The (origin gateway, origin name) of every peer member taken, so that one reached by two
     /// paths is served once.
     origins: std::collections::HashSet<(String, String)>,
@@ -355,6 +357,8 @@ impl Snapshot {
                 snap.servers.push(Arc::new(server));
             }
         }
+        let peer_servers = std::mem::take(&mut snap.peer_servers);
+        snap.servers.extend(peer_servers);
         snap
     }
 
@@ -414,6 +418,9 @@ impl Snapshot {
     fn add_catalog(&mut self, up: &Arc<Upstream>, mut catalog: Catalog, separator: &str, own: &str) {
         let s = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).map(str::to_string);
         let openapi = catalog.openapi.take();
+        let peer_servers = std::mem::take(&mut catalog.servers);
+        // A member's name at the peer and here, for its virtual servers.
+        let mut served_as: HashMap<String, String> = HashMap::new();
         for raw in catalog.tools {
             let Some(name) = s(&raw, "name") else { continue };
             if !self.takes(up, &raw, own) {
@@ -423,6 +430,7 @@ impl Snapshot {
             let Some(served) = self.served_name(up, &name, separator, taken) else {
                 continue;
             };
+            served_as.insert(format!("tool:{name}"), served.clone());
             let op = openapi
                 .as_ref()
                 .and_then(|o| o.operations.iter().find(|op| op.name == name))
@@ -509,6 +517,7 @@ impl Snapshot {
             let Some(served) = self.served_name(up, &name, separator, taken) else {
                 continue;
             };
+            served_as.insert(format!("prompt:{name}"), served.clone());
             let mut renamed = raw.clone();
             renamed["name"] = json!(served);
             let arguments = raw
@@ -545,6 +554,67 @@ impl Snapshot {
                     listing: raw.to_string(),
                     name,
                 }),
+            }));
+        }
+        self.add_peer_servers(up, peer_servers, &served_as, separator);
+    }
+
+    /// A peer's virtual servers, served here as `{slug}{separator}{name}`: their members under
+    /// the names they have here (a member of one of the peer's upstreams: every member whose
+    /// name at the peer starts with that upstream's slug).
+    fn add_peer_servers(
+        &mut self,
+        up: &Arc<Upstream>,
+        servers: Vec<Value>,
+        served_as: &HashMap<String, String>,
+        sep: &str,
+    ) {
+        let names = |v: &Value, k: &str| -> Vec<String> {
+            v[k].as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        };
+        for raw in servers {
+            let Some(name) = raw["name"].as_str() else { continue };
+            let prefixes: Vec<String> = names(&raw, "upstreams")
+                .iter()
+                .map(|u| format!("{}{sep}", u.to_ascii_lowercase()))
+                .collect();
+            let members = |kind: &str, listed: Vec<String>| -> Vec<String> {
+                let mut out: Vec<String> = listed
+                    .iter()
+                    .filter_map(|n| served_as.get(&format!("{kind}:{n}")).cloned())
+                    .collect();
+                for (key, here) in served_as {
+                    if let Some(at_peer) = key.strip_prefix(&format!("{kind}:")) {
+                        if prefixes.iter().any(|p| at_peer.starts_with(p.as_str())) && !out.contains(here) {
+                            out.push(here.clone());
+                        }
+                    }
+                }
+                out.sort();
+                out
+            };
+            let def = ServerDef {
+                name: format!("{}{sep}{name}", up.slug),
+                scope: up.def.scope.clone(),
+                title: raw["title"].as_str().map(str::to_string),
+                description: raw["description"].as_str().map(str::to_string),
+                tools: members("tool", names(&raw, "tools")),
+                resources: names(&raw, "resources"),
+                prompts: members("prompt", names(&raw, "prompts")),
+                upstreams: Vec::new(),
+                original_names: false,
+            };
+            self.peer_servers.push(Arc::new(Server {
+                id: format!("{}/servers/{name}", up.id),
+                def,
+                upstream_ids: Vec::new(),
+                tool_names: HashMap::new(),
+                prompt_names: HashMap::new(),
             }));
         }
     }

@@ -72,6 +72,12 @@ async fn peers_share_their_members_without_loops_or_duplicates() {
     create(&a_url, "tools", weather("shared")).await;
     let peer = |name: &str, url: &str| json!({"name": name, "kind": "peer", "url": format!("{url}/mcp")});
     create(&b.url, "gateways", peer("c", &c.url)).await;
+    create(
+        &b.url,
+        "servers",
+        json!({"name": "research", "tools": ["b_tool", "c__c_weather"]}),
+    )
+    .await;
     create(&a_url, "gateways", peer("b", &b.url)).await;
 
     assert_eq!(
@@ -79,6 +85,32 @@ async fn peers_share_their_members_without_loops_or_duplicates() {
         ["b__b_tool", "b__c__c_weather", "b__shared", "shared"],
         "A sees B's members and, through B, C's"
     );
+    // B's virtual server is served at A too, its members under their names here.
+    let http = http_client();
+    let sid = mcpgw_e2e::initialize(&http, &format!("{a_url}/servers/b__research"))
+        .await
+        .expect("a session on B's server at A");
+    let listed: Value = http
+        .post(format!("{a_url}/servers/b__research/mcp"))
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-session-id", &sid)
+        .header("mcp-protocol-version", "2025-11-25")
+        .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}))
+        .send()
+        .await
+        .expect("tools/list")
+        .json()
+        .await
+        .expect("JSON");
+    let mut in_server: Vec<&str> = listed["result"]["tools"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{listed}"))
+        .iter()
+        .filter_map(|t| t["name"].as_str())
+        .collect();
+    in_server.sort();
+    assert_eq!(in_server, ["b__b_tool", "b__c__c_weather"], "{listed}");
+
     // A call at A reaches the tool at C through B.
     let answer = call_tool(
         &http_client(),
@@ -122,7 +154,6 @@ async fn peers_share_their_members_without_loops_or_duplicates() {
     assert_eq!(weathers, 1, "{names:?}");
 
     // Own names where free; a clash served namespaced (prefer-local) or left out (refuse).
-    let http = http_client();
     for (policy, expected_shared, served_as) in [
         ("prefer-local", Some("b__shared"), json!("b__shared")),
         ("refuse", None, Value::Null),
