@@ -212,17 +212,18 @@ impl Bridge {
     /// its requests answered with an error) past the limit.
     fn counted(&self, text: String) -> Option<BoxFuture<'static, ()>> {
         use std::sync::atomic::Ordering;
-        let requests = Outgoing::read(&text).map(|m| m.requests).unwrap_or_default();
-        let counted = !requests.is_empty();
+        let msg = Outgoing::read(&text);
+        let counted = msg.as_ref().is_some_and(|m| !m.requests.is_empty());
         if counted && self.inner.in_flight.fetch_add(1, Ordering::AcqRel) >= MAX_IN_FLIGHT {
             self.inner.in_flight.fetch_sub(1, Ordering::AcqRel);
             let message = format!("too many requests in flight (at most {MAX_IN_FLIGHT}): wait for some answers");
+            let requests = msg.map(|m| m.requests).unwrap_or_default();
             self.inner.fail(&requests, INTERNAL_ERROR, &message);
             return None;
         }
         let inner = self.inner.clone();
         Some(Box::pin(async move {
-            inner.deliver(text).await;
+            inner.deliver(text, msg).await;
             if counted {
                 inner.in_flight.fetch_sub(1, Ordering::AcqRel);
             }
@@ -231,7 +232,8 @@ impl Bridge {
 
     /// Sends one message of the client and hands out its answers before returning.
     pub async fn deliver(&self, text: String) {
-        self.inner.deliver(text).await
+        let msg = Outgoing::read(&text);
+        self.inner.deliver(text, msg).await
     }
 
     /// Calls `hook` with the bridge's state whenever its session changes (opened, or opened
@@ -367,8 +369,8 @@ impl Inner {
         h
     }
 
-    async fn deliver(self: &Arc<Self>, text: String) {
-        let msg = Outgoing::read(&text);
+    /// Sends `text` (read as `msg`, none if it is not JSON) and hands out its answers.
+    async fn deliver(self: &Arc<Self>, text: String, msg: Option<Outgoing>) {
         if let Some(m) = msg.as_ref().filter(|m| m.method.as_deref() == Some("initialize")) {
             let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
             s.session = None;
@@ -454,20 +456,14 @@ impl Inner {
                     self.fail(&left, code_for(status), &describe(status, &v));
                 }
             }
+            // A notification or an answer of the client's, taken.
+            _ if status.is_success() && ids.is_empty() => {}
             _ if status.is_success() => {
-                if !ids.is_empty() && status != StatusCode::ACCEPTED {
-                    self.fail(
-                        ids,
-                        INTERNAL_ERROR,
-                        &format!("the endpoint answered {status} without a JSON-RPC message"),
-                    );
-                } else if !ids.is_empty() {
-                    self.fail(
-                        ids,
-                        INTERNAL_ERROR,
-                        "the endpoint accepted a request without answering it",
-                    );
-                }
+                let why = match status {
+                    StatusCode::ACCEPTED => "the endpoint accepted a request without answering it".to_string(),
+                    _ => format!("the endpoint answered {status} without a JSON-RPC message"),
+                };
+                self.fail(ids, INTERNAL_ERROR, &why);
             }
             other => {
                 let detail = other.map(|v| describe(status, &v)).unwrap_or_else(|| {
@@ -729,16 +725,10 @@ fn describe(status: StatusCode, v: &Value) -> String {
 }
 
 async fn read_all(resp: InboundResponse, limit: usize) -> Result<Bytes, String> {
-    let mut body = resp.body;
-    let mut buf = Vec::new();
-    while let Some(chunk) = body.next().await {
-        let chunk = chunk.map_err(|e| e.to_string())?;
-        if buf.len() + chunk.len() > limit {
-            return Err(format!("answer larger than {limit} bytes"));
-        }
-        buf.extend_from_slice(&chunk);
-    }
-    Ok(Bytes::from(buf))
+    crate::http::fetch::read_body(resp, limit)
+        .await
+        .map(|(_, body)| body)
+        .map_err(|e| e.to_string())
 }
 
 /// The one answer of a POST made by the bridge itself (JSON, or the first response in an SSE

@@ -82,6 +82,41 @@ impl CallCtx {
         }
     }
 
+    /// The entries of list `what` (`tools`, `resources`, `resourceTemplates`, `prompts`) the
+    /// caller sees, in order: each with where it comes from and the key naming it in the entry.
+    pub(super) fn visible<'a>(
+        &'a self,
+        snap: &'a Snapshot,
+        what: &str,
+    ) -> Box<dyn Iterator<Item = (&'a str, Option<&'a Federated>, &'static str)> + 'a> {
+        match what {
+            "tools" => Box::new(
+                snap.tools
+                    .iter()
+                    .filter(|t| self.sees_tool(t))
+                    .map(|t| (self.listing(&t.listing, t.fed.as_ref()), t.fed.as_ref(), "name")),
+            ),
+            "resources" => Box::new(
+                snap.resources
+                    .iter()
+                    .filter(|r| self.sees_resource(r))
+                    .map(|r| (self.listing(&r.listing, r.fed.as_ref()), r.fed.as_ref(), "uri")),
+            ),
+            "resourceTemplates" => Box::new(
+                snap.templates
+                    .iter()
+                    .filter(|r| self.sees_resource(r))
+                    .map(|r| (self.listing(&r.listing, r.fed.as_ref()), r.fed.as_ref(), "uriTemplate")),
+            ),
+            _ => Box::new(
+                snap.prompts
+                    .iter()
+                    .filter(|p| self.sees_prompt(p))
+                    .map(|p| (self.listing(&p.listing, p.fed.as_ref()), p.fed.as_ref(), "name")),
+            ),
+        }
+    }
+
     /// A tool by the name this endpoint serves it under.
     pub(super) fn find_tool<'s>(&self, snap: &'s Snapshot, name: &str) -> Option<&'s Arc<Tool>> {
         match &self.scope {

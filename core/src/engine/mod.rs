@@ -447,33 +447,15 @@ impl Engine {
         let p = params_obj(req)?;
         let snap = self.snapshot().await?;
         // A peer gateway reading this one's lists: each entry with its origin.
-        let stamped = peer::asked(&p).then(|| peer::stamped(&snap, ctx, what, self.registry.gateway_id()));
-        let items: Vec<&str> = match (what, &stamped) {
-            (_, Some(all)) => all.iter().map(String::as_str).collect(),
-            ("tools", None) => snap
-                .tools
-                .iter()
-                .filter(|t| ctx.sees_tool(t))
-                .map(|t| ctx.listing(&t.listing, t.fed.as_ref()))
-                .collect(),
-            ("resources", None) => snap
-                .resources
-                .iter()
-                .filter(|r| ctx.sees_resource(r))
-                .map(|r| ctx.listing(&r.listing, r.fed.as_ref()))
-                .collect(),
-            ("resourceTemplates", None) => snap
-                .templates
-                .iter()
-                .filter(|r| ctx.sees_resource(r))
-                .map(|r| ctx.listing(&r.listing, r.fed.as_ref()))
-                .collect(),
-            _ => snap
-                .prompts
-                .iter()
-                .filter(|p| ctx.sees_prompt(p))
-                .map(|p| ctx.listing(&p.listing, p.fed.as_ref()))
-                .collect(),
+        let stamped: Option<Vec<String>> = peer::asked(&p).then(|| {
+            let own = self.registry.gateway_id();
+            ctx.visible(&snap, what)
+                .map(|(l, fed, key)| peer::stamp(l, fed, own, key))
+                .collect()
+        });
+        let items: Vec<&str> = match &stamped {
+            Some(all) => all.iter().map(String::as_str).collect(),
+            None => ctx.visible(&snap, what).map(|(l, _, _)| l).collect(),
         };
         // A stateless answer says whether a shared cache may keep it: not when members are
         // shown by the caller's scopes.

@@ -5,8 +5,7 @@
 
 use serde_json::{json, Value};
 
-use super::ctx::CallCtx;
-use crate::registry::{origin_of, Federated, Snapshot, ORIGIN};
+use crate::registry::{origin_of, Federated, ORIGIN};
 
 /// Whether a list request asks for origins.
 pub(super) fn asked(params: &serde_json::Map<String, Value>) -> bool {
@@ -15,7 +14,7 @@ pub(super) fn asked(params: &serde_json::Map<String, Value>) -> bool {
 
 /// One entry with its origin: a peer's member keeps its path (this gateway added), any other
 /// lives here.
-fn stamp(listing: &str, fed: Option<&Federated>, own: &str, key: &str) -> String {
+pub(super) fn stamp(listing: &str, fed: Option<&Federated>, own: &str, key: &str) -> String {
     let Ok(mut entry) = serde_json::from_str::<Value>(listing) else {
         return listing.to_string();
     };
@@ -29,41 +28,4 @@ fn stamp(listing: &str, fed: Option<&Federated>, own: &str, key: &str) -> String
     }
     entry["_meta"][ORIGIN] = json!({"path": path, "name": name});
     entry.to_string()
-}
-
-/// The entries of list `what` the caller sees, each with its origin.
-pub(super) fn stamped(snap: &Snapshot, ctx: &CallCtx, what: &str, own: &str) -> Vec<String> {
-    match what {
-        "tools" => snap
-            .tools
-            .iter()
-            .filter(|t| ctx.sees_tool(t))
-            .map(|t| stamp(ctx.listing(&t.listing, t.fed.as_ref()), t.fed.as_ref(), own, "name"))
-            .collect(),
-        "resources" => snap
-            .resources
-            .iter()
-            .filter(|r| ctx.sees_resource(r))
-            .map(|r| stamp(ctx.listing(&r.listing, r.fed.as_ref()), r.fed.as_ref(), own, "uri"))
-            .collect(),
-        "resourceTemplates" => snap
-            .templates
-            .iter()
-            .filter(|r| ctx.sees_resource(r))
-            .map(|r| {
-                stamp(
-                    ctx.listing(&r.listing, r.fed.as_ref()),
-                    r.fed.as_ref(),
-                    own,
-                    "uriTemplate",
-                )
-            })
-            .collect(),
-        _ => snap
-            .prompts
-            .iter()
-            .filter(|p| ctx.sees_prompt(p))
-            .map(|p| stamp(ctx.listing(&p.listing, p.fed.as_ref()), p.fed.as_ref(), own, "name"))
-            .collect(),
-    }
 }

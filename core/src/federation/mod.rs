@@ -27,7 +27,7 @@ pub use health::Health;
 use health::HealthBook;
 use relay::{unrouted, Relay, Rewrite};
 
-use crate::model::{Catalog, Transport, UpstreamDef, UpstreamKind};
+use crate::model::{Catalog, Transport, UpstreamDef};
 use crate::platform::{boxed, boxed_stream, BoxFuture, BoxStream};
 use crate::ports::{SessionState, Spawner};
 use crate::proto::jsonrpc::{Json, RequestId, RpcError, INTERNAL_ERROR};
@@ -35,7 +35,7 @@ use crate::proto::method::Method;
 use crate::proto::version::Era;
 use crate::registry::{Registry, Upstream};
 use crate::session::Sessions;
-use crate::upstream::{fetch_catalog, Answer, Hello, KeepOpen, Link, Net, UpstreamError};
+use crate::upstream::{Answer, Hello, KeepOpen, Link, Net, UpstreamError};
 
 /// (session id, or none for shared links; upstream id): how links are keyed.
 type SlotKey = (Option<String>, String);
@@ -710,13 +710,9 @@ impl Federation {
         }
         let hello = relayable_hello();
         let (link, _) = Link::open(&self.net, def, &hello, 0, timeout).await?;
-        let cat = fetch_catalog(&link, timeout, def.kind == UpstreamKind::Peer).await;
+        let cat = upkeep::catalog_over(self, &link, def).await;
         link.close(&self.net.spawner);
-        let mut cat = cat?;
-        if def.kind == UpstreamKind::Peer {
-            cat.servers = upkeep::peer_servers(self, def).await;
-        }
-        Ok(cat)
+        cat
     }
 
     /// Re-reads a stored upstream's catalog over its shared link; stores it and announces list
@@ -733,17 +729,7 @@ impl Federation {
             .ok_or_else(|| RpcError::invalid_params(format!("no upstream '{id}'")))?;
         let read = match up.def.transport {
             Transport::Openapi => self.read_catalog(&up.def).await,
-            _ => {
-                let link = self.link_for(None, &up).await?;
-                let peer = up.def.kind == UpstreamKind::Peer;
-                match fetch_catalog(&link, self.timeout_of(&up.def), peer).await {
-                    Ok(mut cat) if peer => {
-                        cat.servers = upkeep::peer_servers(self, &up.def).await;
-                        Ok(cat)
-                    }
-                    other => other,
-                }
-            }
+            _ => upkeep::catalog_over(self, &*self.link_for(None, &up).await?, &up.def).await,
         };
         let cat = match read {
             Ok(c) => c,

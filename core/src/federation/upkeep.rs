@@ -5,8 +5,9 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use super::{health, Federation};
-use crate::model::{Transport, UpstreamDef};
+use crate::model::{Catalog, Transport, UpstreamDef, UpstreamKind};
 use crate::ports::OutboundRequest;
+use crate::upstream::{fetch_catalog, Link, UpstreamError};
 
 /// Health checks and catalog refreshes that are due: a `ping` on each upstream's shared link
 /// every `health_check_secs` (an OpenAPI upstream: its document read, or its API answering);
@@ -76,8 +77,19 @@ pub(super) async fn peer_upstreams(fed: &Federation, def: &UpstreamDef) -> Resul
     ))
 }
 
+/// An MCP upstream's catalog read over `link`: a peer's with each entry's origin, and its
+/// virtual servers.
+pub(super) async fn catalog_over(fed: &Federation, link: &Link, def: &UpstreamDef) -> Result<Catalog, UpstreamError> {
+    let peer = def.kind == UpstreamKind::Peer;
+    let mut cat = fetch_catalog(link, fed.timeout_of(def), peer).await?;
+    if peer {
+        cat.servers = peer_servers(fed, def).await;
+    }
+    Ok(cat)
+}
+
 /// A peer's virtual servers (its `GET /servers`), none if it does not tell them.
-pub(super) async fn peer_servers(fed: &Federation, def: &UpstreamDef) -> Vec<Value> {
+async fn peer_servers(fed: &Federation, def: &UpstreamDef) -> Vec<Value> {
     match peer_get(fed, def, "/servers").await {
         Ok(Value::Array(all)) => all,
         _ => Vec::new(),

@@ -9,7 +9,8 @@ use futures::{future::Either, StreamExt};
 
 use crate::ports::{Clock, HttpClient, HttpError, InboundResponse, OutboundRequest};
 
-async fn read_body(resp: InboundResponse, limit: usize) -> Result<(InboundResponse, Bytes), HttpError> {
+/// Reads a response's whole body, at most `limit` bytes.
+pub(crate) async fn read_body(resp: InboundResponse, limit: usize) -> Result<(InboundResponse, Bytes), HttpError> {
     let mut resp = resp;
     let mut buf = BytesMut::new();
     while let Some(chunk) = resp.body.next().await {

@@ -392,8 +392,15 @@ impl Snapshot {
     }
 
     /// The name a member of `up` called `name` is served under, by the peer's conflict policy
-    /// (`taken`: whether a member here already has the name); none: left out.
-    fn served_name(&mut self, up: &Upstream, name: &str, separator: &str, taken: bool) -> Option<String> {
+    /// (`taken`, asked only under a policy of own names: whether a member here already has the
+    /// name); none: left out.
+    fn served_name(
+        &mut self,
+        up: &Upstream,
+        name: &str,
+        separator: &str,
+        taken: impl FnOnce(&Self) -> bool,
+    ) -> Option<String> {
         let spaced = format!("{}{separator}{name}", up.slug);
         let policy = match up.def.kind {
             UpstreamKind::Peer => up.def.conflicts.unwrap_or_default(),
@@ -402,7 +409,7 @@ impl Snapshot {
         if policy == ConflictPolicy::Namespace {
             return Some(spaced);
         }
-        if !taken {
+        if !taken(self) {
             return Some(name.to_string());
         }
         let kept = (policy == ConflictPolicy::PreferLocal).then_some(spaced);
@@ -426,7 +433,7 @@ impl Snapshot {
             if !self.takes(up, &raw, own) {
                 continue;
             }
-            let taken = self.tools.iter().any(|t| t.def.name == name);
+            let taken = |s: &Self| s.tools.iter().any(|t| t.def.name == name);
             let Some(served) = self.served_name(up, &name, separator, taken) else {
                 continue;
             };
@@ -513,7 +520,7 @@ impl Snapshot {
             if !self.takes(up, &raw, own) {
                 continue;
             }
-            let taken = self.prompts.iter().any(|p| p.def.name == name);
+            let taken = |s: &Self| s.prompts.iter().any(|p| p.def.name == name);
             let Some(served) = self.served_name(up, &name, separator, taken) else {
                 continue;
             };

@@ -16,9 +16,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::HeaderValue;
-use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+use percent_encoding::utf8_percent_encode;
 use serde_json::{json, Map, Value};
 
+use super::rest::QUERY;
 use super::{Net, UpstreamError};
 use crate::http::fetch::fetch;
 use crate::model::{Catalog, OpenApiSpec, Operation, OperationBody, OperationParam, UpstreamDef};
@@ -28,8 +29,6 @@ use crate::registry::Upstream;
 const METHODS: [&str; 7] = ["get", "put", "post", "delete", "patch", "head", "options"];
 /// How deep `$ref`s are followed inside one schema before the rest is cut to `{}`.
 const MAX_REF_DEPTH: usize = 12;
-const QUERY: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
-const SEGMENT: &AsciiSet = QUERY;
 
 /// Follows a local `$ref` (`#/components/...`), JSON-pointer escaped.
 fn resolve<'a>(doc: &'a Value, v: &'a Value) -> &'a Value {
@@ -381,7 +380,7 @@ pub(crate) fn request_of(
         let Some(v) = args.remove(&p.arg) else { continue };
         match p.place.as_str() {
             "path" => {
-                let value = utf8_percent_encode(&text(&v), SEGMENT).to_string();
+                let value = utf8_percent_encode(&text(&v), QUERY).to_string();
                 path = path.replace(&format!("{{{}}}", p.name), &value);
             }
             "query" => {

@@ -19,7 +19,8 @@ use crate::proto::logging::LogLevel;
 use crate::registry::Tool;
 use crate::uri_template::UriTemplate;
 
-const QUERY: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+/// What a query string's names and values keep unescaped (and a path segment's).
+pub(crate) const QUERY: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
 
 fn error_result(text: String) -> Value {
     json!({"content": [{"type": "text", "text": text}], "isError": true})

@@ -703,7 +703,13 @@ async fn python_sdk_in_the_stateless_era_answers_session_era_upstreams_through_i
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn typescript_sdk_uses_two_upstreams_at_once() {
     let two = start_two(&[]).await;
-    let url = format!("{}/mcp", two.gw.url());
+    ts_federation(&two, format!("{}/mcp", two.gw.url())).await;
+    drop(two);
+}
+
+/// The TS SDK's federation client (`tests/clients/ts_federation.mjs`) at `url` (its transport
+/// chosen by the scheme) through the two upstreams of `two`.
+pub(crate) async fn ts_federation(two: &TwoUpstreams, url: String) {
     let calls = two.calls.clone();
     tokio::task::spawn_blocking(move || {
         let mut cmd = Command::new(node_bin());
@@ -715,7 +721,6 @@ async fn typescript_sdk_uses_two_upstreams_at_once() {
     })
     .await
     .expect("join");
-    drop(two);
 }
 
 /// The sampling answer a raw client gives, naming the run so answers cannot be confused.

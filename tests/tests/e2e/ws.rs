@@ -6,16 +6,14 @@
 //! the size limit (close 1009), a binary frame (close 1003), a virtual server that does not exist
 //! (404).
 
-use std::process::Command;
-
 use futures::{SinkExt, StreamExt};
-use mcpgw_e2e::{node_bin, repo_root, sign_jwt, start_target_with, unix_now, TempDir};
+use mcpgw_e2e::{sign_jwt, start_target_with, unix_now, TempDir};
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
-use crate::federation::{run_client, start_two};
+use crate::federation::{start_two, ts_federation};
 
 const SECRET: &str = "Q2xvc2UtY29kZXMtYW5kLXRva2Vucy1mb3ItdGhlLXdlYnNvY2tldC10ZXN0";
 
@@ -24,18 +22,7 @@ type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStre
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn typescript_sdk_uses_two_upstreams_over_websocket() {
     let two = start_two(&[]).await;
-    let url = format!("{}/ws", two.gw.url().replacen("http", "ws", 1));
-    let calls = two.calls.clone();
-    tokio::task::spawn_blocking(move || {
-        let mut ts = Command::new(node_bin());
-        ts.arg(repo_root().join("tests/clients/ts_federation.mjs"))
-            .arg(&url)
-            .arg(&calls)
-            .current_dir(repo_root());
-        run_client(&mut ts, "PASS typescript federation");
-    })
-    .await
-    .expect("join");
+    ts_federation(&two, format!("{}/ws", two.gw.url().replacen("http", "ws", 1))).await;
     drop(two);
 }
 
