@@ -163,6 +163,15 @@ pub struct GatewayConfig {
     /// CIDRs, addresses, host names or classes (see [`crate::netguard::NetPolicy::parse`]).
     #[serde(default)]
     pub ssrf_allow: Vec<String>,
+    /// Whether the REST API (and so the admin UI) may register or change a stdio upstream's
+    /// command, arguments or environment. Off by default: with it, an admin token runs programs
+    /// on the gateway's host. Seed files and the CLI may always.
+    #[serde(default)]
+    pub allow_stdio_api: bool,
+    /// Variables of the gateway's environment passed to stdio upstreams besides `PATH`, `HOME`,
+    /// the locale and the time zone (names, or prefixes ending in `*`); `MCPGW_*` never is.
+    #[serde(default)]
+    pub stdio_env: Vec<String>,
     /// The AES-256-GCM key that seals stored credentials (tool and upstream `headers`): 32
     /// bytes in base64 or hex. Without one, such headers cannot be stored.
     #[serde(skip)]
@@ -178,6 +187,8 @@ pub enum Shape {
     List,
     /// Text as given.
     Text,
+    /// true or false (also 1/0, yes/no, on/off).
+    Flag,
 }
 
 /// One setting of the core gateway as a runtime reads it: the field of [`GatewayConfig`] it
@@ -269,6 +280,16 @@ pub const SETTINGS: &[Setting] = &[
         Shape::List,
         "Special-purpose targets tools and upstreams may reach despite the SSRF guard, comma-separated: CIDRs, addresses, host names, or loopback/private/link-local/shared.",
     ),
+    setting(
+        "allow_stdio_api",
+        Shape::Flag,
+        "Let the REST API and admin UI register or change stdio upstreams' commands (an admin token then runs programs on this host); seed files and the CLI always may.",
+    ),
+    setting(
+        "stdio_env",
+        Shape::List,
+        "Variables passed to stdio upstreams besides PATH, HOME, USER, the locale, TZ and TMPDIR, comma-separated (names, or prefixes ending in *); MCPGW_* never is.",
+    ),
 ];
 
 impl GatewayConfig {
@@ -288,6 +309,10 @@ impl GatewayConfig {
                     .map_err(|_| ConfigError::new(s.field, format!("'{text}' is not a valid number")))?,
                 Shape::List => Value::from(split_list(&text)),
                 Shape::Text => Value::from(text.clone()),
+                Shape::Flag => Value::Bool(
+                    crate::settings::flag(&text)
+                        .ok_or_else(|| ConfigError::new(s.field, format!("'{text}' is not true or false")))?,
+                ),
             };
             // Alone first, so that a number too large for its field names the setting.
             let alone = serde_json::Map::from_iter([(s.field.to_string(), value.clone())]);
@@ -339,6 +364,8 @@ fn unreachable_default() -> GatewayConfig {
         auth: Default::default(),
         rate_limits: Default::default(),
         ssrf_allow: vec![],
+        allow_stdio_api: false,
+        stdio_env: vec![],
         encryption_key: None,
     }
 }
@@ -438,6 +465,7 @@ mod tests {
                 Shape::Number => ("7", json_number(7)),
                 Shape::List => ("a, b", serde_json::json!(["a", "b"])),
                 Shape::Text => ("t", serde_json::json!("t")),
+                Shape::Flag => ("yes", serde_json::json!(true)),
             };
             assert!(defaults.get(s.field).is_some(), "{} is a field", s.field);
             let var = s.var();
@@ -474,6 +502,11 @@ mod tests {
         );
         let e = one("MCPGW_UNHEALTHY_AFTER", "99999999999").unwrap_err();
         assert_eq!(e.setting, "unhealthy_after", "{e:?}");
+        let e = one("MCPGW_ALLOW_STDIO_API", "maybe").unwrap_err();
+        assert_eq!(
+            (e.setting.as_str(), e.message.as_str()),
+            ("allow_stdio_api", "'maybe' is not true or false")
+        );
         let blank = one("MCPGW_PAGE_SIZE", "  ").unwrap();
         assert_eq!(blank.page_size, GatewayConfig::default().page_size);
     }

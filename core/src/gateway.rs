@@ -155,6 +155,8 @@ impl Gateway {
         let telemetry = Telemetry::new(ports.recorder.clone(), ports.clock.clone(), ports.ids.clone());
         let store = sealed_store(&config, ports.store, ports.ids.clone(), ports.crypto.clone())?;
         let net_policy = crate::netguard::NetPolicy::parse(&config.ssrf_allow).unwrap_or_default();
+        // Every request the gateway sends passes the SSRF policy, whoever made its URL.
+        let http: Arc<dyn HttpClient> = Arc::new(crate::netguard::Guarded::new(ports.http, net_policy.clone()));
         let registry = Arc::new(
             Registry::new(store, ports.clock.clone(), ports.ids.clone(), config.registry_cache_ms)
                 .with_separator(&config.name_separator)
@@ -186,7 +188,7 @@ impl Gateway {
             SecurityPorts {
                 limiter: ports.limiter,
                 clock: ports.clock.clone(),
-                http: ports.http.clone(),
+                http: http.clone(),
                 registry: registry.clone(),
                 crypto: ports.crypto.clone(),
                 cache: ports.cache.clone(),
@@ -194,7 +196,7 @@ impl Gateway {
             },
         );
         let net = Net {
-            http: ports.http.clone(),
+            http: http.clone(),
             clock: ports.clock.clone(),
             spawner: ports.spawner.clone(),
             launcher: ports.launcher,
@@ -229,7 +231,7 @@ impl Gateway {
             }
         }));
         let rest = Rest {
-            http: ports.http,
+            http,
             clock: ports.clock.clone(),
             net: net_policy,
             max_bytes: config.max_tool_response_bytes,
@@ -294,7 +296,7 @@ impl Gateway {
             config.max_batch,
             config.auth.admin_scope.clone(),
         ));
-        let admin = Admin::new(registry.clone(), fed.clone(), sessions.clone());
+        let admin = Admin::new(registry.clone(), fed.clone(), sessions.clone(), config.allow_stdio_api);
         let gw = Self {
             s: Arc::new(Services {
                 config,

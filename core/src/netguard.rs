@@ -6,6 +6,11 @@
 //! [`NetPolicy::check_ip`], which also defeats DNS rebinding).
 
 use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use crate::ports::{HttpClient, HttpError, InboundResponse, OutboundRequest};
 
 /// One entry of `MCPGW_SSRF_ALLOW`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -139,6 +144,30 @@ pub fn url_host(url: &str) -> Option<&str> {
     Some(hostport.split_once(':').map_or(hostport, |(h, _)| h))
 }
 
+/// The origin of an absolute http(s) URL: its scheme, host and port (the scheme's default when
+/// none is written), lower-cased, so that two spellings of one origin compare equal.
+pub fn origin(url: &str) -> Option<(String, String, u16)> {
+    let (scheme, rest) = url.split_once("://")?;
+    let scheme = scheme.to_ascii_lowercase();
+    let default = match scheme.as_str() {
+        "http" => 80,
+        "https" => 443,
+        _ => return None,
+    };
+    let host = url_host(url)?.to_ascii_lowercase();
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let hostport = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let port_text = match hostport.strip_prefix('[') {
+        Some(v6) => v6.split_once(']')?.1.strip_prefix(':'),
+        None => hostport.split_once(':').map(|(_, p)| p),
+    };
+    let port = match port_text {
+        None | Some("") => default,
+        Some(p) => p.parse().ok()?,
+    };
+    (!host.is_empty()).then_some((scheme, host, port))
+}
+
 impl NetPolicy {
     /// Parses `MCPGW_SSRF_ALLOW`: comma-separated CIDRs (`10.0.0.0/8`, `::1/128`), addresses,
     /// host names, or classes (`loopback`, `private`, `link-local`, `shared`, `unspecified`,
@@ -243,12 +272,48 @@ impl NetPolicy {
         }
     }
 
+    /// Refuses an address that `host` resolved to, unless the policy names that host (an
+    /// operator's allowed internal name reaches its internal addresses) or allows the address.
+    pub fn check_resolved(&self, host: &str, ip: IpAddr) -> Result<(), String> {
+        let lower = host.trim_end_matches('.').to_ascii_lowercase();
+        if self.allow.iter().any(|a| matches!(a, Allow::Host(h) if *h == lower)) {
+            return Ok(());
+        }
+        self.check_ip(ip)
+    }
+
     /// Checks the host of an absolute URL (a URL without one is refused).
     pub fn check_url(&self, url: &str) -> Result<(), String> {
         match url_host(url) {
             Some(h) if !h.is_empty() => self.check_host(h),
             _ => Err(format!("'{url}' has no host")),
         }
+    }
+}
+
+/// Every outbound request of the gateway goes through this: its URL's host checked by the policy
+/// before the platform's client sees it, whoever made the URL (a registration, a call's URL
+/// template, an SSE upstream's endpoint, a peer's API, the issuer's keys). The native client
+/// checks again each address it dials (names once resolved, literal ones as they are), and
+/// neither client follows redirects, so no request reaches a refused address.
+pub struct Guarded {
+    inner: Arc<dyn HttpClient>,
+    policy: NetPolicy,
+}
+
+impl Guarded {
+    /// `inner`, guarded by `policy`.
+    pub fn new(inner: Arc<dyn HttpClient>, policy: NetPolicy) -> Self {
+        Self { inner, policy }
+    }
+}
+
+#[cfg_attr(not(target_family = "wasm"), async_trait)]
+#[cfg_attr(target_family = "wasm", async_trait(?Send))]
+impl HttpClient for Guarded {
+    async fn send(&self, request: OutboundRequest) -> Result<InboundResponse, HttpError> {
+        self.policy.check_url(&request.url).map_err(HttpError::Connect)?;
+        self.inner.send(request).await
     }
 }
 

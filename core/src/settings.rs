@@ -41,3 +41,13 @@ pub fn split_list(value: &str) -> Vec<String> {
         .map(String::from)
         .collect()
 }
+
+/// A yes-or-no setting's text: `true`/`1`/`yes`/`on` or `false`/`0`/`no`/`off` (any case); none
+/// for anything else, which the caller refuses naming the setting.
+pub fn flag(value: &str) -> Option<bool> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Some(true),
+        "false" | "0" | "no" | "off" => Some(false),
+        _ => None,
+    }
+}

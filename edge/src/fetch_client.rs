@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::StreamExt;
 use mcpgw_core::ports::{HttpClient, HttpError, InboundResponse, OutboundRequest};
-use worker::{Fetch, Headers, Method, Request, RequestInit};
+use worker::{Fetch, Headers, Method, Request, RequestInit, RequestRedirect};
 
 /// Outbound HTTP through `fetch`.
 pub struct FetchClient;
@@ -30,7 +30,11 @@ impl HttpClient for FetchClient {
                 .map_err(|_| HttpError::InvalidHeader(k.to_string()))?;
         }
         let mut init = RequestInit::new();
-        init.with_method(method(&r.method)).with_headers(headers);
+        // A redirect is answered as it is, never followed: its target was not checked by the
+        // SSRF policy (core's `Guarded`), and the upstream's credentials would go with it.
+        init.with_method(method(&r.method))
+            .with_headers(headers)
+            .with_redirect(RequestRedirect::Manual);
         if let Some(body) = &r.body {
             init.with_body(Some(js_sys::Uint8Array::from(body.as_ref()).into()));
         }

@@ -189,10 +189,15 @@ impl Pool {
         }
     }
 
-    /// The addresses to try for `host`: a literal as it is, a name resolved and filtered.
+    /// The addresses to try for `host`, each allowed by the policy: a literal as it is, a name
+    /// resolved and filtered (so a name that resolves to a refused address, or comes to, is
+    /// never dialled).
     async fn addresses(&self, host: &str, port: u16) -> Result<Vec<SocketAddr>, HttpError> {
         let bare = host.trim_start_matches('[').trim_end_matches(']');
         if let Ok(ip) = bare.parse::<IpAddr>() {
+            self.policy
+                .check_resolved(bare, ip)
+                .map_err(|e| HttpError::Connect(format!("{host}: {e}")))?;
             return Ok(vec![SocketAddr::new(ip, port)]);
         }
         let found = tokio::net::lookup_host((bare, port))
@@ -200,7 +205,7 @@ impl Pool {
             .map_err(|e| HttpError::Connect(format!("{host}: {e}")))?;
         let mut refused = None;
         let allowed: Vec<SocketAddr> = found
-            .filter(|a| match self.policy.check_ip(a.ip()) {
+            .filter(|a| match self.policy.check_resolved(bare, a.ip()) {
                 Ok(()) => true,
                 Err(e) => {
                     refused = Some(e);
@@ -481,6 +486,38 @@ mod tests {
         }
     }
 
+    fn loopback() -> NetPolicy {
+        NetPolicy::parse(&["loopback".into()]).expect("policy")
+    }
+
+    /// A literal address is checked as a resolved one is: a server listening on loopback is not
+    /// reached by default, whichever spelling names it.
+    #[tokio::test]
+    async fn literal_addresses_are_checked_before_dialling() {
+        let (url, conns) = server(10).await;
+        let port = url.rsplit(':').next().expect("port").to_string();
+        let strict = HyperClient::new(NetPolicy::default());
+        for u in [
+            format!("http://127.0.0.1:{port}/"),
+            format!("http://[::ffff:127.0.0.1]:{port}/"),
+            format!("http://[::1]:{port}/"),
+        ] {
+            let e = strict.send(get(&u)).await.err().expect("refused");
+            assert!(
+                matches!(e, HttpError::Connect(ref m) if m.contains("SSRF guard")),
+                "{u}: {e:?}"
+            );
+        }
+        assert_eq!(
+            conns.load(std::sync::atomic::Ordering::SeqCst),
+            0,
+            "nothing was dialled"
+        );
+        // A host name the policy allows reaches its (loopback) addresses.
+        let named = HyperClient::new(NetPolicy::parse(&["localhost".into()]).expect("policy"));
+        assert!(named.pool.addresses("localhost", 80).await.is_ok());
+    }
+
     async fn text(resp: InboundResponse) -> String {
         let chunks: Vec<_> = resp.body.collect().await;
         let bytes: Vec<u8> = chunks.into_iter().flat_map(|c| c.unwrap().to_vec()).collect();
@@ -490,7 +527,7 @@ mod tests {
     #[tokio::test]
     async fn connections_are_kept_alive_and_replaced_when_the_server_closes_them() {
         let (url, conns) = server(3).await;
-        let client = HyperClient::new(NetPolicy::default());
+        let client = HyperClient::new(loopback());
         for _ in 0..7 {
             let resp = client.send(get(&format!("{url}/x?y=1"))).await.unwrap();
             assert_eq!(resp.status, 200);
@@ -505,7 +542,7 @@ mod tests {
     #[tokio::test]
     async fn concurrent_requests_each_get_a_connection() {
         let (url, conns) = server(1000).await;
-        let client = Arc::new(HyperClient::new(NetPolicy::default()));
+        let client = Arc::new(HyperClient::new(loopback()));
         let held: Vec<_> = futures::future::join_all((0..4).map(|_| client.send(get(&url)))).await;
         assert!(held.iter().all(|r| r.as_ref().is_ok_and(|r| r.status == 200)));
         drop(held);
@@ -539,7 +576,7 @@ mod tests {
 
     #[tokio::test]
     async fn bad_urls_and_refused_connections_are_errors() {
-        let client = HyperClient::new(NetPolicy::default());
+        let client = HyperClient::new(loopback());
         let e = client.send(get("ftp://127.0.0.1:1/")).await.err().unwrap();
         assert!(
             matches!(e, HttpError::InvalidUrl(ref m) if m.contains("only http:// and https://")),

@@ -502,7 +502,10 @@ async fn open_gateway(s: &mut Settings, quiet_auth: bool) -> anyhow::Result<Gate
         clock,
         ids: Arc::new(runtime::RandomIds),
         spawner: Arc::new(runtime::TokioSpawner),
-        launcher: Some(Arc::new(runtime::ProcessLauncher)),
+        launcher: Some(Arc::new(runtime::ProcessLauncher::new(
+            &s.gateway.stdio_env,
+            s.gateway.max_upstream_response_bytes,
+        ))),
         limiter: state.limiter,
         crypto: Arc::new(mcpgw_core::security::RustCrypto),
         bus: state.bus,

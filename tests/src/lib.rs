@@ -119,6 +119,9 @@ impl GatewayProcess {
         cmd.env("MCPGW_AUTH_REQUIRED", "false");
         // Every backend and upstream of the suite is on 127.0.0.1.
         cmd.env("MCPGW_SSRF_ALLOW", "loopback");
+        // The suite registers its stdio fixtures through the REST API; the hostile tests start
+        // gateways with it unset (the default: refused).
+        cmd.env("MCPGW_ALLOW_STDIO_API", "true");
         for (k, v) in env {
             cmd.env(k, v);
         }

@@ -46,6 +46,31 @@ pub(crate) struct Admin {
     registry: Arc<Registry>,
     fed: Arc<Federation>,
     sessions: Arc<Sessions>,
+    /// `allow_stdio_api`: whether this API may set what a stdio upstream runs.
+    stdio: bool,
+}
+
+/// Why a write through the API may not set what `def` runs, if it may not: a stdio upstream's
+/// command, arguments and environment are programs run on this host, so they are the host
+/// operator's (seed file, CLI) unless `MCPGW_ALLOW_STDIO_API` says otherwise. A write that
+/// leaves them as they were (a description changed) passes.
+fn stdio_refused(def: &UpstreamDef, existing: Option<&Record>, allowed: bool) -> Option<Response<Body>> {
+    use crate::model::Transport;
+    if allowed || def.transport != Transport::Stdio {
+        return None;
+    }
+    let before = existing.and_then(|r| serde_json::from_value::<UpstreamDef>(r.body.clone()).ok());
+    let unchanged = before.is_some_and(|b| {
+        b.transport == Transport::Stdio && b.command == def.command && b.args == def.args && b.env == def.env
+    });
+    (!unchanged).then(|| {
+        api_error(
+            StatusCode::FORBIDDEN,
+            "stdio_api_disabled",
+            "a stdio upstream's command, args and env run on the gateway's host: set them in the seed file (--config), or allow the API to with MCPGW_ALLOW_STDIO_API=true",
+            Some("transport"),
+        )
+    })
 }
 
 /// 502 for an upstream that could not be reached or read.
@@ -93,11 +118,12 @@ fn parse_body(req: &Request<Bytes>) -> Result<Value, Box<Response<Body>>> {
 
 impl Admin {
     /// The admin API over these services.
-    pub fn new(registry: Arc<Registry>, fed: Arc<Federation>, sessions: Arc<Sessions>) -> Self {
+    pub fn new(registry: Arc<Registry>, fed: Arc<Federation>, sessions: Arc<Sessions>, stdio: bool) -> Self {
         Self {
             registry,
             fed,
             sessions,
+            stdio,
         }
     }
 
@@ -213,6 +239,9 @@ impl Admin {
                     Ok(d) => d,
                     Err(e) => return registry_error(&e),
                 };
+                if let Some(refused) = stdio_refused(&def, existing.as_ref(), self.stdio) {
+                    return refused;
+                }
                 // The name must be free before anything is sent to the upstream.
                 if let Ok(other) = self.registry.get(Kind::Upstream, &def.name).await {
                     if existing.as_ref().is_none_or(|e| e.id != other.id) {

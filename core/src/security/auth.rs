@@ -301,13 +301,7 @@ impl AuthConfig {
     }
 }
 
-fn parse_bool(v: &str) -> Option<bool> {
-    match v.to_ascii_lowercase().as_str() {
-        "1" | "true" | "yes" | "on" => Some(true),
-        "0" | "false" | "no" | "off" => Some(false),
-        _ => None,
-    }
-}
+use crate::settings::flag as parse_bool;
 
 /// Why a secret is too weak to sign tokens with, if it is.
 pub fn weak_secret(s: &str) -> Option<String> {

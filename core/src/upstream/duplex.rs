@@ -112,8 +112,21 @@ impl Duplex {
     }
 }
 
+/// The legacy transport's `endpoint` event resolved against the stream's URL, which it must
+/// share its origin with: the upstream's credentials go with every POST there, so an endpoint
+/// elsewhere (another host, port or scheme) is refused, not followed.
+pub(super) fn endpoint(base: &str, target: &str) -> Result<String, UpstreamError> {
+    let resolved = resolve(base, target);
+    match (crate::netguard::origin(base), crate::netguard::origin(&resolved)) {
+        (Some(a), Some(b)) if a == b => Ok(resolved),
+        _ => Err(UpstreamError::Protocol(format!(
+            "the SSE endpoint event names {target:?}, not on the stream's origin: refused (the upstream's headers would go there)"
+        ))),
+    }
+}
+
 /// Resolves the legacy transport's `endpoint` event against the stream's URL.
-pub(super) fn resolve(base: &str, target: &str) -> String {
+fn resolve(base: &str, target: &str) -> String {
     if target.starts_with("http://") || target.starts_with("https://") {
         return target.to_string();
     }
@@ -207,7 +220,7 @@ pub(super) async fn open_sse(
         while let Some(ev) = events.next() {
             if ev.event.as_deref() == Some("endpoint") {
                 early.extend(events.filter_map(sse::Event::into_message));
-                break 'found resolve(url, ev.data.trim());
+                break 'found endpoint(url, ev.data.trim())?;
             }
         }
     };
@@ -244,5 +257,27 @@ mod tests {
         assert_eq!(resolve("http://h:1/a/sse", "message?s=1"), "http://h:1/a/message?s=1");
         assert_eq!(resolve("http://h/sse", "https://o/x"), "https://o/x");
         assert_eq!(resolve("http://h", "m"), "http://h/m");
+    }
+
+    #[test]
+    fn an_endpoint_elsewhere_is_refused() {
+        let ok = |t: &str| endpoint("http://up.example:8080/a/sse", t);
+        assert_eq!(ok("/message?s=1").expect("same"), "http://up.example:8080/message?s=1");
+        assert!(ok("http://UP.example:8080/m").is_ok());
+        assert!(ok("//evil.example/m").is_ok_and(|u| u.starts_with("http://up.example:8080/")));
+        for bad in [
+            "http://evil.example:8080/m",
+            "http://up.example:8081/m",
+            "https://up.example:8080/m",
+            "http://up.example:8080@evil.example/m",
+            "http://127.0.0.1:8080/m",
+            "http://169.254.169.254/latest/meta-data",
+        ] {
+            assert!(ok(bad).is_err(), "{bad}");
+        }
+        assert!(
+            endpoint("http://h/sse", "http://h:80/m").is_ok(),
+            "the default port is the same origin"
+        );
     }
 }

@@ -13,6 +13,7 @@ mod edge_restart;
 mod federation;
 mod federation_faults;
 mod fixture_upstream;
+mod hostile;
 mod ids;
 mod lifecycle;
 mod mdns;
