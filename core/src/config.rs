@@ -163,6 +163,10 @@ pub struct GatewayConfig {
     /// CIDRs, addresses, host names or classes (see [`crate::netguard::NetPolicy::parse`]).
     #[serde(default)]
     pub ssrf_allow: Vec<String>,
+    /// Proxies whose `X-Forwarded-For` / `X-Forwarded-Proto` are believed (CIDRs or addresses);
+    /// from anyone else those headers are removed.
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
     /// Whether the REST API (and so the admin UI) may register or change a stdio upstream's
     /// command, arguments or environment. Off by default: with it, an admin token runs programs
     /// on the gateway's host. Seed files and the CLI may always.
@@ -281,6 +285,11 @@ pub const SETTINGS: &[Setting] = &[
         "Special-purpose targets tools and upstreams may reach despite the SSRF guard, comma-separated: CIDRs, addresses, host names, or loopback/private/link-local/shared.",
     ),
     setting(
+        "trusted_proxies",
+        Shape::List,
+        "Reverse proxies whose X-Forwarded-For and X-Forwarded-Proto are believed, comma-separated CIDRs or addresses (from anyone else those headers are dropped).",
+    ),
+    setting(
         "allow_stdio_api",
         Shape::Flag,
         "Let the REST API and admin UI register or change stdio upstreams' commands (an admin token then runs programs on this host); seed files and the CLI always may.",
@@ -364,6 +373,7 @@ fn unreachable_default() -> GatewayConfig {
         auth: Default::default(),
         rate_limits: Default::default(),
         ssrf_allow: vec![],
+        trusted_proxies: vec![],
         allow_stdio_api: false,
         stdio_env: vec![],
         encryption_key: None,
@@ -432,6 +442,22 @@ impl GatewayConfig {
             return Err(bad("unhealthy_after", "must be at least 1"));
         }
         crate::netguard::NetPolicy::parse(&self.ssrf_allow).map_err(|e| bad("ssrf_allow", e))?;
+        crate::netguard::Networks::parse(&self.trusted_proxies).map_err(|e| bad("trusted_proxies", e))?;
+        // A token's audience is this gateway's URL; it must never come from what a client says
+        // it called. Bound to loopback, or with allowed hosts, the Host header is checked before
+        // it is read; otherwise the URL must be configured.
+        let a = &self.auth;
+        if a.oauth_issuer.is_some()
+            && a.audience.is_empty()
+            && a.public_url.is_none()
+            && !self.is_loopback()
+            && self.allowed_hosts.is_empty()
+        {
+            return Err(bad(
+                "MCPGW_PUBLIC_URL",
+                "with MCPGW_OAUTH_ISSUER the gateway checks that tokens were issued for it: set MCPGW_PUBLIC_URL to its public URL (or MCPGW_JWT_AUDIENCE, or MCPGW_ALLOWED_HOSTS so that the Host header is checked)",
+            ));
+        }
         if let Some(k) = &self.encryption_key {
             crate::registry::seal::Sealer::parse_key(&k.0).map_err(|e| bad("encryption_key", e))?;
         }
@@ -478,6 +504,31 @@ mod tests {
             }
         }
         assert_eq!(SETTINGS[0].flag(), "page-size");
+    }
+
+    /// An OAuth resource server must know its own URL unless the Host header it would read
+    /// instead is checked (bound to loopback, or with allowed hosts).
+    #[test]
+    fn oauth_needs_a_configured_audience_off_loopback() {
+        let oauth = |extra: &[(&str, &str)], host: &str| {
+            let mut given = vec![
+                ("MCPGW_AUTH_REQUIRED", "true"),
+                ("MCPGW_OAUTH_ISSUER", "https://idp.example"),
+            ];
+            given.extend_from_slice(extra);
+            let mut c = GatewayConfig::from_vars(|n| given.iter().find(|(k, _)| *k == n).map(|(_, v)| v.to_string()))
+                .expect("vars");
+            c.bind_host = host.into();
+            c.validate()
+        };
+        let e = oauth(&[], "0.0.0.0").unwrap_err();
+        assert_eq!(e.setting, "MCPGW_PUBLIC_URL", "{e:?}");
+        assert!(oauth(&[], "127.0.0.1").is_ok());
+        assert!(oauth(&[("MCPGW_PUBLIC_URL", "https://gw.example")], "0.0.0.0").is_ok());
+        assert!(oauth(&[("MCPGW_JWT_AUDIENCE", "mcpgw")], "0.0.0.0").is_ok());
+        assert!(oauth(&[("MCPGW_ALLOWED_HOSTS", "gw.example")], "0.0.0.0").is_ok());
+        let e = oauth(&[("MCPGW_TRUSTED_PROXIES", "10.0.0.0/33")], "127.0.0.1").unwrap_err();
+        assert_eq!(e.setting, "trusted_proxies", "{e:?}");
     }
 
     fn json_number(n: u64) -> Value {

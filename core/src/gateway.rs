@@ -77,6 +77,8 @@ struct Services {
     face: Arc<Face>,
     admin: Admin,
     ui: crate::ui::Ui,
+    /// `trusted_proxies`: whose forwarded headers are believed.
+    proxies: crate::netguard::Networks,
     /// Gateways found by mDNS, where the runtime looks (`Gateway::set_discovery`).
     discovery: std::sync::OnceLock<Arc<dyn crate::ports::Discovery>>,
 }
@@ -297,6 +299,7 @@ impl Gateway {
             config.auth.admin_scope.clone(),
         ));
         let admin = Admin::new(registry.clone(), fed.clone(), sessions.clone(), config.allow_stdio_api);
+        let proxies = crate::netguard::Networks::parse(&config.trusted_proxies).unwrap_or_default();
         let gw = Self {
             s: Arc::new(Services {
                 config,
@@ -310,6 +313,7 @@ impl Gateway {
                 face,
                 admin,
                 ui,
+                proxies,
                 discovery: std::sync::OnceLock::new(),
             }),
         };
@@ -513,6 +517,7 @@ impl Gateway {
     /// Handles one HTTP request: every answer carries the request's id (`X-Request-Id`), and is
     /// counted and timed by route class and status.
     pub async fn handle(&self, mut req: Request<Bytes>) -> Response<Body> {
+        self.trust_forwarded(&mut req);
         let t = &self.s.telemetry;
         let started = t.now_us();
         let ctx = match req.extensions().get::<RequestCtx>() {
@@ -589,6 +594,13 @@ impl Gateway {
         let mut resp = self.route(req, route, path).await;
         add_headers(&mut resp, &extra);
         with_cors(resp, origin)
+    }
+
+    /// Keeps a request's `X-Forwarded-*` headers only when it came through a trusted proxy (then
+    /// its `ClientIp` becomes the client's); removes them otherwise. [`Gateway::handle`] does it
+    /// first; an adapter that admits a request before handing it on calls it before.
+    pub fn trust_forwarded(&self, req: &mut Request<Bytes>) {
+        crate::security::origin::trust_forwarded(req, &self.s.proxies);
     }
 
     /// Lets a request in or answers it (401, 403, 429): what [`Gateway::handle`] does before

@@ -144,6 +144,50 @@ pub fn url_host(url: &str) -> Option<&str> {
     Some(hostport.split_once(':').map_or(hostport, |(h, _)| h))
 }
 
+/// A set of address ranges (`MCPGW_TRUSTED_PROXIES`): CIDRs or single addresses.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Networks(Vec<(IpAddr, u8)>);
+
+impl Networks {
+    /// Parses comma-split items: `10.0.0.0/8`, `::1`, `192.168.1.5`.
+    pub fn parse(list: &[String]) -> Result<Self, String> {
+        let mut out = vec![];
+        for item in list.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {
+            let (addr, prefix) = match item.split_once('/') {
+                Some((a, p)) => (a, Some(p)),
+                None => (item, None),
+            };
+            let ip: IpAddr = addr
+                .trim_matches(['[', ']'])
+                .parse()
+                .map_err(|_| format!("'{item}' is not an address or a CIDR"))?;
+            let max = if ip.is_ipv4() { 32 } else { 128 };
+            let prefix = match prefix {
+                None => max,
+                Some(p) => p
+                    .parse::<u8>()
+                    .ok()
+                    .filter(|p| *p <= max)
+                    .ok_or_else(|| format!("'{item}': the prefix must be 0-{max}"))?,
+            };
+            out.push((ip, prefix));
+        }
+        Ok(Self(out))
+    }
+
+    /// Whether `ip` (its text) is in one of the ranges.
+    pub fn contains(&self, ip: &str) -> bool {
+        ip.trim_matches(['[', ']'])
+            .parse::<IpAddr>()
+            .is_ok_and(|ip| self.0.iter().any(|(n, p)| in_net(ip, *n, *p)))
+    }
+
+    /// No range at all.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
 /// The origin of an absolute http(s) URL: its scheme, host and port (the scheme's default when
 /// none is written), lower-cased, so that two spellings of one origin compare equal.
 pub fn origin(url: &str) -> Option<(String, String, u16)> {

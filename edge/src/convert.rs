@@ -8,9 +8,11 @@ use worker::{Headers, Method, Request, RequestInit, Response, Result};
 /// A worker request as `http::Request<Bytes>`; `Ok(Err(path))` when the body is over `max_body`.
 pub async fn to_http(mut req: Request, max_body: usize) -> Result<std::result::Result<http::Request<Bytes>, String>> {
     let url = req.url()?;
+    // The URI is absolute: the core reads the scheme the client used from it (the audience of
+    // tokens, cookies' `Secure`), never from a header a client could send.
     let path_and_query = match url.query() {
-        Some(q) => format!("{}?{q}", url.path()),
-        None => url.path().to_string(),
+        Some(q) => format!("{}://{}{}?{q}", url.scheme(), url.authority(), url.path()),
+        None => format!("{}://{}{}", url.scheme(), url.authority(), url.path()),
     };
     let declared = req
         .headers()

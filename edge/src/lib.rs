@@ -272,6 +272,8 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
         let ip = mcpgw_core::ClientIp(ip.to_string());
         hreq.extensions_mut().insert(ip);
     }
+    // Forwarded headers only from a configured proxy in front of the Worker.
+    gw.trust_forwarded(&mut hreq);
     // A browser's WebSocket carries its token in the query: admitted like a header.
     if matches!(Route::parse(hreq.uri().path()), Route::Ws { .. }) {
         mcpgw_core::ws::token_from_query(&mut hreq);

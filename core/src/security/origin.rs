@@ -132,3 +132,96 @@ mod tests {
         assert!(!is_loopback_name("127.0.0.1.evil.com") && !is_loopback_name("evil.example.com"));
     }
 }
+
+/// Headers by which a proxy says what it saw of the client: believed only from a configured
+/// proxy, removed from everyone else's requests before anything reads them (the gateway's
+/// audience, its cookies' `Secure`, the client's address for quotas and rate limits).
+const FORWARDED: [&str; 5] = [
+    "forwarded",
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "x-real-ip",
+];
+
+/// Set once [`trust_forwarded`] has looked at a request, so that a second look (the edge
+/// admits in the Worker, then serves in a Durable Object) changes nothing.
+#[derive(Debug, Clone, Copy)]
+pub struct ForwardedChecked;
+
+/// A request's forwarded headers kept only when its peer (its `ClientIp`) is one of the
+/// `trusted` proxies; then the client's address becomes the last `X-Forwarded-For` hop that is
+/// not itself a trusted proxy. From anyone else they are removed.
+pub fn trust_forwarded(req: &mut Request<Bytes>, trusted: &crate::netguard::Networks) {
+    use crate::security::admission::ClientIp;
+    if req.extensions().get::<ForwardedChecked>().is_some() {
+        return;
+    }
+    req.extensions_mut().insert(ForwardedChecked);
+    let peer = req.extensions().get::<ClientIp>().map(|c| c.0.clone());
+    let from_proxy = peer.as_deref().is_some_and(|p| trusted.contains(p));
+    if from_proxy {
+        let hops: Vec<String> = req
+            .headers()
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(|h| h.trim().to_string())
+            .filter(|h| !h.is_empty())
+            .collect();
+        if let Some(client) = hops.iter().rev().find(|h| !trusted.contains(h)) {
+            if client.parse::<std::net::IpAddr>().is_ok() {
+                req.extensions_mut().insert(ClientIp(client.clone()));
+            }
+        }
+        return;
+    }
+    for h in FORWARDED {
+        req.headers_mut().remove(h);
+    }
+}
+
+#[cfg(test)]
+mod forwarded_tests {
+    use super::*;
+    use crate::security::admission::ClientIp;
+
+    fn req(peer: &str) -> Request<Bytes> {
+        let mut r = Request::builder()
+            .uri("/mcp")
+            .header("x-forwarded-proto", "https")
+            .header("x-forwarded-for", "203.0.113.9, 10.0.0.2")
+            .header("x-forwarded-host", "evil.example")
+            .body(Bytes::new())
+            .expect("request");
+        r.extensions_mut().insert(ClientIp(peer.into()));
+        r
+    }
+
+    #[test]
+    fn forwarded_headers_are_believed_only_from_trusted_proxies() {
+        let trusted = crate::netguard::Networks::parse(&["10.0.0.0/8".into()]).expect("cidr");
+        // A client straight in: its forwarded headers are gone and its address stays its own.
+        let mut r = req("198.51.100.7");
+        trust_forwarded(&mut r, &trusted);
+        assert!(
+            FORWARDED.iter().all(|h| !r.headers().contains_key(*h)),
+            "{:?}",
+            r.headers()
+        );
+        assert_eq!(r.extensions().get::<ClientIp>(), Some(&ClientIp("198.51.100.7".into())));
+        // Through the proxy: believed, and the client is the last hop that is not a proxy.
+        let mut r = req("10.0.0.1");
+        trust_forwarded(&mut r, &trusted);
+        assert_eq!(r.headers()["x-forwarded-proto"], "https");
+        assert_eq!(r.extensions().get::<ClientIp>(), Some(&ClientIp("203.0.113.9".into())));
+        // A second look changes nothing (the client's address is not a proxy's).
+        trust_forwarded(&mut r, &trusted);
+        assert_eq!(r.headers()["x-forwarded-proto"], "https");
+        // Nothing trusted: nobody's headers are believed.
+        let mut r = req("10.0.0.1");
+        trust_forwarded(&mut r, &crate::netguard::Networks::default());
+        assert!(!r.headers().contains_key("x-forwarded-proto"));
+    }
+}
