@@ -115,7 +115,8 @@ fn sealed_store(
 ) -> Result<Arc<dyn Store>, ConfigError> {
     Ok(match &config.encryption_key {
         Some(k) => {
-            let sealer = crate::registry::seal::Sealer::from_key_text(&k.0, crypto)
+            use crate::registry::seal::{Purpose, Sealer};
+            let sealer = Sealer::from_key_text(&k.0, Purpose::Credentials, crypto)
                 .map_err(|message| ConfigError::new("encryption_key", message))?;
             Arc::new(crate::registry::seal::SealedStore::new(store, sealer, ids))
         }
@@ -245,19 +246,20 @@ impl Gateway {
             listen_poll_ms: config.listen_poll_ms.max(50),
         };
         let info_version = info.version.clone();
-        // The encryption key, or a random one (what only this process opens again).
-        let key = || {
-            use crate::registry::seal::Sealer;
+        // The key for a purpose, derived from the encryption key, or a random one (what only
+        // this process opens again).
+        use crate::registry::seal::{Purpose, Sealer};
+        let key = |purpose: Purpose| {
             let configured = config.encryption_key.as_ref();
             configured
-                .and_then(|k| Sealer::from_key_text(&k.0, ports.crypto.clone()).ok())
-                .unwrap_or_else(|| Sealer::random(ports.ids.as_ref(), ports.crypto.clone()))
+                .and_then(|k| Sealer::from_key_text(&k.0, purpose, ports.crypto.clone()).ok())
+                .unwrap_or_else(|| Sealer::random(purpose, ports.ids.as_ref(), ports.crypto.clone()))
         };
         // Parking a call needs the retry to reach the call's I/O: not in a Worker isolate.
         let mrtr = ports.spawner.waits_across_requests().then(|| {
             let ttl_ms = config.call_max_ms;
             Mrtr::new(
-                key(),
+                key(Purpose::RequestState),
                 ports.clock.clone(),
                 ports.ids.clone(),
                 ports.spawner.clone(),
@@ -265,7 +267,7 @@ impl Gateway {
             )
         });
         let envelope = Arc::new(Envelope::new(
-            key(),
+            key(Purpose::Envelope),
             ports.clock.clone(),
             ports.ids.clone(),
             config.call_max_ms,
@@ -283,7 +285,7 @@ impl Gateway {
             .with_parts(mrtr, envelope, telemetry.clone()),
         );
         let ui = crate::ui::Ui::new(
-            key(),
+            key(Purpose::AdminCookie),
             ports.clock.clone(),
             ports.ids.clone(),
             config.auth.required,

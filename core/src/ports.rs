@@ -449,20 +449,23 @@ pub trait Crypto: MaybeSend + MaybeSync {
     ) -> BoxFuture<'a, Result<Vec<u8>, String>>;
 
     /// AES-256-GCM: `plain` encrypted under `key` and the 96-bit `nonce` (never used twice with
-    /// one key), as the ciphertext followed by its 128-bit tag.
+    /// one key), authenticated with the associated data `aad`, as the ciphertext followed by its
+    /// 128-bit tag.
     fn seal<'a>(
         &'a self,
         key: &'a [u8; 32],
         nonce: [u8; 12],
+        aad: &'a [u8],
         plain: &'a [u8],
     ) -> BoxFuture<'a, Result<Vec<u8>, String>>;
 
-    /// The plaintext of what [`Crypto::seal`] made with `key` and `nonce`; an error when the tag
-    /// does not match (another key, or altered).
+    /// The plaintext of what [`Crypto::seal`] made with `key`, `nonce` and `aad`; an error when
+    /// the tag does not match (another key or associated data, or altered).
     fn open<'a>(
         &'a self,
         key: &'a [u8; 32],
         nonce: [u8; 12],
+        aad: &'a [u8],
         sealed: &'a [u8],
     ) -> BoxFuture<'a, Result<Vec<u8>, String>>;
 }

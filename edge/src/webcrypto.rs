@@ -168,27 +168,39 @@ impl Crypto for WebCrypto {
         &'a self,
         key: &'a [u8; 32],
         nonce: [u8; 12],
+        aad: &'a [u8],
         plain: &'a [u8],
     ) -> BoxFuture<'a, Result<Vec<u8>, String>> {
-        Box::pin(aes_gcm("encrypt", key, nonce, plain))
+        Box::pin(aes_gcm("encrypt", key, nonce, aad, plain))
     }
 
     fn open<'a>(
         &'a self,
         key: &'a [u8; 32],
         nonce: [u8; 12],
+        aad: &'a [u8],
         sealed: &'a [u8],
     ) -> BoxFuture<'a, Result<Vec<u8>, String>> {
-        Box::pin(aes_gcm("decrypt", key, nonce, sealed))
+        Box::pin(aes_gcm("decrypt", key, nonce, aad, sealed))
     }
 }
 
-/// `subtle.encrypt` or `subtle.decrypt` with AES-GCM (a 128-bit tag after the ciphertext).
-async fn aes_gcm(method: &str, key_bytes: &[u8; 32], nonce: [u8; 12], data: &[u8]) -> Result<Vec<u8>, String> {
+/// `subtle.encrypt` or `subtle.decrypt` with AES-GCM (a 128-bit tag after the ciphertext),
+/// `aad` as its additional data.
+async fn aes_gcm(
+    method: &str,
+    key_bytes: &[u8; 32],
+    nonce: [u8; 12],
+    aad: &[u8],
+    data: &[u8],
+) -> Result<Vec<u8>, String> {
     let subtle = subtle()?;
     let key = key(&subtle, KeyId::Aes(*key_bytes)).await?;
     let alg = object(&[("name", "AES-GCM")])?;
     Reflect::set(&alg, &"iv".into(), &Uint8Array::from(&nonce[..])).map_err(js_error)?;
+    if !aad.is_empty() {
+        Reflect::set(&alg, &"additionalData".into(), &Uint8Array::from(aad)).map_err(js_error)?;
+    }
     let out = call(&subtle, method, &[alg, key, Uint8Array::from(data).into()]).await?;
     Ok(Uint8Array::new(&out).to_vec())
 }

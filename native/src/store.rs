@@ -32,9 +32,37 @@ pub struct LibsqlStore {
     conn: Mutex<Connection>,
 }
 
+/// The database file, and the journal files SQLite makes beside it, readable by this user only:
+/// it holds sealed credentials and revocations. Created so (SQLite gives its `-wal` and `-shm`
+/// files the database's mode); an existing one is narrowed to 0600 (with a warning).
+fn owner_only(path: &str) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => return Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(e),
+    }
+    for f in [path.to_string(), format!("{path}-wal"), format!("{path}-shm")] {
+        let Ok(meta) = std::fs::metadata(&f) else { continue };
+        if meta.permissions().mode() & 0o077 != 0 {
+            std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o600))?;
+            tracing::warn!(path = %f, "the database was readable by others: now 0600");
+        }
+    }
+    Ok(())
+}
+
 impl LibsqlStore {
     /// Opens (creating if needed) the database at `path` and applies pending migrations.
     pub async fn open(path: &str) -> Result<Self, StoreError> {
+        if path != ":memory:" {
+            owner_only(path).map_err(|e| StoreError::Backend(format!("{path}: {e}")))?;
+        }
         let db = libsql::Builder::new_local(path).build().await.map_err(backend)?;
         let conn = db.connect().map_err(backend)?;
         if path != ":memory:" {

@@ -211,7 +211,11 @@ mod tests {
         futures::executor::block_on(async {
             let clock = Arc::new(ManualClock::at(1_000));
             let ids = Arc::new(SeqIds::default());
-            let sealer = Sealer::random(ids.as_ref(), Arc::new(crate::security::RustCrypto));
+            let sealer = Sealer::random(
+                crate::registry::seal::Purpose::Envelope,
+                ids.as_ref(),
+                Arc::new(crate::security::RustCrypto),
+            );
             let env = Envelope::new(sealer, clock.clone(), ids, 60_000);
             let b = binding("ada", json!({"x": 1}));
             let result =

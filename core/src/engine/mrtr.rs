@@ -451,7 +451,11 @@ mod tests {
     fn mrtr(clock: Arc<ManualClock>) -> Arc<Mrtr> {
         let ids = Arc::new(SeqIds::default());
         Mrtr::new(
-            Sealer::random(ids.as_ref(), Arc::new(crate::security::RustCrypto)),
+            Sealer::random(
+                crate::registry::seal::Purpose::RequestState,
+                ids.as_ref(),
+                Arc::new(crate::security::RustCrypto),
+            ),
             clock,
             ids,
             Arc::new(QueueSpawner::default()),
@@ -532,7 +536,12 @@ mod tests {
         assert!(refusal(&m, &b, &format!("other.{sealed}")).await.contains("altered"));
         assert!(refusal(&m, &b, "garbage").await.contains("issued"));
         // Sealed under another gateway's key.
-        let key = Sealer::from_key_text(&"ab".repeat(32), Arc::new(crate::security::RustCrypto)).expect("key");
+        let key = Sealer::from_key_text(
+            &"ab".repeat(32),
+            crate::registry::seal::Purpose::RequestState,
+            Arc::new(crate::security::RustCrypto),
+        )
+        .expect("key");
         let other = Mrtr::new(
             key,
             clock.clone(),

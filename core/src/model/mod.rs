@@ -89,6 +89,41 @@ impl<'de> Deserialize<'de> for JsonText {
     }
 }
 
+/// Where a definition of `kind` holds credentials, as JSON pointer patterns (`*`: every member
+/// of an object): declared by each type beside its fields ([`ToolDef::CREDENTIALS`],
+/// [`UpstreamDef::CREDENTIALS`]). Every string there is sealed at rest, bound to its record and
+/// place, and masked in answers.
+pub fn credential_patterns(kind: Kind) -> &'static [&'static str] {
+    match kind {
+        Kind::Tool => ToolDef::CREDENTIALS,
+        Kind::Upstream => UpstreamDef::CREDENTIALS,
+        _ => &[],
+    }
+}
+
+/// The JSON pointers of `body`'s credentials (strings at `kind`'s [`credential_patterns`]).
+pub fn credential_pointers(kind: Kind, body: &Value) -> Vec<String> {
+    let escape = |k: &str| k.replace('~', "~0").replace('/', "~1");
+    let mut out = vec![];
+    for pattern in credential_patterns(kind) {
+        match pattern.strip_suffix("/*") {
+            Some(object) => {
+                for (k, v) in body.pointer(object).and_then(Value::as_object).into_iter().flatten() {
+                    if v.is_string() {
+                        out.push(format!("{object}/{}", escape(k)));
+                    }
+                }
+            }
+            None => {
+                if body.pointer(pattern).is_some_and(Value::is_string) {
+                    out.push(pattern.to_string());
+                }
+            }
+        }
+    }
+    out
+}
+
 /// A tool backed by a REST endpoint.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -397,6 +432,9 @@ fn valid_base64(field: &str, data: &str) -> Result<(), FieldError> {
 }
 
 impl ToolDef {
+    /// Where a tool holds credentials: its `headers` (API keys, bearer tokens).
+    pub const CREDENTIALS: &'static [&'static str] = &["/headers/*"];
+
     /// Checks the definition and normalizes the method to upper case.
     pub fn validate(&mut self) -> Result<(), FieldError> {
         valid_name("name", &self.name)?;

@@ -147,6 +147,10 @@ fn valid_tls(tls: &UpstreamTls) -> Result<(), FieldError> {
 }
 
 impl UpstreamDef {
+    /// Where an upstream holds credentials: its `headers`, a stdio upstream's `env` (tokens
+    /// passed to the program), and its TLS client key.
+    pub const CREDENTIALS: &'static [&'static str] = &["/headers/*", "/env/*", "/tls/client_key"];
+
     /// The prefix of member names.
     pub fn slug(&self) -> String {
         self.slug.clone().unwrap_or_else(|| self.name.to_ascii_lowercase())

@@ -98,13 +98,13 @@ pub const MASK: &str = "********";
 /// A replacement body as a client may send it back from a GET: the fields GET adds (id, times,
 /// an upstream's status) are dropped, and header values sent back as [`MASK`] keep their
 /// stored value.
-fn as_sent_back(new: &mut Value, old: &Value) {
+fn as_sent_back(kind: Kind, new: &mut Value, old: &Value) {
     if let Some(m) = new.as_object_mut() {
         for k in ["id", "created_at", "updated_at", "status"] {
             m.remove(k);
         }
     }
-    for p in seal::credential_pointers(new) {
+    for p in seal::credential_pointers(kind, new) {
         if let (Some(v), Some(prev)) = (new.pointer_mut(&p), old.pointer(&p)) {
             if v.as_str() == Some(MASK) {
                 *v = prev.clone();
@@ -120,7 +120,7 @@ pub fn record_json(r: &Record) -> Value {
         Value::Object(_) => r.body.clone(),
         _ => Value::Object(Map::new()),
     };
-    for p in seal::credential_pointers(&body) {
+    for p in seal::credential_pointers(r.kind, &body) {
         if let Some(v) = body.pointer_mut(&p) {
             *v = Value::String(MASK.into());
         }
@@ -190,12 +190,12 @@ impl Registry {
     /// rest, and URLs the SSRF guard allows (a tool's `url`, unless its host is a template,
     /// checked at each call; an upstream's `url` and `urls`).
     fn guard_def(&self, kind: Kind, def: &Value) -> Result<(), FieldError> {
-        let credential = seal::credential_pointers(def).into_iter().next();
-        if let Some(p) = credential.filter(|_| !self.sealed && matches!(kind, Kind::Tool | Kind::Upstream)) {
+        let credential = seal::credential_pointers(kind, def).into_iter().next();
+        if let Some(p) = credential.filter(|_| !self.sealed) {
             let field = if p.starts_with("/tls/") {
                 "tls.client_key"
             } else {
-                "headers"
+                p.trim_start_matches('/').split('/').next().unwrap_or("headers")
             };
             return Err(FieldError::new(
                 field,
@@ -485,7 +485,7 @@ impl Registry {
             None => body,
         };
         if let Some(rec) = existing {
-            as_sent_back(&mut body, &rec.body);
+            as_sent_back(Kind::Upstream, &mut body, &rec.body);
             // The catalog is read from the upstream again, whatever a GET showed of it.
             if let Some(m) = body.as_object_mut() {
                 m.remove("catalog");
@@ -552,7 +552,7 @@ impl Registry {
         } else {
             body
         };
-        as_sent_back(&mut body, &existing.body);
+        as_sent_back(kind, &mut body, &existing.body);
         let (key, mut body) = self.check(kind, body, Some(&existing.id)).await?;
         if kind == Kind::Upstream {
             if let Some(c) = existing.body.get("catalog") {

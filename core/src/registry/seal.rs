@@ -12,15 +12,50 @@ use serde_json::Value;
 
 use crate::ports::{Crypto, Ids, Kind, Op, RawRecord, Record, Store, StoreError};
 
-const PREFIX: &str = "enc:v1:";
+/// Values sealed with the master key itself, by builds before keys per purpose (credentials at
+/// rest only still open them).
+const PREFIX_V1: &str = "enc:v1:";
+/// Values sealed with a key derived for their purpose, bound to what they belong to.
+const PREFIX: &str = "enc:v2:";
 
 fn b64() -> base64::engine::GeneralPurpose {
     base64::engine::general_purpose::STANDARD
 }
 
-/// An AES-256-GCM key, used through the platform's [`Crypto`] (WebCrypto on the edge).
+/// What a key is for. Each purpose has its own key, derived from the master key (HKDF-SHA256
+/// with the purpose's label), so that nothing sealed for one purpose opens for another: a stored
+/// credential is never a valid admin cookie, a `requestState` never an envelope.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// Credentials at rest in the registry (bound to their record and field).
+    Credentials,
+    /// The admin UI's session cookies.
+    AdminCookie,
+    /// Parked calls' `requestState` handed to stateless clients.
+    RequestState,
+    /// A 2026-07-28 upstream's own `requestState`, wrapped for its client.
+    Envelope,
+}
+
+impl Purpose {
+    fn label(self) -> &'static str {
+        match self {
+            Purpose::Credentials => "mcpgw credentials v2",
+            Purpose::AdminCookie => "mcpgw admin-ui cookie v2",
+            Purpose::RequestState => "mcpgw request-state v2",
+            Purpose::Envelope => "mcpgw envelope v2",
+        }
+    }
+}
+
+/// An AES-256-GCM key for one [`Purpose`], used through the platform's [`Crypto`] (WebCrypto on
+/// the edge). A value it seals is bound to the purpose and to a context the caller names (the
+/// record and field a credential belongs to), as associated data.
 pub struct Sealer {
     key: [u8; 32],
+    purpose: Purpose,
+    /// The master key, kept only to open values of the first format (credentials at rest).
+    legacy: Option<[u8; 32]>,
     crypto: Arc<dyn Crypto>,
 }
 
@@ -48,25 +83,49 @@ impl Sealer {
         })
     }
 
-    /// A key from its text (see [`Sealer::parse_key`]).
-    pub fn from_key_text(text: &str, crypto: Arc<dyn Crypto>) -> Result<Self, String> {
-        Ok(Self {
-            key: Self::parse_key(text)?,
-            crypto,
-        })
-    }
-
-    /// A key of 32 random bytes (for what only this process opens again).
-    pub fn random(ids: &dyn Ids, crypto: Arc<dyn Crypto>) -> Self {
+    /// The key for `purpose` derived from the master key `master`.
+    pub fn derive(master: &[u8; 32], purpose: Purpose, crypto: Arc<dyn Crypto>) -> Self {
+        let mut key = [0u8; 32];
+        // 32 bytes are always within HKDF-SHA256's output limit.
+        let _ = hkdf::Hkdf::<sha2::Sha256>::new(Some(b"mcpgw key derivation"), master)
+            .expand(purpose.label().as_bytes(), &mut key);
         Self {
-            key: random_bytes(ids),
+            key,
+            purpose,
+            legacy: (purpose == Purpose::Credentials).then_some(*master),
             crypto,
         }
     }
 
+    /// The key for `purpose` from the master key's text (see [`Sealer::parse_key`]).
+    pub fn from_key_text(text: &str, purpose: Purpose, crypto: Arc<dyn Crypto>) -> Result<Self, String> {
+        Ok(Self::derive(&Self::parse_key(text)?, purpose, crypto))
+    }
+
+    /// A key for `purpose` from 32 random bytes (for what only this process opens again).
+    pub fn random(purpose: Purpose, ids: &dyn Ids, crypto: Arc<dyn Crypto>) -> Self {
+        Self::derive(&random_bytes(ids), purpose, crypto)
+    }
+
+    /// The associated data of a value sealed in `context`.
+    fn aad(&self, context: &str) -> Vec<u8> {
+        let mut aad = self.purpose.label().as_bytes().to_vec();
+        aad.push(0);
+        aad.extend_from_slice(context.as_bytes());
+        aad
+    }
+
     /// Seals `plain` under a 96-bit `nonce` (never reuse one with the same key).
     pub async fn seal(&self, plain: &str, nonce: [u8; 12]) -> Result<String, String> {
-        let ct = self.crypto.seal(&self.key, nonce, plain.as_bytes()).await?;
+        self.seal_in("", plain, nonce).await
+    }
+
+    /// Seals `plain` bound to `context`: it opens only with the same context.
+    pub async fn seal_in(&self, context: &str, plain: &str, nonce: [u8; 12]) -> Result<String, String> {
+        let ct = self
+            .crypto
+            .seal(&self.key, nonce, &self.aad(context), plain.as_bytes())
+            .await?;
         let mut out = nonce.to_vec();
         out.extend_from_slice(&ct);
         Ok(format!("{PREFIX}{}", b64().encode(out)))
@@ -74,7 +133,19 @@ impl Sealer {
 
     /// Opens a sealed value; a value that is not sealed is returned as it is.
     pub async fn open(&self, value: &str) -> Result<String, String> {
-        let Some(rest) = value.strip_prefix(PREFIX) else {
+        self.open_in("", value).await
+    }
+
+    /// Opens a value sealed in `context`; a value that is not sealed is returned as it is.
+    pub async fn open_in(&self, context: &str, value: &str) -> Result<String, String> {
+        let (rest, key, aad) = if let Some(rest) = value.strip_prefix(PREFIX) {
+            (rest, self.key, self.aad(context))
+        } else if let Some(rest) = value.strip_prefix(PREFIX_V1) {
+            let Some(master) = self.legacy else {
+                return Err("sealed for another purpose".into());
+            };
+            (rest, master, vec![])
+        } else {
             return Ok(value.to_string());
         };
         let raw = b64()
@@ -85,18 +156,27 @@ impl Sealer {
         }
         let (nonce, ct) = raw.split_at(12);
         let nonce: [u8; 12] = nonce.try_into().map_err(|_| "bad nonce".to_string())?;
-        let plain = self
-            .crypto
-            .open(&self.key, nonce, ct)
-            .await
-            .map_err(|_| "sealed with another key (MCPGW_ENCRYPTION_KEY changed?)".to_string())?;
+        let plain =
+            self.crypto.open(&key, nonce, &aad, ct).await.map_err(|_| {
+                "sealed with another key or for another place (MCPGW_ENCRYPTION_KEY changed?)".to_string()
+            })?;
         String::from_utf8(plain).map_err(|_| "sealed value is not UTF-8".into())
     }
-}
 
-/// True for the kinds whose `headers` hold credentials.
-fn has_credentials(kind: Kind) -> bool {
-    matches!(kind, Kind::Tool | Kind::Upstream)
+    /// Whether `value` is sealed (in either format).
+    pub fn is_sealed(value: &str) -> bool {
+        value.starts_with(PREFIX) || value.starts_with(PREFIX_V1)
+    }
+
+    /// `value` without its format's prefix (a cookie carries only the rest).
+    pub fn strip_prefix(value: &str) -> &str {
+        value.strip_prefix(PREFIX).unwrap_or(value)
+    }
+
+    /// A value of this format from what [`Sealer::strip_prefix`] left.
+    pub fn with_prefix(rest: &str) -> String {
+        format!("{PREFIX}{rest}")
+    }
 }
 
 /// The registry store, with credentials sealed on the way down and opened on the way up.
@@ -120,20 +200,12 @@ pub fn nonce(ids: &dyn Ids) -> [u8; 12] {
     n
 }
 
-/// Where a definition holds credentials, as JSON pointers: each string value of its `headers`
-/// (API keys, bearer tokens) and an upstream's TLS client key. Sealed at rest, masked in answers.
-pub fn credential_pointers(body: &Value) -> Vec<String> {
-    let mut out: Vec<String> = body["headers"]
-        .as_object()
-        .into_iter()
-        .flatten()
-        .filter(|(_, v)| v.is_string())
-        .map(|(k, _)| format!("/headers/{}", k.replace('~', "~0").replace('/', "~1")))
-        .collect();
-    if body["tls"]["client_key"].is_string() {
-        out.push("/tls/client_key".into());
-    }
-    out
+pub use crate::model::credential_pointers;
+
+/// Where a credential sealed at rest belongs: its kind, record and place. A sealed value copied
+/// to another record or field does not open there.
+fn context(kind: Kind, id: &str, pointer: &str) -> String {
+    format!("{kind:?}/{id}{pointer}")
 }
 
 impl SealedStore {
@@ -142,41 +214,43 @@ impl SealedStore {
         Self { inner, sealer, ids }
     }
 
-    /// `body` with its header values sealed (those sealed already stay as they are).
-    async fn seal_body(&self, body: &mut Value) -> Result<(), StoreError> {
-        for p in credential_pointers(body) {
+    /// `body`'s credentials sealed (those sealed already stay as they are), each bound to its
+    /// record and place.
+    async fn seal_body(&self, kind: Kind, id: &str, body: &mut Value) -> Result<(), StoreError> {
+        for p in credential_pointers(kind, body) {
             let Some(v) = body.pointer_mut(&p) else { continue };
             let s = v.as_str().unwrap_or_default();
-            if !s.starts_with(PREFIX) {
-                let sealed = self.sealer.seal(s, nonce(self.ids.as_ref())).await;
+            if !Sealer::is_sealed(s) {
+                let sealed = self
+                    .sealer
+                    .seal_in(&context(kind, id, &p), s, nonce(self.ids.as_ref()))
+                    .await;
                 *v = Value::String(sealed.map_err(StoreError::Backend)?);
             }
         }
         Ok(())
     }
 
-    /// `body` with its header values opened. A value sealed under another key stays sealed:
-    /// the request that uses it fails visibly at the upstream, and nothing else breaks.
-    async fn open_body(&self, body: &mut Value) {
-        for p in credential_pointers(body) {
+    /// `body`'s credentials opened. A value sealed under another key (or for another place)
+    /// stays sealed: the request that uses it fails visibly at the upstream, and nothing else
+    /// breaks.
+    async fn open_body(&self, kind: Kind, id: &str, body: &mut Value) {
+        for p in credential_pointers(kind, body) {
             let Some(v) = body.pointer_mut(&p) else { continue };
-            if let Ok(plain) = self.sealer.open(v.as_str().unwrap_or_default()).await {
+            let at = context(kind, id, &p);
+            if let Ok(plain) = self.sealer.open_in(&at, v.as_str().unwrap_or_default()).await {
                 *v = Value::String(plain);
             }
         }
     }
 
     async fn seal_record(&self, mut r: Record) -> Result<Record, StoreError> {
-        if has_credentials(r.kind) {
-            self.seal_body(&mut r.body).await?;
-        }
+        self.seal_body(r.kind, &r.id, &mut r.body).await?;
         Ok(r)
     }
 
     async fn open_record(&self, mut r: Record) -> Record {
-        if has_credentials(r.kind) {
-            self.open_body(&mut r.body).await;
-        }
+        self.open_body(r.kind, &r.id, &mut r.body).await;
         r
     }
 }
@@ -199,12 +273,12 @@ impl Store for SealedStore {
     }
     async fn list_raw(&self, kind: Kind) -> Result<Vec<RawRecord>, StoreError> {
         let mut out = self.inner.list_raw(kind).await?;
-        if has_credentials(kind) {
-            // Only bodies that carry credentials are opened (parsed, unsealed, written again).
-            let carries = |b: &str| b.contains("\"headers\"") || b.contains("\"client_key\"");
+        // Only bodies that carry something sealed are opened (parsed, unsealed, written again).
+        if !crate::model::credential_patterns(kind).is_empty() {
+            let carries = |b: &str| b.contains(PREFIX) || b.contains(PREFIX_V1);
             for r in out.iter_mut().filter(|r| carries(&r.body)) {
                 if let Ok(mut body) = serde_json::from_str::<serde_json::Value>(&r.body) {
-                    self.open_body(&mut body).await;
+                    self.open_body(kind, &r.id, &mut body).await;
                     r.body = body.to_string();
                 }
             }
@@ -241,7 +315,7 @@ mod tests {
     const KEY: &str = "6vL0Jm3bX9q2Rk7Tz1Wc5Yh8Nf4Pd6Sg0Ua2Ie9Ko3M=";
 
     fn sealer(text: &str) -> Sealer {
-        Sealer::from_key_text(text, Arc::new(crate::security::RustCrypto)).expect("key")
+        Sealer::from_key_text(text, Purpose::Credentials, Arc::new(crate::security::RustCrypto)).expect("key")
     }
 
     #[test]
@@ -276,12 +350,47 @@ mod tests {
     fn a_value_sealed_by_an_earlier_build_opens() {
         let old = "enc:v1:BwcHBwcHBwcHBwcHRkoxGEdddoZx4pUzP6LDdD5kVvzSPqMeo2Q=";
         assert_eq!(block_on(sealer(KEY).open(old)).as_deref(), Ok("Bearer abc"));
+        // ... as a credential only: the master key opens nothing for any other purpose.
+        let cookie =
+            Sealer::from_key_text(KEY, Purpose::AdminCookie, Arc::new(crate::security::RustCrypto)).expect("key");
+        assert!(block_on(cookie.open(old)).is_err());
+    }
+
+    /// A value sealed for one purpose, or one place, opens for no other: a stored credential is
+    /// not an admin cookie, a credential copied to another record or field does not open there.
+    #[test]
+    fn sealed_values_are_bound_to_their_purpose_and_place() {
+        block_on(async {
+            let crypto = || -> Arc<dyn Crypto> { Arc::new(crate::security::RustCrypto) };
+            let creds = sealer(KEY);
+            let at = context(Kind::Upstream, "u1", "/headers/Authorization");
+            let sealed = creds.seal_in(&at, "{\"who\":\"admin\"}", [1; 12]).await.expect("seal");
+            assert_eq!(creds.open_in(&at, &sealed).await.as_deref(), Ok("{\"who\":\"admin\"}"));
+            for purpose in [Purpose::AdminCookie, Purpose::RequestState, Purpose::Envelope] {
+                let other = Sealer::from_key_text(KEY, purpose, crypto()).expect("key");
+                assert!(other.open_in(&at, &sealed).await.is_err(), "{purpose:?}");
+                assert!(other.open_in("mcpgw_admin", &sealed).await.is_err(), "{purpose:?}");
+            }
+            assert!(creds
+                .open_in(&context(Kind::Upstream, "u2", "/headers/Authorization"), &sealed)
+                .await
+                .is_err());
+            assert!(creds
+                .open_in(&context(Kind::Upstream, "u1", "/env/TOKEN"), &sealed)
+                .await
+                .is_err());
+        });
     }
 
     #[test]
-    fn credentials_are_every_header_value_and_the_tls_client_key() {
-        let body = json!({"headers": {"a/b~c": "1", "n": 2}, "tls": {"ca": "x", "client_key": "k"}});
-        assert_eq!(credential_pointers(&body), ["/headers/a~1b~0c", "/tls/client_key"]);
+    fn credentials_are_every_header_and_env_value_and_the_tls_client_key() {
+        let body = json!({"headers": {"a/b~c": "1", "n": 2}, "env": {"GITHUB_TOKEN": "ghp"}, "tls": {"ca": "x", "client_key": "k"}});
+        assert_eq!(
+            credential_pointers(Kind::Upstream, &body),
+            ["/headers/a~1b~0c", "/env/GITHUB_TOKEN", "/tls/client_key"]
+        );
+        assert_eq!(credential_pointers(Kind::Tool, &body), ["/headers/a~1b~0c"]);
+        assert!(credential_pointers(Kind::Prompt, &body).is_empty());
         let mut r = crate::ports::Record {
             kind: Kind::Upstream,
             id: "u".into(),
@@ -291,6 +400,7 @@ mod tests {
             updated_at: 0,
         };
         r.body = crate::registry::record_json(&r);
+        assert_eq!(r.body["env"]["GITHUB_TOKEN"], crate::registry::MASK);
         assert_eq!(r.body["headers"]["a/b~c"], crate::registry::MASK);
         assert_eq!(r.body["tls"]["client_key"], crate::registry::MASK);
         assert_eq!(r.body["tls"]["ca"], "x");

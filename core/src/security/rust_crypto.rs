@@ -92,10 +92,11 @@ impl Crypto for RustCrypto {
         &'a self,
         key: &'a [u8; 32],
         nonce: [u8; 12],
+        aad: &'a [u8],
         plain: &'a [u8],
     ) -> BoxFuture<'a, Result<Vec<u8>, String>> {
         let out = Aes256Gcm::new(key.into())
-            .encrypt(&Nonce::from(nonce), plain)
+            .encrypt(&Nonce::from(nonce), aes_gcm::aead::Payload { msg: plain, aad })
             .map_err(|_| "AES-GCM could not seal".to_string());
         Box::pin(std::future::ready(out))
     }
@@ -104,10 +105,11 @@ impl Crypto for RustCrypto {
         &'a self,
         key: &'a [u8; 32],
         nonce: [u8; 12],
+        aad: &'a [u8],
         sealed: &'a [u8],
     ) -> BoxFuture<'a, Result<Vec<u8>, String>> {
         let out = Aes256Gcm::new(key.into())
-            .decrypt(&Nonce::from(nonce), sealed)
+            .decrypt(&Nonce::from(nonce), aes_gcm::aead::Payload { msg: sealed, aad })
             .map_err(|_| "the AES-GCM tag does not match".to_string());
         Box::pin(std::future::ready(out))
     }

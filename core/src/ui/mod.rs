@@ -689,12 +689,13 @@ impl Ui {
         }
     }
 
-    /// The session of the request's cookie, if it opens and has not expired.
+    /// The session of the request's cookie, if it opens (sealed with the cookies' own key), has
+    /// not expired and does not claim to last longer than a session can.
     async fn open(&self, req: &Request<Bytes>, now: u64) -> Option<Session> {
         let sealed = cookie_of(req)?;
-        let text = self.sealer.open(&format!("enc:v1:{sealed}")).await.ok()?;
+        let text = self.sealer.open_in(COOKIE, &Sealer::with_prefix(&sealed)).await.ok()?;
         let s: Session = serde_json::from_str(&text).ok()?;
-        (s.exp > now).then_some(s)
+        (s.exp > now && s.exp <= now.saturating_add(SESSION_MS)).then_some(s)
     }
 
     /// The response for a page, with the headers every page gets and the cookie when `set`.
@@ -720,8 +721,8 @@ impl Ui {
         h.insert("referrer-policy", HeaderValue::from_static("same-origin"));
         if let Some(s) = set {
             let text = serde_json::to_string(s).unwrap_or_default();
-            if let Ok(sealed) = self.sealer.seal(&text, nonce(self.ids.as_ref())).await {
-                let value = sealed.trim_start_matches("enc:v1:");
+            if let Ok(sealed) = self.sealer.seal_in(COOKIE, &text, nonce(self.ids.as_ref())).await {
+                let value = Sealer::strip_prefix(&sealed);
                 let max_age = s.exp.saturating_sub(self.clock.now_ms()) / 1000;
                 let secure = if is_https(req) { "; Secure" } else { "" };
                 let cookie =
@@ -788,7 +789,11 @@ mod tests {
     #[test]
     fn every_template_compiles() {
         let ui = Ui::new(
-            Sealer::random(&crate::memory::SeqIds::default(), Arc::new(crate::security::RustCrypto)),
+            Sealer::random(
+                crate::registry::seal::Purpose::AdminCookie,
+                &crate::memory::SeqIds::default(),
+                Arc::new(crate::security::RustCrypto),
+            ),
             Arc::new(crate::memory::ManualClock::at(0)),
             Arc::new(crate::memory::SeqIds::default()),
             true,

@@ -122,6 +122,27 @@ async fn stdio_children_see_no_secret_of_the_gateway() {
             "the child sees {v}"
         );
     }
+    // The env value is a credential: sealed in the database, masked by the API.
+    let listed: Value = get_json(&format!("{}/gateways", gw.url)).await;
+    assert_ne!(listed[0]["env"]["OWN_TOKEN"], "own-token-4242", "{listed}");
+    for f in [db.clone(), dir.join("gw.db-wal"), dir.join("gw.db.key")] {
+        let Ok(meta) = std::fs::metadata(&f) else { continue };
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            meta.permissions().mode() & 0o077,
+            0,
+            "{} is readable by others",
+            f.display()
+        );
+        if !f.ends_with("gw.db.key") {
+            let bytes = std::fs::read(&f).expect("read");
+            assert!(
+                !bytes.windows(14).any(|w| w == b"own-token-4242"),
+                "{} holds the token in clear",
+                f.display()
+            );
+        }
+    }
     still_serves(&gw.url).await;
 }
 
