@@ -490,6 +490,8 @@ async fn federation_bench(total: usize, concurrency: usize, limit: Duration) -> 
             db.to_str().context("utf-8 path")?,
             "--max-sessions",
             "100000",
+            "--max-sessions-per-client",
+            "0",
         ],
         &[("MCPGW_LOG", "warn,mcpgw=info")],
     )?;

@@ -43,6 +43,9 @@ fn d_cache() -> u64 {
 fn d_max_sessions() -> usize {
     10_000
 }
+fn d_sessions_per_client() -> usize {
+    1_000
+}
 fn d_max_batch() -> usize {
     100
 }
@@ -93,6 +96,10 @@ pub struct GatewayConfig {
     /// Most sessions held at once; past it, idle ones are expired, then new ones refused (503).
     #[serde(default = "d_max_sessions")]
     pub max_sessions: usize,
+    /// Most sessions one client (a subject; an address when anonymous) holds on this instance;
+    /// past it, its least recently used session ends to make room (0: no quota).
+    #[serde(default = "d_sessions_per_client")]
+    pub max_sessions_per_client: usize,
     /// Default timeout of a REST tool call, in milliseconds.
     #[serde(default = "d_tool_timeout")]
     pub tool_timeout_ms: u64,
@@ -268,6 +275,11 @@ pub const SETTINGS: &[Setting] = &[
     ),
     setting("session_ttl_secs", Shape::Number, "Idle seconds before a session expires."),
     setting("max_sessions", Shape::Number, "Most sessions held at once (idle ones are expired to make room; then 503)."),
+    setting(
+        "max_sessions_per_client",
+        Shape::Number,
+        "Most sessions one client (a subject; an address when anonymous) holds here; past it, its least recently used one ends (0: no quota).",
+    ),
     setting("allowed_hosts", Shape::List, "Extra accepted Host header values, comma-separated."),
     setting("allowed_origins", Shape::List, "Accepted browser Origins, comma-separated (or *)."),
     setting("name_separator", Shape::Text, "Between an upstream's slug and a member's name in federated names."),
@@ -355,6 +367,7 @@ fn unreachable_default() -> GatewayConfig {
         page_size: d_page(),
         session_ttl_secs: d_ttl(),
         max_sessions: d_max_sessions(),
+        max_sessions_per_client: d_sessions_per_client(),
         tool_timeout_ms: d_tool_timeout(),
         call_max_ms: d_call_max(),
         standalone_linger_ms: d_standalone_linger(),

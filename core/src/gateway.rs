@@ -176,6 +176,7 @@ impl Gateway {
             Limits {
                 ttl_ms: config.session_ttl_secs.saturating_mul(1000),
                 max_sessions: config.max_sessions,
+                per_client: config.max_sessions_per_client,
             },
             crate::session::peers::Peers::new(ports.bus, ports.ids.new_id().chars().take(8).collect()),
         ));
@@ -893,6 +894,55 @@ mod tests {
                 StatusCode::OK,
                 "idle sessions made room"
             );
+        });
+    }
+
+    /// One address opening sessions without end gives up its own oldest; another client's
+    /// session is untouched, and the gateway never fills up.
+    #[test]
+    fn one_client_cannot_fill_the_gateway_with_sessions() {
+        block_on(async {
+            let clock = Arc::new(ManualClock::at(1_000_000));
+            let config = GatewayConfig {
+                max_sessions: 4,
+                max_sessions_per_client: 2,
+                ..GatewayConfig::default()
+            };
+            let gw = gateway_with(clock.clone(), config);
+            let init = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25"}}"#;
+            let ping = r#"{"jsonrpc":"2.0","id":2,"method":"ping"}"#;
+            let from = |ip: &str, body: &str, sid: Option<&str>| {
+                let mut r = post(body, sid);
+                r.extensions_mut().insert(crate::ClientIp(ip.into()));
+                r
+            };
+            let open = |ip: &'static str| {
+                let gw = gw.clone();
+                async move {
+                    let r = gw.handle(from(ip, init, None)).await;
+                    assert_eq!(r.status(), StatusCode::OK, "{ip}");
+                    r.headers()[MCP_SESSION_ID].to_str().unwrap().to_string()
+                }
+            };
+            let other = open("10.0.0.2").await;
+            let mut mine = vec![];
+            for _ in 0..20 {
+                clock.advance(Duration::from_secs(2));
+                mine.push(open("10.0.0.1").await);
+            }
+            let status = |sid: String| {
+                let gw = gw.clone();
+                async move { gw.handle(from("10.0.0.1", ping, Some(&sid))).await.status() }
+            };
+            assert_eq!(status(other).await, StatusCode::OK, "the other client's session stays");
+            assert_eq!(status(mine[19].clone()).await, StatusCode::OK);
+            assert_eq!(status(mine[18].clone()).await, StatusCode::OK);
+            assert_eq!(
+                status(mine[17].clone()).await,
+                StatusCode::NOT_FOUND,
+                "gave up its oldest"
+            );
+            assert!(gw.s.sessions.count().await <= 3);
         });
     }
 

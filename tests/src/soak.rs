@@ -236,6 +236,9 @@ pub async fn soak(sessions: usize, seconds: u64) -> anyhow::Result<SoakReport> {
             db.to_str().context("utf-8 path")?,
             "--max-sessions",
             "100000",
+            // Every session of the soak comes from one address; a deployment's come from many.
+            "--max-sessions-per-client",
+            "0",
         ],
         &[("MCPGW_LOG", "warn,mcpgw=info")],
     )?;

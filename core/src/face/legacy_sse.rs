@@ -32,7 +32,8 @@ pub(crate) async fn legacy_sse(
     if !accepts(req.headers(), "text/event-stream") {
         return not_acceptable_sse();
     }
-    if face.sessions.admit().await.is_err() {
+    let client = super::client_of(&req);
+    if face.sessions.admit(&client).await.is_err() {
         return too_many_sessions();
     }
     let session = face.new_session(&req, scope.as_ref(), true);
@@ -40,7 +41,7 @@ pub(crate) async fn legacy_sse(
     let Some((conn, rx)) = face.sessions.hub().attach(&sid) else {
         return shutting_down();
     };
-    face.sessions.put(session).await;
+    face.sessions.put_new(&client, session).await;
     let endpoint = Frame::endpoint(format!("{prefix}/message?sessionId={sid}"));
     let (sessions, spawner) = (face.sessions.clone(), face.spawner.clone());
     // The legacy session lives as long as its stream.

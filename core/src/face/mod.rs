@@ -156,6 +156,17 @@ fn query_param<'a>(query: Option<&'a str>, name: &str) -> Option<&'a str> {
 }
 
 /// The authenticated subject of a request (set by the gateway on admission).
+/// Who a session is counted against: its subject, else (anonymous) its address.
+fn client_of(req: &Request<Bytes>) -> String {
+    match subject_of(req) {
+        Some(s) => format!("sub:{s}"),
+        None => match req.extensions().get::<crate::security::admission::ClientIp>() {
+            Some(ip) => format!("ip:{}", ip.0),
+            None => "anonymous".into(),
+        },
+    }
+}
+
 fn subject_of(req: &Request<Bytes>) -> Option<String> {
     req.extensions()
         .get::<Admitted>()

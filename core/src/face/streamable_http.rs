@@ -144,7 +144,8 @@ async fn sessionless_post(
             )
         }
     };
-    if face.sessions.admit().await.is_err() {
+    let client = super::client_of(http_req);
+    if face.sessions.admit(&client).await.is_err() {
         return too_many_sessions();
     }
     let count = face.engine.counter("streamable", &req);
@@ -159,7 +160,7 @@ async fn sessionless_post(
             s.client_capabilities = params.get("capabilities").cloned().unwrap_or(json!({}));
             s.client_info = params.get("clientInfo").cloned().unwrap_or(Value::Null);
             let sid = s.id.clone();
-            face.sessions.put(s).await;
+            face.sessions.put_new(&client, s).await;
             let mut r = json_response(StatusCode::OK, &jsonrpc::response(&req.id, result));
             if let Ok(v) = HeaderValue::from_str(&sid) {
                 r.headers_mut().insert(MCP_SESSION_ID, v);

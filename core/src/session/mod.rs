@@ -9,6 +9,7 @@
 
 pub(crate) mod hub;
 pub(crate) mod peers;
+mod quota;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -43,6 +44,8 @@ pub(crate) struct Limits {
     pub ttl_ms: u64,
     /// At most this many sessions at once.
     pub max_sessions: usize,
+    /// At most this many per client (subject, or address when anonymous) here; 0: no quota.
+    pub per_client: usize,
 }
 
 /// The session service of one gateway.
@@ -61,6 +64,8 @@ pub(crate) struct Sessions {
     on_end: Mutex<Vec<EndHook>>,
     /// The other instances serving these sessions, if any.
     peers: Peers,
+    /// Sessions per client here.
+    quota: quota::Quota,
 }
 
 impl Sessions {
@@ -83,6 +88,7 @@ impl Sessions {
             registry,
             clock,
             ids,
+            quota: quota::Quota::new(limits.per_client),
             limits,
             admitted: AtomicU64::new(0),
             stream_seq: AtomicU64::new(0),
@@ -115,6 +121,12 @@ impl Sessions {
         self.store.put(s).await
     }
 
+    /// Stores a new session of `client` (counted in its quota).
+    pub async fn put_new(&self, client: &str, s: SessionState) {
+        self.quota.hold(client, &s.id, s.created_at);
+        self.store.put(s).await
+    }
+
     /// A live session, touched: `None` if unknown, expired (then it ends now), owned by another
     /// subject than `subject`, or bound to another virtual server than `server`.
     pub async fn load(&self, id: &str, subject: Option<&str>, server: Option<&str>) -> Option<SessionState> {
@@ -133,6 +145,7 @@ impl Sessions {
         }
         if now.saturating_sub(s.last_seen) >= 1000 {
             s.last_seen = now;
+            self.quota.touch(id, now);
             self.store.put(s.clone()).await;
         }
         Some(s)
@@ -161,10 +174,14 @@ impl Sessions {
         }
     }
 
-    /// Admits one more session. Idle sessions are swept now and then, and at once when the
-    /// gateway holds `max_sessions`. The registry as the new session first sees it becomes the
-    /// reference later `list_changed` are measured from.
-    pub async fn admit(&self) -> Result<(), Full> {
+    /// Admits one more session of `client` (a subject, or an address when anonymous). A client
+    /// at its quota first gives up its least recently used session. Idle sessions are swept now
+    /// and then, and at once when the gateway holds `max_sessions`. The registry as the new
+    /// session first sees it becomes the reference later `list_changed` are measured from.
+    pub async fn admit(&self, client: &str) -> Result<(), Full> {
+        if let Some(oldest) = self.quota.over(client) {
+            self.end(&oldest).await;
+        }
         if self.admitted.fetch_add(1, Ordering::Relaxed) % 64 == 63 {
             self.expire().await;
         }
@@ -194,6 +211,7 @@ impl Sessions {
     /// What remains of a session whose state is gone already (here: another instance ended it,
     /// or expiry).
     pub async fn forget(&self, id: &str) {
+        self.quota.release(id);
         self.events.forget(id).await;
         self.hub.close(id);
         for hook in self.on_end.lock().unwrap_or_else(|e| e.into_inner()).iter() {
