@@ -43,6 +43,9 @@ fn d_cache() -> u64 {
 fn d_max_sessions() -> usize {
     10_000
 }
+fn d_stream_queue() -> usize {
+    1_024
+}
 fn d_sessions_per_client() -> usize {
     1_000
 }
@@ -100,6 +103,10 @@ pub struct GatewayConfig {
     /// past it, its least recently used session ends to make room (0: no quota).
     #[serde(default = "d_sessions_per_client")]
     pub max_sessions_per_client: usize,
+    /// Messages an SSE stream may have unread; a stream whose client stops reading is closed
+    /// there (what it missed stays in the event log for resumption).
+    #[serde(default = "d_stream_queue")]
+    pub max_stream_queue: usize,
     /// Default timeout of a REST tool call, in milliseconds.
     #[serde(default = "d_tool_timeout")]
     pub tool_timeout_ms: u64,
@@ -280,6 +287,11 @@ pub const SETTINGS: &[Setting] = &[
         Shape::Number,
         "Most sessions one client (a subject; an address when anonymous) holds here; past it, its least recently used one ends (0: no quota).",
     ),
+    setting(
+        "max_stream_queue",
+        Shape::Number,
+        "Messages an SSE stream may have unread; a stream whose client stops reading is closed there (resumable from the event log).",
+    ),
     setting("allowed_hosts", Shape::List, "Extra accepted Host header values, comma-separated."),
     setting("allowed_origins", Shape::List, "Accepted browser Origins, comma-separated (or *)."),
     setting("name_separator", Shape::Text, "Between an upstream's slug and a member's name in federated names."),
@@ -368,6 +380,7 @@ fn unreachable_default() -> GatewayConfig {
         session_ttl_secs: d_ttl(),
         max_sessions: d_max_sessions(),
         max_sessions_per_client: d_sessions_per_client(),
+        max_stream_queue: d_stream_queue(),
         tool_timeout_ms: d_tool_timeout(),
         call_max_ms: d_call_max(),
         standalone_linger_ms: d_standalone_linger(),
@@ -414,6 +427,9 @@ impl GatewayConfig {
         }
         if self.session_ttl_secs == 0 {
             return Err(bad("session_ttl_secs", "must be greater than 0"));
+        }
+        if self.max_stream_queue == 0 {
+            return Err(bad("max_stream_queue", "must be at least 1"));
         }
         if self.max_sessions == 0 {
             return Err(bad("max_sessions", "must be at least 1"));

@@ -177,6 +177,7 @@ impl Gateway {
                 ttl_ms: config.session_ttl_secs.saturating_mul(1000),
                 max_sessions: config.max_sessions,
                 per_client: config.max_sessions_per_client,
+                stream_queue: config.max_stream_queue,
             },
             crate::session::peers::Peers::new(ports.bus, ports.ids.new_id().chars().take(8).collect()),
         ));

@@ -8,7 +8,7 @@ use std::sync::Mutex;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use futures::channel::mpsc::{unbounded, UnboundedReceiver, UnboundedSender};
+use futures::channel::mpsc::{channel, Receiver, Sender};
 use futures::Stream;
 
 /// One SSE event, or a comment (which every SSE parser skips: used as a keep-alive).
@@ -85,37 +85,63 @@ impl Frame {
 /// hub gives it keep-alives and ends it at shutdown.
 struct Listener {
     conn: u64,
-    tx: UnboundedSender<Frame>,
+    tx: Sender<Frame>,
 }
 
 #[derive(Default)]
 struct HubState {
     next_conn: u64,
     closed: bool,
-    conns: HashMap<String, Vec<(u64, UnboundedSender<Frame>)>>,
+    conns: HashMap<String, Vec<(u64, Sender<Frame>)>>,
     listeners: Vec<Listener>,
 }
 
-/// Open streams by session id.
-#[derive(Default)]
+/// Frames a stream may have waiting when none is given: its client reads them as they come, so
+/// this many unread means it stopped reading.
+pub(crate) const DEFAULT_QUEUE: usize = 1024;
+
+/// Open streams by session id. Each stream's queue is bounded: a stream whose client does not
+/// read it (its queue full) is closed rather than left to grow, and what it missed stays in the
+/// session's event log for a resumption.
 pub(crate) struct Hub {
     state: Mutex<HubState>,
+    queue: usize,
+}
+
+impl Default for Hub {
+    fn default() -> Self {
+        Self::new(DEFAULT_QUEUE)
+    }
+}
+
+/// Puts `frame` on `tx`: false when the stream is gone or its client has stopped reading (then
+/// it is to be closed).
+fn offer(tx: &mut Sender<Frame>, frame: Frame) -> bool {
+    tx.try_send(frame).is_ok()
 }
 
 impl Hub {
+    /// A hub whose streams queue at most `queue` frames each.
+    pub fn new(queue: usize) -> Self {
+        Self {
+            state: Mutex::default(),
+            queue: queue.max(1),
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HubState> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Opens a stream for `session`; `None` once the gateway is shutting down.
-    pub fn attach(&self, session: &str) -> Option<(u64, UnboundedReceiver<Frame>)> {
+    pub fn attach(&self, session: &str) -> Option<(u64, Receiver<Frame>)> {
         let mut st = self.lock();
         if st.closed {
             return None;
         }
         st.next_conn += 1;
         let conn = st.next_conn;
-        let (tx, rx) = unbounded();
+        let (tx, rx) = channel(self.queue);
         st.conns.entry(session.to_string()).or_default().push((conn, tx));
         Some((conn, rx))
     }
@@ -140,9 +166,18 @@ impl Hub {
             return false;
         };
         list.retain(|(_, tx)| !tx.is_closed());
-        list.iter()
-            .rev()
-            .any(|(_, tx)| tx.unbounded_send(frame.clone()).is_ok())
+        // The newest stream that takes it; one that cannot (its client stopped reading) closes.
+        let mut delivered = false;
+        let mut behind = vec![];
+        for (conn, tx) in list.iter_mut().rev() {
+            if offer(tx, frame.clone()) {
+                delivered = true;
+                break;
+            }
+            behind.push(*conn);
+        }
+        list.retain(|(c, _)| !behind.contains(c));
+        delivered
     }
 
     /// Sends a keep-alive to every open stream and forgets the ones whose client is gone;
@@ -151,24 +186,24 @@ impl Hub {
         let mut st = self.lock();
         let mut open = 0;
         st.conns.retain(|_, list| {
-            list.retain(|(_, tx)| tx.unbounded_send(Frame::keepalive()).is_ok());
+            list.retain_mut(|(_, tx)| offer(tx, Frame::keepalive()));
             open += list.len();
             !list.is_empty()
         });
-        st.listeners.retain(|l| l.tx.unbounded_send(Frame::keepalive()).is_ok());
+        st.listeners.retain_mut(|l| offer(&mut l.tx, Frame::keepalive()));
         open + st.listeners.len()
     }
 
     /// Opens a `subscriptions/listen` stream: its channel carries keep-alives and closes at
     /// shutdown; `None` once the gateway is shutting down.
-    pub fn listen(&self) -> Option<(u64, UnboundedReceiver<Frame>)> {
+    pub fn listen(&self) -> Option<(u64, Receiver<Frame>)> {
         let mut st = self.lock();
         if st.closed {
             return None;
         }
         st.next_conn += 1;
         let conn = st.next_conn;
-        let (tx, rx) = unbounded();
+        let (tx, rx) = channel(self.queue);
         st.listeners.push(Listener { conn, tx });
         Some((conn, rx))
     }
@@ -290,6 +325,39 @@ mod tests {
             "shutdown ends listen streams"
         );
         assert!(hub.listen().is_none());
+    }
+
+    /// A client that never reads its stream: the queue stops at its bound and the stream is
+    /// closed; the session's other stream, being read, goes on.
+    #[test]
+    fn a_stream_nobody_reads_is_closed_at_its_bound() {
+        let hub = Hub::new(8);
+        let (_reader, mut read) = hub.attach("s").unwrap();
+        let (_stalled, stalled) = hub.attach("s").unwrap();
+        let mut got = 0;
+        for i in 0..100 {
+            assert!(
+                hub.send("s", Frame::message(None, format!("m{i}"))),
+                "m{i} went somewhere"
+            );
+            // The reader reads as things come.
+            while let Poll::Ready(Some(_)) = futures::executor::block_on(async { futures::poll!(read.next()) }) {
+                got += 1;
+            }
+        }
+        // The stalled (newest) stream took what it could, then was closed; the reader the rest.
+        let mut stalled = stalled;
+        let mut held = 0;
+        while let Poll::Ready(Some(_)) = futures::executor::block_on(async { futures::poll!(stalled.next()) }) {
+            held += 1;
+        }
+        assert!(held <= 8 + 2, "the stalled queue held {held}");
+        assert!(
+            futures::executor::block_on(stalled.next()).is_none(),
+            "and it is closed"
+        );
+        assert_eq!(got + held, 100);
+        assert_eq!(hub.open_streams(), 1);
     }
 
     #[test]

@@ -46,6 +46,8 @@ pub(crate) struct Limits {
     pub max_sessions: usize,
     /// At most this many per client (subject, or address when anonymous) here; 0: no quota.
     pub per_client: usize,
+    /// Frames a stream may have unread before it is closed.
+    pub stream_queue: usize,
 }
 
 /// The session service of one gateway.
@@ -84,7 +86,7 @@ impl Sessions {
             peers,
             store,
             events,
-            hub: Hub::default(),
+            hub: Hub::new(limits.stream_queue),
             registry,
             clock,
             ids,
