@@ -13,12 +13,14 @@ pub(super) fn asked(params: &serde_json::Map<String, Value>) -> bool {
 }
 
 /// One entry with its origin: a peer's member keeps its path (this gateway added), any other
-/// lives here.
+/// lives here. An origin is believed only from an upstream registered as a peer: any other
+/// upstream's entry lives at that upstream, whatever its `_meta` claims.
 pub(super) fn stamp(listing: &str, fed: Option<&Federated>, own: &str, key: &str) -> String {
     let Ok(mut entry) = serde_json::from_str::<Value>(listing) else {
         return listing.to_string();
     };
-    let (mut path, name) = match fed.and_then(|f| origin_of(&serde_json::from_str(&f.listing).ok()?)) {
+    let from_peer = fed.filter(|f| f.upstream.def.kind == crate::model::UpstreamKind::Peer);
+    let (mut path, name) = match from_peer.and_then(|f| origin_of(&serde_json::from_str(&f.listing).ok()?)) {
         Some(o) => o,
         None => (Vec::new(), entry[key].as_str().unwrap_or_default().to_string()),
     };
@@ -28,4 +30,42 @@ pub(super) fn stamp(listing: &str, fed: Option<&Federated>, own: &str, key: &str
     }
     entry["_meta"][ORIGIN] = json!({"path": path, "name": name});
     entry.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    fn fed(kind: &str) -> Federated {
+        let def: crate::model::UpstreamDef =
+            serde_json::from_value(json!({"name": "x", "url": "http://x.example/mcp", "kind": kind})).expect("def");
+        Federated {
+            upstream: Arc::new(crate::registry::Upstream {
+                id: "u1".into(),
+                slug: "x".into(),
+                def,
+                capabilities: json!({}),
+                protocol_version: None,
+                instructions: None,
+                base_url: None,
+            }),
+            name: "t".into(),
+            listing: json!({"name": "t", "_meta": {ORIGIN: {"path": ["gw-c"], "name": "genuine"}}}).to_string(),
+        }
+    }
+
+    /// A forged origin from an upstream that is not a peer is not believed: its member lives at
+    /// that upstream, served by this gateway.
+    #[test]
+    fn only_a_peers_origin_is_passed_on() {
+        let listing = r#"{"name":"x__t"}"#;
+        let forged: Value = serde_json::from_str(&stamp(listing, Some(&fed("mcp")), "gw-a", "name")).expect("json");
+        assert_eq!(forged["_meta"][ORIGIN], json!({"path": ["gw-a"], "name": "x__t"}));
+        let genuine: Value = serde_json::from_str(&stamp(listing, Some(&fed("peer")), "gw-a", "name")).expect("json");
+        assert_eq!(
+            genuine["_meta"][ORIGIN],
+            json!({"path": ["gw-c", "gw-a"], "name": "genuine"})
+        );
+    }
 }

@@ -41,7 +41,17 @@ pub(crate) async fn fetch_catalog(link: &Link, timeout_ms: u64, origins: bool) -
                 return Err(UpstreamError::Protocol(format!("{method}: {msg}")));
             };
             if let Some(list) = result.get(field).and_then(Value::as_array) {
-                items.extend(list.iter().filter(|i| i.is_object()).cloned());
+                let entries = list.iter().filter(|i| i.is_object()).cloned();
+                // Only a peer says where its members come from; from anyone else such a claim
+                // is dropped before it is stored.
+                items.extend(entries.map(|mut e| {
+                    if !origins {
+                        if let Some(m) = e.get_mut("_meta").and_then(Value::as_object_mut) {
+                            m.remove(crate::registry::ORIGIN);
+                        }
+                    }
+                    e
+                }));
             }
             match result.get("nextCursor") {
                 Some(c) if !c.is_null() => cursor = Some(c.clone()),
