@@ -43,6 +43,9 @@ fn d_cache() -> u64 {
 fn d_max_sessions() -> usize {
     10_000
 }
+fn d_body_timeout() -> u64 {
+    30_000
+}
 fn d_stream_queue() -> usize {
     1_024
 }
@@ -87,6 +90,9 @@ pub struct GatewayConfig {
     /// Largest request body, in bytes.
     #[serde(default = "d_max_body")]
     pub max_body_bytes: usize,
+    /// How long a request's body may take to arrive once its head has (natively), in ms.
+    #[serde(default = "d_body_timeout")]
+    pub body_timeout_ms: u64,
     /// Most messages in one JSON-RPC batch.
     #[serde(default = "d_max_batch")]
     pub max_batch: usize,
@@ -245,6 +251,11 @@ const fn setting(field: &'static str, shape: Shape, help: &'static str) -> Setti
 pub const SETTINGS: &[Setting] = &[
     setting("page_size", Shape::Number, "Items per page of list results."),
     setting("max_body_bytes", Shape::Number, "Largest request body in bytes."),
+    setting(
+        "body_timeout_ms",
+        Shape::Number,
+        "How long a request's body may take to arrive once its head has, in milliseconds (408 past it; native).",
+    ),
     setting("max_batch", Shape::Number, "Most messages in one JSON-RPC batch."),
     setting("tool_timeout_ms", Shape::Number, "Default timeout of a tool call in milliseconds (an idle timeout for forwarded calls)."),
     setting(
@@ -375,6 +386,7 @@ fn unreachable_default() -> GatewayConfig {
         allowed_hosts: vec![],
         allowed_origins: vec![],
         max_body_bytes: d_max_body(),
+        body_timeout_ms: d_body_timeout(),
         max_batch: d_max_batch(),
         page_size: d_page(),
         session_ttl_secs: d_ttl(),
@@ -418,6 +430,9 @@ impl GatewayConfig {
         }
         if !(1024..=1 << 30).contains(&self.max_body_bytes) {
             return Err(bad("max_body_bytes", "must be between 1024 and 1073741824"));
+        }
+        if self.body_timeout_ms == 0 {
+            return Err(bad("body_timeout_ms", "must be greater than 0"));
         }
         if !(1..=10_000).contains(&self.max_batch) {
             return Err(bad("max_batch", "must be between 1 and 10000"));

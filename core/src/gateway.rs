@@ -83,6 +83,13 @@ struct Services {
     discovery: std::sync::OnceLock<Arc<dyn crate::ports::Discovery>>,
 }
 
+/// What an answer's bookkeeping needs of its request.
+struct Head {
+    class: &'static str,
+    span_name: Option<String>,
+    failed: Option<(Method, String)>,
+}
+
 /// The gateway. Cheap to clone; every clone serves the same state.
 #[derive(Clone)]
 pub struct Gateway {
@@ -521,34 +528,70 @@ impl Gateway {
     /// Handles one HTTP request: every answer carries the request's id (`X-Request-Id`), and is
     /// counted and timed by route class and status.
     pub async fn handle(&self, mut req: Request<Bytes>) -> Response<Body> {
-        self.trust_forwarded(&mut req);
-        let t = &self.s.telemetry;
-        let started = t.now_us();
-        let ctx = match req.extensions().get::<RequestCtx>() {
+        let started = self.s.telemetry.now_us();
+        let ctx = self.ctx_of(&mut req);
+        let (route, head) = self.head_of(&req);
+        let resp = self.answer(req, route).await;
+        self.finish(resp, head, ctx, started)
+    }
+
+    /// What is decided before a request's body is read, for an adapter that reads bodies
+    /// itself: Host and Origin (403), a CORS preflight, admission (401, 403, 429). `Err`: the
+    /// whole answer (counted and carrying its request id, as [`Gateway::handle`]'s are), and the
+    /// body need not be read at all; `Ok`: the head, its verdict in its extensions, to be given
+    /// its body and handled.
+    pub async fn admit_head(&self, mut head: Request<Bytes>) -> Result<Request<Bytes>, Response<Body>> {
+        let started = self.s.telemetry.now_us();
+        let ctx = self.ctx_of(&mut head);
+        match self.precheck(&mut head).await {
+            None => Ok(head),
+            Some(resp) => {
+                let (_, info) = self.head_of(&head);
+                Err(self.finish(resp, info, ctx, started))
+            }
+        }
+    }
+
+    /// The request's context (its id, its trace), made once.
+    fn ctx_of(&self, req: &mut Request<Bytes>) -> RequestCtx {
+        self.trust_forwarded(req);
+        match req.extensions().get::<RequestCtx>() {
             Some(c) => c.clone(),
             None => {
                 let c = self.request_ctx(req.headers());
                 req.extensions_mut().insert(c.clone());
                 c
             }
-        };
+        }
+    }
+
+    /// The route, and what [`Gateway::finish`] needs of the request.
+    fn head_of(&self, req: &Request<Bytes>) -> (Route, Head) {
         let route = Route::parse(req.uri().path());
-        let class = route.class();
-        let span_name = t.traces().then(|| format!("{} {}", req.method(), req.uri().path()));
-        let failed =
-            (!matches!(route, Route::Admin { .. })).then(|| (req.method().clone(), req.uri().path().to_string()));
-        let mut resp = self.answer(req, route).await;
-        if let Some((method, path)) = failed.filter(|_| resp.status().as_u16() >= 400) {
+        let t = &self.s.telemetry;
+        let head = Head {
+            class: route.class(),
+            span_name: t.traces().then(|| format!("{} {}", req.method(), req.uri().path())),
+            failed: (!matches!(route, Route::Admin { .. }))
+                .then(|| (req.method().clone(), req.uri().path().to_string())),
+        };
+        (route, head)
+    }
+
+    /// An answer with the request's id, counted, timed and traced.
+    fn finish(&self, mut resp: Response<Body>, head: Head, ctx: RequestCtx, started: u64) -> Response<Body> {
+        let t = &self.s.telemetry;
+        if let Some((method, path)) = head.failed.filter(|_| resp.status().as_u16() >= 400) {
             self.s.ui.note_failure(&method, &path, resp.status(), &ctx.request_id);
         }
         if let Ok(v) = http::HeaderValue::from_str(&ctx.request_id) {
             resp.headers_mut().insert("x-request-id", v);
         }
         if t.on() {
-            t.count(&m::HTTP_REQUESTS, &[class, resp.status().as_str()]);
-            t.elapsed(&m::HTTP_DURATION, &[class], started);
+            t.count(&m::HTTP_REQUESTS, &[head.class, resp.status().as_str()]);
+            t.elapsed(&m::HTTP_DURATION, &[head.class], started);
         }
-        if let Some(name) = span_name {
+        if let Some(name) = head.span_name {
             let status = resp.status();
             t.span(Span {
                 trace_id: ctx.trace.trace_id,
@@ -560,7 +603,7 @@ impl Gateway {
                 end_us: t.now_us(),
                 attributes: vec![
                     ("http.response.status_code", status.as_u16().to_string()),
-                    ("http.route", class.to_string()),
+                    ("http.route", head.class.to_string()),
                     ("mcpgw.request_id", ctx.request_id),
                 ],
                 error: status.is_server_error(),
@@ -569,29 +612,46 @@ impl Gateway {
         resp
     }
 
+    /// Host and Origin, a CORS preflight and admission, in that order: an answer when one of
+    /// them settles the request, else none (the verdict in the extensions). Needs no body.
+    async fn precheck(&self, req: &mut Request<Bytes>) -> Option<Response<Body>> {
+        let route = Route::parse(req.uri().path());
+        if matches!(route, Route::Ws { .. }) {
+            crate::ws::token_from_query(req);
+        }
+        if let Err(msg) = self.s.security.check_origin(req) {
+            return Some(match route.error_style() {
+                ErrorStyle::JsonRpc => rpc_error(StatusCode::FORBIDDEN, None, RpcError::invalid_request(msg)),
+                ErrorStyle::Rest => api_error(StatusCode::FORBIDDEN, "forbidden", msg, None),
+            });
+        }
+        let origin = req.headers().get("origin").cloned();
+        if req.method() == Method::OPTIONS && req.headers().contains_key("access-control-request-method") {
+            return Some(with_cors(preflight(), origin));
+        }
+        // Admitted already: by the adapter before the body was read, or by the Worker.
+        if req.extensions().get::<Admitted>().is_some() {
+            return None;
+        }
+        match self.admit(req).await {
+            Ok(a) => {
+                req.extensions_mut().insert(a);
+                None
+            }
+            Err(r) => Some(*r),
+        }
+    }
+
     /// The answer to a request, before the headers every answer gets.
     async fn answer(&self, mut req: Request<Bytes>, route: Route) -> Response<Body> {
         let path = req.uri().path().to_string();
-        if matches!(route, Route::Ws { .. }) {
-            crate::ws::token_from_query(&mut req);
+        if let Some(settled) = self.precheck(&mut req).await {
+            return settled;
         }
-        if let Err(msg) = self.s.security.check_origin(&req) {
-            return match route.error_style() {
-                ErrorStyle::JsonRpc => rpc_error(StatusCode::FORBIDDEN, None, RpcError::invalid_request(msg)),
-                ErrorStyle::Rest => api_error(StatusCode::FORBIDDEN, "forbidden", msg, None),
-            };
-        }
-        // The Origin (if any) passed the check above: browsers from it may read the answer.
+        // The Origin (if any) passed the check: browsers from it may read the answer.
         let origin = req.headers().get("origin").cloned();
-        if req.method() == Method::OPTIONS && req.headers().contains_key("access-control-request-method") {
-            return with_cors(preflight(), origin);
-        }
-        let mut admitted = match req.extensions().get::<Admitted>() {
-            Some(a) => a.clone(),
-            None => match self.admit(&req).await {
-                Ok(a) => a,
-                Err(r) => return *r,
-            },
+        let Some(mut admitted) = req.extensions_mut().remove::<Admitted>() else {
+            return api_error(StatusCode::FORBIDDEN, "forbidden", "not admitted", None);
         };
         let extra = std::mem::take(&mut admitted.headers);
         req.extensions_mut().insert(admitted);

@@ -31,10 +31,27 @@ async fn handle(
         (hyper::upgrade::on(&mut req), key)
     });
     let (parts, body) = req.into_parts();
+    let started = std::time::Instant::now();
+    let logged = tracing::enabled!(tracing::Level::DEBUG).then(|| (parts.method.clone(), parts.uri.path().to_string()));
+    // Every log line of the request carries its id and trace id (the span's fields).
+    let ctx = gw.request_ctx(&parts.headers);
+    let span = tracing::info_span!("request", request_id = %ctx.request_id, trace_id = %ctx.trace.trace_id);
+    let mut head = http::Request::from_parts(parts, Bytes::new());
+    head.extensions_mut()
+        .insert(mcpgw_core::ClientIp(peer.ip().to_string()));
+    head.extensions_mut().insert(ctx);
+    // Admission (Host, Origin, credentials, rate limits) before a byte of the body is read: a
+    // refused client costs no memory for its body.
+    let head = match gw.admit_head(head).instrument(span.clone()).await {
+        Ok(h) => h,
+        Err(refused) => return refused.map(OutBody),
+    };
+    let (parts, _) = head.into_parts();
     let limit = gw.config().max_body_bytes;
-    let bytes = match Limited::new(body, limit).collect().await {
-        Ok(c) => c.to_bytes(),
-        Err(e) => {
+    let within = Duration::from_millis(gw.config().body_timeout_ms);
+    let bytes = match tokio::time::timeout(within, Limited::new(body, limit).collect()).await {
+        Ok(Ok(c)) => c.to_bytes(),
+        Ok(Err(e)) => {
             let resp = if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
                 gw.payload_too_large(parts.uri.path())
             } else {
@@ -48,15 +65,18 @@ async fn handle(
             };
             return resp.map(OutBody);
         }
+        Err(_) => {
+            // A body that does not arrive in time holds no more of the gateway than that.
+            let mut r = http::Response::new(Body::Full(Bytes::from_static(
+                br#"{"error":{"code":"body_timeout","message":"the request body did not arrive in time (MCPGW_BODY_TIMEOUT_MS)"}}"#,
+            )));
+            *r.status_mut() = http::StatusCode::REQUEST_TIMEOUT;
+            r.headers_mut()
+                .insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
+            return r.map(OutBody);
+        }
     };
-    let started = std::time::Instant::now();
-    let logged = tracing::enabled!(tracing::Level::DEBUG).then(|| (parts.method.clone(), parts.uri.path().to_string()));
-    // Every log line of the request carries its id and trace id (the span's fields).
-    let ctx = gw.request_ctx(&parts.headers);
-    let span = tracing::info_span!("request", request_id = %ctx.request_id, trace_id = %ctx.trace.trace_id);
-    let mut req = http::Request::from_parts(parts, bytes);
-    req.extensions_mut().insert(mcpgw_core::ClientIp(peer.ip().to_string()));
-    req.extensions_mut().insert(ctx);
+    let req = http::Request::from_parts(parts, bytes);
     let resp = async {
         let resp = gw.handle(req).await;
         if let Some((method, path)) = logged {

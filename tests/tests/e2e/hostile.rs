@@ -34,7 +34,7 @@ async fn still_serves(url: &str) {
     assert_eq!(r.status(), StatusCode::OK);
 }
 
-const SECRET: &str = "hostile-test-signing-secret-0123456789abcdef";
+const SECRET: &str = "Zq8wX2vB7nR4tY6uI1oP3aS5dF0gH9jKmL2nB4vC6xZ8qW1e";
 const KEY: &str = "6vL0Jm3bX9q2Rk7Tz1Wc5Yh8Nf4Pd6Sg0Ua2Ie9Ko3M=";
 
 #[tokio::test]
@@ -216,5 +216,56 @@ async fn an_sse_endpoint_on_another_origin_is_refused() {
         0,
         "the other host was contacted"
     );
+    still_serves(gw.url()).await;
+}
+
+/// Sends a request head announcing `length` bytes of body and only `sent` of them, then waits
+/// (at most `within`) for the status line.
+async fn stalled_body(
+    addr: std::net::SocketAddr,
+    extra: &str,
+    length: usize,
+    sent: usize,
+    within: Duration,
+) -> Option<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
+    let head = format!(
+        "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1:{}\r\ncontent-type: application/json\r\naccept: application/json, text/event-stream\r\n{extra}content-length: {length}\r\n\r\n",
+        addr.port()
+    );
+    s.write_all(head.as_bytes()).await.ok()?;
+    s.write_all(&vec![b' '; sent]).await.ok()?;
+    let mut buf = vec![0u8; 256];
+    let n = tokio::time::timeout(within, s.read(&mut buf)).await.ok()?.ok()?;
+    String::from_utf8_lossy(&buf[..n]).lines().next().map(str::to_string)
+}
+
+/// A client that sends a head and never its whole body: without credentials it is refused
+/// before the body is read (auth on); with auth off it gets 408 once the body timeout passes.
+#[tokio::test]
+async fn stalled_bodies_are_refused_before_reading_or_timed_out() {
+    let dir = TempDir::new("hostile-stalled");
+    let gw = start_target_with(
+        &dir,
+        &[],
+        &[("MCPGW_AUTH_REQUIRED", "true"), ("MCPGW_JWT_SECRET", SECRET)],
+    )
+    .expect("start");
+    let status = stalled_body(gw.addr(), "", 4_000_000, 10, Duration::from_secs(5)).await;
+    assert!(status.as_deref().is_some_and(|s| s.contains(" 401 ")), "{status:?}");
+    still_serves(gw.url()).await;
+    if target() == Target::Edge {
+        return skip(
+            "stalled_bodies_are_refused_before_reading_or_timed_out (timeout)",
+            "the body timeout is the native listener's",
+        );
+    }
+    let dir = TempDir::new("hostile-stalled-open");
+    let gw = start_target(&dir, &["--body-timeout-ms", "500"]).expect("start");
+    let t = Instant::now();
+    let status = stalled_body(gw.addr(), "", 4_000_000, 10, Duration::from_secs(10)).await;
+    assert!(status.as_deref().is_some_and(|s| s.contains(" 408 ")), "{status:?}");
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
     still_serves(gw.url()).await;
 }
