@@ -16,7 +16,7 @@ use crate::federation::{self, Federation, Health};
 use crate::http::response::{api_error, json_response, method_not_allowed, rpc_error, Body};
 use crate::http::route::{Access, ErrorStyle, Route};
 use crate::observe::metrics::{self as m, Sample};
-use crate::observe::{RequestCtx, Span, SpanKind, Telemetry};
+use crate::observe::{RequestCtx, Telemetry};
 use crate::ports::{Clock, EventStore, HttpClient, Ids, Kind, Launcher, SessionStore, Spawner, Store};
 use crate::proto::jsonrpc::{RequestId, RpcError};
 use crate::proto::version::ProtocolVersion;
@@ -96,41 +96,6 @@ pub struct Gateway {
     s: Arc<Services>,
 }
 
-/// What this gateway is to its peers: its instance name, else a digest of its sealing key (the
-/// same for every instance sharing the registry and the key), else an id of this process.
-fn gateway_id(config: &GatewayConfig, ids: &dyn Ids) -> String {
-    use sha2::Digest;
-    if !config.instance.trim().is_empty() {
-        return config.instance.trim().to_string();
-    }
-    match &config.encryption_key {
-        Some(k) => {
-            let digest = sha2::Sha256::digest(format!("mcpgw-gateway-id\0{}", k.0).as_bytes());
-            digest[..8].iter().map(|b| format!("{b:02x}")).collect()
-        }
-        None => ids.new_id()[..16].to_string(),
-    }
-}
-
-/// The store as the registry sees it: sealed (credentials encrypted at rest) when a key is set.
-#[cfg_attr(target_family = "wasm", allow(clippy::arc_with_non_send_sync))]
-fn sealed_store(
-    config: &GatewayConfig,
-    store: Arc<dyn Store>,
-    ids: Arc<dyn Ids>,
-    crypto: Arc<dyn crate::ports::Crypto>,
-) -> Result<Arc<dyn Store>, ConfigError> {
-    Ok(match &config.encryption_key {
-        Some(k) => {
-            use crate::registry::seal::{Purpose, Sealer};
-            let sealer = Sealer::from_key_text(&k.0, Purpose::Credentials, crypto)
-                .map_err(|message| ConfigError::new("encryption_key", message))?;
-            Arc::new(crate::registry::seal::SealedStore::new(store, sealer, ids))
-        }
-        None => store,
-    })
-}
-
 impl Services {
     /// What another instance told about a shared session: acted on if this instance holds what
     /// it concerns (the session's stream, the call waiting for an answer, links), else ignored.
@@ -163,7 +128,9 @@ impl Gateway {
     pub fn new(config: GatewayConfig, ports: Ports, info: ServerInfo) -> Result<Self, ConfigError> {
         config.validate()?;
         let telemetry = Telemetry::new(ports.recorder.clone(), ports.clock.clone(), ports.ids.clone());
-        let store = sealed_store(&config, ports.store, ports.ids.clone(), ports.crypto.clone())?;
+        let key_text = config.encryption_key.as_ref().map(|k| k.0.as_str());
+        let store = crate::registry::seal::sealed_store(key_text, ports.store, ports.ids.clone(), ports.crypto.clone())
+            .map_err(|message| ConfigError::new("encryption_key", message))?;
         let net_policy = crate::netguard::NetPolicy::parse(&config.ssrf_allow).unwrap_or_default();
         // Every request the gateway sends passes the SSRF policy, whoever made its URL.
         let http: Arc<dyn HttpClient> = Arc::new(crate::netguard::Guarded::new(ports.http, net_policy.clone()));
@@ -172,7 +139,11 @@ impl Gateway {
                 .with_separator(&config.name_separator)
                 .with_net_policy(net_policy.clone())
                 .with_sealed_credentials(config.encryption_key.is_some())
-                .with_gateway_id(&gateway_id(&config, ports.ids.as_ref())),
+                .with_gateway_id(&crate::registry::seal::gateway_id(
+                    &config.instance,
+                    key_text,
+                    ports.ids.as_ref(),
+                )),
         );
         let sessions = Arc::new(Sessions::new(
             ports.sessions,
@@ -555,14 +526,12 @@ impl Gateway {
     /// The request's context (its id, its trace), made once.
     fn ctx_of(&self, req: &mut Request<Bytes>) -> RequestCtx {
         self.trust_forwarded(req);
-        match req.extensions().get::<RequestCtx>() {
-            Some(c) => c.clone(),
-            None => {
-                let c = self.request_ctx(req.headers());
-                req.extensions_mut().insert(c.clone());
-                c
-            }
+        if let Some(c) = req.extensions().get::<RequestCtx>() {
+            return c.clone();
         }
+        let c = self.request_ctx(req.headers());
+        req.extensions_mut().insert(c.clone());
+        c
     }
 
     /// The route, and what [`Gateway::finish`] needs of the request.
@@ -592,22 +561,7 @@ impl Gateway {
             t.elapsed(&m::HTTP_DURATION, &[head.class], started);
         }
         if let Some(name) = head.span_name {
-            let status = resp.status();
-            t.span(Span {
-                trace_id: ctx.trace.trace_id,
-                span_id: ctx.trace.span_id,
-                parent_id: ctx.trace.parent_id,
-                name,
-                kind: SpanKind::Server,
-                start_us: started,
-                end_us: t.now_us(),
-                attributes: vec![
-                    ("http.response.status_code", status.as_u16().to_string()),
-                    ("http.route", head.class.to_string()),
-                    ("mcpgw.request_id", ctx.request_id),
-                ],
-                error: status.is_server_error(),
-            });
+            t.server_span(ctx, name, head.class, started, resp.status().as_u16());
         }
         resp
     }

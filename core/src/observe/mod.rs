@@ -80,6 +80,25 @@ impl Telemetry {
         }
     }
 
+    /// The server span of one HTTP request, begun at `started` (µs), answered with `status`.
+    pub fn server_span(&self, ctx: trace::RequestCtx, name: String, class: &str, started: u64, status: u16) {
+        self.span(Span {
+            trace_id: ctx.trace.trace_id,
+            span_id: ctx.trace.span_id,
+            parent_id: ctx.trace.parent_id,
+            name,
+            kind: SpanKind::Server,
+            start_us: started,
+            end_us: self.now_us(),
+            attributes: vec![
+                ("http.response.status_code", status.to_string()),
+                ("http.route", class.to_string()),
+                ("mcpgw.request_id", ctx.request_id),
+            ],
+            error: status >= 500,
+        });
+    }
+
     /// Hands a finished span to the recorder, if it wants spans.
     pub fn span(&self, span: Span) {
         if let Some(r) = self.rec.as_ref().filter(|r| r.traces()) {

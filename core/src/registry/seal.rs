@@ -305,6 +305,40 @@ impl Store for SealedStore {
     }
 }
 
+/// What this gateway is to its peers: its instance name, else a digest of its sealing key (the
+/// same for every instance sharing the registry and the key), else an id of this process.
+pub(crate) fn gateway_id(instance: &str, key: Option<&str>, ids: &dyn Ids) -> String {
+    use sha2::Digest;
+    if !instance.trim().is_empty() {
+        return instance.trim().to_string();
+    }
+    match key {
+        Some(k) => {
+            let digest = sha2::Sha256::digest(format!("mcpgw-gateway-id\0{k}").as_bytes());
+            digest[..8].iter().map(|b| format!("{b:02x}")).collect()
+        }
+        None => ids.new_id()[..16].to_string(),
+    }
+}
+
+/// The store as the registry sees it: sealed (credentials encrypted at rest) when a key is set.
+#[cfg_attr(target_family = "wasm", allow(clippy::arc_with_non_send_sync))]
+pub(crate) fn sealed_store(
+    key: Option<&str>,
+    store: Arc<dyn Store>,
+    ids: Arc<dyn Ids>,
+    crypto: Arc<dyn Crypto>,
+) -> Result<Arc<dyn Store>, String> {
+    Ok(match key {
+        Some(k) => Arc::new(SealedStore::new(
+            store,
+            Sealer::from_key_text(k, Purpose::Credentials, crypto)?,
+            ids,
+        )),
+        None => store,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
