@@ -492,6 +492,8 @@ async fn federation_bench(total: usize, concurrency: usize, limit: Duration) -> 
             "100000",
             "--max-sessions-per-client",
             "0",
+            "--max-connections-per-client",
+            "0",
         ],
         &[("MCPGW_LOG", "warn,mcpgw=info")],
     )?;

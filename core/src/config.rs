@@ -43,6 +43,18 @@ fn d_cache() -> u64 {
 fn d_max_sessions() -> usize {
     10_000
 }
+fn d_max_connections() -> usize {
+    10_000
+}
+fn d_connections_per_client() -> usize {
+    512
+}
+fn d_client_body_bytes() -> usize {
+    64 * 1024 * 1024
+}
+fn d_idle_timeout() -> u64 {
+    30_000
+}
 fn d_body_timeout() -> u64 {
     30_000
 }
@@ -90,6 +102,21 @@ pub struct GatewayConfig {
     /// Largest request body, in bytes.
     #[serde(default = "d_max_body")]
     pub max_body_bytes: usize,
+    /// Open connections in all (natively; 0: no bound).
+    #[serde(default = "d_max_connections")]
+    pub max_connections: usize,
+    /// Open connections per client address (natively; an IPv6 address by its /64; trusted
+    /// proxies count in the total only; 0: no bound).
+    #[serde(default = "d_connections_per_client")]
+    pub max_connections_per_client: usize,
+    /// Request body bytes one client may have on their way at once (natively; one body is
+    /// always read; 0: no bound).
+    #[serde(default = "d_client_body_bytes")]
+    pub max_client_body_bytes: usize,
+    /// How long a connection may wait for a request's head, idle between requests included
+    /// (natively), in ms.
+    #[serde(default = "d_idle_timeout")]
+    pub idle_timeout_ms: u64,
     /// How long a request's body may take to arrive once its head has (natively), in ms.
     #[serde(default = "d_body_timeout")]
     pub body_timeout_ms: u64,
@@ -251,6 +278,22 @@ const fn setting(field: &'static str, shape: Shape, help: &'static str) -> Setti
 pub const SETTINGS: &[Setting] = &[
     setting("page_size", Shape::Number, "Items per page of list results."),
     setting("max_body_bytes", Shape::Number, "Largest request body in bytes."),
+    setting("max_connections", Shape::Number, "Open connections in all (native; 0: no bound)."),
+    setting(
+        "max_connections_per_client",
+        Shape::Number,
+        "Open connections per client address (native; IPv6 by /64; trusted proxies count in the total only; 0: no bound).",
+    ),
+    setting(
+        "max_client_body_bytes",
+        Shape::Number,
+        "Request body bytes one client may have on their way at once (native; one body is always read; 0: no bound).",
+    ),
+    setting(
+        "idle_timeout_ms",
+        Shape::Number,
+        "How long a connection may wait for a request's head, idle between requests included, in milliseconds (native).",
+    ),
     setting(
         "body_timeout_ms",
         Shape::Number,
@@ -386,6 +429,10 @@ fn unreachable_default() -> GatewayConfig {
         allowed_hosts: vec![],
         allowed_origins: vec![],
         max_body_bytes: d_max_body(),
+        max_connections: d_max_connections(),
+        max_connections_per_client: d_connections_per_client(),
+        max_client_body_bytes: d_client_body_bytes(),
+        idle_timeout_ms: d_idle_timeout(),
         body_timeout_ms: d_body_timeout(),
         max_batch: d_max_batch(),
         page_size: d_page(),
@@ -430,6 +477,9 @@ impl GatewayConfig {
         }
         if !(1024..=1 << 30).contains(&self.max_body_bytes) {
             return Err(bad("max_body_bytes", "must be between 1024 and 1073741824"));
+        }
+        if self.idle_timeout_ms == 0 {
+            return Err(bad("idle_timeout_ms", "must be greater than 0"));
         }
         if self.body_timeout_ms == 0 {
             return Err(bad("body_timeout_ms", "must be greater than 0"));
@@ -488,18 +538,14 @@ impl GatewayConfig {
         crate::netguard::NetPolicy::parse(&self.ssrf_allow).map_err(|e| bad("ssrf_allow", e))?;
         crate::netguard::Networks::parse(&self.trusted_proxies).map_err(|e| bad("trusted_proxies", e))?;
         // A token's audience is this gateway's URL; it must never come from what a client says
-        // it called. Bound to loopback, or with allowed hosts, the Host header is checked before
-        // it is read; otherwise the URL must be configured.
+        // it called: off loopback the URL (or the audience) must be configured. (The native
+        // gateway on loopback sets it to the address it listens on; a Worker under `wrangler
+        // dev` reads its loopback Host, which the Host policy checks.)
         let a = &self.auth;
-        if a.oauth_issuer.is_some()
-            && a.audience.is_empty()
-            && a.public_url.is_none()
-            && !self.is_loopback()
-            && self.allowed_hosts.is_empty()
-        {
+        if a.oauth_issuer.is_some() && a.audience.is_empty() && a.public_url.is_none() && !self.is_loopback() {
             return Err(bad(
                 "MCPGW_PUBLIC_URL",
-                "with MCPGW_OAUTH_ISSUER the gateway checks that tokens were issued for it: set MCPGW_PUBLIC_URL to its public URL (or MCPGW_JWT_AUDIENCE, or MCPGW_ALLOWED_HOSTS so that the Host header is checked)",
+                "with MCPGW_OAUTH_ISSUER the gateway checks that tokens were issued for it: set MCPGW_PUBLIC_URL to its public URL (or MCPGW_JWT_AUDIENCE)",
             ));
         }
         if let Some(k) = &self.encryption_key {
@@ -570,7 +616,11 @@ mod tests {
         assert!(oauth(&[], "127.0.0.1").is_ok());
         assert!(oauth(&[("MCPGW_PUBLIC_URL", "https://gw.example")], "0.0.0.0").is_ok());
         assert!(oauth(&[("MCPGW_JWT_AUDIENCE", "mcpgw")], "0.0.0.0").is_ok());
-        assert!(oauth(&[("MCPGW_ALLOWED_HOSTS", "gw.example")], "0.0.0.0").is_ok());
+        let e = oauth(&[("MCPGW_ALLOWED_HOSTS", "gw.example")], "0.0.0.0").unwrap_err();
+        assert_eq!(
+            e.setting, "MCPGW_PUBLIC_URL",
+            "allowed hosts do not say the port or scheme"
+        );
         let e = oauth(&[("MCPGW_TRUSTED_PROXIES", "10.0.0.0/33")], "127.0.0.1").unwrap_err();
         assert_eq!(e.setting, "trusted_proxies", "{e:?}");
     }

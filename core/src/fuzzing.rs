@@ -92,3 +92,109 @@ pub fn http(gw: &Gateway, data: &[u8]) {
         "{method} {path} -> {status}"
     );
 }
+
+/// URLs an upstream or a registration names: an SSE upstream's `endpoint` event is kept only on
+/// the stream's origin, and where the SSRF guard lets a URL through, the host it checked is the
+/// host an HTTP client would dial (no parser differential: backslashes, `@`, brackets, ports).
+pub fn url(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    let base = "http://up.example:8080/a/sse";
+    if let Ok(resolved) = crate::upstream::sse_endpoint(base, &text) {
+        assert_eq!(
+            crate::netguard::origin(&resolved),
+            crate::netguard::origin(base),
+            "{text:?} -> {resolved}"
+        );
+        if let Ok(uri) = resolved.parse::<http::Uri>() {
+            assert_eq!(
+                uri.host().map(str::to_ascii_lowercase).as_deref(),
+                Some("up.example"),
+                "{resolved}"
+            );
+        }
+    }
+    let policy = crate::netguard::NetPolicy::default();
+    if policy.check_url(&text).is_ok() {
+        let checked = crate::netguard::url_host(&text).map(|h| h.trim_end_matches('.').to_ascii_lowercase());
+        if let Ok(uri) = text.parse::<http::Uri>() {
+            let dialled = uri.host().map(|h| {
+                h.trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .trim_end_matches('.')
+                    .to_ascii_lowercase()
+            });
+            if uri.scheme_str().is_some_and(|s| s == "http" || s == "https") {
+                assert_eq!(
+                    checked, dialled,
+                    "{text:?}: checked one host, a client would dial another"
+                );
+                if let Some(ip) = dialled.as_deref().and_then(|h| h.parse::<std::net::IpAddr>().ok()) {
+                    assert!(policy.check_ip(ip).is_ok(), "{text:?} reaches {ip}");
+                }
+            }
+        }
+    }
+}
+
+/// Names an upstream lists (one per line of the input), beside a local tool that takes one of
+/// them: every name served keeps the MCP tool-name rules, and no name is served twice.
+pub fn names(data: &[u8]) {
+    use crate::ports::RawRecord;
+    let text = String::from_utf8_lossy(data);
+    let tools: Vec<serde_json::Value> = text.lines().take(64).map(|n| serde_json::json!({"name": n})).collect();
+    let upstream = serde_json::json!({
+        "name": "gh", "url": "https://mcp.example.com/mcp",
+        "catalog": {"tools": tools, "prompts": text.lines().take(8).map(|n| serde_json::json!({"name": n})).collect::<Vec<_>>()},
+    });
+    let record = |id: &str, body: serde_json::Value| RawRecord {
+        id: id.into(),
+        key: id.into(),
+        body: body.to_string(),
+        updated_at: 0,
+    };
+    let local = record(
+        "t1",
+        serde_json::json!({"name": "gh__x", "url": "https://api.example.com/x"}),
+    );
+    let snap = crate::registry::Snapshot::build(
+        [
+            vec![local],
+            vec![],
+            vec![],
+            vec![],
+            vec![record("u1", upstream)],
+            vec![],
+        ],
+        "__",
+        "gw",
+    );
+    let mut seen = std::collections::HashSet::new();
+    for t in &snap.tools {
+        assert!(crate::model::is_tool_name(&t.def.name), "served {:?}", t.def.name);
+        assert!(seen.insert(t.def.name.clone()), "{:?} served twice", t.def.name);
+    }
+    let mut seen = std::collections::HashSet::new();
+    for p in &snap.prompts {
+        assert!(seen.insert(p.def.name.clone()), "prompt {:?} served twice", p.def.name);
+    }
+}
+
+/// Admin UI cookies: whatever a client sends does not open as a session, and whatever the
+/// gateway sealed as a credential (its text chosen by whoever wrote the credential) does not
+/// open as a cookie either.
+pub fn cookie(data: &[u8]) {
+    use crate::registry::seal::{Purpose, Sealer};
+    let crypto = || -> Arc<dyn crate::ports::Crypto> { Arc::new(crate::security::RustCrypto) };
+    let master = [7u8; 32];
+    let cookies = Sealer::derive(&master, Purpose::AdminCookie, crypto());
+    let text = String::from_utf8_lossy(data);
+    let forged = block_on(cookies.open_in("mcpgw_admin", &Sealer::with_prefix(&text)));
+    assert!(forged.is_err(), "a cookie opened without the key: {text:?}");
+    let credentials = Sealer::derive(&master, Purpose::Credentials, crypto());
+    let sealed = block_on(credentials.seal_in("Upstream/u/headers/Authorization", &text, [3; 12])).expect("seal");
+    assert!(
+        block_on(cookies.open_in("mcpgw_admin", &sealed)).is_err(),
+        "a credential opened as a cookie"
+    );
+    assert!(block_on(cookies.open_in("mcpgw_admin", &Sealer::with_prefix(Sealer::strip_prefix(&sealed)))).is_err());
+}

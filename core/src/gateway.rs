@@ -186,6 +186,7 @@ impl Gateway {
             max_bytes: config.max_upstream_response_bytes,
             linger_ms: config.standalone_linger_ms,
             telemetry: telemetry.clone(),
+            max_queue: config.max_stream_queue,
         };
         let fed = Federation::new(
             registry.clone(),

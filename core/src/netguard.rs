@@ -58,6 +58,11 @@ pub fn classify(ip: IpAddr) -> Option<&'static str> {
                 Some("link-local")
             } else if v6.is_multicast() {
                 Some("multicast")
+            } else if s[..6] == [0; 6] || (s[..4] == [0; 4] && s[4] == 0xffff && s[5] == 0) {
+                // IPv4-compatible (::a.b.c.d, deprecated) and IPv4-translated (::ffff:0:a.b.c.d):
+                // their address's class, and never a public one (nothing routes them).
+                let v4 = Ipv4Addr::new((s[6] >> 8) as u8, s[6] as u8, (s[7] >> 8) as u8, s[7] as u8);
+                classify_v4(v4).or(Some("reserved"))
             } else if s[0] == 0x64 && s[1] == 0xff9b || s[0] == 0x2002 {
                 // NAT64 and 6to4 embed IPv4 addresses that may be internal.
                 let v4 = if s[0] == 0x2002 {
@@ -133,10 +138,21 @@ fn in_net(ip: IpAddr, net: IpAddr, prefix: u8) -> bool {
     }
 }
 
-/// The host of an absolute http(s) URL (brackets removed from IPv6), if it has one.
-pub fn url_host(url: &str) -> Option<&str> {
+/// The authority of an absolute URL, if the URL is one that every parser reads alike: parsers
+/// disagree on backslashes (a browser's `fetch` ends the host there), on whitespace and control
+/// characters and on several `@`, so a URL holding any of them has none (and is refused).
+fn authority(url: &str) -> Option<&str> {
+    if url.chars().any(|c| c == '\\' || c.is_whitespace() || c.is_control()) {
+        return None;
+    }
     let rest = url.split_once("://")?.1;
     let authority = rest.split(['/', '?', '#']).next()?;
+    (authority.matches('@').count() <= 1).then_some(authority)
+}
+
+/// The host of an absolute http(s) URL (brackets removed from IPv6), if it has one.
+pub fn url_host(url: &str) -> Option<&str> {
+    let authority = authority(url)?;
     let hostport = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
     if let Some(v6) = hostport.strip_prefix('[') {
         return v6.split_once(']').map(|(h, _)| h);
@@ -191,7 +207,7 @@ impl Networks {
 /// The origin of an absolute http(s) URL: its scheme, host and port (the scheme's default when
 /// none is written), lower-cased, so that two spellings of one origin compare equal.
 pub fn origin(url: &str) -> Option<(String, String, u16)> {
-    let (scheme, rest) = url.split_once("://")?;
+    let (scheme, _) = url.split_once("://")?;
     let scheme = scheme.to_ascii_lowercase();
     let default = match scheme.as_str() {
         "http" => 80,
@@ -199,7 +215,7 @@ pub fn origin(url: &str) -> Option<(String, String, u16)> {
         _ => return None,
     };
     let host = url_host(url)?.to_ascii_lowercase();
-    let authority = rest.split(['/', '?', '#']).next()?;
+    let authority = authority(url)?;
     let hostport = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
     let port_text = match hostport.strip_prefix('[') {
         Some(v6) => v6.split_once(']')?.1.strip_prefix(':'),
@@ -330,7 +346,9 @@ impl NetPolicy {
     pub fn check_url(&self, url: &str) -> Result<(), String> {
         match url_host(url) {
             Some(h) if !h.is_empty() => self.check_host(h),
-            _ => Err(format!("'{url}' has no host")),
+            _ => Err(format!(
+                "'{url}' has no host, or characters parsers read differently (backslashes, spaces, control characters, several '@'): refused by the SSRF guard"
+            )),
         }
     }
 }
@@ -424,6 +442,14 @@ mod tests {
             "http://\u{ff11}\u{ff12}\u{ff17}.0.0.1/",
             "http://127\u{3002}0.0.1/",
             "https:///nohost",
+            "http://[::127.0.0.1]/",
+            "http://[::10.0.0.1]/",
+            "http://[::ffff:0:127.0.0.1]/",
+            "http://[::ffff:0:a9fe:a9fe]/",
+            "http://[::5db8:d822]/",
+            "http://example.com\\@127.0.0.1/",
+            "http://a@b@127.0.0.1/",
+            "http://exa mple.com/",
         ] {
             assert!(p.check_url(url).is_err(), "{url} must be refused");
         }
@@ -452,6 +478,10 @@ mod tests {
         assert!(p.check_url("http://localhost:9/").is_ok());
         assert!(p.check_url("http://[::1]:9/").is_ok());
         assert!(p.check_url("http://169.254.169.254/").is_err());
+        assert!(
+            p.check_url("http://[::127.0.0.1]/").is_ok(),
+            "IPv4-compatible loopback is loopback"
+        );
         for bad in ["10.0.0.0/33", "not a host", "::1/129"] {
             assert!(NetPolicy::parse(&[bad.to_string()]).is_err(), "{bad}");
         }

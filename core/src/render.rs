@@ -13,16 +13,72 @@ fn env() -> Environment<'static> {
     env
 }
 
-/// Checks that a template compiles.
-pub fn check(source: &str) -> Result<(), String> {
-    env().template_from_str(source).map(|_| ()).map_err(|e| e.to_string())
+/// The most text one rendering may produce: a prompt or a resource, not a flood.
+pub const MAX_OUTPUT: usize = 1 << 20;
+
+/// A writer that refuses to grow past [`MAX_OUTPUT`].
+#[derive(Default)]
+struct Bounded {
+    out: Vec<u8>,
+    over: bool,
 }
 
-/// Renders a template with a context (any serializable map).
+impl std::io::Write for Bounded {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.out.len() + buf.len() > MAX_OUTPUT {
+            self.over = true;
+            return Err(std::io::Error::other("too large"));
+        }
+        self.out.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The expressions and statements of a template (`{{ … }}`, `{% … %}`), its text and comments
+/// left out.
+fn code_of(source: &str) -> impl Iterator<Item = &str> {
+    source
+        .split("{{")
+        .skip(1)
+        .filter_map(|s| s.split_once("}}").map(|(c, _)| c))
+        .chain(
+            source
+                .split("{%")
+                .skip(1)
+                .filter_map(|s| s.split_once("%}").map(|(c, _)| c)),
+        )
+}
+
+/// Checks that a template compiles, uses no multiplication (a string times a number builds up
+/// to 100 MB at once, before any limit on the output can stop it), and does not render past
+/// [`MAX_OUTPUT`] by itself (arguments missing: what it produces of its own).
+pub fn check(source: &str) -> Result<(), String> {
+    env().template_from_str(source).map_err(|e| e.to_string())?;
+    if code_of(source).any(|c| c.contains('*')) {
+        return Err(
+            "'*' is not allowed in a template's expressions (a string times a number can build a huge text)".into(),
+        );
+    }
+    match render(source, serde_json::json!({})) {
+        Err(e) if e.contains("output is over") => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// Renders a template with a context (any serializable map); an error past [`MAX_OUTPUT`].
 pub fn render<C: Serialize>(source: &str, ctx: C) -> Result<String, String> {
     let env = env();
     let tpl = env.template_from_str(source).map_err(|e| e.to_string())?;
-    tpl.render(ctx).map_err(|e| e.to_string())
+    let mut out = Bounded::default();
+    let rendered = tpl.render_captured_to(ctx, &mut out).map(|_| ());
+    match rendered {
+        Ok(()) => String::from_utf8(out.out).map_err(|e| e.to_string()),
+        Err(_) if out.over => Err(format!("the rendered output is over {MAX_OUTPUT} bytes")),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 #[cfg(test)]
@@ -39,6 +95,17 @@ mod tests {
         assert_eq!(render("<{{ x }}>", json!({"x": "<b>"})).unwrap(), "<<b>>");
         assert_eq!(render("[{{ missing }}]", json!({})).unwrap(), "[]");
         assert!(check("{{ unclosed").is_err());
+        // Output past the limit is an error, not a 100 MB answer; multiplication is refused.
+        let e = render(
+            "{% for i in range(5000) %}{{ x }}{% endfor %}",
+            json!({"x": "A".repeat(1000)}),
+        )
+        .unwrap_err();
+        assert!(e.contains("over"), "{e}");
+        assert!(check("{{ 'A' * 100000000 }}").unwrap_err().contains("'*'"));
+        assert!(check("{% set y = 'A' * n %}{{ y }}").is_err());
+        assert!(check("{# a * comment #}Fine {{ name }} * text").is_ok());
+        assert!(check("{% for i in range(12000) %}{{ 'AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA' }}{% endfor %}").is_err());
         // Fuel stops runaway loops instead of hanging the gateway.
         assert!(render(
             "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",

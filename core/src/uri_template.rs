@@ -175,6 +175,21 @@ fn value_strings(v: &Value) -> Option<Vec<String>> {
     }
 }
 
+/// `encoded` (a variable's value, percent-encoded) with each dot-segment (`.` or `..` between
+/// slashes, or the whole value) escaped: a value fills its place in a URL, and a `..` there
+/// would climb the URL's path on the host (`/items/{id}` with `..` reaching `/`).
+pub fn without_dot_segments(encoded: &str) -> String {
+    encoded
+        .split('/')
+        .map(|seg| match seg {
+            "." => "%2E",
+            ".." => "%2E%2E",
+            other => other,
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
 fn expand_expr(out: &mut String, op: Option<char>, specs: &[VarSpec], vars: &Map<String, Value>) {
     let (first, sep, named, allow) = match op {
         None => ("", ",", false, UNRESERVED),
@@ -196,7 +211,7 @@ fn expand_expr(out: &mut String, op: Option<char>, specs: &[VarSpec], vars: &Map
                 Some(n) => s.chars().take(n).collect::<String>(),
                 None => s.to_string(),
             };
-            utf8_percent_encode(&s, allow).to_string()
+            without_dot_segments(&utf8_percent_encode(&s, allow).to_string())
         };
         if spec.explode {
             for v in &values {
@@ -279,6 +294,26 @@ mod tests {
 
     fn vars(v: Value) -> Map<String, Value> {
         v.as_object().cloned().unwrap_or_default()
+    }
+
+    #[test]
+    fn dot_segments_in_values_never_climb_the_path() {
+        let t = |tpl: &str, v: Value| UriTemplate::parse(tpl).expect("template").expand(&vars(v));
+        assert_eq!(t("http://h/items/{id}", json!({"id": ".."})), "http://h/items/%2E%2E");
+        assert_eq!(t("http://h/items/{id}", json!({"id": "."})), "http://h/items/%2E");
+        assert_eq!(
+            t("http://h/items/{id}", json!({"id": "../admin"})),
+            "http://h/items/..%2Fadmin"
+        );
+        assert_eq!(
+            t("http://h{+p}", json!({"p": "/a/../../admin"})),
+            "http://h/a/%2E%2E/%2E%2E/admin"
+        );
+        assert_eq!(
+            t("http://h{/seg*}", json!({"seg": ["a", "..", "b"]})),
+            "http://h/a/%2E%2E/b"
+        );
+        assert_eq!(t("http://h/v/{id}", json!({"id": "1.2"})), "http://h/v/1.2");
     }
 
     #[test]

@@ -5,8 +5,8 @@ use futures::StreamExt;
 use mcpgw_core::Body;
 use worker::{Headers, Method, Request, RequestInit, Response, Result};
 
-/// A worker request as `http::Request<Bytes>`; `Ok(Err(path))` when the body is over `max_body`.
-pub async fn to_http(mut req: Request, max_body: usize) -> Result<std::result::Result<http::Request<Bytes>, String>> {
+/// A worker request's head as `http::Request<Bytes>`, with no body yet (see [`with_body`]).
+pub fn head_of(req: &Request) -> Result<http::Request<Bytes>> {
     let url = req.url()?;
     // The URI is absolute: the core reads the scheme the client used from it (the audience of
     // tokens, cookies' `Secure`), never from a header a client could send.
@@ -14,18 +14,6 @@ pub async fn to_http(mut req: Request, max_body: usize) -> Result<std::result::R
         Some(q) => format!("{}://{}{}?{q}", url.scheme(), url.authority(), url.path()),
         None => format!("{}://{}{}", url.scheme(), url.authority(), url.path()),
     };
-    let declared = req
-        .headers()
-        .get("content-length")?
-        .and_then(|v| v.parse::<usize>().ok())
-        .unwrap_or(0);
-    if declared > max_body {
-        return Ok(Err(url.path().to_string()));
-    }
-    let body = req.bytes().await?;
-    if body.len() > max_body {
-        return Ok(Err(url.path().to_string()));
-    }
     let mut builder = http::Request::builder()
         .method(req.method().to_string().as_str())
         .uri(path_and_query);
@@ -36,9 +24,37 @@ pub async fn to_http(mut req: Request, max_body: usize) -> Result<std::result::R
         builder = builder.header("host", url.authority());
     }
     builder
-        .body(Bytes::from(body))
-        .map(Ok)
+        .body(Bytes::new())
         .map_err(|e| worker::Error::RustError(format!("bad request: {e}")))
+}
+
+/// `head` with `req`'s body read into it; `Ok(Err(path))` when the body is over `max_body`.
+pub async fn with_body(
+    mut req: Request,
+    head: http::Request<Bytes>,
+    max_body: usize,
+) -> Result<std::result::Result<http::Request<Bytes>, String>> {
+    let path = head.uri().path().to_string();
+    let declared = req
+        .headers()
+        .get("content-length")?
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(0);
+    if declared > max_body {
+        return Ok(Err(path));
+    }
+    let body = req.bytes().await?;
+    if body.len() > max_body {
+        return Ok(Err(path));
+    }
+    let (parts, _) = head.into_parts();
+    Ok(Ok(http::Request::from_parts(parts, Bytes::from(body))))
+}
+
+/// A worker request as `http::Request<Bytes>`; `Ok(Err(path))` when the body is over `max_body`.
+pub async fn to_http(req: Request, max_body: usize) -> Result<std::result::Result<http::Request<Bytes>, String>> {
+    let head = head_of(&req)?;
+    with_body(req, head, max_body).await
 }
 
 /// An `http::Request<Bytes>` as a worker request to `url` (used to hand a request to a

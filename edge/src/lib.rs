@@ -238,7 +238,11 @@ async fn to_session(
 ) -> Result<Response> {
     // Who may use the session is decided here, once; the object trusts the Worker's verdict.
     let gw = worker_gateway(env)?;
-    let admitted = match gw.admit(req).await {
+    let verdict = match req.extensions().get::<mcpgw_core::Admitted>() {
+        Some(a) => Ok(a.clone()),
+        None => gw.admit(req).await,
+    };
+    let admitted = match verdict {
         Ok(a) => serde_json::to_string(&a).map_err(|e| worker::Error::RustError(e.to_string()))?,
         Err(resp) => return convert::from_http(*resp),
     };
@@ -260,24 +264,25 @@ async fn to_session(
 async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
     let gw = worker_gateway(&env)?;
     let url = req.url()?.to_string();
-    let mut hreq = match convert::to_http(req, gw.config().max_body_bytes).await? {
+    let mut head = convert::head_of(&req)?;
+    head.headers_mut().remove(NEW_SESSION_HEADER);
+    head.headers_mut().remove(ADMITTED_HEADER);
+    head.headers_mut().remove(PARK_HEADER);
+    // Cloudflare sets the client's address; anonymous callers are rate-limited per address.
+    if let Some(ip) = head.headers().get("cf-connecting-ip").and_then(|v| v.to_str().ok()) {
+        let ip = mcpgw_core::ClientIp(ip.to_string());
+        head.extensions_mut().insert(ip);
+    }
+    // Host, Origin, credentials and rate limits (forwarded headers believed only from a
+    // configured proxy, a WebSocket's query token read) before a byte of the body is read.
+    let head = match gw.admit_head(head).await {
+        Ok(h) => h,
+        Err(refused) => return convert::from_http(refused),
+    };
+    let hreq = match convert::with_body(req, head, gw.config().max_body_bytes).await? {
         Ok(r) => r,
         Err(path) => return convert::from_http(gw.payload_too_large(&path)),
     };
-    hreq.headers_mut().remove(NEW_SESSION_HEADER);
-    hreq.headers_mut().remove(ADMITTED_HEADER);
-    hreq.headers_mut().remove(PARK_HEADER);
-    // Cloudflare sets the client's address; anonymous callers are rate-limited per address.
-    if let Some(ip) = hreq.headers().get("cf-connecting-ip").and_then(|v| v.to_str().ok()) {
-        let ip = mcpgw_core::ClientIp(ip.to_string());
-        hreq.extensions_mut().insert(ip);
-    }
-    // Forwarded headers only from a configured proxy in front of the Worker.
-    gw.trust_forwarded(&mut hreq);
-    // A browser's WebSocket carries its token in the query: admitted like a header.
-    if matches!(Route::parse(hreq.uri().path()), Route::Ws { .. }) {
-        mcpgw_core::ws::token_from_query(&mut hreq);
-    }
     match served_by(&hreq) {
         ServedBy::Session(id) => to_session(&env, &id, &hreq, &url, None).await,
         ServedBy::NewSession => {

@@ -1,6 +1,7 @@
 //! `mcpgw`: the native gateway. `mcpgw serve` runs it on hyper with a libsql registry.
 //! Only wiring lives here: settings, ports, logging, signals. The gateway is in mcpgw-core.
 
+mod conns;
 mod http_client;
 mod limiter;
 mod mdns;
@@ -249,7 +250,18 @@ fn encryption_key(database: &str) -> anyhow::Result<mcpgw_core::security::auth::
     }
     let path = format!("{database}.key");
     match std::fs::read_to_string(&path) {
-        Ok(k) => Ok(mcpgw_core::security::auth::Secret(k.trim().to_string())),
+        Ok(k) => {
+            // The key opens every stored credential: readable by this user only.
+            use std::os::unix::fs::PermissionsExt;
+            if let Ok(meta) = std::fs::metadata(&path) {
+                if meta.permissions().mode() & 0o077 != 0 {
+                    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+                        .with_context(|| format!("invalid setting MCPGW_ENCRYPTION_KEY: cannot make {path} 0600"))?;
+                    tracing::warn!(path = %path, "the credentials key file was readable by others: now 0600");
+                }
+            }
+            Ok(mcpgw_core::security::auth::Secret(k.trim().to_string()))
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             use std::io::Write;
             use std::os::unix::fs::OpenOptionsExt;
@@ -582,8 +594,6 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let nonempty = |v: &Option<String>| v.as_ref().map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
     let args_tls = (nonempty(&args.tls_cert), nonempty(&args.tls_key));
     let mut s = settings(&args)?;
-    let gw = open_gateway(&mut s, false).await?;
-    spawn_upkeep(&gw, &s);
     let tls = match (&args_tls.0, &args_tls.1) {
         (Some(c), Some(k)) => {
             let cert = tls::Certificate::open(std::path::Path::new(c), std::path::Path::new(k))
@@ -600,6 +610,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", s.addr))?;
     let addr = listener.local_addr()?;
+    // An OAuth resource server on loopback without a configured URL is the one it listens on:
+    // the audience tokens must carry never comes from a request's Host.
+    let auth = &mut s.gateway.auth;
+    if auth.oauth_issuer.is_some() && auth.public_url.is_none() && auth.audience.is_empty() {
+        auth.public_url = Some(format!("{scheme}://{addr}"));
+    }
+    let gw = open_gateway(&mut s, false).await?;
+    spawn_upkeep(&gw, &s);
     if let Some(m) = s.metrics_addr {
         let l = tokio::net::TcpListener::bind(m)
             .await

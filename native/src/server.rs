@@ -15,11 +15,36 @@ use hyper::body::{Frame, Incoming, SizeHint};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use mcpgw_core::{Body, Gateway};
+use std::sync::Arc;
+
+use crate::conns::{Bounds, Conns};
 use tokio::net::TcpListener;
 use tracing::Instrument;
 
+/// A JSON refusal written by the listener itself.
+fn refusal(status: http::StatusCode, code: &str, message: &str) -> http::Response<Body> {
+    let body = serde_json::json!({"error": {"code": code, "message": message}}).to_string();
+    let mut r = http::Response::new(Body::Full(Bytes::from(body)));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+/// How many bytes a body may bring: its declared length, else (chunked) the most it may.
+fn body_size(headers: &http::HeaderMap, limit: usize) -> usize {
+    match headers.get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()) {
+        Some(n) => n.trim().parse::<usize>().map_or(limit, |n| n.min(limit)),
+        None if headers.contains_key(http::header::TRANSFER_ENCODING) => limit,
+        None => 0,
+    }
+}
+
 async fn handle(
     gw: Gateway,
+    conns: Arc<Conns>,
     peer: SocketAddr,
     mut req: http::Request<Incoming>,
     stop: tokio::sync::watch::Receiver<bool>,
@@ -48,6 +73,18 @@ async fn handle(
     };
     let (parts, _) = head.into_parts();
     let limit = gw.config().max_body_bytes;
+    // What one client may have of bodies on their way at once (its address as admission saw it).
+    let client = parts
+        .extensions
+        .get::<mcpgw_core::ClientIp>()
+        .map_or_else(|| peer.ip().to_string(), |c| c.0.clone());
+    let _reading = match body_size(&parts.headers, limit) {
+        0 => None,
+        n => match conns.body(&client, n) {
+            Ok(slot) => Some(slot),
+            Err(why) => return refusal(http::StatusCode::TOO_MANY_REQUESTS, "too_many_bodies", why).map(OutBody),
+        },
+    };
     let within = Duration::from_millis(gw.config().body_timeout_ms);
     let bytes = match tokio::time::timeout(within, Limited::new(body, limit).collect()).await {
         Ok(Ok(c)) => c.to_bytes(),
@@ -67,16 +104,29 @@ async fn handle(
         }
         Err(_) => {
             // A body that does not arrive in time holds no more of the gateway than that.
-            let mut r = http::Response::new(Body::Full(Bytes::from_static(
-                br#"{"error":{"code":"body_timeout","message":"the request body did not arrive in time (MCPGW_BODY_TIMEOUT_MS)"}}"#,
-            )));
-            *r.status_mut() = http::StatusCode::REQUEST_TIMEOUT;
+            let mut r = refusal(
+                http::StatusCode::REQUEST_TIMEOUT,
+                "body_timeout",
+                "the request body did not arrive in time (MCPGW_BODY_TIMEOUT_MS)",
+            );
             r.headers_mut()
                 .insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
+            if let Some(id) = parts
+                .extensions
+                .get::<mcpgw_core::observe::RequestCtx>()
+                .and_then(|c| http::HeaderValue::from_str(&c.request_id).ok())
+            {
+                r.headers_mut().insert("x-request-id", id);
+            }
             return r.map(OutBody);
         }
     };
     let req = http::Request::from_parts(parts, bytes);
+    // The client's address as admission saw it (through a trusted proxy: the client's own).
+    let client_ip = req
+        .extensions()
+        .get::<mcpgw_core::ClientIp>()
+        .map_or_else(|| peer.ip().to_string(), |c| c.0.clone());
     let resp = async {
         let resp = gw.handle(req).await;
         if let Some((method, path)) = logged {
@@ -91,10 +141,9 @@ async fn handle(
         (upgrade, resp.extensions_mut().remove::<mcpgw_core::ws::WsAccept>())
     {
         crate::ws::complete(&mut resp, &key);
-        let ip = peer.ip().to_string();
         tokio::spawn(async move {
             match on_upgrade.await {
-                Ok(upgraded) => crate::ws::run(gw, accept, ip, upgraded, stop).await,
+                Ok(upgraded) => crate::ws::run(gw, accept, client_ip, upgraded, stop).await,
                 Err(e) => tracing::debug!(error = %e, "WebSocket upgrade failed"),
             }
         });
@@ -163,10 +212,20 @@ pub async fn serve(
     grace: Duration,
     tls: Option<tokio_rustls::TlsAcceptor>,
 ) -> anyhow::Result<()> {
+    let cfg = gw.config();
+    let idle = Duration::from_millis(cfg.idle_timeout_ms);
+    let conns = Conns::new(
+        Bounds {
+            total: cfg.max_connections,
+            per_client: cfg.max_connections_per_client,
+            body_bytes: cfg.max_client_body_bytes,
+        },
+        mcpgw_core::netguard::Networks::parse(&cfg.trusted_proxies).unwrap_or_default(),
+    );
     // Plain connections are HTTP/1.1 only (no preface sniffing), with upgrades for WebSockets.
     let mut http1 = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new()).http1_only();
-    // A client has 30 s to send a request's head (hyper's default, which needs a timer).
-    http1.http1().timer(TokioTimer::new());
+    // A connection has this long to send a request's head, idle between requests included.
+    http1.http1().timer(TokioTimer::new()).header_read_timeout(idle);
     let graceful = GracefulShutdown::new();
     // WebSocket connections leave hyper once upgraded: they hear of shutdown here.
     let (stopping, stop) = tokio::sync::watch::channel(false);
@@ -184,28 +243,49 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
+        let slot = match conns.open(peer.ip()) {
+            Ok(slot) => slot,
+            Err(why) => {
+                // Told why in a few bytes, then closed; never waited on.
+                tokio::spawn(async move {
+                    use tokio::io::AsyncWriteExt;
+                    let body =
+                        serde_json::json!({"error": {"code": "too_many_connections", "message": why}}).to_string();
+                    let answer = format!(
+                        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: {}\r\nretry-after: 5\r\nconnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let mut stream = stream;
+                    let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(answer.as_bytes())).await;
+                });
+                continue;
+            }
+        };
         let _ = stream.set_nodelay(true);
         let gw = gw.clone();
         let https = tls.is_some();
         let stop = stop.clone();
+        let conns = conns.clone();
         let service = hyper::service::service_fn(move |req| {
             let gw = gw.clone();
             let stop = stop.clone();
+            let conns = conns.clone();
             let req = if https { absolute_https(req) } else { req };
-            async move { Ok::<_, Infallible>(handle(gw, peer, req, stop).await) }
+            async move { Ok::<_, Infallible>(handle(gw, conns, peer, req, stop).await) }
         });
         if let Some(acceptor) = &tls {
             // TLS: the handshake (at most 10 s) on the connection's own task, then HTTP/2 or
             // HTTP/1.1 as ALPN chose.
             let (acceptor, watcher) = (acceptor.clone(), graceful.watcher());
             tokio::spawn(async move {
+                let _slot = slot;
                 let stream = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await {
                     Ok(Ok(s)) => s,
                     Ok(Err(e)) => return tracing::debug!(error = %e, "TLS handshake failed"),
                     Err(_) => return tracing::debug!("TLS handshake timed out"),
                 };
                 let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-                builder.http1().timer(TokioTimer::new());
+                builder.http1().timer(TokioTimer::new()).header_read_timeout(idle);
                 let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
                 if let Err(e) = watcher.watch(conn).await {
                     tracing::debug!(error = %e, "connection ended with an error");
@@ -215,6 +295,7 @@ pub async fn serve(
         }
         let (builder, watcher) = (http1.clone(), graceful.watcher());
         tokio::spawn(async move {
+            let _slot = slot;
             let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
             if let Err(e) = watcher.watch(conn).await {
                 tracing::debug!(error = %e, "connection ended with an error");

@@ -239,6 +239,8 @@ pub async fn soak(sessions: usize, seconds: u64) -> anyhow::Result<SoakReport> {
             // Every session of the soak comes from one address; a deployment's come from many.
             "--max-sessions-per-client",
             "0",
+            "--max-connections-per-client",
+            "0",
         ],
         &[("MCPGW_LOG", "warn,mcpgw=info")],
     )?;

@@ -234,6 +234,7 @@ impl Engine {
                 server_info: self.server_info(ctx.scope.as_ref()),
                 fed: self.fed.clone(),
                 scope: ctx.scope.clone(),
+                held: crate::session::hub::Held::of(ctx.caller.identity.as_ref()),
             };
             return listen.stream(&req);
         }

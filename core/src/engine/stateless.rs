@@ -176,6 +176,8 @@ pub(crate) struct Listen {
     pub fed: Arc<Federation>,
     /// The virtual server whose endpoint it is, if any.
     pub scope: Option<Arc<Server>>,
+    /// The credential the stream was opened with (it ends when that lapses).
+    pub held: crate::session::hub::Held,
 }
 
 /// How long a listen stream waits for an upstream to watch a resource it names.
@@ -250,7 +252,7 @@ impl Listen {
         let end = stream::once(futures::future::ready(Event::Answer(jsonrpc::response_json(
             &id, &done,
         ))));
-        let Some((conn, rx)) = self.sessions.hub().listen() else {
+        let Some((conn, rx)) = self.sessions.hub().listen(self.held.clone()) else {
             return boxed_stream(end);
         };
         // The hub's channel: keep-alives, and its end at shutdown (then `None` ends the merge).

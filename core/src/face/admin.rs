@@ -197,11 +197,12 @@ impl Admin {
             (Method::GET, Some(id)) => match self.registry.get(Kind::Upstream, &id).await {
                 Ok(rec) => {
                     let mut v = self.upstream_json(&rec);
-                    // A peer's members left out or renamed by its conflict policy.
+                    // Members left out (a name served by another, a name the MCP rules refuse) or
+                    // renamed by a peer's conflict policy.
+                    let snap = self.registry.snapshot().await.ok();
+                    let listed = snap.as_ref().and_then(|s| s.conflicts.get(&rec.id)).cloned();
+                    v["name_conflicts"] = Value::Array(listed.unwrap_or_default());
                     if v["kind"] == "peer" {
-                        let snap = self.registry.snapshot().await.ok();
-                        let listed = snap.as_ref().and_then(|s| s.conflicts.get(&rec.id)).cloned();
-                        v["name_conflicts"] = Value::Array(listed.unwrap_or_default());
                         // What the peer says of its own upstreams, now.
                         if let Ok(def) = serde_json::from_value::<UpstreamDef>(rec.body.clone()) {
                             match self.fed.peer_upstreams(&def).await {
@@ -290,6 +291,15 @@ impl Admin {
             }
             Err(e) => return Ok(bad_gateway(&upstream_error(&def.name, &e))),
         };
+        // Where an OpenAPI document says its API is, the SSRF policy allows, or it is refused now
+        // rather than at each call.
+        if let Some(spec) = &catalog.openapi {
+            let field = if def.base_url.is_some() { "base_url" } else { "openapi" };
+            self.registry
+                .net()
+                .check_url(&spec.base_url)
+                .map_err(|e| crate::model::FieldError::new(field, format!("the API's URL {}: {e}", spec.base_url)))?;
+        }
         def.catalog = Some(catalog);
         let rec = self
             .registry

@@ -33,15 +33,17 @@ pub(crate) async fn legacy_sse(
         return not_acceptable_sse();
     }
     let client = super::client_of(&req);
-    if face.sessions.admit(&client).await.is_err() {
-        return too_many_sessions();
-    }
     let session = face.new_session(&req, scope.as_ref(), true);
+    if let Err(why) = face.sessions.admit(&client, &session.id).await {
+        return too_many_sessions(why);
+    }
     let sid = session.id.clone();
-    let Some((conn, rx)) = face.sessions.hub().attach(&sid) else {
+    let held = crate::session::hub::Held::of(super::identity_of(&req));
+    let Some((conn, rx)) = face.sessions.hub().attach(&sid, held) else {
+        face.sessions.abandon(&sid);
         return shutting_down();
     };
-    face.sessions.put_new(&client, session).await;
+    face.sessions.put(session).await;
     let endpoint = Frame::endpoint(format!("{prefix}/message?sessionId={sid}"));
     let (sessions, spawner) = (face.sessions.clone(), face.spawner.clone());
     // The legacy session lives as long as its stream.

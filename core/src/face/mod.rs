@@ -115,13 +115,17 @@ fn shutting_down() -> Response<Body> {
     )
 }
 
-/// 503 while the gateway holds `max_sessions` and none is idle enough to go.
-fn too_many_sessions() -> Response<Body> {
-    let mut r = rpc_error(
-        StatusCode::SERVICE_UNAVAILABLE,
-        None,
-        RpcError::new(-32000, "Too many sessions: try again later"),
-    );
+/// 503 while the gateway holds `max_sessions` and none is idle enough to go; 429 while the
+/// client holds its quota of sessions, each with an open stream.
+fn too_many_sessions(why: crate::session::Refused) -> Response<Body> {
+    let (status, message) = match why {
+        crate::session::Refused::Full => (StatusCode::SERVICE_UNAVAILABLE, "Too many sessions: try again later"),
+        crate::session::Refused::AtQuota => (
+            StatusCode::TOO_MANY_REQUESTS,
+            "Too many sessions of this client (MCPGW_MAX_SESSIONS_PER_CLIENT), each with an open stream: close one first",
+        ),
+    };
+    let mut r = rpc_error(status, None, RpcError::new(-32000, message));
     r.headers_mut()
         .insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
     r
@@ -136,7 +140,8 @@ fn parse_rpc_body(req: &Request<Bytes>, max_batch: usize) -> Result<Incoming, Bo
             RpcError::invalid_request("Unsupported Media Type: Content-Type must be application/json"),
         )));
     }
-    let incoming = jsonrpc::parse(req.body()).map_err(|e| Box::new(rpc_error(StatusCode::BAD_REQUEST, None, e)))?;
+    let incoming =
+        jsonrpc::parse(req.body()).map_err(|(id, e)| Box::new(rpc_error(StatusCode::BAD_REQUEST, id.as_ref(), e)))?;
     if let Incoming::Batch(items) = &incoming {
         if items.len() > max_batch {
             let e = RpcError::invalid_request(format!(
@@ -156,22 +161,31 @@ fn query_param<'a>(query: Option<&'a str>, name: &str) -> Option<&'a str> {
 }
 
 /// The authenticated subject of a request (set by the gateway on admission).
-/// Who a session is counted against: its subject, else (anonymous) its address.
+/// Who a session is counted against: its subject, else (anonymous) its address (an IPv6
+/// address by its /64, which one host holds whole).
 fn client_of(req: &Request<Bytes>) -> String {
     match subject_of(req) {
         Some(s) => format!("sub:{s}"),
         None => match req.extensions().get::<crate::security::admission::ClientIp>() {
-            Some(ip) => format!("ip:{}", ip.0),
+            Some(ip) => match ip.0.parse::<std::net::IpAddr>() {
+                Ok(std::net::IpAddr::V6(v6)) if v6.to_ipv4_mapped().is_none() => {
+                    let s = v6.segments();
+                    format!("ip:{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+                }
+                _ => format!("ip:{}", ip.0),
+            },
             None => "anonymous".into(),
         },
     }
 }
 
+/// Who the request was admitted as (none when auth is off).
+fn identity_of(req: &Request<Bytes>) -> Option<&crate::security::auth::Identity> {
+    req.extensions().get::<Admitted>().and_then(|a| a.identity.as_ref())
+}
+
 fn subject_of(req: &Request<Bytes>) -> Option<String> {
-    req.extensions()
-        .get::<Admitted>()
-        .and_then(|a| a.identity.as_ref())
-        .map(|i| i.subject.clone())
+    identity_of(req).map(|i| i.subject.clone())
 }
 
 impl Face {

@@ -145,8 +145,9 @@ async fn sessionless_post(
         }
     };
     let client = super::client_of(http_req);
-    if face.sessions.admit(&client).await.is_err() {
-        return too_many_sessions();
+    let mut s = face.new_session(http_req, scope.as_ref(), false);
+    if let Err(why) = face.sessions.admit(&client, &s.id).await {
+        return too_many_sessions(why);
     }
     let count = face.engine.counter("streamable", &req);
     let answer = face.engine.initialize_result(&req, scope.as_ref());
@@ -155,19 +156,21 @@ async fn sessionless_post(
     }
     match answer {
         Ok((version, result, params)) => {
-            let mut s = face.new_session(http_req, scope.as_ref(), false);
             s.protocol_version = Some(version);
             s.client_capabilities = params.get("capabilities").cloned().unwrap_or(json!({}));
             s.client_info = params.get("clientInfo").cloned().unwrap_or(Value::Null);
             let sid = s.id.clone();
-            face.sessions.put_new(&client, s).await;
+            face.sessions.put(s).await;
             let mut r = json_response(StatusCode::OK, &jsonrpc::response(&req.id, result));
             if let Ok(v) = HeaderValue::from_str(&sid) {
                 r.headers_mut().insert(MCP_SESSION_ID, v);
             }
             r
         }
-        Err(e) => json_response(StatusCode::OK, &jsonrpc::error_response(Some(&req.id), &e)),
+        Err(e) => {
+            face.sessions.abandon(&s.id);
+            json_response(StatusCode::OK, &jsonrpc::error_response(Some(&req.id), &e))
+        }
     }
 }
 
@@ -203,7 +206,8 @@ async fn get(face: &Arc<Face>, req: Request<Bytes>, scope: Option<Arc<Server>>) 
     if !live {
         return sse_response(boxed_stream(replayed));
     }
-    let Some((conn, rx)) = face.sessions.hub().attach(&session.id) else {
+    let held = crate::session::hub::Held::of(super::identity_of(&req));
+    let Some((conn, rx)) = face.sessions.hub().attach(&session.id, held) else {
         return shutting_down();
     };
     face.engine.stream_opened(&session.id);

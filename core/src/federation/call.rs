@@ -71,7 +71,7 @@ pub(super) struct Running {
     link: Arc<Link>,
     uid: u64,
     call: futures::future::Fuse<BoxFuture<'static, Result<Answer, UpstreamError>>>,
-    rx: UnboundedReceiver<Value>,
+    rx: crate::upstream::SinkRx,
     /// The session's client cancelled the call (a stateless link's request is cancelled by
     /// closing its stream, which dropping the call does).
     stop: UnboundedReceiver<()>,
@@ -122,7 +122,7 @@ impl Call {
                             return Some(Relayed::Answer(Ok(Json("{}".into()))));
                         }
                     }
-                    let (tx, rx) = unbounded::<Value>();
+                    let (tx, rx) = crate::upstream::sink(fed.net.max_queue);
                     let (stop_tx, stop) = unbounded::<()>();
                     let uid = link.next_id();
                     if let Some(s) = sid {

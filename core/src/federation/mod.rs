@@ -355,6 +355,9 @@ impl Federation {
         };
         self.health.success(&up.id, Some(endpoint), self.now());
         let link = Arc::new(link);
+        if sid.is_none() {
+            link.mark_shared();
+        }
         // A session's level goes to its own link. A shared link serves 2026-07-28 requests,
         // each with its own `logLevel` (the gateway passes on what each asked for): it asks
         // for everything.
@@ -393,7 +396,7 @@ impl Federation {
     /// request the upstream sent on its standalone stream during a tool call is not stranded.
     /// The standalone stream is kept open while the client has a stream of its own.
     fn listen(&self, link: &Arc<Link>, up: &Arc<Upstream>, sid: Option<String>) {
-        let (tx, mut rx) = unbounded::<Value>();
+        let (tx, mut rx) = crate::upstream::sink(self.net.max_queue);
         let Some(me) = self.me.upgrade() else { return };
         let keep: Box<dyn KeepOpen> = match &sid {
             Some(s) => {
@@ -424,10 +427,11 @@ impl Federation {
                     None => msg.get("id").is_some() && msg.get("method").is_some(),
                 };
                 if let Some(call) = link.call_sink().filter(|_| to_call) {
-                    match call.unbounded_send(msg) {
-                        Ok(()) => continue,
+                    match call.send(msg) {
+                        // Queued, or dropped at the call's bound (its client is not reading).
+                        Ok(()) | Err(crate::upstream::SinkError::Full) => continue,
                         // That call just ended: the session's stream (log) takes it.
-                        Err(e) => msg = e.into_inner(),
+                        Err(crate::upstream::SinkError::Closed(m)) => msg = m,
                     }
                 }
                 if sid.is_none() && msg["method"] == "notifications/resources/updated" {

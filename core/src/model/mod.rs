@@ -365,13 +365,18 @@ pub fn parse_def<T: DeserializeOwned>(value: Value) -> Result<T, FieldError> {
     })
 }
 
-fn valid_name(field: &str, name: &str) -> Result<(), FieldError> {
-    let ok = !name.is_empty()
+/// Whether `name` keeps the MCP tool-name rules (2025-11-25): 1 to 128 characters, each an
+/// ASCII letter or digit, `_`, `-` or `.`.
+pub fn is_tool_name(name: &str) -> bool {
+    !name.is_empty()
         && name.len() <= 128
         && name
             .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
-    if ok {
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+}
+
+fn valid_name(field: &str, name: &str) -> Result<(), FieldError> {
+    if is_tool_name(name) {
         Ok(())
     } else {
         Err(FieldError::new(

@@ -173,18 +173,19 @@ impl Incoming {
     }
 }
 
-/// Parses a body. `Err` is a parse error (-32700) or a top-level invalid request (-32600).
-pub fn parse(body: &[u8]) -> Result<Incoming, RpcError> {
+/// Parses a body. `Err` is a parse error (-32700) or a top-level invalid request (-32600), with
+/// the request's id when it could be read (the answer carries it).
+pub fn parse(body: &[u8]) -> Result<Incoming, Invalid> {
     let value: Value =
-        serde_json::from_slice(body).map_err(|e| RpcError::new(PARSE_ERROR, format!("Parse error: {e}")))?;
+        serde_json::from_slice(body).map_err(|e| (None, RpcError::new(PARSE_ERROR, format!("Parse error: {e}"))))?;
     match value {
         Value::Array(items) => {
             if items.is_empty() {
-                return Err(RpcError::invalid_request("Invalid Request: empty batch"));
+                return Err((None, RpcError::invalid_request("Invalid Request: empty batch")));
             }
             Ok(Incoming::Batch(items.into_iter().map(classify).collect()))
         }
-        other => classify(other).map(Incoming::Single).map_err(|(_, e)| e),
+        other => classify(other).map(Incoming::Single),
     }
 }
 
@@ -367,23 +368,26 @@ mod tests {
 
     #[test]
     fn rejects_malformed_and_invalid() {
-        assert_eq!(parse(b"{not json").unwrap_err().code, PARSE_ERROR);
-        assert_eq!(parse(b"[]").unwrap_err().code, INVALID_REQUEST);
+        assert_eq!(parse(b"{not json").unwrap_err().1.code, PARSE_ERROR);
+        assert_eq!(parse(b"[]").unwrap_err().1.code, INVALID_REQUEST);
         assert_eq!(
-            parse(br#"{"jsonrpc":"1.0","id":1,"method":"x"}"#).unwrap_err().code,
+            parse(br#"{"jsonrpc":"1.0","id":1,"method":"x"}"#).unwrap_err().1.code,
             INVALID_REQUEST
         );
         assert_eq!(
-            parse(br#"{"jsonrpc":"2.0","id":null,"method":"x"}"#).unwrap_err().code,
-            INVALID_REQUEST
-        );
-        assert_eq!(
-            parse(br#"{"jsonrpc":"2.0","id":1,"method":"x","params":3}"#)
+            parse(br#"{"jsonrpc":"2.0","id":null,"method":"x"}"#)
                 .unwrap_err()
+                .1
                 .code,
             INVALID_REQUEST
         );
-        assert_eq!(parse(br#"42"#).unwrap_err().code, INVALID_REQUEST);
+        let (id, e) = parse(br#"{"jsonrpc":"2.0","id":1,"method":"x","params":3}"#).unwrap_err();
+        assert_eq!(
+            (id, e.code),
+            (RequestId::of(&Value::from(1)), INVALID_REQUEST),
+            "the id comes back"
+        );
+        assert_eq!(parse(br#"42"#).unwrap_err().1.code, INVALID_REQUEST);
     }
 
     #[test]

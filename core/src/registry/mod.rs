@@ -100,7 +100,15 @@ pub const MASK: &str = "********";
 /// stored value.
 fn as_sent_back(kind: Kind, new: &mut Value, old: &Value) {
     if let Some(m) = new.as_object_mut() {
-        for k in ["id", "created_at", "updated_at", "status"] {
+        for k in [
+            "id",
+            "created_at",
+            "updated_at",
+            "status",
+            "name_conflicts",
+            "peer_upstreams",
+            "peer_upstreams_error",
+        ] {
             m.remove(k);
         }
     }
@@ -190,6 +198,36 @@ impl Registry {
     /// rest, and URLs the SSRF guard allows (a tool's `url`, unless its host is a template,
     /// checked at each call; an upstream's `url` and `urls`).
     fn guard_def(&self, kind: Kind, def: &Value) -> Result<(), FieldError> {
+        // A credential is given in clear (or masked, to keep the stored one): a sealed-looking
+        // value would be taken as sealed and opened with this gateway's key.
+        for p in seal::credential_pointers(kind, def) {
+            if def
+                .pointer(&p)
+                .and_then(Value::as_str)
+                .is_some_and(|v| v.starts_with("enc:v"))
+            {
+                let field = p.trim_start_matches('/').replace('/', ".");
+                return Err(FieldError::new(field, "a credential is given in clear, not sealed"));
+            }
+        }
+        // `{slug}{separator}{name}` must say one thing: a slug holding the separator would let
+        // one upstream's `x__y` and another's `y` under slug `gh__x` be the same name.
+        if kind == Kind::Upstream {
+            let name = def["name"].as_str().unwrap_or_default();
+            let (field, slug) = match def["slug"].as_str() {
+                Some(s) => ("slug", s.to_string()),
+                None => ("name", name.to_ascii_lowercase()),
+            };
+            if slug.contains(self.separator.as_str()) {
+                return Err(FieldError::new(
+                    field,
+                    format!(
+                        "the slug '{slug}' holds the name separator '{}': members would be ambiguous (give a slug without it)",
+                        self.separator
+                    ),
+                ));
+            }
+        }
         let credential = seal::credential_pointers(kind, def).into_iter().next();
         if let Some(p) = credential.filter(|_| !self.sealed) {
             let field = if p.starts_with("/tls/") {
@@ -215,6 +253,7 @@ impl Registry {
                         .flatten()
                         .filter_map(|u| u.as_str().map(|u| ("urls", u))),
                 )
+                .chain(def["base_url"].as_str().map(|u| ("base_url", u)))
                 .collect(),
             _ => vec![],
         };
@@ -985,6 +1024,48 @@ mod tests {
             // The catalog is the gateway's to write: a refresh with the same one changes nothing.
             let id = snap.upstream("Up").unwrap().id.clone();
             assert!(!r.set_catalog(&id, def.catalog.clone().unwrap()).await.unwrap());
+        });
+    }
+
+    /// A name is served once whoever has it (a local tool before an upstream's member, the first
+    /// of an upstream's duplicates), and a member whose name breaks the MCP tool-name rules is
+    /// not served at all; each left-out member is a clash its upstream shows.
+    #[test]
+    fn a_name_is_served_once_and_only_valid_names_are_served() {
+        block_on(async {
+            let r = registry();
+            r.create(Kind::Tool, json!({"name": "gh__x", "url": "https://api.example.com/x"}))
+                .await
+                .unwrap();
+            let long = "z".repeat(127);
+            let def = upstream(
+                "gh",
+                json!([{"name": "x"}, {"name": "y"}, {"name": "y"}, {"name": "bad name"},
+                       {"name": "a\u{202e}b"}, {"name": long}]),
+            );
+            r.save_upstream(None, &def).await.unwrap();
+            let snap = r.snapshot().await.unwrap();
+            let names: Vec<&str> = snap.tools.iter().map(|t| t.def.name.as_str()).collect();
+            assert_eq!(names, ["gh__x", "gh__y"]);
+            assert!(
+                snap.tool("gh__x").unwrap().fed.is_none(),
+                "the local tool keeps its name"
+            );
+            let id = snap.upstream("gh").unwrap().id.clone();
+            assert_eq!(snap.conflicts[&id].len(), 5, "{:?}", snap.conflicts[&id]);
+            // A slug holding the separator is refused: `gh__x`'s `y` would be `gh`'s `x__y`.
+            let e = r
+                .prepare_upstream(json!({"name": "gh__x", "url": "https://mcp.example.com/"}), None, false)
+                .unwrap_err();
+            assert!(matches!(&e, RegistryError::Invalid(f) if f.field == "name"), "{e:?}");
+            let e = r
+                .prepare_upstream(
+                    json!({"name": "ok", "slug": "a__b", "url": "https://mcp.example.com/"}),
+                    None,
+                    false,
+                )
+                .unwrap_err();
+            assert!(matches!(&e, RegistryError::Invalid(f) if f.field == "slug"), "{e:?}");
         });
     }
 

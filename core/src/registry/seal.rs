@@ -202,10 +202,11 @@ pub fn nonce(ids: &dyn Ids) -> [u8; 12] {
 
 pub use crate::model::credential_pointers;
 
-/// Where a credential sealed at rest belongs: its kind, record and place. A sealed value copied
-/// to another record or field does not open there.
-fn context(kind: Kind, id: &str, pointer: &str) -> String {
-    format!("{kind:?}/{id}{pointer}")
+/// Where a credential sealed at rest belongs: its kind, record (by its unique key, which a store
+/// keeps across upserts, where an id made for a write may not be the one stored) and place. A
+/// sealed value copied to another record or field does not open there.
+fn context(kind: Kind, key: &str, pointer: &str) -> String {
+    format!("{kind:?}/{key}{pointer}")
 }
 
 impl SealedStore {
@@ -214,17 +215,22 @@ impl SealedStore {
         Self { inner, sealer, ids }
     }
 
-    /// `body`'s credentials sealed (those sealed already stay as they are), each bound to its
-    /// record and place.
-    async fn seal_body(&self, kind: Kind, id: &str, body: &mut Value) -> Result<(), StoreError> {
+    /// `body`'s credentials sealed, each bound to its record and place. A value of the first
+    /// format is sealed again in this one; a value sealed in this one that does not open here
+    /// (another key) stays as it is.
+    async fn seal_body(&self, kind: Kind, key: &str, body: &mut Value) -> Result<(), StoreError> {
         for p in credential_pointers(kind, body) {
             let Some(v) = body.pointer_mut(&p) else { continue };
-            let s = v.as_str().unwrap_or_default();
-            if !Sealer::is_sealed(s) {
-                let sealed = self
-                    .sealer
-                    .seal_in(&context(kind, id, &p), s, nonce(self.ids.as_ref()))
-                    .await;
+            let at = context(kind, key, &p);
+            let mut s = v.as_str().unwrap_or_default().to_string();
+            if s.starts_with(PREFIX_V1) {
+                match self.sealer.open_in(&at, &s).await {
+                    Ok(plain) => s = plain,
+                    Err(_) => continue,
+                }
+            }
+            if !Sealer::is_sealed(&s) {
+                let sealed = self.sealer.seal_in(&at, &s, nonce(self.ids.as_ref())).await;
                 *v = Value::String(sealed.map_err(StoreError::Backend)?);
             }
         }
@@ -234,10 +240,10 @@ impl SealedStore {
     /// `body`'s credentials opened. A value sealed under another key (or for another place)
     /// stays sealed: the request that uses it fails visibly at the upstream, and nothing else
     /// breaks.
-    async fn open_body(&self, kind: Kind, id: &str, body: &mut Value) {
+    async fn open_body(&self, kind: Kind, key: &str, body: &mut Value) {
         for p in credential_pointers(kind, body) {
             let Some(v) = body.pointer_mut(&p) else { continue };
-            let at = context(kind, id, &p);
+            let at = context(kind, key, &p);
             if let Ok(plain) = self.sealer.open_in(&at, v.as_str().unwrap_or_default()).await {
                 *v = Value::String(plain);
             }
@@ -245,12 +251,12 @@ impl SealedStore {
     }
 
     async fn seal_record(&self, mut r: Record) -> Result<Record, StoreError> {
-        self.seal_body(r.kind, &r.id, &mut r.body).await?;
+        self.seal_body(r.kind, &r.key, &mut r.body).await?;
         Ok(r)
     }
 
     async fn open_record(&self, mut r: Record) -> Record {
-        self.open_body(r.kind, &r.id, &mut r.body).await;
+        self.open_body(r.kind, &r.key, &mut r.body).await;
         r
     }
 }
@@ -278,7 +284,7 @@ impl Store for SealedStore {
             let carries = |b: &str| b.contains(PREFIX) || b.contains(PREFIX_V1);
             for r in out.iter_mut().filter(|r| carries(&r.body)) {
                 if let Ok(mut body) = serde_json::from_str::<serde_json::Value>(&r.body) {
-                    self.open_body(kind, &r.id, &mut body).await;
+                    self.open_body(kind, &r.key, &mut body).await;
                     r.body = body.to_string();
                 }
             }
@@ -481,6 +487,22 @@ mod tests {
                 .expect("upsert");
             let again = raw.get(Kind::Tool, "t").await.expect("get").expect("t").body["headers"].clone();
             assert_ne!(first, again);
+            // A seed upserts under an id of its own; the store keeps the record's: still opens.
+            let mut reseeded = rec(Kind::Upstream, "g");
+            reseeded.id = "a-fresh-id".into();
+            sealed.apply(vec![Op::Upsert(reseeded)]).await.expect("upsert");
+            let above = sealed.get(Kind::Upstream, "g").await.expect("get").expect("g");
+            assert_eq!(above.body["headers"]["Authorization"], "Bearer top-secret");
+            // A value of the first format is sealed again in this one on the next write.
+            let mut legacy = rec(Kind::Tool, "v1");
+            legacy.body["headers"]["Authorization"] =
+                json!("enc:v1:BwcHBwcHBwcHBwcHRkoxGEdddoZx4pUzP6LDdD5kVvzSPqMeo2Q=");
+            sealed.apply(vec![Op::Insert(legacy)]).await.expect("insert");
+            let below =
+                raw.get(Kind::Tool, "v1").await.expect("get").expect("v1").body["headers"]["Authorization"].clone();
+            assert!(below.as_str().is_some_and(|v| v.starts_with(PREFIX)), "{below}");
+            let above = sealed.get(Kind::Tool, "v1").await.expect("get").expect("v1");
+            assert_eq!(above.body["headers"]["Authorization"], "Bearer abc");
         });
     }
 }

@@ -244,7 +244,7 @@ impl Snapshot {
         self.fingerprints
     }
 
-    pub(super) fn build(lists: [Vec<RawRecord>; 6], separator: &str, own: &str) -> Self {
+    pub(crate) fn build(lists: [Vec<RawRecord>; 6], separator: &str, own: &str) -> Self {
         let [tools, resources, prompts, servers, gateways, revocations] = lists;
         let mut snap = Snapshot {
             revoked: revocations.into_iter().map(|r| r.key).collect(),
@@ -318,8 +318,9 @@ impl Snapshot {
                 snap.upstreams.push(up);
             }
         }
-        // Local entries first, then each upstream's; a later duplicate name is not reachable by
-        // name (operators see it in the REST API) and the first one wins.
+        // Local entries first, then each upstream's: a name is served once, by the first that
+        // has it; a later one is left out, and its upstream's GET /gateways/{id} says so.
+        snap.serve_once();
         for (i, t) in snap.tools.iter().enumerate() {
             snap.tool_index.entry(t.def.name.clone()).or_insert(i);
         }
@@ -360,6 +361,34 @@ impl Snapshot {
         let peer_servers = std::mem::take(&mut snap.peer_servers);
         snap.servers.extend(peer_servers);
         snap
+    }
+
+    /// Leaves out every tool and prompt whose name an earlier one has, noting each as a clash
+    /// of its upstream's.
+    fn serve_once(&mut self) {
+        let mut clashes: Vec<(String, String)> = vec![];
+        let mut seen = std::collections::HashSet::new();
+        self.tools.retain(|t| {
+            let first = seen.insert(t.def.name.clone());
+            if let (false, Some(f)) = (first, &t.fed) {
+                clashes.push((f.upstream.id.clone(), f.name.clone()));
+            }
+            first
+        });
+        seen.clear();
+        self.prompts.retain(|p| {
+            let first = seen.insert(p.def.name.clone());
+            if let (false, Some(f)) = (first, &p.fed) {
+                clashes.push((f.upstream.id.clone(), f.name.clone()));
+            }
+            first
+        });
+        for (up, name) in clashes {
+            self.conflicts
+                .entry(up)
+                .or_default()
+                .push(json!({"name": name, "served_as": null, "reason": "another member is served under this name"}));
+        }
     }
 
     fn push_resource(&mut self, r: Resource) {
@@ -431,6 +460,17 @@ impl Snapshot {
         for raw in catalog.tools {
             let Some(name) = s(&raw, "name") else { continue };
             if !self.takes(up, &raw, own) {
+                continue;
+            }
+            // The MCP tool-name rules (2025-11-25): 1-128 of A-Z a-z 0-9 _ - . and nothing else
+            // (no spaces, no bidi controls that make one name look like another).
+            if !crate::model::is_tool_name(&name)
+                || !crate::model::is_tool_name(&format!("{}{separator}{name}", up.slug))
+            {
+                self.conflicts
+                    .entry(up.id.clone())
+                    .or_default()
+                    .push(json!({"name": name, "served_as": null, "reason": "not a valid tool name (1-128 of A-Z a-z 0-9 _ - .)"}));
                 continue;
             }
             let taken = |s: &Self| s.tools.iter().any(|t| t.def.name == name);

@@ -415,6 +415,7 @@ impl Security {
                 scopes: vec![g.cfg.admin_scope.clone()],
                 jti: None,
                 audience: vec![],
+                expires_ms: None,
             }
         } else {
             return Err(AuthError::Invalid("unsupported authorization scheme".into()));

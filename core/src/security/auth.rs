@@ -125,6 +125,9 @@ pub struct Identity {
     /// `aud` of the token (checked where it is received).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub audience: Vec<String>,
+    /// When the token expires (ms since the epoch): what it opened (a stream) ends then too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_ms: Option<u64>,
 }
 
 impl Identity {

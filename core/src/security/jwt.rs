@@ -333,9 +333,11 @@ impl Verifier {
         for s in c.scope.iter().chain(c.scp.iter()) {
             scopes.extend(s.items().into_iter().map(String::from));
         }
+        let expires_ms = claims.expiration.map(|e| e.timestamp_millis().max(0) as u64);
         Verdict::Ok(Identity {
             subject,
             scopes,
+            expires_ms,
             jti: c.jti,
             audience: c
                 .aud

@@ -144,6 +144,19 @@ const FORWARDED: [&str; 5] = [
     "x-real-ip",
 ];
 
+/// The address of one `X-Forwarded-For` hop: `1.2.3.4`, `1.2.3.4:5678`, `2001:db8::1` or
+/// `[2001:db8::1]:443`.
+fn hop_address(hop: &str) -> Option<std::net::IpAddr> {
+    let h = hop.trim();
+    if let Ok(ip) = h.parse() {
+        return Some(ip);
+    }
+    if let Some(rest) = h.strip_prefix('[') {
+        return rest.split_once(']')?.0.parse().ok();
+    }
+    h.rsplit_once(':')?.0.parse::<std::net::Ipv4Addr>().ok().map(Into::into)
+}
+
 /// Set once [`trust_forwarded`] has looked at a request, so that a second look (the edge
 /// admits in the Worker, then serves in a Durable Object) changes nothing.
 #[derive(Debug, Clone, Copy)]
@@ -161,19 +174,22 @@ pub fn trust_forwarded(req: &mut Request<Bytes>, trusted: &crate::netguard::Netw
     let peer = req.extensions().get::<ClientIp>().map(|c| c.0.clone());
     let from_proxy = peer.as_deref().is_some_and(|p| trusted.contains(p));
     if from_proxy {
-        let hops: Vec<String> = req
+        let hops: Vec<Option<std::net::IpAddr>> = req
             .headers()
             .get_all("x-forwarded-for")
             .iter()
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
-            .map(|h| h.trim().to_string())
-            .filter(|h| !h.is_empty())
+            .map(hop_address)
             .collect();
-        if let Some(client) = hops.iter().rev().find(|h| !trusted.contains(h)) {
-            if client.parse::<std::net::IpAddr>().is_ok() {
-                req.extensions_mut().insert(ClientIp(client.clone()));
-            }
+        // The last hop that is not a proxy of ours; one that is no address ends the search (what
+        // came before it cannot be told apart from what a client wrote).
+        let client = hops
+            .iter()
+            .rev()
+            .find(|h| h.is_none_or(|ip| !trusted.contains(&ip.to_string())));
+        if let Some(Some(ip)) = client {
+            req.extensions_mut().insert(ClientIp(ip.to_string()));
         }
         return;
     }
@@ -219,6 +235,14 @@ mod forwarded_tests {
         // A second look changes nothing (the client's address is not a proxy's).
         trust_forwarded(&mut r, &trusted);
         assert_eq!(r.headers()["x-forwarded-proto"], "https");
+        // Hops with ports, IPv6 in brackets.
+        let mut r = req("10.0.0.1");
+        r.headers_mut().insert(
+            "x-forwarded-for",
+            "[2001:db8::7]:443, 10.0.0.3:5678".parse().expect("value"),
+        );
+        trust_forwarded(&mut r, &trusted);
+        assert_eq!(r.extensions().get::<ClientIp>(), Some(&ClientIp("2001:db8::7".into())));
         // Nothing trusted: nobody's headers are believed.
         let mut r = req("10.0.0.1");
         trust_forwarded(&mut r, &crate::netguard::Networks::default());

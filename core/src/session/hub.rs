@@ -86,13 +86,45 @@ impl Frame {
 struct Listener {
     conn: u64,
     tx: Sender<Frame>,
+    held: Held,
+}
+
+/// The credential a stream was opened with: the stream lasts no longer than it does (its expiry,
+/// or its revocation).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Held {
+    /// The token's `jti`, if it had one.
+    pub jti: Option<String>,
+    /// When the token expires (ms since the epoch).
+    pub until: Option<u64>,
+}
+
+impl Held {
+    /// The credential of `identity` (none when auth is off: nothing lapses).
+    pub fn of(identity: Option<&crate::security::auth::Identity>) -> Self {
+        identity.map_or_else(Self::default, |i| Self {
+            jti: i.jti.clone(),
+            until: i.expires_ms,
+        })
+    }
+
+    fn lapsed(&self, now: u64, revoked: &dyn Fn(&str) -> bool) -> bool {
+        self.until.is_some_and(|u| u <= now) || self.jti.as_deref().is_some_and(revoked)
+    }
+}
+
+/// One open stream of a session.
+struct Conn {
+    conn: u64,
+    tx: Sender<Frame>,
+    held: Held,
 }
 
 #[derive(Default)]
 struct HubState {
     next_conn: u64,
     closed: bool,
-    conns: HashMap<String, Vec<(u64, Sender<Frame>)>>,
+    conns: HashMap<String, Vec<Conn>>,
     listeners: Vec<Listener>,
 }
 
@@ -101,8 +133,8 @@ struct HubState {
 pub(crate) const DEFAULT_QUEUE: usize = 1024;
 
 /// Open streams by session id. Each stream's queue is bounded: a stream whose client does not
-/// read it (its queue full) is closed rather than left to grow, and what it missed stays in the
-/// session's event log for a resumption.
+/// read it (its queue full) is closed rather than left to grow. A streamable HTTP client resumes
+/// from the session's event log; a legacy SSE stream is its session, which ends with it.
 pub(crate) struct Hub {
     state: Mutex<HubState>,
     queue: usize,
@@ -133,8 +165,9 @@ impl Hub {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Opens a stream for `session`; `None` once the gateway is shutting down.
-    pub fn attach(&self, session: &str) -> Option<(u64, Receiver<Frame>)> {
+    /// Opens a stream for `session`, opened with credential `held`; `None` once the gateway is
+    /// shutting down.
+    pub fn attach(&self, session: &str, held: Held) -> Option<(u64, Receiver<Frame>)> {
         let mut st = self.lock();
         if st.closed {
             return None;
@@ -142,15 +175,31 @@ impl Hub {
         st.next_conn += 1;
         let conn = st.next_conn;
         let (tx, rx) = channel(self.queue);
-        st.conns.entry(session.to_string()).or_default().push((conn, tx));
+        st.conns
+            .entry(session.to_string())
+            .or_default()
+            .push(Conn { conn, tx, held });
         Some((conn, rx))
+    }
+
+    /// Ends the streams whose credential has lapsed by `now` (expired, or `revoked`); returns
+    /// how many.
+    pub fn lapse(&self, now: u64, revoked: &dyn Fn(&str) -> bool) -> usize {
+        let mut st = self.lock();
+        let before = st.conns.values().map(Vec::len).sum::<usize>() + st.listeners.len();
+        st.conns.retain(|_, list| {
+            list.retain(|c| !c.held.lapsed(now, revoked));
+            !list.is_empty()
+        });
+        st.listeners.retain(|l| !l.held.lapsed(now, revoked));
+        before - (st.conns.values().map(Vec::len).sum::<usize>() + st.listeners.len())
     }
 
     /// Forgets one stream.
     pub fn detach(&self, session: &str, conn: u64) {
         let mut st = self.lock();
         if let Some(list) = st.conns.get_mut(session) {
-            list.retain(|(c, _)| *c != conn);
+            list.retain(|c| c.conn != conn);
             if list.is_empty() {
                 st.conns.remove(session);
             }
@@ -165,18 +214,18 @@ impl Hub {
         let Some(list) = st.conns.get_mut(session) else {
             return false;
         };
-        list.retain(|(_, tx)| !tx.is_closed());
+        list.retain(|c| !c.tx.is_closed());
         // The newest stream that takes it; one that cannot (its client stopped reading) closes.
         let mut delivered = false;
         let mut behind = vec![];
-        for (conn, tx) in list.iter_mut().rev() {
-            if offer(tx, frame.clone()) {
+        for c in list.iter_mut().rev() {
+            if offer(&mut c.tx, frame.clone()) {
                 delivered = true;
                 break;
             }
-            behind.push(*conn);
+            behind.push(c.conn);
         }
-        list.retain(|(c, _)| !behind.contains(c));
+        list.retain(|c| !behind.contains(&c.conn));
         delivered
     }
 
@@ -186,7 +235,7 @@ impl Hub {
         let mut st = self.lock();
         let mut open = 0;
         st.conns.retain(|_, list| {
-            list.retain_mut(|(_, tx)| offer(tx, Frame::keepalive()));
+            list.retain_mut(|c| offer(&mut c.tx, Frame::keepalive()));
             open += list.len();
             !list.is_empty()
         });
@@ -194,9 +243,10 @@ impl Hub {
         open + st.listeners.len()
     }
 
-    /// Opens a `subscriptions/listen` stream: its channel carries keep-alives and closes at
-    /// shutdown; `None` once the gateway is shutting down.
-    pub fn listen(&self) -> Option<(u64, Receiver<Frame>)> {
+    /// Opens a `subscriptions/listen` stream, opened with credential `held`: its channel carries
+    /// keep-alives and closes at shutdown or when the credential lapses; `None` once the gateway
+    /// is shutting down.
+    pub fn listen(&self, held: Held) -> Option<(u64, Receiver<Frame>)> {
         let mut st = self.lock();
         if st.closed {
             return None;
@@ -204,7 +254,7 @@ impl Hub {
         st.next_conn += 1;
         let conn = st.next_conn;
         let (tx, rx) = channel(self.queue);
-        st.listeners.push(Listener { conn, tx });
+        st.listeners.push(Listener { conn, tx, held });
         Some((conn, rx))
     }
 
@@ -300,8 +350,8 @@ mod tests {
     #[test]
     fn keepalive_reaches_every_stream_and_drops_dead_ones() {
         let hub = Hub::default();
-        let (_a, mut ra) = hub.attach("s").unwrap();
-        let (_b, rb) = hub.attach("t").unwrap();
+        let (_a, mut ra) = hub.attach("s", Held::default()).unwrap();
+        let (_b, rb) = hub.attach("t", Held::default()).unwrap();
         drop(rb);
         assert_eq!(hub.keepalive(), 1, "the dropped stream is forgotten");
         let got = futures::executor::block_on(ra.next()).unwrap();
@@ -311,8 +361,8 @@ mod tests {
     #[test]
     fn listen_streams_get_keepalives_and_end_at_shutdown() {
         let hub = Hub::default();
-        let (_a, mut ra) = hub.listen().unwrap();
-        let (b, rb) = hub.listen().unwrap();
+        let (_a, mut ra) = hub.listen(Held::default()).unwrap();
+        let (b, rb) = hub.listen(Held::default()).unwrap();
         assert_eq!(hub.open_streams(), 2);
         hub.unlisten(b);
         drop(rb);
@@ -324,7 +374,29 @@ mod tests {
             futures::executor::block_on(ra.next()).is_none(),
             "shutdown ends listen streams"
         );
-        assert!(hub.listen().is_none());
+        assert!(hub.listen(Held::default()).is_none());
+    }
+
+    /// A stream lasts no longer than the token it was opened with: its expiry, its revocation.
+    #[test]
+    fn streams_end_with_their_credential() {
+        let hub = Hub::default();
+        let held = |jti: &str, until: u64| Held {
+            jti: Some(jti.into()),
+            until: Some(until),
+        };
+        let (_a, mut ra) = hub.attach("s", held("a", 1_000)).unwrap();
+        let (_b, mut rb) = hub.attach("t", held("b", 5_000)).unwrap();
+        let (_c, _rc) = hub.attach("u", Held::default()).unwrap();
+        let (_l, mut rl) = hub.listen(held("c", 9_000)).unwrap();
+        assert_eq!(hub.lapse(999, &|_| false), 0);
+        assert_eq!(hub.lapse(1_000, &|_| false), 1, "a expired");
+        assert!(futures::executor::block_on(ra.next()).is_none());
+        assert_eq!(hub.lapse(2_000, &|j| j == "b" || j == "c"), 2, "b and c revoked");
+        assert!(futures::executor::block_on(rb.next()).is_none());
+        assert!(futures::executor::block_on(rl.next()).is_none());
+        assert_eq!(hub.lapse(u64::MAX, &|_| true), 0, "without a credential nothing lapses");
+        assert_eq!(hub.open_streams(), 1);
     }
 
     /// A client that never reads its stream: the queue stops at its bound and the stream is
@@ -332,8 +404,8 @@ mod tests {
     #[test]
     fn a_stream_nobody_reads_is_closed_at_its_bound() {
         let hub = Hub::new(8);
-        let (_reader, mut read) = hub.attach("s").unwrap();
-        let (_stalled, stalled) = hub.attach("s").unwrap();
+        let (_reader, mut read) = hub.attach("s", Held::default()).unwrap();
+        let (_stalled, stalled) = hub.attach("s", Held::default()).unwrap();
         let mut got = 0;
         for i in 0..100 {
             assert!(
@@ -363,8 +435,8 @@ mod tests {
     #[test]
     fn delivers_to_one_stream_and_shuts_down() {
         let hub = Hub::default();
-        let (_c1, mut r1) = hub.attach("s").unwrap();
-        let (c2, mut r2) = hub.attach("s").unwrap();
+        let (_c1, mut r1) = hub.attach("s", Held::default()).unwrap();
+        let (c2, mut r2) = hub.attach("s", Held::default()).unwrap();
         assert!(hub.send("s", Frame::message(None, "x".into())));
         assert!(!hub.send("other", Frame::message(None, "x".into())));
         let got2 = futures::executor::block_on(async { futures::poll!(r2.next()) });
@@ -379,7 +451,7 @@ mod tests {
         let got1 = futures::executor::block_on(async { futures::poll!(r1.next()) });
         assert!(matches!(got1, Poll::Ready(Some(_))), "then the remaining one");
         hub.shutdown();
-        assert!(hub.attach("s").is_none());
+        assert!(hub.attach("s", Held::default()).is_none());
         assert!(futures::executor::block_on(r1.next()).is_none());
     }
 }

@@ -33,9 +33,14 @@ pub(crate) type EndHook = Box<dyn EndFn>;
 pub(crate) trait EndFn: Fn(&str) + MaybeSend + MaybeSync {}
 impl<F: Fn(&str) + MaybeSend + MaybeSync> EndFn for F {}
 
-/// The gateway holds `max_sessions` and none is idle enough to go: try again later.
+/// Why a new session is not admitted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Full;
+pub(crate) enum Refused {
+    /// The gateway holds `max_sessions` and none is idle enough to go: try again later.
+    Full,
+    /// The client holds its quota of sessions, each with an open stream: it must close one.
+    AtQuota,
+}
 
 /// How long sessions live and how many there may be.
 #[derive(Debug, Clone, Copy)]
@@ -123,12 +128,6 @@ impl Sessions {
         self.store.put(s).await
     }
 
-    /// Stores a new session of `client` (counted in its quota).
-    pub async fn put_new(&self, client: &str, s: SessionState) {
-        self.quota.hold(client, &s.id, s.created_at);
-        self.store.put(s).await
-    }
-
     /// A live session, touched: `None` if unknown, expired (then it ends now), owned by another
     /// subject than `subject`, or bound to another virtual server than `server`.
     pub async fn load(&self, id: &str, subject: Option<&str>, server: Option<&str>) -> Option<SessionState> {
@@ -176,13 +175,19 @@ impl Sessions {
         }
     }
 
-    /// Admits one more session of `client` (a subject, or an address when anonymous). A client
-    /// at its quota first gives up its least recently used session. Idle sessions are swept now
-    /// and then, and at once when the gateway holds `max_sessions`. The registry as the new
-    /// session first sees it becomes the reference later `list_changed` are measured from.
-    pub async fn admit(&self, client: &str) -> Result<(), Full> {
-        if let Some(oldest) = self.quota.over(client) {
-            self.end(&oldest).await;
+    /// Admits session `sid` of `client` (a subject, or an address when anonymous), counted in
+    /// its quota from now (until it ends, or [`Sessions::abandon`]). A client at its quota first
+    /// gives up its least recently used idle session (one without an open stream); with none
+    /// idle it is refused. Idle sessions are swept now and then, and at once when the gateway
+    /// holds `max_sessions`. The registry as the new session first sees it becomes the
+    /// reference later `list_changed` are measured from.
+    pub async fn admit(&self, client: &str, sid: &str) -> Result<(), Refused> {
+        let now = self.clock.now_ms();
+        let live = |s: &str| self.hub.has_stream(s);
+        match self.quota.reserve(client, sid, now, live) {
+            Ok(Some(idle)) => self.end(&idle).await,
+            Ok(None) => {}
+            Err(quota::AtQuota) => return Err(Refused::AtQuota),
         }
         if self.admitted.fetch_add(1, Ordering::Relaxed) % 64 == 63 {
             self.expire().await;
@@ -194,7 +199,13 @@ impl Sessions {
             let _ = self.registry.snapshot().await;
             return Ok(());
         }
-        Err(Full)
+        self.quota.release(sid);
+        Err(Refused::Full)
+    }
+
+    /// A session admitted but never stored (its `initialize` failed): no longer counted.
+    pub fn abandon(&self, sid: &str) {
+        self.quota.release(sid);
     }
 
     /// Live sessions in the session store (every instance's, when it is shared).
@@ -310,6 +321,10 @@ impl Sessions {
             // The store is unreachable: nothing to announce; the next refresh will see it.
             Err(_) => return 0,
         };
+        // A stream lasts no longer than the token it was opened with.
+        if let Ok(snap) = self.registry.snapshot().await {
+            self.hub.lapse(self.clock.now_ms(), &|jti| snap.is_revoked(jti));
+        }
         let methods = list_changes(kinds);
         for m in &methods {
             self.broadcast(jsonrpc::notification(m, None)).await;

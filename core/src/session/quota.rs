@@ -5,6 +5,10 @@
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
 
+/// A client holds its quota of sessions, each with an open stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct AtQuota;
+
 /// Who holds which sessions here, and when each was last used.
 #[derive(Default)]
 pub(crate) struct Quota {
@@ -33,25 +37,34 @@ impl Quota {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The session `client` must give up before it opens another, if it holds its quota: its
-    /// least recently used.
-    pub fn over(&self, client: &str) -> Option<String> {
-        if self.per_client == 0 {
-            return None;
-        }
-        let t = self.table();
-        let held = t.by_client.get(client)?;
-        (held.len() >= self.per_client).then(|| held.first().map(|(_, sid)| sid.clone()))?
-    }
-
-    /// `sid` is `client`'s, used at `now`.
-    pub fn hold(&self, client: &str, sid: &str, now: u64) {
+    /// Counts `sid` as `client`'s from `now`, in one step with what makes room for it: under
+    /// its quota, nothing; at it, the client's least recently used session that is idle (not
+    /// `live`: no open stream), which it gives up (`Some`: to be ended); none idle, `Err` (the
+    /// client must close one first). Two callers never pick the same session.
+    pub fn reserve(
+        &self,
+        client: &str,
+        sid: &str,
+        now: u64,
+        live: impl Fn(&str) -> bool,
+    ) -> Result<Option<String>, AtQuota> {
         let mut t = self.table();
+        let mut victim = None;
+        if self.per_client > 0 {
+            if let Some(held) = t.by_client.get(client).filter(|h| h.len() >= self.per_client) {
+                let idle = held.iter().find(|(_, s)| !live(s)).cloned().ok_or(AtQuota)?;
+                victim = Some(idle.1);
+            }
+        }
+        if let Some(v) = &victim {
+            Self::remove(&mut t, v);
+        }
         t.by_session.insert(sid.to_string(), (client.to_string(), now));
         t.by_client
             .entry(client.to_string())
             .or_default()
             .insert((now, sid.to_string()));
+        Ok(victim)
     }
 
     /// `sid` was used at `now`.
@@ -70,7 +83,10 @@ impl Quota {
 
     /// `sid` is gone.
     pub fn release(&self, sid: &str) {
-        let mut t = self.table();
+        Self::remove(&mut self.table(), sid);
+    }
+
+    fn remove(t: &mut Table, sid: &str) {
         let Some((client, at)) = t.by_session.remove(sid) else {
             return;
         };
@@ -88,26 +104,32 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_client_at_its_quota_gives_up_its_least_recently_used_session() {
+    fn a_client_at_its_quota_gives_up_its_least_recently_used_idle_session() {
         let q = Quota::new(2);
-        q.hold("ip:a", "s1", 1);
-        assert_eq!(q.over("ip:a"), None);
-        q.hold("ip:a", "s2", 2);
-        q.hold("ip:b", "s3", 3);
-        assert_eq!(q.over("ip:a").as_deref(), Some("s1"));
+        let none = |_: &str| false;
+        assert_eq!(q.reserve("ip:a", "s1", 1, none), Ok(None));
+        assert_eq!(q.reserve("ip:a", "s2", 2, none), Ok(None));
+        assert_eq!(q.reserve("ip:b", "s3", 3, none), Ok(None), "others have their own");
         q.touch("s1", 4);
-        assert_eq!(q.over("ip:a").as_deref(), Some("s2"), "s1 was used since");
-        assert_eq!(q.over("ip:b"), None, "others keep theirs");
-        q.release("s2");
-        assert_eq!(q.over("ip:a"), None);
-        q.release("s1");
-        q.release("s3");
+        assert_eq!(
+            q.reserve("ip:a", "s4", 5, none),
+            Ok(Some("s2".into())),
+            "s1 was used since"
+        );
+        // s1 and s4 held; s1 streaming: s4 goes.
+        assert_eq!(q.reserve("ip:a", "s5", 6, |s| s == "s1"), Ok(Some("s4".into())));
+        // Both streaming: no room, and nothing changes.
+        assert_eq!(q.reserve("ip:a", "s6", 7, |_| true), Err(AtQuota));
+        assert_eq!(q.reserve("ip:a", "s7", 8, |s| s == "s1"), Ok(Some("s5".into())));
+        for s in ["s1", "s3", "s7", "s6"] {
+            q.release(s);
+        }
         let t = q.table();
         assert!(
             t.by_client.is_empty() && t.by_session.is_empty(),
             "nothing is left behind"
         );
         drop(t);
-        assert_eq!(Quota::new(0).over("ip:a"), None);
+        assert_eq!(Quota::new(0).reserve("ip:a", "x", 1, |_| true), Ok(None), "no quota");
     }
 }

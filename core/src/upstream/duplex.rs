@@ -11,7 +11,7 @@ pub(crate) struct Duplex {
     /// The requests in flight: unrelated messages go with the newest.
     pub(super) sinks: CallSinks,
     /// Where messages go when no request is in flight.
-    pub(super) fallback: Mutex<Option<UnboundedSender<Value>>>,
+    pub(super) fallback: Mutex<Option<Sink>>,
     pub(super) closed: AtomicBool,
     pub(super) stop: Mutex<Option<oneshot::Sender<()>>>,
 }
@@ -59,10 +59,10 @@ impl Duplex {
         }
         let target = self
             .sinks
-            .newest()
+            .target()
             .or_else(|| self.fallback.lock().unwrap_or_else(|e| e.into_inner()).clone());
         if let Some(t) = target {
-            let _ = t.unbounded_send(msg);
+            let _ = t.send(msg);
         }
     }
 
@@ -87,12 +87,7 @@ impl Duplex {
         self.pipe.send(body).await.map_err(UpstreamError::Unreachable)
     }
 
-    pub(super) async fn call(
-        &self,
-        id: u64,
-        body: String,
-        sink: Option<&UnboundedSender<Value>>,
-    ) -> Result<Value, UpstreamError> {
+    pub(super) async fn call(&self, id: u64, body: String, sink: Option<&Sink>) -> Result<Value, UpstreamError> {
         if self.closed.load(Ordering::Acquire) {
             return Err(UpstreamError::Closed);
         }
@@ -115,7 +110,7 @@ impl Duplex {
 /// The legacy transport's `endpoint` event resolved against the stream's URL, which it must
 /// share its origin with: the upstream's credentials go with every POST there, so an endpoint
 /// elsewhere (another host, port or scheme) is refused, not followed.
-pub(super) fn endpoint(base: &str, target: &str) -> Result<String, UpstreamError> {
+pub(crate) fn endpoint(base: &str, target: &str) -> Result<String, UpstreamError> {
     let resolved = resolve(base, target);
     match (crate::netguard::origin(base), crate::netguard::origin(&resolved)) {
         (Some(a), Some(b)) if a == b => Ok(resolved),
@@ -272,6 +267,9 @@ mod tests {
             "http://up.example:8080@evil.example/m",
             "http://127.0.0.1:8080/m",
             "http://169.254.169.254/latest/meta-data",
+            "http://evil.example\\@up.example:8080/m",
+            "http://evil.example@x@up.example:8080/m",
+            "http://up.example:8080 /m",
         ] {
             assert!(ok(bad).is_err(), "{bad}");
         }

@@ -24,7 +24,7 @@ impl Drop for ListenerGone {
 pub(super) async fn standalone_stream(
     link: std::sync::Weak<Link>,
     clock: Arc<dyn Clock>,
-    sink: UnboundedSender<Value>,
+    sink: Sink,
     keep: Box<dyn KeepOpen>,
     mut stop: oneshot::Receiver<()>,
 ) {
@@ -102,7 +102,7 @@ pub(super) async fn standalone_stream(
                             if v["method"] == "notifications/subscriptions/acknowledged" {
                                 continue;
                             }
-                            if sink.unbounded_send(v).is_err() {
+                            if matches!(sink.send(v), Err(SinkError::Closed(_))) {
                                 return;
                             }
                         }

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures::channel::{mpsc::UnboundedSender, oneshot};
+use futures::channel::oneshot;
 use futures::future::Either;
 use futures::StreamExt;
 use serde_json::{json, Value};
@@ -28,6 +28,10 @@ use crate::proto::version::{Era, ProtocolVersion};
 mod answer;
 mod catalog;
 mod duplex;
+mod sink;
+#[cfg(feature = "test-util")]
+pub(crate) use duplex::endpoint as sse_endpoint;
+pub(crate) use sink::{sink, Sink, SinkError, SinkRx};
 mod listen;
 pub(crate) mod openapi;
 pub(crate) mod rest;
@@ -88,6 +92,8 @@ pub(crate) struct Net {
     pub linger_ms: u64,
     /// Health checks' round trips are timed here.
     pub telemetry: crate::observe::Telemetry,
+    /// Messages an upstream may have waiting for a call or a listener (see [`Sink`]).
+    pub max_queue: usize,
 }
 
 /// Who the gateway says it is when it opens a link: the client's capabilities and identity for
@@ -103,33 +109,45 @@ pub(crate) struct Hello {
 
 /// The sinks of the calls in flight on a link, oldest first: what the upstream says outside any
 /// call goes with the newest (a duplex link's unrelated messages; a streamable link's standalone
-/// stream when the client has none of its own).
+/// stream when the client has none of its own). On a link shared by several clients' sessions
+/// (a stdio upstream's one process), only while a single call is in flight: with two, a request
+/// the upstream sends outside them belongs to no one it can be told from, and a guess could hand
+/// one user's sampling or elicitation to another.
 #[derive(Default)]
-struct CallSinks(Mutex<Vec<(u64, UnboundedSender<Value>)>>);
+struct CallSinks {
+    calls: Mutex<Vec<(u64, Sink)>>,
+    shared: std::sync::atomic::AtomicBool,
+}
 
 impl CallSinks {
+    fn list(&self) -> std::sync::MutexGuard<'_, Vec<(u64, Sink)>> {
+        self.calls.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Registers call `id`'s sink until the returned guard drops (however the call ends).
-    fn enter(&self, id: u64, sink: Option<&UnboundedSender<Value>>) -> CallGuard<'_> {
+    fn enter(&self, id: u64, sink: Option<&Sink>) -> CallGuard<'_> {
         if let Some(s) = sink {
-            self.0.lock().unwrap_or_else(|e| e.into_inner()).push((id, s.clone()));
+            self.list().push((id, s.clone()));
         }
         CallGuard(self, id)
     }
 
-    fn newest(&self) -> Option<UnboundedSender<Value>> {
-        self.0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .last()
-            .map(|(_, s)| s.clone())
+    /// Where a message outside any call goes: the newest call's sink, or on a shared link the
+    /// only call's; none otherwise.
+    fn target(&self) -> Option<Sink> {
+        let list = self.list();
+        if self.shared.load(std::sync::atomic::Ordering::Relaxed) && list.len() > 1 {
+            return None;
+        }
+        list.last().map(|(_, s)| s.clone())
     }
 
     fn clear(&self) {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        self.list().clear();
     }
 
     fn is_empty(&self) -> bool {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).is_empty()
+        self.list().is_empty()
     }
 }
 
@@ -138,11 +156,7 @@ struct CallGuard<'a>(&'a CallSinks, u64);
 
 impl Drop for CallGuard<'_> {
     fn drop(&mut self) {
-        self.0
-             .0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .retain(|(i, _)| *i != self.1);
+        self.0.list().retain(|(i, _)| *i != self.1);
     }
 }
 
@@ -474,7 +488,7 @@ impl Link {
         &self,
         method: &str,
         params: Option<Value>,
-        sink: Option<&UnboundedSender<Value>>,
+        sink: Option<&Sink>,
         timeout_ms: u64,
     ) -> Result<Value, UpstreamError> {
         let id = self.next_id();
@@ -489,7 +503,7 @@ impl Link {
         id: u64,
         method: &str,
         params: Option<&Value>,
-        sink: Option<&UnboundedSender<Value>>,
+        sink: Option<&Sink>,
         timeout_ms: u64,
         extra: http::HeaderMap,
     ) -> Result<Answer, UpstreamError> {
@@ -535,11 +549,20 @@ impl Link {
     /// The sink of the newest call in flight on a streamable HTTP link: where a request the
     /// upstream sends on its standalone stream goes when the client has no stream of its own to
     /// take it (servers on the TS SDK 1.x send a tool's sampling and elicitation requests there).
-    pub fn call_sink(&self) -> Option<UnboundedSender<Value>> {
+    pub fn call_sink(&self) -> Option<Sink> {
         match &self.io {
-            Io::Http(h) => h.calls.newest(),
+            Io::Http(h) => h.calls.target(),
             Io::Duplex(_) => None,
         }
+    }
+
+    /// Marks the link as shared by several clients' sessions (see [`CallSinks`]).
+    pub fn mark_shared(&self) {
+        let sinks = match &self.io {
+            Io::Http(h) => &h.calls,
+            Io::Duplex(d) => &d.sinks,
+        };
+        sinks.shared.store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Tells the upstream to stop working on request `uid` (`notifications/cancelled`).
@@ -587,7 +610,7 @@ impl Link {
     /// sampling or elicitation on it). An upstream that answers 405 (or another client error but
     /// 408, 409 and 429) offers no such stream; 404 means its session is gone and the link is
     /// marked broken.
-    pub fn listen(self: &Arc<Self>, sink: UnboundedSender<Value>, keep: Box<dyn KeepOpen>, spawner: &Arc<dyn Spawner>) {
+    pub fn listen(self: &Arc<Self>, sink: Sink, keep: Box<dyn KeepOpen>, spawner: &Arc<dyn Spawner>) {
         match &self.io {
             Io::Duplex(d) => {
                 *d.fallback.lock().unwrap_or_else(|e| e.into_inner()) = Some(sink);

@@ -344,10 +344,22 @@ pub(crate) async fn read(net: &Net, def: &UpstreamDef, timeout_ms: u64) -> Resul
 /// at all (a status under 500).
 pub(crate) async fn probe(net: &Net, up: &Upstream, timeout_ms: u64) -> Result<(), UpstreamError> {
     let def = &up.def;
-    let (url, any_status) = match (&def.url, def.catalog.as_ref().and_then(|c| c.openapi.as_ref())) {
+    // The document where it is read from; an inline one's API itself (any answer but a server
+    // error means it is there). The snapshot's upstream carries its base URL, not its catalog.
+    let inline_base = up.base_url.clone().or_else(|| {
+        def.catalog
+            .as_ref()
+            .and_then(|c| c.openapi.as_ref())
+            .map(|s| s.base_url.clone())
+    });
+    let (url, any_status) = match (&def.url, inline_base) {
         (Some(doc), _) => (doc.clone(), false),
-        (None, Some(spec)) => (spec.base_url.clone(), true),
-        (None, None) => return Ok(()),
+        (None, Some(base)) => (base, true),
+        (None, None) => {
+            return Err(UpstreamError::Protocol(
+                "no document URL and no API base URL to probe".into(),
+            ))
+        }
     };
     let (status, _) = get(net, def, &url, timeout_ms).await?;
     if status.is_success() || (any_status && !status.is_server_error()) {
@@ -380,7 +392,8 @@ pub(crate) fn request_of(
         let Some(v) = args.remove(&p.arg) else { continue };
         match p.place.as_str() {
             "path" => {
-                let value = utf8_percent_encode(&text(&v), QUERY).to_string();
+                let value =
+                    crate::uri_template::without_dot_segments(&utf8_percent_encode(&text(&v), QUERY).to_string());
                 path = path.replace(&format!("{{{}}}", p.name), &value);
             }
             "query" => {

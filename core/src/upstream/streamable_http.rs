@@ -89,7 +89,7 @@ impl HttpIo {
         &self,
         body: String,
         expect: Option<u64>,
-        sink: Option<&UnboundedSender<Value>>,
+        sink: Option<&Sink>,
     ) -> Result<Option<Answer>, UpstreamError> {
         self.post_with(body, expect, sink, HeaderMap::new()).await
     }
@@ -99,7 +99,7 @@ impl HttpIo {
         &self,
         body: String,
         expect: Option<u64>,
-        sink: Option<&UnboundedSender<Value>>,
+        sink: Option<&Sink>,
         extra: HeaderMap,
     ) -> Result<Option<Answer>, UpstreamError> {
         let had_session = self.session.lock().unwrap_or_else(|e| e.into_inner()).is_some();
@@ -165,7 +165,7 @@ impl HttpIo {
         &self,
         resp: InboundResponse,
         id: u64,
-        sink: Option<&UnboundedSender<Value>>,
+        sink: Option<&Sink>,
     ) -> Result<Answer, UpstreamError> {
         let mut parser = sse::Parser::with_limit(self.max_bytes);
         let mut body = resp.body;
@@ -190,7 +190,7 @@ impl HttpIo {
                         }
                         Some(answer::Kind::Other) => {
                             if let (Some(s), Ok(msg)) = (sink, serde_json::from_str::<Value>(&data)) {
-                                let _ = s.unbounded_send(msg);
+                                let _ = s.send(msg);
                             }
                         }
                     }

@@ -1528,3 +1528,79 @@ async fn resource_reads_are_cached_until_they_expire_or_the_upstream_changes() {
     );
     assert_eq!(reads(watched), 2, "the update made the next read reach the upstream");
 }
+
+/// Four sessions side by side, each calling `test_sampling` with a prompt of its own while the
+/// upstream sends its sampling requests without saying which call they are for: a request
+/// reaches only the session whose call it is for, and a result carries only that session's own
+/// reply. (A stdio upstream is one process shared by every session: with several calls in
+/// flight it cannot be told whose a request is, so the gateway refuses it and those calls fail;
+/// they never cross.)
+async fn concurrent_sampling_stays_with_its_session(transport: &str, fixture_args: &[&str]) -> usize {
+    let fed = start_federated_with(transport, fixture_args).await;
+    let endpoint = format!("{}/servers/conf/mcp", fed.gw.url());
+    let mut sessions = vec![];
+    for i in 0..4 {
+        let mut s = RawSession::open(&endpoint, json!({"sampling": {}, "elicitation": {}}))
+            .await
+            .expect("session");
+        if i % 2 == 0 {
+            s.open_standalone().await.expect("GET stream");
+        }
+        sessions.push(s);
+    }
+    let calls = sessions.iter_mut().enumerate().map(|(i, s)| async move {
+        let prompt = format!("prompt-of-session-{i}");
+        let r = tokio::time::timeout(
+            Duration::from_secs(60),
+            s.call(
+                json!(format!("c-{i}")),
+                "tools/call",
+                json!({"name": "test_sampling", "arguments": {"prompt": prompt}}),
+                sampling_reply(i),
+            ),
+        )
+        .await
+        .expect("answered in time")
+        .expect("call");
+        (i, r)
+    });
+    let mut own_replies = 0;
+    for (i, (answer, seen)) in futures::future::join_all(calls).await {
+        for (_, m) in seen.iter().filter(|(_, m)| m["method"] == "sampling/createMessage") {
+            let asked = m["params"]["messages"][0]["content"]["text"]
+                .as_str()
+                .unwrap_or_default();
+            assert_eq!(
+                asked,
+                format!("prompt-of-session-{i}"),
+                "session {i} was asked another's question: {m}"
+            );
+        }
+        let text = answer["result"]["content"][0]["text"].as_str().unwrap_or_default();
+        if answer["result"]["isError"] != json!(true) && answer.get("error").is_none() {
+            assert_eq!(text, format!("LLM response: reply-{i}"), "session {i}: {answer}");
+            own_replies += 1;
+        }
+    }
+    own_replies
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_sessions_get_only_their_own_requests_streamable() {
+    let own =
+        concurrent_sampling_stays_with_its_session("streamable-http", &["--standalone-requests", "--event-store"])
+            .await;
+    // Each session has a link of its own: every call is answered with its own reply.
+    assert_eq!(own, 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_sessions_get_only_their_own_requests_stdio() {
+    if target() == Target::Edge {
+        return skip(
+            "concurrent_sessions_get_only_their_own_requests_stdio",
+            "stdio upstreams are native-only",
+        );
+    }
+    concurrent_sampling_stays_with_its_session("stdio", &["--standalone-requests"]).await;
+}

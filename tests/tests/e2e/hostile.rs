@@ -269,3 +269,268 @@ async fn stalled_bodies_are_refused_before_reading_or_timed_out() {
     assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
     still_serves(gw.url()).await;
 }
+
+/// A connection from `from` (another loopback address than the second client's) to `to`.
+async fn connect_from(from: &str, to: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpStream> {
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.bind(std::net::SocketAddr::new(from.parse().expect("ip"), 0))?;
+    tokio::time::timeout(Duration::from_secs(5), socket.connect(to))
+        .await
+        .map_err(|_| std::io::Error::other("connect timed out"))?
+}
+
+/// The median time of `n` `tools/list` calls over `/rpc` by an ordinary client.
+async fn median_call(url: &str, n: usize) -> Duration {
+    let http = http_client();
+    let mut took = vec![];
+    for i in 0..n {
+        let t = Instant::now();
+        let (status, body) = post_json(
+            &http,
+            &format!("{url}/rpc"),
+            None,
+            &json!({"jsonrpc": "2.0", "id": i, "method": "tools/list"}),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        took.push(t.elapsed());
+    }
+    took.sort();
+    took[n / 2]
+}
+
+/// One anonymous address floods the gateway as a new user deploys it (auth off, every limit at
+/// its default): stalled 4 MB bodies, hundreds of session opens, streams it never reads, and
+/// idle sockets past its connection quota. Another client's calls stay within twice their
+/// normal latency (plus 10 ms of scheduling noise on two cores), and the gateway's memory stays
+/// under 300 MB.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_from_one_address_leaves_others_served() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    if target() == Target::Edge {
+        return skip(
+            "a_flood_from_one_address_leaves_others_served",
+            "connection and body quotas are the native listener's; the edge's are the platform's",
+        );
+    }
+    let dir = TempDir::new("hostile-flood");
+    let mut gw = start_target(&dir, &[]).expect("start");
+    let url = gw.url().to_string();
+    let addr = gw.addr();
+    let before = median_call(&url, 30).await;
+    let started = Instant::now();
+    let flood = "127.0.0.2";
+
+    // 1. Stalled bodies: 4 MB announced, 1 MB sent, then nothing.
+    let mut stalled = vec![];
+    let mut refused_bodies = 0;
+    for _ in 0..24 {
+        let mut s = connect_from(flood, addr).await.expect("connect");
+        let head = format!(
+            "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1:{}\r\ncontent-type: application/json\r\naccept: application/json, text/event-stream\r\ncontent-length: 4000000\r\n\r\n",
+            addr.port()
+        );
+        s.write_all(head.as_bytes()).await.expect("head");
+        let _ = s.write_all(&vec![b' '; 1_000_000]).await;
+        let mut buf = [0u8; 64];
+        if let Ok(Ok(n)) = tokio::time::timeout(Duration::from_millis(100), s.read(&mut buf)).await {
+            if String::from_utf8_lossy(&buf[..n]).contains(" 429 ") {
+                refused_bodies += 1;
+            }
+        }
+        stalled.push(s);
+    }
+    assert!(refused_bodies > 0, "the address's body budget held none back");
+
+    // 2. Session opens, and streams that are never read.
+    let flood_http = reqwest::Client::builder()
+        .no_proxy()
+        .local_address(Some(flood.parse().expect("ip")))
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("client");
+    let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize",
+        "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "flood", "version": "1"}}});
+    let mut sids = vec![];
+    for _ in 0..300 {
+        let r = flood_http
+            .post(format!("{url}/mcp"))
+            .header("accept", "application/json, text/event-stream")
+            .json(&init)
+            .send()
+            .await
+            .expect("initialize");
+        if let Some(sid) = r.headers().get("mcp-session-id").and_then(|v| v.to_str().ok()) {
+            sids.push(sid.to_string());
+        }
+    }
+    assert!(!sids.is_empty());
+    let mut unread = vec![];
+    for sid in sids.iter().take(20) {
+        let r = flood_http
+            .get(format!("{url}/mcp"))
+            .header("accept", "text/event-stream")
+            .header("mcp-session-id", sid)
+            .header("mcp-protocol-version", "2025-11-25")
+            .send()
+            .await
+            .expect("GET stream");
+        unread.push(r);
+    }
+
+    // 3. Idle sockets until the address's connection quota refuses more.
+    let mut idle = vec![];
+    let mut refused_conns = 0;
+    for _ in 0..600 {
+        match connect_from(flood, addr).await {
+            Ok(s) => idle.push(s),
+            Err(_) => refused_conns += 1,
+        }
+    }
+    // Past the quota a connection is told 503 and closed.
+    let mut told = String::new();
+    if let Some(last) = idle.last_mut() {
+        let mut buf = vec![0u8; 512];
+        if let Ok(Ok(n)) = tokio::time::timeout(Duration::from_secs(2), last.read(&mut buf)).await {
+            told = String::from_utf8_lossy(&buf[..n]).into_owned();
+        }
+    }
+    assert!(
+        told.contains(" 503 ") || refused_conns > 0,
+        "the 600th idle socket of one address was held: {told:?}"
+    );
+
+    // The other client, meanwhile.
+    let during = median_call(&url, 30).await;
+    let rss_mb = gw.native().rss_kib().unwrap_or(0) / 1024;
+    eprintln!(
+        "flood: median tools/list {before:?} before, {during:?} during; gateway RSS {rss_mb} MB; {refused_bodies} bodies and {refused_conns} connections refused; {} sessions; {:?} in all",
+        sids.len(),
+        started.elapsed()
+    );
+    assert!(
+        during <= before * 2 + Duration::from_millis(10),
+        "{during:?} during against {before:?} before"
+    );
+    assert!(rss_mb < 300, "the gateway holds {rss_mb} MB");
+    drop((stalled, unread, idle));
+    still_serves(&url).await;
+}
+
+/// An MCP upstream (streamable HTTP, JSON answers) whose tools misbehave: `huge` answers 40 MB,
+/// `slow` never answers, `endless` streams progress notifications for 20 s; `ok` answers.
+async fn hostile_upstream() -> (String, tokio::task::JoinHandle<()>) {
+    use axum::http::StatusCode as S;
+    use axum::response::IntoResponse;
+    let mcp = |body: axum::body::Bytes| async move {
+        let Ok(msg) = serde_json::from_slice::<Value>(&body) else {
+            return S::BAD_REQUEST.into_response();
+        };
+        let id = msg["id"].clone();
+        if id.is_null() {
+            return S::ACCEPTED.into_response();
+        }
+        let reply =
+            |result: Value| axum::Json(json!({"jsonrpc": "2.0", "id": id.clone(), "result": result})).into_response();
+        match msg["method"].as_str().unwrap_or_default() {
+            "initialize" => reply(json!({"protocolVersion": "2025-06-18", "capabilities": {"tools": {}},
+                "serverInfo": {"name": "hostile", "version": "1"}})),
+            "tools/list" => reply({
+                let tools: Vec<Value> = ["ok", "huge", "slow", "endless"]
+                    .iter()
+                    .map(|n| json!({"name": n, "inputSchema": {"type": "object"}}))
+                    .collect();
+                json!({ "tools": tools })
+            }),
+            "tools/call" => match msg["params"]["name"].as_str().unwrap_or_default() {
+                "huge" => reply(json!({"content": [{"type": "text", "text": "A".repeat(40 << 20)}]})),
+                "slow" => {
+                    tokio::time::sleep(Duration::from_secs(60)).await;
+                    reply(json!({}))
+                }
+                "endless" => {
+                    let token = msg["params"]["_meta"]["progressToken"].clone();
+                    let until = Instant::now() + Duration::from_secs(20);
+                    let body = futures_lite::stream::unfold(0u64, move |n| {
+                        let token = token.clone();
+                        async move {
+                            if Instant::now() > until {
+                                return None;
+                            }
+                            let note = json!({"jsonrpc": "2.0", "method": "notifications/progress",
+                                "params": {"progressToken": token, "progress": n, "message": "x".repeat(4096)}});
+                            Some((
+                                Ok::<_, std::convert::Infallible>(format!("event: message\ndata: {note}\n\n")),
+                                n + 1,
+                            ))
+                        }
+                    });
+                    (
+                        [(axum::http::header::CONTENT_TYPE, "text/event-stream")],
+                        axum::body::Body::from_stream(body),
+                    )
+                        .into_response()
+                }
+                _ => reply(json!({"content": [{"type": "text", "text": "fine"}]})),
+            },
+            _ => reply(json!({})),
+        }
+    };
+    let app = axum::Router::new().route("/mcp", axum::routing::post(mcp).get(|| async { S::METHOD_NOT_ALLOWED }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let task = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (format!("http://{addr}/mcp"), task)
+}
+
+/// An upstream that answers too much, too late, or without end: each call fails on its own
+/// (a clear JSON-RPC error within its limits), the gateway's memory stays bounded while a client
+/// does not read the endless call's stream, and the upstream's good tool still answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_answering_too_much_too_late_or_without_end_is_contained() {
+    let (upstream, _task) = hostile_upstream().await;
+    let dir = TempDir::new("hostile-upstream");
+    let mut gw = start_target(&dir, &["--tool-timeout-ms", "2000", "--call-max-ms", "8000"]).expect("start");
+    let url = gw.url().to_string();
+    let http = http_client();
+    let (status, body) = post_json(
+        &http,
+        &format!("{url}/gateways"),
+        None,
+        &json!({"name": "bad", "url": upstream}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let call = |name: &str| json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": format!("bad__{name}"), "arguments": {}}});
+    let t = Instant::now();
+    let (_, huge) = post_json(&http, &format!("{url}/rpc"), None, &call("huge")).await;
+    assert!(
+        huge.get("error").is_some() || huge["result"]["isError"] == true,
+        "{}",
+        &huge.to_string()[..200.min(huge.to_string().len())]
+    );
+    let (_, slow) = post_json(&http, &format!("{url}/rpc"), None, &call("slow")).await;
+    assert_eq!(slow["error"]["data"]["reason"], "timeout", "{slow}");
+    assert!(t.elapsed() < Duration::from_secs(15), "{:?}", t.elapsed());
+    // The endless call's stream, never read: the gateway holds at most its queue of it.
+    let session = RawSession::open(&format!("{url}/mcp"), json!({}))
+        .await
+        .expect("session");
+    let unread = session
+        .post(&json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+            "params": {"name": "bad__endless", "arguments": {}, "_meta": {"progressToken": "p"}}}))
+        .await
+        .expect("post");
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    if let TestGateway::Native(g) = &mut gw {
+        let rss_mb = g.rss_kib().unwrap_or(0) / 1024;
+        eprintln!("hostile upstream: gateway RSS {rss_mb} MB with an unread endless call");
+        assert!(rss_mb < 200, "the gateway holds {rss_mb} MB");
+    }
+    drop(unread);
+    let (_, ok) = post_json(&http, &format!("{url}/rpc"), None, &call("ok")).await;
+    assert_eq!(ok["result"]["content"][0]["text"], "fine", "{ok}");
+    still_serves(&url).await;
+}

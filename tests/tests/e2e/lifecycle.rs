@@ -189,6 +189,26 @@ async fn bad_settings_are_named_at_start_up() {
             "MCPGW_JWT_PUBLIC_KEY",
         ),
         (&[], &[("MCPGW_AUTH_REQUIRED", "maybe")], "MCPGW_AUTH_REQUIRED"),
+        // Values that do not parse, where a fallback to the default would start fine: each
+        // must stop start-up naming its variable.
+        (
+            &[],
+            &[
+                ("MCPGW_AUTH_REQUIRED", "maybe"),
+                ("MCPGW_JWT_SECRET", "Zq8wX2vB7nR4tY6uI1oP3aS5dF0gH9jKmL2nB4vC6xZ8qW1e"),
+            ],
+            "MCPGW_AUTH_REQUIRED",
+        ),
+        (&[], &[("MCPGW_ALLOW_STDIO_API", "maybe")], "MCPGW_ALLOW_STDIO_API"),
+        (&[], &[("MCPGW_PAGE_SIZE", "many")], "MCPGW_PAGE_SIZE"),
+        (&[], &[("MCPGW_MAX_STREAM_QUEUE", "-1")], "MCPGW_MAX_STREAM_QUEUE"),
+        (
+            &[],
+            &[("MCPGW_TRUSTED_PROXIES", "10.0.0.0/33")],
+            "MCPGW_TRUSTED_PROXIES",
+        ),
+        (&[], &[("MCPGW_SSRF_ALLOW", "not a host")], "MCPGW_SSRF_ALLOW"),
+        (&[], &[("MCPGW_METRICS", "sometimes")], "MCPGW_METRICS"),
     ];
     for (args, env, expected) in cases {
         let mut cmd = Command::new(gateway_bin());

@@ -70,10 +70,11 @@ async fn upgrade_answer(url: &str, protocol: Option<&str>, headers: &[(&str, &st
 
 /// The next message's JSON, skipping pings.
 async fn next_json(s: &mut Socket) -> Value {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
     loop {
-        let m = tokio::time::timeout(std::time::Duration::from_secs(20), s.next())
+        let m = tokio::time::timeout_at(deadline, s.next())
             .await
-            .expect("a message in time")
+            .expect("a message within 20 s")
             .expect("open")
             .expect("frame");
         if let Message::Text(t) = m {
@@ -82,12 +83,15 @@ async fn next_json(s: &mut Socket) -> Value {
     }
 }
 
-/// The close frame's code, once the gateway closes.
+/// The close frame's code, once the gateway closes: within 10 s in all, whatever else comes
+/// meanwhile (the gateway's pings would otherwise keep a per-frame timeout from ever firing, and a
+/// frame accepted by mistake would hang the suite instead of failing it).
 async fn close_code(s: &mut Socket) -> Option<CloseCode> {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
-        match tokio::time::timeout(std::time::Duration::from_secs(20), s.next())
+        match tokio::time::timeout_at(deadline, s.next())
             .await
-            .expect("closed in time")
+            .expect("closed within 10 s")
         {
             Some(Ok(Message::Close(frame))) => return frame.map(|f| f.code),
             Some(Ok(_)) => continue,
