@@ -696,6 +696,12 @@ fn main() -> anyhow::Result<()> {
         Command::Connect(args) => Run::Connect(args),
     };
     init_logging();
+    // Processes of this user (a stdio upstream among them) may no longer read this one's memory
+    // or environment (`/proc/PID/environ`, `mem`, ptrace): those become root's alone.
+    #[cfg(target_os = "linux")]
+    if let Err(e) = nix::sys::prctl::set_dumpable(false) {
+        tracing::warn!(error = %e, "could not keep other processes of this user out of this one's memory");
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
