@@ -19,6 +19,7 @@ pub mod observe;
 pub mod platform;
 pub mod ports;
 pub mod proto;
+pub mod queue;
 pub mod registry;
 pub mod render;
 pub mod security;

@@ -42,3 +42,18 @@ fn the_http_corpus_passes() {
     let gw = mcpgw_core::fuzzing::http_gateway();
     corpus("http").iter().for_each(|d| mcpgw_core::fuzzing::http(&gw, d));
 }
+
+#[test]
+fn the_url_corpus_passes() {
+    corpus("url").iter().for_each(|d| mcpgw_core::fuzzing::url(d));
+}
+
+#[test]
+fn the_names_corpus_passes() {
+    corpus("names").iter().for_each(|d| mcpgw_core::fuzzing::names(d));
+}
+
+#[test]
+fn the_cookie_corpus_passes() {
+    corpus("cookie").iter().for_each(|d| mcpgw_core::fuzzing::cookie(d));
+}

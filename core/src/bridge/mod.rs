@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures::channel::mpsc::{unbounded, UnboundedReceiver, UnboundedSender};
+use crate::queue::{bounded, Receiver as Lines, Refused, Sender as LineSender};
 use futures::StreamExt;
 use http::header::{ACCEPT, CONTENT_TYPE};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
@@ -75,7 +75,7 @@ struct Inner {
     headers: HeaderMap,
     /// The largest answer or event read, in bytes.
     max_bytes: usize,
-    out: UnboundedSender<String>,
+    out: LineSender<String>,
     state: Mutex<State>,
     /// Told whenever the session changes (see [`Bridge::on_change`]).
     hook: Mutex<Option<ChangeHook>>,
@@ -173,6 +173,9 @@ fn is_jsonrpc(v: &Value) -> bool {
     }
 }
 
+/// Lines the client may leave unread before its channel ends.
+const MAX_UNREAD: usize = 4096;
+
 impl Bridge {
     /// A bridge to the endpoint at `url`, and the channel on which everything the endpoint says
     /// comes out (it ends when the bridge and its tasks are gone).
@@ -182,8 +185,8 @@ impl Bridge {
         url: impl Into<String>,
         headers: HeaderMap,
         max_bytes: usize,
-    ) -> (Self, UnboundedReceiver<String>) {
-        let (out, rx) = unbounded();
+    ) -> (Self, Lines<String>) {
+        let (out, rx) = bounded(MAX_UNREAD);
         let inner = Inner {
             ports,
             url: url.into(),
@@ -313,7 +316,11 @@ impl Inner {
         } else {
             text
         };
-        let _ = self.out.unbounded_send(line);
+        if let Err(Refused::Full) = self.out.send(line) {
+            // A client this far behind has stopped reading: its channel ends here rather than
+            // grow, and the adapter closes the connection.
+            self.out.close();
+        }
     }
 
     /// Tells the client something went wrong outside any request of its own (a log message).
@@ -833,7 +840,7 @@ mod tests {
         }
     }
 
-    fn bridge(s: Arc<Scripted>) -> (Bridge, UnboundedReceiver<String>) {
+    fn bridge(s: Arc<Scripted>) -> (Bridge, Lines<String>) {
         let ports = BridgePorts {
             http: s,
             clock: Arc::new(ManualClock::at(0)),
@@ -842,7 +849,7 @@ mod tests {
         Bridge::new(ports, "http://up/mcp", HeaderMap::new(), 1 << 20)
     }
 
-    fn drain(rx: &mut UnboundedReceiver<String>) -> Vec<Value> {
+    fn drain(rx: &mut Lines<String>) -> Vec<Value> {
         std::iter::from_fn(|| rx.try_recv().ok())
             .map(|l| serde_json::from_str(&l).expect("JSON"))
             .collect()

@@ -28,10 +28,13 @@ use crate::proto::version::{Era, ProtocolVersion};
 mod answer;
 mod catalog;
 mod duplex;
-mod sink;
 #[cfg(feature = "test-util")]
 pub(crate) use duplex::endpoint as sse_endpoint;
-pub(crate) use sink::{sink, Sink, SinkError, SinkRx};
+pub(crate) use crate::queue::{bounded as sink, Refused as SinkError};
+/// Where an upstream's messages go while a call or a listener waits for them: bounded.
+pub(crate) type Sink = crate::queue::Sender<Value>;
+/// The receiving half of a [`Sink`].
+pub(crate) type SinkRx = crate::queue::Receiver<Value>;
 mod listen;
 pub(crate) mod openapi;
 pub(crate) mod rest;

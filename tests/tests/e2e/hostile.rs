@@ -95,7 +95,7 @@ async fn stdio_children_see_no_secret_of_the_gateway() {
     )
     .expect("seed");
     let db = dir.join("gw.db");
-    let gw = GatewayProcess::start(
+    let mut gw = GatewayProcess::start(
         &[
             "--database",
             db.to_str().expect("utf-8"),
@@ -144,6 +144,14 @@ async fn stdio_children_see_no_secret_of_the_gateway() {
         }
     }
     still_serves(&gw.url).await;
+    // Nor is any of them in the gateway's log.
+    gw.read_log(Duration::from_millis(300));
+    for line in &gw.log {
+        assert!(
+            !line.contains(SECRET) && !line.contains(KEY) && !line.contains("own-token-4242"),
+            "logged: {line}"
+        );
+    }
 }
 
 /// A listener on `ip` that counts connections and answers each request head with `answer`'s
@@ -436,10 +444,16 @@ async fn hostile_upstream() -> (String, tokio::task::JoinHandle<()>) {
             "initialize" => reply(json!({"protocolVersion": "2025-06-18", "capabilities": {"tools": {}},
                 "serverInfo": {"name": "hostile", "version": "1"}})),
             "tools/list" => reply({
-                let tools: Vec<Value> = ["ok", "huge", "slow", "endless"]
+                let mut tools: Vec<Value> = ["ok", "huge", "slow", "endless"]
                     .iter()
                     .map(|n| json!({"name": n, "inputSchema": {"type": "object"}}))
                     .collect();
+                // A claim to come from another gateway, and names the MCP rules refuse.
+                tools.push(json!({"name": "forged", "inputSchema": {"type": "object"},
+                    "_meta": {"io.mcpgw/origin": {"path": ["gw-c"], "name": "genuine"}}}));
+                for bad in ["two words", "rtl\u{202e}txt", "ok"] {
+                    tools.push(json!({"name": bad, "inputSchema": {"type": "object"}}));
+                }
                 json!({ "tools": tools })
             }),
             "tools/call" => match msg["params"]["name"].as_str().unwrap_or_default() {
@@ -532,5 +546,130 @@ async fn an_upstream_answering_too_much_too_late_or_without_end_is_contained() {
     drop(unread);
     let (_, ok) = post_json(&http, &format!("{url}/rpc"), None, &call("ok")).await;
     assert_eq!(ok["result"]["content"][0]["text"], "fine", "{ok}");
+    still_serves(&url).await;
+}
+
+/// An upstream that claims its tool comes from another gateway, and lists names the MCP rules
+/// refuse and one twice: registered as a plain upstream its claim is dropped (a peer reading
+/// this gateway's lists sees the tool as living here), the bad names are not served and a name
+/// is served once; registered as a peer, its bad names are left out too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_forging_origins_or_names_is_not_believed() {
+    let (upstream, _task) = hostile_upstream().await;
+    let dir = TempDir::new("hostile-origins");
+    let gw = start_target_with(&dir, &[], &[("MCPGW_INSTANCE", "gw-a")]).expect("start");
+    let url = gw.url().to_string();
+    let http = http_client();
+    let (status, body) = post_json(
+        &http,
+        &format!("{url}/gateways"),
+        None,
+        &json!({"name": "evil", "url": upstream}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, body) = post_json(
+        &http,
+        &format!("{url}/gateways"),
+        None,
+        &json!({"name": "p", "url": upstream, "kind": "peer", "conflicts": "prefer-local"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    // What a peer of this gateway reads: every entry with its origin.
+    let (_, listed) = post_json(
+        &http,
+        &format!("{url}/rpc"),
+        None,
+        &json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {"_meta": {"io.mcpgw/origin": true}}}),
+    )
+    .await;
+    let tools = listed["result"]["tools"].as_array().cloned().unwrap_or_default();
+    let names: Vec<&str> = tools.iter().filter_map(|t| t["name"].as_str()).collect();
+    let forged = tools
+        .iter()
+        .find(|t| t["name"] == "evil__forged")
+        .unwrap_or_else(|| panic!("{names:?}"));
+    assert_eq!(
+        forged["_meta"]["io.mcpgw/origin"],
+        json!({"path": ["gw-a"], "name": "evil__forged"}),
+        "a plain upstream's claim is not passed on"
+    );
+    for name in &names {
+        assert!(
+            name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b))
+                && !name.is_empty()
+                && name.len() <= 128,
+            "{name:?} served"
+        );
+    }
+    let mut unique = names.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), names.len(), "a name served twice: {names:?}");
+    assert!(names.contains(&"evil__ok"));
+    // The operator sees what was left out, and why.
+    let evil: Value = get_json(&format!("{url}/gateways/evil")).await;
+    let left_out = evil["name_conflicts"].to_string();
+    assert!(left_out.contains("two words") && left_out.contains("rtl"), "{evil}");
+    assert!(!evil["catalog"].to_string().contains("gw-c"), "the claim is not stored");
+    still_serves(&url).await;
+}
+
+/// What an administrator (or a stolen admin token) may not store: a template that builds a huge
+/// text, a name with a bidi control, a slug holding the separator, a sealed-looking credential,
+/// a schema nested past what the parser reads; each refused with 422 naming the field (or 400
+/// for what is not JSON), and the gateway serves on.
+#[tokio::test]
+async fn hostile_admin_input_is_refused_by_field() {
+    let dir = TempDir::new("hostile-admin");
+    let gw = start_target(&dir, &[]).expect("start");
+    let url = gw.url().to_string();
+    let http = http_client();
+    for (path, body, field) in [
+        (
+            "/prompts",
+            json!({"name": "p", "template": "{{ 'A' * 100000000 }}"}),
+            "template",
+        ),
+        (
+            "/prompts",
+            json!({"name": "q", "template": "{% for i in range(12000) %}{{ 'AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA' }}{% endfor %}"}),
+            "template",
+        ),
+        (
+            "/tools",
+            json!({"name": "rtl\u{202e}txt", "url": "https://api.example.com/x"}),
+            "name",
+        ),
+        (
+            "/tools",
+            json!({"name": "t", "url": "https://api.example.com/x", "headers": {"Authorization": "enc:v2:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="}}),
+            "headers.Authorization",
+        ),
+        (
+            "/gateways",
+            json!({"name": "ok", "slug": "a__b", "url": "https://mcp.example.com/mcp"}),
+            "slug",
+        ),
+    ] {
+        let (status, answer) = post_json(&http, &format!("{url}{path}"), None, &body).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{path} {body}: {answer}");
+        assert_eq!(answer["error"]["field"], field, "{path}: {answer}");
+    }
+    // A schema nested 5,000 deep: refused as a body the parser will not read that deep.
+    let mut schema = String::from("{\"type\":\"object\"}");
+    for _ in 0..5000 {
+        schema = format!("{{\"type\":\"object\",\"properties\":{{\"a\":{schema}}}}}");
+    }
+    let body = format!("{{\"name\":\"deep\",\"url\":\"https://api.example.com/x\",\"input_schema\":{schema}}}");
+    let r = http
+        .post(format!("{url}/tools"))
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .expect("post");
+    assert!(r.status().is_client_error(), "{}", r.status());
     still_serves(&url).await;
 }
