@@ -160,6 +160,28 @@ pub fn url_host(url: &str) -> Option<&str> {
     Some(hostport.split_once(':').map_or(hostport, |(h, _)| h))
 }
 
+/// `item` as an address range: `10.0.0.0/8`, `::1/128`, or an address alone (all its bits); none
+/// when it names no address; an error for a prefix out of range.
+fn cidr(item: &str) -> Result<Option<(IpAddr, u8)>, String> {
+    let (addr, prefix) = match item.split_once('/') {
+        Some((a, p)) => (a, Some(p)),
+        None => (item, None),
+    };
+    let Ok(ip) = addr.trim_matches(['[', ']']).parse::<IpAddr>() else {
+        return Ok(None);
+    };
+    let max = if ip.is_ipv4() { 32 } else { 128 };
+    let prefix = match prefix {
+        None => max,
+        Some(p) => p
+            .parse::<u8>()
+            .ok()
+            .filter(|p| *p <= max)
+            .ok_or_else(|| format!("'{item}': the prefix must be 0-{max}"))?,
+    };
+    Ok(Some((ip, prefix)))
+}
+
 /// A set of address ranges (`MCPGW_TRUSTED_PROXIES`): CIDRs or single addresses.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Networks(Vec<(IpAddr, u8)>);
@@ -167,28 +189,12 @@ pub struct Networks(Vec<(IpAddr, u8)>);
 impl Networks {
     /// Parses comma-split items: `10.0.0.0/8`, `::1`, `192.168.1.5`.
     pub fn parse(list: &[String]) -> Result<Self, String> {
-        let mut out = vec![];
-        for item in list.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {
-            let (addr, prefix) = match item.split_once('/') {
-                Some((a, p)) => (a, Some(p)),
-                None => (item, None),
-            };
-            let ip: IpAddr = addr
-                .trim_matches(['[', ']'])
-                .parse()
-                .map_err(|_| format!("'{item}' is not an address or a CIDR"))?;
-            let max = if ip.is_ipv4() { 32 } else { 128 };
-            let prefix = match prefix {
-                None => max,
-                Some(p) => p
-                    .parse::<u8>()
-                    .ok()
-                    .filter(|p| *p <= max)
-                    .ok_or_else(|| format!("'{item}': the prefix must be 0-{max}"))?,
-            };
-            out.push((ip, prefix));
-        }
-        Ok(Self(out))
+        let ranges = list
+            .iter()
+            .map(|s| s.trim())
+            .filter(|s| !s.is_empty())
+            .map(|item| cidr(item)?.ok_or_else(|| format!("'{item}' is not an address or a CIDR")));
+        Ok(Self(ranges.collect::<Result<_, _>>()?))
     }
 
     /// Whether `ip` (its text) is in one of the ranges.
@@ -239,22 +245,9 @@ impl NetPolicy {
                 allow.push(Allow::Class(c));
                 continue;
             }
-            let (addr, prefix) = match item.split_once('/') {
-                Some((a, p)) => (a, Some(p)),
-                None => (item, None),
-            };
-            if let Ok(ip) = addr.trim_matches(['[', ']']).parse::<IpAddr>() {
-                let max = if ip.is_ipv4() { 32 } else { 128 };
-                let prefix = match prefix {
-                    None => max,
-                    Some(p) => p
-                        .parse::<u8>()
-                        .ok()
-                        .filter(|p| *p <= max)
-                        .ok_or_else(|| format!("'{item}': the prefix must be 0-{max}"))?,
-                };
+            if let Some((ip, prefix)) = cidr(item)? {
                 allow.push(Allow::Net(ip, prefix));
-            } else if prefix.is_none()
+            } else if !item.contains('/')
                 && item
                     .bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')

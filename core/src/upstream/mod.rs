@@ -28,9 +28,9 @@ use crate::proto::version::{Era, ProtocolVersion};
 mod answer;
 mod catalog;
 mod duplex;
+pub(crate) use crate::queue::{bounded as sink, Refused as SinkError};
 #[cfg(feature = "test-util")]
 pub(crate) use duplex::endpoint as sse_endpoint;
-pub(crate) use crate::queue::{bounded as sink, Refused as SinkError};
 /// Where an upstream's messages go while a call or a listener waits for them: bounded.
 pub(crate) type Sink = crate::queue::Sender<Value>;
 /// The receiving half of a [`Sink`].

@@ -23,6 +23,12 @@ fn first_line(path: &std::path::Path, within: Duration) -> String {
     }
 }
 
+/// Registers an upstream through the REST API (201 expected).
+async fn register(url: &str, upstream: Value) {
+    let (status, body) = post_json(&http_client(), &format!("{url}/gateways"), None, &upstream).await;
+    assert_eq!(status, StatusCode::CREATED, "{upstream}: {body}");
+}
+
 /// The gateway still answers an ordinary request.
 async fn still_serves(url: &str) {
     let r = http_client()
@@ -509,14 +515,7 @@ async fn an_upstream_answering_too_much_too_late_or_without_end_is_contained() {
     let mut gw = start_target(&dir, &["--tool-timeout-ms", "2000", "--call-max-ms", "8000"]).expect("start");
     let url = gw.url().to_string();
     let http = http_client();
-    let (status, body) = post_json(
-        &http,
-        &format!("{url}/gateways"),
-        None,
-        &json!({"name": "bad", "url": upstream}),
-    )
-    .await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
+    register(&url, json!({"name": "bad", "url": upstream})).await;
     let call = |name: &str| json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": format!("bad__{name}"), "arguments": {}}});
     let t = Instant::now();
     let (_, huge) = post_json(&http, &format!("{url}/rpc"), None, &call("huge")).await;
@@ -560,22 +559,12 @@ async fn an_upstream_forging_origins_or_names_is_not_believed() {
     let gw = start_target_with(&dir, &[], &[("MCPGW_INSTANCE", "gw-a")]).expect("start");
     let url = gw.url().to_string();
     let http = http_client();
-    let (status, body) = post_json(
-        &http,
-        &format!("{url}/gateways"),
-        None,
-        &json!({"name": "evil", "url": upstream}),
+    register(&url, json!({"name": "evil", "url": upstream})).await;
+    register(
+        &url,
+        json!({"name": "p", "url": upstream, "kind": "peer", "conflicts": "prefer-local"}),
     )
     .await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
-    let (status, body) = post_json(
-        &http,
-        &format!("{url}/gateways"),
-        None,
-        &json!({"name": "p", "url": upstream, "kind": "peer", "conflicts": "prefer-local"}),
-    )
-    .await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
     // What a peer of this gateway reads: every entry with its origin.
     let (_, listed) = post_json(
         &http,
