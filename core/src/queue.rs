@@ -18,6 +18,7 @@ pub struct Sender<T> {
     tx: UnboundedSender<T>,
     queued: Arc<AtomicUsize>,
     max: usize,
+    closed: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl<T> Clone for Sender<T> {
@@ -26,6 +27,7 @@ impl<T> Clone for Sender<T> {
             tx: self.tx.clone(),
             queued: self.queued.clone(),
             max: self.max,
+            closed: self.closed.clone(),
         }
     }
 }
@@ -35,19 +37,22 @@ impl<T> Clone for Sender<T> {
 pub struct Receiver<T> {
     rx: UnboundedReceiver<T>,
     queued: Arc<AtomicUsize>,
+    closed: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// A queue of at most `max` messages not yet taken.
 pub fn bounded<T>(max: usize) -> (Sender<T>, Receiver<T>) {
     let (tx, rx) = unbounded();
     let queued = Arc::new(AtomicUsize::new(0));
+    let closed = Arc::new(std::sync::atomic::AtomicBool::new(false));
     (
         Sender {
             tx,
             queued: queued.clone(),
             max: max.max(1),
+            closed: closed.clone(),
         },
-        Receiver { rx, queued },
+        Receiver { rx, queued, closed },
     )
 }
 
@@ -76,8 +81,10 @@ impl<T> Sender<T> {
         })
     }
 
-    /// Ends the queue: what is queued can still be taken, nothing more is queued.
+    /// Ends the queue: what is queued can still be taken, nothing more is queued (and the
+    /// receiver can tell it was ended so, not by its senders going away).
     pub fn close(&self) {
+        self.closed.store(true, Ordering::Release);
         self.tx.close_channel();
     }
 
@@ -88,6 +95,11 @@ impl<T> Sender<T> {
 }
 
 impl<T> Receiver<T> {
+    /// Whether a sender ended the queue ([`Sender::close`]) rather than all of them going away.
+    pub fn was_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
     /// The next message if one is queued now.
     pub fn try_recv(&mut self) -> Result<T, futures::channel::mpsc::TryRecvError> {
         let v = self.rx.try_recv()?;
@@ -141,9 +153,11 @@ mod tests {
         tx.send(1).expect("room");
         tx.send(2).expect("room");
         assert!(matches!(tx.send(3), Err(Refused::Full)));
+        assert!(!rx.was_closed());
         tx.close();
         assert!(matches!(tx.send(4), Err(Refused::Closed(4))));
         let got: Vec<u32> = futures::executor::block_on(rx.by_ref().collect());
         assert_eq!(got, [1, 2]);
+        assert!(rx.was_closed());
     }
 }

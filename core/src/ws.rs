@@ -32,6 +32,9 @@ pub const CLOSE_GOING_AWAY: u16 = 1001;
 pub const CLOSE_UNSUPPORTED: u16 = 1003;
 /// 1009: a message larger than the gateway takes.
 pub const CLOSE_TOO_BIG: u16 = 1009;
+/// The close code for a client that broke the connection's terms (here: it stopped reading
+/// its messages).
+pub const CLOSE_POLICY: u16 = 1008;
 /// Seconds between the gateway's pings; a connection that answered none of the last two is
 /// closed.
 pub const PING_SECS: u64 = 20;

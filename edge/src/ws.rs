@@ -96,8 +96,16 @@ fn bridge(slot: &RefCell<Option<Bridge>>, gw: &Gateway, ws: &WebSocket) -> Resul
     wasm_bindgen_futures::spawn_local(async move {
         while let Some(line) = out.next().await {
             if socket.send_with_str(line).is_err() {
-                break;
+                return;
             }
+        }
+        // The bridge ended its channel: its client fell too far behind reading. (The channel
+        // also ends when the bridge goes with the object's sleep: the socket lives on then.)
+        if out.was_closed() {
+            let _ = socket.close(
+                Some(mcpgw_core::ws::CLOSE_POLICY),
+                Some("the client stopped reading its messages"),
+            );
         }
     });
     if attachment.state.session.is_some() {

@@ -33,18 +33,23 @@ fn refusal(status: http::StatusCode, code: &str, message: &str) -> http::Respons
     r
 }
 
-/// How many bytes a body may bring: its declared length, else (chunked) the most it may.
-fn body_size(headers: &http::HeaderMap, limit: usize) -> usize {
+/// How many bytes a body may bring: its declared length, else (chunked, or an HTTP/2 stream
+/// without a length) the most it may; none when the body is known to be empty.
+fn body_size(headers: &http::HeaderMap, body: &Incoming, limit: usize) -> usize {
+    use hyper::body::Body as _;
+    if body.is_end_stream() {
+        return 0;
+    }
     match headers.get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()) {
         Some(n) => n.trim().parse::<usize>().map_or(limit, |n| n.min(limit)),
-        None if headers.contains_key(http::header::TRANSFER_ENCODING) => limit,
-        None => 0,
+        None => body.size_hint().exact().map_or(limit, |n| (n as usize).min(limit)),
     }
 }
 
 async fn handle(
     gw: Gateway,
     conns: Arc<Conns>,
+    slot: Arc<crate::conns::ConnSlot>,
     peer: SocketAddr,
     mut req: http::Request<Incoming>,
     stop: tokio::sync::watch::Receiver<bool>,
@@ -78,7 +83,7 @@ async fn handle(
         .extensions
         .get::<mcpgw_core::ClientIp>()
         .map_or_else(|| peer.ip().to_string(), |c| c.0.clone());
-    let _reading = match body_size(&parts.headers, limit) {
+    let reading = match body_size(&parts.headers, &body, limit) {
         0 => None,
         n => match conns.body(&client, n) {
             Ok(slot) => Some(slot),
@@ -121,6 +126,8 @@ async fn handle(
             return r.map(OutBody);
         }
     };
+    // The body is read: what it holds is the request's now, not the client's budget's.
+    drop(reading);
     let req = http::Request::from_parts(parts, bytes);
     // The client's address as admission saw it (through a trusted proxy: the client's own).
     let client_ip = req
@@ -142,6 +149,8 @@ async fn handle(
     {
         crate::ws::complete(&mut resp, &key);
         tokio::spawn(async move {
+            // The socket lives on here, past hyper's connection: it keeps its connection slot.
+            let _slot = slot;
             match on_upgrade.await {
                 Ok(upgraded) => crate::ws::run(gw, accept, client_ip, upgraded, stop).await,
                 Err(e) => tracing::debug!(error = %e, "WebSocket upgrade failed"),
@@ -244,7 +253,7 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let slot = match conns.open(peer.ip()) {
-            Ok(slot) => slot,
+            Ok(slot) => Arc::new(slot),
             Err(why) => {
                 // Told why in a few bytes, then closed; never waited on.
                 tokio::spawn(async move {
@@ -266,12 +275,14 @@ pub async fn serve(
         let https = tls.is_some();
         let stop = stop.clone();
         let conns = conns.clone();
+        let held = slot.clone();
         let service = hyper::service::service_fn(move |req| {
             let gw = gw.clone();
             let stop = stop.clone();
             let conns = conns.clone();
+            let slot = held.clone();
             let req = if https { absolute_https(req) } else { req };
-            async move { Ok::<_, Infallible>(handle(gw, conns, peer, req, stop).await) }
+            async move { Ok::<_, Infallible>(handle(gw, conns, slot, peer, req, stop).await) }
         });
         if let Some(acceptor) = &tls {
             // TLS: the handshake (at most 10 s) on the connection's own task, then HTTP/2 or

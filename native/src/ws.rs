@@ -9,7 +9,10 @@ use std::time::Duration;
 use futures::{SinkExt, StreamExt};
 use hyper_util::rt::TokioIo;
 use mcpgw_core::bridge::{Bridge, BridgePorts, LocalGateway};
-use mcpgw_core::ws::{WsAccept, CLOSE_GOING_AWAY, CLOSE_TOO_BIG, CLOSE_UNSUPPORTED, PING_SECS};
+use mcpgw_core::ws::{WsAccept, CLOSE_GOING_AWAY, CLOSE_POLICY, CLOSE_TOO_BIG, CLOSE_UNSUPPORTED, PING_SECS};
+
+/// How long one message may take to be written to the client.
+const WRITE_WITHIN: std::time::Duration = std::time::Duration::from_secs(30);
 use mcpgw_core::Gateway;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
@@ -73,9 +76,16 @@ pub async fn run(
                     break None;
                 }
             },
-            Some(line) = out.next() => {
-                if tx.send(Message::text(line)).await.is_err() {
-                    break None;
+            line = out.next() => {
+                let Some(line) = line else {
+                    // The bridge's channel ended: its client fell too far behind reading.
+                    break Some((CLOSE_POLICY, "the client stopped reading its messages".into()));
+                };
+                // A client that stops reading does not hold a write (and this task) forever.
+                match tokio::time::timeout(WRITE_WITHIN, tx.send(Message::text(line))).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(_)) => break None,
+                    Err(_) => break Some((CLOSE_POLICY, "the client stopped reading its messages".into())),
                 }
             }
             _ = ping.tick() => {

@@ -426,7 +426,7 @@ impl Federation {
                     // On a shared link only requests: their call's caller may be asked.
                     None => msg.get("id").is_some() && msg.get("method").is_some(),
                 };
-                if let Some(call) = link.call_sink().filter(|_| to_call) {
+                if let Some(call) = link.call_sink(&msg).filter(|_| to_call) {
                     match call.send(msg) {
                         // Queued, or dropped at the call's bound (its client is not reading).
                         Ok(()) | Err(crate::upstream::SinkError::Full) => continue,

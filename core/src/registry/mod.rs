@@ -121,6 +121,23 @@ fn as_sent_back(kind: Kind, new: &mut Value, old: &Value) {
     }
 }
 
+/// Credentials arrive in clear (or masked, to keep the stored one): a sealed-looking value sent
+/// by a client would be taken as sealed and opened with this gateway's key. Checked on what was
+/// sent, before a stored value (which may be sealed under a key since changed) is put back.
+fn sealed_input(kind: Kind, sent: &Value) -> Result<(), FieldError> {
+    for p in seal::credential_pointers(kind, sent) {
+        if sent
+            .pointer(&p)
+            .and_then(Value::as_str)
+            .is_some_and(|v| v.starts_with("enc:v"))
+        {
+            let field = p.trim_start_matches('/').replace('/', ".");
+            return Err(FieldError::new(field, "a credential is given in clear, not sealed"));
+        }
+    }
+    Ok(())
+}
+
 /// The JSON the REST API returns for a record: the definition plus id and timestamps,
 /// credentials (header values, a TLS client key) masked.
 pub fn record_json(r: &Record) -> Value {
@@ -198,18 +215,6 @@ impl Registry {
     /// rest, and URLs the SSRF guard allows (a tool's `url`, unless its host is a template,
     /// checked at each call; an upstream's `url` and `urls`).
     fn guard_def(&self, kind: Kind, def: &Value) -> Result<(), FieldError> {
-        // A credential is given in clear (or masked, to keep the stored one): a sealed-looking
-        // value would be taken as sealed and opened with this gateway's key.
-        for p in seal::credential_pointers(kind, def) {
-            if def
-                .pointer(&p)
-                .and_then(Value::as_str)
-                .is_some_and(|v| v.starts_with("enc:v"))
-            {
-                let field = p.trim_start_matches('/').replace('/', ".");
-                return Err(FieldError::new(field, "a credential is given in clear, not sealed"));
-            }
-        }
         // `{slug}{separator}{name}` must say one thing: a slug holding the separator would let
         // one upstream's `x__y` and another's `y` under slug `gh__x` be the same name.
         if kind == Kind::Upstream {
@@ -513,6 +518,7 @@ impl Registry {
         existing: Option<&Record>,
         merge: bool,
     ) -> Result<UpstreamDef, RegistryError> {
+        sealed_input(Kind::Upstream, &body)?;
         let mut body = match existing.filter(|_| merge) {
             Some(rec) => {
                 let mut merged = merge_patch(&rec.body, body)?;
@@ -576,6 +582,7 @@ impl Registry {
 
     /// Creates a record from a REST body.
     pub async fn create(&self, kind: Kind, body: Value) -> Result<Record, RegistryError> {
+        sealed_input(kind, &body)?;
         let (key, body) = self.check(kind, body, None).await?;
         let rec = self.new_record(kind, key, body, self.clock.now_ms());
         self.store.insert(rec.clone()).await?;
@@ -585,6 +592,7 @@ impl Registry {
 
     /// Replaces a record's definition (PUT), or merges fields into it (PATCH, `merge = true`).
     pub async fn update(&self, kind: Kind, id: &str, body: Value, merge: bool) -> Result<Record, RegistryError> {
+        sealed_input(kind, &body)?;
         let existing = self.get(kind, id).await?;
         let mut body = if merge {
             merge_patch(&existing.body, body)?
@@ -633,7 +641,10 @@ impl Registry {
         let mut entries = 0;
         let mut push = |kind: Kind, prefix: String, body: Value| -> Result<(), RegistryError> {
             let (key, body) = model::validate(kind, body)
-                .and_then(|(key, body)| self.guard_def(kind, &body).map(|()| (key, body)))
+                .and_then(|(key, body)| {
+                    sealed_input(kind, &body)?;
+                    self.guard_def(kind, &body).map(|()| (key, body))
+                })
                 .map_err(|e| FieldError::new(format!("{prefix}.{}", e.field), e.message))?;
             entries += 1;
             let text = body.to_string();

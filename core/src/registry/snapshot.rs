@@ -464,19 +464,24 @@ impl Snapshot {
             }
             // The MCP tool-name rules (2025-11-25): 1-128 of A-Z a-z 0-9 _ - . and nothing else
             // (no spaces, no bidi controls that make one name look like another).
-            if !crate::model::is_tool_name(&name)
-                || !crate::model::is_tool_name(&format!("{}{separator}{name}", up.slug))
-            {
-                self.conflicts
-                    .entry(up.id.clone())
-                    .or_default()
-                    .push(json!({"name": name, "served_as": null, "reason": "not a valid tool name (1-128 of A-Z a-z 0-9 _ - .)"}));
+            let invalid = |s: &mut Self, served: Option<&str>| {
+                s.conflicts.entry(up.id.clone()).or_default().push(json!({
+                    "name": name, "served_as": null,
+                    "reason": format!("not a valid tool name (1-128 of A-Z a-z 0-9 _ - .): {}", served.unwrap_or(&name)),
+                }));
+            };
+            if !crate::model::is_tool_name(&name) {
+                invalid(self, None);
                 continue;
             }
             let taken = |s: &Self| s.tools.iter().any(|t| t.def.name == name);
             let Some(served) = self.served_name(up, &name, separator, taken) else {
                 continue;
             };
+            if !crate::model::is_tool_name(&served) {
+                invalid(self, Some(&served));
+                continue;
+            }
             served_as.insert(format!("tool:{name}"), served.clone());
             let op = openapi
                 .as_ref()

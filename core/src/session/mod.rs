@@ -123,8 +123,9 @@ impl Sessions {
         self.store.get(id).await
     }
 
-    /// Stores a session (new or changed).
+    /// Stores a session (new or changed); a new one counts in its client's quota from now.
     pub async fn put(&self, s: SessionState) {
+        self.quota.confirm(&s.id);
         self.store.put(s).await
     }
 
@@ -316,15 +317,19 @@ impl Sessions {
     /// Reloads the registry and tells connected clients which lists changed since the last
     /// refresh; returns how many notifications went out per stream.
     pub async fn refresh_registry(&self) -> usize {
-        let kinds = match self.registry.refresh().await {
+        let refreshed = self.registry.refresh().await;
+        // A stream lasts no longer than the token it was opened with (its expiry holds even
+        // while the store, with the revocations, cannot be read).
+        let now = self.clock.now_ms();
+        match self.registry.snapshot().await {
+            Ok(snap) => self.hub.lapse(now, &|jti| snap.is_revoked(jti)),
+            Err(_) => self.hub.lapse(now, &|_| false),
+        };
+        let kinds = match refreshed {
             Ok(k) => k,
             // The store is unreachable: nothing to announce; the next refresh will see it.
             Err(_) => return 0,
         };
-        // A stream lasts no longer than the token it was opened with.
-        if let Ok(snap) = self.registry.snapshot().await {
-            self.hub.lapse(self.clock.now_ms(), &|jti| snap.is_revoked(jti));
-        }
         let methods = list_changes(kinds);
         for m in &methods {
             self.broadcast(jsonrpc::notification(m, None)).await;

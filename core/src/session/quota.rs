@@ -22,6 +22,8 @@ struct Table {
     by_client: HashMap<String, BTreeSet<(u64, String)>>,
     /// Each session's client and last use.
     by_session: HashMap<String, (String, u64)>,
+    /// Sessions reserved and not stored yet: never chosen to make room.
+    pending: std::collections::HashSet<String>,
 }
 
 impl Quota {
@@ -48,18 +50,24 @@ impl Quota {
         now: u64,
         live: impl Fn(&str) -> bool,
     ) -> Result<Option<String>, AtQuota> {
+        if self.per_client == 0 {
+            return Ok(None);
+        }
         let mut t = self.table();
         let mut victim = None;
-        if self.per_client > 0 {
-            if let Some(held) = t.by_client.get(client).filter(|h| h.len() >= self.per_client) {
-                let idle = held.iter().find(|(_, s)| !live(s)).cloned().ok_or(AtQuota)?;
-                victim = Some(idle.1);
-            }
+        if let Some(held) = t.by_client.get(client).filter(|h| h.len() >= self.per_client) {
+            let idle = held
+                .iter()
+                .find(|(_, s)| !t.pending.contains(s) && !live(s))
+                .cloned()
+                .ok_or(AtQuota)?;
+            victim = Some(idle.1);
         }
         if let Some(v) = &victim {
             Self::remove(&mut t, v);
         }
         t.by_session.insert(sid.to_string(), (client.to_string(), now));
+        t.pending.insert(sid.to_string());
         t.by_client
             .entry(client.to_string())
             .or_default()
@@ -67,10 +75,17 @@ impl Quota {
         Ok(victim)
     }
 
+    /// `sid` is stored: from now on it may be chosen to make room.
+    pub fn confirm(&self, sid: &str) {
+        self.table().pending.remove(sid);
+    }
+
     /// `sid` was used at `now`.
     pub fn touch(&self, sid: &str, now: u64) {
         let mut t = self.table();
-        let Table { by_client, by_session } = &mut *t;
+        let Table {
+            by_client, by_session, ..
+        } = &mut *t;
         let Some((client, at)) = by_session.get_mut(sid) else {
             return;
         };
@@ -87,6 +102,7 @@ impl Quota {
     }
 
     fn remove(t: &mut Table, sid: &str) {
+        t.pending.remove(sid);
         let Some((client, at)) = t.by_session.remove(sid) else {
             return;
         };
@@ -109,6 +125,11 @@ mod tests {
         let none = |_: &str| false;
         assert_eq!(q.reserve("ip:a", "s1", 1, none), Ok(None));
         assert_eq!(q.reserve("ip:a", "s2", 2, none), Ok(None));
+        // Not stored yet: neither makes room for a third.
+        assert_eq!(q.reserve("ip:a", "sx", 2, none), Err(AtQuota));
+        for s in ["s1", "s2"] {
+            q.confirm(s);
+        }
         assert_eq!(q.reserve("ip:b", "s3", 3, none), Ok(None), "others have their own");
         q.touch("s1", 4);
         assert_eq!(
@@ -116,12 +137,14 @@ mod tests {
             Ok(Some("s2".into())),
             "s1 was used since"
         );
+        q.confirm("s4");
         // s1 and s4 held; s1 streaming: s4 goes.
         assert_eq!(q.reserve("ip:a", "s5", 6, |s| s == "s1"), Ok(Some("s4".into())));
+        q.confirm("s5");
         // Both streaming: no room, and nothing changes.
         assert_eq!(q.reserve("ip:a", "s6", 7, |_| true), Err(AtQuota));
-        assert_eq!(q.reserve("ip:a", "s7", 8, |s| s == "s1"), Ok(Some("s5".into())));
-        for s in ["s1", "s3", "s7", "s6"] {
+        assert_eq!(q.reserve("ip:a", "s8", 8, |s| s == "s1"), Ok(Some("s5".into())));
+        for s in ["s1", "s3", "s8", "s6"] {
             q.release(s);
         }
         let t = q.table();

@@ -59,7 +59,7 @@ impl Duplex {
         }
         let target = self
             .sinks
-            .target()
+            .target(&msg)
             .or_else(|| self.fallback.lock().unwrap_or_else(|e| e.into_inner()).clone());
         if let Some(t) = target {
             let _ = t.send(msg);
@@ -87,7 +87,13 @@ impl Duplex {
         self.pipe.send(body).await.map_err(UpstreamError::Unreachable)
     }
 
-    pub(super) async fn call(&self, id: u64, body: String, sink: Option<&Sink>) -> Result<Value, UpstreamError> {
+    pub(super) async fn call(
+        &self,
+        id: u64,
+        body: String,
+        sink: Option<&Sink>,
+        progress: Option<Value>,
+    ) -> Result<Value, UpstreamError> {
         if self.closed.load(Ordering::Acquire) {
             return Err(UpstreamError::Closed);
         }
@@ -101,7 +107,7 @@ impl Duplex {
             }
         }
         let _forget = Forget(self, id);
-        let _in_flight = self.sinks.enter(id, sink);
+        let _in_flight = self.sinks.enter(id, sink, progress);
         self.send(body).await?;
         rx.await.map_err(|_| UpstreamError::Closed)
     }

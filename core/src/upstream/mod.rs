@@ -118,31 +118,38 @@ pub(crate) struct Hello {
 /// one user's sampling or elicitation to another.
 #[derive(Default)]
 struct CallSinks {
-    calls: Mutex<Vec<(u64, Sink)>>,
+    calls: Mutex<Vec<(u64, Sink, Option<Value>)>>,
     shared: std::sync::atomic::AtomicBool,
 }
 
 impl CallSinks {
-    fn list(&self) -> std::sync::MutexGuard<'_, Vec<(u64, Sink)>> {
+    fn list(&self) -> std::sync::MutexGuard<'_, Vec<(u64, Sink, Option<Value>)>> {
         self.calls.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Registers call `id`'s sink until the returned guard drops (however the call ends).
-    fn enter(&self, id: u64, sink: Option<&Sink>) -> CallGuard<'_> {
+    /// Registers call `id`'s sink (and the progress token it sent, if any) until the returned
+    /// guard drops (however the call ends).
+    fn enter(&self, id: u64, sink: Option<&Sink>, progress: Option<Value>) -> CallGuard<'_> {
         if let Some(s) = sink {
-            self.list().push((id, s.clone()));
+            self.list().push((id, s.clone(), progress));
         }
         CallGuard(self, id)
     }
 
-    /// Where a message outside any call goes: the newest call's sink, or on a shared link the
-    /// only call's; none otherwise.
-    fn target(&self) -> Option<Sink> {
+    /// Where `msg`, said outside any call, goes: the newest call's sink; on a shared link with
+    /// several calls in flight, only the call a progress notification names by its token (if
+    /// one call alone sent it), else none (a request is then refused, other messages dropped).
+    fn target(&self, msg: &Value) -> Option<Sink> {
         let list = self.list();
-        if self.shared.load(std::sync::atomic::Ordering::Relaxed) && list.len() > 1 {
-            return None;
+        if !self.shared.load(std::sync::atomic::Ordering::Relaxed) || list.len() <= 1 {
+            return list.last().map(|(_, s, _)| s.clone());
         }
-        list.last().map(|(_, s)| s.clone())
+        let token = msg.get("params").and_then(|p| p.get("progressToken"))?;
+        let mut naming = list.iter().filter(|(_, _, t)| t.as_ref() == Some(token));
+        match (naming.next(), naming.next()) {
+            (Some((_, s, _)), None) => Some(s.clone()),
+            _ => None,
+        }
     }
 
     fn clear(&self) {
@@ -159,8 +166,13 @@ struct CallGuard<'a>(&'a CallSinks, u64);
 
 impl Drop for CallGuard<'_> {
     fn drop(&mut self) {
-        self.0.list().retain(|(i, _)| *i != self.1);
+        self.0.list().retain(|(i, _, _)| *i != self.1);
     }
+}
+
+/// The progress token a request's params carry, if any.
+fn progress_token(params: Option<&Value>) -> Option<Value> {
+    params?.get("_meta")?.get("progressToken").cloned()
 }
 
 /// True for a JSON-RPC response (an id and a result or error, no method).
@@ -517,7 +529,7 @@ impl Link {
         // task cannot park again in between (it checks for calls under the listener's lock).
         let _in_flight = match &self.io {
             Io::Http(h) => {
-                let guard = h.calls.enter(id, sink);
+                let guard = h.calls.enter(id, sink, progress_token(params));
                 if sink.is_some() {
                     self.stream_ready(timeout_ms.min(LISTEN_READY_MS)).await;
                 }
@@ -537,7 +549,7 @@ impl Link {
                         .await?
                         .ok_or_else(|| UpstreamError::Protocol("no answer".into()))
                 }
-                Io::Duplex(d) => d.call(id, body, sink).await.map(Answer::Value),
+                Io::Duplex(d) => d.call(id, body, sink, progress_token(params)).await.map(Answer::Value),
             }
         })
         .await;
@@ -552,9 +564,9 @@ impl Link {
     /// The sink of the newest call in flight on a streamable HTTP link: where a request the
     /// upstream sends on its standalone stream goes when the client has no stream of its own to
     /// take it (servers on the TS SDK 1.x send a tool's sampling and elicitation requests there).
-    pub fn call_sink(&self) -> Option<Sink> {
+    pub fn call_sink(&self, msg: &Value) -> Option<Sink> {
         match &self.io {
-            Io::Http(h) => h.calls.target(),
+            Io::Http(h) => h.calls.target(msg),
             Io::Duplex(_) => None,
         }
     }

@@ -392,8 +392,7 @@ pub(crate) fn request_of(
         let Some(v) = args.remove(&p.arg) else { continue };
         match p.place.as_str() {
             "path" => {
-                let value =
-                    crate::uri_template::without_dot_segments(&utf8_percent_encode(&text(&v), QUERY).to_string());
+                let value = utf8_percent_encode(&text(&v), QUERY).to_string();
                 path = path.replace(&format!("{{{}}}", p.name), &value);
             }
             "query" => {

@@ -166,6 +166,11 @@ impl Rest {
         if let Err(e) = self.net.check_url(&request.url) {
             return error_result(format!("Tool {name}: {e}"));
         }
+        if crate::uri_template::has_dot_segment(&request.url) {
+            return error_result(format!(
+                "Tool {name}: the URL's path would hold a '.' or '..' segment (from the arguments?): refused"
+            ));
+        }
         let (method, url) = (request.method.to_string(), request.url.clone());
         log(LogLevel::Debug, "mcpgw.tools", json!(format!("{name}: {method} {url}")));
         let timeout = Duration::from_millis(tool.def.timeout_ms.unwrap_or(self.timeout_ms));
