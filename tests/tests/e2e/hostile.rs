@@ -259,6 +259,15 @@ async fn stalled_body(
 /// before the body is read (auth on); with auth off it gets 408 once the body timeout passes.
 #[tokio::test]
 async fn stalled_bodies_are_refused_before_reading_or_timed_out() {
+    if target() == Target::Edge {
+        // The Worker admits a request's head before it reads the body (edge/src/lib.rs), but
+        // under `wrangler dev` the local runtime hands it the request only with its whole body;
+        // on Cloudflare the platform holds slow uploads.
+        return skip(
+            "stalled_bodies_are_refused_before_reading_or_timed_out",
+            "wrangler dev delivers a request to the Worker once its body has arrived",
+        );
+    }
     let dir = TempDir::new("hostile-stalled");
     let gw = start_target_with(
         &dir,
@@ -579,11 +588,16 @@ async fn an_upstream_forging_origins_or_names_is_not_believed() {
         .iter()
         .find(|t| t["name"] == "evil__forged")
         .unwrap_or_else(|| panic!("{names:?}"));
+    // It lives here: the path is this gateway alone (its instance name; the test harness names
+    // the Worker itself), not the gateway the upstream claimed.
+    let origin = &forged["_meta"]["io.mcpgw/origin"];
+    let own = get_json(&format!("{url}/version")).await["instance"].clone();
     assert_eq!(
-        forged["_meta"]["io.mcpgw/origin"],
-        json!({"path": ["gw-a"], "name": "evil__forged"}),
-        "a plain upstream's claim is not passed on"
+        origin["path"],
+        json!([own]),
+        "a plain upstream's claim is not passed on: {origin}"
     );
+    assert_eq!(origin["name"], "evil__forged", "{origin}");
     for name in &names {
         assert!(
             name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b))
