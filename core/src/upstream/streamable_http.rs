@@ -146,13 +146,24 @@ impl HttpIo {
             return self.read_answer_stream(resp, id, sink).await.map(Some);
         }
         let bytes = read_all(resp, self.max_bytes).await?;
-        let v: Value = serde_json::from_slice(&bytes)
-            .map_err(|e| UpstreamError::Protocol(format!("the answer is not JSON: {e}")))?;
-        let found = match v {
-            Value::Array(items) => items.into_iter().find(|m| m["id"].as_u64() == Some(id)),
-            m if m["id"].as_u64() == Some(id) && is_response(&m) => Some(m),
-            _ => None,
-        };
+        // A JSON answer may hold several messages, one after another (newline-delimited, as
+        // some servers send a call's progress before its response) or in a batch: each one that
+        // is not the response goes on to the call, in order.
+        let mut found = None;
+        for item in serde_json::Deserializer::from_slice(&bytes).into_iter::<Value>() {
+            let item = item.map_err(|e| UpstreamError::Protocol(format!("the answer is not JSON: {e}")))?;
+            let messages = match item {
+                Value::Array(items) => items,
+                one => vec![one],
+            };
+            for m in messages {
+                if found.is_none() && m["id"].as_u64() == Some(id) && is_response(&m) {
+                    found = Some(m);
+                } else if let Some(s) = sink {
+                    let _ = s.send(m);
+                }
+            }
+        }
         found
             .map(|v| Some(Answer::Value(v)))
             .ok_or_else(|| UpstreamError::Protocol("the answer is not a response to the request".into()))

@@ -459,7 +459,7 @@ async fn hostile_upstream() -> (String, tokio::task::JoinHandle<()>) {
             "initialize" => reply(json!({"protocolVersion": "2025-06-18", "capabilities": {"tools": {}},
                 "serverInfo": {"name": "hostile", "version": "1"}})),
             "tools/list" => reply({
-                let mut tools: Vec<Value> = ["ok", "huge", "slow", "endless"]
+                let mut tools: Vec<Value> = ["ok", "huge", "slow", "endless", "ndjson"]
                     .iter()
                     .map(|n| json!({"name": n, "inputSchema": {"type": "object"}}))
                     .collect();
@@ -473,6 +473,19 @@ async fn hostile_upstream() -> (String, tokio::task::JoinHandle<()>) {
             }),
             "tools/call" => match msg["params"]["name"].as_str().unwrap_or_default() {
                 "huge" => reply(json!({"content": [{"type": "text", "text": "A".repeat(40 << 20)}]})),
+                // Its progress, then its response, as two lines of one application/json answer.
+                "ndjson" => {
+                    let token = msg["params"]["_meta"]["progressToken"].clone();
+                    let progress = json!({"jsonrpc": "2.0", "method": "notifications/progress",
+                        "params": {"progressToken": token, "progress": 1, "total": 2}});
+                    let done = json!({"jsonrpc": "2.0", "id": id.clone(),
+                        "result": {"content": [{"type": "text", "text": "both lines"}]}});
+                    (
+                        [(axum::http::header::CONTENT_TYPE, "application/json")],
+                        format!("{progress}\n{done}\n"),
+                    )
+                        .into_response()
+                }
                 "slow" => {
                     tokio::time::sleep(Duration::from_secs(60)).await;
                     reply(json!({}))
@@ -675,4 +688,34 @@ async fn hostile_admin_input_is_refused_by_field() {
         .expect("post");
     assert!(r.status().is_client_error(), "{}", r.status());
     still_serves(&url).await;
+}
+
+/// An upstream that answers a call with `application/json` holding two newline-delimited
+/// messages (its progress, then the response), as the conformance suite's own 2026-07-28 fixture
+/// does: the client gets the progress, then the result.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_answering_several_json_lines_is_relayed_in_order() {
+    let (upstream, _task) = hostile_upstream().await;
+    let dir = TempDir::new("ndjson-upstream");
+    let gw = start_target(&dir, &[]).expect("start");
+    let url = gw.url().to_string();
+    register(&url, json!({"name": "nd", "url": upstream})).await;
+    let mut session = RawSession::open(&format!("{url}/mcp"), json!({}))
+        .await
+        .expect("session");
+    let (answer, seen) = session
+        .call(
+            json!(7),
+            "tools/call",
+            json!({"name": "nd__ndjson", "arguments": {}, "_meta": {"progressToken": "tok"}}),
+            |_| None,
+        )
+        .await
+        .expect("call");
+    assert_eq!(answer["result"]["content"][0]["text"], "both lines", "{answer}");
+    assert!(
+        seen.iter()
+            .any(|(_, m)| m["method"] == "notifications/progress" && m["params"]["progressToken"] == "tok"),
+        "the progress line was relayed: {seen:?}"
+    );
 }
