@@ -160,6 +160,22 @@ pub fn url_host(url: &str) -> Option<&str> {
     Some(hostport.split_once(':').map_or(hostport, |(h, _)| h))
 }
 
+/// The key one client's address is counted under by quotas: the address itself, an IPv4-mapped
+/// IPv6 address as its IPv4 one, another IPv6 address by its /64 (which one host holds whole, and
+/// may rotate through); text that is no address as it is.
+pub fn client_key(ip: &str) -> String {
+    match ip.trim_matches(['[', ']']).parse::<IpAddr>() {
+        Ok(IpAddr::V6(v6)) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let s = v6.segments();
+                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+        },
+        _ => ip.to_string(),
+    }
+}
+
 /// `item` as an address range: `10.0.0.0/8`, `::1/128`, or an address alone (all its bits); none
 /// when it names no address; an error for a prefix out of range.
 fn cidr(item: &str) -> Result<Option<(IpAddr, u8)>, String> {
@@ -407,6 +423,15 @@ fn legacy_ipv4(s: &str) -> Option<Ipv4Addr> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn clients_are_counted_by_address_and_ipv6_by_its_64() {
+        assert_eq!(client_key("10.0.0.1"), "10.0.0.1");
+        assert_eq!(client_key("::ffff:10.0.0.1"), "10.0.0.1");
+        assert_eq!(client_key("2001:db8:1:2:aaaa::1"), client_key("[2001:db8:1:2:bbbb::9]"));
+        assert_eq!(client_key("2001:db8:1:2::1"), "2001:db8:1:2::/64");
+        assert_eq!(client_key("anonymous"), "anonymous");
+    }
 
     #[test]
     fn special_addresses_are_refused_unless_allowed() {

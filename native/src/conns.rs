@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
-use mcpgw_core::netguard::Networks;
+use mcpgw_core::netguard::{client_key, Networks};
 
 /// The bounds (0: none).
 #[derive(Debug, Clone, Copy)]
@@ -35,18 +35,6 @@ pub struct Conns {
     bounds: Bounds,
     proxies: Networks,
     tally: Mutex<Tally>,
-}
-
-/// The key a client's connections and bodies are counted under.
-pub fn client_key(ip: &str) -> String {
-    match ip.parse::<IpAddr>() {
-        Ok(IpAddr::V6(v6)) if v6.to_ipv4_mapped().is_none() => {
-            let s = v6.segments();
-            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
-        }
-        Ok(IpAddr::V6(v6)) => v6.to_ipv4_mapped().map_or_else(|| ip.to_string(), |v4| v4.to_string()),
-        _ => ip.to_string(),
-    }
 }
 
 /// Held while a connection is open; counted down when dropped.

@@ -379,10 +379,11 @@ fn settings(a: &ServeArgs) -> anyhow::Result<Settings> {
     if upkeep == 0 {
         bail!("invalid setting MCPGW_UPKEEP_SECS (--upkeep-secs): must be at least 1");
     }
-    let metrics = match a.metrics.trim().to_ascii_lowercase().as_str() {
-        "true" | "1" | "yes" | "on" => true,
-        "false" | "0" | "no" | "off" => false,
-        v => bail!("invalid setting MCPGW_METRICS (--metrics): '{v}' is not true or false"),
+    let Some(metrics) = mcpgw_core::settings::flag(&a.metrics) else {
+        bail!(
+            "invalid setting MCPGW_METRICS (--metrics): '{}' is not true or false",
+            a.metrics.trim()
+        );
     };
     let metrics_addr = match a.metrics_addr.as_deref().map(str::trim).filter(|v| !v.is_empty()) {
         None => None,

@@ -167,13 +167,7 @@ fn client_of(req: &Request<Bytes>) -> String {
     match subject_of(req) {
         Some(s) => format!("sub:{s}"),
         None => match req.extensions().get::<crate::security::admission::ClientIp>() {
-            Some(ip) => match ip.0.parse::<std::net::IpAddr>() {
-                Ok(std::net::IpAddr::V6(v6)) if v6.to_ipv4_mapped().is_none() => {
-                    let s = v6.segments();
-                    format!("ip:{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
-                }
-                _ => format!("ip:{}", ip.0),
-            },
+            Some(ip) => format!("ip:{}", crate::netguard::client_key(&ip.0)),
             None => "anonymous".into(),
         },
     }
