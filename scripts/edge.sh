@@ -60,8 +60,9 @@ bundle() {
     raw=$((raw + $(wc -c < "$f")))
     gz=$((gz + $(gzip -9 -c "$f" | wc -c)))
   done
-  echo "edge bundle: $raw bytes, $gz bytes gzipped (limit 1048576)"
-  [ "$gz" -le 1048576 ] || { echo "edge bundle over 1 MiB gzipped" >&2; exit 1; }
+  # 1.5 MiB: the Workers limit for a paid plan is larger, but a bigger module starts slower.
+  echo "edge bundle: $raw bytes, $gz bytes gzipped (limit 1572864)"
+  [ "$gz" -le 1572864 ] || { echo "edge bundle over 1.5 MiB gzipped" >&2; exit 1; }
 }
 
 case "${1:-}" in

@@ -227,6 +227,11 @@ pub struct GatewayConfig {
     /// bytes in base64 or hex. Without one, such headers cannot be stored.
     #[serde(skip)]
     pub encryption_key: Option<crate::security::auth::Secret>,
+    /// Without `encryption_key`: a key the runtime keeps for every instance of one deployment
+    /// (the edge's, in D1), for what they must open alike but never keep at rest (sealed
+    /// `requestState`s, admin cookies, the gateway's id); never for stored credentials.
+    #[serde(skip)]
+    pub deployment_key: Option<crate::security::auth::Secret>,
 }
 
 /// How a setting's text becomes its value.
@@ -462,6 +467,7 @@ fn unreachable_default() -> GatewayConfig {
         allow_stdio_api: false,
         stdio_env: vec![],
         encryption_key: None,
+        deployment_key: None,
     }
 }
 
@@ -550,6 +556,9 @@ impl GatewayConfig {
         }
         if let Some(k) = &self.encryption_key {
             crate::registry::seal::Sealer::parse_key(&k.0).map_err(|e| bad("encryption_key", e))?;
+        }
+        if let Some(k) = &self.deployment_key {
+            crate::registry::seal::Sealer::parse_key(&k.0).map_err(|e| bad("deployment_key", e))?;
         }
         for o in &self.allowed_origins {
             if o != "*" && !(o.starts_with("http://") || o.starts_with("https://")) {

@@ -29,9 +29,6 @@ use crate::session::{Limits, Sessions};
 use crate::upstream::rest::Rest;
 use crate::upstream::Net;
 
-/// The REST API's OpenAPI 3.1 document (written by `scripts/openapi.py`).
-const OPENAPI: &str = include_str!("../assets/openapi.json");
-
 /// Everything the gateway needs from its platform.
 #[derive(Clone)]
 pub struct Ports {
@@ -141,7 +138,7 @@ impl Gateway {
                 .with_sealed_credentials(config.encryption_key.is_some())
                 .with_gateway_id(&crate::registry::seal::gateway_id(
                     &config.instance,
-                    key_text,
+                    key_text.or(config.deployment_key.as_ref().map(|k| k.0.as_str())),
                     ports.ids.as_ref(),
                 )),
         );
@@ -227,11 +224,11 @@ impl Gateway {
             listen_poll_ms: config.listen_poll_ms.max(50),
         };
         let info_version = info.version.clone();
-        // The key for a purpose, derived from the encryption key, or a random one (what only
-        // this process opens again).
+        // The key for a purpose, derived from the encryption key, else the deployment's, else a
+        // random one (what only this process opens again).
         use crate::registry::seal::{Purpose, Sealer};
         let key = |purpose: Purpose| {
-            let configured = config.encryption_key.as_ref();
+            let configured = config.encryption_key.as_ref().or(config.deployment_key.as_ref());
             configured
                 .and_then(|k| Sealer::from_key_text(&k.0, purpose, ports.crypto.clone()).ok())
                 .unwrap_or_else(|| Sealer::random(purpose, ports.ids.as_ref(), ports.crypto.clone()))
@@ -280,6 +277,7 @@ impl Gateway {
             ports.spawner,
             config.max_batch,
             config.auth.admin_scope.clone(),
+            config.call_max_ms,
         ));
         let admin = Admin::new(registry.clone(), fed.clone(), sessions.clone(), config.allow_stdio_api);
         let proxies = crate::netguard::Networks::parse(&config.trusted_proxies).unwrap_or_default();
@@ -378,27 +376,32 @@ impl Gateway {
         self.s.sessions.hub().keepalive()
     }
 
-    /// Where a stateless request that may park a call waiting for its client's input, or listen
-    /// to an upstream for as long as its stream is open, is to be served: a runtime whose
-    /// requests may not share I/O sends it to one place per park (the edge: a Durable Object),
-    /// named by [`Park::At`] for a retry. None for other requests.
-    pub async fn park_of(&self, req: &Request<Bytes>) -> Option<crate::Park> {
+    /// Where `req` is to be served (see [`crate::face::Placement`]): with its session, where a
+    /// new session lives, at its park (a stateless request that may park a call waiting for its
+    /// client's input, or listen to an upstream for as long as its stream is open, goes to one
+    /// place per park, named by [`crate::Park::At`] for a retry), or here.
+    pub async fn placement(&self, req: &Request<Bytes>) -> crate::face::Placement {
+        use crate::face::Placement;
+        if let Some(p) = crate::face::session_placement(req) {
+            return p;
+        }
         // Only a request naming a capability that can be asked for, or a state, may park; and
         // a listen stream.
-        let words = [
-            "requestState",
-            "sampling",
-            "elicitation",
-            "roots",
-            "subscriptions/listen",
-        ];
-        let r = crate::face::stateless::modern_request(req, &words)?;
-        let snap = self.s.registry.snapshot().await.ok()?;
-        let server = match Route::parse(req.uri().path()) {
-            Route::Mcp { server: Some(id) } => Some(snap.server(&id)?.clone()),
-            _ => None,
+        let listen = crate::proto::method::Method::SubscriptionsListen.name();
+        let words = ["requestState", "sampling", "elicitation", "roots", listen];
+        let park = async {
+            let r = crate::face::stateless::modern_request(req, &words)?;
+            let snap = self.s.registry.snapshot().await.ok()?;
+            let server = match Route::parse(req.uri().path()) {
+                Route::Mcp { server: Some(id) } => Some(snap.server(&id)?.clone()),
+                _ => None,
+            };
+            crate::engine::park_of(&r, &snap, server.as_deref())
         };
-        crate::engine::park_of(&r, &snap, server.as_deref())
+        match park.await {
+            Some(park) => Placement::Park(park),
+            None => Placement::Here,
+        }
     }
 
     /// Park ids this gateway hands out start with `route` (so retries find their way back).
@@ -721,7 +724,7 @@ impl Gateway {
                 json_response(StatusCode::OK, &v)
             }
             Route::OpenApi => {
-                let mut r = Response::new(Body::Full(Bytes::from_static(OPENAPI.as_bytes())));
+                let mut r = Response::new(Body::Full(Bytes::from_static(crate::http::OPENAPI.as_bytes())));
                 r.headers_mut().insert(
                     http::header::CONTENT_TYPE,
                     http::HeaderValue::from_static("application/json"),
@@ -800,8 +803,8 @@ mod tests {
     use http::{header, HeaderValue};
     use serde_json::{json, Value};
 
-    const MCP_SESSION_ID: &str = "mcp-session-id";
     use crate::memory::{memory_ports, ManualClock};
+    use crate::proto::headers::MCP_SESSION_ID;
     use futures::executor::block_on;
     use std::time::Duration;
 
@@ -1006,7 +1009,7 @@ mod tests {
                 .expect("server");
             let call = |scope: &str| {
                 let token =
-                    crate::security::jwt::mint(&auth, "u", &["mcpgw:client".into(), scope.into()], 60, "j", 1_000_000)
+                    crate::security::mint(&auth, "u", &["mcpgw:client".into(), scope.into()], 60, "j", 1_000_000)
                         .expect("token");
                 let gw = gw.clone();
                 async move {

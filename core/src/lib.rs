@@ -42,7 +42,7 @@ pub mod ws;
 
 pub use config::{ConfigError, GatewayConfig, SeedFile};
 pub use engine::{Park, ServerInfo};
-pub use face::AssignSessionId;
+pub use face::{AssignSessionId, Placement};
 pub use gateway::{Gateway, Ports};
 pub use http::response::Body;
 pub use security::admission::{Admitted, ClientIp, FORBIDDEN, RATE_LIMITED, UNAUTHORIZED};

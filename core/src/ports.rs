@@ -409,6 +409,13 @@ pub trait Spawner: MaybeSend + MaybeSync {
     fn waits_across_requests(&self) -> bool {
         true
     }
+
+    /// Whether work spawned while serving a request goes on once that request's response has
+    /// ended (natively it does; a Worker's runtime stops it): only then may a stream close while
+    /// the work it reports goes on (SEP-1699 polling).
+    fn outlives_requests(&self) -> bool {
+        true
+    }
 }
 
 /// The JWS algorithms (RFC 7518) whose checks the platform does.

@@ -23,7 +23,7 @@ fn rec(kind: Kind, id: &str, key: &str, n: i64) -> Record {
 
 /// Runs every case against `store`, which must start empty. Panics with the failed case.
 pub async fn run<S: Store + ?Sized>(store: &S) {
-    store.ping().await.expect("ping");
+    store.ping().await.expect("the store answers");
     // Insert, get by id and by key, list in key order.
     store
         .insert(rec(Kind::Tool, "id-b", "beta", 1))

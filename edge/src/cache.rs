@@ -8,7 +8,7 @@ use mcpgw_core::ports::Cache;
 use serde::{Deserialize, Serialize};
 use worker::{Env, ObjectNamespace, Request, RequestInit, Response, Result, Storage};
 
-use crate::limiter::LIMITER_BINDING;
+use crate::LIMITER_BINDING;
 
 /// The path of cache operations at a keyed object.
 pub const CACHE_PATH: &str = "/cache";

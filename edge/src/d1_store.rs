@@ -215,3 +215,27 @@ impl Store for D1Store {
         Ok(row.and_then(|r| r["version"].as_u64()).unwrap_or(0))
     }
 }
+
+/// The deployment's own key, for what its Worker and every Durable Object must open alike but
+/// that is never kept at rest (sealed `requestState`s, admin cookies, the gateway's id): made
+/// once, from `fresh`, by whichever isolate asks first, and kept in D1 (`mcpgw_keys`) for the
+/// rest. Used only when `MCPGW_ENCRYPTION_KEY` is not set; stored credentials never use it (a
+/// key kept beside them would not protect them).
+pub async fn deployment_key(db: &D1Database, fresh: &str) -> Result<String, StoreError> {
+    let stmts = vec![
+        db.prepare("CREATE TABLE IF NOT EXISTS mcpgw_keys (name TEXT PRIMARY KEY, value TEXT NOT NULL)"),
+        db.prepare("INSERT OR IGNORE INTO mcpgw_keys (name, value) VALUES ('deployment', ?1)")
+            .bind(&[fresh.into()])
+            .map_err(backend)?,
+        db.prepare("SELECT value FROM mcpgw_keys WHERE name = 'deployment'"),
+    ];
+    let mut results = db.batch(stmts).await.map_err(backend)?;
+    let rows: Vec<serde_json::Value> = match results.pop() {
+        Some(r) => r.results().map_err(backend)?,
+        None => Vec::new(),
+    };
+    rows.first()
+        .and_then(|r| r["value"].as_str())
+        .map(str::to_string)
+        .ok_or_else(|| StoreError::Backend("the deployment key was not stored".into()))
+}

@@ -26,12 +26,10 @@ use std::cell::RefCell;
 use std::sync::Arc;
 use std::time::Duration;
 
-use mcpgw_core::http::route::Route;
 use mcpgw_core::memory::{MemoryEventStore, MemorySessionStore};
 use mcpgw_core::platform::BoxFuture;
 use mcpgw_core::ports::{Clock, Ids, Spawner};
-use mcpgw_core::proto::jsonrpc::{self, Incoming, Message};
-use mcpgw_core::{AssignSessionId, Gateway, GatewayConfig, Ports, ServerInfo};
+use mcpgw_core::{AssignSessionId, Gateway, GatewayConfig, Placement, Ports, ServerInfo};
 use worker::{durable_object, event, Context, DurableObject, Env, Request, Response, Result, State};
 
 /// The Worker→Durable Object header that names a new session. Stripped from client requests.
@@ -56,7 +54,72 @@ impl Clock for JsClock {
         worker::Date::now().as_millis()
     }
     fn sleep(&self, duration: Duration) -> BoxFuture<'static, ()> {
-        Box::pin(worker::Delay::from(duration))
+        Box::pin(Sleep::new(duration))
+    }
+}
+
+/// A timer (`setTimeout`) that wakes whoever polled it last. (`worker::Delay` wakes the waker
+/// of its first poll only: a sleep inside a stream whose reader changes between polls, such as
+/// a response body pulled chunk by chunk, would never wake.)
+struct Sleep {
+    duration: Duration,
+    state: std::rc::Rc<RefCell<(bool, Option<std::task::Waker>)>>,
+    timer: Option<(wasm_bindgen::closure::Closure<dyn FnMut()>, i32)>,
+}
+
+impl Sleep {
+    fn new(duration: Duration) -> Self {
+        Self {
+            duration,
+            state: Default::default(),
+            timer: None,
+        }
+    }
+}
+
+impl std::future::Future for Sleep {
+    type Output = ();
+
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        use wasm_bindgen::JsCast;
+        {
+            let mut st = self.state.borrow_mut();
+            if st.0 {
+                return std::task::Poll::Ready(());
+            }
+            st.1 = Some(cx.waker().clone());
+        }
+        if self.timer.is_none() {
+            let state = self.state.clone();
+            let fire = wasm_bindgen::closure::Closure::<dyn FnMut()>::new(move || {
+                let waker = {
+                    let mut st = state.borrow_mut();
+                    st.0 = true;
+                    st.1.take()
+                };
+                if let Some(w) = waker {
+                    w.wake();
+                }
+            });
+            let global: worker::worker_sys::web_sys::WorkerGlobalScope = js_sys::global().unchecked_into();
+            let ms = self.duration.as_millis().min(i32::MAX as u128) as i32;
+            match global.set_timeout_with_callback_and_timeout_and_arguments_0(fire.as_ref().unchecked_ref(), ms) {
+                Ok(id) => self.timer = Some((fire, id)),
+                // No timer can be set: it is over at once rather than never.
+                Err(_) => return std::task::Poll::Ready(()),
+            }
+        }
+        std::task::Poll::Pending
+    }
+}
+
+impl Drop for Sleep {
+    fn drop(&mut self) {
+        if let (Some((_, id)), false) = (&self.timer, self.state.borrow().0) {
+            use wasm_bindgen::JsCast;
+            let global: worker::worker_sys::web_sys::WorkerGlobalScope = js_sys::global().unchecked_into();
+            global.clear_timeout_with_handle(*id);
+        }
     }
 }
 
@@ -88,6 +151,11 @@ impl Spawner for LocalSpawner {
         wasm_bindgen_futures::spawn_local(work);
     }
     fn waits_across_requests(&self) -> bool {
+        self.in_object
+    }
+    // In an object, work goes on after the response that started it (its stream may close
+    // mid-call); the Worker's own requests hold no sessions.
+    fn outlives_requests(&self) -> bool {
         self.in_object
     }
 }
@@ -125,11 +193,15 @@ fn config(env: &Env) -> Result<GatewayConfig> {
 /// The gateway of the Worker (`object` none) or of a Durable Object, whose sessions live in its
 /// storage (`object`).
 #[allow(clippy::arc_with_non_send_sync)]
-fn build_gateway(env: &Env, object: Option<worker::Storage>) -> Result<Gateway> {
+async fn build_gateway(env: &Env, object: Option<&State>) -> Result<Gateway> {
+    let mut cfg = config(env)?;
+    if cfg.encryption_key.is_none() {
+        cfg.deployment_key = Some(mcpgw_core::security::auth::Secret(deployment_key(env).await?));
+    }
     let clock: Arc<JsClock> = Arc::new(JsClock);
     let in_object = object.is_some();
     let sessions: Arc<dyn mcpgw_core::ports::SessionStore> = match object {
-        Some(storage) => Arc::new(object_sessions::ObjectSessions::new(storage)),
+        Some(state) => Arc::new(object_sessions::ObjectSessions::new(state.storage())),
         None => Arc::new(MemorySessionStore::default()),
     };
     let ports = Ports {
@@ -152,19 +224,45 @@ fn build_gateway(env: &Env, object: Option<worker::Storage>) -> Result<Gateway> 
         name: "mcpgw".into(),
         version: env!("CARGO_PKG_VERSION").into(),
     };
-    Gateway::new(config(env)?, ports, info).map_err(|e| worker::Error::RustError(e.to_string()))
+    Gateway::new(cfg, ports, info).map_err(|e| worker::Error::RustError(e.to_string()))
 }
+
+thread_local! {
+    /// The deployment's key (see [`d1_store::deployment_key`]), read once per isolate.
+    static DEPLOYMENT_KEY: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+/// The key the Worker and every Durable Object of this deployment share when
+/// `MCPGW_ENCRYPTION_KEY` is not set: made by the first isolate that asks, kept in D1.
+async fn deployment_key(env: &Env) -> Result<String> {
+    if let Some(k) = DEPLOYMENT_KEY.with(|k| k.borrow().clone()) {
+        return Ok(k);
+    }
+    // 32 random bytes as 64 hex digits.
+    let fresh = format!("{}{}", CryptoIds.new_id(), CryptoIds.new_id());
+    let key = d1_store::deployment_key(&env.d1("DB")?, &fresh).await.map_err(|e| {
+        worker::Error::RustError(format!(
+            "cannot keep the deployment key in D1 (or set MCPGW_ENCRYPTION_KEY): {e}"
+        ))
+    })?;
+    DEPLOYMENT_KEY.with(|k| *k.borrow_mut() = Some(key.clone()));
+    Ok(key)
+}
+
+/// The Durable Object namespace binding of the keyed objects: rate-limit buckets
+/// ([`limiter`]) and cache entries ([`cache`]), one class.
+pub const LIMITER_BINDING: &str = "LIMITER";
 
 thread_local! {
     /// The Worker's own gateway (REST API, /rpc), built once per isolate.
     static WORKER_GATEWAY: RefCell<Option<Gateway>> = const { RefCell::new(None) };
 }
 
-fn worker_gateway(env: &Env) -> Result<Gateway> {
+async fn worker_gateway(env: &Env) -> Result<Gateway> {
     if let Some(gw) = WORKER_GATEWAY.with(|g| g.borrow().clone()) {
         return Ok(gw);
     }
-    let gw = build_gateway(env, None)?;
+    let gw = build_gateway(env, None).await?;
     if !gw.config().auth.required {
         worker::console_warn!("mcpgw: authentication is off (MCPGW_AUTH_REQUIRED=false): anyone who can reach the Worker can use and change it");
     }
@@ -177,53 +275,12 @@ fn worker_gateway(env: &Env) -> Result<Gateway> {
 /// Durable Object finds them on its next registry refresh and tells its client.
 #[event(scheduled)]
 async fn scheduled(_event: worker::ScheduledEvent, env: Env, _ctx: worker::ScheduleContext) {
-    match worker_gateway(&env) {
+    match worker_gateway(&env).await {
         Ok(gw) => {
             let healthy = gw.check_upstreams(false).await;
             worker::console_log!("mcpgw: upstream checks done, {healthy} healthy");
         }
         Err(e) => worker::console_error!("mcpgw: scheduled upkeep failed: {e}"),
-    }
-}
-
-/// Where a request is served.
-enum ServedBy {
-    /// By the Durable Object of this existing session.
-    Session(String),
-    /// By a new session's Durable Object (initialize, or opening a legacy SSE stream).
-    NewSession,
-    /// By the Worker's own gateway.
-    Worker,
-}
-
-/// Where `req` is served: the core's [`Route`] of its path, then its session.
-fn served_by(req: &http::Request<bytes::Bytes>) -> ServedBy {
-    match Route::parse(req.uri().path()) {
-        Route::Mcp { .. } => {
-            if let Some(id) = req.headers().get("mcp-session-id").and_then(|v| v.to_str().ok()) {
-                return ServedBy::Session(id.to_string());
-            }
-            let is_initialize = req.method() == http::Method::POST
-                && matches!(jsonrpc::parse(req.body()), Ok(Incoming::Single(Message::Request(ref r))) if r.method == "initialize");
-            if is_initialize {
-                ServedBy::NewSession
-            } else {
-                ServedBy::Worker
-            }
-        }
-        Route::Sse { .. } if req.method() == http::Method::GET => ServedBy::NewSession,
-        // A WebSocket lives in an object of its own, which sleeps between its messages.
-        Route::Ws { .. } if mcpgw_core::ws::is_upgrade(req) => ServedBy::NewSession,
-        Route::Message { .. } => req
-            .uri()
-            .query()
-            .and_then(|q| {
-                q.split('&')
-                    .find_map(|kv| kv.strip_prefix("sessionId=").or_else(|| kv.strip_prefix("session_id=")))
-            })
-            .map(|id| ServedBy::Session(id.to_string()))
-            .unwrap_or(ServedBy::Worker),
-        _ => ServedBy::Worker,
     }
 }
 
@@ -237,7 +294,7 @@ async fn to_session(
     extra_header: Option<&str>,
 ) -> Result<Response> {
     // Who may use the session is decided here, once; the object trusts the Worker's verdict.
-    let gw = worker_gateway(env)?;
+    let gw = worker_gateway(env).await?;
     let verdict = match req.extensions().get::<mcpgw_core::Admitted>() {
         Some(a) => Ok(a.clone()),
         None => gw.admit(req).await,
@@ -262,7 +319,7 @@ async fn to_session(
 /// The Worker entry point.
 #[event(fetch)]
 async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
-    let gw = worker_gateway(&env)?;
+    let gw = worker_gateway(&env).await?;
     let url = req.url()?.to_string();
     let mut head = convert::head_of(&req)?;
     head.headers_mut().remove(NEW_SESSION_HEADER);
@@ -283,24 +340,23 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
         Ok(r) => r,
         Err(path) => return convert::from_http(gw.payload_too_large(&path)),
     };
-    match served_by(&hreq) {
-        ServedBy::Session(id) => to_session(&env, &id, &hreq, &url, None).await,
-        ServedBy::NewSession => {
+    // The core says where: a session's object, a new session's, a park's (a stateless call
+    // whose upstream may ask the client for input runs in an object of its own, where the retry
+    // finds it), or the Worker.
+    match gw.placement(&hreq).await {
+        Placement::Session(id) => to_session(&env, &id, &hreq, &url, None).await,
+        Placement::NewSession => {
             let id = CryptoIds.new_id();
             to_session(&env, &id, &hreq, &url, Some(NEW_SESSION_HEADER)).await
         }
-        // A stateless call that may park (its upstream asking the client for input) runs in a
-        // Durable Object of its own, where the retry finds it; all else in the Worker.
-        ServedBy::Worker => match gw.park_of(&hreq).await {
-            Some(park) => {
-                let name = match park {
-                    mcpgw_core::Park::New => CryptoIds.new_id(),
-                    mcpgw_core::Park::At(name) => name,
-                };
-                to_session(&env, &name, &hreq, &url, Some(PARK_HEADER)).await
-            }
-            None => convert::from_http(gw.handle(hreq).await),
-        },
+        Placement::Park(park) => {
+            let name = match park {
+                mcpgw_core::Park::New => CryptoIds.new_id(),
+                mcpgw_core::Park::At(name) => name,
+            };
+            to_session(&env, &name, &hreq, &url, Some(PARK_HEADER)).await
+        }
+        Placement::Here => convert::from_http(gw.handle(hreq).await),
     }
 }
 
@@ -365,11 +421,15 @@ impl McpSession {
         Ok(())
     }
 
-    fn gateway(&self) -> Result<Gateway> {
+    async fn gateway(&self) -> Result<Gateway> {
         if let Some(gw) = self.gateway.borrow().clone() {
             return Ok(gw);
         }
-        let gw = build_gateway(&self.env, Some(self.state.storage()))?;
+        let gw = build_gateway(&self.env, Some(&self.state)).await?;
+        // Another request of this object may have built one meanwhile: keep the first.
+        if let Some(first) = self.gateway.borrow().clone() {
+            return Ok(first);
+        }
         *self.gateway.borrow_mut() = Some(gw.clone());
         Ok(gw)
     }
@@ -387,7 +447,7 @@ impl DurableObject for McpSession {
     }
 
     async fn fetch(&self, req: Request) -> Result<Response> {
-        let gw = self.gateway()?;
+        let gw = self.gateway().await?;
         let mut hreq = match convert::to_http(req, gw.config().max_body_bytes).await? {
             Ok(r) => r,
             Err(path) => return convert::from_http(gw.payload_too_large(&path)),
@@ -426,7 +486,7 @@ impl DurableObject for McpSession {
         socket: worker::WebSocket,
         message: worker::WebSocketIncomingMessage,
     ) -> Result<()> {
-        let gw = self.gateway()?;
+        let gw = self.gateway().await?;
         ws::message(&self.ws_bridge, &gw, &socket, message)?;
         self.schedule(&gw, false).await
     }
@@ -438,19 +498,19 @@ impl DurableObject for McpSession {
         _reason: String,
         _clean: bool,
     ) -> Result<()> {
-        let gw = self.gateway()?;
+        let gw = self.gateway().await?;
         ws::closed(&self.ws_bridge, &gw, &socket).await?;
         self.schedule(&gw, false).await
     }
 
     async fn websocket_error(&self, socket: worker::WebSocket, error: worker::Error) -> Result<()> {
         worker::console_log!("mcpgw: WebSocket error: {error}");
-        let gw = self.gateway()?;
+        let gw = self.gateway().await?;
         ws::closed(&self.ws_bridge, &gw, &socket).await
     }
 
     async fn alarm(&self) -> Result<Response> {
-        let gw = self.gateway()?;
+        let gw = self.gateway().await?;
         let streams = gw.keepalive();
         if streams > 0 {
             gw.refresh_registry().await;

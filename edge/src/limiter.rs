@@ -9,8 +9,7 @@ use mcpgw_core::security::ratelimit::{take, Bucket, Decision, Limiter, Rule};
 use serde::{Deserialize, Serialize};
 use worker::{durable_object, DurableObject, Env, ObjectNamespace, Request, RequestInit, Response, Result, State};
 
-/// The Durable Object namespace binding of the buckets.
-pub const LIMITER_BINDING: &str = "LIMITER";
+use crate::LIMITER_BINDING;
 
 #[derive(Serialize, Deserialize)]
 struct Take {

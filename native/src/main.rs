@@ -296,8 +296,8 @@ fn token(args: TokenArgs) -> anyhow::Result<()> {
     };
     let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis() as u64;
     let jti = uuid::Uuid::new_v4().simple().to_string();
-    let t = mcpgw_core::security::jwt::mint(&cfg, &args.sub, &scopes, args.exp, &jti, now)
-        .map_err(|e| anyhow::anyhow!(e))?;
+    let t =
+        mcpgw_core::security::mint(&cfg, &args.sub, &scopes, args.exp, &jti, now).map_err(|e| anyhow::anyhow!(e))?;
     println!("{t}");
     Ok(())
 }

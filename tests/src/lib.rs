@@ -6,6 +6,7 @@ use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
@@ -1551,12 +1552,25 @@ fn pump_sse(
     r: reqwest::Response,
     tx: tokio::sync::mpsc::UnboundedSender<serde_json::Value>,
 ) -> tokio::task::JoinHandle<()> {
+    pump_sse_noting(r, tx, Arc::default())
+}
+
+/// [`pump_sse`], noting in `last_id` the last event id seen (a priming event's too).
+fn pump_sse_noting(
+    r: reqwest::Response,
+    tx: tokio::sync::mpsc::UnboundedSender<serde_json::Value>,
+    last_id: Arc<std::sync::Mutex<Option<String>>>,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         use futures_lite::StreamExt;
         let mut parser = mcpgw_core::proto::sse::Parser::default();
         let mut body = r.bytes_stream();
         while let Some(Ok(chunk)) = body.next().await {
-            let Ok(events) = parser.push(&chunk) else { return };
+            let pushed = parser.push(&chunk);
+            if let Some(id) = parser.last_event_id() {
+                *last_id.lock().unwrap_or_else(|e| e.into_inner()) = Some(id.to_string());
+            }
+            let Ok(events) = pushed else { return };
             for e in events {
                 if let Some(v) = e.into_message().and_then(|d| serde_json::from_str(&d).ok()) {
                     if tx.send(v).is_err() {
@@ -1687,6 +1701,9 @@ impl RawSession {
         let mut send = Box::pin(send);
         let mut call_rx: Option<tokio::sync::mpsc::UnboundedReceiver<serde_json::Value>> = None;
         let mut pump = None;
+        // The call stream's last event id, to resume it from if it ends before the answer.
+        let last_id: Arc<std::sync::Mutex<Option<String>>> = Arc::default();
+        let mut resumes = 0;
         let mut seen = Vec::new();
         let result = loop {
             let standalone = async {
@@ -1713,7 +1730,7 @@ impl RawSession {
                         break r.json().await?;
                     }
                     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-                    pump = Some(pump_sse(r, tx));
+                    pump = Some(pump_sse_noting(r, tx, last_id.clone()));
                     call_rx = Some(rx);
                     continue;
                 }
@@ -1722,6 +1739,29 @@ impl RawSession {
                 _ = tokio::time::sleep(Duration::from_secs(10)) => bail!("{method}: nothing for 10 s; so far {seen:?}"),
             };
             let Some(msg) = msg else {
+                // A call stream closed before its answer (SEP-1699): resumed from its last id.
+                let last = last_id.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                if let (Via::Call, Some(last), true) = (via, last, resumes < 3) {
+                    resumes += 1;
+                    let r = self
+                        .http
+                        .get(&self.endpoint)
+                        .header("accept", "text/event-stream")
+                        .header("mcp-session-id", &self.sid)
+                        .header("mcp-protocol-version", "2025-11-25")
+                        .header("last-event-id", last)
+                        .send()
+                        .await?;
+                    anyhow::ensure!(
+                        r.status() == reqwest::StatusCode::OK,
+                        "{method}: resume: {}",
+                        r.status()
+                    );
+                    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+                    pump = Some(pump_sse_noting(r, tx, last_id.clone()));
+                    call_rx = Some(rx);
+                    continue;
+                }
                 bail!("{method}: the {via:?} stream ended before the answer; so far {seen:?}");
             };
             if msg.get("method").is_none() && msg["id"] == id {

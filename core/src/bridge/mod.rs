@@ -25,23 +25,22 @@ use crate::queue::{bounded, Receiver as Lines, Refused, Sender as LineSender};
 use bytes::Bytes;
 use futures::StreamExt;
 use http::header::{ACCEPT, CONTENT_TYPE};
-use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+use http::{HeaderMap, HeaderValue, Method, StatusCode};
 use serde_json::{json, Value};
 
 use crate::platform::BoxFuture;
 use crate::ports::{Clock, HttpClient, HttpError, InboundResponse, OutboundRequest, Spawner};
 use crate::proto::jsonrpc::{INTERNAL_ERROR, INVALID_REQUEST};
-use crate::proto::meta;
+use crate::proto::method::{Method as McpMethod, ServerMethod};
 use crate::proto::sse::Parser;
-use crate::proto::version::{Era, ProtocolVersion};
 
 mod local;
+mod outgoing;
+use outgoing::Outgoing;
 
 pub use local::LocalGateway;
 
-const MCP_SESSION_ID: HeaderName = HeaderName::from_static("mcp-session-id");
-const MCP_PROTOCOL_VERSION: HeaderName = HeaderName::from_static("mcp-protocol-version");
-const LAST_EVENT_ID: HeaderName = HeaderName::from_static("last-event-id");
+use crate::proto::headers::{LAST_EVENT_ID, MCP_PROTOCOL_VERSION, MCP_SESSION_ID};
 /// Resumptions of one POST's stream in a row that bring nothing new, before giving up.
 const MAX_RESUMES: u32 = 5;
 /// Longest wait before the standalone stream is opened again.
@@ -118,46 +117,6 @@ struct State {
     /// Moves with every new session; a standalone stream of an older one stops.
     epoch: u64,
     closed: bool,
-}
-
-/// One message of the client, as far as the bridge must know it.
-struct Outgoing {
-    /// The ids of its requests (every element's, for a batch).
-    requests: Vec<Value>,
-    /// The method of a single message.
-    method: Option<String>,
-    /// A single request's params.
-    params: Option<Value>,
-    id: Option<Value>,
-}
-
-impl Outgoing {
-    fn read(text: &str) -> Option<Self> {
-        let v: Value = serde_json::from_str(text).ok()?;
-        let is_request = |m: &Value| m.get("method").is_some() && m.get("id").is_some_and(|i| !i.is_null());
-        let requests = match &v {
-            Value::Array(items) => items
-                .iter()
-                .filter(|m| is_request(m))
-                .map(|m| m["id"].clone())
-                .collect(),
-            m if is_request(m) => vec![m["id"].clone()],
-            _ => Vec::new(),
-        };
-        let method = v.get("method").and_then(Value::as_str).map(str::to_string);
-        Some(Outgoing {
-            requests,
-            method,
-            params: v.get("params").cloned(),
-            id: v.get("id").cloned(),
-        })
-    }
-
-    /// The 2026-07-28 revision a sessionless message declares in `_meta`, if any.
-    fn modern(&self) -> Option<ProtocolVersion> {
-        let declared = meta::declared_version(self.params.as_ref())?;
-        ProtocolVersion::parse(declared).filter(|v| v.era() == Era::Stateless)
-    }
 }
 
 /// An error answer to request `id`.
@@ -325,7 +284,7 @@ impl Inner {
 
     /// Tells the client something went wrong outside any request of its own (a log message).
     fn note(&self, message: &str) {
-        let m = json!({"jsonrpc": "2.0", "method": "notifications/message",
+        let m = json!({"jsonrpc": "2.0", "method": ServerMethod::Log.name(),
             "params": {"level": "error", "logger": "mcpgw-bridge", "data": message}});
         self.emit(m.to_string());
     }
@@ -378,7 +337,7 @@ impl Inner {
 
     /// Sends `text` (read as `msg`, none if it is not JSON) and hands out its answers.
     async fn deliver(self: &Arc<Self>, text: String, msg: Option<Outgoing>) {
-        if let Some(m) = msg.as_ref().filter(|m| m.method.as_deref() == Some("initialize")) {
+        if let Some(m) = msg.as_ref().filter(|m| m.is(McpMethod::Initialize)) {
             let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
             s.session = None;
             s.version = None;
@@ -408,7 +367,7 @@ impl Inner {
                 }
                 continue;
             }
-            let initialized = msg.as_ref().and_then(|m| m.method.as_deref()) == Some("notifications/initialized");
+            let initialized = msg.as_ref().is_some_and(|m| m.is(McpMethod::Initialized));
             let ok = resp.status.is_success();
             self.answer(resp, &ids).await;
             if initialized && ok {
@@ -591,7 +550,7 @@ impl Inner {
             s.initializing = Some(json!(REPLAY_ID));
             s.hello.clone().ok_or("the client has not initialized")?
         };
-        let init = json!({"jsonrpc": "2.0", "id": REPLAY_ID, "method": "initialize", "params": hello});
+        let init = json!({"jsonrpc": "2.0", "id": REPLAY_ID, "method": McpMethod::Initialize.name(), "params": hello});
         let resp = self
             .send(
                 Method::POST,
@@ -617,7 +576,7 @@ impl Inner {
                 .and_then(|p| HeaderValue::from_str(p).ok());
         }
         self.changed();
-        let note = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
+        let note = json!({"jsonrpc": "2.0", "method": McpMethod::Initialized.name()});
         let resp = self
             .send(
                 Method::POST,

@@ -13,13 +13,14 @@ use crate::observe::{metrics, Span, SpanKind, Telemetry, TraceContext};
 use crate::platform::{boxed_stream, BoxStream};
 use crate::proto::jsonrpc::{self, Json, Request};
 use crate::proto::logging::LogLevel;
-use crate::proto::method::Method;
+use crate::proto::method::{Method, ServerMethod};
 use crate::proto::version::Era;
 use crate::registry::{Federated, Tool};
 use crate::upstream::param_headers;
 
-/// Reads a federated resource: the answer kept from an earlier read if there is one, else the
-/// upstream's, kept for the next if it may be.
+/// Reads a federated resource (`params.uri`, the URI its upstream knows): the answer kept from
+/// an earlier read of that URI if there is one, else the upstream's, kept for the next if it
+/// may be.
 pub(super) async fn read_through(
     e: &Engine,
     ctx: &CallCtx,
@@ -28,7 +29,9 @@ pub(super) async fn read_through(
     params: Map<String, Value>,
 ) -> Reply {
     let subject = ctx.caller.identity.as_ref().map_or("", |i| i.subject.as_str());
-    let slot = match e.fed.answers().lookup(&f.upstream.id, &f.name, subject).await {
+    // By the URI read, not the member's: every URI of a template is a resource of its own.
+    let uri = params.get("uri").and_then(Value::as_str).unwrap_or(&f.name).to_string();
+    let slot = match e.fed.answers().lookup(&f.upstream.id, &uri, subject).await {
         Ok(kept) => return Reply::Relay(boxed_stream(stream::iter([Relayed::Answer(Ok(kept))]))),
         Err(slot) => slot,
     };
@@ -46,6 +49,29 @@ pub(super) async fn read_through(
             })))
         }
         (other, _) => other,
+    }
+}
+
+/// A read's answer with each of its contents at `from` (the URI the upstream knows) said to be at
+/// `to` (the alias the client read).
+pub(super) fn renamed_contents(reply: Reply, from: String, to: String) -> Reply {
+    let rename = move |j: Json| -> Json {
+        let Ok(mut v) = serde_json::from_str::<Value>(&j.0) else {
+            return j;
+        };
+        for c in v["contents"].as_array_mut().into_iter().flatten() {
+            if c["uri"] == from.as_str() {
+                c["uri"] = json!(to);
+            }
+        }
+        Json::from_value(&v)
+    };
+    match reply {
+        Reply::Now(j) => Reply::Now(rename(j)),
+        Reply::Relay(items) => Reply::Relay(boxed_stream(items.map(move |item| match item {
+            Relayed::Answer(Ok(j)) => Relayed::Answer(Ok(rename(j))),
+            other => other,
+        }))),
     }
 }
 
@@ -162,7 +188,7 @@ pub(super) fn call_rest(e: &Engine, ctx: &CallCtx, tool: Arc<Tool>, args: Map<St
         let log = |level: LogLevel, logger: &str, data: Value| {
             if min.is_some_and(|m| level >= m) {
                 let params = json!({"level": level, "logger": logger, "data": data});
-                let note = jsonrpc::notification("notifications/message", Some(params));
+                let note = jsonrpc::notification(ServerMethod::Log.name(), Some(params));
                 let _ = tx.unbounded_send(Relayed::Message(Json::from_value(&note)));
             }
         };

@@ -7,6 +7,7 @@ use crate::observe::TraceContext;
 use crate::ports::SessionState;
 use crate::proto::logging::LogLevel;
 use crate::proto::version::Era;
+use crate::registry::uris::{self, Found, Shared, Which};
 use crate::registry::{Federated, Prompt, Resource, Server, Snapshot, Tool};
 use crate::security::admission::Caller;
 
@@ -45,6 +46,43 @@ impl CallCtx {
             Some(m) => m.meta.log_level,
             None => self.session.as_ref().and_then(|s| s.log_level),
         }
+    }
+
+    /// True when the client declared `capability` (a stateless request in its `_meta`, a
+    /// session at `initialize`; `/rpc` declares none).
+    pub(super) fn declares(&self, capability: &str) -> bool {
+        match (&self.modern, &self.session) {
+            (Some(m), _) => m.meta.declares(capability),
+            (None, Some(s)) => s.client_capabilities.get(capability).is_some_and(|c| !c.is_null()),
+            (None, None) => false,
+        }
+    }
+
+    /// The client capabilities `t` needs that this client did not declare.
+    pub(super) fn lacks<'t>(&self, t: &'t Tool) -> Vec<&'t str> {
+        let needs = t.fed.as_ref().map_or(&[][..], |f| &f.needs[..]);
+        needs.iter().map(String::as_str).filter(|c| !self.declares(c)).collect()
+    }
+
+    /// Refuses a call of `t` (served as `name`) when this client lacks a capability it needs:
+    /// -32021 naming them in the stateless era, invalid params in a session.
+    pub(super) fn usable(&self, t: &Tool, name: &str) -> Result<(), crate::proto::jsonrpc::RpcError> {
+        let lacks = self.lacks(t);
+        if lacks.is_empty() {
+            return Ok(());
+        }
+        Err(match self.era() {
+            Era::Stateless => crate::proto::meta::missing_capability(&lacks),
+            Era::Session => crate::proto::jsonrpc::RpcError::invalid_params(format!(
+                "Tool {name} needs a client that declares the {} capability, which this one did not",
+                lacks.join(" and ")
+            )),
+        })
+    }
+
+    /// Whether the tools list shows `t`: visible, and usable by this client.
+    fn lists_tool(&self, t: &Tool) -> bool {
+        self.sees_tool(t) && self.lacks(t).is_empty()
     }
 
     pub(super) fn sees_tool(&self, t: &Tool) -> bool {
@@ -93,21 +131,11 @@ impl CallCtx {
             "tools" => Box::new(
                 snap.tools
                     .iter()
-                    .filter(|t| self.sees_tool(t))
+                    .filter(|t| self.lists_tool(t))
                     .map(|t| (self.listing(&t.listing, t.fed.as_ref()), t.fed.as_ref(), "name")),
             ),
-            "resources" => Box::new(
-                snap.resources
-                    .iter()
-                    .filter(|r| self.sees_resource(r))
-                    .map(|r| (self.listing(&r.listing, r.fed.as_ref()), r.fed.as_ref(), "uri")),
-            ),
-            "resourceTemplates" => Box::new(
-                snap.templates
-                    .iter()
-                    .filter(|r| self.sees_resource(r))
-                    .map(|r| (self.listing(&r.listing, r.fed.as_ref()), r.fed.as_ref(), "uriTemplate")),
-            ),
+            "resources" => self.resources(snap, Which::Resource, &snap.resources, "uri"),
+            "resourceTemplates" => self.resources(snap, Which::Template, &snap.templates, "uriTemplate"),
             _ => Box::new(
                 snap.prompts
                     .iter()
@@ -115,6 +143,59 @@ impl CallCtx {
                     .map(|p| (self.listing(&p.listing, p.fed.as_ref()), p.fed.as_ref(), "name")),
             ),
         }
+    }
+
+    /// The id of the virtual server whose endpoint this is (none: the gateway's own).
+    pub(super) fn endpoint(&self) -> Option<&str> {
+        self.scope.as_ref().map(|s| s.id.as_str())
+    }
+
+    /// The visible entries of `list` (static resources or templates), each under the URI this
+    /// endpoint serves it by (see [`crate::registry::uris`]).
+    fn resources<'a>(
+        &'a self,
+        snap: &'a Snapshot,
+        which: Which,
+        list: &'a [Arc<Resource>],
+        key: &'static str,
+    ) -> Box<dyn Iterator<Item = (&'a str, Option<&'a Federated>, &'static str)> + 'a> {
+        let endpoint = self.endpoint();
+        Box::new(
+            list.iter()
+                .enumerate()
+                .filter(|(_, r)| self.sees_resource(r))
+                .filter_map(move |(i, r)| {
+                    let listing = match snap.shared.of(endpoint, which, i) {
+                        None => &r.listing,
+                        Some(Shared::Alias) => snap.shared.listing(which, i)?,
+                        Some(Shared::Hidden) => return None,
+                    };
+                    Some((listing, r.fed.as_ref(), key))
+                }),
+        )
+    }
+
+    /// The resource (or template) `uri` names at this endpoint, for this caller.
+    pub(super) fn find_resource<'s>(&self, snap: &'s Snapshot, uri: &str) -> Option<Found<'s>> {
+        uris::resolve(snap, self.endpoint(), uri, |r| self.sees_resource(r))
+    }
+
+    /// The template or resource a completion's `ref/resource` names by its URI (template) as
+    /// this endpoint serves it.
+    pub(super) fn find_reference<'s>(&self, snap: &'s Snapshot, uri: &str) -> Option<&'s Arc<Resource>> {
+        let endpoint = self.endpoint();
+        let aliased = uris::unalias(uri);
+        let lists = [(Which::Template, &snap.templates), (Which::Resource, &snap.resources)];
+        lists.into_iter().find_map(|(which, list)| {
+            list.iter().enumerate().find_map(|(i, r)| {
+                let named = match (aliased, &r.fed) {
+                    (Some((slug, own)), Some(f)) => f.upstream.slug == slug && r.def.key() == own,
+                    (Some(_), None) => false,
+                    (None, _) => r.def.key() == uri && snap.shared.of(endpoint, which, i).is_none(),
+                };
+                (named && self.sees_resource(r)).then_some(r)
+            })
+        })
     }
 
     /// A tool by the name this endpoint serves it under.

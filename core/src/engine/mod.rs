@@ -60,6 +60,9 @@ pub(crate) enum Event {
     Answer(Json),
     /// Nothing to say: a keep-alive on a long-lived stream.
     KeepAlive,
+    /// The work goes on, but its stream may close here: the client is to resume it after
+    /// `retry_ms` (SEP-1699), as the upstream asked the gateway to.
+    Poll { retry_ms: u64 },
 }
 
 /// What a method handler answers: now, or as the stream of a forwarded or REST call.
@@ -206,7 +209,7 @@ impl Engine {
         scope: Option<&Arc<Server>>,
     ) -> Result<(ProtocolVersion, Value, Map<String, Value>), RpcError> {
         let p = params_obj(req)?;
-        let requested = str_param(&p, "protocolVersion", "initialize")?;
+        let requested = str_param(&p, "protocolVersion", Method::Initialize.name())?;
         if let Some(c) = p.get("capabilities") {
             if !c.is_object() {
                 return Err(RpcError::invalid_params(
@@ -338,7 +341,7 @@ impl Engine {
     pub async fn notification_here(&self, sid: &str, method: &str, params: Option<&Value>) -> bool {
         match Method::parse(method) {
             Some(Method::Cancelled) => self.fed.cancel_upstream(sid, params).await,
-            Some(m @ Method::RootsListChanged) => self.fed.notify_links(sid, m.name(), None, false).await,
+            Some(m @ Method::RootsListChanged) => self.fed.notify_links(sid, m, None, false).await,
             _ => return false,
         }
         true
@@ -494,7 +497,7 @@ impl Engine {
 
     async fn tools_call(&self, ctx: &CallCtx, req: &Request) -> Result<Reply, RpcError> {
         let mut p = params_obj(req)?;
-        let name = str_param(&p, "name", "tools/call")?.to_string();
+        let name = str_param(&p, "name", Method::ToolsCall.name())?.to_string();
         let args = match p.get("arguments") {
             None | Some(Value::Null) => Map::new(),
             Some(Value::Object(a)) => a.clone(),
@@ -504,6 +507,7 @@ impl Engine {
         let tool = ctx
             .find_tool(&snap, &name)
             .ok_or_else(|| RpcError::invalid_params(format!("Unknown tool: {name}")))?;
+        ctx.usable(tool, &name)?;
         // An OpenAPI upstream's tool is a REST call, not a forwarded one.
         let reply = if let Some(f) = tool.fed.as_ref().filter(|_| tool.op.is_none()) {
             p.insert("name".into(), json!(f.name));
@@ -517,15 +521,17 @@ impl Engine {
     async fn subscribe(&self, ctx: &CallCtx, req: &Request, subscription: Method) -> Result<Reply, RpcError> {
         let p = params_obj(req)?;
         let uri = str_param(&p, "uri", &req.method)?;
-        let snap = self
-            .snapshot_having(|s| self.find_resource(ctx, s, uri).is_some())
-            .await?;
-        let (r, _) = self.find_resource(ctx, &snap, uri).ok_or_else(|| {
+        let snap = self.snapshot_having(|s| ctx.find_resource(s, uri).is_some()).await?;
+        let found = ctx.find_resource(&snap, uri).ok_or_else(|| {
             RpcError::new(jsonrpc::RESOURCE_NOT_FOUND, "Resource not found").with_data(json!({"uri": uri}))
         })?;
-        match (&r.fed, &ctx.session) {
+        match (&found.resource.fed, &ctx.session) {
             // The session's link listens from the moment it opened: updates reach the client.
-            (Some(f), Some(_)) => Ok(calls::forward(self, ctx, f, req, subscription, p.clone())),
+            (Some(f), Some(_)) => {
+                let mut p = p.clone();
+                p.insert("uri".into(), json!(found.own_uri));
+                Ok(calls::forward(self, ctx, f, req, subscription, p))
+            }
             (Some(_), None) => Err(RpcError::invalid_request(format!(
                 "{}: subscriptions need a session",
                 req.method
@@ -533,21 +539,6 @@ impl Engine {
             // Local resources change only through the REST API; nothing to forward.
             (None, _) => Ok(Reply::Now(Json("{}".into()))),
         }
-    }
-
-    fn find_resource<'s>(
-        &self,
-        ctx: &CallCtx,
-        snap: &'s Snapshot,
-        uri: &str,
-    ) -> Option<(&'s Arc<Resource>, Map<String, Value>)> {
-        if let Some(r) = snap.resource(uri).filter(|r| ctx.sees_resource(r)) {
-            return Some((r, Map::new()));
-        }
-        snap.templates.iter().filter(|r| ctx.sees_resource(r)).find_map(|r| {
-            let vars = r.template.as_ref()?.matches(uri)?;
-            Some((r, vars.into_iter().map(|(k, v)| (k, Value::String(v))).collect()))
-        })
     }
 
     /// The `contents` entry of a resource at `uri`.
@@ -574,16 +565,22 @@ impl Engine {
 
     async fn resources_read(&self, ctx: &CallCtx, req: &Request) -> Result<Reply, RpcError> {
         let p = params_obj(req)?;
-        let uri = str_param(&p, "uri", "resources/read")?;
-        let snap = self
-            .snapshot_having(|s| self.find_resource(ctx, s, uri).is_some())
-            .await?;
-        let (r, vars) = self.find_resource(ctx, &snap, uri).ok_or_else(|| {
+        let uri = str_param(&p, "uri", Method::ResourcesRead.name())?;
+        let snap = self.snapshot_having(|s| ctx.find_resource(s, uri).is_some()).await?;
+        let found = ctx.find_resource(&snap, uri).ok_or_else(|| {
             RpcError::new(jsonrpc::RESOURCE_NOT_FOUND, "Resource not found").with_data(json!({"uri": uri}))
         })?;
+        let r = found.resource;
         let private = ctx.modern.is_some() && r.def.scope.is_some();
         if let Some(f) = &r.fed {
-            let reply = calls::read_through(self, ctx, f, req, p.clone()).await;
+            let mut p = p.clone();
+            p.insert("uri".into(), json!(found.own_uri));
+            let reply = calls::read_through(self, ctx, f, req, p).await;
+            // Read by its alias: the contents say the alias too.
+            let reply = match found.own_uri != uri {
+                true => calls::renamed_contents(reply, found.own_uri.clone(), uri.to_string()),
+                false => reply,
+            };
             return Ok(match reply {
                 Reply::Relay(items) if private => {
                     let fields = stateless::cache_fields(self.cache_ttl_ms, CacheScope::Private);
@@ -595,6 +592,7 @@ impl Engine {
                 other => other,
             });
         }
+        let vars = found.vars.into_iter().map(|(k, v)| (k, Value::String(v))).collect();
         let mut result = json!({"contents": [self.resource_contents(r, uri, &vars)?]});
         if private {
             result["ttlMs"] = json!(self.cache_ttl_ms);
@@ -605,7 +603,7 @@ impl Engine {
 
     async fn prompts_get(&self, ctx: &CallCtx, req: &Request) -> Result<Reply, RpcError> {
         let mut p = params_obj(req)?;
-        let name = str_param(&p, "name", "prompts/get")?.to_string();
+        let name = str_param(&p, "name", Method::PromptsGet.name())?.to_string();
         let snap = self.snapshot_having(|s| ctx.find_prompt(s, &name).is_some()).await?;
         let found = ctx
             .find_prompt(&snap, &name)
@@ -659,10 +657,11 @@ impl Engine {
                 }
                 PromptContentDef::Resource { uri } => {
                     let uri = render::render(&uri, &args).map_err(render_err)?;
-                    let (r, vars) = self
-                        .find_resource(ctx, &snap, &uri)
+                    let found = ctx
+                        .find_resource(&snap, &uri)
                         .ok_or_else(|| RpcError::invalid_params(format!("prompts/get: no resource at \"{uri}\"")))?;
-                    json!({"type": "resource", "resource": self.resource_contents(r, &uri, &vars)?})
+                    let vars = found.vars.into_iter().map(|(k, v)| (k, Value::String(v))).collect();
+                    json!({"type": "resource", "resource": self.resource_contents(found.resource, &uri, &vars)?})
                 }
             };
             let role = if msg.role == Role::User { "user" } else { "assistant" };
@@ -724,16 +723,13 @@ impl Engine {
                     .get("uri")
                     .and_then(Value::as_str)
                     .ok_or_else(|| bad("\"ref.uri\" is required"))?;
-                let r = snap
-                    .templates
-                    .iter()
-                    .chain(snap.resources.iter())
-                    .find(|r| r.def.key() == uri && ctx.sees_resource(r))
-                    .ok_or_else(|| {
-                        RpcError::new(jsonrpc::RESOURCE_NOT_FOUND, "Resource not found").with_data(json!({"uri": uri}))
-                    })?;
+                let r = ctx.find_reference(&snap, uri).ok_or_else(|| {
+                    RpcError::new(jsonrpc::RESOURCE_NOT_FOUND, "Resource not found").with_data(json!({"uri": uri}))
+                })?;
                 if let Some(f) = &r.fed {
-                    return Ok(calls::forward(self, ctx, f, req, Method::CompletionComplete, p.clone()));
+                    let mut p = p.clone();
+                    p["ref"]["uri"] = json!(f.name);
+                    return Ok(calls::forward(self, ctx, f, req, Method::CompletionComplete, p));
                 }
                 r.def.completions.get(arg_name).cloned().unwrap_or_default()
             }
@@ -765,7 +761,7 @@ impl Engine {
             self.sessions.put(s).await;
             // Upstreams filter their own log messages: tell the ones this session uses.
             self.fed
-                .notify_links(&sid, "logging/setLevel", Some(json!({"level": level})), true)
+                .notify_links(&sid, Method::LoggingSetLevel, Some(json!({"level": level})), true)
                 .await;
         }
         Ok(json!({}))

@@ -25,6 +25,7 @@ use crate::ports::{Clock, Ids, Spawner};
 use crate::proto::jsonrpc::{Json, RpcError};
 use crate::proto::logging::LogLevel;
 use crate::proto::meta;
+use crate::proto::method::{Method, ServerMethod};
 use crate::registry::seal::{self, Sealer};
 
 /// What ties a request to the state it may present: who asks, and what.
@@ -116,7 +117,8 @@ pub(crate) fn park_of(
     server: Option<&crate::registry::Server>,
 ) -> Option<Park> {
     let p = req.params.as_ref()?.as_object()?;
-    if req.method == "subscriptions/listen" {
+    let method = Method::parse(&req.method);
+    if method == Some(Method::SubscriptionsListen) {
         let filter = super::stateless::ListenFilter::of(p.get("notifications"));
         return (!super::stateless::upstreams_heard(&filter, snap, server).is_empty()).then_some(Park::New);
     }
@@ -125,10 +127,10 @@ pub(crate) fn park_of(
         f.as_ref()
             .is_some_and(|f| f.upstream.era() != Some(crate::proto::version::Era::Stateless))
     };
-    let member = match req.method.as_str() {
-        "tools/call" => p.get("name")?.as_str().map(|n| snap.tool(n).map(|t| asks(&t.fed))),
-        "prompts/get" => p.get("name")?.as_str().map(|n| snap.prompt(n).map(|x| asks(&x.fed))),
-        "resources/read" => p.get("uri")?.as_str().map(|u| snap.resource(u).map(|r| asks(&r.fed))),
+    let member = match method? {
+        Method::ToolsCall => p.get("name")?.as_str().map(|n| snap.tool(n).map(|t| asks(&t.fed))),
+        Method::PromptsGet => p.get("name")?.as_str().map(|n| snap.prompt(n).map(|x| asks(&x.fed))),
+        Method::ResourcesRead => p.get("uri")?.as_str().map(|u| snap.resource(u).map(|r| asks(&r.fed))),
         _ => return None,
     }?;
     if let Some(state) = p.get("requestState").and_then(Value::as_str) {
@@ -178,10 +180,10 @@ fn refused(why: &str) -> RpcError {
 }
 
 /// The client capability an upstream request needs.
-fn capability_of(method: &str) -> &'static str {
+fn capability_of(method: Option<ServerMethod>) -> &'static str {
     match method {
-        "sampling/createMessage" => "sampling",
-        "elicitation/create" => "elicitation",
+        Some(ServerMethod::CreateMessage) => "sampling",
+        Some(ServerMethod::Elicit) => "elicitation",
         _ => "roots",
     }
 }
@@ -404,6 +406,10 @@ where
             let (mut items, binding, mrtr, respond) = st?;
             loop {
                 let event = match items.next().await? {
+                    // A session's client may poll as the upstream asked (a stateless request's
+                    // stream is its call: it stays open).
+                    Relayed::Paused { retry_ms } if !quiet && level.is_none() => Some(Event::Poll { retry_ms }),
+                    Relayed::Paused { .. } => None,
                     Relayed::Message(_) if quiet => None,
                     Relayed::Message(m) => match level {
                         Some(min) => stateless::on_request_stream(m, min).map(Event::Message),

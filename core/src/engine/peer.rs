@@ -52,6 +52,7 @@ mod tests {
             }),
             name: "t".into(),
             listing: json!({"name": "t", "_meta": {ORIGIN: {"path": ["gw-c"], "name": "genuine"}}}).to_string(),
+            needs: Vec::new(),
         }
     }
 

@@ -15,6 +15,7 @@ use crate::platform::{boxed_stream, BoxStream};
 use crate::ports::Clock;
 use crate::proto::jsonrpc::Request;
 use crate::proto::jsonrpc::RequestId;
+use crate::registry::uris;
 use crate::registry::{changed_kinds, Registry, Server, Snapshot, Upstream};
 use crate::session::hub::OnDrop;
 use crate::session::Sessions;
@@ -22,7 +23,7 @@ use crate::session::Sessions;
 use crate::proto::jsonrpc::{self, Json, RpcError};
 use crate::proto::logging::LogLevel;
 use crate::proto::meta::{self, RequestMeta};
-use crate::proto::method::Method;
+use crate::proto::method::{Listed, Method, ServerMethod};
 use crate::proto::version::ProtocolVersion;
 
 /// A stateless request's own context: its metadata (its revision checked as served).
@@ -107,13 +108,12 @@ impl ListenFilter {
         Value::Object(m)
     }
 
-    /// True when a notification named `method` is one this stream asked for.
-    pub fn wants(&self, method: &str) -> bool {
-        match method {
-            "notifications/tools/list_changed" => self.tools,
-            "notifications/prompts/list_changed" => self.prompts,
-            "notifications/resources/list_changed" => self.resources,
-            _ => false,
+    /// True when this stream asked for changes of `list`.
+    pub fn wants(&self, list: Listed) -> bool {
+        match list {
+            Listed::Tools => self.tools,
+            Listed::Prompts => self.prompts,
+            Listed::Resources => self.resources,
         }
     }
 
@@ -131,7 +131,10 @@ pub(crate) fn upstreams_heard(filter: &ListenFilter, snap: &Snapshot, server: Op
     let mut ups: Vec<Arc<Upstream>> = filter
         .uris
         .iter()
-        .filter_map(|u| snap.resource(u).and_then(|r| r.fed.as_ref()))
+        .filter_map(|u| {
+            let found = uris::resolve(snap, server.map(|s| s.id.as_str()), u, |r| uris::member_of(server, r))?;
+            found.resource.fed.as_ref()
+        })
         .map(|f| f.upstream.clone())
         .collect();
     if filter.wants_lists() {
@@ -187,6 +190,12 @@ const WATCH_WITHIN_MS: u64 = 5_000;
 /// keeps the upstream watching it.
 type Watched = (String, UnboundedReceiver<()>, Unwatch);
 
+/// The list changes an endpoint's upstreams announce, and what keeps them coming.
+type Announced = (
+    UnboundedReceiver<crate::proto::method::Listed>,
+    crate::federation::announce::Unhear,
+);
+
 impl Listen {
     /// `subscriptions/listen`: the acknowledgement first (the kinds agreed to), then a
     /// notification for each change of those lists, tagged with the request's id, until the
@@ -202,8 +211,19 @@ impl Listen {
                 // The federated resources it names are heard through their upstreams, and so are
                 // the list changes of 2026-07-28 upstreams (the same ones `park_of` routes by).
                 let mut watched = Vec::new();
+                let mut announced = None;
                 let heard = filter.wants_lists() || !filter.uris.is_empty();
                 if let (true, Ok(snap)) = (heard, self.registry.snapshot().await) {
+                    // What the endpoint's upstreams announce is told at once (the catalog
+                    // refresh that follows may find nothing to store).
+                    if filter.wants_lists() {
+                        let ids = snap
+                            .upstreams_of(self.scope.as_deref())
+                            .iter()
+                            .map(|u| u.id.clone())
+                            .collect();
+                        announced = Some(self.fed.hear_announced(ids));
+                    }
                     let ups = upstreams_heard(&filter, &snap, self.scope.as_deref());
                     if filter.wants_lists() {
                         let opening = futures::future::join_all(ups.iter().map(|up| self.fed.hear_lists(up)));
@@ -212,11 +232,14 @@ impl Listen {
                         let _ = futures::future::select(opening, bound).await;
                     }
                     for uri in &filter.uris {
-                        let Some(f) = snap.resource(uri).and_then(|r| r.fed.clone()) else {
+                        let scope = self.scope.as_deref();
+                        let found =
+                            uris::resolve(&snap, scope.map(|s| s.id.as_str()), uri, |r| uris::member_of(scope, r));
+                        let Some((f, own)) = found.and_then(|x| Some((x.resource.fed.clone()?, x.own_uri))) else {
                             continue;
                         };
                         // An upstream that does not answer soon is left out of the acknowledgement.
-                        let watch = self.fed.watch_shared(&f.upstream, &f.name);
+                        let watch = self.fed.watch_shared(&f.upstream, &own);
                         let bound = self.clock.sleep(std::time::Duration::from_millis(WATCH_WITHIN_MS));
                         futures::pin_mut!(watch);
                         if let futures::future::Either::Left((Some((rx, keep)), _)) =
@@ -226,21 +249,39 @@ impl Listen {
                         }
                     }
                 }
-                self.build(id, filter, watched)
+                self.build(id, filter, watched, announced)
             })
             .flatten(),
         )
     }
 
-    fn build(self, id: RequestId, filter: ListenFilter, federated: Vec<Watched>) -> BoxStream<'static, Event> {
+    fn build(
+        self,
+        id: RequestId,
+        filter: ListenFilter,
+        federated: Vec<Watched>,
+        announced: Option<Announced>,
+    ) -> BoxStream<'static, Event> {
         let tag = id.to_value();
+        let announced = match announced {
+            Some((rx, unhear)) => {
+                let (filter, tag) = (filter.clone(), tag.clone());
+                let told = rx.filter_map(move |list| {
+                    let _unhear = &unhear;
+                    let wanted = filter.wants(list);
+                    futures::future::ready(wanted.then(|| Some(Event::Message(tagged(list.changed(), &tag)))))
+                });
+                boxed_stream(told)
+            }
+            None => boxed_stream(stream::pending()),
+        };
         let heard: Vec<String> = federated.iter().map(|(u, _, _)| u.clone()).collect();
         let updates = stream::select_all(federated.into_iter().map(|(uri, rx, keep)| {
             let tag = tag.clone();
             rx.map(move |()| {
                 let _keep = &keep;
                 let note = jsonrpc::notification(
-                    "notifications/resources/updated",
+                    ServerMethod::ResourceUpdated.name(),
                     Some(json!({"uri": uri, "_meta": {meta::SUBSCRIPTION_ID: tag}})),
                 );
                 Some(Event::Message(Json::from_value(&note)))
@@ -295,7 +336,7 @@ impl Listen {
                         uris.extend(heard);
                         uris.sort();
                         let ack = jsonrpc::notification(
-                            "notifications/subscriptions/acknowledged",
+                            ServerMethod::Acknowledged.name(),
                             Some(json!({"_meta": {meta::SUBSCRIPTION_ID: tag}, "notifications": filter.agreed(&uris)})),
                         );
                         let first = vec![Some(Event::Message(Json::from_value(&ack)))];
@@ -303,15 +344,15 @@ impl Listen {
                     };
                     let mut out: Vec<Option<Event>> = crate::session::list_changes(changed_kinds(&before, &now))
                         .into_iter()
-                        .filter(|m| filter.wants(m))
-                        .map(|m| Some(Event::Message(tagged(m, &tag))))
+                        .filter(|l| filter.wants(*l))
+                        .map(|l| Some(Event::Message(tagged(l.changed(), &tag))))
                         .collect();
                     let mut seen = Vec::with_capacity(watched.len());
                     for (uri, was) in watched {
                         let is = resource_state(&snap, &uri);
                         if is != was {
                             let note = jsonrpc::notification(
-                                "notifications/resources/updated",
+                                ServerMethod::ResourceUpdated.name(),
                                 Some(json!({"uri": uri, "_meta": {meta::SUBSCRIPTION_ID: tag}})),
                             );
                             out.push(Some(Event::Message(Json::from_value(&note))));
@@ -326,7 +367,7 @@ impl Listen {
             }
         })
         .flat_map(stream::iter);
-        let live = stream::select(hub, stream::select(changes, updates))
+        let live = stream::select(hub, stream::select(stream::select(changes, announced), updates))
             .take_while(|e| futures::future::ready(e.is_some()))
             .filter_map(futures::future::ready);
         boxed_stream(live.chain(end))
@@ -423,9 +464,9 @@ pub(crate) fn on_request_stream(m: Json, min: Option<LogLevel>) -> Option<Json> 
     if v.get("id").is_some() {
         return None;
     }
-    match v.get("method").and_then(Value::as_str)? {
-        "notifications/progress" => Some(m),
-        "notifications/message" => {
+    match ServerMethod::of(&v)? {
+        ServerMethod::Progress => Some(m),
+        ServerMethod::Log => {
             let level: LogLevel = serde_json::from_value(v["params"]["level"].clone()).ok()?;
             (level >= min?).then_some(m)
         }
@@ -551,7 +592,7 @@ mod tests {
             f.agreed(&["x".to_string()]),
             json!({"promptsListChanged": true, "resourceSubscriptions": ["x"]})
         );
-        assert!(f.wants("notifications/prompts/list_changed") && !f.wants("notifications/tools/list_changed"));
+        assert!(f.wants(Listed::Prompts) && !f.wants(Listed::Tools));
         let n: Value = serde_json::from_str(&tagged("notifications/prompts/list_changed", &json!("s")).0).unwrap();
         assert_eq!(n["params"]["_meta"][meta::SUBSCRIPTION_ID], "s");
     }

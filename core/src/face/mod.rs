@@ -8,6 +8,7 @@
 
 pub(crate) mod admin;
 mod legacy_sse;
+mod post_stream;
 mod rpc;
 pub(crate) mod stateless;
 mod streamable_http;
@@ -34,6 +35,50 @@ pub(crate) use legacy_sse::{legacy_message, legacy_sse};
 pub(crate) use rpc::rpc;
 pub(crate) use streamable_http::streamable;
 
+/// Where a request is to be served, for a runtime that keeps each session (and each parked
+/// call) in a place of its own (the edge: a Durable Object per session or park).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Placement {
+    /// With this existing session (its `Mcp-Session-Id`, or a legacy message's `sessionId`).
+    Session(String),
+    /// Where a new session will live: `initialize` without a session, opening a legacy SSE
+    /// stream, a WebSocket upgrade.
+    NewSession,
+    /// A stateless request that may park a call or listen to upstreams: at its park.
+    Park(crate::engine::Park),
+    /// Anywhere: no session, nothing parked.
+    Here,
+}
+
+/// The session placement of `req` (none: it has no session and opens none).
+pub(crate) fn session_placement(req: &Request<Bytes>) -> Option<Placement> {
+    use crate::http::route::Route;
+    match Route::parse(req.uri().path()) {
+        Route::Mcp { .. } => {
+            if let Some(id) = req
+                .headers()
+                .get(streamable_http::MCP_SESSION_ID)
+                .and_then(|v| v.to_str().ok())
+            {
+                return Some(Placement::Session(id.to_string()));
+            }
+            let opens = req.method() == http::Method::POST
+                && matches!(jsonrpc::parse(req.body()), Ok(Incoming::Single(Message::Request(ref r)))
+                    if crate::proto::method::Method::parse(&r.method) == Some(crate::proto::method::Method::Initialize));
+            opens.then_some(Placement::NewSession)
+        }
+        Route::Sse { .. } if req.method() == http::Method::GET => Some(Placement::NewSession),
+        // A WebSocket lives in a place of its own.
+        Route::Ws { .. } if crate::ws::is_upgrade(req) => Some(Placement::NewSession),
+        Route::Message { .. } => {
+            let q = req.uri().query();
+            let sid = query_param(q, "sessionId").or_else(|| query_param(q, "session_id"))?;
+            Some(Placement::Session(sid.to_string()))
+        }
+        _ => None,
+    }
+}
+
 /// Set by an adapter in a request's extensions (never from client input) to choose the id of
 /// the session that request creates: the edge names the session's Durable Object first.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,6 +91,8 @@ pub(crate) struct Face {
     spawner: Arc<dyn Spawner>,
     max_batch: usize,
     admin_scope: String,
+    /// How long a resumed POST stream waits for the rest of its work.
+    call_max_ms: u64,
 }
 
 /// Who sends a request, and the trace it belongs to.
@@ -72,6 +119,10 @@ enum Delivery {
 enum Outbound {
     Message(Json),
     KeepAlive,
+    /// The stream may close here; the work goes on (see [`post_stream`]).
+    Poll {
+        retry_ms: u64,
+    },
     Done(Vec<Json>),
 }
 
@@ -190,6 +241,7 @@ impl Face {
         spawner: Arc<dyn Spawner>,
         max_batch: usize,
         admin_scope: String,
+        call_max_ms: u64,
     ) -> Self {
         Self {
             engine,
@@ -197,6 +249,7 @@ impl Face {
             spawner,
             max_batch,
             admin_scope,
+            call_max_ms,
         }
     }
 
@@ -261,6 +314,13 @@ impl Face {
             return accepted();
         }
         let session_id = session.as_ref().map(|s| s.id.clone());
+        // SEP-1699 (2025-11-25): such a client resumes a stream the gateway closes mid-work.
+        // (Where work stops with its request, the stream stays open to the end.)
+        let polls = self.spawner.outlives_requests()
+            && session
+                .as_ref()
+                .and_then(|s| s.protocol_version)
+                .is_some_and(|v| v >= crate::proto::version::ProtocolVersion::V2025_11_25);
         let transport = match (&modern, &delivery, &session) {
             (Some(_), _, _) => "stateless",
             (None, Delivery::LegacyStream(_), _) => "sse",
@@ -297,6 +357,7 @@ impl Face {
             futures::future::ready(match e {
                 Event::Message(m) => Some(Outbound::Message(m)),
                 Event::KeepAlive => Some(Outbound::KeepAlive),
+                Event::Poll { retry_ms } => Some(Outbound::Poll { retry_ms }),
                 Event::Answer(a) => {
                     answers[i] = Some(a);
                     left -= 1;
@@ -312,7 +373,7 @@ impl Face {
                 while let Some(o) = out.next().await {
                     let msgs = match o {
                         Outbound::Message(m) => vec![m],
-                        Outbound::KeepAlive => vec![],
+                        Outbound::KeepAlive | Outbound::Poll { .. } => vec![],
                         Outbound::Done(answers) => answers,
                     };
                     for m in msgs {
@@ -334,32 +395,27 @@ impl Face {
         };
         match first {
             Some(Outbound::Done(answers)) => json_text_response(StatusCode::OK, pack(answers)),
-            Some(first @ (Outbound::Message(_) | Outbound::KeepAlive)) => {
-                let stream_name = self.sessions.next_stream();
-                let sessions = self.sessions.clone();
-                let body = stream::once(futures::future::ready(first)).chain(out).then(move |o| {
-                    let sessions = sessions.clone();
-                    let sid = session_id.clone();
-                    let stream_name = stream_name.clone();
-                    let data = match o {
-                        Outbound::Message(m) => Some(m.0),
-                        Outbound::KeepAlive => None,
-                        Outbound::Done(answers) => Some(pack(answers)),
-                    };
-                    async move {
-                        let Some(data) = data else {
-                            return Frame::keepalive().to_bytes();
-                        };
-                        let id = match &sid {
-                            Some(sid) => Some(format!(
-                                "{stream_name}.{}",
-                                sessions.append(sid, &stream_name, data.clone()).await
-                            )),
-                            None => None,
-                        };
-                        Frame::message(id, data).to_bytes()
-                    }
-                });
+            // A session's stream is logged and outlives its connection.
+            Some(first) if session_id.is_some() => {
+                let post = post_stream::PostStream {
+                    sessions: self.sessions.clone(),
+                    spawner: self.spawner.clone(),
+                    sid: session_id.unwrap_or_default(),
+                    name: self.sessions.next_stream(),
+                    polls,
+                    outlives: self.spawner.outlives_requests(),
+                };
+                sse_response(post.serve(first, out, pack))
+            }
+            // Without a session (a stateless request): the stream is the work; closing it ends it.
+            Some(first) => {
+                let body = stream::once(futures::future::ready(first))
+                    .chain(out)
+                    .map(move |o| match o {
+                        Outbound::Message(m) => Frame::message(None, m.0).to_bytes(),
+                        Outbound::KeepAlive | Outbound::Poll { .. } => Frame::keepalive().to_bytes(),
+                        Outbound::Done(answers) => Frame::message(None, pack(answers)).to_bytes(),
+                    });
                 sse_response(boxed_stream(body))
             }
             None => rpc_error(

@@ -18,9 +18,7 @@ use crate::proto::method::{Kind, Method};
 use crate::proto::version::{Era, ProtocolVersion};
 use crate::registry::Server;
 
-pub(super) const MCP_PROTOCOL_VERSION: &str = "mcp-protocol-version";
-const MCP_METHOD: &str = "mcp-method";
-const MCP_NAME: &str = "mcp-name";
+pub(super) use crate::proto::headers::{MCP_METHOD, MCP_NAME, MCP_PROTOCOL_VERSION};
 
 /// True when a request without a session speaks the stateless era: its `MCP-Protocol-Version`
 /// is not a session-era revision (a modern one, or one nobody serves, which the modern path
@@ -43,7 +41,7 @@ pub(crate) fn modern_request(req: &Request<Bytes>, words: &[&str]) -> Option<Rpc
         crate::http::route::Route::parse(req.uri().path()),
         crate::http::route::Route::Mcp { .. }
     );
-    if !mcp || req.method() != http::Method::POST || req.headers().contains_key("mcp-session-id") {
+    if !mcp || req.method() != http::Method::POST || req.headers().contains_key(crate::proto::headers::MCP_SESSION_ID) {
         return None;
     }
     let body = req.body();
@@ -61,7 +59,7 @@ pub(crate) fn modern_request(req: &Request<Bytes>, words: &[&str]) -> Option<Rpc
 }
 
 /// The value a header holds, if it holds text.
-fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
+fn header(h: &HeaderMap, name: http::HeaderName) -> Option<&str> {
     header_str(h, name)
 }
 
@@ -204,10 +202,10 @@ mod tests {
         }
     }
 
-    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+    fn headers(pairs: &[(http::HeaderName, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
         for (k, v) in pairs {
-            h.insert(*k, v.parse().unwrap());
+            h.insert(k.clone(), v.parse().unwrap());
         }
         h
     }
@@ -225,13 +223,16 @@ mod tests {
             (MCP_NAME, "=?base64?aMOpbGxv?="),
         ];
         assert!(check(&headers(&good), &call).is_ok());
-        let code = |pairs: &[(&'static str, &str)]| check(&headers(pairs), &call).unwrap_err().code;
+        let code = |pairs: &[(http::HeaderName, &str)]| check(&headers(pairs), &call).unwrap_err().code;
         assert_eq!(code(&good[..2]), meta::HEADER_MISMATCH);
-        assert_eq!(code(&[good[0], good[2]]), meta::HEADER_MISMATCH);
+        assert_eq!(code(&[good[0].clone(), good[2].clone()]), meta::HEADER_MISMATCH);
         assert_eq!(code(&good[1..]), meta::HEADER_MISMATCH);
-        assert_eq!(code(&[good[0], good[1], (MCP_NAME, "hello")]), meta::HEADER_MISMATCH);
         assert_eq!(
-            code(&[(MCP_PROTOCOL_VERSION, "2025-11-25"), good[1], good[2]]),
+            code(&[good[0].clone(), good[1].clone(), (MCP_NAME, "hello")]),
+            meta::HEADER_MISMATCH
+        );
+        assert_eq!(
+            code(&[(MCP_PROTOCOL_VERSION, "2025-11-25"), good[1].clone(), good[2].clone()]),
             meta::HEADER_MISMATCH
         );
 

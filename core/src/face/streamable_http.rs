@@ -23,9 +23,9 @@ use crate::registry::Server;
 use crate::session::hub::{Frame, OnDrop};
 use crate::session::STANDALONE;
 
-const MCP_SESSION_ID: &str = "mcp-session-id";
+use crate::proto::headers::LAST_EVENT_ID;
+pub(super) use crate::proto::headers::MCP_SESSION_ID;
 use stateless::MCP_PROTOCOL_VERSION;
-const LAST_EVENT_ID: &str = "last-event-id";
 
 /// A request on the streamable endpoint.
 pub(crate) async fn streamable(face: &Arc<Face>, req: Request<Bytes>, scope: Option<Arc<Server>>) -> Response<Body> {
@@ -194,18 +194,21 @@ async fn get(face: &Arc<Face>, req: Request<Bytes>, scope: Option<Arc<Server>>) 
         Some((stream_name.to_string(), seq.parse::<u64>().ok()?))
     });
     let mut replay = Vec::new();
-    let mut live = true;
-    if let Some((stream_name, seq)) = &resume {
-        for e in face.sessions.replay(&session.id, stream_name, *seq).await {
+    if let Some((stream_name, seq)) = resume {
+        // A POST stream: what followed, and what its work still says, to its end.
+        if stream_name != STANDALONE {
+            let rest = face.sessions.resume(&session.id, &stream_name, seq, face.call_max_ms);
+            let frames = rest.map(move |e| match e {
+                Some(e) => Frame::message(Some(format!("{stream_name}.{}", e.seq)), e.data).to_bytes(),
+                None => Frame::keepalive().to_bytes(),
+            });
+            return sse_response(boxed_stream(frames));
+        }
+        for e in face.sessions.replay(&session.id, &stream_name, seq).await {
             replay.push(Frame::message(Some(format!("{stream_name}.{}", e.seq)), e.data).to_bytes());
         }
-        // A finished POST stream is replayed and closed; the standalone stream goes on live.
-        live = stream_name == STANDALONE;
     }
     let replayed = stream::iter(replay);
-    if !live {
-        return sse_response(boxed_stream(replayed));
-    }
     let held = crate::session::hub::Held::of(super::identity_of(&req));
     let Some((conn, rx)) = face.sessions.hub().attach(&session.id, held) else {
         return shutting_down();

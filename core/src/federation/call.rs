@@ -145,7 +145,7 @@ impl Call {
                     // `timeout` is an idle timeout, started again by every message of the call;
                     // `call_max_ms` bounds the whole call.
                     let max = fed.settings.call_max_ms.max(timeout);
-                    let (l, method, params) = (link.clone(), self.method.name(), self.params.clone());
+                    let (l, method, params) = (link.clone(), self.method, self.params.clone());
                     let headers = self.headers.clone();
                     let call = boxed(async move {
                         l.request_with_id(uid, method, Some(&params), Some(&tx), max, headers)
@@ -170,7 +170,13 @@ impl Call {
                         _ = idle => Err(Err(UpstreamError::Timeout(timeout))),
                     };
                     match next {
-                        Ok(Some(m)) => {
+                        // The upstream closed the call's stream and will be asked again: the
+                        // client may be told to poll likewise.
+                        Ok(Some(Said::Paused { retry_ms })) => {
+                            self.state = CallState::Running(run);
+                            return Some(Relayed::Paused { retry_ms });
+                        }
+                        Ok(Some(Said::Message(m))) => {
                             if let Some(id) = ask_id(&m).filter(|_| self.asks) {
                                 let ask = Ask {
                                     request: json!({"method": m["method"], "params": m.get("params").cloned().unwrap_or(json!({}))}),
@@ -201,7 +207,8 @@ impl Call {
                 CallState::Ending(mut run, result) => {
                     // The upstream is done with it.
                     run.cancel_on_drop = None;
-                    while let Ok(m) = run.rx.try_recv() {
+                    while let Ok(said) = run.rx.try_recv() {
+                        let Said::Message(m) = said else { continue };
                         if let Some(v) = fed.rewrite(sid, &run.link, &self.up, m).await {
                             self.state = CallState::Ending(run, result);
                             return Some(Relayed::Message(Json(v.to_string())));

@@ -22,7 +22,7 @@ pub(crate) async fn timed_ping(
     let outcome = if r.is_ok() { "ok" } else { "error" };
     t.elapsed(
         &crate::observe::metrics::UPSTREAM_DURATION,
-        &[upstream, "ping", outcome],
+        &[upstream, crate::proto::method::Method::Ping.name(), outcome],
         started,
     );
     r

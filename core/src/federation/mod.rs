@@ -8,9 +8,11 @@
 //! Lives here: the gateway side of every upstream session. Not here: talking to one upstream
 //! (`upstream/`), MCP semantics (the engine), client streams (sessions and faces).
 
+pub(crate) mod announce;
 pub(crate) mod answers;
 mod call;
 mod health;
+mod hello;
 pub(crate) mod relay;
 mod upkeep;
 
@@ -25,17 +27,18 @@ pub(crate) use call::upstream_error;
 use call::{Call, CallState};
 pub use health::Health;
 use health::HealthBook;
+use hello::{era_for, relayable_hello};
 use relay::{unrouted, Relay, Rewrite};
 
 use crate::model::{Catalog, Transport, UpstreamDef};
 use crate::platform::{boxed, boxed_stream, BoxFuture, BoxStream};
 use crate::ports::{SessionState, Spawner};
 use crate::proto::jsonrpc::{Json, RequestId, RpcError, INTERNAL_ERROR};
-use crate::proto::method::Method;
+use crate::proto::method::{Listed, Method, ServerMethod};
 use crate::proto::version::Era;
 use crate::registry::{Registry, Upstream};
 use crate::session::Sessions;
-use crate::upstream::{Answer, Hello, KeepOpen, Link, Net, UpstreamError};
+use crate::upstream::{Answer, Hello, KeepOpen, Link, Net, Said, UpstreamError};
 
 /// (session id, or none for shared links; upstream id): how links are keyed.
 type SlotKey = (Option<String>, String);
@@ -95,6 +98,9 @@ pub(crate) enum Relayed {
     /// A request of the upstream's (sampling, elicitation, roots) during a call of a client
     /// that can only be asked between requests (2026-07-28): the call waits for its answer.
     Ask(Ask),
+    /// The upstream closed the call's stream before its answer and is asked again after
+    /// `retry_ms` (SEP-1699): a client's stream may close here and be resumed; the call goes on.
+    Paused { retry_ms: u64 },
     /// A 2026-07-28 upstream's `input_required` result (always the last item): the client is
     /// to answer its `inputRequests` and retry, bringing back its `requestState`.
     Input {
@@ -118,8 +124,8 @@ pub(crate) struct Ask {
 
 impl Ask {
     /// The method asked for.
-    pub fn method(&self) -> &str {
-        self.request["method"].as_str().unwrap_or_default()
+    pub fn method(&self) -> Option<ServerMethod> {
+        ServerMethod::of(&self.request)
     }
 
     /// Sends the client's result (or an error object) to the upstream under its own id.
@@ -144,10 +150,7 @@ fn is_input_required(result: &Json) -> bool {
 
 /// The id of a request an upstream may ask a client during a call, if `msg` is one.
 fn ask_id(msg: &Value) -> Option<RequestId> {
-    let asks = matches!(
-        msg.get("method").and_then(Value::as_str),
-        Some("sampling/createMessage" | "elicitation/create" | "roots/list")
-    );
+    let asks = ServerMethod::of(msg).is_some_and(ServerMethod::asks_input);
     asks.then(|| RequestId::of(msg.get("id")?)).flatten()
 }
 
@@ -183,6 +186,8 @@ pub(crate) struct Federation {
     health: HealthBook,
     /// Upstream resource reads kept for reuse.
     answers: answers::ResourceCache,
+    /// List changes upstreams announce, for this process's listen streams.
+    announced: Arc<announce::Announcements>,
     me: Weak<Federation>,
 }
 
@@ -193,27 +198,6 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// Tells links apart in the relay table.
 fn link_key(link: &Arc<Link>) -> usize {
     Arc::as_ptr(link) as usize
-}
-
-/// The hello of shared links (catalog reads, `/rpc`): every client capability the gateway can
-/// relay, so that upstreams which offer some tools only to such clients list them. A call on a
-/// shared link has no client to ask; such requests are answered with an error.
-/// Shared links prefer 2026-07-28: they serve requests without a session.
-fn relayable_hello() -> Hello {
-    Hello {
-        capabilities: json!({"sampling": {}, "elicitation": {}, "roots": {"listChanged": true}}),
-        client_info: Value::Null,
-        prefer: Era::Stateless,
-    }
-}
-
-/// The era to try first with `up` for a link of `prefer`'s: the one it was last seen to speak
-/// when that is the session era (a session-era upstream is not probed again), else `prefer`.
-fn era_for(up: &Upstream, prefer: Era) -> Era {
-    match up.era() {
-        Some(Era::Session) => Era::Session,
-        _ => prefer,
-    }
 }
 
 impl Federation {
@@ -241,6 +225,7 @@ impl Federation {
             relay,
             inflight: Mutex::new(HashMap::new()),
             updates: Mutex::new(HashMap::new()),
+            announced: Arc::default(),
             watchers: std::sync::atomic::AtomicU64::new(0),
             answers,
             me: me.clone(),
@@ -371,7 +356,7 @@ impl Federation {
             if link.capabilities().get("logging").is_some() {
                 let params = Some(json!({"level": level}));
                 let _ = link
-                    .request("logging/setLevel", params, None, self.timeout_of(&up.def))
+                    .request(Method::LoggingSetLevel, params, None, self.timeout_of(&up.def))
                     .await;
             }
         }
@@ -412,13 +397,13 @@ impl Federation {
         let up = up.clone();
         let weak = Arc::downgrade(link);
         self.net.spawner.spawn(boxed(async move {
-            while let Some(mut msg) = rx.next().await {
+            while let Some(said) = rx.next().await {
+                let Said::Message(mut msg) = said else { continue };
                 let Some(link) = weak.upgrade() else { return };
                 // What is kept of the upstream's resources is stale now.
-                if matches!(
-                    msg["method"].as_str(),
-                    Some("notifications/resources/updated" | "notifications/resources/list_changed")
-                ) {
+                let said = ServerMethod::of(&msg);
+                use ServerMethod::{ListChanged, ResourceUpdated};
+                if matches!(said, Some(ResourceUpdated | ListChanged(Listed::Resources))) {
                     me.answers.invalidate(&up.id).await;
                 }
                 let to_call = match &sid {
@@ -427,14 +412,15 @@ impl Federation {
                     None => msg.get("id").is_some() && msg.get("method").is_some(),
                 };
                 if let Some(call) = link.call_sink(&msg).filter(|_| to_call) {
-                    match call.send(msg) {
+                    match call.send(Said::Message(msg)) {
                         // Queued, or dropped at the call's bound (its client is not reading).
                         Ok(()) | Err(crate::upstream::SinkError::Full) => continue,
                         // That call just ended: the session's stream (log) takes it.
-                        Err(crate::upstream::SinkError::Closed(m)) => msg = m,
+                        Err(crate::upstream::SinkError::Closed(Said::Message(m))) => msg = m,
+                        Err(crate::upstream::SinkError::Closed(_)) => continue,
                     }
                 }
-                if sid.is_none() && msg["method"] == "notifications/resources/updated" {
+                if sid.is_none() && said == Some(ResourceUpdated) {
                     if let Some(uri) = msg["params"]["uri"].as_str() {
                         me.updated(&up.id, uri);
                     }
@@ -475,7 +461,7 @@ impl Federation {
             if !link.is_stateless() {
                 let params = Some(json!({"uri": uri}));
                 let _ = link
-                    .request("resources/subscribe", params, None, self.timeout_of(&up.def))
+                    .request(Method::ResourcesSubscribe, params, None, self.timeout_of(&up.def))
                     .await;
             }
         }
@@ -497,6 +483,11 @@ impl Federation {
         if modern && self.net.spawner.waits_across_requests() {
             let _ = self.link_for(None, up).await;
         }
+    }
+
+    /// Hears the list changes the upstreams `ups` (by id) announce, until the guard drops.
+    pub fn hear_announced(&self, ups: Vec<String>) -> (UnboundedReceiver<Listed>, announce::Unhear) {
+        self.announced.hear(ups)
     }
 
     /// An update of `uri` at upstream `up_id` for the listeners without a session.
@@ -528,7 +519,7 @@ impl Federation {
             if !link.is_stateless() {
                 let params = Some(json!({"uri": uri}));
                 let _ = link
-                    .request("resources/unsubscribe", params, None, self.timeout_of(&up.def))
+                    .request(Method::ResourcesUnsubscribe, params, None, self.timeout_of(&up.def))
                     .await;
             }
         }
@@ -537,13 +528,31 @@ impl Federation {
     /// What the client is to get of a message `link` sent for session `sid` (none for shared
     /// links), after doing what it asks of the gateway.
     async fn rewrite(&self, sid: Option<&str>, link: &Arc<Link>, up: &Arc<Upstream>, msg: Value) -> Option<Value> {
+        let listed = match ServerMethod::of(&msg) {
+            Some(ServerMethod::ListChanged(l)) => Some(l),
+            _ => None,
+        };
         let decision = match sid {
             Some(s) => self.relay.to_client(s, &Back::Link(link.clone()), link_key(link), msg),
             None => unrouted(&msg),
         };
         match decision {
-            Rewrite::Deliver(v) => return Some(v),
-            Rewrite::RefreshCatalog => self.spawn_catalog_refresh(up.id.clone()),
+            Rewrite::Deliver(mut v) => {
+                // An update of a resource the session's endpoint serves under an alias says so.
+                if let (Some(s), Some(ServerMethod::ResourceUpdated)) = (sid, ServerMethod::of(&v)) {
+                    let server = self.sessions.get(s).await.and_then(|st| st.server);
+                    if let Ok(snap) = self.registry.snapshot().await {
+                        crate::registry::uris::updated_as_served(&snap, server.as_deref(), &up.id, &mut v);
+                    }
+                }
+                return Some(v);
+            }
+            Rewrite::RefreshCatalog => {
+                if let Some(l) = listed {
+                    self.announced.announce(&up.id, l);
+                }
+                self.spawn_catalog_refresh(up.id.clone())
+            }
             Rewrite::Reply(answer) => {
                 let _ = link.send_raw(answer.to_string()).await;
             }
@@ -623,7 +632,7 @@ impl Federation {
             if let Some(r) = p.get("reason") {
                 params["reason"] = r.clone();
             }
-            let _ = link.notify("notifications/cancelled", Some(params)).await;
+            let _ = link.notify(Method::Cancelled.name(), Some(params)).await;
         }
     }
 
@@ -649,7 +658,7 @@ impl Federation {
 
     /// Sends a notification to every open link of a session (roots changed), or, `as_request`,
     /// a request to those that log (the log level).
-    pub async fn notify_links(&self, sid: &str, method: &str, params: Option<Value>, as_request: bool) {
+    pub async fn notify_links(&self, sid: &str, method: Method, params: Option<Value>, as_request: bool) {
         for slot in self.session_slots(sid) {
             let link = slot.link.lock().await.clone();
             let Some(link) = link.filter(|l| !l.is_broken()) else {
@@ -662,7 +671,7 @@ impl Federation {
                         .await;
                 }
             } else {
-                let _ = link.notify(method, params.clone()).await;
+                let _ = link.notify(method.name(), params.clone()).await;
             }
         }
     }

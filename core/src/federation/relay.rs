@@ -10,6 +10,7 @@ use std::sync::Mutex;
 use serde_json::{json, Value};
 
 use crate::proto::jsonrpc::RequestId;
+use crate::proto::method::ServerMethod;
 
 /// What to do with one message an upstream sent.
 #[derive(Debug, Clone, PartialEq)]
@@ -64,18 +65,18 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn method_of(msg: &Value) -> &str {
-    msg.get("method").and_then(Value::as_str).unwrap_or_default()
+fn has_method(msg: &Value) -> bool {
+    msg.get("method").and_then(Value::as_str).is_some()
 }
 
 /// A message of a link that serves no client session (catalog reads, `/rpc`, stateless
 /// requests): a call's progress and log messages go to its caller (who decides what it shows),
 /// list changes refresh the catalog, requests are refused.
 pub(crate) fn unrouted(msg: &Value) -> Rewrite {
-    let method = method_of(msg);
-    if msg.get("id").is_none() && matches!(method, "notifications/progress" | "notifications/message") {
+    let method = ServerMethod::of(msg);
+    if msg.get("id").is_none() && matches!(method, Some(ServerMethod::Progress | ServerMethod::Log)) {
         Rewrite::Deliver(msg.clone())
-    } else if method.ends_with("/list_changed") {
+    } else if matches!(method, Some(ServerMethod::ListChanged(_))) {
         Rewrite::RefreshCatalog
     } else if msg.get("id").is_some() && msg.get("method").is_some() {
         Rewrite::Reply(
@@ -97,11 +98,11 @@ pub(crate) fn reply(id: &RequestId, outcome: Result<Value, Value>) -> Value {
 impl<L: Clone> Relay<L> {
     /// The decision for a message `link` (told apart by `link_key`) sent for session `sid`.
     pub fn to_client(&self, sid: &str, link: &L, link_key: usize, mut msg: Value) -> Rewrite {
-        let method = method_of(&msg);
-        if method.is_empty() {
+        if !has_method(&msg) {
             return Rewrite::Drop; // a stray response: nothing waits for it
         }
-        if method.ends_with("/list_changed") {
+        let method = ServerMethod::of(&msg);
+        if matches!(method, Some(ServerMethod::ListChanged(_))) {
             return Rewrite::RefreshCatalog;
         }
         if let Some(id) = msg.get("id") {
@@ -124,7 +125,7 @@ impl<L: Clone> Relay<L> {
                     upstream_id,
                 },
             );
-        } else if method == "notifications/cancelled" {
+        } else if method == Some(ServerMethod::Cancelled) {
             // The upstream gave up on a request it sent the client: name it by the client's id.
             let Some(target) = RequestId::of(&msg["params"]["requestId"]) else {
                 return Rewrite::Drop;

@@ -85,7 +85,71 @@ pub(super) async fn catalog_over(fed: &Federation, link: &Link, def: &UpstreamDe
     if peer {
         cat.servers = peer_servers(fed, def).await;
     }
+    if !cat.tools.is_empty() {
+        cat.needs = tool_needs(fed, def, link, &cat.tools).await;
+    }
     Ok(cat)
+}
+
+/// The client capabilities an upstream may list tools by.
+const CLIENT_CAPABILITIES: [&str; 3] = ["sampling", "elicitation", "roots"];
+
+/// Which of `listed` (read declaring every capability the gateway relays) the upstream lists
+/// only to a client that declares some: the list read again declaring none, and where it is
+/// shorter, once without each capability. A read that fails tells nothing (the tool is
+/// offered to all, as before).
+async fn tool_needs(
+    fed: &Federation,
+    def: &UpstreamDef,
+    link: &Link,
+    listed: &[Value],
+) -> std::collections::BTreeMap<String, Vec<String>> {
+    let mut needs = std::collections::BTreeMap::new();
+    let prefer = if link.is_stateless() {
+        crate::proto::version::Era::Stateless
+    } else {
+        crate::proto::version::Era::Session
+    };
+    let timeout = fed.timeout_of(def);
+    // The tool names listed to a client declaring every capability but `without`.
+    let names_without = |without: &'static [&'static str]| async move {
+        let mut caps = super::relayable_hello().capabilities;
+        if let Some(m) = caps.as_object_mut() {
+            m.retain(|k, _| !without.contains(&k.as_str()));
+        }
+        let hello = crate::upstream::Hello {
+            capabilities: caps,
+            client_info: Value::Null,
+            prefer,
+        };
+        let (other, _) = Link::open(&fed.net, def, &hello, 0, timeout).await.ok()?;
+        let names = crate::upstream::fetch_tool_names(&other, timeout).await.ok();
+        other.close(&fed.net.spawner);
+        names
+    };
+    let Some(bare) = names_without(&CLIENT_CAPABILITIES).await else {
+        return needs;
+    };
+    let hidden: Vec<&str> = listed
+        .iter()
+        .filter_map(|t| t.get("name").and_then(Value::as_str))
+        .filter(|n| !bare.contains(*n))
+        .collect();
+    if hidden.is_empty() {
+        return needs;
+    }
+    for (i, cap) in CLIENT_CAPABILITIES.iter().enumerate() {
+        let Some(seen) = names_without(&CLIENT_CAPABILITIES[i..=i]).await else {
+            continue;
+        };
+        for name in hidden.iter().filter(|n| !seen.contains(**n)) {
+            needs
+                .entry(name.to_string())
+                .or_insert_with(Vec::new)
+                .push(cap.to_string());
+        }
+    }
+    needs
 }
 
 /// A peer's virtual servers (its `GET /servers`), none if it does not tell them.

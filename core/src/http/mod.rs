@@ -13,8 +13,19 @@ use http::{header, HeaderMap, HeaderName, HeaderValue};
 
 use crate::ports::HttpError;
 
+/// What a query string's names and values keep unescaped (and a path segment's): RFC 3986's
+/// unreserved characters.
+pub(crate) const QUERY: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// The REST API's OpenAPI 3.1 document (written by `scripts/openapi.py`).
+pub(crate) const OPENAPI: &str = include_str!("../../assets/openapi.json");
+
 /// A header's value, if it is text.
-pub(crate) fn header_str<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
+pub(crate) fn header_str(h: &HeaderMap, name: impl http::header::AsHeaderName) -> Option<&str> {
     h.get(name).and_then(|v| v.to_str().ok())
 }
 

@@ -59,6 +59,11 @@ pub struct Catalog {
     /// `prompts/list` entries.
     #[serde(default)]
     pub prompts: Vec<Value>,
+    /// The tools the upstream lists only to a client that declares some capabilities
+    /// (`sampling`, `elicitation`, `roots`): by name, the capabilities each needs. A client
+    /// without them neither sees nor calls such a tool through the gateway.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub needs: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 /// An upstream MCP server whose tools, resources and prompts the gateway federates.

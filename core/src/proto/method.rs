@@ -200,6 +200,11 @@ impl Method {
         METHODS.iter().find(|r| r.name == name).map(|r| r.method)
     }
 
+    /// The method of a JSON-RPC message (its `method` member), if the gateway knows it.
+    pub fn of(msg: &serde_json::Value) -> Option<Method> {
+        Self::parse(msg.get("method")?.as_str()?)
+    }
+
     /// Its row of the table.
     pub fn info(self) -> &'static MethodInfo {
         // Every variant has a row (checked by a test).
@@ -227,6 +232,113 @@ impl Method {
             M::ResourcesUnsubscribe => Some(false),
             _ => None,
         }
+    }
+}
+
+/// What a server says to its client besides answers: its requests (in the session era) and its
+/// notifications, as the gateway reads, relays or makes them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ServerMethod {
+    /// `sampling/createMessage`.
+    CreateMessage,
+    /// `elicitation/create`.
+    Elicit,
+    /// `roots/list`.
+    ListRoots,
+    /// `ping` (a server may ping its client).
+    Ping,
+    /// `notifications/progress`.
+    Progress,
+    /// `notifications/message`: a log message.
+    Log,
+    /// `notifications/resources/updated`.
+    ResourceUpdated,
+    /// `notifications/{list}/list_changed`.
+    ListChanged(Listed),
+    /// `notifications/subscriptions/acknowledged` (2026-07-28): the first message of a listen
+    /// stream.
+    Acknowledged,
+    /// `notifications/cancelled`.
+    Cancelled,
+}
+
+impl ServerMethod {
+    /// Every method, for parsing.
+    const ALL: [Self; 12] = [
+        Self::CreateMessage,
+        Self::Elicit,
+        Self::ListRoots,
+        Self::Ping,
+        Self::Progress,
+        Self::Log,
+        Self::ResourceUpdated,
+        Self::ListChanged(Listed::Tools),
+        Self::ListChanged(Listed::Resources),
+        Self::ListChanged(Listed::Prompts),
+        Self::Acknowledged,
+        Self::Cancelled,
+    ];
+
+    /// Its wire name.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::CreateMessage => "sampling/createMessage",
+            Self::Elicit => "elicitation/create",
+            Self::ListRoots => "roots/list",
+            Self::Ping => "ping",
+            Self::Progress => "notifications/progress",
+            Self::Log => "notifications/message",
+            Self::ResourceUpdated => "notifications/resources/updated",
+            Self::ListChanged(l) => l.changed(),
+            Self::Acknowledged => "notifications/subscriptions/acknowledged",
+            Self::Cancelled => "notifications/cancelled",
+        }
+    }
+
+    /// The method a wire name names, if the gateway knows it.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|m| m.name() == name)
+    }
+
+    /// The method of a JSON-RPC message (its `method` member), if the gateway knows it.
+    pub fn of(msg: &serde_json::Value) -> Option<Self> {
+        Self::parse(msg.get("method")?.as_str()?)
+    }
+
+    /// True for the requests a server sends its client for input: sampling, elicitation, roots.
+    pub fn asks_input(self) -> bool {
+        matches!(self, Self::CreateMessage | Self::Elicit | Self::ListRoots)
+    }
+}
+
+/// A list whose changes a server announces (`notifications/{list}/list_changed`), in the order
+/// clients are told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Listed {
+    /// `notifications/prompts/list_changed`.
+    Prompts,
+    /// `notifications/resources/list_changed`.
+    Resources,
+    /// `notifications/tools/list_changed`.
+    Tools,
+}
+
+impl Listed {
+    /// Every list, in the order clients are told.
+    pub const ALL: [Self; 3] = [Self::Prompts, Self::Resources, Self::Tools];
+
+    /// The notification announcing a change of this list.
+    pub const fn changed(self) -> &'static str {
+        match self {
+            Self::Tools => "notifications/tools/list_changed",
+            Self::Resources => "notifications/resources/list_changed",
+            Self::Prompts => "notifications/prompts/list_changed",
+        }
+    }
+
+    /// The list a server's notification says changed, if it is one of these.
+    pub fn changed_by(method: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|l| l.changed() == method)
     }
 }
 
@@ -266,6 +378,21 @@ mod tests {
             );
         }
         assert_eq!(Method::parse("tools/cal"), None);
+    }
+
+    #[test]
+    fn every_server_method_parses_back_and_notifications_say_so() {
+        for m in ServerMethod::ALL {
+            assert_eq!(ServerMethod::parse(m.name()), Some(m), "{m:?}");
+            let notification = !matches!(
+                m,
+                ServerMethod::CreateMessage | ServerMethod::Elicit | ServerMethod::ListRoots | ServerMethod::Ping
+            );
+            assert_eq!(notification, m.name().starts_with("notifications/"), "{m:?}");
+        }
+        let msg = serde_json::json!({"jsonrpc": "2.0", "method": "notifications/tools/list_changed"});
+        assert_eq!(ServerMethod::of(&msg), Some(ServerMethod::ListChanged(Listed::Tools)));
+        assert_eq!(ServerMethod::of(&serde_json::json!({"id": 1})), None);
     }
 
     #[test]

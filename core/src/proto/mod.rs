@@ -1,9 +1,10 @@
 //! The wire, pure: JSON-RPC messages and ids, protocol revisions and their eras, the stateless
-//! era's per-request metadata, log levels,
+//! era's per-request metadata, log levels, MCP's header names,
 //! SSE framing and parsing, list cursors. No I/O and nothing of the gateway's own: every other
 //! layer may use this one, and it uses none of them (only `platform`).
 
 pub mod cursor;
+pub mod headers;
 pub mod jsonrpc;
 pub mod logging;
 pub mod meta;

@@ -16,6 +16,7 @@ pub use snapshot::{origin_of, Federated, Prompt, Resource, Server, Snapshot, Too
 pub(crate) mod listing;
 pub(crate) mod seal;
 mod snapshot;
+pub mod uris;
 
 /// Registry failures, mapped to HTTP statuses in [`crate::face::admin`].
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

@@ -49,6 +49,9 @@ pub struct Federated {
     pub name: String,
     /// Its list entry exactly as the upstream sent it.
     pub listing: String,
+    /// For a tool the upstream lists only to clients declaring them: those client
+    /// capabilities (see [`crate::model::Catalog::needs`]).
+    pub needs: Vec<String>,
 }
 
 /// A tool as the gateway serves it.
@@ -142,6 +145,8 @@ pub struct Snapshot {
     revoked: std::collections::HashSet<String>,
     /// By peer id: its members left out or renamed because a member here had the name.
     pub conflicts: HashMap<String, Vec<Value>>,
+    /// The resource URIs several members share, and how each endpoint serves them.
+    pub shared: super::uris::SharedUris,
     /// Peers' virtual servers, joined to `servers` once the registry's own are in.
     peer_servers: Vec<Arc<Server>>,
     /// The (origin gateway, origin name) of every peer member taken, so that one reached by two
@@ -187,6 +192,10 @@ impl Snapshot {
     /// A static resource by URI.
     pub fn resource(&self, uri: &str) -> Option<&Arc<Resource>> {
         self.resource_index.get(uri).map(|i| &self.resources[*i])
+    }
+    /// The position in `resources` of the first static resource with this URI (none or one).
+    pub(crate) fn resource_position(&self, uri: &str) -> Vec<usize> {
+        self.resource_index.get(uri).copied().into_iter().collect()
     }
     /// A prompt by name.
     pub fn prompt(&self, name: &str) -> Option<&Arc<Prompt>> {
@@ -360,6 +369,11 @@ impl Snapshot {
         }
         let peer_servers = std::mem::take(&mut snap.peer_servers);
         snap.servers.extend(peer_servers);
+        let (shared, conflicts) = super::uris::SharedUris::build(&snap.resources, &snap.templates, &snap.servers);
+        snap.shared = shared;
+        for (up, note) in conflicts {
+            snap.conflicts.entry(up).or_default().push(note);
+        }
         snap
     }
 
@@ -454,6 +468,7 @@ impl Snapshot {
     fn add_catalog(&mut self, up: &Arc<Upstream>, mut catalog: Catalog, separator: &str, own: &str) {
         let s = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).map(str::to_string);
         let openapi = catalog.openapi.take();
+        let mut needs = std::mem::take(&mut catalog.needs);
         let peer_servers = std::mem::take(&mut catalog.servers);
         // A member's name at the peer and here, for its virtual servers.
         let mut served_as: HashMap<String, String> = HashMap::new();
@@ -514,6 +529,7 @@ impl Snapshot {
                 fed: Some(Federated {
                     upstream: up.clone(),
                     listing: raw.to_string(),
+                    needs: needs.remove(&name).unwrap_or_default(),
                     name,
                 }),
                 op,
@@ -557,6 +573,7 @@ impl Snapshot {
                     upstream: up.clone(),
                     listing: raw.to_string(),
                     name: uri,
+                    needs: Vec::new(),
                 }),
             });
         }
@@ -605,6 +622,7 @@ impl Snapshot {
                     upstream: up.clone(),
                     listing: raw.to_string(),
                     name,
+                    needs: Vec::new(),
                 }),
             }));
         }

@@ -27,10 +27,7 @@ pub const FORBIDDEN: i64 = -32043;
 /// JSON-RPC error code of a 429 on an MCP route.
 pub const RATE_LIMITED: i64 = -32029;
 
-/// Set in a request's extensions by an adapter: the client's address (rate limits of
-/// anonymous callers are per address).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ClientIp(pub String);
+pub use super::origin::ClientIp;
 
 pub(crate) use crate::http::route::Access;
 

@@ -12,11 +12,8 @@ use jwt_compact::{Claims, TimeOptions, UntrustedToken, ValidationError};
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::auth::{Alg, AuthConfig, AuthError, Identity};
+use super::identity::{Alg, AuthError, Identity};
 use crate::ports::{Crypto, SignatureAlg};
-
-#[cfg(not(target_family = "wasm"))]
-pub use super::rust_crypto::mint;
 
 /// The verification keys of one algorithm, each with its `kid` if it has one, as its JWK's key
 /// members (JSON text; for HS256 the secret as an `oct` key).
@@ -229,6 +226,18 @@ struct Custom {
     scp: Option<OneOrMany>,
 }
 
+/// What a [`Verifier`] checks tokens against (the auth settings say).
+pub trait Checks {
+    /// The one accepted algorithm.
+    fn algorithm(&self) -> Alg;
+    /// The issuer a token must name (empty: any).
+    fn issuer(&self) -> &str;
+    /// The audiences a token may name one of (empty: any).
+    fn audience(&self) -> &[String];
+    /// Leeway on `exp` and `nbf`, in seconds.
+    fn leeway_secs(&self) -> u64;
+}
+
 /// Checks bearer tokens against one configuration.
 #[derive(Debug, Clone)]
 pub struct Verifier {
@@ -255,12 +264,12 @@ pub(super) fn to_datetime(ms: u64) -> chrono::DateTime<chrono::Utc> {
 
 impl Verifier {
     /// A verifier for the configured algorithm, issuer, audience and leeway.
-    pub fn new(cfg: &AuthConfig) -> Self {
+    pub fn new(cfg: &impl Checks) -> Self {
         Self {
-            alg: cfg.algorithm,
-            issuer: cfg.issuer.clone(),
-            audience: cfg.audience.clone(),
-            leeway_secs: cfg.leeway_secs,
+            alg: cfg.algorithm(),
+            issuer: cfg.issuer().to_string(),
+            audience: cfg.audience().to_vec(),
+            leeway_secs: cfg.leeway_secs(),
         }
     }
 

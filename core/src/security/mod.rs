@@ -1,6 +1,6 @@
 //! Security: who is calling and whether they may ([`admission::Security`]: credentials, scopes,
-//! revocations, rate limits, the 401/403/429 answers), the auth settings and identities
-//! ([`auth`]), JWT verification ([`jwt`]; public-key signatures and PBKDF2 through the
+//! revocations, rate limits, the 401/403/429 answers), the auth settings ([`auth`]), what a credential proves
+//! ([`identity`]), JWT verification ([`jwt`]; public-key signatures and PBKDF2 through the
 //! [`crate::ports::Crypto`] port, in Rust natively: `RustCrypto`), rate-limit rules and buckets ([`ratelimit`]), and
 //! the Host/Origin/CORS policy ([`origin`]).
 //!
@@ -10,6 +10,7 @@
 
 pub(crate) mod admission;
 pub mod auth;
+pub mod identity;
 pub mod jwt;
 pub(crate) mod origin;
 pub mod ratelimit;
@@ -17,4 +18,4 @@ pub mod ratelimit;
 mod rust_crypto;
 
 #[cfg(not(target_family = "wasm"))]
-pub use rust_crypto::RustCrypto;
+pub use rust_crypto::{mint, RustCrypto};

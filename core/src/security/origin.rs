@@ -157,6 +157,11 @@ fn hop_address(hop: &str) -> Option<std::net::IpAddr> {
     h.rsplit_once(':')?.0.parse::<std::net::Ipv4Addr>().ok().map(Into::into)
 }
 
+/// Set in a request's extensions by an adapter: the client's address (rate limits of
+/// anonymous callers are per address); a trusted proxy's `X-Forwarded-For` may replace it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientIp(pub String);
+
 /// Set once [`trust_forwarded`] has looked at a request, so that a second look (the edge
 /// admits in the Worker, then serves in a Durable Object) changes nothing.
 #[derive(Debug, Clone, Copy)]
@@ -166,7 +171,6 @@ pub struct ForwardedChecked;
 /// `trusted` proxies; then the client's address becomes the last `X-Forwarded-For` hop that is
 /// not itself a trusted proxy. From anyone else they are removed.
 pub fn trust_forwarded(req: &mut Request<Bytes>, trusted: &crate::netguard::Networks) {
-    use crate::security::admission::ClientIp;
     if req.extensions().get::<ForwardedChecked>().is_some() {
         return;
     }
@@ -201,7 +205,6 @@ pub fn trust_forwarded(req: &mut Request<Bytes>, trusted: &crate::netguard::Netw
 #[cfg(test)]
 mod forwarded_tests {
     use super::*;
-    use crate::security::admission::ClientIp;
 
     fn req(peer: &str) -> Request<Bytes> {
         let mut r = Request::builder()

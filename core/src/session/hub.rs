@@ -22,6 +22,8 @@ pub(crate) struct Frame {
     pub data: String,
     /// A comment line instead of an event.
     pub comment: Option<&'static str>,
+    /// The `retry:` field (ms), if any.
+    pub retry: Option<u64>,
 }
 
 impl Frame {
@@ -32,6 +34,30 @@ impl Frame {
             id,
             data,
             comment: None,
+            retry: None,
+        }
+    }
+
+    /// A stream's first event (SEP-1699): an id to resume from and no data, with how long a
+    /// client waits before it resumes.
+    pub fn priming(id: String, retry_ms: u64) -> Self {
+        Self {
+            event: None,
+            id: Some(id),
+            data: String::new(),
+            comment: None,
+            retry: Some(retry_ms),
+        }
+    }
+
+    /// A stream's last words before it closes mid-work: when to resume it.
+    pub fn retry(retry_ms: u64) -> Self {
+        Self {
+            event: None,
+            id: None,
+            data: String::new(),
+            comment: None,
+            retry: Some(retry_ms),
         }
     }
 
@@ -42,6 +68,7 @@ impl Frame {
             id: None,
             data: url,
             comment: None,
+            retry: None,
         }
     }
 
@@ -52,6 +79,7 @@ impl Frame {
             id: None,
             data: String::new(),
             comment: Some("keepalive"),
+            retry: None,
         }
     }
 
@@ -70,6 +98,14 @@ impl Frame {
             s.push_str("id: ");
             s.push_str(id);
             s.push('\n');
+        }
+        if let Some(ms) = self.retry {
+            s.push_str(&format!("retry: {ms}\n"));
+            // A field-only event: `data:` with nothing after it (no message to parse).
+            if self.data.is_empty() {
+                s.push_str("data:\n\n");
+                return Bytes::from(s);
+            }
         }
         for line in self.data.split('\n') {
             s.push_str("data: ");

@@ -19,6 +19,7 @@ use serde_json::{json, Value};
 use crate::platform::{MaybeSend, MaybeSync};
 use crate::ports::{Clock, EventStore, Ids, Kind, SessionState, SessionStore, StoredEvent};
 use crate::proto::jsonrpc;
+use crate::proto::method::Listed;
 use crate::registry::Registry;
 use hub::{Frame, Hub};
 use peers::{Note, Peers};
@@ -68,6 +69,8 @@ pub(crate) struct Sessions {
     admitted: AtomicU64,
     /// Names of POST streams in the event log.
     stream_seq: AtomicU64,
+    /// The POST streams whose work runs in this process: (session, stream).
+    running: Mutex<std::collections::HashSet<(String, String)>>,
     on_end: Mutex<Vec<EndHook>>,
     /// The other instances serving these sessions, if any.
     peers: Peers,
@@ -99,6 +102,7 @@ impl Sessions {
             limits,
             admitted: AtomicU64::new(0),
             stream_seq: AtomicU64::new(0),
+            running: Mutex::new(std::collections::HashSet::new()),
             on_end: Mutex::new(Vec::new()),
         }
     }
@@ -108,7 +112,7 @@ impl Sessions {
         self.on_end.lock().unwrap_or_else(|e| e.into_inner()).push(hook);
     }
 
-    /// The live streams of this process.
+    /// This process's live streams.
     pub fn hub(&self) -> &Hub {
         &self.hub
     }
@@ -271,6 +275,63 @@ impl Sessions {
         self.events.replay(sid, stream, after).await
     }
 
+    /// Notes that the work of POST stream `stream` runs here until the guard drops (however
+    /// the work ends: finished, or stopped with the request that started it).
+    pub fn stream_running(self: &Arc<Self>, sid: &str, stream: &str) -> RunningStream {
+        let key = (sid.to_string(), stream.to_string());
+        self.running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key.clone());
+        RunningStream {
+            sessions: self.clone(),
+            key,
+        }
+    }
+
+    /// What followed event `after` of POST stream `stream`, as it is logged (see
+    /// `face::post_stream`): what is there now, then, polling the log, what comes, until the
+    /// stream's end (an empty event, not passed on) or `within_ms`. `None` items are
+    /// keep-alives while it waits.
+    pub fn resume(
+        self: &Arc<Self>,
+        sid: &str,
+        stream: &str,
+        after: u64,
+        within_ms: u64,
+    ) -> crate::platform::BoxStream<'static, Option<StoredEvent>> {
+        use futures::StreamExt;
+        const POLL_MS: u64 = 200;
+        const KEEPALIVE_EVERY: u64 = 15_000 / POLL_MS;
+        let (me, sid, stream) = (self.clone(), sid.to_string(), stream.to_string());
+        let state = (after, 0u64, false);
+        let polled = futures::stream::unfold(state, move |(after, polls, done)| {
+            let (me, sid, stream) = (me.clone(), sid.clone(), stream.clone());
+            async move {
+                if done || polls * POLL_MS > within_ms {
+                    return None;
+                }
+                if polls > 0 {
+                    me.clock.sleep(std::time::Duration::from_millis(POLL_MS)).await;
+                }
+                // Work that no longer runs anywhere (it runs here, or, with other instances, may
+                // run there) says nothing more: what is logged is all there is.
+                let key = (sid.clone(), stream.clone());
+                let alive = me.peers.shared() || me.running.lock().unwrap_or_else(|e| e.into_inner()).contains(&key);
+                let events = me.events.replay(&sid, &stream, after).await;
+                let last = events.last().map_or(after, |e| e.seq);
+                let ended = !alive || events.iter().any(|e| e.data.is_empty());
+                let mut out: Vec<Option<StoredEvent>> =
+                    events.into_iter().filter(|e| !e.data.is_empty()).map(Some).collect();
+                if out.is_empty() && polls > 0 && polls % KEEPALIVE_EVERY == 0 {
+                    out.push(None);
+                }
+                Some((futures::stream::iter(out), (last, polls + 1, ended)))
+            }
+        });
+        crate::platform::boxed_stream(polled.flatten())
+    }
+
     /// Sends a server-initiated message on a session's stream (its standalone GET stream, logged
     /// for replay, or its legacy SSE stream).
     pub async fn send(&self, sid: &str, data: String) {
@@ -330,27 +391,39 @@ impl Sessions {
             // The store is unreachable: nothing to announce; the next refresh will see it.
             Err(_) => return 0,
         };
-        let methods = list_changes(kinds);
-        for m in &methods {
-            self.broadcast(jsonrpc::notification(m, None)).await;
+        let lists = list_changes(kinds);
+        for l in &lists {
+            self.broadcast(jsonrpc::notification(l.changed(), None)).await;
         }
-        methods.len()
+        lists.len()
+    }
+}
+
+/// A POST stream's work running here (see [`Sessions::stream_running`]).
+pub(crate) struct RunningStream {
+    sessions: Arc<Sessions>,
+    key: (String, String),
+}
+
+impl Drop for RunningStream {
+    fn drop(&mut self) {
+        let mut running = self.sessions.running.lock().unwrap_or_else(|e| e.into_inner());
+        running.remove(&self.key);
     }
 }
 
 /// The `list_changed` notifications that changes of these kinds call for: a change of a
 /// virtual server (membership) or an upstream (its catalog) may change every list.
-pub(crate) fn list_changes(kinds: impl IntoIterator<Item = Kind>) -> std::collections::BTreeSet<&'static str> {
+pub(crate) fn list_changes(kinds: impl IntoIterator<Item = Kind>) -> std::collections::BTreeSet<Listed> {
     let mut methods = std::collections::BTreeSet::new();
     for kind in kinds {
         match kind {
-            Kind::Tool => methods.insert("notifications/tools/list_changed"),
-            Kind::Resource => methods.insert("notifications/resources/list_changed"),
-            Kind::Prompt => methods.insert("notifications/prompts/list_changed"),
+            Kind::Tool => methods.insert(Listed::Tools),
+            Kind::Resource => methods.insert(Listed::Resources),
+            Kind::Prompt => methods.insert(Listed::Prompts),
             _ => {
-                methods.insert("notifications/tools/list_changed");
-                methods.insert("notifications/resources/list_changed");
-                methods.insert("notifications/prompts/list_changed")
+                methods.extend(Listed::ALL);
+                true
             }
         };
     }

@@ -20,6 +20,7 @@ use serde_json::{json, Value};
 use crate::http::response::Body;
 use crate::platform::{BoxFuture, MaybeSync};
 use crate::ports::{Clock, Ids, Kind};
+use crate::proto::method::Method as McpMethod;
 use crate::registry::seal::{nonce, Sealer};
 use crate::security::admission::Admitted;
 use crate::security::auth::Identity;
@@ -502,7 +503,7 @@ impl Ui {
                 Some(c) => json!({"cursor": c}),
                 None => json!({}),
             };
-            let answer = api.rpc(page, "tools/list", params).await;
+            let answer = api.rpc(page, McpMethod::ToolsList, params).await;
             tools.extend(answer["result"]["tools"].as_array().into_iter().flatten().cloned());
             cursor = answer["result"]["nextCursor"].as_str().map(String::from);
             if cursor.is_none() {
@@ -519,7 +520,7 @@ impl Ui {
             (true, Some(_)) => match forms::arguments(&schema, form) {
                 Ok(args) => {
                     let answer = api
-                        .rpc(1000, "tools/call", json!({"name": chosen, "arguments": args}))
+                        .rpc(1000, McpMethod::ToolsCall, json!({"name": chosen, "arguments": args}))
                         .await;
                     let error = !answer["error"].is_null() || answer["result"]["isError"] == true;
                     let texts: Vec<String> = match answer["error"]["message"].as_str() {
@@ -776,8 +777,8 @@ impl Api<'_> {
     }
 
     /// One JSON-RPC request through `/rpc`; its answer.
-    async fn rpc(&self, id: u64, method: &str, params: Value) -> Value {
-        let body = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
+    async fn rpc(&self, id: u64, method: McpMethod, params: Value) -> Value {
+        let body = json!({"jsonrpc": "2.0", "id": id, "method": method.name(), "params": params});
         json_of(&self.call(Method::POST, "/rpc", Some(&body)).await)
     }
 }

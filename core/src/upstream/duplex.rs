@@ -62,7 +62,7 @@ impl Duplex {
             .target(&msg)
             .or_else(|| self.fallback.lock().unwrap_or_else(|e| e.into_inner()).clone());
         if let Some(t) = target {
-            let _ = t.send(msg);
+            let _ = t.send(super::Said::Message(msg));
         }
     }
 

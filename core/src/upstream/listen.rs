@@ -99,10 +99,10 @@ pub(super) async fn standalone_stream(
                         quiet = false;
                         if let Some(v) = ev.into_message().and_then(|d| serde_json::from_str::<Value>(&d).ok()) {
                             // A listen stream's acknowledgement is for the gateway alone.
-                            if v["method"] == "notifications/subscriptions/acknowledged" {
+                            if ServerMethod::of(&v) == Some(ServerMethod::Acknowledged) {
                                 continue;
                             }
-                            if matches!(sink.send(v), Err(SinkError::Closed(_))) {
+                            if matches!(sink.send(super::Said::Message(v)), Err(SinkError::Closed(_))) {
                                 return;
                             }
                         }

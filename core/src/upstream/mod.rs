@@ -22,27 +22,40 @@ use serde_json::{json, Value};
 use crate::model::{Catalog, Transport, UpstreamDef};
 use crate::platform::{boxed, BoxFuture, BoxStream, MaybeSend, MaybeSync};
 use crate::ports::{Clock, HttpClient, HttpError, InboundResponse, Launcher, OutboundRequest, Pipe, Spawner};
+use crate::proto::method::{Method, ServerMethod};
 use crate::proto::sse;
 use crate::proto::version::{Era, ProtocolVersion};
 
 mod answer;
+mod calls;
 mod catalog;
 mod duplex;
 pub(crate) use crate::queue::{bounded as sink, Refused as SinkError};
 #[cfg(feature = "test-util")]
 pub(crate) use duplex::endpoint as sse_endpoint;
+/// What an upstream says to a call or a listener while it waits.
+#[derive(Debug)]
+pub(crate) enum Said {
+    /// One of its messages.
+    Message(Value),
+    /// It closed the call's stream before the answer and is asked again after `retry_ms` (the
+    /// SEP-1699 way); the call goes on.
+    Paused { retry_ms: u64 },
+}
 /// Where an upstream's messages go while a call or a listener waits for them: bounded.
-pub(crate) type Sink = crate::queue::Sender<Value>;
+pub(crate) type Sink = crate::queue::Sender<Said>;
 /// The receiving half of a [`Sink`].
-pub(crate) type SinkRx = crate::queue::Receiver<Value>;
+pub(crate) type SinkRx = crate::queue::Receiver<Said>;
 mod listen;
+mod negotiate;
 pub(crate) mod openapi;
 pub(crate) mod rest;
 mod stateless;
 mod streamable_http;
 
 pub(crate) use answer::Answer;
-pub(crate) use catalog::fetch_catalog;
+use calls::{progress_token, CallSinks};
+pub(crate) use catalog::{fetch_catalog, fetch_tool_names};
 use duplex::open_sse;
 pub(crate) use duplex::Duplex;
 use listen::standalone_stream;
@@ -108,71 +121,6 @@ pub(crate) struct Hello {
     /// The era tried first with an upstream that may speak both (streamable HTTP): the other
     /// is tried when the upstream does not speak this one.
     pub prefer: Era,
-}
-
-/// The sinks of the calls in flight on a link, oldest first: what the upstream says outside any
-/// call goes with the newest (a duplex link's unrelated messages; a streamable link's standalone
-/// stream when the client has none of its own). On a link shared by several clients' sessions
-/// (a stdio upstream's one process), only while a single call is in flight: with two, a request
-/// the upstream sends outside them belongs to no one it can be told from, and a guess could hand
-/// one user's sampling or elicitation to another.
-#[derive(Default)]
-struct CallSinks {
-    calls: Mutex<Vec<(u64, Sink, Option<Value>)>>,
-    shared: std::sync::atomic::AtomicBool,
-}
-
-impl CallSinks {
-    fn list(&self) -> std::sync::MutexGuard<'_, Vec<(u64, Sink, Option<Value>)>> {
-        self.calls.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Registers call `id`'s sink (and the progress token it sent, if any) until the returned
-    /// guard drops (however the call ends).
-    fn enter(&self, id: u64, sink: Option<&Sink>, progress: Option<Value>) -> CallGuard<'_> {
-        if let Some(s) = sink {
-            self.list().push((id, s.clone(), progress));
-        }
-        CallGuard(self, id)
-    }
-
-    /// Where `msg`, said outside any call, goes: the newest call's sink; on a shared link with
-    /// several calls in flight, only the call a progress notification names by its token (if
-    /// one call alone sent it), else none (a request is then refused, other messages dropped).
-    fn target(&self, msg: &Value) -> Option<Sink> {
-        let list = self.list();
-        if !self.shared.load(std::sync::atomic::Ordering::Relaxed) || list.len() <= 1 {
-            return list.last().map(|(_, s, _)| s.clone());
-        }
-        let token = msg.get("params").and_then(|p| p.get("progressToken"))?;
-        let mut naming = list.iter().filter(|(_, _, t)| t.as_ref() == Some(token));
-        match (naming.next(), naming.next()) {
-            (Some((_, s, _)), None) => Some(s.clone()),
-            _ => None,
-        }
-    }
-
-    fn clear(&self) {
-        self.list().clear();
-    }
-
-    fn is_empty(&self) -> bool {
-        self.list().is_empty()
-    }
-}
-
-/// Removes its call's sink from [`CallSinks`] when dropped.
-struct CallGuard<'a>(&'a CallSinks, u64);
-
-impl Drop for CallGuard<'_> {
-    fn drop(&mut self) {
-        self.0.list().retain(|(i, _, _)| *i != self.1);
-    }
-}
-
-/// The progress token a request's params carry, if any.
-fn progress_token(params: Option<&Value>) -> Option<Value> {
-    params?.get("_meta")?.get("progressToken").cloned()
 }
 
 /// True for a JSON-RPC response (an id and a result or error, no method).
@@ -361,74 +309,107 @@ impl Link {
             linger_ms: net.linger_ms,
             stateless: None,
         };
-        // Streamable HTTP may speak either era: the preferred one first, then the other.
+        // Streamable HTTP may speak either era: the preferred one first, then the other, or
+        // what a refusal names (see `negotiate`).
         let both = def.transport == Transport::StreamableHttp;
-        if both && hello.prefer == Era::Stateless && link.discover(hello, timeout_ms).await? {
-            return Ok(link);
-        }
-        match link.initialize(hello, timeout_ms).await {
-            Err(UpstreamError::Protocol(why)) if both && hello.prefer == Era::Session => {
-                if link.discover(hello, timeout_ms).await? {
-                    return Ok(link);
-                }
-                Err(UpstreamError::Protocol(why))
+        let mut made: Vec<negotiate::Offer> = Vec::with_capacity(negotiate::MAX_OFFERS);
+        let mut offer = negotiate::Offer::first(hello.prefer, both);
+        loop {
+            made.push(offer);
+            let refusal = match offer.era {
+                Era::Stateless => link.discover(hello, timeout_ms).await?,
+                Era::Session => link.initialize(hello, offer.version, timeout_ms).await?,
+            };
+            let Some(refusal) = refusal else {
+                return Ok(link);
+            };
+            match negotiate::next(&made, &refusal, both) {
+                Some(o) => offer = o,
+                None => return Err(UpstreamError::Protocol(negotiate::failed(&refusal))),
             }
-            Err(e) => Err(e),
-            Ok(()) => Ok(link),
         }
     }
 
-    /// `server/discover`: true (and the link stateless from now on) when the upstream serves
-    /// 2026-07-28; false when it does not (any answer but a usable discovery); an error only
-    /// when it could not be reached.
-    async fn discover(&mut self, hello: &Hello, timeout_ms: u64) -> Result<bool, UpstreamError> {
-        let Io::Http(h) = &self.io else { return Ok(false) };
+    /// `server/discover`: none (and the link stateless from now on) when the upstream serves
+    /// 2026-07-28; its refusal when it does not (any answer but a usable discovery); an error
+    /// only when it could not be reached.
+    async fn discover(&mut self, hello: &Hello, timeout_ms: u64) -> Result<Option<negotiate::Refusal>, UpstreamError> {
+        let Io::Http(h) = &self.io else {
+            return Ok(Some(negotiate::Refusal::of(
+                &Value::Null,
+                "not a streamable HTTP upstream",
+            )));
+        };
+        // A session a refused `initialize` left is not this request's.
+        let _ = h.end_session();
         h.set_version(Some(stateless::MODERN));
         let params = stateless::stamp(None, hello);
         let id = self.next_id();
-        let body = crate::proto::jsonrpc::request_text(id, "server/discover", Some(&params));
-        let headers = stateless::mirror_headers("server/discover", &params);
+        let body = crate::proto::jsonrpc::request_text(id, Method::ServerDiscover.name(), Some(&params));
+        let headers = stateless::mirror_headers(Method::ServerDiscover.name(), &params);
         let answered = deadline(&self.clock, timeout_ms, h.post_with(body, Some(id), None, headers)).await;
-        let init = match answered {
-            Ok(Some(a)) => stateless::discovered(&a.into_value()),
-            Ok(None) | Err(UpstreamError::Protocol(_)) => None,
+        let (answer, why) = match answered {
+            Ok(Some(a)) => (a.into_value(), "server/discover was refused".to_string()),
+            Ok(None) => (Value::Null, "server/discover was not answered".to_string()),
+            Err(UpstreamError::Protocol(why)) => (Value::Null, format!("server/discover: {why}")),
             Err(e) => return Err(e),
         };
-        let Some(init) = init else {
+        let Some(init) = stateless::discovered(&answer) else {
             h.set_version(None);
-            return Ok(false);
+            let why = match answer["error"]["message"].as_str() {
+                Some(m) => format!("server/discover failed: {m}"),
+                None => why,
+            };
+            return Ok(Some(negotiate::Refusal::of(&answer, why)));
         };
         self.init = init;
         self.stateless = Some(hello.clone());
-        Ok(true)
+        Ok(None)
     }
 
-    /// The session era's handshake: `initialize`, then `notifications/initialized`.
-    async fn initialize(&mut self, hello: &Hello, timeout_ms: u64) -> Result<(), UpstreamError> {
+    /// The session era's handshake, offering `version`: `initialize`, then
+    /// `notifications/initialized`. The upstream's refusal if it did not take it.
+    async fn initialize(
+        &mut self,
+        hello: &Hello,
+        version: ProtocolVersion,
+        timeout_ms: u64,
+    ) -> Result<Option<negotiate::Refusal>, UpstreamError> {
         let params = json!({
-            "protocolVersion": ProtocolVersion::LATEST,
+            "protocolVersion": version,
             "capabilities": hello.capabilities,
             "clientInfo": stateless::client_info(hello),
         });
-        let answer = self.request("initialize", Some(params), None, timeout_ms).await?;
+        let answer = match self.request(Method::Initialize, Some(params), None, timeout_ms).await {
+            Ok(a) => a,
+            Err(UpstreamError::Protocol(why)) => {
+                return Ok(Some(negotiate::Refusal::of(
+                    &Value::Null,
+                    format!("initialize failed: {why}"),
+                )))
+            }
+            Err(e) => return Err(e),
+        };
         let result = match answer.get("result") {
             Some(r) if r.is_object() => r.clone(),
             _ => {
-                let msg = answer["error"]["message"].as_str().unwrap_or("no result").to_string();
-                return Err(UpstreamError::Protocol(format!("initialize failed: {msg}")));
+                let msg = answer["error"]["message"].as_str().unwrap_or("no result");
+                return Ok(Some(negotiate::Refusal::of(
+                    &answer,
+                    format!("initialize failed: {msg}"),
+                )));
             }
         };
         let named = result["protocolVersion"].as_str().unwrap_or_default();
         let Some(version) = ProtocolVersion::served_in_session(named) else {
-            return Err(UpstreamError::Protocol(format!(
-                "unsupported protocol version '{named}'"
-            )));
+            let why = format!("unsupported protocol version '{named}'");
+            return Ok(Some(negotiate::Refusal::of(&Value::Null, why)));
         };
         if let Io::Http(h) = &self.io {
             h.set_version(Some(version));
         }
         self.init = result;
-        self.notify("notifications/initialized", None).await
+        self.notify(Method::Initialized.name(), None).await.map(|()| None)
     }
 
     /// Ends the session: a DELETE to a streamable HTTP upstream (sent in the background), the
@@ -478,7 +459,11 @@ impl Link {
 
     /// Checks that the upstream answers: `ping` in a session, `server/discover` without one.
     pub async fn ping(&self, timeout_ms: u64) -> Result<(), UpstreamError> {
-        let method = if self.is_stateless() { "server/discover" } else { "ping" };
+        let method = if self.is_stateless() {
+            Method::ServerDiscover
+        } else {
+            Method::Ping
+        };
         self.request(method, None, None, timeout_ms).await.map(drop)
     }
 
@@ -501,7 +486,7 @@ impl Link {
     /// else the upstream says meanwhile to `sink`.
     pub async fn request(
         &self,
-        method: &str,
+        method: Method,
         params: Option<Value>,
         sink: Option<&Sink>,
         timeout_ms: u64,
@@ -516,14 +501,14 @@ impl Link {
     pub async fn request_with_id(
         &self,
         id: u64,
-        method: &str,
+        method: Method,
         params: Option<&Value>,
         sink: Option<&Sink>,
         timeout_ms: u64,
         extra: http::HeaderMap,
     ) -> Result<Answer, UpstreamError> {
         let stamped = self.stateless.as_ref().map(|hello| stateless::stamp(params, hello));
-        let body = crate::proto::jsonrpc::request_text(id, method, stamped.as_ref().or(params));
+        let body = crate::proto::jsonrpc::request_text(id, method.name(), stamped.as_ref().or(params));
         // A duplex link registers its calls itself (it routes their messages). A streamable
         // one registers the call before it wakes a parked standalone stream, so the stream's
         // task cannot park again in between (it checks for calls under the listener's lock).
@@ -541,7 +526,7 @@ impl Link {
             match &self.io {
                 Io::Http(h) => {
                     let mut headers = match &stamped {
-                        Some(p) => stateless::mirror_headers(method, p),
+                        Some(p) => stateless::mirror_headers(method.name(), p),
                         None => http::HeaderMap::new(),
                     };
                     headers.extend(extra);
@@ -587,7 +572,7 @@ impl Link {
             return;
         }
         let params = json!({"requestId": uid, "reason": reason});
-        let _ = self.notify("notifications/cancelled", Some(params)).await;
+        let _ = self.notify(Method::Cancelled.name(), Some(params)).await;
     }
 
     /// Sends a notification.
@@ -711,9 +696,10 @@ impl Link {
         let params = json!({"notifications": {"toolsListChanged": true, "promptsListChanged": true,
             "resourcesListChanged": true, "resourceSubscriptions": uris}});
         let params = stateless::stamp(Some(&params), hello);
-        let body = crate::proto::jsonrpc::request_text(self.next_id(), "subscriptions/listen", Some(&params));
+        let listen = Method::SubscriptionsListen;
+        let body = crate::proto::jsonrpc::request_text(self.next_id(), listen.name(), Some(&params));
         let mut headers = h.headers("application/json, text/event-stream");
-        headers.extend(stateless::mirror_headers("subscriptions/listen", &params));
+        headers.extend(stateless::mirror_headers(listen.name(), &params));
         Some(OutboundRequest {
             method: http::Method::POST,
             url: h.url.clone(),

@@ -19,9 +19,9 @@ use http::HeaderValue;
 use percent_encoding::utf8_percent_encode;
 use serde_json::{json, Map, Value};
 
-use super::rest::QUERY;
 use super::{Net, UpstreamError};
 use crate::http::fetch::fetch;
+use crate::http::QUERY;
 use crate::model::{Catalog, OpenApiSpec, Operation, OperationBody, OperationParam, UpstreamDef};
 use crate::ports::{HttpError, OutboundRequest};
 use crate::registry::Upstream;

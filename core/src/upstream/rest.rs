@@ -8,7 +8,7 @@ use std::time::Duration;
 use base64::Engine;
 use bytes::Bytes;
 use http::HeaderValue;
-use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+use percent_encoding::utf8_percent_encode;
 use serde_json::{json, Map, Value};
 
 use crate::http::fetch::fetch;
@@ -19,8 +19,7 @@ use crate::proto::logging::LogLevel;
 use crate::registry::Tool;
 use crate::uri_template::UriTemplate;
 
-/// What a query string's names and values keep unescaped (and a path segment's).
-pub(crate) const QUERY: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+use crate::http::QUERY;
 
 fn error_result(text: String) -> Value {
     json!({"content": [{"type": "text", "text": text}], "isError": true})

@@ -9,10 +9,10 @@ use serde_json::{json, Map, Value};
 
 use super::Hello;
 use crate::proto::meta;
+use crate::proto::method::Method;
 use crate::proto::version::{Era, ProtocolVersion};
 
-const MCP_METHOD: HeaderName = HeaderName::from_static("mcp-method");
-const MCP_NAME: HeaderName = HeaderName::from_static("mcp-name");
+use crate::proto::headers::{MCP_METHOD, MCP_NAME};
 
 /// The revision a stateless link speaks.
 pub(super) const MODERN: ProtocolVersion = ProtocolVersion::V2026_07_28;
@@ -58,9 +58,9 @@ pub(crate) fn mirror_headers(method: &str, params: &Value) -> HeaderMap {
     if let Ok(v) = HeaderValue::from_str(method) {
         h.insert(MCP_METHOD, v);
     }
-    let name = match method {
-        "tools/call" | "prompts/get" => params.get("name"),
-        "resources/read" => params.get("uri"),
+    let name = match Method::parse(method) {
+        Some(Method::ToolsCall | Method::PromptsGet) => params.get("name"),
+        Some(Method::ResourcesRead) => params.get("uri"),
         _ => None,
     };
     if let Some(v) = name
@@ -155,13 +155,15 @@ mod tests {
 
     #[test]
     fn mirrored_headers_name_the_tool_or_resource_encoded_when_needed() {
-        let h = mirror_headers("tools/call", &json!({"name": "say hi "}));
+        let h = mirror_headers(Method::ToolsCall.name(), &json!({"name": "say hi "}));
         assert_eq!(h[&MCP_METHOD], "tools/call");
         assert_eq!(h[&MCP_NAME], &meta::encode_header_value("say hi "));
         assert!(h[&MCP_NAME].to_str().unwrap().starts_with("=?base64?"));
-        let r = mirror_headers("resources/read", &json!({"uri": "test://x"}));
+        let r = mirror_headers(Method::ResourcesRead.name(), &json!({"uri": "test://x"}));
         assert_eq!(r[&MCP_NAME], "test://x");
-        assert!(mirror_headers("tools/list", &json!({})).get(&MCP_NAME).is_none());
+        assert!(mirror_headers(Method::ToolsList.name(), &json!({}))
+            .get(&MCP_NAME)
+            .is_none());
     }
 
     #[test]

@@ -3,13 +3,11 @@
 //! the standalone stream.
 
 use http::header::{ACCEPT, CONTENT_TYPE};
-use http::{HeaderMap, HeaderName, HeaderValue};
+use http::{HeaderMap, HeaderValue};
 
 use super::*;
 
-const MCP_SESSION_ID: HeaderName = HeaderName::from_static("mcp-session-id");
-const MCP_PROTOCOL_VERSION: HeaderName = HeaderName::from_static("mcp-protocol-version");
-const LAST_EVENT_ID: HeaderName = HeaderName::from_static("last-event-id");
+use crate::proto::headers::{LAST_EVENT_ID, MCP_PROTOCOL_VERSION, MCP_SESSION_ID};
 
 pub(super) struct HttpIo {
     pub(super) http: Arc<dyn HttpClient>,
@@ -130,7 +128,9 @@ impl HttpIo {
             let text = String::from_utf8_lossy(&text);
             // A JSON-RPC error body is the upstream's answer, whatever the status.
             if let (Some(id), Ok(v)) = (expect, serde_json::from_str::<Value>(&text)) {
-                if v.get("error").is_some() && v.get("id").and_then(Value::as_u64) == Some(id) {
+                // (Or to no id: a refusal read before the request's id, such as -32022.)
+                let to = v.get("id").filter(|i| !i.is_null());
+                if v.get("error").is_some() && to.is_none_or(|i| i.as_u64() == Some(id)) {
                     return Ok(Some(Answer::Value(v)));
                 }
             }
@@ -160,7 +160,7 @@ impl HttpIo {
                 if found.is_none() && m["id"].as_u64() == Some(id) && is_response(&m) {
                     found = Some(m);
                 } else if let Some(s) = sink {
-                    let _ = s.send(m);
+                    let _ = s.send(Said::Message(m));
                 }
             }
         }
@@ -201,7 +201,7 @@ impl HttpIo {
                         }
                         Some(answer::Kind::Other) => {
                             if let (Some(s), Ok(msg)) = (sink, serde_json::from_str::<Value>(&data)) {
-                                let _ = s.send(msg);
+                                let _ = s.send(Said::Message(msg));
                             }
                         }
                     }
@@ -215,6 +215,10 @@ impl HttpIo {
                 return Err(UpstreamError::Closed);
             }
             let wait = parser.retry_ms().unwrap_or(DEFAULT_RETRY_MS).min(MAX_RETRY_MS);
+            // The call goes on; its client may be asked to poll likewise.
+            if let Some(s) = sink {
+                let _ = s.send(Said::Paused { retry_ms: wait });
+            }
             self.clock.sleep(Duration::from_millis(wait)).await;
             parser.resume();
             let resp = self.get_stream(Some(&last)).await.map_err(|_| UpstreamError::Closed)?;

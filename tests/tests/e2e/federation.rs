@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use mcpgw_e2e::{
     active_suite_through_gateway, assert_conformance, assert_fixture_reached, http_client, node_bin, repo_root,
-    run_conformance, run_with_timeout, skip, start_target, target, Fixture, RawSession, Target, TempDir, TestGateway,
-    Via,
+    run_conformance, run_with_timeout, skip, start_target, start_target_with, target, Fixture, RawSession, Target,
+    TempDir, TestGateway, Via,
 };
 use serde_json::{json, Value};
 
@@ -46,6 +46,17 @@ async fn start_federated_as(transport: &str, fixture_args: &[&str], extra: Value
 
 /// [`start_federated_as`], the gateway started with `settings` too.
 async fn start_federated_full(transport: &str, fixture_args: &[&str], extra: Value, settings: &[&str]) -> Federated {
+    start_federated_env(transport, fixture_args, extra, settings, &[]).await
+}
+
+/// [`start_federated_full`], the gateway's environment with `env` too.
+async fn start_federated_env(
+    transport: &str,
+    fixture_args: &[&str],
+    extra: Value,
+    settings: &[&str],
+    env: &[(&str, &str)],
+) -> Federated {
     let dir = TempDir::new("federation");
     let calls = dir.join("calls.jsonl");
     let (fixture, upstream) = if transport == "stdio" {
@@ -108,10 +119,10 @@ async fn start_federated_full(transport: &str, fixture_args: &[&str], extra: Val
             std::fs::write(&path, cfg).expect("write config");
             let mut args = vec!["--config", path.to_str().expect("utf-8")];
             args.extend_from_slice(settings);
-            start_target(&dir, &args).expect("start gateway")
+            start_target_with(&dir, &args, env).expect("start gateway")
         }
         Target::Edge => {
-            let gw = start_target(&dir, settings).expect("start edge");
+            let gw = start_target_with(&dir, settings, env).expect("start edge");
             let http = http_client();
             for (collection, body) in [("gateways", &upstream), ("servers", &server)] {
                 let r = http
@@ -185,6 +196,16 @@ async fn next_suite_via(
     revision: &'static str,
 ) -> (mcpgw_e2e::ConformanceRun, Vec<String>, Federated) {
     let fed = start_federated_with(transport, &[]).await;
+    // A second upstream beside it with the same resource URIs (outside the virtual server):
+    // the suite's reads, subscriptions and completions still reach the fixture.
+    let twin = Fixture::start("streamable-http", None);
+    let r = http_client()
+        .post(format!("{}/gateways", fed.gw.url()))
+        .json(&json!({"name": "twin", "url": format!("{}/mcp", twin.url)}))
+        .send()
+        .await
+        .expect("register the twin");
+    assert_eq!(r.status(), 201, "twin: {}", r.text().await.unwrap_or_default());
     let url = format!("http://localhost:{}/servers/conf/mcp", fed.gw.addr().port());
     let run = tokio::task::spawn_blocking(move || {
         mcpgw_e2e::run_conformance_of(
@@ -317,6 +338,47 @@ async fn next_suite_both_revisions_through_the_dual_era_fixture() {
                 ["modern".to_string()].into()
             );
         }
+    }
+}
+
+/// The multi round-trip scenarios of 2026-07-28 through the dual-era fixture, on a gateway
+/// deployed as a new user does: no `MCPGW_ENCRYPTION_KEY` (on the edge the Worker, which seals
+/// the upstream's requestState, and the object that may serve the retry, share the deployment's
+/// key kept in D1).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multi_round_input_required_works_without_an_encryption_key() {
+    let fed = start_federated_env("v2-dual", &[], json!({}), &[], &[("MCPGW_ENCRYPTION_KEY", "")]).await;
+    let url = format!("http://localhost:{}/servers/conf/mcp", fed.gw.addr().port());
+    let scenarios = [
+        "input-required-result-request-state",
+        "input-required-result-multi-round",
+        "input-required-result-multiple-input-requests",
+    ];
+    for scenario in scenarios {
+        let u = url.clone();
+        let run = tokio::task::spawn_blocking(move || {
+            mcpgw_e2e::run_conformance_of(
+                mcpgw_e2e::Suite::Next,
+                &u,
+                &["--spec-version", "2026-07-28", "--scenario", scenario],
+                Duration::from_secs(300),
+            )
+        })
+        .await
+        .expect("join");
+        let wanted = [scenario.to_string()];
+        let failed = failures_of(&run, &wanted);
+        assert!(
+            failed.is_empty(),
+            "{scenario} without a key:\n{}\n{}",
+            failed.join("\n"),
+            run.output
+        );
+        assert!(
+            run.scenarios[scenario].len() >= 2,
+            "{scenario} ran its checks: {}",
+            run.output
+        );
     }
 }
 
@@ -845,6 +907,112 @@ async fn an_upstream_stream_closed_mid_call_is_resumed() {
         "{answer}"
     );
     assert_eq!(answer["result"]["isError"], Value::Null, "{answer}");
+}
+
+/// SEP-1699 towards clients, as the conformance suite checks it (`server-sse-polling`,
+/// 0.2.0-alpha.12): through the gateway, the POST stream of `test_reconnection` opens with a
+/// priming event, says `retry:`, closes where the upstream closed its own, and its answer comes
+/// on the client's GET with Last-Event-ID. All three checks pass, and none warns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sse_polling_passes_through_the_gateway() {
+    let fed = start_federated_with("streamable-http", &["--event-store"]).await;
+    let url = format!("http://localhost:{}/servers/conf/mcp", fed.gw.addr().port());
+    let run = tokio::task::spawn_blocking(move || {
+        mcpgw_e2e::run_conformance_of(
+            mcpgw_e2e::Suite::Next,
+            &url,
+            &["--scenario", "server-sse-polling", "--spec-version", "2025-11-25"],
+            Duration::from_secs(120),
+        )
+    })
+    .await
+    .expect("join");
+    let checks = run.scenarios.get("server-sse-polling").cloned().unwrap_or_default();
+    let passed: Vec<&str> = checks
+        .iter()
+        .filter(|(_, st)| st == "SUCCESS")
+        .map(|(id, _)| id.as_str())
+        .collect();
+    // On the edge, what the Worker logged says why.
+    let worker_log = fed
+        .gw
+        .edge_state_dir()
+        .and_then(|d| std::fs::read_to_string(d.join("wrangler.log")).ok())
+        .unwrap_or_default();
+    let must = [
+        "server-sse-priming-event",
+        "server-sse-retry-field",
+        "server-sse-disconnect-resume",
+    ];
+    let bad: Vec<_> = checks
+        .iter()
+        .filter(|(_, st)| st == "FAILURE" || st == "WARNING")
+        .collect();
+    assert!(bad.is_empty(), "{bad:?}\n{}\n{worker_log}", run.output);
+    for check in &must {
+        assert!(
+            passed.contains(check),
+            "{check} did not pass: {checks:?}\n{}\n{worker_log}",
+            run.output
+        );
+    }
+}
+
+/// A client that drops its POST stream mid-call does not end the call: a GET with the last
+/// event id it saw (the priming event's) replays what followed, then the answer when it comes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_outlives_its_dropped_stream_and_is_resumed() {
+    let fed = start_federated_with("streamable-http", &[]).await;
+    let s = fed.session(json!({})).await;
+    // Its progress first (the answer is then a stream, not JSON), then 1.5 s of work.
+    let call = json!({"jsonrpc": "2.0", "id": "slow-1", "method": "tools/call",
+        "params": {"name": "mcpgw_sleep", "arguments": {"ms": 1500, "progress": true},
+                   "_meta": {"progressToken": "p"}}});
+    let r = s.post(&call).await.expect("post");
+    assert_eq!(r.status(), 200);
+    assert!(r.headers()["content-type"]
+        .to_str()
+        .unwrap_or_default()
+        .starts_with("text/event-stream"));
+    // Read up to the priming event's id, then hang up.
+    let mut parser = mcpgw_core::proto::sse::Parser::default();
+    let mut body = r.bytes_stream();
+    let first_id = loop {
+        use futures_lite::StreamExt;
+        let chunk = tokio::time::timeout(Duration::from_secs(5), body.next())
+            .await
+            .expect("a first event in time")
+            .expect("the stream is open")
+            .expect("bytes");
+        let _ = parser.push(&chunk);
+        if let Some(id) = parser.last_event_id() {
+            break id.to_string();
+        }
+    };
+    assert!(parser.retry_ms().is_some(), "the priming event says when to resume");
+    drop(body);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let r = http_client()
+        .get(&s.endpoint)
+        .header("accept", "text/event-stream")
+        .header("mcp-session-id", &s.sid)
+        .header("mcp-protocol-version", "2025-11-25")
+        .header("last-event-id", &first_id)
+        .send()
+        .await
+        .expect("resume");
+    assert_eq!(r.status(), 200);
+    let messages: Vec<Value> = tokio::time::timeout(Duration::from_secs(10), mcpgw_e2e::read_events(r, 2))
+        .await
+        .expect("the answer in time")
+        .into_iter()
+        .map(|(_, v)| v)
+        .collect();
+    let answer = messages
+        .iter()
+        .find(|m| m["id"] == "slow-1")
+        .unwrap_or_else(|| panic!("{messages:?}"));
+    assert!(answer["result"].is_object(), "{answer}");
 }
 
 /// The upstream logs on its standalone stream, closes it, then logs again: the gateway reopens

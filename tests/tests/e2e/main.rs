@@ -20,6 +20,7 @@ mod mdns;
 mod mrtr;
 mod oauth;
 mod observability;
+mod odd_upstreams;
 mod openapi;
 mod openapi_upstream;
 mod peers;
