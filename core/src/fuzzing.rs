@@ -9,7 +9,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures::executor::block_on;
 
-use crate::memory::{memory_ports, ManualClock};
+use crate::fixtures::{memory_ports, ManualClock};
 use crate::security::jwt::{KeySet, Verdict, Verifier};
 use crate::{Gateway, GatewayConfig, ServerInfo};
 

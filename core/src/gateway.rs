@@ -390,7 +390,7 @@ impl Gateway {
         let listen = crate::proto::method::Method::SubscriptionsListen.name();
         let words = ["requestState", "sampling", "elicitation", "roots", listen];
         let park = async {
-            let r = crate::face::stateless::modern_request(req, &words)?;
+            let r = crate::face::stateless::stateless_request(req, &words)?;
             let snap = self.s.registry.snapshot().await.ok()?;
             let server = match Route::parse(req.uri().path()) {
                 Route::Mcp { server: Some(id) } => Some(snap.server(&id)?.clone()),
@@ -803,7 +803,7 @@ mod tests {
     use http::{header, HeaderValue};
     use serde_json::{json, Value};
 
-    use crate::memory::{memory_ports, ManualClock};
+    use crate::fixtures::{memory_ports, ManualClock};
     use crate::proto::headers::MCP_SESSION_ID;
     use futures::executor::block_on;
     use std::time::Duration;

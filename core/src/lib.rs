@@ -11,6 +11,8 @@
 
 pub mod bridge;
 pub mod config;
+#[cfg(feature = "test-util")]
+pub mod fixtures;
 pub mod http;
 pub mod memory;
 pub mod model;

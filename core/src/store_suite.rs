@@ -238,6 +238,6 @@ pub async fn cache<C: Cache + ?Sized>(cache: &C, wait: &dyn Fn(u64) -> BoxFuture
 mod tests {
     #[test]
     fn memory_store_passes_the_suite() {
-        futures::executor::block_on(super::run(&crate::memory::MemoryStore::default()));
+        futures::executor::block_on(super::run(&crate::fixtures::MemoryStore::default()));
     }
 }

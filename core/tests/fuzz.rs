@@ -12,7 +12,7 @@ use std::sync::Arc;
 use base64::Engine as _;
 use bytes::Bytes;
 use futures::executor::block_on;
-use mcpgw_core::memory::{memory_ports, ManualClock};
+use mcpgw_core::fixtures::{memory_ports, ManualClock};
 use mcpgw_core::proto::jsonrpc;
 use mcpgw_core::security::auth::{AuthConfig, Secret};
 use mcpgw_core::security::jwt::{KeySet, Verdict, Verifier};

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::executor::block_on;
-use mcpgw_core::memory::{memory_ports, ManualClock};
+use mcpgw_core::fixtures::{memory_ports, ManualClock};
 use mcpgw_core::{Gateway, GatewayConfig, ServerInfo};
 
 const IDS: [&str; 5] = [

@@ -325,7 +325,7 @@ impl Inner {
             if let Some(v) = &s.version {
                 h.insert(MCP_PROTOCOL_VERSION, v.clone());
             }
-        } else if let Some((m, v)) = msg.and_then(|m| Some((m, m.modern()?))) {
+        } else if let Some((m, v)) = msg.and_then(|m| Some((m, m.stateless()?))) {
             h.insert(MCP_PROTOCOL_VERSION, HeaderValue::from_static(v.as_str()));
             if let Some(method) = &m.method {
                 let params = m.params.clone().unwrap_or(Value::Null);
@@ -757,7 +757,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::memory::{ManualClock, QueueSpawner};
+    use crate::fixtures::{ManualClock, QueueSpawner};
     use futures::executor::block_on;
 
     /// What the scripted endpoint answers: status, headers, body.

@@ -45,7 +45,7 @@ impl Outgoing {
     }
 
     /// The 2026-07-28 revision a sessionless message declares in `_meta`, if any.
-    pub fn modern(&self) -> Option<ProtocolVersion> {
+    pub fn stateless(&self) -> Option<ProtocolVersion> {
         let declared = meta::declared_version(self.params.as_ref())?;
         ProtocolVersion::parse(declared).filter(|v| v.era() == Era::Stateless)
     }

@@ -85,7 +85,8 @@ pub(super) fn forward(
     mut params: Map<String, Value>,
 ) -> Reply {
     let up = f.upstream.clone();
-    let asks = ctx.modern.is_some() && matches!(method, Method::ToolsCall | Method::PromptsGet | Method::ResourcesRead);
+    let asks =
+        ctx.stateless.is_some() && matches!(method, Method::ToolsCall | Method::PromptsGet | Method::ResourcesRead);
     // An upstream that may speak 2026-07-28 may answer input_required: its state is sealed.
     let binding = (asks && up.era() != Some(Era::Session))
         .then(|| e.binding(ctx, req))

@@ -11,7 +11,7 @@ use crate::registry::uris::{self, Found, Shared, Which};
 use crate::registry::{Federated, Prompt, Resource, Server, Snapshot, Tool};
 use crate::security::admission::Caller;
 
-use super::Modern;
+use super::StatelessRequest;
 
 /// The context of one request.
 pub(crate) struct CallCtx {
@@ -23,7 +23,7 @@ pub(crate) struct CallCtx {
     /// Who is calling (decides which members are visible).
     pub caller: Caller,
     /// A stateless (2026-07-28) request's metadata; none in a session or on `/rpc`.
-    pub modern: Option<Arc<Modern>>,
+    pub stateless: Option<Arc<StatelessRequest>>,
     /// How the request came (`streamable`, `sse`, `rpc`, `stateless`), as metrics label it.
     pub transport: &'static str,
     /// The request's trace: upstream calls continue it.
@@ -33,7 +33,7 @@ pub(crate) struct CallCtx {
 impl CallCtx {
     /// The era the request speaks.
     pub(super) fn era(&self) -> Era {
-        if self.modern.is_some() {
+        if self.stateless.is_some() {
             Era::Stateless
         } else {
             Era::Session
@@ -42,7 +42,7 @@ impl CallCtx {
 
     /// The least severe log level the client wants for this request, if it wants logs.
     pub(super) fn log_level(&self) -> Option<LogLevel> {
-        match &self.modern {
+        match &self.stateless {
             Some(m) => m.meta.log_level,
             None => self.session.as_ref().and_then(|s| s.log_level),
         }
@@ -51,7 +51,7 @@ impl CallCtx {
     /// True when the client declared `capability` (a stateless request in its `_meta`, a
     /// session at `initialize`; `/rpc` declares none).
     pub(super) fn declares(&self, capability: &str) -> bool {
-        match (&self.modern, &self.session) {
+        match (&self.stateless, &self.session) {
             (Some(m), _) => m.meta.declares(capability),
             (None, Some(s)) => s.client_capabilities.get(capability).is_some_and(|c| !c.is_null()),
             (None, None) => false,

@@ -1,5 +1,5 @@
-//! The gateway's seal around a 2026-07-28 upstream's own `requestState` (a modern client in
-//! front of a modern upstream). The upstream's `input_required` goes to the client as it came,
+//! The gateway's seal around a 2026-07-28 upstream's own `requestState` (a stateless client in
+//! front of a stateless upstream). The upstream's `input_required` goes to the client as it came,
 //! but its `requestState` is replaced by `up.<AES-256-GCM sealed JSON>` binding the upstream's
 //! state to the upstream, the caller's subject, a digest of the request and an expiry. On the
 //! retry the seal is opened and checked, and the upstream gets back its own state byte for
@@ -198,7 +198,7 @@ pub(super) fn wrap(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::memory::{ManualClock, SeqIds};
+    use crate::fixtures::{ManualClock, SeqIds};
     use serde_json::json;
 
     fn binding(subject: &str, args: Value) -> Binding {

@@ -41,7 +41,7 @@ pub(crate) use envelope::Envelope;
 pub use mrtr::Park;
 pub(crate) use mrtr::{park_of, Mrtr};
 use stateless::CacheScope;
-pub(crate) use stateless::Modern;
+pub(crate) use stateless::StatelessRequest;
 
 /// Name and version reported in `serverInfo` and `/version`.
 #[derive(Debug, Clone)]
@@ -228,7 +228,7 @@ impl Engine {
 
     /// Answers one request: what must reach the client while it runs, then the response.
     pub fn respond(self: &Arc<Self>, ctx: Arc<CallCtx>, req: Request) -> BoxStream<'static, Event> {
-        if ctx.modern.is_some() && Method::parse(&req.method) == Some(Method::SubscriptionsListen) {
+        if ctx.stateless.is_some() && Method::parse(&req.method) == Some(Method::SubscriptionsListen) {
             let listen = stateless::Listen {
                 sessions: self.sessions.clone(),
                 registry: self.registry.clone(),
@@ -276,7 +276,7 @@ impl Engine {
                 Ok(Reply::Relay(items)) => {
                     // A stateless request gets what belongs on its own stream; `/rpc` (no
                     // session) gets nothing but its answer.
-                    let level = ctx.modern.as_ref().map(|m| m.meta.log_level);
+                    let level = ctx.stateless.as_ref().map(|m| m.meta.log_level);
                     let quiet = ctx.session.is_none() && level.is_none();
                     // The binding costs a digest of the request: made only if the upstream asks.
                     let (engine, mrtr) = (me.clone(), me.mrtr.clone());
@@ -292,7 +292,7 @@ impl Engine {
     /// What binds a stateless request that may be asked for input to the `requestState` it
     /// may present: none for other requests.
     fn binding(&self, ctx: &CallCtx, req: &Request) -> Option<mrtr::Binding> {
-        let modern = ctx.modern.as_ref()?;
+        let stateless = ctx.stateless.as_ref()?;
         let method = Method::parse(&req.method)?;
         if !matches!(method, Method::ToolsCall | Method::PromptsGet | Method::ResourcesRead) {
             return None;
@@ -305,7 +305,7 @@ impl Engine {
             scope,
             &req.method,
             p,
-            &modern.meta.capabilities,
+            &stateless.meta.capabilities,
         ))
     }
 
@@ -313,7 +313,7 @@ impl Engine {
     /// method has them (public unless the handler set its own), and the `serverInfo`.
     #[allow(clippy::type_complexity)]
     fn finisher(&self, ctx: &CallCtx, req: &Request) -> Option<(Vec<(&'static str, String)>, Value)> {
-        ctx.modern.as_ref()?;
+        ctx.stateless.as_ref()?;
         let mut fields = vec![("resultType", "\"complete\"".to_string())];
         if Method::parse(&req.method).is_some_and(stateless::cacheable) {
             fields.extend(stateless::cache_fields(self.cache_ttl_ms, CacheScope::Public));
@@ -463,7 +463,7 @@ impl Engine {
         };
         // A stateless answer says whether a shared cache may keep it: not when members are
         // shown by the caller's scopes.
-        let private = ctx.modern.is_some()
+        let private = ctx.stateless.is_some()
             && match what {
                 "tools" => snap.tools.iter().any(|t| t.def.scope.is_some()),
                 "resources" => snap.resources.iter().any(|r| r.def.scope.is_some()),
@@ -571,7 +571,7 @@ impl Engine {
             RpcError::new(jsonrpc::RESOURCE_NOT_FOUND, "Resource not found").with_data(json!({"uri": uri}))
         })?;
         let r = found.resource;
-        let private = ctx.modern.is_some() && r.def.scope.is_some();
+        let private = ctx.stateless.is_some() && r.def.scope.is_some();
         if let Some(f) = &r.fed {
             let mut p = p.clone();
             p.insert("uri".into(), json!(found.own_uri));

@@ -416,7 +416,7 @@ where
                         None => Some(Event::Message(m)),
                     },
                     Relayed::Answer(r) => return Some((respond(r, false), None)),
-                    // A 2026-07-28 upstream asks for input: a modern client answers it itself.
+                    // A 2026-07-28 upstream asks for input: a stateless client answers it itself.
                     Relayed::Input { result, .. } if level.is_some() => return Some((respond(Ok(result), true), None)),
                     Relayed::Input { .. } => {
                         let e = RpcError::internal(
@@ -452,7 +452,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::memory::{ManualClock, QueueSpawner, SeqIds};
+    use crate::fixtures::{ManualClock, QueueSpawner, SeqIds};
 
     fn mrtr(clock: Arc<ManualClock>) -> Arc<Mrtr> {
         let ids = Arc::new(SeqIds::default());

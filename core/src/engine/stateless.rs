@@ -28,7 +28,7 @@ use crate::proto::version::ProtocolVersion;
 
 /// A stateless request's own context: its metadata (its revision checked as served).
 #[derive(Debug)]
-pub(crate) struct Modern {
+pub(crate) struct StatelessRequest {
     /// What `params._meta` said.
     pub meta: RequestMeta,
 }
@@ -138,8 +138,8 @@ pub(crate) fn upstreams_heard(filter: &ListenFilter, snap: &Snapshot, server: Op
         .map(|f| f.upstream.clone())
         .collect();
     if filter.wants_lists() {
-        let modern = snap.upstreams_of(server).into_iter();
-        ups.extend(modern.filter(|u| u.era() == Some(crate::proto::version::Era::Stateless)));
+        let stateless = snap.upstreams_of(server).into_iter();
+        ups.extend(stateless.filter(|u| u.era() == Some(crate::proto::version::Era::Stateless)));
     }
     ups.sort_by(|a, b| a.id.cmp(&b.id));
     ups.dedup_by(|a, b| a.id == b.id);

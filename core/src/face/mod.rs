@@ -19,7 +19,7 @@ use bytes::Bytes;
 use futures::{stream, StreamExt};
 use http::{header, HeaderValue, Request, Response, StatusCode};
 
-use crate::engine::{CallCtx, Engine, Event, Modern};
+use crate::engine::{CallCtx, Engine, Event, StatelessRequest};
 use crate::http::is_json_content;
 use crate::http::response::{json_text_response, rpc_error, Body};
 use crate::observe::{RequestCtx, TraceContext};
@@ -284,7 +284,7 @@ impl Face {
         session: Option<SessionState>,
         scope: Option<Arc<Server>>,
         sender: Sender,
-        modern: Option<Arc<Modern>>,
+        stateless: Option<Arc<StatelessRequest>>,
         incoming: Incoming,
         delivery: Delivery,
     ) -> Response<Body> {
@@ -321,7 +321,7 @@ impl Face {
                 .as_ref()
                 .and_then(|s| s.protocol_version)
                 .is_some_and(|v| v >= crate::proto::version::ProtocolVersion::V2025_11_25);
-        let transport = match (&modern, &delivery, &session) {
+        let transport = match (&stateless, &delivery, &session) {
             (Some(_), _, _) => "stateless",
             (None, Delivery::LegacyStream(_), _) => "sse",
             (None, Delivery::Response, None) => "rpc",
@@ -331,7 +331,7 @@ impl Face {
             session: session.map(Arc::new),
             scope,
             caller: sender.caller,
-            modern,
+            stateless,
             transport,
             trace: sender.trace,
         });

@@ -1,5 +1,5 @@
 //! The stateless era (2026-07-28) on the streamable endpoints: a POST without a session whose
-//! headers or `_meta` name a modern revision. Each request stands alone: its `_meta` is read and
+//! headers or `_meta` name a stateless revision. Each request stands alone: its `_meta` is read and
 //! its headers checked against its body, then the engine answers it as JSON, or as SSE when
 //! progress or logs come first. No session is made or kept, no event log written.
 
@@ -9,7 +9,7 @@ use bytes::Bytes;
 use http::{HeaderMap, Request, Response, StatusCode};
 
 use super::{accepted, Delivery, Face};
-use crate::engine::Modern;
+use crate::engine::StatelessRequest;
 use crate::http::header_str;
 use crate::http::response::{rpc_error, Body};
 use crate::proto::jsonrpc::{Incoming, Message, Request as RpcRequest, RpcError};
@@ -21,9 +21,9 @@ use crate::registry::Server;
 pub(super) use crate::proto::headers::{MCP_METHOD, MCP_NAME, MCP_PROTOCOL_VERSION};
 
 /// True when a request without a session speaks the stateless era: its `MCP-Protocol-Version`
-/// is not a session-era revision (a modern one, or one nobody serves, which the modern path
+/// is not a session-era revision (a stateless one, or one nobody serves, which the stateless path
 /// answers with the supported list), or its body's `_meta` names a revision.
-pub(super) fn is_modern(headers: &HeaderMap, incoming: &Incoming) -> bool {
+pub(super) fn is_stateless_request(headers: &HeaderMap, incoming: &Incoming) -> bool {
     let by_header =
         header_str(headers, MCP_PROTOCOL_VERSION).is_some_and(|v| ProtocolVersion::served_in_session(v).is_none());
     let by_meta = match incoming {
@@ -36,7 +36,7 @@ pub(super) fn is_modern(headers: &HeaderMap, incoming: &Incoming) -> bool {
 
 /// The JSON-RPC request of a stateless POST to an MCP endpoint whose body holds one of `words`
 /// (none for anything else; the body is parsed only then).
-pub(crate) fn modern_request(req: &Request<Bytes>, words: &[&str]) -> Option<RpcRequest> {
+pub(crate) fn stateless_request(req: &Request<Bytes>, words: &[&str]) -> Option<RpcRequest> {
     let mcp = matches!(
         crate::http::route::Route::parse(req.uri().path()),
         crate::http::route::Route::Mcp { .. }
@@ -49,7 +49,7 @@ pub(crate) fn modern_request(req: &Request<Bytes>, words: &[&str]) -> Option<Rpc
         return None;
     }
     let incoming = crate::proto::jsonrpc::parse(req.body()).ok()?;
-    if !is_modern(req.headers(), &incoming) {
+    if !is_stateless_request(req.headers(), &incoming) {
         return None;
     }
     match incoming {
@@ -74,7 +74,7 @@ fn named_field(method: Option<Method>) -> Option<&'static str> {
 
 /// Checks a stateless request's `_meta` (-32602) and its headers against its body (-32020), in
 /// the order the specification's errors are told apart; then its revision (-32022).
-fn check(h: &HeaderMap, r: &RpcRequest) -> Result<Modern, RpcError> {
+fn check(h: &HeaderMap, r: &RpcRequest) -> Result<StatelessRequest, RpcError> {
     let meta = RequestMeta::parse(r.params.as_ref())?;
     match header(h, MCP_PROTOCOL_VERSION) {
         None => return Err(header_mismatch("MCP-Protocol-Version header is required")),
@@ -115,7 +115,7 @@ fn check(h: &HeaderMap, r: &RpcRequest) -> Result<Modern, RpcError> {
             },
         }
     }
-    Ok(Modern { meta })
+    Ok(StatelessRequest { meta })
 }
 
 /// A stateless POST: one request (or a notification, accepted and dropped: none is defined
@@ -138,7 +138,7 @@ pub(super) async fn post(
             return rpc_error(StatusCode::BAD_REQUEST, None, e);
         }
     };
-    let modern = match check(http_req.headers(), &r) {
+    let stateless = match check(http_req.headers(), &r) {
         Ok(m) => m,
         Err(e) => return rpc_error(StatusCode::BAD_REQUEST, Some(&r.id), e),
     };
@@ -156,7 +156,7 @@ pub(super) async fn post(
             None,
             scope,
             sender,
-            Some(Arc::new(modern)),
+            Some(Arc::new(stateless)),
             Incoming::Single(Message::Request(r)),
             Delivery::Response,
         )
@@ -250,10 +250,16 @@ mod tests {
     #[test]
     fn a_modern_request_is_told_by_its_header_or_its_meta() {
         let list = Incoming::Single(Message::Request(request("tools/list", json!({"_meta": meta()}))));
-        assert!(is_modern(&HeaderMap::new(), &list));
+        assert!(is_stateless_request(&HeaderMap::new(), &list));
         let plain = Incoming::Single(Message::Request(request("tools/list", json!({}))));
-        assert!(!is_modern(&HeaderMap::new(), &plain));
-        assert!(!is_modern(&headers(&[(MCP_PROTOCOL_VERSION, "2025-11-25")]), &plain));
-        assert!(is_modern(&headers(&[(MCP_PROTOCOL_VERSION, "2026-07-28")]), &plain));
+        assert!(!is_stateless_request(&HeaderMap::new(), &plain));
+        assert!(!is_stateless_request(
+            &headers(&[(MCP_PROTOCOL_VERSION, "2025-11-25")]),
+            &plain
+        ));
+        assert!(is_stateless_request(
+            &headers(&[(MCP_PROTOCOL_VERSION, "2026-07-28")]),
+            &plain
+        ));
     }
 }

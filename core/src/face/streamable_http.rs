@@ -54,8 +54,9 @@ fn check_version_header(h: &HeaderMap) -> Result<(), Box<Response<Body>>> {
 /// A GET or DELETE without a session: in the stateless era there is neither a standalone stream
 /// nor a session to end (405, POST only); in the session era the session id is missing (400).
 fn without_session(h: &HeaderMap) -> Response<Body> {
-    let modern = header_str(h, MCP_PROTOCOL_VERSION).is_some_and(|v| ProtocolVersion::served_in_session(v).is_none());
-    if modern {
+    let stateless =
+        header_str(h, MCP_PROTOCOL_VERSION).is_some_and(|v| ProtocolVersion::served_in_session(v).is_none());
+    if stateless {
         return method_not_allowed("POST");
     }
     missing_session_header()
@@ -85,7 +86,7 @@ async fn post(face: &Arc<Face>, req: Request<Bytes>, scope: Option<Arc<Server>>)
     let Some(session_id) = header_str(h, MCP_SESSION_ID) else {
         // No session: the stateless era if the request says so, else the session era's
         // `initialize` (or a request that needs a session first).
-        if stateless::is_modern(h, &incoming) {
+        if stateless::is_stateless_request(h, &incoming) {
             return stateless::post(face, &req, incoming, scope).await;
         }
         if let Err(r) = check_version_header(h) {

@@ -115,7 +115,8 @@ impl ResourceCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::memory::{ManualClock, MemoryCache};
+    use crate::fixtures::ManualClock;
+    use crate::memory::MemoryCache;
     use futures::executor::block_on;
 
     fn answer(extra: &str) -> Json {

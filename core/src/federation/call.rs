@@ -95,215 +95,243 @@ impl Drop for Running {
 }
 
 impl Call {
-    /// The next item for the client; `None` after the answer.
+    /// The next item for the client; `None` after the answer. Each state's step says what to
+    /// give the client, or (none) to take the next step.
     pub(super) async fn next(&mut self) -> Option<Relayed> {
+        loop {
+            let step = match std::mem::replace(&mut self.state, CallState::Done) {
+                CallState::Done => return None,
+                CallState::Start => self.start().await,
+                CallState::Running(run) => self.running(run).await,
+                CallState::Ending(run, result) => self.ending(run, result).await,
+                CallState::Asking(a) => self.asking(a).await,
+            };
+            if step.is_some() {
+                return step;
+            }
+        }
+    }
+
+    /// Opens (or reuses) the link and sends the request.
+    async fn start(&mut self) -> Option<Relayed> {
         let fed = self.fed.clone();
         let sid = self.sid.as_deref();
         let timeout = fed.timeout_of(&self.up.def);
-        loop {
-            match std::mem::replace(&mut self.state, CallState::Done) {
-                CallState::Done => return None,
-                CallState::Start => {
-                    self.attempt += 1;
-                    let link = match fed.link_for(self.session.as_deref(), &self.up).await {
-                        Ok(l) => l,
-                        Err(e) => return Some(Relayed::Answer(Err(e))),
-                    };
-                    // An upstream may send the requests of a call on its standalone stream: a
-                    // shared link listens there once its caller can be asked (where that work
-                    // may outlive the request: not in a Worker).
-                    if self.asks && sid.is_none() && !link.is_listening() && fed.net.spawner.waits_across_requests() {
-                        fed.listen(&link, &self.up, None);
-                    }
-                    // 2026-07-28 has no resources/subscribe: the link's listen stream watches.
-                    if let (true, Some(on)) = (link.is_stateless(), self.method.subscribes()) {
-                        if let Some(uri) = self.params["uri"].as_str() {
-                            link.watch(uri, on);
-                            return Some(Relayed::Answer(Ok(Json("{}".into()))));
+        self.attempt += 1;
+        let link = match fed.link_for(self.session.as_deref(), &self.up).await {
+            Ok(l) => l,
+            Err(e) => return Some(Relayed::Answer(Err(e))),
+        };
+        // An upstream may send the requests of a call on its standalone stream: a
+        // shared link listens there once its caller can be asked (where that work
+        // may outlive the request: not in a Worker).
+        if self.asks && sid.is_none() && !link.is_listening() && fed.net.spawner.waits_across_requests() {
+            fed.listen(&link, &self.up, None);
+        }
+        // 2026-07-28 has no resources/subscribe: the link's listen stream watches.
+        if let (true, Some(on)) = (link.is_stateless(), self.method.subscribes()) {
+            if let Some(uri) = self.params["uri"].as_str() {
+                link.watch(uri, on);
+                return Some(Relayed::Answer(Ok(Json("{}".into()))));
+            }
+        }
+        let (tx, rx) = crate::upstream::sink(fed.net.max_queue);
+        let (stop_tx, stop) = unbounded::<()>();
+        let uid = link.next_id();
+        if let Some(s) = sid {
+            let key = (s.to_string(), self.client_id.clone());
+            lock(&fed.inflight).insert(key, (link.clone(), uid, stop_tx.clone()));
+            // 2026-07-28 has no logging/setLevel: the session's level goes along.
+            if let Some(level) = self.session.as_ref().and_then(|s| s.log_level) {
+                if link.is_stateless() {
+                    let mut p = (*self.params).clone();
+                    if let Some(m) = p.as_object_mut() {
+                        let meta = m.entry("_meta").or_insert_with(|| json!({}));
+                        if let Some(meta) = meta.as_object_mut() {
+                            meta.insert(crate::proto::meta::LOG_LEVEL.into(), json!(level));
                         }
                     }
-                    let (tx, rx) = crate::upstream::sink(fed.net.max_queue);
-                    let (stop_tx, stop) = unbounded::<()>();
-                    let uid = link.next_id();
-                    if let Some(s) = sid {
-                        let key = (s.to_string(), self.client_id.clone());
-                        lock(&fed.inflight).insert(key, (link.clone(), uid, stop_tx.clone()));
-                        // 2026-07-28 has no logging/setLevel: the session's level goes along.
-                        if let Some(level) = self.session.as_ref().and_then(|s| s.log_level) {
-                            if link.is_stateless() {
-                                let mut p = (*self.params).clone();
-                                if let Some(m) = p.as_object_mut() {
-                                    let meta = m.entry("_meta").or_insert_with(|| json!({}));
-                                    if let Some(meta) = meta.as_object_mut() {
-                                        meta.insert(crate::proto::meta::LOG_LEVEL.into(), json!(level));
-                                    }
-                                }
-                                self.params = Arc::new(p);
-                            }
-                        }
-                    }
-                    // `timeout` is an idle timeout, started again by every message of the call;
-                    // `call_max_ms` bounds the whole call.
-                    let max = fed.settings.call_max_ms.max(timeout);
-                    let (l, method, params) = (link.clone(), self.method, self.params.clone());
-                    let headers = self.headers.clone();
-                    let call = boxed(async move {
-                        l.request_with_id(uid, method, Some(&params), Some(&tx), max, headers)
-                            .await
-                    });
-                    self.state = CallState::Running(Running {
-                        link,
-                        uid,
-                        call: call.fuse(),
-                        rx,
-                        stop,
-                        _stop_open: stop_tx,
-                        cancel_on_drop: sid.is_none().then(|| fed.net.spawner.clone()),
-                    });
-                }
-                CallState::Running(mut run) => {
-                    let mut idle = fed.net.clock.sleep(std::time::Duration::from_millis(timeout)).fuse();
-                    let next = futures::select_biased! {
-                        r = &mut run.call => Err(r),
-                        m = run.rx.next() => Ok(m),
-                        _ = run.stop.next() => Err(Err(UpstreamError::Closed)),
-                        _ = idle => Err(Err(UpstreamError::Timeout(timeout))),
-                    };
-                    match next {
-                        // The upstream closed the call's stream and will be asked again: the
-                        // client may be told to poll likewise.
-                        Ok(Some(Said::Paused { retry_ms })) => {
-                            self.state = CallState::Running(run);
-                            return Some(Relayed::Paused { retry_ms });
-                        }
-                        Ok(Some(Said::Message(m))) => {
-                            if let Some(id) = ask_id(&m).filter(|_| self.asks) {
-                                let ask = Ask {
-                                    request: json!({"method": m["method"], "params": m.get("params").cloned().unwrap_or(json!({}))}),
-                                    link: run.link.clone(),
-                                    id,
-                                    call_uid: run.uid,
-                                };
-                                self.state = CallState::Running(run);
-                                return Some(Relayed::Ask(ask));
-                            }
-                            let out = fed.rewrite(sid, &run.link, &self.up, m).await;
-                            self.state = CallState::Running(run);
-                            if let Some(v) = out {
-                                return Some(Relayed::Message(Json(v.to_string())));
-                            }
-                        }
-                        // Every sender is gone: the call has ended; its answer is next.
-                        Ok(None) => self.state = CallState::Running(run),
-                        Err(result) => {
-                            if matches!(result, Err(UpstreamError::Timeout(_))) {
-                                // The upstream may still be working on it: tell it to stop.
-                                run.link.cancel(run.uid, "timed out at the gateway").await;
-                            }
-                            self.state = CallState::Ending(run, result);
-                        }
-                    }
-                }
-                CallState::Ending(mut run, result) => {
-                    // The upstream is done with it.
-                    run.cancel_on_drop = None;
-                    while let Ok(said) = run.rx.try_recv() {
-                        let Said::Message(m) = said else { continue };
-                        if let Some(v) = fed.rewrite(sid, &run.link, &self.up, m).await {
-                            self.state = CallState::Ending(run, result);
-                            return Some(Relayed::Message(Json(v.to_string())));
-                        }
-                    }
-                    if let Some(s) = sid {
-                        lock(&fed.inflight).remove(&(s.to_string(), self.client_id.clone()));
-                    }
-                    match result {
-                        Ok(answer) => {
-                            let outcome = answer.outcome();
-                            if outcome.is_ok() {
-                                if let (Some(on), Some(uri)) = (self.method.subscribes(), self.params["uri"].as_str()) {
-                                    run.link.watch(uri, on);
-                                }
-                            }
-                            if let Ok(result) = &outcome {
-                                if run.link.is_stateless() && is_input_required(result) {
-                                    let Some(s) = sid else {
-                                        let (result, upstream) = (result.clone(), self.up.id.clone());
-                                        return Some(Relayed::Input { result, upstream });
-                                    };
-                                    self.rounds += 1;
-                                    match ask_client(&fed, s, result, self.rounds) {
-                                        Ok(a) => self.state = CallState::Asking(a),
-                                        Err(e) => return Some(Relayed::Answer(Err(e))),
-                                    }
-                                    continue;
-                                }
-                            }
-                            return Some(Relayed::Answer(outcome));
-                        }
-                        // The upstream forgot the session (it restarted) or the connection failed
-                        // before the request got through: once more on a fresh session.
-                        Err(UpstreamError::SessionGone | UpstreamError::Unreachable(_)) if self.attempt == 1 => {
-                            self.state = CallState::Start;
-                        }
-                        Err(e) => {
-                            fed.record_failure(&self.up.id, &e);
-                            return Some(Relayed::Answer(Err(upstream_error(&self.up.def.name, &e))));
-                        }
-                    }
-                }
-                CallState::Asking(mut a) => {
-                    if let Some(m) = a.queue.pop() {
-                        self.state = CallState::Asking(a);
-                        return Some(Relayed::Message(Json(m.to_string())));
-                    }
-                    if a.want.is_empty() {
-                        // Every answer is in: the same request again, with them.
-                        let mut p = (*self.params).clone();
-                        if let Some(m) = p.as_object_mut() {
-                            m.insert("inputResponses".into(), Value::Object(std::mem::take(&mut a.got)));
-                            match a.state.take() {
-                                Some(state) => m.insert("requestState".into(), state),
-                                None => m.remove("requestState"),
-                            };
-                        }
-                        self.params = Arc::new(p);
-                        self.attempt = 0;
-                        self.state = CallState::Start;
-                        continue;
-                    }
-                    // People answer at their own pace: the whole call's bound, not the idle one.
-                    let wait = fed.settings.call_max_ms.max(timeout);
-                    let mut idle = fed.net.clock.sleep(std::time::Duration::from_millis(wait)).fuse();
-                    let reply = futures::select_biased! {
-                        r = a.rx.next() => r,
-                        _ = idle => None,
-                    };
-                    let Some(reply) = reply else {
-                        let e = RpcError::internal("the client did not answer the upstream's input requests in time");
-                        return Some(Relayed::Answer(Err(e)));
-                    };
-                    let key = reply["id"].as_str().unwrap_or_default().to_string();
-                    let Some(at) = a.want.iter().position(|k| *k == key) else {
-                        self.state = CallState::Asking(a);
-                        continue;
-                    };
-                    a.want.swap_remove(at);
-                    match reply.get("result") {
-                        Some(r) => {
-                            a.got.insert(key, r.clone());
-                        }
-                        None => {
-                            let why = reply["error"]["message"].as_str().unwrap_or("an error");
-                            let e =
-                                RpcError::internal(format!("the client refused the upstream's input request: {why}"));
-                            return Some(Relayed::Answer(Err(e)));
-                        }
-                    }
-                    self.state = CallState::Asking(a);
+                    self.params = Arc::new(p);
                 }
             }
         }
+        // `timeout` is an idle timeout, started again by every message of the call;
+        // `call_max_ms` bounds the whole call.
+        let max = fed.settings.call_max_ms.max(timeout);
+        let (l, method, params) = (link.clone(), self.method, self.params.clone());
+        let headers = self.headers.clone();
+        let call = boxed(async move {
+            l.request_with_id(uid, method, Some(&params), Some(&tx), max, headers)
+                .await
+        });
+        self.state = CallState::Running(Running {
+            link,
+            uid,
+            call: call.fuse(),
+            rx,
+            stop,
+            _stop_open: stop_tx,
+            cancel_on_drop: sid.is_none().then(|| fed.net.spawner.clone()),
+        });
+        None
+    }
+
+    /// Waits for what the upstream says next, or the call's end.
+    async fn running(&mut self, mut run: Running) -> Option<Relayed> {
+        let fed = self.fed.clone();
+        let sid = self.sid.as_deref();
+        let timeout = fed.timeout_of(&self.up.def);
+        let mut idle = fed.net.clock.sleep(std::time::Duration::from_millis(timeout)).fuse();
+        let next = futures::select_biased! {
+            r = &mut run.call => Err(r),
+            m = run.rx.next() => Ok(m),
+            _ = run.stop.next() => Err(Err(UpstreamError::Closed)),
+            _ = idle => Err(Err(UpstreamError::Timeout(timeout))),
+        };
+        match next {
+            // The upstream closed the call's stream and will be asked again: the
+            // client may be told to poll likewise.
+            Ok(Some(Said::Paused { retry_ms })) => {
+                self.state = CallState::Running(run);
+                return Some(Relayed::Paused { retry_ms });
+            }
+            Ok(Some(Said::Message(m))) => {
+                if let Some(id) = ask_id(&m).filter(|_| self.asks) {
+                    let ask = Ask {
+                        request: json!({"method": m["method"], "params": m.get("params").cloned().unwrap_or(json!({}))}),
+                        link: run.link.clone(),
+                        id,
+                        call_uid: run.uid,
+                    };
+                    self.state = CallState::Running(run);
+                    return Some(Relayed::Ask(ask));
+                }
+                let out = fed.rewrite(sid, &run.link, &self.up, m).await;
+                self.state = CallState::Running(run);
+                if let Some(v) = out {
+                    return Some(Relayed::Message(Json(v.to_string())));
+                }
+            }
+            // Every sender is gone: the call has ended; its answer is next.
+            Ok(None) => self.state = CallState::Running(run),
+            Err(result) => {
+                if matches!(result, Err(UpstreamError::Timeout(_))) {
+                    // The upstream may still be working on it: tell it to stop.
+                    run.link.cancel(run.uid, "timed out at the gateway").await;
+                }
+                self.state = CallState::Ending(run, result);
+            }
+        }
+        None
+    }
+
+    /// The upstream is done: what it said before the answer, then the answer (or another round
+    /// of input for a 2026-07-28 upstream, or one more try on a fresh session).
+    async fn ending(&mut self, mut run: Running, result: Result<Answer, UpstreamError>) -> Option<Relayed> {
+        let fed = self.fed.clone();
+        let sid = self.sid.as_deref();
+        // The upstream is done with it.
+        run.cancel_on_drop = None;
+        while let Ok(said) = run.rx.try_recv() {
+            let Said::Message(m) = said else { continue };
+            if let Some(v) = fed.rewrite(sid, &run.link, &self.up, m).await {
+                self.state = CallState::Ending(run, result);
+                return Some(Relayed::Message(Json(v.to_string())));
+            }
+        }
+        if let Some(s) = sid {
+            lock(&fed.inflight).remove(&(s.to_string(), self.client_id.clone()));
+        }
+        match result {
+            Ok(answer) => {
+                let outcome = answer.outcome();
+                if outcome.is_ok() {
+                    if let (Some(on), Some(uri)) = (self.method.subscribes(), self.params["uri"].as_str()) {
+                        run.link.watch(uri, on);
+                    }
+                }
+                if let Ok(result) = &outcome {
+                    if run.link.is_stateless() && is_input_required(result) {
+                        let Some(s) = sid else {
+                            let (result, upstream) = (result.clone(), self.up.id.clone());
+                            return Some(Relayed::Input { result, upstream });
+                        };
+                        self.rounds += 1;
+                        match ask_client(&fed, s, result, self.rounds) {
+                            Ok(a) => self.state = CallState::Asking(a),
+                            Err(e) => return Some(Relayed::Answer(Err(e))),
+                        }
+                        return None;
+                    }
+                }
+                return Some(Relayed::Answer(outcome));
+            }
+            // The upstream forgot the session (it restarted) or the connection failed
+            // before the request got through: once more on a fresh session.
+            Err(UpstreamError::SessionGone | UpstreamError::Unreachable(_)) if self.attempt == 1 => {
+                self.state = CallState::Start;
+            }
+            Err(e) => {
+                fed.record_failure(&self.up.id, &e);
+                return Some(Relayed::Answer(Err(upstream_error(&self.up.def.name, &e))));
+            }
+        }
+        None
+    }
+
+    /// A 2026-07-28 upstream's input requests put to the session's client; with every answer
+    /// in, the request again.
+    async fn asking(&mut self, mut a: Asking) -> Option<Relayed> {
+        let fed = self.fed.clone();
+        let timeout = fed.timeout_of(&self.up.def);
+        if let Some(m) = a.queue.pop() {
+            self.state = CallState::Asking(a);
+            return Some(Relayed::Message(Json(m.to_string())));
+        }
+        if a.want.is_empty() {
+            // Every answer is in: the same request again, with them.
+            let mut p = (*self.params).clone();
+            if let Some(m) = p.as_object_mut() {
+                m.insert("inputResponses".into(), Value::Object(std::mem::take(&mut a.got)));
+                match a.state.take() {
+                    Some(state) => m.insert("requestState".into(), state),
+                    None => m.remove("requestState"),
+                };
+            }
+            self.params = Arc::new(p);
+            self.attempt = 0;
+            self.state = CallState::Start;
+            return None;
+        }
+        // People answer at their own pace: the whole call's bound, not the idle one.
+        let wait = fed.settings.call_max_ms.max(timeout);
+        let mut idle = fed.net.clock.sleep(std::time::Duration::from_millis(wait)).fuse();
+        let reply = futures::select_biased! {
+            r = a.rx.next() => r,
+            _ = idle => None,
+        };
+        let Some(reply) = reply else {
+            let e = RpcError::internal("the client did not answer the upstream's input requests in time");
+            return Some(Relayed::Answer(Err(e)));
+        };
+        let key = reply["id"].as_str().unwrap_or_default().to_string();
+        let Some(at) = a.want.iter().position(|k| *k == key) else {
+            self.state = CallState::Asking(a);
+            return None;
+        };
+        a.want.swap_remove(at);
+        match reply.get("result") {
+            Some(r) => {
+                a.got.insert(key, r.clone());
+            }
+            None => {
+                let why = reply["error"]["message"].as_str().unwrap_or("an error");
+                let e = RpcError::internal(format!("the client refused the upstream's input request: {why}"));
+                return Some(Relayed::Answer(Err(e)));
+            }
+        }
+        self.state = CallState::Asking(a);
+        None
     }
 }
 

@@ -479,8 +479,8 @@ impl Federation {
     /// find in the registry). Nothing where no task may outlive a request (a Worker), or for a
     /// session-era upstream.
     pub async fn hear_lists(&self, up: &Arc<Upstream>) {
-        let modern = up.era() == Some(crate::proto::version::Era::Stateless);
-        if modern && self.net.spawner.waits_across_requests() {
+        let stateless = up.era() == Some(crate::proto::version::Era::Stateless);
+        if stateless && self.net.spawner.waits_across_requests() {
             let _ = self.link_for(None, up).await;
         }
     }

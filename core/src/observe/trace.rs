@@ -161,7 +161,7 @@ pub struct Span {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::memory::SeqIds;
+    use crate::fixtures::SeqIds;
 
     #[test]
     fn traceparent_is_continued_or_a_new_trace_starts() {

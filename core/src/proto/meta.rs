@@ -42,7 +42,7 @@ pub struct RequestMeta {
     pub log_level: Option<LogLevel>,
 }
 
-/// The revision a request's `_meta` names, if it names one: what marks a request as modern.
+/// The revision a request's `_meta` names, if it names one: what marks a request as stateless.
 pub fn declared_version(params: Option<&Value>) -> Option<&str> {
     params?.get("_meta")?.get(PROTOCOL_VERSION)?.as_str()
 }

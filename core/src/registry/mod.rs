@@ -772,7 +772,7 @@ pub(crate) fn changed_kinds(before: &[u64; 5], after: &[u64; 5]) -> Vec<Kind> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::memory::{ManualClock, MemoryStore, SeqIds};
+    use crate::fixtures::{ManualClock, MemoryStore, SeqIds};
     use futures::executor::block_on;
 
     fn registry() -> Registry {
@@ -1085,11 +1085,11 @@ mod tests {
     fn a_listen_hearing_upstreams_needs_a_place_of_its_own() {
         block_on(async {
             let r = registry();
-            let mut modern = upstream("m", json!([{"name": "echo"}]));
-            if let Some(c) = modern.catalog.as_mut() {
+            let mut stateless = upstream("m", json!([{"name": "echo"}]));
+            if let Some(c) = stateless.catalog.as_mut() {
                 c.protocol_version = Some(crate::proto::version::ProtocolVersion::V2026_07_28);
             }
-            r.save_upstream(None, &modern).await.unwrap();
+            r.save_upstream(None, &stateless).await.unwrap();
             r.save_upstream(None, &upstream("old", json!([{"name": "echo"}])))
                 .await
                 .unwrap();

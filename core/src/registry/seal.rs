@@ -348,7 +348,7 @@ pub(crate) fn sealed_store(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::memory::{MemoryStore, SeqIds};
+    use crate::fixtures::{MemoryStore, SeqIds};
     use futures::executor::block_on;
     use serde_json::json;
 

@@ -100,7 +100,7 @@ impl Peers {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::memory::MemoryBus;
+    use crate::fixtures::MemoryBus;
 
     #[test]
     fn notes_reach_the_other_instances_only() {

@@ -792,11 +792,11 @@ mod tests {
         let ui = Ui::new(
             Sealer::random(
                 crate::registry::seal::Purpose::AdminCookie,
-                &crate::memory::SeqIds::default(),
+                &crate::fixtures::SeqIds::default(),
                 Arc::new(crate::security::RustCrypto),
             ),
-            Arc::new(crate::memory::ManualClock::at(0)),
-            Arc::new(crate::memory::SeqIds::default()),
+            Arc::new(crate::fixtures::ManualClock::at(0)),
+            Arc::new(crate::fixtures::SeqIds::default()),
             true,
             "test".into(),
         );

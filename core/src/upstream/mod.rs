@@ -342,7 +342,7 @@ impl Link {
         };
         // A session a refused `initialize` left is not this request's.
         let _ = h.end_session();
-        h.set_version(Some(stateless::MODERN));
+        h.set_version(Some(stateless::STATELESS_REVISION));
         let params = stateless::stamp(None, hello);
         let id = self.next_id();
         let body = crate::proto::jsonrpc::request_text(id, Method::ServerDiscover.name(), Some(&params));

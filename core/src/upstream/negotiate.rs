@@ -30,7 +30,7 @@ impl Offer {
     fn stateless() -> Self {
         Self {
             era: Era::Stateless,
-            version: super::stateless::MODERN,
+            version: super::stateless::STATELESS_REVISION,
         }
     }
 

@@ -15,7 +15,7 @@ use crate::proto::version::{Era, ProtocolVersion};
 use crate::proto::headers::{MCP_METHOD, MCP_NAME};
 
 /// The revision a stateless link speaks.
-pub(super) const MODERN: ProtocolVersion = ProtocolVersion::V2026_07_28;
+pub(super) const STATELESS_REVISION: ProtocolVersion = ProtocolVersion::V2026_07_28;
 
 /// The gateway's own client info, for a hello that has none.
 pub(super) fn client_info(hello: &Hello) -> Value {
@@ -26,7 +26,7 @@ pub(super) fn client_info(hello: &Hello) -> Value {
     }
 }
 
-/// `params` with the `_meta` a stateless request needs: the caller's own keys kept (a modern
+/// `params` with the `_meta` a stateless request needs: the caller's own keys kept (a stateless
 /// client's capabilities and log level go on to the upstream), the revision set to the one
 /// the link speaks, the hello's capabilities and info where the caller sent none. (A session's
 /// log level is added by its call: it may change after the link opened.)
@@ -40,7 +40,7 @@ pub(super) fn stamp(params: Option<&Value>, hello: &Hello) -> Value {
         *meta = Value::Object(Map::new());
     }
     if let Some(m) = meta.as_object_mut() {
-        m.insert(meta::PROTOCOL_VERSION.into(), json!(MODERN.as_str()));
+        m.insert(meta::PROTOCOL_VERSION.into(), json!(STATELESS_REVISION.as_str()));
         if !m.get(meta::CLIENT_CAPABILITIES).is_some_and(Value::is_object) {
             m.insert(meta::CLIENT_CAPABILITIES.into(), hello.capabilities.clone());
         }
@@ -107,7 +107,7 @@ pub(super) fn discovered(answer: &Value) -> Option<Value> {
         .iter()
         .filter_map(Value::as_str)
         .filter_map(ProtocolVersion::parse)
-        .any(|v| v == MODERN && v.era() == Era::Stateless);
+        .any(|v| v == STATELESS_REVISION && v.era() == Era::Stateless);
     if !speaks {
         return None;
     }
@@ -118,7 +118,7 @@ pub(super) fn discovered(answer: &Value) -> Option<Value> {
         .cloned()
         .unwrap_or(Value::Null);
     let mut init = json!({
-        "protocolVersion": MODERN.as_str(),
+        "protocolVersion": STATELESS_REVISION.as_str(),
         "capabilities": result.get("capabilities").cloned().unwrap_or_else(|| json!({})),
         "serverInfo": info,
     });
@@ -188,7 +188,7 @@ mod tests {
     fn discovery_is_read_only_when_the_stateless_revision_is_offered() {
         let ok = json!({"result": {"supportedVersions": ["2025-11-25", "2026-07-28"], "capabilities": {"tools": {}},
             "_meta": {meta::SERVER_INFO: {"name": "up", "version": "2"}}}});
-        let init = discovered(&ok).expect("modern");
+        let init = discovered(&ok).expect("stateless");
         assert_eq!(init["protocolVersion"], "2026-07-28");
         assert_eq!(init["serverInfo"]["name"], "up");
         assert_eq!(init["capabilities"], json!({"tools": {}}));
