@@ -30,6 +30,7 @@ use serde_json::{json, Value};
 
 use crate::platform::BoxFuture;
 use crate::ports::{Clock, HttpClient, HttpError, InboundResponse, OutboundRequest, Spawner};
+use crate::proto::classify::{is_jsonrpc, response_id};
 use crate::proto::jsonrpc::{INTERNAL_ERROR, INVALID_REQUEST};
 use crate::proto::method::{Method as McpMethod, ServerMethod};
 use crate::proto::sse::Parser;
@@ -122,14 +123,6 @@ struct State {
 /// An error answer to request `id`.
 fn error_line(id: &Value, code: i64, message: &str) -> String {
     json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message}}).to_string()
-}
-
-/// Whether `text` is one JSON-RPC message or a batch of them.
-fn is_jsonrpc(v: &Value) -> bool {
-    match v {
-        Value::Array(items) => !items.is_empty() && items.iter().all(|m| m.get("jsonrpc").is_some()),
-        m => m.get("jsonrpc").is_some(),
-    }
 }
 
 /// Lines the client may leave unread before its channel ends.
@@ -657,11 +650,7 @@ impl Inner {
 
 /// The ids of the responses in `v` (one message or a batch), as JSON text.
 fn answered_ids(v: &Value) -> Vec<String> {
-    let one = |m: &Value| {
-        (m.get("method").is_none())
-            .then(|| m.get("id").filter(|i| !i.is_null()).map(Value::to_string))
-            .flatten()
-    };
+    let one = |m: &Value| response_id(m).map(Value::to_string);
     match v {
         Value::Array(items) => items.iter().filter_map(one).collect(),
         m => one(m).into_iter().collect(),

@@ -3,6 +3,7 @@
 //! SSE framing and parsing, list cursors. No I/O and nothing of the gateway's own: every other
 //! layer may use this one, and it uses none of them (only `platform`).
 
+pub mod classify;
 pub mod cursor;
 pub mod headers;
 pub mod jsonrpc;

@@ -3,54 +3,14 @@
 //! cut the `result` out, so the result goes to the client without being parsed into a value tree
 //! and written again.
 
-use serde::de::{Deserializer, IgnoredAny};
+use serde::de::Deserializer;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::Value;
 
 use crate::proto::jsonrpc::{Json, RpcError, INTERNAL_ERROR};
 
-/// What a message is, read without building it: which members it has, and its id.
-#[derive(Deserialize, Default)]
-struct Head {
-    #[serde(default, deserialize_with = "present")]
-    method: bool,
-    #[serde(default, deserialize_with = "some")]
-    id: Option<Value>,
-    #[serde(default, deserialize_with = "present")]
-    result: bool,
-    #[serde(default, deserialize_with = "present")]
-    error: bool,
-}
-
-/// True when the member is there, whatever its value (`null` included).
-fn present<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
-    IgnoredAny::deserialize(d).map(|_| true)
-}
-
-fn some<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
-    Value::deserialize(d).map(Some)
-}
-
-/// How a message's text reads.
-pub(crate) enum Kind {
-    /// A response (an id and a result or error, no method), with its id if it is a number.
-    Response(Option<u64>),
-    /// Anything else that is JSON: a request or notification of the upstream's.
-    Other,
-}
-
-/// Classifies a message's text; `None` if it is not JSON.
-pub(crate) fn kind_of(text: &str) -> Option<Kind> {
-    match serde_json::from_str::<Head>(text) {
-        Ok(h) if !h.method && h.id.is_some() && (h.result || h.error) => {
-            Some(Kind::Response(h.id.as_ref().and_then(Value::as_u64)))
-        }
-        Ok(_) => Some(Kind::Other),
-        // An array or a scalar: JSON all the same, and no response.
-        Err(_) => serde_json::from_str::<IgnoredAny>(text).ok().map(|_| Kind::Other),
-    }
-}
+pub(crate) use crate::proto::classify::{kind_of, Kind};
 
 /// The result and error of a response, the result left as text.
 #[derive(Deserialize)]

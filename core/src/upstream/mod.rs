@@ -123,10 +123,7 @@ pub(crate) struct Hello {
     pub prefer: Era,
 }
 
-/// True for a JSON-RPC response (an id and a result or error, no method).
-pub(crate) fn is_response(v: &Value) -> bool {
-    v.get("method").is_none() && v.get("id").is_some() && (v.get("result").is_some() || v.get("error").is_some())
-}
+pub(crate) use crate::proto::classify::is_response;
 
 /// One MCP session with an upstream.
 pub(crate) struct Link {
