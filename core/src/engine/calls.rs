@@ -59,7 +59,8 @@ pub(super) fn renamed_contents(reply: Reply, from: String, to: String) -> Reply 
         let Ok(mut v) = serde_json::from_str::<Value>(&j.0) else {
             return j;
         };
-        for c in v["contents"].as_array_mut().into_iter().flatten() {
+        let contents = v.get_mut("contents").and_then(Value::as_array_mut);
+        for c in contents.into_iter().flatten() {
             if c["uri"] == from.as_str() {
                 c["uri"] = json!(to);
             }
@@ -199,4 +200,37 @@ pub(super) fn call_rest(e: &Engine, ctx: &CallCtx, tool: Arc<Tool>, args: Map<St
     // The call's one sender is `work`'s: the stream ends once it has sent the answer.
     let driver = stream::once(work).filter_map(|()| futures::future::ready(None));
     Reply::Relay(boxed_stream(stream::select(rx, driver)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(reply: Reply) -> String {
+        match reply {
+            Reply::Now(j) => j.0,
+            Reply::Relay(_) => panic!("a reply now"),
+        }
+    }
+
+    #[test]
+    fn contents_read_by_an_alias_say_the_alias_and_odd_results_pass_as_they_are() {
+        let read = Json(r#"{"contents":[{"uri":"test://x","text":"a"},{"uri":"test://y","text":"b"}]}"#.into());
+        let out = answer(renamed_contents(
+            Reply::Now(read),
+            "test://x".into(),
+            "mcpgw:b/test://x".into(),
+        ));
+        let v: Value = serde_json::from_str(&out).expect("json");
+        assert_eq!(v["contents"][0]["uri"], "mcpgw:b/test://x");
+        assert_eq!(v["contents"][1]["uri"], "test://y");
+        // A hostile upstream's result that is no object is passed on, not a panic.
+        for odd in ["[]", "5", "\"x\"", "null", r#"{"contents":7}"#] {
+            let out = answer(renamed_contents(Reply::Now(Json(odd.into())), "a".into(), "b".into()));
+            assert_eq!(
+                serde_json::from_str::<Value>(&out).ok(),
+                serde_json::from_str::<Value>(odd).ok()
+            );
+        }
+    }
 }

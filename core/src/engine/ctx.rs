@@ -189,7 +189,11 @@ impl CallCtx {
         lists.into_iter().find_map(|(which, list)| {
             list.iter().enumerate().find_map(|(i, r)| {
                 let named = match (aliased, &r.fed) {
-                    (Some((slug, own)), Some(f)) => f.upstream.slug == slug && r.def.key() == own,
+                    (Some((slug, own)), Some(f)) => {
+                        f.upstream.slug == slug
+                            && r.def.key() == own
+                            && snap.shared.of(endpoint, which, i) != Some(Shared::Hidden)
+                    }
                     (Some(_), None) => false,
                     (None, _) => r.def.key() == uri && snap.shared.of(endpoint, which, i).is_none(),
                 };

@@ -465,7 +465,11 @@ impl Engine {
         // shown by the caller's scopes.
         let private = ctx.stateless.is_some()
             && match what {
-                "tools" => snap.tools.iter().any(|t| t.def.scope.is_some()),
+                // (or by what the client declared: tools only some clients are listed)
+                "tools" => snap
+                    .tools
+                    .iter()
+                    .any(|t| t.def.scope.is_some() || t.fed.as_ref().is_some_and(|f| !f.needs.is_empty())),
                 "resources" => snap.resources.iter().any(|r| r.def.scope.is_some()),
                 "resourceTemplates" => snap.templates.iter().any(|r| r.def.scope.is_some()),
                 _ => snap.prompts.iter().any(|p| p.def.scope.is_some()),

@@ -130,7 +130,12 @@ pub(crate) fn park_of(
     let member = match method? {
         Method::ToolsCall => p.get("name")?.as_str().map(|n| snap.tool(n).map(|t| asks(&t.fed))),
         Method::PromptsGet => p.get("name")?.as_str().map(|n| snap.prompt(n).map(|x| asks(&x.fed))),
-        Method::ResourcesRead => p.get("uri")?.as_str().map(|u| snap.resource(u).map(|r| asks(&r.fed))),
+        Method::ResourcesRead => p.get("uri")?.as_str().map(|u| {
+            let found = crate::registry::uris::resolve(snap, server.map(|s| s.id.as_str()), u, |r| {
+                crate::registry::uris::member_of(server, r)
+            });
+            found.map(|f| asks(&f.resource.fed))
+        }),
         _ => return None,
     }?;
     if let Some(state) = p.get("requestState").and_then(Value::as_str) {

@@ -192,7 +192,7 @@ type Watched = (String, UnboundedReceiver<()>, Unwatch);
 
 /// The list changes an endpoint's upstreams announce, and what keeps them coming.
 type Announced = (
-    UnboundedReceiver<crate::proto::method::Listed>,
+    futures::channel::mpsc::Receiver<crate::proto::method::Listed>,
     crate::federation::announce::Unhear,
 );
 

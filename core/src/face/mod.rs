@@ -315,12 +315,10 @@ impl Face {
         }
         let session_id = session.as_ref().map(|s| s.id.clone());
         // SEP-1699 (2025-11-25): such a client resumes a stream the gateway closes mid-work.
-        // (Where work stops with its request, the stream stays open to the end.)
-        let polls = self.spawner.outlives_requests()
-            && session
-                .as_ref()
-                .and_then(|s| s.protocol_version)
-                .is_some_and(|v| v >= crate::proto::version::ProtocolVersion::V2025_11_25);
+        let polls = session
+            .as_ref()
+            .and_then(|s| s.protocol_version)
+            .is_some_and(|v| v >= crate::proto::version::ProtocolVersion::V2025_11_25);
         let transport = match (&stateless, &delivery, &session) {
             (Some(_), _, _) => "stateless",
             (None, Delivery::LegacyStream(_), _) => "sse",
@@ -336,6 +334,13 @@ impl Face {
             trace: sender.trace,
         });
         let n = items.len();
+        let ids: Vec<RequestId> = items
+            .iter()
+            .filter_map(|i| match i {
+                Item::Request(r) => Some(r.id.clone()),
+                Item::Invalid(..) => None,
+            })
+            .collect();
         let answers_of = items.into_iter().enumerate().map(|(i, item)| match item {
             Item::Request(r) => boxed_stream(self.engine.respond(ctx.clone(), r).map(move |e| (i, e))),
             Item::Invalid(id, e) => {
@@ -404,6 +409,7 @@ impl Face {
                     name: self.sessions.next_stream(),
                     polls,
                     outlives: self.spawner.outlives_requests(),
+                    ids,
                 };
                 sse_response(post.serve(first, out, pack))
             }

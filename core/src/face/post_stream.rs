@@ -15,7 +15,7 @@ use futures::{stream, StreamExt};
 use super::Outbound;
 use crate::platform::{boxed, BoxStream, MaybeSend, MaybeSync};
 use crate::ports::Spawner;
-use crate::proto::jsonrpc::Json;
+use crate::proto::jsonrpc::{self, Json, RequestId, RpcError};
 use crate::session::hub::Frame;
 use crate::session::Sessions;
 
@@ -26,9 +26,9 @@ pub(super) const RETRY_MS: u64 = 1_000;
 /// Frames a client may have waiting before the work waits for it.
 const QUEUE: usize = 64;
 
-/// Messages a stream's work may say once nobody reads it (what an event log keeps of a stream):
-/// past them, the work ends.
-const UNREAD: usize = 256;
+/// Messages a stream's work may say beyond what has been read, once nobody reads it live (what
+/// an event log keeps of a stream): past them, the work ends.
+const UNREAD: u64 = 256;
 
 /// Where a POST stream's work goes.
 pub(super) struct PostStream {
@@ -43,6 +43,8 @@ pub(super) struct PostStream {
     /// Whether work spawned for the request goes on after its response ends (natively; not in
     /// a Worker, where the stream then stays the work, read to its end).
     pub outlives: bool,
+    /// The ids of the POST's requests (told if their work is stopped).
+    pub ids: Vec<RequestId>,
 }
 
 impl PostStream {
@@ -54,7 +56,11 @@ impl PostStream {
         rest: BoxStream<'static, Outbound>,
         pack: impl Fn(Vec<Json>) -> String + MaybeSend + MaybeSync + 'static,
     ) -> BoxStream<'static, Bytes> {
-        let priming = Frame::priming(format!("{}.0", self.name), RETRY_MS).to_bytes();
+        // The priming event (empty data) only for clients that know it (2025-11-25 and later).
+        let priming = match self.polls {
+            true => Frame::priming(format!("{}.0", self.name), RETRY_MS).to_bytes(),
+            false => Frame::keepalive().to_bytes(),
+        };
         let Self {
             sessions,
             spawner,
@@ -62,33 +68,31 @@ impl PostStream {
             name,
             polls,
             outlives,
+            ids,
         } = self;
-        if !outlives {
-            return drive(
-                sessions,
-                sid,
-                name,
-                priming,
-                stream::once(futures::future::ready(first)).chain(rest),
-                pack,
-            );
-        }
+        let work = stream::once(futures::future::ready(first)).chain(rest);
+        // Where work stops with its request, or the session has enough running already, the
+        // stream is the work.
+        let running = outlives.then(|| sessions.stream_running(&sid, &name)).flatten();
+        let Some(running) = running else {
+            return drive(sessions, sid, name, priming, work, pack);
+        };
         // The client's frames wait for it to read them (its pace is the work's); once it has
-        // gone (or was told to poll) the work goes on unread, for at most what the log keeps.
+        // gone (or was told to poll) the work goes on unread, for at most what a log keeps
+        // beyond what a resumption has read; its session's end ends it too.
         let (mut tx, rx) = futures::channel::mpsc::channel::<Bytes>(QUEUE);
         let _ = tx.try_send(priming);
-        let running = sessions.stream_running(&sid, &name);
         spawner.spawn(boxed(async move {
             use futures::SinkExt;
             let _running = running;
             let mut live = Some(tx);
-            let mut unread = 0;
-            let mut work = stream::once(futures::future::ready(first)).chain(rest);
+            let mut work = work;
+            // Sequence numbers run across the session's streams: this stream's first is its floor.
+            let mut floor = None;
             while let Some(o) = work.next().await {
-                // Nobody reads, and a resumption could not replay more: the work ends here.
-                if live.is_none() && unread >= UNREAD && matches!(o, Outbound::Message(_)) {
-                    break;
-                }
+                let Some(read) = sessions.stream_read(&sid, &name) else {
+                    return; // the session ended
+                };
                 let frame = match o {
                     Outbound::KeepAlive => Frame::keepalive(),
                     Outbound::Poll { retry_ms } => {
@@ -99,6 +103,19 @@ impl PostStream {
                     }
                     Outbound::Message(m) => {
                         let seq = sessions.append(&sid, &name, m.0.clone()).await;
+                        let floor = *floor.get_or_insert(seq.saturating_sub(1));
+                        if live.is_none() && seq.saturating_sub(read.max(floor)) > UNREAD {
+                            // Nobody reads, and a resumption could not replay more: the work
+                            // ends, and each request is told so.
+                            let e = RpcError::internal(
+                                "the call's stream went unread past what the gateway keeps of it; the call was stopped",
+                            );
+                            let answers = ids
+                                .iter()
+                                .map(|id| Json::from_value(&jsonrpc::error_response(Some(id), &e)));
+                            sessions.append(&sid, &name, pack(answers.collect())).await;
+                            break;
+                        }
                         Frame::message(Some(format!("{name}.{seq}")), m.0)
                     }
                     Outbound::Done(answers) => {
@@ -107,13 +124,10 @@ impl PostStream {
                         Frame::message(Some(format!("{name}.{seq}")), data)
                     }
                 };
-                match live.as_mut() {
-                    Some(t) => {
-                        if t.send(frame.to_bytes()).await.is_err() {
-                            live = None;
-                        }
+                if let Some(t) = live.as_mut() {
+                    if t.send(frame.to_bytes()).await.is_err() {
+                        live = None;
                     }
-                    None => unread += 1,
                 }
             }
             sessions.append(&sid, &name, String::new()).await;

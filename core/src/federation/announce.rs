@@ -6,12 +6,16 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 
-use futures::channel::mpsc::{unbounded, UnboundedReceiver, UnboundedSender};
+use futures::channel::mpsc::{channel, Receiver, Sender};
 
 use crate::proto::method::Listed;
 
 /// Listeners by upstream id: (listener, sink).
-type Listeners = HashMap<String, Vec<(u64, UnboundedSender<Listed>)>>;
+type Listeners = HashMap<String, Vec<(u64, Sender<Listed>)>>;
+
+/// Announcements a listener may have waiting: more say nothing new (each only says a list
+/// changed), and are dropped.
+const WAITING: usize = 8;
 
 /// The listen streams hearing each upstream's announcements.
 #[derive(Default)]
@@ -48,8 +52,8 @@ impl Announcements {
     }
 
     /// A listener of the announcements of the upstreams `ups` (by id), until the guard drops.
-    pub fn hear(self: &Arc<Self>, ups: Vec<String>) -> (UnboundedReceiver<Listed>, Unhear) {
-        let (tx, rx) = unbounded();
+    pub fn hear(self: &Arc<Self>, ups: Vec<String>) -> (Receiver<Listed>, Unhear) {
+        let (tx, rx) = channel(WAITING);
         let n = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut all = self.lock();
         for up in &ups {
@@ -67,7 +71,8 @@ impl Announcements {
     /// Upstream `up` announced that `list` changed.
     pub fn announce(&self, up: &str, list: Listed) {
         if let Some(sinks) = self.lock().get_mut(up) {
-            sinks.retain(|(_, tx)| tx.unbounded_send(list).is_ok());
+            // A full queue keeps its listener; a closed one is let go.
+            sinks.retain_mut(|(_, tx)| !matches!(tx.try_send(list), Err(e) if e.is_disconnected()));
         }
     }
 }

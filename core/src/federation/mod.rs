@@ -486,7 +486,7 @@ impl Federation {
     }
 
     /// Hears the list changes the upstreams `ups` (by id) announce, until the guard drops.
-    pub fn hear_announced(&self, ups: Vec<String>) -> (UnboundedReceiver<Listed>, announce::Unhear) {
+    pub fn hear_announced(&self, ups: Vec<String>) -> (futures::channel::mpsc::Receiver<Listed>, announce::Unhear) {
         self.announced.hear(ups)
     }
 

@@ -86,9 +86,42 @@ pub(super) async fn catalog_over(fed: &Federation, link: &Link, def: &UpstreamDe
         cat.servers = peer_servers(fed, def).await;
     }
     if !cat.tools.is_empty() {
-        cat.needs = tool_needs(fed, def, link, &cat.tools).await;
+        cat.needs = match known_needs(fed, def, &cat.tools).await {
+            Some(known) => known,
+            None => tool_needs(fed, def, link, &cat.tools).await,
+        };
     }
     Ok(cat)
+}
+
+/// What the snapshot knows of which of `def`'s tools need client capabilities, if the upstream
+/// lists the same tools as when that was found (a list that did not change is not read again
+/// without each capability: a refresh costs one link, not four).
+async fn known_needs(
+    fed: &Federation,
+    def: &UpstreamDef,
+    listed: &[Value],
+) -> Option<std::collections::BTreeMap<String, Vec<String>>> {
+    let snap = fed.registry.snapshot().await.ok()?;
+    let known: Vec<&crate::registry::Federated> = snap
+        .tools
+        .iter()
+        .filter_map(|t| t.fed.as_ref().filter(|f| f.upstream.def.name == def.name))
+        .collect();
+    let mut was: Vec<&str> = known.iter().map(|f| f.name.as_str()).collect();
+    let mut is: Vec<&str> = listed
+        .iter()
+        .filter_map(|t| t.get("name").and_then(Value::as_str))
+        .collect();
+    was.sort_unstable();
+    is.sort_unstable();
+    (!was.is_empty() && was == is).then(|| {
+        known
+            .iter()
+            .filter(|f| !f.needs.is_empty())
+            .map(|f| (f.name.clone(), f.needs.clone()))
+            .collect()
+    })
 }
 
 /// The client capabilities an upstream may list tools by.

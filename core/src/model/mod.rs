@@ -401,6 +401,13 @@ fn valid_uri(field: &str, uri: &str) -> Result<(), FieldError> {
             && s.chars().all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
             && !rest.is_empty()
     });
+    // `mcpgw:` names the gateway's aliases of upstreams' resources (see `registry::uris`).
+    if uri.get(..6).is_some_and(|s| s.eq_ignore_ascii_case("mcpgw:")) {
+        return Err(FieldError::new(
+            field,
+            "the mcpgw: scheme is the gateway's own (aliases of upstreams' resources)",
+        ));
+    }
     if scheme_ok && !uri.contains(char::is_whitespace) {
         Ok(())
     } else {
@@ -674,6 +681,13 @@ pub struct SeedFile {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_gateways_alias_scheme_is_not_a_resources_own() {
+        assert!(valid_uri("uri", "mcpgw:b/test://x").is_err());
+        assert!(valid_uri("uri", "MCPGW:b/test://x").is_err());
+        assert!(valid_uri("uri", "mcpgwx:y").is_ok());
+    }
 
     #[test]
     fn upstream_tls_settings_are_checked_by_field() {

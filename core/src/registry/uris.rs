@@ -80,7 +80,10 @@ impl SharedUris {
             for (which, list) in [(Which::Resource, resources), (Which::Template, templates)] {
                 let mut seen = std::collections::HashSet::new();
                 for (i, r) in list.iter().enumerate().filter(|(_, r)| member_of(server, r)) {
-                    if seen.insert(r.def.key()) {
+                    // An upstream's URI that reads as an alias is always served under one of
+                    // ours (so it round-trips: a peer gateway's own aliases, or a forgery).
+                    let looks_aliased = r.fed.is_some() && unalias(r.def.key()).is_some();
+                    if seen.insert(r.def.key()) && !looks_aliased {
                         continue;
                     }
                     // The first of a URI is local or an earlier upstream's: this one is federated.
@@ -170,14 +173,23 @@ pub fn resolve<'s>(
         own_uri: own.to_string(),
     };
     if let Some((slug, own)) = unalias(uri) {
-        let of_upstream = |r: &&'s Arc<Resource>| r.fed.as_ref().is_some_and(|f| f.upstream.slug == slug) && sees(r);
-        if let Some(r) = snap.resources.iter().filter(of_upstream).find(|r| r.def.key() == own) {
+        // Not one the endpoint leaves out (a peer's under `refuse`).
+        let served = |which: Which, i: usize| snap.shared.of(server, which, i) != Some(Shared::Hidden);
+        let of_upstream = |r: &Arc<Resource>| r.fed.as_ref().is_some_and(|f| f.upstream.slug == slug) && sees(r);
+        let resources = snap.resources.iter().enumerate();
+        if let Some((_, r)) = resources
+            .filter(|(i, r)| served(Which::Resource, *i) && of_upstream(r))
+            .find(|(_, r)| r.def.key() == own)
+        {
             return Some(found(r, Vec::new(), own));
         }
-        return snap.templates.iter().filter(of_upstream).find_map(|r| {
-            let vars = r.template.as_ref()?.matches(own)?;
-            Some(found(r, vars.into_iter().collect(), own))
-        });
+        let templates = snap.templates.iter().enumerate();
+        return templates
+            .filter(|(i, r)| served(Which::Template, *i) && of_upstream(r))
+            .find_map(|(_, r)| {
+                let vars = r.template.as_ref()?.matches(own)?;
+                Some(found(r, vars.into_iter().collect(), own))
+            });
     }
     let keeps = |which: Which, i: usize| snap.shared.of(server, which, i).is_none();
     let single;

@@ -11,6 +11,7 @@ pub(crate) mod hub;
 pub(crate) mod peers;
 mod quota;
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -69,8 +70,9 @@ pub(crate) struct Sessions {
     admitted: AtomicU64,
     /// Names of POST streams in the event log.
     stream_seq: AtomicU64,
-    /// The POST streams whose work runs in this process: (session, stream).
-    running: Mutex<std::collections::HashSet<(String, String)>>,
+    /// The POST streams whose work runs in this process, (session, stream) → the last event a
+    /// resumption of it has read.
+    running: Mutex<HashMap<(String, String), u64>>,
     on_end: Mutex<Vec<EndHook>>,
     /// The other instances serving these sessions, if any.
     peers: Peers,
@@ -102,7 +104,7 @@ impl Sessions {
             limits,
             admitted: AtomicU64::new(0),
             stream_seq: AtomicU64::new(0),
-            running: Mutex::new(std::collections::HashSet::new()),
+            running: Mutex::new(HashMap::new()),
             on_end: Mutex::new(Vec::new()),
         }
     }
@@ -229,6 +231,8 @@ impl Sessions {
     /// What remains of a session whose state is gone already (here: another instance ended it,
     /// or expiry).
     pub async fn forget(&self, id: &str) {
+        // Work still running for its streams stops (it looks before each message).
+        self.running_streams().retain(|(sid, _), _| sid != id);
         self.quota.release(id);
         self.events.forget(id).await;
         self.hub.close(id);
@@ -277,16 +281,32 @@ impl Sessions {
 
     /// Notes that the work of POST stream `stream` runs here until the guard drops (however
     /// the work ends: finished, or stopped with the request that started it).
-    pub fn stream_running(self: &Arc<Self>, sid: &str, stream: &str) -> RunningStream {
+    /// None when the session has `MAX_RUNNING` such streams already (the next is read as it is
+    /// worked, and ends with its connection).
+    pub fn stream_running(self: &Arc<Self>, sid: &str, stream: &str) -> Option<RunningStream> {
+        const MAX_RUNNING: usize = 16;
         let key = (sid.to_string(), stream.to_string());
-        self.running
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(key.clone());
-        RunningStream {
+        let mut running = self.running_streams();
+        if running.keys().filter(|(s, _)| s == sid).count() >= MAX_RUNNING {
+            return None;
+        }
+        running.insert(key.clone(), 0);
+        Some(RunningStream {
             sessions: self.clone(),
             key,
-        }
+        })
+    }
+
+    /// The last event of a running POST stream a resumption has read (none: its session ended,
+    /// or the stream does not run here).
+    pub fn stream_read(&self, sid: &str, stream: &str) -> Option<u64> {
+        self.running_streams()
+            .get(&(sid.to_string(), stream.to_string()))
+            .copied()
+    }
+
+    fn running_streams(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), u64>> {
+        self.running.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// What followed event `after` of POST stream `stream`, as it is logged (see
@@ -317,9 +337,13 @@ impl Sessions {
                 // Work that no longer runs anywhere (it runs here, or, with other instances, may
                 // run there) says nothing more: what is logged is all there is.
                 let key = (sid.clone(), stream.clone());
-                let alive = me.peers.shared() || me.running.lock().unwrap_or_else(|e| e.into_inner()).contains(&key);
+                let alive = me.peers.shared() || me.running_streams().contains_key(&key);
                 let events = me.events.replay(&sid, &stream, after).await;
                 let last = events.last().map_or(after, |e| e.seq);
+                // What has been read: the work may say that much more unread.
+                if let Some(read) = me.running_streams().get_mut(&key) {
+                    *read = (*read).max(last);
+                }
                 let ended = !alive || events.iter().any(|e| e.data.is_empty());
                 let mut out: Vec<Option<StoredEvent>> =
                     events.into_iter().filter(|e| !e.data.is_empty()).map(Some).collect();
@@ -407,8 +431,7 @@ pub(crate) struct RunningStream {
 
 impl Drop for RunningStream {
     fn drop(&mut self) {
-        let mut running = self.sessions.running.lock().unwrap_or_else(|e| e.into_inner());
-        running.remove(&self.key);
+        self.sessions.running_streams().remove(&self.key);
     }
 }
 

@@ -56,7 +56,9 @@ impl Refusal {
     /// clearer).
     pub fn of(answer: &Value, why: impl Into<String>) -> Self {
         let error = &answer["error"];
-        let supported = (error["code"].as_i64() == Some(UNSUPPORTED_VERSION))
+        // -32022, or (as session-era servers refuse a revision) -32602, naming what it takes.
+        let code = error["code"].as_i64();
+        let supported = matches!(code, Some(UNSUPPORTED_VERSION | crate::proto::jsonrpc::INVALID_PARAMS))
             .then(|| error["data"]["supported"].as_array())
             .flatten()
             .map(|l| l.iter().filter_map(Value::as_str).map(str::to_string).collect());
