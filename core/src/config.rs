@@ -541,8 +541,8 @@ impl GatewayConfig {
         if self.unhealthy_after == 0 {
             return Err(bad("unhealthy_after", "must be at least 1"));
         }
-        crate::netguard::NetPolicy::parse(&self.ssrf_allow).map_err(|e| bad("ssrf_allow", e))?;
-        crate::netguard::Networks::parse(&self.trusted_proxies).map_err(|e| bad("trusted_proxies", e))?;
+        crate::netguard::NetPolicy::parse(&self.ssrf_allow).map_err(|e| bad("ssrf_allow", e.to_string()))?;
+        crate::netguard::Networks::parse(&self.trusted_proxies).map_err(|e| bad("trusted_proxies", e.to_string()))?;
         // A token's audience is this gateway's URL; it must never come from what a client says
         // it called: off loopback the URL (or the audience) must be configured. (The native
         // gateway on loopback sets it to the address it listens on; a Worker under `wrangler

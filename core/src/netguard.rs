@@ -176,9 +176,36 @@ pub fn client_key(ip: &str) -> String {
     }
 }
 
+/// Why the SSRF guard refused something: a setting's entry, or a request's target.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NetError {
+    /// An entry of `MCPGW_SSRF_ALLOW` or `MCPGW_TRUSTED_PROXIES` that is none of what it takes.
+    #[error("'{entry}' is not {expected}")]
+    Entry {
+        /// The entry as written.
+        entry: String,
+        /// What it had to be.
+        expected: String,
+    },
+    /// An address of a special-purpose class not allowed.
+    #[error("{0} is a {1} address: refused by the SSRF guard (allow it with MCPGW_SSRF_ALLOW)")]
+    Address(IpAddr, &'static str),
+    /// A name of a special-purpose host not allowed.
+    #[error("'{0}' names a {1} host: refused by the SSRF guard (allow it with MCPGW_SSRF_ALLOW)")]
+    Host(String, &'static str),
+    /// A host spelled with what parsers read differently.
+    #[error(
+        "'{0}' is not a plain host name (ASCII letters, digits, '-', '.'; IDNs as xn--): refused by the SSRF guard"
+    )]
+    NotPlain(String),
+    /// A URL without a host it can be told by.
+    #[error("'{0}' has no host, or characters parsers read differently (backslashes, spaces, control characters, several '@'): refused by the SSRF guard")]
+    NoHost(String),
+}
+
 /// `item` as an address range: `10.0.0.0/8`, `::1/128`, or an address alone (all its bits); none
 /// when it names no address; an error for a prefix out of range.
-fn cidr(item: &str) -> Result<Option<(IpAddr, u8)>, String> {
+fn cidr(item: &str) -> Result<Option<(IpAddr, u8)>, NetError> {
     let (addr, prefix) = match item.split_once('/') {
         Some((a, p)) => (a, Some(p)),
         None => (item, None),
@@ -193,7 +220,10 @@ fn cidr(item: &str) -> Result<Option<(IpAddr, u8)>, String> {
             .parse::<u8>()
             .ok()
             .filter(|p| *p <= max)
-            .ok_or_else(|| format!("'{item}': the prefix must be 0-{max}"))?,
+            .ok_or_else(|| NetError::Entry {
+                entry: item.to_string(),
+                expected: format!("a CIDR: the prefix must be 0-{max}"),
+            })?,
     };
     Ok(Some((ip, prefix)))
 }
@@ -204,12 +234,13 @@ pub struct Networks(Vec<(IpAddr, u8)>);
 
 impl Networks {
     /// Parses comma-split items: `10.0.0.0/8`, `::1`, `192.168.1.5`.
-    pub fn parse(list: &[String]) -> Result<Self, String> {
-        let ranges = list
-            .iter()
-            .map(|s| s.trim())
-            .filter(|s| !s.is_empty())
-            .map(|item| cidr(item)?.ok_or_else(|| format!("'{item}' is not an address or a CIDR")));
+    pub fn parse(list: &[String]) -> Result<Self, NetError> {
+        let ranges = list.iter().map(|s| s.trim()).filter(|s| !s.is_empty()).map(|item| {
+            cidr(item)?.ok_or_else(|| NetError::Entry {
+                entry: item.to_string(),
+                expected: "an address or a CIDR".into(),
+            })
+        });
         Ok(Self(ranges.collect::<Result<_, _>>()?))
     }
 
@@ -254,7 +285,7 @@ impl NetPolicy {
     /// Parses `MCPGW_SSRF_ALLOW`: comma-separated CIDRs (`10.0.0.0/8`, `::1/128`), addresses,
     /// host names, or classes (`loopback`, `private`, `link-local`, `shared`, `unspecified`,
     /// `multicast`, `reserved`).
-    pub fn parse(list: &[String]) -> Result<Self, String> {
+    pub fn parse(list: &[String]) -> Result<Self, NetError> {
         let mut allow = vec![];
         for item in list.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {
             if let Some(c) = CLASSES.iter().find(|c| c.eq_ignore_ascii_case(item)) {
@@ -270,10 +301,10 @@ impl NetPolicy {
             {
                 allow.push(Allow::Host(item.to_ascii_lowercase()));
             } else {
-                return Err(format!(
-                    "'{item}' is not a CIDR, an address, a host name or one of {}",
-                    CLASSES.join(", ")
-                ));
+                return Err(NetError::Entry {
+                    entry: item.to_string(),
+                    expected: format!("a CIDR, an address, a host name or one of {}", CLASSES.join(", ")),
+                });
             }
         }
         Ok(Self { allow })
@@ -291,7 +322,7 @@ impl NetPolicy {
     }
 
     /// Refuses an address of a special-purpose class unless allowed.
-    pub fn check_ip(&self, ip: IpAddr) -> Result<(), String> {
+    pub fn check_ip(&self, ip: IpAddr) -> Result<(), NetError> {
         let Some(class) = classify(ip) else {
             return Ok(());
         };
@@ -303,15 +334,13 @@ impl NetPolicy {
         if allowed {
             Ok(())
         } else {
-            Err(format!(
-                "{ip} is a {class} address: refused by the SSRF guard (allow it with MCPGW_SSRF_ALLOW)"
-            ))
+            Err(NetError::Address(ip, class))
         }
     }
 
     /// Refuses a host that is (or names) a special-purpose address unless allowed; other
     /// names pass here (natively they are checked again once resolved).
-    pub fn check_host(&self, host: &str) -> Result<(), String> {
+    pub fn check_host(&self, host: &str) -> Result<(), NetError> {
         let lower = host.trim_end_matches('.').to_ascii_lowercase();
         if self.allow.iter().any(|a| matches!(a, Allow::Host(h) if *h == lower)) {
             return Ok(());
@@ -325,25 +354,21 @@ impl NetPolicy {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_')
         {
-            return Err(format!(
-                "'{host}' is not a plain host name (ASCII letters, digits, '-', '.'; IDNs as xn--): refused by the SSRF guard"
-            ));
+            return Err(NetError::NotPlain(host.to_string()));
         }
         // Decimal, octal or hex IPv4 spellings (http://2130706433/) that resolvers accept.
         if let Some(ip) = legacy_ipv4(&lower) {
             return self.check_ip(IpAddr::V4(ip));
         }
         match internal_name(&lower) {
-            Some(class) if !self.class_allowed(class) => Err(format!(
-                "'{host}' names a {class} host: refused by the SSRF guard (allow it with MCPGW_SSRF_ALLOW)"
-            )),
+            Some(class) if !self.class_allowed(class) => Err(NetError::Host(host.to_string(), class)),
             _ => Ok(()),
         }
     }
 
     /// Refuses an address that `host` resolved to, unless the policy names that host (an
     /// operator's allowed internal name reaches its internal addresses) or allows the address.
-    pub fn check_resolved(&self, host: &str, ip: IpAddr) -> Result<(), String> {
+    pub fn check_resolved(&self, host: &str, ip: IpAddr) -> Result<(), NetError> {
         let lower = host.trim_end_matches('.').to_ascii_lowercase();
         if self.allow.iter().any(|a| matches!(a, Allow::Host(h) if *h == lower)) {
             return Ok(());
@@ -352,12 +377,10 @@ impl NetPolicy {
     }
 
     /// Checks the host of an absolute URL (a URL without one is refused).
-    pub fn check_url(&self, url: &str) -> Result<(), String> {
+    pub fn check_url(&self, url: &str) -> Result<(), NetError> {
         match url_host(url) {
             Some(h) if !h.is_empty() => self.check_host(h),
-            _ => Err(format!(
-                "'{url}' has no host, or characters parsers read differently (backslashes, spaces, control characters, several '@'): refused by the SSRF guard"
-            )),
+            _ => Err(NetError::NoHost(url.to_string())),
         }
     }
 }
@@ -383,7 +406,9 @@ impl Guarded {
 #[cfg_attr(target_family = "wasm", async_trait(?Send))]
 impl HttpClient for Guarded {
     async fn send(&self, request: OutboundRequest) -> Result<InboundResponse, HttpError> {
-        self.policy.check_url(&request.url).map_err(HttpError::Connect)?;
+        self.policy
+            .check_url(&request.url)
+            .map_err(|e| HttpError::Connect(e.to_string()))?;
         self.inner.send(request).await
     }
 }
@@ -478,7 +503,7 @@ mod tests {
         ] {
             assert!(p.check_url(url).is_ok(), "{url} must pass");
         }
-        let msg = p.check_url("http://10.0.0.1/").unwrap_err();
+        let msg = p.check_url("http://10.0.0.1/").unwrap_err().to_string();
         assert!(msg.contains("private") && msg.contains("MCPGW_SSRF_ALLOW"), "{msg}");
     }
 

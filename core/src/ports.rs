@@ -431,6 +431,20 @@ pub enum SignatureAlg {
     EdDsa,
 }
 
+/// Why the platform's cryptography did not do what was asked.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CryptoError {
+    /// The key cannot serve the operation (not a key of the algorithm, or malformed).
+    #[error("unusable key: {0}")]
+    Key(String),
+    /// What was to be opened does not open: another key or associated data, or altered.
+    #[error("does not open: sealed with another key or for another place, or altered")]
+    Rejected,
+    /// The platform could not do it.
+    #[error("{0}")]
+    Platform(String),
+}
+
 /// The cryptography the platform does: WebCrypto on the edge, so that the Worker carries no
 /// cipher, MAC or big-number arithmetic of its own and runs them at native speed; Rust crates
 /// natively (`security::RustCrypto`).
@@ -444,7 +458,7 @@ pub trait Crypto: MaybeSend + MaybeSync {
         jwk: &'a str,
         message: &'a [u8],
         signature: &'a [u8],
-    ) -> BoxFuture<'a, Result<bool, String>>;
+    ) -> BoxFuture<'a, Result<bool, CryptoError>>;
 
     /// PBKDF2 with HMAC-SHA-256: `len` bytes derived from `password` and `salt`.
     fn pbkdf2_sha256<'a>(
@@ -453,7 +467,7 @@ pub trait Crypto: MaybeSend + MaybeSync {
         salt: &'a [u8],
         iterations: u32,
         len: usize,
-    ) -> BoxFuture<'a, Result<Vec<u8>, String>>;
+    ) -> BoxFuture<'a, Result<Vec<u8>, CryptoError>>;
 
     /// AES-256-GCM: `plain` encrypted under `key` and the 96-bit `nonce` (never used twice with
     /// one key), authenticated with the associated data `aad`, as the ciphertext followed by its
@@ -464,7 +478,7 @@ pub trait Crypto: MaybeSend + MaybeSync {
         nonce: [u8; 12],
         aad: &'a [u8],
         plain: &'a [u8],
-    ) -> BoxFuture<'a, Result<Vec<u8>, String>>;
+    ) -> BoxFuture<'a, Result<Vec<u8>, CryptoError>>;
 
     /// The plaintext of what [`Crypto::seal`] made with `key`, `nonce` and `aad`; an error when
     /// the tag does not match (another key or associated data, or altered).
@@ -474,13 +488,18 @@ pub trait Crypto: MaybeSend + MaybeSync {
         nonce: [u8; 12],
         aad: &'a [u8],
         sealed: &'a [u8],
-    ) -> BoxFuture<'a, Result<Vec<u8>, String>>;
+    ) -> BoxFuture<'a, Result<Vec<u8>, CryptoError>>;
 }
+
+/// Why a local process (a stdio upstream) could not be started or written to.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ProcessError(pub String);
 
 /// The sending half of a duplex connection to an upstream (a stdio process's stdin).
 pub trait Pipe: MaybeSend + MaybeSync {
     /// Sends one JSON-RPC message (a single line, no newline).
-    fn send(&self, message: String) -> BoxFuture<'static, Result<(), String>>;
+    fn send(&self, message: String) -> BoxFuture<'static, Result<(), ProcessError>>;
     /// Ends the connection (closes stdin and stops the process).
     fn close(&self);
 }
@@ -495,5 +514,5 @@ pub trait Launcher: MaybeSend + MaybeSync {
         command: &str,
         args: &[String],
         env: &std::collections::BTreeMap<String, String>,
-    ) -> Result<(Box<dyn Pipe>, BoxStream<'static, String>), String>;
+    ) -> Result<(Box<dyn Pipe>, BoxStream<'static, String>), ProcessError>;
 }

@@ -5,7 +5,7 @@
 //! for every keyed object, as each class costs the Worker's bundle its glue.
 
 use async_trait::async_trait;
-use mcpgw_core::security::ratelimit::{take, Bucket, Decision, Limiter, Rule};
+use mcpgw_core::security::ratelimit::{take, Bucket, Decision, Limiter, LimiterError, Rule};
 use serde::{Deserialize, Serialize};
 use worker::{durable_object, DurableObject, Env, ObjectNamespace, Request, RequestInit, Response, Result, State};
 
@@ -33,7 +33,13 @@ impl ObjectLimiter {
 
 #[async_trait(?Send)]
 impl Limiter for ObjectLimiter {
-    async fn take(&self, key: &str, rule: Rule, _now_ms: u64, cost: u32) -> std::result::Result<Decision, String> {
+    async fn take(
+        &self,
+        key: &str,
+        rule: Rule,
+        _now_ms: u64,
+        cost: u32,
+    ) -> std::result::Result<Decision, LimiterError> {
         let go = async {
             let stub = self.ns.id_from_name(key)?.get_stub()?;
             let body =
@@ -44,7 +50,7 @@ impl Limiter for ObjectLimiter {
             let mut resp = stub.fetch_with_request(req).await?;
             resp.json::<Decision>().await
         };
-        go.await.map_err(|e: worker::Error| e.to_string())
+        go.await.map_err(|e: worker::Error| LimiterError(e.to_string()))
     }
 }
 

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 
 use js_sys::{Array, Function, Object, Promise, Reflect, Uint8Array, JSON};
 use mcpgw_core::platform::BoxFuture;
-use mcpgw_core::ports::{Crypto, SignatureAlg};
+use mcpgw_core::ports::{Crypto, CryptoError, SignatureAlg};
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
 
@@ -122,18 +122,21 @@ impl Crypto for WebCrypto {
         jwk: &'a str,
         message: &'a [u8],
         signature: &'a [u8],
-    ) -> BoxFuture<'a, Result<bool, String>> {
+    ) -> BoxFuture<'a, Result<bool, CryptoError>> {
         Box::pin(async move {
-            let subtle = subtle()?;
-            let key = key(&subtle, KeyId::Jwk(alg, jwk.to_string())).await?;
-            let (_, verify) = params(alg)?;
+            let subtle = subtle().map_err(CryptoError::Platform)?;
+            let key = key(&subtle, KeyId::Jwk(alg, jwk.to_string()))
+                .await
+                .map_err(CryptoError::Key)?;
+            let (_, verify) = params(alg).map_err(CryptoError::Key)?;
             let args = [
                 verify,
                 key,
                 Uint8Array::from(signature).into(),
                 Uint8Array::from(message).into(),
             ];
-            Ok(call(&subtle, "verify", &args).await?.as_bool() == Some(true))
+            let verified = call(&subtle, "verify", &args).await.map_err(CryptoError::Platform)?;
+            Ok(verified.as_bool() == Some(true))
         })
     }
 
@@ -143,8 +146,8 @@ impl Crypto for WebCrypto {
         salt: &'a [u8],
         iterations: u32,
         len: usize,
-    ) -> BoxFuture<'a, Result<Vec<u8>, String>> {
-        Box::pin(async move {
+    ) -> BoxFuture<'a, Result<Vec<u8>, CryptoError>> {
+        let derived = async move {
             let subtle = subtle()?;
             let usages: Array = [JsValue::from("deriveBits")].iter().collect();
             let args = [
@@ -161,7 +164,8 @@ impl Crypto for WebCrypto {
             let bits = JsValue::from((len * 8) as u32);
             let out = call(&subtle, "deriveBits", &[derive, key, bits]).await?;
             Ok(Uint8Array::new(&out).to_vec())
-        })
+        };
+        Box::pin(async move { derived.await.map_err(CryptoError::Platform) })
     }
 
     fn seal<'a>(
@@ -170,8 +174,12 @@ impl Crypto for WebCrypto {
         nonce: [u8; 12],
         aad: &'a [u8],
         plain: &'a [u8],
-    ) -> BoxFuture<'a, Result<Vec<u8>, String>> {
-        Box::pin(aes_gcm("encrypt", key, nonce, aad, plain))
+    ) -> BoxFuture<'a, Result<Vec<u8>, CryptoError>> {
+        Box::pin(async move {
+            aes_gcm("encrypt", key, nonce, aad, plain)
+                .await
+                .map_err(CryptoError::Platform)
+        })
     }
 
     fn open<'a>(
@@ -180,8 +188,13 @@ impl Crypto for WebCrypto {
         nonce: [u8; 12],
         aad: &'a [u8],
         sealed: &'a [u8],
-    ) -> BoxFuture<'a, Result<Vec<u8>, String>> {
-        Box::pin(aes_gcm("decrypt", key, nonce, aad, sealed))
+    ) -> BoxFuture<'a, Result<Vec<u8>, CryptoError>> {
+        // The tag not matching is the only way a well-formed decryption fails.
+        Box::pin(async move {
+            aes_gcm("decrypt", key, nonce, aad, sealed)
+                .await
+                .map_err(|_| CryptoError::Rejected)
+        })
     }
 }
 

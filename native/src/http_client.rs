@@ -214,7 +214,7 @@ impl Pool {
             })
             .collect();
         if allowed.is_empty() {
-            let why = refused.unwrap_or_else(|| "no address".into());
+            let why = refused.map_or_else(|| "no address".to_string(), |e| e.to_string());
             return Err(HttpError::Connect(format!("{host}: {why}")));
         }
         Ok(allowed)

@@ -4,7 +4,7 @@
 //! decision by the core's own formula.
 
 use async_trait::async_trait;
-use mcpgw_core::security::ratelimit::{decision, Decision, Limiter, Rule};
+use mcpgw_core::security::ratelimit::{decision, Decision, Limiter, LimiterError, Rule};
 use std::time::Duration;
 
 /// How long one bucket update may take before the request is let through without it.
@@ -56,7 +56,7 @@ impl RedisLimiter {
 
 #[async_trait]
 impl Limiter for RedisLimiter {
-    async fn take(&self, key: &str, rule: Rule, _now_ms: u64, cost: u32) -> Result<Decision, String> {
+    async fn take(&self, key: &str, rule: Rule, _now_ms: u64, cost: u32) -> Result<Decision, LimiterError> {
         let mut conn = self.redis.conn();
         let mut invocation = self.script.key(format!("mcpgw:rl:{key}"));
         let call = invocation
@@ -70,9 +70,11 @@ impl Limiter for RedisLimiter {
             .and_then(|r| r.map_err(|e| e.to_string()))
             .map_err(|e| {
                 tracing::warn!(error = %e, "rate limiter unreachable: letting the request through");
-                e.to_string()
+                LimiterError(e)
             })?;
-        let tokens: f64 = tokens.parse().map_err(|_| format!("bad bucket state '{tokens}'"))?;
+        let tokens: f64 = tokens
+            .parse()
+            .map_err(|_| LimiterError(format!("bad bucket state '{tokens}'")))?;
         Ok(decision(rule, allowed == 1, tokens))
     }
 }

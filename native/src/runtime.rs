@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures::StreamExt;
 use mcpgw_core::platform::{BoxFuture, BoxStream};
-use mcpgw_core::ports::{Clock, Ids, Launcher, Pipe, Spawner};
+use mcpgw_core::ports::{Clock, Ids, Launcher, Pipe, ProcessError, Spawner};
 
 /// Wall clock and tokio sleeps.
 pub struct TokioClock;
@@ -127,16 +127,18 @@ impl Drop for ProcessPipe {
 }
 
 impl Pipe for ProcessPipe {
-    fn send(&self, message: String) -> BoxFuture<'static, Result<(), String>> {
+    fn send(&self, message: String) -> BoxFuture<'static, Result<(), ProcessError>> {
         let stdin = self.stdin.clone();
         Box::pin(async move {
             use tokio::io::AsyncWriteExt;
             let mut guard = stdin.lock().await;
-            let w = guard.as_mut().ok_or("the process is stopped")?;
+            let w = guard
+                .as_mut()
+                .ok_or_else(|| ProcessError("the process is stopped".into()))?;
             let mut line = message.into_bytes();
             line.push(b'\n');
-            w.write_all(&line).await.map_err(|e| e.to_string())?;
-            w.flush().await.map_err(|e| e.to_string())
+            w.write_all(&line).await.map_err(|e| ProcessError(e.to_string()))?;
+            w.flush().await.map_err(|e| ProcessError(e.to_string()))
         })
     }
     fn close(&self) {
@@ -153,7 +155,7 @@ impl Launcher for ProcessLauncher {
         command: &str,
         args: &[String],
         env: &BTreeMap<String, String>,
-    ) -> Result<(Box<dyn Pipe>, BoxStream<'static, String>), String> {
+    ) -> Result<(Box<dyn Pipe>, BoxStream<'static, String>), ProcessError> {
         let mut cmd = tokio::process::Command::new(command);
         cmd.env_clear()
             .envs(self.passed(std::env::vars()))
@@ -165,9 +167,11 @@ impl Launcher for ProcessLauncher {
             .kill_on_drop(true);
         #[cfg(unix)]
         cmd.process_group(0);
-        let mut child = cmd.spawn().map_err(|e| format!("cannot start {command}: {e}"))?;
-        let stdin = child.stdin.take().ok_or("no stdin")?;
-        let stdout = child.stdout.take().ok_or("no stdout")?;
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| ProcessError(format!("cannot start {command}: {e}")))?;
+        let stdin = child.stdin.take().ok_or_else(|| ProcessError("no stdin".into()))?;
+        let stdout = child.stdout.take().ok_or_else(|| ProcessError("no stdout".into()))?;
         tracing::info!(command, pid = child.id(), "stdio upstream started");
         let reader = tokio::io::BufReader::new(stdout);
         let max = self.max_line;

@@ -267,7 +267,9 @@ impl Registry {
             if crate::netguard::url_host(url).is_some_and(|h| h.contains('{')) {
                 continue;
             }
-            self.net.check_url(url).map_err(|e| FieldError::new(field, e))?;
+            self.net
+                .check_url(url)
+                .map_err(|e| FieldError::new(field, e.to_string()))?;
         }
         Ok(())
     }

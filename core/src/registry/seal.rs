@@ -116,12 +116,12 @@ impl Sealer {
     }
 
     /// Seals `plain` under a 96-bit `nonce` (never reuse one with the same key).
-    pub async fn seal(&self, plain: &str, nonce: [u8; 12]) -> Result<String, String> {
+    pub async fn seal(&self, plain: &str, nonce: [u8; 12]) -> Result<String, SealError> {
         self.seal_in("", plain, nonce).await
     }
 
     /// Seals `plain` bound to `context`: it opens only with the same context.
-    pub async fn seal_in(&self, context: &str, plain: &str, nonce: [u8; 12]) -> Result<String, String> {
+    pub async fn seal_in(&self, context: &str, plain: &str, nonce: [u8; 12]) -> Result<String, SealError> {
         let ct = self
             .crypto
             .seal(&self.key, nonce, &self.aad(context), plain.as_bytes())
@@ -132,35 +132,34 @@ impl Sealer {
     }
 
     /// Opens a sealed value; a value that is not sealed is returned as it is.
-    pub async fn open(&self, value: &str) -> Result<String, String> {
+    pub async fn open(&self, value: &str) -> Result<String, SealError> {
         self.open_in("", value).await
     }
 
     /// Opens a value sealed in `context`; a value that is not sealed is returned as it is.
-    pub async fn open_in(&self, context: &str, value: &str) -> Result<String, String> {
+    pub async fn open_in(&self, context: &str, value: &str) -> Result<String, SealError> {
         let (rest, key, aad) = if let Some(rest) = value.strip_prefix(PREFIX) {
             (rest, self.key, self.aad(context))
         } else if let Some(rest) = value.strip_prefix(PREFIX_V1) {
             let Some(master) = self.legacy else {
-                return Err("sealed for another purpose".into());
+                return Err(SealError::OtherPurpose);
             };
             (rest, master, vec![])
         } else {
             return Ok(value.to_string());
         };
-        let raw = b64()
-            .decode(rest)
-            .map_err(|_| "sealed value is not base64".to_string())?;
+        let raw = b64().decode(rest).map_err(|_| SealError::Malformed("not base64"))?;
         if raw.len() < 12 + 16 {
-            return Err("sealed value too short".into());
+            return Err(SealError::Malformed("too short"));
         }
         let (nonce, ct) = raw.split_at(12);
-        let nonce: [u8; 12] = nonce.try_into().map_err(|_| "bad nonce".to_string())?;
-        let plain =
-            self.crypto.open(&key, nonce, &aad, ct).await.map_err(|_| {
-                "sealed with another key or for another place (MCPGW_ENCRYPTION_KEY changed?)".to_string()
-            })?;
-        String::from_utf8(plain).map_err(|_| "sealed value is not UTF-8".into())
+        let nonce: [u8; 12] = nonce.try_into().map_err(|_| SealError::Malformed("no nonce"))?;
+        let plain = self
+            .crypto
+            .open(&key, nonce, &aad, ct)
+            .await
+            .map_err(|_| SealError::OtherKey)?;
+        String::from_utf8(plain).map_err(|_| SealError::Malformed("not UTF-8"))
     }
 
     /// Whether `value` is sealed (in either format).
@@ -202,6 +201,23 @@ pub fn nonce(ids: &dyn Ids) -> [u8; 12] {
 
 pub use crate::model::credential_pointers;
 
+/// Why a value was not sealed or does not open.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SealError {
+    /// The platform's cryptography failed.
+    #[error(transparent)]
+    Crypto(#[from] crate::ports::CryptoError),
+    /// A value of the first format opens only as a credential.
+    #[error("sealed for another purpose")]
+    OtherPurpose,
+    /// Not what sealing makes.
+    #[error("sealed value is malformed ({0})")]
+    Malformed(&'static str),
+    /// Sealed under another key or bound to another place.
+    #[error("sealed with another key or for another place (MCPGW_ENCRYPTION_KEY changed?)")]
+    OtherKey,
+}
+
 /// Where a credential sealed at rest belongs: its kind, record (by its unique key, which a store
 /// keeps across upserts, where an id made for a write may not be the one stored) and place. A
 /// sealed value copied to another record or field does not open there.
@@ -231,7 +247,7 @@ impl SealedStore {
             }
             if !Sealer::is_sealed(&s) {
                 let sealed = self.sealer.seal_in(&at, &s, nonce(self.ids.as_ref())).await;
-                *v = Value::String(sealed.map_err(StoreError::Backend)?);
+                *v = Value::String(sealed.map_err(|e| StoreError::Backend(e.to_string()))?);
             }
         }
         Ok(())

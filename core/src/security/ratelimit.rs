@@ -144,8 +144,13 @@ pub fn decision(rule: Rule, allowed: bool, tokens: f64) -> Decision {
 pub trait Limiter: MaybeSend + MaybeSync {
     /// Takes `cost` tokens from the bucket `key` under `rule` (0: only look). An error means
     /// the store is not reachable; the gateway then lets the request through.
-    async fn take(&self, key: &str, rule: Rule, now_ms: u64, cost: u32) -> Result<Decision, String>;
+    async fn take(&self, key: &str, rule: Rule, now_ms: u64, cost: u32) -> Result<Decision, LimiterError>;
 }
+
+/// The buckets' store could not be reached (the request is let through).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("rate limiter unreachable: {0}")]
+pub struct LimiterError(pub String);
 
 /// Buckets in this process's memory (one instance; on the edge, inside one Durable Object).
 #[derive(Default)]
@@ -171,7 +176,7 @@ impl MemoryLimiter {
 #[cfg_attr(not(target_family = "wasm"), async_trait)]
 #[cfg_attr(target_family = "wasm", async_trait(?Send))]
 impl Limiter for MemoryLimiter {
-    async fn take(&self, key: &str, rule: Rule, now_ms: u64, cost: u32) -> Result<Decision, String> {
+    async fn take(&self, key: &str, rule: Rule, now_ms: u64, cost: u32) -> Result<Decision, LimiterError> {
         Ok(self.take_now(key, rule, now_ms, cost))
     }
 }

@@ -16,7 +16,7 @@ use serde_json::Value;
 use super::auth::{weak_secret, Alg, AuthConfig, MAKE_SECRET};
 use super::jwt::{key_members, to_datetime};
 use crate::platform::BoxFuture;
-use crate::ports::{Crypto, SignatureAlg};
+use crate::ports::{Crypto, CryptoError, SignatureAlg};
 
 type EsKey = <Es256 as Algorithm>::VerifyingKey;
 type EdKey = <Ed25519 as Algorithm>::VerifyingKey;
@@ -71,8 +71,8 @@ impl Crypto for RustCrypto {
         jwk: &'a str,
         message: &'a [u8],
         signature: &'a [u8],
-    ) -> BoxFuture<'a, Result<bool, String>> {
-        let checked = Self::check(alg, jwk, message, signature);
+    ) -> BoxFuture<'a, Result<bool, CryptoError>> {
+        let checked = Self::check(alg, jwk, message, signature).map_err(CryptoError::Key);
         Box::pin(std::future::ready(checked))
     }
 
@@ -82,7 +82,7 @@ impl Crypto for RustCrypto {
         salt: &'a [u8],
         iterations: u32,
         len: usize,
-    ) -> BoxFuture<'a, Result<Vec<u8>, String>> {
+    ) -> BoxFuture<'a, Result<Vec<u8>, CryptoError>> {
         let mut out = vec![0u8; len];
         pbkdf2::pbkdf2_hmac::<sha2::Sha256>(password, salt, iterations, &mut out);
         Box::pin(std::future::ready(Ok(out)))
@@ -94,10 +94,10 @@ impl Crypto for RustCrypto {
         nonce: [u8; 12],
         aad: &'a [u8],
         plain: &'a [u8],
-    ) -> BoxFuture<'a, Result<Vec<u8>, String>> {
+    ) -> BoxFuture<'a, Result<Vec<u8>, CryptoError>> {
         let out = Aes256Gcm::new(key.into())
             .encrypt(&Nonce::from(nonce), aes_gcm::aead::Payload { msg: plain, aad })
-            .map_err(|_| "AES-GCM could not seal".to_string());
+            .map_err(|_| CryptoError::Platform("AES-GCM could not seal".into()));
         Box::pin(std::future::ready(out))
     }
 
@@ -107,10 +107,10 @@ impl Crypto for RustCrypto {
         nonce: [u8; 12],
         aad: &'a [u8],
         sealed: &'a [u8],
-    ) -> BoxFuture<'a, Result<Vec<u8>, String>> {
+    ) -> BoxFuture<'a, Result<Vec<u8>, CryptoError>> {
         let out = Aes256Gcm::new(key.into())
             .decrypt(&Nonce::from(nonce), aes_gcm::aead::Payload { msg: sealed, aad })
-            .map_err(|_| "the AES-GCM tag does not match".to_string());
+            .map_err(|_| CryptoError::Rejected);
         Box::pin(std::future::ready(out))
     }
 }

@@ -84,7 +84,7 @@ impl Duplex {
         if self.closed.load(Ordering::Acquire) {
             return Err(UpstreamError::Closed);
         }
-        self.pipe.send(body).await.map_err(UpstreamError::Unreachable)
+        self.pipe.send(body).await.map_err(|e| UpstreamError::Unreachable(e.0))
     }
 
     pub(super) async fn call(
@@ -157,7 +157,7 @@ pub(super) struct SsePipe {
 }
 
 impl Pipe for SsePipe {
-    fn send(&self, message: String) -> BoxFuture<'static, Result<(), String>> {
+    fn send(&self, message: String) -> BoxFuture<'static, Result<(), crate::ports::ProcessError>> {
         let http = self.http.clone();
         let mut headers = self.headers.clone();
         headers.insert(
@@ -172,11 +172,14 @@ impl Pipe for SsePipe {
             tls: None,
         };
         boxed(async move {
-            let r = http.send(req).await.map_err(|e| e.to_string())?;
+            let r = http
+                .send(req)
+                .await
+                .map_err(|e| crate::ports::ProcessError(e.to_string()))?;
             if r.status.is_success() {
                 Ok(())
             } else {
-                Err(format!("HTTP {}", r.status))
+                Err(crate::ports::ProcessError(format!("HTTP {}", r.status)))
             }
         })
     }

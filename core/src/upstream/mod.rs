@@ -287,7 +287,7 @@ impl Link {
                 let command = def.command.clone().unwrap_or_default();
                 let (pipe, incoming) = launcher
                     .launch(&command, &def.args, &def.env)
-                    .map_err(UpstreamError::Unreachable)?;
+                    .map_err(|e| UpstreamError::Unreachable(e.0))?;
                 Io::Duplex(Duplex::start(pipe, incoming, &net.spawner))
             }
             Transport::Openapi => {
