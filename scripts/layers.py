@@ -98,20 +98,7 @@ def graph():
             code = strip(open(f, encoding="utf-8").read())
             deps.update(re.findall(r"\bcrate::(\w+)", code))
             # `use crate::{a::x, b}`: the names right inside the braces.
-            for group in re.findall(r"\bcrate::\{([^;]*?)\}\s*;", code, flags=re.S):
-                depth, item = 0, ""
-                for ch in group + ",":
-                    if ch == "{":
-                        depth += 1
-                    elif ch == "}":
-                        depth -= 1
-                    if ch == "," and depth == 0:
-                        head = re.match(r"\s*(\w+)", item)
-                        if head:
-                            deps.add(head.group(1))
-                        item = ""
-                    else:
-                        item += ch
+            deps.update(braced_heads(code, "crate::"))
         g[name] = sorted(d for d in deps if d in mods and d != name)
     return g
 

@@ -1654,16 +1654,24 @@ impl RawSession {
             .await?)
     }
 
-    /// Opens the standalone GET stream (returns once the gateway answered it with 200).
-    pub async fn open_standalone(&mut self) -> anyhow::Result<()> {
-        let r = self
+    /// A GET of the session's streams: the standalone one, or (with `last_event_id`) the rest of
+    /// a stream that ended.
+    async fn get_stream(&self, last_event_id: Option<&str>) -> anyhow::Result<reqwest::Response> {
+        let mut rb = self
             .http
             .get(&self.endpoint)
             .header("accept", "text/event-stream")
             .header("mcp-session-id", &self.sid)
-            .header("mcp-protocol-version", "2025-11-25")
-            .send()
-            .await?;
+            .header("mcp-protocol-version", "2025-11-25");
+        if let Some(id) = last_event_id {
+            rb = rb.header("last-event-id", id);
+        }
+        Ok(rb.send().await?)
+    }
+
+    /// Opens the standalone GET stream (returns once the gateway answered it with 200).
+    pub async fn open_standalone(&mut self) -> anyhow::Result<()> {
+        let r = self.get_stream(None).await?;
         anyhow::ensure!(r.status() == reqwest::StatusCode::OK, "GET stream: {}", r.status());
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         self.get = Some((rx, pump_sse(r, tx)));
@@ -1743,15 +1751,7 @@ impl RawSession {
                 let last = last_id.lock().unwrap_or_else(|e| e.into_inner()).clone();
                 if let (Via::Call, Some(last), true) = (via, last, resumes < 3) {
                     resumes += 1;
-                    let r = self
-                        .http
-                        .get(&self.endpoint)
-                        .header("accept", "text/event-stream")
-                        .header("mcp-session-id", &self.sid)
-                        .header("mcp-protocol-version", "2025-11-25")
-                        .header("last-event-id", last)
-                        .send()
-                        .await?;
+                    let r = self.get_stream(Some(&last)).await?;
                     anyhow::ensure!(
                         r.status() == reqwest::StatusCode::OK,
                         "{method}: resume: {}",
