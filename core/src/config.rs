@@ -555,10 +555,10 @@ impl GatewayConfig {
             ));
         }
         if let Some(k) = &self.encryption_key {
-            crate::registry::seal::Sealer::parse_key(&k.0).map_err(|e| bad("encryption_key", e))?;
+            crate::registry::seal::Sealer::parse_key(&k.0).map_err(|e| bad("encryption_key", e.to_string()))?;
         }
         if let Some(k) = &self.deployment_key {
-            crate::registry::seal::Sealer::parse_key(&k.0).map_err(|e| bad("deployment_key", e))?;
+            crate::registry::seal::Sealer::parse_key(&k.0).map_err(|e| bad("deployment_key", e.to_string()))?;
         }
         for o in &self.allowed_origins {
             if o != "*" && !(o.starts_with("http://") || o.starts_with("https://")) {

@@ -13,15 +13,17 @@ use crate::config::{ConfigError, GatewayConfig};
 use crate::engine::{Engine, EngineSettings, Envelope, Mrtr, ServerInfo};
 use crate::face::{self, admin::Admin, Face};
 use crate::federation::{self, Federation, Health};
-use crate::http::response::{api_error, json_response, method_not_allowed, rpc_error, Body};
-use crate::http::route::{Access, ErrorStyle, Route};
+use crate::http::response::{
+    api_failure, failure, json_response, method_not_allowed, rpc_failure, Body, Failure, Unread,
+};
+use crate::http::route::{Access, Route};
 use crate::observe::metrics::{self as m, Sample};
 use crate::observe::{RequestCtx, Telemetry};
 use crate::ports::{Clock, EventStore, HttpClient, Ids, Kind, Launcher, SessionStore, Spawner, Store};
 use crate::proto::jsonrpc::{RequestId, RpcError};
 use crate::proto::version::ProtocolVersion;
 use crate::registry::{Registry, Server};
-use crate::security::admission::{add_headers, Admitted, Caller, Security, SecurityPorts};
+use crate::security::admission::{add_headers, Admitted, Caller, Refusal, Security, SecurityPorts};
 use crate::security::origin::{preflight, with_cors, OriginPolicy};
 use crate::security::ratelimit::Limiter;
 use crate::session::peers::Note;
@@ -127,7 +129,7 @@ impl Gateway {
         let telemetry = Telemetry::new(ports.recorder.clone(), ports.clock.clone(), ports.ids.clone());
         let key_text = config.encryption_key.as_ref().map(|k| k.0.as_str());
         let store = crate::registry::seal::sealed_store(key_text, ports.store, ports.ids.clone(), ports.crypto.clone())
-            .map_err(|message| ConfigError::new("encryption_key", message))?;
+            .map_err(|e| ConfigError::new("encryption_key", e.to_string()))?;
         let net_policy = crate::netguard::NetPolicy::parse(&config.ssrf_allow).unwrap_or_default();
         // Every request the gateway sends passes the SSRF policy, whoever made its URL.
         let http: Arc<dyn HttpClient> = Arc::new(crate::netguard::Guarded::new(ports.http, net_policy.clone()));
@@ -425,11 +427,13 @@ impl Gateway {
 
     /// The response for a body over `max_body_bytes` (adapters stop reading and answer this).
     pub fn payload_too_large(&self, path: &str) -> Response<Body> {
-        let msg = format!("request body larger than {} bytes", self.s.config.max_body_bytes);
-        match Route::parse(path).error_style() {
-            ErrorStyle::JsonRpc => rpc_error(StatusCode::PAYLOAD_TOO_LARGE, None, RpcError::invalid_request(msg)),
-            ErrorStyle::Rest => api_error(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", msg, None),
-        }
+        self.refuse(path, &Unread::TooLarge(self.s.config.max_body_bytes))
+    }
+
+    /// The answer to a request an adapter did not hand on, in the style of the route `path`
+    /// names (a JSON-RPC error on MCP routes, the REST API's error object elsewhere).
+    pub fn refuse(&self, path: &str, why: &Unread) -> Response<Body> {
+        failure(why, Route::parse(path).error_style(), None)
     }
 
     /// The id and trace of a request with these headers (its `X-Request-Id` if it sent a safe
@@ -577,11 +581,8 @@ impl Gateway {
         if matches!(route, Route::Ws { .. }) {
             crate::ws::token_from_query(req);
         }
-        if let Err(msg) = self.s.security.check_origin(req) {
-            return Some(match route.error_style() {
-                ErrorStyle::JsonRpc => rpc_error(StatusCode::FORBIDDEN, None, RpcError::invalid_request(msg)),
-                ErrorStyle::Rest => api_error(StatusCode::FORBIDDEN, "forbidden", msg, None),
-            });
+        if let Err(refused) = self.s.security.check_origin(req) {
+            return Some(failure(&refused, route.error_style(), None));
         }
         let origin = req.headers().get("origin").cloned();
         if req.method() == Method::OPTIONS && req.headers().contains_key("access-control-request-method") {
@@ -609,7 +610,7 @@ impl Gateway {
         // The Origin (if any) passed the check: browsers from it may read the answer.
         let origin = req.headers().get("origin").cloned();
         let Some(mut admitted) = req.extensions_mut().remove::<Admitted>() else {
-            return api_error(StatusCode::FORBIDDEN, "forbidden", "not admitted", None);
+            return api_failure(&Unserved::NotAdmitted);
         };
         let extra = std::mem::take(&mut admitted.headers);
         req.extensions_mut().insert(admitted);
@@ -630,13 +631,12 @@ impl Gateway {
     /// session's requests to its Durable Object with the [`Admitted`] result in the extensions).
     pub async fn admit(&self, req: &Request<Bytes>) -> Result<Admitted, Box<Response<Body>>> {
         let route = Route::parse(req.uri().path());
-        let mcp = route.error_style() == ErrorStyle::JsonRpc;
         let origin = req.headers().get("origin").cloned();
         self.s
             .security
-            .admit(req, route.access(), mcp)
+            .admit(req, route.access())
             .await
-            .map_err(|r| Box::new(with_cors(*r, origin)))
+            .map_err(|r| Box::new(with_cors(failure(&r, route.error_style(), None), origin)))
     }
 
     /// The virtual server `id` names, if it exists and the caller holds its scope.
@@ -646,25 +646,15 @@ impl Gateway {
             .registry
             .snapshot_having(|s| s.server(id).is_some())
             .await
-            .map_err(|e| {
-                Box::new(rpc_error(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    None,
-                    RpcError::internal(e.to_string()),
-                ))
-            })?;
+            .map_err(|e| Box::new(rpc_failure(&Unserved::Storage(e.to_string()), None)))?;
         let Some(server) = snapshot.server(id).cloned() else {
-            return Err(Box::new(rpc_error(
-                StatusCode::NOT_FOUND,
-                None,
-                RpcError::invalid_request(format!("no virtual server '{id}'")),
-            )));
+            return Err(Box::new(rpc_failure(&Unserved::NoServer(id.to_string()), None)));
         };
         if let Some(scope) = server.def.scope.as_deref() {
             let security = &self.s.security;
             if !Caller::of(req, security.admin_scope()).may(Some(scope)) {
                 let e = crate::security::auth::AuthError::InsufficientScope(scope.to_string());
-                return Err(Box::new(security.auth_error(req, Access::Client, true, &e)));
+                return Err(Box::new(rpc_failure(&security.refusal(req, Access::Client, e), None)));
             }
         }
         Ok(server)
@@ -712,7 +702,7 @@ impl Gateway {
             Route::Health => json_response(StatusCode::OK, &json!({"status": "ok"})),
             Route::Ready => match s.registry.store().ping().await {
                 Ok(()) => json_response(StatusCode::OK, &json!({"status": "ready"})),
-                Err(e) => api_error(StatusCode::SERVICE_UNAVAILABLE, "not_ready", e.to_string(), None),
+                Err(e) => api_failure(&Unserved::NotReady(e.to_string())),
             },
             Route::Version => {
                 let info = s.engine.info();
@@ -740,28 +730,69 @@ impl Gateway {
                     );
                     r
                 }
-                None => api_error(
-                    StatusCode::NOT_FOUND,
-                    "not_found",
-                    "this gateway keeps no metrics to read (on the edge they go to Analytics Engine)".to_string(),
-                    None,
-                ),
+                None => api_failure(&Unserved::NoMetrics),
             },
             Route::Collection { kind, id } => s.admin.collection(req, kind, id.as_deref()).await,
             Route::Discovered if req.method() != Method::GET => method_not_allowed("GET"),
             Route::Discovered => match s.discovery.get() {
                 Some(d) => json_response(StatusCode::OK, &serde_json::Value::Array(d.discovered())),
-                None => api_error(
-                    StatusCode::NOT_FOUND,
-                    "not_found",
-                    "this gateway does no mDNS discovery (native, with MCPGW_MDNS on)".to_string(),
-                    None,
-                ),
+                None => api_failure(&Unserved::NoDiscovery),
             },
             Route::Admin { rest } => s.ui.serve(self, req, &rest).await,
-            Route::NotFound { .. } => {
-                api_error(StatusCode::NOT_FOUND, "not_found", format!("no route for {path}"), None)
+            Route::NotFound { .. } => api_failure(&Unserved::NoRoute(path)),
+        }
+    }
+}
+
+/// Why the gateway itself did not serve a request it let in: its error enum, answered by
+/// [`crate::http::response::failure`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum Unserved {
+    /// The request reached routing without an admission verdict (an adapter's mistake).
+    #[error("not admitted")]
+    NotAdmitted,
+    /// No virtual server of that id or name.
+    #[error("no virtual server '{0}'")]
+    NoServer(String),
+    /// The registry could not be read.
+    #[error("{0}")]
+    Storage(String),
+    /// `/ready`: the store does not answer.
+    #[error("{0}")]
+    NotReady(String),
+    /// `/metrics` where nothing is recorded here.
+    #[error("this gateway keeps no metrics to read (on the edge they go to Analytics Engine)")]
+    NoMetrics,
+    /// `/discovered` without mDNS.
+    #[error("this gateway does no mDNS discovery (native, with MCPGW_MDNS on)")]
+    NoDiscovery,
+    /// No route has this path.
+    #[error("no route for {0}")]
+    NoRoute(String),
+}
+
+impl Failure for Unserved {
+    fn status(&self) -> StatusCode {
+        match self {
+            Unserved::NotAdmitted => StatusCode::FORBIDDEN,
+            Unserved::Storage(_) | Unserved::NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Unserved::NoServer(_) | Unserved::NoMetrics | Unserved::NoDiscovery | Unserved::NoRoute(_) => {
+                StatusCode::NOT_FOUND
             }
+        }
+    }
+    fn rpc(&self) -> RpcError {
+        match self {
+            Unserved::Storage(_) => RpcError::internal(self.to_string()),
+            _ => RpcError::invalid_request(self.to_string()),
+        }
+    }
+    fn api_code(&self) -> &'static str {
+        match self {
+            Unserved::NotAdmitted => "forbidden",
+            Unserved::Storage(_) => "storage_unavailable",
+            Unserved::NotReady(_) => "not_ready",
+            _ => "not_found",
         }
     }
 }
@@ -775,13 +806,8 @@ impl crate::ui::Host for Gateway {
         })
     }
 
-    fn login(&self, req: Request<Bytes>) -> crate::platform::BoxFuture<'_, Result<Admitted, String>> {
-        crate::platform::boxed(async move {
-            self.s.security.admit(&req, Access::Admin, false).await.map_err(|r| {
-                let v: serde_json::Value = serde_json::from_slice(r.body().as_bytes()).unwrap_or_default();
-                v["error"]["message"].as_str().unwrap_or("refused").to_string()
-            })
-        })
+    fn login(&self, req: Request<Bytes>) -> crate::platform::BoxFuture<'_, Result<Admitted, Refusal>> {
+        crate::platform::boxed(async move { self.s.security.admit(&req, Access::Admin).await })
     }
 
     fn revoked(&self, jti: String) -> crate::platform::BoxFuture<'_, bool> {

@@ -46,5 +46,5 @@ pub use config::{ConfigError, GatewayConfig, SeedFile};
 pub use engine::{Park, ServerInfo};
 pub use face::{AssignSessionId, Placement};
 pub use gateway::{Gateway, Ports};
-pub use http::response::Body;
+pub use http::response::{Body, Unread};
 pub use security::admission::{Admitted, ClientIp, FORBIDDEN, RATE_LIMITED, UNAUTHORIZED};

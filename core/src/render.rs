@@ -83,29 +83,45 @@ fn multiplies(source: &str) -> bool {
 /// Checks that a template compiles, uses no multiplication (a string times a number builds up
 /// to 100 MB at once, before any limit on the output can stop it), and does not render past
 /// [`MAX_OUTPUT`] by itself (arguments missing: what it produces of its own).
-pub fn check(source: &str) -> Result<(), String> {
-    env().template_from_str(source).map_err(|e| e.to_string())?;
+pub fn check(source: &str) -> Result<(), RenderError> {
+    env()
+        .template_from_str(source)
+        .map_err(|e| RenderError::Template(e.to_string()))?;
     if multiplies(source) {
-        return Err(
-            "'*' is not allowed in a template's expressions (a string times a number can build a huge text)".into(),
-        );
+        return Err(RenderError::Multiplies);
     }
     match render(source, serde_json::json!({})) {
-        Err(e) if e.contains("output is over") => Err(e),
+        Err(e @ RenderError::TooLong) => Err(e),
         _ => Ok(()),
     }
 }
 
+/// Why a template does not render.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RenderError {
+    /// It does not compile, or fails while rendering (the engine's words).
+    #[error("{0}")]
+    Template(String),
+    /// It multiplies (see [`check`]).
+    #[error("'*' is not allowed in a template's expressions (a string times a number can build a huge text)")]
+    Multiplies,
+    /// Its output is over [`MAX_OUTPUT`].
+    #[error("the rendered output is over {MAX_OUTPUT} bytes")]
+    TooLong,
+}
+
 /// Renders a template with a context (any serializable map); an error past [`MAX_OUTPUT`].
-pub fn render<C: Serialize>(source: &str, ctx: C) -> Result<String, String> {
+pub fn render<C: Serialize>(source: &str, ctx: C) -> Result<String, RenderError> {
     let env = env();
-    let tpl = env.template_from_str(source).map_err(|e| e.to_string())?;
+    let tpl = env
+        .template_from_str(source)
+        .map_err(|e| RenderError::Template(e.to_string()))?;
     let mut out = Bounded::default();
     let rendered = tpl.render_captured_to(ctx, &mut out).map(|_| ());
     match rendered {
-        Ok(()) => String::from_utf8(out.out).map_err(|e| e.to_string()),
-        Err(_) if out.over => Err(format!("the rendered output is over {MAX_OUTPUT} bytes")),
-        Err(e) => Err(e.to_string()),
+        Ok(()) => String::from_utf8(out.out).map_err(|e| RenderError::Template(e.to_string())),
+        Err(_) if out.over => Err(RenderError::TooLong),
+        Err(e) => Err(RenderError::Template(e.to_string())),
     }
 }
 
@@ -129,8 +145,8 @@ mod tests {
             json!({"x": "A".repeat(1000)}),
         )
         .unwrap_err();
-        assert!(e.contains("over"), "{e}");
-        assert!(check("{{ 'A' * 100000000 }}").unwrap_err().contains("'*'"));
+        assert!(e.to_string().contains("over"), "{e}");
+        assert!(check("{{ 'A' * 100000000 }}").unwrap_err().to_string().contains("'*'"));
         assert!(check("{% set y = 'A' * n %}{{ y }}").is_err());
         assert!(check("{# a * comment #}Fine {{ name }} * text").is_ok());
         assert!(check(r#"{{ "**" ~ t ~ "**" }} {{ x|replace("*", "\\*") }} {% raw %}{{ a * b }}{% endraw %}"#).is_ok());

@@ -51,15 +51,32 @@ pub struct UriTemplate {
     parts: Vec<Part>,
 }
 
+/// What is malformed in a URI template.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TemplateError {
+    /// A `{` without its `}`.
+    #[error("unclosed '{{' in URI template")]
+    Unclosed,
+    /// A `}` without its `{`.
+    #[error("unmatched '}}' in URI template")]
+    Unmatched,
+    /// A prefix (`{var:N}`) that is not a number (the expression).
+    #[error("bad prefix in '{{{0}}}'")]
+    BadPrefix(String),
+    /// A variable name with characters RFC 6570 does not allow (the expression).
+    #[error("bad variable name in '{{{0}}}'")]
+    BadName(String),
+}
+
 impl UriTemplate {
     /// Parses a template; the error says what is malformed.
-    pub fn parse(src: &str) -> Result<Self, String> {
+    pub fn parse(src: &str) -> Result<Self, TemplateError> {
         let mut parts = Vec::new();
         let mut rest = src;
         while !rest.is_empty() {
             match rest.find('{') {
                 Some(0) => {
-                    let end = rest.find('}').ok_or("unclosed '{' in URI template")?;
+                    let end = rest.find('}').ok_or(TemplateError::Unclosed)?;
                     let body = &rest[1..end];
                     let (op, list) = match body.chars().next() {
                         Some(c @ ('+' | '#' | '.' | '/' | ';' | '?' | '&')) => (Some(c), &body[1..]),
@@ -74,7 +91,10 @@ impl UriTemplate {
                         let (name, prefix) = match spec.split_once(':') {
                             Some((n, p)) => (
                                 n,
-                                Some(p.parse::<usize>().map_err(|_| format!("bad prefix in '{{{body}}}'"))?),
+                                Some(
+                                    p.parse::<usize>()
+                                        .map_err(|_| TemplateError::BadPrefix(body.to_string()))?,
+                                ),
                             ),
                             None => (spec, None),
                         };
@@ -83,7 +103,7 @@ impl UriTemplate {
                                 .chars()
                                 .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.' || c == '%');
                         if !ok {
-                            return Err(format!("bad variable name in '{{{body}}}'"));
+                            return Err(TemplateError::BadName(body.to_string()));
                         }
                         vars.push(VarSpec {
                             name: name.to_string(),
@@ -100,7 +120,7 @@ impl UriTemplate {
                 }
                 None => {
                     if rest.contains('}') {
-                        return Err("unmatched '}' in URI template".into());
+                        return Err(TemplateError::Unmatched);
                     }
                     parts.push(Part::Literal(rest.to_string()));
                     rest = "";
@@ -108,7 +128,7 @@ impl UriTemplate {
             }
             if let Some(Part::Literal(l)) = parts.last() {
                 if l.contains('}') {
-                    return Err("unmatched '}' in URI template".into());
+                    return Err(TemplateError::Unmatched);
                 }
             }
         }

@@ -16,7 +16,7 @@
 use bytes::Bytes;
 use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 
-use crate::http::response::{rpc_error, Body};
+use crate::http::response::{rpc_failure, Body, Failure};
 use crate::proto::jsonrpc::RpcError;
 
 /// The subprotocol a client must offer.
@@ -76,8 +76,54 @@ pub fn token_from_query(req: &mut Request<Bytes>) {
     }
 }
 
-fn refuse(status: StatusCode, message: &str) -> Response<Body> {
-    rpc_error(status, None, RpcError::invalid_request(message))
+/// Why a request on a WebSocket route is not upgraded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+enum NotUpgraded {
+    /// 426: not an upgrade at all.
+    #[error("this endpoint is a WebSocket (subprotocol 'mcp'); use /mcp for streamable HTTP")]
+    NotUpgrade,
+    /// 405.
+    #[error("a WebSocket upgrade is a GET")]
+    NotGet,
+    /// 400.
+    #[error("Sec-WebSocket-Version must be 13")]
+    Version,
+    /// 400.
+    #[error("Sec-WebSocket-Key is missing")]
+    NoKey,
+    /// 400.
+    #[error("the WebSocket subprotocol 'mcp' is required")]
+    NoSubprotocol,
+}
+
+impl Failure for NotUpgraded {
+    fn status(&self) -> StatusCode {
+        match self {
+            NotUpgraded::NotUpgrade => StatusCode::UPGRADE_REQUIRED,
+            NotUpgraded::NotGet => StatusCode::METHOD_NOT_ALLOWED,
+            _ => StatusCode::BAD_REQUEST,
+        }
+    }
+    fn rpc(&self) -> RpcError {
+        RpcError::invalid_request(self.to_string())
+    }
+    fn api_code(&self) -> &'static str {
+        "bad_request"
+    }
+    fn headers(&self) -> Vec<(http::HeaderName, HeaderValue)> {
+        match self {
+            NotUpgraded::NotUpgrade => vec![(header::UPGRADE, HeaderValue::from_static("websocket"))],
+            NotUpgraded::Version => vec![(
+                http::HeaderName::from_static("sec-websocket-version"),
+                HeaderValue::from_static("13"),
+            )],
+            _ => vec![],
+        }
+    }
+}
+
+fn refuse(why: NotUpgraded) -> Response<Body> {
+    rpc_failure(&why, None)
 }
 
 /// Answers an admitted request on a WebSocket route: `101` with a [`WsAccept`] for a valid
@@ -85,26 +131,17 @@ fn refuse(status: StatusCode, message: &str) -> Response<Body> {
 /// what is wrong.
 pub(crate) fn upgrade(req: &Request<Bytes>, path: String, max_message: usize) -> Response<Body> {
     if !is_upgrade(req) {
-        let mut r = refuse(
-            StatusCode::UPGRADE_REQUIRED,
-            "this endpoint is a WebSocket (subprotocol 'mcp'); use /mcp for streamable HTTP",
-        );
-        r.headers_mut()
-            .insert(header::UPGRADE, HeaderValue::from_static("websocket"));
-        return r;
+        return refuse(NotUpgraded::NotUpgrade);
     }
     if req.method() != Method::GET {
-        return refuse(StatusCode::METHOD_NOT_ALLOWED, "a WebSocket upgrade is a GET");
+        return refuse(NotUpgraded::NotGet);
     }
     let h = req.headers();
     if h.get("sec-websocket-version").and_then(|v| v.to_str().ok()) != Some("13") {
-        let mut r = refuse(StatusCode::BAD_REQUEST, "Sec-WebSocket-Version must be 13");
-        r.headers_mut()
-            .insert("sec-websocket-version", HeaderValue::from_static("13"));
-        return r;
+        return refuse(NotUpgraded::Version);
     }
     if !h.contains_key("sec-websocket-key") {
-        return refuse(StatusCode::BAD_REQUEST, "Sec-WebSocket-Key is missing");
+        return refuse(NotUpgraded::NoKey);
     }
     let offers_mcp = h
         .get_all("sec-websocket-protocol")
@@ -113,7 +150,7 @@ pub(crate) fn upgrade(req: &Request<Bytes>, path: String, max_message: usize) ->
         .flat_map(|v| v.split(','))
         .any(|p| p.trim() == SUBPROTOCOL);
     if !offers_mcp {
-        return refuse(StatusCode::BAD_REQUEST, "the WebSocket subprotocol 'mcp' is required");
+        return refuse(NotUpgraded::NoSubprotocol);
     }
     let mut headers = HeaderMap::new();
     if let Some(auth) = h.get(header::AUTHORIZATION) {

@@ -14,23 +14,30 @@ use http_body_util::{BodyExt, Limited};
 use hyper::body::{Frame, Incoming, SizeHint};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
-use mcpgw_core::{Body, Gateway};
+use mcpgw_core::{Body, Gateway, Unread};
 use std::sync::Arc;
 
 use crate::conns::{Bounds, Conns};
 use tokio::net::TcpListener;
 use tracing::Instrument;
 
-/// A JSON refusal written by the listener itself.
-fn refusal(status: http::StatusCode, code: &str, message: &str) -> http::Response<Body> {
-    let body = serde_json::json!({"error": {"code": code, "message": message}}).to_string();
-    let mut r = http::Response::new(Body::Full(Bytes::from(body)));
-    *r.status_mut() = status;
-    r.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("application/json"),
+/// A whole answer as HTTP/1.1 text, written by the listener itself before any request was read.
+fn http1_text(r: &http::Response<Body>) -> Vec<u8> {
+    let body = r.body().as_bytes();
+    let mut text = format!(
+        "HTTP/1.1 {} {}\r\n",
+        r.status().as_str(),
+        r.status().canonical_reason().unwrap_or("")
     );
-    r
+    for (k, v) in r.headers() {
+        if let Ok(v) = v.to_str() {
+            text.push_str(&format!("{k}: {v}\r\n"));
+        }
+    }
+    text.push_str(&format!("content-length: {}\r\n\r\n", body.len()));
+    let mut out = text.into_bytes();
+    out.extend_from_slice(body);
+    out
 }
 
 /// How many bytes a body may bring: its declared length, else (chunked, or an HTTP/2 stream
@@ -87,7 +94,11 @@ async fn handle(
         0 => None,
         n => match conns.body(&client, n) {
             Ok(slot) => Some(slot),
-            Err(why) => return refusal(http::StatusCode::TOO_MANY_REQUESTS, "too_many_bodies", why).map(OutBody),
+            Err(why) => {
+                return gw
+                    .refuse(parts.uri.path(), &Unread::TooManyBodies(why.to_string()))
+                    .map(OutBody)
+            }
         },
     };
     let within = Duration::from_millis(gw.config().body_timeout_ms);
@@ -99,23 +110,13 @@ async fn handle(
             } else {
                 // The client went away or sent a broken body; nothing useful to run.
                 tracing::debug!(error = %e, "request body read failed");
-                let mut r = http::Response::new(Body::Full(Bytes::from_static(
-                    br#"{"error":{"code":"bad_body","message":"could not read the request body"}}"#,
-                )));
-                *r.status_mut() = http::StatusCode::BAD_REQUEST;
-                r
+                gw.refuse(parts.uri.path(), &Unread::BadBody)
             };
             return resp.map(OutBody);
         }
         Err(_) => {
             // A body that does not arrive in time holds no more of the gateway than that.
-            let mut r = refusal(
-                http::StatusCode::REQUEST_TIMEOUT,
-                "body_timeout",
-                "the request body did not arrive in time (MCPGW_BODY_TIMEOUT_MS)",
-            );
-            r.headers_mut()
-                .insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
+            let mut r = gw.refuse(parts.uri.path(), &Unread::BodyTimeout);
             if let Some(id) = parts
                 .extensions
                 .get::<mcpgw_core::observe::RequestCtx>()
@@ -255,17 +256,13 @@ pub async fn serve(
         let slot = match conns.open(peer.ip()) {
             Ok(slot) => Arc::new(slot),
             Err(why) => {
-                // Told why in a few bytes, then closed; never waited on.
+                // Told why in a few bytes, then closed; never waited on. Nothing was read yet,
+                // so the path is unknown: the REST API's style.
+                let answer = http1_text(&gw.refuse("/", &Unread::TooManyConnections(why.to_string())));
                 tokio::spawn(async move {
                     use tokio::io::AsyncWriteExt;
-                    let body =
-                        serde_json::json!({"error": {"code": "too_many_connections", "message": why}}).to_string();
-                    let answer = format!(
-                        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: {}\r\nretry-after: 5\r\nconnection: close\r\n\r\n{body}",
-                        body.len()
-                    );
                     let mut stream = stream;
-                    let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(answer.as_bytes())).await;
+                    let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(&answer)).await;
                 });
                 continue;
             }

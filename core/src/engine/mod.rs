@@ -646,7 +646,7 @@ impl Engine {
                 missing.name
             )));
         }
-        let render_err = |e: String| RpcError::internal(format!("prompt template failed: {e}"));
+        let render_err = |e: render::RenderError| RpcError::internal(format!("prompt template failed: {e}"));
         let mut messages = Vec::new();
         for msg in prompt.all_messages() {
             let content = match msg.content {

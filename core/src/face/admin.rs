@@ -11,33 +11,71 @@ use serde_json::Value;
 use std::sync::Arc;
 
 use crate::federation::{upstream_error, Federation};
-use crate::http::response::{api_error, json_response, method_not_allowed, Body};
+use crate::http::response::{api_failure, json_response, method_not_allowed, Body, Failure};
 use crate::model::UpstreamDef;
 use crate::ports::{Kind, Record};
 use crate::registry::{record_json, Registry, RegistryError};
 use crate::session::Sessions;
 
-/// The REST response for a registry error.
-fn registry_error(e: &RegistryError) -> Response<Body> {
-    match e {
-        RegistryError::Invalid(f) => {
-            let field = (!f.field.is_empty()).then_some(f.field.as_str());
-            api_error(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "validation_failed",
-                e.to_string(),
-                field,
-            )
+/// Why the admin API refused a request: its error enum, answered by
+/// [`crate::http::response::failure`].
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum AdminError {
+    /// The registry refused (invalid, not found, conflict, storage).
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    /// A stdio upstream's command set through the API while the host's operator did not allow it.
+    #[error("a stdio upstream's command, args and env run on the gateway's host: set them in the seed file (--config), or allow the API to with MCPGW_ALLOW_STDIO_API=true")]
+    StdioDisabled,
+    /// An upstream that could not be reached or read (502).
+    #[error("{0}")]
+    Upstream(String),
+    /// The body is declared as something other than JSON.
+    #[error("Content-Type must be application/json")]
+    NotJson,
+    /// The body is not JSON.
+    #[error("the body is not valid JSON: {0}")]
+    BadJson(String),
+}
+
+impl Failure for AdminError {
+    fn status(&self) -> StatusCode {
+        match self {
+            AdminError::Registry(RegistryError::Invalid(_)) => StatusCode::UNPROCESSABLE_ENTITY,
+            AdminError::Registry(RegistryError::NotFound(..)) => StatusCode::NOT_FOUND,
+            AdminError::Registry(RegistryError::Conflict(..)) => StatusCode::CONFLICT,
+            AdminError::Registry(RegistryError::Storage(_)) => StatusCode::SERVICE_UNAVAILABLE,
+            AdminError::StdioDisabled => StatusCode::FORBIDDEN,
+            AdminError::Upstream(_) => StatusCode::BAD_GATEWAY,
+            AdminError::NotJson => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            AdminError::BadJson(_) => StatusCode::BAD_REQUEST,
         }
-        RegistryError::NotFound(..) => api_error(StatusCode::NOT_FOUND, "not_found", e.to_string(), None),
-        RegistryError::Conflict(..) => api_error(StatusCode::CONFLICT, "conflict", e.to_string(), Some("name")),
-        RegistryError::Storage(_) => api_error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "storage_unavailable",
-            e.to_string(),
-            None,
-        ),
     }
+    fn api_code(&self) -> &'static str {
+        match self {
+            AdminError::Registry(RegistryError::Invalid(_)) => "validation_failed",
+            AdminError::Registry(RegistryError::NotFound(..)) => "not_found",
+            AdminError::Registry(RegistryError::Conflict(..)) => "conflict",
+            AdminError::Registry(RegistryError::Storage(_)) => "storage_unavailable",
+            AdminError::StdioDisabled => "stdio_api_disabled",
+            AdminError::Upstream(_) => "upstream_unavailable",
+            AdminError::NotJson => "unsupported_media_type",
+            AdminError::BadJson(_) => "invalid_json",
+        }
+    }
+    fn field(&self) -> Option<&str> {
+        match self {
+            AdminError::Registry(RegistryError::Invalid(f)) => Some(f.field.as_str()).filter(|f| !f.is_empty()),
+            AdminError::Registry(RegistryError::Conflict(..)) => Some("name"),
+            AdminError::StdioDisabled => Some("transport"),
+            _ => None,
+        }
+    }
+}
+
+/// The REST response for a registry error.
+fn registry_error(e: RegistryError) -> Response<Body> {
+    api_failure(&AdminError::Registry(e))
 }
 
 /// The admin API over the registry; upstream writes go through federation, and every write
@@ -63,19 +101,12 @@ fn stdio_refused(def: &UpstreamDef, existing: Option<&Record>, allowed: bool) ->
     let unchanged = before.is_some_and(|b| {
         b.transport == Transport::Stdio && b.command == def.command && b.args == def.args && b.env == def.env
     });
-    (!unchanged).then(|| {
-        api_error(
-            StatusCode::FORBIDDEN,
-            "stdio_api_disabled",
-            "a stdio upstream's command, args and env run on the gateway's host: set them in the seed file (--config), or allow the API to with MCPGW_ALLOW_STDIO_API=true",
-            Some("transport"),
-        )
-    })
+    (!unchanged).then(|| api_failure(&AdminError::StdioDisabled))
 }
 
 /// 502 for an upstream that could not be reached or read.
 fn bad_gateway(e: &crate::proto::jsonrpc::RpcError) -> Response<Body> {
-    api_error(StatusCode::BAD_GATEWAY, "upstream_unavailable", e.message.clone(), None)
+    api_failure(&AdminError::Upstream(e.message.clone()))
 }
 
 /// 201 with the new record and its `Location` under the collection `path`.
@@ -94,26 +125,14 @@ fn no_content() -> Response<Body> {
     r
 }
 
-fn parse_body(req: &Request<Bytes>) -> Result<Value, Box<Response<Body>>> {
+fn parse_body(req: &Request<Bytes>) -> Result<Value, AdminError> {
     if let Some(ct) = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) {
         let m = ct.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
         if m != "application/json" && !m.ends_with("+json") {
-            return Err(Box::new(api_error(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_media_type",
-                "Content-Type must be application/json",
-                None,
-            )));
+            return Err(AdminError::NotJson);
         }
     }
-    serde_json::from_slice(req.body()).map_err(|e| {
-        Box::new(api_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_json",
-            format!("the body is not valid JSON: {e}"),
-            None,
-        ))
-    })
+    serde_json::from_slice(req.body()).map_err(|e| AdminError::BadJson(e.to_string()))
 }
 
 impl Admin {
@@ -143,7 +162,7 @@ impl Admin {
             (Method::POST, None) => {
                 let body = match parse_body(&req) {
                     Ok(b) => b,
-                    Err(r) => return *r,
+                    Err(e) => return api_failure(&e),
                 };
                 self.registry
                     .create(kind, body)
@@ -158,7 +177,7 @@ impl Admin {
             (m @ (Method::PUT | Method::PATCH), Some(id)) => {
                 let body = match parse_body(&req) {
                     Ok(b) => b,
-                    Err(r) => return *r,
+                    Err(e) => return api_failure(&e),
                 };
                 self.registry
                     .update(kind, &id, body, m == Method::PATCH)
@@ -207,7 +226,7 @@ impl Admin {
                         if let Ok(def) = serde_json::from_value::<UpstreamDef>(rec.body.clone()) {
                             match self.fed.peer_upstreams(&def).await {
                                 Ok(list) => v["peer_upstreams"] = list,
-                                Err(e) => v["peer_upstreams_error"] = Value::String(e),
+                                Err(e) => v["peer_upstreams_error"] = Value::String(e.to_string()),
                             }
                         }
                     }
@@ -224,12 +243,12 @@ impl Admin {
                 }
                 let body = match parse_body(req) {
                     Ok(b) => b,
-                    Err(r) => return *r,
+                    Err(e) => return api_failure(&e),
                 };
                 let existing = match &id {
                     Some(id) => match self.registry.get(Kind::Upstream, id).await {
                         Ok(r) => Some(r),
-                        Err(e) => return registry_error(&e),
+                        Err(e) => return registry_error(e),
                     },
                     None => None,
                 };
@@ -238,7 +257,7 @@ impl Admin {
                     .prepare_upstream(body, existing.as_ref(), m == Method::PATCH)
                 {
                     Ok(d) => d,
-                    Err(e) => return registry_error(&e),
+                    Err(e) => return registry_error(e),
                 };
                 if let Some(refused) = stdio_refused(&def, existing.as_ref(), self.stdio) {
                     return refused;
@@ -246,7 +265,7 @@ impl Admin {
                 // The name must be free before anything is sent to the upstream.
                 if let Ok(other) = self.registry.get(Kind::Upstream, &def.name).await {
                     if existing.as_ref().is_none_or(|e| e.id != other.id) {
-                        return registry_error(&RegistryError::Conflict("upstream", def.name.clone()));
+                        return registry_error(RegistryError::Conflict("upstream", def.name.clone()));
                     }
                 }
                 self.save_upstream(def, existing.as_ref(), path).await
@@ -273,7 +292,7 @@ impl Admin {
                 }
                 resp
             }
-            Err(e) => registry_error(&e),
+            Err(e) => registry_error(e),
         }
     }
 
@@ -325,7 +344,7 @@ impl Admin {
         let id = percent_decode_str(id).decode_utf8_lossy().into_owned();
         let rec = match self.registry.get(Kind::Upstream, &id).await {
             Ok(r) => r,
-            Err(e) => return registry_error(&e),
+            Err(e) => return registry_error(e),
         };
         match self.fed.refresh_catalog(&rec.id).await {
             Ok(changed) => match self.registry.get(Kind::Upstream, &rec.id).await {
@@ -334,7 +353,7 @@ impl Admin {
                     v["changed"] = Value::Bool(changed);
                     json_response(StatusCode::OK, &v)
                 }
-                Err(e) => registry_error(&e),
+                Err(e) => registry_error(e),
             },
             Err(e) => bad_gateway(&e),
         }

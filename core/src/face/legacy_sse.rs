@@ -6,16 +6,12 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::{stream, StreamExt};
-use http::{Method, Request, Response, StatusCode};
+use http::{Method, Request, Response};
 
-use super::{
-    not_acceptable_sse, parse_rpc_body, query_param, session_not_found, shutting_down, sse_response, too_many_sessions,
-    Delivery, Face,
-};
+use super::{parse_rpc_body, query_param, sse_response, Delivery, Face, Refused};
 use crate::http::accepts;
-use crate::http::response::{method_not_allowed, rpc_error, Body};
+use crate::http::response::{method_not_allowed, Body};
 use crate::platform::{boxed, boxed_stream};
-use crate::proto::jsonrpc::RpcError;
 use crate::registry::Server;
 use crate::session::hub::{Frame, OnDrop};
 
@@ -30,18 +26,18 @@ pub(crate) async fn legacy_sse(
         return method_not_allowed("GET");
     }
     if !accepts(req.headers(), "text/event-stream") {
-        return not_acceptable_sse();
+        return Refused::NotAcceptable("text/event-stream").answer();
     }
     let client = super::client_of(&req);
     let session = face.new_session(&req, scope.as_ref(), true);
     if let Err(why) = face.sessions.admit(&client, &session.id).await {
-        return too_many_sessions(why);
+        return Refused::TooManySessions(why).answer();
     }
     let sid = session.id.clone();
     let held = crate::session::hub::Held::of(super::identity_of(&req));
     let Some((conn, rx)) = face.sessions.hub().attach(&sid, held) else {
         face.sessions.abandon(&sid);
-        return shutting_down();
+        return Refused::ShuttingDown.answer();
     };
     face.sessions.put(session).await;
     let endpoint = Frame::endpoint(format!("{prefix}/message?sessionId={sid}"));
@@ -68,22 +64,18 @@ pub(crate) async fn legacy_message(
     let Some(sid) =
         query_param(req.uri().query(), "sessionId").or_else(|| query_param(req.uri().query(), "session_id"))
     else {
-        return rpc_error(
-            StatusCode::BAD_REQUEST,
-            None,
-            RpcError::invalid_request("Bad Request: missing sessionId query parameter"),
-        );
+        return Refused::Missing("sessionId query parameter").answer();
     };
     let Some(session) = face
         .load_session(&req, sid, scope.as_ref())
         .await
         .filter(|s| s.legacy_sse)
     else {
-        return session_not_found();
+        return Refused::SessionNotFound.answer();
     };
     let incoming = match parse_rpc_body(&req, face.max_batch) {
         Ok(m) => m,
-        Err(r) => return *r,
+        Err(r) => return r.answer(),
     };
     let sid = session.id.clone();
     let sender = face.sender(&req);

@@ -9,6 +9,7 @@
 pub(crate) mod admin;
 mod legacy_sse;
 mod post_stream;
+mod refused;
 mod rpc;
 pub(crate) mod stateless;
 mod streamable_http;
@@ -21,7 +22,7 @@ use http::{header, HeaderValue, Request, Response, StatusCode};
 
 use crate::engine::{CallCtx, Engine, Event, StatelessRequest};
 use crate::http::is_json_content;
-use crate::http::response::{json_text_response, rpc_error, Body};
+use crate::http::response::{json_text_response, Body};
 use crate::observe::{RequestCtx, TraceContext};
 use crate::platform::{boxed, boxed_stream, BoxStream};
 use crate::ports::{SessionState, Spawner};
@@ -30,6 +31,7 @@ use crate::registry::Server;
 use crate::security::admission::{Admitted, Caller};
 use crate::session::hub::Frame;
 use crate::session::Sessions;
+use refused::Refused;
 
 pub(crate) use legacy_sse::{legacy_message, legacy_sse};
 pub(crate) use rpc::rpc;
@@ -140,66 +142,18 @@ fn accepted() -> Response<Body> {
     r
 }
 
-/// 406 for a GET that would open an SSE stream without accepting one.
-fn not_acceptable_sse() -> Response<Body> {
-    rpc_error(
-        StatusCode::NOT_ACCEPTABLE,
-        None,
-        RpcError::invalid_request("Not Acceptable: Accept must list text/event-stream"),
-    )
-}
-
-/// 404 for an unknown, expired or foreign session: the client must initialize again.
-fn session_not_found() -> Response<Body> {
-    rpc_error(
-        StatusCode::NOT_FOUND,
-        None,
-        RpcError::new(jsonrpc::SESSION_NOT_FOUND, "Session not found"),
-    )
-}
-
-fn shutting_down() -> Response<Body> {
-    rpc_error(
-        StatusCode::SERVICE_UNAVAILABLE,
-        None,
-        RpcError::internal("shutting down"),
-    )
-}
-
-/// 503 while the gateway holds `max_sessions` and none is idle enough to go; 429 while the
-/// client holds its quota of sessions, each with an open stream.
-fn too_many_sessions(why: crate::session::Refused) -> Response<Body> {
-    let (status, message) = match why {
-        crate::session::Refused::Full => (StatusCode::SERVICE_UNAVAILABLE, "Too many sessions: try again later"),
-        crate::session::Refused::AtQuota => (
-            StatusCode::TOO_MANY_REQUESTS,
-            "Too many sessions of this client (MCPGW_MAX_SESSIONS_PER_CLIENT), each with an open stream: close one first",
-        ),
-    };
-    let mut r = rpc_error(status, None, RpcError::new(-32000, message));
-    r.headers_mut()
-        .insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
-    r
-}
-
 /// Checks the Content-Type (415) and parses the body as JSON-RPC (400 with -32700/-32600).
-fn parse_rpc_body(req: &Request<Bytes>, max_batch: usize) -> Result<Incoming, Box<Response<Body>>> {
+fn parse_rpc_body(req: &Request<Bytes>, max_batch: usize) -> Result<Incoming, Refused> {
     if !is_json_content(req.headers()) {
-        return Err(Box::new(rpc_error(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            None,
-            RpcError::invalid_request("Unsupported Media Type: Content-Type must be application/json"),
-        )));
+        return Err(Refused::NotJson);
     }
-    let incoming =
-        jsonrpc::parse(req.body()).map_err(|(id, e)| Box::new(rpc_error(StatusCode::BAD_REQUEST, id.as_ref(), e)))?;
+    let incoming = jsonrpc::parse(req.body()).map_err(|(id, e)| Refused::Malformed(id, e))?;
     if let Incoming::Batch(items) = &incoming {
         if items.len() > max_batch {
-            let e = RpcError::invalid_request(format!(
-                "Invalid Request: a batch of {} messages is over the limit of {max_batch}",
-                items.len()
-            ));
-            return Err(Box::new(rpc_error(StatusCode::BAD_REQUEST, None, e)));
+            return Err(Refused::BatchTooLarge {
+                got: items.len(),
+                max: max_batch,
+            });
         }
     }
     Ok(incoming)
@@ -424,11 +378,7 @@ impl Face {
                     });
                 sse_response(boxed_stream(body))
             }
-            None => rpc_error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                None,
-                RpcError::internal("request produced no response"),
-            ),
+            None => Refused::NoResponse.answer(),
         }
     }
 }

@@ -15,7 +15,7 @@ pub(crate) async fn rpc(face: &Arc<Face>, req: Request<Bytes>) -> Response<Body>
     }
     let incoming = match parse_rpc_body(&req, face.max_batch) {
         Ok(m) => m,
-        Err(r) => return *r,
+        Err(r) => return r.answer(),
     };
     // No session: the engine sends nothing besides the answers, which come back as JSON.
     let sender = face.sender(&req);

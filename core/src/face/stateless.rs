@@ -8,10 +8,11 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::{HeaderMap, Request, Response, StatusCode};
 
+use super::Refused;
 use super::{accepted, Delivery, Face};
 use crate::engine::StatelessRequest;
 use crate::http::header_str;
-use crate::http::response::{rpc_error, Body};
+use crate::http::response::Body;
 use crate::proto::jsonrpc::{Incoming, Message, Request as RpcRequest, RpcError};
 use crate::proto::meta::{self, header_mismatch, RequestMeta};
 use crate::proto::method::{Kind, Method};
@@ -130,25 +131,24 @@ pub(super) async fn post(
         Incoming::Single(Message::Request(r)) => r,
         Incoming::Single(Message::Notification { .. }) => return accepted(),
         Incoming::Single(Message::Response { .. }) => {
-            let e = RpcError::invalid_request("Invalid Request: a client sends no responses in 2026-07-28");
-            return rpc_error(StatusCode::BAD_REQUEST, None, e);
+            return Refused::NotInEra("a client sends no responses in 2026-07-28".into()).answer();
         }
         Incoming::Batch(_) => {
-            let e = RpcError::invalid_request("Invalid Request: 2026-07-28 has no JSON-RPC batches");
-            return rpc_error(StatusCode::BAD_REQUEST, None, e);
+            return Refused::NotInEra("2026-07-28 has no JSON-RPC batches".into()).answer();
         }
     };
     let stateless = match check(http_req.headers(), &r) {
         Ok(m) => m,
-        Err(e) => return rpc_error(StatusCode::BAD_REQUEST, Some(&r.id), e),
+        Err(e) => return Refused::BadStatelessRequest(r.id, e).answer(),
     };
     let known = Method::parse(&r.method).is_some_and(|m| m.info().kind == Kind::Request && m.in_era(Era::Stateless));
     if !known {
-        return rpc_error(
-            StatusCode::NOT_FOUND,
-            Some(&r.id),
-            RpcError::method_not_found(&r.method),
-        );
+        return Refused::UnknownMethod {
+            id: r.id,
+            method: r.method,
+            status: StatusCode::NOT_FOUND,
+        }
+        .answer();
     }
     let sender = face.sender(http_req);
     let mut resp = face

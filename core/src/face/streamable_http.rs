@@ -9,14 +9,11 @@ use futures::{stream, StreamExt};
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use serde_json::{json, Value};
 
-use super::{
-    not_acceptable_sse, parse_rpc_body, session_not_found, shutting_down, sse_response, stateless, too_many_sessions,
-    Delivery, Face,
-};
-use crate::http::response::{json_response, method_not_allowed, rpc_error, Body};
+use super::{parse_rpc_body, sse_response, stateless, Delivery, Face, Refused};
+use crate::http::response::{json_response, method_not_allowed, Body};
 use crate::http::{accepts, header_str};
 use crate::platform::boxed_stream;
-use crate::proto::jsonrpc::{self, Incoming, Message, RpcError};
+use crate::proto::jsonrpc::{self, Incoming, Message};
 use crate::proto::method::{Kind, Method as McpMethod};
 use crate::proto::version::{Era, ProtocolVersion};
 use crate::registry::Server;
@@ -37,16 +34,9 @@ pub(crate) async fn streamable(face: &Arc<Face>, req: Request<Bytes>, scope: Opt
     }
 }
 
-fn check_version_header(h: &HeaderMap) -> Result<(), Box<Response<Body>>> {
+fn check_version_header(h: &HeaderMap) -> Result<(), Refused> {
     match header_str(h, MCP_PROTOCOL_VERSION) {
-        Some(v) if ProtocolVersion::served_in_session(v).is_none() => Err(Box::new(rpc_error(
-            StatusCode::BAD_REQUEST,
-            None,
-            RpcError::invalid_request(format!(
-                "Bad Request: unsupported MCP-Protocol-Version '{v}' (supported: {})",
-                ProtocolVersion::served_names().join(", ")
-            )),
-        ))),
+        Some(v) if ProtocolVersion::served_in_session(v).is_none() => Err(Refused::UnsupportedVersion(v.to_string())),
         _ => Ok(()),
     }
 }
@@ -59,29 +49,17 @@ fn without_session(h: &HeaderMap) -> Response<Body> {
     if stateless {
         return method_not_allowed("POST");
     }
-    missing_session_header()
-}
-
-fn missing_session_header() -> Response<Body> {
-    rpc_error(
-        StatusCode::BAD_REQUEST,
-        None,
-        RpcError::invalid_request("Bad Request: missing Mcp-Session-Id header"),
-    )
+    Refused::Missing("Mcp-Session-Id header").answer()
 }
 
 async fn post(face: &Arc<Face>, req: Request<Bytes>, scope: Option<Arc<Server>>) -> Response<Body> {
     let h = req.headers();
     if !(accepts(h, "application/json") && accepts(h, "text/event-stream")) {
-        return rpc_error(
-            StatusCode::NOT_ACCEPTABLE,
-            None,
-            RpcError::invalid_request("Not Acceptable: Accept must list application/json and text/event-stream"),
-        );
+        return Refused::NotAcceptable("application/json and text/event-stream").answer();
     }
     let incoming = match parse_rpc_body(&req, face.max_batch) {
         Ok(m) => m,
-        Err(r) => return *r,
+        Err(r) => return r.answer(),
     };
     let Some(session_id) = header_str(h, MCP_SESSION_ID) else {
         // No session: the stateless era if the request says so, else the session era's
@@ -90,26 +68,23 @@ async fn post(face: &Arc<Face>, req: Request<Bytes>, scope: Option<Arc<Server>>)
             return stateless::post(face, &req, incoming, scope).await;
         }
         if let Err(r) = check_version_header(h) {
-            return *r;
+            return r.answer();
         }
         return sessionless_post(face, &req, incoming, scope).await;
     };
     if let Err(r) = check_version_header(h) {
-        return *r;
+        return r.answer();
     }
     let Some(session) = face.load_session(&req, session_id, scope.as_ref()).await else {
-        return session_not_found();
+        return Refused::SessionNotFound.answer();
     };
     let batches = session.protocol_version.is_none_or(ProtocolVersion::allows_batches);
     if matches!(incoming, Incoming::Batch(_)) && !batches {
-        return rpc_error(
-            StatusCode::BAD_REQUEST,
-            None,
-            RpcError::invalid_request(format!(
-                "Invalid Request: protocol version {} does not allow batches",
-                session.protocol_version.map_or("", ProtocolVersion::as_str)
-            )),
-        );
+        return Refused::NotInEra(format!(
+            "protocol version {} does not allow batches",
+            session.protocol_version.map_or("", ProtocolVersion::as_str)
+        ))
+        .answer();
     }
     let sender = face.sender(&req);
     face.process(Some(session), scope, sender, None, incoming, Delivery::Response)
@@ -130,25 +105,23 @@ async fn sessionless_post(
             // clients fall back to `initialize`.
             let known =
                 McpMethod::parse(&r.method).is_some_and(|m| m.info().kind == Kind::Request && m.in_era(Era::Session));
-            let err = if known {
-                RpcError::invalid_request("Bad Request: missing Mcp-Session-Id header; send initialize first")
+            let refused = if known {
+                Refused::NeedsSession(Some(r.id))
             } else {
-                RpcError::method_not_found(&r.method)
+                Refused::UnknownMethod {
+                    id: r.id,
+                    method: r.method,
+                    status: StatusCode::BAD_REQUEST,
+                }
             };
-            return rpc_error(StatusCode::BAD_REQUEST, Some(&r.id), err);
+            return refused.answer();
         }
-        _ => {
-            return rpc_error(
-                StatusCode::BAD_REQUEST,
-                None,
-                RpcError::invalid_request("Bad Request: missing Mcp-Session-Id header; send initialize first"),
-            )
-        }
+        _ => return Refused::NeedsSession(None).answer(),
     };
     let client = super::client_of(http_req);
     let mut s = face.new_session(http_req, scope.as_ref(), false);
     if let Err(why) = face.sessions.admit(&client, &s.id).await {
-        return too_many_sessions(why);
+        return Refused::TooManySessions(why).answer();
     }
     let count = face.engine.counter("streamable", &req);
     let answer = face.engine.initialize_result(&req, scope.as_ref());
@@ -179,16 +152,16 @@ async fn sessionless_post(
 async fn get(face: &Arc<Face>, req: Request<Bytes>, scope: Option<Arc<Server>>) -> Response<Body> {
     let h = req.headers();
     if !accepts(h, "text/event-stream") {
-        return not_acceptable_sse();
+        return Refused::NotAcceptable("text/event-stream").answer();
     }
     let Some(sid) = header_str(h, MCP_SESSION_ID) else {
         return without_session(h);
     };
     if let Err(r) = check_version_header(h) {
-        return *r;
+        return r.answer();
     }
     let Some(session) = face.load_session(&req, sid, scope.as_ref()).await else {
-        return session_not_found();
+        return Refused::SessionNotFound.answer();
     };
     let resume = header_str(h, LAST_EVENT_ID).and_then(|id| {
         let (stream_name, seq) = id.rsplit_once('.')?;
@@ -212,7 +185,7 @@ async fn get(face: &Arc<Face>, req: Request<Bytes>, scope: Option<Arc<Server>>) 
     let replayed = stream::iter(replay);
     let held = crate::session::hub::Held::of(super::identity_of(&req));
     let Some((conn, rx)) = face.sessions.hub().attach(&session.id, held) else {
-        return shutting_down();
+        return Refused::ShuttingDown.answer();
     };
     face.engine.stream_opened(&session.id);
     let sessions = face.sessions.clone();
@@ -230,7 +203,7 @@ async fn delete(face: &Arc<Face>, req: Request<Bytes>, scope: Option<Arc<Server>
         return without_session(req.headers());
     };
     if face.load_session(&req, sid, scope.as_ref()).await.is_none() {
-        return session_not_found();
+        return Refused::SessionNotFound.answer();
     }
     face.sessions.end(sid).await;
     Response::new(Body::Empty)

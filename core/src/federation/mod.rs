@@ -773,7 +773,7 @@ impl Federation {
 
     /// A peer's own upstreams and their health, as it tells them now (see
     /// [`upkeep::peer_upstreams`]).
-    pub async fn peer_upstreams(&self, def: &UpstreamDef) -> Result<Value, String> {
+    pub async fn peer_upstreams(&self, def: &UpstreamDef) -> Result<Value, UpstreamError> {
         upkeep::peer_upstreams(self, def).await
     }
 

@@ -63,9 +63,11 @@ pub(super) async fn check_upstreams(fed: &Federation, force: bool) -> usize {
 
 /// A peer's own upstreams and their health, as the peer's REST API tells them now (its
 /// `GET /gateways`, with the peer's headers): each `{name, kind, healthy, last_error}`.
-pub(super) async fn peer_upstreams(fed: &Federation, def: &UpstreamDef) -> Result<Value, String> {
+pub(super) async fn peer_upstreams(fed: &Federation, def: &UpstreamDef) -> Result<Value, UpstreamError> {
     let all = peer_get(fed, def, "/gateways").await?;
-    let listed = all.as_array().ok_or("the peer's GET /gateways is not a list")?;
+    let listed = all
+        .as_array()
+        .ok_or_else(|| UpstreamError::Protocol("the peer's GET /gateways is not a list".into()))?;
     Ok(Value::Array(
         listed
             .iter()
@@ -194,14 +196,17 @@ async fn peer_servers(fed: &Federation, def: &UpstreamDef) -> Vec<Value> {
 }
 
 /// `GET {peer}{path}` of a peer's REST API, with its headers.
-async fn peer_get(fed: &Federation, def: &UpstreamDef, path: &str) -> Result<Value, String> {
-    let endpoint = def.url.as_deref().ok_or("no URL")?;
+async fn peer_get(fed: &Federation, def: &UpstreamDef, path: &str) -> Result<Value, UpstreamError> {
+    let endpoint = def
+        .url
+        .as_deref()
+        .ok_or_else(|| UpstreamError::Unsupported("the peer has no URL".into()))?;
     // The peer's base: its MCP endpoint without `/mcp` (or `/servers/{id}/mcp`).
     let base = match endpoint.find("/servers/") {
         Some(i) => &endpoint[..i],
         None => endpoint.trim_end_matches('/').trim_end_matches("/mcp"),
     };
-    let mut headers = crate::http::header_map(&def.headers).map_err(|e| e.to_string())?;
+    let mut headers = crate::http::header_map(&def.headers).map_err(|e| UpstreamError::Unsupported(e.to_string()))?;
     headers.insert(http::header::ACCEPT, http::HeaderValue::from_static("application/json"));
     let request = OutboundRequest {
         method: http::Method::GET,
@@ -213,9 +218,12 @@ async fn peer_get(fed: &Federation, def: &UpstreamDef, path: &str) -> Result<Val
     let timeout = Duration::from_millis(fed.timeout_of(def).min(5_000));
     let (resp, body) = crate::http::fetch::fetch(&*fed.net.http, &*fed.net.clock, request, timeout, fed.net.max_bytes)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| UpstreamError::Unreachable(e.to_string()))?;
     if !resp.status.is_success() {
-        return Err(format!("the peer's GET {path} answered {}", resp.status));
+        return Err(UpstreamError::Protocol(format!(
+            "the peer's GET {path} answered {}",
+            resp.status
+        )));
     }
-    serde_json::from_slice(&body).map_err(|e| e.to_string())
+    serde_json::from_slice(&body).map_err(|e| UpstreamError::Protocol(format!("not JSON: {e}")))
 }

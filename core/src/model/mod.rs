@@ -452,7 +452,7 @@ impl ToolDef {
         valid_name("name", &self.name)?;
         valid_scope(&self.scope)?;
         valid_http_url("url", &self.url)?;
-        UriTemplate::parse(&self.url).map_err(|e| FieldError::new("url", e))?;
+        UriTemplate::parse(&self.url).map_err(|e| FieldError::new("url", e.to_string()))?;
         self.method = self.method.to_ascii_uppercase();
         if !matches!(self.method.as_str(), "GET" | "POST" | "PUT" | "PATCH" | "DELETE") {
             return Err(FieldError::new(
@@ -510,7 +510,7 @@ impl ResourceDef {
                 }
             }
             (None, Some(t)) => {
-                let tpl = UriTemplate::parse(t).map_err(|e| FieldError::new("uri_template", e))?;
+                let tpl = UriTemplate::parse(t).map_err(|e| FieldError::new("uri_template", e.to_string()))?;
                 if tpl.variables().is_empty() {
                     return Err(FieldError::new(
                         "uri_template",

@@ -61,26 +61,21 @@ pub struct Sealer {
 
 impl Sealer {
     /// The 32 bytes of a key's text: base64 (standard or URL-safe) or 64 hex digits.
-    pub fn parse_key(text: &str) -> Result<[u8; 32], String> {
+    pub fn parse_key(text: &str) -> Result<[u8; 32], KeyError> {
         let t = text.trim();
         let bytes = if t.len() == 64 && t.bytes().all(|b| b.is_ascii_hexdigit()) {
             (0..32)
                 .map(|i| u8::from_str_radix(&t[2 * i..2 * i + 2], 16))
                 .collect::<Result<Vec<u8>, _>>()
-                .map_err(|e| e.to_string())?
+                .map_err(|_| KeyError::Encoding)?
         } else {
             b64()
                 .decode(t)
                 .or_else(|_| base64::engine::general_purpose::URL_SAFE.decode(t))
                 .or_else(|_| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(t))
-                .map_err(|_| "not base64 or hex".to_string())?
+                .map_err(|_| KeyError::Encoding)?
         };
-        bytes.try_into().map_err(|b: Vec<u8>| {
-            format!(
-                "the key must be 32 bytes (base64 or 64 hex digits), not {}; make one with: head -c 32 /dev/urandom | base64",
-                b.len()
-            )
-        })
+        bytes.try_into().map_err(|b: Vec<u8>| KeyError::Length(b.len()))
     }
 
     /// The key for `purpose` derived from the master key `master`.
@@ -98,7 +93,7 @@ impl Sealer {
     }
 
     /// The key for `purpose` from the master key's text (see [`Sealer::parse_key`]).
-    pub fn from_key_text(text: &str, purpose: Purpose, crypto: Arc<dyn Crypto>) -> Result<Self, String> {
+    pub fn from_key_text(text: &str, purpose: Purpose, crypto: Arc<dyn Crypto>) -> Result<Self, KeyError> {
         Ok(Self::derive(&Self::parse_key(text)?, purpose, crypto))
     }
 
@@ -201,7 +196,20 @@ pub fn nonce(ids: &dyn Ids) -> [u8; 12] {
 
 pub use crate::model::credential_pointers;
 
-/// Why a value was not sealed or does not open.
+/// Why a key's text is not a key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeyError {
+    /// Neither base64 nor hex.
+    #[error("not base64 or hex")]
+    Encoding,
+    /// Decoded, but not 32 bytes.
+    #[error(
+        "the key must be 32 bytes (base64 or 64 hex digits), not {0}; make one with: head -c 32 /dev/urandom | base64"
+    )]
+    Length(usize),
+}
+
+/// Why a sealed value did not open, or a value could not be sealed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SealError {
     /// The platform's cryptography failed.
@@ -350,7 +358,7 @@ pub(crate) fn sealed_store(
     store: Arc<dyn Store>,
     ids: Arc<dyn Ids>,
     crypto: Arc<dyn Crypto>,
-) -> Result<Arc<dyn Store>, String> {
+) -> Result<Arc<dyn Store>, KeyError> {
     Ok(match key {
         Some(k) => Arc::new(SealedStore::new(
             store,
@@ -379,7 +387,7 @@ mod tests {
         assert!(Sealer::parse_key(KEY).is_ok());
         assert_eq!(Sealer::parse_key(&"ab".repeat(32)), Ok([0xab; 32]));
         let e = Sealer::parse_key("c2hvcnQ=").expect_err("short");
-        assert!(e.contains("32 bytes"), "{e}");
+        assert!(e.to_string().contains("32 bytes"), "{e}");
         assert!(Sealer::parse_key("not a key!").is_err());
     }
 

@@ -14,10 +14,10 @@ use super::auth::{parse_basic, parse_bearer, AuthConfig, AuthError, Identity, Pa
 use super::jwt::{KeySet, Verdict, Verifier};
 use super::origin::OriginPolicy;
 use super::ratelimit::{Limiter, RateLimits, Rule};
-use crate::http::response::{api_error, json_response, method_not_allowed, Body};
+use crate::http::response::{json_response, method_not_allowed, Body, Failure};
 use crate::observe::{metrics, Telemetry};
 use crate::ports::{Clock, HttpClient, OutboundRequest};
-use crate::proto::jsonrpc::{self, RpcError};
+use crate::proto::jsonrpc::RpcError;
 use crate::registry::Registry;
 
 /// JSON-RPC error code of a 401 on an MCP route.
@@ -41,6 +41,107 @@ pub struct Admitted {
     /// Rate-limit headers to add to the answer.
     #[serde(default)]
     pub headers: Vec<(String, String)>,
+}
+
+/// Why [`Security`] did not let a request in: a value, answered by
+/// [`crate::http::response::failure`] in the route's style.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum Refusal {
+    /// 401 (no or bad credentials) or 403 (a scope is missing), with the challenges to send.
+    #[error("{error}")]
+    Auth {
+        /// Why.
+        error: AuthError,
+        /// `WWW-Authenticate` values, in order.
+        challenges: Vec<String>,
+    },
+    /// 403: the Host or the Origin is not let in.
+    #[error(transparent)]
+    Origin(#[from] super::origin::Disallowed),
+    /// 429: the caller's bucket is empty.
+    #[error("rate limit exceeded ({limit} requests per {window_secs} s): retry in {retry_after_secs} s")]
+    RateLimited {
+        /// Requests per window.
+        limit: u64,
+        /// The window.
+        window_secs: u64,
+        /// When a request would pass again.
+        retry_after_secs: u64,
+        /// The `RateLimit-*` headers.
+        headers: Vec<(String, String)>,
+    },
+}
+
+impl Failure for Refusal {
+    fn status(&self) -> StatusCode {
+        match self {
+            Refusal::Auth {
+                error: AuthError::InsufficientScope(_),
+                ..
+            } => StatusCode::FORBIDDEN,
+            Refusal::Auth { .. } => StatusCode::UNAUTHORIZED,
+            Refusal::Origin(_) => StatusCode::FORBIDDEN,
+            Refusal::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+        }
+    }
+    fn rpc(&self) -> RpcError {
+        match self {
+            Refusal::Auth { error, .. } => {
+                let code = match error {
+                    AuthError::InsufficientScope(_) => FORBIDDEN,
+                    _ => UNAUTHORIZED,
+                };
+                RpcError::new(code, error.to_string()).with_data(json!({"reason": error.reason()}))
+            }
+            Refusal::Origin(d) => RpcError::invalid_request(d.to_string()),
+            Refusal::RateLimited { retry_after_secs, .. } => {
+                RpcError::new(RATE_LIMITED, self.to_string()).with_data(json!({"retry_after": retry_after_secs}))
+            }
+        }
+    }
+    fn api_code(&self) -> &'static str {
+        match self {
+            Refusal::Auth { error, .. } => error.reason(),
+            Refusal::Origin(_) => "forbidden",
+            Refusal::RateLimited { .. } => "rate_limited",
+        }
+    }
+    fn headers(&self) -> Vec<(http::HeaderName, HeaderValue)> {
+        let pairs = match self {
+            Refusal::Auth { challenges, .. } => challenges
+                .iter()
+                .map(|c| (header::WWW_AUTHENTICATE.as_str().to_string(), c.clone()))
+                .collect(),
+            Refusal::Origin(_) => vec![],
+            Refusal::RateLimited {
+                headers,
+                retry_after_secs,
+                ..
+            } => {
+                let mut h = headers.clone();
+                h.push(("retry-after".to_string(), retry_after_secs.to_string()));
+                h
+            }
+        };
+        pairs
+            .into_iter()
+            .filter_map(|(k, v)| Some((http::HeaderName::try_from(k).ok()?, HeaderValue::from_str(&v).ok()?)))
+            .collect()
+    }
+}
+
+/// Why the issuer's metadata or keys could not be read.
+#[derive(Debug, thiserror::Error)]
+enum DocumentError {
+    /// The request failed (the URL).
+    #[error("{0}: {1}")]
+    Fetch(String, crate::ports::HttpError),
+    /// It answered another status.
+    #[error("{0}: HTTP {1}")]
+    Status(String, StatusCode),
+    /// It is not JSON.
+    #[error("{0}: not JSON: {1}")]
+    NotJson(String, String),
 }
 
 /// Who is calling, as the MCP methods see it: decides which members are listed and callable.
@@ -243,39 +344,33 @@ impl Security {
     }
 
     /// Whether the request's Host and Origin may reach the gateway; why not otherwise.
-    pub fn check_origin(&self, req: &Request<Bytes>) -> Result<(), String> {
-        self.origins.check(req)
+    pub fn check_origin(&self, req: &Request<Bytes>) -> Result<(), Refusal> {
+        self.origins.check(req).map_err(Refusal::Origin)
     }
 
     /// Who is calling and whether they may use this route: the identity (None when auth is
-    /// off), or the 401/403 answer.
-    pub(crate) async fn admit(
-        &self,
-        req: &Request<Bytes>,
-        access: Access,
-        mcp: bool,
-    ) -> Result<Admitted, Box<Response<Body>>> {
+    /// off), or why not.
+    pub(crate) async fn admit(&self, req: &Request<Bytes>, access: Access) -> Result<Admitted, Refusal> {
         if access == Access::Public {
             return Ok(Admitted::default());
         }
         let identity = if self.cfg.required {
-            Some(self.authenticate(req, access, mcp).await?)
+            Some(self.authenticate(req, access).await?)
         } else {
             None
         };
-        let headers = self.rate_limit(req, access, mcp, identity.as_ref()).await?;
+        let headers = self.rate_limit(req, access, identity.as_ref()).await?;
         Ok(Admitted { identity, headers })
     }
 
     /// Takes a token from the caller's bucket for this route class: the `RateLimit-*` headers,
-    /// or the 429 answer.
+    /// or the refusal.
     async fn rate_limit(
         &self,
         req: &Request<Bytes>,
         access: Access,
-        mcp: bool,
         identity: Option<&Identity>,
-    ) -> Result<Vec<(String, String)>, Box<Response<Body>>> {
+    ) -> Result<Vec<(String, String)>, Refusal> {
         let limits = &self.limits;
         let (class, rule) = match access {
             Access::Client => ("mcp", limits.mcp),
@@ -289,22 +384,16 @@ impl Security {
             Some(i) => format!("sub:{}", i.subject),
             None => client_key(req),
         };
-        self.bucket(&format!("{class}:{who}"), rule, 1, mcp).await
+        self.bucket(&format!("{class}:{who}"), rule, 1).await
     }
 
     /// Takes `cost` tokens (0: only looks) from bucket `key`: the `RateLimit-*` headers, or the
-    /// 429 answer. A limiter that cannot be reached lets requests through.
-    async fn bucket(
-        &self,
-        key: &str,
-        rule: Rule,
-        cost: u32,
-        mcp: bool,
-    ) -> Result<Vec<(String, String)>, Box<Response<Body>>> {
+    /// refusal. A limiter that cannot be reached lets requests through.
+    async fn bucket(&self, key: &str, rule: Rule, cost: u32) -> Result<Vec<(String, String)>, Refusal> {
         let Ok(d) = self.limiter.take(key, rule, self.clock.now_ms(), cost).await else {
             return Ok(vec![]);
         };
-        let mut headers = vec![
+        let headers = vec![
             ("ratelimit-limit".to_string(), d.limit.to_string()),
             ("ratelimit-remaining".to_string(), d.remaining.to_string()),
             ("ratelimit-reset".to_string(), d.reset_secs.to_string()),
@@ -322,30 +411,18 @@ impl Security {
             _ => "other",
         };
         self.telemetry.count(&metrics::RATE_LIMITED, &[class]);
-        headers.push(("retry-after".to_string(), d.retry_after_secs.to_string()));
-        let msg = format!(
-            "rate limit exceeded ({} requests per {} s): retry in {} s",
-            d.limit, d.window_secs, d.retry_after_secs
-        );
-        let mut resp = if mcp {
-            let err = RpcError::new(RATE_LIMITED, msg).with_data(json!({"retry_after": d.retry_after_secs}));
-            json_response(StatusCode::TOO_MANY_REQUESTS, &jsonrpc::error_response(None, &err))
-        } else {
-            api_error(StatusCode::TOO_MANY_REQUESTS, "rate_limited", msg, None)
-        };
-        add_headers(&mut resp, &headers);
-        Err(Box::new(resp))
+        Err(Refusal::RateLimited {
+            limit: d.limit.into(),
+            window_secs: d.window_secs.into(),
+            retry_after_secs: d.retry_after_secs,
+            headers,
+        })
     }
 
-    /// The caller's identity from its credentials, or the 401/403 answer. An address whose
-    /// refused passwords used up `auth_failures` gets 429 for basic auth before the password is
-    /// looked at (no guessing, and no password hashing on demand).
-    async fn authenticate(
-        &self,
-        req: &Request<Bytes>,
-        access: Access,
-        mcp: bool,
-    ) -> Result<Identity, Box<Response<Body>>> {
+    /// The caller's identity from its credentials, or the refusal. An address whose refused
+    /// passwords used up `auth_failures` gets 429 for basic auth before the password is looked
+    /// at (no guessing, and no password hashing on demand).
+    async fn authenticate(&self, req: &Request<Bytes>, access: Access) -> Result<Identity, Refusal> {
         // Passwords can be guessed and are slow to check on purpose; bearer tokens can be neither
         // (and a shared address must not let one client lock out every token holder behind it).
         let basic = req
@@ -357,7 +434,7 @@ impl Security {
         let rule = self.limits.auth_failures.filter(|_| basic);
         let key = format!("authfail:{}", client_key(req));
         if let Some(rule) = rule {
-            self.bucket(&key, rule, 0, mcp).await?;
+            self.bucket(&key, rule, 0).await?;
         }
         match self.check_credentials(req, access).await {
             Ok(id) => Ok(id),
@@ -371,7 +448,7 @@ impl Security {
                 if let (Some(rule), AuthError::Invalid(_) | AuthError::Expired | AuthError::NotYetValid) = (rule, &e) {
                     let _ = self.limiter.take(&key, rule, self.clock.now_ms(), 1).await;
                 }
-                Err(Box::new(self.auth_error(req, access, mcp, &e)))
+                Err(self.refusal(req, access, e))
             }
         }
     }
@@ -470,9 +547,9 @@ impl Security {
     /// configured, or from the issuer's metadata) and kept for `oauth_jwks_refetch_secs`.
     async fn fetch_jwks(&self, now: u64, rotated: bool) -> Result<Arc<KeySet>, AuthError> {
         let g = self;
-        let unavailable = |m: String| AuthError::Invalid(format!("issuer keys unavailable: {m}"));
+        let unavailable = |m: &dyn std::fmt::Display| AuthError::Invalid(format!("issuer keys unavailable: {m}"));
         let Some(issuer) = g.cfg.oauth_issuer.clone() else {
-            return Err(unavailable("no key configured".into()));
+            return Err(unavailable(&"no key configured"));
         };
         {
             let mut at = g.fetched_at.lock().unwrap_or_else(|e| e.into_inner());
@@ -506,11 +583,11 @@ impl Security {
                         }
                     }
                 }
-                found.ok_or_else(|| unavailable(format!("no jwks_uri in {issuer}'s metadata")))?
+                found.ok_or_else(|| unavailable(&format!("no jwks_uri in {issuer}'s metadata")))?
             }
         };
-        let jwks = self.get_json(&jwks_url).await.map_err(unavailable)?.to_string();
-        let keys = KeySet::from_jwks(g.cfg.algorithm, &jwks).map_err(unavailable)?;
+        let jwks = self.get_json(&jwks_url).await.map_err(|e| unavailable(&e))?.to_string();
+        let keys = KeySet::from_jwks(g.cfg.algorithm, &jwks).map_err(|e| unavailable(&e))?;
         self.cache.put(&cache_key, jwks, refetch_ms).await;
         let keys = Arc::new(keys);
         *g.keys.lock().unwrap_or_else(|e| e.into_inner()) = Some(keys.clone());
@@ -518,7 +595,7 @@ impl Security {
     }
 
     /// GET a small JSON document (issuer metadata, JWKS).
-    async fn get_json(&self, url: &str) -> Result<Value, String> {
+    async fn get_json(&self, url: &str) -> Result<Value, DocumentError> {
         let req = OutboundRequest {
             method: Method::GET,
             url: url.to_string(),
@@ -529,33 +606,18 @@ impl Security {
         let timeout = std::time::Duration::from_secs(10);
         let (resp, body) = crate::http::fetch::fetch(&*self.http, &*self.clock, req, timeout, MAX_DOCUMENT_BYTES)
             .await
-            .map_err(|e| format!("{url}: {e}"))?;
+            .map_err(|e| DocumentError::Fetch(url.to_string(), e))?;
         if !resp.status.is_success() {
-            return Err(format!("{url}: HTTP {}", resp.status));
+            return Err(DocumentError::Status(url.to_string(), resp.status));
         }
-        serde_json::from_slice::<Value>(&body).map_err(|e| format!("{url}: not JSON: {e}"))
+        serde_json::from_slice::<Value>(&body).map_err(|e| DocumentError::NotJson(url.to_string(), e.to_string()))
     }
 
-    /// The 401 or 403 answer, with its challenge(s).
-    pub(crate) fn auth_error(&self, req: &Request<Bytes>, access: Access, mcp: bool, e: &AuthError) -> Response<Body> {
+    /// The refusal for an authentication failure on `access`, with its challenge(s).
+    pub(crate) fn refusal(&self, req: &Request<Bytes>, access: Access, e: AuthError) -> Refusal {
         let g = self;
-        let status = match e {
-            AuthError::InsufficientScope(_) => StatusCode::FORBIDDEN,
-            _ => StatusCode::UNAUTHORIZED,
-        };
-        let mut resp = if mcp {
-            let code = if status == StatusCode::FORBIDDEN {
-                FORBIDDEN
-            } else {
-                UNAUTHORIZED
-            };
-            let err = RpcError::new(code, e.to_string()).with_data(json!({"reason": e.reason()}));
-            json_response(status, &jsonrpc::error_response(None, &err))
-        } else {
-            api_error(status, e.reason(), e.to_string(), None)
-        };
         let base = base_url(&g.cfg, req);
-        let scope = match e {
+        let scope = match &e {
             AuthError::InsufficientScope(s) => s.clone(),
             _ if access == Access::Admin => g.cfg.admin_scope.clone(),
             _ => g.cfg.client_scope.clone(),
@@ -573,17 +635,12 @@ impl Security {
                 quoted(&e.to_string())
             ));
         }
-        let h = resp.headers_mut();
-        if let Ok(v) = HeaderValue::from_str(&challenge) {
-            h.append(header::WWW_AUTHENTICATE, v);
+        let mut challenges = vec![challenge];
+        let forbidden = matches!(e, AuthError::InsufficientScope(_));
+        if access == Access::Admin && g.cfg.admin_user.is_some() && !forbidden {
+            challenges.push("Basic realm=\"mcpgw-admin\", charset=\"UTF-8\"".to_string());
         }
-        if access == Access::Admin && g.cfg.admin_user.is_some() && status == StatusCode::UNAUTHORIZED {
-            h.append(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Basic realm=\"mcpgw-admin\", charset=\"UTF-8\""),
-            );
-        }
-        resp
+        Refusal::Auth { error: e, challenges }
     }
 
     /// `GET /.well-known/oauth-protected-resource[/path]` (RFC 9728).

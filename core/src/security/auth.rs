@@ -165,7 +165,7 @@ impl AuthConfig {
             ));
         }
         if let Some(h) = &self.admin_password_hash {
-            PasswordHash::parse(&h.0).map_err(|e| bad("MCPGW_ADMIN_PASSWORD_HASH", e))?;
+            PasswordHash::parse(&h.0).map_err(|e| bad("MCPGW_ADMIN_PASSWORD_HASH", e.to_string()))?;
         }
         if let Some(s) = &self.jwt_secret {
             if let Some(why) = weak_secret(&s.0) {
@@ -196,7 +196,7 @@ impl AuthConfig {
                         format!("{} needs the verification key(s) as a JWK or JWK set", alg.name()),
                     )
                 })?;
-                super::jwt::KeySet::from_jwks(alg, keys).map_err(|e| bad("MCPGW_JWT_PUBLIC_KEY", e))?;
+                super::jwt::KeySet::from_jwks(alg, keys).map_err(|e| bad("MCPGW_JWT_PUBLIC_KEY", e.to_string()))?;
             }
         }
         Ok(())
@@ -253,29 +253,47 @@ fn b64() -> base64::engine::GeneralPurpose {
     base64::engine::general_purpose::STANDARD_NO_PAD
 }
 
+/// Why a stored password hash is not one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum HashError {
+    /// Not of the scheme.
+    #[error("not a '$pbkdf2-sha256$i=N$salt$hash' string (make one with: mcpgw hash-password)")]
+    Scheme,
+    /// Of the scheme, without its three parts.
+    #[error("expected '$pbkdf2-sha256$i=N$salt$hash'")]
+    Shape,
+    /// Too few iterations, or not a number.
+    #[error("iterations must be given as i=N with N at least 10000")]
+    Iterations,
+    /// The salt or the hash is not base64.
+    #[error("the {0} is not base64")]
+    Encoding(&'static str),
+    /// The salt or the hash is too short.
+    #[error("salt (8+ bytes) or hash (16+ bytes) too short")]
+    TooShort,
+}
+
 impl PasswordHash {
     /// Parses a stored hash.
-    pub fn parse(s: &str) -> Result<Self, String> {
-        let rest = s
-            .strip_prefix(PBKDF2_PREFIX)
-            .ok_or("not a '$pbkdf2-sha256$i=N$salt$hash' string (make one with: mcpgw hash-password)")?;
+    pub fn parse(s: &str) -> Result<Self, HashError> {
+        let rest = s.strip_prefix(PBKDF2_PREFIX).ok_or(HashError::Scheme)?;
         let parts: Vec<&str> = rest.split('$').collect();
         let [params, salt, hash] = parts.as_slice() else {
-            return Err("expected '$pbkdf2-sha256$i=N$salt$hash'".into());
+            return Err(HashError::Shape);
         };
         let iterations: u32 = params
             .strip_prefix("i=")
             .and_then(|n| n.parse().ok())
             .filter(|n| *n >= 10_000)
-            .ok_or("iterations must be given as i=N with N at least 10000")?;
+            .ok_or(HashError::Iterations)?;
         let salt = b64()
             .decode(salt.trim_end_matches('='))
-            .map_err(|_| "salt is not base64")?;
+            .map_err(|_| HashError::Encoding("salt"))?;
         let hash = b64()
             .decode(hash.trim_end_matches('='))
-            .map_err(|_| "hash is not base64")?;
+            .map_err(|_| HashError::Encoding("hash"))?;
         if salt.len() < 8 || hash.len() < 16 {
-            return Err("salt (8+ bytes) or hash (16+ bytes) too short".into());
+            return Err(HashError::TooShort);
         }
         Ok(Self { iterations, salt, hash })
     }
@@ -503,7 +521,7 @@ mod tests {
 
     #[test]
     fn public_keys_of_the_wrong_shape_are_refused_when_read() {
-        let refused = |alg: Alg, jwk: &str| KeySet::from_jwks(alg, jwk).expect_err(jwk);
+        let refused = |alg: Alg, jwk: &str| KeySet::from_jwks(alg, jwk).expect_err(jwk).to_string();
         let p384 = r#"{"kty":"EC","crv":"P-384","x":"AAAA","y":"AAAA"}"#;
         assert!(refused(Alg::ES256, p384).contains("crv"));
         let short_x = r#"{"kty":"OKP","crv":"Ed25519","x":"AAAA"}"#;

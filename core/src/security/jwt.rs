@@ -46,27 +46,65 @@ fn b64url() -> base64::engine::GeneralPurpose {
 /// The smallest RSA modulus accepted, in bytes (2048 bits).
 const MIN_RSA_BYTES: usize = 256;
 
+/// Why a JWK or JWK set gives no key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum JwkError {
+    /// Not JSON.
+    #[error("not JSON: {0}")]
+    NotJson(String),
+    /// `keys` is there and is not an array.
+    #[error("'keys' is not an array")]
+    KeysNotArray,
+    /// HS256 keys are secrets.
+    #[error("HS256 uses MCPGW_JWT_SECRET, not a JWK")]
+    Hmac,
+    /// A member the key type needs is missing.
+    #[error("no '{0}'")]
+    Missing(&'static str),
+    /// A member is not base64url.
+    #[error("'{0}' is not base64url")]
+    NotBase64(&'static str),
+    /// `kty` or `crv` is not the algorithm's (the member and what it must be).
+    #[error("'{0}' is not {1}")]
+    Mismatch(&'static str, &'static str),
+    /// An RSA modulus under the minimum.
+    #[error("the RSA modulus has fewer than {} bits", MIN_RSA_BYTES * 8)]
+    SmallModulus,
+    /// An empty RSA exponent.
+    #[error("'e' is empty")]
+    EmptyExponent,
+    /// A P-256 point of the wrong size.
+    #[error("a P-256 point needs 32-byte 'x' and 'y'")]
+    PointSize,
+    /// An Ed25519 key of the wrong size.
+    #[error("an Ed25519 key needs a 32-byte 'x'")]
+    EdSize,
+    /// A set without a key of the algorithm (its name).
+    #[error("no {0} key in it")]
+    NoKey(&'static str),
+}
+
 /// The key members of `jwk` as JSON text, if it is a well-formed public key for `alg` (the
 /// members present, of the sizes the algorithm needs); why not otherwise.
-fn public_jwk(alg: SignatureAlg, jwk: &Value) -> Result<String, String> {
-    let text = |k: &str| jwk.get(k).and_then(Value::as_str).ok_or(format!("no '{k}'"));
-    let bytes = |k: &str| {
+fn public_jwk(alg: SignatureAlg, jwk: &Value) -> Result<String, JwkError> {
+    let text = |k: &'static str| jwk.get(k).and_then(Value::as_str).ok_or(JwkError::Missing(k));
+    let bytes = |k: &'static str| {
         b64url()
             .decode(text(k)?.trim_end_matches('='))
-            .map_err(|_| format!("'{k}' is not base64url"))
+            .map_err(|_| JwkError::NotBase64(k))
     };
     let (kty, crv) = match alg {
-        SignatureAlg::Hs256 => return Err("HS256 uses MCPGW_JWT_SECRET, not a JWK".into()),
+        SignatureAlg::Hs256 => return Err(JwkError::Hmac),
         SignatureAlg::Rs256 => ("RSA", None),
         SignatureAlg::Es256 => ("EC", Some("P-256")),
         SignatureAlg::EdDsa => ("OKP", Some("Ed25519")),
     };
     if text("kty")? != kty {
-        return Err(format!("'kty' is not {kty}"));
+        return Err(JwkError::Mismatch("kty", kty));
     }
     if let Some(crv) = crv {
         if text("crv")? != crv {
-            return Err(format!("'crv' is not {crv}"));
+            return Err(JwkError::Mismatch("crv", crv));
         }
     }
     match alg {
@@ -75,20 +113,20 @@ fn public_jwk(alg: SignatureAlg, jwk: &Value) -> Result<String, String> {
             let n = bytes("n")?;
             let significant = n.iter().skip_while(|b| **b == 0).count();
             if significant < MIN_RSA_BYTES {
-                return Err(format!("the RSA modulus has fewer than {} bits", MIN_RSA_BYTES * 8));
+                return Err(JwkError::SmallModulus);
             }
             if bytes("e")?.is_empty() {
-                return Err("'e' is empty".into());
+                return Err(JwkError::EmptyExponent);
             }
         }
         SignatureAlg::Es256 => {
             if bytes("x")?.len() != 32 || bytes("y")?.len() != 32 {
-                return Err("a P-256 point needs 32-byte 'x' and 'y'".into());
+                return Err(JwkError::PointSize);
             }
         }
         SignatureAlg::EdDsa => {
             if bytes("x")?.len() != 32 {
-                return Err("an Ed25519 key needs a 32-byte 'x'".into());
+                return Err(JwkError::EdSize);
             }
         }
     }
@@ -123,15 +161,15 @@ impl KeySet {
 
     /// The keys of `alg` in a JWK (`{"kty":…}`) or JWK set (`{"keys":[…]}`); keys of other
     /// types in a set are skipped, and at least one must fit.
-    pub fn from_jwks(alg: Alg, json: &str) -> Result<Self, String> {
-        let v: Value = serde_json::from_str(json).map_err(|e| format!("not JSON: {e}"))?;
+    pub fn from_jwks(alg: Alg, json: &str) -> Result<Self, JwkError> {
+        let v: Value = serde_json::from_str(json).map_err(|e| JwkError::NotJson(e.to_string()))?;
         let items: Vec<Value> = match v.get("keys") {
             Some(Value::Array(keys)) => keys.clone(),
-            Some(_) => return Err("'keys' is not an array".into()),
+            Some(_) => return Err(JwkError::KeysNotArray),
             None => vec![v],
         };
         let Some(sig) = signature_alg(alg) else {
-            return Err("HS256 uses MCPGW_JWT_SECRET, not a JWK".into());
+            return Err(JwkError::Hmac);
         };
         let mut keys = vec![];
         let mut errors = vec![];
@@ -153,12 +191,7 @@ impl KeySet {
             }
         }
         if keys.is_empty() {
-            let why = if errors.is_empty() {
-                format!("no {} key in it", alg.name())
-            } else {
-                errors.join("; ")
-            };
-            return Err(why);
+            return Err(errors.pop().unwrap_or(JwkError::NoKey(alg.name())));
         }
         Ok(KeySet { sig, keys })
     }

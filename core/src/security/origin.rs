@@ -45,9 +45,20 @@ fn is_loopback_name(host: &str) -> bool {
         || h.starts_with("127.") && h.split('.').count() == 4 && h.split('.').all(|o| o.parse::<u8>().is_ok())
 }
 
+/// A Host or Origin the policy does not let in.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Disallowed {
+    /// The `Host` header names a host that is not served.
+    #[error("Forbidden: Host '{0}' is not allowed")]
+    Host(String),
+    /// A browser page from this origin may not call the gateway.
+    #[error("Forbidden: Origin '{0}' is not allowed")]
+    Origin(String),
+}
+
 impl OriginPolicy {
     /// Whether the request's Host and Origin may reach the gateway; why not otherwise.
-    pub fn check(&self, req: &Request<Bytes>) -> Result<(), String> {
+    pub fn check(&self, req: &Request<Bytes>) -> Result<(), Disallowed> {
         let host = header_str(req.headers(), "host")
             .map(str::to_string)
             .or_else(|| req.uri().authority().map(|a| a.to_string()));
@@ -63,7 +74,7 @@ impl OriginPolicy {
                 self.allowed_hosts.is_empty() || host_listed(h)
             };
             if !ok {
-                return Err(format!("Forbidden: Host '{h}' is not allowed"));
+                return Err(Disallowed::Host(h.clone()));
             }
         }
         if let Some(origin) = header_str(req.headers(), "origin") {
@@ -81,7 +92,7 @@ impl OriginPolicy {
                 host.as_deref().is_some_and(|h| h.eq_ignore_ascii_case(authority))
             };
             if !ok {
-                return Err(format!("Forbidden: Origin '{origin}' is not allowed"));
+                return Err(Disallowed::Origin(origin.to_string()));
             }
         }
         Ok(())

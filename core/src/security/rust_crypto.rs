@@ -38,26 +38,27 @@ fn check<A: Algorithm>(alg: &A, key: &A::VerifyingKey, message: &[u8], signature
 }
 
 impl RustCrypto {
-    fn check(alg: SignatureAlg, jwk: &str, message: &[u8], signature: &[u8]) -> Result<bool, String> {
-        let jwk: JsonWebKey<'_> = serde_json::from_str(jwk).map_err(|e| format!("not a JWK: {e}"))?;
+    fn check(alg: SignatureAlg, jwk: &str, message: &[u8], signature: &[u8]) -> Result<bool, CryptoError> {
+        let bad = |e: &dyn std::fmt::Display| CryptoError::Key(e.to_string());
+        let jwk: JsonWebKey<'_> = serde_json::from_str(jwk).map_err(|e| CryptoError::Key(format!("not a JWK: {e}")))?;
         Ok(match alg {
             SignatureAlg::Hs256 => {
                 let JsonWebKey::Symmetric { secret } = &jwk else {
-                    return Err("an HS256 key is a JWK of kty 'oct'".into());
+                    return Err(CryptoError::Key("an HS256 key is a JWK of kty 'oct'".into()));
                 };
                 // The MAC's own type panics on another length (jwt-compact checks it first).
                 signature.len() == 32 && check(&Hs256, &Hs256Key::new(secret.as_ref()), message, signature)
             }
             SignatureAlg::Rs256 => {
-                let key = RsaPublicKey::try_from(&jwk).map_err(|e| e.to_string())?;
+                let key = RsaPublicKey::try_from(&jwk).map_err(|e| bad(&e))?;
                 check(&Rsa::rs256(), &key, message, signature)
             }
             SignatureAlg::Es256 => {
-                let key = EsKey::try_from(&jwk).map_err(|e| e.to_string())?;
+                let key = EsKey::try_from(&jwk).map_err(|e| bad(&e))?;
                 check(&Es256, &key, message, signature)
             }
             SignatureAlg::EdDsa => {
-                let key = EdKey::try_from(&jwk).map_err(|e| e.to_string())?;
+                let key = EdKey::try_from(&jwk).map_err(|e| bad(&e))?;
                 check(&Ed25519, &key, message, signature)
             }
         })
@@ -72,7 +73,7 @@ impl Crypto for RustCrypto {
         message: &'a [u8],
         signature: &'a [u8],
     ) -> BoxFuture<'a, Result<bool, CryptoError>> {
-        let checked = Self::check(alg, jwk, message, signature).map_err(CryptoError::Key);
+        let checked = Self::check(alg, jwk, message, signature);
         Box::pin(std::future::ready(checked))
     }
 
@@ -127,6 +128,32 @@ struct Minted<'a> {
     scope: &'a str,
 }
 
+/// Why a token could not be minted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MintError {
+    /// An empty subject.
+    #[error("--sub must not be empty")]
+    NoSubject,
+    /// A lifetime of 0.
+    #[error("--exp must be at least 1 second")]
+    NoLifetime,
+    /// HS256 without a secret.
+    #[error("MCPGW_JWT_SECRET is not set; {MAKE_SECRET}")]
+    NoSecret,
+    /// HS256 with a secret too weak to sign with (why).
+    #[error("{0}; {MAKE_SECRET}")]
+    WeakSecret(String),
+    /// An asymmetric algorithm without its private key (the algorithm).
+    #[error("{0} tokens need MCPGW_JWT_PRIVATE_KEY (a private JWK)")]
+    NoPrivateKey(&'static str),
+    /// A private key that cannot sign.
+    #[error("MCPGW_JWT_PRIVATE_KEY: {0}")]
+    BadPrivateKey(String),
+    /// The signature failed.
+    #[error("{0}")]
+    Sign(String),
+}
+
 /// Signs a token with the configured key: `sub`, `scope` (space-separated), `iss` and `aud`
 /// from the settings, `jti`, `iat`, and `exp` after `ttl_secs`.
 pub fn mint(
@@ -136,12 +163,12 @@ pub fn mint(
     ttl_secs: u64,
     jti: &str,
     now_ms: u64,
-) -> Result<String, String> {
+) -> Result<String, MintError> {
     if sub.is_empty() {
-        return Err("--sub must not be empty".into());
+        return Err(MintError::NoSubject);
     }
     if ttl_secs == 0 {
-        return Err("--exp must be at least 1 second".into());
+        return Err(MintError::NoLifetime);
     }
     let scope = scopes.join(" ");
     let mut claims = Claims::new(Minted {
@@ -154,15 +181,12 @@ pub fn mint(
     claims.issued_at = Some(to_datetime(now_ms));
     claims.expiration = Some(to_datetime(now_ms + ttl_secs * 1000));
     let header = Header::empty().with_token_type("JWT");
-    let err = |e: jwt_compact::CreationError| e.to_string();
+    let err = |e: jwt_compact::CreationError| MintError::Sign(e.to_string());
     match cfg.algorithm {
         Alg::HS256 => {
-            let secret = cfg
-                .jwt_secret
-                .as_ref()
-                .ok_or_else(|| format!("MCPGW_JWT_SECRET is not set; {MAKE_SECRET}"))?;
+            let secret = cfg.jwt_secret.as_ref().ok_or(MintError::NoSecret)?;
             if let Some(why) = weak_secret(&secret.0) {
-                return Err(format!("{why}; {MAKE_SECRET}"));
+                return Err(MintError::WeakSecret(why));
             }
             Hs256
                 .token(&header, &claims, &Hs256Key::new(secret.0.as_bytes()))
@@ -172,27 +196,26 @@ pub fn mint(
             let pk = cfg
                 .jwt_private_key
                 .as_ref()
-                .ok_or_else(|| format!("{} tokens need MCPGW_JWT_PRIVATE_KEY (a private JWK)", alg.name()))?;
-            let v: Value =
-                serde_json::from_str(&pk.0).map_err(|e| format!("MCPGW_JWT_PRIVATE_KEY is not JSON: {e}"))?;
+                .ok_or(MintError::NoPrivateKey(alg.name()))?;
+            let bad_key = |e: &dyn std::fmt::Display| MintError::BadPrivateKey(e.to_string());
+            let v: Value = serde_json::from_str(&pk.0).map_err(|e| bad_key(&format!("not JSON: {e}")))?;
             let header = match v.get("kid").and_then(Value::as_str) {
                 Some(kid) => header.with_key_id(kid),
                 None => header,
             };
-            let jwk: JsonWebKey<'_> = serde_json::from_value(key_members(&v, true))
-                .map_err(|e| format!("MCPGW_JWT_PRIVATE_KEY is not a JWK: {e}"))?;
-            let bad_key = |e: String| format!("MCPGW_JWT_PRIVATE_KEY: {e}");
+            let jwk: JsonWebKey<'_> =
+                serde_json::from_value(key_members(&v, true)).map_err(|e| bad_key(&format!("not a JWK: {e}")))?;
             match alg {
                 Alg::RS256 => {
-                    let key = RsaSigningKey::try_from(&jwk).map_err(|e| bad_key(e.to_string()))?;
+                    let key = RsaSigningKey::try_from(&jwk).map_err(|e| bad_key(&e))?;
                     Rsa::rs256().token(&header, &claims, &key).map_err(err)
                 }
                 Alg::ES256 => {
-                    let key = EsSigningKey::try_from(&jwk).map_err(|e| bad_key(e.to_string()))?;
+                    let key = EsSigningKey::try_from(&jwk).map_err(|e| bad_key(&e))?;
                     Es256.token(&header, &claims, &key).map_err(err)
                 }
                 _ => {
-                    let key = EdSigningKey::try_from(&jwk).map_err(|e| bad_key(e.to_string()))?;
+                    let key = EdSigningKey::try_from(&jwk).map_err(|e| bad_key(&e))?;
                     Ed25519.token(&header, &claims, &key).map_err(err)
                 }
             }

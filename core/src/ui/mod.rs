@@ -22,7 +22,7 @@ use crate::platform::{BoxFuture, MaybeSync};
 use crate::ports::{Clock, Ids, Kind};
 use crate::proto::method::Method as McpMethod;
 use crate::registry::seal::{nonce, Sealer};
-use crate::security::admission::Admitted;
+use crate::security::admission::{Admitted, Refusal};
 use crate::security::auth::Identity;
 use forms::{KindPage, Shown, KINDS};
 
@@ -42,7 +42,7 @@ pub(crate) trait Host: MaybeSync {
     /// Answers a request the way the gateway's routes do, for the caller in its [`Admitted`].
     fn call(&self, req: Request<Bytes>) -> BoxFuture<'_, Response<Body>>;
     /// Admits a request (its `Authorization` header) as an administrator, or says why not.
-    fn login(&self, req: Request<Bytes>) -> BoxFuture<'_, Result<Admitted, String>>;
+    fn login(&self, req: Request<Bytes>) -> BoxFuture<'_, Result<Admitted, Refusal>>;
     /// Whether tokens with this `jti` are revoked.
     fn revoked(&self, jti: String) -> BoxFuture<'_, bool>;
     /// Live sessions.
@@ -359,8 +359,9 @@ impl Ui {
             }
             Ok(_) => see_other("/admin"),
             Err(why) => {
+                use crate::http::response::Failure;
                 let ctx = json!({"error": format!("Not logged in: {why}")});
-                self.render("login.html", "Log in", "login", session, ctx, StatusCode::UNAUTHORIZED)
+                self.render("login.html", "Log in", "login", session, ctx, why.status())
             }
         }
     }

@@ -90,9 +90,26 @@ fn tool_name(op: &Value, method: &str, path: &str) -> String {
     name
 }
 
+/// Why an OpenAPI document gives no catalog.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum NotOpenApi {
+    /// A Swagger 2.0 document.
+    #[error("Swagger 2.0 is not supported: convert the document to OpenAPI 3")]
+    Swagger2,
+    /// No `"openapi": "3.x"`.
+    #[error("not an OpenAPI 3.0 or 3.1 document (no \"openapi\": \"3.x\")")]
+    NoVersion,
+    /// No absolute server URL and no `base_url`.
+    #[error("the document names no absolute server URL: set base_url")]
+    NoServer,
+    /// No `paths` object.
+    #[error("the document has no paths")]
+    NoPaths,
+}
+
 /// Where the API is: `base` if given, else the document's first server (its variables at their
 /// defaults, a relative URL taken against the document's own), else the document's origin.
-fn base_url(doc: &Value, doc_url: Option<&str>, base: Option<&str>) -> Result<String, String> {
+fn base_url(doc: &Value, doc_url: Option<&str>, base: Option<&str>) -> Result<String, NotOpenApi> {
     if let Some(b) = base {
         return Ok(b.trim_end_matches('/').to_string());
     }
@@ -115,22 +132,22 @@ fn base_url(doc: &Value, doc_url: Option<&str>, base: Option<&str>) -> Result<St
     }
     match doc_url.and_then(origin) {
         Some(o) if url.starts_with('/') || url.is_empty() => Ok(format!("{o}{}", url.trim_end_matches('/'))),
-        _ => Err("the document names no absolute server URL: set base_url".into()),
+        _ => Err(NotOpenApi::NoServer),
     }
 }
 
 /// The catalog of an OpenAPI document read from `doc_url` (none for one given inline), its API
 /// at `base` (else as the document says).
-pub(crate) fn catalog_of(doc: &Value, doc_url: Option<&str>, base: Option<&str>) -> Result<Catalog, String> {
+pub(crate) fn catalog_of(doc: &Value, doc_url: Option<&str>, base: Option<&str>) -> Result<Catalog, NotOpenApi> {
     let version = doc["openapi"].as_str().unwrap_or_default();
     if !version.starts_with("3.") {
         return Err(match doc.get("swagger") {
-            Some(_) => "Swagger 2.0 is not supported: convert the document to OpenAPI 3".into(),
-            None => "not an OpenAPI 3.0 or 3.1 document (no \"openapi\": \"3.x\")".into(),
+            Some(_) => NotOpenApi::Swagger2,
+            None => NotOpenApi::NoVersion,
         });
     }
     let base_url = base_url(doc, doc_url, base)?;
-    let paths = doc["paths"].as_object().ok_or("the document has no paths")?;
+    let paths = doc["paths"].as_object().ok_or(NotOpenApi::NoPaths)?;
     let mut tools = Vec::new();
     let mut operations = Vec::new();
     let mut names = HashSet::new();
@@ -337,7 +354,7 @@ pub(crate) async fn read(net: &Net, def: &UpstreamDef, timeout_ms: u64) -> Resul
         }
         (None, None) => return Err(UpstreamError::Protocol("no document".into())),
     };
-    catalog_of(&doc, def.url.as_deref(), def.base_url.as_deref()).map_err(UpstreamError::Protocol)
+    catalog_of(&doc, def.url.as_deref(), def.base_url.as_deref()).map_err(|e| UpstreamError::Protocol(e.to_string()))
 }
 
 /// Whether an OpenAPI upstream is there: its document still reads, or (inline) its API answers
@@ -579,9 +596,11 @@ mod tests {
     fn what_is_not_openapi_3_is_refused_saying_why() {
         assert!(catalog_of(&json!({"swagger": "2.0"}), None, None)
             .unwrap_err()
+            .to_string()
             .contains("Swagger 2.0"));
         assert!(catalog_of(&json!({"openapi": "3.0.3", "paths": {}}), None, None)
             .unwrap_err()
+            .to_string()
             .contains("base_url"));
         let c = catalog_of(&json!({"openapi": "3.0.3", "paths": {}}), None, Some("http://h/")).unwrap();
         assert_eq!(c.openapi.unwrap().base_url, "http://h");

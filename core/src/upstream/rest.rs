@@ -38,12 +38,26 @@ fn type_ok(expected: &str, v: &Value) -> bool {
     }
 }
 
+/// What is wrong with a call's arguments, for the model to fix.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum ArgumentError {
+    /// A required argument is absent.
+    #[error("missing required argument \"{0}\"")]
+    Missing(String),
+    /// An argument of another type than its schema says (the schema's `type`).
+    #[error("argument \"{0}\" must be of type {1}")]
+    WrongType(String, String),
+    /// An argument the schema does not allow (`additionalProperties: false`).
+    #[error("unexpected argument \"{0}\"")]
+    Unexpected(String),
+}
+
 /// Checks required properties and top-level types; returns what is wrong, for the model to fix.
-pub(crate) fn check_arguments(schema: &Value, args: &Map<String, Value>) -> Result<(), String> {
+pub(crate) fn check_arguments(schema: &Value, args: &Map<String, Value>) -> Result<(), ArgumentError> {
     if let Some(req) = schema.get("required").and_then(Value::as_array) {
         for r in req.iter().filter_map(Value::as_str) {
             if !args.contains_key(r) {
-                return Err(format!("missing required argument \"{r}\""));
+                return Err(ArgumentError::Missing(r.to_string()));
             }
         }
     }
@@ -58,12 +72,12 @@ pub(crate) fn check_arguments(schema: &Value, args: &Map<String, Value>) -> Resu
                 _ => true,
             };
             if !ok {
-                return Err(format!("argument \"{k}\" must be of type {t}"));
+                return Err(ArgumentError::WrongType(k.clone(), t.to_string()));
             }
         }
         if schema.get("additionalProperties") == Some(&Value::Bool(false)) {
             if let Some(extra) = args.keys().find(|k| !props.contains_key(*k)) {
-                return Err(format!("unexpected argument \"{extra}\""));
+                return Err(ArgumentError::Unexpected(extra.clone()));
             }
         }
     }
@@ -266,8 +280,14 @@ mod tests {
         let ok = json!({"city": "x", "n": 2}).as_object().cloned().unwrap();
         assert!(check_arguments(&schema, &ok).is_ok());
         let missing = json!({"n": 2}).as_object().cloned().unwrap();
-        assert!(check_arguments(&schema, &missing).unwrap_err().contains("city"));
+        assert!(check_arguments(&schema, &missing)
+            .unwrap_err()
+            .to_string()
+            .contains("city"));
         let wrong = json!({"city": "x", "n": 2.5}).as_object().cloned().unwrap();
-        assert!(check_arguments(&schema, &wrong).unwrap_err().contains("\"n\""));
+        assert!(check_arguments(&schema, &wrong)
+            .unwrap_err()
+            .to_string()
+            .contains("\"n\""));
     }
 }
