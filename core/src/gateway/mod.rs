@@ -3,6 +3,9 @@
 //! Origin policy, admission (credentials, rate limits), the [`Route`], then the face that serves
 //! it (streamable HTTP, legacy SSE, `/rpc`, the admin API) or the operations endpoints.
 
+mod unserved;
+use unserved::Unserved;
+
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -13,9 +16,7 @@ use crate::config::{ConfigError, GatewayConfig};
 use crate::engine::{Engine, EngineSettings, Envelope, Mrtr, ServerInfo};
 use crate::face::{self, admin::Admin, Face};
 use crate::federation::{self, Federation, Health};
-use crate::http::response::{
-    api_failure, failure, json_response, method_not_allowed, rpc_failure, Body, Failure, Unread,
-};
+use crate::http::response::{api_failure, failure, json_response, method_not_allowed, rpc_failure, Body, Unread};
 use crate::http::route::{Access, Route};
 use crate::observe::metrics::{self as m, Sample};
 use crate::observe::{RequestCtx, Telemetry};
@@ -740,59 +741,6 @@ impl Gateway {
             },
             Route::Admin { rest } => s.ui.serve(self, req, &rest).await,
             Route::NotFound { .. } => api_failure(&Unserved::NoRoute(path)),
-        }
-    }
-}
-
-/// Why the gateway itself did not serve a request it let in: its error enum, answered by
-/// [`crate::http::response::failure`].
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-enum Unserved {
-    /// The request reached routing without an admission verdict (an adapter's mistake).
-    #[error("not admitted")]
-    NotAdmitted,
-    /// No virtual server of that id or name.
-    #[error("no virtual server '{0}'")]
-    NoServer(String),
-    /// The registry could not be read.
-    #[error("{0}")]
-    Storage(String),
-    /// `/ready`: the store does not answer.
-    #[error("{0}")]
-    NotReady(String),
-    /// `/metrics` where nothing is recorded here.
-    #[error("this gateway keeps no metrics to read (on the edge they go to Analytics Engine)")]
-    NoMetrics,
-    /// `/discovered` without mDNS.
-    #[error("this gateway does no mDNS discovery (native, with MCPGW_MDNS on)")]
-    NoDiscovery,
-    /// No route has this path.
-    #[error("no route for {0}")]
-    NoRoute(String),
-}
-
-impl Failure for Unserved {
-    fn status(&self) -> StatusCode {
-        match self {
-            Unserved::NotAdmitted => StatusCode::FORBIDDEN,
-            Unserved::Storage(_) | Unserved::NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,
-            Unserved::NoServer(_) | Unserved::NoMetrics | Unserved::NoDiscovery | Unserved::NoRoute(_) => {
-                StatusCode::NOT_FOUND
-            }
-        }
-    }
-    fn rpc(&self) -> RpcError {
-        match self {
-            Unserved::Storage(_) => RpcError::internal(self.to_string()),
-            _ => RpcError::invalid_request(self.to_string()),
-        }
-    }
-    fn api_code(&self) -> &'static str {
-        match self {
-            Unserved::NotAdmitted => "forbidden",
-            Unserved::Storage(_) => "storage_unavailable",
-            Unserved::NotReady(_) => "not_ready",
-            _ => "not_found",
         }
     }
 }
