@@ -34,6 +34,7 @@ use crate::proto::classify::{is_jsonrpc, response_id};
 use crate::proto::jsonrpc::{INTERNAL_ERROR, INVALID_REQUEST};
 use crate::proto::method::{Method as McpMethod, ServerMethod};
 use crate::proto::sse::Parser;
+use crate::upstream::follow::{follow, reopen_wait, Ended, Flow, Follower};
 
 mod local;
 mod outgoing;
@@ -42,10 +43,6 @@ use outgoing::Outgoing;
 pub use local::LocalGateway;
 
 use crate::proto::headers::{LAST_EVENT_ID, MCP_PROTOCOL_VERSION, MCP_SESSION_ID};
-/// Resumptions of one POST's stream in a row that bring nothing new, before giving up.
-const MAX_RESUMES: u32 = 5;
-/// Longest wait before the standalone stream is opened again.
-const MAX_RETRY_MS: u64 = 30_000;
 /// Requests of one client in flight at once; past it a request is answered with an error.
 pub const MAX_IN_FLIGHT: usize = 256;
 /// The id of a replayed `initialize`, which the client never sees.
@@ -392,7 +389,7 @@ impl Inner {
         }
         let body = match read_all(resp, self.max_bytes).await {
             Ok(b) => b,
-            Err(e) => return self.fail(ids, INTERNAL_ERROR, &e),
+            Err(e) => return self.fail(ids, INTERNAL_ERROR, &e.to_string()),
         };
         let parsed: Option<Value> = serde_json::from_slice(&body).ok();
         match parsed {
@@ -451,68 +448,52 @@ impl Inner {
         }
     }
 
-    /// Hands out a POST's SSE stream, resuming it with `Last-Event-ID` when it ends before every
-    /// request of the message was answered.
+    /// Hands out a POST's SSE stream until every request of the message is answered, resumed
+    /// as [`follow`] says (upstream links follow theirs by the same policy).
     async fn relay_stream(self: &Arc<Self>, resp: InboundResponse, ids: &[Value]) {
-        let mut pending: HashSet<String> = ids.iter().map(Value::to_string).collect();
-        let mut parser = Parser::with_limit(self.max_bytes);
-        let mut body = resp.body;
-        let mut empty_resumes = 0;
-        loop {
-            let mut progressed = false;
-            while let Some(chunk) = body.next().await {
-                let Ok(chunk) = chunk else { break };
-                let events = match parser.push(&chunk) {
-                    Ok(e) => e,
-                    Err(e) => {
-                        let left: Vec<Value> = ids
-                            .iter()
-                            .filter(|i| pending.contains(&i.to_string()))
-                            .cloned()
-                            .collect();
-                        return self.fail(&left, INTERNAL_ERROR, &e);
+        /// Hands out each message and strikes off the requests answered.
+        struct Relaying<'b> {
+            bridge: &'b Inner,
+            pending: HashSet<String>,
+        }
+        impl Follower for Relaying<'_> {
+            fn message(&mut self, data: String) -> Result<Flow, Ended> {
+                if let Ok(v) = serde_json::from_str::<Value>(&data) {
+                    for id in answered_ids(&v) {
+                        self.pending.remove(&id);
                     }
-                };
-                for data in events.into_iter().filter_map(|e| e.into_message()) {
-                    progressed = true;
-                    if let Ok(v) = serde_json::from_str::<Value>(&data) {
-                        for id in answered_ids(&v) {
-                            pending.remove(&id);
-                        }
-                        self.note_answer(&v);
-                    }
-                    self.emit(data);
+                    self.bridge.note_answer(&v);
                 }
-                if pending.is_empty() {
-                    return;
-                }
+                self.bridge.emit(data);
+                Ok(if self.pending.is_empty() {
+                    Flow::Done
+                } else {
+                    Flow::More
+                })
             }
-            if pending.is_empty() {
-                return;
-            }
-            empty_resumes = if progressed { 0 } else { empty_resumes + 1 };
-            let Some(last) = parser.last_event_id().map(str::to_string) else {
-                break;
-            };
-            if empty_resumes > MAX_RESUMES {
-                break;
-            }
-            parser.resume();
+        }
+        let mut reader = Relaying {
+            bridge: self,
+            pending: ids.iter().map(Value::to_string).collect(),
+        };
+        let resume = |last: String| -> BoxFuture<'_, Result<InboundResponse, HttpError>> {
             let mut h = self.get_headers();
             if let Ok(v) = HeaderValue::from_str(&last) {
                 h.insert(LAST_EVENT_ID, v);
             }
-            match self.send(Method::GET, h, None).await {
-                Ok(r) if r.status.is_success() => body = r.body,
-                _ => break,
-            }
-        }
+            Box::pin(self.send(Method::GET, h, None))
+        };
+        let ended = follow(resp, self.max_bytes, &*self.ports.clock, resume, &mut reader).await;
         let left: Vec<Value> = ids
             .iter()
-            .filter(|i| pending.contains(&i.to_string()))
+            .filter(|i| reader.pending.contains(&i.to_string()))
             .cloned()
             .collect();
-        self.fail(&left, INTERNAL_ERROR, "the endpoint closed the stream before answering");
+        match ended {
+            Ok(()) => {}
+            Err(Ended::Invalid(e)) => self.fail(&left, INTERNAL_ERROR, &e),
+            Err(Ended::Closed) => self.fail(&left, INTERNAL_ERROR, "the endpoint closed the stream before answering"),
+        }
     }
 
     fn get_headers(&self) -> HeaderMap {
@@ -530,7 +511,7 @@ impl Inner {
 
     /// Opens a new session with the client's own `initialize` after the endpoint forgot
     /// `stale`; nothing when another message already did.
-    async fn reopen(self: &Arc<Self>, stale: Option<HeaderValue>) -> Result<(), String> {
+    async fn reopen(self: &Arc<Self>, stale: Option<HeaderValue>) -> Result<(), Reopen> {
         let _one = self.reopening.lock().await;
         let hello = {
             let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
@@ -541,7 +522,7 @@ impl Inner {
             s.version = None;
             s.epoch += 1;
             s.initializing = Some(json!(REPLAY_ID));
-            s.hello.clone().ok_or("the client has not initialized")?
+            s.hello.clone().ok_or(Reopen::NeverInitialized)?
         };
         let init = json!({"jsonrpc": "2.0", "id": REPLAY_ID, "method": McpMethod::Initialize.name(), "params": hello});
         let resp = self
@@ -550,15 +531,14 @@ impl Inner {
                 self.post_headers(None),
                 Some(Bytes::from(init.to_string())),
             )
-            .await
-            .map_err(|e| e.to_string())?;
+            .await?;
         if !resp.status.is_success() {
-            return Err(format!("initialize answered {}", resp.status));
+            return Err(Reopen::Refused(resp.status));
         }
         let sid = resp.headers.get(MCP_SESSION_ID).cloned();
         let answer = read_answer(resp, self.max_bytes).await?;
         if let Some(e) = answer.get("error") {
-            return Err(format!("initialize failed: {e}"));
+            return Err(Reopen::Failed(e.to_string()));
         }
         {
             let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
@@ -576,8 +556,7 @@ impl Inner {
                 self.post_headers(None),
                 Some(Bytes::from(note.to_string())),
             )
-            .await
-            .map_err(|e| e.to_string())?;
+            .await?;
         if resp.status.is_success() {
             self.listen();
         }
@@ -641,8 +620,7 @@ impl Inner {
                 }
                 _ => failures += 1,
             }
-            let base = parser.retry_ms().unwrap_or(1000);
-            let wait = base.saturating_mul(1u64 << failures.min(5)).min(MAX_RETRY_MS);
+            let wait = reopen_wait(parser.retry_ms(), failures);
             self.ports.clock.sleep(Duration::from_millis(wait)).await;
         }
     }
@@ -679,16 +657,34 @@ fn describe(status: StatusCode, v: &Value) -> String {
     }
 }
 
-async fn read_all(resp: InboundResponse, limit: usize) -> Result<Bytes, String> {
-    crate::http::fetch::read_body(resp, limit)
-        .await
-        .map(|(_, body)| body)
-        .map_err(|e| e.to_string())
+/// Why a session could not be opened again for the client.
+#[derive(Debug, thiserror::Error)]
+enum Reopen {
+    /// Nothing to replay.
+    #[error("the client has not initialized")]
+    NeverInitialized,
+    /// The endpoint cannot be reached.
+    #[error(transparent)]
+    Unreachable(#[from] HttpError),
+    /// The endpoint refused the replayed `initialize`.
+    #[error("initialize answered {0}")]
+    Refused(StatusCode),
+    /// The endpoint answered it with an error (the error object).
+    #[error("initialize failed: {0}")]
+    Failed(String),
+    /// Its answer could not be read.
+    #[error("{0}")]
+    Unreadable(String),
+}
+
+async fn read_all(resp: InboundResponse, limit: usize) -> Result<Bytes, HttpError> {
+    crate::http::fetch::read_body(resp, limit).await.map(|(_, body)| body)
 }
 
 /// The one answer of a POST made by the bridge itself (JSON, or the first response in an SSE
 /// stream).
-async fn read_answer(resp: InboundResponse, limit: usize) -> Result<Value, String> {
+async fn read_answer(resp: InboundResponse, limit: usize) -> Result<Value, Reopen> {
+    let unreadable = |e: &dyn std::fmt::Display| Reopen::Unreadable(e.to_string());
     let sse = resp
         .headers
         .get(CONTENT_TYPE)
@@ -696,20 +692,25 @@ async fn read_answer(resp: InboundResponse, limit: usize) -> Result<Value, Strin
         .is_some_and(|c| c.starts_with("text/event-stream"));
     if !sse {
         let body = read_all(resp, limit).await?;
-        return serde_json::from_slice(&body).map_err(|e| e.to_string());
+        return serde_json::from_slice(&body).map_err(|e| unreadable(&e));
     }
     let mut parser = Parser::with_limit(limit);
     let mut body = resp.body;
     while let Some(chunk) = body.next().await {
-        let chunk = chunk.map_err(|e| e.to_string())?;
-        for data in parser.push(&chunk)?.into_iter().filter_map(|e| e.into_message()) {
-            let v: Value = serde_json::from_str(&data).map_err(|e| e.to_string())?;
+        let chunk = chunk?;
+        for data in parser
+            .push(&chunk)
+            .map_err(|e| unreadable(&e))?
+            .into_iter()
+            .filter_map(|e| e.into_message())
+        {
+            let v: Value = serde_json::from_str(&data).map_err(|e| unreadable(&e))?;
             if v.get("id") == Some(&json!(REPLAY_ID)) {
                 return Ok(v);
             }
         }
     }
-    Err("the stream ended before the answer".into())
+    Err(unreadable(&"the stream ended before the answer"))
 }
 
 /// Runs a client's side of a bridge: each item of `lines` is a message, sent concurrently with
@@ -921,6 +922,41 @@ mod tests {
 
     /// A refusal of the whole message (a 401 with id null) answers each request under its own
     /// id, with the endpoint's code and reason; an unreachable endpoint answers each of them too.
+    /// A POST's stream that ends before its answer is resumed with `Last-Event-ID` after the
+    /// endpoint's `retry:` delay, by the policy upstream links follow too.
+    #[test]
+    fn an_early_end_is_resumed_after_the_endpoints_retry() {
+        let s = Arc::new(Scripted {
+            answer: Box::new(|r| {
+                let sse = vec![("content-type", "text/event-stream".to_string())];
+                if r.method == Method::GET {
+                    let last = r.headers.get(LAST_EVENT_ID).and_then(|v| v.to_str().ok());
+                    assert_eq!(last, Some("e1"), "resumed from the last event");
+                    let answer = json!({"jsonrpc": "2.0", "id": 3, "result": {}});
+                    return Ok((200, sse, format!("id: e2\ndata: {answer}\n\n")));
+                }
+                let note = json!({"jsonrpc": "2.0", "method": "notifications/progress", "params": {"progressToken": 1, "progress": 1}});
+                Ok((200, sse, format!("id: e1\nretry: 250\ndata: {note}\n\n")))
+            }),
+            sent: Mutex::new(Vec::new()),
+        });
+        let clock = Arc::new(ManualClock::at(0));
+        let ports = BridgePorts {
+            http: s.clone(),
+            clock: clock.clone(),
+            spawner: Arc::new(QueueSpawner::default()),
+        };
+        let (b, mut rx) = Bridge::new(ports, "http://up/mcp", HeaderMap::new(), 1 << 20);
+        block_on(b.deliver(r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"slow"}}"#.into()));
+        let out = drain(&mut rx);
+        assert_eq!(out.len(), 2, "{out:?}");
+        assert_eq!(out[0]["method"], "notifications/progress");
+        assert_eq!((out[1]["id"].clone(), out[1].get("error")), (json!(3), None));
+        assert_eq!(clock.now_ms(), 250, "waited the endpoint's retry before resuming");
+        let sent = s.sent.lock().unwrap_or_else(|e| e.into_inner());
+        assert_eq!(sent.iter().map(|m| m.0.clone()).collect::<Vec<_>>(), [Method::POST, Method::GET]);
+    }
+
     #[test]
     fn refusals_and_failures_answer_every_request_under_its_id() {
         let s = Arc::new(Scripted {

@@ -149,9 +149,8 @@ pub(super) async fn standalone_stream(
             }
             continue;
         }
-        // The upstream's retry delay; doubled per failure in a row, at most 30 s.
-        let base = retry_ms.unwrap_or(DEFAULT_RETRY_MS).min(MAX_RETRY_MS);
-        let wait = base.saturating_mul(1u64 << failures.min(6)).min(MAX_RETRY_MS);
+        // The upstream's retry delay; doubled per failure in a row, within the cap.
+        let wait = super::follow::reopen_wait(retry_ms, failures);
         if let Either::Right(_) = futures::future::select(clock.sleep(Duration::from_millis(wait)), &mut stop).await {
             return;
         }

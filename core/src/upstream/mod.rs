@@ -30,6 +30,7 @@ mod answer;
 mod calls;
 mod catalog;
 mod duplex;
+pub(crate) mod follow;
 pub(crate) use crate::queue::{bounded as sink, Refused as SinkError};
 #[cfg(feature = "test-util")]
 pub(crate) use duplex::endpoint as sse_endpoint;
@@ -172,12 +173,6 @@ enum Io {
 
 /// Longest wait for an upstream's standalone stream to open before a call goes out.
 const LISTEN_READY_MS: u64 = 5_000;
-/// Resumptions of one POST stream in a row that brought no event before giving up.
-const MAX_RESUMES: u32 = 5;
-/// The wait before resuming a stream when the upstream sent no `retry:` (SEP-1699).
-const DEFAULT_RETRY_MS: u64 = 500;
-/// The longest wait before resuming or reopening a stream, whatever `retry:` asked for.
-const MAX_RETRY_MS: u64 = 30_000;
 
 impl Drop for Link {
     fn drop(&mut self) {

@@ -168,75 +168,55 @@ impl HttpIo {
             .map(|v| Some(Answer::Value(v)))
             .ok_or_else(|| UpstreamError::Protocol("the answer is not a response to the request".into()))
     }
-    /// Reads a POST's SSE stream until the answer to `id`, passing everything else to `sink`.
-    /// A stream that ends (or breaks) before its answer after giving an event id is resumed the
-    /// SEP-1699 way: after the `retry:` delay, a GET with `Last-Event-ID`, on which the upstream
-    /// replays what followed and goes on with the same request.
+    /// Reads a POST's SSE stream until the answer to `id`, passing everything else to `sink`;
+    /// an early end is resumed as [`follow`] says (and the call's caller told to poll likewise).
     pub(super) async fn read_answer_stream(
         &self,
         resp: InboundResponse,
         id: u64,
         sink: Option<&Sink>,
     ) -> Result<Answer, UpstreamError> {
-        let mut parser = sse::Parser::with_limit(self.max_bytes);
-        let mut body = resp.body;
-        let mut idle_resumes = 0;
-        loop {
-            let mut got_event = false;
-            while let Some(chunk) = body.next().await {
-                let Ok(chunk) = chunk else { break };
-                for ev in parser.push(&chunk).map_err(UpstreamError::Protocol)? {
-                    got_event = true;
-                    let Some(data) = ev.into_message() else {
-                        continue;
-                    };
-                    // The answer is passed on as text; only the upstream's own messages are
-                    // parsed (they are rewritten for the client).
-                    match answer::kind_of(&data) {
-                        None => return Err(UpstreamError::Protocol("an SSE event is not JSON".into())),
-                        Some(answer::Kind::Response(got)) => {
-                            if got == Some(id) {
-                                return Ok(Answer::Text(data));
-                            }
+        /// Waits for the answer to one request.
+        struct Awaiting<'s> {
+            id: u64,
+            sink: Option<&'s Sink>,
+            answer: Option<String>,
+        }
+        impl follow::Follower for Awaiting<'_> {
+            fn message(&mut self, data: String) -> Result<follow::Flow, follow::Ended> {
+                // The answer is passed on as text; only the upstream's own messages are
+                // parsed (they are rewritten for the client).
+                match answer::kind_of(&data) {
+                    None => Err(follow::Ended::Invalid("an SSE event is not JSON".into())),
+                    Some(answer::Kind::Response(got)) if got == Some(self.id) => {
+                        self.answer = Some(data);
+                        Ok(follow::Flow::Done)
+                    }
+                    Some(answer::Kind::Response(_)) => Ok(follow::Flow::More),
+                    Some(answer::Kind::Other) => {
+                        if let (Some(s), Ok(msg)) = (self.sink, serde_json::from_str::<Value>(&data)) {
+                            let _ = s.send(Said::Message(msg));
                         }
-                        Some(answer::Kind::Other) => {
-                            if let (Some(s), Ok(msg)) = (sink, serde_json::from_str::<Value>(&data)) {
-                                let _ = s.send(Said::Message(msg));
-                            }
-                        }
+                        Ok(follow::Flow::More)
                     }
                 }
             }
-            let Some(last) = parser.last_event_id().map(str::to_string) else {
-                return Err(UpstreamError::Closed);
-            };
-            idle_resumes = if got_event { 1 } else { idle_resumes + 1 };
-            if idle_resumes > MAX_RESUMES {
-                return Err(UpstreamError::Closed);
+            fn paused(&mut self, wait_ms: u64) {
+                // The call goes on; its client may be asked to poll likewise.
+                if let Some(s) = self.sink {
+                    let _ = s.send(Said::Paused { retry_ms: wait_ms });
+                }
             }
-            let wait = parser.retry_ms().unwrap_or(DEFAULT_RETRY_MS).min(MAX_RETRY_MS);
-            // The call goes on; its client may be asked to poll likewise.
-            if let Some(s) = sink {
-                let _ = s.send(Said::Paused { retry_ms: wait });
-            }
-            self.clock.sleep(Duration::from_millis(wait)).await;
-            parser.resume();
-            let resp = self.get_stream(Some(&last)).await.map_err(|_| UpstreamError::Closed)?;
-            if !resp.status.is_success() {
-                // The request may have run: it is not sent again, whatever the status says.
-                return Err(UpstreamError::Closed);
-            }
-            body = resp.body;
         }
-    }
-
-    /// Opens a GET stream: the standalone one, or (with `last_event_id`) the resumption of a
-    /// stream that ended.
-    pub(super) async fn get_stream(&self, last_event_id: Option<&str>) -> Result<InboundResponse, UpstreamError> {
-        self.http
-            .send(self.get_request(last_event_id))
-            .await
-            .map_err(http_error)
+        let mut reader = Awaiting { id, sink, answer: None };
+        let resume = |last: String| -> BoxFuture<'_, Result<InboundResponse, HttpError>> {
+            Box::pin(async move { self.http.send(self.get_request(Some(&last))).await })
+        };
+        match follow::follow(resp, self.max_bytes, &*self.clock, &resume, &mut reader).await {
+            Ok(()) => reader.answer.map(Answer::Text).ok_or(UpstreamError::Closed),
+            Err(follow::Ended::Closed) => Err(UpstreamError::Closed),
+            Err(follow::Ended::Invalid(m)) => Err(UpstreamError::Protocol(m)),
+        }
     }
 
     /// The GET that opens (or, with `last_event_id`, resumes) a stream.
