@@ -954,7 +954,10 @@ mod tests {
         assert_eq!((out[1]["id"].clone(), out[1].get("error")), (json!(3), None));
         assert_eq!(clock.now_ms(), 250, "waited the endpoint's retry before resuming");
         let sent = s.sent.lock().unwrap_or_else(|e| e.into_inner());
-        assert_eq!(sent.iter().map(|m| m.0.clone()).collect::<Vec<_>>(), [Method::POST, Method::GET]);
+        assert_eq!(
+            sent.iter().map(|m| m.0.clone()).collect::<Vec<_>>(),
+            [Method::POST, Method::GET]
+        );
     }
 
     #[test]

@@ -139,8 +139,8 @@ impl Call {
         let (stop_tx, stop) = unbounded::<()>();
         let uid = link.next_id();
         if let Some(s) = sid {
-            let key = (s.to_string(), self.client_id.clone());
-            lock(&fed.inflight).insert(key, (link.clone(), uid, stop_tx.clone()));
+            fed.links
+                .call_started(s, self.client_id.clone(), (link.clone(), uid, stop_tx.clone()));
             // 2026-07-28 has no logging/setLevel: the session's level goes along.
             if let Some(level) = self.session.as_ref().and_then(|s| s.log_level) {
                 if link.is_stateless() {
@@ -240,7 +240,7 @@ impl Call {
             }
         }
         if let Some(s) = sid {
-            lock(&fed.inflight).remove(&(s.to_string(), self.client_id.clone()));
+            fed.links.call_ended(s, &self.client_id);
         }
         match result {
             Ok(answer) => {
@@ -353,7 +353,10 @@ fn ask_client(fed: &Federation, sid: &str, result: &Json, round: u32) -> Result<
     let mut want = Vec::new();
     for (k, r) in requests {
         let msg = json!({"jsonrpc": "2.0", "id": k, "method": r["method"], "params": r.get("params").cloned().unwrap_or(json!({}))});
-        if let Rewrite::Deliver(m) = fed.relay.to_client(sid, &back, key, msg) {
+        if let Rewrite::Deliver(m) = fed
+            .links
+            .asked(sid, |asked| fed.relay.to_client(asked, &back, key, msg))
+        {
             queue.push(m);
             want.push(k);
         }

@@ -13,6 +13,7 @@ pub(crate) mod answers;
 mod call;
 mod health;
 mod hello;
+mod links;
 pub(crate) mod relay;
 mod upkeep;
 
@@ -28,6 +29,7 @@ use call::{Call, CallState};
 pub use health::Health;
 use health::HealthBook;
 use hello::{era_for, relayable_hello};
+use links::Links;
 use relay::{unrouted, Relay, Rewrite};
 
 use crate::model::{Catalog, Transport, UpstreamDef};
@@ -39,9 +41,6 @@ use crate::proto::version::Era;
 use crate::registry::{Registry, Upstream};
 use crate::session::Sessions;
 use crate::upstream::{Answer, Hello, KeepOpen, Link, Net, Said, UpstreamError};
-
-/// (session id, or none for shared links; upstream id): how links are keyed.
-type SlotKey = (Option<String>, String);
 
 /// The upstream request serving a client request in flight: its link and the upstream's id.
 type Inflight = (Arc<Link>, u64, futures::channel::mpsc::UnboundedSender<()>);
@@ -175,10 +174,9 @@ pub(crate) struct Federation {
     sessions: Arc<Sessions>,
     net: Net,
     settings: Settings,
-    slots: Mutex<HashMap<SlotKey, Arc<Slot>>>,
-    relay: Relay<Back>,
-    /// The upstream request serving each client request in flight, by (session, client id).
-    inflight: Mutex<HashMap<(String, RequestId), Inflight>>,
+    /// Each session's links, calls in flight and waiting upstream requests; the shared links.
+    links: Links,
+    relay: Relay,
     /// Listeners without a session hearing a federated resource's updates: (upstream id, its
     /// URI there) → (listener, sink).
     updates: Mutex<HashMap<(String, String), Vec<UpdateSink>>>,
@@ -221,9 +219,8 @@ impl Federation {
             net,
             health: HealthBook::new(settings.unhealthy_after),
             settings,
-            slots: Mutex::new(HashMap::new()),
+            links: Links::default(),
             relay,
-            inflight: Mutex::new(HashMap::new()),
             updates: Mutex::new(HashMap::new()),
             announced: Arc::default(),
             watchers: std::sync::atomic::AtomicU64::new(0),
@@ -266,10 +263,7 @@ impl Federation {
         }
         let own = session.filter(|_| up.def.transport != Transport::Stdio);
         let sid = own.map(|s| s.id.clone());
-        let slot = lock(&self.slots)
-            .entry((sid.clone(), up.id.clone()))
-            .or_default()
-            .clone();
+        let slot = self.links.slot(sid.as_deref(), &up.id);
         let mut guard = if self.net.spawner.waits_across_requests() {
             slot.link.lock().await
         } else {
@@ -533,7 +527,11 @@ impl Federation {
             _ => None,
         };
         let decision = match sid {
-            Some(s) => self.relay.to_client(s, &Back::Link(link.clone()), link_key(link), msg),
+            Some(s) => {
+                let back = Back::Link(link.clone());
+                self.links
+                    .asked(s, |asked| self.relay.to_client(asked, &back, link_key(link), msg))
+            }
             None => unrouted(&msg),
         };
         match decision {
@@ -601,7 +599,7 @@ impl Federation {
     /// id was one the gateway handed out.
     pub async fn answer_upstream(&self, sid: &str, id: &RequestId, outcome: Result<Value, RpcError>) -> bool {
         let outcome = outcome.map_err(|e| serde_json::to_value(e).unwrap_or(Value::Null));
-        let Some((back, msg)) = self.relay.answer(sid, id, outcome) else {
+        let Some((back, msg)) = self.links.answered(sid, |asked| asked.answer(id, outcome)) else {
             return false;
         };
         match back {
@@ -621,9 +619,7 @@ impl Federation {
         let Some(id) = RequestId::of(&p["requestId"]) else {
             return;
         };
-        let key = (sid.to_string(), id);
-        let found = lock(&self.inflight).get(&key).cloned();
-        if let Some((link, uid, stop)) = found {
+        if let Some((link, uid, stop)) = self.links.serving(sid, &id) {
             if link.is_stateless() {
                 let _ = stop.unbounded_send(());
                 return;
@@ -638,11 +634,7 @@ impl Federation {
 
     /// The link slots of session `sid`.
     fn session_slots(&self, sid: &str) -> Vec<Arc<Slot>> {
-        lock(&self.slots)
-            .iter()
-            .filter(|((s, _), _)| s.as_deref() == Some(sid))
-            .map(|(_, slot)| slot.clone())
-            .collect()
+        self.links.of_session(sid)
     }
 
     /// The client opened a stream of its own: the session's links reopen their standalone
@@ -676,14 +668,9 @@ impl Federation {
         }
     }
 
-    /// Removes the link slots whose key matches and closes their links. A link still being
-    /// opened is left to its opener (it is dropped with its slot).
-    fn close_slots(&self, matches: impl Fn(&SlotKey) -> bool) {
-        let gone: Vec<Arc<Slot>> = {
-            let mut slots = lock(&self.slots);
-            let keys: Vec<SlotKey> = slots.keys().filter(|k| matches(k)).cloned().collect();
-            keys.into_iter().filter_map(|k| slots.remove(&k)).collect()
-        };
+    /// Closes the links of slots taken from [`Links`]. A link still being opened is left to
+    /// its opener (it is dropped with its slot).
+    fn close_slots(&self, gone: Vec<Arc<Slot>>) {
         for slot in gone {
             if let Some(l) = slot.link.try_lock().and_then(|g| g.clone()) {
                 l.close(&self.net.spawner);
@@ -693,14 +680,12 @@ impl Federation {
 
     /// Closes a session's links (the session ended).
     pub fn drop_links(&self, sid: &str) {
-        self.close_slots(|(s, _)| s.as_deref() == Some(sid));
-        self.relay.forget(sid);
-        lock(&self.inflight).retain(|(s, _), _| s != sid);
+        self.close_slots(self.links.end(sid));
     }
 
     /// Closes every link to one upstream (it was changed or deleted).
     pub fn drop_upstream_links(&self, up_id: &str) {
-        self.close_slots(|(_, u)| u == up_id);
+        self.close_slots(self.links.take_upstream(up_id));
         self.health.remove(up_id);
     }
 
@@ -711,7 +696,7 @@ impl Federation {
 
     /// Closes every link (shutdown): no stdio process outlives the gateway.
     pub fn close_all_links(&self) {
-        self.close_slots(|_| true);
+        self.close_slots(self.links.take_all());
     }
 
     /// Connects to an upstream that is not stored yet (or stored under `def`) and reads its

@@ -5,7 +5,6 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
 
 use serde_json::{json, Value};
 
@@ -31,38 +30,47 @@ struct Pending<L> {
     upstream_id: RequestId,
 }
 
-/// The upstream requests of every session waiting for the client's answer. `L` is the link
-/// the answer goes back on; `link_key` tells links apart.
-pub(crate) struct Relay<L> {
-    /// (session, gateway id) → the request.
-    pending: Mutex<HashMap<(String, RequestId), Pending<L>>>,
-    /// (session, link, upstream id) → gateway id: finds a request the upstream cancels.
-    by_upstream: Mutex<HashMap<(String, usize, RequestId), RequestId>>,
+/// One session's upstream requests waiting for its client's answer. `L` is the link the answer
+/// goes back on; `link_key` tells links apart. Owned with the rest of the session's state
+/// ([`super::links::Links`]), so it ends with the session.
+pub(crate) struct Asked<L> {
+    /// Gateway id → the request.
+    pending: HashMap<RequestId, Pending<L>>,
+    /// (link, upstream id) → gateway id: finds a request the upstream cancels.
+    by_upstream: HashMap<(usize, RequestId), RequestId>,
+}
+
+impl<L> Default for Asked<L> {
+    fn default() -> Self {
+        Self {
+            pending: HashMap::new(),
+            by_upstream: HashMap::new(),
+        }
+    }
+}
+
+/// The ids the gateway hands clients for upstream requests: unique across sessions (and, with
+/// a prefix naming the instance, across instances).
+pub(crate) struct Relay {
     seq: AtomicU64,
     /// What the ids handed to clients start with.
     prefix: String,
 }
 
-impl<L> Default for Relay<L> {
+impl Default for Relay {
     fn default() -> Self {
         Self::with_prefix("mcpgw-".into())
     }
 }
 
-impl<L> Relay<L> {
+impl Relay {
     /// A relay whose ids for clients start with `prefix`.
     pub fn with_prefix(prefix: String) -> Self {
         Self {
-            pending: Mutex::new(HashMap::new()),
-            by_upstream: Mutex::new(HashMap::new()),
             seq: AtomicU64::new(0),
             prefix,
         }
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 fn has_method(msg: &Value) -> bool {
@@ -95,9 +103,10 @@ pub(crate) fn reply(id: &RequestId, outcome: Result<Value, Value>) -> Value {
     }
 }
 
-impl<L: Clone> Relay<L> {
-    /// The decision for a message `link` (told apart by `link_key`) sent for session `sid`.
-    pub fn to_client(&self, sid: &str, link: &L, link_key: usize, mut msg: Value) -> Rewrite {
+impl Relay {
+    /// The decision for a message `link` (told apart by `link_key`) sent for the session whose
+    /// waiting requests are `asked`.
+    pub fn to_client<L: Clone>(&self, asked: &mut Asked<L>, link: &L, link_key: usize, mut msg: Value) -> Rewrite {
         if !has_method(&msg) {
             return Rewrite::Drop; // a stray response: nothing waits for it
         }
@@ -116,9 +125,9 @@ impl<L: Clone> Relay<L> {
                 self.seq.fetch_add(1, Ordering::Relaxed) + 1
             ));
             msg["id"] = gid.to_value();
-            lock(&self.by_upstream).insert((sid.to_string(), link_key, upstream_id.clone()), gid.clone());
-            lock(&self.pending).insert(
-                (sid.to_string(), gid),
+            asked.by_upstream.insert((link_key, upstream_id.clone()), gid.clone());
+            asked.pending.insert(
+                gid,
                 Pending {
                     link: link.clone(),
                     link_key,
@@ -130,33 +139,28 @@ impl<L: Clone> Relay<L> {
             let Some(target) = RequestId::of(&msg["params"]["requestId"]) else {
                 return Rewrite::Drop;
             };
-            let Some(gid) = lock(&self.by_upstream).remove(&(sid.to_string(), link_key, target)) else {
+            let Some(gid) = asked.by_upstream.remove(&(link_key, target)) else {
                 return Rewrite::Drop;
             };
-            lock(&self.pending).remove(&(sid.to_string(), gid.clone()));
+            asked.pending.remove(&gid);
             msg["params"]["requestId"] = gid.to_value();
         }
         Rewrite::Deliver(msg)
     }
+}
 
+impl<L> Asked<L> {
     /// The client answered the request it knows as `id`: the link to send the answer on and the
     /// answer under the upstream's id; `None` if the gateway never handed out that id.
-    pub fn answer(&self, sid: &str, id: &RequestId, outcome: Result<Value, Value>) -> Option<(L, Value)> {
-        let p = lock(&self.pending).remove(&(sid.to_string(), id.clone()))?;
-        lock(&self.by_upstream).remove(&(sid.to_string(), p.link_key, p.upstream_id.clone()));
+    pub fn answer(&mut self, id: &RequestId, outcome: Result<Value, Value>) -> Option<(L, Value)> {
+        let p = self.pending.remove(id)?;
+        self.by_upstream.remove(&(p.link_key, p.upstream_id.clone()));
         Some((p.link, reply(&p.upstream_id, outcome)))
     }
 
-    /// Forgets a session's requests (it ended).
-    pub fn forget(&self, sid: &str) {
-        lock(&self.pending).retain(|(s, _), _| s != sid);
-        lock(&self.by_upstream).retain(|(s, _, _), _| s != sid);
-    }
-
-    /// How many requests wait (all sessions).
-    #[cfg(test)]
-    fn waiting(&self) -> usize {
-        lock(&self.pending).len()
+    /// How many requests wait.
+    pub fn waiting(&self) -> usize {
+        self.pending.len()
     }
 }
 
@@ -184,61 +188,70 @@ mod tests {
             json!(-3),
             json!(0),
         ] {
-            let relay = Relay::<&str>::default();
-            let out = delivered(relay.to_client("s1", &"link-a", 1, request(upstream_id.clone())));
+            let relay = Relay::default();
+            let (mut s1, mut s2) = (Asked::<&str>::default(), Asked::<&str>::default());
+            let out = delivered(relay.to_client(&mut s1, &"link-a", 1, request(upstream_id.clone())));
             let gid = RequestId::of(&out["id"]).expect("an id");
             assert!(matches!(&gid, RequestId::String(g) if g.starts_with("mcpgw-")), "{gid}");
             assert_eq!(out["params"]["maxTokens"], 5);
             // Another session cannot answer it.
-            assert!(relay.answer("s2", &gid, Ok(json!({}))).is_none());
-            let (link, back) = relay
-                .answer("s1", &gid, Ok(json!({"content": "hi"})))
-                .expect("answered");
+            assert!(s2.answer(&gid, Ok(json!({}))).is_none());
+            let (link, back) = s1.answer(&gid, Ok(json!({"content": "hi"}))).expect("answered");
             assert_eq!(link, "link-a");
             assert_eq!(back["id"], upstream_id, "the id the upstream sent, exactly");
             assert!(back.to_string().contains(&upstream_id.to_string()), "{back}");
             assert_eq!(back["result"]["content"], "hi");
-            assert!(relay.answer("s1", &gid, Ok(json!({}))).is_none(), "answered once");
+            assert!(s1.answer(&gid, Ok(json!({}))).is_none(), "answered once");
         }
     }
 
     #[test]
     fn two_upstreams_using_the_same_id_get_distinct_gateway_ids() {
-        let relay = Relay::<&str>::default();
-        let a = delivered(relay.to_client("s", &"a", 1, request(json!(1))));
-        let b = delivered(relay.to_client("s", &"b", 2, request(json!(1))));
+        let relay = Relay::default();
+        let mut s = Asked::<&str>::default();
+        let a = delivered(relay.to_client(&mut s, &"a", 1, request(json!(1))));
+        let b = delivered(relay.to_client(&mut s, &"b", 2, request(json!(1))));
         assert_ne!(a["id"], b["id"]);
+        // Nor do two sessions share an id.
+        let mut t = Asked::<&str>::default();
+        let c = delivered(relay.to_client(&mut t, &"a", 1, request(json!(1))));
+        assert!(c["id"] != a["id"] && c["id"] != b["id"]);
         let err = json!({"code": -1, "message": "declined"});
         let id = |m: &Value| RequestId::of(&m["id"]).expect("an id");
-        assert_eq!(relay.answer("s", &id(&b), Err(err.clone())).unwrap().0, "b");
-        assert_eq!(relay.answer("s", &id(&a), Ok(json!({}))).unwrap().0, "a");
+        assert_eq!(s.answer(&id(&b), Err(err.clone())).unwrap().0, "b");
+        assert_eq!(s.answer(&id(&a), Ok(json!({}))).unwrap().0, "a");
     }
 
     #[test]
     fn an_upstream_cancelling_its_request_is_told_to_the_client_under_the_gateway_id() {
-        let relay = Relay::<&str>::default();
-        let out = delivered(relay.to_client("s", &"a", 1, request(json!("x"))));
+        let relay = Relay::default();
+        let mut s = Asked::<&str>::default();
+        let out = delivered(relay.to_client(&mut s, &"a", 1, request(json!("x"))));
         // The same upstream id on another link is not this request.
         let cancel = |id: Value| json!({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": id, "reason": "gone"}});
-        assert_eq!(relay.to_client("s", &"b", 2, cancel(json!("x"))), Rewrite::Drop);
-        let told = delivered(relay.to_client("s", &"a", 1, cancel(json!("x"))));
+        assert_eq!(relay.to_client(&mut s, &"b", 2, cancel(json!("x"))), Rewrite::Drop);
+        let told = delivered(relay.to_client(&mut s, &"a", 1, cancel(json!("x"))));
         assert_eq!(told["params"]["requestId"], out["id"]);
         assert_eq!(told["params"]["reason"], "gone");
-        assert_eq!(relay.waiting(), 0, "a cancelled request waits no more");
+        assert_eq!(s.waiting(), 0, "a cancelled request waits no more");
     }
 
     #[test]
     fn list_changes_refresh_stray_responses_drop_and_notifications_pass() {
-        let relay = Relay::<&str>::default();
+        let relay = Relay::default();
+        let mut s = Asked::<&str>::default();
         let changed = json!({"jsonrpc": "2.0", "method": "notifications/tools/list_changed"});
-        assert_eq!(relay.to_client("s", &"a", 1, changed.clone()), Rewrite::RefreshCatalog);
+        assert_eq!(
+            relay.to_client(&mut s, &"a", 1, changed.clone()),
+            Rewrite::RefreshCatalog
+        );
         assert_eq!(unrouted(&changed), Rewrite::RefreshCatalog);
         let stray = json!({"jsonrpc": "2.0", "id": 4, "result": {}});
-        assert_eq!(relay.to_client("s", &"a", 1, stray.clone()), Rewrite::Drop);
+        assert_eq!(relay.to_client(&mut s, &"a", 1, stray.clone()), Rewrite::Drop);
         assert_eq!(unrouted(&stray), Rewrite::Drop);
         let progress = json!({"jsonrpc": "2.0", "method": "notifications/progress", "params": {"progressToken": "t", "progress": 1}});
         assert_eq!(
-            relay.to_client("s", &"a", 1, progress.clone()),
+            relay.to_client(&mut s, &"a", 1, progress.clone()),
             Rewrite::Deliver(progress.clone())
         );
         assert_eq!(unrouted(&progress), Rewrite::Deliver(progress));
@@ -249,16 +262,6 @@ mod tests {
             ),
             other => panic!("{other:?}"),
         }
-    }
-
-    #[test]
-    fn a_session_that_ends_forgets_its_requests() {
-        let relay = Relay::<&str>::default();
-        let a = delivered(relay.to_client("s", &"a", 1, request(json!(1))));
-        relay.to_client("t", &"a", 1, request(json!(1)));
-        relay.forget("s");
-        let id = RequestId::of(&a["id"]).expect("an id");
-        assert!(relay.answer("s", &id, Ok(json!({}))).is_none());
-        assert_eq!(relay.waiting(), 1);
+        assert_eq!(s.waiting(), 0);
     }
 }
