@@ -29,6 +29,7 @@ use crate::proto::cursor;
 use crate::proto::jsonrpc::{self, Json, Request, RequestId, RpcError};
 use crate::proto::logging::LogLevel;
 use crate::proto::method::{Kind, Method};
+use crate::proto::params;
 use crate::proto::version::ProtocolVersion;
 use crate::registry::{Registry, Resource, Server, Snapshot};
 use crate::render;
@@ -120,12 +121,6 @@ fn params_obj(req: &Request) -> Result<Map<String, Value>, RpcError> {
     }
 }
 
-fn str_param<'a>(p: &'a Map<String, Value>, name: &str, method: &str) -> Result<&'a str, RpcError> {
-    p.get(name)
-        .and_then(Value::as_str)
-        .ok_or_else(|| RpcError::invalid_params(format!("{method}: \"{name}\" is required and must be a string")))
-}
-
 impl Engine {
     /// The engine over these services.
     #[cfg_attr(target_family = "wasm", allow(clippy::arc_with_non_send_sync))]
@@ -207,23 +202,16 @@ impl Engine {
         &self,
         req: &Request,
         scope: Option<&Arc<Server>>,
-    ) -> Result<(ProtocolVersion, Value, Map<String, Value>), RpcError> {
-        let p = params_obj(req)?;
-        let requested = str_param(&p, "protocolVersion", Method::Initialize.name())?;
-        if let Some(c) = p.get("capabilities") {
-            if !c.is_object() {
-                return Err(RpcError::invalid_params(
-                    "initialize: \"capabilities\" must be an object",
-                ));
-            }
-        }
-        let version = ProtocolVersion::negotiate(Some(requested));
-        let info = self.server_info(scope);
-        let mut result = json!({"protocolVersion": version, "capabilities": self.capabilities(), "serverInfo": info});
-        if let Some(d) = scope.and_then(|s| s.def.description.clone()) {
-            result["instructions"] = json!(d);
-        }
-        Ok((version, result, p))
+    ) -> Result<(ProtocolVersion, Value, params::Initialize), RpcError> {
+        let p: params::Initialize = params::parse(&req.method, req.params.as_ref())?;
+        let version = ProtocolVersion::negotiate(Some(&p.protocol_version));
+        let result = params::InitializeResult {
+            protocol_version: version.as_str(),
+            capabilities: self.capabilities(),
+            server_info: self.server_info(scope),
+            instructions: scope.and_then(|s| s.def.description.clone()),
+        };
+        Ok((version, serde_json::to_value(result).unwrap_or_default(), p))
     }
 
     /// Answers one request: what must reach the client while it runs, then the response.
@@ -434,8 +422,8 @@ impl Engine {
             Some(s) if s.legacy_sse && s.protocol_version.is_none() => {
                 let mut s = SessionState::clone(s);
                 s.protocol_version = Some(version);
-                s.client_capabilities = params.get("capabilities").cloned().unwrap_or(json!({}));
-                s.client_info = params.get("clientInfo").cloned().unwrap_or(Value::Null);
+                s.client_capabilities = Value::Object(params.capabilities.unwrap_or_default());
+                s.client_info = params.client_info.unwrap_or(Value::Null);
                 self.sessions.put(s).await;
                 Ok(result)
             }
@@ -500,13 +488,9 @@ impl Engine {
     }
 
     async fn tools_call(&self, ctx: &CallCtx, req: &Request) -> Result<Reply, RpcError> {
+        let params::Named { name, arguments } = params::parse(&req.method, req.params.as_ref())?;
+        let args = arguments.unwrap_or_default();
         let mut p = params_obj(req)?;
-        let name = str_param(&p, "name", Method::ToolsCall.name())?.to_string();
-        let args = match p.get("arguments") {
-            None | Some(Value::Null) => Map::new(),
-            Some(Value::Object(a)) => a.clone(),
-            Some(_) => return Err(RpcError::invalid_params("tools/call: \"arguments\" must be an object")),
-        };
         let snap = self.snapshot_having(|s| ctx.find_tool(s, &name).is_some()).await?;
         let tool = ctx
             .find_tool(&snap, &name)
@@ -523,8 +507,9 @@ impl Engine {
     }
 
     async fn subscribe(&self, ctx: &CallCtx, req: &Request, subscription: Method) -> Result<Reply, RpcError> {
+        let params::Uri { uri } = params::parse(&req.method, req.params.as_ref())?;
+        let uri = uri.as_str();
         let p = params_obj(req)?;
-        let uri = str_param(&p, "uri", &req.method)?;
         let snap = self.snapshot_having(|s| ctx.find_resource(s, uri).is_some()).await?;
         let found = ctx.find_resource(&snap, uri).ok_or_else(|| {
             RpcError::new(jsonrpc::RESOURCE_NOT_FOUND, "Resource not found").with_data(json!({"uri": uri}))
@@ -568,8 +553,9 @@ impl Engine {
     }
 
     async fn resources_read(&self, ctx: &CallCtx, req: &Request) -> Result<Reply, RpcError> {
+        let params::Uri { uri } = params::parse(&req.method, req.params.as_ref())?;
+        let uri = uri.as_str();
         let p = params_obj(req)?;
-        let uri = str_param(&p, "uri", Method::ResourcesRead.name())?;
         let snap = self.snapshot_having(|s| ctx.find_resource(s, uri).is_some()).await?;
         let found = ctx.find_resource(&snap, uri).ok_or_else(|| {
             RpcError::new(jsonrpc::RESOURCE_NOT_FOUND, "Resource not found").with_data(json!({"uri": uri}))
@@ -606,8 +592,8 @@ impl Engine {
     }
 
     async fn prompts_get(&self, ctx: &CallCtx, req: &Request) -> Result<Reply, RpcError> {
+        let params::Named { name, arguments } = params::parse(&req.method, req.params.as_ref())?;
         let mut p = params_obj(req)?;
-        let name = str_param(&p, "name", Method::PromptsGet.name())?.to_string();
         let snap = self.snapshot_having(|s| ctx.find_prompt(s, &name).is_some()).await?;
         let found = ctx
             .find_prompt(&snap, &name)
@@ -618,23 +604,17 @@ impl Engine {
         }
         let prompt = &found.def;
         let mut args = Map::new();
-        match p.get("arguments") {
-            None | Some(Value::Null) => {}
-            Some(Value::Object(a)) => {
-                for (k, v) in a {
-                    let s = match v {
-                        Value::String(s) => s.clone(),
-                        Value::Number(_) | Value::Bool(_) => v.to_string(),
-                        _ => {
-                            return Err(RpcError::invalid_params(format!(
-                                "prompts/get: argument \"{k}\" must be a string"
-                            )))
-                        }
-                    };
-                    args.insert(k.clone(), Value::String(s));
+        for (k, v) in arguments.unwrap_or_default() {
+            let s = match v {
+                Value::String(s) => s,
+                Value::Number(_) | Value::Bool(_) => v.to_string(),
+                _ => {
+                    return Err(RpcError::invalid_params(format!(
+                        "prompts/get: argument \"{k}\" must be a string"
+                    )))
                 }
-            }
-            Some(_) => return Err(RpcError::invalid_params("prompts/get: \"arguments\" must be an object")),
+            };
+            args.insert(k, Value::String(s));
         }
         if let Some(missing) = prompt
             .arguments

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures::{stream, StreamExt};
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::{parse_rpc_body, sse_response, stateless, Delivery, Face, Refused};
 use crate::http::response::{json_response, method_not_allowed, Body};
@@ -131,8 +131,8 @@ async fn sessionless_post(
     match answer {
         Ok((version, result, params)) => {
             s.protocol_version = Some(version);
-            s.client_capabilities = params.get("capabilities").cloned().unwrap_or(json!({}));
-            s.client_info = params.get("clientInfo").cloned().unwrap_or(Value::Null);
+            s.client_capabilities = Value::Object(params.capabilities.unwrap_or_default());
+            s.client_info = params.client_info.unwrap_or(Value::Null);
             let sid = s.id.clone();
             face.sessions.put(s).await;
             let mut r = json_response(StatusCode::OK, &jsonrpc::response(&req.id, result));
