@@ -262,11 +262,18 @@ impl Admin {
                 if let Some(refused) = stdio_refused(&def, existing.as_ref(), self.stdio) {
                     return refused;
                 }
-                // The name must be free before anything is sent to the upstream.
+                // The name and the slug must be free before anything is sent to the upstream.
                 if let Ok(other) = self.registry.get(Kind::Upstream, &def.name).await {
                     if existing.as_ref().is_none_or(|e| e.id != other.id) {
                         return registry_error(RegistryError::Conflict("upstream", def.name.clone()));
                     }
+                }
+                if let Err(e) = self
+                    .registry
+                    .check_slug(&def, existing.as_ref().map(|e| e.id.as_str()))
+                    .await
+                {
+                    return registry_error(e);
                 }
                 self.save_upstream(def, existing.as_ref(), path).await
             }

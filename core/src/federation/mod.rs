@@ -186,6 +186,8 @@ pub(crate) struct Federation {
     answers: answers::ResourceCache,
     /// List changes upstreams announce, for this process's listen streams.
     announced: Arc<announce::Announcements>,
+    /// The catalog reads list changes asked for, one at a time per upstream.
+    refreshes: upkeep::Refreshes,
     me: Weak<Federation>,
 }
 
@@ -223,6 +225,7 @@ impl Federation {
             relay,
             updates: Mutex::new(HashMap::new()),
             announced: Arc::default(),
+            refreshes: upkeep::Refreshes::default(),
             watchers: std::sync::atomic::AtomicU64::new(0),
             answers,
             me: me.clone(),
@@ -748,12 +751,32 @@ impl Federation {
         Ok(changed)
     }
 
+    /// Re-reads an upstream's catalog on a task of its own, at most one read at a time per
+    /// upstream ([`upkeep::Refreshes`]).
     fn spawn_catalog_refresh(&self, id: String) {
-        if let Some(me) = self.me.upgrade() {
-            self.net.spawner.spawn(boxed(async move {
-                let _ = me.refresh_catalog(&id).await;
-            }));
+        let Some(me) = self.me.upgrade() else { return };
+        if !self.refreshes.begin(&id) {
+            return;
         }
+        /// Lets the next change read if the task is dropped before its reads end.
+        struct Reading(Arc<Federation>, String, bool);
+        impl Drop for Reading {
+            fn drop(&mut self) {
+                if !self.2 {
+                    self.0.refreshes.forget(&self.1);
+                }
+            }
+        }
+        self.net.spawner.spawn(boxed(async move {
+            let mut reading = Reading(me, id, false);
+            loop {
+                let _ = reading.0.refresh_catalog(&reading.1).await;
+                if !reading.0.refreshes.end(&reading.1) {
+                    reading.2 = true;
+                    break;
+                }
+            }
+        }));
     }
 
     /// A peer's own upstreams and their health, as it tells them now (see

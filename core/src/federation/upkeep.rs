@@ -9,6 +9,53 @@ use crate::model::{Catalog, Transport, UpstreamDef, UpstreamKind};
 use crate::ports::OutboundRequest;
 use crate::upstream::{fetch_catalog, Link, UpstreamError};
 
+/// Catalog refreshes that an upstream's list changes ask for, one at a time per upstream: a
+/// change announced while its catalog is being read asks for one more read after it, however
+/// many changes were announced (an upstream announcing in a loop costs one read at a time).
+#[derive(Default)]
+pub(super) struct Refreshes {
+    /// Upstreams being read → whether another read was asked for meanwhile.
+    running: std::sync::Mutex<std::collections::HashMap<String, bool>>,
+}
+
+impl Refreshes {
+    /// Whether a read of `id` is to start now (none is running); else one more is noted.
+    pub fn begin(&self, id: &str) -> bool {
+        let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        match running.get_mut(id) {
+            Some(again) => {
+                *again = true;
+                false
+            }
+            None => {
+                running.insert(id.to_string(), false);
+                true
+            }
+        }
+    }
+
+    /// A read of `id` was dropped before it ended (its task was cancelled): the next change
+    /// starts one.
+    pub fn forget(&self, id: &str) {
+        self.running.lock().unwrap_or_else(|e| e.into_inner()).remove(id);
+    }
+
+    /// A read of `id` ended: whether to read once more (a change came meanwhile).
+    pub fn end(&self, id: &str) -> bool {
+        let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        match running.get_mut(id) {
+            Some(again) if *again => {
+                *again = false;
+                true
+            }
+            _ => {
+                running.remove(id);
+                false
+            }
+        }
+    }
+}
+
 /// Health checks and catalog refreshes that are due: a `ping` on each upstream's shared link
 /// every `health_check_secs` (an OpenAPI upstream: its document read, or its API answering);
 /// the catalog re-read every `refresh_secs`, after a recovery, and when it was never read.
@@ -226,4 +273,28 @@ async fn peer_get(fed: &Federation, def: &UpstreamDef, path: &str) -> Result<Val
         )));
     }
     serde_json::from_slice(&body).map_err(|e| UpstreamError::Protocol(format!("not JSON: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Refreshes;
+
+    #[test]
+    fn list_changes_during_a_read_ask_for_one_more_read_not_one_each() {
+        let r = Refreshes::default();
+        assert!(r.begin("a"), "the first change reads");
+        assert!(r.begin("b"), "another upstream reads on its own");
+        for _ in 0..100 {
+            assert!(!r.begin("a"), "a read is running");
+        }
+        assert!(r.end("a"), "one more read for the changes meanwhile");
+        assert!(!r.end("a"), "and no more");
+        assert!(r.begin("a"), "a later change reads again");
+        assert!(!r.end("a"));
+        assert!(!r.end("b"));
+        // A read whose task was dropped does not hold the next change back.
+        assert!(r.begin("c"));
+        r.forget("c");
+        assert!(r.begin("c"));
+    }
 }

@@ -15,6 +15,7 @@ pub use snapshot::{origin_of, Federated, Prompt, Resource, Server, Snapshot, Too
 
 pub(crate) mod listing;
 pub(crate) mod seal;
+mod slugs;
 mod snapshot;
 pub mod uris;
 
@@ -544,6 +545,18 @@ impl Registry {
         serde_json::from_value(normalized).map_err(|e| FieldError::new("", e.to_string()).into())
     }
 
+    /// Refuses an upstream whose slug (the prefix of its members' names and of its resources'
+    /// aliases) another stored upstream has, case aside: the two could not be told apart.
+    pub async fn check_slug(&self, def: &UpstreamDef, existing_id: Option<&str>) -> Result<(), RegistryError> {
+        let mine = def.slug().to_ascii_lowercase();
+        for r in self.store.list(Kind::Upstream).await? {
+            if Some(r.id.as_str()) != existing_id && r.key != def.name && slugs::slug_of(&r.body) == mine {
+                return Err(slugs::taken(&mine, &r.key, "slug"));
+            }
+        }
+        Ok(())
+    }
+
     /// Stores an upstream with its catalog: a new record, or a replacement of `existing_id`.
     pub async fn save_upstream(&self, existing_id: Option<&str>, def: &UpstreamDef) -> Result<Record, RegistryError> {
         let body = serde_json::to_value(def).map_err(|e| FieldError::new("", e.to_string()))?;
@@ -700,6 +713,12 @@ impl Registry {
         for (i, s) in file.server.iter().enumerate() {
             push(Kind::Server, format!("server[{i}]"), to_value(serde_json::to_value(s))?)?;
         }
+        // No two upstreams, of the file or stored, with one slug.
+        let others = stored
+            .iter()
+            .filter(|((k, _), _)| *k == Kind::Upstream)
+            .map(|((_, name), body)| (name.as_str(), body.as_str()));
+        slugs::check_seed(&file.upstream, others)?;
         // Server members may refer to entries of this same file or to existing ones.
         let known = |kind: Kind, name: &str, ops: &[Op]| {
             stored.contains_key(&(kind, name.to_string()))
@@ -785,6 +804,50 @@ mod tests {
             60_000,
         )
         .with_net_policy(crate::netguard::NetPolicy::parse(&["loopback".into()]).expect("policy"))
+    }
+
+    /// Two upstreams whose slugs differ only in case could not be told apart by their
+    /// members' names or their resources' aliases: the second is refused, by the API's check
+    /// and in a seed file, naming the field.
+    #[test]
+    fn a_slug_another_upstream_has_is_refused() {
+        block_on(async {
+            let r = registry();
+            let def = |v: Value| r.prepare_upstream(v, None, false).expect("def");
+            let first = def(json!({"name": "GitHub", "url": "https://a.example/mcp"}));
+            r.save_upstream(None, &first).await.expect("save");
+            let twin = def(json!({"name": "github", "url": "https://b.example/mcp"}));
+            let e = r.check_slug(&twin, None).await.unwrap_err();
+            let RegistryError::Invalid(f) = e else { panic!("{e:?}") };
+            assert_eq!(f.field, "slug");
+            assert!(f.message.contains("GitHub"), "{}", f.message);
+            let set = def(json!({"name": "github", "slug": "gh2", "url": "https://b.example/mcp"}));
+            assert!(r.check_slug(&set, None).await.is_ok());
+            assert!(
+                r.check_slug(&first, None).await.is_ok(),
+                "itself, replaced, is no clash"
+            );
+
+            let mut file = SeedFile::default();
+            for (name, slug) in [("one", None), ("two", Some("ONE"))] {
+                let mut v = json!({"name": name, "url": "https://c.example/mcp"});
+                if let Some(s) = slug {
+                    v["slug"] = json!(s);
+                }
+                file.upstream.push(serde_json::from_value(v).expect("def"));
+            }
+            let e = r.seed(&file).await.unwrap_err();
+            let RegistryError::Invalid(f) = e else { panic!("{e:?}") };
+            assert_eq!(f.field, "upstream[1].slug");
+            file.upstream[1].slug = Some("two".into());
+            file.upstream
+                .push(serde_json::from_value(json!({"name": "GITHUB", "url": "https://d.example/mcp"})).expect("def"));
+            let e = r.seed(&file).await.unwrap_err();
+            let RegistryError::Invalid(f) = e else { panic!("{e:?}") };
+            assert_eq!(f.field, "upstream[2].slug", "a stored upstream's slug counts too");
+            file.upstream.pop();
+            assert!(r.seed(&file).await.is_ok());
+        });
     }
 
     #[test]
