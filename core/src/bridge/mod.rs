@@ -472,6 +472,10 @@ impl Inner {
                 })
             }
         }
+        // A message without requests owes nothing (its answer is 202): nothing to follow.
+        if ids.is_empty() {
+            return;
+        }
         let mut reader = Relaying {
             bridge: self,
             pending: ids.iter().map(Value::to_string).collect(),

@@ -71,10 +71,15 @@ impl Links {
             .insert(id, serving);
     }
 
-    /// Forgets the upstream request serving the session's request `id` (it ended).
+    /// Forgets the upstream request serving the session's request `id` (it ended); a session
+    /// left with nothing here is dropped (a call that started after the session ended).
     pub fn call_ended(&self, sid: &str, id: &RequestId) {
-        if let Some(s) = lock(&self.sessions).get_mut(sid) {
+        let mut sessions = lock(&self.sessions);
+        if let Some(s) = sessions.get_mut(sid) {
             s.inflight.remove(id);
+            if s.is_empty() {
+                sessions.remove(sid);
+            }
         }
     }
 
@@ -83,9 +88,17 @@ impl Links {
         lock(&self.sessions).get(sid)?.inflight.get(id).cloned()
     }
 
-    /// Runs `f` on the session's waiting upstream requests (made empty if there are none).
+    /// Runs `f` on the session's waiting upstream requests. A session with nothing here that
+    /// `f` leaves with nothing waiting (a notification of a link whose session just ended) is
+    /// not kept.
     pub fn asked<R>(&self, sid: &str, f: impl FnOnce(&mut Asked<Back>) -> R) -> R {
-        f(&mut lock(&self.sessions).entry(sid.to_string()).or_default().asked)
+        let mut sessions = lock(&self.sessions);
+        let s = sessions.entry(sid.to_string()).or_default();
+        let out = f(&mut s.asked);
+        if s.is_empty() {
+            sessions.remove(sid);
+        }
+        out
     }
 
     /// Runs `f` on the session's waiting upstream requests if it has any state here (an
@@ -181,10 +194,16 @@ mod tests {
         assert_eq!(links.take_all().len(), 0);
     }
 
-    /// An answer for a session with no state here leaves none behind.
+    /// An answer, a notification or a call's end for a session with no state here (it ended)
+    /// leaves none behind.
     #[test]
     fn an_unknown_sessions_answer_leaves_nothing() {
-        let links = Links::default();
+        let (links, relay) = (Links::default(), Relay::default());
+        let note = json!({"jsonrpc": "2.0", "method": "notifications/progress", "params": {}});
+        let (tx, _rx) = futures::channel::mpsc::unbounded();
+        let r = links.asked("gone", |a| relay.to_client(a, &Back::Round(tx), 9, note));
+        assert!(matches!(r, Rewrite::Deliver(_)));
+        assert_eq!(links.sessions(), 0);
         assert!(links
             .answered("nobody", |a| a.answer(&RequestId::Number(1.into()), Ok(json!({}))))
             .is_none());

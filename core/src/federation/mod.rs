@@ -760,6 +760,11 @@ impl Federation {
         }
         /// Lets the next change read if the task is dropped before its reads end.
         struct Reading(Arc<Federation>, String, bool);
+        impl Reading {
+            fn finished(&mut self) {
+                self.2 = true;
+            }
+        }
         impl Drop for Reading {
             fn drop(&mut self) {
                 if !self.2 {
@@ -767,12 +772,13 @@ impl Federation {
                 }
             }
         }
+        // Made before the task, so that a task dropped before it first runs frees the next too.
+        let mut reading = Reading(me, id, false);
         self.net.spawner.spawn(boxed(async move {
-            let mut reading = Reading(me, id, false);
             loop {
                 let _ = reading.0.refresh_catalog(&reading.1).await;
                 if !reading.0.refreshes.end(&reading.1) {
-                    reading.2 = true;
+                    reading.finished();
                     break;
                 }
             }
