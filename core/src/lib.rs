@@ -17,6 +17,7 @@ pub mod http;
 pub mod memory;
 pub mod model;
 pub mod netguard;
+pub mod oauth;
 pub mod observe;
 pub mod platform;
 pub mod ports;
