@@ -1035,6 +1035,14 @@ impl Fixture {
         Self::spawn(cmd)
     }
 
+    /// A node script of the repository (`tests/fixture/oidc.mjs`) with `args`, started like the
+    /// fixture: it prints `{"listening": URL}` first.
+    pub fn start_cmd(script: &str, args: &[&str]) -> Self {
+        let mut cmd = Command::new(node_bin());
+        cmd.arg(repo_root().join(script)).args(args);
+        Self::spawn(cmd)
+    }
+
     /// The port it listens on.
     pub fn port(&self) -> u16 {
         self.url.rsplit(':').next().and_then(|p| p.parse().ok()).unwrap_or(0)

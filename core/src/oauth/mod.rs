@@ -1,7 +1,10 @@
 //! The gateway as an OAuth client of its upstreams (the MCP authorization spec, 2025-11-25):
-//! the challenges an upstream's refusal carries ([`challenge`]) and the discovery of who
-//! authorizes requests to it ([`discovery`]). Pure but for the `HttpClient` and `Clock` ports;
+//! the challenges an upstream's refusal carries ([`challenge`]), the discovery of who
+//! authorizes requests to it ([`discovery`]), requests to its token endpoint ([`token`]) and
+//! PKCE ([`pkce`]). Pure but for the `HttpClient` and `Clock` ports;
 //! the same on both runtimes.
 
 pub mod challenge;
 pub mod discovery;
+pub mod pkce;
+pub mod token;
