@@ -12,6 +12,7 @@ pub(crate) fn upstream_error(name: &str, e: &UpstreamError) -> RpcError {
         UpstreamError::Closed => "closed",
         UpstreamError::Protocol(_) => "invalid_answer",
         UpstreamError::Unsupported(_) => "unsupported",
+        UpstreamError::Unauthorized(_) => "unauthorized",
     };
     RpcError::new(INTERNAL_ERROR, format!("upstream '{name}' failed: {e}"))
         .with_data(json!({"upstream": name, "reason": reason}))

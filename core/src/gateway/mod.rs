@@ -187,6 +187,7 @@ impl Gateway {
             linger_ms: config.standalone_linger_ms,
             telemetry: telemetry.clone(),
             max_queue: config.max_stream_queue,
+            grants: Arc::default(),
         };
         let fed = Federation::new(
             registry.clone(),

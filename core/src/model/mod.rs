@@ -14,8 +14,8 @@ use crate::uri_template::UriTemplate;
 mod upstream;
 
 pub use upstream::{
-    Catalog, ConflictPolicy, OpenApiSpec, Operation, OperationBody, OperationParam, Transport, UpstreamDef,
-    UpstreamKind,
+    Catalog, ConflictPolicy, OpenApiSpec, Operation, OperationBody, OperationParam, SecretMethod, Transport,
+    UpstreamAuth, UpstreamDef, UpstreamKind,
 };
 
 /// A validation failure that names the offending field.
@@ -687,6 +687,32 @@ mod tests {
         assert!(valid_uri("uri", "mcpgw:b/test://x").is_err());
         assert!(valid_uri("uri", "MCPGW:b/test://x").is_err());
         assert!(valid_uri("uri", "mcpgwx:y").is_ok());
+    }
+
+    #[test]
+    fn upstream_oauth_settings_are_checked_by_field() {
+        let up = |v: Value| validate(Kind::Upstream, v).map(|_| ()).map_err(|e| e.field);
+        let cc = json!({"mode": "client-credentials", "client_id": "gw", "client_secret": "s"});
+        assert_eq!(up(json!({"name": "u", "url": "https://h/mcp", "auth": cc})), Ok(()));
+        let mut no_id = cc.clone();
+        no_id["client_id"] = json!(" ");
+        assert_eq!(
+            up(json!({"name": "u", "url": "https://h/mcp", "auth": no_id})),
+            Err("auth.client_id".into())
+        );
+        let mut bad_issuer = cc.clone();
+        bad_issuer["issuer"] = json!("ftp://as");
+        assert_eq!(
+            up(json!({"name": "u", "url": "https://h/mcp", "auth": bad_issuer})),
+            Err("auth.issuer".into())
+        );
+        let sse = json!({"name": "u", "url": "https://h/sse", "transport": "sse", "auth": cc});
+        assert_eq!(up(sse), Err("auth".into()));
+        // An unknown mode or member is refused, not ignored.
+        assert!(up(json!({"name": "u", "url": "https://h/mcp", "auth": {"mode": "magic"}})).is_err());
+        let mut extra = cc.clone();
+        extra["client_secrett"] = json!("typo");
+        assert!(up(json!({"name": "u", "url": "https://h/mcp", "auth": extra})).is_err());
     }
 
     #[test]

@@ -127,6 +127,10 @@ pub struct UpstreamDef {
     /// certificate (native gateway only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<UpstreamTls>,
+    /// How the upstream authenticates the gateway's requests besides `headers` (none: by the
+    /// headers alone).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<UpstreamAuth>,
     /// The catalog last read (written by the gateway; ignored in requests).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub catalog: Option<Catalog>,
@@ -154,7 +158,8 @@ fn valid_tls(tls: &UpstreamTls) -> Result<(), FieldError> {
 impl UpstreamDef {
     /// Where an upstream holds credentials: its `headers`, a stdio upstream's `env` (tokens
     /// passed to the program), and its TLS client key.
-    pub const CREDENTIALS: &'static [&'static str] = &["/headers/*", "/env/*", "/tls/client_key"];
+    pub const CREDENTIALS: &'static [&'static str] =
+        &["/headers/*", "/env/*", "/tls/client_key", "/auth/client_secret"];
 
     /// The prefix of member names.
     pub fn slug(&self) -> String {
@@ -244,6 +249,12 @@ impl UpstreamDef {
                 return Err(FieldError::new("tls", "TLS settings need https:// URLs"));
             }
         }
+        if let Some(auth) = &self.auth {
+            auth.validate()?;
+            if self.transport != Transport::StreamableHttp {
+                return Err(FieldError::new("auth", "OAuth is for upstreams over streamable HTTP"));
+            }
+        }
         if self.timeout_ms == Some(0) {
             return Err(FieldError::new("timeout_ms", "must be greater than 0"));
         }
@@ -251,6 +262,76 @@ impl UpstreamDef {
             return Err(FieldError::new("refresh_secs", "must be greater than 0"));
         }
         Ok(())
+    }
+}
+
+/// How an upstream authenticates the gateway (issue 30). The secret is a credential: sealed at
+/// rest like `headers`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "mode", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum UpstreamAuth {
+    /// The gateway as its own OAuth client (the client credentials grant; the MCP
+    /// client-credentials extension): one token for every caller, kept and renewed.
+    ClientCredentials {
+        /// The client id registered at the upstream's authorization server.
+        client_id: String,
+        /// Its secret.
+        client_secret: String,
+        /// How the secret is sent.
+        #[serde(default)]
+        method: SecretMethod,
+        /// The scopes asked for (space-separated; none: the challenge's, else the resource's).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        scope: Option<String>,
+        /// The authorization server's issuer (none: discovered from the upstream's metadata).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        issuer: Option<String>,
+    },
+}
+
+/// How a client secret goes to the token endpoint.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SecretMethod {
+    /// `client_secret_basic` (the `Authorization` header).
+    #[default]
+    ClientSecretBasic,
+    /// `client_secret_post` (the form body).
+    ClientSecretPost,
+}
+
+impl UpstreamAuth {
+    /// Checks the settings' shape.
+    pub fn validate(&self) -> Result<(), FieldError> {
+        match self {
+            UpstreamAuth::ClientCredentials {
+                client_id,
+                client_secret,
+                issuer,
+                scope,
+                ..
+            } => {
+                if client_id.trim().is_empty() || client_id.len() > 1024 {
+                    return Err(FieldError::new(
+                        "auth.client_id",
+                        "is required (at most 1024 characters)",
+                    ));
+                }
+                if client_secret.is_empty() || client_secret.len() > 4096 {
+                    return Err(FieldError::new(
+                        "auth.client_secret",
+                        "is required (at most 4096 characters)",
+                    ));
+                }
+                if scope.as_ref().is_some_and(|s| s.len() > 1024) {
+                    return Err(FieldError::new("auth.scope", "at most 1024 characters"));
+                }
+                if let Some(i) = issuer {
+                    valid_http_url("auth.issuer", i)?;
+                }
+                Ok(())
+            }
+        }
     }
 }
 

@@ -259,22 +259,33 @@ pub async fn discover(
         .first()
         .cloned()
         .ok_or_else(|| DiscoveryError::NoAuthorizationServer(server_url.to_string()))?;
+    let server = server_metadata(http, clock, &issuer).await?;
+    Ok(Discovered { resource, server })
+}
+
+/// The metadata of the authorization server `issuer`, from the first of its well-known places
+/// that has it; metadata naming another issuer is refused.
+pub async fn server_metadata(
+    http: &dyn HttpClient,
+    clock: &dyn Clock,
+    issuer: &str,
+) -> Result<ServerMetadata, DiscoveryError> {
     let mut tried = Vec::new();
-    for url in server_metadata_urls(&issuer)? {
+    for url in server_metadata_urls(issuer)? {
         match get_json::<ServerMetadata>(http, clock, &url).await {
-            Ok(server) if same_issuer(&server.issuer, &issuer) => return Ok(Discovered { resource, server }),
+            Ok(server) if same_issuer(&server.issuer, issuer) => return Ok(server),
             Ok(server) => {
                 return Err(DiscoveryError::OtherIssuer {
                     at: url,
                     said: server.issuer,
-                    issuer,
+                    issuer: issuer.to_string(),
                 })
             }
             Err(why) => tried.push(format!("{url}: {why}")),
         }
     }
     Err(DiscoveryError::NoServerMetadata {
-        issuer,
+        issuer: issuer.to_string(),
         tried: tried.join("; "),
     })
 }

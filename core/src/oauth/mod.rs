@@ -6,5 +6,6 @@
 
 pub mod challenge;
 pub mod discovery;
+pub mod grants;
 pub mod pkce;
 pub mod token;

@@ -45,7 +45,14 @@ pub(super) async fn standalone_stream(
             };
             (h.http.clone(), req, h.max_bytes, l.linger_ms, l.renewal())
         };
-        let (http, req, max, linger_ms, renew) = opening;
+        let (http, mut req, max, linger_ms, renew) = opening;
+        // An upstream that authenticates the gateway as an OAuth client gets its token here too
+        // (without one, its refusal ends the stream as any client error does).
+        if let Some(l) = link.upgrade() {
+            if let Io::Http(h) = &l.io {
+                let _ = h.authorize(&mut req.headers, None).await;
+            }
+        }
         // Never resolves unless the link asks to reopen (a 2026-07-28 stream's watch changed).
         let mut renew = match renew {
             Some(rx) => futures::future::Either::Left(rx),

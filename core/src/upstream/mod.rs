@@ -84,6 +84,9 @@ pub(crate) enum UpstreamError {
     /// This runtime cannot reach the upstream this way.
     #[error("{0}")]
     Unsupported(String),
+    /// No authorization the upstream takes could be had (why).
+    #[error("not authorized: {0}")]
+    Unauthorized(String),
 }
 
 impl UpstreamError {
@@ -111,6 +114,8 @@ pub(crate) struct Net {
     pub telemetry: crate::observe::Telemetry,
     /// Messages an upstream may have waiting for a call or a listener (see [`Sink`]).
     pub max_queue: usize,
+    /// The gateway's own OAuth tokens for upstreams that authenticate it as a client.
+    pub grants: Arc<crate::oauth::grants::ClientTokens>,
 }
 
 /// Who the gateway says it is when it opens a link: the client's capabilities and identity for
@@ -269,6 +274,7 @@ impl Link {
                 clock: net.clock.clone(),
                 url: endpoint.clone(),
                 headers: def_headers(def)?,
+                auth: def.auth.clone().map(|a| (a, net.grants.clone())),
                 session: Mutex::new(None),
                 version: Mutex::new(None),
                 max_bytes: net.max_bytes,

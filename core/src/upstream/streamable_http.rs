@@ -15,6 +15,8 @@ pub(super) struct HttpIo {
     pub(super) url: String,
     /// The definition's headers, checked once when the link opened.
     pub(super) headers: HeaderMap,
+    /// How the upstream authenticates the gateway as an OAuth client, and the tokens kept.
+    pub(super) auth: Option<(crate::model::UpstreamAuth, Arc<crate::oauth::grants::ClientTokens>)>,
     pub(super) session: Mutex<Option<HeaderValue>>,
     pub(super) version: Mutex<Option<ProtocolVersion>>,
     pub(super) max_bytes: usize,
@@ -53,6 +55,57 @@ pub(super) fn http_error(e: HttpError) -> UpstreamError {
 }
 
 impl HttpIo {
+    /// Sets the request's `Authorization` from the gateway's token for the upstream, when it
+    /// authenticates the gateway as an OAuth client (`scope`: what its challenge asked for).
+    pub(super) async fn authorize(&self, headers: &mut HeaderMap, scope: Option<&str>) -> Result<(), UpstreamError> {
+        let Some((auth, grants)) = &self.auth else {
+            return Ok(());
+        };
+        let bearer = grants
+            .bearer(&*self.http, &*self.clock, &self.url, auth, scope)
+            .await
+            .map_err(|e| UpstreamError::Unauthorized(e.to_string()))?;
+        headers.insert(http::header::AUTHORIZATION, bearer);
+        Ok(())
+    }
+
+    /// Sends a request with the gateway's token; when the upstream refuses it (401, or 403
+    /// `insufficient_scope`), once more with a new token for what its challenge asks.
+    pub(super) async fn send_authorized(&self, mut req: OutboundRequest) -> Result<InboundResponse, UpstreamError> {
+        self.authorize(&mut req.headers, None).await?;
+        let Some((auth, grants)) = &self.auth else {
+            return self.http.send(req).await.map_err(http_error);
+        };
+        let again = OutboundRequest {
+            method: req.method.clone(),
+            url: req.url.clone(),
+            headers: req.headers.clone(),
+            body: req.body.clone(),
+            tls: req.tls.clone(),
+        };
+        let resp = self.http.send(req).await.map_err(http_error)?;
+        let refused = resp.status == http::StatusCode::UNAUTHORIZED || resp.status == http::StatusCode::FORBIDDEN;
+        if !refused {
+            return Ok(resp);
+        }
+        let values: Vec<&str> = resp
+            .headers
+            .get_all(http::header::WWW_AUTHENTICATE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        let challenge = crate::oauth::challenge::bearer(values).unwrap_or_default();
+        let step_up = challenge.error.as_deref() == Some("insufficient_scope");
+        if resp.status == http::StatusCode::FORBIDDEN && !step_up {
+            return Ok(resp);
+        }
+        grants.refused(&self.url, auth);
+        let mut again = again;
+        let scope = challenge.scope.as_deref();
+        self.authorize(&mut again.headers, scope).await?;
+        self.http.send(again).await.map_err(http_error)
+    }
+
     /// The headers of a request on this link: the definition's, then the transport's (which
     /// replace a configured header of the same name).
     pub(super) fn headers(&self, accept: &'static str) -> HeaderMap {
@@ -104,16 +157,14 @@ impl HttpIo {
         let mut headers = self.headers("application/json, text/event-stream");
         headers.extend(extra);
         let resp = self
-            .http
-            .send(OutboundRequest {
+            .send_authorized(OutboundRequest {
                 method: http::Method::POST,
                 url: self.url.clone(),
                 headers,
                 body: Some(Bytes::from(body)),
                 tls: None,
             })
-            .await
-            .map_err(http_error)?;
+            .await?;
         if !had_session {
             if let Some(s) = resp.headers.get(MCP_SESSION_ID).filter(|v| v.to_str().is_ok()) {
                 *self.session.lock().unwrap_or_else(|e| e.into_inner()) = Some(s.clone());
@@ -124,13 +175,37 @@ impl HttpIo {
             return Err(UpstreamError::SessionGone);
         }
         if !status.is_success() {
+            let challenge = crate::oauth::challenge::bearer(
+                resp.headers
+                    .get_all(http::header::WWW_AUTHENTICATE)
+                    .iter()
+                    .filter_map(|v| v.to_str().ok()),
+            );
             let text = read_all(resp, 4096).await.unwrap_or_default();
             let text = String::from_utf8_lossy(&text);
+            // An upstream that wants OAuth and got no token it takes says so, with where its
+            // metadata is.
+            if status == http::StatusCode::UNAUTHORIZED || challenge.as_ref().is_some_and(|c| c.error.is_some()) {
+                let c = challenge.unwrap_or_default();
+                let why = match (&self.auth, c.resource_metadata) {
+                    (None, Some(m)) => format!(
+                        "HTTP {status}: it asks for an OAuth token (its metadata: {m}); set `auth` on the upstream"
+                    ),
+                    (None, None) => {
+                        format!("HTTP {status}: it asks for credentials; set `auth` or `headers` on the upstream")
+                    }
+                    (Some(_), _) => format!(
+                        "HTTP {status}: it refused the gateway's token{}",
+                        c.error.map(|e| format!(" ({e})")).unwrap_or_default()
+                    ),
+                };
+                return Err(UpstreamError::Unauthorized(why));
+            }
             // A JSON-RPC error body is the upstream's answer, whatever the status.
             if let (Some(id), Ok(v)) = (expect, serde_json::from_str::<Value>(&text)) {
                 // (Or to no id: a refusal read before the request's id, such as -32022.)
                 let to = v.get("id").filter(|i| !i.is_null());
-                if v.get("error").is_some() && to.is_none_or(|i| i.as_u64() == Some(id)) {
+                if v.get("error").is_some_and(Value::is_object) && to.is_none_or(|i| i.as_u64() == Some(id)) {
                     return Ok(Some(Answer::Value(v)));
                 }
             }
@@ -210,7 +285,11 @@ impl HttpIo {
         }
         let mut reader = Awaiting { id, sink, answer: None };
         let resume = |last: String| -> BoxFuture<'_, Result<InboundResponse, HttpError>> {
-            Box::pin(async move { self.http.send(self.get_request(Some(&last))).await })
+            Box::pin(async move {
+                self.send_authorized(self.get_request(Some(&last)))
+                    .await
+                    .map_err(|e| HttpError::Lost(e.to_string()))
+            })
         };
         match follow::follow(resp, self.max_bytes, &*self.clock, &resume, &mut reader).await {
             Ok(()) => reader.answer.map(Answer::Text).ok_or(UpstreamError::Closed),

@@ -35,4 +35,5 @@ mod ssrf;
 mod stateless;
 mod stdio;
 mod tls;
+mod upstream_oauth;
 mod ws;

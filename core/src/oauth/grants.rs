@@ -1,0 +1,261 @@
+//! The gateway's own tokens for upstreams that authenticate it as an OAuth client (an
+//! upstream's `auth.mode = "client-credentials"`): got from the authorization server the
+//! upstream names (or the one configured), for the upstream as the resource (RFC 8707), kept in
+//! memory until shortly before they expire, and dropped when the upstream refuses one. One token
+//! per upstream and client serves every caller: it is the gateway's, not a user's.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use http::HeaderValue;
+
+use super::discovery::{self, DiscoveryError};
+use super::token::{self, ClientAuth, Grant, TokenError, TokenRequest};
+use crate::model::{SecretMethod, UpstreamAuth};
+use crate::ports::{Clock, HttpClient};
+
+/// A token is renewed this long before it expires.
+const EARLY_MS: u64 = 30_000;
+/// The lifetime assumed for a token whose answer said none.
+const DEFAULT_LIFETIME_MS: u64 = 300_000;
+/// The most tokens kept (one per upstream and client; more means definitions churn).
+const MAX_KEPT: usize = 1024;
+
+/// Why no token could be had for an upstream.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GrantError {
+    /// Who authorizes requests to the upstream could not be found.
+    #[error(transparent)]
+    Discovery(#[from] DiscoveryError),
+    /// The authorization server has no token endpoint.
+    #[error("the authorization server {0} has no token endpoint")]
+    NoTokenEndpoint(String),
+    /// The token endpoint gave none.
+    #[error(transparent)]
+    Token(#[from] TokenError),
+}
+
+struct Kept {
+    header: HeaderValue,
+    renew_at_ms: u64,
+}
+
+/// Tokens the gateway holds as a client, by upstream and client.
+#[derive(Default)]
+pub struct ClientTokens {
+    kept: Mutex<HashMap<String, Kept>>,
+}
+
+/// The resource identifier of an upstream (RFC 8707 §2): its URL with scheme and host in lower
+/// case, without a fragment or a trailing `/`.
+pub fn resource_of(url: &str) -> String {
+    let url = url.split('#').next().unwrap_or(url);
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let (host, path) = match rest.find('/') {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    format!(
+        "{}://{}{}",
+        scheme.to_ascii_lowercase(),
+        host.to_ascii_lowercase(),
+        path.trim_end_matches('/')
+    )
+}
+
+fn key(upstream_url: &str, auth: &UpstreamAuth) -> String {
+    match auth {
+        UpstreamAuth::ClientCredentials { client_id, issuer, .. } => format!(
+            "{}\u{1f}{client_id}\u{1f}{}",
+            resource_of(upstream_url),
+            issuer.as_deref().unwrap_or("")
+        ),
+    }
+}
+
+impl ClientTokens {
+    /// The `Authorization` value for a request to the upstream at `upstream_url`: the token
+    /// kept, or a new one. `scope` is what the upstream's challenge asked for, if it said.
+    pub async fn bearer(
+        &self,
+        http: &dyn HttpClient,
+        clock: &dyn Clock,
+        upstream_url: &str,
+        auth: &UpstreamAuth,
+        challenged_scope: Option<&str>,
+    ) -> Result<HeaderValue, GrantError> {
+        let k = key(upstream_url, auth);
+        let now = clock.now_ms();
+        let cached = self
+            .lock()
+            .get(&k)
+            .filter(|t| t.renew_at_ms > now)
+            .map(|t| t.header.clone());
+        if let Some(header) = cached {
+            return Ok(header);
+        }
+        let UpstreamAuth::ClientCredentials {
+            client_id,
+            client_secret,
+            method,
+            scope,
+            issuer,
+        } = auth;
+        let resource = resource_of(upstream_url);
+        let (server, resource_scopes) = match issuer {
+            Some(iss) => (discovery::server_metadata(http, clock, iss).await?, vec![]),
+            None => {
+                let d = discovery::discover(http, clock, upstream_url, None).await?;
+                (d.server, d.resource.scopes_supported)
+            }
+        };
+        let endpoint = server
+            .token_endpoint
+            .clone()
+            .ok_or_else(|| GrantError::NoTokenEndpoint(server.issuer.clone()))?;
+        // The configured scope, else the challenge's, else every scope the resource names.
+        let scope = scope
+            .clone()
+            .or_else(|| challenged_scope.map(str::to_string))
+            .or_else(|| (!resource_scopes.is_empty()).then(|| resource_scopes.join(" ")));
+        let auth = match method {
+            SecretMethod::ClientSecretBasic => ClientAuth::SecretBasic {
+                client_id: client_id.clone(),
+                secret: client_secret.clone(),
+            },
+            SecretMethod::ClientSecretPost => ClientAuth::SecretPost {
+                client_id: client_id.clone(),
+                secret: client_secret.clone(),
+            },
+        };
+        let req = TokenRequest {
+            endpoint,
+            grant: Grant::ClientCredentials,
+            auth,
+            resource: Some(resource),
+            scope,
+        };
+        let tokens = token::request(http, clock, &req).await?;
+        let header = HeaderValue::from_str(&format!("Bearer {}", tokens.access_token))
+            .map_err(|_| TokenError::Malformed("the access token cannot be sent in a header".into()))?;
+        let lifetime = tokens
+            .expires_in
+            .map_or(DEFAULT_LIFETIME_MS, |s| s.saturating_mul(1000));
+        let renew_at_ms = now + lifetime.saturating_sub(EARLY_MS.min(lifetime / 2));
+        let mut kept = self.lock();
+        if kept.len() >= MAX_KEPT {
+            kept.retain(|_, t| t.renew_at_ms > now);
+            if kept.len() >= MAX_KEPT {
+                kept.clear();
+            }
+        }
+        kept.insert(
+            k,
+            Kept {
+                header: header.clone(),
+                renew_at_ms,
+            },
+        );
+        Ok(header)
+    }
+
+    /// Drops the token kept for the upstream (it refused it): the next request gets another.
+    pub fn refused(&self, upstream_url: &str, auth: &UpstreamAuth) {
+        self.lock().remove(&key(upstream_url, auth));
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Kept>> {
+        self.kept.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ports::{HttpError, InboundResponse, OutboundRequest};
+    use bytes::Bytes;
+    use http::{HeaderMap, StatusCode};
+    use std::sync::atomic::AtomicU64;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    /// An authorization server at https://as.example that counts the tokens it gives.
+    #[derive(Default)]
+    struct Server {
+        issued: AtomicU32,
+    }
+
+    #[async_trait::async_trait]
+    impl HttpClient for Server {
+        async fn send(&self, r: OutboundRequest) -> Result<InboundResponse, HttpError> {
+            let body = match r.url.as_str() {
+                "https://as.example/.well-known/oauth-authorization-server" => {
+                    r#"{"issuer": "https://as.example", "token_endpoint": "https://as.example/token"}"#.to_string()
+                }
+                "https://as.example/token" => {
+                    let n = self.issued.fetch_add(1, Ordering::SeqCst) + 1;
+                    format!(r#"{{"access_token": "t{n}", "token_type": "Bearer", "expires_in": 120}}"#)
+                }
+                _ => return Err(HttpError::Connect(r.url)),
+            };
+            Ok(InboundResponse {
+                status: StatusCode::OK,
+                headers: HeaderMap::new(),
+                body: Box::pin(futures::stream::once(async move { Ok(Bytes::from(body)) })),
+            })
+        }
+    }
+
+    /// A clock that moves only when told (its sleeps never end: the fake server answers first).
+    struct Still(AtomicU64);
+
+    impl Clock for Still {
+        fn now_ms(&self) -> u64 {
+            self.0.load(Ordering::SeqCst)
+        }
+        fn sleep(&self, _: std::time::Duration) -> crate::platform::BoxFuture<'static, ()> {
+            Box::pin(futures::future::pending())
+        }
+    }
+
+    /// One token serves until shortly before it expires; a refused one is replaced at once.
+    #[test]
+    fn a_token_is_kept_until_it_nears_expiry_or_is_refused() {
+        let (server, clock, kept) = (
+            Server::default(),
+            Still(AtomicU64::new(1_000_000)),
+            ClientTokens::default(),
+        );
+        let auth = UpstreamAuth::ClientCredentials {
+            client_id: "gw".into(),
+            client_secret: "s".into(),
+            method: SecretMethod::ClientSecretPost,
+            scope: None,
+            issuer: Some("https://as.example".into()),
+        };
+        let url = "https://up.example/mcp";
+        let get = || futures::executor::block_on(kept.bearer(&server, &clock, url, &auth, None)).unwrap();
+        assert_eq!(get(), "Bearer t1");
+        assert_eq!(get(), "Bearer t1", "kept");
+        clock.0.fetch_add(89_000, Ordering::SeqCst);
+        assert_eq!(get(), "Bearer t1", "still 31 s to go");
+        clock.0.fetch_add(2_000, Ordering::SeqCst);
+        assert_eq!(get(), "Bearer t2", "renewed 30 s before it expires");
+        kept.refused(url, &auth);
+        assert_eq!(get(), "Bearer t3", "a refused token is not sent again");
+        assert_eq!(
+            futures::executor::block_on(kept.bearer(&server, &clock, "https://other.example/mcp", &auth, None))
+                .unwrap(),
+            "Bearer t4",
+            "another upstream has its own"
+        );
+    }
+
+    #[test]
+    fn a_resource_is_its_url_canonical() {
+        assert_eq!(
+            resource_of("HTTPS://Up.Example:8443/Mcp/#frag"),
+            "https://up.example:8443/Mcp"
+        );
+        assert_eq!(resource_of("http://127.0.0.1:9"), "http://127.0.0.1:9");
+    }
+}

@@ -1,0 +1,80 @@
+//! Upstreams that authenticate the gateway as an OAuth client (issue 30), against an
+//! authorization server nobody here wrote (oidc-provider, `tests/fixture/oidc.mjs`) and an
+//! upstream that checks the tokens it signed (the fixture with `--oauth`: signature, issuer,
+//! audience = its own URL, scope `read`). On both runtimes.
+
+use std::time::Duration;
+
+use mcpgw_e2e::{http_client, start_target, Fixture, RawSession, TempDir};
+use serde_json::{json, Value};
+
+async fn post_upstream(gw: &str, body: &Value) -> (u16, Value) {
+    let r = http_client()
+        .post(format!("{gw}/gateways"))
+        .json(body)
+        .timeout(Duration::from_secs(60))
+        .send()
+        .await
+        .expect("POST /gateways");
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+/// The gateway discovers the upstream's authorization server from its protected-resource
+/// metadata, gets a token of its own for the upstream (client credentials, either way of
+/// sending the secret) and calls with it; the upstream sees the gateway's client. Without
+/// `auth`, or with a wrong secret, registration fails saying why; the secret is never shown.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_wanting_the_gateways_own_token_gets_one_from_its_authorization_server() {
+    let dir = TempDir::new("upstream-oauth");
+    let calls = dir.join("calls.jsonl");
+    let oidc = Fixture::start_cmd("tests/fixture/oidc.mjs", &[]);
+    let up = Fixture::start_with("streamable-http", 0, Some(&calls), &["--oauth", &oidc.url]);
+    let gw = start_target(&dir, &[]).expect("gateway");
+    let url = format!("{}/mcp", up.url);
+
+    let (status, v) = post_upstream(gw.url(), &json!({"name": "plain", "url": url})).await;
+    assert_eq!(status, 502, "{v}");
+    assert!(v.to_string().contains("401"), "the upstream's refusal is named: {v}");
+
+    let (status, v) = post_upstream(
+        gw.url(),
+        &json!({"name": "wrong", "url": url, "auth": {"mode": "client-credentials", "client_id": "gw-basic", "client_secret": "nope"}}),
+    )
+    .await;
+    assert_eq!(status, 502, "{v}");
+    assert!(
+        v.to_string().contains("invalid_client"),
+        "the provider's refusal is named: {v}"
+    );
+    assert!(!v.to_string().contains("nope"), "the secret is not echoed: {v}");
+
+    for (name, client, secret, method) in [
+        ("basic", "gw-basic", "basic-secret", "client_secret_basic"),
+        ("post", "gw-post", "post-secret", "client_secret_post"),
+    ] {
+        let auth =
+            json!({"mode": "client-credentials", "client_id": client, "client_secret": secret, "method": method});
+        let (status, v) = post_upstream(gw.url(), &json!({"name": name, "url": url, "auth": auth})).await;
+        assert_eq!(status, 201, "{v}");
+        assert_ne!(v["auth"]["client_secret"], secret, "the secret is never shown: {v}");
+        assert!(!v.to_string().contains(secret), "{v}");
+
+        let mut s = RawSession::open(&format!("{}/mcp", gw.url()), json!({}))
+            .await
+            .expect("session");
+        let (answer, _) = s
+            .tool(json!(1), &format!("{name}__whoami"), json!({}))
+            .await
+            .expect("call");
+        let text = answer["result"]["content"][0]["text"].as_str().unwrap_or_default();
+        let who: Value = serde_json::from_str(text).unwrap_or_else(|e| panic!("{answer}: {e}"));
+        assert_eq!(who["client_id"], client, "{who}");
+        assert!(
+            who["scope"].as_str().is_some_and(|s| s.split(' ').any(|x| x == "read")),
+            "{who}"
+        );
+    }
+    drop(up);
+    drop(oidc);
+}
