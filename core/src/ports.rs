@@ -460,6 +460,17 @@ pub trait Crypto: MaybeSend + MaybeSync {
         signature: &'a [u8],
     ) -> BoxFuture<'a, Result<bool, CryptoError>>;
 
+    /// An `alg` signature of `message` by the private key `jwk` (a private JWK as JSON text:
+    /// RSA with `d`, `p`, `q`, ...; P-256 or Ed25519 with `d`), in JWS form (ES256 as `r || s`).
+    /// An error when the key cannot serve `alg`. For the gateway's own assertions as an OAuth
+    /// client (`private_key_jwt`).
+    fn sign<'a>(
+        &'a self,
+        alg: SignatureAlg,
+        jwk: &'a str,
+        message: &'a [u8],
+    ) -> BoxFuture<'a, Result<Vec<u8>, CryptoError>>;
+
     /// PBKDF2 with HMAC-SHA-256: `len` bytes derived from `password` and `salt`.
     fn pbkdf2_sha256<'a>(
         &'a self,

@@ -20,6 +20,8 @@ const MAX_KEYS: usize = 64;
 #[derive(Clone, PartialEq, Eq, Hash)]
 enum KeyId {
     Jwk(SignatureAlg, String),
+    /// A private JWK, imported to sign.
+    Signing(SignatureAlg, String),
     Aes([u8; 32]),
 }
 
@@ -91,10 +93,20 @@ async fn key(subtle: &JsValue, id: KeyId) -> Result<JsValue, String> {
         return Ok(k);
     }
     let args = match &id {
-        KeyId::Jwk(alg, jwk) => {
+        KeyId::Jwk(alg, jwk) | KeyId::Signing(alg, jwk) => {
             let (import, _) = params(*alg)?;
             let parsed = JSON::parse(jwk).map_err(js_error)?;
-            let usages: Array = [JsValue::from("verify")].iter().collect();
+            let usage = if matches!(id, KeyId::Signing(..)) {
+                "sign"
+            } else {
+                "verify"
+            };
+            // The members a private key is imported with: no `alg`, `use` or `key_ops` that
+            // could disagree with what it is imported for.
+            for member in ["alg", "use", "key_ops", "kid"] {
+                let _ = Reflect::delete_property(&parsed.clone().into(), &member.into());
+            }
+            let usages: Array = [JsValue::from(usage)].iter().collect();
             ["jwk".into(), parsed, import, JsValue::FALSE, usages.into()]
         }
         KeyId::Aes(bytes) => {
@@ -116,6 +128,25 @@ async fn key(subtle: &JsValue, id: KeyId) -> Result<JsValue, String> {
 }
 
 impl Crypto for WebCrypto {
+    fn sign<'a>(
+        &'a self,
+        alg: SignatureAlg,
+        jwk: &'a str,
+        message: &'a [u8],
+    ) -> BoxFuture<'a, Result<Vec<u8>, CryptoError>> {
+        Box::pin(async move {
+            let subtle = subtle().map_err(CryptoError::Platform)?;
+            let key = key(&subtle, KeyId::Signing(alg, jwk.to_string()))
+                .await
+                .map_err(CryptoError::Key)?;
+            let (_, sign) = params(alg).map_err(CryptoError::Key)?;
+            let signed = call(&subtle, "sign", &[sign, key, Uint8Array::from(message).into()])
+                .await
+                .map_err(CryptoError::Platform)?;
+            Ok(Uint8Array::new(&signed).to_vec())
+        })
+    }
+
     fn verify<'a>(
         &'a self,
         alg: SignatureAlg,

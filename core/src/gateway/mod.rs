@@ -187,7 +187,10 @@ impl Gateway {
             linger_ms: config.standalone_linger_ms,
             telemetry: telemetry.clone(),
             max_queue: config.max_stream_queue,
-            grants: Arc::default(),
+            grants: Arc::new(crate::oauth::grants::ClientTokens::new(
+                ports.crypto.clone(),
+                ports.ids.clone(),
+            )),
         };
         let fed = Federation::new(
             registry.clone(),

@@ -706,6 +706,19 @@ mod tests {
             up(json!({"name": "u", "url": "https://h/mcp", "auth": bad_issuer})),
             Err("auth.issuer".into())
         );
+        let jwt = json!({"mode": "client-credentials", "client_id": "gw", "method": "private_key_jwt"});
+        assert_eq!(
+            up(json!({"name": "u", "url": "https://h/mcp", "auth": jwt})),
+            Err("auth.private_key".into())
+        );
+        let mut jwt = jwt;
+        jwt["private_key"] = json!(r#"{"kty":"EC","crv":"P-256","x":"a","y":"b","d":"c"}"#);
+        assert_eq!(up(json!({"name": "u", "url": "https://h/mcp", "auth": jwt})), Ok(()));
+        let no_secret = json!({"mode": "client-credentials", "client_id": "gw"});
+        assert_eq!(
+            up(json!({"name": "u", "url": "https://h/mcp", "auth": no_secret})),
+            Err("auth.client_secret".into())
+        );
         let sse = json!({"name": "u", "url": "https://h/sse", "transport": "sse", "auth": cc});
         assert_eq!(up(sse), Err("auth".into()));
         // An unknown mode or member is refused, not ignored.

@@ -158,8 +158,13 @@ fn valid_tls(tls: &UpstreamTls) -> Result<(), FieldError> {
 impl UpstreamDef {
     /// Where an upstream holds credentials: its `headers`, a stdio upstream's `env` (tokens
     /// passed to the program), and its TLS client key.
-    pub const CREDENTIALS: &'static [&'static str] =
-        &["/headers/*", "/env/*", "/tls/client_key", "/auth/client_secret"];
+    pub const CREDENTIALS: &'static [&'static str] = &[
+        "/headers/*",
+        "/env/*",
+        "/tls/client_key",
+        "/auth/client_secret",
+        "/auth/private_key",
+    ];
 
     /// The prefix of member names.
     pub fn slug(&self) -> String {
@@ -275,9 +280,13 @@ pub enum UpstreamAuth {
     ClientCredentials {
         /// The client id registered at the upstream's authorization server.
         client_id: String,
-        /// Its secret.
-        client_secret: String,
-        /// How the secret is sent.
+        /// Its secret (`client_secret_basic`, `client_secret_post`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        client_secret: Option<String>,
+        /// Its private key, a private JWK as JSON text (`private_key_jwt`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        private_key: Option<String>,
+        /// How the client authenticates at the token endpoint.
         #[serde(default)]
         method: SecretMethod,
         /// The scopes asked for (space-separated; none: the challenge's, else the resource's).
@@ -298,6 +307,8 @@ pub enum SecretMethod {
     ClientSecretBasic,
     /// `client_secret_post` (the form body).
     ClientSecretPost,
+    /// `private_key_jwt`: a JWT the gateway signs with its private key (RFC 7523 §2.2).
+    PrivateKeyJwt,
 }
 
 impl UpstreamAuth {
@@ -307,9 +318,10 @@ impl UpstreamAuth {
             UpstreamAuth::ClientCredentials {
                 client_id,
                 client_secret,
+                private_key,
+                method,
                 issuer,
                 scope,
-                ..
             } => {
                 if client_id.trim().is_empty() || client_id.len() > 1024 {
                     return Err(FieldError::new(
@@ -317,7 +329,19 @@ impl UpstreamAuth {
                         "is required (at most 1024 characters)",
                     ));
                 }
-                if client_secret.is_empty() || client_secret.len() > 4096 {
+                if *method == SecretMethod::PrivateKeyJwt {
+                    let key = private_key
+                        .as_deref()
+                        .map(serde_json::from_str::<Value>)
+                        .and_then(Result::ok)
+                        .filter(|k| k.get("kty").is_some() && k.get("d").is_some());
+                    if key.is_none() || private_key.as_ref().is_some_and(|k| k.len() > 16 * 1024) {
+                        return Err(FieldError::new(
+                            "auth.private_key",
+                            "private_key_jwt needs the private key as a JWK (JSON with kty and d)",
+                        ));
+                    }
+                } else if client_secret.as_ref().is_none_or(|s| s.is_empty() || s.len() > 4096) {
                     return Err(FieldError::new(
                         "auth.client_secret",
                         "is required (at most 4096 characters)",

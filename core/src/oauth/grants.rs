@@ -9,10 +9,13 @@ use std::sync::Mutex;
 
 use http::HeaderValue;
 
+use std::sync::Arc;
+
+use super::assertion::{client_assertion, AssertionError};
 use super::discovery::{self, DiscoveryError};
 use super::token::{self, ClientAuth, Grant, TokenError, TokenRequest};
 use crate::model::{SecretMethod, UpstreamAuth};
-use crate::ports::{Clock, HttpClient};
+use crate::ports::{Clock, Crypto, HttpClient, Ids};
 
 /// A token is renewed this long before it expires.
 const EARLY_MS: u64 = 30_000;
@@ -33,6 +36,9 @@ pub enum GrantError {
     /// The token endpoint gave none.
     #[error(transparent)]
     Token(#[from] TokenError),
+    /// No client assertion could be signed.
+    #[error(transparent)]
+    Assertion(#[from] AssertionError),
 }
 
 struct Kept {
@@ -41,9 +47,12 @@ struct Kept {
 }
 
 /// Tokens the gateway holds as a client, by upstream and client.
-#[derive(Default)]
 pub struct ClientTokens {
     kept: Mutex<HashMap<String, Kept>>,
+    /// Signs `private_key_jwt` assertions.
+    crypto: Arc<dyn Crypto>,
+    /// Their `jti`.
+    ids: Arc<dyn Ids>,
 }
 
 /// The resource identifier of an upstream (RFC 8707 §2): its URL with scheme and host in lower
@@ -74,6 +83,15 @@ fn key(upstream_url: &str, auth: &UpstreamAuth) -> String {
 }
 
 impl ClientTokens {
+    /// No tokens yet; assertions signed with `crypto`.
+    pub fn new(crypto: Arc<dyn Crypto>, ids: Arc<dyn Ids>) -> Self {
+        Self {
+            kept: Mutex::new(HashMap::new()),
+            crypto,
+            ids,
+        }
+    }
+
     /// The `Authorization` value for a request to the upstream at `upstream_url`: the token
     /// kept, or a new one. `scope` is what the upstream's challenge asked for, if it said.
     pub async fn bearer(
@@ -97,6 +115,7 @@ impl ClientTokens {
         let UpstreamAuth::ClientCredentials {
             client_id,
             client_secret,
+            private_key,
             method,
             scope,
             issuer,
@@ -118,15 +137,25 @@ impl ClientTokens {
             .clone()
             .or_else(|| challenged_scope.map(str::to_string))
             .or_else(|| (!resource_scopes.is_empty()).then(|| resource_scopes.join(" ")));
+        let secret = || client_secret.clone().unwrap_or_default();
         let auth = match method {
             SecretMethod::ClientSecretBasic => ClientAuth::SecretBasic {
                 client_id: client_id.clone(),
-                secret: client_secret.clone(),
+                secret: secret(),
             },
             SecretMethod::ClientSecretPost => ClientAuth::SecretPost {
                 client_id: client_id.clone(),
-                secret: client_secret.clone(),
+                secret: secret(),
             },
+            SecretMethod::PrivateKeyJwt => {
+                let key = private_key.as_deref().unwrap_or_default();
+                let assertion =
+                    client_assertion(&*self.crypto, &*self.ids, now, client_id, &server.issuer, key).await?;
+                ClientAuth::PrivateKeyJwt {
+                    client_id: client_id.clone(),
+                    assertion,
+                }
+            }
         };
         let req = TokenRequest {
             endpoint,
@@ -220,14 +249,15 @@ mod tests {
     /// One token serves until shortly before it expires; a refused one is replaced at once.
     #[test]
     fn a_token_is_kept_until_it_nears_expiry_or_is_refused() {
-        let (server, clock, kept) = (
-            Server::default(),
-            Still(AtomicU64::new(1_000_000)),
-            ClientTokens::default(),
+        let kept = ClientTokens::new(
+            Arc::new(crate::security::RustCrypto),
+            Arc::new(crate::fixtures::SeqIds::default()),
         );
+        let (server, clock) = (Server::default(), Still(AtomicU64::new(1_000_000)));
         let auth = UpstreamAuth::ClientCredentials {
             client_id: "gw".into(),
-            client_secret: "s".into(),
+            client_secret: Some("s".into()),
+            private_key: None,
             method: SecretMethod::ClientSecretPost,
             scope: None,
             issuer: Some("https://as.example".into()),

@@ -4,6 +4,7 @@
 //! PKCE ([`pkce`]). Pure but for the `HttpClient` and `Clock` ports;
 //! the same on both runtimes.
 
+pub mod assertion;
 pub mod challenge;
 pub mod discovery;
 pub mod grants;

@@ -209,7 +209,7 @@ fn public_part(jwk: &Value) -> Value {
 
 /// A JWK with only the members that make up the key (no `kid`, `alg`, `use`, …), with or
 /// without its private parts.
-pub(super) fn key_members(jwk: &Value, private: bool) -> Value {
+pub(crate) fn key_members(jwk: &Value, private: bool) -> Value {
     let mut v = jwk.clone();
     if let Some(o) = v.as_object_mut() {
         let kty = o.get("kty").and_then(Value::as_str).unwrap_or("").to_string();

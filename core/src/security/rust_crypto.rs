@@ -65,7 +65,45 @@ impl RustCrypto {
     }
 }
 
+impl RustCrypto {
+    fn signed(alg: SignatureAlg, jwk: &str, message: &[u8]) -> Result<Vec<u8>, CryptoError> {
+        let bad = |e: &dyn std::fmt::Display| CryptoError::Key(e.to_string());
+        let v: Value = serde_json::from_str(jwk).map_err(|e| CryptoError::Key(format!("not a JWK: {e}")))?;
+        let jwk: JsonWebKey<'_> =
+            serde_json::from_value(key_members(&v, true)).map_err(|e| CryptoError::Key(format!("not a JWK: {e}")))?;
+        Ok(match alg {
+            SignatureAlg::Hs256 => {
+                let JsonWebKey::Symmetric { secret } = &jwk else {
+                    return Err(CryptoError::Key("an HS256 key is a JWK of kty 'oct'".into()));
+                };
+                Hs256.sign(&Hs256Key::new(secret.as_ref()), message).as_bytes().to_vec()
+            }
+            SignatureAlg::Rs256 => {
+                let key = RsaSigningKey::try_from(&jwk).map_err(|e| bad(&e))?;
+                Rsa::rs256().sign(&key, message).as_bytes().to_vec()
+            }
+            SignatureAlg::Es256 => {
+                let key = EsSigningKey::try_from(&jwk).map_err(|e| bad(&e))?;
+                Es256.sign(&key, message).as_bytes().to_vec()
+            }
+            SignatureAlg::EdDsa => {
+                let key = EdSigningKey::try_from(&jwk).map_err(|e| bad(&e))?;
+                Ed25519.sign(&key, message).as_bytes().to_vec()
+            }
+        })
+    }
+}
+
 impl Crypto for RustCrypto {
+    fn sign<'a>(
+        &'a self,
+        alg: SignatureAlg,
+        jwk: &'a str,
+        message: &'a [u8],
+    ) -> BoxFuture<'a, Result<Vec<u8>, CryptoError>> {
+        Box::pin(std::future::ready(Self::signed(alg, jwk, message)))
+    }
+
     fn verify<'a>(
         &'a self,
         alg: SignatureAlg,

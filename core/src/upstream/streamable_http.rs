@@ -61,8 +61,8 @@ impl HttpIo {
         let Some((auth, grants)) = &self.auth else {
             return Ok(());
         };
-        let bearer = grants
-            .bearer(&*self.http, &*self.clock, &self.url, auth, scope)
+        // Boxed: discovery and a token request make a large future, needed only for such links.
+        let bearer = Box::pin(grants.bearer(&*self.http, &*self.clock, &self.url, auth, scope))
             .await
             .map_err(|e| UpstreamError::Unauthorized(e.to_string()))?;
         headers.insert(http::header::AUTHORIZATION, bearer);

@@ -21,8 +21,8 @@ async fn post_upstream(gw: &str, body: &Value) -> (u16, Value) {
 }
 
 /// The gateway discovers the upstream's authorization server from its protected-resource
-/// metadata, gets a token of its own for the upstream (client credentials, either way of
-/// sending the secret) and calls with it; the upstream sees the gateway's client. Without
+/// metadata, gets a token of its own for the upstream (client credentials: a secret sent either
+/// way, or a JWT signed with its private key) and calls with it; the upstream sees the gateway's client. Without
 /// `auth`, or with a wrong secret, registration fails saying why; the secret is never shown.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upstream_wanting_the_gateways_own_token_gets_one_from_its_authorization_server() {
@@ -49,15 +49,22 @@ async fn an_upstream_wanting_the_gateways_own_token_gets_one_from_its_authorizat
     );
     assert!(!v.to_string().contains("nope"), "the secret is not echoed: {v}");
 
+    let private_key = mcpgw_e2e::test_key("es256.private.json");
     for (name, client, secret, method) in [
         ("basic", "gw-basic", "basic-secret", "client_secret_basic"),
         ("post", "gw-post", "post-secret", "client_secret_post"),
+        ("jwt", "gw-jwt", private_key.trim(), "private_key_jwt"),
     ] {
-        let auth =
-            json!({"mode": "client-credentials", "client_id": client, "client_secret": secret, "method": method});
+        let mut auth = json!({"mode": "client-credentials", "client_id": client, "method": method});
+        let field = if method == "private_key_jwt" {
+            "private_key"
+        } else {
+            "client_secret"
+        };
+        auth[field] = json!(secret);
         let (status, v) = post_upstream(gw.url(), &json!({"name": name, "url": url, "auth": auth})).await;
         assert_eq!(status, 201, "{v}");
-        assert_ne!(v["auth"]["client_secret"], secret, "the secret is never shown: {v}");
+        assert_eq!(v["auth"][field], "********", "the secret is never shown: {v}");
         assert!(!v.to_string().contains(secret), "{v}");
 
         let mut s = RawSession::open(&format!("{}/mcp", gw.url()), json!({}))
