@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use mcpgw_e2e::{http_client, start_target, Fixture, RawSession, TempDir};
+use mcpgw_e2e::{http_client, start_target_with, Fixture, RawSession, TempDir, TestGateway};
 use serde_json::{json, Value};
 
 async fn post_upstream(gw: &str, body: &Value) -> (u16, Value) {
@@ -30,7 +30,7 @@ async fn an_upstream_wanting_the_gateways_own_token_gets_one_from_its_authorizat
     let calls = dir.join("calls.jsonl");
     let oidc = Fixture::start_cmd("tests/fixture/oidc.mjs", &[]);
     let up = Fixture::start_with("streamable-http", 0, Some(&calls), &["--oauth", &oidc.url]);
-    let gw = start_target(&dir, &[]).expect("gateway");
+    let mut gw = start_target_with(&dir, &[], &[("MCPGW_LOG", "debug")]).expect("gateway");
     let url = format!("{}/mcp", up.url);
 
     let (status, v) = post_upstream(gw.url(), &json!({"name": "plain", "url": url})).await;
@@ -82,6 +82,40 @@ async fn an_upstream_wanting_the_gateways_own_token_gets_one_from_its_authorizat
             "{who}"
         );
     }
+    // No secret, key or token in clear anywhere the gateway wrote: its logs (at debug) and
+    // every file of its state (the database, its journal, the edge's local D1).
+    let d = serde_json::from_str::<Value>(&private_key).expect("JWK")["d"]
+        .as_str()
+        .expect("d")
+        .to_string();
+    let mut written: Vec<u8> = Vec::new();
+    if let TestGateway::Native(p) = &mut gw {
+        p.read_log(Duration::from_millis(500));
+        written.extend(p.log.join("\n").into_bytes());
+    }
+    let state = gw
+        .edge_state_dir()
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_else(|| dir.0.clone());
+    collect(&state, &mut written);
+    assert!(written.len() > 1000, "something was read: {} bytes", written.len());
+    let text = String::from_utf8_lossy(&written);
+    assert!(text.contains("gw-jwt"), "the stored definitions were read (a client id is no secret)");
+    for secret in ["basic-secret", "post-secret", d.as_str()] {
+        assert!(!text.contains(secret), "'{secret}' written in clear");
+    }
     drop(up);
     drop(oidc);
+}
+
+/// Every file's bytes below `dir`.
+fn collect(dir: &std::path::Path, out: &mut Vec<u8>) {
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            collect(&path, out);
+        } else if let Ok(bytes) = std::fs::read(&path) {
+            out.extend(bytes);
+        }
+    }
 }
