@@ -86,6 +86,8 @@ struct Page {
     status: StatusCode,
     body: String,
     location: Option<String>,
+    /// When to try again (a login refused for too many attempts).
+    retry_after: Option<HeaderValue>,
 }
 
 fn see_other(location: impl Into<String>) -> Page {
@@ -93,6 +95,7 @@ fn see_other(location: impl Into<String>) -> Page {
         status: StatusCode::SEE_OTHER,
         body: String::new(),
         location: Some(location.into()),
+        retry_after: None,
     }
 }
 
@@ -361,7 +364,15 @@ impl Ui {
             Err(why) => {
                 use crate::http::response::Failure;
                 let ctx = json!({"error": format!("Not logged in: {why}")});
-                self.render("login.html", "Log in", "login", session, ctx, why.status())
+                let mut page = self.render("login.html", "Log in", "login", session, ctx, why.status());
+                // Of the refusal's headers, only when to try again: a challenge would make a
+                // browser ask for a password itself.
+                page.retry_after = why
+                    .headers()
+                    .into_iter()
+                    .find(|(k, _)| k == header::RETRY_AFTER)
+                    .map(|(_, v)| v);
+                page
             }
         }
     }
@@ -661,6 +672,7 @@ impl Ui {
             status,
             body,
             location: None,
+            retry_after: None,
         }
     }
 
@@ -711,6 +723,9 @@ impl Ui {
         let h = r.headers_mut();
         if let Some(loc) = page.location.and_then(|l| HeaderValue::from_str(&l).ok()) {
             h.insert(header::LOCATION, loc);
+        }
+        if let Some(after) = page.retry_after {
+            h.insert(header::RETRY_AFTER, after);
         }
         h.insert(
             header::CONTENT_TYPE,
@@ -788,9 +803,27 @@ impl Api<'_> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn every_template_compiles() {
-        let ui = Ui::new(
+    /// A gateway that refuses every login as the given refusal.
+    struct Refusing(Refusal);
+
+    impl Host for Refusing {
+        fn call(&self, _: Request<Bytes>) -> BoxFuture<'_, Response<Body>> {
+            Box::pin(async { Response::new(Body::Empty) })
+        }
+        fn login(&self, _: Request<Bytes>) -> BoxFuture<'_, Result<Admitted, Refusal>> {
+            let r = self.0.clone();
+            Box::pin(async move { Err(r) })
+        }
+        fn revoked(&self, _: String) -> BoxFuture<'_, bool> {
+            Box::pin(async { false })
+        }
+        fn sessions(&self) -> BoxFuture<'_, usize> {
+            Box::pin(async { 0 })
+        }
+    }
+
+    fn ui() -> Ui {
+        Ui::new(
             Sealer::random(
                 crate::registry::seal::Purpose::AdminCookie,
                 &crate::fixtures::SeqIds::default(),
@@ -800,7 +833,44 @@ mod tests {
             Arc::new(crate::fixtures::SeqIds::default()),
             true,
             "test".into(),
-        );
+        )
+    }
+
+    /// A refused login says why with the refusal's status; a rate-limited one says when to
+    /// try again, and no refusal sends a challenge a browser would answer with a prompt.
+    #[test]
+    fn a_refused_login_answers_with_the_refusals_status_and_retry_after() {
+        let ui = ui();
+        let mut req = Request::new(Bytes::new());
+        *req.method_mut() = Method::POST;
+        let form = vec![
+            ("user".to_string(), "admin".to_string()),
+            ("password".into(), "x".into()),
+        ];
+        let limited = Refusing(Refusal::RateLimited {
+            limit: 5,
+            window_secs: 60,
+            retry_after_secs: 42,
+            headers: vec![("ratelimit-limit".into(), "5".into())],
+        });
+        let mut s = ui.anonymous(0);
+        let page = futures::executor::block_on(ui.login(&limited, &req, &form, &mut s, 0));
+        assert_eq!(page.status, StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(page.retry_after.as_ref().map(|v| v.to_str().unwrap()), Some("42"));
+        assert!(page.body.contains("retry in 42 s"), "{}", page.body);
+        let wrong = Refusing(Refusal::Auth {
+            error: crate::security::auth::AuthError::Invalid("wrong user or password".into()),
+            challenges: vec!["Basic realm=\"mcpgw-admin\"".into()],
+        });
+        let page = futures::executor::block_on(ui.login(&wrong, &req, &form, &mut s, 0));
+        assert_eq!((page.status, &page.retry_after), (StatusCode::UNAUTHORIZED, &None));
+        let r = futures::executor::block_on(ui.finish(&req, page, None));
+        assert!(!r.headers().contains_key(header::WWW_AUTHENTICATE));
+    }
+
+    #[test]
+    fn every_template_compiles() {
+        let ui = ui();
         for name in [
             "base.html",
             "login.html",
