@@ -365,13 +365,9 @@ impl Ui {
                 use crate::http::response::Failure;
                 let ctx = json!({"error": format!("Not logged in: {why}")});
                 let mut page = self.render("login.html", "Log in", "login", session, ctx, why.status());
-                // Of the refusal's headers, only when to try again: a challenge would make a
-                // browser ask for a password itself.
-                page.retry_after = why
-                    .headers()
-                    .into_iter()
-                    .find(|(k, _)| k == header::RETRY_AFTER)
-                    .map(|(_, v)| v);
+                // Only when to try again: a challenge would make a browser prompt by itself.
+                let after = why.headers().into_iter().find(|(k, _)| k == header::RETRY_AFTER);
+                page.retry_after = after.map(|(_, v)| v);
                 page
             }
         }

@@ -100,7 +100,10 @@ async fn an_upstream_wanting_the_gateways_own_token_gets_one_from_its_authorizat
     collect(&state, &mut written);
     assert!(written.len() > 1000, "something was read: {} bytes", written.len());
     let text = String::from_utf8_lossy(&written);
-    assert!(text.contains("gw-jwt"), "the stored definitions were read (a client id is no secret)");
+    assert!(
+        text.contains("gw-jwt"),
+        "the stored definitions were read (a client id is no secret)"
+    );
     for secret in ["basic-secret", "post-secret", d.as_str()] {
         assert!(!text.contains(secret), "'{secret}' written in clear");
     }
