@@ -327,6 +327,15 @@ impl Admin {
                 .map_err(|e| crate::model::FieldError::new(field, format!("the API's URL {}: {e}", spec.base_url)))?;
         }
         def.catalog = Some(catalog);
+        // Credentials stay with the authorization server they were first sent to.
+        if let Some(found) = self.fed.pinned_issuer(&def) {
+            if let Some(crate::model::UpstreamAuth::ClientCredentials {
+                issuer: issuer @ None, ..
+            }) = &mut def.auth
+            {
+                *issuer = Some(found);
+            }
+        }
         let rec = self
             .registry
             .save_upstream(existing.map(|r| r.id.as_str()), &def)

@@ -697,6 +697,13 @@ impl Federation {
         self.health.refreshed(up_id, self.now(), true);
     }
 
+    /// The authorization server discovered for an upstream whose `auth` names none (after its
+    /// catalog was read): a registration stores it, so its credentials stay with that server.
+    pub fn pinned_issuer(&self, def: &UpstreamDef) -> Option<String> {
+        let url = def.endpoints().first().map(|u| u.to_string())?;
+        self.net.grants.pinned_issuer(&url, def.auth.as_ref()?)
+    }
+
     /// Closes every link (shutdown): no stdio process outlives the gateway.
     pub fn close_all_links(&self) {
         self.close_slots(self.links.take_all());
@@ -752,37 +759,11 @@ impl Federation {
     }
 
     /// Re-reads an upstream's catalog on a task of its own, at most one read at a time per
-    /// upstream ([`upkeep::Refreshes`]).
+    /// upstream ([`upkeep::refresh_soon`]).
     fn spawn_catalog_refresh(&self, id: String) {
-        let Some(me) = self.me.upgrade() else { return };
-        if !self.refreshes.begin(&id) {
-            return;
+        if let Some(me) = self.me.upgrade() {
+            upkeep::refresh_soon(me, id);
         }
-        /// Lets the next change read if the task is dropped before its reads end.
-        struct Reading(Arc<Federation>, String, bool);
-        impl Reading {
-            fn finished(&mut self) {
-                self.2 = true;
-            }
-        }
-        impl Drop for Reading {
-            fn drop(&mut self) {
-                if !self.2 {
-                    self.0.refreshes.forget(&self.1);
-                }
-            }
-        }
-        // Made before the task, so that a task dropped before it first runs frees the next too.
-        let mut reading = Reading(me, id, false);
-        self.net.spawner.spawn(boxed(async move {
-            loop {
-                let _ = reading.0.refresh_catalog(&reading.1).await;
-                if !reading.0.refreshes.end(&reading.1) {
-                    reading.finished();
-                    break;
-                }
-            }
-        }));
     }
 
     /// A peer's own upstreams and their health, as it tells them now (see

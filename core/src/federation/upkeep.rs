@@ -1,5 +1,6 @@
 //! The upkeep of upstreams: health checks and the catalog refreshes they find due.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -54,6 +55,39 @@ impl Refreshes {
             }
         }
     }
+}
+
+/// Re-reads an upstream's catalog on a task of its own, at most one read at a time per upstream
+/// ([`Refreshes`]): changes announced meanwhile ask for one more read.
+pub(super) fn refresh_soon(fed: Arc<Federation>, id: String) {
+    if !fed.refreshes.begin(&id) {
+        return;
+    }
+    /// Lets the next change read if the task is dropped before its reads end.
+    struct Reading(Arc<Federation>, String, bool);
+    impl Reading {
+        fn finished(&mut self) {
+            self.2 = true;
+        }
+    }
+    impl Drop for Reading {
+        fn drop(&mut self) {
+            if !self.2 {
+                self.0.refreshes.forget(&self.1);
+            }
+        }
+    }
+    // Made before the task, so that a task dropped before it first runs frees the next too.
+    let mut reading = Reading(fed.clone(), id, false);
+    fed.net.spawner.spawn(crate::platform::boxed(async move {
+        loop {
+            let _ = reading.0.refresh_catalog(&reading.1).await;
+            if !reading.0.refreshes.end(&reading.1) {
+                reading.finished();
+                break;
+            }
+        }
+    }));
 }
 
 /// Health checks and catalog refreshes that are due: a `ping` on each upstream's shared link

@@ -12,6 +12,7 @@ use http::HeaderValue;
 use std::sync::Arc;
 
 use super::assertion::{client_assertion, AssertionError};
+use super::challenge::BearerChallenge;
 use super::discovery::{self, DiscoveryError};
 use super::token::{self, ClientAuth, Grant, TokenError, TokenRequest};
 use crate::model::{SecretMethod, UpstreamAuth};
@@ -36,6 +37,15 @@ pub enum GrantError {
     /// The token endpoint gave none.
     #[error(transparent)]
     Token(#[from] TokenError),
+    /// The upstream now names another authorization server than the one its credentials were
+    /// first sent to: they are not sent to the new one.
+    #[error("the upstream names the authorization server {now}, not {was} as before: its credentials go to {was} only (set auth.issuer to choose)")]
+    IssuerChanged {
+        /// The one first discovered.
+        was: String,
+        /// The one named now.
+        now: String,
+    },
     /// No client assertion could be signed.
     #[error(transparent)]
     Assertion(#[from] AssertionError),
@@ -49,6 +59,9 @@ struct Kept {
 /// Tokens the gateway holds as a client, by upstream and client.
 pub struct ClientTokens {
     kept: Mutex<HashMap<String, Kept>>,
+    /// The issuer first discovered for an upstream whose `auth` names none: its secret goes to
+    /// that authorization server only, whatever the upstream's metadata says later.
+    pinned: Mutex<HashMap<String, String>>,
     /// Signs `private_key_jwt` assertions.
     crypto: Arc<dyn Crypto>,
     /// Their `jti`.
@@ -87,6 +100,7 @@ impl ClientTokens {
     pub fn new(crypto: Arc<dyn Crypto>, ids: Arc<dyn Ids>) -> Self {
         Self {
             kept: Mutex::new(HashMap::new()),
+            pinned: Mutex::new(HashMap::new()),
             crypto,
             ids,
         }
@@ -100,8 +114,9 @@ impl ClientTokens {
         clock: &dyn Clock,
         upstream_url: &str,
         auth: &UpstreamAuth,
-        challenged_scope: Option<&str>,
+        challenge: Option<&BearerChallenge>,
     ) -> Result<HeaderValue, GrantError> {
+        let challenged_scope = challenge.and_then(|c| c.scope.as_deref());
         let k = key(upstream_url, auth);
         let now = clock.now_ms();
         let cached = self
@@ -124,7 +139,25 @@ impl ClientTokens {
         let (server, resource_scopes) = match issuer {
             Some(iss) => (discovery::server_metadata(http, clock, iss).await?, vec![]),
             None => {
-                let d = discovery::discover(http, clock, upstream_url, None).await?;
+                let from_challenge = challenge.and_then(|c| c.resource_metadata.as_deref());
+                let d = discovery::discover(http, clock, upstream_url, from_challenge).await?;
+                let mut pinned = self.pinned.lock().unwrap_or_else(|e| e.into_inner());
+                match pinned.get(&k) {
+                    Some(was) if *was != d.server.issuer => {
+                        return Err(GrantError::IssuerChanged {
+                            was: was.clone(),
+                            now: d.server.issuer,
+                        })
+                    }
+                    Some(_) => {}
+                    None => {
+                        if pinned.len() >= MAX_KEPT {
+                            pinned.clear();
+                        }
+                        pinned.insert(k.clone(), d.server.issuer.clone());
+                    }
+                }
+                drop(pinned);
                 (d.server, d.resource.scopes_supported)
             }
         };
@@ -188,6 +221,16 @@ impl ClientTokens {
         Ok(header)
     }
 
+    /// The issuer discovered for the upstream, when its `auth` names none and one was found: what
+    /// a registration stores as its `auth.issuer`, so the credentials stay with that server.
+    pub fn pinned_issuer(&self, upstream_url: &str, auth: &UpstreamAuth) -> Option<String> {
+        self.pinned
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key(upstream_url, auth))
+            .cloned()
+    }
+
     /// Drops the token kept for the upstream (it refused it): the next request gets another.
     pub fn refused(&self, upstream_url: &str, auth: &UpstreamAuth) {
         self.lock().remove(&key(upstream_url, auth));
@@ -232,6 +275,73 @@ mod tests {
                 body: Box::pin(futures::stream::once(async move { Ok(Bytes::from(body)) })),
             })
         }
+    }
+
+    /// An upstream whose metadata names `as` (changed by the test), and two servers that give
+    /// tokens.
+    struct Moving {
+        names: Mutex<&'static str>,
+    }
+
+    #[async_trait::async_trait]
+    impl HttpClient for Moving {
+        async fn send(&self, r: OutboundRequest) -> Result<InboundResponse, HttpError> {
+            let names = *self.names.lock().unwrap();
+            let body = match r.url.as_str() {
+                "https://up.example/.well-known/oauth-protected-resource/mcp" => {
+                    format!(r#"{{"resource": "https://up.example/mcp", "authorization_servers": ["{names}"]}}"#)
+                }
+                u if u.ends_with("/.well-known/oauth-authorization-server") => {
+                    let iss = u.trim_end_matches("/.well-known/oauth-authorization-server");
+                    format!(r#"{{"issuer": "{iss}", "token_endpoint": "{iss}/token"}}"#)
+                }
+                u if u.ends_with("/token") => r#"{"access_token": "t", "expires_in": 1}"#.to_string(),
+                _ => {
+                    return Ok(InboundResponse {
+                        status: StatusCode::NOT_FOUND,
+                        headers: HeaderMap::new(),
+                        body: Box::pin(futures::stream::empty()),
+                    })
+                }
+            };
+            Ok(InboundResponse {
+                status: StatusCode::OK,
+                headers: HeaderMap::new(),
+                body: Box::pin(futures::stream::once(async move { Ok(Bytes::from(body)) })),
+            })
+        }
+    }
+
+    /// Credentials go to the authorization server first discovered, never to another one the
+    /// upstream's metadata names later; the registration can store the first.
+    #[test]
+    fn credentials_stay_with_the_first_authorization_server() {
+        let kept = ClientTokens::new(
+            Arc::new(crate::security::RustCrypto),
+            Arc::new(crate::fixtures::SeqIds::default()),
+        );
+        let clock = Still(AtomicU64::new(1_000_000));
+        let up = Moving {
+            names: Mutex::new("https://as-one.example"),
+        };
+        let auth = UpstreamAuth::ClientCredentials {
+            client_id: "gw".into(),
+            client_secret: Some("s".into()),
+            private_key: None,
+            method: SecretMethod::ClientSecretBasic,
+            scope: None,
+            issuer: None,
+        };
+        let url = "https://up.example/mcp";
+        assert!(futures::executor::block_on(kept.bearer(&up, &clock, url, &auth, None)).is_ok());
+        assert_eq!(
+            kept.pinned_issuer(url, &auth).as_deref(),
+            Some("https://as-one.example")
+        );
+        *up.names.lock().unwrap() = "https://as-evil.example";
+        clock.0.fetch_add(60_000, Ordering::SeqCst);
+        let e = futures::executor::block_on(kept.bearer(&up, &clock, url, &auth, None)).unwrap_err();
+        assert!(matches!(e, GrantError::IssuerChanged { .. }), "{e}");
     }
 
     /// A clock that moves only when told (its sleeps never end: the fake server answers first).

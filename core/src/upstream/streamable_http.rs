@@ -57,14 +57,26 @@ pub(super) fn http_error(e: HttpError) -> UpstreamError {
 impl HttpIo {
     /// Sets the request's `Authorization` from the gateway's token for the upstream, when it
     /// authenticates the gateway as an OAuth client (`scope`: what its challenge asked for).
-    pub(super) async fn authorize(&self, headers: &mut HeaderMap, scope: Option<&str>) -> Result<(), UpstreamError> {
+    pub(super) async fn authorize(
+        &self,
+        headers: &mut HeaderMap,
+        challenge: Option<&crate::oauth::challenge::BearerChallenge>,
+    ) -> Result<(), UpstreamError> {
+        self.grant(headers, challenge)
+            .await
+            .map_err(|e| UpstreamError::Unauthorized(e.to_string()))
+    }
+
+    async fn grant(
+        &self,
+        headers: &mut HeaderMap,
+        challenge: Option<&crate::oauth::challenge::BearerChallenge>,
+    ) -> Result<(), crate::oauth::grants::GrantError> {
         let Some((auth, grants)) = &self.auth else {
             return Ok(());
         };
         // Boxed: discovery and a token request make a large future, needed only for such links.
-        let bearer = Box::pin(grants.bearer(&*self.http, &*self.clock, &self.url, auth, scope))
-            .await
-            .map_err(|e| UpstreamError::Unauthorized(e.to_string()))?;
+        let bearer = Box::pin(grants.bearer(&*self.http, &*self.clock, &self.url, auth, challenge)).await?;
         headers.insert(http::header::AUTHORIZATION, bearer);
         Ok(())
     }
@@ -72,7 +84,13 @@ impl HttpIo {
     /// Sends a request with the gateway's token; when the upstream refuses it (401, or 403
     /// `insufficient_scope`), once more with a new token for what its challenge asks.
     pub(super) async fn send_authorized(&self, mut req: OutboundRequest) -> Result<InboundResponse, UpstreamError> {
-        self.authorize(&mut req.headers, None).await?;
+        use crate::oauth::{discovery::DiscoveryError, grants::GrantError};
+        match self.grant(&mut req.headers, None).await {
+            // An upstream may name its metadata only in its 401: sent without a token, its
+            // refusal says where.
+            Ok(()) | Err(GrantError::Discovery(DiscoveryError::NoResourceMetadata { .. })) => {}
+            Err(e) => return Err(UpstreamError::Unauthorized(e.to_string())),
+        }
         let Some((auth, grants)) = &self.auth else {
             return self.http.send(req).await.map_err(http_error);
         };
@@ -101,8 +119,7 @@ impl HttpIo {
         }
         grants.refused(&self.url, auth);
         let mut again = again;
-        let scope = challenge.scope.as_deref();
-        self.authorize(&mut again.headers, scope).await?;
+        self.authorize(&mut again.headers, Some(&challenge)).await?;
         self.http.send(again).await.map_err(http_error)
     }
 

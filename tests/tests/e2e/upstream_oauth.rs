@@ -65,6 +65,11 @@ async fn an_upstream_wanting_the_gateways_own_token_gets_one_from_its_authorizat
         let (status, v) = post_upstream(gw.url(), &json!({"name": name, "url": url, "auth": auth})).await;
         assert_eq!(status, 201, "{v}");
         assert_eq!(v["auth"][field], "********", "the secret is never shown: {v}");
+        assert_eq!(
+            v["auth"]["issuer"],
+            oidc.url.as_str(),
+            "the server found is kept with it: {v}"
+        );
         assert!(!v.to_string().contains(secret), "{v}");
 
         let mut s = RawSession::open(&format!("{}/mcp", gw.url()), json!({}))
