@@ -116,6 +116,32 @@ async fn an_upstream_wanting_the_gateways_own_token_gets_one_from_its_authorizat
     drop(oidc);
 }
 
+/// An upstream that names its protected-resource metadata only in its 401 challenge (not at the
+/// well-known places) is found from that challenge, and the call goes through with the token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_naming_its_metadata_only_in_its_challenge_is_found_from_it() {
+    let dir = TempDir::new("upstream-oauth-challenge");
+    let oidc = Fixture::start_cmd("tests/fixture/oidc.mjs", &[]);
+    let up = Fixture::start_with(
+        "streamable-http",
+        0,
+        None,
+        &["--oauth", &oidc.url, "--oauth-challenge-only"],
+    );
+    let gw = start_target_with(&dir, &[], &[]).expect("gateway");
+    let auth = json!({"mode": "client-credentials", "client_id": "gw-basic", "client_secret": "basic-secret"});
+    let url = format!("{}/mcp", up.url);
+    let (status, v) = post_upstream(gw.url(), &json!({"name": "hidden", "url": url, "auth": auth})).await;
+    assert_eq!(status, 201, "{v}");
+    assert_eq!(v["auth"]["issuer"], oidc.url.as_str(), "{v}");
+    let mut s = RawSession::open(&format!("{}/mcp", gw.url()), json!({}))
+        .await
+        .expect("session");
+    let (answer, _) = s.tool(json!(1), "hidden__whoami", json!({})).await.expect("call");
+    let text = answer["result"]["content"][0]["text"].as_str().unwrap_or_default();
+    assert!(text.contains("gw-basic"), "{answer}");
+}
+
 /// Every file's bytes below `dir`.
 fn collect(dir: &std::path::Path, out: &mut Vec<u8>) {
     for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
