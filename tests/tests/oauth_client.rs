@@ -145,3 +145,138 @@ async fn a_real_provider_is_discovered_and_grants_client_credentials_for_a_resou
     }
     served.abort();
 }
+
+/// Ids from the clock (a test's PKCE verifier needs no more).
+struct Stamp;
+
+impl mcpgw_core::ports::Ids for Stamp {
+    fn new_id(&self) -> String {
+        let n = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos();
+        format!("{n:032x}")
+    }
+}
+
+/// A browser of the few pages the provider shows: follows nothing by itself, keeps cookies.
+struct Browser {
+    http: reqwest::Client,
+    cookies: std::collections::BTreeMap<String, String>,
+}
+
+impl Browser {
+    fn new() -> Self {
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("client");
+        Self {
+            http,
+            cookies: Default::default(),
+        }
+    }
+
+    /// GETs `url` (or POSTs `form`): the `Location` it answers with.
+    async fn go(&mut self, url: &str, form: Option<&[(&str, &str)]>) -> String {
+        let mut req = match form {
+            Some(f) => self.http.post(url).form(f),
+            None => self.http.get(url),
+        };
+        let jar: Vec<String> = self.cookies.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        if !jar.is_empty() {
+            req = req.header("cookie", jar.join("; "));
+        }
+        let r = req.send().await.expect("request");
+        for c in r.headers().get_all("set-cookie") {
+            let pair = c.to_str().unwrap_or_default().split(';').next().unwrap_or_default();
+            if let Some((k, v)) = pair.split_once('=') {
+                self.cookies.insert(k.trim().to_string(), v.to_string());
+            }
+        }
+        assert!(r.status().is_redirection(), "{url}: {}", r.status());
+        let location = r.headers()["location"].to_str().expect("location").to_string();
+        // A relative Location is taken against the page's origin, as a browser does.
+        match location.strip_prefix('/') {
+            Some(path) => {
+                let origin: String = url.splitn(4, '/').take(3).collect::<Vec<_>>().join("/");
+                format!("{origin}/{path}")
+            }
+            None => location,
+        }
+    }
+}
+
+/// A user's authorization code flow against the real provider, as the gateway will run it: the
+/// request carries PKCE S256, state and resource; the user logs in and consents (the provider's
+/// own pages, driven as a browser would); the callback is taken only with its state and the
+/// provider's `iss` (RFC 9207); the code is redeemed once, with the verifier, for a token whose
+/// subject is the user and whose audience is the resource.
+#[tokio::test]
+async fn a_users_authorization_code_flow_runs_against_a_real_provider() {
+    use mcpgw_core::oauth::{authorize, pkce::Pkce};
+    let oidc = Fixture::start_cmd("tests/fixture/oidc.mjs", &[]);
+    let net = Net(reqwest::Client::new());
+    let meta = discovery::server_metadata(&net, &net, &oidc.url)
+        .await
+        .expect("metadata");
+    assert!(meta.authorization_response_iss_parameter_supported);
+    let pkce = Pkce::new(&Stamp);
+    let (redirect, resource) = ("http://127.0.0.1:9/oauth/callback", "http://127.0.0.1:9/mcp");
+    let request = authorize::Request {
+        client_id: "gw-user",
+        redirect_uri: redirect,
+        code_challenge: &pkce.challenge,
+        state: "st-42",
+        resource,
+        scope: Some("openid"),
+    };
+    let (url, pending) = authorize::start(&meta, &request).expect("start");
+    let mut browser = Browser::new();
+    let login = browser.go(&url, None).await;
+    let after_login = browser
+        .go(
+            &login,
+            Some(&[("prompt", "login"), ("login", "alice"), ("password", "any")]),
+        )
+        .await;
+    let consent = browser.go(&after_login, None).await;
+    let after_consent = browser.go(&consent, Some(&[("prompt", "consent")])).await;
+    let callback = browser.go(&after_consent, None).await;
+    let query = callback
+        .strip_prefix(&format!("{redirect}?"))
+        .unwrap_or_else(|| panic!("back at the callback: {callback}"));
+    assert!(query.contains("iss="), "the provider says who it is: {query}");
+    let forged = query.replace("state=st-42", "state=st-43");
+    assert_eq!(
+        authorize::finish(&pending, &forged),
+        Err(authorize::AuthorizeError::State)
+    );
+    let code = authorize::finish(&pending, query).expect("the callback is taken");
+
+    let redeem = token::TokenRequest {
+        endpoint: meta.token_endpoint.clone().expect("token endpoint"),
+        grant: token::Grant::AuthorizationCode {
+            code,
+            verifier: pkce.verifier.clone(),
+            redirect_uri: redirect.into(),
+        },
+        auth: token::ClientAuth::Public {
+            client_id: "gw-user".into(),
+        },
+        resource: Some(resource.into()),
+        scope: None,
+    };
+    let t = token::request(&net, &net, &redeem).await.expect("tokens");
+    let c = claims(&t.access_token);
+    assert_eq!(
+        (c["sub"].as_str(), c["aud"].as_str()),
+        (Some("alice"), Some(resource)),
+        "{c}"
+    );
+    // The code is single-use.
+    assert!(matches!(
+        token::request(&net, &net, &redeem).await,
+        Err(token::TokenError::Refused { error, .. }) if error == "invalid_grant"
+    ));
+}

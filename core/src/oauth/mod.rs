@@ -5,6 +5,7 @@
 //! the same on both runtimes.
 
 pub mod assertion;
+pub mod authorize;
 pub mod challenge;
 pub mod discovery;
 pub mod grants;
