@@ -350,6 +350,69 @@ def upstreams():
     return paths
 
 
+def connections():
+    """The caller's own connections to upstreams that act for each caller (auth.mode = user)."""
+    connection = {
+        "type": "object",
+        "required": ["id", "name", "connected"],
+        "properties": {
+            "id": {**STR, "description": "The upstream's id."},
+            "name": {**STR, "description": "The upstream's name."},
+            "connected": {"type": "boolean", "description": "Whether the caller has authorized the gateway there."},
+            "issuer": {"type": ["string", "null"], "description": "The authorization server that issued the tokens."},
+            "scope": {"type": ["string", "null"], "description": "The scopes granted."},
+            "expires_at": {"type": ["integer", "null"], "description": "When the access token expires (ms since the epoch)."},
+            "connected_at": {"type": ["integer", "null"], "description": "When the caller connected (ms since the epoch)."},
+            "refreshable": {"type": ["boolean", "null"], "description": "Whether a refresh token is held."},
+        },
+    }
+    client = [{"bearer": []}]
+    one = {**ID, "description": "The upstream's id or name."}
+    return {
+        "/me/connections": {
+            "get": {
+                "tags": ["connections"],
+                "summary": "The upstreams acting for each caller, and the caller's connection to each",
+                "description": "For any client token (the caller's own); tokens are never shown.",
+                "operationId": "list_connections",
+                "security": client,
+                "responses": {
+                    "200": json_body({"type": "array", "items": connection}, "One entry per such upstream."),
+                    **refusals(401, 403, 429),
+                },
+            }
+        },
+        "/me/connections/{id}": {
+            "post": {
+                "tags": ["connections"],
+                "summary": "A link to connect the upstream (open it in a browser, signed in as the caller)",
+                "operationId": "connect_upstream",
+                "parameters": [one],
+                "security": client,
+                "responses": {
+                    "201": json_body(
+                        {
+                            "type": "object",
+                            "required": ["url"],
+                            "properties": {"url": STR, "expires_in": {"type": "integer"}},
+                        },
+                        "The connect link, valid for expires_in seconds, single-use.",
+                    ),
+                    **refusals(401, 403, 404, 429),
+                },
+            },
+            "delete": {
+                "tags": ["connections"],
+                "summary": "Disconnect: the tokens revoked at the authorization server and forgotten",
+                "operationId": "disconnect_upstream",
+                "parameters": [one],
+                "security": client,
+                "responses": {"204": {"description": "Disconnected."}, **refusals(401, 403, 404, 429)},
+            },
+        },
+    }
+
+
 def operations():
     def op(op_id, summary, body, description=None, extra=None):
         o = {
@@ -442,6 +505,7 @@ def document():
         for m in paths[p].values():
             m["parameters"] = [{**ID, "description": "The token's jti."}]
     paths.update(operations())
+    paths.update(connections())
     return {
         "openapi": "3.1.0",
         "info": {

@@ -33,17 +33,24 @@ pub enum Kind {
     Upstream,
     /// A revoked token (`key` is its `jti`).
     Revocation,
+    /// A caller's connection to a `user`-mode upstream: its tokens, sealed (the token vault).
+    Connection,
+    /// An authorization a caller was asked for and has not finished: the connect link's
+    /// ticket, or the authorization request under way (single-use, short-lived).
+    Consent,
 }
 
 impl Kind {
     /// Every kind, in a fixed order.
-    pub const ALL: [Kind; 6] = [
+    pub const ALL: [Kind; 8] = [
         Kind::Tool,
         Kind::Resource,
         Kind::Prompt,
         Kind::Server,
         Kind::Upstream,
         Kind::Revocation,
+        Kind::Connection,
+        Kind::Consent,
     ];
     /// The kinds clients see as lists (a change to one is a `list_changed`).
     pub const LISTED: [Kind; 5] = [Kind::Tool, Kind::Resource, Kind::Prompt, Kind::Server, Kind::Upstream];
@@ -56,6 +63,8 @@ impl Kind {
             Kind::Server => "server",
             Kind::Upstream => "upstream",
             Kind::Revocation => "revocation",
+            Kind::Connection => "connection",
+            Kind::Consent => "consent",
         }
     }
     /// The inverse of [`Kind::as_str`]; `gateway`, the name upstreams were stored under before

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
 
+pub mod browser;
 pub mod nginx;
 pub mod postgres;
 pub mod prometheus;
@@ -1593,7 +1594,22 @@ fn pump_sse_noting(
 impl RawSession {
     /// `initialize` (2025-11-25, with `capabilities`) and `notifications/initialized`.
     pub async fn open(endpoint: &str, capabilities: serde_json::Value) -> anyhow::Result<Self> {
-        let http = http_client();
+        Self::open_with(http_client(), endpoint, capabilities).await
+    }
+
+    /// [`RawSession::open`] as the holder of `bearer` (every request of the session carries it).
+    pub async fn open_as(endpoint: &str, capabilities: serde_json::Value, bearer: &str) -> anyhow::Result<Self> {
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert("authorization", format!("Bearer {bearer}").parse()?);
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(Duration::from_secs(60))
+            .default_headers(headers)
+            .build()?;
+        Self::open_with(http, endpoint, capabilities).await
+    }
+
+    async fn open_with(http: reqwest::Client, endpoint: &str, capabilities: serde_json::Value) -> anyhow::Result<Self> {
         let init = serde_json::json!({"jsonrpc": "2.0", "id": "init-1", "method": "initialize",
             "params": {"protocolVersion": "2025-11-25", "capabilities": capabilities, "clientInfo": {"name": "mcpgw-raw", "version": "1"}}});
         let r = http

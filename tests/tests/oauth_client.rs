@@ -159,54 +159,6 @@ impl mcpgw_core::ports::Ids for Stamp {
     }
 }
 
-/// A browser of the few pages the provider shows: follows nothing by itself, keeps cookies.
-struct Browser {
-    http: reqwest::Client,
-    cookies: std::collections::BTreeMap<String, String>,
-}
-
-impl Browser {
-    fn new() -> Self {
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .expect("client");
-        Self {
-            http,
-            cookies: Default::default(),
-        }
-    }
-
-    /// GETs `url` (or POSTs `form`): the `Location` it answers with.
-    async fn go(&mut self, url: &str, form: Option<&[(&str, &str)]>) -> String {
-        let mut req = match form {
-            Some(f) => self.http.post(url).form(f),
-            None => self.http.get(url),
-        };
-        let jar: Vec<String> = self.cookies.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        if !jar.is_empty() {
-            req = req.header("cookie", jar.join("; "));
-        }
-        let r = req.send().await.expect("request");
-        for c in r.headers().get_all("set-cookie") {
-            let pair = c.to_str().unwrap_or_default().split(';').next().unwrap_or_default();
-            if let Some((k, v)) = pair.split_once('=') {
-                self.cookies.insert(k.trim().to_string(), v.to_string());
-            }
-        }
-        assert!(r.status().is_redirection(), "{url}: {}", r.status());
-        let location = r.headers()["location"].to_str().expect("location").to_string();
-        // A relative Location is taken against the page's origin, as a browser does.
-        match location.strip_prefix('/') {
-            Some(path) => {
-                let origin: String = url.splitn(4, '/').take(3).collect::<Vec<_>>().join("/");
-                format!("{origin}/{path}")
-            }
-            None => location,
-        }
-    }
-}
-
 /// A user's authorization code flow against the real provider, as the gateway will run it: the
 /// request carries PKCE S256, state and resource; the user logs in and consents (the provider's
 /// own pages, driven as a browser would); the callback is taken only with its state and the
@@ -232,7 +184,7 @@ async fn a_users_authorization_code_flow_runs_against_a_real_provider() {
         scope: Some("openid"),
     };
     let (url, pending) = authorize::start(&meta, &request).expect("start");
-    let mut browser = Browser::new();
+    let mut browser = mcpgw_e2e::browser::Browser::new();
     let login = browser.go(&url, None).await;
     let after_login = browser
         .go(

@@ -116,7 +116,13 @@ pub(super) fn forward(
             }
         }
     }
-    let how = Forwarding { asks, headers };
+    let how = Forwarding {
+        asks,
+        headers,
+        caller: ctx.caller.identity.as_ref().map(|i| i.subject.clone()),
+        base: ctx.caller.base.clone().unwrap_or_default(),
+        stateless: ctx.stateless.is_some(),
+    };
     let binding = binding.map(Arc::new);
     let (env, fed, b) = (e.envelope.clone(), e.fed.clone(), binding.clone());
     let (session, id) = (ctx.session.clone(), req.id.clone());

@@ -277,13 +277,26 @@ impl Admin {
                 }
                 self.save_upstream(def, existing.as_ref(), path).await
             }
-            (Method::DELETE, Some(id)) => match self.registry.delete(Kind::Upstream, &id).await {
-                Ok(()) => {
-                    self.fed.drop_upstream_links(&id);
-                    Ok(no_content())
+            (Method::DELETE, Some(id)) => {
+                let before = self.registry.snapshot().await.ok();
+                let gone = before.as_ref().and_then(|s| s.upstream(&id)).cloned();
+                match self.registry.delete(Kind::Upstream, &id).await {
+                    Ok(()) => {
+                        self.fed.drop_upstream_links(&id);
+                        // Every caller's tokens for it are revoked and forgotten.
+                        if let Some(up) = gone {
+                            self.fed.drop_upstream_links(&up.id);
+                            let _ = self
+                                .fed
+                                .vault()
+                                .forget_upstream(self.fed.http(), &up.id, Some(&up.def))
+                                .await;
+                        }
+                        Ok(no_content())
+                    }
+                    Err(e) => Err(e),
                 }
-                Err(e) => Err(e),
-            },
+            }
             (_, None) => return method_not_allowed("GET, POST"),
             (_, Some(_)) => return method_not_allowed("GET, PUT, PATCH, DELETE"),
         };
@@ -309,8 +322,19 @@ impl Admin {
         existing: Option<&Record>,
         path: &str,
     ) -> Result<Response<Body>, RegistryError> {
+        let per_user = def.auth.as_ref().is_some_and(|a| a.per_user());
         let catalog = match self.fed.read_catalog(&def).await {
             Ok(c) => c,
+            // An upstream acting for each caller may show nothing without a caller's token: its
+            // catalog is read once the first caller connects.
+            Err(crate::upstream::UpstreamError::Unauthorized(_) | crate::upstream::UpstreamError::NeedsConsent)
+                if per_user =>
+            {
+                existing
+                    .and_then(|r| r.body.get("catalog").cloned())
+                    .and_then(|c| serde_json::from_value(c).ok())
+                    .unwrap_or_default()
+            }
             // An inline OpenAPI document that cannot be used is the request's mistake.
             Err(crate::upstream::UpstreamError::Protocol(m)) if def.openapi.is_some() => {
                 return Err(crate::model::FieldError::new("openapi", m).into())
@@ -329,11 +353,8 @@ impl Admin {
         def.catalog = Some(catalog);
         // Credentials stay with the authorization server they were first sent to.
         if let Some(found) = self.fed.pinned_issuer(&def) {
-            if let Some(crate::model::UpstreamAuth::ClientCredentials {
-                issuer: issuer @ None, ..
-            }) = &mut def.auth
-            {
-                *issuer = Some(found);
+            if let Some(auth) = def.auth.as_mut().filter(|a| a.issuer().is_none()) {
+                auth.set_issuer(found);
             }
         }
         let rec = self

@@ -13,6 +13,7 @@ pub(crate) fn upstream_error(name: &str, e: &UpstreamError) -> RpcError {
         UpstreamError::Protocol(_) => "invalid_answer",
         UpstreamError::Unsupported(_) => "unsupported",
         UpstreamError::Unauthorized(_) => "unauthorized",
+        UpstreamError::NeedsConsent => "needs_consent",
     };
     RpcError::new(INTERNAL_ERROR, format!("upstream '{name}' failed: {e}"))
         .with_data(json!({"upstream": name, "reason": reason}))
@@ -36,8 +37,20 @@ pub(super) struct Call {
     pub(super) attempt: u32,
     /// Rounds of input asked of a session's client for a 2026-07-28 upstream so far.
     pub(super) rounds: u32,
+    /// The caller (subject), the gateway's base URL as it reaches it, and whether it speaks
+    /// 2026-07-28: for an upstream acting for each caller, whose tokens and where to connect.
+    pub(super) caller: Option<String>,
+    pub(super) base: String,
+    pub(super) stateless: bool,
+    /// Times this call sent its caller to connect the upstream.
+    pub(super) consents: u32,
     pub(super) state: CallState,
 }
+
+/// The input key of the gateway's own request to connect an upstream.
+pub(crate) const CONNECT_KEY: &str = "io.mcpgw/connect";
+/// How often a call waiting for its caller to connect looks.
+const CONNECT_POLL_MS: u64 = 500;
 
 /// The most rounds of input one call may ask of a session's client for a 2026-07-28 upstream.
 const MAX_ROUNDS: u32 = 8;
@@ -53,7 +66,16 @@ pub(super) enum CallState {
     /// client (on this call's stream): waiting for the answers, then the request goes out again
     /// with them as `inputResponses` and the upstream's `requestState` as it sent it.
     Asking(Asking),
+    /// The caller accepted to connect the upstream (a URL elicitation): waiting until the
+    /// connection is there (the callback stored it), then the request again.
+    Connecting(Connecting),
     Done,
+}
+
+pub(super) struct Connecting {
+    /// The elicitation's id (the connect link's ticket).
+    elicitation: String,
+    until_ms: u64,
 }
 
 pub(super) struct Asking {
@@ -66,6 +88,8 @@ pub(super) struct Asking {
     got: serde_json::Map<String, Value>,
     /// The upstream's `requestState`, if it sent one.
     state: Option<Value>,
+    /// For the gateway's own request to connect an upstream: the elicitation (its params).
+    consent: Option<Value>,
 }
 
 pub(super) struct Running {
@@ -106,6 +130,7 @@ impl Call {
                 CallState::Running(run) => self.running(run).await,
                 CallState::Ending(run, result) => self.ending(run, result).await,
                 CallState::Asking(a) => self.asking(a).await,
+                CallState::Connecting(c) => self.connecting(c).await,
             };
             if step.is_some() {
                 return step;
@@ -119,9 +144,13 @@ impl Call {
         let sid = self.sid.as_deref();
         let timeout = fed.timeout_of(&self.up.def);
         self.attempt += 1;
-        let link = match fed.link_for(self.session.as_deref(), &self.up).await {
+        let link = match fed
+            .link_for(self.session.as_deref(), &self.up, self.caller.as_deref())
+            .await
+        {
             Ok(l) => l,
-            Err(e) => return Some(Relayed::Answer(Err(e))),
+            Err(LinkError::NeedsConsent) => return self.consent().await,
+            Err(LinkError::Rpc(e)) => return Some(Relayed::Answer(Err(e))),
         };
         // An upstream may send the requests of a call on its standalone stream: a
         // shared link listens there once its caller can be asked (where that work
@@ -272,6 +301,8 @@ impl Call {
             Err(UpstreamError::SessionGone | UpstreamError::Unreachable(_)) if self.attempt == 1 => {
                 self.state = CallState::Start;
             }
+            // The caller's authorization was dropped while the link was open.
+            Err(UpstreamError::NeedsConsent) => return self.consent().await,
             Err(e) => {
                 fed.record_failure(&self.up.id, &e);
                 return Some(Relayed::Answer(Err(upstream_error(&self.up.def.name, &e))));
@@ -288,6 +319,21 @@ impl Call {
         if let Some(m) = a.queue.pop() {
             self.state = CallState::Asking(a);
             return Some(Relayed::Message(Json(m.to_string())));
+        }
+        if let Some(elicitation) = a.consent.take_if(|_| a.want.is_empty()) {
+            let accepted = a.got.get(CONNECT_KEY).and_then(|r| r["action"].as_str()) == Some("accept");
+            if !accepted {
+                return Some(Relayed::Answer(Err(url_elicitation_required(
+                    &self.up.def.name,
+                    elicitation,
+                ))));
+            }
+            let until_ms = fed.now().saturating_add(fed.settings.call_max_ms.max(timeout));
+            self.state = CallState::Connecting(Connecting {
+                elicitation: elicitation["elicitationId"].as_str().unwrap_or_default().to_string(),
+                until_ms,
+            });
+            return None;
         }
         if a.want.is_empty() {
             // Every answer is in: the same request again, with them.
@@ -336,6 +382,112 @@ impl Call {
     }
 }
 
+impl Call {
+    /// The caller has not authorized the gateway at this upstream (which acts for each
+    /// caller): it is sent to the gateway's connect page. A session's client that takes URL
+    /// elicitations is asked in the call, which goes on once the connection is made; a
+    /// 2026-07-28 client gets `input_required` with that elicitation (its retry finds the
+    /// connection); any other gets -32042 with the link.
+    async fn consent(&mut self) -> Option<Relayed> {
+        let fed = self.fed.clone();
+        let name = self.up.def.name.clone();
+        self.consents += 1;
+        if self.consents > 2 {
+            let e = RpcError::internal(format!(
+                "upstream '{name}' still refuses the authorization just given; try again later"
+            ));
+            return Some(Relayed::Answer(Err(e)));
+        }
+        let subject = self.caller.clone().unwrap_or_default();
+        let ticket = match fed.net.vault.ticket(&subject, &self.up.id).await {
+            Ok(t) => t,
+            Err(e) => {
+                let e = RpcError::internal(format!(
+                    "upstream '{name}' needs your authorization, and no link to give it could be made: {e}"
+                ));
+                return Some(Relayed::Answer(Err(e)));
+            }
+        };
+        let elicitation = json!({
+            "mode": "url",
+            "elicitationId": ticket,
+            "url": format!("{}/oauth/connect/{ticket}", self.base.trim_end_matches('/')),
+            "message": format!("Authorize the gateway to use '{name}' on your behalf: open the link and sign in there."),
+        });
+        let takes_url = self.session.as_ref().is_some_and(|s| {
+            s.client_capabilities
+                .get("elicitation")
+                .and_then(|e| e.get("url"))
+                .is_some_and(|u| !u.is_null())
+        });
+        if let (Some(sid), true) = (self.sid.clone(), takes_url) {
+            let ask =
+                json!({"inputRequests": {CONNECT_KEY: {"method": ServerMethod::Elicit.name(), "params": elicitation}}});
+            return match ask_client(&fed, &sid, &Json(ask.to_string()), 1) {
+                Ok(mut a) => {
+                    a.consent = Some(elicitation);
+                    self.state = CallState::Asking(a);
+                    None
+                }
+                Err(e) => Some(Relayed::Answer(Err(e))),
+            };
+        }
+        if self.stateless {
+            if self.asks {
+                let result = json!({"inputRequests": {CONNECT_KEY: {"method": ServerMethod::Elicit.name(), "params": elicitation}}});
+                return Some(Relayed::Input {
+                    result: Json(result.to_string()),
+                    upstream: self.up.id.clone(),
+                });
+            }
+            let e = RpcError::invalid_request(format!(
+                "upstream '{name}' needs your authorization first: open {}",
+                elicitation["url"].as_str().unwrap_or_default()
+            ));
+            return Some(Relayed::Answer(Err(e)));
+        }
+        Some(Relayed::Answer(Err(url_elicitation_required(&name, elicitation))))
+    }
+
+    /// Waits for the caller's connection (bounded by the call's limit), then tells the client
+    /// the elicitation is complete and sends the request again.
+    async fn connecting(&mut self, c: Connecting) -> Option<Relayed> {
+        let fed = self.fed.clone();
+        let subject = self.caller.clone().unwrap_or_default();
+        if fed.net.vault.is_connected(&subject, &self.up.id).await {
+            self.attempt = 0;
+            self.state = CallState::Start;
+            let note = crate::proto::jsonrpc::notification(
+                ServerMethod::ElicitationComplete.name(),
+                Some(json!({"elicitationId": c.elicitation})),
+            );
+            return Some(Relayed::Message(Json::from_value(&note)));
+        }
+        if fed.now() >= c.until_ms {
+            let e = RpcError::internal(format!(
+                "the authorization for upstream '{}' was not completed in time",
+                self.up.def.name
+            ));
+            return Some(Relayed::Answer(Err(e)));
+        }
+        fed.net
+            .clock
+            .sleep(std::time::Duration::from_millis(CONNECT_POLL_MS))
+            .await;
+        self.state = CallState::Connecting(c);
+        None
+    }
+}
+
+/// The -32042 error (2025-11-25) sending the caller to connect upstream `name`.
+fn url_elicitation_required(name: &str, elicitation: Value) -> RpcError {
+    RpcError::new(
+        crate::proto::jsonrpc::URL_ELICITATION_REQUIRED,
+        format!("Upstream '{name}' needs your authorization first"),
+    )
+    .with_data(json!({"elicitations": [elicitation]}))
+}
+
 /// Sends the `inputRequests` of a 2026-07-28 upstream's `input_required` (round `round` of its
 /// call) to session `sid`'s client as requests of its own (their answers come back by the
 /// relay, keyed by input key).
@@ -369,6 +521,7 @@ fn ask_client(fed: &Federation, sid: &str, result: &Json, round: u32) -> Result<
         want,
         got: serde_json::Map::new(),
         state: v.get("requestState").filter(|s| s.is_string()).cloned(),
+        consent: None,
     })
 }
 

@@ -15,6 +15,7 @@ pub(super) fn relayable_hello() -> Hello {
         capabilities: json!({"sampling": {}, "elicitation": {}, "roots": {"listChanged": true}}),
         client_info: Value::Null,
         prefer: Era::Stateless,
+        acting_for: None,
     }
 }
 

@@ -34,6 +34,11 @@ pub(super) struct Links {
     shared: Mutex<HashMap<String, Arc<Slot>>>,
 }
 
+/// The shared slot key of `subject`'s link to `up`, an upstream that acts for each caller.
+pub(super) fn per_caller(up: &str, subject: &str) -> String {
+    format!("{up}\u{1f}{subject}")
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -122,14 +127,30 @@ impl Links {
             .unwrap_or_default()
     }
 
-    /// Takes the slots of upstream `up`, every session's and the shared one.
+    /// Takes the slots of upstream `up`, every session's and the shared ones (one per caller
+    /// for an upstream that acts for each).
     pub fn take_upstream(&self, up: &str) -> Vec<Arc<Slot>> {
         let mut gone: Vec<Arc<Slot>> = lock(&self.sessions)
             .values_mut()
             .filter_map(|s| s.slots.remove(up))
             .collect();
-        gone.extend(lock(&self.shared).remove(up));
+        let prefix = per_caller(up, "");
+        let mut shared = lock(&self.shared);
+        let keys: Vec<String> = shared
+            .keys()
+            .filter(|k| *k == up || k.starts_with(&prefix))
+            .cloned()
+            .collect();
+        gone.extend(keys.iter().filter_map(|k| shared.remove(k)));
         gone
+    }
+
+    /// Takes the shared slot of one caller's link to `up` (the caller disconnected).
+    pub fn take_callers(&self, up: &str, subject: &str) -> Vec<Arc<Slot>> {
+        lock(&self.shared)
+            .remove(&per_caller(up, subject))
+            .into_iter()
+            .collect()
     }
 
     /// Takes every slot (shutdown).

@@ -11,6 +11,7 @@
 pub(crate) mod announce;
 pub(crate) mod answers;
 mod call;
+mod forwarding;
 mod health;
 mod hello;
 mod links;
@@ -26,6 +27,7 @@ use serde_json::{json, Value};
 
 pub(crate) use call::upstream_error;
 use call::{Call, CallState};
+pub(crate) use forwarding::{Ask, Forwarding, LinkError, Relayed};
 pub use health::Health;
 use health::HealthBook;
 use hello::{era_for, relayable_hello};
@@ -46,15 +48,6 @@ use crate::upstream::{Answer, Hello, KeepOpen, Link, Net, Said, UpstreamError};
 type Inflight = (Arc<Link>, u64, futures::channel::mpsc::UnboundedSender<()>);
 /// A listener (by number) hearing a federated resource's updates.
 type UpdateSink = (u64, futures::channel::mpsc::UnboundedSender<()>);
-
-/// How a call is forwarded, besides what it says.
-#[derive(Default)]
-pub(crate) struct Forwarding {
-    /// The upstream's requests are handed to the caller as [`Relayed::Ask`] (not refused).
-    pub asks: bool,
-    /// Headers for the upstream request (a tool's `Mcp-Param-*`).
-    pub headers: http::HeaderMap,
-}
 
 /// Held by a listener hearing a federated resource's updates ([`Federation::watch_shared`]):
 /// dropping it ends that.
@@ -86,59 +79,6 @@ pub(crate) enum Back {
 #[derive(Default)]
 struct Slot {
     link: futures::lock::Mutex<Option<Arc<Link>>>,
-}
-
-/// One item of a forwarded call, as the client is to get it.
-pub(crate) enum Relayed {
-    /// A message of the upstream's while the call runs (already rewritten for the client).
-    Message(Json),
-    /// The upstream's result, or its error; always the last item.
-    Answer(Result<Json, RpcError>),
-    /// A request of the upstream's (sampling, elicitation, roots) during a call of a client
-    /// that can only be asked between requests (2026-07-28): the call waits for its answer.
-    Ask(Ask),
-    /// The upstream closed the call's stream before its answer and is asked again after
-    /// `retry_ms` (SEP-1699): a client's stream may close here and be resumed; the call goes on.
-    Paused { retry_ms: u64 },
-    /// A 2026-07-28 upstream's `input_required` result (always the last item): the client is
-    /// to answer its `inputRequests` and retry, bringing back its `requestState`.
-    Input {
-        /// The result as the upstream sent it.
-        result: Json,
-        /// The upstream's id, which the `requestState` must lead back to.
-        upstream: String,
-    },
-}
-
-/// An upstream's request a call waits on, and the way back to the upstream.
-pub(crate) struct Ask {
-    /// `{"method", "params"}` as the upstream sent them (its id left out).
-    pub request: Value,
-    link: Arc<Link>,
-    /// The upstream's id of the request, exactly as sent.
-    id: RequestId,
-    /// The gateway's id of the call waiting on it (to cancel it).
-    call_uid: u64,
-}
-
-impl Ask {
-    /// The method asked for.
-    pub fn method(&self) -> Option<ServerMethod> {
-        ServerMethod::of(&self.request)
-    }
-
-    /// Sends the client's result (or an error object) to the upstream under its own id.
-    pub async fn answer(&self, outcome: Result<Value, Value>) {
-        let _ = self.link.send_raw(relay::reply(&self.id, outcome).to_string()).await;
-    }
-
-    /// Nobody will answer: the upstream's request is refused and the call waiting on it is
-    /// cancelled upstream.
-    pub async fn abandon(&self, reason: &str) {
-        // The call first, so that its refused request does not end it as a failure.
-        self.link.cancel(self.call_uid, reason).await;
-        self.answer(Err(json!({"code": -32603, "message": reason}))).await;
-    }
 }
 
 /// True when a result asks for input (2026-07-28 `resultType: "input_required"`).
@@ -257,16 +197,36 @@ impl Federation {
     /// The link serving `session` for `up`: the session's own (opened now if needed), or the
     /// shared one for sessionless calls and stdio upstreams.
     #[cfg_attr(target_family = "wasm", allow(clippy::arc_with_non_send_sync))]
-    async fn link_for(&self, session: Option<&SessionState>, up: &Arc<Upstream>) -> Result<Arc<Link>, RpcError> {
+    async fn link_for(
+        &self,
+        session: Option<&SessionState>,
+        up: &Arc<Upstream>,
+        caller: Option<&str>,
+    ) -> Result<Arc<Link>, LinkError> {
         if up.def.transport == Transport::Openapi {
-            return Err(RpcError::invalid_request(format!(
+            return Err(LinkError::Rpc(RpcError::invalid_request(format!(
                 "'{}' is an OpenAPI upstream: it has no MCP session",
                 up.def.name
-            )));
+            ))));
         }
         let own = session.filter(|_| up.def.transport != Transport::Stdio);
         let sid = own.map(|s| s.id.clone());
-        let slot = self.links.slot(sid.as_deref(), &up.id);
+        // An upstream that acts for each caller has a link per caller: a session's own (its
+        // owner is the caller), or a shared one per caller, never another's.
+        let acting_for = up.def.auth.as_ref().filter(|a| a.per_user()).map(|_| {
+            (
+                own.and_then(|s| s.owner.as_deref())
+                    .or(caller)
+                    .unwrap_or_default()
+                    .to_string(),
+                up.id.clone(),
+            )
+        });
+        let shared_key = match (&acting_for, &sid) {
+            (Some((subject, _)), None) => links::per_caller(&up.id, subject),
+            _ => up.id.clone(),
+        };
+        let slot = self.links.slot(sid.as_deref(), &shared_key);
         let mut guard = if self.net.spawner.waits_across_requests() {
             slot.link.lock().await
         } else {
@@ -292,15 +252,17 @@ impl Federation {
             // Circuit open: fail fast until a health check (or the retry delay) lets one through.
             let retry_ms = self.settings.health_check_secs.saturating_mul(1000);
             if self.now().saturating_sub(health.checked_at) < retry_ms {
-                return Err(RpcError::new(
-                    INTERNAL_ERROR,
-                    format!(
-                        "upstream '{}' is unhealthy: {}",
-                        up.def.name,
-                        health.last_error.unwrap_or_default()
-                    ),
-                )
-                .with_data(json!({"upstream": up.def.name, "reason": "unhealthy"})));
+                return Err(LinkError::Rpc(
+                    RpcError::new(
+                        INTERNAL_ERROR,
+                        format!(
+                            "upstream '{}' is unhealthy: {}",
+                            up.def.name,
+                            health.last_error.unwrap_or_default()
+                        ),
+                    )
+                    .with_data(json!({"upstream": up.def.name, "reason": "unhealthy"})),
+                ));
             }
         }
         if up.def.transport == Transport::Stdio {
@@ -323,16 +285,20 @@ impl Federation {
                 capabilities: s.client_capabilities.clone(),
                 client_info: s.client_info.clone(),
                 prefer: Era::Session,
+                acting_for: None,
             },
             None => relayable_hello(),
         };
         hello.prefer = era_for(up, hello.prefer);
+        hello.acting_for = acting_for;
         let opened = Link::open(&self.net, &up.def, &hello, health.endpoint, self.timeout_of(&up.def)).await;
         let (link, endpoint) = match opened {
             Ok(x) => x,
+            // Not the upstream's fault: the caller has a step to take.
+            Err(UpstreamError::NeedsConsent) => return Err(LinkError::NeedsConsent),
             Err(e) => {
                 self.record_failure(&up.id, &e);
-                return Err(upstream_error(&up.def.name, &e));
+                return Err(LinkError::Rpc(upstream_error(&up.def.name, &e)));
             }
         };
         self.health.success(&up.id, Some(endpoint), self.now());
@@ -441,7 +407,7 @@ impl Federation {
         if !self.net.spawner.waits_across_requests() {
             return None;
         }
-        let link = self.link_for(None, up).await.ok()?;
+        let link = self.link_for(None, up, None).await.ok()?;
         let (tx, rx) = unbounded::<()>();
         let n = self.watchers.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let first = {
@@ -478,7 +444,7 @@ impl Federation {
     pub async fn hear_lists(&self, up: &Arc<Upstream>) {
         let stateless = up.era() == Some(crate::proto::version::Era::Stateless);
         if stateless && self.net.spawner.waits_across_requests() {
-            let _ = self.link_for(None, up).await;
+            let _ = self.link_for(None, up, None).await;
         }
     }
 
@@ -511,7 +477,7 @@ impl Federation {
         if !last {
             return;
         }
-        if let Ok(link) = self.link_for(None, up).await {
+        if let Ok(link) = self.link_for(None, up, None).await {
             link.watch(uri, false);
             if !link.is_stateless() {
                 let params = Some(json!({"uri": uri}));
@@ -578,6 +544,18 @@ impl Federation {
             let gone = Relayed::Answer(Err(RpcError::internal("shutting down")));
             return boxed_stream(futures::stream::iter([gone]));
         };
+        let mut params = params;
+        // A retry after the gateway's own request to connect carries its answer: not the
+        // upstream's to see.
+        if let Some(p) = params.as_object_mut() {
+            let emptied = p
+                .get_mut("inputResponses")
+                .and_then(Value::as_object_mut)
+                .is_some_and(|r| r.remove(call::CONNECT_KEY).is_some() && r.is_empty());
+            if emptied {
+                p.remove("inputResponses");
+            }
+        }
         let call = Call {
             fed,
             sid: session.as_ref().map(|s| s.id.clone()),
@@ -590,6 +568,10 @@ impl Federation {
             headers: how.headers,
             attempt: 0,
             rounds: 0,
+            caller: how.caller,
+            base: how.base,
+            stateless: how.stateless,
+            consents: 0,
             state: CallState::Start,
         };
         boxed_stream(futures::stream::unfold(call, |mut c| async move {
@@ -737,7 +719,16 @@ impl Federation {
             .ok_or_else(|| RpcError::invalid_params(format!("no upstream '{id}'")))?;
         let read = match up.def.transport {
             Transport::Openapi => self.read_catalog(&up.def).await,
-            _ => upkeep::catalog_over(self, &*self.link_for(None, &up).await?, &up.def).await,
+            _ => {
+                // An upstream acting for each caller is read as one of its callers; with none
+                // connected yet, what was read before stays.
+                let reader = self.reader_of(&up).await;
+                if up.def.auth.as_ref().is_some_and(|a| a.per_user()) && reader.is_none() {
+                    return Ok(false);
+                }
+                let link = self.link_for(None, &up, reader.as_deref()).await?;
+                upkeep::catalog_over(self, &link, &up.def).await
+            }
         };
         let cat = match read {
             Ok(c) => c,
@@ -756,6 +747,27 @@ impl Federation {
             self.sessions.refresh_registry().await;
         }
         Ok(changed)
+    }
+
+    /// Callers' own tokens for upstreams acting for each of them.
+    pub fn vault(&self) -> &Arc<crate::oauth::vault::Vault> {
+        &self.net.vault
+    }
+
+    /// The HTTP client every outbound request goes through (the SSRF policy applied).
+    pub fn http(&self) -> &dyn crate::ports::HttpClient {
+        &*self.net.http
+    }
+
+    /// Whose authorization reads an upstream that acts for each caller (none for others).
+    pub(super) async fn reader_of(&self, up: &Upstream) -> Option<String> {
+        up.def.auth.as_ref().filter(|a| a.per_user())?;
+        self.net.vault.a_caller_of(&up.id).await
+    }
+
+    /// A caller ended their connection to an upstream: their links to it close.
+    pub fn drop_callers_links(&self, up_id: &str, subject: &str) {
+        self.close_slots(self.links.take_callers(up_id, subject));
     }
 
     /// Re-reads an upstream's catalog on a task of its own, at most one read at a time per

@@ -114,7 +114,7 @@ pub(super) async fn check_upstreams(fed: &Federation, force: bool) -> usize {
         let timeout = fed.timeout_of(&up.def).min(10_000);
         let checked = match up.def.transport {
             Transport::Openapi => crate::upstream::openapi::probe(&fed.net, up, timeout).await,
-            _ => match fed.link_for(None, up).await {
+            _ => match fed.link_for(None, up, fed.reader_of(up).await.as_deref()).await {
                 Ok(link) => health::timed_ping(&link, timeout, &fed.net.telemetry, &up.def.name).await,
                 Err(_) => continue,
             },
@@ -237,6 +237,7 @@ async fn tool_needs(
             capabilities: caps,
             client_info: Value::Null,
             prefer,
+            acting_for: None,
         };
         let (other, _) = Link::open(&fed.net, def, &hello, 0, timeout).await.ok()?;
         let names = crate::upstream::fetch_tool_names(&other, timeout).await.ok();

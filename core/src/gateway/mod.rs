@@ -3,6 +3,7 @@
 //! Origin policy, admission (credentials, rate limits), the [`Route`], then the face that serves
 //! it (streamable HTTP, legacy SSE, `/rpc`, the admin API) or the operations endpoints.
 
+mod account;
 mod unserved;
 use unserved::Unserved;
 
@@ -77,6 +78,8 @@ struct Services {
     face: Arc<Face>,
     admin: Admin,
     ui: crate::ui::Ui,
+    /// A caller's own pages and API for upstreams acting for each caller.
+    accounts: account::Accounts,
     /// `trusted_proxies`: whose forwarded headers are believed.
     proxies: crate::netguard::Networks,
     /// Gateways found by mDNS, where the runtime looks (`Gateway::set_discovery`).
@@ -178,6 +181,23 @@ impl Gateway {
                 telemetry: telemetry.clone(),
             },
         );
+        // The key for a purpose, derived from the encryption key, else the deployment's, else a
+        // random one (what only this process opens again).
+        use crate::registry::seal::{Purpose, Sealer};
+        let key = |purpose: Purpose| {
+            let configured = config.encryption_key.as_ref().or(config.deployment_key.as_ref());
+            configured
+                .and_then(|k| Sealer::from_key_text(&k.0, purpose, ports.crypto.clone()).ok())
+                .unwrap_or_else(|| Sealer::random(purpose, ports.ids.as_ref(), ports.crypto.clone()))
+        };
+        // Callers' tokens for upstreams acting for each of them, sealed with a key of their own.
+        let vault = Arc::new(crate::oauth::vault::Vault::new(
+            registry.store().clone(),
+            key(Purpose::Vault),
+            ports.clock.clone(),
+            ports.ids.clone(),
+            ports.crypto.clone(),
+        ));
         let net = Net {
             http: http.clone(),
             clock: ports.clock.clone(),
@@ -191,6 +211,7 @@ impl Gateway {
                 ports.crypto.clone(),
                 ports.ids.clone(),
             )),
+            vault: vault.clone(),
         };
         let fed = Federation::new(
             registry.clone(),
@@ -231,15 +252,6 @@ impl Gateway {
             listen_poll_ms: config.listen_poll_ms.max(50),
         };
         let info_version = info.version.clone();
-        // The key for a purpose, derived from the encryption key, else the deployment's, else a
-        // random one (what only this process opens again).
-        use crate::registry::seal::{Purpose, Sealer};
-        let key = |purpose: Purpose| {
-            let configured = config.encryption_key.as_ref().or(config.deployment_key.as_ref());
-            configured
-                .and_then(|k| Sealer::from_key_text(&k.0, purpose, ports.crypto.clone()).ok())
-                .unwrap_or_else(|| Sealer::random(purpose, ports.ids.as_ref(), ports.crypto.clone()))
-        };
         // Parking a call needs the retry to reach the call's I/O: not in a Worker isolate.
         let mrtr = ports.spawner.waits_across_requests().then(|| {
             let ttl_ms = config.call_max_ms;
@@ -276,6 +288,12 @@ impl Gateway {
             config.auth.required,
             info_version,
         );
+        let accounts = account::Accounts::new(
+            key(Purpose::AdminCookie),
+            ports.clock.clone(),
+            ports.ids.clone(),
+            config.auth.required,
+        );
         let hearing = sessions.peers().hear();
         let spawner = ports.spawner.clone();
         let face = Arc::new(Face::new(
@@ -301,6 +319,7 @@ impl Gateway {
                 face,
                 admin,
                 ui,
+                accounts,
                 proxies,
                 discovery: std::sync::OnceLock::new(),
             }),
@@ -744,6 +763,8 @@ impl Gateway {
                 None => api_failure(&Unserved::NoDiscovery),
             },
             Route::Admin { rest } => s.ui.serve(self, req, &rest).await,
+            Route::Account { path } => s.accounts.serve(s, req, &path).await,
+            Route::Connections { upstream } => s.accounts.api(s, req, upstream.as_deref()).await,
             Route::NotFound { .. } => api_failure(&Unserved::NoRoute(path)),
         }
     }

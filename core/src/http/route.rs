@@ -83,6 +83,17 @@ pub enum Route {
         /// The rest of the path after `/admin`.
         rest: String,
     },
+    /// A caller's own pages for upstreams acting for each caller: `/oauth/connect/{ticket}`,
+    /// `/oauth/login`, `/oauth/callback`, `/me[/…]` (the pages check their own cookie).
+    Account {
+        /// The whole path.
+        path: String,
+    },
+    /// `/me/connections[/{upstream}]`: the caller's connections, with a client token.
+    Connections {
+        /// One upstream (id or name).
+        upstream: Option<String>,
+    },
     /// A REST collection or one of its records: `/tools[/{id}]`, `/resources`, `/prompts`,
     /// `/servers`, `/gateways`.
     Collection {
@@ -144,6 +155,13 @@ impl Route {
             ["metrics"] => Route::Metrics,
             ["peers", "discovered"] => Route::Discovered,
             ["openapi.json"] => Route::OpenApi,
+            ["me", "connections"] => Route::Connections { upstream: None },
+            ["me", "connections", up] => Route::Connections {
+                upstream: Some(up.to_string()),
+            },
+            ["oauth", "connect", _] | ["oauth", "login"] | ["oauth", "callback"] | ["me", ..] => {
+                Route::Account { path: path.to_string() }
+            }
             ["admin", rest @ ..] => Route::Admin {
                 rest: rest.iter().map(|s| format!("/{s}")).collect(),
             },
@@ -166,7 +184,9 @@ impl Route {
             | Route::Version
             | Route::OpenApi
             | Route::ResourceMetadata { .. }
+            | Route::Account { .. }
             | Route::Admin { .. } => Access::Public,
+            Route::Connections { .. } => Access::Client,
             Route::NotFound { public: true } => Access::Public,
             Route::Mcp { .. } | Route::Sse { .. } | Route::Ws { .. } | Route::Message { .. } | Route::Rpc => {
                 Access::Client
@@ -187,7 +207,8 @@ impl Route {
             Route::Revocations { .. } | Route::Refresh { .. } | Route::Collection { .. } | Route::Discovered => "api",
             Route::Health | Route::Ready | Route::Version | Route::OpenApi => "operations",
             Route::Metrics => "metrics",
-            Route::Admin { .. } => "ui",
+            Route::Admin { .. } | Route::Account { .. } => "ui",
+            Route::Connections { .. } => "api",
             Route::NotFound { .. } => "not_found",
         }
     }
@@ -217,6 +238,9 @@ impl Route {
             Route::Discovered => "/peers/discovered",
             Route::OpenApi => "/openapi.json",
             Route::Admin { .. } => "/admin{rest}",
+            Route::Account { .. } => "/me",
+            Route::Connections { upstream: None } => "/me/connections",
+            Route::Connections { upstream: Some(_) } => "/me/connections/{id}",
             Route::Collection { kind, id } => match (kind, id.is_some()) {
                 (Kind::Tool, false) => "/tools",
                 (Kind::Tool, true) => "/tools/{id}",
@@ -228,7 +252,7 @@ impl Route {
                 (Kind::Server, true) => "/servers/{id}",
                 (Kind::Upstream, false) => "/gateways",
                 (Kind::Upstream, true) => "/gateways/{id}",
-                (Kind::Revocation, _) => return None,
+                (Kind::Revocation | Kind::Connection | Kind::Consent, _) => return None,
             },
             Route::NotFound { .. } => return None,
         })
@@ -236,6 +260,9 @@ impl Route {
 
     /// How the route's errors are written.
     pub fn error_style(&self) -> ErrorStyle {
+        if matches!(self, Route::Connections { .. }) {
+            return ErrorStyle::Rest;
+        }
         match self.access() {
             Access::Client => ErrorStyle::JsonRpc,
             _ => ErrorStyle::Rest,
@@ -250,8 +277,8 @@ mod tests {
     /// Routes the OpenAPI document leaves out: the MCP endpoints (JSON-RPC, described by the
     /// MCP specification), the metadata of a resource path (a suffix with slashes, which an
     /// OpenAPI path cannot template; the bare document is described), and the admin UI's HTML
-    /// pages.
-    const NOT_DOCUMENTED: [&str; 11] = [
+    /// pages and a caller's own (`/me`, `/oauth/…`).
+    const NOT_DOCUMENTED: [&str; 12] = [
         "/mcp",
         "/servers/{id}/mcp",
         "/ws",
@@ -263,6 +290,7 @@ mod tests {
         "/rpc",
         "/.well-known/oauth-protected-resource{resource}",
         "/admin{rest}",
+        "/me",
     ];
 
     #[test]

@@ -14,8 +14,8 @@ use crate::uri_template::UriTemplate;
 mod upstream;
 
 pub use upstream::{
-    Catalog, ConflictPolicy, OpenApiSpec, Operation, OperationBody, OperationParam, SecretMethod, Transport,
-    UpstreamAuth, UpstreamDef, UpstreamKind,
+    Catalog, ConflictPolicy, OAuthClient, OpenApiSpec, Operation, OperationBody, OperationParam, SecretMethod,
+    Transport, UpstreamAuth, UpstreamDef, UpstreamKind,
 };
 
 /// A validation failure that names the offending field.
@@ -651,6 +651,8 @@ pub fn validate(kind: Kind, body: Value) -> Result<(String, Value), FieldError> 
             }
             norm(d.jti.clone(), &d)
         }
+        // The vault's own records are written by it alone, never through the REST API.
+        Kind::Connection | Kind::Consent => Err(FieldError::new("", "this kind is not edited here")),
     }
 }
 

@@ -296,6 +296,28 @@ pub enum UpstreamAuth {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         issuer: Option<String>,
     },
+    /// Each caller's own authorization (the authorization code flow with PKCE S256, through
+    /// the caller's browser): given once, kept in the token vault per caller, refreshed. The
+    /// gateway is the OAuth client named here; a public client (`method = none`) has no secret.
+    User {
+        /// The client id registered at the upstream's authorization server.
+        client_id: String,
+        /// Its secret, for a confidential client.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        client_secret: Option<String>,
+        /// Its private key, a private JWK as JSON text (`private_key_jwt`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        private_key: Option<String>,
+        /// How the client authenticates at the token endpoint.
+        #[serde(default)]
+        method: SecretMethod,
+        /// The scopes asked for (space-separated; none: the challenge's, else the resource's).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        scope: Option<String>,
+        /// The authorization server's issuer (none: discovered from the upstream's metadata).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        issuer: Option<String>,
+    },
 }
 
 /// How a client secret goes to the token endpoint.
@@ -309,53 +331,129 @@ pub enum SecretMethod {
     ClientSecretPost,
     /// `private_key_jwt`: a JWT the gateway signs with its private key (RFC 7523 §2.2).
     PrivateKeyJwt,
+    /// A public client: no secret (the `user` mode only, where PKCE protects the code).
+    None,
+}
+
+/// The OAuth client an upstream's `auth` names: who the gateway is at its authorization server.
+#[derive(Debug, Clone, Copy)]
+pub struct OAuthClient<'a> {
+    /// The client id.
+    pub client_id: &'a str,
+    /// Its secret, if it has one.
+    pub client_secret: Option<&'a str>,
+    /// Its private key (JWK text), for `private_key_jwt`.
+    pub private_key: Option<&'a str>,
+    /// How it authenticates at the token endpoint.
+    pub method: SecretMethod,
 }
 
 impl UpstreamAuth {
-    /// Checks the settings' shape.
-    pub fn validate(&self) -> Result<(), FieldError> {
+    /// The OAuth client the gateway is toward the upstream's authorization server.
+    pub fn client(&self) -> OAuthClient<'_> {
         match self {
             UpstreamAuth::ClientCredentials {
                 client_id,
                 client_secret,
                 private_key,
                 method,
-                issuer,
-                scope,
-            } => {
-                if client_id.trim().is_empty() || client_id.len() > 1024 {
+                ..
+            }
+            | UpstreamAuth::User {
+                client_id,
+                client_secret,
+                private_key,
+                method,
+                ..
+            } => OAuthClient {
+                client_id,
+                client_secret: client_secret.as_deref(),
+                private_key: private_key.as_deref(),
+                method: *method,
+            },
+        }
+    }
+
+    /// The configured scope, if any.
+    pub fn scope(&self) -> Option<&str> {
+        match self {
+            UpstreamAuth::ClientCredentials { scope, .. } | UpstreamAuth::User { scope, .. } => scope.as_deref(),
+        }
+    }
+
+    /// The configured (or pinned) issuer, if any.
+    pub fn issuer(&self) -> Option<&str> {
+        match self {
+            UpstreamAuth::ClientCredentials { issuer, .. } | UpstreamAuth::User { issuer, .. } => issuer.as_deref(),
+        }
+    }
+
+    /// Sets the issuer (pinned at registration).
+    pub fn set_issuer(&mut self, to: String) {
+        match self {
+            UpstreamAuth::ClientCredentials { issuer, .. } | UpstreamAuth::User { issuer, .. } => *issuer = Some(to),
+        }
+    }
+
+    /// True when each caller reaches the upstream with a credential of their own: its links
+    /// are never shared between callers.
+    pub fn per_user(&self) -> bool {
+        matches!(self, UpstreamAuth::User { .. })
+    }
+
+    /// Checks the settings' shape.
+    pub fn validate(&self) -> Result<(), FieldError> {
+        let c = self.client();
+        if c.client_id.trim().is_empty() || c.client_id.len() > 1024 {
+            return Err(FieldError::new(
+                "auth.client_id",
+                "is required (at most 1024 characters)",
+            ));
+        }
+        match c.method {
+            SecretMethod::PrivateKeyJwt => {
+                let key = c
+                    .private_key
+                    .map(serde_json::from_str::<Value>)
+                    .and_then(Result::ok)
+                    .filter(|k| k.get("kty").is_some() && k.get("d").is_some());
+                if key.is_none() || c.private_key.is_some_and(|k| k.len() > 16 * 1024) {
                     return Err(FieldError::new(
-                        "auth.client_id",
-                        "is required (at most 1024 characters)",
+                        "auth.private_key",
+                        "private_key_jwt needs the private key as a JWK (JSON with kty and d)",
                     ));
                 }
-                if *method == SecretMethod::PrivateKeyJwt {
-                    let key = private_key
-                        .as_deref()
-                        .map(serde_json::from_str::<Value>)
-                        .and_then(Result::ok)
-                        .filter(|k| k.get("kty").is_some() && k.get("d").is_some());
-                    if key.is_none() || private_key.as_ref().is_some_and(|k| k.len() > 16 * 1024) {
-                        return Err(FieldError::new(
-                            "auth.private_key",
-                            "private_key_jwt needs the private key as a JWK (JSON with kty and d)",
-                        ));
-                    }
-                } else if client_secret.as_ref().is_none_or(|s| s.is_empty() || s.len() > 4096) {
+            }
+            SecretMethod::None => {
+                if !self.per_user() {
+                    return Err(FieldError::new(
+                        "auth.method",
+                        "a public client (none) gets no token of its own: use client_secret_basic, client_secret_post or private_key_jwt",
+                    ));
+                }
+                if c.client_secret.is_some() || c.private_key.is_some() {
+                    return Err(FieldError::new(
+                        "auth.method",
+                        "a public client (none) has no secret or key",
+                    ));
+                }
+            }
+            SecretMethod::ClientSecretBasic | SecretMethod::ClientSecretPost => {
+                if c.client_secret.is_none_or(|s| s.is_empty() || s.len() > 4096) {
                     return Err(FieldError::new(
                         "auth.client_secret",
                         "is required (at most 4096 characters)",
                     ));
                 }
-                if scope.as_ref().is_some_and(|s| s.len() > 1024) {
-                    return Err(FieldError::new("auth.scope", "at most 1024 characters"));
-                }
-                if let Some(i) = issuer {
-                    valid_http_url("auth.issuer", i)?;
-                }
-                Ok(())
             }
         }
+        if self.scope().is_some_and(|s| s.len() > 1024) {
+            return Err(FieldError::new("auth.scope", "at most 1024 characters"));
+        }
+        if let Some(i) = self.issuer() {
+            valid_http_url("auth.issuer", i)?;
+        }
+        Ok(())
     }
 }
 

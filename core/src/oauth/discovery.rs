@@ -89,6 +89,9 @@ pub struct ServerMetadata {
     /// Where tokens are got.
     #[serde(default)]
     pub token_endpoint: Option<String>,
+    /// Where tokens are revoked (RFC 7009).
+    #[serde(default)]
+    pub revocation_endpoint: Option<String>,
     /// Where clients register themselves (RFC 7591).
     #[serde(default)]
     pub registration_endpoint: Option<String>,
@@ -261,6 +264,38 @@ pub async fn discover(
         .ok_or_else(|| DiscoveryError::NoAuthorizationServer(server_url.to_string()))?;
     let server = server_metadata(http, clock, &issuer).await?;
     Ok(Discovered { resource, server })
+}
+
+/// The `resource_metadata` an upstream's refusal of a request without a token names (an
+/// upstream that publishes its metadata nowhere else): a bare `initialize` POSTed, its 401's
+/// challenge read.
+pub async fn challenge_of(http: &dyn HttpClient, clock: &dyn Clock, server_url: &str) -> Option<String> {
+    let mut headers = http::HeaderMap::new();
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    headers.insert(
+        http::header::ACCEPT,
+        http::HeaderValue::from_static("application/json, text/event-stream"),
+    );
+    let body = r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"mcpgw","version":"0"}}}"#;
+    let out = OutboundRequest {
+        method: http::Method::POST,
+        url: server_url.to_string(),
+        headers,
+        body: Some(bytes::Bytes::from_static(body.as_bytes())),
+        tls: None,
+    };
+    let (resp, _) = crate::http::fetch::fetch(http, clock, out, std::time::Duration::from_secs(10), 64 * 1024)
+        .await
+        .ok()?;
+    let values = resp
+        .headers
+        .get_all(http::header::WWW_AUTHENTICATE)
+        .iter()
+        .filter_map(|v| v.to_str().ok());
+    super::challenge::bearer(values)?.resource_metadata
 }
 
 /// The metadata of the authorization server `issuer`, from the first of its well-known places

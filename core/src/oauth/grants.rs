@@ -15,7 +15,7 @@ use super::assertion::{client_assertion, AssertionError};
 use super::challenge::BearerChallenge;
 use super::discovery::{self, DiscoveryError};
 use super::token::{self, ClientAuth, Grant, TokenError, TokenRequest};
-use crate::model::{SecretMethod, UpstreamAuth};
+use crate::model::{OAuthClient, SecretMethod, UpstreamAuth};
 use crate::ports::{Clock, Crypto, HttpClient, Ids};
 
 /// A token is renewed this long before it expires.
@@ -86,13 +86,41 @@ pub fn resource_of(url: &str) -> String {
 }
 
 fn key(upstream_url: &str, auth: &UpstreamAuth) -> String {
-    match auth {
-        UpstreamAuth::ClientCredentials { client_id, issuer, .. } => format!(
-            "{}\u{1f}{client_id}\u{1f}{}",
-            resource_of(upstream_url),
-            issuer.as_deref().unwrap_or("")
-        ),
-    }
+    format!(
+        "{}\u{1f}{}\u{1f}{}",
+        resource_of(upstream_url),
+        auth.client().client_id,
+        auth.issuer().unwrap_or("")
+    )
+}
+
+/// How the client `c` authenticates at the token endpoint of `issuer` (a `private_key_jwt`
+/// assertion is signed now, for that server).
+pub async fn client_auth(
+    crypto: &dyn Crypto,
+    ids: &dyn Ids,
+    now_ms: u64,
+    c: OAuthClient<'_>,
+    issuer: &str,
+) -> Result<ClientAuth, GrantError> {
+    let client_id = c.client_id.to_string();
+    let secret = || c.client_secret.unwrap_or_default().to_string();
+    Ok(match c.method {
+        SecretMethod::ClientSecretBasic => ClientAuth::SecretBasic {
+            client_id,
+            secret: secret(),
+        },
+        SecretMethod::ClientSecretPost => ClientAuth::SecretPost {
+            client_id,
+            secret: secret(),
+        },
+        SecretMethod::PrivateKeyJwt => {
+            let key = c.private_key.unwrap_or_default();
+            let assertion = client_assertion(crypto, ids, now_ms, c.client_id, issuer, key).await?;
+            ClientAuth::PrivateKeyJwt { client_id, assertion }
+        }
+        SecretMethod::None => ClientAuth::Public { client_id },
+    })
 }
 
 impl ClientTokens {
@@ -127,16 +155,8 @@ impl ClientTokens {
         if let Some(header) = cached {
             return Ok(header);
         }
-        let UpstreamAuth::ClientCredentials {
-            client_id,
-            client_secret,
-            private_key,
-            method,
-            scope,
-            issuer,
-        } = auth;
         let resource = resource_of(upstream_url);
-        let (server, resource_scopes) = match issuer {
+        let (server, resource_scopes) = match auth.issuer() {
             Some(iss) => (discovery::server_metadata(http, clock, iss).await?, vec![]),
             None => {
                 let from_challenge = challenge.and_then(|c| c.resource_metadata.as_deref());
@@ -166,30 +186,12 @@ impl ClientTokens {
             .clone()
             .ok_or_else(|| GrantError::NoTokenEndpoint(server.issuer.clone()))?;
         // The configured scope, else the challenge's, else every scope the resource names.
-        let scope = scope
-            .clone()
+        let scope = auth
+            .scope()
+            .map(str::to_string)
             .or_else(|| challenged_scope.map(str::to_string))
             .or_else(|| (!resource_scopes.is_empty()).then(|| resource_scopes.join(" ")));
-        let secret = || client_secret.clone().unwrap_or_default();
-        let auth = match method {
-            SecretMethod::ClientSecretBasic => ClientAuth::SecretBasic {
-                client_id: client_id.clone(),
-                secret: secret(),
-            },
-            SecretMethod::ClientSecretPost => ClientAuth::SecretPost {
-                client_id: client_id.clone(),
-                secret: secret(),
-            },
-            SecretMethod::PrivateKeyJwt => {
-                let key = private_key.as_deref().unwrap_or_default();
-                let assertion =
-                    client_assertion(&*self.crypto, &*self.ids, now, client_id, &server.issuer, key).await?;
-                ClientAuth::PrivateKeyJwt {
-                    client_id: client_id.clone(),
-                    assertion,
-                }
-            }
-        };
+        let auth = client_auth(&*self.crypto, &*self.ids, now, auth.client(), &server.issuer).await?;
         let req = TokenRequest {
             endpoint,
             grant: Grant::ClientCredentials,

@@ -7,7 +7,9 @@
 pub mod assertion;
 pub mod authorize;
 pub mod challenge;
+pub mod credential;
 pub mod discovery;
 pub mod grants;
 pub mod pkce;
 pub mod token;
+pub mod vault;

@@ -112,6 +112,14 @@ pub enum Grant {
         /// The assertion.
         assertion: String,
     },
+    /// Not a grant: a token given up (RFC 7009), sent to the revocation endpoint with the
+    /// same client authentication.
+    Revoke {
+        /// The token.
+        token: String,
+        /// `refresh_token` or `access_token`.
+        hint: &'static str,
+    },
 }
 
 impl fmt::Debug for Grant {
@@ -122,6 +130,7 @@ impl fmt::Debug for Grant {
             Grant::Refresh { .. } => "Grant(refresh_token)",
             Grant::TokenExchange { .. } => "Grant(token_exchange)",
             Grant::JwtBearer { .. } => "Grant(jwt_bearer)",
+            Grant::Revoke { .. } => "Grant(revoke)",
         })
     }
 }
@@ -240,6 +249,10 @@ pub fn form(req: &TokenRequest) -> (HeaderMap, String) {
             pairs.push(("grant_type", JWT_BEARER));
             pairs.push(("assertion", assertion));
         }
+        Grant::Revoke { token, hint } => {
+            pairs.push(("token", token));
+            pairs.push(("token_type_hint", hint));
+        }
     }
     if let Some(r) = &req.resource {
         pairs.push(("resource", r));
@@ -302,6 +315,26 @@ pub async fn request(http: &dyn HttpClient, clock: &dyn Clock, req: &TokenReques
         return Err(TokenError::Malformed("an empty access_token".into()));
     }
     Ok(tokens)
+}
+
+/// Gives a token up at a revocation endpoint (RFC 7009 §2): `req.endpoint` is that endpoint
+/// and `req.grant` a [`Grant::Revoke`]. A token the server no longer knows is revoked too.
+pub async fn revoke(http: &dyn HttpClient, clock: &dyn Clock, req: &TokenRequest) -> Result<(), TokenError> {
+    let (headers, body) = form(req);
+    let out = OutboundRequest {
+        method: Method::POST,
+        url: req.endpoint.clone(),
+        headers,
+        body: Some(body.into()),
+        tls: None,
+    };
+    let (resp, body) = fetch(http, clock, out, TIMEOUT, MAX_RESPONSE)
+        .await
+        .map_err(|e: HttpError| TokenError::Unreachable(e.to_string()))?;
+    if !resp.status.is_success() {
+        return Err(refusal(resp.status, &body));
+    }
+    Ok(())
 }
 
 /// The refusal a token endpoint's error answer says (RFC 6749 §5.2); its own words bounded.

@@ -19,6 +19,9 @@ pub const INTERNAL_ERROR: i64 = -32603;
 pub const SESSION_NOT_FOUND: i64 = -32001;
 /// MCP: a resource URI matched nothing.
 pub const RESOURCE_NOT_FOUND: i64 = -32002;
+/// MCP (2025-11-25): the request needs URL elicitations completed first; `data.elicitations`
+/// lists them.
+pub const URL_ELICITATION_REQUIRED: i64 = -32042;
 
 /// A JSON-RPC error object.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, thiserror::Error)]

@@ -260,11 +260,13 @@ pub enum ServerMethod {
     Acknowledged,
     /// `notifications/cancelled`.
     Cancelled,
+    /// `notifications/elicitation/complete` (2025-11-25): a URL elicitation's interaction ended.
+    ElicitationComplete,
 }
 
 impl ServerMethod {
     /// Every method, for parsing.
-    const ALL: [Self; 12] = [
+    const ALL: [Self; 13] = [
         Self::CreateMessage,
         Self::Elicit,
         Self::ListRoots,
@@ -277,6 +279,7 @@ impl ServerMethod {
         Self::ListChanged(Listed::Prompts),
         Self::Acknowledged,
         Self::Cancelled,
+        Self::ElicitationComplete,
     ];
 
     /// Its wire name.
@@ -292,6 +295,7 @@ impl ServerMethod {
             Self::ListChanged(l) => l.changed(),
             Self::Acknowledged => "notifications/subscriptions/acknowledged",
             Self::Cancelled => "notifications/cancelled",
+            Self::ElicitationComplete => "notifications/elicitation/complete",
         }
     }
 

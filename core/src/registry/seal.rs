@@ -35,6 +35,9 @@ pub enum Purpose {
     RequestState,
     /// A 2026-07-28 upstream's own `requestState`, wrapped for its client.
     Envelope,
+    /// Callers' tokens for their upstreams (the token vault), and the PKCE verifiers of
+    /// authorizations under way.
+    Vault,
 }
 
 impl Purpose {
@@ -44,6 +47,7 @@ impl Purpose {
             Purpose::AdminCookie => "mcpgw admin-ui cookie v2",
             Purpose::RequestState => "mcpgw request-state v2",
             Purpose::Envelope => "mcpgw envelope v2",
+            Purpose::Vault => "mcpgw token vault v1",
         }
     }
 }

@@ -41,6 +41,10 @@ pub struct Admitted {
     /// Rate-limit headers to add to the answer.
     #[serde(default)]
     pub headers: Vec<(String, String)>,
+    /// The gateway's public base URL as this caller reaches it (configured, or from the
+    /// request): where links the gateway hands out point.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base: Option<String>,
 }
 
 /// Why [`Security`] did not let a request in: a value, answered by
@@ -151,16 +155,20 @@ pub(crate) struct Caller {
     pub admin: bool,
     /// The authenticated caller; none when auth is off (then nothing is out of scope).
     pub identity: Option<Identity>,
+    /// The gateway's public base URL as the caller reaches it.
+    pub base: Option<String>,
 }
 
 impl Caller {
     /// The caller of a request let in by [`Security::admit`] (its [`Admitted`] in the
     /// extensions); `admin_scope` sees everything.
     pub fn of(req: &Request<Bytes>, admin_scope: &str) -> Self {
-        let identity = req.extensions().get::<Admitted>().and_then(|a| a.identity.clone());
+        let admitted = req.extensions().get::<Admitted>();
+        let identity = admitted.and_then(|a| a.identity.clone());
         Caller {
             admin: identity.as_ref().is_some_and(|i| i.has_scope(admin_scope)),
             identity,
+            base: admitted.and_then(|a| a.base.clone()),
         }
     }
 
@@ -338,6 +346,11 @@ impl Security {
         ok
     }
 
+    /// The authentication settings.
+    pub fn config(&self) -> &AuthConfig {
+        &self.cfg
+    }
+
     /// The admin scope (its holders see everything).
     pub fn admin_scope(&self) -> &str {
         &self.cfg.admin_scope
@@ -360,7 +373,11 @@ impl Security {
             None
         };
         let headers = self.rate_limit(req, access, identity.as_ref()).await?;
-        Ok(Admitted { identity, headers })
+        Ok(Admitted {
+            identity,
+            headers,
+            base: Some(base_url(&self.cfg, req)),
+        })
     }
 
     /// Takes a token from the caller's bucket for this route class: the `RateLimit-*` headers,

@@ -115,7 +115,7 @@ fn cookie_of(req: &Request<Bytes>) -> Option<String> {
         .map(|(_, v)| v.to_string())
 }
 
-fn is_https(req: &Request<Bytes>) -> bool {
+pub(crate) fn is_https(req: &Request<Bytes>) -> bool {
     req.uri().scheme_str() == Some("https")
         || req
             .headers()
@@ -784,6 +784,7 @@ impl Api<'_> {
         req.extensions_mut().insert(Admitted {
             identity: self.session.who.clone(),
             headers: vec![],
+            base: None,
         });
         self.host.call(req).await
     }

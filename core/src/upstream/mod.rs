@@ -87,6 +87,10 @@ pub(crate) enum UpstreamError {
     /// No authorization the upstream takes could be had (why).
     #[error("not authorized: {0}")]
     Unauthorized(String),
+    /// The upstream acts for each caller, and this caller has not authorized the gateway there
+    /// yet (or the authorization was dropped).
+    #[error("it needs your authorization first")]
+    NeedsConsent,
 }
 
 impl UpstreamError {
@@ -116,6 +120,29 @@ pub(crate) struct Net {
     pub max_queue: usize,
     /// The gateway's own OAuth tokens for upstreams that authenticate it as a client.
     pub grants: Arc<crate::oauth::grants::ClientTokens>,
+    /// Callers' own tokens for upstreams that act for each of them.
+    pub vault: Arc<crate::oauth::vault::Vault>,
+}
+
+/// Where a link to `def` gets its OAuth token: the gateway's own, or (`user` mode) the
+/// caller's the link serves. A per-user upstream's link for no caller gets none (its refusal
+/// is the answer).
+fn credential(net: &Net, def: &UpstreamDef, hello: &Hello) -> Option<crate::oauth::credential::Credential> {
+    use crate::oauth::credential::Credential;
+    let auth = def.auth.clone()?;
+    if !auth.per_user() {
+        return Some(Credential::Client {
+            auth,
+            tokens: net.grants.clone(),
+        });
+    }
+    let (subject, upstream) = hello.acting_for.clone()?;
+    Some(Credential::User {
+        def: Arc::new(def.clone()),
+        upstream,
+        subject,
+        vault: net.vault.clone(),
+    })
 }
 
 /// Who the gateway says it is when it opens a link: the client's capabilities and identity for
@@ -127,6 +154,9 @@ pub(crate) struct Hello {
     /// The era tried first with an upstream that may speak both (streamable HTTP): the other
     /// is tried when the upstream does not speak this one.
     pub prefer: Era,
+    /// For an upstream that acts for each caller: the caller the link serves (the subject) and
+    /// the upstream's id, which find the caller's tokens.
+    pub acting_for: Option<(String, String)>,
 }
 
 pub(crate) use crate::proto::classify::is_response;
@@ -274,7 +304,7 @@ impl Link {
                 clock: net.clock.clone(),
                 url: endpoint.clone(),
                 headers: def_headers(def)?,
-                auth: def.auth.clone().map(|a| (a, net.grants.clone())),
+                auth: credential(net, def, hello),
                 session: Mutex::new(None),
                 version: Mutex::new(None),
                 max_bytes: net.max_bytes,

@@ -137,6 +137,7 @@ mod tests {
             capabilities: json!({"sampling": {}}),
             client_info: json!({"name": "client", "version": "1"}),
             prefer: Era::Stateless,
+            acting_for: None,
         }
     }
 

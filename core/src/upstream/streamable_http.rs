@@ -15,8 +15,8 @@ pub(super) struct HttpIo {
     pub(super) url: String,
     /// The definition's headers, checked once when the link opened.
     pub(super) headers: HeaderMap,
-    /// How the upstream authenticates the gateway as an OAuth client, and the tokens kept.
-    pub(super) auth: Option<(crate::model::UpstreamAuth, Arc<crate::oauth::grants::ClientTokens>)>,
+    /// Where the link's OAuth token comes from, when the upstream wants one.
+    pub(super) auth: Option<crate::oauth::credential::Credential>,
     pub(super) session: Mutex<Option<HeaderValue>>,
     pub(super) version: Mutex<Option<ProtocolVersion>>,
     pub(super) max_bytes: usize,
@@ -54,44 +54,50 @@ pub(super) fn http_error(e: HttpError) -> UpstreamError {
     }
 }
 
+/// What a link tells of a token it could not get.
+fn vault_error(e: crate::oauth::vault::VaultError) -> UpstreamError {
+    match e {
+        crate::oauth::vault::VaultError::NotConnected => UpstreamError::NeedsConsent,
+        other => UpstreamError::Unauthorized(other.to_string()),
+    }
+}
+
 impl HttpIo {
-    /// Sets the request's `Authorization` from the gateway's token for the upstream, when it
-    /// authenticates the gateway as an OAuth client (`scope`: what its challenge asked for).
+    /// Sets the request's `Authorization` from the link's token, when the upstream wants one
+    /// (`challenge`: what its last refusal asked for).
     pub(super) async fn authorize(
         &self,
         headers: &mut HeaderMap,
         challenge: Option<&crate::oauth::challenge::BearerChallenge>,
     ) -> Result<(), UpstreamError> {
-        self.grant(headers, challenge)
-            .await
-            .map_err(|e| UpstreamError::Unauthorized(e.to_string()))
+        self.grant(headers, challenge).await.map_err(vault_error)
     }
 
     async fn grant(
         &self,
         headers: &mut HeaderMap,
         challenge: Option<&crate::oauth::challenge::BearerChallenge>,
-    ) -> Result<(), crate::oauth::grants::GrantError> {
-        let Some((auth, grants)) = &self.auth else {
+    ) -> Result<(), crate::oauth::vault::VaultError> {
+        let Some(credential) = &self.auth else {
             return Ok(());
         };
         // Boxed: discovery and a token request make a large future, needed only for such links.
-        let bearer = Box::pin(grants.bearer(&*self.http, &*self.clock, &self.url, auth, challenge)).await?;
+        let bearer = Box::pin(credential.bearer(&*self.http, &*self.clock, &self.url, challenge)).await?;
         headers.insert(http::header::AUTHORIZATION, bearer);
         Ok(())
     }
 
-    /// Sends a request with the gateway's token; when the upstream refuses it (401, or 403
+    /// Sends a request with the link's token; when the upstream refuses it (401, or 403
     /// `insufficient_scope`), once more with a new token for what its challenge asks.
     pub(super) async fn send_authorized(&self, mut req: OutboundRequest) -> Result<InboundResponse, UpstreamError> {
-        use crate::oauth::{discovery::DiscoveryError, grants::GrantError};
+        use crate::oauth::{discovery::DiscoveryError, grants::GrantError, vault::VaultError};
         match self.grant(&mut req.headers, None).await {
             // An upstream may name its metadata only in its 401: sent without a token, its
             // refusal says where.
-            Ok(()) | Err(GrantError::Discovery(DiscoveryError::NoResourceMetadata { .. })) => {}
-            Err(e) => return Err(UpstreamError::Unauthorized(e.to_string())),
+            Ok(()) | Err(VaultError::Grant(GrantError::Discovery(DiscoveryError::NoResourceMetadata { .. }))) => {}
+            Err(e) => return Err(vault_error(e)),
         }
-        let Some((auth, grants)) = &self.auth else {
+        let Some(credential) = &self.auth else {
             return self.http.send(req).await.map_err(http_error);
         };
         let again = OutboundRequest {
@@ -117,7 +123,7 @@ impl HttpIo {
         if resp.status == http::StatusCode::FORBIDDEN && !step_up {
             return Ok(resp);
         }
-        grants.refused(&self.url, auth);
+        credential.refused(&self.url);
         let mut again = again;
         self.authorize(&mut again.headers, Some(&challenge)).await?;
         self.http.send(again).await.map_err(http_error)

@@ -36,4 +36,5 @@ mod stateless;
 mod stdio;
 mod tls;
 mod upstream_oauth;
+mod upstream_user_oauth;
 mod ws;

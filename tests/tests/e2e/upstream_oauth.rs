@@ -143,7 +143,7 @@ async fn an_upstream_naming_its_metadata_only_in_its_challenge_is_found_from_it(
 }
 
 /// Every file's bytes below `dir`.
-fn collect(dir: &std::path::Path, out: &mut Vec<u8>) {
+pub(crate) fn collect(dir: &std::path::Path, out: &mut Vec<u8>) {
     for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
         let path = entry.path();
         if path.is_dir() {

@@ -1,0 +1,798 @@
+//! The token vault (issue 30's `user` mode): each caller's tokens for each upstream that
+//! authenticates its users, sealed at rest in the [`Store`] (kind `connection`, bound to the
+//! record's key), refreshed shortly before they expire, dropped when a refresh is refused,
+//! revoked at the authorization server when the caller disconnects or the upstream is removed.
+//!
+//! How a caller connects: a call that finds no connection gets a link to the gateway's connect
+//! page carrying a ticket (kind `consent`, random, bound to the caller and the upstream); the
+//! page, opened by the same caller, starts the authorization code flow (PKCE S256, state,
+//! resource) and remembers it under the state's digest; the callback takes that record once,
+//! checks the state, the issuer (RFC 9207) and the caller again, and redeems the code.
+//! Tokens are never in a log, an error or a `Debug`; they go only to the upstream they were
+//! got for.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+use http::HeaderValue;
+use serde::{Deserialize, Serialize};
+use sha2::Digest;
+
+use super::authorize::{self, AuthorizeError, Pending};
+use super::discovery::{self, DiscoveryError, ServerMetadata};
+use super::grants::{client_auth, resource_of, GrantError};
+use super::pkce::Pkce;
+use super::token::{self, Grant, TokenError, TokenRequest, Tokens};
+use crate::model::{UpstreamAuth, UpstreamDef};
+use crate::ports::{Clock, Crypto, HttpClient, Ids, Kind, Op, Record, Store, StoreError};
+use crate::registry::seal::{nonce, SealError, Sealer};
+
+/// A token is refreshed this long before it expires.
+const EARLY_MS: u64 = 30_000;
+/// How long a connect link lives.
+const TICKET_MS: u64 = 15 * 60_000;
+/// How long an authorization under way waits for its callback.
+const PENDING_MS: u64 = 10 * 60_000;
+/// The most authorizations asked for and not finished, every caller together.
+const MAX_CONSENTS: usize = 10_000;
+/// The most tokens kept in memory.
+const MAX_KEPT: usize = 4096;
+
+/// Why the vault could not do what was asked.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum VaultError {
+    /// The caller has not authorized the gateway at this upstream (or the authorization was
+    /// dropped): a connect link is the way on.
+    #[error("the caller has not connected this upstream")]
+    NotConnected,
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A sealed value could not be opened (the key changed).
+    #[error(transparent)]
+    Seal(#[from] SealError),
+    /// No token could be had.
+    #[error(transparent)]
+    Grant(#[from] GrantError),
+    /// The authorization could not start, or its callback is not taken.
+    #[error(transparent)]
+    Authorize(#[from] AuthorizeError),
+    /// The link or the callback is unknown, used already or expired.
+    #[error("this authorization link is unknown, used or expired: ask for the tool again from your client")]
+    Expired,
+    /// The link was made for another caller than the one who opened it.
+    #[error("this authorization link was made for another user")]
+    OtherUser,
+    /// Too many authorizations are under way.
+    #[error("too many authorizations are under way; try again in a few minutes")]
+    Busy,
+    /// The upstream does not authenticate its users this way (any more).
+    #[error("the upstream does not take each user's own authorization")]
+    NotPerUser,
+}
+
+impl From<DiscoveryError> for VaultError {
+    fn from(e: DiscoveryError) -> Self {
+        VaultError::Grant(GrantError::Discovery(e))
+    }
+}
+
+impl From<TokenError> for VaultError {
+    fn from(e: TokenError) -> Self {
+        VaultError::Grant(GrantError::Token(e))
+    }
+}
+
+/// A connection as a caller may see it: never its tokens.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ConnectionInfo {
+    /// The upstream's id.
+    pub upstream: String,
+    /// The authorization server that issued the tokens.
+    pub issuer: String,
+    /// The scopes granted, if it said.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+    /// When the access token expires (ms since the epoch), if known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<u64>,
+    /// When the caller connected (ms since the epoch).
+    pub connected_at: u64,
+    /// Whether a refresh token is held.
+    pub refreshable: bool,
+}
+
+/// A connection's record body.
+#[derive(Serialize, Deserialize)]
+struct Stored {
+    subject: String,
+    upstream: String,
+    issuer: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    scope: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    expires_at: Option<u64>,
+    connected_at: u64,
+    #[serde(default)]
+    refreshable: bool,
+    /// The tokens, sealed: `{"a": access, "r": refresh}`.
+    tokens: String,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Secrets {
+    a: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    r: Option<String>,
+}
+
+/// A consent record's body: a connect link's ticket, or an authorization under way.
+#[derive(Serialize, Deserialize)]
+#[serde(tag = "step", rename_all = "snake_case")]
+enum Consent {
+    Ticket {
+        subject: String,
+        upstream: String,
+        expires_at: u64,
+    },
+    Pending {
+        subject: String,
+        upstream: String,
+        issuer: String,
+        iss_required: bool,
+        token_endpoint: String,
+        redirect_uri: String,
+        /// The PKCE verifier, sealed.
+        verifier: String,
+        expires_at: u64,
+    },
+}
+
+impl Consent {
+    fn expires_at(&self) -> u64 {
+        match self {
+            Consent::Ticket { expires_at, .. } | Consent::Pending { expires_at, .. } => *expires_at,
+        }
+    }
+}
+
+/// What a connect link's ticket names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ticket {
+    /// The caller it was made for.
+    pub subject: String,
+    /// The upstream's id.
+    pub upstream: String,
+}
+
+struct Kept {
+    header: HeaderValue,
+    renew_at_ms: u64,
+    /// The store's version when the connection was read: a token kept is used only while
+    /// nothing was written since (a disconnection through another instance or isolate is
+    /// seen at once).
+    version: u64,
+}
+
+/// The vault.
+pub struct Vault {
+    store: Arc<dyn Store>,
+    sealer: Sealer,
+    clock: Arc<dyn Clock>,
+    ids: Arc<dyn Ids>,
+    crypto: Arc<dyn Crypto>,
+    kept: Mutex<HashMap<String, Kept>>,
+    /// Connections whose access token an upstream refused: refreshed before the next use.
+    stale: Mutex<HashSet<String>>,
+    /// One refresh at a time (a refresh token used twice may be refused the second time).
+    refreshing: futures::lock::Mutex<()>,
+}
+
+fn conn_key(upstream: &str, subject: &str) -> String {
+    format!("{upstream}\u{1f}{subject}")
+}
+
+fn ticket_key(upstream: &str, subject: &str) -> String {
+    format!("ticket\u{1f}{upstream}\u{1f}{subject}")
+}
+
+/// The key of an authorization under way: its state's digest (the state itself is not kept).
+fn pending_key(state: &str) -> String {
+    let d = sha2::Sha256::digest(state.as_bytes());
+    format!(
+        "state\u{1f}{}",
+        d.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    )
+}
+
+/// A query parameter's value, decoded.
+fn query_param(query: &str, name: &str) -> Option<String> {
+    query.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        (k == name).then(|| {
+            percent_encoding::percent_decode_str(&v.replace('+', " "))
+                .decode_utf8_lossy()
+                .into_owned()
+        })
+    })
+}
+
+fn bearer_header(access: &str) -> Result<HeaderValue, VaultError> {
+    HeaderValue::from_str(&format!("Bearer {access}")).map_err(|_| {
+        VaultError::from(TokenError::Malformed(
+            "the access token cannot be sent in a header".into(),
+        ))
+    })
+}
+
+impl Vault {
+    /// A vault over `store`, sealing with `sealer` (of [`crate::registry::seal::Purpose::Vault`]).
+    pub fn new(
+        store: Arc<dyn Store>,
+        sealer: Sealer,
+        clock: Arc<dyn Clock>,
+        ids: Arc<dyn Ids>,
+        crypto: Arc<dyn Crypto>,
+    ) -> Self {
+        Self {
+            store,
+            sealer,
+            clock,
+            ids,
+            crypto,
+            kept: Mutex::new(HashMap::new()),
+            stale: Mutex::new(HashSet::new()),
+            refreshing: futures::lock::Mutex::new(()),
+        }
+    }
+
+    fn now(&self) -> u64 {
+        self.clock.now_ms()
+    }
+
+    /// The `Authorization` value for the caller `subject`'s request to the upstream `up_id`
+    /// (defined by `def`): the token kept, else the stored one, refreshed when it is about to
+    /// expire or the upstream refused it.
+    pub async fn bearer(
+        &self,
+        http: &dyn HttpClient,
+        subject: &str,
+        up_id: &str,
+        def: &UpstreamDef,
+    ) -> Result<HeaderValue, VaultError> {
+        let key = conn_key(up_id, subject);
+        let now = self.now();
+        let is_stale = lock(&self.stale).contains(&key);
+        let version = self.store.version().await.ok();
+        if let (false, Some(version)) = (is_stale, version) {
+            let kept = lock(&self.kept)
+                .get(&key)
+                .filter(|k| k.renew_at_ms > now && k.version == version)
+                .map(|k| k.header.clone());
+            if let Some(h) = kept {
+                return Ok(h);
+            }
+        }
+        let (mut stored, mut secrets) = self.load(&key).await?.ok_or(VaultError::NotConnected)?;
+        let due = is_stale || stored.expires_at.is_some_and(|e| e <= now + EARLY_MS);
+        if due {
+            let _one = self.refreshing.lock().await;
+            // Another request may have refreshed it meanwhile.
+            let (s, t) = self.load(&key).await?.ok_or(VaultError::NotConnected)?;
+            let fresh = !is_stale && s.expires_at.is_none_or(|e| e > now + EARLY_MS);
+            let refreshed_elsewhere = t.a != secrets.a;
+            (stored, secrets) = (s, t);
+            if !fresh && !refreshed_elsewhere {
+                (stored, secrets) = self.refresh(http, &key, stored, secrets, def).await?;
+            }
+            lock(&self.stale).remove(&key);
+        }
+        let header = bearer_header(&secrets.a)?;
+        let renew_at_ms = stored.expires_at.map_or(u64::MAX, |e| e.saturating_sub(EARLY_MS));
+        // Kept at the version read before the connection was (a write since, even this
+        // refresh's own, means reading it again); without one, not kept.
+        let Some(version) = version else {
+            return Ok(header);
+        };
+        let mut kept = lock(&self.kept);
+        if kept.len() >= MAX_KEPT {
+            kept.retain(|_, k| k.renew_at_ms > now && k.version == version);
+            if kept.len() >= MAX_KEPT {
+                kept.clear();
+            }
+        }
+        kept.insert(
+            key,
+            Kept {
+                header: header.clone(),
+                renew_at_ms,
+                version,
+            },
+        );
+        Ok(header)
+    }
+
+    /// The upstream refused the caller's token: the next use refreshes it (or, without a
+    /// refresh token, asks the caller again).
+    pub fn refused(&self, subject: &str, up_id: &str) {
+        let key = conn_key(up_id, subject);
+        lock(&self.kept).remove(&key);
+        let mut stale = lock(&self.stale);
+        if stale.len() >= MAX_KEPT {
+            stale.clear();
+        }
+        stale.insert(key);
+    }
+
+    /// Whether the caller has a connection to the upstream.
+    pub async fn is_connected(&self, subject: &str, up_id: &str) -> bool {
+        matches!(
+            self.store.get(Kind::Connection, &conn_key(up_id, subject)).await,
+            Ok(Some(_))
+        )
+    }
+
+    async fn load(&self, key: &str) -> Result<Option<(Stored, Secrets)>, VaultError> {
+        let Some(rec) = self.store.get(Kind::Connection, key).await? else {
+            return Ok(None);
+        };
+        if rec.key != key {
+            return Ok(None);
+        }
+        let stored: Stored =
+            serde_json::from_value(rec.body).map_err(|e| StoreError::Backend(format!("a connection record: {e}")))?;
+        let plain = self.sealer.open_in(key, &stored.tokens).await?;
+        let secrets: Secrets =
+            serde_json::from_str(&plain).map_err(|e| StoreError::Backend(format!("a connection's tokens: {e}")))?;
+        Ok(Some((stored, secrets)))
+    }
+
+    async fn save(&self, key: &str, mut stored: Stored, secrets: &Secrets) -> Result<Stored, VaultError> {
+        let plain = serde_json::to_string(secrets).map_err(|e| StoreError::Backend(e.to_string()))?;
+        stored.tokens = self.sealer.seal_in(key, &plain, nonce(&*self.ids)).await?;
+        stored.refreshable = secrets.r.is_some();
+        let now = self.now();
+        let body = serde_json::to_value(&stored).map_err(|e| StoreError::Backend(e.to_string()))?;
+        self.store
+            .apply(vec![Op::Upsert(Record {
+                kind: Kind::Connection,
+                id: self.ids.new_id(),
+                key: key.to_string(),
+                body,
+                created_at: now,
+                updated_at: now,
+            })])
+            .await?;
+        Ok(stored)
+    }
+
+    /// Refreshes a connection; a refusal drops it (the caller is asked again).
+    async fn refresh(
+        &self,
+        http: &dyn HttpClient,
+        key: &str,
+        stored: Stored,
+        secrets: Secrets,
+        def: &UpstreamDef,
+    ) -> Result<(Stored, Secrets), VaultError> {
+        let (Some(refresh_token), Some(auth)) = (secrets.r.clone(), def.auth.as_ref().filter(|a| a.per_user())) else {
+            self.drop_key(key).await?;
+            return Err(VaultError::NotConnected);
+        };
+        let server = discovery::server_metadata(http, &*self.clock, &stored.issuer).await?;
+        let endpoint = server
+            .token_endpoint
+            .clone()
+            .ok_or_else(|| GrantError::NoTokenEndpoint(server.issuer.clone()))?;
+        let req = TokenRequest {
+            endpoint,
+            grant: Grant::Refresh { refresh_token },
+            auth: client_auth(&*self.crypto, &*self.ids, self.now(), auth.client(), &server.issuer).await?,
+            resource: def.endpoints().first().map(|u| resource_of(u)),
+            scope: None,
+        };
+        match token::request(http, &*self.clock, &req).await {
+            Ok(t) => {
+                let secrets = Secrets {
+                    a: t.access_token.clone(),
+                    // A server that rotates refresh tokens sends a new one; else the old stays.
+                    r: t.refresh_token.clone().or(secrets.r),
+                };
+                let stored = Stored {
+                    expires_at: self.expiry(&t),
+                    scope: t.scope.clone().or(stored.scope),
+                    ..stored
+                };
+                let stored = self.save(key, stored, &secrets).await?;
+                Ok((stored, secrets))
+            }
+            Err(TokenError::Refused { .. }) => {
+                self.drop_key(key).await?;
+                Err(VaultError::NotConnected)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn expiry(&self, t: &Tokens) -> Option<u64> {
+        t.expires_in.map(|s| self.now().saturating_add(s.saturating_mul(1000)))
+    }
+
+    async fn drop_key(&self, key: &str) -> Result<(), VaultError> {
+        lock(&self.kept).remove(key);
+        if let Some(rec) = self.store.get(Kind::Connection, key).await? {
+            self.store.delete(Kind::Connection, &rec.id).await?;
+        }
+        Ok(())
+    }
+
+    /// The id of a connect link for the caller and the upstream: the one still valid, else a
+    /// new one.
+    pub async fn ticket(&self, subject: &str, up_id: &str) -> Result<String, VaultError> {
+        let key = ticket_key(up_id, subject);
+        let now = self.now();
+        if let Some(rec) = self.store.get(Kind::Consent, &key).await? {
+            let live = serde_json::from_value::<Consent>(rec.body.clone()).is_ok_and(|c| c.expires_at() > now + 60_000);
+            if live && rec.key == key {
+                return Ok(rec.id);
+            }
+            self.store.delete(Kind::Consent, &rec.id).await?;
+        }
+        self.make_room(now).await?;
+        let id = self.ids.new_id();
+        let body = Consent::Ticket {
+            subject: subject.to_string(),
+            upstream: up_id.to_string(),
+            expires_at: now + TICKET_MS,
+        };
+        self.insert_consent(&id, key, &body).await?;
+        Ok(id)
+    }
+
+    async fn insert_consent(&self, id: &str, key: String, body: &Consent) -> Result<(), VaultError> {
+        let now = self.now();
+        let body = serde_json::to_value(body).map_err(|e| StoreError::Backend(e.to_string()))?;
+        self.store
+            .insert(Record {
+                kind: Kind::Consent,
+                id: id.to_string(),
+                key,
+                body,
+                created_at: now,
+                updated_at: now,
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Drops expired consent records; refuses when too many live ones are left.
+    async fn make_room(&self, now: u64) -> Result<(), VaultError> {
+        let all = self.store.list(Kind::Consent).await?;
+        if all.len() < MAX_CONSENTS / 2 {
+            return Ok(());
+        }
+        let expired: Vec<Op> = all
+            .iter()
+            .filter(|r| serde_json::from_value::<Consent>(r.body.clone()).is_ok_and(|c| c.expires_at() <= now))
+            .map(|r| Op::Delete {
+                kind: Kind::Consent,
+                id: r.id.clone(),
+            })
+            .collect();
+        let left = all.len() - expired.len();
+        if !expired.is_empty() {
+            self.store.apply(expired).await?;
+        }
+        if left >= MAX_CONSENTS {
+            return Err(VaultError::Busy);
+        }
+        Ok(())
+    }
+
+    /// What the connect link `id` names, if it is live.
+    pub async fn ticket_of(&self, id: &str) -> Result<Ticket, VaultError> {
+        let rec = self
+            .store
+            .get(Kind::Consent, id)
+            .await?
+            .filter(|r| r.id == id)
+            .ok_or(VaultError::Expired)?;
+        match serde_json::from_value::<Consent>(rec.body) {
+            Ok(Consent::Ticket {
+                subject,
+                upstream,
+                expires_at,
+            }) if expires_at > self.now() => Ok(Ticket { subject, upstream }),
+            _ => Err(VaultError::Expired),
+        }
+    }
+
+    /// Starts the authorization of the connect link `ticket_id`, opened by `subject`: the URL
+    /// to send the browser to. The link is used up.
+    pub async fn begin(
+        &self,
+        http: &dyn HttpClient,
+        ticket_id: &str,
+        subject: &str,
+        def: &UpstreamDef,
+        redirect_uri: &str,
+    ) -> Result<String, VaultError> {
+        let ticket = self.ticket_of(ticket_id).await?;
+        if ticket.subject != subject {
+            return Err(VaultError::OtherUser);
+        }
+        let auth = def
+            .auth
+            .as_ref()
+            .filter(|a| a.per_user())
+            .ok_or(VaultError::NotPerUser)?;
+        let url = def.endpoints().first().map(|u| u.to_string()).unwrap_or_default();
+        let (server, resource_scopes) = self.server_of(http, &url, auth).await?;
+        let token_endpoint = server
+            .token_endpoint
+            .clone()
+            .ok_or_else(|| GrantError::NoTokenEndpoint(server.issuer.clone()))?;
+        let scope = auth
+            .scope()
+            .map(str::to_string)
+            .or_else(|| (!resource_scopes.is_empty()).then(|| resource_scopes.join(" ")));
+        let pkce = Pkce::new(&*self.ids);
+        let state = format!("{}{}", self.ids.new_id(), self.ids.new_id());
+        let resource = resource_of(&url);
+        let (go, pending) = authorize::start(
+            &server,
+            &authorize::Request {
+                client_id: auth.client().client_id,
+                redirect_uri,
+                code_challenge: &pkce.challenge,
+                state: &state,
+                resource: &resource,
+                scope: scope.as_deref(),
+            },
+        )?;
+        let key = pending_key(&state);
+        let body = Consent::Pending {
+            subject: subject.to_string(),
+            upstream: ticket.upstream.clone(),
+            issuer: pending.issuer,
+            iss_required: pending.iss_required,
+            token_endpoint,
+            redirect_uri: redirect_uri.to_string(),
+            verifier: self.sealer.seal_in(&key, &pkce.verifier, nonce(&*self.ids)).await?,
+            expires_at: self.now() + PENDING_MS,
+        };
+        self.make_room(self.now()).await?;
+        self.insert_consent(&self.ids.new_id(), key, &body).await?;
+        // The link is used: a second opening finds nothing.
+        self.store.delete(Kind::Consent, ticket_id).await?;
+        Ok(go)
+    }
+
+    /// The authorization server of the upstream at `url`: the configured issuer's, else the
+    /// one its metadata names (read from its well-known places, or from the metadata its 401
+    /// names); and the scopes the resource lists.
+    async fn server_of(
+        &self,
+        http: &dyn HttpClient,
+        url: &str,
+        auth: &UpstreamAuth,
+    ) -> Result<(ServerMetadata, Vec<String>), VaultError> {
+        if let Some(iss) = auth.issuer() {
+            return Ok((discovery::server_metadata(http, &*self.clock, iss).await?, vec![]));
+        }
+        let found = match discovery::discover(http, &*self.clock, url, None).await {
+            Err(DiscoveryError::NoResourceMetadata { .. }) => {
+                let named = discovery::challenge_of(http, &*self.clock, url).await;
+                discovery::discover(http, &*self.clock, url, named.as_deref()).await?
+            }
+            other => other?,
+        };
+        Ok((found.server, found.resource.scopes_supported))
+    }
+
+    /// Takes the callback of an authorization (its query), in the browser of `subject`: the
+    /// record under way is used up whatever happens next; the state, the issuer and the caller
+    /// checked; the code redeemed; the tokens stored. Returns the upstream's id.
+    pub async fn complete(
+        &self,
+        http: &dyn HttpClient,
+        query: &str,
+        subject: &str,
+        def_of: &(dyn Fn(&str) -> Option<UpstreamDef> + Send + Sync),
+    ) -> Result<String, VaultError> {
+        let state = query_param(query, "state").ok_or(VaultError::Expired)?;
+        let key = pending_key(&state);
+        let rec = self
+            .store
+            .get(Kind::Consent, &key)
+            .await?
+            .filter(|r| r.key == key)
+            .ok_or(VaultError::Expired)?;
+        // Single use: whoever deletes it goes on.
+        if !self.store.delete(Kind::Consent, &rec.id).await? {
+            return Err(VaultError::Expired);
+        }
+        let Ok(Consent::Pending {
+            subject: owner,
+            upstream,
+            issuer,
+            iss_required,
+            token_endpoint,
+            redirect_uri,
+            verifier,
+            expires_at,
+        }) = serde_json::from_value::<Consent>(rec.body)
+        else {
+            return Err(VaultError::Expired);
+        };
+        if expires_at <= self.now() {
+            return Err(VaultError::Expired);
+        }
+        if owner != subject {
+            return Err(VaultError::OtherUser);
+        }
+        let pending = Pending {
+            state,
+            issuer: issuer.clone(),
+            iss_required,
+        };
+        let code = authorize::finish(&pending, query)?;
+        let def = def_of(&upstream).ok_or(VaultError::NotPerUser)?;
+        let auth = def
+            .auth
+            .as_ref()
+            .filter(|a| a.per_user())
+            .ok_or(VaultError::NotPerUser)?;
+        let url = def.endpoints().first().map(|u| u.to_string()).unwrap_or_default();
+        let req = TokenRequest {
+            endpoint: token_endpoint,
+            grant: Grant::AuthorizationCode {
+                code,
+                verifier: self.sealer.open_in(&key, &verifier).await?,
+                redirect_uri,
+            },
+            auth: client_auth(&*self.crypto, &*self.ids, self.now(), auth.client(), &issuer).await?,
+            resource: Some(resource_of(&url)),
+            scope: None,
+        };
+        let t = token::request(http, &*self.clock, &req).await?;
+        let ckey = conn_key(&upstream, subject);
+        let stored = Stored {
+            subject: subject.to_string(),
+            upstream: upstream.clone(),
+            issuer,
+            scope: t.scope.clone(),
+            expires_at: self.expiry(&t),
+            connected_at: self.now(),
+            refreshable: false,
+            tokens: String::new(),
+        };
+        let secrets = Secrets {
+            a: t.access_token,
+            r: t.refresh_token,
+        };
+        self.save(&ckey, stored, &secrets).await?;
+        lock(&self.kept).remove(&ckey);
+        lock(&self.stale).remove(&ckey);
+        Ok(upstream)
+    }
+
+    /// A caller connected to the upstream (the earliest), if any: whose authorization reads
+    /// the upstream's catalog and checks its health, as one of its users.
+    pub async fn a_caller_of(&self, up_id: &str) -> Option<String> {
+        let all = self.store.list(Kind::Connection).await.ok()?;
+        all.into_iter()
+            .filter_map(|r| serde_json::from_value::<Stored>(r.body).ok())
+            .filter(|s| s.upstream == up_id)
+            .min_by_key(|s| s.connected_at)
+            .map(|s| s.subject)
+    }
+
+    /// The caller's connections.
+    pub async fn connections(&self, subject: &str) -> Result<Vec<ConnectionInfo>, VaultError> {
+        Ok(self
+            .store
+            .list(Kind::Connection)
+            .await?
+            .into_iter()
+            .filter_map(|r| serde_json::from_value::<Stored>(r.body).ok())
+            .filter(|s| s.subject == subject)
+            .map(|s| ConnectionInfo {
+                upstream: s.upstream,
+                issuer: s.issuer,
+                scope: s.scope,
+                expires_at: s.expires_at,
+                connected_at: s.connected_at,
+                refreshable: s.refreshable,
+            })
+            .collect())
+    }
+
+    /// Ends the caller's connection to the upstream: its tokens revoked at the authorization
+    /// server where it has a revocation endpoint (best effort), then forgotten. True if there
+    /// was one.
+    pub async fn disconnect(
+        &self,
+        http: &dyn HttpClient,
+        subject: &str,
+        up_id: &str,
+        def: Option<&UpstreamDef>,
+    ) -> Result<bool, VaultError> {
+        let key = conn_key(up_id, subject);
+        let loaded = self.load(&key).await;
+        let Some(rec) = self.store.get(Kind::Connection, &key).await?.filter(|r| r.key == key) else {
+            return Ok(false);
+        };
+        if let (Ok(Some((stored, secrets))), Some(auth)) = (loaded, def.and_then(|d| d.auth.as_ref())) {
+            self.revoke(http, &stored.issuer, auth, secrets).await;
+        }
+        self.store.delete(Kind::Connection, &rec.id).await?;
+        lock(&self.kept).remove(&key);
+        Ok(true)
+    }
+
+    /// Every caller's connection to an upstream being removed: revoked and forgotten.
+    pub async fn forget_upstream(
+        &self,
+        http: &dyn HttpClient,
+        up_id: &str,
+        def: Option<&UpstreamDef>,
+    ) -> Result<usize, VaultError> {
+        let mine: Vec<Record> = self
+            .store
+            .list(Kind::Connection)
+            .await?
+            .into_iter()
+            .filter(|r| r.body["upstream"].as_str() == Some(up_id))
+            .collect();
+        for rec in &mine {
+            if let (Ok(Some((stored, secrets))), Some(auth)) =
+                (self.load(&rec.key).await, def.and_then(|d| d.auth.as_ref()))
+            {
+                self.revoke(http, &stored.issuer, auth, secrets).await;
+            }
+            lock(&self.kept).remove(&rec.key);
+        }
+        let ops: Vec<Op> = mine
+            .iter()
+            .map(|r| Op::Delete {
+                kind: Kind::Connection,
+                id: r.id.clone(),
+            })
+            .collect();
+        if !ops.is_empty() {
+            self.store.apply(ops).await?;
+        }
+        Ok(mine.len())
+    }
+
+    /// Revokes a connection's tokens (the refresh token, which takes its access tokens with it
+    /// at most servers, else the access token); failures are not the caller's to see.
+    async fn revoke(&self, http: &dyn HttpClient, issuer: &str, auth: &UpstreamAuth, secrets: Secrets) {
+        let Ok(server) = discovery::server_metadata(http, &*self.clock, issuer).await else {
+            return;
+        };
+        let Some(endpoint) = server.revocation_endpoint.clone() else {
+            return;
+        };
+        let Ok(client) = client_auth(&*self.crypto, &*self.ids, self.now(), auth.client(), issuer).await else {
+            return;
+        };
+        let (token, hint) = match secrets.r {
+            Some(r) => (r, "refresh_token"),
+            None => (secrets.a, "access_token"),
+        };
+        let req = TokenRequest {
+            endpoint,
+            grant: Grant::Revoke { token, hint },
+            auth: client,
+            resource: None,
+            scope: None,
+        };
+        let _ = token::revoke(http, &*self.clock, &req).await;
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
