@@ -120,6 +120,7 @@ pub(super) fn forward(
         asks,
         headers,
         caller: ctx.caller.identity.as_ref().map(|i| i.subject.clone()),
+        token: ctx.caller.token.clone(),
         base: ctx.caller.base.clone().unwrap_or_default(),
         stateless: ctx.stateless.is_some(),
     };

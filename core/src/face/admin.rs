@@ -275,7 +275,15 @@ impl Admin {
                 {
                     return registry_error(e);
                 }
-                self.save_upstream(def, existing.as_ref(), path).await
+                // An upstream acting for each caller is read as the administrator registering
+                // it (a token exchanged from theirs).
+                let who = crate::security::admission::Caller::of(req, "");
+                let acting = who.identity.map(|i| crate::upstream::Acting {
+                    subject: i.subject,
+                    upstream: existing.as_ref().map(|e| e.id.clone()).unwrap_or_default(),
+                    token: who.token,
+                });
+                self.save_upstream(def, existing.as_ref(), path, acting).await
             }
             (Method::DELETE, Some(id)) => {
                 let before = self.registry.snapshot().await.ok();
@@ -321,9 +329,10 @@ impl Admin {
         mut def: UpstreamDef,
         existing: Option<&Record>,
         path: &str,
+        acting: Option<crate::upstream::Acting>,
     ) -> Result<Response<Body>, RegistryError> {
         let per_user = def.auth.as_ref().is_some_and(|a| a.per_user());
-        let catalog = match self.fed.read_catalog(&def).await {
+        let catalog = match self.fed.read_catalog(&def, acting).await {
             Ok(c) => c,
             // An upstream acting for each caller may show nothing without a caller's token: its
             // catalog is read once the first caller connects.

@@ -40,6 +40,7 @@ pub(super) struct Call {
     /// The caller (subject), the gateway's base URL as it reaches it, and whether it speaks
     /// 2026-07-28: for an upstream acting for each caller, whose tokens and where to connect.
     pub(super) caller: Option<String>,
+    pub(super) token: Option<String>,
     pub(super) base: String,
     pub(super) stateless: bool,
     /// Times this call sent its caller to connect the upstream.
@@ -145,13 +146,19 @@ impl Call {
         let timeout = fed.timeout_of(&self.up.def);
         self.attempt += 1;
         let link = match fed
-            .link_for(self.session.as_deref(), &self.up, self.caller.as_deref())
+            .link_for(
+                self.session.as_deref(),
+                &self.up,
+                self.caller.as_deref(),
+                self.token.as_deref(),
+            )
             .await
         {
             Ok(l) => l,
             Err(LinkError::NeedsConsent) => return self.consent().await,
             Err(LinkError::Rpc(e)) => return Some(Relayed::Answer(Err(e))),
         };
+        link.present(self.token.as_deref());
         // An upstream may send the requests of a call on its standalone stream: a
         // shared link listens there once its caller can be asked (where that work
         // may outlive the request: not in a Worker).
@@ -304,7 +311,11 @@ impl Call {
             // The caller's authorization was dropped while the link was open.
             Err(UpstreamError::NeedsConsent) => return self.consent().await,
             Err(e) => {
-                fed.record_failure(&self.up.id, &e);
+                let callers_own = matches!(e, UpstreamError::Unauthorized(_))
+                    && self.up.def.auth.as_ref().is_some_and(|a| a.per_user());
+                if !callers_own {
+                    fed.record_failure(&self.up.id, &e);
+                }
                 return Some(Relayed::Answer(Err(upstream_error(&self.up.def.name, &e))));
             }
         }

@@ -21,6 +21,9 @@ pub(crate) struct Forwarding {
     /// The caller (its subject; none when auth is off): whose credentials an upstream that
     /// acts for each caller gets.
     pub caller: Option<String>,
+    /// The token the caller presented to the gateway: what an exchange starts from (it goes
+    /// only to the token service or IdP, never to the upstream).
+    pub token: Option<String>,
     /// The gateway's public base URL as the caller reaches it: where a connect link points.
     pub base: String,
     /// The caller speaks 2026-07-28 (no -32042 for it; `input_required` instead).

@@ -42,7 +42,7 @@ use crate::proto::method::{Listed, Method, ServerMethod};
 use crate::proto::version::Era;
 use crate::registry::{Registry, Upstream};
 use crate::session::Sessions;
-use crate::upstream::{Answer, Hello, KeepOpen, Link, Net, Said, UpstreamError};
+use crate::upstream::{Acting, Answer, Hello, KeepOpen, Link, Net, Said, UpstreamError};
 
 /// The upstream request serving a client request in flight: its link and the upstream's id.
 type Inflight = (Arc<Link>, u64, futures::channel::mpsc::UnboundedSender<()>);
@@ -202,6 +202,7 @@ impl Federation {
         session: Option<&SessionState>,
         up: &Arc<Upstream>,
         caller: Option<&str>,
+        token: Option<&str>,
     ) -> Result<Arc<Link>, LinkError> {
         if up.def.transport == Transport::Openapi {
             return Err(LinkError::Rpc(RpcError::invalid_request(format!(
@@ -213,17 +214,17 @@ impl Federation {
         let sid = own.map(|s| s.id.clone());
         // An upstream that acts for each caller has a link per caller: a session's own (its
         // owner is the caller), or a shared one per caller, never another's.
-        let acting_for = up.def.auth.as_ref().filter(|a| a.per_user()).map(|_| {
-            (
-                own.and_then(|s| s.owner.as_deref())
-                    .or(caller)
-                    .unwrap_or_default()
-                    .to_string(),
-                up.id.clone(),
-            )
+        let acting_for = up.def.auth.as_ref().filter(|a| a.per_user()).map(|_| Acting {
+            subject: own
+                .and_then(|s| s.owner.as_deref())
+                .or(caller)
+                .unwrap_or_default()
+                .to_string(),
+            upstream: up.id.clone(),
+            token: token.map(str::to_string),
         });
         let shared_key = match (&acting_for, &sid) {
-            (Some((subject, _)), None) => links::per_caller(&up.id, subject),
+            (Some(a), None) => links::per_caller(&up.id, &a.subject),
             _ => up.id.clone(),
         };
         let slot = self.links.slot(sid.as_deref(), &shared_key);
@@ -296,6 +297,10 @@ impl Federation {
             Ok(x) => x,
             // Not the upstream's fault: the caller has a step to take.
             Err(UpstreamError::NeedsConsent) => return Err(LinkError::NeedsConsent),
+            // A caller's own credential refused or not to be had: not the upstream's failure.
+            Err(e @ UpstreamError::Unauthorized(_)) if up.def.auth.as_ref().is_some_and(|a| a.per_user()) => {
+                return Err(LinkError::Rpc(upstream_error(&up.def.name, &e)));
+            }
             Err(e) => {
                 self.record_failure(&up.id, &e);
                 return Err(LinkError::Rpc(upstream_error(&up.def.name, &e)));
@@ -407,7 +412,7 @@ impl Federation {
         if !self.net.spawner.waits_across_requests() {
             return None;
         }
-        let link = self.link_for(None, up, None).await.ok()?;
+        let link = self.link_for(None, up, None, None).await.ok()?;
         let (tx, rx) = unbounded::<()>();
         let n = self.watchers.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let first = {
@@ -444,7 +449,7 @@ impl Federation {
     pub async fn hear_lists(&self, up: &Arc<Upstream>) {
         let stateless = up.era() == Some(crate::proto::version::Era::Stateless);
         if stateless && self.net.spawner.waits_across_requests() {
-            let _ = self.link_for(None, up, None).await;
+            let _ = self.link_for(None, up, None, None).await;
         }
     }
 
@@ -477,7 +482,7 @@ impl Federation {
         if !last {
             return;
         }
-        if let Ok(link) = self.link_for(None, up, None).await {
+        if let Ok(link) = self.link_for(None, up, None, None).await {
             link.watch(uri, false);
             if !link.is_stateless() {
                 let params = Some(json!({"uri": uri}));
@@ -569,6 +574,7 @@ impl Federation {
             attempt: 0,
             rounds: 0,
             caller: how.caller,
+            token: how.token,
             base: how.base,
             stateless: how.stateless,
             consents: 0,
@@ -692,13 +698,14 @@ impl Federation {
     }
 
     /// Connects to an upstream that is not stored yet (or stored under `def`) and reads its
-    /// catalog over a short-lived session.
-    pub async fn read_catalog(&self, def: &UpstreamDef) -> Result<Catalog, UpstreamError> {
+    /// catalog over a short-lived session (acting for `acting`, where it acts for each caller).
+    pub async fn read_catalog(&self, def: &UpstreamDef, acting: Option<Acting>) -> Result<Catalog, UpstreamError> {
         let timeout = self.timeout_of(def);
         if def.transport == Transport::Openapi {
             return crate::upstream::openapi::read(&self.net, def, timeout).await;
         }
-        let hello = relayable_hello();
+        let mut hello = relayable_hello();
+        hello.acting_for = acting.filter(|_| def.auth.as_ref().is_some_and(|a| a.per_user()));
         let (link, _) = Link::open(&self.net, def, &hello, 0, timeout).await?;
         let cat = upkeep::catalog_over(self, &link, def).await;
         link.close(&self.net.spawner);
@@ -718,7 +725,7 @@ impl Federation {
             .cloned()
             .ok_or_else(|| RpcError::invalid_params(format!("no upstream '{id}'")))?;
         let read = match up.def.transport {
-            Transport::Openapi => self.read_catalog(&up.def).await,
+            Transport::Openapi => self.read_catalog(&up.def, None).await,
             _ => {
                 // An upstream acting for each caller is read as one of its callers; with none
                 // connected yet, what was read before stays.
@@ -726,7 +733,7 @@ impl Federation {
                 if up.def.auth.as_ref().is_some_and(|a| a.per_user()) && reader.is_none() {
                     return Ok(false);
                 }
-                let link = self.link_for(None, &up, reader.as_deref()).await?;
+                let link = self.link_for(None, &up, reader.as_deref(), None).await?;
                 upkeep::catalog_over(self, &link, &up.def).await
             }
         };
@@ -761,7 +768,7 @@ impl Federation {
 
     /// Whose authorization reads an upstream that acts for each caller (none for others).
     pub(super) async fn reader_of(&self, up: &Upstream) -> Option<String> {
-        up.def.auth.as_ref().filter(|a| a.per_user())?;
+        up.def.auth.as_ref().filter(|a| a.consents())?;
         self.net.vault.a_caller_of(&up.id).await
     }
 

@@ -423,7 +423,7 @@ impl Accounts {
 async fn per_user_id(s: &Services, up: &str) -> Option<String> {
     let snap = s.registry.snapshot().await.ok()?;
     let u = snap.upstream(up)?;
-    u.def.auth.as_ref().filter(|a| a.per_user())?;
+    u.def.auth.as_ref().filter(|a| a.consents())?;
     Some(u.id.clone())
 }
 
@@ -438,7 +438,7 @@ async fn list(s: &Services, subject: &str) -> Result<Vec<Value>, VaultError> {
     Ok(snap
         .upstreams
         .iter()
-        .filter(|u| u.def.auth.as_ref().is_some_and(|a| a.per_user()))
+        .filter(|u| u.def.auth.as_ref().is_some_and(|a| a.consents()))
         .map(|u| {
             let c = mine.iter().find(|c| c.upstream == u.id);
             json!({

@@ -183,6 +183,7 @@ impl Gateway {
         );
         // The key for a purpose, derived from the encryption key, else the deployment's, else a
         // random one (what only this process opens again).
+        use crate::oauth::{exchange::Exchanges, grants::ClientTokens};
         use crate::registry::seal::{Purpose, Sealer};
         let key = |purpose: Purpose| {
             let configured = config.encryption_key.as_ref().or(config.deployment_key.as_ref());
@@ -207,11 +208,9 @@ impl Gateway {
             linger_ms: config.standalone_linger_ms,
             telemetry: telemetry.clone(),
             max_queue: config.max_stream_queue,
-            grants: Arc::new(crate::oauth::grants::ClientTokens::new(
-                ports.crypto.clone(),
-                ports.ids.clone(),
-            )),
+            grants: Arc::new(ClientTokens::new(ports.crypto.clone(), ports.ids.clone())),
             vault: vault.clone(),
+            exchanges: Arc::new(Exchanges::new(ports.crypto.clone(), ports.ids.clone())),
         };
         let fed = Federation::new(
             registry.clone(),

@@ -164,6 +164,8 @@ impl UpstreamDef {
         "/tls/client_key",
         "/auth/client_secret",
         "/auth/private_key",
+        "/auth/idp/client_secret",
+        "/auth/idp/private_key",
     ];
 
     /// The prefix of member names.
@@ -318,6 +320,90 @@ pub enum UpstreamAuth {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         issuer: Option<String>,
     },
+    /// The caller's own token (the one presented to the gateway) exchanged at a token service
+    /// for one whose audience is the upstream (RFC 8693); never sent to the upstream itself.
+    TokenExchange {
+        /// The gateway's client id at the token service.
+        client_id: String,
+        /// Its secret.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        client_secret: Option<String>,
+        /// Its private key, a private JWK as JSON text (`private_key_jwt`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        private_key: Option<String>,
+        /// How the client authenticates at the token service.
+        #[serde(default)]
+        method: SecretMethod,
+        /// The token service's issuer (its metadata names its token endpoint).
+        token_service: String,
+        /// The `audience` asked for (none: only the upstream as `resource`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        audience: Option<String>,
+        /// The scopes asked for.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        scope: Option<String>,
+        /// The caller's token's type URN (default: an access token).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        subject_token_type: Option<String>,
+    },
+    /// Enterprise-managed authorization: the caller's identity assertion from the enterprise
+    /// IdP (the token presented to the gateway) exchanged there for an ID-JAG (RFC 8693), then
+    /// at the upstream's authorization server for an access token (RFC 7523 jwt-bearer).
+    Enterprise {
+        /// The gateway's client id at the upstream's authorization server.
+        client_id: String,
+        /// Its secret.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        client_secret: Option<String>,
+        /// Its private key, a private JWK as JSON text (`private_key_jwt`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        private_key: Option<String>,
+        /// How the client authenticates there.
+        #[serde(default)]
+        method: SecretMethod,
+        /// The scopes asked for.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        scope: Option<String>,
+        /// The upstream's authorization server (none: discovered from its metadata).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        issuer: Option<String>,
+        /// The enterprise IdP and the gateway's client there.
+        idp: IdpClient,
+    },
+}
+
+/// The gateway as a client of an enterprise IdP (the `enterprise` mode's first exchange).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdpClient {
+    /// The IdP's issuer.
+    pub issuer: String,
+    /// The gateway's client id there.
+    pub client_id: String,
+    /// Its secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_secret: Option<String>,
+    /// Its private key, a private JWK as JSON text (`private_key_jwt`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub private_key: Option<String>,
+    /// How the client authenticates there.
+    #[serde(default)]
+    pub method: SecretMethod,
+    /// The caller's token's type URN (default: an ID token, as the extension says).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject_token_type: Option<String>,
+}
+
+impl IdpClient {
+    /// The gateway's client at the IdP.
+    pub fn client(&self) -> OAuthClient<'_> {
+        OAuthClient {
+            client_id: &self.client_id,
+            client_secret: self.client_secret.as_deref(),
+            private_key: self.private_key.as_deref(),
+            method: self.method,
+        }
+    }
 }
 
 /// How a client secret goes to the token endpoint.
@@ -365,6 +451,20 @@ impl UpstreamAuth {
                 private_key,
                 method,
                 ..
+            }
+            | UpstreamAuth::TokenExchange {
+                client_id,
+                client_secret,
+                private_key,
+                method,
+                ..
+            }
+            | UpstreamAuth::Enterprise {
+                client_id,
+                client_secret,
+                private_key,
+                method,
+                ..
             } => OAuthClient {
                 client_id,
                 client_secret: client_secret.as_deref(),
@@ -377,36 +477,97 @@ impl UpstreamAuth {
     /// The configured scope, if any.
     pub fn scope(&self) -> Option<&str> {
         match self {
-            UpstreamAuth::ClientCredentials { scope, .. } | UpstreamAuth::User { scope, .. } => scope.as_deref(),
+            UpstreamAuth::ClientCredentials { scope, .. }
+            | UpstreamAuth::User { scope, .. }
+            | UpstreamAuth::TokenExchange { scope, .. }
+            | UpstreamAuth::Enterprise { scope, .. } => scope.as_deref(),
         }
     }
 
-    /// The configured (or pinned) issuer, if any.
+    /// The configured (or pinned) issuer of the upstream's authorization server, if any (a
+    /// token exchange's token service is not one).
     pub fn issuer(&self) -> Option<&str> {
         match self {
-            UpstreamAuth::ClientCredentials { issuer, .. } | UpstreamAuth::User { issuer, .. } => issuer.as_deref(),
+            UpstreamAuth::ClientCredentials { issuer, .. }
+            | UpstreamAuth::User { issuer, .. }
+            | UpstreamAuth::Enterprise { issuer, .. } => issuer.as_deref(),
+            UpstreamAuth::TokenExchange { .. } => None,
         }
     }
 
     /// Sets the issuer (pinned at registration).
     pub fn set_issuer(&mut self, to: String) {
         match self {
-            UpstreamAuth::ClientCredentials { issuer, .. } | UpstreamAuth::User { issuer, .. } => *issuer = Some(to),
+            UpstreamAuth::ClientCredentials { issuer, .. }
+            | UpstreamAuth::User { issuer, .. }
+            | UpstreamAuth::Enterprise { issuer, .. } => *issuer = Some(to),
+            UpstreamAuth::TokenExchange { .. } => {}
         }
     }
 
     /// True when each caller reaches the upstream with a credential of their own: its links
     /// are never shared between callers.
     pub fn per_user(&self) -> bool {
+        !matches!(self, UpstreamAuth::ClientCredentials { .. })
+    }
+
+    /// True when each caller authorizes the gateway there once, through their browser (the
+    /// token vault's `user` mode).
+    pub fn consents(&self) -> bool {
         matches!(self, UpstreamAuth::User { .. })
     }
 
     /// Checks the settings' shape.
     pub fn validate(&self) -> Result<(), FieldError> {
-        let c = self.client();
+        validate_client("auth", self.client(), self.consents())?;
+        match self {
+            UpstreamAuth::TokenExchange {
+                token_service,
+                audience,
+                subject_token_type,
+                ..
+            } => {
+                valid_http_url("auth.token_service", token_service)?;
+                if audience.as_ref().is_some_and(|a| a.is_empty() || a.len() > 1024) {
+                    return Err(FieldError::new("auth.audience", "1-1024 characters"));
+                }
+                valid_urn("auth.subject_token_type", subject_token_type.as_deref())?;
+            }
+            UpstreamAuth::Enterprise { idp, .. } => {
+                valid_http_url("auth.idp.issuer", &idp.issuer)?;
+                validate_client("auth.idp", idp.client(), false)?;
+                valid_urn("auth.idp.subject_token_type", idp.subject_token_type.as_deref())?;
+            }
+            _ => {}
+        }
+        if self.scope().is_some_and(|s| s.len() > 1024) {
+            return Err(FieldError::new("auth.scope", "at most 1024 characters"));
+        }
+        if let Some(i) = self.issuer() {
+            valid_http_url("auth.issuer", i)?;
+        }
+        Ok(())
+    }
+}
+
+/// A token type given as a URN, if given.
+fn valid_urn(field: &str, urn: Option<&str>) -> Result<(), FieldError> {
+    match urn {
+        Some(u) if !u.starts_with("urn:") || u.len() > 256 => Err(FieldError::new(
+            field,
+            "a token type URN (urn:ietf:params:oauth:token-type:…)",
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Checks an OAuth client's settings (`at`: where they are); a public client only where
+/// `public_ok`.
+fn validate_client(at: &str, c: OAuthClient<'_>, public_ok: bool) -> Result<(), FieldError> {
+    {
         if c.client_id.trim().is_empty() || c.client_id.len() > 1024 {
             return Err(FieldError::new(
-                "auth.client_id",
+                format!("{at}.client_id"),
                 "is required (at most 1024 characters)",
             ));
         }
@@ -419,21 +580,21 @@ impl UpstreamAuth {
                     .filter(|k| k.get("kty").is_some() && k.get("d").is_some());
                 if key.is_none() || c.private_key.is_some_and(|k| k.len() > 16 * 1024) {
                     return Err(FieldError::new(
-                        "auth.private_key",
+                        format!("{at}.private_key"),
                         "private_key_jwt needs the private key as a JWK (JSON with kty and d)",
                     ));
                 }
             }
             SecretMethod::None => {
-                if !self.per_user() {
+                if !public_ok {
                     return Err(FieldError::new(
-                        "auth.method",
-                        "a public client (none) gets no token of its own: use client_secret_basic, client_secret_post or private_key_jwt",
+                        format!("{at}.method"),
+                        "a public client (none) is for the user mode only: use client_secret_basic, client_secret_post or private_key_jwt",
                     ));
                 }
                 if c.client_secret.is_some() || c.private_key.is_some() {
                     return Err(FieldError::new(
-                        "auth.method",
+                        format!("{at}.method"),
                         "a public client (none) has no secret or key",
                     ));
                 }
@@ -441,20 +602,14 @@ impl UpstreamAuth {
             SecretMethod::ClientSecretBasic | SecretMethod::ClientSecretPost => {
                 if c.client_secret.is_none_or(|s| s.is_empty() || s.len() > 4096) {
                     return Err(FieldError::new(
-                        "auth.client_secret",
+                        format!("{at}.client_secret"),
                         "is required (at most 4096 characters)",
                     ));
                 }
             }
         }
-        if self.scope().is_some_and(|s| s.len() > 1024) {
-            return Err(FieldError::new("auth.scope", "at most 1024 characters"));
-        }
-        if let Some(i) = self.issuer() {
-            valid_http_url("auth.issuer", i)?;
-        }
-        Ok(())
     }
+    Ok(())
 }
 
 /// An OpenAPI upstream's API: where it is, and each operation's call.
@@ -533,4 +688,58 @@ pub enum ConflictPolicy {
     PreferLocal,
     /// Own names; a clash is left out.
     Refuse,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn check(auth: Value) -> Result<(), String> {
+        let a: UpstreamAuth = serde_json::from_value(auth).map_err(|e| e.to_string())?;
+        a.validate().map_err(|e| format!("{}: {}", e.field, e.message))
+    }
+
+    /// Each mode's settings are checked where they are, with the field named.
+    #[test]
+    fn each_modes_settings_are_checked_and_the_field_named() {
+        assert!(check(json!({"mode": "user", "client_id": "c", "method": "none"})).is_ok());
+        let e = check(json!({"mode": "client-credentials", "client_id": "c", "method": "none"})).unwrap_err();
+        assert!(e.starts_with("auth.method"), "{e}");
+        let e = check(json!({"mode": "user", "client_id": "c", "method": "none", "client_secret": "s"})).unwrap_err();
+        assert!(e.starts_with("auth.method"), "{e}");
+        assert!(check(json!({"mode": "token-exchange", "client_id": "c", "client_secret": "s"})).is_err());
+        let e = check(
+            json!({"mode": "token-exchange", "client_id": "c", "client_secret": "s", "token_service": "ftp://x"}),
+        )
+        .unwrap_err();
+        assert!(e.starts_with("auth.token_service"), "{e}");
+        let e = check(json!({"mode": "token-exchange", "client_id": "c", "client_secret": "s",
+            "token_service": "https://sts.example", "subject_token_type": "jwt"}))
+        .unwrap_err();
+        assert!(e.starts_with("auth.subject_token_type"), "{e}");
+        let ema = |idp: Value| json!({"mode": "enterprise", "client_id": "c", "client_secret": "s", "idp": idp});
+        assert!(check(ema(
+            json!({"issuer": "https://idp.example", "client_id": "i", "client_secret": "t"})
+        ))
+        .is_ok());
+        let e = check(ema(json!({"issuer": "https://idp.example", "client_id": "i"}))).unwrap_err();
+        assert!(e.starts_with("auth.idp.client_secret"), "{e}");
+        let e = check(ema(
+            json!({"issuer": "https://idp.example", "client_id": "i", "method": "none"}),
+        ))
+        .unwrap_err();
+        assert!(e.starts_with("auth.idp.method"), "{e}");
+        assert!(check(ema(
+            json!({"issuer": "https://idp.example", "client_id": "i", "extra": 1})
+        ))
+        .is_err());
+        // Only the user mode asks each caller to consent; every mode but the gateway's own acts
+        // for each caller.
+        let a: UpstreamAuth = serde_json::from_value(
+            json!({"mode": "token-exchange", "client_id": "c", "client_secret": "s", "token_service": "https://s"}),
+        )
+        .unwrap();
+        assert!(a.per_user() && !a.consents() && a.issuer().is_none());
+    }
 }

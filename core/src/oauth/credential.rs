@@ -1,11 +1,12 @@
 //! Where a link's bearer token comes from: the gateway's own (client credentials, one for every
 //! caller) or the caller's, from the vault (`user` mode: the link serves that caller alone).
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use http::HeaderValue;
 
 use super::challenge::BearerChallenge;
+use super::exchange::Exchanges;
 use super::grants::ClientTokens;
 use super::vault::{Vault, VaultError};
 use crate::model::{UpstreamAuth, UpstreamDef};
@@ -31,6 +32,18 @@ pub enum Credential {
         /// Where the caller's tokens are.
         vault: Arc<Vault>,
     },
+    /// A token exchanged from the caller's own (token exchange, enterprise-managed).
+    Exchange {
+        /// The upstream's `auth`.
+        auth: UpstreamAuth,
+        /// The caller.
+        subject: String,
+        /// The token the caller last presented to the gateway (a session's caller may present
+        /// a fresh one with each request).
+        token: Mutex<Option<String>>,
+        /// The tokens got so far.
+        exchanges: Arc<Exchanges>,
+    },
 }
 
 impl Credential {
@@ -51,6 +64,27 @@ impl Credential {
                 subject,
                 vault,
             } => vault.bearer(http, subject, upstream, def).await,
+            Credential::Exchange {
+                auth,
+                subject,
+                token,
+                exchanges,
+            } => {
+                let presented = token.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                Ok(exchanges
+                    .bearer(http, clock, url, auth, subject, presented.as_deref(), challenge)
+                    .await?)
+            }
+        }
+    }
+
+    /// The caller presented `token` with its latest request: a later exchange uses it.
+    pub fn present(&self, presented: Option<&str>) {
+        if let (Credential::Exchange { token, .. }, Some(p)) = (self, presented) {
+            let mut t = token.lock().unwrap_or_else(|e| e.into_inner());
+            if t.as_deref() != Some(p) {
+                *t = Some(p.to_string());
+            }
         }
     }
 
@@ -64,13 +98,12 @@ impl Credential {
                 vault,
                 ..
             } => vault.refused(subject, upstream),
+            Credential::Exchange {
+                auth,
+                subject,
+                exchanges,
+                ..
+            } => exchanges.refused(subject, url, auth),
         }
-    }
-
-    /// Whether a token of this source may be asked for before the upstream said anything (a
-    /// caller's is; the gateway's needs the upstream's metadata, which a first refusal may
-    /// name).
-    pub fn is_users(&self) -> bool {
-        matches!(self, Credential::User { .. })
     }
 }

@@ -49,6 +49,10 @@ pub enum GrantError {
     /// No client assertion could be signed.
     #[error(transparent)]
     Assertion(#[from] AssertionError),
+    /// The upstream takes a token exchanged from the caller's own, and the request carried
+    /// none (auth is off, or the transport had no bearer token).
+    #[error("the upstream takes a token exchanged from the caller's own, and this request carried none")]
+    NoCallerToken,
 }
 
 struct Kept {

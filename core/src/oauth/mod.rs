@@ -9,6 +9,7 @@ pub mod authorize;
 pub mod challenge;
 pub mod credential;
 pub mod discovery;
+pub mod exchange;
 pub mod grants;
 pub mod pkce;
 pub mod token;

@@ -375,7 +375,7 @@ impl Vault {
         secrets: Secrets,
         def: &UpstreamDef,
     ) -> Result<(Stored, Secrets), VaultError> {
-        let (Some(refresh_token), Some(auth)) = (secrets.r.clone(), def.auth.as_ref().filter(|a| a.per_user())) else {
+        let (Some(refresh_token), Some(auth)) = (secrets.r.clone(), def.auth.as_ref().filter(|a| a.consents())) else {
             self.drop_key(key).await?;
             return Err(VaultError::NotConnected);
         };
@@ -524,7 +524,7 @@ impl Vault {
         let auth = def
             .auth
             .as_ref()
-            .filter(|a| a.per_user())
+            .filter(|a| a.consents())
             .ok_or(VaultError::NotPerUser)?;
         let url = def.endpoints().first().map(|u| u.to_string()).unwrap_or_default();
         let (server, resource_scopes) = self.server_of(http, &url, auth).await?;
@@ -641,7 +641,7 @@ impl Vault {
         let auth = def
             .auth
             .as_ref()
-            .filter(|a| a.per_user())
+            .filter(|a| a.consents())
             .ok_or(VaultError::NotPerUser)?;
         let url = def.endpoints().first().map(|u| u.to_string()).unwrap_or_default();
         let req = TokenRequest {

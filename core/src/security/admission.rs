@@ -157,6 +157,9 @@ pub(crate) struct Caller {
     pub identity: Option<Identity>,
     /// The gateway's public base URL as the caller reaches it.
     pub base: Option<String>,
+    /// The bearer token the caller presented (for an upstream that takes a token exchanged
+    /// from it; never sent on as it is).
+    pub token: Option<String>,
 }
 
 impl Caller {
@@ -165,10 +168,16 @@ impl Caller {
     pub fn of(req: &Request<Bytes>, admin_scope: &str) -> Self {
         let admitted = req.extensions().get::<Admitted>();
         let identity = admitted.and_then(|a| a.identity.clone());
+        // The token that proved the identity (none when auth is off).
+        let token = identity.as_ref().and_then(|_| {
+            let value = req.headers().get(http::header::AUTHORIZATION)?.to_str().ok()?;
+            parse_bearer(value).map(str::to_string)
+        });
         Caller {
             admin: identity.as_ref().is_some_and(|i| i.has_scope(admin_scope)),
             identity,
             base: admitted.and_then(|a| a.base.clone()),
+            token,
         }
     }
 

@@ -47,6 +47,7 @@ pub(crate) enum Said {
 pub(crate) type Sink = crate::queue::Sender<Said>;
 /// The receiving half of a [`Sink`].
 pub(crate) type SinkRx = crate::queue::Receiver<Said>;
+mod acting;
 mod listen;
 mod negotiate;
 pub(crate) mod openapi;
@@ -54,6 +55,8 @@ pub(crate) mod rest;
 mod stateless;
 mod streamable_http;
 
+use acting::credential;
+pub(crate) use acting::Acting;
 pub(crate) use answer::Answer;
 use calls::{progress_token, CallSinks};
 pub(crate) use catalog::{fetch_catalog, fetch_tool_names};
@@ -122,27 +125,8 @@ pub(crate) struct Net {
     pub grants: Arc<crate::oauth::grants::ClientTokens>,
     /// Callers' own tokens for upstreams that act for each of them.
     pub vault: Arc<crate::oauth::vault::Vault>,
-}
-
-/// Where a link to `def` gets its OAuth token: the gateway's own, or (`user` mode) the
-/// caller's the link serves. A per-user upstream's link for no caller gets none (its refusal
-/// is the answer).
-fn credential(net: &Net, def: &UpstreamDef, hello: &Hello) -> Option<crate::oauth::credential::Credential> {
-    use crate::oauth::credential::Credential;
-    let auth = def.auth.clone()?;
-    if !auth.per_user() {
-        return Some(Credential::Client {
-            auth,
-            tokens: net.grants.clone(),
-        });
-    }
-    let (subject, upstream) = hello.acting_for.clone()?;
-    Some(Credential::User {
-        def: Arc::new(def.clone()),
-        upstream,
-        subject,
-        vault: net.vault.clone(),
-    })
+    /// Tokens exchanged from callers' own.
+    pub exchanges: Arc<crate::oauth::exchange::Exchanges>,
 }
 
 /// Who the gateway says it is when it opens a link: the client's capabilities and identity for
@@ -154,9 +138,8 @@ pub(crate) struct Hello {
     /// The era tried first with an upstream that may speak both (streamable HTTP): the other
     /// is tried when the upstream does not speak this one.
     pub prefer: Era,
-    /// For an upstream that acts for each caller: the caller the link serves (the subject) and
-    /// the upstream's id, which find the caller's tokens.
-    pub acting_for: Option<(String, String)>,
+    /// For an upstream that acts for each caller: the caller the link serves.
+    pub acting_for: Option<Acting>,
 }
 
 pub(crate) use crate::proto::classify::is_response;
@@ -581,6 +564,16 @@ impl Link {
         match &self.io {
             Io::Http(h) => h.calls.target(msg),
             Io::Duplex(_) => None,
+        }
+    }
+
+    /// The caller presented `token` with the request about to go out on this link: an
+    /// exchange for it (a link acting for one caller) uses the newest.
+    pub fn present(&self, token: Option<&str>) {
+        if let Io::Http(h) = &self.io {
+            if let Some(c) = &h.auth {
+                c.present(token);
+            }
         }
     }
 

@@ -330,3 +330,140 @@ async fn each_caller_reaches_an_upstream_with_their_own_authorization() {
     drop(up);
     drop(oidc);
 }
+
+/// An upstream taking a token exchanged from the caller's own: at a token service (RFC 8693),
+/// or as enterprise-managed authorization (an ID-JAG from the IdP, then a jwt-bearer grant at
+/// the upstream's authorization server). Each caller reaches it as themselves; the caller's own
+/// token never reaches the upstream (which would refuse it); the catalog is read as the
+/// administrator registering it. Nothing secret is written in clear.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_callers_own_token_is_exchanged_for_the_upstream_never_passed_on() {
+    let dir = TempDir::new("upstream-exchange");
+    let oidc = Fixture::start_cmd("tests/fixture/oidc.mjs", &["--subject-secret", SECRET]);
+    let up = Fixture::start_with("streamable-http", 0, None, &["--oauth", &oidc.url]);
+    let env = [
+        ("MCPGW_AUTH_REQUIRED", "true"),
+        ("MCPGW_JWT_SECRET", SECRET),
+        ("MCPGW_LOG", "debug"),
+    ];
+    let mut gw = start_target_with(&dir, &[], &env).expect("gateway");
+    let g = gw.url().to_string();
+    let admin = token("root", "mcpgw:admin");
+    let url = format!("{}/mcp", up.url);
+    for def in [
+        json!({"name": "te", "url": url, "auth": {"mode": "token-exchange", "client_id": "gw-exchange",
+            "client_secret": "exchange-secret", "token_service": oidc.url, "scope": "read"}}),
+        json!({"name": "ema", "url": url, "auth": {"mode": "enterprise", "client_id": "gw-exchange",
+            "client_secret": "exchange-secret", "scope": "read write", "idp": {"issuer": oidc.url, "client_id": "gw-idp",
+            "client_secret": "idp-secret", "method": "client_secret_post",
+            "subject_token_type": "urn:ietf:params:oauth:token-type:access_token"}}}),
+    ] {
+        let r = http_client()
+            .post(format!("{g}/gateways"))
+            .bearer_auth(&admin)
+            .json(&def)
+            .timeout(Duration::from_secs(60))
+            .send()
+            .await
+            .expect("POST /gateways");
+        let status = r.status().as_u16();
+        let v: Value = r.json().await.unwrap_or(Value::Null);
+        assert_eq!(status, 201, "{v}");
+        assert!(!v.to_string().contains("-secret\""), "{v}");
+    }
+    let mcp = format!("{g}/mcp");
+    let people = [Person::new("alice"), Person::new("bob")];
+    for p in &people {
+        let mut s = mcpgw_e2e::RawSession::open_as(&mcp, json!({}), &p.token)
+            .await
+            .expect("session");
+        // Each upstream gets its own token (the same URL and client, other settings).
+        for (i, (tool, scope)) in [("te__whoami", "read"), ("ema__whoami", "read write")]
+            .into_iter()
+            .enumerate()
+        {
+            let (answer, _) = s.tool(json!(i), tool, json!({})).await.expect("call");
+            let w = who(&answer);
+            assert_eq!(w["sub"], p.name, "{tool}: {answer}");
+            assert_eq!(w["client_id"], "gw-exchange", "{tool}: {answer}");
+            assert_eq!(w["scope"], scope, "{tool}: {answer}");
+        }
+        let call = json!({"jsonrpc": "2.0", "id": 9, "method": "tools/call", "params": {"name": "ema__whoami", "arguments": {}}});
+        let r = http_client()
+            .post(format!("{g}/rpc"))
+            .bearer_auth(&p.token)
+            .json(&call)
+            .send()
+            .await
+            .expect("rpc");
+        let answer: Value = r.json().await.expect("json");
+        assert_eq!(who(&answer)["sub"], p.name, "{answer}");
+    }
+    let mut written: Vec<u8> = Vec::new();
+    if let TestGateway::Native(p) = &mut gw {
+        p.read_log(Duration::from_millis(500));
+        written.extend(p.log.join("\n").into_bytes());
+    }
+    let state = gw
+        .edge_state_dir()
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_else(|| dir.0.clone());
+    super::upstream_oauth::collect(&state, &mut written);
+    let text = String::from_utf8_lossy(&written);
+    assert!(text.contains("gw-idp"), "the state was read");
+    for secret in [
+        "\"exchange-secret\"",
+        "\"idp-secret\"",
+        "eyJhbGciOiJSUzI1Ni",
+        "eyJhbGciOiJFUzI1Ni",
+    ] {
+        assert!(!text.contains(secret), "{secret} written in clear");
+    }
+    for p in &people {
+        assert!(!text.contains(&p.token), "{}'s token written in clear", p.name);
+    }
+    drop(up);
+    drop(oidc);
+}
+
+/// The official Python SDK as the client, in both eras: the gateway's URL elicitation (in the
+/// call for a 2025-11-25 session, `input_required` for 2026-07-28) is answered by following the
+/// link headlessly as a browser would, and the call succeeds as the person who followed it. The
+/// upstream's client is public here (`method = none`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_python_sdk_follows_the_url_elicitation_and_its_call_succeeds() {
+    let dir = TempDir::new("upstream-user-sdk");
+    let oidc = Fixture::start_cmd("tests/fixture/oidc.mjs", &[]);
+    let up = Fixture::start_with("streamable-http", 0, None, &["--oauth", &oidc.url]);
+    let env = [("MCPGW_AUTH_REQUIRED", "true"), ("MCPGW_JWT_SECRET", SECRET)];
+    let gw = start_target_with(&dir, &[], &env).expect("gateway");
+    let g = gw.url().to_string();
+    let def = json!({"name": "drive", "url": format!("{}/mcp", up.url), "auth": {
+        "mode": "user", "client_id": "gw-user", "method": "none", "scope": "openid read"}});
+    let r = http_client()
+        .post(format!("{g}/gateways"))
+        .bearer_auth(token("root", "mcpgw:admin"))
+        .json(&def)
+        .send()
+        .await
+        .expect("POST /gateways");
+    assert_eq!(r.status().as_u16(), 201);
+    // The first to connect lets the gateway read the catalog.
+    let mut carol = Person::new("carol");
+    let link = carol.link(&g, "drive").await;
+    carol.connect(&g, &link).await;
+    for (login, mode) in [("dave", "legacy"), ("erin", "2026-07-28")] {
+        let script = mcpgw_e2e::repo_root().join("tests/clients/url_elicitation_client.py");
+        let mut cmd = std::process::Command::new(std::env::var("PYTHON").unwrap_or_else(|_| "python3".into()));
+        cmd.arg(script)
+            .arg(format!("{g}/mcp"))
+            .arg("drive__whoami")
+            .arg(login)
+            .arg(mode)
+            .env("MCPGW_TOKEN", token(login, "mcpgw:client"));
+        let (ok, out) = mcpgw_e2e::run_with_timeout(&mut cmd, Duration::from_secs(90)).expect("python");
+        assert!(ok && out.contains("PASS url elicitation"), "{mode}:\n{out}");
+    }
+    drop(up);
+    drop(oidc);
+}
