@@ -28,6 +28,7 @@ mod edge_auth;
 mod stateless;
 mod telemetry;
 mod tool_memory;
+mod vault;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -736,6 +737,10 @@ async fn main() -> anyhow::Result<()> {
         println!("{}", report.summary());
         ensure!(report.errors == 0, "errors: first ones {:?}", report.first_errors);
         ensure!(report.growth() <= 0.10, "RSS grew by more than 10 % after the warm-up");
+        return Ok(());
+    }
+    if std::env::args().any(|a| a == "--vault-only") {
+        vault::vault_bench((total / 4).max(500), arg("--federation-concurrency", 32)).await?;
         return Ok(());
     }
     if std::env::args().any(|a| a == "--tools-only") {

@@ -198,6 +198,7 @@ impl Gateway {
             ports.clock.clone(),
             ports.ids.clone(),
             ports.crypto.clone(),
+            config.registry_cache_ms,
         ));
         let net = Net {
             http: http.clone(),

@@ -14,3 +14,4 @@ pub mod grants;
 pub mod pkce;
 pub mod token;
 pub mod vault;
+mod vault_records;

@@ -15,14 +15,14 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use http::HeaderValue;
-use serde::{Deserialize, Serialize};
-use sha2::Digest;
+use serde::Serialize;
 
 use super::authorize::{self, AuthorizeError, Pending};
 use super::discovery::{self, DiscoveryError, ServerMetadata};
 use super::grants::{client_auth, resource_of, GrantError};
 use super::pkce::Pkce;
 use super::token::{self, Grant, TokenError, TokenRequest, Tokens};
+use super::vault_records::{conn_key, pending_key, query_param, ticket_key, Consent, Secrets, Stored};
 use crate::model::{UpstreamAuth, UpstreamDef};
 use crate::ports::{Clock, Crypto, HttpClient, Ids, Kind, Op, Record, Store, StoreError};
 use crate::registry::seal::{nonce, SealError, Sealer};
@@ -102,60 +102,6 @@ pub struct ConnectionInfo {
     pub refreshable: bool,
 }
 
-/// A connection's record body.
-#[derive(Serialize, Deserialize)]
-struct Stored {
-    subject: String,
-    upstream: String,
-    issuer: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    scope: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    expires_at: Option<u64>,
-    connected_at: u64,
-    #[serde(default)]
-    refreshable: bool,
-    /// The tokens, sealed: `{"a": access, "r": refresh}`.
-    tokens: String,
-}
-
-#[derive(Serialize, Deserialize)]
-struct Secrets {
-    a: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    r: Option<String>,
-}
-
-/// A consent record's body: a connect link's ticket, or an authorization under way.
-#[derive(Serialize, Deserialize)]
-#[serde(tag = "step", rename_all = "snake_case")]
-enum Consent {
-    Ticket {
-        subject: String,
-        upstream: String,
-        expires_at: u64,
-    },
-    Pending {
-        subject: String,
-        upstream: String,
-        issuer: String,
-        iss_required: bool,
-        token_endpoint: String,
-        redirect_uri: String,
-        /// The PKCE verifier, sealed.
-        verifier: String,
-        expires_at: u64,
-    },
-}
-
-impl Consent {
-    fn expires_at(&self) -> u64 {
-        match self {
-            Consent::Ticket { expires_at, .. } | Consent::Pending { expires_at, .. } => *expires_at,
-        }
-    }
-}
-
 /// What a connect link's ticket names.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ticket {
@@ -168,10 +114,11 @@ pub struct Ticket {
 struct Kept {
     header: HeaderValue,
     renew_at_ms: u64,
-    /// The store's version when the connection was read: a token kept is used only while
-    /// nothing was written since (a disconnection through another instance or isolate is
-    /// seen at once).
+    /// The store's version when the connection was read: past `recheck_ms`, a token kept is
+    /// used only while nothing was written since.
     version: u64,
+    /// When that version was last confirmed.
+    checked_at_ms: u64,
 }
 
 /// The vault.
@@ -186,35 +133,10 @@ pub struct Vault {
     stale: Mutex<HashSet<String>>,
     /// One refresh at a time (a refresh token used twice may be refused the second time).
     refreshing: futures::lock::Mutex<()>,
-}
-
-fn conn_key(upstream: &str, subject: &str) -> String {
-    format!("{upstream}\u{1f}{subject}")
-}
-
-fn ticket_key(upstream: &str, subject: &str) -> String {
-    format!("ticket\u{1f}{upstream}\u{1f}{subject}")
-}
-
-/// The key of an authorization under way: its state's digest (the state itself is not kept).
-fn pending_key(state: &str) -> String {
-    let d = sha2::Sha256::digest(state.as_bytes());
-    format!(
-        "state\u{1f}{}",
-        d.iter().map(|b| format!("{b:02x}")).collect::<String>()
-    )
-}
-
-/// A query parameter's value, decoded.
-fn query_param(query: &str, name: &str) -> Option<String> {
-    query.split('&').find_map(|pair| {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        (k == name).then(|| {
-            percent_encoding::percent_decode_str(&v.replace('+', " "))
-                .decode_utf8_lossy()
-                .into_owned()
-        })
-    })
+    /// How long a token kept is used without looking at the store: the registry's own cache
+    /// time, so that a disconnection made through another instance (or, on the edge, the
+    /// Worker while a session's object holds the link) takes effect as soon as a revocation.
+    recheck_ms: u64,
 }
 
 fn bearer_header(access: &str) -> Result<HeaderValue, VaultError> {
@@ -233,8 +155,10 @@ impl Vault {
         clock: Arc<dyn Clock>,
         ids: Arc<dyn Ids>,
         crypto: Arc<dyn Crypto>,
+        recheck_ms: u64,
     ) -> Self {
         Self {
+            recheck_ms,
             store,
             sealer,
             clock,
@@ -263,13 +187,26 @@ impl Vault {
         let key = conn_key(up_id, subject);
         let now = self.now();
         let is_stale = lock(&self.stale).contains(&key);
+        if !is_stale {
+            let recent = lock(&self.kept)
+                .get(&key)
+                .filter(|k| k.renew_at_ms > now && now < k.checked_at_ms.saturating_add(self.recheck_ms))
+                .map(|k| k.header.clone());
+            if let Some(h) = recent {
+                return Ok(h);
+            }
+        }
         let version = self.store.version().await.ok();
         if let (false, Some(version)) = (is_stale, version) {
-            let kept = lock(&self.kept)
-                .get(&key)
+            let mut kept = lock(&self.kept);
+            let still = kept
+                .get_mut(&key)
                 .filter(|k| k.renew_at_ms > now && k.version == version)
-                .map(|k| k.header.clone());
-            if let Some(h) = kept {
+                .map(|k| {
+                    k.checked_at_ms = now;
+                    k.header.clone()
+                });
+            if let Some(h) = still {
                 return Ok(h);
             }
         }
@@ -307,6 +244,7 @@ impl Vault {
                 header: header.clone(),
                 renew_at_ms,
                 version,
+                checked_at_ms: now,
             },
         );
         Ok(header)

@@ -252,6 +252,10 @@ async fn each_caller_reaches_an_upstream_with_their_own_authorization() {
         .await
         .expect("DELETE");
     assert_eq!(r.status().as_u16(), 204);
+    // Where the disconnection was made elsewhere (on the edge, the Worker, while the session's
+    // object holds the link), it takes effect within the registry's cache time (2 s), as a
+    // revocation does.
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
     let (answer, _) = a.tool(json!(4), "drive__whoami", json!({})).await.expect("call");
     let again = connect_link(&answer);
 
