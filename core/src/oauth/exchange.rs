@@ -6,33 +6,24 @@
 //! upstream. What comes back is kept in memory per caller and upstream until shortly before it
 //! expires, and dropped when the upstream refuses it.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use http::HeaderValue;
 
 use super::challenge::BearerChallenge;
 use super::discovery;
 use super::grants::{client_auth, resource_of, GrantError};
+use super::kept::KeptTokens;
 use super::token::{self, Grant, TokenError, TokenRequest, ACCESS_TOKEN_TYPE, ID_JAG_TYPE, ID_TOKEN_TYPE};
 use crate::model::UpstreamAuth;
 use crate::ports::{Clock, Crypto, HttpClient, Ids};
 
-/// A token is renewed this long before it expires.
-const EARLY_MS: u64 = 30_000;
-/// The lifetime assumed for a token whose answer said none.
-const DEFAULT_LIFETIME_MS: u64 = 300_000;
 /// The most tokens kept.
 const MAX_KEPT: usize = 4096;
 
-struct Kept {
-    header: HeaderValue,
-    renew_at_ms: u64,
-}
-
 /// The tokens got by exchange, by caller and upstream.
 pub struct Exchanges {
-    kept: Mutex<HashMap<String, Kept>>,
+    kept: KeptTokens,
     crypto: Arc<dyn Crypto>,
     ids: Arc<dyn Ids>,
 }
@@ -67,14 +58,10 @@ impl Exchanges {
     /// None kept yet; assertions signed with `crypto`.
     pub fn new(crypto: Arc<dyn Crypto>, ids: Arc<dyn Ids>) -> Self {
         Self {
-            kept: Mutex::new(HashMap::new()),
+            kept: KeptTokens::new(MAX_KEPT),
             crypto,
             ids,
         }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Kept>> {
-        self.kept.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The `Authorization` value for `subject`'s request to the upstream at `upstream_url`,
@@ -92,12 +79,7 @@ impl Exchanges {
     ) -> Result<HeaderValue, GrantError> {
         let k = key(subject, upstream_url, auth);
         let now = clock.now_ms();
-        if let Some(h) = self
-            .lock()
-            .get(&k)
-            .filter(|t| t.renew_at_ms > now)
-            .map(|t| t.header.clone())
-        {
+        if let Some(h) = self.kept.get(&k, now) {
             return Ok(h);
         }
         let subject_token = subject_token.ok_or(GrantError::NoCallerToken)?;
@@ -186,31 +168,11 @@ impl Exchanges {
                 return Err(GrantError::NoCallerToken);
             }
         };
-        let header = HeaderValue::from_str(&format!("Bearer {}", tokens.access_token))
-            .map_err(|_| TokenError::Malformed("the access token cannot be sent in a header".into()))?;
-        let lifetime = tokens
-            .expires_in
-            .map_or(DEFAULT_LIFETIME_MS, |s| s.saturating_mul(1000));
-        let renew_at_ms = now + lifetime.saturating_sub(EARLY_MS.min(lifetime / 2));
-        let mut kept = self.lock();
-        if kept.len() >= MAX_KEPT {
-            kept.retain(|_, t| t.renew_at_ms > now);
-            if kept.len() >= MAX_KEPT {
-                kept.clear();
-            }
-        }
-        kept.insert(
-            k,
-            Kept {
-                header: header.clone(),
-                renew_at_ms,
-            },
-        );
-        Ok(header)
+        Ok(self.kept.keep(k, &tokens, now)?)
     }
 
     /// Drops the token kept for `subject` at the upstream (it refused it).
     pub fn refused(&self, subject: &str, upstream_url: &str, auth: &UpstreamAuth) {
-        self.lock().remove(&key(subject, upstream_url, auth));
+        self.kept.remove(&key(subject, upstream_url, auth));
     }
 }

@@ -14,14 +14,11 @@ use std::sync::Arc;
 use super::assertion::{client_assertion, AssertionError};
 use super::challenge::BearerChallenge;
 use super::discovery::{self, DiscoveryError};
+use super::kept::KeptTokens;
 use super::token::{self, ClientAuth, Grant, TokenError, TokenRequest};
 use crate::model::{OAuthClient, SecretMethod, UpstreamAuth};
 use crate::ports::{Clock, Crypto, HttpClient, Ids};
 
-/// A token is renewed this long before it expires.
-const EARLY_MS: u64 = 30_000;
-/// The lifetime assumed for a token whose answer said none.
-const DEFAULT_LIFETIME_MS: u64 = 300_000;
 /// The most tokens kept (one per upstream and client; more means definitions churn).
 const MAX_KEPT: usize = 1024;
 
@@ -55,14 +52,9 @@ pub enum GrantError {
     NoCallerToken,
 }
 
-struct Kept {
-    header: HeaderValue,
-    renew_at_ms: u64,
-}
-
 /// Tokens the gateway holds as a client, by upstream and client.
 pub struct ClientTokens {
-    kept: Mutex<HashMap<String, Kept>>,
+    kept: KeptTokens,
     /// The issuer first discovered for an upstream whose `auth` names none: its secret goes to
     /// that authorization server only, whatever the upstream's metadata says later.
     pinned: Mutex<HashMap<String, String>>,
@@ -131,7 +123,7 @@ impl ClientTokens {
     /// No tokens yet; assertions signed with `crypto`.
     pub fn new(crypto: Arc<dyn Crypto>, ids: Arc<dyn Ids>) -> Self {
         Self {
-            kept: Mutex::new(HashMap::new()),
+            kept: KeptTokens::new(MAX_KEPT),
             pinned: Mutex::new(HashMap::new()),
             crypto,
             ids,
@@ -151,12 +143,7 @@ impl ClientTokens {
         let challenged_scope = challenge.and_then(|c| c.scope.as_deref());
         let k = key(upstream_url, auth);
         let now = clock.now_ms();
-        let cached = self
-            .lock()
-            .get(&k)
-            .filter(|t| t.renew_at_ms > now)
-            .map(|t| t.header.clone());
-        if let Some(header) = cached {
+        if let Some(header) = self.kept.get(&k, now) {
             return Ok(header);
         }
         let resource = resource_of(upstream_url);
@@ -204,27 +191,7 @@ impl ClientTokens {
             scope,
         };
         let tokens = token::request(http, clock, &req).await?;
-        let header = HeaderValue::from_str(&format!("Bearer {}", tokens.access_token))
-            .map_err(|_| TokenError::Malformed("the access token cannot be sent in a header".into()))?;
-        let lifetime = tokens
-            .expires_in
-            .map_or(DEFAULT_LIFETIME_MS, |s| s.saturating_mul(1000));
-        let renew_at_ms = now + lifetime.saturating_sub(EARLY_MS.min(lifetime / 2));
-        let mut kept = self.lock();
-        if kept.len() >= MAX_KEPT {
-            kept.retain(|_, t| t.renew_at_ms > now);
-            if kept.len() >= MAX_KEPT {
-                kept.clear();
-            }
-        }
-        kept.insert(
-            k,
-            Kept {
-                header: header.clone(),
-                renew_at_ms,
-            },
-        );
-        Ok(header)
+        Ok(self.kept.keep(k, &tokens, now)?)
     }
 
     /// The issuer discovered for the upstream, when its `auth` names none and one was found: what
@@ -239,11 +206,7 @@ impl ClientTokens {
 
     /// Drops the token kept for the upstream (it refused it): the next request gets another.
     pub fn refused(&self, upstream_url: &str, auth: &UpstreamAuth) {
-        self.lock().remove(&key(upstream_url, auth));
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Kept>> {
-        self.kept.lock().unwrap_or_else(|e| e.into_inner())
+        self.kept.remove(&key(upstream_url, auth));
     }
 }
 

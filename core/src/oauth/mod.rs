@@ -11,6 +11,7 @@ pub mod credential;
 pub mod discovery;
 pub mod exchange;
 pub mod grants;
+mod kept;
 pub mod pkce;
 pub mod token;
 pub mod vault;

@@ -294,8 +294,8 @@ pub fn form(req: &TokenRequest) -> (HeaderMap, String) {
     (headers, body)
 }
 
-/// Sends a token request and reads its answer.
-pub async fn request(http: &dyn HttpClient, clock: &dyn Clock, req: &TokenRequest) -> Result<Tokens, TokenError> {
+/// POSTs `req`'s form to its endpoint: the body of a success, else the server's refusal.
+async fn send(http: &dyn HttpClient, clock: &dyn Clock, req: &TokenRequest) -> Result<bytes::Bytes, TokenError> {
     let (headers, body) = form(req);
     let out = OutboundRequest {
         method: Method::POST,
@@ -310,6 +310,12 @@ pub async fn request(http: &dyn HttpClient, clock: &dyn Clock, req: &TokenReques
     if !resp.status.is_success() {
         return Err(refusal(resp.status, &body));
     }
+    Ok(body)
+}
+
+/// Sends a token request and reads its answer.
+pub async fn request(http: &dyn HttpClient, clock: &dyn Clock, req: &TokenRequest) -> Result<Tokens, TokenError> {
+    let body = send(http, clock, req).await?;
     let tokens: Tokens = serde_json::from_slice(&body).map_err(|e| TokenError::Malformed(e.to_string()))?;
     if tokens.access_token.is_empty() {
         return Err(TokenError::Malformed("an empty access_token".into()));
@@ -320,21 +326,7 @@ pub async fn request(http: &dyn HttpClient, clock: &dyn Clock, req: &TokenReques
 /// Gives a token up at a revocation endpoint (RFC 7009 §2): `req.endpoint` is that endpoint
 /// and `req.grant` a [`Grant::Revoke`]. A token the server no longer knows is revoked too.
 pub async fn revoke(http: &dyn HttpClient, clock: &dyn Clock, req: &TokenRequest) -> Result<(), TokenError> {
-    let (headers, body) = form(req);
-    let out = OutboundRequest {
-        method: Method::POST,
-        url: req.endpoint.clone(),
-        headers,
-        body: Some(body.into()),
-        tls: None,
-    };
-    let (resp, body) = fetch(http, clock, out, TIMEOUT, MAX_RESPONSE)
-        .await
-        .map_err(|e: HttpError| TokenError::Unreachable(e.to_string()))?;
-    if !resp.status.is_success() {
-        return Err(refusal(resp.status, &body));
-    }
-    Ok(())
+    send(http, clock, req).await.map(|_| ())
 }
 
 /// The refusal a token endpoint's error answer says (RFC 6749 §5.2); its own words bounded.

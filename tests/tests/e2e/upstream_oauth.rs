@@ -93,16 +93,7 @@ async fn an_upstream_wanting_the_gateways_own_token_gets_one_from_its_authorizat
         .as_str()
         .expect("d")
         .to_string();
-    let mut written: Vec<u8> = Vec::new();
-    if let TestGateway::Native(p) = &mut gw {
-        p.read_log(Duration::from_millis(500));
-        written.extend(p.log.join("\n").into_bytes());
-    }
-    let state = gw
-        .edge_state_dir()
-        .map(std::path::Path::to_path_buf)
-        .unwrap_or_else(|| dir.0.clone());
-    collect(&state, &mut written);
+    let written = written_by(&mut gw, &dir);
     assert!(written.len() > 1000, "something was read: {} bytes", written.len());
     let text = String::from_utf8_lossy(&written);
     assert!(
@@ -142,8 +133,24 @@ async fn an_upstream_naming_its_metadata_only_in_its_challenge_is_found_from_it(
     assert!(text.contains("gw-basic"), "{answer}");
 }
 
+/// Everything a gateway wrote: its log (natively, at whatever level it ran) and every file of
+/// its state (the database and its journal, or the edge's local D1).
+pub(crate) fn written_by(gw: &mut TestGateway, dir: &TempDir) -> Vec<u8> {
+    let mut written: Vec<u8> = Vec::new();
+    if let TestGateway::Native(p) = gw {
+        p.read_log(Duration::from_millis(500));
+        written.extend(p.log.join("\n").into_bytes());
+    }
+    let state = gw
+        .edge_state_dir()
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_else(|| dir.0.clone());
+    collect(&state, &mut written);
+    written
+}
+
 /// Every file's bytes below `dir`.
-pub(crate) fn collect(dir: &std::path::Path, out: &mut Vec<u8>) {
+fn collect(dir: &std::path::Path, out: &mut Vec<u8>) {
     for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
         let path = entry.path();
         if path.is_dir() {

@@ -7,7 +7,7 @@
 use std::time::{Duration, Instant};
 
 use mcpgw_e2e::browser::{hidden, Browser};
-use mcpgw_e2e::{http_client, sign_jwt, start_target_with, unix_now, Fixture, TempDir, TestGateway};
+use mcpgw_e2e::{http_client, sign_jwt, start_target_with, unix_now, Fixture, TempDir};
 use serde_json::{json, Value};
 
 const SECRET: &str = "Vq3mT8xR2pLk7sWn4BjY9cHf1ZdG6aEu0NoK5iRt";
@@ -314,16 +314,7 @@ async fn each_caller_reaches_an_upstream_with_their_own_authorization() {
 
     // Nothing the provider issued (RS256 JWTs), nor the client's secret, in clear where the
     // gateway writes: its logs at debug, its state.
-    let mut written: Vec<u8> = Vec::new();
-    if let TestGateway::Native(p) = &mut gw {
-        p.read_log(Duration::from_millis(500));
-        written.extend(p.log.join("\n").into_bytes());
-    }
-    let state = gw
-        .edge_state_dir()
-        .map(std::path::Path::to_path_buf)
-        .unwrap_or_else(|| dir.0.clone());
-    super::upstream_oauth::collect(&state, &mut written);
+    let written = super::upstream_oauth::written_by(&mut gw, &dir);
     let text = String::from_utf8_lossy(&written);
     assert!(text.contains("gw-user-secret"), "the state was read");
     assert!(
@@ -403,16 +394,7 @@ async fn a_callers_own_token_is_exchanged_for_the_upstream_never_passed_on() {
         let answer: Value = r.json().await.expect("json");
         assert_eq!(who(&answer)["sub"], p.name, "{answer}");
     }
-    let mut written: Vec<u8> = Vec::new();
-    if let TestGateway::Native(p) = &mut gw {
-        p.read_log(Duration::from_millis(500));
-        written.extend(p.log.join("\n").into_bytes());
-    }
-    let state = gw
-        .edge_state_dir()
-        .map(std::path::Path::to_path_buf)
-        .unwrap_or_else(|| dir.0.clone());
-    super::upstream_oauth::collect(&state, &mut written);
+    let written = super::upstream_oauth::written_by(&mut gw, &dir);
     let text = String::from_utf8_lossy(&written);
     assert!(text.contains("gw-idp"), "the state was read");
     for secret in [
