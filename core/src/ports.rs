@@ -38,11 +38,14 @@ pub enum Kind {
     /// An authorization a caller was asked for and has not finished: the connect link's
     /// ticket, or the authorization request under way (single-use, short-lived).
     Consent,
+    /// A client the gateway registered for itself at an authorization server (RFC 7591), by
+    /// issuer and callback URL; its secret sealed.
+    Client,
 }
 
 impl Kind {
     /// Every kind, in a fixed order.
-    pub const ALL: [Kind; 8] = [
+    pub const ALL: [Kind; 9] = [
         Kind::Tool,
         Kind::Resource,
         Kind::Prompt,
@@ -51,6 +54,7 @@ impl Kind {
         Kind::Revocation,
         Kind::Connection,
         Kind::Consent,
+        Kind::Client,
     ];
     /// The kinds clients see as lists (a change to one is a `list_changed`).
     pub const LISTED: [Kind; 5] = [Kind::Tool, Kind::Resource, Kind::Prompt, Kind::Server, Kind::Upstream];
@@ -65,6 +69,7 @@ impl Kind {
             Kind::Revocation => "revocation",
             Kind::Connection => "connection",
             Kind::Consent => "consent",
+            Kind::Client => "oauth_client",
         }
     }
     /// The inverse of [`Kind::as_str`]; `gateway`, the name upstreams were stored under before

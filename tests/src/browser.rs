@@ -17,6 +17,8 @@ pub struct Browser {
     http: reqwest::Client,
     /// `host:port` → name → value.
     cookies: std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>>,
+    /// A public origin and where it is really served (a TLS front the test plays).
+    front: Option<(String, String)>,
 }
 
 impl Default for Browser {
@@ -41,11 +43,27 @@ impl Browser {
         Self {
             http,
             cookies: Default::default(),
+            front: None,
         }
+    }
+
+    /// Pages under the origin `public` (`https://name`) are fetched from `real` instead, as a
+    /// TLS front would serve them.
+    pub fn front(&mut self, public: &str, real: &str) {
+        self.front = Some((
+            public.trim_end_matches('/').to_string(),
+            real.trim_end_matches('/').to_string(),
+        ));
     }
 
     /// GETs `url` (or POSTs `form`).
     pub async fn visit(&mut self, url: &str, form: Option<&[(&str, &str)]>) -> Visit {
+        let shown = origin_of(url);
+        let url = match &self.front {
+            Some((public, real)) if url.starts_with(&format!("{public}/")) => format!("{real}{}", &url[public.len()..]),
+            _ => url.to_string(),
+        };
+        let url = url.as_str();
         let origin = origin_of(url);
         let mut req = match form {
             Some(f) => self.http.post(url).form(f),
@@ -77,7 +95,7 @@ impl Browser {
             let l = l.to_str().expect("location").to_string();
             // A relative Location is taken against the page's origin, as a browser does.
             match l.strip_prefix('/') {
-                Some(path) => format!("{origin}/{path}"),
+                Some(path) => format!("{shown}/{path}"),
                 None => l,
             }
         });

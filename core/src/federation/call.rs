@@ -45,6 +45,8 @@ pub(super) struct Call {
     pub(super) stateless: bool,
     /// Times this call sent its caller to connect the upstream.
     pub(super) consents: u32,
+    /// When the caller was last asked to connect.
+    pub(super) consent_asked_ms: u64,
     pub(super) state: CallState,
 }
 
@@ -77,6 +79,8 @@ pub(super) struct Connecting {
     /// The elicitation's id (the connect link's ticket).
     elicitation: String,
     until_ms: u64,
+    /// When the caller was asked: a connection made since answers (a step-up replaces one).
+    asked_ms: u64,
 }
 
 pub(super) struct Asking {
@@ -343,6 +347,7 @@ impl Call {
             self.state = CallState::Connecting(Connecting {
                 elicitation: elicitation["elicitationId"].as_str().unwrap_or_default().to_string(),
                 until_ms,
+                asked_ms: self.consent_asked_ms,
             });
             return None;
         }
@@ -403,6 +408,7 @@ impl Call {
         let fed = self.fed.clone();
         let name = self.up.def.name.clone();
         self.consents += 1;
+        self.consent_asked_ms = fed.now();
         if self.consents > 2 {
             let e = RpcError::internal(format!(
                 "upstream '{name}' still refuses the authorization just given; try again later"
@@ -465,7 +471,7 @@ impl Call {
     async fn connecting(&mut self, c: Connecting) -> Option<Relayed> {
         let fed = self.fed.clone();
         let subject = self.caller.clone().unwrap_or_default();
-        if fed.net.vault.is_connected(&subject, &self.up.id).await {
+        if fed.net.vault.connected_since(&subject, &self.up.id, c.asked_ms).await {
             self.attempt = 0;
             self.state = CallState::Start;
             let note = crate::proto::jsonrpc::notification(

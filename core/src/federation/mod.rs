@@ -578,6 +578,7 @@ impl Federation {
             base: how.base,
             stateless: how.stateless,
             consents: 0,
+            consent_asked_ms: 0,
             state: CallState::Start,
         };
         boxed_stream(futures::stream::unfold(call, |mut c| async move {

@@ -83,6 +83,24 @@ fn value<'a>(form: &'a [(String, String)], name: &str) -> Option<&'a str> {
 }
 
 /// What a vault error means to the person in the browser.
+/// The gateway's Client ID Metadata Document, published only under a configured https public
+/// URL (its URL is the client id an authorization server fetches it by).
+pub(super) fn client_metadata(public: Option<&str>) -> Response<Body> {
+    use crate::oauth::registration::{document, document_base};
+    match document_base(public) {
+        Some(base) => {
+            let mut r = json_response(StatusCode::OK, &document(base));
+            r.headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=3600"));
+            r
+        }
+        None => json_response(
+            StatusCode::NOT_FOUND,
+            &json!({"error": "not_found", "message": "the gateway publishes a client metadata document only when MCPGW_PUBLIC_URL is its https URL"}),
+        ),
+    }
+}
+
 fn refusal(e: &VaultError) -> (StatusCode, String) {
     let status = match e {
         VaultError::Expired => StatusCode::GONE,
@@ -90,7 +108,7 @@ fn refusal(e: &VaultError) -> (StatusCode, String) {
         VaultError::Busy => StatusCode::SERVICE_UNAVAILABLE,
         VaultError::NotPerUser | VaultError::NotConnected => StatusCode::NOT_FOUND,
         VaultError::Authorize(_) => StatusCode::BAD_REQUEST,
-        VaultError::Grant(_) => StatusCode::BAD_GATEWAY,
+        VaultError::Grant(_) | VaultError::Scope { .. } => StatusCode::BAD_GATEWAY,
         VaultError::Store(_) | VaultError::Seal(_) => StatusCode::SERVICE_UNAVAILABLE,
     };
     (status, e.to_string())
@@ -198,7 +216,11 @@ impl Accounts {
             "{}/oauth/callback",
             crate::security::admission::base_url(s.security.config(), req)
         );
-        match vault.begin(s.fed.http(), ticket, subject, &up.def, &redirect).await {
+        let public = s.security.config().public_url.as_deref();
+        match vault
+            .begin(s.fed.http(), ticket, subject, &up.def, &redirect, public)
+            .await
+        {
             Ok(go) => see_other(go),
             Err(e) => self.vault_failure(browser, &e),
         }

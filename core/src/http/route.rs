@@ -89,6 +89,9 @@ pub enum Route {
         /// The whole path.
         path: String,
     },
+    /// The gateway's OAuth Client ID Metadata Document (`/oauth/client.json`): who it is at an
+    /// upstream's authorization server where no client was registered for it.
+    ClientMetadata,
     /// `/me/connections[/{upstream}]`: the caller's connections, with a client token.
     Connections {
         /// One upstream (id or name).
@@ -159,6 +162,7 @@ impl Route {
             ["me", "connections", up] => Route::Connections {
                 upstream: Some(up.to_string()),
             },
+            ["oauth", "client.json"] => Route::ClientMetadata,
             ["oauth", "connect", _] | ["oauth", "login"] | ["oauth", "callback"] | ["me", ..] => {
                 Route::Account { path: path.to_string() }
             }
@@ -184,6 +188,7 @@ impl Route {
             | Route::Version
             | Route::OpenApi
             | Route::ResourceMetadata { .. }
+            | Route::ClientMetadata
             | Route::Account { .. }
             | Route::Admin { .. } => Access::Public,
             Route::Connections { .. } => Access::Client,
@@ -203,7 +208,7 @@ impl Route {
             Route::Ws { .. } => "ws",
             Route::Message { .. } => "message",
             Route::Rpc => "rpc",
-            Route::ResourceMetadata { .. } => "metadata",
+            Route::ResourceMetadata { .. } | Route::ClientMetadata => "metadata",
             Route::Revocations { .. } | Route::Refresh { .. } | Route::Collection { .. } | Route::Discovered => "api",
             Route::Health | Route::Ready | Route::Version | Route::OpenApi => "operations",
             Route::Metrics => "metrics",
@@ -228,6 +233,7 @@ impl Route {
             Route::Rpc => "/rpc",
             Route::ResourceMetadata { resource } if resource.is_empty() => "/.well-known/oauth-protected-resource",
             Route::ResourceMetadata { .. } => "/.well-known/oauth-protected-resource{resource}",
+            Route::ClientMetadata => "/oauth/client.json",
             Route::Revocations { jti: None } => "/auth/revocations",
             Route::Revocations { jti: Some(_) } => "/auth/revocations/{id}",
             Route::Refresh { .. } => "/gateways/{id}/refresh",
@@ -252,7 +258,7 @@ impl Route {
                 (Kind::Server, true) => "/servers/{id}",
                 (Kind::Upstream, false) => "/gateways",
                 (Kind::Upstream, true) => "/gateways/{id}",
-                (Kind::Revocation | Kind::Connection | Kind::Consent, _) => return None,
+                (Kind::Revocation | Kind::Connection | Kind::Consent | Kind::Client, _) => return None,
             },
             Route::NotFound { .. } => return None,
         })

@@ -652,7 +652,7 @@ pub fn validate(kind: Kind, body: Value) -> Result<(String, Value), FieldError> 
             norm(d.jti.clone(), &d)
         }
         // The vault's own records are written by it alone, never through the REST API.
-        Kind::Connection | Kind::Consent => Err(FieldError::new("", "this kind is not edited here")),
+        Kind::Connection | Kind::Consent | Kind::Client => Err(FieldError::new("", "this kind is not edited here")),
     }
 }
 

@@ -302,7 +302,10 @@ pub enum UpstreamAuth {
     /// the caller's browser): given once, kept in the token vault per caller, refreshed. The
     /// gateway is the OAuth client named here; a public client (`method = none`) has no secret.
     User {
-        /// The client id registered at the upstream's authorization server.
+        /// The client id registered at the upstream's authorization server; none (empty): the
+        /// gateway identifies itself by its Client ID Metadata Document where the server takes
+        /// them, else registers itself there (RFC 7591).
+        #[serde(default, skip_serializing_if = "String::is_empty")]
         client_id: String,
         /// Its secret, for a confidential client.
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -565,6 +568,22 @@ fn valid_urn(field: &str, urn: Option<&str>) -> Result<(), FieldError> {
 /// `public_ok`.
 fn validate_client(at: &str, c: OAuthClient<'_>, public_ok: bool) -> Result<(), FieldError> {
     {
+        if public_ok && c.client_id.is_empty() {
+            // No client registered by the operator: the gateway becomes one (a public client).
+            if c.client_secret.is_some() || c.private_key.is_some() {
+                return Err(FieldError::new(
+                    format!("{at}.client_id"),
+                    "a secret or key needs the client id it was issued with",
+                ));
+            }
+            if !matches!(c.method, SecretMethod::None | SecretMethod::ClientSecretBasic) {
+                return Err(FieldError::new(
+                    format!("{at}.method"),
+                    "without a client id the gateway is a public client (method none)",
+                ));
+            }
+            return Ok(());
+        }
         if c.client_id.trim().is_empty() || c.client_id.len() > 1024 {
             return Err(FieldError::new(
                 format!("{at}.client_id"),
@@ -704,6 +723,15 @@ mod tests {
     #[test]
     fn each_modes_settings_are_checked_and_the_field_named() {
         assert!(check(json!({"mode": "user", "client_id": "c", "method": "none"})).is_ok());
+        // No client id in the user mode: the gateway becomes a public client there itself.
+        assert!(check(json!({"mode": "user"})).is_ok());
+        assert!(check(json!({"mode": "user", "method": "none", "scope": "read"})).is_ok());
+        let e = check(json!({"mode": "user", "client_secret": "s"})).unwrap_err();
+        assert!(e.starts_with("auth.client_id"), "{e}");
+        let e = check(json!({"mode": "user", "method": "client_secret_post"})).unwrap_err();
+        assert!(e.starts_with("auth.method"), "{e}");
+        let e = check(json!({"mode": "client-credentials", "client_secret": "s"})).unwrap_err();
+        assert!(e.contains("client_id"), "{e}");
         let e = check(json!({"mode": "client-credentials", "client_id": "c", "method": "none"})).unwrap_err();
         assert!(e.starts_with("auth.method"), "{e}");
         let e = check(json!({"mode": "user", "client_id": "c", "method": "none", "client_secret": "s"})).unwrap_err();

@@ -63,7 +63,7 @@ impl Credential {
                 upstream,
                 subject,
                 vault,
-            } => vault.bearer(http, subject, upstream, def).await,
+            } => vault.bearer(http, subject, upstream, def, challenge).await,
             Credential::Exchange {
                 auth,
                 subject,

@@ -50,6 +50,9 @@ pub enum GrantError {
     /// none (auth is off, or the transport had no bearer token).
     #[error("the upstream takes a token exchanged from the caller's own, and this request carried none")]
     NoCallerToken,
+    /// The gateway is no client of the authorization server and cannot become one.
+    #[error("{0}")]
+    NoClient(String),
 }
 
 /// Tokens the gateway holds as a client, by upstream and client.

@@ -13,6 +13,7 @@ pub mod exchange;
 pub mod grants;
 mod kept;
 pub mod pkce;
+pub mod registration;
 pub mod token;
 pub mod vault;
 mod vault_records;

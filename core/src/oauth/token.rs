@@ -330,7 +330,7 @@ pub async fn revoke(http: &dyn HttpClient, clock: &dyn Clock, req: &TokenRequest
 }
 
 /// The refusal a token endpoint's error answer says (RFC 6749 §5.2); its own words bounded.
-fn refusal(status: StatusCode, body: &[u8]) -> TokenError {
+pub(super) fn refusal(status: StatusCode, body: &[u8]) -> TokenError {
     #[derive(Deserialize)]
     struct Said {
         error: String,

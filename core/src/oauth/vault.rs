@@ -15,17 +15,21 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use http::HeaderValue;
-use serde::Serialize;
 
-use super::authorize::{self, AuthorizeError, Pending};
+use super::authorize::{self, Pending};
+use super::challenge::BearerChallenge;
 use super::discovery::{self, DiscoveryError, ServerMetadata};
 use super::grants::{client_auth, resource_of, GrantError};
 use super::pkce::Pkce;
+use super::registration::{Client, Clients, How};
 use super::token::{self, Grant, TokenError, TokenRequest, Tokens};
-use super::vault_records::{conn_key, pending_key, query_param, ticket_key, Consent, Secrets, Stored};
+use super::vault_records::{
+    client_of, client_ref, conn_key, pending_key, query_param, secret_context, ticket_key, Consent, Secrets, Stored,
+};
+pub use super::vault_records::{ConnectionInfo, Ticket, VaultError};
 use crate::model::{UpstreamAuth, UpstreamDef};
 use crate::ports::{Clock, Crypto, HttpClient, Ids, Kind, Op, Record, Store, StoreError};
-use crate::registry::seal::{nonce, SealError, Sealer};
+use crate::registry::seal::{nonce, Sealer};
 
 /// A token is refreshed this long before it expires.
 const EARLY_MS: u64 = 30_000;
@@ -37,79 +41,6 @@ const PENDING_MS: u64 = 10 * 60_000;
 const MAX_CONSENTS: usize = 10_000;
 /// The most tokens kept in memory.
 const MAX_KEPT: usize = 4096;
-
-/// Why the vault could not do what was asked.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum VaultError {
-    /// The caller has not authorized the gateway at this upstream (or the authorization was
-    /// dropped): a connect link is the way on.
-    #[error("the caller has not connected this upstream")]
-    NotConnected,
-    /// The store failed.
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    /// A sealed value could not be opened (the key changed).
-    #[error(transparent)]
-    Seal(#[from] SealError),
-    /// No token could be had.
-    #[error(transparent)]
-    Grant(#[from] GrantError),
-    /// The authorization could not start, or its callback is not taken.
-    #[error(transparent)]
-    Authorize(#[from] AuthorizeError),
-    /// The link or the callback is unknown, used already or expired.
-    #[error("this authorization link is unknown, used or expired: ask for the tool again from your client")]
-    Expired,
-    /// The link was made for another caller than the one who opened it.
-    #[error("this authorization link was made for another user")]
-    OtherUser,
-    /// Too many authorizations are under way.
-    #[error("too many authorizations are under way; try again in a few minutes")]
-    Busy,
-    /// The upstream does not authenticate its users this way (any more).
-    #[error("the upstream does not take each user's own authorization")]
-    NotPerUser,
-}
-
-impl From<DiscoveryError> for VaultError {
-    fn from(e: DiscoveryError) -> Self {
-        VaultError::Grant(GrantError::Discovery(e))
-    }
-}
-
-impl From<TokenError> for VaultError {
-    fn from(e: TokenError) -> Self {
-        VaultError::Grant(GrantError::Token(e))
-    }
-}
-
-/// A connection as a caller may see it: never its tokens.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ConnectionInfo {
-    /// The upstream's id.
-    pub upstream: String,
-    /// The authorization server that issued the tokens.
-    pub issuer: String,
-    /// The scopes granted, if it said.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub scope: Option<String>,
-    /// When the access token expires (ms since the epoch), if known.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub expires_at: Option<u64>,
-    /// When the caller connected (ms since the epoch).
-    pub connected_at: u64,
-    /// Whether a refresh token is held.
-    pub refreshable: bool,
-}
-
-/// What a connect link's ticket names.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Ticket {
-    /// The caller it was made for.
-    pub subject: String,
-    /// The upstream's id.
-    pub upstream: String,
-}
 
 struct Kept {
     header: HeaderValue,
@@ -124,7 +55,12 @@ struct Kept {
 /// The vault.
 pub struct Vault {
     store: Arc<dyn Store>,
-    sealer: Sealer,
+    sealer: Arc<Sealer>,
+    /// Who the gateway is at each authorization server.
+    clients: Clients,
+    /// Connections whose upstream asked for more scopes (step-up): what the next connect link
+    /// asks for.
+    wants: Mutex<HashMap<String, String>>,
     clock: Arc<dyn Clock>,
     ids: Arc<dyn Ids>,
     crypto: Arc<dyn Crypto>,
@@ -149,6 +85,7 @@ fn bearer_header(access: &str) -> Result<HeaderValue, VaultError> {
 
 impl Vault {
     /// A vault over `store`, sealing with `sealer` (of [`crate::registry::seal::Purpose::Vault`]).
+    #[cfg_attr(target_family = "wasm", allow(clippy::arc_with_non_send_sync))]
     pub fn new(
         store: Arc<dyn Store>,
         sealer: Sealer,
@@ -157,8 +94,11 @@ impl Vault {
         crypto: Arc<dyn Crypto>,
         recheck_ms: u64,
     ) -> Self {
+        let sealer = Arc::new(sealer);
         Self {
             recheck_ms,
+            clients: Clients::new(store.clone(), sealer.clone(), clock.clone(), ids.clone()),
+            wants: Mutex::new(HashMap::new()),
             store,
             sealer,
             clock,
@@ -176,15 +116,20 @@ impl Vault {
 
     /// The `Authorization` value for the caller `subject`'s request to the upstream `up_id`
     /// (defined by `def`): the token kept, else the stored one, refreshed when it is about to
-    /// expire or the upstream refused it.
+    /// expire or the upstream refused it. After a refusal for insufficient scope
+    /// (`challenge`), the caller is asked again, for the scopes granted and those asked.
     pub async fn bearer(
         &self,
         http: &dyn HttpClient,
         subject: &str,
         up_id: &str,
         def: &UpstreamDef,
+        challenge: Option<&BearerChallenge>,
     ) -> Result<HeaderValue, VaultError> {
         let key = conn_key(up_id, subject);
+        if let Some(c) = challenge.filter(|c| c.error.as_deref() == Some("insufficient_scope")) {
+            return Err(self.step_up(&key, c).await);
+        }
         let now = self.now();
         let is_stale = lock(&self.stale).contains(&key);
         if !is_stale {
@@ -250,6 +195,35 @@ impl Vault {
         Ok(header)
     }
 
+    /// The upstream wants more scopes than the caller's connection `key` grants: the next
+    /// connect link asks for both; when it asks for nothing new, the caller is not asked.
+    async fn step_up(&self, key: &str, c: &BearerChallenge) -> VaultError {
+        let granted = match self.load(key).await {
+            Ok(Some((stored, _))) => stored.scope,
+            Ok(None) => return VaultError::NotConnected,
+            Err(e) => return e,
+        };
+        let mut all: Vec<&str> = granted.as_deref().unwrap_or_default().split_whitespace().collect();
+        let before = all.len();
+        for s in c.scope.as_deref().unwrap_or_default().split_whitespace() {
+            if !all.contains(&s) {
+                all.push(s);
+            }
+        }
+        if all.len() == before {
+            return VaultError::Scope {
+                asked: c.scope.clone(),
+                granted,
+            };
+        }
+        let mut wants = lock(&self.wants);
+        if wants.len() >= MAX_KEPT {
+            wants.clear();
+        }
+        wants.insert(key.to_string(), all.join(" "));
+        VaultError::NotConnected
+    }
+
     /// The upstream refused the caller's token: the next use refreshes it (or, without a
     /// refresh token, asks the caller again).
     pub fn refused(&self, subject: &str, up_id: &str) {
@@ -262,12 +236,12 @@ impl Vault {
         stale.insert(key);
     }
 
-    /// Whether the caller has a connection to the upstream.
-    pub async fn is_connected(&self, subject: &str, up_id: &str) -> bool {
-        matches!(
-            self.store.get(Kind::Connection, &conn_key(up_id, subject)).await,
-            Ok(Some(_))
-        )
+    /// Whether the caller has a connection to the upstream made at `since_ms` or later.
+    pub async fn connected_since(&self, subject: &str, up_id: &str, since_ms: u64) -> bool {
+        match self.store.get(Kind::Connection, &conn_key(up_id, subject)).await {
+            Ok(Some(rec)) => rec.body["connected_at"].as_u64().is_some_and(|t| t >= since_ms),
+            _ => false,
+        }
     }
 
     async fn load(&self, key: &str) -> Result<Option<(Stored, Secrets)>, VaultError> {
@@ -317,6 +291,7 @@ impl Vault {
             self.drop_key(key).await?;
             return Err(VaultError::NotConnected);
         };
+        let client = client_of(stored.client.as_ref(), secrets.c.clone(), auth);
         let server = discovery::server_metadata(http, &*self.clock, &stored.issuer).await?;
         let endpoint = server
             .token_endpoint
@@ -325,7 +300,7 @@ impl Vault {
         let req = TokenRequest {
             endpoint,
             grant: Grant::Refresh { refresh_token },
-            auth: client_auth(&*self.crypto, &*self.ids, self.now(), auth.client(), &server.issuer).await?,
+            auth: client_auth(&*self.crypto, &*self.ids, self.now(), client.oauth(), &server.issuer).await?,
             resource: def.endpoints().first().map(|u| resource_of(u)),
             scope: None,
         };
@@ -335,6 +310,7 @@ impl Vault {
                     a: t.access_token.clone(),
                     // A server that rotates refresh tokens sends a new one; else the old stays.
                     r: t.refresh_token.clone().or(secrets.r),
+                    c: secrets.c,
                 };
                 let stored = Stored {
                     expires_at: self.expiry(&t),
@@ -345,7 +321,11 @@ impl Vault {
                 Ok((stored, secrets))
             }
             Err(TokenError::Refused { .. }) => {
-                self.drop_key(key).await?;
+                // Dropped only if it is still the connection refreshed (the caller may have
+                // connected again meanwhile).
+                if self.load(key).await?.is_some_and(|(_, now)| now.a == secrets.a) {
+                    self.drop_key(key).await?;
+                }
                 Err(VaultError::NotConnected)
             }
             Err(e) => Err(e.into()),
@@ -369,8 +349,14 @@ impl Vault {
     pub async fn ticket(&self, subject: &str, up_id: &str) -> Result<String, VaultError> {
         let key = ticket_key(up_id, subject);
         let now = self.now();
+        let scope = lock(&self.wants).get(&conn_key(up_id, subject)).cloned();
         if let Some(rec) = self.store.get(Kind::Consent, &key).await? {
-            let live = serde_json::from_value::<Consent>(rec.body.clone()).is_ok_and(|c| c.expires_at() > now + 60_000);
+            let live = match serde_json::from_value::<Consent>(rec.body.clone()) {
+                Ok(Consent::Ticket {
+                    expires_at, scope: s, ..
+                }) => expires_at > now + 60_000 && s == scope,
+                _ => false,
+            };
             if live && rec.key == key {
                 return Ok(rec.id);
             }
@@ -382,6 +368,7 @@ impl Vault {
             subject: subject.to_string(),
             upstream: up_id.to_string(),
             expires_at: now + TICKET_MS,
+            scope,
         };
         self.insert_consent(&id, key, &body).await?;
         Ok(id)
@@ -440,13 +427,19 @@ impl Vault {
                 subject,
                 upstream,
                 expires_at,
-            }) if expires_at > self.now() => Ok(Ticket { subject, upstream }),
+                scope,
+            }) if expires_at > self.now() => Ok(Ticket {
+                subject,
+                upstream,
+                scope,
+            }),
             _ => Err(VaultError::Expired),
         }
     }
 
     /// Starts the authorization of the connect link `ticket_id`, opened by `subject`: the URL
-    /// to send the browser to. The link is used up.
+    /// to send the browser to (`public`: the gateway's configured public URL, under which its
+    /// client metadata document is). The link is used up.
     pub async fn begin(
         &self,
         http: &dyn HttpClient,
@@ -454,6 +447,7 @@ impl Vault {
         subject: &str,
         def: &UpstreamDef,
         redirect_uri: &str,
+        public: Option<&str>,
     ) -> Result<String, VaultError> {
         let ticket = self.ticket_of(ticket_id).await?;
         if ticket.subject != subject {
@@ -470,17 +464,19 @@ impl Vault {
             .token_endpoint
             .clone()
             .ok_or_else(|| GrantError::NoTokenEndpoint(server.issuer.clone()))?;
-        let scope = auth
-            .scope()
-            .map(str::to_string)
+        let scope = ticket
+            .scope
+            .clone()
+            .or_else(|| auth.scope().map(str::to_string))
             .or_else(|| (!resource_scopes.is_empty()).then(|| resource_scopes.join(" ")));
+        let client = self.clients.choose(http, &server, auth, public, redirect_uri).await?;
         let pkce = Pkce::new(&*self.ids);
         let state = format!("{}{}", self.ids.new_id(), self.ids.new_id());
         let resource = resource_of(&url);
         let (go, pending) = authorize::start(
             &server,
             &authorize::Request {
-                client_id: auth.client().client_id,
+                client_id: &client.client_id,
                 redirect_uri,
                 code_challenge: &pkce.challenge,
                 state: &state,
@@ -498,6 +494,11 @@ impl Vault {
             redirect_uri: redirect_uri.to_string(),
             verifier: self.sealer.seal_in(&key, &pkce.verifier, nonce(&*self.ids)).await?,
             expires_at: self.now() + PENDING_MS,
+            client_secret: match (&client.how, &client.client_secret) {
+                (How::PreRegistered, _) | (_, None) => None,
+                (_, Some(s)) => Some(self.sealer.seal_in(&secret_context(&key), s, nonce(&*self.ids)).await?),
+            },
+            client: client_ref(&client),
         };
         self.make_room(self.now()).await?;
         self.insert_consent(&self.ids.new_id(), key, &body).await?;
@@ -559,6 +560,8 @@ impl Vault {
             redirect_uri,
             verifier,
             expires_at,
+            client,
+            client_secret,
         }) = serde_json::from_value::<Consent>(rec.body)
         else {
             return Err(VaultError::Expired);
@@ -582,18 +585,32 @@ impl Vault {
             .filter(|a| a.consents())
             .ok_or(VaultError::NotPerUser)?;
         let url = def.endpoints().first().map(|u| u.to_string()).unwrap_or_default();
+        let secret = match &client_secret {
+            Some(s) => Some(self.sealer.open_in(&secret_context(&key), s).await?),
+            None => None,
+        };
+        let as_client = client_of(client.as_ref(), secret.clone(), auth);
         let req = TokenRequest {
             endpoint: token_endpoint,
             grant: Grant::AuthorizationCode {
                 code,
                 verifier: self.sealer.open_in(&key, &verifier).await?,
-                redirect_uri,
+                redirect_uri: redirect_uri.clone(),
             },
-            auth: client_auth(&*self.crypto, &*self.ids, self.now(), auth.client(), &issuer).await?,
+            auth: client_auth(&*self.crypto, &*self.ids, self.now(), as_client.oauth(), &issuer).await?,
             resource: Some(resource_of(&url)),
             scope: None,
         };
-        let t = token::request(http, &*self.clock, &req).await?;
+        let t = match token::request(http, &*self.clock, &req).await {
+            Err(TokenError::Refused { error, .. }) if error == "invalid_client" && as_client.how == How::Registered => {
+                // The server forgot the client the gateway registered: the next link registers anew.
+                self.clients.forget(&issuer, &redirect_uri).await;
+                return Err(VaultError::Expired);
+            }
+            other => other?,
+        };
+        // A connection this one replaces (a step-up) is not revoked: at many servers its grant
+        // is the new tokens' grant too, and a revocation would take them with it.
         let ckey = conn_key(&upstream, subject);
         let stored = Stored {
             subject: subject.to_string(),
@@ -604,14 +621,17 @@ impl Vault {
             connected_at: self.now(),
             refreshable: false,
             tokens: String::new(),
+            client,
         };
         let secrets = Secrets {
             a: t.access_token,
             r: t.refresh_token,
+            c: secret.filter(|_| as_client.how != How::PreRegistered),
         };
         self.save(&ckey, stored, &secrets).await?;
         lock(&self.kept).remove(&ckey);
         lock(&self.stale).remove(&ckey);
+        lock(&self.wants).remove(&ckey);
         Ok(upstream)
     }
 
@@ -662,7 +682,8 @@ impl Vault {
             return Ok(false);
         };
         if let (Ok(Some((stored, secrets))), Some(auth)) = (loaded, def.and_then(|d| d.auth.as_ref())) {
-            self.revoke(http, &stored.issuer, auth, secrets).await;
+            let client = client_of(stored.client.as_ref(), secrets.c.clone(), auth);
+            self.revoke(http, &stored.issuer, &client, secrets).await;
         }
         self.store.delete(Kind::Connection, &rec.id).await?;
         lock(&self.kept).remove(&key);
@@ -687,7 +708,8 @@ impl Vault {
             if let (Ok(Some((stored, secrets))), Some(auth)) =
                 (self.load(&rec.key).await, def.and_then(|d| d.auth.as_ref()))
             {
-                self.revoke(http, &stored.issuer, auth, secrets).await;
+                let client = client_of(stored.client.as_ref(), secrets.c.clone(), auth);
+                self.revoke(http, &stored.issuer, &client, secrets).await;
             }
             lock(&self.kept).remove(&rec.key);
         }
@@ -706,14 +728,14 @@ impl Vault {
 
     /// Revokes a connection's tokens (the refresh token, which takes its access tokens with it
     /// at most servers, else the access token); failures are not the caller's to see.
-    async fn revoke(&self, http: &dyn HttpClient, issuer: &str, auth: &UpstreamAuth, secrets: Secrets) {
+    async fn revoke(&self, http: &dyn HttpClient, issuer: &str, client: &Client, secrets: Secrets) {
         let Ok(server) = discovery::server_metadata(http, &*self.clock, issuer).await else {
             return;
         };
         let Some(endpoint) = server.revocation_endpoint.clone() else {
             return;
         };
-        let Ok(client) = client_auth(&*self.crypto, &*self.ids, self.now(), auth.client(), issuer).await else {
+        let Ok(client) = client_auth(&*self.crypto, &*self.ids, self.now(), client.oauth(), issuer).await else {
             return;
         };
         let (token, hint) = match secrets.r {

@@ -256,7 +256,7 @@ pub(crate) fn specs(kind: Kind) -> &'static [Spec] {
         Kind::Resource => RESOURCE,
         Kind::Prompt => PROMPT,
         Kind::Server => SERVER,
-        Kind::Upstream | Kind::Revocation | Kind::Connection | Kind::Consent => UPSTREAM,
+        Kind::Upstream | Kind::Revocation | Kind::Connection | Kind::Consent | Kind::Client => UPSTREAM,
     }
 }
 

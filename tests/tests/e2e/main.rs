@@ -36,5 +36,6 @@ mod stateless;
 mod stdio;
 mod tls;
 mod upstream_oauth;
+mod upstream_user_clients;
 mod upstream_user_oauth;
 mod ws;

@@ -10,23 +10,23 @@ use mcpgw_e2e::browser::{hidden, Browser};
 use mcpgw_e2e::{http_client, sign_jwt, start_target_with, unix_now, Fixture, TempDir};
 use serde_json::{json, Value};
 
-const SECRET: &str = "Vq3mT8xR2pLk7sWn4BjY9cHf1ZdG6aEu0NoK5iRt";
+pub(super) const SECRET: &str = "Vq3mT8xR2pLk7sWn4BjY9cHf1ZdG6aEu0NoK5iRt";
 
-fn token(sub: &str, scope: &str) -> String {
+pub(super) fn token(sub: &str, scope: &str) -> String {
     let now = unix_now();
     let claims = json!({"sub": sub, "iss": "mcpgw", "aud": "mcpgw", "iat": now, "exp": now + 900, "scope": scope});
     sign_jwt("HS256", SECRET, claims)
 }
 
 /// A caller: their token, a browser, and what the upstream last said they are.
-struct Person {
-    name: &'static str,
-    token: String,
-    browser: Browser,
+pub(super) struct Person {
+    pub(super) name: &'static str,
+    pub(super) token: String,
+    pub(super) browser: Browser,
 }
 
 impl Person {
-    fn new(name: &'static str) -> Self {
+    pub(super) fn new(name: &'static str) -> Self {
         Self {
             name,
             token: token(name, "mcpgw:client"),
@@ -38,7 +38,7 @@ impl Person {
     /// their own token) if the browser is not yet, then at the provider (its own login and
     /// consent pages). Returns the callback URL the provider sends the browser to, not yet
     /// visited.
-    async fn authorize(&mut self, gw: &str, link: &str) -> String {
+    pub(super) async fn authorize(&mut self, gw: &str, link: &str) -> String {
         let mut v = self.browser.visit(link, None).await;
         if v.status == 200 && v.body.contains("id=\"login\"") {
             let csrf = hidden(&v.body, "_csrf").expect("csrf");
@@ -80,7 +80,7 @@ impl Person {
     }
 
     /// [`Person::authorize`] and the callback: connected.
-    async fn connect(&mut self, gw: &str, link: &str) {
+    pub(super) async fn connect(&mut self, gw: &str, link: &str) {
         let callback = self.authorize(gw, link).await;
         let v = self.browser.visit(&callback, None).await;
         assert_eq!(v.status, 200, "{}", v.body);
@@ -88,7 +88,7 @@ impl Person {
     }
 
     /// `POST /me/connections/{up}`: a connect link.
-    async fn link(&self, gw: &str, up: &str) -> String {
+    pub(super) async fn link(&self, gw: &str, up: &str) -> String {
         let r = http_client()
             .post(format!("{gw}/me/connections/{up}"))
             .bearer_auth(&self.token)
@@ -100,7 +100,7 @@ impl Person {
         v["url"].as_str().expect("url").to_string()
     }
 
-    async fn connections(&self, gw: &str) -> Value {
+    pub(super) async fn connections(&self, gw: &str) -> Value {
         let r = http_client()
             .get(format!("{gw}/me/connections"))
             .bearer_auth(&self.token)
@@ -126,14 +126,14 @@ impl Person {
 }
 
 /// What the upstream said the caller is.
-fn who(answer: &Value) -> Value {
+pub(super) fn who(answer: &Value) -> Value {
     let text = answer["result"]["content"][0]["text"]
         .as_str()
         .unwrap_or_else(|| panic!("not a result: {answer}"));
     serde_json::from_str(text).expect("whoami JSON")
 }
 
-fn connect_link(answer: &Value) -> String {
+pub(super) fn connect_link(answer: &Value) -> String {
     assert_eq!(answer["error"]["code"], -32042, "{answer}");
     let e = &answer["error"]["data"]["elicitations"][0];
     assert_eq!(e["mode"], "url", "{answer}");
