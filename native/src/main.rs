@@ -680,7 +680,13 @@ async fn stdio_serve(mut args: StdioArgs) -> anyhow::Result<()> {
         None => "/mcp".into(),
     };
     tracing::info!(database = %pg_store::redacted(&s.database), path = %path, "mcpgw serving on stdio");
-    let local = mcpgw_core::bridge::LocalGateway::new(gw.clone(), Some(mcpgw_core::Admitted::default()));
+    // Links the gateway hands out (an upstream's connect page) point at MCPGW_PUBLIC_URL: an
+    // `mcpgw serve` on the same database serves them.
+    let admitted = mcpgw_core::Admitted {
+        base: gw.public_url().map(str::to_string),
+        ..Default::default()
+    };
+    let local = mcpgw_core::bridge::LocalGateway::new(gw.clone(), Some(admitted));
     stdio::run(Arc::new(local), path, http::HeaderMap::new()).await;
     gw.close_upstreams();
     Ok(())

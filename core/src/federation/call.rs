@@ -425,6 +425,12 @@ impl Call {
                 return Some(Relayed::Answer(Err(e)));
             }
         };
+        if self.base.is_empty() {
+            let e = RpcError::internal(format!(
+                "upstream '{name}' needs your authorization first, and this transport has no web address for the gateway's connect page: set MCPGW_PUBLIC_URL to the URL of an `mcpgw serve` on the same database, then open <that URL>/oauth/connect/{ticket}"
+            ));
+            return Some(Relayed::Answer(Err(e)));
+        }
         let elicitation = json!({
             "mode": "url",
             "elicitationId": ticket,

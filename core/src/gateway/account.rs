@@ -165,16 +165,23 @@ impl Accounts {
             (["oauth", "login"], true) => self.login(s, &req, &form, &mut browser).await,
             (["oauth", "callback"], false) => self.callback(s, &req, &browser).await,
             (["me"], false) => self.mine(s, &browser, None).await,
-            (["me", "connect", up], true) => match &browser.subject {
-                Some(who) => match s.fed.vault().ticket(who, up).await {
+            // The upstream named by id or name, as in the API: the vault keeps connections by id.
+            (["me", "connect", up], true) => match (&browser.subject, per_user_id(s, up).await) {
+                (Some(who), Some(id)) => match s.fed.vault().ticket(who, &id).await {
                     Ok(t) => see_other(format!("/oauth/connect/{t}")),
                     Err(e) => self.vault_failure(&browser, &e),
                 },
-                None => see_other("/me"),
+                (Some(_), None) => self.message(
+                    &browser,
+                    StatusCode::NOT_FOUND,
+                    "There is no such upstream acting for each user.",
+                ),
+                (None, _) => see_other("/me"),
             },
             (["me", "disconnect", up], true) => match browser.subject.clone() {
                 Some(who) => {
-                    let note = match disconnect(s, &who, up).await {
+                    let id = per_user_id(s, up).await.unwrap_or_else(|| up.to_string());
+                    let note = match disconnect(s, &who, &id).await {
                         Ok(true) => "Disconnected.",
                         Ok(false) => "There was no such connection.",
                         Err(e) => return self.finish(&req, self.vault_failure(&browser, &e), None).await,

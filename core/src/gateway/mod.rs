@@ -348,6 +348,12 @@ impl Gateway {
         &self.s.config
     }
 
+    /// The gateway's configured public URL (`MCPGW_PUBLIC_URL`), if any: where links it hands
+    /// out point when a transport has no web address of its own (stdio).
+    pub fn public_url(&self) -> Option<&str> {
+        self.s.security.config().public_url.as_deref()
+    }
+
     /// Ends every open SSE stream and refuses new ones; in-flight requests still finish.
     pub fn shutdown(&self) {
         self.s.sessions.hub().shutdown();

@@ -378,3 +378,86 @@ async fn stdio_answers_bad_input_and_serves_one_virtual_server() {
     drop(gw);
     drop(fixture);
 }
+
+/// `mcpgw stdio` in front of an upstream that acts for each caller (`auth.mode = "user"`): it
+/// has no web address of its own, so without MCPGW_PUBLIC_URL a call that needs the caller's
+/// authorization says how to give it; with MCPGW_PUBLIC_URL naming an `mcpgw serve` on the same
+/// database, the call gets that server's connect link, the caller connects there, and the next
+/// call over stdio goes through with the caller's own token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stdio_gives_a_connect_link_at_the_public_url_for_an_upstream_acting_for_each_caller() {
+    use crate::upstream_user_oauth::{connect_link, who, Person};
+    use mcpgw_e2e::browser::hidden;
+    if target() == Target::Edge {
+        return skip(
+            "stdio_gives_a_connect_link_at_the_public_url_for_an_upstream_acting_for_each_caller",
+            "mcpgw stdio runs the native gateway",
+        );
+    }
+    let dir = TempDir::new("stdio-user");
+    let db = dir.join("gw.db").display().to_string();
+    let oidc = Fixture::start_cmd("tests/fixture/oidc.mjs", &[]);
+    let up = Fixture::start_with("streamable-http", 0, None, &["--oauth", &oidc.url]);
+    let gw = GatewayProcess::start(&["--database", &db], &[]).expect("gateway");
+    let g = gw.url.clone();
+    let def = json!({"name": "drive", "url": format!("{}/mcp", up.url), "auth": {
+        "mode": "user", "client_id": "gw-user", "method": "none", "scope": "openid read"}});
+    let r = http_client()
+        .post(format!("{g}/gateways"))
+        .json(&def)
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(r.status().as_u16(), 201);
+    // Auth is off: the one caller is anonymous, on every transport. It connects once from its
+    // page (the gateway reads the catalog), then disconnects.
+    let mut anon = Person::new("carol");
+    let me = anon.browser.visit(&format!("{g}/me"), None).await;
+    let csrf = hidden(&me.body, "_csrf").expect("csrf");
+    let link = anon
+        .browser
+        .go(&format!("{g}/me/connect/drive"), Some(&[("_csrf", &csrf)]))
+        .await;
+    anon.connect(&g, &link).await;
+    let me = anon.browser.visit(&format!("{g}/me"), None).await;
+    let csrf = hidden(&me.body, "_csrf").expect("csrf");
+    let v = anon
+        .browser
+        .visit(&format!("{g}/me/disconnect/drive"), Some(&[("_csrf", &csrf)]))
+        .await;
+    assert!(v.body.contains("Disconnected"), "{}", v.body);
+
+    let db2 = db.clone();
+    let link = tokio::task::spawn_blocking(move || {
+        let mut b = Bridge::start(&["stdio", "--database", &db2], &[]);
+        assert!(b.initialize().get("result").is_some());
+        let a = b.request(json!(2), "tools/call", json!({"name": "drive__whoami"}));
+        let says = a["error"]["message"].as_str().unwrap_or_default();
+        assert!(
+            says.contains("MCPGW_PUBLIC_URL") && says.contains("/oauth/connect/"),
+            "{a}"
+        );
+        b.finish();
+        let mut b = Bridge::start(&["stdio", "--database", &db2], &[("MCPGW_PUBLIC_URL", &g)]);
+        assert!(b.initialize().get("result").is_some());
+        let a = b.request(json!(2), "tools/call", json!({"name": "drive__whoami"}));
+        let link = connect_link(&a);
+        assert!(link.starts_with(&format!("{g}/oauth/connect/")), "{link}");
+        (b, link)
+    })
+    .await
+    .expect("join");
+    let (mut b, link) = link;
+    anon.connect(&gw.url, &link).await;
+    let answer = tokio::task::spawn_blocking(move || {
+        let a = b.request(json!(3), "tools/call", json!({"name": "drive__whoami"}));
+        b.finish();
+        a
+    })
+    .await
+    .expect("join");
+    assert_eq!(who(&answer)["sub"], "carol", "{answer}");
+    drop(gw);
+    drop(up);
+    drop(oidc);
+}
