@@ -360,6 +360,24 @@ impl Admin {
                 .map_err(|e| crate::model::FieldError::new(field, format!("the API's URL {}: {e}", spec.base_url)))?;
         }
         def.catalog = Some(catalog);
+        // A caller's authorization goes to the server the upstream names at its registration,
+        // and nowhere else later.
+        if def.auth.as_ref().is_some_and(|a| a.consents() && a.issuer().is_none()) {
+            match self.fed.vault().issuer_of(self.fed.http(), &def).await {
+                Ok(found) => {
+                    if let Some(auth) = def.auth.as_mut() {
+                        auth.set_issuer(found);
+                    }
+                }
+                Err(e) => {
+                    let e = crate::proto::jsonrpc::RpcError::internal(format!(
+                        "upstream '{}': its authorization server could not be found ({e}); set auth.issuer",
+                        def.name
+                    ));
+                    return Ok(bad_gateway(&e));
+                }
+            }
+        }
         // Credentials stay with the authorization server they were first sent to.
         if let Some(found) = self.fed.pinned_issuer(&def) {
             if let Some(auth) = def.auth.as_mut().filter(|a| a.issuer().is_none()) {

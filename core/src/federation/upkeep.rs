@@ -122,7 +122,14 @@ pub(super) async fn check_upstreams(fed: &Federation, force: bool) -> usize {
             },
         };
         if let Err(e) = checked {
-            fed.record_failure(&up.id, &e);
+            // One caller's refused token is theirs, not the upstream's failure for everyone.
+            let callers = matches!(
+                e,
+                crate::upstream::UpstreamError::Unauthorized(_) | crate::upstream::UpstreamError::NeedsConsent
+            ) && up.def.auth.as_ref().is_some_and(|a| a.per_user());
+            if !callers {
+                fed.record_failure(&up.id, &e);
+            }
             continue;
         }
         fed.health.success(&up.id, None, fed.now());

@@ -125,8 +125,7 @@ impl Services {
 
 impl Gateway {
     /// Builds a gateway; fails if the configuration is invalid.
-    // On wasm the ports are !Send by design (one isolate, one thread); Arc is still the right
-    // shared pointer because native shares the same code.
+    // On wasm the ports are !Send (one isolate, one thread); Arc, as native shares the code.
     #[cfg_attr(target_family = "wasm", allow(clippy::arc_with_non_send_sync))]
     pub fn new(config: GatewayConfig, ports: Ports, info: ServerInfo) -> Result<Self, ConfigError> {
         config.validate()?;
@@ -348,8 +347,7 @@ impl Gateway {
         &self.s.config
     }
 
-    /// The gateway's configured public URL (`MCPGW_PUBLIC_URL`), if any: where links it hands
-    /// out point when a transport has no web address of its own (stdio).
+    /// `MCPGW_PUBLIC_URL`: where links point from a transport with no web address (stdio).
     pub fn public_url(&self) -> Option<&str> {
         self.s.security.config().public_url.as_deref()
     }
@@ -395,9 +393,8 @@ impl Gateway {
         self.s.sessions.hub().open_streams()
     }
 
-    /// Reloads the registry and sends `list_changed` for lists that changed since the last
-    /// refresh, whoever changed them (call periodically: another instance, or on the edge the
-    /// Worker, may have written). Returns how many notifications each open stream got.
+    /// Reloads the registry and sends `list_changed` for lists changed since (by anyone: call it
+    /// periodically). Returns how many notifications each open stream got.
     pub async fn refresh_registry(&self) -> usize {
         self.s.sessions.refresh_registry().await
     }
@@ -546,9 +543,8 @@ impl Gateway {
 
     /// What is decided before a request's body is read, for an adapter that reads bodies
     /// itself: Host and Origin (403), a CORS preflight, admission (401, 403, 429). `Err`: the
-    /// whole answer (counted and carrying its request id, as [`Gateway::handle`]'s are), and the
-    /// body need not be read at all; `Ok`: the head, its verdict in its extensions, to be given
-    /// its body and handled.
+    /// whole answer (counted, with its request id, as [`Gateway::handle`]'s), the body unread;
+    /// `Ok`: the head, its verdict in its extensions, to be given its body and handled.
     pub async fn admit_head(&self, mut head: Request<Bytes>) -> Result<Request<Bytes>, Response<Body>> {
         let started = self.s.telemetry.now_us();
         let ctx = self.ctx_of(&mut head);

@@ -266,6 +266,28 @@ pub async fn discover(
     Ok(Discovered { resource, server })
 }
 
+/// The authorization server of the upstream at `url`: `issuer`'s where one is configured or
+/// pinned, else the one its metadata names (read from its well-known places, or from the
+/// metadata its 401 names); and the scopes the resource lists.
+pub async fn authorization_server(
+    http: &dyn HttpClient,
+    clock: &dyn Clock,
+    url: &str,
+    issuer: Option<&str>,
+) -> Result<(ServerMetadata, Vec<String>), DiscoveryError> {
+    if let Some(iss) = issuer {
+        return Ok((server_metadata(http, clock, iss).await?, vec![]));
+    }
+    let found = match discover(http, clock, url, None).await {
+        Err(DiscoveryError::NoResourceMetadata { .. }) => {
+            let named = challenge_of(http, clock, url).await;
+            discover(http, clock, url, named.as_deref()).await?
+        }
+        other => other?,
+    };
+    Ok((found.server, found.resource.scopes_supported))
+}
+
 /// The `resource_metadata` an upstream's refusal of a request without a token names (an
 /// upstream that publishes its metadata nowhere else): a bare `initialize` POSTed, its 401's
 /// challenge read.

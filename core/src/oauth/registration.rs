@@ -243,11 +243,17 @@ impl Clients {
             .iter()
             .filter(|r| r.body["issuer"].as_str() == Some(&server.issuer))
             .count();
-        if mine >= MAX_PER_ISSUER || all.len() >= MAX_REGISTRATIONS {
+        if mine >= MAX_PER_ISSUER {
             return Err(refused(format!(
                 "the gateway registered itself at {} for too many callback URLs: set MCPGW_PUBLIC_URL",
                 server.issuer
             )));
+        }
+        if all.len() >= MAX_REGISTRATIONS {
+            // The oldest makes room (registered anew if it is needed again).
+            if let Some(old) = all.iter().min_by_key(|r| r.updated_at) {
+                self.store.delete(Kind::Client, &old.id).await.map_err(store)?;
+            }
         }
         let body = json!({
             "client_name": CLIENT_NAME,

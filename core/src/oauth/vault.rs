@@ -18,18 +18,19 @@ use http::HeaderValue;
 
 use super::authorize::{self, Pending};
 use super::challenge::BearerChallenge;
-use super::discovery::{self, DiscoveryError, ServerMetadata};
+use super::discovery;
 use super::grants::{client_auth, resource_of, GrantError};
 use super::pkce::Pkce;
 use super::registration::{Client, Clients, How};
 use super::token::{self, Grant, TokenError, TokenRequest, Tokens};
 use super::vault_records::{
-    client_of, client_ref, conn_key, pending_key, query_param, secret_context, ticket_key, Consent, Secrets, Stored,
+    bearer_header, client_of, client_ref, conn_key, pending_key, query_param, secret_context, ticket_key, Consent,
+    Kept, Secrets, Stored,
 };
 pub use super::vault_records::{ConnectionInfo, Ticket, VaultError};
-use crate::model::{UpstreamAuth, UpstreamDef};
+use crate::model::UpstreamDef;
 use crate::ports::{Clock, Crypto, HttpClient, Ids, Kind, Op, Record, Store, StoreError};
-use crate::registry::seal::{nonce, Sealer};
+use crate::registry::seal::{nonce, SealError, Sealer};
 
 /// A token is refreshed this long before it expires.
 const EARLY_MS: u64 = 30_000;
@@ -39,18 +40,10 @@ const TICKET_MS: u64 = 15 * 60_000;
 const PENDING_MS: u64 = 10 * 60_000;
 /// The most authorizations asked for and not finished, every caller together.
 const MAX_CONSENTS: usize = 10_000;
+/// The most of them one caller may have.
+const MAX_CONSENTS_EACH: usize = 32;
 /// The most tokens kept in memory.
 const MAX_KEPT: usize = 4096;
-
-struct Kept {
-    header: HeaderValue,
-    renew_at_ms: u64,
-    /// The store's version when the connection was read: past `recheck_ms`, a token kept is
-    /// used only while nothing was written since.
-    version: u64,
-    /// When that version was last confirmed.
-    checked_at_ms: u64,
-}
 
 /// The vault.
 pub struct Vault {
@@ -67,20 +60,13 @@ pub struct Vault {
     kept: Mutex<HashMap<String, Kept>>,
     /// Connections whose access token an upstream refused: refreshed before the next use.
     stale: Mutex<HashSet<String>>,
-    /// One refresh at a time (a refresh token used twice may be refused the second time).
-    refreshing: futures::lock::Mutex<()>,
+    /// One refresh at a time per connection (a refresh token used twice may be refused the
+    /// second time); a slow server holds up only its own connections.
+    refreshing: Mutex<HashMap<String, Arc<futures::lock::Mutex<()>>>>,
     /// How long a token kept is used without looking at the store: the registry's own cache
     /// time, so that a disconnection made through another instance (or, on the edge, the
     /// Worker while a session's object holds the link) takes effect as soon as a revocation.
     recheck_ms: u64,
-}
-
-fn bearer_header(access: &str) -> Result<HeaderValue, VaultError> {
-    HeaderValue::from_str(&format!("Bearer {access}")).map_err(|_| {
-        VaultError::from(TokenError::Malformed(
-            "the access token cannot be sent in a header".into(),
-        ))
-    })
 }
 
 impl Vault {
@@ -106,7 +92,7 @@ impl Vault {
             crypto,
             kept: Mutex::new(HashMap::new()),
             stale: Mutex::new(HashSet::new()),
-            refreshing: futures::lock::Mutex::new(()),
+            refreshing: Mutex::new(HashMap::new()),
         }
     }
 
@@ -130,12 +116,14 @@ impl Vault {
         if let Some(c) = challenge.filter(|c| c.error.as_deref() == Some("insufficient_scope")) {
             return Err(self.step_up(&key, c).await);
         }
+        let url = def.endpoints().first().map(|u| resource_of(u));
         let now = self.now();
         let is_stale = lock(&self.stale).contains(&key);
         if !is_stale {
             let recent = lock(&self.kept)
                 .get(&key)
                 .filter(|k| k.renew_at_ms > now && now < k.checked_at_ms.saturating_add(self.recheck_ms))
+                .filter(|k| k.resource == url)
                 .map(|k| k.header.clone());
             if let Some(h) = recent {
                 return Ok(h);
@@ -146,7 +134,7 @@ impl Vault {
             let mut kept = lock(&self.kept);
             let still = kept
                 .get_mut(&key)
-                .filter(|k| k.renew_at_ms > now && k.version == version)
+                .filter(|k| k.renew_at_ms > now && k.version == version && k.resource == url)
                 .map(|k| {
                     k.checked_at_ms = now;
                     k.header.clone()
@@ -156,9 +144,22 @@ impl Vault {
             }
         }
         let (mut stored, mut secrets) = self.load(&key).await?.ok_or(VaultError::NotConnected)?;
+        // Tokens go only to the resource and from the server they were got for: an upstream
+        // whose URL or authorization server changed since asks its callers again.
+        let moved = stored.resource.is_some() && stored.resource != url;
+        let other_server = def
+            .auth
+            .as_ref()
+            .and_then(|a| a.issuer())
+            .is_some_and(|i| i != stored.issuer);
+        if moved || other_server {
+            self.drop_key(&key).await?;
+            return Err(VaultError::NotConnected);
+        }
         let due = is_stale || stored.expires_at.is_some_and(|e| e <= now + EARLY_MS);
         if due {
-            let _one = self.refreshing.lock().await;
+            let one = self.refresh_lock(&key);
+            let _one = one.lock().await;
             // Another request may have refreshed it meanwhile.
             let (s, t) = self.load(&key).await?.ok_or(VaultError::NotConnected)?;
             let fresh = !is_stale && s.expires_at.is_none_or(|e| e > now + EARLY_MS);
@@ -187,12 +188,22 @@ impl Vault {
             key,
             Kept {
                 header: header.clone(),
+                resource: url,
                 renew_at_ms,
                 version,
                 checked_at_ms: now,
             },
         );
         Ok(header)
+    }
+
+    /// The lock refreshes of the connection `key` take.
+    fn refresh_lock(&self, key: &str) -> Arc<futures::lock::Mutex<()>> {
+        let mut all = lock(&self.refreshing);
+        if all.len() >= MAX_KEPT {
+            all.retain(|_, l| Arc::strong_count(l) > 1);
+        }
+        all.entry(key.to_string()).or_default().clone()
     }
 
     /// The upstream wants more scopes than the caller's connection `key` grants: the next
@@ -253,7 +264,16 @@ impl Vault {
         }
         let stored: Stored =
             serde_json::from_value(rec.body).map_err(|e| StoreError::Backend(format!("a connection record: {e}")))?;
-        let plain = self.sealer.open_in(key, &stored.tokens).await?;
+        let plain = match self.sealer.open_in(key, &stored.tokens).await {
+            Ok(p) => p,
+            // Sealed under another key (rotated, or another instance's): unusable, so the
+            // caller is asked to connect again.
+            Err(SealError::OtherKey) => {
+                self.store.delete(Kind::Connection, &rec.id).await?;
+                return Ok(None);
+            }
+            Err(e) => return Err(e.into()),
+        };
         let secrets: Secrets =
             serde_json::from_str(&plain).map_err(|e| StoreError::Backend(format!("a connection's tokens: {e}")))?;
         Ok(Some((stored, secrets)))
@@ -362,7 +382,7 @@ impl Vault {
             }
             self.store.delete(Kind::Consent, &rec.id).await?;
         }
-        self.make_room(now).await?;
+        self.make_room(now, subject).await?;
         let id = self.ids.new_id();
         let body = Consent::Ticket {
             subject: subject.to_string(),
@@ -390,9 +410,19 @@ impl Vault {
         Ok(())
     }
 
-    /// Drops expired consent records; refuses when too many live ones are left.
-    async fn make_room(&self, now: u64) -> Result<(), VaultError> {
+    /// Drops expired consent records; refuses when too many live ones are left, every caller
+    /// together or `subject`'s own.
+    async fn make_room(&self, now: u64, subject: &str) -> Result<(), VaultError> {
         let all = self.store.list(Kind::Consent).await?;
+        let live = |r: &&Record| serde_json::from_value::<Consent>(r.body.clone()).is_ok_and(|c| c.expires_at() > now);
+        let mine = all
+            .iter()
+            .filter(|r| r.body["subject"].as_str() == Some(subject))
+            .filter(live)
+            .count();
+        if mine >= MAX_CONSENTS_EACH {
+            return Err(VaultError::Busy);
+        }
         if all.len() < MAX_CONSENTS / 2 {
             return Ok(());
         }
@@ -459,7 +489,8 @@ impl Vault {
             .filter(|a| a.consents())
             .ok_or(VaultError::NotPerUser)?;
         let url = def.endpoints().first().map(|u| u.to_string()).unwrap_or_default();
-        let (server, resource_scopes) = self.server_of(http, &url, auth).await?;
+        let (server, resource_scopes) =
+            discovery::authorization_server(http, &*self.clock, &url, auth.issuer()).await?;
         let token_endpoint = server
             .token_endpoint
             .clone()
@@ -470,6 +501,15 @@ impl Vault {
             .or_else(|| auth.scope().map(str::to_string))
             .or_else(|| (!resource_scopes.is_empty()).then(|| resource_scopes.join(" ")));
         let client = self.clients.choose(http, &server, auth, public, redirect_uri).await?;
+        if auth.issuer().is_none() && (client.client_secret.is_some() || auth.client().private_key.is_some()) {
+            // Registered before issuers were pinned: a secret goes to no server the upstream
+            // merely names.
+            return Err(GrantError::NoClient(format!(
+                "the upstream's authorization server is not pinned: set auth.issuer (it names {})",
+                server.issuer
+            ))
+            .into());
+        }
         let pkce = Pkce::new(&*self.ids);
         let state = format!("{}{}", self.ids.new_id(), self.ids.new_id());
         let resource = resource_of(&url);
@@ -499,34 +539,25 @@ impl Vault {
                 (_, Some(s)) => Some(self.sealer.seal_in(&secret_context(&key), s, nonce(&*self.ids)).await?),
             },
             client: client_ref(&client),
+            scope: scope.clone(),
         };
-        self.make_room(self.now()).await?;
+        self.make_room(self.now(), subject).await?;
         self.insert_consent(&self.ids.new_id(), key, &body).await?;
         // The link is used: a second opening finds nothing.
         self.store.delete(Kind::Consent, ticket_id).await?;
         Ok(go)
     }
 
-    /// The authorization server of the upstream at `url`: the configured issuer's, else the
-    /// one its metadata names (read from its well-known places, or from the metadata its 401
-    /// names); and the scopes the resource lists.
-    async fn server_of(
-        &self,
-        http: &dyn HttpClient,
-        url: &str,
-        auth: &UpstreamAuth,
-    ) -> Result<(ServerMetadata, Vec<String>), VaultError> {
-        if let Some(iss) = auth.issuer() {
-            return Ok((discovery::server_metadata(http, &*self.clock, iss).await?, vec![]));
-        }
-        let found = match discovery::discover(http, &*self.clock, url, None).await {
-            Err(DiscoveryError::NoResourceMetadata { .. }) => {
-                let named = discovery::challenge_of(http, &*self.clock, url).await;
-                discovery::discover(http, &*self.clock, url, named.as_deref()).await?
-            }
-            other => other?,
-        };
-        Ok((found.server, found.resource.scopes_supported))
+    /// The issuer of the authorization server the upstream `def` names now: pinned when it is
+    /// registered, so that a caller's authorization (and the client's secret) goes there only,
+    /// whatever the upstream's metadata says later.
+    pub async fn issuer_of(&self, http: &dyn HttpClient, def: &UpstreamDef) -> Result<String, VaultError> {
+        let auth = def.auth.as_ref().ok_or(VaultError::NotPerUser)?;
+        let url = def.endpoints().first().map(|u| u.to_string()).unwrap_or_default();
+        Ok(discovery::authorization_server(http, &*self.clock, &url, auth.issuer())
+            .await?
+            .0
+            .issuer)
     }
 
     /// Takes the callback of an authorization (its query), in the browser of `subject`: the
@@ -562,6 +593,7 @@ impl Vault {
             expires_at,
             client,
             client_secret,
+            scope: requested,
         }) = serde_json::from_value::<Consent>(rec.body)
         else {
             return Err(VaultError::Expired);
@@ -616,9 +648,11 @@ impl Vault {
             subject: subject.to_string(),
             upstream: upstream.clone(),
             issuer,
-            scope: t.scope.clone(),
+            // A token response without `scope` granted what was asked (RFC 6749 §5.1).
+            scope: t.scope.clone().or(requested),
             expires_at: self.expiry(&t),
             connected_at: self.now(),
+            resource: Some(resource_of(&url)),
             refreshable: false,
             tokens: String::new(),
             client,
@@ -704,12 +738,12 @@ impl Vault {
             .into_iter()
             .filter(|r| r.body["upstream"].as_str() == Some(up_id))
             .collect();
+        // Read, then forgotten, then revoked (best effort): a revocation that times out leaves
+        // nothing behind.
+        let mut open = Vec::with_capacity(mine.len());
         for rec in &mine {
-            if let (Ok(Some((stored, secrets))), Some(auth)) =
-                (self.load(&rec.key).await, def.and_then(|d| d.auth.as_ref()))
-            {
-                let client = client_of(stored.client.as_ref(), secrets.c.clone(), auth);
-                self.revoke(http, &stored.issuer, &client, secrets).await;
+            if let Ok(Some(loaded)) = self.load(&rec.key).await {
+                open.push(loaded);
             }
             lock(&self.kept).remove(&rec.key);
         }
@@ -722,6 +756,12 @@ impl Vault {
             .collect();
         if !ops.is_empty() {
             self.store.apply(ops).await?;
+        }
+        if let Some(auth) = def.and_then(|d| d.auth.as_ref()) {
+            for (stored, secrets) in open {
+                let client = client_of(stored.client.as_ref(), secrets.c.clone(), auth);
+                self.revoke(http, &stored.issuer, &client, secrets).await;
+            }
         }
         Ok(mine.len())
     }

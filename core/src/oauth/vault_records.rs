@@ -2,6 +2,7 @@
 //! consent (a connect link's ticket, or an authorization under way), and their keys; and what
 //! the vault answers with.
 
+use http::HeaderValue;
 use serde::{Deserialize, Serialize};
 use sha2::Digest;
 
@@ -41,6 +42,9 @@ pub(super) struct Stored {
     pub(super) tokens: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(super) client: Option<ClientRef>,
+    /// The resource (RFC 8707) the tokens were got for: sent nowhere else.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) resource: Option<String>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -82,6 +86,9 @@ pub(super) enum Consent {
         /// Its secret, sealed.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         client_secret: Option<String>,
+        /// The scopes asked for.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        scope: Option<String>,
     },
 }
 
@@ -241,4 +248,25 @@ pub(super) fn client_ref(c: &Client) -> Option<ClientRef> {
 /// The context an authorization's client secret is sealed in.
 pub(super) fn secret_context(pending_key: &str) -> String {
     format!("{pending_key}\u{1f}client")
+}
+
+/// A token kept in memory.
+pub(super) struct Kept {
+    pub(super) header: HeaderValue,
+    /// The resource it was got for: used for no other.
+    pub(super) resource: Option<String>,
+    pub(super) renew_at_ms: u64,
+    /// The store's version when the connection was read: past `recheck_ms`, a token kept is
+    /// used only while nothing was written since.
+    pub(super) version: u64,
+    /// When that version was last confirmed.
+    pub(super) checked_at_ms: u64,
+}
+
+pub(super) fn bearer_header(access: &str) -> Result<HeaderValue, VaultError> {
+    HeaderValue::from_str(&format!("Bearer {access}")).map_err(|_| {
+        VaultError::from(TokenError::Malformed(
+            "the access token cannot be sent in a header".into(),
+        ))
+    })
 }

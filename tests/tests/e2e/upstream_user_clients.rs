@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 
 use super::upstream_user_oauth::{connect_link, token, who, Person, SECRET};
 
-async fn register(g: &str, def: Value) {
+async fn register(g: &str, def: Value) -> Value {
     let r = http_client()
         .post(format!("{g}/gateways"))
         .bearer_auth(token("root", "mcpgw:admin"))
@@ -24,6 +24,7 @@ async fn register(g: &str, def: Value) {
     let status = r.status().as_u16();
     let v: Value = r.json().await.unwrap_or(Value::Null);
     assert_eq!(status, 201, "{v}");
+    v
 }
 
 async fn call(s: &mut mcpgw_e2e::RawSession, id: i64, tool: &str) -> Value {
@@ -58,7 +59,9 @@ async fn without_a_client_id_the_gateway_registers_itself_and_steps_up_scopes() 
 
     let def =
         json!({"name": "drive", "url": format!("{}/mcp", up.url), "auth": {"mode": "user", "scope": "openid read"}});
-    register(&g, def).await;
+    let v = register(&g, def).await;
+    // The authorization server the upstream names is pinned at registration.
+    assert_eq!(v["auth"]["issuer"], oidc.url.as_str(), "{v}");
 
     let mut alice = Person::new("alice");
     let link = alice.link(&g, "drive").await;
@@ -104,6 +107,23 @@ async fn without_a_client_id_the_gateway_registers_itself_and_steps_up_scopes() 
     assert!(mine[0]["scope"].as_str().is_some_and(|s| s.contains("write")), "{mine}");
     let answer = call(&mut b, 2, "drive__whoami").await;
     assert_eq!(who(&answer)["scope"], "read", "{answer}");
+
+    // The upstream moved (another URL, so another resource; here one that would take any
+    // token): the tokens got for the old one are not sent there; its callers are asked again.
+    let other = Fixture::start("streamable-http", None);
+    let moved = json!({"name": "drive", "url": format!("{}/mcp", other.url),
+        "auth": {"mode": "user", "scope": "openid read", "issuer": oidc.url}});
+    let r = http_client()
+        .put(format!("{g}/gateways/drive"))
+        .bearer_auth(token("root", "mcpgw:admin"))
+        .json(&moved)
+        .timeout(Duration::from_secs(60))
+        .send()
+        .await
+        .expect("PUT");
+    assert_eq!(r.status().as_u16(), 200, "{}", r.text().await.unwrap_or_default());
+    let answer = call(&mut b, 3, "drive__whoami").await;
+    connect_link(&answer);
     drop(up);
     drop(oidc);
 }
