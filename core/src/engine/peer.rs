@@ -44,6 +44,7 @@ mod tests {
             upstream: Arc::new(crate::registry::Upstream {
                 id: "u1".into(),
                 slug: "x".into(),
+                revision: 0,
                 def,
                 capabilities: json!({}),
                 protocol_version: None,

@@ -240,7 +240,9 @@ impl Federation {
             }
         };
         if let Some(l) = guard.as_ref() {
-            if !l.is_broken() {
+            // A link opened before the upstream's definition changed (here, or through another
+            // instance or the edge's Worker) opens anew.
+            if !l.is_broken() && l.revision == up.revision {
                 return Ok(l.clone());
             }
             l.close(&self.net.spawner);

@@ -168,6 +168,19 @@ impl UpstreamDef {
         "/auth/idp/private_key",
     ];
 
+    /// A digest of how the upstream is reached (the definition, its catalog aside): a link
+    /// opened under another revision is not reused, wherever the change was made.
+    pub fn revision(&self) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        let mut bare = serde_json::to_value(self).unwrap_or_default();
+        if let Some(m) = bare.as_object_mut() {
+            m.remove("catalog");
+        }
+        bare.to_string().hash(&mut h);
+        h.finish()
+    }
+
     /// The prefix of member names.
     pub fn slug(&self) -> String {
         self.slug.clone().unwrap_or_else(|| self.name.to_ascii_lowercase())

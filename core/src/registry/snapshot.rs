@@ -23,6 +23,8 @@ pub struct Upstream {
     pub def: UpstreamDef,
     /// The prefix of its members' names.
     pub slug: String,
+    /// [`UpstreamDef::revision`]: its links follow it.
+    pub revision: u64,
     /// What it declared at `initialize` (or `server/discover`), from the catalog.
     pub capabilities: Value,
     /// The revision it spoke when the catalog was last read (its era), if read.
@@ -317,6 +319,7 @@ impl Snapshot {
                 let up = Arc::new(Upstream {
                     id: r.id,
                     slug: def.slug(),
+                    revision: def.revision(),
                     def,
                     capabilities: catalog.capabilities.clone(),
                     protocol_version: catalog.protocol_version,

@@ -159,6 +159,8 @@ pub(crate) struct Link {
     linger_ms: u64,
     /// Set for a 2026-07-28 upstream: no session; every request stamped from this hello.
     stateless: Option<Hello>,
+    /// The [`UpstreamDef::revision`] it was opened under.
+    pub revision: u64,
 }
 
 /// What a streamable link's standalone stream is doing, shared by the link and the task that
@@ -319,6 +321,7 @@ impl Link {
             listener: Mutex::new(Listener::default()),
             linger_ms: net.linger_ms,
             stateless: None,
+            revision: def.revision(),
         };
         // Streamable HTTP may speak either era: the preferred one first, then the other, or
         // what a refusal names (see `negotiate`).

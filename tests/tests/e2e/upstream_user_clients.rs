@@ -122,6 +122,8 @@ async fn without_a_client_id_the_gateway_registers_itself_and_steps_up_scopes() 
         .await
         .expect("PUT");
     assert_eq!(r.status().as_u16(), 200, "{}", r.text().await.unwrap_or_default());
+    // (On the edge, a session's object sees the change within the registry's cache time.)
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
     let answer = call(&mut b, 3, "drive__whoami").await;
     connect_link(&answer);
     drop(up);
