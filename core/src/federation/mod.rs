@@ -240,8 +240,7 @@ impl Federation {
             }
         };
         if let Some(l) = guard.as_ref() {
-            // A link opened before the upstream's definition changed (here, or through another
-            // instance or the edge's Worker) opens anew.
+            // One opened under an older definition (changed anywhere) opens anew.
             if !l.is_broken() && l.revision == up.revision {
                 return Ok(l.clone());
             }
@@ -688,8 +687,7 @@ impl Federation {
         self.health.refreshed(up_id, self.now(), true);
     }
 
-    /// The authorization server discovered for an upstream whose `auth` names none (after its
-    /// catalog was read): a registration stores it, so its credentials stay with that server.
+    /// The authorization server found for an upstream whose `auth` names none: pinned at registration.
     pub fn pinned_issuer(&self, def: &UpstreamDef) -> Option<String> {
         let url = def.endpoints().first().map(|u| u.to_string())?;
         self.net.grants.pinned_issuer(&url, def.auth.as_ref()?)
