@@ -58,7 +58,7 @@ async function follow(link) {
   assert.equal(r.status, 303, r.body);
   let at = r.location;
   for (let i = 0; i < 12; i++) {
-    if (at.startsWith(`${gateway}/oauth/callback?`)) {
+    if (at.startsWith(`${gateway}/oauth/callback?`) || at.startsWith(`${gateway}/oauth/callback/`)) {
       const done = await visit(at);
       assert.ok(done.status === 200 && done.body.includes("Connected to"), `${done.status} ${done.body}`);
       return;

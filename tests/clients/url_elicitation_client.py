@@ -41,7 +41,7 @@ async def follow(link: str, token: str, login: str) -> None:
         assert r.status_code == 303, (r.status_code, r.text)
         at = urljoin(link, r.headers["location"])
         for _ in range(12):
-            if at.startswith(f"{gateway}/oauth/callback?"):
+            if at.startswith((f"{gateway}/oauth/callback?", f"{gateway}/oauth/callback/")):
                 r = await b.get(at)
                 assert r.status_code == 200 and "Connected to" in r.text, (r.status_code, r.text)
                 return

@@ -163,7 +163,7 @@ impl Accounts {
         let page = match (segs.as_slice(), post) {
             (["oauth", "connect", ticket], false) => self.connect(s, &req, &browser, ticket).await,
             (["oauth", "login"], true) => self.login(s, &req, &form, &mut browser).await,
-            (["oauth", "callback"], false) => self.callback(s, &req, &browser).await,
+            (["oauth", "callback"] | ["oauth", "callback", _], false) => self.callback(s, &req, &browser).await,
             (["me"], false) => self.mine(s, &browser, None).await,
             // The upstream named by id or name, as in the API: the vault keeps connections by id.
             (["me", "connect", up], true) => match (&browser.subject, per_user_id(s, up).await) {
@@ -276,7 +276,12 @@ impl Accounts {
         let query = req.uri().query().unwrap_or_default();
         let snap = s.registry.snapshot().await.ok();
         let def_of = |id: &str| snap.as_ref().and_then(|sn| sn.upstream(id)).map(|u| u.def.clone());
-        match s.fed.vault().complete(s.fed.http(), query, subject, &def_of).await {
+        match s
+            .fed
+            .vault()
+            .complete(s.fed.http(), req.uri().path(), query, subject, &def_of)
+            .await
+        {
             Ok(up) => {
                 // The first caller to connect lets the gateway read what the upstream offers.
                 let never_read = snap

@@ -163,7 +163,7 @@ impl Route {
                 upstream: Some(up.to_string()),
             },
             ["oauth", "client.json"] => Route::ClientMetadata,
-            ["oauth", "connect", _] | ["oauth", "login"] | ["oauth", "callback"] | ["me", ..] => {
+            ["oauth", "connect", _] | ["oauth", "login"] | ["oauth", "callback", ..] | ["me", ..] => {
                 Route::Account { path: path.to_string() }
             }
             ["admin", rest @ ..] => Route::Admin {

@@ -46,6 +46,9 @@ pub enum AuthorizeError {
         /// Its description, bounded.
         description: Option<String>,
     },
+    /// The response came back to another callback than the one its server was given.
+    #[error("the authorization response came back to another callback than its server was given: a response of one server is not taken for another's")]
+    OtherCallback,
     /// No code in a response without an error.
     #[error("the authorization response has no code")]
     NoCode,

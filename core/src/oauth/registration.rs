@@ -45,6 +45,10 @@ pub struct Client {
     pub method: SecretMethod,
     /// How it came to be.
     pub how: How,
+    /// Where the server sends the browser back: a callback of its own for a client the gateway
+    /// registered (so that a response from one server is never taken for another's: the
+    /// mix-up defence of RFC 9700 §4.4 beside RFC 9207's `iss`).
+    pub redirect_uri: String,
 }
 
 impl std::fmt::Debug for Client {
@@ -53,6 +57,7 @@ impl std::fmt::Debug for Client {
             .field("client_id", &self.client_id)
             .field("method", &self.method)
             .field("how", &self.how)
+            .field("redirect_uri", &self.redirect_uri)
             .finish_non_exhaustive()
     }
 }
@@ -125,6 +130,12 @@ struct Answer {
     token_endpoint_auth_method: Option<String>,
 }
 
+/// The last segment of the callback of a client registered at `issuer`.
+fn callback_tag(issuer: &str) -> String {
+    let d = sha2::Sha256::digest(issuer.as_bytes());
+    d.iter().take(8).map(|b| format!("{b:02x}")).collect()
+}
+
 fn key_of(issuer: &str, redirect_uri: &str) -> String {
     let d = sha2::Sha256::digest(format!("{issuer}\u{1f}{redirect_uri}").as_bytes());
     format!(
@@ -174,18 +185,26 @@ impl Clients {
                 client_secret: c.client_secret.map(str::to_string),
                 method: c.method,
                 how: How::PreRegistered,
+                redirect_uri: redirect_uri.to_string(),
             });
         }
-        if let Some(base) = document_base(public).filter(|_| server.client_id_metadata_document_supported) {
+        // The document's one callback serves every server: used only where the server names
+        // itself in its responses (RFC 9207), so that one server's answer is not taken for
+        // another's.
+        let documents =
+            server.client_id_metadata_document_supported && server.authorization_response_iss_parameter_supported;
+        if let Some(base) = document_base(public).filter(|_| documents) {
             if redirect_uri == format!("{base}/oauth/callback") {
                 return Ok(Client {
                     client_id: format!("{base}{DOCUMENT_PATH}"),
                     client_secret: None,
                     method: SecretMethod::None,
                     how: How::MetadataDocument,
+                    redirect_uri: redirect_uri.to_string(),
                 });
             }
         }
+        let redirect_uri = &format!("{redirect_uri}/{}", callback_tag(&server.issuer));
         let Some(endpoint) = server.registration_endpoint.as_deref() else {
             return Err(refused(format!(
                 "the gateway has no client at {}: it takes no dynamic registration{}; set auth.client_id to a client registered there",
@@ -228,6 +247,7 @@ impl Clients {
             client_secret,
             method: r.method,
             how: How::Registered,
+            redirect_uri: r.redirect_uri,
         }))
     }
 
@@ -332,6 +352,7 @@ impl Clients {
             client_secret: secret,
             method,
             how: How::Registered,
+            redirect_uri: redirect_uri.to_string(),
         })
     }
 
@@ -380,6 +401,7 @@ mod tests {
             "issuer": "https://as.example",
             "registration_endpoint": "https://as.example/reg",
             "client_id_metadata_document_supported": cimd,
+            "authorization_response_iss_parameter_supported": true,
         }))
         .unwrap()
     }
@@ -433,6 +455,21 @@ mod tests {
             assert_eq!(doc.client_id, "https://gw.example/oauth/client.json");
             assert_eq!((doc.method, doc.how), (SecretMethod::None, How::MetadataDocument));
             assert_eq!(*ok.2.lock().unwrap(), 0, "nothing registered so far");
+            // A server that takes documents but does not name itself in its responses: the
+            // document's one callback is not used there.
+            let mut mute = server(true);
+            mute.authorization_response_iss_parameter_supported = false;
+            let r = c
+                .choose(&ok, &mute, &user(json!({})), Some("https://gw.example"), cb)
+                .await
+                .unwrap();
+            assert_eq!(r.how, How::Registered);
+            assert_eq!(*ok.2.lock().unwrap(), 1);
+            // A registered client's callback is the server's own.
+            assert!(
+                r.redirect_uri.starts_with(&format!("{cb}/")) && r.redirect_uri.len() == cb.len() + 17,
+                "{r:?}"
+            );
             // An http public URL, or a server without documents: registered, once.
             for (public, cimd) in [
                 (Some("http://gw.example"), true),
@@ -450,14 +487,18 @@ mod tests {
                 );
             }
             assert_eq!(*ok.2.lock().unwrap(), 1, "one registration, reused");
+            let mut other = server(false);
+            other.issuer = "https://other.example".into();
+            let o = c.choose(&ok, &other, &user(json!({})), None, cb).await.unwrap();
+            assert_ne!(o.redirect_uri, r.redirect_uri, "each server its own callback");
             let kept = c.store.list(Kind::Client).await.unwrap();
-            assert_eq!(kept.len(), 1);
+            assert_eq!(kept.len(), 2);
             assert!(!kept[0].body.to_string().contains("s3cret"), "sealed: {}", kept[0].body);
             assert!(!format!("{:?}", kept).contains("s3cret"));
             // Forgotten (the server refused it): registered anew.
-            c.forget("https://as.example", cb).await;
+            c.forget("https://as.example", &r.redirect_uri).await;
             c.choose(&ok, &server(false), &user(json!({})), None, cb).await.unwrap();
-            assert_eq!(*ok.2.lock().unwrap(), 2);
+            assert_eq!(*ok.2.lock().unwrap(), 3);
         });
     }
 

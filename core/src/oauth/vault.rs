@@ -3,13 +3,12 @@
 //! record's key), refreshed shortly before they expire, dropped when a refresh is refused,
 //! revoked at the authorization server when the caller disconnects or the upstream is removed.
 //!
-//! How a caller connects: a call that finds no connection gets a link to the gateway's connect
-//! page carrying a ticket (kind `consent`, random, bound to the caller and the upstream); the
-//! page, opened by the same caller, starts the authorization code flow (PKCE S256, state,
-//! resource) and remembers it under the state's digest; the callback takes that record once,
-//! checks the state, the issuer (RFC 9207) and the caller again, and redeems the code.
-//! Tokens are never in a log, an error or a `Debug`; they go only to the upstream they were
-//! got for.
+//! How a caller connects: a call finding no connection gets a link to the connect page with a
+//! ticket (kind `consent`, random, bound to caller and upstream); the page, opened by the same
+//! caller, starts the authorization code flow (PKCE S256, state, resource), remembered under
+//! the state's digest; the callback takes that once, checks state, issuer (RFC 9207), callback
+//! and caller, and redeems the code. Tokens are never in a log, an error or a `Debug`; they go
+//! only to the resource they were got for.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -102,8 +101,8 @@ impl Vault {
 
     /// The `Authorization` value for the caller `subject`'s request to the upstream `up_id`
     /// (defined by `def`): the token kept, else the stored one, refreshed when it is about to
-    /// expire or the upstream refused it. After a refusal for insufficient scope
-    /// (`challenge`), the caller is asked again, for the scopes granted and those asked.
+    /// expire or the upstream refused it; after an `insufficient_scope` (`challenge`), the
+    /// caller is asked again, for the scopes granted and those asked.
     pub async fn bearer(
         &self,
         http: &dyn HttpClient,
@@ -517,7 +516,7 @@ impl Vault {
             &server,
             &authorize::Request {
                 client_id: &client.client_id,
-                redirect_uri,
+                redirect_uri: &client.redirect_uri,
                 code_challenge: &pkce.challenge,
                 state: &state,
                 resource: &resource,
@@ -531,7 +530,7 @@ impl Vault {
             issuer: pending.issuer,
             iss_required: pending.iss_required,
             token_endpoint,
-            redirect_uri: redirect_uri.to_string(),
+            redirect_uri: client.redirect_uri.clone(),
             verifier: self.sealer.seal_in(&key, &pkce.verifier, nonce(&*self.ids)).await?,
             expires_at: self.now() + PENDING_MS,
             client_secret: match (&client.how, &client.client_secret) {
@@ -548,24 +547,21 @@ impl Vault {
         Ok(go)
     }
 
-    /// The issuer of the authorization server the upstream `def` names now: pinned when it is
-    /// registered, so that a caller's authorization (and the client's secret) goes there only,
-    /// whatever the upstream's metadata says later.
+    /// The issuer of the server the upstream `def` names now: pinned at its registration, so
+    /// that callers' authorizations (and a client's secret) go there only.
     pub async fn issuer_of(&self, http: &dyn HttpClient, def: &UpstreamDef) -> Result<String, VaultError> {
-        let auth = def.auth.as_ref().ok_or(VaultError::NotPerUser)?;
         let url = def.endpoints().first().map(|u| u.to_string()).unwrap_or_default();
-        Ok(discovery::authorization_server(http, &*self.clock, &url, auth.issuer())
-            .await?
-            .0
-            .issuer)
+        let found = discovery::authorization_server(http, &*self.clock, &url, None).await?;
+        Ok(found.0.issuer)
     }
 
-    /// Takes the callback of an authorization (its query), in the browser of `subject`: the
+    /// Takes the callback of an authorization (its path and query), in the browser of `subject`: the
     /// record under way is used up whatever happens next; the state, the issuer and the caller
     /// checked; the code redeemed; the tokens stored. Returns the upstream's id.
     pub async fn complete(
         &self,
         http: &dyn HttpClient,
+        path: &str,
         query: &str,
         subject: &str,
         def_of: &(dyn Fn(&str) -> Option<UpstreamDef> + Send + Sync),
@@ -603,6 +599,11 @@ impl Vault {
         }
         if owner != subject {
             return Err(VaultError::OtherUser);
+        }
+        // The answer came back where this authorization's server was told to send it (a client
+        // the gateway registered has a callback per server).
+        if !redirect_uri.split('?').next().unwrap_or_default().ends_with(path) {
+            return Err(authorize::AuthorizeError::OtherCallback.into());
         }
         let pending = Pending {
             state,

@@ -222,6 +222,7 @@ pub(super) fn client_of(r: Option<&ClientRef>, secret: Option<String>, auth: &Up
             client_secret: secret,
             method: r.method,
             how: r.how,
+            redirect_uri: String::new(),
         },
         None => {
             let c = auth.client();
@@ -230,6 +231,7 @@ pub(super) fn client_of(r: Option<&ClientRef>, secret: Option<String>, auth: &Up
                 client_secret: c.client_secret.map(str::to_string),
                 method: c.method,
                 how: How::PreRegistered,
+                redirect_uri: String::new(),
             }
         }
     }

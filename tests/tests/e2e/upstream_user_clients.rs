@@ -81,7 +81,18 @@ async fn without_a_client_id_the_gateway_registers_itself_and_steps_up_scopes() 
     // The access token carries the resource's scopes of those granted.
     assert_eq!(w["scope"], "read", "{answer}");
 
+    // A registered client has a callback of the server's own: an answer brought back to
+    // another callback (a response of one server passed off as another's, the mix-up attack)
+    // is refused, and the authorization is used up.
     let mut bob = Person::new("bob");
+    let link = bob.link(&g, "drive").await;
+    let callback = bob.authorize(&g, &link).await;
+    let (path, query) = callback.split_once('?').expect("a query");
+    assert!(path.len() > format!("{g}/oauth/callback/").len(), "{callback}");
+    let v = bob.browser.visit(&format!("{g}/oauth/callback?{query}"), None).await;
+    assert_eq!(v.status, 400, "{}", v.body);
+    assert!(v.body.contains("another callback"), "{}", v.body);
+    assert_eq!(bob.browser.visit(&callback, None).await.status, 410);
     let link = bob.link(&g, "drive").await;
     bob.connect(&g, &link).await;
     let mut b = mcpgw_e2e::RawSession::open_as(&mcp, json!({}), &bob.token)

@@ -63,7 +63,9 @@ impl Person {
         // its consent, then back to the gateway.
         let mut next = at_provider;
         for _ in 0..10 {
-            if next.starts_with(&format!("{gw}/oauth/callback?")) {
+            // The gateway's callback (a client it registered has one per server).
+            let callback = format!("{gw}/oauth/callback");
+            if next.starts_with(&format!("{callback}?")) || next.starts_with(&format!("{callback}/")) {
                 return next;
             }
             let v = self.browser.visit(&next, None).await;
