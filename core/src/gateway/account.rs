@@ -63,14 +63,25 @@ fn see_other(location: impl Into<String>) -> Page {
     }
 }
 
+/// The cookie's name: over https with the `__Host-` prefix, which a sibling host cannot set
+/// (a caller's cookie planted in another's browser would sign them in as that caller).
+fn cookie_name(req: &Request<Bytes>) -> &'static str {
+    if crate::ui::is_https(req) {
+        "__Host-mcpgw_user"
+    } else {
+        COOKIE
+    }
+}
+
 fn cookie_of(req: &Request<Bytes>) -> Option<String> {
+    let name = cookie_name(req);
     req.headers()
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|c| c.trim().split_once('='))
-        .find(|(k, _)| *k == COOKIE)
+        .find(|(k, _)| *k == name)
         .map(|(_, v)| v.to_string())
 }
 
@@ -394,7 +405,8 @@ impl Accounts {
                 let value = Sealer::strip_prefix(&sealed);
                 let max_age = b.exp.saturating_sub(self.clock.now_ms()) / 1000;
                 let secure = if crate::ui::is_https(req) { "; Secure" } else { "" };
-                let cookie = format!("{COOKIE}={value}; Path=/; Max-Age={max_age}; HttpOnly; SameSite=Lax{secure}");
+                let name = cookie_name(req);
+                let cookie = format!("{name}={value}; Path=/; Max-Age={max_age}; HttpOnly; SameSite=Lax{secure}");
                 if let Ok(v) = HeaderValue::from_str(&cookie) {
                     r.headers_mut().append(header::SET_COOKIE, v);
                 }
@@ -549,5 +561,42 @@ mod tests {
         let m = a.message(&b, StatusCode::GONE, "used");
         assert_eq!(m.status, StatusCode::GONE);
         assert!(m.body.contains("used"));
+    }
+
+    /// Over https the browser's cookie carries the `__Host-` prefix (no sibling host can plant
+    /// one), and a cookie without it is not read there.
+    #[test]
+    fn over_https_the_cookie_is_a_host_cookie() {
+        futures::executor::block_on(async {
+            let a = accounts();
+            let b = Browser {
+                csrf: "c".into(),
+                exp: 500_000,
+                subject: Some("alice".into()),
+            };
+            let mut req = Request::new(Bytes::new());
+            req.headers_mut()
+                .insert("x-forwarded-proto", HeaderValue::from_static("https"));
+            let page = a.message(&b, StatusCode::OK, "hi");
+            let r = a.finish(&req, page, Some(&b)).await;
+            let set = r.headers()[header::SET_COOKIE].to_str().unwrap().to_string();
+            assert!(
+                set.starts_with("__Host-mcpgw_user=") && set.contains("; Path=/;") && set.ends_with("; Secure"),
+                "{set}"
+            );
+            let value = set.split(';').next().unwrap().split_once('=').unwrap().1.to_string();
+            let with = |name: &str| {
+                let mut r = Request::new(Bytes::new());
+                r.headers_mut()
+                    .insert("x-forwarded-proto", HeaderValue::from_static("https"));
+                r.headers_mut().insert(
+                    header::COOKIE,
+                    HeaderValue::from_str(&format!("{name}={value}")).unwrap(),
+                );
+                r
+            };
+            assert!(a.open(&with("__Host-mcpgw_user"), 1_000).await.is_some());
+            assert!(a.open(&with("mcpgw_user"), 1_000).await.is_none());
+        });
     }
 }
