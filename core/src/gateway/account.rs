@@ -96,8 +96,11 @@ fn value<'a>(form: &'a [(String, String)], name: &str) -> Option<&'a str> {
 /// What a vault error means to the person in the browser.
 /// The gateway's Client ID Metadata Document, published only under a configured https public
 /// URL (its URL is the client id an authorization server fetches it by).
-pub(super) fn client_metadata(public: Option<&str>) -> Response<Body> {
+pub(super) fn client_metadata(method: &Method, public: Option<&str>) -> Response<Body> {
     use crate::oauth::registration::{document, document_base};
+    if method != Method::GET && method != Method::HEAD {
+        return crate::http::response::method_not_allowed("GET");
+    }
     match document_base(public) {
         Some(base) => {
             let mut r = json_response(StatusCode::OK, &document(base));
@@ -105,10 +108,7 @@ pub(super) fn client_metadata(public: Option<&str>) -> Response<Body> {
                 .insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=3600"));
             r
         }
-        None => json_response(
-            StatusCode::NOT_FOUND,
-            &json!({"error": "not_found", "message": "the gateway publishes a client metadata document only when MCPGW_PUBLIC_URL is its https URL"}),
-        ),
+        None => crate::http::response::api_failure(&super::unserved::Unserved::NoClientDocument),
     }
 }
 

@@ -723,7 +723,7 @@ impl Gateway {
             },
             Route::Rpc => face::rpc(face, req).await,
             Route::ResourceMetadata { resource } => s.security.resource_metadata(&req, &resource),
-            Route::ClientMetadata => account::client_metadata(s.security.config().public_url.as_deref()),
+            Route::ClientMetadata => account::client_metadata(req.method(), s.security.config().public_url.as_deref()),
             Route::Revocations { jti } => s.admin.collection(req, Kind::Revocation, jti.as_deref()).await,
             Route::Refresh { id } => s.admin.refresh(&req, &id).await,
             Route::Health => json_response(StatusCode::OK, &json!({"status": "ok"})),

@@ -30,6 +30,9 @@ pub(super) enum Unserved {
     /// No route has this path.
     #[error("no route for {0}")]
     NoRoute(String),
+    /// `/oauth/client.json` without an https public URL.
+    #[error("the gateway publishes a client metadata document only when MCPGW_PUBLIC_URL is its https URL")]
+    NoClientDocument,
 }
 
 impl Failure for Unserved {
@@ -37,9 +40,11 @@ impl Failure for Unserved {
         match self {
             Unserved::NotAdmitted => StatusCode::FORBIDDEN,
             Unserved::Storage(_) | Unserved::NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,
-            Unserved::NoServer(_) | Unserved::NoMetrics | Unserved::NoDiscovery | Unserved::NoRoute(_) => {
-                StatusCode::NOT_FOUND
-            }
+            Unserved::NoServer(_)
+            | Unserved::NoMetrics
+            | Unserved::NoDiscovery
+            | Unserved::NoRoute(_)
+            | Unserved::NoClientDocument => StatusCode::NOT_FOUND,
         }
     }
     fn rpc(&self) -> RpcError {

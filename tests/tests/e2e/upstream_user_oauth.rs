@@ -414,12 +414,13 @@ async fn a_callers_own_token_is_exchanged_for_the_upstream_never_passed_on() {
     drop(oidc);
 }
 
-/// The official Python SDK as the client, in both eras: the gateway's URL elicitation (in the
-/// call for a 2025-11-25 session, `input_required` for 2026-07-28) is answered by following the
-/// link headlessly as a browser would, and the call succeeds as the person who followed it. The
-/// upstream's client is public here (`method = none`).
+/// The official Python SDK (both eras) and TypeScript SDK (1.x; v2 in both eras) as clients:
+/// the gateway's URL elicitation (in the call for a 2025-11-25 session, `input_required` for
+/// 2026-07-28) is answered by following the link headlessly as a browser would, and the call
+/// succeeds as the person who followed it; the next asks nothing. The upstream's client is
+/// public here (`method = none`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_python_sdk_follows_the_url_elicitation_and_its_call_succeeds() {
+async fn the_python_and_typescript_sdks_follow_the_url_elicitation_and_their_calls_succeed() {
     let dir = TempDir::new("upstream-user-sdk");
     let oidc = Fixture::start_cmd("tests/fixture/oidc.mjs", &[]);
     let up = Fixture::start_with("streamable-http", 0, None, &["--oauth", &oidc.url]);
@@ -451,6 +452,20 @@ async fn the_python_sdk_follows_the_url_elicitation_and_its_call_succeeds() {
             .env("MCPGW_TOKEN", token(login, "mcpgw:client"));
         let (ok, out) = mcpgw_e2e::run_with_timeout(&mut cmd, Duration::from_secs(90)).expect("python");
         assert!(ok && out.contains("PASS url elicitation"), "{mode}:\n{out}");
+    }
+    // The TypeScript SDK: the 1.x line and the v2 client in the session era, the v2 client
+    // pinned to 2026-07-28 (the elicitation in `input_required`, the call retried by the SDK).
+    for (login, sdk) in [("frank", "v1"), ("grace", "v2-legacy"), ("heidi", "v2-2026")] {
+        let mut cmd = std::process::Command::new(mcpgw_e2e::node_bin());
+        cmd.arg(mcpgw_e2e::repo_root().join("tests/clients/ts_url_elicitation.mjs"))
+            .arg(format!("{g}/mcp"))
+            .arg("drive__whoami")
+            .arg(login)
+            .arg(sdk)
+            .current_dir(mcpgw_e2e::repo_root())
+            .env("MCPGW_TOKEN", token(login, "mcpgw:client"));
+        let (ok, out) = mcpgw_e2e::run_with_timeout(&mut cmd, Duration::from_secs(90)).expect("node");
+        assert!(ok && out.contains("PASS url elicitation"), "{sdk}:\n{out}");
     }
     drop(up);
     drop(oidc);
