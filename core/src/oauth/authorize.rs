@@ -110,20 +110,23 @@ pub fn start(server: &ServerMetadata, req: &Request<'_>) -> Result<(String, Pend
     Ok((format!("{endpoint}{joiner}{query}"), pending))
 }
 
+/// A query parameter's value, decoded.
+pub(super) fn query_param(query: &str, name: &str) -> Option<String> {
+    query.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        (k == name).then(|| {
+            percent_encoding::percent_decode_str(&v.replace('+', " "))
+                .decode_utf8_lossy()
+                .into_owned()
+        })
+    })
+}
+
 /// The code of a callback whose query is `query`, if it answers `pending`: its `state` first,
 /// then its `iss` (RFC 9207 §2.4: required when the server said so; when present, the very
 /// issuer, compared without normalisation), then an error or the code.
 pub fn finish(pending: &Pending, query: &str) -> Result<String, AuthorizeError> {
-    let get = |name: &str| -> Option<String> {
-        query.split('&').find_map(|pair| {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            (k == name).then(|| {
-                percent_encoding::percent_decode_str(&v.replace('+', " "))
-                    .decode_utf8_lossy()
-                    .into_owned()
-            })
-        })
-    };
+    let get = |name: &str| query_param(query, name);
     if get("state").as_deref() != Some(pending.state.as_str()) {
         return Err(AuthorizeError::State);
     }

@@ -12,7 +12,7 @@ use http::HeaderValue;
 
 use super::challenge::BearerChallenge;
 use super::discovery;
-use super::grants::{client_auth, resource_of, GrantError};
+use super::grants::{client_auth, resource_of, token_endpoint_of, GrantError};
 use super::kept::KeptTokens;
 use super::token::{self, Grant, TokenError, TokenRequest, ACCESS_TOKEN_TYPE, ID_JAG_TYPE, ID_TOKEN_TYPE};
 use crate::model::UpstreamAuth;
@@ -96,10 +96,7 @@ impl Exchanges {
                 ..
             } => {
                 let server = discovery::server_metadata(http, clock, token_service).await?;
-                let endpoint = server
-                    .token_endpoint
-                    .clone()
-                    .ok_or_else(|| GrantError::NoTokenEndpoint(server.issuer.clone()))?;
+                let endpoint = token_endpoint_of(&server)?;
                 let req = TokenRequest {
                     endpoint,
                     grant: Grant::TokenExchange {
@@ -126,10 +123,7 @@ impl Exchanges {
                     }
                 };
                 let at_idp = discovery::server_metadata(http, clock, &idp.issuer).await?;
-                let idp_endpoint = at_idp
-                    .token_endpoint
-                    .clone()
-                    .ok_or_else(|| GrantError::NoTokenEndpoint(at_idp.issuer.clone()))?;
+                let idp_endpoint = token_endpoint_of(&at_idp)?;
                 let jag = TokenRequest {
                     endpoint: idp_endpoint,
                     grant: Grant::TokenExchange {
@@ -149,10 +143,7 @@ impl Exchanges {
                         got.issued_token_type
                     ))));
                 }
-                let endpoint = upstream_as
-                    .token_endpoint
-                    .clone()
-                    .ok_or_else(|| GrantError::NoTokenEndpoint(upstream_as.issuer.clone()))?;
+                let endpoint = token_endpoint_of(&upstream_as)?;
                 let req = TokenRequest {
                     endpoint,
                     grant: Grant::JwtBearer {

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use super::assertion::{client_assertion, AssertionError};
 use super::challenge::BearerChallenge;
-use super::discovery::{self, DiscoveryError};
+use super::discovery::{self, DiscoveryError, ServerMetadata};
 use super::kept::KeptTokens;
 use super::token::{self, ClientAuth, Grant, TokenError, TokenRequest};
 use crate::model::{OAuthClient, SecretMethod, UpstreamAuth};
@@ -53,6 +53,14 @@ pub enum GrantError {
     /// The gateway is no client of the authorization server and cannot become one.
     #[error("{0}")]
     NoClient(String),
+}
+
+/// The token endpoint a server's metadata names.
+pub fn token_endpoint_of(server: &ServerMetadata) -> Result<String, GrantError> {
+    server
+        .token_endpoint
+        .clone()
+        .ok_or_else(|| GrantError::NoTokenEndpoint(server.issuer.clone()))
 }
 
 /// Tokens the gateway holds as a client, by upstream and client.
@@ -175,10 +183,7 @@ impl ClientTokens {
                 (d.server, d.resource.scopes_supported)
             }
         };
-        let endpoint = server
-            .token_endpoint
-            .clone()
-            .ok_or_else(|| GrantError::NoTokenEndpoint(server.issuer.clone()))?;
+        let endpoint = token_endpoint_of(&server)?;
         // The configured scope, else the challenge's, else every scope the resource names.
         let scope = auth
             .scope()

@@ -15,16 +15,16 @@ use std::sync::{Arc, Mutex};
 
 use http::HeaderValue;
 
-use super::authorize::{self, Pending};
+use super::authorize::{self, query_param, Pending};
 use super::challenge::BearerChallenge;
 use super::discovery;
-use super::grants::{client_auth, resource_of, GrantError};
+use super::grants::{client_auth, resource_of, token_endpoint_of, GrantError};
 use super::pkce::Pkce;
 use super::registration::{Client, Clients, How};
 use super::token::{self, Grant, TokenError, TokenRequest, Tokens};
 use super::vault_records::{
-    bearer_header, client_of, client_ref, conn_key, pending_key, query_param, secret_context, ticket_key, Consent,
-    Kept, Secrets, Stored,
+    bearer_header, client_of, client_ref, conn_key, pending_key, secret_context, ticket_key, Consent, Kept, Secrets,
+    Stored,
 };
 pub use super::vault_records::{ConnectionInfo, Ticket, VaultError};
 use crate::model::UpstreamDef;
@@ -312,10 +312,7 @@ impl Vault {
         };
         let client = client_of(stored.client.as_ref(), secrets.c.clone(), auth);
         let server = discovery::server_metadata(http, &*self.clock, &stored.issuer).await?;
-        let endpoint = server
-            .token_endpoint
-            .clone()
-            .ok_or_else(|| GrantError::NoTokenEndpoint(server.issuer.clone()))?;
+        let endpoint = token_endpoint_of(&server)?;
         let req = TokenRequest {
             endpoint,
             grant: Grant::Refresh { refresh_token },
@@ -490,10 +487,7 @@ impl Vault {
         let url = def.endpoints().first().map(|u| u.to_string()).unwrap_or_default();
         let (server, resource_scopes) =
             discovery::authorization_server(http, &*self.clock, &url, auth.issuer()).await?;
-        let token_endpoint = server
-            .token_endpoint
-            .clone()
-            .ok_or_else(|| GrantError::NoTokenEndpoint(server.issuer.clone()))?;
+        let token_endpoint = token_endpoint_of(&server)?;
         let scope = ticket
             .scope
             .clone()

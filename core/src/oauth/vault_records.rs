@@ -117,18 +117,6 @@ pub(super) fn pending_key(state: &str) -> String {
     )
 }
 
-/// A query parameter's value, decoded.
-pub(super) fn query_param(query: &str, name: &str) -> Option<String> {
-    query.split('&').find_map(|pair| {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        (k == name).then(|| {
-            percent_encoding::percent_decode_str(&v.replace('+', " "))
-                .decode_utf8_lossy()
-                .into_owned()
-        })
-    })
-}
-
 /// Why the vault could not do what was asked.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum VaultError {

@@ -10,22 +10,7 @@ use std::time::Duration;
 use mcpgw_e2e::{http_client, start_target_with, Fixture, TempDir};
 use serde_json::{json, Value};
 
-use super::upstream_user_oauth::{connect_link, token, who, Person, SECRET};
-
-async fn register(g: &str, def: Value) -> Value {
-    let r = http_client()
-        .post(format!("{g}/gateways"))
-        .bearer_auth(token("root", "mcpgw:admin"))
-        .json(&def)
-        .timeout(Duration::from_secs(60))
-        .send()
-        .await
-        .expect("POST /gateways");
-    let status = r.status().as_u16();
-    let v: Value = r.json().await.unwrap_or(Value::Null);
-    assert_eq!(status, 201, "{v}");
-    v
-}
+use super::upstream_user_oauth::{connect_link, register, token, who, Person, SECRET};
 
 async fn call(s: &mut mcpgw_e2e::RawSession, id: i64, tool: &str) -> Value {
     s.tool(json!(id), tool, json!({})).await.expect("call").0

@@ -127,6 +127,22 @@ impl Person {
     }
 }
 
+/// Registers an upstream as the administrator: the stored record (201 asserted).
+pub(super) async fn register(g: &str, def: Value) -> Value {
+    let r = http_client()
+        .post(format!("{g}/gateways"))
+        .bearer_auth(token("root", "mcpgw:admin"))
+        .json(&def)
+        .timeout(Duration::from_secs(60))
+        .send()
+        .await
+        .expect("POST /gateways");
+    let status = r.status().as_u16();
+    let v: Value = r.json().await.unwrap_or(Value::Null);
+    assert_eq!(status, 201, "{v}");
+    v
+}
+
 /// What the upstream said the caller is.
 pub(super) fn who(answer: &Value) -> Value {
     let text = answer["result"]["content"][0]["text"]
@@ -167,17 +183,7 @@ async fn each_caller_reaches_an_upstream_with_their_own_authorization() {
     // Registered with no caller's token: its catalog waits for the first to connect.
     let def = json!({"name": "drive", "url": format!("{}/mcp", up.url), "auth": {
         "mode": "user", "client_id": "gw-user-secret", "client_secret": "user-secret", "scope": "openid read"}});
-    let r = http_client()
-        .post(format!("{g}/gateways"))
-        .bearer_auth(&admin)
-        .json(&def)
-        .timeout(Duration::from_secs(60))
-        .send()
-        .await
-        .expect("POST /gateways");
-    let status = r.status().as_u16();
-    let v: Value = r.json().await.unwrap_or(Value::Null);
-    assert_eq!(status, 201, "{v}");
+    let v = register(&g, def).await;
     assert_eq!(v["auth"]["client_secret"], "********", "{v}");
 
     let mut alice = Person::new("alice");
@@ -345,7 +351,6 @@ async fn a_callers_own_token_is_exchanged_for_the_upstream_never_passed_on() {
     ];
     let mut gw = start_target_with(&dir, &[], &env).expect("gateway");
     let g = gw.url().to_string();
-    let admin = token("root", "mcpgw:admin");
     let url = format!("{}/mcp", up.url);
     for def in [
         json!({"name": "te", "url": url, "auth": {"mode": "token-exchange", "client_id": "gw-exchange",
@@ -355,17 +360,7 @@ async fn a_callers_own_token_is_exchanged_for_the_upstream_never_passed_on() {
             "client_secret": "idp-secret", "method": "client_secret_post",
             "subject_token_type": "urn:ietf:params:oauth:token-type:access_token"}}}),
     ] {
-        let r = http_client()
-            .post(format!("{g}/gateways"))
-            .bearer_auth(&admin)
-            .json(&def)
-            .timeout(Duration::from_secs(60))
-            .send()
-            .await
-            .expect("POST /gateways");
-        let status = r.status().as_u16();
-        let v: Value = r.json().await.unwrap_or(Value::Null);
-        assert_eq!(status, 201, "{v}");
+        let v = register(&g, def).await;
         assert!(!v.to_string().contains("-secret\""), "{v}");
     }
     let mcp = format!("{g}/mcp");
@@ -429,14 +424,7 @@ async fn the_python_and_typescript_sdks_follow_the_url_elicitation_and_their_cal
     let g = gw.url().to_string();
     let def = json!({"name": "drive", "url": format!("{}/mcp", up.url), "auth": {
         "mode": "user", "client_id": "gw-user", "method": "none", "scope": "openid read"}});
-    let r = http_client()
-        .post(format!("{g}/gateways"))
-        .bearer_auth(token("root", "mcpgw:admin"))
-        .json(&def)
-        .send()
-        .await
-        .expect("POST /gateways");
-    assert_eq!(r.status().as_u16(), 201);
+    register(&g, def).await;
     // The first to connect lets the gateway read the catalog.
     let mut carol = Person::new("carol");
     let link = carol.link(&g, "drive").await;
